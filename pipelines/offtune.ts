@@ -1,0 +1,79 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * The `offtune` command line: `offtune <verb> [flags]`. Each verb is a module
+ * of `pipelines/` exporting `help` and `main(argv)`, so every verb is also a
+ * script of its own (and a Deno task). Run as `npm run offtune -- <verb>` or
+ * `deno task offtune <verb>`.
+ *
+ * @module
+ */
+import process from "node:process";
+
+/** A CLI verb: its help text and its entry point (returns the exit code). */
+export interface Verb {
+  help: string;
+  main(argv: string[]): Promise<number | void>;
+}
+
+const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
+  inspect: {
+    summary: "print a checkpoint's architecture, blocks, parameters and dtypes",
+    load: () => import("./inspect.ts"),
+  },
+  bench: {
+    summary: "measure kernels, linear algebra and model throughput",
+    load: () => import("./bench.ts"),
+  },
+  pretrain: {
+    summary: "pretrain an OPT model on a token stream (data-parallel)",
+    load: () => import("./pretrain.ts"),
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(verbs).map((v) => v.length));
+  const lines = Object.entries(verbs).map(([name, v]) =>
+    `  ${name.padEnd(width)}  ${v.summary}`
+  );
+  return [
+    "offtune: offsite-tuning of language models (GradOT and baselines)",
+    "",
+    "Usage: offtune <verb> [flags]     (offtune <verb> --help for a verb's flags)",
+    "",
+    "Verbs:",
+    ...lines,
+    "",
+    "Environment: OFFTUNE_BACKEND=auto|tensorflow|wasm|cpu, OFFTUNE_DEBUG=1 for stack traces.",
+  ].join("\n");
+}
+
+/** Runs the CLI on `argv` (without the runtime and script) and returns the exit code. */
+export async function run(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const entry = verbs[name];
+  if (!entry) {
+    console.error(`offtune: unknown verb "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  const verb = await entry.load();
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(verb.help);
+    return 0;
+  }
+  try {
+    return (await verb.main(rest)) ?? 0;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`offtune ${name}: ${message}`);
+    if (process.env.OFFTUNE_DEBUG && error instanceof Error) console.error(error.stack);
+    return 1;
+  }
+}
+
+if (import.meta.main ?? process.argv[1]?.endsWith("offtune.ts")) {
+  process.exitCode = await run(process.argv.slice(2));
+}

@@ -1,0 +1,234 @@
+/**
+ * A pool of `worker_threads` workers answering requests (DESIGN.md "Scale":
+ * one machine, a worker pool behind the operators and the data-parallel
+ * trainer).
+ *
+ * One module serves as the worker: it calls {@link serveRequests} with a
+ * handler, and the pool sends it requests either to a chosen worker
+ * ({@link WorkerPool.call}: data parallelism, where worker `k` keeps a
+ * replica) or to the next idle one ({@link WorkerPool.run}: a task queue).
+ * Messages are structured-cloned; list `ArrayBuffer`s in `transfer` to move
+ * them without a copy, or share a `SharedArrayBuffer`.
+ *
+ * Runtimes: Deno 2 runs a `.ts` entry directly through `node:worker_threads`.
+ * Node cannot, and on Node 20 a worker ignores `--import tsx` in `execArgv`,
+ * so under Node every worker starts in `worker_boot.mjs`, which registers
+ * tsx's loader (for `.ts` entries) and imports the entry. Each worker gets
+ * `OPENBLAS_NUM_THREADS=1`, so a native BLAS (tfjs-node) does not spawn a
+ * thread per core in each of `size` workers; the wasm backend is
+ * single-threaded under Node and Deno anyway.
+ *
+ * @module
+ */
+import { availableParallelism } from "node:os";
+import process from "node:process";
+import { parentPort, type Transferable, Worker } from "node:worker_threads";
+
+/** What a handler returns: the reply value and the buffers to move with it. */
+export interface Reply<Res> {
+  value: Res;
+  transfer?: Transferable[];
+}
+
+type WireReply = { type: "ready" } | { type: "reply"; id: number; value: unknown } | {
+  type: "error";
+  id: number;
+  message: string;
+  stack?: string;
+};
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+  busy: number;
+  /** Set once the worker died; every later call fails with it. */
+  failure?: Error;
+}
+
+/** Options of {@link WorkerPool.start}. */
+export interface PoolOptions {
+  /** Number of workers, default the machine's available parallelism. */
+  size?: number;
+  /** Extra environment variables for the workers (on top of this process's). */
+  env?: Record<string, string>;
+}
+
+const isDeno = "Deno" in globalThis;
+
+/** The default worker count: the cores this process may use. */
+export function defaultWorkerCount(): number {
+  return availableParallelism();
+}
+
+/** Workers running one entry module, addressed by index or as a queue. */
+export class WorkerPool<Req, Res> {
+  readonly #slots: Slot[];
+  readonly #queue: Array<() => void> = [];
+  #nextId = 1;
+  #closed = false;
+
+  private constructor(slots: Slot[]) {
+    this.#slots = slots;
+  }
+
+  /**
+   * Starts `size` workers on `entry` (a module calling {@link serveRequests})
+   * and resolves once every one has loaded it.
+   *
+   * @throws Error naming the entry if a worker fails to load it
+   */
+  static async start<Req, Res>(entry: URL, options: PoolOptions = {}): Promise<WorkerPool<Req, Res>> {
+    const size = options.size ?? defaultWorkerCount();
+    if (!Number.isInteger(size) || size < 1) throw new Error(`Worker pool size must be a positive integer, got ${size}`);
+    const env = { ...process.env, OPENBLAS_NUM_THREADS: "1", ...options.env };
+    const slots: Slot[] = [];
+    const ready: Promise<void>[] = [];
+    for (let k = 0; k < size; k++) {
+      const worker = isDeno
+        ? new Worker(entry, { env })
+        : new Worker(new URL("./worker_boot.mjs", import.meta.url), { env, workerData: { entry: entry.href } });
+      const slot: Slot = { worker, pending: new Map(), busy: 0 };
+      slots.push(slot);
+      ready.push(waitReady(slot, k, entry));
+    }
+    const pool = new WorkerPool<Req, Res>(slots);
+    try {
+      await Promise.all(ready);
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    slots.forEach((slot, k) => pool.#listen(slot, k));
+    return pool;
+  }
+
+  /** Number of workers. */
+  get size(): number {
+    return this.#slots.length;
+  }
+
+  /** Sends `request` to worker `index` and resolves with its reply. */
+  call(index: number, request: Req, transfer: Transferable[] = []): Promise<Res> {
+    const slot = this.#slots[index];
+    if (!slot) throw new Error(`Worker index ${index} is out of range for a pool of ${this.#slots.length}`);
+    if (this.#closed) return Promise.reject(new Error("The worker pool is closed"));
+    if (slot.failure) return Promise.reject(slot.failure);
+    const id = this.#nextId++;
+    slot.busy += 1;
+    return new Promise<Res>((resolve, reject) => {
+      slot.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      slot.worker.postMessage({ id, request }, transfer);
+    }).finally(() => {
+      slot.busy -= 1;
+      this.#queue.shift()?.();
+    });
+  }
+
+  /** Sends `request` to the first idle worker (waiting for one, in order) and resolves with its reply. */
+  async run(request: Req, transfer: Transferable[] = []): Promise<Res> {
+    let index = this.#idle();
+    while (index < 0 && !this.#closed) {
+      await new Promise<void>((wake) => this.#queue.push(wake));
+      index = this.#idle();
+    }
+    if (this.#closed) throw new Error("The worker pool is closed");
+    return this.call(index, request, transfer);
+  }
+
+  /** Terminates every worker; pending calls fail. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const closed = new Error("The worker pool was closed");
+    for (const slot of this.#slots) failAll(slot, closed);
+    for (const wake of this.#queue.splice(0)) wake();
+    await Promise.all(this.#slots.map((slot) => slot.worker.terminate()));
+  }
+
+  #idle(): number {
+    return this.#slots.findIndex((slot) => slot.busy === 0 && !slot.failure);
+  }
+
+  #listen(slot: Slot, k: number): void {
+    slot.worker.on("message", (message: WireReply) => {
+      if (message.type === "ready") return;
+      const pending = slot.pending.get(message.id);
+      if (!pending) return;
+      slot.pending.delete(message.id);
+      if (message.type === "reply") pending.resolve(message.value);
+      else {
+        const error = new Error(`Worker ${k} failed: ${message.message}`);
+        if (message.stack) error.stack = `${error.message}\n(worker stack) ${message.stack}`;
+        pending.reject(error);
+      }
+    });
+    slot.worker.on("error", (e: Error) => failAll(slot, new Error(`Worker ${k} crashed: ${e.message}`, { cause: e })));
+    slot.worker.on("exit", (code: number) => {
+      if (!this.#closed) failAll(slot, new Error(`Worker ${k} exited with code ${code}`));
+    });
+  }
+}
+
+function failAll(slot: Slot, error: Error): void {
+  slot.failure ??= error;
+  for (const pending of slot.pending.values()) pending.reject(error);
+  slot.pending.clear();
+}
+
+function waitReady(slot: Slot, k: number, entry: URL): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: WireReply) => {
+      if (message.type !== "ready") return;
+      cleanup();
+      resolve();
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      slot.failure = new Error(`Worker ${k} cannot load "${entry.href}": ${e.message}`, { cause: e });
+      reject(slot.failure);
+    };
+    const onExit = (code: number) => {
+      cleanup();
+      slot.failure = new Error(`Worker ${k} exited with code ${code} while loading "${entry.href}"`);
+      reject(slot.failure);
+    };
+    const cleanup = () => {
+      slot.worker.off("message", onMessage);
+      slot.worker.off("error", onError);
+      slot.worker.off("exit", onExit);
+    };
+    slot.worker.on("message", onMessage);
+    slot.worker.on("error", onError);
+    slot.worker.on("exit", onExit);
+  });
+}
+
+/**
+ * Makes the calling module a pool worker: every request is passed to
+ * `handler`, one at a time in arrival order, and its reply (or error message)
+ * goes back to the pool. Call it once, at the worker module's top level.
+ *
+ * @throws Error if called outside a worker thread
+ */
+export function serveRequests<Req, Res>(handler: (request: Req) => Reply<Res> | Promise<Reply<Res>>): void {
+  const port = parentPort;
+  if (!port) throw new Error("serveRequests() must run inside a worker thread");
+  let chain = Promise.resolve();
+  port.on("message", ({ id, request }: { id: number; request: Req }) => {
+    chain = chain.then(async () => {
+      try {
+        const { value, transfer } = await handler(request);
+        port.postMessage({ type: "reply", id, value } satisfies WireReply, transfer ?? []);
+      } catch (e) {
+        const error = e instanceof Error ? e : new Error(String(e));
+        port.postMessage({ type: "error", id, message: error.message, stack: error.stack } satisfies WireReply);
+      }
+    });
+  });
+  port.postMessage({ type: "ready" } satisfies WireReply);
+}

@@ -1,0 +1,116 @@
+/**
+ * Crash-safe writes: a file or a whole directory appears under its final name
+ * only once it is complete and on disk (DESIGN.md "Records and files": temp
+ * name, fsync, rename). Knows no file formats; shards and manifests build on it.
+ *
+ * @module
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { pid } from "node:process";
+import { CheckpointError } from "./errors.ts";
+
+/** A sibling name for `path` unique to this process: `<path>.<tag>-<pid>-<random>`. */
+function siblingName(path: string, tag: string): string {
+  return join(dirname(path), `${basename(path)}.${tag}-${pid}-${randomBytes(4).toString("hex")}`);
+}
+
+/** Fsyncs a directory so that renames and new entries inside it are durable. */
+export async function syncDirectory(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Writes `bytes` to `path` atomically: a temporary sibling is written and
+ * fsynced, then renamed over `path`, then the directory is fsynced. Readers
+ * see the old file or the new one, never a partial one. Creates the parent
+ * directory if needed.
+ */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const temp = siblingName(path, "tmp");
+  try {
+    const handle = await open(temp, "wx");
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (e) {
+    await rm(temp, { force: true });
+    throw e;
+  }
+  await syncDirectory(dirname(path));
+}
+
+/** A directory being built under a temporary name; see {@link createDirectoryTransaction}. */
+export interface DirectoryTransaction {
+  /** The final directory path. */
+  readonly dir: string;
+  /** The temporary sibling (`<dir>.tmp-<pid>-<random>`) to write files into. */
+  readonly temp: string;
+  /** Fsyncs `temp` and renames it to `dir`, replacing an existing `dir` only then. */
+  commit(): Promise<void>;
+  /** Removes `temp`; `dir` is left as it was. */
+  abort(): Promise<void>;
+}
+
+/**
+ * Starts building directory `dir` under a temporary sibling name, so a crash
+ * never leaves a half-written directory under the final name.
+ *
+ * `commit()` fsyncs the temporary directory (its files must already be
+ * fsynced, as {@link writeFileAtomic} does) and renames it to `dir`. An
+ * existing `dir` is first renamed aside to `<dir>.old-<pid>-<random>` and
+ * removed after the new one is in place: POSIX rename cannot replace a
+ * non-empty directory, so between the two renames `dir` is briefly absent; a
+ * crash exactly then leaves the old directory under the `.old-` name and the
+ * complete new one under the `.tmp-` name, never a partial one under `dir`.
+ *
+ * @throws CheckpointError if `dir` exists and is not a directory (at commit)
+ */
+export async function createDirectoryTransaction(dir: string): Promise<DirectoryTransaction> {
+  await mkdir(dirname(dir), { recursive: true });
+  const temp = siblingName(dir, "tmp");
+  await mkdir(temp);
+  let state: "open" | "committed" | "aborted" = "open";
+  const requireOpen = (action: string) => {
+    if (state !== "open") throw new Error(`Cannot ${action} "${dir}": the transaction is already ${state}`);
+  };
+  return {
+    dir,
+    temp,
+    async commit() {
+      requireOpen("commit");
+      await syncDirectory(temp);
+      const existing = await stat(dir).catch(() => undefined);
+      if (existing && !existing.isDirectory()) {
+        throw new CheckpointError(dir, `Cannot replace "${dir}": the path exists and is not a directory`);
+      }
+      const old = existing ? siblingName(dir, "old") : undefined;
+      if (old) await rename(dir, old);
+      try {
+        await rename(temp, dir);
+      } catch (e) {
+        if (old) await rename(old, dir);
+        throw e;
+      }
+      await syncDirectory(dirname(dir));
+      state = "committed";
+      if (old) await rm(old, { recursive: true, force: true });
+    },
+    async abort() {
+      requireOpen("abort");
+      state = "aborted";
+      await rm(temp, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,271 @@
+/**
+ * The schema of an offtune shard: how a tensor becomes an Arrow column and how
+ * the shard's identity becomes schema metadata (DESIGN.md "Records and files").
+ * Pure functions on Arrow `Field`s and metadata maps; no bytes, no files.
+ *
+ * Each tensor is a column of the canonical extension type
+ * `arrow.fixed_shape_tensor` (https://arrow.apache.org/docs/format/CanonicalExtensions.html):
+ * storage `FixedSizeList<float32 | float16>` of list size `prod(shape)`, with
+ * field metadata `ARROW:extension:name` = `arrow.fixed_shape_tensor` and
+ * `ARROW:extension:metadata` = `{"shape":[...]}`. apache-arrow JS has no
+ * extension-type registry, so the extension lives in field metadata exactly as
+ * the IPC format stores it, which is also what pyarrow and arrow-rs read.
+ * docs/SHARDS.md documents the layout for users of other Arrow readers.
+ *
+ * @module
+ */
+import { type DataType, Field, FixedSizeList, type Float, Float16, Float32, Precision, Type } from "apache-arrow";
+import { CheckpointError } from "./errors.ts";
+
+/** The shard format version this module writes and the only one it reads. */
+export const SHARD_FORMAT_VERSION = "1";
+
+/** Field-metadata key naming an Arrow extension type (Arrow IPC format). */
+export const EXTENSION_NAME_KEY = "ARROW:extension:name";
+/** Field-metadata key holding an Arrow extension type's serialized parameters. */
+export const EXTENSION_METADATA_KEY = "ARROW:extension:metadata";
+/** The canonical extension name of a fixed-shape tensor column. */
+export const FIXED_SHAPE_TENSOR = "arrow.fixed_shape_tensor";
+
+/** Schema-metadata keys of a shard, all string-valued. */
+export const SHARD_KEYS = {
+  formatVersion: "offtune.format_version",
+  block: "offtune.block",
+  role: "offtune.role",
+  method: "offtune.method",
+  settings: "offtune.settings",
+  sourceHash: "offtune.source_hash",
+} as const;
+
+/** Element type of a stored tensor; data is always float32 in memory. */
+export type ShardDtype = "float32" | "float16";
+
+/** Which part of the model a shard holds (METHOD.md: adapter and emulator split). */
+export type ShardRole = "adapter" | "middle" | "outer";
+
+/** A tensor as offtune hands it to and takes it from a shard: row-major data for `shape`. */
+export interface ShardTensor {
+  /** The weight's name inside its block, e.g. `self_attn.q_proj.weight_u`. */
+  name: string;
+  shape: number[];
+  /** Row-major float32 values (kernel layout [in, out] for linears, as given). */
+  data: Float32Array;
+}
+
+/** A shard's identity: which block, its role, and the method that produced it. */
+export interface ShardMeta {
+  /** Transformer block index, or "outer" for embeddings, final norm and head. */
+  block: number | "outer";
+  role: ShardRole;
+  /** The compression method (e.g. `gradot-drd`), or any label for adapters. */
+  method: string;
+  /** The method's settings; JSON values only. */
+  settings: Record<string, unknown>;
+  /** Hash identifying the source checkpoint. */
+  sourceHash: string;
+}
+
+/** Every {@link ShardRole}, for validation. */
+export const SHARD_ROLES: readonly ShardRole[] = ["adapter", "middle", "outer"];
+
+/** Number of elements of a tensor of `shape` (1 for a scalar `[]`). */
+export function shapeSize(shape: readonly number[]): number {
+  let n = 1;
+  for (const s of shape) n *= s;
+  return n;
+}
+
+/** Whether `shape` is a list of non-negative safe integers. */
+export function isShape(shape: unknown): shape is number[] {
+  return Array.isArray(shape) && shape.every((s) => Number.isSafeInteger(s) && s >= 0);
+}
+
+/**
+ * Throws unless `value` survives JSON.stringify/parse unchanged: plain objects,
+ * arrays, strings, booleans, null and finite numbers. Settings are stored as
+ * JSON, and JSON.stringify silently turns NaN into null and drops undefined.
+ */
+function assertJson(value: unknown, path: string, fail: (problem: string) => never): void {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return;
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) fail(`${path} is ${value}, which JSON cannot store`);
+    return;
+  }
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => assertJson(v, `${path}[${i}]`, fail));
+    return;
+  }
+  if (typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) {
+    for (const [k, v] of Object.entries(value)) assertJson(v, `${path}.${k}`, fail);
+    return;
+  }
+  fail(`${path} is a ${typeof value === "object" ? value.constructor.name : typeof value}, not a JSON value`);
+}
+
+/**
+ * Why `block` and `role` cannot describe a shard, or undefined if they can: a
+ * block is a non-negative integer or "outer", the role is a {@link ShardRole},
+ * and block "outer" goes with role "outer" and only with it. Shared by shard
+ * metadata and manifest entries so the two never disagree on the rule.
+ */
+export function blockRoleProblem(block: unknown, role: unknown): string | undefined {
+  if (block !== "outer" && !(Number.isSafeInteger(block) && (block as number) >= 0)) {
+    return `block must be a non-negative integer or "outer", got ${JSON.stringify(block)}`;
+  }
+  if (!SHARD_ROLES.includes(role as ShardRole)) {
+    return `role must be one of ${SHARD_ROLES.join(", ")}, got ${JSON.stringify(role)}`;
+  }
+  if ((block === "outer") !== (role === "outer")) {
+    return `block ${JSON.stringify(block)} does not go with role "${role}" (only block "outer" has role "outer")`;
+  }
+  return undefined;
+}
+
+/**
+ * Checks a shard's identity: a block index is a non-negative integer, the
+ * "outer" block goes with the "outer" role and only with it, and settings are
+ * a JSON object.
+ *
+ * @param source the file (or label) named in the error
+ */
+export function validateShardMeta(meta: ShardMeta, source: string): void {
+  const fail = (problem: string): never => {
+    throw new CheckpointError(source, `Invalid shard metadata for "${source}": ${problem}`);
+  };
+  const problem = blockRoleProblem(meta.block, meta.role);
+  if (problem) fail(problem);
+  if (typeof meta.method !== "string") fail(`method must be a string, got ${typeof meta.method}`);
+  if (typeof meta.sourceHash !== "string") fail(`sourceHash must be a string, got ${typeof meta.sourceHash}`);
+  if (typeof meta.settings !== "object" || meta.settings === null || Array.isArray(meta.settings)) {
+    fail("settings must be an object");
+  }
+  assertJson(meta.settings, "settings", fail);
+}
+
+/** The schema metadata of a shard (all values strings, as Arrow requires). */
+export function shardSchemaMetadata(meta: ShardMeta): Map<string, string> {
+  return new Map([
+    [SHARD_KEYS.formatVersion, SHARD_FORMAT_VERSION],
+    [SHARD_KEYS.block, String(meta.block)],
+    [SHARD_KEYS.role, meta.role],
+    [SHARD_KEYS.method, meta.method],
+    [SHARD_KEYS.settings, JSON.stringify(meta.settings)],
+    [SHARD_KEYS.sourceHash, meta.sourceHash],
+  ]);
+}
+
+/**
+ * Parses and validates a shard's schema metadata.
+ *
+ * @throws CheckpointError naming `source` for a missing key, an unsupported
+ *   format version, a malformed block index, role or settings JSON
+ */
+export function parseShardMetadata(metadata: ReadonlyMap<string, string>, source: string): ShardMeta {
+  const fail = (problem: string): never => {
+    throw new CheckpointError(source, `Cannot read shard "${source}": ${problem}`);
+  };
+  const get = (key: string): string => metadata.get(key) ?? fail(`schema metadata lacks "${key}"`);
+  const version = get(SHARD_KEYS.formatVersion);
+  if (version !== SHARD_FORMAT_VERSION) {
+    fail(`unsupported format version ${JSON.stringify(version)} (this offtune reads version ${SHARD_FORMAT_VERSION})`);
+  }
+  const blockText = get(SHARD_KEYS.block);
+  if (blockText !== "outer" && !/^(0|[1-9]\d*)$/.test(blockText)) {
+    fail(`"${SHARD_KEYS.block}" is ${JSON.stringify(blockText)}, not a block index or "outer"`);
+  }
+  let settings: unknown;
+  try {
+    settings = JSON.parse(get(SHARD_KEYS.settings));
+  } catch (e) {
+    fail(`"${SHARD_KEYS.settings}" is not valid JSON (${(e as Error).message})`);
+  }
+  const meta: ShardMeta = {
+    block: blockText === "outer" ? "outer" : Number(blockText),
+    role: get(SHARD_KEYS.role) as ShardRole,
+    method: get(SHARD_KEYS.method),
+    settings: settings as Record<string, unknown>,
+    sourceHash: get(SHARD_KEYS.sourceHash),
+  };
+  validateShardMeta(meta, source);
+  return meta;
+}
+
+/**
+ * The Arrow field of one tensor column: a `fixed_shape_tensor` over
+ * `FixedSizeList<dtype>[prod(shape)]`. The list's child is named "item" and
+ * nullable, as pyarrow's `FixedShapeTensorType` storage is, so a C++ reader
+ * rebuilds exactly the storage type it expects.
+ */
+export function tensorField(name: string, shape: readonly number[], dtype: ShardDtype): Field {
+  const element = dtype === "float16" ? new Float16() : new Float32();
+  const storage = new FixedSizeList(shapeSize(shape), new Field("item", element, true));
+  return new Field(
+    name,
+    storage,
+    false,
+    new Map([
+      [EXTENSION_NAME_KEY, FIXED_SHAPE_TENSOR],
+      [EXTENSION_METADATA_KEY, JSON.stringify({ shape })],
+    ]),
+  );
+}
+
+/** What a validated tensor column holds: its shape and stored element type. */
+export interface TensorColumnType {
+  shape: number[];
+  dtype: ShardDtype;
+}
+
+function elementDtype(type: DataType): ShardDtype | undefined {
+  if (type.typeId !== Type.Float) return undefined;
+  const { precision } = type as Float;
+  if (precision === Precision.HALF) return "float16";
+  if (precision === Precision.SINGLE) return "float32";
+  return undefined;
+}
+
+/**
+ * Validates one column as a fixed-shape tensor offtune can read: the extension
+ * name, a `FixedSizeList` of float32 or float16, shape metadata whose product
+ * equals the list size, and no permutation other than the identity (offtune
+ * stores row-major tensors and does not transpose on read). `dim_names` is
+ * allowed and ignored.
+ *
+ * @throws CheckpointError naming `source` and the column
+ */
+export function parseTensorField(field: Field, source: string): TensorColumnType {
+  const fail = (problem: string): never => {
+    throw new CheckpointError(source, `Cannot read shard "${source}": column "${field.name}" ${problem}`);
+  };
+  const extension = field.metadata.get(EXTENSION_NAME_KEY);
+  if (extension !== FIXED_SHAPE_TENSOR) {
+    fail(
+      `is not an ${FIXED_SHAPE_TENSOR} (extension name: ${extension === undefined ? "none" : JSON.stringify(extension)})`,
+    );
+  }
+  const type = field.type;
+  if (type.typeId !== Type.FixedSizeList) {
+    fail(`has storage type ${String(type)}, expected FixedSizeList`);
+  }
+  const list = type as FixedSizeList;
+  const dtype = elementDtype(list.valueType) ??
+    fail(`has element type ${String(list.valueType)}, expected float32 or float16`);
+  let params: unknown;
+  try {
+    params = JSON.parse(field.metadata.get(EXTENSION_METADATA_KEY) ?? "");
+  } catch {
+    fail(`has extension metadata ${JSON.stringify(field.metadata.get(EXTENSION_METADATA_KEY))}, not JSON`);
+  }
+  const { shape, permutation } = (params ?? {}) as { shape?: unknown; permutation?: unknown };
+  if (!isShape(shape)) fail(`has extension metadata without a valid "shape": ${JSON.stringify(params)}`);
+  const okShape = shape as number[];
+  if (shapeSize(okShape) !== list.listSize) {
+    fail(`has shape [${okShape.join(", ")}] (${shapeSize(okShape)} elements) but list size ${list.listSize}`);
+  }
+  if (permutation !== undefined) {
+    const identity = Array.isArray(permutation) && permutation.length === okShape.length &&
+      permutation.every((p, i) => p === i);
+    if (!identity) fail(`has permutation ${JSON.stringify(permutation)}; offtune reads row-major tensors only`);
+  }
+  return { shape: [...okShape], dtype };
+}

@@ -1,0 +1,50 @@
+/**
+ * The dense matrix the linear-algebra room works on (DESIGN.md "Tensors":
+ * linear algebra tfjs lacks). Plain data, so it crosses worker boundaries and
+ * the FFI without conversion: `tensor.dataSync()` of a `[rows, cols]` tensor
+ * is already a valid `data`.
+ *
+ * @module
+ */
+
+/** A dense float32 matrix in row-major order: entry (i, j) is `data[i * cols + j]`. */
+export interface Matrix {
+  rows: number;
+  cols: number;
+  data: Float32Array; // [rows, cols]
+}
+
+/**
+ * Throws a clear error unless `m` is a well-formed non-empty matrix; `what`
+ * names the caller and argument in the message (e.g. `matmul: b`).
+ */
+export function checkShape(m: Matrix, what: string): void {
+  const { rows, cols, data } = m;
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) {
+    throw new Error(`${what} has shape ${rows}×${cols}: expected positive integer dimensions`);
+  }
+  if (!(data instanceof Float32Array)) {
+    throw new Error(`${what} data is not a Float32Array`);
+  }
+  if (data.length !== rows * cols) {
+    throw new Error(
+      `${what} has shape ${rows}×${cols} but ${data.length} entries: expected ${rows * cols}`,
+    );
+  }
+}
+
+/**
+ * {@link checkShape}, then throws unless every entry is finite. The
+ * decompositions call it first, so LAPACK never sees a NaN and the Jacobi
+ * loops always terminate.
+ */
+export function checkFinite(m: Matrix, what: string): void {
+  checkShape(m, what);
+  const { cols, data } = m;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      const r = Math.floor(i / cols);
+      throw new Error(`${what} has a non-finite entry ${data[i]} at (${r}, ${i - r * cols})`);
+    }
+  }
+}

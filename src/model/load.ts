@@ -1,0 +1,168 @@
+/**
+ * Hugging Face checkpoints <-> kernel-layout {@link WeightMap}s (DESIGN.md
+ * "Models": weights load from HF layouts, lazily per block; nanoGPT's loader
+ * with visible transposes and asserts).
+ *
+ * Loading reads one block (or the outer weights) through a
+ * {@link CheckpointReader}, checks every expected name and shape against the
+ * architecture's `blockShapes`/`outerShapes` before reading any data, and
+ * transposes the weights HF stores `[out, in]` into `[in, out]`.
+ * {@link toHfTensors} is the inverse, for {@link saveCheckpoint}.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { CheckpointReader, TensorToSave } from "../io/checkpoint.ts";
+import { CheckpointError } from "../io/errors.ts";
+import { tf } from "../tensor/backend.ts";
+import { architectureFor } from "./registry.ts";
+import { formatShape, sameShape } from "./shapes.ts";
+import type { Architecture, ModelConfig, WeightMap } from "./types.ts";
+
+/** Row-major `[rows, cols]` -> `[cols, rows]`. */
+function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
+  }
+  return out;
+}
+
+/**
+ * The architecture and parsed config of an open checkpoint, from its
+ * config.json `model_type`.
+ *
+ * @throws CheckpointError naming config.json when `model_type` is missing or
+ *   unknown, or the config is invalid or unsupported
+ */
+export function resolveModel(reader: CheckpointReader): { arch: Architecture; cfg: ModelConfig } {
+  const path = join(reader.dir, "config.json");
+  try {
+    const type = reader.config.model_type;
+    if (typeof type !== "string") throw new Error(`missing "model_type" in "${path}"`);
+    const arch = architectureFor(type, path);
+    return { arch, cfg: arch.parseConfig(reader.config) };
+  } catch (e) {
+    throw new CheckpointError(path, `Cannot load model "${reader.dir}": ${(e as Error).message}`, { cause: e });
+  }
+}
+
+const namesOf = new WeakMap<CheckpointReader, Set<string>>();
+
+/**
+ * The name `name` is stored under in the checkpoint: itself, or without the
+ * architecture's base-model prefix (GPT-2 files with or without `transformer.`).
+ */
+export function storedName(reader: CheckpointReader, arch: Architecture, name: string): string | undefined {
+  let names = namesOf.get(reader);
+  if (!names) {
+    names = new Set(reader.tensors().map((t) => t.name));
+    namesOf.set(reader, names);
+  }
+  if (names.has(name)) return name;
+  const base = arch.basePrefix;
+  if (base && name.startsWith(base) && names.has(name.slice(base.length))) return name.slice(base.length);
+  return undefined;
+}
+
+async function loadNamed(
+  reader: CheckpointReader,
+  arch: Architecture,
+  shapes: Map<string, number[]>,
+  prefix: string,
+  what: string,
+): Promise<WeightMap> {
+  const plan = [...shapes].map(([local, shape]) => {
+    const full = prefix + local;
+    const stored = storedName(reader, arch, full);
+    if (stored === undefined) {
+      throw new CheckpointError(reader.dir, `Cannot load ${what} from "${reader.dir}": tensor "${full}" is missing`);
+    }
+    const info = reader.info(stored);
+    const transposed = arch.storedTransposed(local);
+    const hfShape = transposed ? [...shape].reverse() : shape;
+    if (!sameShape(info.shape, hfShape)) {
+      throw new CheckpointError(
+        info.file,
+        `Cannot load "${stored}" from "${info.file}": config.json implies shape ${formatShape(hfShape)}` +
+          `${transposed ? " ([out, in])" : ""}, the file has ${formatShape(info.shape)}`,
+      );
+    }
+    return { local, stored, shape, transposed };
+  });
+  const weights: WeightMap = new Map();
+  try {
+    for (const { local, stored, shape, transposed } of plan) {
+      const data = await reader.read(stored);
+      const kernel = transposed ? transpose2d(data, shape[1], shape[0]) : data;
+      weights.set(local, tf.tensor(kernel, shape));
+    }
+  } catch (e) {
+    for (const t of weights.values()) t.dispose();
+    throw e;
+  }
+  return weights;
+}
+
+/**
+ * Block `i`'s weights in kernel layout, named without the block prefix.
+ *
+ * @throws CheckpointError naming the checkpoint (missing tensor) or the
+ *   weights file, tensor and both shapes (shape mismatch)
+ */
+export async function loadBlockWeights(
+  reader: CheckpointReader,
+  arch: Architecture,
+  cfg: ModelConfig,
+  i: number,
+): Promise<WeightMap> {
+  if (!Number.isInteger(i) || i < 0 || i >= cfg.layers) {
+    throw new RangeError(`Block index ${i} is outside 0..${cfg.layers - 1}`);
+  }
+  return await loadNamed(reader, arch, arch.blockShapes(cfg), arch.blockPrefix(i), `block ${i}`);
+}
+
+/** The non-block weights (embeddings, final norm, untied head) by HF name, in kernel layout. */
+export async function loadOuterWeights(
+  reader: CheckpointReader,
+  arch: Architecture,
+  cfg: ModelConfig,
+): Promise<WeightMap> {
+  return await loadNamed(reader, arch, arch.outerShapes(cfg), "", "the outer weights");
+}
+
+/**
+ * Block `part`'s (or the outer) weights as HF-named, HF-layout tensors for
+ * {@link saveCheckpoint}: the inverse of the loaders. The data of an
+ * untransposed tensor may share the tensor's storage: read it, don't mutate it.
+ *
+ * @throws Error when a weight is missing, unexpected (DRD factors have no HF
+ *   layout) or of another shape than config.json implies (e.g. SCP-pruned)
+ */
+export function toHfTensors(
+  arch: Architecture,
+  cfg: ModelConfig,
+  part: number | "outer",
+  weights: WeightMap,
+): TensorToSave[] {
+  const outer = part === "outer";
+  const shapes = outer ? arch.outerShapes(cfg) : arch.blockShapes(cfg);
+  const prefix = outer ? "" : arch.blockPrefix(part);
+  const what = outer ? "the outer weights" : `block ${part}`;
+  const fail = (problem: string) => new Error(`Cannot save ${what} in Hugging Face layout: ${problem}`);
+  for (const name of weights.keys()) {
+    if (!shapes.has(name)) throw fail(`unexpected weight "${name}" (only uncompressed ${cfg.modelType} weights fit)`);
+  }
+  return [...shapes].map(([name, shape]) => {
+    const t = weights.get(name);
+    if (!t) throw fail(`weight "${name}" is missing`);
+    if (!sameShape(t.shape, shape)) {
+      throw fail(`weight "${name}" has shape ${formatShape(t.shape)}, config.json implies ${formatShape(shape)}`);
+    }
+    if (t.dtype !== "float32") throw fail(`weight "${name}" is ${t.dtype}, not float32`);
+    const data = t.dataSync() as Float32Array;
+    return arch.storedTransposed(name)
+      ? { name: prefix + name, shape: [shape[1], shape[0]], data: transpose2d(data, shape[0], shape[1]) }
+      : { name: prefix + name, shape: [...shape], data };
+  });
+}

@@ -1,0 +1,66 @@
+/**
+ * `accumulateKfac`: folds the backward's per-chunk linear data into KFAC
+ * factors `A = E[x xᵀ]`, `G = E[γ γᵀ]` and the weight gradient `g`
+ * (METHOD.md §2 "Hessian by KFAC"; scaling in `src/stats/kfac.ts`: `G δ A`
+ * and `g` are the curvature and gradient of the mean calibration loss).
+ *
+ * The producing linears of an MLP (`mlp.in`, `mlp.gate`, `mlp.up`) with a
+ * bias get inputs augmented by a constant 1, so SCP scores the removal of a
+ * channel's bias together with its weights; attention and output linears do
+ * not (DRD and SCP leave those biases alone).
+ *
+ * @example
+ * ```ts
+ * calibrateBackward().pipe(accumulateKfac(), scoreGcs({ lambdaAttn: 1, lambdaMlp: 1 }))
+ * ```
+ *
+ * @module
+ */
+import { filter, map, type OperatorFunction } from "rxjs";
+import type { LinearSpec } from "../model/types.ts";
+import { accumulateKfac as accumulate, finalizeKfac, type KfacFactors, type KfacState } from "../stats/kfac.ts";
+import type { CalibrationEvent, StatsRecord } from "../records/records.ts";
+
+/** Whether SCP removes this linear's bias with its channel (so its statistics include a constant input). */
+export function foldsBias(spec: LinearSpec): boolean {
+  return spec.hasBias && (spec.role === "mlp.in" || spec.role === "mlp.gate" || spec.role === "mlp.up");
+}
+
+/**
+ * Accumulates chunk records per linear and, on each block record, emits the
+ * block with the finalized factors of its linears (none for adapter blocks).
+ */
+export function accumulateKfac(): OperatorFunction<CalibrationEvent, StatsRecord> {
+  return (source) => {
+    const states = new Map<string, KfacState>();
+    let block: number | undefined;
+    return source.pipe(
+      map((event): StatsRecord | undefined => {
+        if (event.kind === "chunk") {
+          if (block !== undefined && block !== event.index) {
+            throw new Error(`accumulateKfac: chunks of block ${event.index} arrived before block ${block} closed`);
+          }
+          block = event.index;
+          const name = event.linear.name;
+          states.set(
+            name,
+            accumulate(states.get(name), event.x, event.gamma, {
+              gradScale: event.gradScale,
+              bias: foldsBias(event.linear),
+            }),
+          );
+          return undefined;
+        }
+        if (block !== undefined && block !== event.index) {
+          throw new Error(`accumulateKfac: block ${event.index} closed while block ${block} had open statistics`);
+        }
+        const stats = new Map<string, KfacFactors>();
+        for (const [name, state] of states) stats.set(name, finalizeKfac(state));
+        states.clear();
+        block = undefined;
+        return { model: event.model, index: event.index, role: event.role, weights: event.weights, stats };
+      }),
+      filter((record): record is StatsRecord => record !== undefined),
+    );
+  };
+}

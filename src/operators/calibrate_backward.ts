@@ -1,0 +1,200 @@
+/**
+ * `calibrateBackward`: the calibration backward pass, block by block in
+ * reverse with one block's weights resident (DESIGN.md "The shape"): re-read
+ * the block, recompute it on its stored input, take the VJP from the upstream
+ * gradient, and emit each linear's inputs `x` and output gradients
+ * `γ = ∂ℓ/∂y` (zero probes at the linear outputs, DESIGN.md "Models") for
+ * KFAC (METHOD.md §2).
+ *
+ * The loss is the mean next-token loss of the calibration set, evaluated per
+ * chunk of sequences: a chunk's γ is the gradient of that chunk's mean loss,
+ * and each chunk record says how many target tokens it averages over
+ * (`gradScale`), which `accumulateKfac` uses to rescale.
+ *
+ * The backward stops at the lowest middle block: the bottom adapter blocks
+ * are not compressed, so they are re-read and emitted without a VJP. Blocks
+ * come out in order L-1..0, each after its chunks.
+ *
+ * @example
+ * ```ts
+ * readCheckpoint(model).pipe(calibrateForward({ calibration }), calibrateBackward(), accumulateKfac())
+ * ```
+ *
+ * @module
+ */
+import { Observable, type OperatorFunction, type Subscriber } from "rxjs";
+import type { Tensor } from "@tensorflow/tfjs";
+import { blockVjp, headLossGrad } from "../model/vjp.ts";
+import type { LinearSpec, WeightMap } from "../model/types.ts";
+import { tf } from "../tensor/backend.ts";
+import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
+import { chunkIds, chunkTensor, defaultChunk, sequenceChunks } from "./activations.ts";
+import { disposeWeights, toMatrix } from "./weights.ts";
+
+/** Options of {@link calibrateBackward}. */
+export interface CalibrateBackwardOptions {
+  /** Sequences per chunk (default: about 2048 tokens). */
+  chunk?: number;
+  /** Called with the calibration loss (mean next-token NLL) once the head's gradient is known. */
+  onLoss?: (loss: number) => void;
+}
+
+function collectAll(records: ActivationRecord[]): ActivationRecord[] {
+  if (records.length === 0) return records;
+  const layers = records[0].model.cfg.layers;
+  const sorted = [...records].sort((a, b) => a.index - b.index);
+  if (sorted.length !== layers || sorted.some((r, i) => r.index !== i)) {
+    throw new Error(
+      `calibrateBackward needs the activations of all ${layers} blocks, got blocks ${sorted.map((r) => r.index).join(", ")}`,
+    );
+  }
+  return sorted;
+}
+
+/** The chunk's linear inputs, captured by `onLinearInput` as `[n·T, in]` matrices. */
+function captureInputs(): { inputs: Map<string, Tensor>; hook: (name: string, x: Tensor) => void } {
+  const inputs = new Map<string, Tensor>();
+  return {
+    inputs,
+    hook: (name, x) => {
+      inputs.set(name, tf.keep(tf.reshape(x, [-1, x.shape[x.shape.length - 1] as number]))); // [n·T, in]
+    },
+  };
+}
+
+async function runBackward(
+  records: ActivationRecord[],
+  subscriber: Subscriber<CalibrationEvent>,
+  options: CalibrateBackwardOptions,
+  stopped: () => boolean,
+): Promise<void> {
+  const all = collectAll(records);
+  if (all.length === 0) return;
+  const { model, calibration } = all[0];
+  const { arch, cfg, split } = model;
+  const n = calibration.sequences;
+  const t = calibration.length;
+  const d = cfg.hidden;
+  const chunks = sequenceChunks(n, options.chunk ?? defaultChunk(calibration));
+  const output = all[all.length - 1].output;
+  if (!output) throw new Error("calibrateBackward: the last block's activation record has no output");
+
+  // Upstream gradient at the last block's output, one chunk-mean loss per chunk.
+  let upstream = new Float32Array(n * t * d); // [N, T, d]
+  let lossSum = 0;
+  for (const [a, b] of chunks) {
+    const ids = chunkIds(calibration, a, b);
+    const hidden = chunkTensor(output, a, b, t, d);
+    const { loss, dHidden } = headLossGrad(arch, cfg, model.outer, hidden, ids);
+    upstream.set(dHidden.dataSync() as Float32Array, a * t * d);
+    lossSum += loss * (b - a);
+    tf.dispose([ids, hidden, dHidden]);
+  }
+  options.onLoss?.(lossSum / n);
+
+  const lowestMiddle = split.bottom;
+  for (let index = cfg.layers - 1; index >= 0; index--) {
+    if (stopped()) return;
+    const record = all[index];
+    const weights = await model.loadBlock(index);
+    try {
+      if (index >= lowestMiddle) {
+        const next = index > lowestMiddle ? new Float32Array(n * t * d) : undefined; // [N, T, d]
+        for (const [a, b] of chunks) {
+          const x = chunkTensor(record.input, a, b, t, d); // [n, T, d]
+          const dy = chunkTensor(upstream, a, b, t, d); // [n, T, d]
+          if (record.role === "middle") {
+            emitChunkStats(subscriber, record, weights, x, dy, next, a * t * d);
+          } else {
+            const { dx } = blockVjp(arch, cfg, weights, x, dy, { wrt: [] });
+            next?.set(dx.dataSync() as Float32Array, a * t * d);
+            dx.dispose();
+          }
+          tf.dispose([x, dy]);
+        }
+        if (next) upstream = next;
+      }
+    } catch (e) {
+      disposeWeights(weights);
+      throw e;
+    }
+    subscriber.next({ kind: "block", model, index, role: record.role, weights });
+  }
+}
+
+/** A probe width per linear: its output width as stored (pruned or factored weights included). */
+function outputWidth(weights: WeightMap, spec: LinearSpec): number {
+  const w = weights.get(`${spec.name}.weight`) ?? weights.get(`${spec.name}.weight_v`);
+  return w ? (w.shape[1] as number) : spec.outFeatures;
+}
+
+/**
+ * One middle-block chunk: VJP with zero probes at every linear output, then
+ * a chunk record per linear. Writes the input gradient into `next` at
+ * `offset` when the block below needs it.
+ */
+function emitChunkStats(
+  subscriber: Subscriber<CalibrationEvent>,
+  record: ActivationRecord,
+  weights: WeightMap,
+  x: Tensor, // [n, T, d]
+  dy: Tensor, // [n, T, d]
+  next: Float32Array | undefined,
+  offset: number,
+): void {
+  const { arch, cfg } = record.model;
+  const [nSeq, t] = x.shape;
+  const specs = arch.linears(cfg);
+  const probes = new Map(specs.map((s) => [s.name, tf.zeros([nSeq, t, outputWidth(weights, s)])])); // [n, T, out]
+  const { inputs, hook } = captureInputs();
+  const { dx, dProbes } = blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes, onLinearInput: hook });
+  try {
+    next?.set(dx.dataSync() as Float32Array, offset);
+    for (const spec of specs) {
+      const input = inputs.get(spec.name);
+      const gamma = dProbes?.get(spec.name);
+      if (!input || !gamma) throw new Error(`calibrateBackward: block ${record.index} did not run linear "${spec.name}"`);
+      const g2 = tf.reshape(gamma, [-1, gamma.shape[gamma.shape.length - 1] as number]); // [n·T, out]
+      subscriber.next({
+        kind: "chunk",
+        index: record.index,
+        linear: spec,
+        x: toMatrix(input),
+        gamma: toMatrix(g2),
+        gradScale: nSeq * (t - 1),
+      });
+      g2.dispose();
+    }
+  } finally {
+    tf.dispose([dx, ...probes.values(), ...inputs.values(), ...(dProbes?.values() ?? [])]);
+  }
+}
+
+/**
+ * Collects the forward's activation records, then runs the backward from the
+ * head down and emits, per block (L-1..0), a chunk record per linear and
+ * chunk (middle blocks only) followed by the block with its reloaded weights.
+ */
+export function calibrateBackward(
+  options: CalibrateBackwardOptions = {},
+): OperatorFunction<ActivationRecord, CalibrationEvent> {
+  return (source) =>
+    new Observable<CalibrationEvent>((subscriber) => {
+      const records: ActivationRecord[] = [];
+      let stopped = false;
+      const subscription = source.subscribe({
+        next: (record) => records.push(record),
+        error: (e) => subscriber.error(e),
+        complete: () => {
+          runBackward(records, subscriber, options, () => stopped).then(
+            () => subscriber.complete(),
+            (e) => subscriber.error(e),
+          );
+        },
+      });
+      return () => {
+        stopped = true;
+        subscription.unsubscribe();
+      };
+    });
+}

@@ -1,0 +1,32 @@
+/**
+ * `compressScp`: Selective Channel Pruning of each middle block's MLP
+ * (METHOD.md §2 SCP): keep the intermediate channels of largest GCS up to the
+ * budget width m' and physically remove the rest (producer columns and bias
+ * entries, consumer rows; gate/up/down together on SwiGLU).
+ *
+ * @example
+ * ```ts
+ * scoreGcs(lambdas).pipe(compressDrd({ ratio: 0.5 }), compressScp({ ratio: 0.5 }))
+ * ```
+ *
+ * @module
+ */
+import { map, type OperatorFunction } from "rxjs";
+import type { BudgetOptions } from "../compress/budget.ts";
+import { pruneMlp, selectScpChannels } from "../compress/scp.ts";
+import type { ScoredBlockRecord } from "../records/records.ts";
+import { middleBudget } from "./budget_plan.ts";
+import { mlpSpecs, readMlp, writeMlp } from "./mlp_view.ts";
+
+/** Prunes every scored middle block's MLP to the budget width. */
+export function compressScp(options: BudgetOptions = {}): OperatorFunction<ScoredBlockRecord, ScoredBlockRecord> {
+  return map((record) => {
+    if (record.role !== "middle") return record;
+    if (!record.scp) throw new Error(`compressScp: block ${record.index} has no SCP scores (run scoreGcs first)`);
+    const { width } = middleBudget(record.model, options);
+    const specs = mlpSpecs(record.model.arch.linears(record.model.cfg));
+    const kept = selectScpChannels(record.scp, width);
+    writeMlp(record.weights, specs, pruneMlp(readMlp(record.weights, specs), kept));
+    return { ...record, scp: undefined, compression: { ...record.compression, width } };
+  });
+}

@@ -1,0 +1,72 @@
+/**
+ * The bridge between a block's {@link WeightMap} and the SCP/DRD numerics'
+ * {@link Matrix} view (`src/score/gcs.ts`): which linears form the MLP, and
+ * reading and writing them.
+ *
+ * @module
+ */
+import type { ChannelMlp, ChannelMlpStats, MlpLinear } from "../score/gcs.ts";
+import type { KfacFactors } from "../stats/kfac.ts";
+import type { LinearSpec, WeightMap } from "../model/types.ts";
+import { tf } from "../tensor/backend.ts";
+import { fromMatrix, replaceWeight, toMatrix } from "./weights.ts";
+
+/** A block's MLP linears: the channel producers (fc1, or gate and up) and the consumer (fc2/down). */
+export interface MlpSpecs {
+  inputs: LinearSpec[];
+  output: LinearSpec;
+}
+
+/** Whether a linear is an attention projection (compressed by DRD). */
+export function isAttention(spec: LinearSpec): boolean {
+  return spec.role.startsWith("attn.");
+}
+
+/** The MLP linears of a block's linear list; throws when there is no `mlp.out`. */
+export function mlpSpecs(specs: LinearSpec[]): MlpSpecs {
+  const inputs = specs.filter((s) => s.role === "mlp.in" || s.role === "mlp.gate" || s.role === "mlp.up");
+  const output = specs.find((s) => s.role === "mlp.out");
+  if (!output || inputs.length === 0) {
+    throw new Error(`The block has no channel MLP (linears: ${specs.map((s) => `${s.name}:${s.role}`).join(", ")})`);
+  }
+  return { inputs, output };
+}
+
+function weightOf(weights: WeightMap, name: string): ReturnType<WeightMap["get"]> & object {
+  const w = weights.get(name);
+  if (!w) throw new Error(`Block weights lack "${name}"`);
+  return w;
+}
+
+function readLinear(weights: WeightMap, spec: LinearSpec): MlpLinear {
+  const bias = weights.get(`${spec.name}.bias`);
+  return {
+    weight: toMatrix(weightOf(weights, `${spec.name}.weight`)), // [in, out]
+    ...(bias ? { bias: bias.dataSync() as Float32Array } : {}),
+  };
+}
+
+/** The block's MLP as SCP sees it (copies off the tensor heap). */
+export function readMlp(weights: WeightMap, specs: MlpSpecs): ChannelMlp {
+  return { inputs: specs.inputs.map((s) => readLinear(weights, s)), output: readLinear(weights, specs.output) };
+}
+
+/** The KFAC factors matching {@link readMlp}'s linears. */
+export function mlpStats(stats: Map<string, KfacFactors>, specs: MlpSpecs): ChannelMlpStats {
+  const get = (s: LinearSpec) => {
+    const f = stats.get(s.name);
+    if (!f) throw new Error(`No KFAC statistics for MLP linear "${s.name}"`);
+    return f;
+  };
+  return { inputs: specs.inputs.map(get), output: get(specs.output) };
+}
+
+/** Writes a (pruned) MLP back into the block's weights, disposing what it replaces. */
+export function writeMlp(weights: WeightMap, specs: MlpSpecs, mlp: ChannelMlp): void {
+  const write = (spec: LinearSpec, linear: MlpLinear) => {
+    replaceWeight(weights, `${spec.name}.weight`, fromMatrix(linear.weight));
+    if (linear.bias) replaceWeight(weights, `${spec.name}.bias`, tf.tensor1d(linear.bias));
+  };
+  specs.inputs.forEach((s, i) => write(s, mlp.inputs[i]));
+  write(specs.output, mlp.output);
+}

@@ -1,0 +1,37 @@
+/**
+ * `readCheckpoint`: the source of a streaming pipeline, one {@link BlockRecord}
+ * per transformer block in forward order, each loaded only when the previous
+ * one has been handed on (DESIGN.md "The shape": `readCheckpoint(): one
+ * BlockRecord per block, lazily, in order`).
+ *
+ * @example
+ * ```ts
+ * const model = await openModel("fixtures/small");
+ * readCheckpoint(model).pipe(calibrateForward(calibration), ...).subscribe();
+ * ```
+ *
+ * @module
+ */
+import { concatMap, from, range, type Observable } from "rxjs";
+import { blockRole, type BlockRecord, type ModelHandle } from "../records/records.ts";
+
+/**
+ * Emits block 0..L-1 of `model`. A block is read when the one before it has
+ * been emitted; a synchronous downstream therefore holds one block at a time.
+ * The subscriber owns each record's weights.
+ */
+export function readCheckpoint(model: ModelHandle): Observable<BlockRecord> {
+  const { cfg, split } = model;
+  return range(0, cfg.layers).pipe(
+    concatMap((index) =>
+      from(
+        model.loadBlock(index).then((weights): BlockRecord => ({
+          model,
+          index,
+          role: blockRole(index, cfg.layers, split),
+          weights,
+        })),
+      )
+    ),
+  );
+}

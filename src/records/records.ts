@@ -1,0 +1,152 @@
+/**
+ * The plain typed records that flow between offtune's operators
+ * (DESIGN.md "Records and files"). A record owns its tensors until the next
+ * operator takes it; the taker disposes what it does not pass on.
+ *
+ * @module
+ */
+import type { Matrix } from "../linalg/matrix.ts";
+import type { SvdResult } from "../linalg/svd.ts";
+import type { Architecture, LinearSpec, ModelConfig, WeightMap } from "../model/types.ts";
+import type { KfacFactors } from "../stats/kfac.ts";
+
+/** Whether a block is tuned by the data owner or compressed into the emulator (METHOD.md §1). */
+export type BlockRole = "adapter" | "middle";
+
+/** Which blocks form the adapter: the bottom `bottom` and top `top` blocks (METHOD.md §1). */
+export interface AdapterSplit {
+  bottom: number;
+  top: number;
+}
+
+/** The role of block `index` in a model of `layers` blocks under `split`. */
+export function blockRole(index: number, layers: number, split: AdapterSplit): BlockRole {
+  return index < split.bottom || index >= layers - split.top ? "adapter" : "middle";
+}
+
+/**
+ * The model a stream is about: its architecture and config, the adapter split,
+ * provenance, and lazy access to its weights, so stages can re-read a block
+ * instead of keeping it resident (DESIGN.md "Scale").
+ */
+export interface ModelHandle {
+  /** Where the weights come from (a checkpoint directory). */
+  source: string;
+  arch: Architecture;
+  cfg: ModelConfig;
+  split: AdapterSplit;
+  /** SHA-256 of config.json and the weight file headers: names the source in shards. */
+  sourceHash: string;
+  /**
+   * Embeddings, final norm and head (kernel layout): loaded when the handle
+   * opens and kept, since both ends of every pass need them; owned by the handle.
+   */
+  outer: WeightMap;
+  /** A fresh copy of block `i`'s weights; the caller owns and disposes them. */
+  loadBlock(i: number): Promise<WeightMap>;
+  /** Releases the outer weights and closes the files. */
+  close(): Promise<void>;
+}
+
+/** One block's weights in kernel layout, in forward order from `readCheckpoint`. */
+export interface BlockRecord {
+  model: ModelHandle;
+  index: number;
+  role: BlockRole;
+  weights: WeightMap;
+}
+
+/**
+ * Calibration token ids: `sequences` rows of `length` tokens, row-major
+ * (METHOD.md §2: `ℓ` is the LM loss on calibration text).
+ */
+export interface CalibrationSet {
+  ids: Int32Array; // [N·T]
+  sequences: number; // N
+  length: number; // T
+}
+
+/** A block's input activations from the calibration forward (weights released). */
+export interface ActivationRecord {
+  model: ModelHandle;
+  index: number;
+  role: BlockRole;
+  calibration: CalibrationSet;
+  /** Block input, `[N, T, d]` row-major, kept outside the tensor heap. */
+  input: Float32Array;
+  /** The last block's output `[N, T, d]` (the head's input), on the last record only. */
+  output?: Float32Array;
+}
+
+/** One chunk of one linear's calibration data: inputs and output gradients (METHOD.md §2 KFAC). */
+export interface LinearChunkRecord {
+  kind: "chunk";
+  index: number;
+  /** The linear (name inside the block, role, widths, bias). */
+  linear: LinearSpec;
+  /** Inputs `[n, in]`, one row per token. */
+  x: Matrix;
+  /** `∂ℓ_chunk/∂y` `[n, out]`, where `ℓ_chunk` is the chunk's mean token loss. */
+  gamma: Matrix;
+  /** Tokens `ℓ_chunk` averages over: `gamma · gradScale` is the summed-loss gradient. */
+  gradScale: number;
+}
+
+/** Closes a block in the backward stream: its weights follow its chunks. */
+export interface BlockDoneRecord {
+  kind: "block";
+  model: ModelHandle;
+  index: number;
+  role: BlockRole;
+  weights: WeightMap;
+}
+
+/** What `calibrateBackward` emits: chunks of a block, then the block itself. */
+export type CalibrationEvent = LinearChunkRecord | BlockDoneRecord;
+
+/** A block with the KFAC factors of its linears (empty for adapter blocks). */
+export interface StatsRecord {
+  model: ModelHandle;
+  index: number;
+  role: BlockRole;
+  weights: WeightMap;
+  /** By linear name (METHOD.md §2 "Hessian by KFAC"). */
+  stats: Map<string, KfacFactors>;
+}
+
+/** GCS of every DRD component of one attention projection. */
+export interface DrdScores {
+  /** Thin SVD of the kernel-layout weight `[in, out]`. */
+  svd: SvdResult;
+  /** `[k]` GCS per component (METHOD.md §2 DRD). */
+  scores: Float32Array;
+}
+
+/** What a block was compressed to, for the manifest and the budget check. */
+export interface CompressionNote {
+  /** Kept rank per DRD projection. */
+  ranks?: Record<string, number>;
+  /** Kept MLP channels (SCP). */
+  width?: number;
+}
+
+/** A block scored by `scoreGcs`, and later compressed in place by `compressDrd`/`compressScp`. */
+export interface ScoredBlockRecord {
+  model: ModelHandle;
+  index: number;
+  role: BlockRole;
+  weights: WeightMap;
+  /** DRD scores by attention linear name (middle blocks only). */
+  drd: Map<string, DrdScores>;
+  /** SCP GCS per MLP channel `[m]` (middle blocks only). */
+  scp?: Float32Array;
+  compression: CompressionNote;
+}
+
+/** One written shard of an emulator or adapter package. */
+export interface ShardRecord {
+  block: number | "outer";
+  file: string;
+  sha256: string;
+  bytes: number;
+}

@@ -1,0 +1,63 @@
+/**
+ * The wasm kernel fixes, installed together (DESIGN.md "Tensors": kernel
+ * gaps on wasm are fixed once, in `tensor/`).
+ *
+ * | kernel          | problem in tfjs-backend-wasm 4.22                 | fix                          |
+ * |-----------------|---------------------------------------------------|------------------------------|
+ * | `BatchMatMul`   | transposed forms 10-30x slower; `[2,1]x[1,3]` batch broadcast wrong | `wasm_matmul.ts`             |
+ * | `_FusedMatMul`  | same slowness; bias of rank > 1 rejected          | `wasm_matmul.ts`             |
+ * | `UnsortedSegmentSum` | missing (gradient of `gather`)               | `wasm_segment_sum.ts`        |
+ * | `Einsum`        | missing                                           | `wasm_einsum.ts`             |
+ *
+ * Every other kernel a transformer LM forward+backward needs is registered
+ * on wasm (checked op by op against cpu in `test/tensor/op_parity.test.ts`);
+ * gradient bugs shared by all backends are fixed in `gradient_fixes.ts`.
+ *
+ * @module
+ */
+import { tf } from "./backend.ts";
+import { fixBatchMatMul, fixFusedMatMul } from "./wasm_matmul.ts";
+import { einsumKernel } from "./wasm_einsum.ts";
+import { unsortedSegmentSumKernel } from "./wasm_segment_sum.ts";
+
+/** Kernels whose wasm implementation is wrapped (the original is kept). */
+export type WrappedWasmKernel = "BatchMatMul" | "_FusedMatMul";
+
+const wrappers: Record<WrappedWasmKernel, (original: tf.KernelFunc) => tf.KernelFunc> = {
+  BatchMatMul: fixBatchMatMul,
+  _FusedMatMul: fixFusedMatMul,
+};
+
+const missing: Record<string, tf.KernelFunc> = {
+  UnsortedSegmentSum: unsortedSegmentSumKernel,
+  Einsum: einsumKernel,
+};
+
+const originals = new Map<WrappedWasmKernel, tf.KernelFunc>();
+
+/**
+ * Installs the wasm kernel fixes into tfjs' kernel registry; idempotent.
+ * Called by `initBackend` right after the wasm backend is set. Kernels that
+ * a later tfjs-backend-wasm registers itself are left alone.
+ */
+export function installWasmKernelFixes(): void {
+  for (const name of Object.keys(wrappers) as WrappedWasmKernel[]) {
+    if (originals.has(name)) continue;
+    const config = tf.getKernel(name, "wasm");
+    if (!config) throw new Error(`Cannot fix wasm kernel "${name}": it is not registered`);
+    originals.set(name, config.kernelFunc);
+    tf.unregisterKernel(name, "wasm");
+    tf.registerKernel({ ...config, kernelFunc: wrappers[name](config.kernelFunc) });
+  }
+  for (const [name, kernelFunc] of Object.entries(missing)) {
+    if (!tf.getKernel(name, "wasm")) tf.registerKernel({ kernelName: name, backendName: "wasm", kernelFunc });
+  }
+}
+
+/**
+ * The wasm kernel that {@link installWasmKernelFixes} wrapped, for
+ * benchmarks and tests that compare against it; undefined before install.
+ */
+export function originalWasmKernel(name: WrappedWasmKernel): tf.KernelFunc | undefined {
+  return originals.get(name);
+}

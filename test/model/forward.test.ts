@@ -1,0 +1,77 @@
+/**
+ * lmLoss against a brute-force cross-entropy written with plain loops.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { lmLoss } from "../../src/model/forward.ts";
+import { initBackend, tf } from "../../src/tensor/backend.ts";
+
+beforeAll(async () => {
+  await initBackend("wasm", true);
+});
+
+/** Mean over selected targets of -log softmax(logits[b, t])[ids[b, t + 1]], in float64. */
+function bruteForce(logits: number[][][], ids: number[][], mask?: number[][]): number {
+  let total = 0;
+  let count = 0;
+  for (let b = 0; b < ids.length; b++) {
+    for (let t = 0; t + 1 < ids[b].length; t++) {
+      if (mask && mask[b][t + 1] === 0) continue;
+      const row = logits[b][t];
+      const max = Math.max(...row);
+      const logSum = max + Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0));
+      total += logSum - row[ids[b][t + 1]];
+      count += 1;
+    }
+  }
+  return total / count;
+}
+
+function seeded(seed: number): () => number {
+  let s = seed;
+  return () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s / 2147483648;
+  };
+}
+
+describe("lmLoss", () => {
+  const rand = seeded(7);
+  const [B, T, V] = [3, 6, 11];
+  const logits = Array.from({ length: B }, () =>
+    Array.from({ length: T }, () => Array.from({ length: V }, () => (rand() - 0.5) * 8))
+  );
+  const ids = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(rand() * V)));
+  const mask = [
+    [0, 0, 0, 1, 1, 1],
+    [1, 1, 1, 1, 1, 0],
+    [0, 0, 0, 0, 0, 1],
+  ];
+
+  it("equals the brute-force shifted cross-entropy, with and without a mask", () => {
+    const before = tf.memory().numTensors;
+    const l = tf.tensor3d(logits);
+    const i = tf.tensor2d(ids, undefined, "int32");
+    const m = tf.tensor2d(mask, undefined, "int32");
+    const plain = lmLoss(l, i);
+    const masked = lmLoss(l, i, m);
+    expect(plain.shape).toEqual([]);
+    expect(plain.dataSync()[0]).toBeCloseTo(bruteForce(logits, ids), 5);
+    expect(masked.dataSync()[0]).toBeCloseTo(bruteForce(logits, ids, mask), 5);
+    expect(masked.dataSync()[0]).not.toBeCloseTo(plain.dataSync()[0], 3);
+    tf.dispose([l, i, m, plain, masked]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it("rejects a mask that selects no target and a one-token sequence", () => {
+    const before = tf.memory().numTensors;
+    const l = tf.tensor3d(logits);
+    const i = tf.tensor2d(ids, undefined, "int32");
+    const onlyFirst = tf.tensor2d(mask.map((row) => row.map((_, t) => (t === 0 ? 1 : 0))), undefined, "int32");
+    expect(() => lmLoss(l, i, onlyFirst)).toThrow("The loss mask selects no target token");
+    const short = tf.slice(l, [0, 0, 0], [B, 1, V]);
+    const shortIds = tf.slice(i, [0, 0], [B, 1]);
+    expect(() => lmLoss(short, shortIds)).toThrow("at least 2 tokens");
+    tf.dispose([l, i, onlyFirst, short, shortIds]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});

@@ -1,0 +1,126 @@
+import { describe, expect, it } from "vitest";
+import type { Matrix } from "../../src/linalg/matrix.ts";
+import { accumulateKfac, finalizeKfac, mergeKfac } from "../../src/stats/kfac.ts";
+import { at, maxAbs, maxAbsDiff, normalRng, randomMatrix } from "../score/reference.ts";
+
+/** Rows `[from, to)` of a matrix. */
+function rowSlice(m: Matrix, from: number, to: number): Matrix {
+  return { rows: to - from, cols: m.cols, data: m.data.slice(from * m.cols, to * m.cols) };
+}
+
+/** Brute force: per-token outer products summed in float64, divided by N. */
+function bruteForce(x: Matrix, gamma: Matrix, scale: number, bias: boolean) {
+  const n = x.rows;
+  const inAug = x.cols + (bias ? 1 : 0);
+  const out = gamma.cols;
+  const A = new Float64Array(inAug * inAug);
+  const G = new Float64Array(out * out);
+  const g = new Float64Array(inAug * out);
+  for (let t = 0; t < n; t++) {
+    const xt = Array.from({ length: inAug }, (_, i) => (i < x.cols ? at(x, t, i) : 1));
+    const gt = Array.from({ length: out }, (_, j) => scale * at(gamma, t, j));
+    for (let i = 0; i < inAug; i++) {
+      for (let j = 0; j < inAug; j++) A[i * inAug + j] += xt[i] * xt[j] / n;
+      for (let j = 0; j < out; j++) g[i * out + j] += xt[i] * gt[j] / n;
+    }
+    for (let i = 0; i < out; i++) {
+      for (let j = 0; j < out; j++) G[i * out + j] += gt[i] * gt[j] / n;
+    }
+  }
+  return { A, G, g };
+}
+
+describe("KFAC statistics", () => {
+  const rng = normalRng(7);
+  const n = 37;
+  const x = randomMatrix(n, 6, rng);
+  const gamma = randomMatrix(n, 4, rng);
+
+  for (const bias of [false, true]) {
+    it(`equal brute-force per-token outer products (bias ${bias}, gradScale 3)`, () => {
+      const f = finalizeKfac(accumulateKfac(undefined, x, gamma, { gradScale: 3, bias }));
+      const ref = bruteForce(x, gamma, 3, bias);
+      const inAug = 6 + (bias ? 1 : 0);
+      expect([f.A.rows, f.A.cols, f.G.rows, f.G.cols, f.g.rows, f.g.cols])
+        .toEqual([inAug, inAug, 4, 4, inAug, 4]);
+      expect(f.tokens).toBe(n);
+      expect(maxAbsDiff(f.A.data, ref.A)).toBeLessThan(1e-5 * maxAbs(ref.A));
+      expect(maxAbsDiff(f.G.data, ref.G)).toBeLessThan(1e-5 * maxAbs(ref.G));
+      expect(maxAbsDiff(f.g.data, ref.g)).toBeLessThan(1e-5 * maxAbs(ref.g));
+    });
+  }
+
+  it("give the same factors streamed in chunks as all at once", () => {
+    const whole = finalizeKfac(accumulateKfac(undefined, x, gamma, { bias: true }));
+    let state = accumulateKfac(undefined, rowSlice(x, 0, 5), rowSlice(gamma, 0, 5), { bias: true });
+    for (const [from, to] of [[5, 6], [6, 20], [20, n]]) {
+      state = accumulateKfac(state, rowSlice(x, from, to), rowSlice(gamma, from, to));
+    }
+    const streamed = finalizeKfac(state);
+    expect(streamed.tokens).toBe(n);
+    expect(maxAbsDiff(streamed.A.data, whole.A.data)).toBeLessThan(1e-6 * maxAbs(whole.A.data));
+    expect(maxAbsDiff(streamed.G.data, whole.G.data)).toBeLessThan(1e-6 * maxAbs(whole.G.data));
+    expect(maxAbsDiff(streamed.g.data, whole.g.data)).toBeLessThan(1e-6 * maxAbs(whole.g.data));
+  });
+
+  it("merge disjoint token sets exactly like one stream", () => {
+    const whole = finalizeKfac(accumulateKfac(undefined, x, gamma));
+    const a = accumulateKfac(undefined, rowSlice(x, 0, 11), rowSlice(gamma, 0, 11));
+    const b = accumulateKfac(undefined, rowSlice(x, 11, n), rowSlice(gamma, 11, n));
+    const merged = finalizeKfac(mergeKfac(a, b));
+    expect(merged.tokens).toBe(n);
+    expect(maxAbsDiff(merged.A.data, whole.A.data)).toBeLessThan(1e-6 * maxAbs(whole.A.data));
+    expect(maxAbsDiff(merged.g.data, whole.g.data)).toBeLessThan(1e-6 * maxAbs(whole.g.data));
+  });
+
+  it("yield the gradient of the mean loss when gradScale undoes a batch mean", () => {
+    // ℓ = (1/N) Σ_t ½‖x_t Wk − z_t‖²; a backward over that mean gives γ_t / N.
+    const w = randomMatrix(6, 4, rng); // [in, out]
+    const z = randomMatrix(n, 4, rng);
+    const meanGrad = new Float32Array(n * 4); // ∂ℓ/∂y_t = (y_t − z_t) / N
+    for (let t = 0; t < n; t++) {
+      for (let o = 0; o < 4; o++) {
+        let y = 0;
+        for (let i = 0; i < 6; i++) y += at(x, t, i) * at(w, i, o);
+        meanGrad[t * 4 + o] = (y - at(z, t, o)) / n;
+      }
+    }
+    const f = finalizeKfac(
+      accumulateKfac(undefined, x, { rows: n, cols: 4, data: meanGrad }, { gradScale: n }),
+    );
+    const loss = (wk: Float32Array) => {
+      let s = 0;
+      for (let t = 0; t < n; t++) {
+        for (let o = 0; o < 4; o++) {
+          let y = 0;
+          for (let i = 0; i < 6; i++) y += at(x, t, i) * wk[i * 4 + o];
+          s += 0.5 * (y - at(z, t, o)) ** 2;
+        }
+      }
+      return s / n;
+    };
+    const h = 1e-2;
+    const numeric = Array.from({ length: 24 }, (_, k) => {
+      const plus = Float32Array.from(w.data);
+      const minus = Float32Array.from(w.data);
+      plus[k] += h;
+      minus[k] -= h;
+      return (loss(plus) - loss(minus)) / (2 * h);
+    });
+    expect(maxAbsDiff(f.g.data, numeric)).toBeLessThan(1e-4 * maxAbs(numeric));
+  });
+
+  it("reject mismatched chunks with a clear message", () => {
+    const state = accumulateKfac(undefined, x, gamma);
+    expect(() => accumulateKfac(state, randomMatrix(3, 5, rng), randomMatrix(3, 4, rng)))
+      .toThrow("KFAC chunk is [5 in, 4 out] but the state was started for [6 in, 4 out]");
+    expect(() => accumulateKfac(undefined, x, rowSlice(gamma, 0, 3)))
+      .toThrow(`KFAC input x has ${n} tokens but output gradient gamma has 3`);
+    expect(() => accumulateKfac(state, x, gamma, { bias: true })).toThrow("bias option");
+    expect(() => accumulateKfac(undefined, x, gamma, { gradScale: 0 })).toThrow("gradScale");
+    const nan = Float32Array.from(x.data);
+    nan[8] = NaN;
+    const bad = accumulateKfac(undefined, { rows: n, cols: 6, data: nan }, gamma);
+    expect(() => finalizeKfac(bad)).toThrow("KFAC factor A has a non-finite value at [0, 2]");
+  });
+});

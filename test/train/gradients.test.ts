@@ -1,0 +1,106 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { initBackend, tf } from "../../src/tensor/backend.ts";
+import { type GradientEngine, splitRows, startDataParallel } from "../../src/train/data_parallel.ts";
+import { batchLoss, lossAndGradients, trainModel } from "../../src/train/gradients.ts";
+import { initOptParams } from "../../src/train/init.ts";
+import { tinyBatch, tinyConfig } from "./tiny_model.ts";
+
+const model = trainModel(tinyConfig);
+const params = initOptParams(model.layout, model.cfg, 11);
+const batch = tinyBatch(5, 12);
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / den;
+}
+
+beforeAll(async () => {
+  await initBackend(undefined, true);
+});
+
+describe("lossAndGradients", () => {
+  it("agrees with central finite differences of the loss (top 5 coordinates of six tensors)", () => {
+    const start = tf.memory().numTensors;
+    const grads = new Float32Array(model.layout.size);
+    // Weights of std 0.1 rather than 0.02, so attention is far from uniform and
+    // every tensor's gradient stands well above float32 rounding of the loss.
+    const theta = params.map((x) => 5 * x);
+    const loss = lossAndGradients(model, theta, batch, grads);
+    expect(loss).toBeCloseTo(batchLoss(model, theta, batch), 5);
+    const kinds = [
+      "model.decoder.embed_tokens.weight",
+      "model.decoder.embed_positions.weight",
+      "model.decoder.layers.0.self_attn.q_proj.weight",
+      "model.decoder.layers.1.fc2.bias",
+      "model.decoder.layers.1.self_attn_layer_norm.weight",
+      "model.decoder.final_layer_norm.bias",
+    ];
+    const h = 1e-3;
+    for (const key of kinds) {
+      const s = model.layout.slots.find((x) => x.key === key)!;
+      const top = Array.from({ length: s.size }, (_, i) => s.offset + i)
+        .sort((i, j) => Math.abs(grads[j]) - Math.abs(grads[i]))
+        .slice(0, 5);
+      for (const i of top) {
+        const p = theta.slice();
+        p[i] = theta[i] + h;
+        const up = batchLoss(model, p, batch);
+        p[i] = theta[i] - h;
+        const down = batchLoss(model, p, batch);
+        const numeric = (up - down) / (2 * h);
+        // 2% of the value plus the float32 rounding of the loss over 2h (≈ 1e-6 / 2e-3).
+        expect(Math.abs(numeric - grads[i]), `${key}[${i - s.offset}]`).toBeLessThan(0.02 * Math.abs(grads[i]) + 1e-3);
+      }
+    }
+    expect(tf.memory().numTensors).toBe(start);
+  });
+});
+
+describe("data-parallel gradients", () => {
+  let engine: GradientEngine;
+  beforeAll(async () => {
+    engine = await startDataParallel(tinyConfig, model, 2);
+  });
+  afterAll(async () => {
+    await engine.close();
+  });
+
+  it("split rows evenly and contiguously", () => {
+    expect(splitRows(5, 2)).toEqual([[0, 2], [2, 5]]);
+    expect(splitRows(2, 4)).toEqual([[0, 1], [1, 2]]);
+    expect(splitRows(9, 3)).toEqual([[0, 3], [3, 6], [6, 9]]);
+  });
+
+  it("equal the whole-batch gradient computed in one thread (uneven 2 + 3 rows)", async () => {
+    const local = new Float32Array(model.layout.size);
+    const localLoss = lossAndGradients(model, params, batch, local);
+    const parallel = new Float32Array(model.layout.size);
+    const loss = await engine.gradients(params, batch, parallel);
+    expect(loss).toBeCloseTo(localLoss, 5);
+    expect(maxRelDiff(parallel, local)).toBeLessThan(1e-5);
+    expect(await engine.loss(params, batch)).toBeCloseTo(localLoss, 5);
+  });
+
+  it("see the parameters of each call, and repeat bit for bit", async () => {
+    const moved = params.map((x, i) => x + (i % 3 === 0 ? 0.01 : 0));
+    const a = new Float32Array(model.layout.size);
+    const b = new Float32Array(model.layout.size);
+    const la = await engine.gradients(moved, batch, a);
+    await engine.gradients(params, batch, b);
+    const lb = await engine.gradients(moved, batch, b);
+    expect(lb).toBe(la);
+    expect(b).toEqual(a);
+    expect(la).not.toBe(await engine.loss(params, batch));
+  });
+
+  it("report a replica's error with the worker named", async () => {
+    await expect(engine.gradients(params, tinyBatch(2, 20), new Float32Array(model.layout.size))).rejects.toThrow(
+      /Worker 0 failed: .*Context 20 exceeds the model's 16 positions/,
+    );
+  });
+});

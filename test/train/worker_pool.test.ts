@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { WorkerPool } from "../../src/distributed/worker_pool.ts";
+
+type Req = { values?: Float32Array; fail?: string; delayMs?: number };
+type Res = { sum: number; thread: number; blas?: string; echo: Float32Array };
+const entry = new URL("./echo_worker.ts", import.meta.url);
+
+describe("WorkerPool", () => {
+  it("moves Float32Arrays both ways intact and addresses workers by index", async () => {
+    const pool = await WorkerPool.start<Req, Res>(entry, { size: 2 });
+    try {
+      const values = new Float32Array([1.5, -2.25, 3e-8, 65504.5]);
+      const expected = Array.from(values, (v) => Math.fround(v * 2));
+      const reply0 = await pool.call(0, { values }, [values.buffer]);
+      expect(values.length).toBe(0); // transferred, not copied
+      expect(reply0.echo).toBeInstanceOf(Float32Array);
+      expect(Array.from(reply0.echo)).toEqual(expected);
+      expect(reply0.sum).toBeCloseTo(1.5 - 2.25 + 3e-8 + 65504.5, 6);
+      expect(reply0.blas).toBe("1");
+      const reply1 = await pool.call(1, {});
+      expect(reply1.thread).not.toBe(reply0.thread);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("queues run() requests onto idle workers and spreads them", async () => {
+    const pool = await WorkerPool.start<Req, Res>(entry, { size: 2 });
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => pool.run({ values: new Float32Array([i]), delayMs: 30 })),
+      );
+      expect(replies.map((r) => r.sum)).toEqual([0, 1, 2, 3, 4, 5]);
+      expect(new Set(replies.map((r) => r.thread)).size).toBe(2);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("rejects with the worker's error message and keeps serving", async () => {
+    const pool = await WorkerPool.start<Req, Res>(entry, { size: 1 });
+    try {
+      await expect(pool.call(0, { fail: "bad request 42" })).rejects.toThrow("Worker 0 failed: bad request 42");
+      expect((await pool.call(0, { values: new Float32Array([2]) })).sum).toBe(2);
+    } finally {
+      await pool.close();
+    }
+    await expect(pool.call(0, {})).rejects.toThrow("closed");
+  });
+
+  it("fails to start with the entry named when the module does not load", async () => {
+    const missing = new URL("./no_such_worker.ts", import.meta.url);
+    await expect(WorkerPool.start(missing, { size: 1 })).rejects.toThrow(/no_such_worker\.ts/);
+  });
+});
