@@ -10,9 +10,9 @@
  *
  * @module
  */
-import { randomUUID } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { createDirectoryTransaction, syncDirectory, writeFileAtomic } from "./atomic.ts";
 import { CheckpointError } from "./errors.ts";
 import {
   elementCount,
@@ -267,27 +267,6 @@ function checkpointReader(
   };
 }
 
-/** Writes a text file under a new name and fsyncs it. */
-async function writeSyncedText(path: string, text: string): Promise<void> {
-  const handle = await open(path, "wx");
-  try {
-    await handle.writeFile(text, "utf8");
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Fsyncs a directory so renames inside it are durable. */
-async function syncDirectory(path: string): Promise<void> {
-  const handle = await open(path, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 /**
  * Saves tensors as a Hugging Face checkpoint: `config.json` and either
  * `model.safetensors` or, once the data exceeds `maxShardBytes`, shards
@@ -320,19 +299,20 @@ export async function saveCheckpoint(
     throw new Error(`Cannot save checkpoint "${dir}": maxShardBytes must be positive, got ${maxShardBytes}`);
   }
   const metadata = { format: "pt", ...options.metadata };
-  const parent = dirname(dir);
-  await mkdir(parent, { recursive: true });
-  const temp = join(parent, `.${basename(dir)}.${randomUUID().slice(0, 8)}.tmp`);
-  await mkdir(temp);
+  const tx = await createDirectoryTransaction(dir);
   try {
-    const files = await writeShards(temp, dir, tensors, dtype, maxShardBytes, metadata);
-    await writeSyncedText(join(temp, CONFIG), JSON.stringify(config, null, 2) + "\n");
-    await syncDirectory(temp);
-    await commit(temp, dir, [...files, CONFIG]);
+    const files = await writeShards(tx.temp, dir, tensors, dtype, maxShardBytes, metadata);
+    await writeFileAtomic(join(tx.temp, CONFIG), new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"));
+    if (!(await isDirectory(dir))) {
+      await tx.commit();
+      return;
+    }
+    await mergeInto(tx.temp, dir, [...files, CONFIG]);
   } catch (e) {
-    await rm(temp, { recursive: true, force: true });
+    await tx.abort();
     throw e;
   }
+  await tx.abort(); // after a merge only the emptied temporary directory is left
 }
 
 /** Streams tensors into numbered shards in `temp`, then gives them their final names. */
@@ -381,24 +361,21 @@ async function writeShards(
   for (let i = 0; i < shards; i++) await rename(join(temp, `${i + 1}.part`), join(temp, names[i]));
   const weightMap = Object.fromEntries([...shardOf].map(([name, shard]) => [name, names[shard - 1]]));
   const index = { metadata: { total_size: totalBytes }, weight_map: weightMap };
-  await writeSyncedText(join(temp, INDEX), JSON.stringify(index, null, 2) + "\n");
+  await writeFileAtomic(join(temp, INDEX), new TextEncoder().encode(JSON.stringify(index, null, 2) + "\n"));
   return [...names, INDEX];
 }
 
-/** Moves the finished files from `temp` to `dir` (see {@link saveCheckpoint}). */
-async function commit(temp: string, dir: string, files: string[]): Promise<void> {
-  const isDir = await isDirectory(dir);
-  if (isDir === undefined) {
-    await rename(temp, dir);
-    await syncDirectory(dirname(dir));
-    return;
-  }
-  if (!isDir) throw new CheckpointError(dir, `Cannot save checkpoint "${dir}": the path exists and is not a directory`);
+/**
+ * Moves the finished files from `temp` into the existing directory `dir`:
+ * stale weight files first, then shards, index and config.json last (see
+ * {@link saveCheckpoint}).
+ */
+async function mergeInto(temp: string, dir: string, files: string[]): Promise<void> {
+  await syncDirectory(temp);
   const keep = new Set(files);
   for (const old of await readdir(dir)) {
     if ((old === SINGLE || old === INDEX || SHARD_NAME.test(old)) && !keep.has(old)) await rm(join(dir, old));
   }
   for (const f of files) await rename(join(temp, f), join(dir, f));
   await syncDirectory(dir);
-  await rm(temp, { recursive: true });
 }

@@ -208,6 +208,7 @@ function buildTokenizer(json: unknown, source: string): Tokenizer {
         chunks.push(bytes);
         length += bytes.length;
       }
+      // One UTF-8 decode of all bytes: a character may span tokens; invalid bytes become U+FFFD, as in HF.
       const all = new Uint8Array(length);
       let at = 0;
       for (const c of chunks) {

@@ -9,7 +9,8 @@
  * The loss is the mean next-token loss of the calibration set, evaluated per
  * chunk of sequences: a chunk's γ is the gradient of that chunk's mean loss,
  * and each chunk record says how many target tokens it averages over
- * (`gradScale`), which `accumulateKfac` uses to rescale.
+ * (`gradScale`), which `accumulateKfac` uses to rescale. Rows are the
+ * positions that have a target (all but each sequence's last).
  *
  * The backward stops at the lowest middle block: the bottom adapter blocks
  * are not compressed, so they are re-read and emitted without a VJP. Blocks
@@ -51,13 +52,23 @@ function collectAll(records: ActivationRecord[]): ActivationRecord[] {
   return sorted;
 }
 
-/** The chunk's linear inputs, captured by `onLinearInput` as `[n·T, in]` matrices. */
+/**
+ * `[n, T, w]` -> `[n·(T-1), w]`: a sequence's last position predicts no
+ * target, so its γ is zero and it is not a calibration token of the loss;
+ * dropping it makes KFAC's token mean the loss's mean (METHOD.md §2).
+ */
+function withoutLastPosition(x: Tensor): Tensor {
+  const [n, t, w] = x.shape as [number, number, number];
+  return tf.tidy(() => tf.reshape(tf.slice(x, [0, 0, 0], [n, t - 1, w]), [n * (t - 1), w]));
+}
+
+/** The chunk's linear inputs, captured by `onLinearInput` as `[n·(T-1), in]` matrices. */
 function captureInputs(): { inputs: Map<string, Tensor>; hook: (name: string, x: Tensor) => void } {
   const inputs = new Map<string, Tensor>();
   return {
     inputs,
     hook: (name, x) => {
-      inputs.set(name, tf.keep(tf.reshape(x, [-1, x.shape[x.shape.length - 1] as number]))); // [n·T, in]
+      inputs.set(name, tf.keep(withoutLastPosition(x))); // [n·(T-1), in]
     },
   };
 }
@@ -154,7 +165,7 @@ function emitChunkStats(
       const input = inputs.get(spec.name);
       const gamma = dProbes?.get(spec.name);
       if (!input || !gamma) throw new Error(`calibrateBackward: block ${record.index} did not run linear "${spec.name}"`);
-      const g2 = tf.reshape(gamma, [-1, gamma.shape[gamma.shape.length - 1] as number]); // [n·T, out]
+      const g2 = withoutLastPosition(gamma); // [n·(T-1), out]
       subscriber.next({
         kind: "chunk",
         index: record.index,

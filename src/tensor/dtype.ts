@@ -1,95 +1,105 @@
 /**
- * Float16 and bfloat16 <-> float32 conversions for checkpoints and shards
- * (DESIGN.md "Models": fp32, fp16 and bf16 read). Pure TypeScript, no tensors.
+ * Bit-exact conversions between float32 and the 16-bit float formats of
+ * checkpoints (DESIGN.md "Tensors": dtype helpers), for the safetensors
+ * reader and the savers. Pure TypeScript on typed arrays; tfjs has neither
+ * format.
+ *
+ * - IEEE binary16 (`F16`): 1 sign, 5 exponent, 10 mantissa bits.
+ * - bfloat16 (`BF16`): the top 16 bits of a float32.
+ *
+ * Narrowing rounds to nearest, ties to even, as PyTorch's `.half()` and
+ * `.bfloat16()` do; float16 keeps subnormals, overflows to ±Infinity, and
+ * keeps NaN a NaN (payload truncated, never turned into an infinity). Every
+ * 16-bit pattern survives a widen-then-narrow round trip unchanged.
  *
  * @module
  */
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
+/** Bits of float32 values, sharing `x`'s memory. */
+function bitsOf(x: Float32Array): Uint32Array {
+  return new Uint32Array(x.buffer, x.byteOffset, x.length);
+}
 
-/** IEEE half-precision bits -> float32 values (exact: every half is a float). */
+/** float32 bits of one binary16 pattern. */
+function f16BitsToF32Bits(h: number): number {
+  const sign = (h & 0x8000) << 16;
+  const exponent = (h >>> 10) & 0x1f;
+  let mantissa = h & 0x3ff;
+  if (exponent === 0x1f) return (sign | 0x7f800000 | (mantissa << 13)) >>> 0;
+  if (exponent !== 0) return (sign | ((exponent + 112) << 23) | (mantissa << 13)) >>> 0;
+  if (mantissa === 0) return sign >>> 0;
+  // Subnormal: shift the leading 1 up to the implicit-bit position.
+  let shift = 0;
+  while ((mantissa & 0x400) === 0) {
+    mantissa <<= 1;
+    shift++;
+  }
+  return (sign | ((113 - shift) << 23) | ((mantissa & 0x3ff) << 13)) >>> 0;
+}
+
+/** binary16 pattern nearest (ties to even) to the float32 with bits `u`. */
+function f32BitsToF16Bits(u: number): number {
+  const sign = (u >>> 16) & 0x8000;
+  const exponent = (u >>> 23) & 0xff;
+  const mantissa = u & 0x7fffff;
+  if (exponent === 0xff) {
+    if (mantissa === 0) return sign | 0x7c00;
+    const payload = mantissa >>> 13;
+    return sign | 0x7c00 | (payload === 0 ? 0x200 : payload);
+  }
+  if (exponent >= 143) return sign | 0x7c00; // |x| >= 2^16: past the largest finite (65504)
+  if (exponent >= 113) {
+    // Normal binary16; a carry out of the mantissa bumps the exponent (to Infinity at the top).
+    const half = ((exponent - 112) << 10) | (mantissa >>> 13);
+    const rest = mantissa & 0x1fff;
+    return sign | (half + (rest > 0x1000 || (rest === 0x1000 && (half & 1) === 1) ? 1 : 0));
+  }
+  if (exponent < 102) return sign; // |x| < 2^-25: rounds to ±0
+  // Subnormal binary16: count units of 2^-24, rounding the shifted-out bits.
+  const full = mantissa | 0x800000;
+  const shift = 126 - exponent;
+  const units = full >>> shift;
+  const rest = full & ((1 << shift) - 1);
+  const halfway = 1 << (shift - 1);
+  return sign | (units + (rest > halfway || (rest === halfway && (units & 1) === 1) ? 1 : 0));
+}
+
+/** Widens IEEE binary16 bit patterns to float32 (exact). */
 export function f16ToF32(bits: Uint16Array): Float32Array {
   const out = new Float32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) {
-    const h = bits[i];
-    const sign = (h & 0x8000) << 16;
-    const exp = (h >> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    if (exp === 0) {
-      // Zero or subnormal: mant · 2^-24.
-      const v = mant * 5.960464477539063e-8;
-      out[i] = sign ? -v : v;
-    } else if (exp === 0x1f) {
-      u32[0] = sign | 0x7f800000 | (mant << 13);
-      out[i] = f32[0];
-    } else {
-      u32[0] = sign | ((exp + 112) << 23) | (mant << 13);
-      out[i] = f32[0];
-    }
-  }
+  const outBits = bitsOf(out);
+  for (let i = 0; i < bits.length; i++) outBits[i] = f16BitsToF32Bits(bits[i]);
   return out;
 }
 
-/** float32 -> IEEE half bits, rounding to nearest even (overflow -> ±Inf, NaN kept). */
-export function f32ToF16(values: Float32Array): Uint16Array {
-  const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    f32[0] = values[i];
-    const x = u32[0];
-    const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff;
-    const mant = x & 0x7fffff;
-    if (exp === 0xff) {
-      out[i] = sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
-      continue;
-    }
-    const e = exp - 127 + 15;
-    if (e >= 0x1f) {
-      out[i] = sign | 0x7c00;
-    } else if (e <= 0) {
-      if (e < -10) {
-        out[i] = sign;
-        continue;
-      }
-      // Subnormal half: shift the full significand, round to nearest even.
-      const full = mant | 0x800000;
-      const shift = 14 - e;
-      let h = full >>> shift;
-      const rem = full & ((1 << shift) - 1);
-      const half = 1 << (shift - 1);
-      if (rem > half || (rem === half && (h & 1))) h++;
-      out[i] = sign | h;
-    } else {
-      let h = (e << 10) | (mant >>> 13);
-      const rem = mant & 0x1fff;
-      if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++; // may carry into the exponent: correct
-      out[i] = sign | h;
-    }
-  }
+/** Narrows float32 values to IEEE binary16 bit patterns, round to nearest even. */
+export function f32ToF16(x: Float32Array): Uint16Array {
+  const inBits = bitsOf(x);
+  const out = new Uint16Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = f32BitsToF16Bits(inBits[i]);
   return out;
 }
 
-/** bfloat16 bits -> float32 values (exact). */
+/** Widens bfloat16 bit patterns to float32 (exact: the low 16 bits become zero). */
 export function bf16ToF32(bits: Uint16Array): Float32Array {
   const out = new Float32Array(bits.length);
-  const view = new Uint32Array(out.buffer);
-  for (let i = 0; i < bits.length; i++) view[i] = bits[i] << 16;
+  const outBits = bitsOf(out);
+  for (let i = 0; i < bits.length; i++) outBits[i] = bits[i] << 16;
   return out;
 }
 
-/** float32 -> bfloat16 bits, rounding to nearest even (NaN kept quiet). */
-export function f32ToBf16(values: Float32Array): Uint16Array {
-  const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    f32[0] = values[i];
-    const x = u32[0];
-    if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff)) {
-      out[i] = (x >>> 16) | 0x40;
-      continue;
+/** Narrows float32 values to bfloat16 bit patterns, round to nearest even; NaN stays NaN. */
+export function f32ToBf16(x: Float32Array): Uint16Array {
+  const inBits = bitsOf(x);
+  const out = new Uint16Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const u = inBits[i];
+    if ((u & 0x7fffffff) > 0x7f800000) {
+      const top = u >>> 16;
+      out[i] = (top & 0x7f) === 0 ? top | 0x40 : top;
+    } else {
+      out[i] = (u + 0x7fff + ((u >>> 16) & 1)) / 0x10000;
     }
-    const rounded = x + 0x7fff + ((x >>> 16) & 1);
-    out[i] = rounded >>> 16;
   }
   return out;
 }

@@ -125,14 +125,27 @@ describe("saveCheckpoint then openCheckpoint", () => {
     await ckpt.close();
   });
 
-  it("writes __metadata__ with format pt plus the caller's entries", async () => {
-    const dir = fresh("meta");
-    await saveCheckpoint(dir, config, tensorsFor().slice(0, 1), { metadata: { source: "unit" } });
+  it("writes the published layout: aligned header, metadata, offsets and raw bits", async () => {
+    const dir = fresh("layout");
+    const data = new Float32Array([1, -2, 65504, 1 / 3]);
+    await saveCheckpoint(dir, config, [{ name: "h", shape: [2, 2], data }, { name: "s", shape: [], data: new Float32Array([0.5]) }], {
+      dtype: "F16",
+      metadata: { source: "unit" },
+    });
     const bytes = await readFile(join(dir, "model.safetensors"));
-    const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-    expect(n % 8).toBe(0); // data region 8-byte aligned
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const n = Number(view.getBigUint64(0, true));
+    expect(n % 8).toBe(0); // data region 8-byte aligned, as the reference writer pads
     const header = JSON.parse(bytes.subarray(8, 8 + n).toString("utf8"));
-    expect(header.__metadata__).toEqual({ format: "pt", source: "unit" });
+    expect(header).toEqual({
+      __metadata__: { format: "pt", source: "unit" },
+      h: { dtype: "F16", shape: [2, 2], data_offsets: [0, 8] },
+      s: { dtype: "F16", shape: [], data_offsets: [8, 10] },
+    });
+    expect(bytes.length).toBe(8 + n + 10);
+    // IEEE half bits: 1 = 0x3c00, -2 = 0xc000, 65504 = 0x7bff, 1/3 -> 0x3555, 0.5 = 0x3800
+    const bits = [0, 1, 2, 3, 4].map((i) => view.getUint16(8 + n + 2 * i, true));
+    expect(bits).toEqual([0x3c00, 0xc000, 0x7bff, 0x3555, 0x3800]);
   });
 
   it("replaces stale weight files in an existing directory and keeps other files", async () => {
@@ -146,7 +159,7 @@ describe("saveCheckpoint then openCheckpoint", () => {
     expect(ckpt.config.hidden_size).toBe(2);
     expect([...await ckpt.read("only")]).toEqual([3, 4]);
     await ckpt.close();
-    expect((await readdir(root)).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+    expect((await readdir(root)).filter((f) => /\.(tmp|old)-/.test(f))).toEqual([]);
   });
 
   it("leaves nothing behind when the tensor stream fails midway", async () => {

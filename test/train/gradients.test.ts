@@ -100,7 +100,7 @@ describe("data-parallel gradients", () => {
 
   it("report a replica's error with the worker named", async () => {
     await expect(engine.gradients(params, tinyBatch(2, 20), new Float32Array(model.layout.size))).rejects.toThrow(
-      /Worker 0 failed: .*Context 20 exceeds the model's 16 positions/,
+      /Worker [01] failed: .*Context 20 exceeds the model's 16 positions/,
     );
   });
 });

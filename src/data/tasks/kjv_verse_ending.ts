@@ -10,7 +10,7 @@
  */
 import { countWords } from "../text.ts";
 import { placeGold, sampleDistractors } from "./passages.ts";
-import type { Candidate, TaskBuildContext, TaskDefinition, TaskSplit } from "./types.ts";
+import { type Candidate, TASK_SPLITS, type TaskBuildContext, type TaskDefinition, type TaskSplit } from "./types.ts";
 
 /** Shortest verse used, in words. */
 const MIN_VERSE_WORDS = 10;
@@ -58,7 +58,7 @@ export const kjvVerseEnding: TaskDefinition = {
       });
     }
     const candidates: Candidate[] = [];
-    for (const split of ["train", "validation", "test"] as const) {
+    for (const split of TASK_SPLITS) {
       const rng = ctx.rng(split);
       const items = halves.filter((h) => h.split === split);
       const pool = items.map((h) => h.ending);

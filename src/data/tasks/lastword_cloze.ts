@@ -11,7 +11,7 @@
 import type { SourceName } from "../split.ts";
 import { countWords, splitSentences } from "../text.ts";
 import { placeGold, sampleDistractors } from "./passages.ts";
-import type { Candidate, TaskBuildContext, TaskDefinition, TaskSplit } from "./types.ts";
+import { type Candidate, TASK_SPLITS, type TaskBuildContext, type TaskDefinition, type TaskSplit } from "./types.ts";
 
 /** Context length bounds in words (the cut word not counted). */
 const MIN_WORDS = 20;
@@ -70,7 +70,7 @@ export const lastwordCloze: TaskDefinition = {
       if (split !== undefined) clozes.push(...clozesOf(t.doc, t.source, split, t.text));
     }
     const candidates: Candidate[] = [];
-    for (const split of ["train", "validation", "test"] as const) {
+    for (const split of TASK_SPLITS) {
       const rng = ctx.rng(split);
       const inSplit = clozes.filter((c) => c.split === split);
       for (const source of ["brown", "moby_dick", "sotu"] as const) {

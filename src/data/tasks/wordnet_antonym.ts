@@ -8,7 +8,7 @@
  */
 import type { WordnetPos } from "../sources/wordnet.ts";
 import { placeGold, sampleDistractors } from "./passages.ts";
-import type { Candidate, TaskBuildContext, TaskDefinition, TaskSplit } from "./types.ts";
+import { type Candidate, TASK_SPLITS, type TaskBuildContext, type TaskDefinition, type TaskSplit } from "./types.ts";
 
 /** The task definition. */
 export const wordnetAntonym: TaskDefinition = {
@@ -34,7 +34,7 @@ export const wordnetAntonym: TaskDefinition = {
     for (const p of pairs) antonymsOf.set(p.word, [...(antonymsOf.get(p.word) ?? []), p.antonym]);
     const candidates: Candidate[] = [];
     const seen = new Set<string>();
-    for (const split of ["train", "validation", "test"] as const) {
+    for (const split of TASK_SPLITS) {
       const rng = ctx.rng(split);
       const items = pairs.filter((p) => p.split === split);
       for (const pos of ["noun", "verb", "adjective", "adverb"] as const) {

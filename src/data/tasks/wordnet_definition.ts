@@ -12,7 +12,7 @@
 import { wordnetHeadword } from "../corpus.ts";
 import { countWords } from "../text.ts";
 import { placeGold, sampleDistractors } from "./passages.ts";
-import type { Candidate, TaskBuildContext, TaskDefinition } from "./types.ts";
+import { type Candidate, TASK_SPLITS, type TaskBuildContext, type TaskDefinition } from "./types.ts";
 
 /** Definitions kept, in words. */
 const MIN_WORDS = 3;
@@ -26,7 +26,7 @@ export const wordnetDefinition: TaskDefinition = {
   choices: 4,
   build(ctx: TaskBuildContext): Candidate[] {
     const candidates: Candidate[] = [];
-    for (const split of ["train", "validation", "test"] as const) {
+    for (const split of TASK_SPLITS) {
       const rng = ctx.rng(split);
       const synsets = ctx.sources.wordnet.filter((s) => {
         const n = countWords(s.definition);

@@ -8,7 +8,7 @@
  */
 import type { Synset } from "../sources/wordnet.ts";
 import { placeGold, sampleDistractors } from "./passages.ts";
-import type { Candidate, TaskBuildContext, TaskDefinition } from "./types.ts";
+import { type Candidate, TASK_SPLITS, type TaskBuildContext, type TaskDefinition } from "./types.ts";
 
 /** Every ancestor's first word along hypernym links (a cycle-safe walk). */
 function ancestorWords(synset: Synset, byId: ReadonlyMap<string, Synset>): Set<string> {
@@ -36,7 +36,7 @@ export const wordnetHypernym: TaskDefinition = {
   build(ctx: TaskBuildContext): Candidate[] {
     const byId = new Map(ctx.sources.wordnet.map((s) => [s.id, s]));
     const candidates: Candidate[] = [];
-    for (const split of ["train", "validation", "test"] as const) {
+    for (const split of TASK_SPLITS) {
       const rng = ctx.rng(split);
       const items = ctx.sources.wordnet
         .filter((s) => s.pos === "noun" && s.hypernyms.length > 0 && ctx.splitOfDoc(s.id, "wordnet") === split)

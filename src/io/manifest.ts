@@ -1,0 +1,284 @@
+/**
+ * Emulator and adapter packages: a directory of shards plus
+ * `manifest.msgpack`, which lists every shard with its size and SHA-256, the
+ * architecture and its config, the adapter/emulator split and the method's
+ * settings (DESIGN.md "Records and files"; METHOD.md for the split).
+ *
+ * A package is written through {@link createPackageWriter}, which builds it in
+ * a temporary sibling directory and renames it into place on commit, so a crash
+ * never leaves a half-written package under the final name. Readers validate
+ * the manifest field by field and {@link verifyPackage} checks every shard
+ * against it before a later stage trusts the files.
+ *
+ * The manifest is MessagePack (msgpackr) with records off, so any MessagePack
+ * reader sees plain maps; `moreTypes` keeps typed arrays in `extra` intact
+ * (the default encoding corrupts Float32Array).
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { Packr } from "msgpackr";
+import { createDirectoryTransaction, writeFileAtomic } from "./atomic.ts";
+import { CheckpointError } from "./errors.ts";
+import { blockRoleProblem, type ShardMeta, type ShardRole, type ShardTensor } from "./shard_schema.ts";
+import { type ShardWriteOptions, writeShardFile } from "./shard_writer.ts";
+
+/** The manifest format version this module writes and the only one it reads. */
+export const MANIFEST_FORMAT_VERSION = 1;
+
+/** File name of the manifest inside a package directory. */
+export const MANIFEST_FILE = "manifest.msgpack";
+
+/** One shard as the manifest lists it. */
+export interface ManifestShard {
+  /** File name inside the package directory (no path separators). */
+  file: string;
+  block: number | "outer";
+  role: ShardRole;
+  /** SHA-256 of the file, lowercase hex. */
+  sha256: string;
+  /** File size in bytes. */
+  bytes: number;
+}
+
+/** The contents of `manifest.msgpack`. */
+export interface Manifest {
+  formatVersion: 1;
+  kind: "emulator" | "adapter";
+  /** The source config's `model_type` (e.g. "opt"). */
+  architecture: string;
+  /** The source checkpoint's config.json. */
+  config: Record<string, unknown>;
+  /** Adapter blocks kept at the bottom and at the top (METHOD.md: adapter/emulator split). */
+  split: { bottom: number; top: number };
+  method: string;
+  settings: Record<string, unknown>;
+  /** Hash identifying the source checkpoint; every shard carries the same. */
+  sourceHash: string;
+  shards: ManifestShard[];
+  /** ISO 8601 time of writing. */
+  createdAt: string;
+  extra?: Record<string, unknown>;
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: true });
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value);
+}
+
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+/** Whether `file` is a plain file name that stays inside the package directory. */
+function isPlainFileName(file: unknown): file is string {
+  return typeof file === "string" && file !== "" && file !== "." && file !== ".." && !/[/\\\0]/.test(file);
+}
+
+/**
+ * Checks that `value` is a complete, supported manifest.
+ *
+ * @param source the manifest path named in errors
+ * @throws CheckpointError naming `source` and the first bad field
+ */
+function validateManifest(value: unknown, source: string): Manifest {
+  const fail = (problem: string): never => {
+    throw new CheckpointError(source, `Invalid manifest "${source}": ${problem}`);
+  };
+  if (!isObject(value)) fail("expected a map at the top level");
+  const m = value as Record<string, unknown>;
+  if (m.formatVersion !== MANIFEST_FORMAT_VERSION) {
+    fail(`unsupported format version ${JSON.stringify(m.formatVersion)} (this offtune reads version ${MANIFEST_FORMAT_VERSION})`);
+  }
+  if (m.kind !== "emulator" && m.kind !== "adapter") {
+    fail(`"kind" must be "emulator" or "adapter", got ${JSON.stringify(m.kind)}`);
+  }
+  for (const key of ["architecture", "method", "sourceHash", "createdAt"]) {
+    if (typeof m[key] !== "string") fail(`"${key}" must be a string, got ${JSON.stringify(m[key])}`);
+  }
+  if (Number.isNaN(Date.parse(m.createdAt as string))) fail(`"createdAt" is not a date: ${JSON.stringify(m.createdAt)}`);
+  for (const key of ["config", "settings"]) {
+    if (!isObject(m[key])) fail(`"${key}" must be a map`);
+  }
+  if (m.extra !== undefined && !isObject(m.extra)) fail(`"extra" must be a map when present`);
+  const split = m.split as Record<string, unknown>;
+  if (!isObject(split) || !isCount(split.bottom) || !isCount(split.top)) {
+    fail(`"split" must be {bottom, top} with non-negative integers, got ${JSON.stringify(m.split)}`);
+  }
+  if (!Array.isArray(m.shards)) fail(`"shards" must be a list`);
+  const files = new Set<string>();
+  (m.shards as unknown[]).forEach((entry, i) => {
+    const at = `shards[${i}]`;
+    if (!isObject(entry)) return fail(`${at} must be a map`);
+    if (!isPlainFileName(entry.file)) fail(`${at}.file must be a plain file name, got ${JSON.stringify(entry.file)}`);
+    if (entry.file === MANIFEST_FILE || files.has(entry.file as string)) {
+      fail(`${at}.file "${entry.file}" is ${entry.file === MANIFEST_FILE ? "the manifest's own name" : "listed twice"}`);
+    }
+    files.add(entry.file as string);
+    const problem = blockRoleProblem(entry.block, entry.role);
+    if (problem) fail(`${at} (${entry.file}): ${problem}`);
+    if (typeof entry.sha256 !== "string" || !SHA256_HEX.test(entry.sha256)) {
+      fail(`${at}.sha256 must be 64 lowercase hex digits, got ${JSON.stringify(entry.sha256)}`);
+    }
+    if (!isCount(entry.bytes)) fail(`${at}.bytes must be a non-negative integer, got ${JSON.stringify(entry.bytes)}`);
+  });
+  return m as unknown as Manifest;
+}
+
+/**
+ * Writes `<dir>/manifest.msgpack` atomically after validating `m`.
+ *
+ * @throws CheckpointError if `m` is not a valid manifest
+ */
+export async function writeManifest(dir: string, m: Manifest): Promise<void> {
+  const path = join(dir, MANIFEST_FILE);
+  validateManifest(m, path);
+  await writeFileAtomic(path, packr.pack(m));
+}
+
+/**
+ * Reads and validates `<dir>/manifest.msgpack`.
+ *
+ * @throws CheckpointError naming the manifest path when it is missing, not
+ *   MessagePack, of an unsupported format version, or lacks a valid field
+ */
+export async function readManifest(dir: string): Promise<Manifest> {
+  const path = join(dir, MANIFEST_FILE);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    const missing = (e as { code?: string }).code === "ENOENT";
+    throw new CheckpointError(
+      path,
+      `Cannot read manifest "${path}": ${missing ? "file does not exist" : (e as Error).message}`,
+      { cause: e },
+    );
+  }
+  let value: unknown;
+  try {
+    value = packr.unpack(bytes);
+  } catch (e) {
+    throw new CheckpointError(path, `Cannot read manifest "${path}": not valid MessagePack (${(e as Error).message})`, {
+      cause: e,
+    });
+  }
+  return validateManifest(value, path);
+}
+
+/** SHA-256 of a file as lowercase hex, streamed so a large shard is never held whole. */
+async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Uint8Array);
+  return hash.digest("hex");
+}
+
+/**
+ * Checks a package on disk against its manifest: every listed shard exists
+ * and has the listed size and SHA-256.
+ *
+ * @returns the validated manifest
+ * @throws CheckpointError naming the file: a missing shard, a size mismatch,
+ *   or a corrupt shard (giving both the actual and the listed hash)
+ */
+export async function verifyPackage(dir: string): Promise<Manifest> {
+  const manifest = await readManifest(dir);
+  for (const shard of manifest.shards) {
+    const path = join(dir, shard.file);
+    const info = await stat(path).catch(() => undefined);
+    if (!info?.isFile()) {
+      throw new CheckpointError(path, `Package "${dir}" is missing shard "${shard.file}" listed in its manifest`);
+    }
+    if (info.size !== shard.bytes) {
+      throw new CheckpointError(path, `Shard "${path}" has ${info.size} bytes but the manifest lists ${shard.bytes}`);
+    }
+    const actual = await sha256OfFile(path);
+    if (actual !== shard.sha256) {
+      throw new CheckpointError(
+        path,
+        `Shard "${path}" is corrupt: its sha256 is ${actual} but the manifest lists ${shard.sha256}`,
+      );
+    }
+  }
+  return manifest;
+}
+
+/** The conventional shard file name of a block: `block-0007.arrow`, or `outer.arrow`. */
+export function shardFileName(block: number | "outer"): string {
+  return block === "outer" ? "outer.arrow" : `block-${String(block).padStart(4, "0")}.arrow`;
+}
+
+/** A package being written; see {@link createPackageWriter}. */
+export interface PackageWriter {
+  /** The final package directory. */
+  readonly dir: string;
+  /** The temporary sibling directory the shards go to until commit. */
+  readonly temp: string;
+  /**
+   * Writes one shard (named `file`, default {@link shardFileName}) into the
+   * temporary directory and records its manifest entry.
+   */
+  writeShard(
+    meta: ShardMeta,
+    tensors: readonly ShardTensor[],
+    options?: ShardWriteOptions & { file?: string },
+  ): Promise<ManifestShard>;
+  /**
+   * Writes the manifest (its `shards` are the ones written, in order) and
+   * renames the package into place, replacing an existing `dir` only now.
+   */
+  commit(manifest: Omit<Manifest, "shards">): Promise<Manifest>;
+  /** Removes the temporary directory; an existing `dir` is untouched. */
+  abort(): Promise<void>;
+}
+
+/**
+ * Starts writing a package to `dir` atomically: shards go to
+ * `<dir>.tmp-<pid>-<random>`, and `commit` fsyncs and renames that directory
+ * into place (see `createDirectoryTransaction` in `atomic.ts`). Callers abort
+ * on failure: `try { …; await w.commit(m) } catch (e) { await w.abort(); throw e }`.
+ */
+export async function createPackageWriter(dir: string): Promise<PackageWriter> {
+  const transaction = await createDirectoryTransaction(dir);
+  const shards: ManifestShard[] = [];
+  const sourceHashes = new Map<string, string>();
+  return {
+    dir,
+    temp: transaction.temp,
+    async writeShard(meta, tensors, options = {}) {
+      const file = options.file ?? shardFileName(meta.block);
+      const fail = (problem: string): never => {
+        throw new CheckpointError(dir, `Cannot write shard ${JSON.stringify(file)} to package "${dir}": ${problem}`);
+      };
+      if (!isPlainFileName(file)) fail("not a plain file name");
+      if (file === MANIFEST_FILE) fail("the name is reserved for the manifest");
+      if (shards.some((s) => s.file === file)) fail("a shard of that name was already written");
+      const written = await writeShardFile(join(transaction.temp, file), meta, tensors, options);
+      const entry: ManifestShard = { file, block: meta.block, role: meta.role, sha256: written.sha256, bytes: written.bytes };
+      shards.push(entry);
+      sourceHashes.set(file, meta.sourceHash);
+      return { ...entry };
+    },
+    async commit(draft) {
+      for (const [file, hash] of sourceHashes) {
+        if (hash !== draft.sourceHash) {
+          throw new CheckpointError(
+            dir,
+            `Cannot commit package "${dir}": shard "${file}" has source hash ${JSON.stringify(hash)} but the manifest has ${JSON.stringify(draft.sourceHash)}`,
+          );
+        }
+      }
+      const manifest: Manifest = { ...draft, shards: shards.map((s) => ({ ...s })) };
+      await writeManifest(transaction.temp, manifest);
+      await transaction.commit();
+      return manifest;
+    },
+    abort: () => transaction.abort(),
+  };
+}

@@ -1,0 +1,55 @@
+/**
+ * Opens an emulator (or adapter) package written by `writeShards` as a
+ * {@link ModelHandle}, so the same operators and evaluators run on an
+ * emulator as on the original checkpoint (DESIGN.md: `loadEmulator()`).
+ * Every shard's SHA-256 is checked against the manifest before use.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { type Manifest, verifyPackage } from "../io/manifest.ts";
+import { readShardFile } from "../io/shard_reader.ts";
+import { architectureFor } from "../model/registry.ts";
+import type { WeightMap } from "../model/types.ts";
+import { tf } from "../tensor/backend.ts";
+import type { ModelHandle } from "../records/records.ts";
+import { checkSplit } from "./model_handle.ts";
+import { disposeWeights } from "./weights.ts";
+
+/** A package opened as a model: the handle plus its manifest. */
+export interface OpenedPackage extends ModelHandle {
+  manifest: Manifest;
+}
+
+async function readWeights(dir: string, manifest: Manifest, block: number | "outer"): Promise<WeightMap> {
+  const entry = manifest.shards.find((s) => s.block === block);
+  if (!entry) throw new Error(`Package "${dir}" has no shard for block ${block}`);
+  const { tensors } = await readShardFile(join(dir, entry.file), { expectedSha256: entry.sha256 });
+  return new Map(tensors.map((t) => [t.name, tf.tensor(t.data, t.shape)]));
+}
+
+/**
+ * Opens the package in `dir`: verifies the manifest and every shard's
+ * checksum, loads the outer weights, and reads blocks on demand.
+ *
+ * @throws when the manifest or a shard is missing or corrupt, or the
+ *   architecture is unknown
+ */
+export async function openPackage(dir: string): Promise<OpenedPackage> {
+  const manifest = await verifyPackage(dir);
+  const arch = architectureFor(manifest.architecture, join(dir, "manifest.msgpack"));
+  const cfg = arch.parseConfig(manifest.config);
+  checkSplit(manifest.split, cfg.layers, dir);
+  const outer = await readWeights(dir, manifest, "outer");
+  return {
+    manifest,
+    source: dir,
+    arch,
+    cfg,
+    split: manifest.split,
+    sourceHash: manifest.sourceHash,
+    outer,
+    loadBlock: (i) => readWeights(dir, manifest, i),
+    close: () => Promise.resolve(disposeWeights(outer)),
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * `writeShards`: the sink of an emulator (or adapter) pipeline. Writes one
+ * Arrow shard per block plus one for the outer weights, then the manifest,
+ * all inside a temporary directory renamed into place on completion, so a
+ * failed or interrupted run never leaves a half-written package
+ * (DESIGN.md "Records and files").
+ *
+ * Each record's tensors are copied out and disposed as it arrives (inside
+ * `next`), so the block is released before the file write completes.
+ *
+ * @example
+ * ```ts
+ * scored.pipe(compressDrd(), compressScp(), writeShards("out/emulator", { method: "gradot", settings }))
+ *   .subscribe({ complete: () => console.log("written") });
+ * ```
+ *
+ * @module
+ */
+import { Observable, type OperatorFunction } from "rxjs";
+import { createPackageWriter, type Manifest, type PackageWriter } from "../io/manifest.ts";
+import type { ShardDtype, ShardTensor } from "../io/shard_schema.ts";
+import type { WeightMap } from "../model/types.ts";
+import type { BlockRole, CompressionNote, ModelHandle, ShardRecord } from "../records/records.ts";
+import { disposeWeights } from "./weights.ts";
+
+/** What `writeShards` needs of a record: a block, its weights and how it was compressed. */
+export interface WeightedBlock {
+  model: ModelHandle;
+  index: number;
+  role: BlockRole;
+  weights: WeightMap;
+  compression?: CompressionNote;
+}
+
+/** Options of {@link writeShards}. */
+export interface WriteShardsOptions {
+  /** The method that produced the package (`gradot`, `layerdrop`, …). */
+  method: string;
+  /** The method's settings (JSON values), stored in every shard and the manifest. */
+  settings: Record<string, unknown>;
+  /** `emulator` (default) or `adapter`. */
+  kind?: Manifest["kind"];
+  /** Stored element type (default float32). */
+  dtype?: ShardDtype;
+  /** Also write the outer weights (embeddings, final norm, head); default true. */
+  outer?: boolean;
+  /** Extra manifest fields (e.g. parameter counts). */
+  extra?: Record<string, unknown>;
+}
+
+/** A weight map's tensors as shard columns (copies off the tensor heap), in name order. */
+export function shardTensors(weights: WeightMap): ShardTensor[] {
+  return [...weights.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, t]) => ({ name, shape: [...t.shape], data: t.dataSync() as Float32Array }));
+}
+
+const count = (tensors: ShardTensor[]) => tensors.reduce((n, t) => n + t.data.length, 0);
+
+/**
+ * Writes every incoming block to the package `dir` and emits a
+ * {@link ShardRecord} per shard written; commits the package (manifest +
+ * rename) when the source completes, aborts it on error or unsubscribe.
+ */
+export function writeShards(dir: string, options: WriteShardsOptions): OperatorFunction<WeightedBlock, ShardRecord> {
+  const dtype = options.dtype ?? "float32";
+  return (source) =>
+    new Observable<ShardRecord>((subscriber) => {
+      let writer: Promise<PackageWriter> | undefined;
+      let chain: Promise<unknown> = Promise.resolve();
+      let model: ModelHandle | undefined;
+      let failed = false;
+      const blocks: Array<{ index: number; role: BlockRole; params: number; compression?: CompressionNote }> = [];
+      const fail = (e: unknown) => {
+        if (failed) return;
+        failed = true;
+        void writer?.then((w) => w.abort());
+        subscriber.error(e);
+      };
+      const enqueue = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensor[]) => {
+        chain = chain.then(async () => {
+          const w = await writer!;
+          const written = await w.writeShard(
+            { ...meta, method: options.method, settings: options.settings, sourceHash: model!.sourceHash },
+            tensors,
+            { dtype },
+          );
+          subscriber.next({ block: written.block, file: written.file, sha256: written.sha256, bytes: written.bytes });
+        });
+        chain.catch(fail);
+      };
+      const subscription = source.subscribe({
+        next: (record) => {
+          if (failed) return disposeWeights(record.weights);
+          try {
+            if (!model) {
+              model = record.model;
+              writer = createPackageWriter(dir);
+              writer.catch(fail);
+              if (options.outer ?? true) enqueue({ block: "outer", role: "outer" }, shardTensors(model.outer));
+            }
+            const tensors = shardTensors(record.weights);
+            blocks.push({ index: record.index, role: record.role, params: count(tensors), compression: record.compression });
+            enqueue({ block: record.index, role: record.role }, tensors);
+          } catch (e) {
+            fail(e);
+          } finally {
+            disposeWeights(record.weights);
+          }
+        },
+        error: fail,
+        complete: () => {
+          if (!model) return subscriber.error(new Error(`writeShards: no block arrived, nothing written to "${dir}"`));
+          const m = model;
+          chain
+            .then(async () => {
+              const w = await writer!;
+              blocks.sort((a, b) => a.index - b.index);
+              await w.commit({
+                formatVersion: 1,
+                kind: options.kind ?? "emulator",
+                architecture: m.cfg.modelType,
+                config: m.cfg.raw,
+                split: m.split,
+                method: options.method,
+                settings: options.settings,
+                sourceHash: m.sourceHash,
+                createdAt: new Date().toISOString(),
+                extra: { ...options.extra, blocks: JSON.parse(JSON.stringify(blocks)) },
+              });
+              subscriber.complete();
+            })
+            .catch(fail);
+        },
+      });
+      return () => {
+        subscription.unsubscribe();
+        if (!subscriber.closed && !failed) void writer?.then((w) => w.abort());
+      };
+    });
+}

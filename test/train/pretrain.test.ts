@@ -1,0 +1,166 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main } from "../../pipelines/pretrain.ts";
+import { openCheckpoint } from "../../src/io/checkpoint.ts";
+import { openSafetensors } from "../../src/io/safetensors_file.ts";
+import { forwardLogits, lmLoss } from "../../src/model/forward.ts";
+import { loadBlockWeights, loadOuterWeights, resolveModel } from "../../src/model/load.ts";
+import { tf } from "../../src/tensor/backend.ts";
+import { validationWindows } from "../../src/train/batches.ts";
+
+/** A byte-level BPE tokenizer.json with 4 specials and 29 single characters (vocab 33). */
+function tinyTokenizer() {
+  const specials = ["<s>", "<pad>", "</s>", "<unk>"];
+  const vocab = Object.fromEntries([...specials, ..."abcdefghijklmnopqrstuvwxyzĠ.,"].map((t, i) => [t, i]));
+  return {
+    version: "1.0",
+    added_tokens: specials.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
+    normalizer: null,
+    pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: null,
+    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: { type: "BPE", dropout: null, unk_token: null, vocab, merges: [] },
+  };
+}
+
+/** Documents of a repetitive toy language (ids 4..32), each closed by `</s>` (2), as Uint16 LE bytes. */
+function tokenFile(documents: number, seed: number): Uint8Array {
+  const ids: number[] = [];
+  for (let d = 0; d < documents; d++) {
+    const start = 4 + ((d * 7 + seed) % 20);
+    for (let t = 0; t < 30 + (d % 11); t++) ids.push(start + ((t * 3) % 9));
+    ids.push(2);
+  }
+  const bytes = new Uint8Array(ids.length * 2);
+  const view = new DataView(bytes.buffer);
+  ids.forEach((id, i) => view.setUint16(2 * i, id, true));
+  return bytes;
+}
+
+let root: string;
+const flags = () => [
+  "--data", join(root, "data"),
+  "--tokenizer", join(root, "tok", "tokenizer.json"),
+  "--layers", "2", "--hidden", "32", "--heads", "4", "--ffn", "64", "--ctx", "16",
+  "--steps", "8", "--batch", "4", "--lr", "3e-3", "--warmup", "2",
+  "--workers", "2", "--eval-every", "4", "--eval-windows", "4", "--save-every", "0", "--quiet",
+];
+const logOf = async (dir: string) =>
+  (await readFile(join(dir, "log.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "offtune-pretrain-"));
+  await import("node:fs/promises").then((fs) =>
+    Promise.all([fs.mkdir(join(root, "data")), fs.mkdir(join(root, "tok"))])
+  );
+  await writeFile(join(root, "tok", "tokenizer.json"), JSON.stringify(tinyTokenizer()));
+  await writeFile(join(root, "data", "train.bin"), tokenFile(120, 0));
+  await writeFile(join(root, "data", "valid.bin"), tokenFile(12, 3));
+  await main(["--out", join(root, "straight"), ...flags()]);
+}, 60_000);
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("offtune pretrain", () => {
+  it("writes an HF OPT checkpoint whose loss on the validation windows is the logged val_loss", async () => {
+    const out = join(root, "straight");
+    const config = JSON.parse(await readFile(join(out, "config.json"), "utf8"));
+    expect(config).toMatchObject({
+      model_type: "opt",
+      architectures: ["OPTForCausalLM"],
+      num_hidden_layers: 2,
+      hidden_size: 32,
+      num_attention_heads: 4,
+      ffn_dim: 64,
+      max_position_embeddings: 16,
+      vocab_size: 33,
+      eos_token_id: 2,
+      pad_token_id: 1,
+      torch_dtype: "float32",
+    });
+    expect(await readFile(join(out, "tokenizer.json"), "utf8")).toBe(JSON.stringify(tinyTokenizer()));
+    const log = await logOf(out);
+    expect(log.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(log.map((r) => r.val_loss === null)).toEqual([true, true, true, false, true, true, true, false]);
+    expect(log[7].tokens).toBe(8 * 4 * 16);
+    expect(log[7].val_loss).toBeLessThan(log[3].val_loss);
+    expect(log[3].val_loss).toBeLessThan(Math.log(33));
+
+    const reader = await openCheckpoint(out);
+    const { arch, cfg } = resolveModel(reader);
+    const outer = await loadOuterWeights(reader, arch, cfg);
+    const blocks = [await loadBlockWeights(reader, arch, cfg, 0), await loadBlockWeights(reader, arch, cfg, 1)];
+    await reader.close();
+    const valid = validationWindows(
+      new Uint16Array(new Uint8Array(await readFile(join(root, "data", "valid.bin"))).buffer),
+      16,
+      4,
+    );
+    const loss = tf.tidy(() => {
+      const ids = tf.tensor2d(valid.ids, [valid.batch, valid.ctx], "int32");
+      return lmLoss(forwardLogits(arch, cfg, outer, blocks, ids), ids).dataSync()[0];
+    });
+    tf.dispose([...outer.values(), ...blocks.flatMap((b) => [...b.values()])]);
+    expect(loss).toBeCloseTo(log[7].val_loss, 4);
+  });
+
+  it("continues bit-exactly: 4 steps + resume + 4 steps equals 8 steps straight", async () => {
+    const out = join(root, "halves");
+    await main(["--out", out, ...flags(), "--until", "4"]);
+    expect((await logOf(out)).length).toBe(4);
+    await main(["--out", out, "--resume", "--workers", "2", "--quiet"]);
+    const straight = join(root, "straight");
+    expect(Buffer.compare(
+      await readFile(join(out, "model.safetensors")),
+      await readFile(join(straight, "model.safetensors")),
+    )).toBe(0);
+    expect(Buffer.compare(
+      await readFile(join(out, "train_state.safetensors")).then((b) => b.subarray(0, 8)),
+      await readFile(join(straight, "train_state.safetensors")).then((b) => b.subarray(0, 8)),
+    )).toBe(0);
+    const a = await openSafetensors(join(out, "train_state.safetensors"));
+    const b = await openSafetensors(join(straight, "train_state.safetensors"));
+    for (const e of b.header.entries) expect(await a.readF32(e.name), e.name).toEqual(await b.readF32(e.name));
+    await Promise.all([a.close(), b.close()]);
+    const numbers = (log: Record<string, number>[]) => log.map(({ step, loss, lr, grad_norm, val_loss }) => [step, loss, lr, grad_norm, val_loss]);
+    expect(numbers(await logOf(out))).toEqual(numbers(await logOf(straight)));
+  }, 60_000);
+
+  it("refuses to overwrite a run, and a resume that changes a run-defining flag", async () => {
+    const out = join(root, "straight");
+    await expect(main(["--out", out, ...flags()])).rejects.toThrow("already holds a run; pass --resume");
+    await expect(main(["--out", out, "--resume", "--batch", "8", "--quiet"])).rejects.toThrow(
+      "--batch 8 differs from the run being resumed (4)",
+    );
+    await expect(main(["--out", join(root, "none"), "--resume", "--quiet"])).rejects.toThrow("Cannot resume");
+    await expect(main(["--out", join(root, "bad"), ...flags(), "--until", "9"])).rejects.toThrow(
+      "--until 9 exceeds --steps 8",
+    );
+  });
+
+  it("stores F16 weights with --fp16 and refuses ids outside the vocabulary", async () => {
+    const out = join(root, "fp16");
+    await main(["--out", out, ...flags(), "--steps", "1", "--warmup", "0", "--workers", "0", "--fp16"]);
+    const file = await openSafetensors(join(out, "model.safetensors"));
+    expect(new Set(file.header.entries.map((e) => e.dtype))).toEqual(new Set(["F16"]));
+    await file.close();
+    expect(JSON.parse(await readFile(join(out, "config.json"), "utf8")).torch_dtype).toBe("float16");
+    await writeFile(join(root, "data", "valid.bin"), new Uint8Array([5, 0, 40, 0]));
+    await expect(main(["--out", join(root, "badids"), ...flags()])).rejects.toThrow(
+      /valid\.bin" holds id 40 at position 1, outside the vocabulary of 33/,
+    );
+    await writeFile(join(root, "data", "valid.bin"), tokenFile(12, 3));
+  });
+});
