@@ -114,6 +114,7 @@ export function buildFixtures(root: string, log: (line: string) => void): Record
   for (const task of TASKS) {
     const candidates = task.build({
       sources,
+      heldOut: (id, source) => splitOf(id, source) === "holdout",
       splitOfDoc: (id, source) => (splitOf(id, source) === "holdout" ? taskSplitOf(id) : undefined),
       rng: (split) => createRng(`${task.name}/${split}`),
     });

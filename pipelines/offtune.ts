@@ -20,6 +20,10 @@ const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     summary: "print a checkpoint's architecture, blocks, parameters and dtypes",
     load: () => import("./inspect.ts"),
   },
+  "build-emulator": {
+    summary: "compress a checkpoint into a GradOT emulator package (Arrow shards)",
+    load: () => import("./build_emulator.ts"),
+  },
   bench: {
     summary: "measure kernels, linear algebra and model throughput",
     load: () => import("./bench.ts"),

@@ -557,7 +557,9 @@ export async function main(argv: string[]): Promise<number> {
       saveEvery: intFlag(flags, "save-every", 500, 0),
       shouldStop: () => interrupted,
       onStep: async (record) => {
-        await writeFile(logPath, JSON.stringify({ ...record, val_loss: record.val_loss ?? null }) + "\n", { flag: "a" });
+        const { step, tokens, loss, lr, grad_norm, val_loss = null, tokens_per_s, seconds } = record;
+        const line = { step, tokens, loss, lr, grad_norm, val_loss, tokens_per_s, seconds };
+        await writeFile(logPath, JSON.stringify(line) + "\n", { flag: "a" });
         const val = record.val_loss === undefined ? "" : ` val ${record.val_loss.toFixed(3)}`;
         progress.update({
           done: record.step - startStep,

@@ -9,6 +9,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import process from "node:process";
 
 /** A located data source: its directory and the version that was read. */
 export interface SourceLocation {
@@ -42,10 +43,15 @@ export const KJV_MODULE_DIR = "/usr/share/sword/modules/texts/ztext/engKJV2006eb
 export const KJV_CONF_FILE = "/usr/share/sword/mods.d/engKJV2006eb.conf";
 
 /**
- * Locates an installed npm data package. `modulesDir` overrides the normal
- * resolution (a `node_modules` directory to look in directly).
+ * Locates an installed npm data package. `modulesDir` (default: the
+ * `OFFTUNE_DATA_MODULES` environment variable) overrides the normal
+ * resolution: a `node_modules` directory to look in directly, for data
+ * packages installed outside the project.
  */
-export function locateNpmPackage(name: NpmDataPackage, modulesDir?: string): SourceLocation {
+export function locateNpmPackage(
+  name: NpmDataPackage,
+  modulesDir: string | undefined = process.env.OFFTUNE_DATA_MODULES,
+): SourceLocation {
   let manifest: string;
   if (modulesDir !== undefined) {
     manifest = join(modulesDir, name, "package.json");

@@ -62,13 +62,16 @@ export function gradotSettings(o: GradotOptions): Record<string, unknown> {
 export function buildGradotEmulator(model: ModelHandle, options: GradotOptions): Observable<ShardRecord> {
   const settings = gradotSettings(options);
   const budget = { ratio: settings.ratio as number, attnShare: options.attnShare };
-  const stage = (name: GradotStage) => tap((r: { index: number }) => options.onStage?.(name, r.index));
-  return readCheckpoint(model).pipe(
+  const stage = <R extends { index: number }>(name: GradotStage) =>
+    tap<R>((r) => options.onStage?.(name, r.index));
+  const stats = readCheckpoint(model).pipe(
     calibrateForward({ calibration: options.calibration, chunk: options.chunk }),
     stage("forward"),
     calibrateBackward({ chunk: options.chunk, onLoss: options.onLoss }),
     accumulateKfac(),
     stage("backward"),
+  );
+  return stats.pipe(
     scoreGcs({ lambdaAttn: settings.lambdaAttn as number, lambdaMlp: settings.lambdaMlp as number }),
     stage("score"),
     compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction as number }),

@@ -134,3 +134,51 @@ describe("GradOT streaming pipeline on a tiny OPT", () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 });
+
+describe("GradOT emulators of every architecture", () => {
+  const cases = [
+    { name: "opt", split: { bottom: 0, top: 1 } },
+    { name: "gpt2", split: { bottom: 1, top: 1 } },
+    { name: "llama", split: { bottom: 0, top: 1 } },
+  ];
+  for (const { name, split } of cases) {
+    test(`${name}: a ratio-0.5 emulator has half the middle parameters, loads and runs`, async () => {
+      const before = tf.memory().numTensors;
+      const model = await openModel(`fixtures/golden/${name}`, { split });
+      const calibration = calibrationFor(Math.min(256, model.cfg.vocabSize), 4, 16);
+      const out = join(dir, `${name}-half`);
+      await lastValueFrom(buildGradotEmulator(model, { calibration, out, ratio: 0.5 }));
+
+      const emulator = await openPackage(out);
+      const blocks = await allBlocks(emulator);
+      const original = await allBlocks(model);
+      const params = (w: WeightMap) => [...w.values()].reduce((n, t) => n + t.size, 0);
+      let middle = 0;
+      let compressed = 0;
+      for (let i = 0; i < model.cfg.layers; i++) {
+        if (i < split.bottom || i >= model.cfg.layers - split.top) {
+          // Adapter blocks are copied bit for bit.
+          for (const [k, t] of original[i]) expect(blocks[i].get(k)!.dataSync()).toEqual(t.dataSync());
+          continue;
+        }
+        middle += params(original[i]);
+        compressed += params(blocks[i]);
+        expect(blocks[i].size).toBeGreaterThan(0);
+      }
+      const ratio = compressed / middle;
+      console.log(`${name}: emulator middle ratio ${ratio.toFixed(4)} (requested 0.5, allowed ±0.02)`);
+      expect(Math.abs(ratio - 0.5)).toBeLessThan(0.02);
+      expect(emulator.manifest.method).toBe("gradot");
+      expect(emulator.manifest.sourceHash).toBe(model.sourceHash);
+
+      const logits = logitsOf(emulator, blocks, calibration);
+      expect(logits.every(Number.isFinite)).toBe(true);
+      const reference = logitsOf(model, original, calibration);
+      expect(maxAbsDiff(logits, reference)).toBeGreaterThan(1e-3); // compression changed the function
+      for (const b of [...blocks, ...original]) for (const t of b.values()) t.dispose();
+      await emulator.close();
+      await model.close();
+      expect(tf.memory().numTensors).toBe(before);
+    });
+  }
+});

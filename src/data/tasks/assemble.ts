@@ -30,6 +30,25 @@ export function taskSplitOf(docId: string): TaskSplit {
   return "train";
 }
 
+/**
+ * Task splits for held-out documents that carry a class: within each class
+ * the documents are ordered by hash, the first half (rounded up) go to test,
+ * the next tenth (at least one) to validation and the rest to train, so every
+ * class reaches every split even when a class has few documents (the SOTU
+ * periods have about 14 held-out addresses each).
+ */
+export function stratifiedTaskSplits(docs: ReadonlyArray<{ id: string; label: string }>): Map<string, TaskSplit> {
+  const out = new Map<string, TaskSplit>();
+  for (const label of new Set(docs.map((d) => d.label))) {
+    const ids = [...new Set(docs.filter((d) => d.label === label).map((d) => d.id))]
+      .sort((a, b) => unitHash(a, TASK_SPLIT_SEED) - unitHash(b, TASK_SPLIT_SEED));
+    const test = Math.ceil(ids.length * TASK_SPLIT_FRACTIONS.test);
+    const validation = Math.max(1, Math.round(ids.length * TASK_SPLIT_FRACTIONS.validation));
+    ids.forEach((id, i) => out.set(id, i < test ? "test" : i < test + validation ? "validation" : "train"));
+  }
+  return out;
+}
+
 /** The checks `assembleTask` applies, supplied by the caller (tokenizer and pretraining n-gram index). */
 export interface AssembleChecks {
   /** Tokens of a text with the tokenizer's special tokens (OPT: a leading `</s>`). */

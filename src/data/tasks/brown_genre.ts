@@ -3,11 +3,12 @@
  * sample? The 15 Brown categories are grouped into the corpus's own four
  * broad classes: press (A-C), general prose (D-G), learned and government
  * writing (H, J), and fiction (K-R). Passages are runs of whole sentences
- * (30-60 words); `assemble.ts` balances the classes, so chance is 25%.
+ * (25-45 words); `assemble.ts` balances the classes, so chance is 25%.
  *
  * @module
  */
 import { sentenceWindows } from "./passages.ts";
+import { stratifiedTaskSplits } from "./assemble.ts";
 import type { Candidate, TaskBuildContext, TaskDefinition } from "./types.ts";
 
 /** The four classes: choice text and the Brown categories in each. */
@@ -36,12 +37,13 @@ export const brownGenre: TaskDefinition = {
   choices: BROWN_CLASSES.length,
   balanced: true,
   build(ctx: TaskBuildContext): Candidate[] {
+    const samples = ctx.sources.brown.filter((b) => ctx.heldOut(b.id, "brown"));
+    const splits = stratifiedTaskSplits(samples.map((b) => ({ id: b.id, label: String(brownClassOf(b.genre)) })));
     const candidates: Candidate[] = [];
-    for (const sample of ctx.sources.brown) {
-      const split = ctx.splitOfDoc(sample.id, "brown");
-      if (split === undefined) continue;
+    for (const sample of samples) {
+      const split = splits.get(sample.id)!;
       const cls = brownClassOf(sample.genre);
-      for (const passage of sentenceWindows(sample.text, 30, 60)) {
+      for (const passage of sentenceWindows(sample.text, 25, 45)) {
         candidates.push({
           doc: sample.id,
           split,

@@ -17,7 +17,7 @@ const MIN_VERSE_WORDS = 10;
 /** Each half keeps at least this many words. */
 const MIN_HALF_WORDS = 4;
 /** The previous verse is included only when the context stays within this many words. */
-const MAX_CONTEXT_WORDS = 60;
+const MAX_CONTEXT_WORDS = 45;
 
 /** Cuts a verse at the clause mark nearest its middle: `[first half with the mark, rest]`. */
 export function splitVerse(verse: string): [string, string] | undefined {

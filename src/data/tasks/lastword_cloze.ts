@@ -14,8 +14,8 @@ import { placeGold, sampleDistractors } from "./passages.ts";
 import { type Candidate, TASK_SPLITS, type TaskBuildContext, type TaskDefinition, type TaskSplit } from "./types.ts";
 
 /** Context length bounds in words (the cut word not counted). */
-const MIN_WORDS = 20;
-const MAX_WORDS = 55;
+const MIN_WORDS = 15;
+const MAX_WORDS = 45;
 /** Sentences skipped after a target, so consecutive items share little context. */
 const STRIDE = 3;
 

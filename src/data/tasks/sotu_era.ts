@@ -1,12 +1,13 @@
 /**
  * `sotu_era`: in which period was a passage of a held-out State of the Union
  * address given? Four periods of about half a century; passages are runs of
- * whole sentences (30-60 words). `assemble.ts` balances the periods, so
+ * whole sentences (25-45 words). `assemble.ts` balances the periods, so
  * chance is 25%.
  *
  * @module
  */
 import { sentenceWindows } from "./passages.ts";
+import { stratifiedTaskSplits } from "./assemble.ts";
 import type { Candidate, TaskBuildContext, TaskDefinition } from "./types.ts";
 
 /** The periods: first year of each, and the choice text. */
@@ -33,12 +34,13 @@ export const sotuEra: TaskDefinition = {
   choices: SOTU_ERAS.length,
   balanced: true,
   build(ctx: TaskBuildContext): Candidate[] {
+    const speeches = ctx.sources.sotu.filter((s) => ctx.heldOut(s.id, "sotu"));
+    const splits = stratifiedTaskSplits(speeches.map((s) => ({ id: s.id, label: String(eraOf(s.year)) })));
     const candidates: Candidate[] = [];
-    for (const speech of ctx.sources.sotu) {
-      const split = ctx.splitOfDoc(speech.id, "sotu");
-      if (split === undefined) continue;
+    for (const speech of speeches) {
+      const split = splits.get(speech.id)!;
       const era = eraOf(speech.year);
-      for (const passage of sentenceWindows(speech.text, 30, 60)) {
+      for (const passage of sentenceWindows(speech.text, 25, 45)) {
         candidates.push({
           doc: speech.id,
           split,

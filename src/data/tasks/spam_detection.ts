@@ -7,12 +7,25 @@
  * @module
  */
 import { countWords, truncateWords } from "../text.ts";
+import { stratifiedTaskSplits } from "./assemble.ts";
 import type { Candidate, TaskBuildContext, TaskDefinition } from "./types.ts";
 
 /** Body words kept in the context. */
-const BODY_WORDS = 45;
+const BODY_WORDS = 30;
 /** Messages with fewer body words are skipped (attachment-only, empty HTML). */
 const MIN_BODY_WORDS = 8;
+
+/**
+ * The body without quoted replies (`>` lines), their "… wrote:" attribution
+ * lines and blank lines: the words the sender wrote (quoted text is often
+ * another message of the corpus).
+ */
+export function unquotedBody(body: string): string {
+  return body
+    .split("\n")
+    .filter((line) => !/^\s*>/.test(line) && !/wrote:\s*$/.test(line) && line.trim() !== "")
+    .join("\n");
+}
 
 /** The task definition. */
 export const spamDetection: TaskDefinition = {
@@ -21,11 +34,15 @@ export const spamDetection: TaskDefinition = {
   choices: 2,
   balanced: true,
   build(ctx: TaskBuildContext): Candidate[] {
+    const emails = ctx.sources.spam
+      .filter((e) => ctx.heldOut(e.id, "spam"))
+      .map((e) => ({ email: e, body: unquotedBody(e.body) }))
+      .filter((e) => countWords(e.body) >= MIN_BODY_WORDS);
+    const splits = stratifiedTaskSplits(emails.map((e) => ({ id: e.email.id, label: e.email.label })));
     const candidates: Candidate[] = [];
-    for (const email of ctx.sources.spam) {
-      const split = ctx.splitOfDoc(email.id, "spam");
-      if (split === undefined || countWords(email.body) < MIN_BODY_WORDS) continue;
-      const body = truncateWords(email.body.replace(/\s*\n\s*/g, "\n"), BODY_WORDS);
+    for (const { email, body: fullBody } of emails) {
+      const split = splits.get(email.id)!;
+      const body = truncateWords(fullBody, BODY_WORDS);
       candidates.push({
         doc: email.id,
         split,

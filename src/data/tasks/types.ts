@@ -44,7 +44,9 @@ export interface Candidate {
 /** What a builder gets: the sources, the task split of held-out documents, and seeded randomness. */
 export interface TaskBuildContext {
   sources: Sources;
-  /** The task split of a held-out document, or `undefined` when the document is not held out. */
+  /** Whether a document is in the corpus's task-holdout split (the only documents tasks may use). */
+  heldOut(docId: string, source: SourceName): boolean;
+  /** The task split of a held-out document (by hash), or `undefined` when the document is not held out. */
   splitOfDoc(docId: string, source: SourceName): TaskSplit | undefined;
   /** A generator seeded by task and split, so each split's sampling is reproducible on its own. */
   rng(split: TaskSplit): Rng;

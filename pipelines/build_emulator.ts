@@ -1,0 +1,149 @@
+/**
+ * `offtune build-emulator`: the model owner's step (METHOD.md §1-2). Streams
+ * a checkpoint block by block through the GradOT pipeline (calibration
+ * forward/backward, KFAC, GCS, DRD + SCP) and writes the emulator package
+ * (Arrow shards + manifest) atomically.
+ *
+ * @module
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { lastValueFrom, toArray } from "rxjs";
+import { createProgress } from "../src/cli/progress.ts";
+import { calibrationFromTokens } from "../src/data/calibration.ts";
+import { loadTokenizer } from "../src/io/tokenizer.ts";
+import { buildGradotEmulator, GRADOT_DEFAULTS } from "../src/operators/gradot.ts";
+import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
+import type { AdapterSplit, CalibrationSet } from "../src/records/records.ts";
+import { initBackend } from "../src/tensor/backend.ts";
+
+/** Help text for the verb. */
+export const help = `offtune build-emulator --model <checkpoint> --calibration <file> --out <dir> [flags]
+
+Builds a GradOT emulator (METHOD.md §2): one calibration forward + backward
+over the original model, KFAC factors, GCS scores, DRD of the attention
+projections and SCP of the MLP channels of the middle blocks. Writes one
+Arrow shard per block, the outer weights and manifest.msgpack to --out
+(atomically). The adapter blocks are copied unchanged.
+
+  --model <dir>          Hugging Face checkpoint (config.json + safetensors)
+  --calibration <file>   calibration text (.txt, tokenized with the model's
+                         tokenizer.json) or a Uint16 token stream (.bin)
+  --out <dir>            emulator package directory
+  --sequences <n>        calibration sequences N (default 64)
+  --length <n>           tokens per sequence T (default min(128, max positions))
+  --ratio <x>            emulator params / original middle params (default ${GRADOT_DEFAULTS.ratio})
+  --attn-share <x>       fraction of removed params taken from attention
+  --lambda-attn <x>      GCS λ for attention (default ${GRADOT_DEFAULTS.lambdaAttn})
+  --lambda-mlp <x>       GCS λ for the MLP (default ${GRADOT_DEFAULTS.lambdaMlp})
+  --keep-top <x>         DRD components always kept by singular value (default ${GRADOT_DEFAULTS.keepTopFraction})
+  --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
+  --chunk <n>            sequences per calibration chunk (default ~2048 tokens)
+  --fp16                 store shards as float16
+  --backend <name>       auto | tensorflow | wasm | cpu
+  --quiet                no progress`;
+
+const FLAGS = {
+  model: { type: "string" },
+  calibration: { type: "string" },
+  out: { type: "string" },
+  sequences: { type: "string", default: "64" },
+  length: { type: "string" },
+  ratio: { type: "string" },
+  "attn-share": { type: "string" },
+  "lambda-attn": { type: "string" },
+  "lambda-mlp": { type: "string" },
+  "keep-top": { type: "string" },
+  split: { type: "string" },
+  chunk: { type: "string" },
+  fp16: { type: "boolean", default: false },
+  backend: { type: "string" },
+  quiet: { type: "boolean", default: false },
+} as const;
+
+/** A finite number from a flag, or undefined when absent. */
+export function numberFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n)) throw new Error(`--${flag} expects a number, got "${value}"`);
+  return n;
+}
+
+/** `--split b,t` as an {@link AdapterSplit}. */
+export function splitFlag(value: string | undefined): AdapterSplit | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+),(\d+)$/.exec(value.trim());
+  if (!m) throw new Error(`--split expects "bottom,top" block counts, e.g. 2,2; got "${value}"`);
+  return { bottom: Number(m[1]), top: Number(m[2]) };
+}
+
+/**
+ * Token ids of a calibration file: a `.bin` Uint16 stream as written by
+ * `build_fixtures`, or text tokenized with the model directory's tokenizer.json.
+ */
+export async function readCalibrationTokens(file: string, modelDir: string): Promise<ArrayLike<number>> {
+  const bytes = await readFile(file).catch((e) => {
+    throw new Error(`Cannot read calibration file "${file}": ${(e as { code?: string }).code === "ENOENT" ? "file does not exist" : (e as Error).message}`);
+  });
+  if (file.endsWith(".bin")) {
+    if (bytes.byteLength % 2 !== 0) throw new Error(`Calibration stream "${file}" has an odd byte length: not Uint16 tokens`);
+    return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  }
+  const tokenizer = await loadTokenizer(join(modelDir, "tokenizer.json"));
+  return tokenizer.encode(new TextDecoder().decode(bytes), { addSpecialTokens: false });
+}
+
+/** CLI entry. */
+export async function main(argv: string[]): Promise<number> {
+  const flags = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
+  for (const required of ["model", "calibration", "out"] as const) {
+    if (!flags[required]) throw new Error(`--${required} is required (see offtune build-emulator --help)`);
+  }
+  const quiet = flags.quiet;
+  await initBackend(flags.backend, quiet);
+  const model = await openModel(flags.model!, { split: splitFlag(flags.split) });
+  try {
+    const length = numberFlag(flags.length, "length") ?? Math.min(128, model.cfg.maxPositions);
+    const sequences = numberFlag(flags.sequences, "sequences")!;
+    const calibration: CalibrationSet = calibrationFromTokens(
+      await readCalibrationTokens(flags.calibration!, flags.model!),
+      sequences,
+      length,
+      `Calibration file "${flags.calibration}"`,
+    );
+    const layers = model.cfg.layers;
+    const progress = createProgress("build-emulator", quiet);
+    let events = 0;
+    let tokens = 0;
+    const started = performance.now();
+    const shards = await lastValueFrom(
+      buildGradotEmulator(model, {
+        calibration,
+        out: flags.out!,
+        ratio: numberFlag(flags.ratio, "ratio"),
+        attnShare: numberFlag(flags["attn-share"], "attn-share"),
+        lambdaAttn: numberFlag(flags["lambda-attn"], "lambda-attn"),
+        lambdaMlp: numberFlag(flags["lambda-mlp"], "lambda-mlp"),
+        keepTopFraction: numberFlag(flags["keep-top"], "keep-top"),
+        chunk: numberFlag(flags.chunk, "chunk"),
+        dtype: flags.fp16 ? "float16" : "float32",
+        onStage: (stage, block) => {
+          events++;
+          if (stage === "forward" || stage === "backward") tokens += sequences * length;
+          progress.update({ done: events, total: 4 * layers, unit: "steps", detail: `block ${block + 1}/${layers} ${stage}`, tokens });
+        },
+        onLoss: (loss) => {
+          if (!quiet) console.error(`calibration loss ${loss.toFixed(4)} (perplexity ${Math.exp(loss).toFixed(2)})`);
+        },
+      }).pipe(toArray()),
+    );
+    progress.finish(`${shards.length} shards`);
+    const bytes = shards.reduce((n, s) => n + s.bytes, 0);
+    const seconds = (performance.now() - started) / 1000;
+    console.log(`wrote ${flags.out} (${shards.length} shards, ${(bytes / 1e6).toFixed(2)} MB) in ${seconds.toFixed(1)} s`);
+    return 0;
+  } finally {
+    await model.close();
+  }
+}
