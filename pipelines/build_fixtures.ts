@@ -27,7 +27,7 @@ import { type Document, partition, readSources, toDocuments } from "../src/data/
 import { writeFileAtomic, writeJsonl } from "../src/data/files.ts";
 import { NgramIndex } from "../src/data/ngram.ts";
 import { createRng } from "../src/data/random.ts";
-import { SPLIT_FRACTIONS, splitOf } from "../src/data/split.ts";
+import { type SourceName, SPLIT_FRACTIONS, splitOf } from "../src/data/split.ts";
 import { assembleTask, taskSplitOf } from "../src/data/tasks/assemble.ts";
 import { TASKS } from "../src/data/tasks/registry.ts";
 import { TASK_SPLITS } from "../src/data/tasks/types.ts";
@@ -110,12 +110,14 @@ export function buildFixtures(root: string, log: (line: string) => void): Record
     countTokens: (text: string) => tokenizer.encode(text).length,
     contaminated: (text: string) => index.overlaps(text),
   };
+  const groupOf = new Map(docs.map((d) => [d.id, d.group]));
+  const heldOut = (id: string, source: SourceName) => splitOf(groupOf.get(id) ?? id, source) === "holdout";
   const tasks: Record<string, unknown> = {};
   for (const task of TASKS) {
     const candidates = task.build({
       sources,
-      heldOut: (id, source) => splitOf(id, source) === "holdout",
-      splitOfDoc: (id, source) => (splitOf(id, source) === "holdout" ? taskSplitOf(id) : undefined),
+      heldOut,
+      splitOfDoc: (id, source) => (heldOut(id, source) ? taskSplitOf(id) : undefined),
       rng: (split) => createRng(`${task.name}/${split}`),
     });
     const built = assembleTask(task, candidates, checks);

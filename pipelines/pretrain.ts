@@ -14,11 +14,13 @@
  *   (`param/<name>`, `exp_avg/<name>`, `exp_avg_sq/<name>`), with the step,
  *   token count, sampler PRNG word and the run's options as JSON in the
  *   `__metadata__` key `offtune.train_state`. `--resume` continues from it
- *   bit-exactly (same worker count: the gradient sum order follows it);
+ *   bit-exactly (with the same worker count and micro-batch: the order of
+ *   the gradient sums follows them);
  * - `log.jsonl`: one line per step: step, tokens, loss, lr, grad_norm,
  *   val_loss (null between evaluations), tokens_per_s, seconds.
  *
- * Ctrl-C finishes the current step, saves a checkpoint and exits.
+ * Ctrl-C finishes the current step, saves a checkpoint and exits (a second
+ * Ctrl-C exits at once).
  *
  * @module
  */
@@ -34,7 +36,7 @@ import { encodeFromF32 } from "../src/io/safetensors.ts";
 import { openSafetensors, writeSafetensors } from "../src/io/safetensors_file.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { toHfTensors } from "../src/model/load.ts";
-import { tf, initBackend } from "../src/tensor/backend.ts";
+import { initBackend, tf } from "../src/tensor/backend.ts";
 import { AdamW } from "../src/train/adamw.ts";
 import { validationWindows, WindowSampler } from "../src/train/batches.ts";
 import { type GradientEngine, inProcessEngine, startDataParallel } from "../src/train/data_parallel.ts";
@@ -76,11 +78,18 @@ Training:
   --weight-decay <x>   AdamW decoupled weight decay (default 0.1)
   --seed <n>           initialisation and sampling seed (default 0)
   --workers <n>        worker threads, 0 = this thread (default: cores)
+  --micro-batch <n>    rows per forward/backward pass in a worker; bounds the
+                       wasm heap (≈ 0.3 GiB per row at ctx 128, vocab 16k)
+                       (default 4)
   --eval-every <n>     validation loss every n steps (default 100)
   --eval-windows <n>   validation windows of --ctx tokens (default 32)
   --save-every <n>     checkpoint every n steps (default 500; always at the end)
   --fp16               store model.safetensors as F16 (train_state stays F32)
   --resume             continue the run in --out from train_state.safetensors
+                       (bit-exact with the same --workers and --micro-batch;
+                       --steps, --until, --workers, --micro-batch, --data,
+                       --fp16, --eval-every, --save-every may change, other
+                       flags must repeat the run's values)
   --quiet              no progress line or summary (progress is off in CI too)`;
 
 const STATE_FILE = "train_state.safetensors";
@@ -139,6 +148,7 @@ const FLAGS = {
   "weight-decay": { type: "string" },
   seed: { type: "string" },
   workers: { type: "string" },
+  "micro-batch": { type: "string" },
   "eval-every": { type: "string" },
   "eval-windows": { type: "string" },
   "save-every": { type: "string" },
@@ -188,8 +198,11 @@ async function readJsonFile(path: string, what: string): Promise<Record<string, 
   return value as Record<string, unknown>;
 }
 
-/** Reads a Uint16 little-endian token file and checks every id is below `vocabSize`. */
-async function readTokenFile(path: string, vocabSize: number): Promise<Uint16Array> {
+/**
+ * Reads a Uint16 little-endian token file, checking every id is below
+ * `vocabSize` and that it holds at least one window of `ctx` tokens.
+ */
+async function readTokenFile(path: string, vocabSize: number, ctx: number): Promise<Uint16Array> {
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);
@@ -202,12 +215,21 @@ async function readTokenFile(path: string, vocabSize: number): Promise<Uint16Arr
       `Cannot read token file "${path}": ${bytes.byteLength} bytes is not a positive whole number of Uint16 ids`,
     );
   }
+  if (bytes.byteLength / 2 < ctx) {
+    throw new CheckpointError(
+      path,
+      `Token file "${path}" holds ${bytes.byteLength / 2} tokens, fewer than one window of ${ctx}`,
+    );
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const tokens = new Uint16Array(bytes.byteLength / 2);
   for (let i = 0; i < tokens.length; i++) {
     const id = view.getUint16(2 * i, true);
     if (id >= vocabSize) {
-      throw new CheckpointError(path, `Token file "${path}" holds id ${id} at position ${i}, outside the vocabulary of ${vocabSize}`);
+      throw new CheckpointError(
+        path,
+        `Token file "${path}" holds id ${id} at position ${i}, outside the vocabulary of ${vocabSize}`,
+      );
     }
     tokens[i] = id;
   }
@@ -249,7 +271,9 @@ async function freshConfig(flags: Flags, tokenizerPath: string, ctx: number): Pr
     const v = given[key];
     if (v === undefined) return undefined;
     if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-      throw new Error(`Model config "${flags.config}": "${key}" must be a positive integer, found ${JSON.stringify(v)}`);
+      throw new Error(
+        `Model config "${flags.config}": "${key}" must be a positive integer, found ${JSON.stringify(v)}`,
+      );
     }
     return v;
   };
@@ -264,12 +288,16 @@ async function freshConfig(flags: Flags, tokenizerPath: string, ctx: number): Pr
   const tokenizer = await loadTokenizer(tokenizerPath);
   const vocabSize = fromJson("vocab_size") ?? tokenizer.vocabSize;
   if (vocabSize < tokenizer.vocabSize) {
-    throw new Error(`Model config "${flags.config}": vocab_size ${vocabSize} is below the tokenizer's ${tokenizer.vocabSize}`);
+    throw new Error(
+      `Model config "${flags.config}": vocab_size ${vocabSize} is below the tokenizer's ${tokenizer.vocabSize}`,
+    );
   }
   const eos = tokenizer.eosId ?? tokenizer.tokenToId("</s>");
   const pad = tokenizer.padId ?? tokenizer.tokenToId("<pad>");
   if (eos === undefined || pad === undefined) {
-    throw new Error(`Tokenizer "${tokenizerPath}" names no ${eos === undefined ? "end-of-sequence (</s>)" : "padding (<pad>)"} token`);
+    throw new Error(
+      `Tokenizer "${tokenizerPath}" names no ${eos === undefined ? "end-of-sequence (</s>)" : "padding (<pad>)"} token`,
+    );
   }
   const shape: OptHyperParameters = {
     layers,
@@ -287,7 +315,9 @@ async function freshConfig(flags: Flags, tokenizerPath: string, ctx: number): Pr
   for (const [key, value] of Object.entries(given)) {
     if (key in config && !ignorable.has(key) && JSON.stringify(config[key]) !== JSON.stringify(value)) {
       throw new Error(
-        `Model config "${flags.config}": "${key}" is ${JSON.stringify(value)}; offtune pretrains with ${JSON.stringify(config[key])}`,
+        `Model config "${flags.config}": "${key}" is ${JSON.stringify(value)}; offtune pretrains with ${
+          JSON.stringify(config[key])
+        }`,
       );
     }
   }
@@ -351,7 +381,6 @@ function resumedRunOptions(flags: Flags, saved: RunOptions): RunOptions {
 /** Writes the model (HF layout) and then the train state of `state`. */
 async function saveRun(
   out: string,
-  config: Record<string, unknown>,
   model: TrainModel,
   run: RunOptions,
   state: TrainState,
@@ -360,9 +389,10 @@ async function saveRun(
   const { arch, cfg, layout } = model;
   const { outer, blocks } = weightsFromFlat(layout, state.params);
   try {
-    const tensors = [toHfTensors(arch, cfg, "outer", outer), ...blocks.map((w, i) => toHfTensors(arch, cfg, i, w))].flat();
+    const tensors = [toHfTensors(arch, cfg, "outer", outer), ...blocks.map((w, i) => toHfTensors(arch, cfg, i, w))]
+      .flat();
     const dtype = run.fp16 ? "F16" : "F32";
-    await saveCheckpoint(out, { ...config, torch_dtype: run.fp16 ? "float16" : "float32" }, tensors, { dtype });
+    await saveCheckpoint(out, { ...cfg.raw, torch_dtype: run.fp16 ? "float16" : "float32" }, tensors, { dtype });
   } finally {
     tf.dispose([...outer.values(), ...blocks.flatMap((w) => [...w.values()])]);
   }
@@ -420,7 +450,9 @@ async function loadRun(
         if (!entry || entry.shape.join(",") !== s.shape.join(",")) {
           throw new CheckpointError(
             path,
-            `Cannot resume from "${path}": tensor "${name}" ${entry ? `has shape [${entry.shape.join(", ")}]` : "is missing"}, the model needs [${s.shape.join(", ")}]`,
+            `Cannot resume from "${path}": tensor "${name}" ${
+              entry ? `has shape [${entry.shape.join(", ")}]` : "is missing"
+            }, the model needs [${s.shape.join(", ")}]`,
           );
         }
         flat.set(await file.readF32(name), s.offset);
@@ -458,9 +490,8 @@ async function copyTokenizer(tokenizerPath: string, out: string): Promise<void> 
   }
 }
 
-/** A run's model config, model, options and (when resuming) saved state. */
+/** A run's model, options and (when resuming) saved state. */
 interface PreparedRun {
-  config: Record<string, unknown>;
   model: TrainModel;
   run: RunOptions;
   restored?: Awaited<ReturnType<typeof loadRun>>;
@@ -468,15 +499,13 @@ interface PreparedRun {
 
 async function startRun(flags: Flags): Promise<PreparedRun> {
   const run = freshRunOptions(flags);
-  const config = await freshConfig(flags, run.tokenizer, run.ctx);
-  return { config, model: trainModel(config), run };
+  return { model: trainModel(await freshConfig(flags, run.tokenizer, run.ctx)), run };
 }
 
 async function resumeRun(flags: Flags, out: string): Promise<PreparedRun> {
-  const config = await readJsonFile(join(out, "config.json"), "config");
-  const model = trainModel(config);
+  const model = trainModel(await readJsonFile(join(out, "config.json"), "config"));
   const restored = await loadRun(out, model);
-  return { config, model, run: resumedRunOptions(flags, restored.saved.run), restored };
+  return { model, run: resumedRunOptions(flags, restored.saved.run), restored };
 }
 
 /** Runs `offtune pretrain` on `argv` (flags only) and returns the exit code. */
@@ -493,9 +522,7 @@ export async function main(argv: string[]): Promise<number> {
     throw new Error(`"${out}" already holds a run; pass --resume to continue it or choose another --out`);
   }
 
-  const { config, model, run, restored } = resuming
-    ? await resumeRun(flags, out)
-    : await startRun(flags);
+  const { model, run, restored } = resuming ? await resumeRun(flags, out) : await startRun(flags);
   const schedule = { peak: run.lr, floor: run.minLr, warmup: run.warmup, total: run.steps };
   validateSchedule(schedule);
   const until = intFlag(flags, "until", run.steps);
@@ -504,11 +531,13 @@ export async function main(argv: string[]): Promise<number> {
     throw new Error(`--ctx ${run.ctx} exceeds the model's ${model.cfg.maxPositions} positions`);
   }
 
-  const trainTokens = await readTokenFile(join(run.data, "train.bin"), model.cfg.vocabSize);
-  const validTokens = await readTokenFile(join(run.data, "valid.bin"), model.cfg.vocabSize);
+  const trainTokens = await readTokenFile(join(run.data, "train.bin"), model.cfg.vocabSize, run.ctx);
+  const validTokens = await readTokenFile(join(run.data, "valid.bin"), model.cfg.vocabSize, run.ctx);
   if (restored && restored.saved.trainTokens !== trainTokens.length) {
     throw new Error(
-      `"${join(run.data, "train.bin")}" holds ${trainTokens.length} tokens, the run being resumed trained on ${restored.saved.trainTokens}`,
+      `"${
+        join(run.data, "train.bin")
+      }" holds ${trainTokens.length} tokens, the run being resumed trained on ${restored.saved.trainTokens}`,
     );
   }
 
@@ -534,11 +563,13 @@ export async function main(argv: string[]): Promise<number> {
   await trimLog(logPath, state.step);
 
   const workers = intFlag(flags, "workers", availableParallelism(), 0);
+  const microBatch = intFlag(flags, "micro-batch", 4);
   const engine: GradientEngine = workers === 0
-    ? inProcessEngine(model)
-    : await startDataParallel(config, model, workers);
+    ? inProcessEngine(model, microBatch)
+    : await startDataParallel(model, workers, microBatch);
   let interrupted = false;
   const onInterrupt = () => {
+    if (interrupted) process.exit(130); // a second Ctrl-C does not wait for the checkpoint
     interrupted = true;
   };
   process.on("SIGINT", onInterrupt);
@@ -568,7 +599,7 @@ export async function main(argv: string[]): Promise<number> {
           tokens: record.tokens - startTokens,
         });
       },
-      onCheckpoint: (s) => saveRun(out, config, model, run, s, trainTokens.length),
+      onCheckpoint: (s) => saveRun(out, model, run, s, trainTokens.length),
     });
   } finally {
     process.off("SIGINT", onInterrupt);

@@ -23,6 +23,12 @@ export interface Document {
   /** Globally unique, prefixed by the source, e.g. `kjv:Gen.1`. */
   id: string;
   source: SourceName;
+  /**
+   * The key the split is drawn from: documents sharing it land in the same
+   * split. The id itself, except for emails, which are grouped by thread
+   * ({@link emailThread}) because replies quote each other.
+   */
+  group: string;
   text: string;
 }
 
@@ -99,21 +105,37 @@ export function emailText(e: LabeledEmail): string {
   return `Subject: ${e.subject}\n\n${body}`;
 }
 
+/**
+ * An email's thread key: its subject lowercased, without reply/forward
+ * prefixes and `[list]` tags. Replies quote earlier messages and spam
+ * campaigns resend one text under one subject, so splitting by thread keeps
+ * those copies on one side of the pretraining/holdout line.
+ */
+export function emailThread(e: LabeledEmail): string {
+  let subject = e.subject.toLowerCase().replace(/\s+/g, " ").trim();
+  for (let previous = ""; previous !== subject;) {
+    previous = subject;
+    subject = subject.replace(/^(\s*(re|fw|fwd|aw)\s*(\[\d+\])?\s*:|\s*\[[^\]]*\])\s*/, "");
+  }
+  return subject === "" ? e.id : `spam-thread:${subject}`;
+}
+
 /** All documents of all sources, source by source in a fixed order. */
 export function toDocuments(sources: Sources): Document[] {
   const docs: Document[] = [];
-  for (const s of sources.sotu) docs.push({ id: s.id, source: "sotu", text: sotuText(s) });
-  for (const m of sources.mobyDick) docs.push({ id: m.id, source: "moby_dick", text: `${m.title}\n\n${m.text}` });
-  for (const b of sources.brown) docs.push({ id: b.id, source: "brown", text: b.text });
-  for (const c of sources.kjv) docs.push({ id: c.id, source: "kjv", text: kjvText(c) });
-  for (const s of sources.wordnet) docs.push({ id: s.id, source: "wordnet", text: wordnetText(s) });
-  for (const e of sources.spam) docs.push({ id: e.id, source: "spam", text: emailText(e) });
+  const add = (id: string, source: SourceName, text: string, group = id) => docs.push({ id, source, group, text });
+  for (const s of sources.sotu) add(s.id, "sotu", sotuText(s));
+  for (const m of sources.mobyDick) add(m.id, "moby_dick", `${m.title}\n\n${m.text}`);
+  for (const b of sources.brown) add(b.id, "brown", b.text);
+  for (const c of sources.kjv) add(c.id, "kjv", kjvText(c));
+  for (const s of sources.wordnet) add(s.id, "wordnet", wordnetText(s));
+  for (const e of sources.spam) add(e.id, "spam", emailText(e), emailThread(e));
   return docs;
 }
 
-/** Groups documents by split, keeping their order. */
+/** Groups documents by split (drawn from their `group`), keeping their order. */
 export function partition(docs: readonly Document[]): Record<SplitName, Document[]> {
   const out: Record<SplitName, Document[]> = { train: [], valid: [], calibration: [], holdout: [] };
-  for (const doc of docs) out[splitOf(doc.id, doc.source)].push(doc);
+  for (const doc of docs) out[splitOf(doc.group, doc.source)].push(doc);
   return out;
 }

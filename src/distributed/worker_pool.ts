@@ -84,7 +84,9 @@ export class WorkerPool<Req, Res> {
    */
   static async start<Req, Res>(entry: URL, options: PoolOptions = {}): Promise<WorkerPool<Req, Res>> {
     const size = options.size ?? defaultWorkerCount();
-    if (!Number.isInteger(size) || size < 1) throw new Error(`Worker pool size must be a positive integer, got ${size}`);
+    if (!Number.isInteger(size) || size < 1) {
+      throw new Error(`Worker pool size must be a positive integer, got ${size}`);
+    }
     const env = { ...process.env, OPENBLAS_NUM_THREADS: "1", ...options.env };
     const slots: Slot[] = [];
     const ready: Promise<void>[] = [];

@@ -68,8 +68,11 @@ const packr = new Packr({ useRecords: false, moreTypes: true });
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
+/** Whether `value` is a plain object (what MessagePack maps decode to), not an array, typed array or class. */
 function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value);
+  if (typeof value !== "object" || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }
 
 function isCount(value: unknown): value is number {

@@ -7,6 +7,11 @@
  * exactly one row, and every value is finite. Files written by other Arrow
  * writers (pyarrow's `FixedShapeTensorType`) read the same way.
  *
+ * Check the SHA-256 before decoding bytes of unknown integrity (pass
+ * `expectedSha256`, or run `verifyPackage`): apache-arrow's decoder is not
+ * hardened against arbitrary corruption and can loop for a very long time on a
+ * damaged flatbuffer, while truncation and framing damage are reported here.
+ *
  * @module
  */
 import { readFile } from "node:fs/promises";

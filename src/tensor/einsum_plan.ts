@@ -54,7 +54,7 @@ export function parseEinsum(equation: string, numInputs: number): EinsumTerms {
   };
   const compact = equation.replace(/\s/g, "");
   const sides = compact.split("->");
-  if (sides.length !== 2) fail("it needs exactly one \"->\"");
+  if (sides.length !== 2) fail('it needs exactly one "->"');
   if (compact.includes(".")) fail("the ellipsis (...) is not supported");
   const inputs = sides[0].split(",");
   const output = sides[1];

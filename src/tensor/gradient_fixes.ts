@@ -13,8 +13,8 @@
  * - `StridedSlice`, `GatherNd` and `Einsum` have no gradient.
  * - `Greater`, `Less`, `LessEqual`, `Equal`, `NotEqual`, `LogicalAnd`,
  *   `LogicalOr`, `LogicalNot` have none either, so `where(x > 0, ...)` on a
- *   differentiated `x` throws; they get the zero gradient
- *   (`GreaterEqual` already has).
+ *   differentiated `x` throws; they get a float32 zero gradient, as
+ *   `GreaterEqual` already has.
  *
  * Known and not fixed here (op-level code, not a kernel gradient): the
  * broadcast case of `tf.fused.matMul`'s own custom gradient; use
@@ -53,10 +53,8 @@ const batchMatMulGrad: tf.GradConfig = {
     const [a, b] = saved;
     const tA = attrs.transposeA === true;
     const tB = attrs.transposeB === true;
-    const da = () =>
-      tA ? tf.matMul(spread(b), g, tB, true) : tf.matMul(g, spread(b), false, !tB);
-    const db = () =>
-      tB ? tf.matMul(g, spread(a), true, tA) : tf.matMul(spread(a), g, !tA, false);
+    const da = () => tA ? tf.matMul(spread(b), g, tB, true) : tf.matMul(g, spread(b), false, !tB);
+    const db = () => tB ? tf.matMul(g, spread(a), true, tA) : tf.matMul(spread(a), g, !tA, false);
     return { a: () => foldBatch(da(), a), b: () => foldBatch(db(), b) };
   },
 };

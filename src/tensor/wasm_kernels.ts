@@ -2,12 +2,14 @@
  * The wasm kernel fixes, installed together (DESIGN.md "Tensors": kernel
  * gaps on wasm are fixed once, in `tensor/`).
  *
- * | kernel          | problem in tfjs-backend-wasm 4.22                 | fix                          |
- * |-----------------|---------------------------------------------------|------------------------------|
- * | `BatchMatMul`   | transposed forms 10-30x slower; `[2,1]x[1,3]` batch broadcast wrong | `wasm_matmul.ts`             |
- * | `_FusedMatMul`  | same slowness; bias of rank > 1 rejected          | `wasm_matmul.ts`             |
- * | `UnsortedSegmentSum` | missing (gradient of `gather`)               | `wasm_segment_sum.ts`        |
- * | `Einsum`        | missing                                           | `wasm_einsum.ts`             |
+ * - `BatchMatMul` (`wasm_matmul.ts`): transposed forms 5-90x slower than
+ *   the plain product (`bench.ts`); `[2,1]·[1,3]` batch broadcasts wrong.
+ * - `_FusedMatMul` (`wasm_matmul.ts`): the same slowness; wrong past the
+ *   first batch with a bias or an activation; bias of rank > 1 rejected,
+ *   bias of size 1 misread.
+ * - `UnsortedSegmentSum` (`wasm_segment_sum.ts`): missing; the gradient of
+ *   `gather`.
+ * - `Einsum` (`wasm_einsum.ts`): missing.
  *
  * Every other kernel a transformer LM forward+backward needs is registered
  * on wasm (checked op by op against cpu in `test/tensor/op_parity.test.ts`);

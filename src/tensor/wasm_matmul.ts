@@ -10,9 +10,10 @@
  * O(n³) product to the original kernel. They also broadcast the batch
  * dimensions explicitly where the original kernel's modulo indexing is wrong
  * (see `matmul_broadcast.ts`). The original `_FusedMatMul` is wrong past
- * the first batch whenever a bias or an activation is fused, and takes a
- * rank-1 bias only; its wrapper calls it with one batch only and falls back
- * to separate kernels otherwise.
+ * the first batch whenever a bias or an activation is fused, takes a
+ * rank-1 bias only and reads past a bias of size 1; its wrapper calls it
+ * with one batch and a full bias vector only, and falls back to separate
+ * kernels otherwise.
  *
  * @module
  */
@@ -115,14 +116,16 @@ function activate(
 }
 
 /**
- * `bias` of shape [], [n] or [1, ..., 1, n] as the [n] vector the kernel
- * takes; it checks the rank stored with the data, so a Reshape view is not
- * enough and a reshaped copy is made.
+ * `bias` of shape [], [c] or [1, ..., 1, c] (c = `cols` or 1) as the
+ * [cols] vector the kernel takes. The kernel checks the rank stored with
+ * the data (a Reshape view is not enough) and reads `cols` values without
+ * broadcasting a single one, so other shapes are copied or tiled.
  */
-function vectorOf(scope: WasmScope, bias: tf.TensorInfo): tf.TensorInfo {
-  if (bias.shape.length === 1) return bias;
+function vectorOf(scope: WasmScope, bias: tf.TensorInfo, cols: number): tf.TensorInfo {
   const n = bias.shape.length === 0 ? 1 : bias.shape[bias.shape.length - 1];
-  return scope.temp("Identity", { x: scope.reshape(bias, [n]) }); // [n]
+  if (n !== cols) return scope.temp("Tile", { x: scope.reshape(bias, [n]) }, { reps: [cols] }); // [cols]
+  if (bias.shape.length === 1) return bias;
+  return scope.temp("Identity", { x: scope.reshape(bias, [n]) }); // [cols]
 }
 
 /** `op(product + bias)` by separate kernels; the caller owns the result. */
@@ -148,10 +151,10 @@ function unfused(
  * the first come out wrong (max abs error ~1-10 on N(0,1) data). So:
  * transposes as in {@link fixBatchMatMul}; one batch goes to the kernel as
  * is; batches sharing one `b` (a linear layer on [B, T, d]) are folded into
- * the rows of a single [1, B·T, d] call; a bias of shape [1, ..., 1, n] is
- * copied to the rank-1 bias the kernel takes. Everything else (batched
- * `b` with a bias or activation, a bias varying along rows) runs as plain
- * BatchMatMul, Add and the activation kernel (the cpu backend's semantics).
+ * the rows of a single [1, B·T, d] call; a bias of shape [1, ..., 1, n] or
+ * a scalar is turned into the [n] vector the kernel takes. Everything else
+ * (batched `b` with a bias or activation, a bias varying along rows) runs
+ * as plain BatchMatMul, Add and the activation kernel (cpu's semantics).
  */
 export function fixFusedMatMul(original: tf.KernelFunc): tf.KernelFunc {
   return ({ inputs, backend, attrs }) =>
@@ -161,16 +164,25 @@ export function fixFusedMatMul(original: tf.KernelFunc): tf.KernelFunc {
       const activation = (attrs?.activation as string | undefined) ?? "linear";
       const leakyreluAlpha = (attrs?.leakyreluAlpha as number | undefined) ?? 0.2;
       const plain = plainOperands(scope, a, b, attrs?.transposeA === true, attrs?.transposeB === true);
-      const outBatch = tf.backend_util.assertAndGetBroadcastShape(plain.a.shape.slice(0, -2), plain.b.shape.slice(0, -2));
+      const outBatch = tf.backend_util.assertAndGetBroadcastShape(
+        plain.a.shape.slice(0, -2),
+        plain.b.shape.slice(0, -2),
+      );
       const [rows, inner] = plain.a.shape.slice(-2);
       const cols = plain.b.shape[plain.b.shape.length - 1];
-      const rowBias = bias === undefined || bias.shape.slice(0, -1).some((d) => d !== 1) ? undefined : vectorOf(scope, bias);
+      const rowBias = bias === undefined || bias.shape.slice(0, -1).some((d) => d !== 1)
+        ? undefined
+        : vectorOf(scope, bias, cols);
       if (bias !== undefined && rowBias === undefined) {
         return unfused(scope, plain, bias, activation, preluActivationWeights, leakyreluAlpha);
       }
       const fusedAttrs = { transposeA: false, transposeB: false, activation, leakyreluAlpha };
       const call = (x: tf.TensorInfo, w: tf.TensorInfo) =>
-        original({ inputs: { a: x, b: w, bias: rowBias, preluActivationWeights }, backend, attrs: fusedAttrs }) as tf.TensorInfo;
+        original({
+          inputs: { a: x, b: w, bias: rowBias, preluActivationWeights },
+          backend,
+          attrs: fusedAttrs,
+        }) as tf.TensorInfo;
       const batches = tf.util.sizeFromShape(outBatch);
       if (batches === 1) return call(plain.a, plain.b);
       if (tf.util.sizeFromShape(plain.b.shape.slice(0, -2)) !== 1) {

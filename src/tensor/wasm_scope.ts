@@ -29,7 +29,7 @@ export function asWasmBackend(backend: unknown): BackendWasm {
 }
 
 /** Runs the kernel registered as `name` for wasm, one output expected. */
-export function runWasmKernel(
+function runWasmKernel(
   backend: BackendWasm,
   name: string,
   inputs: KernelInputs,

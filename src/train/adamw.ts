@@ -130,7 +130,9 @@ export class AdamW {
       const grad = grads[p.name];
       if (!variable || !grad) throw new Error(`AdamW has no variable or gradient for parameter "${p.name}"`);
       if (variable.size !== p.size || grad.size !== p.size) {
-        throw new Error(`AdamW parameter "${p.name}" has ${p.size} elements, variable ${variable.size}, gradient ${grad.size}`);
+        throw new Error(
+          `AdamW parameter "${p.name}" has ${p.size} elements, variable ${variable.size}, gradient ${grad.size}`,
+        );
       }
       const data = variable.dataSync().slice() as Float32Array;
       this.#update(data, grad.dataSync() as Float32Array, 0, this.#offsets.get(p.name)!, p.size, p.decay, lr, t);

@@ -37,12 +37,15 @@ export interface GradientEngine {
   close(): Promise<void>;
 }
 
-/** An engine computing everything in the calling thread. */
-export function inProcessEngine(model: TrainModel): GradientEngine {
+/**
+ * An engine computing everything in the calling thread, `microBatch` rows
+ * per forward/backward pass (see {@link lossAndGradients}).
+ */
+export function inProcessEngine(model: TrainModel, microBatch: number): GradientEngine {
   return {
     workers: 0,
-    gradients: (params, batch, grads) => Promise.resolve(lossAndGradients(model, params, batch, grads)),
-    loss: (params, batch) => Promise.resolve(batchLoss(model, params, batch)),
+    gradients: (params, batch, grads) => Promise.resolve(lossAndGradients(model, params, batch, grads, microBatch)),
+    loss: (params, batch) => Promise.resolve(batchLoss(model, params, batch, microBatch)),
     close: () => Promise.resolve(),
   };
 }
@@ -54,13 +57,14 @@ export function splitRows(rows: number, parts: number): Array<[number, number]> 
 }
 
 /**
- * Starts `workers` replicas of the model `config` describes and returns an
- * engine over them. The replicas use this thread's tensor backend.
+ * Starts `workers` replicas of `model` (each parses `model.cfg.raw`, the
+ * config.json object) and returns an engine over them. The replicas use this
+ * thread's tensor backend and run `microBatch` rows per forward/backward pass.
  */
 export async function startDataParallel(
-  config: Record<string, unknown>,
   model: TrainModel,
   workers: number,
+  microBatch: number,
 ): Promise<GradientEngine> {
   const size = model.layout.size;
   const paramsBuffer = new SharedArrayBuffer(size * 4);
@@ -77,8 +81,9 @@ export async function startDataParallel(
     await Promise.all(slots.map((_, index) =>
       pool.call(index, {
         kind: "init",
-        config,
+        config: model.cfg.raw,
         backend,
+        microBatch,
         index,
         params: paramsBuffer,
         grads: gradsBuffer,
@@ -92,7 +97,9 @@ export async function startDataParallel(
 
   /** Publishes `params` and asks each replica for its share of `batch`. */
   const scatter = async (kind: "gradients" | "loss", params: Float32Array, batch: TokenBatch) => {
-    if (params.length !== size) throw new Error(`Parameter vector holds ${params.length} values, the model has ${size}`);
+    if (params.length !== size) {
+      throw new Error(`Parameter vector holds ${params.length} values, the model has ${size}`);
+    }
     shared.set(params);
     const seq = Atomics.add(sync, 0, 1) + 1;
     const parts = splitRows(batch.batch, workers);
@@ -114,8 +121,8 @@ export async function startDataParallel(
       weights.forEach((w, k) => {
         if (Atomics.load(sync, 1 + k) !== seq) throw new Error(`Worker ${k} did not write the gradient of step ${seq}`);
         const slot = slots[k];
-        if (k === 0) for (let i = 0; i < size; i++) grads[i] = w * slot[i];
-        else for (let i = 0; i < size; i++) grads[i] += w * slot[i];
+        if (k === 0) grads.fill(0);
+        for (let i = 0; i < size; i++) grads[i] += w * slot[i];
       });
       return loss;
     },

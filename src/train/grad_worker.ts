@@ -22,6 +22,8 @@ export type GradRequest =
     kind: "init";
     config: Record<string, unknown>;
     backend: string | undefined;
+    /** Rows per forward/backward pass. */
+    microBatch: number;
     /** Worker index k: its gradient slot and sequence word. */
     index: number;
     params: SharedArrayBuffer;
@@ -38,6 +40,7 @@ export interface GradReply {
 
 interface Replica {
   model: TrainModel;
+  microBatch: number;
   index: number;
   params: Float32Array;
   grads: Float32Array;
@@ -53,6 +56,7 @@ serveRequests<GradRequest, GradReply>(async (request) => {
     const size = model.layout.size;
     replica = {
       model,
+      microBatch: request.microBatch,
       index: request.index,
       params: new Float32Array(request.params),
       grads: new Float32Array(request.grads, request.index * size * 4, size),
@@ -64,8 +68,9 @@ serveRequests<GradRequest, GradReply>(async (request) => {
   const seen = Atomics.load(replica.sync, 0);
   if (seen !== request.seq) throw new Error(`Replica expected parameters of sequence ${request.seq}, found ${seen}`);
   const batch = { ids: request.ids, batch: request.batch, ctx: request.ctx };
-  if (request.kind === "loss") return { value: { loss: batchLoss(replica.model, replica.params, batch) } };
-  const loss = lossAndGradients(replica.model, replica.params, batch, replica.grads);
+  const { model, params, grads, microBatch } = replica;
+  if (request.kind === "loss") return { value: { loss: batchLoss(model, params, batch, microBatch) } };
+  const loss = lossAndGradients(model, params, batch, grads, microBatch);
   Atomics.store(replica.sync, 1 + replica.index, request.seq);
   return { value: { loss } };
 });

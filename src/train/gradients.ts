@@ -15,7 +15,7 @@ import { tf } from "../tensor/backend.ts";
 import { forwardLogits, lmLoss } from "../model/forward.ts";
 import { architectureFor } from "../model/registry.ts";
 import type { Architecture, ModelConfig } from "../model/types.ts";
-import type { TokenBatch } from "./batches.ts";
+import { sliceBatch, type TokenBatch } from "./batches.ts";
 import { groupWeights, type ParamLayout, paramLayout, slotTensors } from "./params.ts";
 
 /** An architecture, its parsed config and its flat layout: what training needs to know of a model. */
@@ -34,6 +34,18 @@ export function trainModel(config: Record<string, unknown>): TrainModel {
   return { arch, cfg, layout: paramLayout(arch, cfg) };
 }
 
+/** The batch as consecutive chunks of at most `microBatch` rows. */
+function chunks(batch: TokenBatch, microBatch: number): TokenBatch[] {
+  if (!Number.isInteger(microBatch) || microBatch < 1) {
+    throw new Error(`Micro-batch size must be a positive integer, got ${microBatch}`);
+  }
+  const out: TokenBatch[] = [];
+  for (let from = 0; from < batch.batch; from += microBatch) {
+    out.push(sliceBatch(batch, from, Math.min(from + microBatch, batch.batch)));
+  }
+  return out;
+}
+
 function idsTensor(model: TrainModel, batch: TokenBatch): Tensor {
   if (batch.ctx > model.cfg.maxPositions) {
     throw new Error(`Context ${batch.ctx} exceeds the model's ${model.cfg.maxPositions} positions`);
@@ -44,36 +56,74 @@ function idsTensor(model: TrainModel, batch: TokenBatch): Tensor {
 /**
  * Writes ∂loss/∂θ for the batch into `grads` (flat, layout order) and returns
  * the loss, with θ = `params`.
+ *
+ * The batch is processed `microBatch` rows at a time and the results summed,
+ * each chunk weighted by its share of rows (every row has `T − 1` targets, so
+ * this is exactly the whole batch's mean): the backward pass keeps every
+ * activation of a chunk alive, and the `[rows, T, V]` logits and their
+ * gradients alone would outgrow the 4 GiB wasm heap at a few dozen rows.
  */
 export function lossAndGradients(
   model: TrainModel,
   params: Float32Array,
   batch: TokenBatch,
   grads: Float32Array,
+  microBatch = batch.batch,
 ): number {
   const { arch, cfg, layout } = model;
   if (grads.length !== layout.size) {
     throw new Error(`Gradient buffer holds ${grads.length} values, the model has ${layout.size}`);
   }
-  return tf.tidy(() => {
-    const ids = idsTensor(model, batch); // [B, T]
-    const weights = slotTensors(layout, params);
-    const loss = (...w: Tensor[]) => {
-      const { outer, blocks } = groupWeights(layout, w);
-      return lmLoss(forwardLogits(arch, cfg, outer, blocks, ids), ids) as tf.Scalar;
-    };
-    const { value, grads: g } = tf.valueAndGrads(loss)(weights);
-    layout.slots.forEach((s, k) => grads.set(g[k].dataSync() as Float32Array, s.offset));
-    return value.dataSync()[0];
-  });
+  const weights = slotTensors(layout, params);
+  try {
+    let total = 0;
+    const parts = chunks(batch, microBatch);
+    if (parts.length > 1) grads.fill(0);
+    for (const chunk of parts) {
+      const share = chunk.batch / batch.batch;
+      total += tf.tidy(() => {
+        const ids = idsTensor(model, chunk); // [b, T]
+        const loss = (...w: Tensor[]) => {
+          const { outer, blocks } = groupWeights(layout, w);
+          return lmLoss(forwardLogits(arch, cfg, outer, blocks, ids), ids) as tf.Scalar;
+        };
+        const { value, grads: g } = tf.valueAndGrads(loss)(weights);
+        layout.slots.forEach((s, k) => {
+          const gk = g[k].dataSync() as Float32Array;
+          if (parts.length === 1) grads.set(gk, s.offset);
+          else for (let i = 0; i < s.size; i++) grads[s.offset + i] += share * gk[i];
+        });
+        return share * value.dataSync()[0];
+      });
+    }
+    return total;
+  } finally {
+    tf.dispose(weights);
+  }
 }
 
-/** The mean next-token loss of the batch at θ = `params` (forward only). */
-export function batchLoss(model: TrainModel, params: Float32Array, batch: TokenBatch): number {
+/** The mean next-token loss of the batch at θ = `params` (forward only, `microBatch` rows at a time). */
+export function batchLoss(
+  model: TrainModel,
+  params: Float32Array,
+  batch: TokenBatch,
+  microBatch = batch.batch,
+): number {
   const { arch, cfg, layout } = model;
-  return tf.tidy(() => {
-    const ids = idsTensor(model, batch); // [B, T]
-    const { outer, blocks } = groupWeights(layout, slotTensors(layout, params));
-    return lmLoss(forwardLogits(arch, cfg, outer, blocks, ids), ids).dataSync()[0];
-  });
+  const weights = slotTensors(layout, params);
+  const { outer, blocks } = groupWeights(layout, weights);
+  try {
+    return chunks(batch, microBatch).reduce(
+      (total, chunk) =>
+        total +
+        (chunk.batch / batch.batch) *
+          tf.tidy(() => {
+            const ids = idsTensor(model, chunk); // [b, T]
+            return lmLoss(forwardLogits(arch, cfg, outer, blocks, ids), ids).dataSync()[0];
+          }),
+      0,
+    );
+  } finally {
+    tf.dispose(weights);
+  }
 }

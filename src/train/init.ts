@@ -20,7 +20,9 @@ const TOKEN_EMBEDDING = "model.decoder.embed_tokens.weight";
 
 /** The initial flat parameter vector of an OPT model in `layout` (rules in the module doc). */
 export function initOptParams(layout: ParamLayout, cfg: ModelConfig, seed: number): Float32Array {
-  if (cfg.modelType !== "opt") throw new Error(`initOptParams initialises OPT models, got model_type "${cfg.modelType}"`);
+  if (cfg.modelType !== "opt") {
+    throw new Error(`initOptParams initialises OPT models, got model_type "${cfg.modelType}"`);
+  }
   const std = typeof cfg.raw.init_std === "number" ? cfg.raw.init_std : OPT_INIT_STD;
   const prng = new Prng(seed);
   const flat = new Float32Array(layout.size);

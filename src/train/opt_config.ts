@@ -36,9 +36,14 @@ export const OPT_INIT_STD = 0.02;
  * @throws Error naming the value when a size is not a positive integer, the
  *   heads do not divide the width, or a special id lies outside the vocabulary
  */
-export function optConfigJson(p: OptHyperParameters, dtype: "float32" | "float16" = "float32"): Record<string, unknown> {
+export function optConfigJson(
+  p: OptHyperParameters,
+  dtype: "float32" | "float16" = "float32",
+): Record<string, unknown> {
   for (const key of ["layers", "hidden", "heads", "ffn", "maxPositions", "vocabSize"] as const) {
-    if (!Number.isInteger(p[key]) || p[key] <= 0) throw new Error(`OPT ${key} must be a positive integer, got ${p[key]}`);
+    if (!Number.isInteger(p[key]) || p[key] <= 0) {
+      throw new Error(`OPT ${key} must be a positive integer, got ${p[key]}`);
+    }
   }
   if (p.hidden % p.heads !== 0) throw new Error(`OPT hidden size ${p.hidden} is not divisible by ${p.heads} heads`);
   for (const key of ["bosId", "eosId", "padId"] as const) {

@@ -67,7 +67,10 @@ export function slotTensors(layout: ParamLayout, flat: Float32Array): Tensor[] {
 }
 
 /** Groups per-slot tensors (slot order) into the outer and per-block `WeightMap`s. */
-export function groupWeights(layout: ParamLayout, tensors: readonly Tensor[]): { outer: WeightMap; blocks: WeightMap[] } {
+export function groupWeights(
+  layout: ParamLayout,
+  tensors: readonly Tensor[],
+): { outer: WeightMap; blocks: WeightMap[] } {
   const outer: WeightMap = new Map();
   const blocks: WeightMap[] = [];
   layout.slots.forEach((s, k) => {

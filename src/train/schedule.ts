@@ -37,7 +37,9 @@ export function validateSchedule(o: ScheduleOptions): void {
   if (!Number.isInteger(o.warmup) || o.warmup < 0) {
     throw new Error(`Warmup must be a non-negative integer, got ${o.warmup}`);
   }
-  if (!Number.isInteger(o.total) || o.total <= 0) throw new Error(`Total steps must be a positive integer, got ${o.total}`);
+  if (!Number.isInteger(o.total) || o.total <= 0) {
+    throw new Error(`Total steps must be a positive integer, got ${o.total}`);
+  }
 }
 
 /** The learning rate for 0-based step `step` (formula in the module doc). */

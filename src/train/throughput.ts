@@ -24,6 +24,8 @@ export interface ThroughputOptions {
   ctx: number;
   /** Worker threads (0: this thread). */
   workers: number;
+  /** Rows per forward/backward pass. */
+  microBatch: number;
   /** Timed steps, after one untimed warm-up step. */
   steps: number;
 }
@@ -31,6 +33,7 @@ export interface ThroughputOptions {
 /** One measurement. */
 export interface ThroughputResult {
   workers: number;
+  microBatch: number;
   parameters: number;
   /** Tokens per second over the timed steps. */
   tokensPerSecond: number;
@@ -51,8 +54,8 @@ export async function measureThroughput(o: ThroughputOptions): Promise<Throughpu
   const optimizer = new AdamW(optimizerParams(model.layout));
   const grads = new Float32Array(model.layout.size);
   const engine: GradientEngine = o.workers === 0
-    ? inProcessEngine(model)
-    : await startDataParallel(o.config, model, o.workers);
+    ? inProcessEngine(model, o.microBatch)
+    : await startDataParallel(model, o.workers, o.microBatch);
   const stepSeconds: number[] = [];
   try {
     for (let s = 0; s <= o.steps; s++) {
@@ -68,6 +71,7 @@ export async function measureThroughput(o: ThroughputOptions): Promise<Throughpu
   const total = stepSeconds.reduce((a, b) => a + b, 0);
   return {
     workers: o.workers,
+    microBatch: o.microBatch,
     parameters: model.layout.size,
     tokensPerSecond: (o.steps * o.batch * o.ctx) / total,
     stepSeconds,

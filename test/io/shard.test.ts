@@ -57,6 +57,13 @@ function roundToHalf(x: number): number {
   return n * ulp;
 }
 
+/** Index of the first element where `a` and `b` differ (or -1), without a slow deep-equal on large arrays. */
+function firstDifference(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return Math.min(a.length, b.length);
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
 async function caught(p: Promise<unknown>): Promise<CheckpointError> {
   const err = await p.then(
     () => {
@@ -130,7 +137,7 @@ describe("encodeShard then decodeShard", () => {
     const many = Array.from({ length: 20 }, (_, i) => ({ name: `layer.${i}.bias`, shape: [16], data: values(16, i) }));
     const out = decodeShard(encodeShard(meta, [{ name: "w", shape: [512, 1024], data: big }, ...many]), "m");
     expect(out.tensors).toHaveLength(21);
-    expect(out.tensors[0].data).toEqual(big);
+    expect(firstDifference(out.tensors[0].data, big)).toBe(-1);
     expect(out.tensors.slice(1).map((t) => t.name)).toEqual(many.map((t) => t.name));
     out.tensors.slice(1).forEach((t, i) => expect(t.data).toEqual(many[i].data));
   });
@@ -262,11 +269,12 @@ describe("writeShardFile and readShardFile", () => {
     );
   });
 
-  it("reports corrupt IPC metadata inside an intact frame", () => {
+  it("reports corrupt IPC framing inside intact magic bytes", () => {
     const bytes = encodeShard(meta, blockTensors());
-    // Bytes 8..11 hold the schema message's length; an absurd length breaks the message framing.
+    // Bytes 8..11 are the continuation marker and 12..15 the first message's metadata length.
     bytes.set([0xff, 0xff, 0xff, 0x7f], 12);
-    const err = thrown(() => decodeShard(bytes, "x.arrow"));
-    expect(err.message).toMatch(/^Cannot read shard "x\.arrow": (Arrow IPC data is corrupt|schema metadata lacks)/);
+    expect(thrown(() => decodeShard(bytes, "x.arrow")).message).toMatch(
+      /^Cannot read shard "x\.arrow": Arrow IPC data is corrupt \(Expected to read 2147483647 metadata bytes/,
+    );
   });
 });

@@ -26,9 +26,19 @@ describe("benchMatmul", () => {
     expect(rows[1].note).toMatch(/^\d+\.\dx the stock kernel$/);
   });
 
+  it("leaves the stock rows out when stockRepeats is 0", async () => {
+    const rows = await benchMatmul({ shapes: [{ name: "tiny", m: 8, k: 8, n: 8 }], repeats: 1, stockRepeats: 0 });
+    expect(rows.map((r) => r.name)).toEqual([
+      "wasm matMul NN tiny",
+      "wasm matMul NT tiny fixed",
+      "wasm matMul TN tiny fixed",
+      "wasm matMul TT tiny fixed",
+    ]);
+  });
+
   it("rejects a non-positive size naming the shape", async () => {
     await expect(benchMatmul({ shapes: [{ name: "bad", m: 0, k: 2, n: 2 }] })).rejects.toThrow(
-      /benchMatmul: a dimension of "bad" is 0: expected a positive integer/,
+      /benchMatmul: a dimension of "bad" is 0: expected an integer of at least 1/,
     );
   });
 });

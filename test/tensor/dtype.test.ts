@@ -63,8 +63,16 @@ describe("float16", () => {
 
   it("reads known constants", () => {
     const known: Array<[number, number]> = [
-      [0x3c00, 1], [0xc000, -2], [0x7bff, 65504], [0x0400, 2 ** -14], [0x0001, 2 ** -24],
-      [0x03ff, 2 ** -14 - 2 ** -24], [0x3555, 0.333251953125], [0x7c00, Infinity], [0xfc00, -Infinity], [0x8000, -0],
+      [0x3c00, 1],
+      [0xc000, -2],
+      [0x7bff, 65504],
+      [0x0400, 2 ** -14],
+      [0x0001, 2 ** -24],
+      [0x03ff, 2 ** -14 - 2 ** -24],
+      [0x3555, 0.333251953125],
+      [0x7c00, Infinity],
+      [0xfc00, -Infinity],
+      [0x8000, -0],
     ];
     const wide = f16ToF32(Uint16Array.from(known, ([h]) => h));
     known.forEach(([, v], i) => expect(Object.is(wide[i], v)).toBe(true));
@@ -72,10 +80,21 @@ describe("float16", () => {
 
   it("rounds known values to nearest even, with overflow and underflow", () => {
     const cases: Array<[number, number]> = [
-      [65519, 0x7bff], [65520, 0x7c00], [1e6, 0x7c00], [-1e6, 0xfc00],
-      [2 ** -25, 0x0000], [1.5 * 2 ** -25, 0x0001], [3 * 2 ** -25, 0x0002], [2 ** -24, 0x0001],
-      [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [0.1, 0x2e66], [-0, 0x8000], [NaN, 0x7e00],
-      [2 ** -14 - 2 ** -25, 0x0400], [2 ** -14 - 2 ** -24, 0x03ff],
+      [65519, 0x7bff],
+      [65520, 0x7c00],
+      [1e6, 0x7c00],
+      [-1e6, 0xfc00],
+      [2 ** -25, 0x0000],
+      [1.5 * 2 ** -25, 0x0001],
+      [3 * 2 ** -25, 0x0002],
+      [2 ** -24, 0x0001],
+      [1 + 2 ** -11, 0x3c00],
+      [1 + 3 * 2 ** -11, 0x3c02],
+      [0.1, 0x2e66],
+      [-0, 0x8000],
+      [NaN, 0x7e00],
+      [2 ** -14 - 2 ** -25, 0x0400],
+      [2 ** -14 - 2 ** -24, 0x03ff],
     ];
     const narrow = f32ToF16(Float32Array.from(cases, ([v]) => v));
     cases.forEach(([v, h], i) => expect(narrow[i], `f32ToF16(${v})`).toBe(h));
@@ -109,7 +128,15 @@ describe("bfloat16", () => {
     const wide = bf16ToF32(Uint16Array.of(0x3f80, 0x4049, 0xc000, 0x7f80, 0x0001, 0x7f7f));
     expect(Array.from(wide)).toEqual([1, 3.140625, -2, Infinity, 2 ** -133, (2 - 2 ** -7) * 2 ** 127]);
     const bits = new Uint32Array([0x3f808000, 0x3f818000, 0x3f808001, 0x7fc00000, 0x7f800001, 0x7f7fffff, 0x80000000]);
-    expect(Array.from(f32ToBf16(new Float32Array(bits.buffer)))).toEqual([0x3f80, 0x3f82, 0x3f81, 0x7fc0, 0x7fc0, 0x7f80, 0x8000]);
+    expect(Array.from(f32ToBf16(new Float32Array(bits.buffer)))).toEqual([
+      0x3f80,
+      0x3f82,
+      0x3f81,
+      0x7fc0,
+      0x7fc0,
+      0x7f80,
+      0x8000,
+    ]);
     expect(Array.from(f32ToBf16(Float32Array.of(Math.PI, 3.4e38)))).toEqual([0x4049, 0x7f80]);
   });
 

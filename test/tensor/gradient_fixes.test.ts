@@ -46,10 +46,12 @@ describe("Cumsum gradient", () => {
     for (const axis of [0, 1, 2]) {
       for (const [exclusive, reverse] of [[false, false], [true, false], [false, true], [true, true]]) {
         it(`is right on ${backend}, axis ${axis}, exclusive=${exclusive} reverse=${reverse}`, async () => {
-          const [g] = await onBackend(backend, () =>
-            tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.cumsum(t, axis, exclusive, reverse), tf.tensor(w, shape))))(
-              tf.tensor(x, shape),
-            )
+          const [g] = await onBackend(
+            backend,
+            () =>
+              tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.cumsum(t, axis, exclusive, reverse), tf.tensor(w, shape))))(
+                tf.tensor(x, shape),
+              ),
           );
           expectClose(`cumsum grad ${backend} axis ${axis}`, g, brute(axis, exclusive, reverse), 1e-5);
         });
@@ -117,11 +119,15 @@ describe("BatchMatMul gradient with broadcast batches", () => {
             bLogical[bLogical.length - 1],
           ];
           const w = randomData(outShape.reduce((p, d) => p * d, 1), 62);
-          const grads = await onBackend(backend, () =>
-            tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, y, tA, tB), tf.tensor(w, outShape))))([
-              tf.tensor(a, aShape),
-              tf.tensor(b, bShape),
-            ])
+          const grads = await onBackend(
+            backend,
+            () =>
+              tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, y, tA, tB), tf.tensor(w, outShape))))(
+                [
+                  tf.tensor(a, aShape),
+                  tf.tensor(b, bShape),
+                ],
+              ),
           );
           const expected = brute(a, aShape, b, bShape, tA, tB, w);
           expectClose(`matMul grad a ${backend} ${label}`, grads[0], expected[0], 1e-5);
@@ -156,10 +162,14 @@ describe("StridedSlice gradient", () => {
         const [positions] = await onBackend(backend, () => slice(tf.range(0, size).reshape(shape)));
         const w = randomData(positions.values.length, 70);
         const x = randomData(size, 71);
-        const [g] = await onBackend(backend, () =>
-          tf.grad((t: tf.Tensor) => tf.sum(tf.mul(slice(t), tf.tensor(w, positions.shape))))(tf.tensor(x, shape))
+        const [g] = await onBackend(
+          backend,
+          () => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(slice(t), tf.tensor(w, positions.shape))))(tf.tensor(x, shape)),
         );
-        expectClose(`stridedSlice grad ${backend} ${label}`, g, { shape, values: bruteGather(size, positions.values, w) }, 1e-6);
+        expectClose(`stridedSlice grad ${backend} ${label}`, g, {
+          shape,
+          values: bruteGather(size, positions.values, w),
+        }, 1e-6);
       });
     }
   }
@@ -167,20 +177,27 @@ describe("StridedSlice gradient", () => {
 
 describe("GatherNd gradient", () => {
   for (const backend of backends) {
-    for (const [label, indices, idxShape] of [
-      ["rows, repeated", [1, 3, 1], [3, 1]],
-      ["elements, repeated", [0, 1, 2, 2, 0, 1], [3, 2]],
-    ] as Array<[string, number[], number[]]>) {
+    for (
+      const [label, indices, idxShape] of [
+        ["rows, repeated", [1, 3, 1], [3, 1]],
+        ["elements, repeated", [0, 1, 2, 2, 0, 1], [3, 2]],
+      ] as Array<[string, number[], number[]]>
+    ) {
       it(`is right on ${backend} for ${label}`, async () => {
         const gatherNd = (t: tf.Tensor) => tf.gatherND(t, tf.tensor(indices, idxShape, "int32"));
         const [positions] = await onBackend(backend, () => gatherNd(tf.range(0, 12).reshape([4, 3])));
         const w = randomData(positions.values.length, 80);
-        const [g] = await onBackend(backend, () =>
-          tf.grad((t: tf.Tensor) => tf.sum(tf.mul(gatherNd(t), tf.tensor(w, positions.shape))))(
-            tf.tensor(randomData(12, 81), [4, 3]),
-          )
+        const [g] = await onBackend(
+          backend,
+          () =>
+            tf.grad((t: tf.Tensor) => tf.sum(tf.mul(gatherNd(t), tf.tensor(w, positions.shape))))(
+              tf.tensor(randomData(12, 81), [4, 3]),
+            ),
         );
-        expectClose(`gatherND grad ${backend} ${label}`, g, { shape: [4, 3], values: bruteGather(12, positions.values, w) }, 1e-6);
+        expectClose(`gatherND grad ${backend} ${label}`, g, {
+          shape: [4, 3],
+          values: bruteGather(12, positions.values, w),
+        }, 1e-6);
       });
     }
   }

@@ -41,24 +41,49 @@ const cases: OpCase[] = [
   { name: "silu", shapes: [[3, 7]], f: (t) => tf.mul(t, tf.sigmoid(t)) },
   { name: "erf", shapes: [[3, 7]], f: (t) => tf.erf(t) },
   { name: "tanh", shapes: [[3, 7]], f: (t) => tf.tanh(t) },
-  { name: "exp, log, sqrt, pow", shapes: [[3, 7]], f: (t) => tf.add(tf.log(tf.add(tf.exp(t), 1)), tf.pow(tf.sqrt(tf.add(tf.abs(t), 1)), 3)) },
+  {
+    name: "exp, log, sqrt, pow",
+    shapes: [[3, 7]],
+    f: (t) => tf.add(tf.log(tf.add(tf.exp(t), 1)), tf.pow(tf.sqrt(tf.add(tf.abs(t), 1)), 3)),
+  },
   { name: "cumsum last axis", shapes: [[2, 3, 4]], f: (t) => tf.cumsum(t, 2) },
   { name: "cumsum middle axis, exclusive reverse", shapes: [[2, 3, 4]], f: (t) => tf.cumsum(t, 1, true, true) },
   { name: "where with a causal mask", shapes: [[2, 5, 5]], f: (t) => tf.where(causal(), t, tf.fill([2, 5, 5], -1e9)) },
   { name: "where on a condition of x", shapes: [[3, 7]], f: (t) => tf.where(tf.greater(t, 0), t, tf.mul(t, 0.1)) },
   { name: "maximum with a scalar", shapes: [[3, 7]], f: (t) => tf.maximum(t, 0.1) },
   { name: "maximum of two tensors", shapes: [[3, 7], [3, 7]], f: (a, b) => tf.maximum(a, b) },
-  { name: "concat and slice", shapes: [[2, 3, 4], [2, 2, 4]], f: (a, b) => tf.slice(tf.concat([a, b], 1), [0, 1, 1], [2, 3, 2]) },
-  { name: "split, stack, unstack", shapes: [[2, 6]], f: (t) => tf.stack([...tf.split(t, 3, 1), tf.unstack(t)[0].slice(0, 4).reshape([2, 2])]) },
+  {
+    name: "concat and slice",
+    shapes: [[2, 3, 4], [2, 2, 4]],
+    f: (a, b) => tf.slice(tf.concat([a, b], 1), [0, 1, 1], [2, 3, 2]),
+  },
+  {
+    name: "split, stack, unstack",
+    shapes: [[2, 6]],
+    f: (t) => tf.stack([...tf.split(t, 3, 1), tf.unstack(t)[0].slice(0, 4).reshape([2, 2])]),
+  },
   { name: "tile", shapes: [[2, 3]], f: (t) => tf.tile(t, [2, 3]) },
   { name: "pad", shapes: [[2, 3]], f: (t) => tf.pad(t, [[1, 0], [2, 1]], 0.5) },
   { name: "stridedSlice", shapes: [[4, 6]], f: (t) => tf.stridedSlice(t, [0, 5], [4, 0], [2, -2]) },
-  { name: "transpose, reshape, expandDims, squeeze", shapes: [[2, 3, 4]], f: (t) => tf.squeeze(tf.expandDims(tf.transpose(t, [2, 0, 1]), 1)).reshape([4, 6]) },
+  {
+    name: "transpose, reshape, expandDims, squeeze",
+    shapes: [[2, 3, 4]],
+    f: (t) => tf.squeeze(tf.expandDims(tf.transpose(t, [2, 0, 1]), 1)).reshape([4, 6]),
+  },
   { name: "broadcastTo", shapes: [[1, 3]], f: (t) => tf.broadcastTo(t, [4, 3]) },
-  { name: "sum, max, logSumExp", shapes: [[3, 7]], f: (t) => tf.add(tf.add(tf.sum(t, 1), tf.max(t, 1)), tf.logSumExp(t, 1)) },
+  {
+    name: "sum, max, logSumExp",
+    shapes: [[3, 7]],
+    f: (t) => tf.add(tf.add(tf.sum(t, 1), tf.max(t, 1)), tf.logSumExp(t, 1)),
+  },
   { name: "clipByValue", shapes: [[3, 7]], f: (t) => tf.clipByValue(t, -0.3, 0.3) },
   { name: "oneHot", shapes: [], f: () => tf.oneHot(labels(), 5), grad: false },
-  { name: "bandPart and range", shapes: [], f: () => tf.add(tf.linalg.bandPart(tf.ones([4, 4]), -1, 0), tf.range(0, 4)), grad: false },
+  {
+    name: "bandPart and range",
+    shapes: [],
+    f: () => tf.add(tf.linalg.bandPart(tf.ones([4, 4]), -1, 0), tf.range(0, 4)),
+    grad: false,
+  },
   {
     name: "sparse cross-entropy via oneHot",
     shapes: [[6, 5]],
@@ -72,14 +97,26 @@ const cases: OpCase[] = [
       return tf.neg(tf.mean(tf.gatherND(tf.logSoftmax(logits), rows)));
     },
   },
-  { name: "tf.losses.softmaxCrossEntropy", shapes: [[6, 5]], f: (logits) => tf.losses.softmaxCrossEntropy(tf.oneHot(labels(), 5), logits) },
+  {
+    name: "tf.losses.softmaxCrossEntropy",
+    shapes: [[6, 5]],
+    f: (logits) => tf.losses.softmaxCrossEntropy(tf.oneHot(labels(), 5), logits),
+  },
   { name: "matMul", shapes: [[3, 4], [4, 5]], f: (a, b) => tf.matMul(a, b) },
   { name: "matMul transposeA", shapes: [[4, 3], [4, 5]], f: (a, b) => tf.matMul(a, b, true, false) },
   { name: "matMul transposeB", shapes: [[3, 4], [5, 4]], f: (a, b) => tf.matMul(a, b, false, true) },
   { name: "matMul both transposed, batched", shapes: [[2, 4, 3], [2, 5, 4]], f: (a, b) => tf.matMul(a, b, true, true) },
   { name: "matMul [B,T,d]x[d,n]", shapes: [[2, 3, 4], [4, 5]], f: (a, b) => tf.matMul(a, b) },
-  { name: "fused matMul, bias, transposeB", shapes: [[3, 4], [5, 4], [5]], f: (a, b, c) => tf.fused.matMul({ a, b, bias: c, transposeB: true }) },
-  { name: "einsum attention scores", shapes: [[2, 2, 5, 4], [2, 2, 5, 4]], f: (q, k) => tf.einsum("bhqd,bhkd->bhqk", q, k) },
+  {
+    name: "fused matMul, bias, transposeB",
+    shapes: [[3, 4], [5, 4], [5]],
+    f: (a, b, c) => tf.fused.matMul({ a, b, bias: c, transposeB: true }),
+  },
+  {
+    name: "einsum attention scores",
+    shapes: [[2, 2, 5, 4], [2, 2, 5, 4]],
+    f: (q, k) => tf.einsum("bhqd,bhkd->bhqk", q, k),
+  },
   { name: "unsortedSegmentSum", shapes: [[5, 3]], f: (t) => tf.unsortedSegmentSum(t, ids(), 6) },
 ];
 
@@ -107,14 +144,25 @@ function transformerStep(attention: "matMul" | "einsum"): () => tf.Tensor[] {
   const [B, T, d, h, vocab, hidden] = [2, 5, 8, 2, 11, 16];
   const dh = d / h;
   const shapes: Record<string, number[]> = {
-    wte: [vocab, d], wpe: [T, d], g1: [d], wqkv: [d, 3 * d], bqkv: [3 * d], wo: [d, d],
-    g2: [d], w1: [d, hidden], b1: [hidden], w2: [hidden, d], gf: [d],
+    wte: [vocab, d],
+    wpe: [T, d],
+    g1: [d],
+    wqkv: [d, 3 * d],
+    bqkv: [3 * d],
+    wo: [d, d],
+    g2: [d],
+    w1: [d, hidden],
+    b1: [hidden],
+    w2: [hidden, d],
+    gf: [d],
   };
   const tokens = [1, 5, 2, 9, 3, 10, 0, 4, 4, 7];
   const targets = [5, 2, 9, 3, 6, 0, 4, 4, 7, 8];
   return () => {
     const names = Object.keys(shapes);
-    const params = names.map((n, i) => tf.tensor(randomData(tf.util.sizeFromShape(shapes[n]), 300 + i), shapes[n]).mul(0.5));
+    const params = names.map((n, i) =>
+      tf.tensor(randomData(tf.util.sizeFromShape(shapes[n]), 300 + i), shapes[n]).mul(0.5)
+    );
     const loss = (...p: tf.Tensor[]) => {
       const P = Object.fromEntries(names.map((n, i) => [n, p[i]]));
       const norm = (x: tf.Tensor, g: tf.Tensor) => tf.mul(layerNorm(x), tf.add(g, 1));
@@ -123,9 +171,7 @@ function transformerStep(attention: "matMul" | "einsum"): () => tf.Tensor[] {
       const qkv = tf.add(tf.matMul(norm(x, P.g1).reshape([B * T, d]), P.wqkv), P.bqkv); // [B·T, 3d]
       const heads = tf.transpose(qkv.reshape([B, T, 3, h, dh]), [2, 0, 3, 1, 4]); // [3, B, h, T, dh]
       const [q, k, v] = tf.unstack(heads); // [B, h, T, dh] each
-      const scores = attention === "einsum"
-        ? tf.einsum("bhqd,bhkd->bhqk", q, k)
-        : tf.matMul(q, k, false, true); // [B, h, T, T]
+      const scores = attention === "einsum" ? tf.einsum("bhqd,bhkd->bhqk", q, k) : tf.matMul(q, k, false, true); // [B, h, T, T]
       const masked = tf.where(causal(), tf.div(scores, Math.sqrt(dh)), tf.fill([B, h, T, T], -1e9));
       const context = attention === "einsum"
         ? tf.einsum("bhqk,bhkd->bhqd", tf.softmax(masked), v)

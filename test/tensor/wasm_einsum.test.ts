@@ -83,12 +83,15 @@ describe("Einsum gradient", () => {
       const out = bruteEinsum(equation, operands);
       const weights: Operand = { shape: out.shape, values: randomData(out.values.length, 30) };
       const grads = await onBackend("wasm", () => {
-        const loss = (...xs: tf.Tensor[]) => tf.sum(tf.mul(tf.einsum(equation, ...xs), tf.tensor(weights.values, weights.shape)));
+        const loss = (...xs: tf.Tensor[]) =>
+          tf.sum(tf.mul(tf.einsum(equation, ...xs), tf.tensor(weights.values, weights.shape)));
         return tf.grads(loss)(operands.map((o) => tf.tensor(o.values, o.shape)));
       });
       grads.forEach((g, i) => {
         const diff = maxAbsDiff(g, bruteEinsumGrad(equation, operands, weights, i));
-        console.log(`einsum grad ${equation} operand ${i}: max abs diff vs brute force ${diff.toExponential(2)} (bound 1e-5)`);
+        console.log(
+          `einsum grad ${equation} operand ${i}: max abs diff vs brute force ${diff.toExponential(2)} (bound 1e-5)`,
+        );
         expect(diff).toBeLessThanOrEqual(1e-5);
       });
     });

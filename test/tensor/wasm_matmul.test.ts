@@ -66,12 +66,17 @@ describe("wasm _FusedMatMul fix", () => {
   const biases: Array<[string, (rows: number) => number[] | undefined]> = [
     ["no bias", () => undefined],
     ["scalar bias", () => []],
+    ["bias [1]", () => [1]],
     ["bias [6]", () => [6]],
     ["bias [1,6]", () => [1, 6]],
     ["bias [rows,6]", (rows) => [rows, 6]],
   ];
   // The stock kernel breaks past the first batch at sizes like 66x40x70, so those are here too.
-  const cases = [[[5, 7], [7, 6]], [[2, 5, 7], [2, 7, 6]], [[2, 5, 7], [7, 6]], [[3, 66, 40], [40, 6]], [[2, 66, 40], [2, 40, 6]]];
+  const cases = [[[5, 7], [7, 6]], [[2, 5, 7], [2, 7, 6]], [[2, 5, 7], [7, 6]], [[3, 66, 40], [40, 6]], [[2, 66, 40], [
+    2,
+    40,
+    6,
+  ]]];
   for (const [aShape, bShape] of cases) {
     for (const [tA, tB] of flags) {
       it(`matches cpu for a [${aShape}] b [${bShape}], transposeA=${tA} transposeB=${tB}, every bias and activation`, async () => {

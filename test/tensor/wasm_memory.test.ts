@@ -36,22 +36,48 @@ describe("no leaks from the wasm kernel fixes", () => {
           tf.matMul(randomTensor([4, 4], 1), randomTensor([4, 4], 2), tA, tB);
           tf.matMul(randomTensor([2, 1, 3, 3], 1), randomTensor([1, 2, 3, 3], 2), tA, tB);
         }
-      })
-    );
+      }));
   });
 
-  it("_FusedMatMul: one batch, folded batches, vector-bias copy, unfused fallback", () => {
+  it("_FusedMatMul: one batch, folded batches, bias copy and tiling, unfused fallback", () => {
     expectNoLeak("fused matMul", () =>
       tf.tidy(() => {
         for (const [tA, tB] of flags) {
           const a = randomTensor([2, 4, 4], 3);
-          tf.fused.matMul({ a: a.slice([0, 0, 0], [1, 4, 4]), b: randomTensor([4, 4], 4), transposeA: tA, transposeB: tB, bias: randomTensor([4], 5), activation: "relu" });
-          tf.fused.matMul({ a, b: randomTensor([4, 4], 4), transposeA: tA, transposeB: tB, bias: randomTensor([1, 4], 5), activation: "elu" });
-          tf.fused.matMul({ a, b: randomTensor([2, 4, 4], 4), transposeA: tA, transposeB: tB, bias: randomTensor([4, 4], 5), activation: "sigmoid" });
+          tf.fused.matMul({
+            a: a.slice([0, 0, 0], [1, 4, 4]),
+            b: randomTensor([4, 4], 4),
+            transposeA: tA,
+            transposeB: tB,
+            bias: randomTensor([4], 5),
+            activation: "relu",
+          });
+          tf.fused.matMul({
+            a,
+            b: randomTensor([4, 4], 4),
+            transposeA: tA,
+            transposeB: tB,
+            bias: randomTensor([1, 4], 5),
+            activation: "elu",
+          });
+          tf.fused.matMul({
+            a,
+            b: randomTensor([4, 4], 4),
+            transposeA: tA,
+            transposeB: tB,
+            bias: randomTensor([1], 5),
+          });
+          tf.fused.matMul({
+            a,
+            b: randomTensor([2, 4, 4], 4),
+            transposeA: tA,
+            transposeB: tB,
+            bias: randomTensor([4, 4], 5),
+            activation: "sigmoid",
+          });
           tf.fused.matMul({ a, b: randomTensor([2, 4, 4], 4), transposeA: tA, transposeB: tB });
         }
-      })
-    );
+      }));
   });
 
   it("_FusedMatMul that throws inside the original kernel", () => {
@@ -66,8 +92,7 @@ describe("no leaks from the wasm kernel fixes", () => {
             activation: "swish" as "relu",
           });
         expect(run).toThrow(/swish/);
-      })
-    );
+      }));
   });
 
   it("UnsortedSegmentSum and Einsum", () => {
@@ -78,8 +103,7 @@ describe("no leaks from the wasm kernel fixes", () => {
         tf.einsum("ijk,kl->li", randomTensor([2, 3, 4], 4), randomTensor([4, 5], 5));
         tf.einsum("ij->ij", randomTensor([2, 3], 6));
         tf.einsum("ij->", randomTensor([2, 3], 7));
-      })
-    );
+      }));
   });
 
   it("gradients through the fixed kernels and the gradient fixes", () => {
@@ -93,7 +117,6 @@ describe("no leaks from the wasm kernel fixes", () => {
         tf.grad((t: tf.Tensor) => tf.sum(tf.cumsum(t, 1)))(x);
         tf.grad((t: tf.Tensor) => tf.sum(tf.stridedSlice(t, [0, 3], [4, 0], [1, -2])))(w);
         tf.grad((t: tf.Tensor) => tf.sum(tf.gatherND(t, tf.tensor2d([[1], [1]], undefined, "int32"))))(w);
-      })
-    );
+      }));
   });
 });

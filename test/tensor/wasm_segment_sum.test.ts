@@ -19,8 +19,9 @@ describe("wasm UnsortedSegmentSum kernel", () => {
   const x = randomData(8 * 2 * 3, 40); // [8, 2, 3]
 
   it("matches brute force (rows [2, 3], repeated, missing and out-of-range ids)", async () => {
-    const [actual] = await onBackend("wasm", () =>
-      tf.unsortedSegmentSum(tf.tensor(x, [8, 2, 3]), tf.tensor1d(ids, "int32"), 5)
+    const [actual] = await onBackend(
+      "wasm",
+      () => tf.unsortedSegmentSum(tf.tensor(x, [8, 2, 3]), tf.tensor1d(ids, "int32"), 5),
     );
     const expected = { shape: [5, 2, 3], values: bruteSegmentSum(x, 6, ids, 5) };
     const diff = maxAbsDiff(actual, expected);
@@ -48,8 +49,7 @@ describe("wasm UnsortedSegmentSum kernel", () => {
         "UnsortedSegmentSum",
         { x: tf.tensor(x, [2, 4, 6]), segmentIds: tf.tensor2d(ids, [2, 4], "int32") },
         { numSegments: 4 },
-      ) as tf.Tensor
-    );
+      ) as tf.Tensor);
     expect(maxAbsDiff(actual, { shape: [4, 6], values: bruteSegmentSum(x, 6, ids, 4) })).toBeLessThanOrEqual(1e-6);
   });
 
@@ -57,7 +57,9 @@ describe("wasm UnsortedSegmentSum kernel", () => {
     const table = randomData(6 * 4, 41);
     const weights = randomData(5 * 4, 42);
     const build = () =>
-      tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, tf.tensor1d([4, 0, 4, 2, 4], "int32")), tf.tensor(weights, [5, 4]))))(
+      tf.grad((t: tf.Tensor) =>
+        tf.sum(tf.mul(tf.gather(t, tf.tensor1d([4, 0, 4, 2, 4], "int32")), tf.tensor(weights, [5, 4])))
+      )(
         tf.tensor(table, [6, 4]),
       );
     await expectParity("gather gradient", build, 1e-6);

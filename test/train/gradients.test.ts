@@ -61,10 +61,26 @@ describe("lossAndGradients", () => {
   });
 });
 
+describe("micro-batches", () => {
+  it("sum to the whole-batch loss and gradient (5 rows as 2 + 2 + 1) and free every tensor", () => {
+    const start = tf.memory().numTensors;
+    const whole = new Float32Array(model.layout.size);
+    const split = new Float32Array(model.layout.size);
+    const loss = lossAndGradients(model, params, batch, whole);
+    expect(lossAndGradients(model, params, batch, split, 2)).toBeCloseTo(loss, 5);
+    expect(maxRelDiff(split, whole)).toBeLessThan(1e-5);
+    expect(batchLoss(model, params, batch, 2)).toBeCloseTo(loss, 5);
+    expect(tf.memory().numTensors).toBe(start);
+    expect(() => lossAndGradients(model, params, batch, split, 0)).toThrow(
+      "Micro-batch size must be a positive integer, got 0",
+    );
+  });
+});
+
 describe("data-parallel gradients", () => {
   let engine: GradientEngine;
   beforeAll(async () => {
-    engine = await startDataParallel(tinyConfig, model, 2);
+    engine = await startDataParallel(model, 2, 2);
   });
   afterAll(async () => {
     await engine.close();
@@ -76,7 +92,7 @@ describe("data-parallel gradients", () => {
     expect(splitRows(9, 3)).toEqual([[0, 3], [3, 6], [6, 9]]);
   });
 
-  it("equal the whole-batch gradient computed in one thread (uneven 2 + 3 rows)", async () => {
+  it("equal the whole-batch gradient computed in one thread (2 + 3 rows, micro-batches of 2)", async () => {
     const local = new Float32Array(model.layout.size);
     const localLoss = lossAndGradients(model, params, batch, local);
     const parallel = new Float32Array(model.layout.size);

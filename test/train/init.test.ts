@@ -72,6 +72,8 @@ describe("initOptWeights and the flat layout", () => {
   it("decays the six block matrices only", () => {
     const decayed = optimizerParams(layout).filter((p) => p.decay).map((p) => p.name);
     expect(decayed.length).toBe(12);
-    expect(decayed.every((n) => /layers\.\d\.(self_attn\.\w_proj|self_attn\.out_proj|fc1|fc2)\.weight$/.test(n))).toBe(true);
+    expect(decayed.every((n) => /layers\.\d\.(self_attn\.\w_proj|self_attn\.out_proj|fc1|fc2)\.weight$/.test(n))).toBe(
+      true,
+    );
   });
 });

@@ -49,11 +49,39 @@ function tokenFile(documents: number, seed: number): Uint8Array {
 
 let root: string;
 const flags = () => [
-  "--data", join(root, "data"),
-  "--tokenizer", join(root, "tok", "tokenizer.json"),
-  "--layers", "2", "--hidden", "32", "--heads", "4", "--ffn", "64", "--ctx", "16",
-  "--steps", "8", "--batch", "4", "--lr", "3e-3", "--warmup", "2",
-  "--workers", "2", "--eval-every", "4", "--eval-windows", "4", "--save-every", "0", "--quiet",
+  "--data",
+  join(root, "data"),
+  "--tokenizer",
+  join(root, "tok", "tokenizer.json"),
+  "--layers",
+  "2",
+  "--hidden",
+  "32",
+  "--heads",
+  "4",
+  "--ffn",
+  "64",
+  "--ctx",
+  "16",
+  "--steps",
+  "8",
+  "--batch",
+  "4",
+  "--lr",
+  "3e-3",
+  "--warmup",
+  "2",
+  "--workers",
+  "2",
+  "--micro-batch",
+  "1",
+  "--eval-every",
+  "4",
+  "--eval-windows",
+  "4",
+  "--save-every",
+  "0",
+  "--quiet",
 ];
 const logOf = async (dir: string) =>
   (await readFile(join(dir, "log.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
@@ -152,16 +180,44 @@ describe("offtune pretrain", () => {
     );
   });
 
-  it("stores F16 weights with --fp16 and refuses ids outside the vocabulary", async () => {
+  it("reads the model shape from --config and refuses a config setting it cannot honour", async () => {
+    const shape = {
+      num_hidden_layers: 1,
+      hidden_size: 16,
+      num_attention_heads: 2,
+      ffn_dim: 24,
+      max_position_embeddings: 20,
+    };
+    await writeFile(
+      join(root, "shape.json"),
+      JSON.stringify({ ...shape, model_type: "opt", transformers_version: "4.40" }),
+    );
+    const rest = ["--data", join(root, "data"), "--tokenizer", join(root, "tok", "tokenizer.json"), "--ctx", "16"];
+    const run = ["--steps", "1", "--warmup", "0", "--batch", "2", "--workers", "0", "--eval-windows", "2", "--quiet"];
+    const out = join(root, "configured");
+    await main(["--out", out, "--config", join(root, "shape.json"), ...rest, ...run]);
+    expect(JSON.parse(await readFile(join(out, "config.json"), "utf8"))).toMatchObject(shape);
+    await writeFile(join(root, "postln.json"), JSON.stringify({ ...shape, do_layer_norm_before: false }));
+    await expect(main(["--out", join(root, "postln"), "--config", join(root, "postln.json"), ...rest, ...run]))
+      .rejects.toThrow('"do_layer_norm_before" is false; offtune pretrains with true');
+  });
+
+  it("stores F16 weights with --fp16, and refuses ids outside the vocabulary and short streams", async () => {
     const out = join(root, "fp16");
     await main(["--out", out, ...flags(), "--steps", "1", "--warmup", "0", "--workers", "0", "--fp16"]);
     const file = await openSafetensors(join(out, "model.safetensors"));
     expect(new Set(file.header.entries.map((e) => e.dtype))).toEqual(new Set(["F16"]));
     await file.close();
     expect(JSON.parse(await readFile(join(out, "config.json"), "utf8")).torch_dtype).toBe("float16");
-    await writeFile(join(root, "data", "valid.bin"), new Uint8Array([5, 0, 40, 0]));
+    const ids = new Uint16Array(20).fill(5);
+    ids[3] = 40;
+    await writeFile(join(root, "data", "valid.bin"), new Uint8Array(ids.buffer));
     await expect(main(["--out", join(root, "badids"), ...flags()])).rejects.toThrow(
-      /valid\.bin" holds id 40 at position 1, outside the vocabulary of 33/,
+      /valid\.bin" holds id 40 at position 3, outside the vocabulary of 33/,
+    );
+    await writeFile(join(root, "data", "valid.bin"), new Uint8Array(ids.buffer, 0, 20));
+    await expect(main(["--out", join(root, "short"), ...flags()])).rejects.toThrow(
+      /valid\.bin" holds 10 tokens, fewer than one window of 16/,
     );
     await writeFile(join(root, "data", "valid.bin"), tokenFile(12, 3));
   });

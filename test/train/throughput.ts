@@ -4,7 +4,7 @@
  * test): tokens/s of training an OPT at 1 and 2 workers on this machine.
  *
  *   npx tsx test/train/throughput.ts [--layers 12] [--hidden 256] [--ctx 128]
- *     [--batch 16] [--vocab 16384] [--workers 1,2] [--steps 3]
+ *     [--batch 16] [--micro-batch 4] [--vocab 16384] [--workers 1,2] [--steps 3]
  *
  * Prints one JSON line per worker count, with the 1-minute load average
  * before and after (the cores are shared).
@@ -20,7 +20,9 @@ import { measureThroughput } from "../../src/train/throughput.ts";
 const { values } = parseArgs({
   args: process.argv.slice(2),
   options: Object.fromEntries(
-    ["layers", "hidden", "ctx", "batch", "vocab", "workers", "steps"].map((k) => [k, { type: "string" as const }]),
+    ["layers", "hidden", "ctx", "batch", "micro-batch", "vocab", "workers", "steps"].map((
+      k,
+    ) => [k, { type: "string" as const }]),
   ),
 });
 const num = (key: string, fallback: number) => (values[key] === undefined ? fallback : Number(values[key]));
@@ -39,6 +41,10 @@ const config = optConfigJson({
 });
 const backend = await initBackend(undefined, true);
 for (const workers of String(values.workers ?? "1,2").split(",").map(Number)) {
-  const r = await measureThroughput({ config, batch: num("batch", 16), ctx, workers, steps: num("steps", 3) });
-  console.log(JSON.stringify({ backend, layers: config.num_hidden_layers, hidden, ctx, vocab: config.vocab_size, ...r }));
+  const batch = num("batch", 16);
+  const microBatch = num("micro-batch", 4);
+  const r = await measureThroughput({ config, batch, ctx, workers, microBatch, steps: num("steps", 3) });
+  console.log(
+    JSON.stringify({ backend, layers: config.num_hidden_layers, hidden, ctx, vocab: config.vocab_size, batch, ...r }),
+  );
 }

@@ -17,7 +17,7 @@ export const TASK_SPLIT_SEED = 31;
 export const TASK_SPLIT_FRACTIONS: Readonly<Record<TaskSplit, number>> = { test: 0.5, validation: 0.1, train: 0.4 };
 
 /** Items kept per split (the files are committed, so they stay small). */
-export const SPLIT_SIZES: Readonly<Record<TaskSplit, number>> = { train: 600, validation: 100, test: 500 };
+export const SPLIT_SIZES: Readonly<Record<TaskSplit, number>> = { train: 400, validation: 100, test: 500 };
 
 /** Longest `</s> + context + choice`, in tokens of the project tokenizer, for every choice. */
 export const MAX_ITEM_TOKENS = 128;
@@ -32,9 +32,10 @@ export function taskSplitOf(docId: string): TaskSplit {
 
 /**
  * Task splits for held-out documents that carry a class: within each class
- * the documents are ordered by hash, the first half (rounded up) go to test,
- * the next tenth (at least one) to validation and the rest to train, so every
- * class reaches every split even when a class has few documents (the SOTU
+ * the documents are ordered by hash, the first half (rounded up, leaving
+ * train at least one) go to test, the next tenth (at least one) to
+ * validation and the rest to train, so every class with three or more
+ * documents reaches every split (the SOTU
  * periods have about 14 held-out addresses each).
  */
 export function stratifiedTaskSplits(docs: ReadonlyArray<{ id: string; label: string }>): Map<string, TaskSplit> {
@@ -42,8 +43,9 @@ export function stratifiedTaskSplits(docs: ReadonlyArray<{ id: string; label: st
   for (const label of new Set(docs.map((d) => d.label))) {
     const ids = [...new Set(docs.filter((d) => d.label === label).map((d) => d.id))]
       .sort((a, b) => unitHash(a, TASK_SPLIT_SEED) - unitHash(b, TASK_SPLIT_SEED));
-    const test = Math.ceil(ids.length * TASK_SPLIT_FRACTIONS.test);
     const validation = Math.max(1, Math.round(ids.length * TASK_SPLIT_FRACTIONS.validation));
+    // Half (rounded up) to test, but leave train at least one document.
+    const test = Math.min(Math.ceil(ids.length * TASK_SPLIT_FRACTIONS.test), Math.max(0, ids.length - validation - 1));
     ids.forEach((id, i) => out.set(id, i < test ? "test" : i < test + validation ? "validation" : "train"));
   }
   return out;

@@ -1,0 +1,75 @@
+/**
+ * `offtune bench [suite...]`: benchmarks, never tests (figures are ratios
+ * against a baseline measured in the same run). Suites: `kernels` (wasm
+ * matmul fixes), `linalg` (LAPACK SVD/eigh, OpenBLAS sgemm), `model` (OPT
+ * block stack forward+backward, wasm vs cpu, matmul efficiency).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import type { BenchRow } from "../src/linalg/bench.ts";
+
+/** Help text for the verb. */
+export const help = `offtune bench [kernels|linalg|model|all]... [--json <file>] [--quick]
+
+Runs benchmarks and prints one row per figure. Figures that are compared
+(speed-ups, efficiencies) are measured against their baseline in the same
+run. Default suite: kernels linalg model.
+
+  kernels   wasm matMul GFLOP/s, plain vs transposed (fixed and stock kernels)
+  linalg    SVD 1024/2048 and eigh (LAPACK), JS fallback, sgemm vs wasm matMul
+  model     OPT-125M-shaped block stack forward+backward tokens/s, wasm vs cpu;
+            matmul-kernel GFLOP/s vs plain matMul (target >= 70%)
+  --json <file>  also write the rows as JSON
+  --quick        smaller shapes (for a smoke run)`;
+
+type Suite = (quick: boolean, onRow: (row: BenchRow) => void) => Promise<BenchRow[]>;
+
+const suites: Record<string, Suite> = {
+  kernels: async (quick, onRow) => {
+    const { benchMatmul } = await import("../src/tensor/bench.ts");
+    return benchMatmul({ onRow, ...(quick ? { shapes: [{ name: "x·W 256×256·256×512", m: 256, k: 256, n: 512 }] } : {}) });
+  },
+  linalg: async (quick, onRow) => {
+    const { benchLinalg } = await import("../src/linalg/bench.ts");
+    return benchLinalg({
+      onRow,
+      ...(quick ? { lapackSizes: [256], jsSizes: [64], eighSizes: [256], gemmSize: 256, gemmJsSize: 128 } : {}),
+    });
+  },
+  model: async (quick, onRow) => {
+    const { benchBlockStack } = await import("../src/model/bench.ts");
+    return benchBlockStack({ onRow, ...(quick ? { hidden: 128, heads: 4, ffn: 512, tokens: 32, repeats: 1 } : {}) });
+  },
+};
+
+function formatRow(row: BenchRow): string {
+  const value = row.value >= 100 ? row.value.toFixed(0) : row.value.toPrecision(3);
+  return `${row.name.padEnd(58)} ${value.padStart(10)} ${row.unit}${row.note ? `   (${row.note})` : ""}`;
+}
+
+/** CLI entry. */
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { json: { type: "string" }, quick: { type: "boolean", default: false } },
+    allowPositionals: true,
+  });
+  const names = positionals.length === 0 ? ["kernels", "linalg", "model"] : positionals.includes("all") ? Object.keys(suites) : positionals;
+  for (const name of names) {
+    if (!suites[name]) throw new Error(`Unknown bench suite "${name}": expected one of ${Object.keys(suites).join(", ")}, all`);
+  }
+  const all: Array<BenchRow & { suite: string }> = [];
+  for (const name of names) {
+    console.log(`# ${name}`);
+    await suites[name](values.quick, (row) => {
+      all.push({ ...row, suite: name });
+      console.log(formatRow(row));
+    });
+  }
+  if (values.json) {
+    const { writeFile } = await import("node:fs/promises");
+    await writeFile(values.json, JSON.stringify(all, null, 2) + "\n");
+  }
+  return 0;
+}

@@ -1,0 +1,276 @@
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pack, unpack } from "msgpackr";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CheckpointError } from "../../src/io/errors.ts";
+import {
+  createPackageWriter,
+  type Manifest,
+  readManifest,
+  shardFileName,
+  verifyPackage,
+  writeManifest,
+} from "../../src/io/manifest.ts";
+import { readShardFile } from "../../src/io/shard_reader.ts";
+import type { ShardMeta, ShardTensor } from "../../src/io/shard_schema.ts";
+
+let root: string;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "offtune-manifest-"));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+let counter = 0;
+const fresh = (label: string) => join(root, `${label}-${counter++}`);
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+const SOURCE = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+
+const draft: Omit<Manifest, "shards"> = {
+  formatVersion: 1,
+  kind: "emulator",
+  architecture: "opt",
+  config: { model_type: "opt", hidden_size: 8, num_hidden_layers: 4, architectures: ["OPTForCausalLM"] },
+  split: { bottom: 1, top: 1 },
+  method: "gradot-drd",
+  settings: { rank: 2, lambda: { attn: 0.5, mlp: 1 } },
+  sourceHash: SOURCE,
+  createdAt: "2025-05-01T12:00:00.000Z",
+};
+
+const shardMeta = (block: number | "outer", role: ShardMeta["role"]): ShardMeta => ({
+  block,
+  role,
+  method: draft.method,
+  settings: draft.settings,
+  sourceHash: SOURCE,
+});
+
+const tensors = (seed: number): ShardTensor[] => [
+  { name: "fc1.weight", shape: [4, 8], data: Float32Array.from({ length: 32 }, (_, i) => Math.cos(seed + i)) },
+  { name: "fc1.bias", shape: [8], data: Float32Array.from({ length: 8 }, (_, i) => seed - i / 4) },
+];
+
+/** Writes a four-block emulator package (adapter, middle, middle, adapter, outer) through the package writer. */
+async function writePackage(dir: string, seed = 0): Promise<Manifest> {
+  const writer = await createPackageWriter(dir);
+  const roles: ShardMeta["role"][] = ["adapter", "middle", "middle", "adapter"];
+  for (const [block, role] of roles.entries()) await writer.writeShard(shardMeta(block, role), tensors(seed + block));
+  await writer.writeShard(shardMeta("outer", "outer"), tensors(seed + 9), { dtype: "float16" });
+  return writer.commit(draft);
+}
+
+async function caught(p: Promise<unknown>): Promise<CheckpointError> {
+  const err = await p.then(
+    () => {
+      throw new Error("expected a CheckpointError");
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(CheckpointError);
+  return err as CheckpointError;
+}
+
+describe("writeManifest and readManifest", () => {
+  const manifest: Manifest = {
+    ...draft,
+    shards: [{ file: "block-0000.arrow", block: 0, role: "adapter", sha256: "a".repeat(64), bytes: 10 }],
+  };
+
+  it("round-trips every field, extra included", async () => {
+    const dir = fresh("rt");
+    const m = { ...manifest, extra: { note: "x", steps: [1, 2], weights: new Float32Array([0.5, -1.25]) } };
+    await writeManifest(dir, m);
+    expect(await readManifest(dir)).toEqual(m);
+    expect((await readdir(dir)).sort()).toEqual(["manifest.msgpack"]);
+  });
+
+  it("is plain MessagePack maps that a generic decoder reads", async () => {
+    const dir = fresh("plain");
+    await writeManifest(dir, manifest);
+    const generic = unpack(await readFile(join(dir, "manifest.msgpack")));
+    expect(generic).toEqual(manifest);
+    expect(Object.getPrototypeOf(generic)).toBe(Object.prototype);
+  });
+
+  it("names the path when the manifest is missing or not MessagePack", async () => {
+    const dir = fresh("missing");
+    await mkdir(dir);
+    const path = join(dir, "manifest.msgpack");
+    expect((await caught(readManifest(dir))).message).toBe(`Cannot read manifest "${path}": file does not exist`);
+    await writeFile(path, "hello world");
+    const err = await caught(readManifest(dir));
+    expect(err.message).toMatch(new RegExp(`^Cannot read manifest "${path}": not valid MessagePack \\(`));
+    expect(err.file).toBe(path);
+    // 0xc1 is the one byte MessagePack never uses; msgpackr decodes it to a placeholder object.
+    await writeFile(path, new Uint8Array([0xc1]));
+    expect((await caught(readManifest(dir))).message).toBe(`Invalid manifest "${path}": expected a map at the top level`);
+  });
+
+  it("refuses a truncated manifest", async () => {
+    const dir = fresh("truncated");
+    await writeManifest(dir, manifest);
+    const path = join(dir, "manifest.msgpack");
+    const bytes = await readFile(path);
+    await writeFile(path, bytes.subarray(0, bytes.length - 20));
+    expect((await caught(readManifest(dir))).message).toMatch(/^Cannot read manifest ".*": not valid MessagePack/);
+  });
+
+  it("refuses an unsupported format version and names a bad field", async () => {
+    const write = async (value: unknown) => {
+      const dir = fresh("bad");
+      await mkdir(dir);
+      await writeFile(join(dir, "manifest.msgpack"), pack(value));
+      return (await caught(readManifest(dir))).message;
+    };
+    expect(await write({ ...manifest, formatVersion: 2 })).toMatch(
+      /^Invalid manifest ".*manifest\.msgpack": unsupported format version 2 \(this offtune reads version 1\)$/,
+    );
+    const { split: _, ...noSplit } = manifest;
+    expect(await write(noSplit)).toContain(`"split" must be {bottom, top} with non-negative integers, got undefined`);
+    expect(await write({ ...manifest, kind: "model" })).toContain(`"kind" must be "emulator" or "adapter", got "model"`);
+    expect(await write({ ...manifest, createdAt: "yesterday" })).toContain(`"createdAt" is not a date: "yesterday"`);
+    expect(await write([1, 2])).toContain("expected a map at the top level");
+    const shard = manifest.shards[0];
+    expect(await write({ ...manifest, shards: [{ ...shard, sha256: "XYZ" }] })).toContain(
+      `shards[0].sha256 must be 64 lowercase hex digits, got "XYZ"`,
+    );
+    expect(await write({ ...manifest, shards: [shard, shard] })).toContain(`shards[1].file "block-0000.arrow" is listed twice`);
+    expect(await write({ ...manifest, shards: [{ ...shard, block: "outer" }] })).toContain(
+      `shards[0] (block-0000.arrow): block "outer" does not go with role "adapter"`,
+    );
+  });
+
+  it("refuses to write a manifest whose shard escapes the directory", async () => {
+    const dir = fresh("escape");
+    const bad = { ...manifest, shards: [{ ...manifest.shards[0], file: "../elsewhere.arrow" }] };
+    expect((await caught(writeManifest(dir, bad))).message).toContain(
+      `shards[0].file must be a plain file name, got "../elsewhere.arrow"`,
+    );
+  });
+});
+
+describe("createPackageWriter", () => {
+  it("writes a package whose manifest lists each shard's true size and sha256", async () => {
+    const dir = fresh("pkg");
+    const m = await writePackage(dir);
+    expect(m.shards.map((s) => [s.file, s.block, s.role])).toEqual([
+      ["block-0000.arrow", 0, "adapter"],
+      ["block-0001.arrow", 1, "middle"],
+      ["block-0002.arrow", 2, "middle"],
+      ["block-0003.arrow", 3, "adapter"],
+      ["outer.arrow", "outer", "outer"],
+    ]);
+    for (const s of m.shards) {
+      const bytes = await readFile(join(dir, s.file));
+      expect([s.bytes, s.sha256]).toEqual([bytes.byteLength, sha256(bytes)]);
+    }
+    expect(await readManifest(dir)).toEqual(m);
+    expect(await verifyPackage(dir)).toEqual(m);
+    const back = await readShardFile(join(dir, m.shards[1].file), { expectedSha256: m.shards[1].sha256 });
+    expect(back.meta).toEqual(shardMeta(1, "middle"));
+    expect(back.tensors.map((t) => Array.from(t.data))).toEqual(tensors(1).map((t) => Array.from(t.data)));
+    expect((await readdir(root)).filter((f) => f.startsWith(`${dir.split("/").pop()}.`))).toEqual([]);
+  });
+
+  it("keeps the final name empty until commit, and abort leaves nothing behind", async () => {
+    const dir = fresh("abort");
+    const writer = await createPackageWriter(dir);
+    expect(writer.temp).toMatch(new RegExp(`^${dir}\\.tmp-${process.pid}-[0-9a-f]{8}$`));
+    await writer.writeShard(shardMeta(0, "adapter"), tensors(0));
+    await expect(readdir(dir)).rejects.toThrow();
+    expect(await readdir(writer.temp)).toEqual(["block-0000.arrow"]);
+    await writer.abort();
+    await expect(readdir(writer.temp)).rejects.toThrow();
+    await expect(readdir(dir)).rejects.toThrow();
+    await expect(writer.commit(draft)).rejects.toThrow(`the transaction is already aborted`);
+  });
+
+  it("replaces an existing package only at commit, removing its stale files", async () => {
+    const dir = fresh("replace");
+    const first = await writePackage(dir, 0);
+    await writeFile(join(dir, "stale.arrow"), "old");
+    const writer = await createPackageWriter(dir);
+    await writer.writeShard(shardMeta(0, "adapter"), tensors(50));
+    // Not committed yet: the old package is intact and still verifies.
+    expect(await verifyPackage(dir)).toEqual(first);
+    const second = await writer.commit({ ...draft, kind: "adapter", split: { bottom: 1, top: 0 } });
+    expect((await readdir(dir)).sort()).toEqual(["block-0000.arrow", "manifest.msgpack"]);
+    expect(await verifyPackage(dir)).toEqual(second);
+    const base = dir.split("/").pop()!;
+    expect((await readdir(root)).filter((f) => f.startsWith(`${base}.`))).toEqual([]);
+  });
+
+  it("refuses a shard whose source hash differs from the manifest's, and bad file names", async () => {
+    const dir = fresh("mismatch");
+    const writer = await createPackageWriter(dir);
+    await writer.writeShard({ ...shardMeta(0, "adapter"), sourceHash: "other" }, tensors(0));
+    expect((await caught(writer.commit(draft))).message).toBe(
+      `Cannot commit package "${dir}": shard "block-0000.arrow" has source hash "other" but the manifest has "${SOURCE}"`,
+    );
+    expect((await caught(writer.writeShard(shardMeta(0, "adapter"), []))).message).toContain(
+      `"block-0000.arrow" to package "${dir}": a shard of that name was already written`,
+    );
+    expect((await caught(writer.writeShard(shardMeta(1, "middle"), [], { file: "a/b.arrow" }))).message).toContain(
+      "not a plain file name",
+    );
+    expect((await caught(writer.writeShard(shardMeta(1, "middle"), [], { file: "manifest.msgpack" }))).message)
+      .toContain("reserved for the manifest");
+    await writer.abort();
+    await expect(readdir(dir)).rejects.toThrow();
+  });
+
+  it("names shards by block", () => {
+    expect([shardFileName(0), shardFileName(12), shardFileName("outer")]).toEqual([
+      "block-0000.arrow",
+      "block-0012.arrow",
+      "outer.arrow",
+    ]);
+  });
+});
+
+describe("verifyPackage", () => {
+  it("reports a missing shard by name", async () => {
+    const dir = fresh("v-missing");
+    await writePackage(dir);
+    await rm(join(dir, "block-0002.arrow"));
+    const err = await caught(verifyPackage(dir));
+    expect(err.message).toBe(`Package "${dir}" is missing shard "block-0002.arrow" listed in its manifest`);
+    expect(err.file).toBe(join(dir, "block-0002.arrow"));
+  });
+
+  it("reports a corrupted shard with the file and both hashes", async () => {
+    const dir = fresh("v-corrupt");
+    const m = await writePackage(dir);
+    const path = join(dir, "block-0001.arrow");
+    const bytes = await readFile(path);
+    bytes[bytes.length - 40] ^= 0x01;
+    await writeFile(path, bytes);
+    expect((await caught(verifyPackage(dir))).message).toBe(
+      `Shard "${path}" is corrupt: its sha256 is ${sha256(bytes)} but the manifest lists ${m.shards[1].sha256}`,
+    );
+  });
+
+  it("reports a shard whose size changed", async () => {
+    const dir = fresh("v-size");
+    const m = await writePackage(dir);
+    const path = join(dir, "outer.arrow");
+    await writeFile(path, new Uint8Array(7), { flag: "a" });
+    expect((await caught(verifyPackage(dir))).message).toBe(
+      `Shard "${path}" has ${m.shards[4].bytes + 7} bytes but the manifest lists ${m.shards[4].bytes}`,
+    );
+  });
+
+  it("reports a package without a manifest", async () => {
+    const dir = fresh("v-none");
+    await mkdir(dir);
+    expect((await caught(verifyPackage(dir))).message).toBe(
+      `Cannot read manifest "${join(dir, "manifest.msgpack")}": file does not exist`,
+    );
+  });
+});
