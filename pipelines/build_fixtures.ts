@@ -41,7 +41,7 @@ export const help = `offtune build-fixtures [--fixtures DIR]
 Rebuilds the tokenizer, pretraining text and token streams, and the eight
 evaluation tasks from the installed data packages (npm devDependencies and the
 Debian package sword-text-kjv). Deterministic: the same packages give the same
-files. Takes about two minutes.
+files. Takes one to three minutes.
 
   --fixtures DIR   fixtures root (default: fixtures)`;
 
@@ -150,12 +150,12 @@ export function buildFixtures(root: string, log: (line: string) => void): Record
 }
 
 /** CLI entry: `offtune build-fixtures [--fixtures DIR]`. */
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { fixtures: { type: "string", default: "fixtures" } } });
   buildFixtures(values.fixtures!, (line) => console.log(`build-fixtures: ${line}`));
   return 0;
 }
 
 if (import.meta.main ?? process.argv[1]?.endsWith("build_fixtures.ts")) {
-  process.exitCode = main(process.argv.slice(2));
+  process.exitCode = await main(process.argv.slice(2));
 }

@@ -28,6 +28,10 @@ const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     summary: "measure kernels, linear algebra and model throughput",
     load: () => import("./bench.ts"),
   },
+  "build-fixtures": {
+    summary: "rebuild the tokenizer, text splits and tasks in fixtures/ from their packages",
+    load: () => import("./build_fixtures.ts"),
+  },
   pretrain: {
     summary: "pretrain an OPT model on a token stream (data-parallel)",
     load: () => import("./pretrain.ts"),

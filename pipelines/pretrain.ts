@@ -14,8 +14,8 @@
  *   (`param/<name>`, `exp_avg/<name>`, `exp_avg_sq/<name>`), with the step,
  *   token count, sampler PRNG word and the run's options as JSON in the
  *   `__metadata__` key `offtune.train_state`. `--resume` continues from it
- *   bit-exactly (with the same worker count and micro-batch: the order of
- *   the gradient sums follows them);
+ *   bit-exactly (with the worker count and micro-batch last used, its
+ *   defaults: the order of the gradient sums follows them);
  * - `log.jsonl`: one line per step: step, tokens, loss, lr, grad_norm,
  *   val_loss (null between evaluations), tokens_per_s, seconds.
  *
@@ -85,11 +85,11 @@ Training:
   --eval-windows <n>   validation windows of --ctx tokens (default 32)
   --save-every <n>     checkpoint every n steps (default 500; always at the end)
   --fp16               store model.safetensors as F16 (train_state stays F32)
-  --resume             continue the run in --out from train_state.safetensors
-                       (bit-exact with the same --workers and --micro-batch;
-                       --steps, --until, --workers, --micro-batch, --data,
-                       --fp16, --eval-every, --save-every may change, other
-                       flags must repeat the run's values)
+  --resume             continue the run in --out from train_state.safetensors,
+                       bit-exactly unless --workers or --micro-batch change
+                       (both default to the values last used); --steps,
+                       --until, --data, --fp16, --eval-every, --save-every
+                       may change too, other flags must repeat the run's values
   --quiet              no progress line or summary (progress is off in CI too)`;
 
 const STATE_FILE = "train_state.safetensors";
@@ -114,6 +114,9 @@ interface RunOptions {
   weightDecay: number;
   evalWindows: number;
   fp16: boolean;
+  /** Worker threads and rows per pass: a resume defaults to the values last used. */
+  workers: number;
+  microBatch: number;
 }
 
 /** The JSON kept in train_state.safetensors' metadata. */
@@ -341,13 +344,17 @@ function freshRunOptions(flags: Flags): RunOptions {
     weightDecay: numberFlag(flags, "weight-decay", 0.1, true),
     evalWindows: intFlag(flags, "eval-windows", 32),
     fp16: flags.fp16 ?? false,
+    workers: intFlag(flags, "workers", availableParallelism(), 0),
+    microBatch: intFlag(flags, "micro-batch", 4),
   };
 }
 
 /**
- * The run options of a resumed run: the saved ones, with `--steps`, `--fp16`
- * and `--data` (a moved copy) allowed to change; any other run-defining flag
- * must repeat the saved value.
+ * The run options of a resumed run: the saved ones, with `--steps`, `--fp16`,
+ * `--data` (a moved copy), `--workers` and `--micro-batch` allowed to change
+ * (the last two change the order of gradient sums, so the run stops being
+ * bit-identical to an uninterrupted one); any other run-defining flag must
+ * repeat the saved value.
  */
 function resumedRunOptions(flags: Flags, saved: RunOptions): RunOptions {
   const fresh = freshRunOptions(flags);
@@ -375,6 +382,8 @@ function resumedRunOptions(flags: Flags, saved: RunOptions): RunOptions {
     steps: flags.steps !== undefined ? fresh.steps : saved.steps,
     fp16: flags.fp16 ?? saved.fp16,
     data: flags.data !== undefined ? fresh.data : saved.data,
+    workers: flags.workers !== undefined ? fresh.workers : saved.workers,
+    microBatch: flags["micro-batch"] !== undefined ? fresh.microBatch : saved.microBatch,
   };
 }
 
@@ -562,11 +571,9 @@ export async function main(argv: string[]): Promise<number> {
   const logPath = join(out, LOG_FILE);
   await trimLog(logPath, state.step);
 
-  const workers = intFlag(flags, "workers", availableParallelism(), 0);
-  const microBatch = intFlag(flags, "micro-batch", 4);
-  const engine: GradientEngine = workers === 0
-    ? inProcessEngine(model, microBatch)
-    : await startDataParallel(model, workers, microBatch);
+  const engine: GradientEngine = run.workers === 0
+    ? inProcessEngine(model, run.microBatch)
+    : await startDataParallel(model, run.workers, run.microBatch);
   let interrupted = false;
   const onInterrupt = () => {
     if (interrupted) process.exit(130); // a second Ctrl-C does not wait for the checkpoint

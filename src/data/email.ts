@@ -48,14 +48,32 @@ function headerParam(value: string, key: string): string | undefined {
   return match ? (match[1] ?? match[2]) : undefined;
 }
 
+/** Windows-1252 code points of bytes 0x80-0x9F (WHATWG Encoding; unassigned bytes map to themselves). */
+const CP1252_HIGH = [
+  0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160, 0x2039, 0x152, 0x8d, 0x17d, 0x8f,
+  0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x2dc, 0x2122, 0x161, 0x203a, 0x153, 0x9d, 0x17e, 0x178,
+];
+
+/**
+ * Decodes windows-1252 (which WHATWG also uses for `iso-8859-1` and
+ * `us-ascii` labels) by table: Node 20's `TextDecoder` decodes it as plain
+ * Latin-1 (0x92 stays U+0092 instead of U+2019), Deno's follows the spec, and
+ * the corpus must come out the same on both.
+ */
+export function decodeWindows1252(bytes: string): string {
+  return bytes.replace(/[\x80-\x9f]/g, (c) => String.fromCharCode(CP1252_HIGH[c.charCodeAt(0) - 0x80]));
+}
+
 /** Decodes bytes (given as a latin1 string) in `charset`, falling back to windows-1252 for unknown labels. */
 function decodeCharset(bytes: string, charset: string | undefined): string {
-  const data = Buffer.from(bytes, "latin1");
+  let decoder: TextDecoder | undefined;
   try {
-    return new TextDecoder(charset ?? "windows-1252").decode(data);
+    decoder = new TextDecoder(charset ?? "windows-1252");
   } catch {
-    return new TextDecoder("windows-1252").decode(data);
+    decoder = undefined;
   }
+  if (decoder === undefined || decoder.encoding === "windows-1252") return decodeWindows1252(bytes);
+  return decoder.decode(Buffer.from(bytes, "latin1"));
 }
 
 /** Undoes a quoted-printable transfer encoding (result: latin1 string of bytes). */

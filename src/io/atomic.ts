@@ -1,12 +1,14 @@
 /**
- * Crash-safe writes: a file or a whole directory appears under its final name
- * only once it is complete and on disk (DESIGN.md "Records and files": temp
- * name, fsync, rename). Knows no file formats; shards and manifests build on it.
+ * Whole-file access for the io/ formats. Writes are crash-safe: a file or a
+ * whole directory appears under its final name only once it is complete and
+ * on disk (DESIGN.md "Records and files": temp name, fsync, rename). Reads fail
+ * with a CheckpointError naming the file. Knows no file formats; shards and
+ * manifests build on it.
  *
  * @module
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { pid } from "node:process";
 import { CheckpointError } from "./errors.ts";
@@ -14,6 +16,25 @@ import { CheckpointError } from "./errors.ts";
 /** A sibling name for `path` unique to this process: `<path>.<tag>-<pid>-<random>`. */
 function siblingName(path: string, tag: string): string {
   return join(dirname(path), `${basename(path)}.${tag}-${pid}-${randomBytes(4).toString("hex")}`);
+}
+
+/**
+ * Reads a whole file, or throws a CheckpointError `Cannot read <what> "<path>":
+ * file does not exist` (or the system's reason).
+ *
+ * @param what the kind of file for the message, e.g. "shard" or "manifest"
+ */
+export async function readWholeFile(path: string, what: string): Promise<Uint8Array> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    const missing = (e as { code?: string }).code === "ENOENT";
+    throw new CheckpointError(
+      path,
+      `Cannot read ${what} "${path}": ${missing ? "file does not exist" : (e as Error).message}`,
+      { cause: e },
+    );
+  }
 }
 
 /** Fsyncs a directory so that renames and new entries inside it are durable. */

@@ -18,10 +18,10 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Packr } from "msgpackr";
-import { createDirectoryTransaction, writeFileAtomic } from "./atomic.ts";
+import { createDirectoryTransaction, readWholeFile, writeFileAtomic } from "./atomic.ts";
 import { CheckpointError } from "./errors.ts";
 import { blockRoleProblem, type ShardMeta, type ShardRole, type ShardTensor } from "./shard_schema.ts";
 import { type ShardWriteOptions, writeShardFile } from "./shard_writer.ts";
@@ -97,7 +97,11 @@ function validateManifest(value: unknown, source: string): Manifest {
   if (!isObject(value)) fail("expected a map at the top level");
   const m = value as Record<string, unknown>;
   if (m.formatVersion !== MANIFEST_FORMAT_VERSION) {
-    fail(`unsupported format version ${JSON.stringify(m.formatVersion)} (this offtune reads version ${MANIFEST_FORMAT_VERSION})`);
+    fail(
+      `unsupported format version ${
+        JSON.stringify(m.formatVersion)
+      } (this offtune reads version ${MANIFEST_FORMAT_VERSION})`,
+    );
   }
   if (m.kind !== "emulator" && m.kind !== "adapter") {
     fail(`"kind" must be "emulator" or "adapter", got ${JSON.stringify(m.kind)}`);
@@ -105,7 +109,9 @@ function validateManifest(value: unknown, source: string): Manifest {
   for (const key of ["architecture", "method", "sourceHash", "createdAt"]) {
     if (typeof m[key] !== "string") fail(`"${key}" must be a string, got ${JSON.stringify(m[key])}`);
   }
-  if (Number.isNaN(Date.parse(m.createdAt as string))) fail(`"createdAt" is not a date: ${JSON.stringify(m.createdAt)}`);
+  if (Number.isNaN(Date.parse(m.createdAt as string))) {
+    fail(`"createdAt" is not a date: ${JSON.stringify(m.createdAt)}`);
+  }
   for (const key of ["config", "settings"]) {
     if (!isObject(m[key])) fail(`"${key}" must be a map`);
   }
@@ -121,7 +127,9 @@ function validateManifest(value: unknown, source: string): Manifest {
     if (!isObject(entry)) return fail(`${at} must be a map`);
     if (!isPlainFileName(entry.file)) fail(`${at}.file must be a plain file name, got ${JSON.stringify(entry.file)}`);
     if (entry.file === MANIFEST_FILE || files.has(entry.file as string)) {
-      fail(`${at}.file "${entry.file}" is ${entry.file === MANIFEST_FILE ? "the manifest's own name" : "listed twice"}`);
+      fail(
+        `${at}.file "${entry.file}" is ${entry.file === MANIFEST_FILE ? "the manifest's own name" : "listed twice"}`,
+      );
     }
     files.add(entry.file as string);
     const problem = blockRoleProblem(entry.block, entry.role);
@@ -153,17 +161,7 @@ export async function writeManifest(dir: string, m: Manifest): Promise<void> {
  */
 export async function readManifest(dir: string): Promise<Manifest> {
   const path = join(dir, MANIFEST_FILE);
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    const missing = (e as { code?: string }).code === "ENOENT";
-    throw new CheckpointError(
-      path,
-      `Cannot read manifest "${path}": ${missing ? "file does not exist" : (e as Error).message}`,
-      { cause: e },
-    );
-  }
+  const bytes = await readWholeFile(path, "manifest");
   let value: unknown;
   try {
     value = packr.unpack(bytes);
@@ -263,7 +261,13 @@ export async function createPackageWriter(dir: string): Promise<PackageWriter> {
       if (file === MANIFEST_FILE) fail("the name is reserved for the manifest");
       if (shards.some((s) => s.file === file)) fail("a shard of that name was already written");
       const written = await writeShardFile(join(transaction.temp, file), meta, tensors, options);
-      const entry: ManifestShard = { file, block: meta.block, role: meta.role, sha256: written.sha256, bytes: written.bytes };
+      const entry: ManifestShard = {
+        file,
+        block: meta.block,
+        role: meta.role,
+        sha256: written.sha256,
+        bytes: written.bytes,
+      };
       shards.push(entry);
       sourceHashes.set(file, meta.sourceHash);
       return { ...entry };
@@ -273,7 +277,9 @@ export async function createPackageWriter(dir: string): Promise<PackageWriter> {
         if (hash !== draft.sourceHash) {
           throw new CheckpointError(
             dir,
-            `Cannot commit package "${dir}": shard "${file}" has source hash ${JSON.stringify(hash)} but the manifest has ${JSON.stringify(draft.sourceHash)}`,
+            `Cannot commit package "${dir}": shard "${file}" has source hash ${
+              JSON.stringify(hash)
+            } but the manifest has ${JSON.stringify(draft.sourceHash)}`,
           );
         }
       }

@@ -4,8 +4,9 @@
  * stage relies on: the file is a complete Arrow IPC file, its metadata names a
  * supported format version and a valid block, every column is a
  * `arrow.fixed_shape_tensor` whose shape matches its list size, the table has
- * exactly one row, and every value is finite. Files written by other Arrow
- * writers (pyarrow's `FixedShapeTensorType`) read the same way.
+ * exactly one row, and every value is finite. Files from other Arrow writers
+ * that follow docs/SHARDS.md read the same way (tested with Arrow's generic JS
+ * writer; with pyarrow's `FixedShapeTensorType` where pyarrow is installed).
  *
  * Check the SHA-256 before decoding bytes of unknown integrity (pass
  * `expectedSha256`, or run `verifyPackage`): apache-arrow's decoder is not
@@ -14,11 +15,17 @@
  *
  * @module
  */
-import { readFile } from "node:fs/promises";
-import { type Data, type FixedSizeList, tableFromIPC, type Table } from "apache-arrow";
+import { type Data, type FixedSizeList, type Table, tableFromIPC } from "apache-arrow";
 import { f16ToF32 } from "../tensor/dtype.ts";
+import { readWholeFile } from "./atomic.ts";
 import { CheckpointError } from "./errors.ts";
-import { parseShardMetadata, parseTensorField, type ShardMeta, type ShardTensor } from "./shard_schema.ts";
+import {
+  firstNonFinite,
+  parseShardMetadata,
+  parseTensorField,
+  type ShardMeta,
+  type ShardTensor,
+} from "./shard_schema.ts";
 import { sha256Hex } from "./shard_writer.ts";
 
 /** A decoded shard: its identity and its tensors in column order. */
@@ -48,14 +55,6 @@ function parseIpcFile(bytes: Uint8Array, source: string): Table {
   } catch (e) {
     return fail(`Arrow IPC data is corrupt (${(e as Error).message})`, e);
   }
-}
-
-/** The first non-finite value's index in `values`, or -1. */
-function firstNonFinite(values: Float32Array): number {
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) return i;
-  }
-  return -1;
 }
 
 /**
@@ -105,17 +104,7 @@ export interface ShardReadOptions {
  *   file and both hashes), or anything {@link decodeShard} rejects
  */
 export async function readShardFile(path: string, options: ShardReadOptions = {}): Promise<ShardContents> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    const missing = (e as { code?: string }).code === "ENOENT";
-    throw new CheckpointError(
-      path,
-      `Cannot read shard "${path}": ${missing ? "file does not exist" : (e as Error).message}`,
-      { cause: e },
-    );
-  }
+  const bytes = await readWholeFile(path, "shard");
   if (options.expectedSha256 !== undefined) {
     const actual = sha256Hex(bytes);
     if (actual !== options.expectedSha256) {

@@ -75,6 +75,17 @@ export function shapeSize(shape: readonly number[]): number {
   return n;
 }
 
+/**
+ * Index of the first NaN or ±Inf in `values`, or -1. Shards hold finite values
+ * only; writers and readers both enforce it with this scan.
+ */
+export function firstNonFinite(values: ArrayLike<number>): number {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) return i;
+  }
+  return -1;
+}
+
 /** Whether `shape` is a list of non-negative safe integers. */
 export function isShape(shape: unknown): shape is number[] {
   return Array.isArray(shape) && shape.every((s) => Number.isSafeInteger(s) && s >= 0);
@@ -240,7 +251,9 @@ export function parseTensorField(field: Field, source: string): TensorColumnType
   const extension = field.metadata.get(EXTENSION_NAME_KEY);
   if (extension !== FIXED_SHAPE_TENSOR) {
     fail(
-      `is not an ${FIXED_SHAPE_TENSOR} (extension name: ${extension === undefined ? "none" : JSON.stringify(extension)})`,
+      `is not an ${FIXED_SHAPE_TENSOR} (extension name: ${
+        extension === undefined ? "none" : JSON.stringify(extension)
+      })`,
     );
   }
   const type = field.type;

@@ -12,12 +12,13 @@ import { f32ToF16 } from "../tensor/dtype.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { CheckpointError } from "./errors.ts";
 import {
+  firstNonFinite,
   isShape,
+  shapeSize,
   type ShardDtype,
   type ShardMeta,
   shardSchemaMetadata,
   type ShardTensor,
-  shapeSize,
   tensorField,
   validateShardMeta,
 } from "./shard_schema.ts";
@@ -30,14 +31,6 @@ export interface ShardWriteOptions {
 
 /** Largest list size Arrow's `FixedSizeList` can declare (an int32). */
 const MAX_LIST_SIZE = 2 ** 31 - 1;
-
-/** Index of the first NaN or ±Inf in `values`, or -1. */
-function firstNonFinite(values: ArrayLike<number>): number {
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) return i;
-  }
-  return -1;
-}
 
 /** Index of the first float16 bit pattern that is ±Inf or NaN (exponent all ones), or -1. */
 function firstNonFiniteHalf(bits: Uint16Array): number {
@@ -74,12 +67,17 @@ function storedValues(t: ShardTensor, dtype: ShardDtype, source: string): Float3
 /** Encodes a shard for `source` (the file or label named in errors). */
 function encode(meta: ShardMeta, tensors: readonly ShardTensor[], dtype: ShardDtype, source: string): Uint8Array {
   if (dtype !== "float32" && dtype !== "float16") {
-    throw new CheckpointError(source, `Cannot write shard "${source}": dtype must be float32 or float16, got "${dtype}"`);
+    throw new CheckpointError(
+      source,
+      `Cannot write shard "${source}": dtype must be float32 or float16, got "${dtype}"`,
+    );
   }
   validateShardMeta(meta, source);
   const seen = new Set<string>();
   for (const t of tensors) {
-    if (seen.has(t.name)) throw new CheckpointError(source, `Cannot write shard "${source}": tensor "${t.name}" appears twice`);
+    if (seen.has(t.name)) {
+      throw new CheckpointError(source, `Cannot write shard "${source}": tensor "${t.name}" appears twice`);
+    }
     seen.add(t.name);
   }
   const stored = tensors.map((t) => storedValues(t, dtype, source));
@@ -89,7 +87,10 @@ function encode(meta: ShardMeta, tensors: readonly ShardTensor[], dtype: ShardDt
     return makeData({ type, length: 1, nullCount: 0, child: values });
   });
   const schema = new Schema(fields, shardSchemaMetadata(meta));
-  const batch = new RecordBatch(schema, makeData({ type: new Struct(fields), length: 1, nullCount: 0, children: columns }));
+  const batch = new RecordBatch(
+    schema,
+    makeData({ type: new Struct(fields), length: 1, nullCount: 0, children: columns }),
+  );
   return RecordBatchFileWriter.writeAll([batch]).toUint8Array(true);
 }
 
@@ -101,7 +102,11 @@ function encode(meta: ShardMeta, tensors: readonly ShardTensor[], dtype: ShardDt
  *   shape that disagrees with the data length, or a NaN/±Inf value (also one
  *   that overflows float16 when `dtype` is float16)
  */
-export function encodeShard(meta: ShardMeta, tensors: readonly ShardTensor[], options: ShardWriteOptions = {}): Uint8Array {
+export function encodeShard(
+  meta: ShardMeta,
+  tensors: readonly ShardTensor[],
+  options: ShardWriteOptions = {},
+): Uint8Array {
   return encode(meta, tensors, options.dtype ?? "float32", `block ${meta.block}`);
 }
 

@@ -19,6 +19,7 @@
  */
 import { tf } from "./backend.ts";
 import { isModuloBroadcast } from "./matmul_broadcast.ts";
+import { blasBatchMatMul } from "./wasm_blas_matmul.ts";
 import { type WasmScope, withWasmScope } from "./wasm_scope.ts";
 
 interface PlainOperands {
@@ -76,14 +77,19 @@ function plainOperands(
 }
 
 /**
- * Wraps the original wasm `BatchMatMul` kernel: every transposeA/transposeB
+ * Wraps the original wasm `BatchMatMul` kernel: large float32 products go to
+ * OpenBLAS (`wasm_blas_matmul.ts`); otherwise every transposeA/transposeB
  * combination and every broadcastable batch shape ends in one plain call.
  */
 export function fixBatchMatMul(original: tf.KernelFunc): tf.KernelFunc {
   return ({ inputs, backend, attrs }) =>
     withWasmScope(backend, (scope) => {
       const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-      const plain = plainOperands(scope, a, b, attrs?.transposeA === true, attrs?.transposeB === true);
+      const transposeA = attrs?.transposeA === true;
+      const transposeB = attrs?.transposeB === true;
+      const viaBlas = blasBatchMatMul(backend, a, b, transposeA, transposeB);
+      if (viaBlas) return viaBlas;
+      const plain = plainOperands(scope, a, b, transposeA, transposeB);
       return original({ inputs: { ...plain }, backend, attrs: { transposeA: false, transposeB: false } });
     });
 }

@@ -7,6 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type Document, partition, readSources, type Sources, toDocuments } from "../../src/data/corpus.ts";
 import { parseJsonl } from "../../src/data/files.ts";
@@ -14,7 +15,7 @@ import { splitOf, type SplitName } from "../../src/data/split.ts";
 import { TASKS } from "../../src/data/tasks/registry.ts";
 import { type McItem, TASK_SPLITS } from "../../src/data/tasks/types.ts";
 
-const ROOT = join(import.meta.dirname, "../../fixtures");
+const ROOT = fileURLToPath(new URL("../../fixtures", import.meta.url));
 let sources: Sources;
 let docs: Document[];
 let parts: Record<SplitName, Document[]>;

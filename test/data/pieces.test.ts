@@ -9,6 +9,7 @@ import { SPLIT_FRACTIONS, splitOf } from "../../src/data/split.ts";
 import { stratifiedTaskSplits, taskSplitOf, TASK_SPLIT_FRACTIONS } from "../../src/data/tasks/assemble.ts";
 import { brownClassOf } from "../../src/data/tasks/brown_genre.ts";
 import { splitVerse } from "../../src/data/tasks/kjv_verse_ending.ts";
+import { clozeTargets } from "../../src/data/tasks/lastword_cloze.ts";
 import { placeGold, sampleDistractors, sentenceWindows } from "../../src/data/tasks/passages.ts";
 import { eraOf } from "../../src/data/tasks/sotu_era.ts";
 import { unquotedBody } from "../../src/data/tasks/spam_detection.ts";
@@ -95,6 +96,21 @@ describe("task helpers", () => {
       "and there was light.",
     ]);
     expect(splitVerse("Jesus wept.")).toBeUndefined();
+  });
+
+  it("cuts the last lowercase word of a sentence, with up to 45 words of context before it", () => {
+    const text = "The old man sat by the grey sea for many long days. He watched the birds fly over the cold water every single morning. " +
+      "Then he rose. It was Boston. The gulls cried over the harbor and the boats came home to the quiet town at dusk.";
+    expect(clozeTargets(text)).toEqual([
+      { context: "The old man sat by the grey sea for many long days. He watched the birds fly over the cold water every single", word: "morning" },
+      // "rose" is skipped by the stride (3 sentences), "Boston" is capitalized; the context reaches back while
+      // it stays within 45 words: 13 + 3 + 3 + 20 = 39, and the first sentence (11 more) would pass 45.
+      {
+        context: "He watched the birds fly over the cold water every single morning. Then he rose. It was Boston. " +
+          "The gulls cried over the harbor and the boats came home to the quiet town at",
+        word: "dusk",
+      },
+    ]);
   });
 
   it("maps years to periods and Brown categories to classes", () => {

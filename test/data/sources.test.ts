@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { decodeEmail, decodeEncodedWords, decodeQuotedPrintable, htmlToText } from "../../src/data/email.ts";
+import { decodeEmail, decodeEncodedWords, decodeQuotedPrintable, decodeWindows1252, htmlToText } from "../../src/data/email.ts";
 import { detokenizeBrown, parseBrownFile } from "../../src/data/sources/brown.ts";
 import { osisToText } from "../../src/data/sources/kjv.ts";
 import { parseSynsetLine, splitGloss } from "../../src/data/sources/wordnet.ts";
@@ -68,6 +68,12 @@ describe("WordNet data lines", () => {
 
 describe("email decoding", () => {
   const raw = (s: string) => new TextEncoder().encode(s);
+
+  it("decodes windows-1252 (and its iso-8859-1 alias) by the WHATWG table on every runtime", () => {
+    expect(decodeWindows1252("world\x92s \x93C\x94 \x96 \x80 \x81 caf\xe9")).toBe("world\u2019s \u201cC\u201d \u2013 \u20ac \x81 caf\u00e9");
+    const message = "Subject: x\nContent-Type: text/plain; charset=iso-8859-1\n\nit\x92s";
+    expect(decodeEmail(Uint8Array.from(message, (c) => c.charCodeAt(0))).body).toBe("it\u2019s");
+  });
 
   it("decodes encoded-word subjects, quoted-printable and charsets", () => {
     expect(decodeQuotedPrintable("caf=E9 =\nsoft")).toBe("caf\u00e9 soft");

@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseJsonl } from "../../src/data/files.ts";
 import { MAX_ITEM_TOKENS, SPLIT_SIZES } from "../../src/data/tasks/assemble.ts";
@@ -13,7 +14,7 @@ import { type McItem, TASK_SPLITS } from "../../src/data/tasks/types.ts";
 import { readTokenStream } from "../../src/data/token_stream.ts";
 import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.ts";
 
-const ROOT = join(import.meta.dirname, "../../fixtures");
+const ROOT = fileURLToPath(new URL("../../fixtures", import.meta.url));
 const manifest = JSON.parse(readFileSync(join(ROOT, "data/manifest.json"), "utf8")) as {
   tokenizer: { vocabSize: number };
   text: Record<string, { tokens: number }>;

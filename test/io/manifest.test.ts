@@ -4,7 +4,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pack, unpack } from "msgpackr";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CheckpointError } from "../../src/io/errors.ts";
 import {
   createPackageWriter,
   type Manifest,
@@ -65,16 +64,9 @@ async function writePackage(dir: string, seed = 0): Promise<Manifest> {
   return writer.commit(draft);
 }
 
-async function caught(p: Promise<unknown>): Promise<CheckpointError> {
-  const err = await p.then(
-    () => {
-      throw new Error("expected a CheckpointError");
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CheckpointError);
-  return err as CheckpointError;
-}
+/** Matches a CheckpointError whose message is `message` (a string or an asymmetric matcher), and `file` if given. */
+const fileError = (message: unknown, file?: string) =>
+  expect.objectContaining({ name: "CheckpointError", message, ...(file === undefined ? {} : { file }) });
 
 describe("writeManifest and readManifest", () => {
   const manifest: Manifest = {
@@ -102,14 +94,16 @@ describe("writeManifest and readManifest", () => {
     const dir = fresh("missing");
     await mkdir(dir);
     const path = join(dir, "manifest.msgpack");
-    expect((await caught(readManifest(dir))).message).toBe(`Cannot read manifest "${path}": file does not exist`);
+    await expect(readManifest(dir)).rejects.toThrow(fileError(`Cannot read manifest "${path}": file does not exist`));
     await writeFile(path, "hello world");
-    const err = await caught(readManifest(dir));
-    expect(err.message).toMatch(new RegExp(`^Cannot read manifest "${path}": not valid MessagePack \\(`));
-    expect(err.file).toBe(path);
+    await expect(readManifest(dir)).rejects.toThrow(
+      fileError(expect.stringMatching(/^Cannot read manifest ".*": not valid MessagePack \(/), path),
+    );
     // 0xc1 is the one byte MessagePack never uses; msgpackr decodes it to a placeholder object.
     await writeFile(path, new Uint8Array([0xc1]));
-    expect((await caught(readManifest(dir))).message).toBe(`Invalid manifest "${path}": expected a map at the top level`);
+    await expect(readManifest(dir)).rejects.toThrow(
+      fileError(`Invalid manifest "${path}": expected a map at the top level`),
+    );
   });
 
   it("refuses a truncated manifest", async () => {
@@ -118,7 +112,9 @@ describe("writeManifest and readManifest", () => {
     const path = join(dir, "manifest.msgpack");
     const bytes = await readFile(path);
     await writeFile(path, bytes.subarray(0, bytes.length - 20));
-    expect((await caught(readManifest(dir))).message).toMatch(/^Cannot read manifest ".*": not valid MessagePack/);
+    await expect(readManifest(dir)).rejects.toThrow(
+      fileError(expect.stringMatching(/^Cannot read manifest ".*": not valid MessagePack/)),
+    );
   });
 
   it("refuses an unsupported format version and names a bad field", async () => {
@@ -126,21 +122,28 @@ describe("writeManifest and readManifest", () => {
       const dir = fresh("bad");
       await mkdir(dir);
       await writeFile(join(dir, "manifest.msgpack"), pack(value));
-      return (await caught(readManifest(dir))).message;
+      return readManifest(dir).then(
+        () => "no error",
+        (e: Error) => (e.name === "CheckpointError" ? e.message : `not a CheckpointError: ${e}`),
+      );
     };
     expect(await write({ ...manifest, formatVersion: 2 })).toMatch(
       /^Invalid manifest ".*manifest\.msgpack": unsupported format version 2 \(this offtune reads version 1\)$/,
     );
     const { split: _, ...noSplit } = manifest;
     expect(await write(noSplit)).toContain(`"split" must be {bottom, top} with non-negative integers, got undefined`);
-    expect(await write({ ...manifest, kind: "model" })).toContain(`"kind" must be "emulator" or "adapter", got "model"`);
+    expect(await write({ ...manifest, kind: "model" })).toContain(
+      `"kind" must be "emulator" or "adapter", got "model"`,
+    );
     expect(await write({ ...manifest, createdAt: "yesterday" })).toContain(`"createdAt" is not a date: "yesterday"`);
     expect(await write([1, 2])).toContain("expected a map at the top level");
     const shard = manifest.shards[0];
     expect(await write({ ...manifest, shards: [{ ...shard, sha256: "XYZ" }] })).toContain(
       `shards[0].sha256 must be 64 lowercase hex digits, got "XYZ"`,
     );
-    expect(await write({ ...manifest, shards: [shard, shard] })).toContain(`shards[1].file "block-0000.arrow" is listed twice`);
+    expect(await write({ ...manifest, shards: [shard, shard] })).toContain(
+      `shards[1].file "block-0000.arrow" is listed twice`,
+    );
     expect(await write({ ...manifest, shards: [{ ...shard, block: "outer" }] })).toContain(
       `shards[0] (block-0000.arrow): block "outer" does not go with role "adapter"`,
     );
@@ -149,8 +152,8 @@ describe("writeManifest and readManifest", () => {
   it("refuses to write a manifest whose shard escapes the directory", async () => {
     const dir = fresh("escape");
     const bad = { ...manifest, shards: [{ ...manifest.shards[0], file: "../elsewhere.arrow" }] };
-    expect((await caught(writeManifest(dir, bad))).message).toContain(
-      `shards[0].file must be a plain file name, got "../elsewhere.arrow"`,
+    await expect(writeManifest(dir, bad)).rejects.toThrow(
+      fileError(expect.stringContaining(`shards[0].file must be a plain file name, got "../elsewhere.arrow"`)),
     );
   });
 });
@@ -210,17 +213,22 @@ describe("createPackageWriter", () => {
     const dir = fresh("mismatch");
     const writer = await createPackageWriter(dir);
     await writer.writeShard({ ...shardMeta(0, "adapter"), sourceHash: "other" }, tensors(0));
-    expect((await caught(writer.commit(draft))).message).toBe(
-      `Cannot commit package "${dir}": shard "block-0000.arrow" has source hash "other" but the manifest has "${SOURCE}"`,
+    await expect(writer.commit(draft)).rejects.toThrow(
+      fileError(
+        `Cannot commit package "${dir}": shard "block-0000.arrow" has source hash "other" but the manifest has "${SOURCE}"`,
+      ),
     );
-    expect((await caught(writer.writeShard(shardMeta(0, "adapter"), []))).message).toContain(
-      `"block-0000.arrow" to package "${dir}": a shard of that name was already written`,
+    await expect(writer.writeShard(shardMeta(0, "adapter"), [])).rejects.toThrow(
+      fileError(
+        expect.stringContaining(`"block-0000.arrow" to package "${dir}": a shard of that name was already written`),
+      ),
     );
-    expect((await caught(writer.writeShard(shardMeta(1, "middle"), [], { file: "a/b.arrow" }))).message).toContain(
-      "not a plain file name",
+    await expect(writer.writeShard(shardMeta(1, "middle"), [], { file: "a/b.arrow" })).rejects.toThrow(
+      fileError(expect.stringContaining("not a plain file name")),
     );
-    expect((await caught(writer.writeShard(shardMeta(1, "middle"), [], { file: "manifest.msgpack" }))).message)
-      .toContain("reserved for the manifest");
+    await expect(writer.writeShard(shardMeta(1, "middle"), [], { file: "manifest.msgpack" })).rejects.toThrow(
+      fileError(expect.stringContaining("reserved for the manifest")),
+    );
     await writer.abort();
     await expect(readdir(dir)).rejects.toThrow();
   });
@@ -239,9 +247,12 @@ describe("verifyPackage", () => {
     const dir = fresh("v-missing");
     await writePackage(dir);
     await rm(join(dir, "block-0002.arrow"));
-    const err = await caught(verifyPackage(dir));
-    expect(err.message).toBe(`Package "${dir}" is missing shard "block-0002.arrow" listed in its manifest`);
-    expect(err.file).toBe(join(dir, "block-0002.arrow"));
+    await expect(verifyPackage(dir)).rejects.toThrow(
+      fileError(
+        `Package "${dir}" is missing shard "block-0002.arrow" listed in its manifest`,
+        join(dir, "block-0002.arrow"),
+      ),
+    );
   });
 
   it("reports a corrupted shard with the file and both hashes", async () => {
@@ -251,8 +262,10 @@ describe("verifyPackage", () => {
     const bytes = await readFile(path);
     bytes[bytes.length - 40] ^= 0x01;
     await writeFile(path, bytes);
-    expect((await caught(verifyPackage(dir))).message).toBe(
-      `Shard "${path}" is corrupt: its sha256 is ${sha256(bytes)} but the manifest lists ${m.shards[1].sha256}`,
+    await expect(verifyPackage(dir)).rejects.toThrow(
+      fileError(
+        `Shard "${path}" is corrupt: its sha256 is ${sha256(bytes)} but the manifest lists ${m.shards[1].sha256}`,
+      ),
     );
   });
 
@@ -261,16 +274,16 @@ describe("verifyPackage", () => {
     const m = await writePackage(dir);
     const path = join(dir, "outer.arrow");
     await writeFile(path, new Uint8Array(7), { flag: "a" });
-    expect((await caught(verifyPackage(dir))).message).toBe(
-      `Shard "${path}" has ${m.shards[4].bytes + 7} bytes but the manifest lists ${m.shards[4].bytes}`,
+    await expect(verifyPackage(dir)).rejects.toThrow(
+      fileError(`Shard "${path}" has ${m.shards[4].bytes + 7} bytes but the manifest lists ${m.shards[4].bytes}`),
     );
   });
 
   it("reports a package without a manifest", async () => {
     const dir = fresh("v-none");
     await mkdir(dir);
-    expect((await caught(verifyPackage(dir))).message).toBe(
-      `Cannot read manifest "${join(dir, "manifest.msgpack")}": file does not exist`,
+    await expect(verifyPackage(dir)).rejects.toThrow(
+      fileError(`Cannot read manifest "${join(dir, "manifest.msgpack")}": file does not exist`),
     );
   });
 });

@@ -3,7 +3,6 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CheckpointError } from "../../src/io/errors.ts";
 import { decodeShard, readShardFile } from "../../src/io/shard_reader.ts";
 import type { ShardMeta, ShardTensor } from "../../src/io/shard_schema.ts";
 import { encodeShard, writeShardFile } from "../../src/io/shard_writer.ts";
@@ -64,28 +63,9 @@ function firstDifference(a: Float32Array, b: Float32Array): number {
   return -1;
 }
 
-async function caught(p: Promise<unknown>): Promise<CheckpointError> {
-  const err = await p.then(
-    () => {
-      throw new Error("expected a CheckpointError");
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CheckpointError);
-  return err as CheckpointError;
-}
-
-function thrown(f: () => unknown): CheckpointError {
-  return (() => {
-    try {
-      f();
-    } catch (e) {
-      expect(e).toBeInstanceOf(CheckpointError);
-      return e as CheckpointError;
-    }
-    throw new Error("expected a CheckpointError");
-  })();
-}
+/** Matches a CheckpointError whose message is `message` (a string or an asymmetric matcher), and `file` if given. */
+const fileError = (message: unknown, file?: string) =>
+  expect.objectContaining({ name: "CheckpointError", message, ...(file === undefined ? {} : { file }) });
 
 describe("encodeShard then decodeShard", () => {
   it("round-trips float32 tensors exactly, in order, with all metadata", () => {
@@ -175,39 +155,54 @@ describe("encodeShard refuses bad input", () => {
   it("refuses NaN, naming the tensor and the index", () => {
     const data = values(6, 1);
     data[4] = NaN;
-    expect(thrown(() => encodeShard(meta, one(data))).message).toBe(
-      `Cannot write shard "block 3": tensor "w" holds NaN at flat index 4; shards store finite values only`,
+    expect(() => encodeShard(meta, one(data))).toThrow(
+      fileError(`Cannot write shard "block 3": tensor "w" holds NaN at flat index 4; shards store finite values only`),
     );
   });
 
   it("refuses infinities and values that overflow float16", () => {
     const inf = values(3, 1);
     inf[2] = -Infinity;
-    expect(thrown(() => encodeShard(meta, one(inf))).message).toContain("holds -Infinity at flat index 2");
+    expect(() => encodeShard(meta, one(inf))).toThrow(
+      fileError(expect.stringContaining("holds -Infinity at flat index 2")),
+    );
     const big = new Float32Array([1, 70000]);
     expect(encodeShard(meta, one(big)).byteLength).toBeGreaterThan(0);
-    expect(thrown(() => encodeShard(meta, one(big), { dtype: "float16" })).message).toBe(
-      `Cannot write shard "block 3": tensor "w" holds 70000 at flat index 1, outside the float16 range (±65504)`,
+    expect(() => encodeShard(meta, one(big), { dtype: "float16" })).toThrow(
+      fileError(
+        `Cannot write shard "block 3": tensor "w" holds 70000 at flat index 1, outside the float16 range (±65504)`,
+      ),
     );
   });
 
   it("refuses a shape that disagrees with the data, a duplicate name and a bad shape", () => {
-    expect(thrown(() => encodeShard(meta, one(values(6, 1), [2, 2]))).message).toContain(
-      `tensor "w" has shape [2, 2] (4 elements) but 6 values`,
+    expect(() => encodeShard(meta, one(values(6, 1), [2, 2]))).toThrow(
+      fileError(expect.stringContaining(`tensor "w" has shape [2, 2] (4 elements) but 6 values`)),
     );
     const dup = [...one(values(2, 1)), ...one(values(2, 2))];
-    expect(thrown(() => encodeShard(meta, dup)).message).toContain(`tensor "w" appears twice`);
-    expect(thrown(() => encodeShard(meta, one(values(2, 1), [-2, -1]))).message).toContain("invalid shape [-2,-1]");
+    expect(() => encodeShard(meta, dup)).toThrow(fileError(expect.stringContaining(`tensor "w" appears twice`)));
+    expect(() => encodeShard(meta, one(values(2, 1), [-2, -1]))).toThrow(
+      fileError(expect.stringContaining("invalid shape [-2,-1]")),
+    );
   });
 
   it("refuses metadata that cannot round-trip", () => {
-    const bad = (m: Partial<ShardMeta>) => thrown(() => encodeShard({ ...meta, ...m } as ShardMeta, [])).message;
-    expect(bad({ block: "outer" })).toContain(`block "outer" does not go with role "middle"`);
-    expect(bad({ role: "outer" })).toContain(`block 3 does not go with role "outer"`);
-    expect(bad({ block: -1 })).toContain("block must be a non-negative integer");
-    expect(bad({ role: "head" as ShardMeta["role"] })).toContain(`role must be one of adapter, middle, outer`);
-    expect(bad({ settings: { lr: NaN } })).toContain("settings.lr is NaN, which JSON cannot store");
-    expect(bad({ settings: { w: new Float32Array(2) } })).toContain("settings.w is a Float32Array, not a JSON value");
+    const bad = (m: Partial<ShardMeta>) => () => encodeShard({ ...meta, ...m } as ShardMeta, []);
+    const invalid = (block: string, text: string) => fileError(`Invalid shard metadata for "block ${block}": ${text}`);
+    expect(bad({ block: "outer" })).toThrow(
+      invalid("outer", `block "outer" does not go with role "middle" (only block "outer" has role "outer")`),
+    );
+    expect(bad({ role: "outer" })).toThrow(
+      invalid("3", `block 3 does not go with role "outer" (only block "outer" has role "outer")`),
+    );
+    expect(bad({ block: -1 })).toThrow(invalid("-1", `block must be a non-negative integer or "outer", got -1`));
+    expect(bad({ role: "head" as ShardMeta["role"] })).toThrow(
+      invalid("3", `role must be one of adapter, middle, outer, got "head"`),
+    );
+    expect(bad({ settings: { lr: NaN } })).toThrow(invalid("3", "settings.lr is NaN, which JSON cannot store"));
+    expect(bad({ settings: { w: new Float32Array(2) } })).toThrow(
+      invalid("3", "settings.w is a Float32Array, not a JSON value"),
+    );
   });
 });
 
@@ -230,7 +225,11 @@ describe("writeShardFile and readShardFile", () => {
   it("replaces an existing file whole", async () => {
     const path = join(root, "replace.arrow");
     await writeShardFile(path, meta, blockTensors());
-    await writeShardFile(path, { ...meta, method: "uniform" }, [{ name: "x", shape: [1], data: new Float32Array([5]) }]);
+    await writeShardFile(path, { ...meta, method: "uniform" }, [{
+      name: "x",
+      shape: [1],
+      data: new Float32Array([5]),
+    }]);
     const back = await readShardFile(path);
     expect(back.meta.method).toBe("uniform");
     expect(back.tensors.map((t) => t.name)).toEqual(["x"]);
@@ -243,9 +242,9 @@ describe("writeShardFile and readShardFile", () => {
     bytes[bytes.length >> 1] ^= 0xff;
     await writeFile(path, bytes);
     const actual = createHash("sha256").update(bytes).digest("hex");
-    const err = await caught(readShardFile(path, { expectedSha256: sha256 }));
-    expect(err.message).toBe(`Shard "${path}" is corrupt: its sha256 is ${actual} but ${sha256} was expected`);
-    expect(err.file).toBe(path);
+    await expect(readShardFile(path, { expectedSha256: sha256 })).rejects.toThrow(
+      fileError(`Shard "${path}" is corrupt: its sha256 is ${actual} but ${sha256} was expected`, path),
+    );
   });
 
   it("reports a truncated file as truncated", async () => {
@@ -254,18 +253,21 @@ describe("writeShardFile and readShardFile", () => {
     const full = await readFile(path);
     for (const keep of [bytes - 1, bytes >> 1, 7]) {
       await writeFile(path, full.subarray(0, keep));
-      const err = await caught(readShardFile(path));
-      expect(err.message).toBe(`Cannot read shard "${path}": file is truncated (${keep} bytes, no closing "ARROW1" footer magic)`);
+      await expect(readShardFile(path)).rejects.toThrow(
+        fileError(`Cannot read shard "${path}": file is truncated (${keep} bytes, no closing "ARROW1" footer magic)`),
+      );
     }
   });
 
   it("reports a missing file and a file that is not Arrow", async () => {
     const missing = join(root, "nope.arrow");
-    expect((await caught(readShardFile(missing))).message).toBe(`Cannot read shard "${missing}": file does not exist`);
+    await expect(readShardFile(missing)).rejects.toThrow(
+      fileError(`Cannot read shard "${missing}": file does not exist`),
+    );
     const text = join(root, "text.arrow");
     await writeFile(text, "hello, this is not arrow");
-    expect((await caught(readShardFile(text))).message).toBe(
-      `Cannot read shard "${text}": not an Arrow IPC file (it does not start with "ARROW1")`,
+    await expect(readShardFile(text)).rejects.toThrow(
+      fileError(`Cannot read shard "${text}": not an Arrow IPC file (it does not start with "ARROW1")`),
     );
   });
 
@@ -273,8 +275,12 @@ describe("writeShardFile and readShardFile", () => {
     const bytes = encodeShard(meta, blockTensors());
     // Bytes 8..11 are the continuation marker and 12..15 the first message's metadata length.
     bytes.set([0xff, 0xff, 0xff, 0x7f], 12);
-    expect(thrown(() => decodeShard(bytes, "x.arrow")).message).toMatch(
-      /^Cannot read shard "x\.arrow": Arrow IPC data is corrupt \(Expected to read 2147483647 metadata bytes/,
+    expect(() => decodeShard(bytes, "x.arrow")).toThrow(
+      fileError(
+        expect.stringMatching(
+          /^Cannot read shard "x\.arrow": Arrow IPC data is corrupt \(Expected to read 2147483647 metadata bytes/,
+        ),
+      ),
     );
   });
 });

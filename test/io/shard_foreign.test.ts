@@ -53,16 +53,6 @@ const specMetadata = new Map([
   ["offtune.source_hash", "cafe"],
 ]);
 
-function thrown(f: () => unknown): CheckpointError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CheckpointError);
-    return e as CheckpointError;
-  }
-  throw new Error("expected a CheckpointError");
-}
-
 describe("our shards read by Arrow's generic reader, without offtune code", () => {
   const w = Float32Array.from({ length: 12 }, (_, i) => (i - 5.5) / 3);
   const bytes = encodeShard(meta, [
@@ -128,7 +118,12 @@ function foreignFile(
 ): Uint8Array {
   const fields = columns.map((c) => new Field(c.name, c.type, true, new Map(Object.entries(c.fieldMetadata ?? {}))));
   const schema = new Schema(fields, metadata);
-  const struct = makeData({ type: new Struct(fields), length: rows, nullCount: 0, children: columns.map((c) => c.data) });
+  const struct = makeData({
+    type: new Struct(fields),
+    length: rows,
+    nullCount: 0,
+    children: columns.map((c) => c.data),
+  });
   return tableToIPC(new Table([new RecordBatch(schema, struct)]), "file");
 }
 
@@ -145,7 +140,11 @@ describe("decodeShard on files from other writers", () => {
     const out = decodeShard(
       foreignFile(
         [
-          { name: "w", ...w, fieldMetadata: tensorMeta('{ "shape": [2, 3], "dim_names": ["in", "out"], "permutation": [0, 1] }') },
+          {
+            name: "w",
+            ...w,
+            fieldMetadata: tensorMeta('{ "shape": [2, 3], "dim_names": ["in", "out"], "permutation": [0, 1] }'),
+          },
           { name: "h", ...h, fieldMetadata: tensorMeta('{"shape":[2]}') },
         ],
         extra,
@@ -159,10 +158,22 @@ describe("decodeShard on files from other writers", () => {
     ]);
   });
 
-  const one = (extension: string, values: Float32Array | Float64Array = new Float32Array(6), element: Float = new Float32()) => [
+  const one = (
+    extension: string,
+    values: Float32Array | Float64Array = new Float32Array(6),
+    element: Float = new Float32(),
+  ) => [
     { name: "w", ...column(values, element, values.length), fieldMetadata: tensorMeta(extension) },
   ];
-  const refuse = (bytes: Uint8Array) => thrown(() => decodeShard(bytes, "f.arrow")).message;
+  /** Why decodeShard refuses `bytes` (or what went wrong instead). */
+  const refuse = (bytes: Uint8Array): string => {
+    try {
+      decodeShard(bytes, "f.arrow");
+      return "accepted";
+    } catch (e) {
+      return e instanceof CheckpointError ? e.message : `not a CheckpointError: ${e}`;
+    }
+  };
 
   it("refuses a column that is not a fixed_shape_tensor", () => {
     const plain = column(new Float32Array(6), new Float32(), 6);
@@ -174,7 +185,9 @@ describe("decodeShard on files from other writers", () => {
       `is not an arrow.fixed_shape_tensor (extension name: "arrow.uuid")`,
     );
     const flat = makeData({ type: new Float32(), length: 1, nullCount: 0, data: new Float32Array([1]) });
-    expect(refuse(foreignFile([{ name: "x", type: new Float32(), data: flat, fieldMetadata: tensorMeta('{"shape":[1]}') }])))
+    expect(
+      refuse(foreignFile([{ name: "x", type: new Float32(), data: flat, fieldMetadata: tensorMeta('{"shape":[1]}') }])),
+    )
       .toBe(`Cannot read shard "f.arrow": column "x" has storage type Float32, expected FixedSizeList`);
   });
 

@@ -147,7 +147,7 @@ describe("offtune pretrain", () => {
     const out = join(root, "halves");
     await main(["--out", out, ...flags(), "--until", "4"]);
     expect((await logOf(out)).length).toBe(4);
-    await main(["--out", out, "--resume", "--workers", "2", "--quiet"]);
+    await main(["--out", out, "--resume", "--quiet"]); // --workers 2 and --micro-batch 1 are restored
     const straight = join(root, "straight");
     expect(Buffer.compare(
       await readFile(join(out, "model.safetensors")),

@@ -11,7 +11,8 @@
  * - `ot.bzz` / `nt.bzz`: the zlib blocks of OSIS XML.
  *
  * Slots follow the KJV versification: slot 0 and 1 are module and testament
- * headings, then each book has a heading slot (holding `<div type="book">`)
+ * headings, then each book has a heading slot (holding the opening
+ * `<div sID=… type="book">`; a book's last verse holds the closing `eID` one)
  * and each chapter a heading slot (holding `<chapter sID=…>`) before its
  * verses. The reader walks the slots and recognises the headings by their
  * markup, so it needs no versification table; the test checks the known

@@ -89,6 +89,7 @@ export const lastwordCloze: TaskDefinition = {
   },
 };
 
-/** Exposed for tests: the cloze targets of a text. */
-export const clozeTargets = (text: string): Array<{ context: string; word: string }> =>
-  clozesOf("doc", "brown", "test", text).map(({ context, word }) => ({ context, word }));
+/** The cloze targets of a text: each context (the cut sentence and those before it) and its cut word. */
+export function clozeTargets(text: string): Array<{ context: string; word: string }> {
+  return clozesOf("doc", "brown", "test", text).map(({ context, word }) => ({ context, word }));
+}
