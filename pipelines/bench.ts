@@ -2,7 +2,8 @@
  * `offtune bench [suite...]`: benchmarks, never tests (figures are ratios
  * against a baseline measured in the same run). Suites: `kernels` (wasm
  * matmul fixes), `linalg` (LAPACK SVD/eigh, OpenBLAS sgemm), `model` (OPT
- * block stack forward+backward, wasm vs cpu, matmul efficiency).
+ * block stack forward+backward, wasm vs cpu, matmul efficiency), `gradot`
+ * (emulator build: seconds per stage, peak RSS).
  *
  * @module
  */
@@ -10,7 +11,7 @@ import { parseArgs } from "node:util";
 import type { BenchRow } from "../src/linalg/bench.ts";
 
 /** Help text for the verb. */
-export const help = `offtune bench [kernels|linalg|model|all]... [--json <file>] [--quick]
+export const help = `offtune bench [kernels|linalg|model|gradot|all]... [--json <file>] [--quick]
 
 Runs benchmarks and prints one row per figure. Figures that are compared
 (speed-ups, efficiencies) are measured against their baseline in the same
@@ -20,6 +21,8 @@ run. Default suite: kernels linalg model.
   linalg    SVD 1024/2048 and eigh (LAPACK), JS fallback, sgemm vs wasm matMul
   model     OPT-125M-shaped block stack forward+backward tokens/s, wasm vs cpu;
             matmul-kernel GFLOP/s vs plain matMul (target >= 70%)
+  gradot    GradOT emulator build (fixtures/small, OPT-125M- and OPT-1.3B-shaped
+            random checkpoints): seconds per stage, peak RSS (target < 1.5 GB)
   --json <file>  also write the rows as JSON
   --quick        smaller shapes (for a smoke run)`;
 
@@ -36,6 +39,10 @@ const suites: Record<string, Suite> = {
       onRow,
       ...(quick ? { lapackSizes: [256], jsSizes: [64], eighSizes: [256], gemmSize: 256, gemmJsSize: 128 } : {}),
     });
+  },
+  gradot: async (quick, onRow) => {
+    const { benchGradot } = await import("./bench_gradot.ts");
+    return benchGradot({ onRow, quick });
   },
   model: async (quick, onRow) => {
     const { benchBlockStack } = await import("../src/model/bench.ts");

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
+import process from "node:process";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { lastValueFrom, toArray } from "rxjs";
@@ -16,6 +17,7 @@ import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { buildGradotEmulator, GRADOT_DEFAULTS } from "../src/operators/gradot.ts";
 import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
 import type { AdapterSplit, CalibrationSet } from "../src/records/records.ts";
+import { totalsClock } from "../src/operators/stage_clock.ts";
 import { initBackend } from "../src/tensor/backend.ts";
 
 /** Help text for the verb. */
@@ -41,6 +43,7 @@ Arrow shard per block, the outer weights and manifest.msgpack to --out
   --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
   --chunk <n>            sequences per calibration chunk (default ~2048 tokens)
   --fp16                 store shards as float16
+  --timings <file>       write seconds per stage and peak RSS as JSON
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress`;
 
@@ -59,6 +62,7 @@ const FLAGS = {
   chunk: { type: "string" },
   fp16: { type: "boolean", default: false },
   backend: { type: "string" },
+  timings: { type: "string" },
   quiet: { type: "boolean", default: false },
 } as const;
 
@@ -94,6 +98,11 @@ export async function readCalibrationTokens(file: string, modelDir: string): Pro
   return tokenizer.encode(new TextDecoder().decode(bytes), { addSpecialTokens: false });
 }
 
+/** The process's peak resident set size so far, in bytes. */
+export function peakRssBytes(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
@@ -117,6 +126,7 @@ export async function main(argv: string[]): Promise<number> {
     let events = 0;
     let tokens = 0;
     const started = performance.now();
+    const clock = totalsClock();
     const shards = await lastValueFrom(
       buildGradotEmulator(model, {
         calibration,
@@ -128,6 +138,7 @@ export async function main(argv: string[]): Promise<number> {
         keepTopFraction: numberFlag(flags["keep-top"], "keep-top"),
         chunk: numberFlag(flags.chunk, "chunk"),
         dtype: flags.fp16 ? "float16" : "float32",
+        clock,
         onStage: (stage, block) => {
           events++;
           if (stage === "forward" || stage === "backward") tokens += sequences * length;
@@ -142,6 +153,15 @@ export async function main(argv: string[]): Promise<number> {
     const bytes = shards.reduce((n, s) => n + s.bytes, 0);
     const seconds = (performance.now() - started) / 1000;
     console.log(`wrote ${flags.out} (${shards.length} shards, ${(bytes / 1e6).toFixed(2)} MB) in ${seconds.toFixed(1)} s`);
+    if (flags.timings) {
+      await writeFile(flags.timings, JSON.stringify({
+        seconds,
+        stages: Object.fromEntries(clock.totals),
+        peakRssBytes: peakRssBytes(),
+        layers,
+        tokens: sequences * length,
+      }, null, 2) + "\n");
+    }
     return 0;
   } finally {
     await model.close();

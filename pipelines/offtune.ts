@@ -24,6 +24,10 @@ const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     summary: "compress a checkpoint into a GradOT emulator package (Arrow shards)",
     load: () => import("./build_emulator.ts"),
   },
+  report: {
+    summary: "build the offsite-tuning table, report.json and plots from a runs directory",
+    load: () => import("./report.ts"),
+  },
   bench: {
     summary: "measure kernels, linear algebra and model throughput",
     load: () => import("./bench.ts"),

@@ -382,8 +382,8 @@ function resumedRunOptions(flags: Flags, saved: RunOptions): RunOptions {
     steps: flags.steps !== undefined ? fresh.steps : saved.steps,
     fp16: flags.fp16 ?? saved.fp16,
     data: flags.data !== undefined ? fresh.data : saved.data,
-    workers: flags.workers !== undefined ? fresh.workers : saved.workers,
-    microBatch: flags["micro-batch"] !== undefined ? fresh.microBatch : saved.microBatch,
+    workers: flags.workers !== undefined ? fresh.workers : saved.workers ?? fresh.workers,
+    microBatch: flags["micro-batch"] !== undefined ? fresh.microBatch : saved.microBatch ?? fresh.microBatch,
   };
 }
 

@@ -13,9 +13,14 @@
  * Runtimes: Deno 2 runs a `.ts` entry directly through `node:worker_threads`.
  * Node cannot, and on Node 20 a worker ignores `--import tsx` in `execArgv`,
  * so under Node every worker starts in `worker_boot.mjs`, which registers
- * tsx's loader (for `.ts` entries) and imports the entry. Each worker gets
- * `OPENBLAS_NUM_THREADS=1`, so a native BLAS (tfjs-node) does not spawn a
- * thread per core in each of `size` workers; the wasm backend is
+ * tsx's loader (for `.ts` entries) and imports the entry.
+ *
+ * Threads: the pool runs one worker per core, so a native BLAS must not start
+ * a thread per core in each of them. OpenBLAS is loaded once per process and
+ * reads `OPENBLAS_NUM_THREADS` from the process's C environment, which a
+ * worker's `env` option does not reach (only its `process.env` copy), so
+ * {@link WorkerPool.start} sets `OPENBLAS_NUM_THREADS=1` in this process's
+ * environment when unset, before the first worker starts. The wasm backend is
  * single-threaded under Node and Deno anyway.
  *
  * @module
@@ -54,8 +59,6 @@ interface Slot {
 export interface PoolOptions {
   /** Number of workers, default the machine's available parallelism. */
   size?: number;
-  /** Extra environment variables for the workers (on top of this process's). */
-  env?: Record<string, string>;
 }
 
 const isDeno = "Deno" in globalThis;
@@ -87,13 +90,13 @@ export class WorkerPool<Req, Res> {
     if (!Number.isInteger(size) || size < 1) {
       throw new Error(`Worker pool size must be a positive integer, got ${size}`);
     }
-    const env = { ...process.env, OPENBLAS_NUM_THREADS: "1", ...options.env };
+    process.env.OPENBLAS_NUM_THREADS ??= "1"; // process-wide: see the module doc
     const slots: Slot[] = [];
     const ready: Promise<void>[] = [];
     for (let k = 0; k < size; k++) {
       const worker = isDeno
-        ? new Worker(entry, { env })
-        : new Worker(new URL("./worker_boot.mjs", import.meta.url), { env, workerData: { entry: entry.href } });
+        ? new Worker(entry)
+        : new Worker(new URL("./worker_boot.mjs", import.meta.url), { workerData: { entry: entry.href } });
       const slot: Slot = { worker, pending: new Map(), busy: 0 };
       slots.push(slot);
       ready.push(waitReady(slot, k, entry));

@@ -78,7 +78,9 @@ async function timeStack(o: Required<Omit<BlockStackBenchOptions, "onRow" | "ski
     for (const k of profile.kernels) {
       if (!MATMUL_KERNELS.has(k.name)) continue;
       flops += matmulFlops(k.inputShapes as number[][], k.outputShapes[0] as number[]);
-      ms += typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : await k.kernelTimeMs;
+      const time = await k.kernelTimeMs;
+      if (typeof time !== "number") throw new Error(`The ${tf.getBackend()} backend cannot time kernels: ${time.error}`);
+      ms += time;
     }
     return { seconds: best, matmulGflops: flops / 1e9 / (ms / 1000), matmulShare: ms / 1000 / best };
   } finally {

@@ -20,6 +20,7 @@ import { filter, map, type OperatorFunction } from "rxjs";
 import type { LinearSpec } from "../model/types.ts";
 import { accumulateKfac as accumulate, finalizeKfac, type KfacFactors, type KfacState } from "../stats/kfac.ts";
 import type { CalibrationEvent, StatsRecord } from "../records/records.ts";
+import { type StageClock, timeStage } from "./stage_clock.ts";
 
 /** Whether SCP removes this linear's bias with its channel (so its statistics include a constant input). */
 export function foldsBias(spec: LinearSpec): boolean {
@@ -30,7 +31,7 @@ export function foldsBias(spec: LinearSpec): boolean {
  * Accumulates chunk records per linear and, on each block record, emits the
  * block with the finalized factors of its linears (none for adapter blocks).
  */
-export function accumulateKfac(): OperatorFunction<CalibrationEvent, StatsRecord> {
+export function accumulateKfac(clock?: StageClock): OperatorFunction<CalibrationEvent, StatsRecord> {
   return (source) => {
     const states = new Map<string, KfacState>();
     let block: number | undefined;
@@ -44,10 +45,11 @@ export function accumulateKfac(): OperatorFunction<CalibrationEvent, StatsRecord
           const name = event.linear.name;
           states.set(
             name,
-            accumulate(states.get(name), event.x, event.gamma, {
-              gradScale: event.gradScale,
-              bias: foldsBias(event.linear),
-            }),
+            timeStage(clock, "kfac", () =>
+              accumulate(states.get(name), event.x, event.gamma, {
+                gradScale: event.gradScale,
+                bias: foldsBias(event.linear),
+              })),
           );
           return undefined;
         }
@@ -55,7 +57,7 @@ export function accumulateKfac(): OperatorFunction<CalibrationEvent, StatsRecord
           throw new Error(`accumulateKfac: block ${event.index} closed while block ${block} had open statistics`);
         }
         const stats = new Map<string, KfacFactors>();
-        for (const [name, state] of states) stats.set(name, finalizeKfac(state));
+        for (const [name, state] of states) stats.set(name, timeStage(clock, "kfac", () => finalizeKfac(state)));
         states.clear();
         block = undefined;
         return { model: event.model, index: event.index, role: event.role, weights: event.weights, stats };

@@ -6,11 +6,11 @@
  * `γ = ∂ℓ/∂y` (zero probes at the linear outputs, DESIGN.md "Models") for
  * KFAC (METHOD.md §2).
  *
- * The loss is the mean next-token loss of the calibration set, evaluated per
- * chunk of sequences: a chunk's γ is the gradient of that chunk's mean loss,
- * and each chunk record says how many target tokens it averages over
- * (`gradScale`), which `accumulateKfac` uses to rescale. Rows are the
- * positions that have a target (all but each sequence's last).
+ * The loss is the next-token loss of the calibration set; the head runs in
+ * chunks small enough for its `[n, T, V]` logits, and the upstream gradient
+ * is kept as that of the *summed* token loss, so γ needs no rescaling
+ * (`gradScale` 1) and `accumulateKfac` divides by the token count. Rows are
+ * the positions that have a target (all but each sequence's last).
  *
  * The backward stops at the lowest middle block: the bottom adapter blocks
  * are not compressed, so they are re-read and emitted without a VJP. Blocks
@@ -30,6 +30,7 @@ import type { LinearSpec, WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
 import { chunkIds, chunkTensor, defaultChunk, sequenceChunks } from "./activations.ts";
+import { type StageClock, timeStage, timeStageAsync } from "./stage_clock.ts";
 import { disposeWeights, toMatrix } from "./weights.ts";
 
 /** Options of {@link calibrateBackward}. */
@@ -38,6 +39,7 @@ export interface CalibrateBackwardOptions {
   chunk?: number;
   /** Called with the calibration loss (mean next-token NLL) once the head's gradient is known. */
   onLoss?: (loss: number) => void;
+  clock?: StageClock;
 }
 
 function collectAll(records: ActivationRecord[]): ActivationRecord[] {
@@ -73,6 +75,20 @@ function captureInputs(): { inputs: Map<string, Tensor>; hook: (name: string, x:
   };
 }
 
+/** Logit values one head chunk may hold (the loss and its gradient keep several `[n·T, V]` buffers). */
+const HEAD_CHUNK_LOGITS = 1 << 22;
+
+/**
+ * The block chunks split further so a chunk's logits `[n, T, V]` stay under
+ * {@link HEAD_CHUNK_LOGITS} (at least one sequence): a 50k vocabulary would
+ * otherwise outgrow the wasm heap. Every head chunk lies inside one block
+ * chunk, so each chunk's mean-loss gradient is what the block chunks scale.
+ */
+function headChunks(chunks: Array<[number, number]>, t: number, vocab: number): Array<[number, number]> {
+  const per = Math.max(1, Math.floor(HEAD_CHUNK_LOGITS / (t * vocab)));
+  return chunks.flatMap(([a, b]) => sequenceChunks(b - a, per).map(([x, y]): [number, number] => [a + x, a + y]));
+}
+
 async function runBackward(
   records: ActivationRecord[],
   subscriber: Subscriber<CalibrationEvent>,
@@ -93,11 +109,13 @@ async function runBackward(
   // Upstream gradient at the last block's output, one chunk-mean loss per chunk.
   let upstream = new Float32Array(n * t * d); // [N, T, d]
   let lossSum = 0;
-  for (const [a, b] of chunks) {
+  for (const [a, b] of headChunks(chunks, t, cfg.vocabSize)) {
     const ids = chunkIds(calibration, a, b);
     const hidden = chunkTensor(output, a, b, t, d);
-    const { loss, dHidden } = headLossGrad(arch, cfg, model.outer, hidden, ids);
-    upstream.set(dHidden.dataSync() as Float32Array, a * t * d);
+    const { loss, dHidden } = timeStage(options.clock, "backward", () => headLossGrad(arch, cfg, model.outer, hidden, ids));
+    // Stored as the gradient of the summed token loss, so chunk sizes never matter downstream.
+    const targets = (b - a) * (t - 1);
+    upstream.set((dHidden.dataSync() as Float32Array).map((v) => v * targets), a * t * d);
     lossSum += loss * (b - a);
     tf.dispose([ids, hidden, dHidden]);
   }
@@ -107,7 +125,7 @@ async function runBackward(
   for (let index = cfg.layers - 1; index >= 0; index--) {
     if (stopped()) return;
     const record = all[index];
-    const weights = await model.loadBlock(index);
+    const weights = await timeStageAsync(options.clock, "read", () => model.loadBlock(index));
     try {
       if (index >= lowestMiddle) {
         const next = index > lowestMiddle ? new Float32Array(n * t * d) : undefined; // [N, T, d]
@@ -115,9 +133,9 @@ async function runBackward(
           const x = chunkTensor(record.input, a, b, t, d); // [n, T, d]
           const dy = chunkTensor(upstream, a, b, t, d); // [n, T, d]
           if (record.role === "middle") {
-            emitChunkStats(subscriber, record, weights, x, dy, next, a * t * d);
+            emitChunkStats(subscriber, record, weights, x, dy, next, a * t * d, options.clock);
           } else {
-            const { dx } = blockVjp(arch, cfg, weights, x, dy, { wrt: [] });
+            const { dx } = timeStage(options.clock, "backward", () => blockVjp(arch, cfg, weights, x, dy, { wrt: [] }));
             next?.set(dx.dataSync() as Float32Array, a * t * d);
             dx.dispose();
           }
@@ -152,13 +170,15 @@ function emitChunkStats(
   dy: Tensor, // [n, T, d]
   next: Float32Array | undefined,
   offset: number,
+  clock: StageClock | undefined,
 ): void {
   const { arch, cfg } = record.model;
   const [nSeq, t] = x.shape;
   const specs = arch.linears(cfg);
   const probes = new Map(specs.map((s) => [s.name, tf.zeros([nSeq, t, outputWidth(weights, s)])])); // [n, T, out]
   const { inputs, hook } = captureInputs();
-  const { dx, dProbes } = blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes, onLinearInput: hook });
+  const { dx, dProbes } = timeStage(clock, "backward", () =>
+    blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes, onLinearInput: hook }));
   try {
     next?.set(dx.dataSync() as Float32Array, offset);
     for (const spec of specs) {
@@ -172,7 +192,7 @@ function emitChunkStats(
         linear: spec,
         x: toMatrix(input),
         gamma: toMatrix(g2),
-        gradScale: nSeq * (t - 1),
+        gradScale: 1,
       });
       g2.dispose();
     }

@@ -19,6 +19,7 @@ import { map, type OperatorFunction } from "rxjs";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, BlockRecord, CalibrationSet } from "../records/records.ts";
 import { chunkIds, chunkTensor, defaultChunk, mapChunks } from "./activations.ts";
+import { type StageClock, timeStage } from "./stage_clock.ts";
 import { disposeWeights } from "./weights.ts";
 
 /** Options of {@link calibrateForward}. */
@@ -27,6 +28,7 @@ export interface CalibrateForwardOptions {
   calibration: CalibrationSet;
   /** Sequences per chunk (default: about 2048 tokens). */
   chunk?: number;
+  clock?: StageClock;
 }
 
 /**
@@ -56,11 +58,12 @@ export function calibrateForward(
           if (index !== expected) {
             throw new Error(`calibrateForward expects block ${expected} next, got block ${index}`);
           }
-          hidden ??= mapChunks(n, t, d, chunk, (a, b) =>
-            tf.tidy(() => arch.embed(model.outer, chunkIds(calibration, a, b), cfg))); // [n, T, d]
+          hidden ??= timeStage(options.clock, "forward", () => mapChunks(n, t, d, chunk, (a, b) =>
+            tf.tidy(() => arch.embed(model.outer, chunkIds(calibration, a, b), cfg)))); // [n, T, d]
           const input = hidden;
-          hidden = mapChunks(n, t, d, chunk, (a, b) =>
-            tf.tidy(() => arch.block(record.weights, chunkTensor(input, a, b, t, d), cfg))); // [n, T, d]
+          hidden = timeStage(options.clock, "forward", () =>
+            mapChunks(n, t, d, chunk, (a, b) =>
+              tf.tidy(() => arch.block(record.weights, chunkTensor(input, a, b, t, d), cfg)))); // [n, T, d]
           expected++;
           const last = index === cfg.layers - 1;
           return { model, index, role: record.role, calibration, input, ...(last ? { output: hidden } : {}) };

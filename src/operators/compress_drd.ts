@@ -17,14 +17,15 @@ import type { BudgetOptions } from "../compress/budget.ts";
 import { compressDrd as compressProjection, type DrdOptions } from "../compress/drd.ts";
 import type { ScoredBlockRecord } from "../records/records.ts";
 import { middleBudget } from "./budget_plan.ts";
+import { type StageClock, timeStage } from "./stage_clock.ts";
 import { fromMatrix, replaceWeight } from "./weights.ts";
 
 /** The budget knob (same for `compressScp`) plus DRD's always-kept fraction. */
-export type CompressDrdOptions = BudgetOptions & DrdOptions;
+export type CompressDrdOptions = BudgetOptions & DrdOptions & { clock?: StageClock };
 
 /** Replaces every scored attention projection of a middle block by its DRD compression. */
 export function compressDrd(options: CompressDrdOptions = {}): OperatorFunction<ScoredBlockRecord, ScoredBlockRecord> {
-  return map((record) => {
+  return map((record) => timeStage(options.clock, "compress", () => {
     if (record.role !== "middle") return record;
     const budget = middleBudget(record.model, options);
     const ranks: Record<string, number> = {};
@@ -44,5 +45,5 @@ export function compressDrd(options: CompressDrdOptions = {}): OperatorFunction<
     }
     record.drd.clear();
     return { ...record, compression: { ...record.compression, ranks } };
-  });
+  }));
 }

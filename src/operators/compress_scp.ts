@@ -17,10 +17,13 @@ import { pruneMlp, selectScpChannels } from "../compress/scp.ts";
 import type { ScoredBlockRecord } from "../records/records.ts";
 import { middleBudget } from "./budget_plan.ts";
 import { mlpSpecs, readMlp, writeMlp } from "./mlp_view.ts";
+import { type StageClock, timeStage } from "./stage_clock.ts";
 
 /** Prunes every scored middle block's MLP to the budget width. */
-export function compressScp(options: BudgetOptions = {}): OperatorFunction<ScoredBlockRecord, ScoredBlockRecord> {
-  return map((record) => {
+export function compressScp(
+  options: BudgetOptions & { clock?: StageClock } = {},
+): OperatorFunction<ScoredBlockRecord, ScoredBlockRecord> {
+  return map((record) => timeStage(options.clock, "compress", () => {
     if (record.role !== "middle") return record;
     if (!record.scp) throw new Error(`compressScp: block ${record.index} has no SCP scores (run scoreGcs first)`);
     const { width } = middleBudget(record.model, options);
@@ -28,5 +31,5 @@ export function compressScp(options: BudgetOptions = {}): OperatorFunction<Score
     const kept = selectScpChannels(record.scp, width);
     writeMlp(record.weights, specs, pruneMlp(readMlp(record.weights, specs), kept));
     return { ...record, scp: undefined, compression: { ...record.compression, width } };
-  });
+  }));
 }

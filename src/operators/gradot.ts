@@ -23,6 +23,7 @@ import { compressDrd } from "./compress_drd.ts";
 import { compressScp } from "./compress_scp.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
 import { type GcsOptions, scoreGcs } from "./score_gcs.ts";
+import type { StageClock } from "./stage_clock.ts";
 import { writeShards } from "./write_shards.ts";
 
 /** GradOT's defaults (chosen by the λ sweep recorded in docs/GRADOT.md). */
@@ -41,6 +42,8 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   /** Progress/stage events, e.g. for a TTY progress line or a benchmark. */
   onStage?: (stage: GradotStage, block: number) => void;
   onLoss?: (loss: number) => void;
+  /** Charges each stage's seconds (for `offtune bench gradot`). */
+  clock?: StageClock;
 }
 
 /** The stages a block goes through, in order. */
@@ -64,19 +67,20 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
   const budget = { ratio: settings.ratio as number, attnShare: options.attnShare };
   const stage = <R extends { index: number }>(name: GradotStage) =>
     tap<R>((r) => options.onStage?.(name, r.index));
-  const stats = readCheckpoint(model).pipe(
-    calibrateForward({ calibration: options.calibration, chunk: options.chunk }),
+  const { clock } = options;
+  const stats = readCheckpoint(model, clock).pipe(
+    calibrateForward({ calibration: options.calibration, chunk: options.chunk, clock }),
     stage("forward"),
-    calibrateBackward({ chunk: options.chunk, onLoss: options.onLoss }),
-    accumulateKfac(),
+    calibrateBackward({ chunk: options.chunk, onLoss: options.onLoss, clock }),
+    accumulateKfac(clock),
     stage("backward"),
   );
   return stats.pipe(
-    scoreGcs({ lambdaAttn: settings.lambdaAttn as number, lambdaMlp: settings.lambdaMlp as number }),
+    scoreGcs({ lambdaAttn: settings.lambdaAttn as number, lambdaMlp: settings.lambdaMlp as number, clock }),
     stage("score"),
-    compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction as number }),
-    compressScp(budget),
+    compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction as number, clock }),
+    compressScp({ ...budget, clock }),
     stage("compress"),
-    writeShards(options.out, { method: "gradot", settings, dtype: options.dtype }),
+    writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, clock }),
   );
 }

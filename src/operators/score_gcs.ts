@@ -16,12 +16,14 @@ import { svd } from "../linalg/svd.ts";
 import { drdScores, scpScores } from "../score/gcs.ts";
 import type { DrdScores, ScoredBlockRecord, StatsRecord } from "../records/records.ts";
 import { isAttention, mlpSpecs, mlpStats, readMlp } from "./mlp_view.ts";
+import { type StageClock, timeStage } from "./stage_clock.ts";
 import { toMatrix } from "./weights.ts";
 
 /** The privacy/utility trade-offs λ, set apart for attention and MLP (METHOD.md §2). */
 export interface GcsOptions {
   lambdaAttn: number;
   lambdaMlp: number;
+  clock?: StageClock;
 }
 
 /** Scores each middle block; the KFAC factors are dropped after scoring. */
@@ -35,11 +37,12 @@ export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, Sco
       const factors = stats.get(spec.name);
       const w = weights.get(`${spec.name}.weight`);
       if (!factors || !w) throw new Error(`scoreGcs: block ${index} lacks the weight or statistics of "${spec.name}"`);
-      const decomposition = svd(toMatrix(w)); // Wk [in, out] = U diag(s) Vt
-      drd.set(spec.name, { svd: decomposition, scores: drdScores(decomposition, factors, options.lambdaAttn) });
+      const decomposition = timeStage(options.clock, "svd", () => svd(toMatrix(w))); // Wk [in, out] = U diag(s) Vt
+      const scores = timeStage(options.clock, "score", () => drdScores(decomposition, factors, options.lambdaAttn));
+      drd.set(spec.name, { svd: decomposition, scores });
     }
     const mlp = mlpSpecs(specs);
-    const scp = scpScores(readMlp(weights, mlp), mlpStats(stats, mlp), options.lambdaMlp);
+    const scp = timeStage(options.clock, "score", () => scpScores(readMlp(weights, mlp), mlpStats(stats, mlp), options.lambdaMlp));
     return { model, index, role, weights, drd, scp, compression: {} };
   });
 }

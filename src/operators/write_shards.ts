@@ -6,7 +6,9 @@
  * (DESIGN.md "Records and files").
  *
  * Each record's tensors are copied out and disposed as it arrives (inside
- * `next`), so the block is released before the file write completes.
+ * `next`), so the block is released before the file write completes; the
+ * encoding and file I/O then overlap the upstream stages (a clock charges
+ * the `write` stage for the copy only).
  *
  * @example
  * ```ts
@@ -21,6 +23,7 @@ import { createPackageWriter, type Manifest, type PackageWriter } from "../io/ma
 import type { ShardDtype, ShardTensor } from "../io/shard_schema.ts";
 import type { WeightMap } from "../model/types.ts";
 import type { BlockRole, CompressionNote, ModelHandle, ShardRecord } from "../records/records.ts";
+import { type StageClock, timeStage } from "./stage_clock.ts";
 import { disposeWeights } from "./weights.ts";
 
 /** What `writeShards` needs of a record: a block, its weights and how it was compressed. */
@@ -46,6 +49,7 @@ export interface WriteShardsOptions {
   outer?: boolean;
   /** Extra manifest fields (e.g. parameter counts). */
   extra?: Record<string, unknown>;
+  clock?: StageClock;
 }
 
 /** A weight map's tensors as shard columns (copies off the tensor heap), in name order. */
@@ -97,9 +101,11 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
               model = record.model;
               writer = createPackageWriter(dir);
               writer.catch(fail);
-              if (options.outer ?? true) enqueue({ block: "outer", role: "outer" }, shardTensors(model.outer));
+              if (options.outer ?? true) {
+                enqueue({ block: "outer", role: "outer" }, timeStage(options.clock, "write", () => shardTensors(model!.outer)));
+              }
             }
-            const tensors = shardTensors(record.weights);
+            const tensors = timeStage(options.clock, "write", () => shardTensors(record.weights));
             blocks.push({ index: record.index, role: record.role, params: count(tensors), compression: record.compression });
             enqueue({ block: record.index, role: record.role }, tensors);
           } catch (e) {

@@ -86,9 +86,9 @@ export interface LinearChunkRecord {
   linear: LinearSpec;
   /** Inputs `[n, in]`, one row per token. */
   x: Matrix;
-  /** `∂ℓ_chunk/∂y` `[n, out]`, where `ℓ_chunk` is the chunk's mean token loss. */
+  /** Output gradients `[n, out]` of the loss, scaled so `gamma · gradScale` is `∂(Σ_t ℓ_t)/∂y`. */
   gamma: Matrix;
-  /** Tokens `ℓ_chunk` averages over: `gamma · gradScale` is the summed-loss gradient. */
+  /** 1 when `gamma` already is the summed-loss gradient; else the token count its loss averaged over. */
   gradScale: number;
 }
 

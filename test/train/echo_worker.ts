@@ -1,6 +1,7 @@
 // A pool worker for worker_pool.test.ts: sums a Float32Array (moved, not
-// copied), reports its thread id and OPENBLAS_NUM_THREADS, or fails on demand.
-import process from "node:process";
+// copied), reports its thread id and OPENBLAS_NUM_THREADS as the C library
+// sees it (getenv, what OpenBLAS reads), or fails on demand.
+import { createRequire } from "node:module";
 import { threadId } from "node:worker_threads";
 import { serveRequests } from "../../src/distributed/worker_pool.ts";
 
@@ -8,6 +9,12 @@ interface Request {
   values?: Float32Array;
   fail?: string;
   delayMs?: number;
+}
+
+/** getenv(3) through koffi: the process's C environment, not this worker's `process.env` copy. */
+function cGetenv(name: string): string | undefined {
+  const koffi = createRequire(import.meta.url)("koffi");
+  return koffi.load("libc.so.6").func("const char* getenv(const char*)")(name) ?? undefined;
 }
 
 serveRequests<Request, { sum: number; thread: number; blas?: string; echo: Float32Array }>(async (request) => {
@@ -18,7 +25,7 @@ serveRequests<Request, { sum: number; thread: number; blas?: string; echo: Float
   for (const v of values) sum += v;
   const echo = values.map((v) => v * 2);
   return {
-    value: { sum, thread: threadId, blas: process.env.OPENBLAS_NUM_THREADS, echo },
+    value: { sum, thread: threadId, blas: cGetenv("OPENBLAS_NUM_THREADS"), echo },
     transfer: [echo.buffer],
   };
 });

@@ -1,0 +1,105 @@
+/**
+ * `offtune bench gradot`: seconds per stage and peak RSS of a GradOT emulator
+ * build (issue: streaming must keep an OPT-1.3B-shaped build under 1.5 GB).
+ * Each build runs in a child process (`offtune build-emulator --timings`), so
+ * its peak RSS is its own. Random OPT-shaped checkpoints are generated to a
+ * temporary directory first (fp16, sharded), with 2048 calibration tokens of
+ * random ids; the shipped `fixtures/small` uses its real calibration text.
+ *
+ * @module
+ */
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import type { BenchRow } from "../src/linalg/bench.ts";
+import { OPT_SHAPES, writeRandomOpt } from "../src/train/random_checkpoint.ts";
+import { Prng } from "../src/train/prng.ts";
+
+/** Options of {@link benchGradot}. */
+export interface GradotBenchOptions {
+  /** A small random model only (a smoke run). */
+  quick?: boolean;
+  /** Also build the OPT-1.3B-shaped emulator (writes ~2.6 GB; minutes). Default true unless quick. */
+  large?: boolean;
+  onRow?: (row: BenchRow) => void;
+}
+
+interface Timings {
+  seconds: number;
+  stages: Record<string, number>;
+  peakRssBytes: number;
+  layers: number;
+  tokens: number;
+}
+
+const SCRIPT = fileURLToPath(new URL("./offtune.ts", import.meta.url));
+
+/** Runs `offtune <args>` in a fresh process of the current runtime. */
+function runVerb(args: string[]): Promise<void> {
+  const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
+  const [command, argv] = deno
+    ? [deno.execPath(), ["run", "-A", SCRIPT, ...args]]
+    : [process.execPath, [...process.execArgv, SCRIPT, ...args]];
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, argv, { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, OFFTUNE_QUIET: "1" } });
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`offtune ${args[0]} exited with ${code}`))));
+  });
+}
+
+async function randomCalibration(path: string, vocab: number, tokens: number): Promise<void> {
+  const prng = new Prng(1);
+  const ids = new Uint16Array(tokens).map(() => prng.below(vocab));
+  await writeFile(path, new Uint8Array(ids.buffer));
+}
+
+/** Builds the GradOT emulator of every benchmark model and reports its stages. */
+export async function benchGradot(options: GradotBenchOptions = {}): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const emit = (row: BenchRow) => {
+    rows.push(row);
+    options.onRow?.(row);
+  };
+  const work = await mkdtemp(join(tmpdir(), "offtune-bench-gradot-"));
+  try {
+    const models: Array<{ name: string; dir: string; calibration: string; sequences: number; length: number }> = [];
+    const random = async (name: string, shape: (typeof OPT_SHAPES)[keyof typeof OPT_SHAPES] | { layers: number; hidden: number; heads: number; ffn: number; maxPositions: number; vocabSize: number }) => {
+      const dir = join(work, name);
+      await writeRandomOpt(dir, { ...shape, bosId: 2, eosId: 2, padId: 1 });
+      const calibration = join(work, `${name}.bin`);
+      await randomCalibration(calibration, shape.vocabSize, 4096);
+      models.push({ name: `${name} (random)`, dir, calibration, sequences: 16, length: 128 });
+    };
+    if (options.quick) {
+      await random("opt-mini", { layers: 6, hidden: 128, heads: 4, ffn: 512, maxPositions: 256, vocabSize: 1024 });
+    } else {
+      if (existsSync("fixtures/small/config.json")) {
+        models.push({ name: "fixtures/small", dir: "fixtures/small", calibration: "fixtures/data/pretrain/calibration.bin", sequences: 16, length: 128 });
+      }
+      await random("opt-125m", OPT_SHAPES["opt-125m"]);
+      if (options.large ?? true) await random("opt-1.3b", OPT_SHAPES["opt-1.3b"]);
+    }
+    for (const m of models) {
+      const timings = join(work, `${m.name.split(" ")[0].replace(/\W/g, "_")}.json`);
+      await runVerb([
+        "build-emulator", "--model", m.dir, "--calibration", m.calibration, "--out", join(work, "emulator"),
+        "--sequences", String(m.sequences), "--length", String(m.length), "--timings", timings, "--quiet",
+      ]);
+      const t = JSON.parse(await readFile(timings, "utf8")) as Timings;
+      const label = `${m.name}, ${t.layers} blocks, ${t.tokens} calibration tokens`;
+      emit({ name: `gradot ${label}: total`, value: t.seconds, unit: "s" });
+      for (const [stage, seconds] of Object.entries(t.stages)) {
+        emit({ name: `  ${stage} per block`, value: seconds / t.layers, unit: "s", note: `${((100 * seconds) / t.seconds).toFixed(0)}% of the build` });
+      }
+      emit({ name: `gradot ${m.name}: peak RSS`, value: t.peakRssBytes / 2 ** 20, unit: "MiB" });
+      await rm(join(work, "emulator"), { recursive: true, force: true });
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  return rows;
+}

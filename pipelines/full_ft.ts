@@ -1,0 +1,126 @@
+/**
+ * `offtune full-ft`: the Full FT reference of METHOD.md §1's table (§3: the
+ * upper bound a plug-in model is measured against). Fine-tunes every block
+ * of the original model (and optionally the embeddings) on a task's
+ * training items with the loss, optimizer and schedule `offtune tune` uses
+ * (src/train/tune.ts `tuneFullModel`), and writes a Hugging Face checkpoint.
+ *
+ * Left out on purpose: checkpoints and resume (the reference runs once; an
+ * interrupted run is rerun).
+ *
+ * @module
+ */
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { createProgress } from "../src/cli/progress.ts";
+import { openModel } from "../src/operators/model_handle.ts";
+import { initBackend, tf } from "../src/tensor/backend.ts";
+import { goldExamples } from "../src/train/mc_batches.ts";
+import { tuneFullModel } from "../src/train/tune.ts";
+import { writeHfModel } from "./plug_in.ts";
+import {
+  countFlag,
+  HYPER_FLAGS,
+  HYPER_HELP,
+  hyperFromFlags,
+  padIdOf,
+  readTrainItems,
+  stepProgress,
+  TASKS_DIR,
+  tokenizerFor,
+  withInterrupt,
+} from "./tune.ts";
+
+/** Help text for the verb. */
+export const help = `offtune full-ft --model <dir> --task <name|file.jsonl> --out <dir> [flags]
+
+Fine-tunes the whole original model (every block; embeddings with
+--tune-embeddings) on a task's training items, with the loss and optimizer
+of offtune tune (gold choice after its context, loss on the choice's tokens),
+and writes the tuned model as a Hugging Face checkpoint to --out
+(atomically). The Full FT reference of the offsite-tuning table.
+
+  --model <dir>          original checkpoint
+  --task <t>             task name (${TASKS_DIR}/<t>/train.jsonl) or a .jsonl file
+  --out <dir>            output checkpoint directory
+  --limit <n>            first n items only
+${HYPER_HELP}
+  --tune-embeddings      also tune embeddings, positions, final norm (and an
+                         untied head)
+  --tokenizer <file>     tokenizer.json (default: the model's own, else the
+                         offtune default)
+  --tasks-dir <dir>      where task names are looked up (default ${TASKS_DIR})
+  --fp16                 store the weights as float16
+  --backend <name>       auto | tensorflow | wasm | cpu
+  --quiet                no progress or summary`;
+
+const FLAGS = {
+  model: { type: "string" },
+  task: { type: "string" },
+  out: { type: "string" },
+  limit: { type: "string" },
+  ...HYPER_FLAGS,
+  "tune-embeddings": { type: "boolean", default: false },
+  tokenizer: { type: "string" },
+  "tasks-dir": { type: "string" },
+  fp16: { type: "boolean", default: false },
+  backend: { type: "string" },
+  quiet: { type: "boolean", default: false },
+} as const;
+
+/** CLI entry: 0 when the model is written, 130 when Ctrl-C stopped training (nothing written). */
+export async function main(argv: string[]): Promise<number> {
+  const flags = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
+  for (const required of ["model", "task", "out"] as const) {
+    if (!flags[required]) throw new Error(`--${required} is required (see offtune full-ft --help)`);
+  }
+  const quiet = flags.quiet;
+  const hyper = hyperFromFlags(flags);
+  await initBackend(flags.backend, quiet);
+  const items = await readTrainItems(flags.task!, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
+  const handle = await openModel(flags.model!, { split: { bottom: 0, top: 0 } }); // full FT: every block trains
+  try {
+    const { tokenizer, path } = await tokenizerFor(flags.model!, handle.cfg, flags.tokenizer);
+    const progress = createProgress("full-ft", quiet);
+    const started = performance.now();
+    const result = await withInterrupt((interrupted) =>
+      tuneFullModel(handle, {
+        examples: goldExamples(items, tokenizer),
+        padId: padIdOf(handle.cfg),
+        hyper,
+        tuneEmbeddings: flags["tune-embeddings"],
+        shouldStop: interrupted,
+        onStep: stepProgress(progress),
+      })
+    );
+    try {
+      progress.finish(`step ${result.step}/${result.total}`);
+      if (result.stopped) {
+        if (!quiet) console.error(`full-ft: stopped at step ${result.step}/${result.total}; nothing written`);
+        return 130;
+      }
+      await writeHfModel(flags.out!, {
+        model: { arch: handle.arch, cfg: handle.cfg, outer: result.outer },
+        block: (i) => Promise.resolve(result.blocks[i]),
+        tokenizer: path,
+      }, { fp16: flags.fp16 });
+    } finally {
+      tf.dispose([...result.outer.values(), ...result.blocks.flatMap((b) => [...b.values()])]);
+    }
+    if (!quiet) {
+      const losses = result.epochLoss.map((l) => l.toFixed(4)).join(", ");
+      console.error(
+        `full-ft: ${result.parameters} parameters, epoch losses [${losses}], ` +
+          `${result.examplesPerSecond.toFixed(1)} examples/s, ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
+          `model in ${flags.out}`,
+      );
+    }
+    return 0;
+  } finally {
+    await handle.close();
+  }
+}
+
+if (import.meta.main ?? process.argv[1]?.endsWith("full_ft.ts")) {
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,268 @@
+/**
+ * `offtune tune`: the data owner's step (METHOD.md §1 step 2, §4). Tunes the
+ * adapter blocks of an emulator package (or of an original checkpoint: the
+ * "adapter tuned on the full model" variant) on a task's training items and
+ * writes the adapter package (src/train/tune.ts). The package is rewritten
+ * atomically after every epoch with the training state beside it, so
+ * `--resume` continues an interrupted run; the finished package holds the
+ * adapter alone. Ctrl-C finishes the current step, checkpoints and exits (a
+ * second Ctrl-C exits at once).
+ *
+ * Also exports the pieces `offtune full-ft` shares: reading a task's
+ * training items, tokenizer lookup and the hyper-parameter flags.
+ *
+ * @module
+ */
+import { access } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
+import type { McItem, TaskSplit } from "../src/data/tasks/types.ts";
+import { readTaskItems } from "../src/eval/task_file.ts";
+import { loadTokenizer, type Tokenizer } from "../src/io/tokenizer.ts";
+import { isPackage, openSource } from "../src/operators/model_source.ts";
+import type { ModelConfig } from "../src/model/types.ts";
+import { initBackend } from "../src/tensor/backend.ts";
+import { goldExamples } from "../src/train/mc_batches.ts";
+import { tuneAdapter } from "../src/train/tune.ts";
+import { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "../src/train/tune_loop.ts";
+import { numberFlag, splitFlag } from "./build_emulator.ts";
+
+/** Where `--task <name>` finds `<name>/train.jsonl`. */
+export const TASKS_DIR = "fixtures/data/tasks";
+/** The tokenizer every offtune model is trained with, when the model directory has none. */
+export const DEFAULT_TOKENIZER = "fixtures/tokenizer/tokenizer.json";
+
+/** The flags of the tuning settings, shared with `offtune full-ft`. */
+export const HYPER_FLAGS = {
+  epochs: { type: "string" },
+  lr: { type: "string" },
+  batch: { type: "string" },
+  seed: { type: "string" },
+  schedule: { type: "string" },
+  "min-lr": { type: "string" },
+  warmup: { type: "string" },
+  "weight-decay": { type: "string" },
+  clip: { type: "string" },
+} as const;
+
+/** Help lines of {@link HYPER_FLAGS}. */
+export const HYPER_HELP = `  --epochs <n>           passes over the items (default ${TUNE_DEFAULTS.epochs})
+  --lr <x>               peak learning rate (default ${TUNE_DEFAULTS.lr}; LoRA: 1e-3)
+  --batch <n>            items per step (default ${TUNE_DEFAULTS.batch})
+  --seed <n>             item order (and LoRA init) seed (default ${TUNE_DEFAULTS.seed})
+  --schedule <s>         cosine | constant, after linear warmup (default ${TUNE_DEFAULTS.schedule})
+  --min-lr <x>           cosine floor (default ${TUNE_DEFAULTS.minLr})
+  --warmup <n>           warmup steps (default ${TUNE_DEFAULTS.warmup})
+  --weight-decay <x>     AdamW decoupled decay on matrices (default ${TUNE_DEFAULTS.weightDecay})
+  --clip <x>             global gradient-norm clip (default ${TUNE_DEFAULTS.clipNorm})`;
+
+/** A non-negative integer flag, or undefined when absent. */
+export function countFlag(value: string | undefined, flag: string): number | undefined {
+  const n = numberFlag(value, flag);
+  if (n !== undefined && (!Number.isInteger(n) || n < 0)) throw new Error(`--${flag} expects a whole number, got "${value}"`);
+  return n;
+}
+
+/** The tuning settings given by {@link HYPER_FLAGS} (absent ones stay undefined). */
+export function hyperFromFlags(
+  flags: Partial<Record<keyof typeof HYPER_FLAGS, string>>,
+  lrDefault = TUNE_DEFAULTS.lr,
+): Partial<TuneHyper> {
+  const schedule = flags.schedule;
+  if (schedule !== undefined && schedule !== "cosine" && schedule !== "constant") {
+    throw new Error(`--schedule expects "cosine" or "constant", got "${schedule}"`);
+  }
+  return {
+    epochs: countFlag(flags.epochs, "epochs"),
+    lr: numberFlag(flags.lr, "lr") ?? lrDefault,
+    batch: countFlag(flags.batch, "batch"),
+    seed: countFlag(flags.seed, "seed"),
+    schedule,
+    minLr: numberFlag(flags["min-lr"], "min-lr"),
+    warmup: countFlag(flags.warmup, "warmup"),
+    weightDecay: numberFlag(flags["weight-decay"], "weight-decay"),
+    clipNorm: numberFlag(flags.clip, "clip"),
+  };
+}
+
+/**
+ * The training items of `--task`: a task name reads `<tasksDir>/<name>/train.jsonl`,
+ * a path ending in `.jsonl` reads that file (same line format).
+ */
+export async function readTrainItems(task: string, limit?: number, tasksDir = TASKS_DIR): Promise<McItem[]> {
+  if (!task.endsWith(".jsonl")) return await readTaskItems(tasksDir, task, "train", limit);
+  // readTaskItems reads `<dir>/<task>/<split>.jsonl`: pass the file's own directory and stem.
+  return await readTaskItems(dirname(task), ".", basename(task, ".jsonl") as TaskSplit, limit);
+}
+
+/** A task's display name: the name itself, or the file's directory and stem. */
+export function taskName(task: string): string {
+  return task.endsWith(".jsonl") ? `${basename(dirname(task))}/${basename(task, ".jsonl")}` : task;
+}
+
+/**
+ * The tokenizer for a model directory: `--tokenizer`, else its own
+ * tokenizer.json, else offtune's default (every model here is trained with it).
+ *
+ * @throws Error when the tokenizer's vocabulary does not fit the model's
+ */
+export async function tokenizerFor(dir: string, cfg: ModelConfig, explicit?: string): Promise<{ tokenizer: Tokenizer; path: string }> {
+  const own = join(dir, "tokenizer.json");
+  const path = explicit ?? (await access(own).then(() => own, () => DEFAULT_TOKENIZER));
+  const tokenizer = await loadTokenizer(path);
+  if (tokenizer.vocabSize > cfg.vocabSize) {
+    throw new Error(`Tokenizer "${path}" has ${tokenizer.vocabSize} ids, more than the model's vocabulary of ${cfg.vocabSize}`);
+  }
+  return { tokenizer, path };
+}
+
+/** The padding id to write into unread slots: config.json's `pad_token_id`, else 0. */
+export function padIdOf(cfg: ModelConfig): number {
+  const pad = cfg.raw.pad_token_id;
+  return typeof pad === "number" && Number.isInteger(pad) && pad >= 0 && pad < cfg.vocabSize ? pad : 0;
+}
+
+/** A progress callback for the tuning loop, drawn by `progress` (counts from the first step it sees). */
+export function stepProgress(progress: ProgressReporter): (r: TuneStepRecord) => void {
+  let first: number | undefined;
+  let examples = 0;
+  return (r) => {
+    first ??= r.step - 1;
+    examples += r.items;
+    progress.update({
+      done: r.step - first,
+      total: r.total - first,
+      unit: "steps",
+      detail: `epoch ${r.epoch + 1} loss ${r.loss.toFixed(3)} lr ${r.lr.toExponential(1)} (${examples} examples)`,
+    });
+  };
+}
+
+/** Calls `run` with a flag that turns true at the first Ctrl-C; a second Ctrl-C exits at once. */
+export async function withInterrupt<T>(run: (interrupted: () => boolean) => Promise<T>): Promise<T> {
+  let interrupted = false;
+  const onInterrupt = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+  };
+  process.on("SIGINT", onInterrupt);
+  try {
+    return await run(() => interrupted);
+  } finally {
+    process.off("SIGINT", onInterrupt);
+  }
+}
+
+/** Help text for the verb. */
+export const help = `offtune tune --emulator <dir> --task <name|file.jsonl> --out <dir> [flags]
+
+Tunes the adapter blocks (bottom and top blocks of the split) on a task's
+training items through the frozen middle blocks, and writes the adapter
+package (Arrow shards + manifest) to --out. Each item trains as its context
+followed by its gold choice, the loss on the choice's tokens only, encoded
+as the multiple-choice scorer encodes it. The package and the training
+state are rewritten atomically after every epoch; the finished package
+holds the adapter alone (no optimizer state).
+
+  --emulator <dir>       emulator package, or an original checkpoint (tunes
+                         the adapter on the full model)
+  --task <t>             task name (${TASKS_DIR}/<t>/train.jsonl) or a .jsonl
+                         file of {id, context, choices, gold} items
+  --out <dir>            adapter package directory
+  --limit <n>            first n items only
+${HYPER_HELP}
+  --lora                 LoRA on the adapter blocks' linears instead of full
+                         fine-tuning
+  --lora-rank <n>        LoRA rank r (default 8)
+  --lora-alpha <x>       LoRA alpha; scale alpha/r (default 16)
+  --tune-embeddings      also tune embeddings, positions, final norm (and an
+                         untied head), in full
+  --split <b,t>          adapter blocks of an original checkpoint (default 2,2;
+                         a package's split is its own)
+  --tokenizer <file>     tokenizer.json (default: the model directory's, else
+                         ${DEFAULT_TOKENIZER})
+  --tasks-dir <dir>      where task names are looked up (default ${TASKS_DIR})
+  --resume               continue the unfinished run in --out (repeat its flags)
+  --backend <name>       auto | tensorflow | wasm | cpu
+  --quiet                no progress or summary`;
+
+const FLAGS = {
+  emulator: { type: "string" },
+  task: { type: "string" },
+  out: { type: "string" },
+  limit: { type: "string" },
+  ...HYPER_FLAGS,
+  lora: { type: "boolean", default: false },
+  "lora-rank": { type: "string" },
+  "lora-alpha": { type: "string" },
+  "tune-embeddings": { type: "boolean", default: false },
+  split: { type: "string" },
+  tokenizer: { type: "string" },
+  "tasks-dir": { type: "string" },
+  resume: { type: "boolean", default: false },
+  backend: { type: "string" },
+  quiet: { type: "boolean", default: false },
+} as const;
+
+/** CLI entry: returns 0 when the adapter is finished, 130 when Ctrl-C stopped it after a checkpoint. */
+export async function main(argv: string[]): Promise<number> {
+  const flags = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
+  for (const required of ["emulator", "task", "out"] as const) {
+    if (!flags[required]) throw new Error(`--${required} is required (see offtune tune --help)`);
+  }
+  const quiet = flags.quiet;
+  const lora = flags.lora
+    ? { rank: countFlag(flags["lora-rank"], "lora-rank") ?? 8, alpha: numberFlag(flags["lora-alpha"], "lora-alpha") ?? 16 }
+    : undefined;
+  if (!lora && (flags["lora-rank"] !== undefined || flags["lora-alpha"] !== undefined)) {
+    throw new Error("--lora-rank and --lora-alpha need --lora");
+  }
+  const hyper = hyperFromFlags(flags, lora ? 1e-3 : TUNE_DEFAULTS.lr);
+  const split = splitFlag(flags.split);
+  if (split && (await isPackage(flags.emulator!))) {
+    throw new Error(`--split applies to checkpoints; "${flags.emulator}" is a package with its own split`);
+  }
+  await initBackend(flags.backend, quiet);
+  const items = await readTrainItems(flags.task!, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
+  const handle = await openSource(flags.emulator!, split ? { split } : {});
+  try {
+    const { tokenizer, path } = await tokenizerFor(flags.emulator!, handle.cfg, flags.tokenizer);
+    const examples = goldExamples(items, tokenizer);
+    const progress = createProgress("tune", quiet);
+    const started = performance.now();
+    const summary = await withInterrupt((interrupted) =>
+      tuneAdapter(handle, {
+        examples,
+        padId: padIdOf(handle.cfg),
+        out: flags.out!,
+        hyper,
+        lora,
+        tuneEmbeddings: flags["tune-embeddings"],
+        resume: flags.resume,
+        describe: { task: taskName(flags.task!), tokenizer: path },
+        shouldStop: interrupted,
+        onStep: stepProgress(progress),
+      })
+    );
+    progress.finish(`step ${summary.step}/${summary.total}`);
+    if (!quiet) {
+      const seconds = (performance.now() - started) / 1000;
+      const losses = summary.epochLoss.map((l) => l.toFixed(4)).join(", ");
+      console.error(
+        `tune: ${summary.stopped ? "stopped at" : "finished"} step ${summary.step}/${summary.total}, ` +
+          `${summary.parameters} trainable parameters, epoch losses [${losses}], ` +
+          `${summary.examplesPerSecond.toFixed(1)} examples/s, ${seconds.toFixed(1)} s; ` +
+          `${summary.stopped ? "checkpoint in" : "adapter in"} ${flags.out}`,
+      );
+    }
+    return summary.stopped ? 130 : 0;
+  } finally {
+    await handle.close();
+  }
+}
+
+if (import.meta.main ?? process.argv[1]?.endsWith("pipelines/tune.ts")) {
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,282 @@
+/**
+ * Batched log-likelihood of continuations (METHOD.md §5): the one forward
+ * engine under multiple-choice scoring and perplexity, in the manner of
+ * lm-eval-harness's `loglikelihood` requests.
+ *
+ * A request is a token sequence and the index where its continuation
+ * starts; its score is `Σ_{t ≥ start} log p(tokens[t] | tokens[< t])`. The
+ * model reads `tokens[0 .. n-2]` (the last token is only a target).
+ *
+ * Choices made here:
+ * - **Truncation** (as lm-eval): a request whose input (`n − 1` tokens)
+ *   exceeds the model's `maxPositions` loses tokens from the *left*; the
+ *   continuation must still fit with one token before it, else it is an error.
+ * - **Batching**: requests are sorted by length (longest first, as lm-eval
+ *   does) and grouped so that rows × padded length stays under
+ *   `batchTokens`; shorter rows are right-padded with `padId`. Right padding
+ *   is harmless for a causal model: a real position attends only to earlier
+ *   positions, and positions count from 0 at the left, so pad tokens never
+ *   reach a position that is read.
+ * - **Head on the scored positions only**: the final hidden states of the
+ *   positions that predict continuation tokens are gathered before the head
+ *   (`[N, d]` instead of `[B, T, d]`), which needs the head to act position by
+ *   position (final norm + LM head: true of every registered architecture).
+ * - **Residency**: `"resident"` loads every block once and runs each batch
+ *   through the whole stack (fast; the model must fit in memory).
+ *   `"streaming"` embeds a wave of batches (up to `waveTokens` tokens), then
+ *   runs it block by block with one block resident, like the calibration
+ *   forward (DESIGN.md "Scale"): memory is one block plus the wave's hidden
+ *   states, at the cost of re-reading each block once per wave.
+ * - Sums accumulate in float64 on the host from float32 log-probabilities.
+ *
+ * @module
+ */
+import type { Tensor } from "@tensorflow/tfjs";
+import type { WeightMap } from "../model/types.ts";
+import type { ModelHandle } from "../records/records.ts";
+import { tf } from "../tensor/backend.ts";
+
+/** One scoring request: `tokens[start..]` is the continuation scored given `tokens[..start)`. */
+export interface LoglikelihoodRequest {
+  tokens: ArrayLike<number>;
+  /** Index of the first continuation token; at least 1 (a first token has nothing to condition on). */
+  start: number;
+}
+
+/** The score of one request. */
+export interface LoglikelihoodResult {
+  /** `Σ log p(continuation token | prefix)` over the (possibly truncated) request. */
+  logprob: number;
+  /** Continuation tokens scored. */
+  tokens: number;
+}
+
+/** Whether all blocks stay loaded, or one block at a time is (see the module notes). */
+export type Residency = "resident" | "streaming";
+
+/** Options of {@link scoreLoglikelihoods}. */
+export interface LoglikelihoodOptions {
+  /** Upper bound on rows × padded length of one batch (default 2048: 16 rows of 128; larger batches were no faster on wasm). */
+  batchTokens?: number;
+  /** Default "resident". */
+  residency?: Residency;
+  /** Streaming only: tokens embedded per wave, each wave re-reads every block (default 65,536). */
+  waveTokens?: number;
+  /** Id written into right-padding slots (never read; default 0). */
+  padId?: number;
+  /** Called after each batch with requests done so far and the total. */
+  onProgress?: (done: number, total: number, tokens: number) => void;
+}
+
+/** A request after left truncation: ids the model reads and the targets it predicts. */
+interface Prepared {
+  index: number;
+  /** Model input, `n − 1` tokens. */
+  input: Int32Array;
+  /** Input positions whose next-token prediction is scored: `start − 1 .. n − 2`. */
+  from: number;
+  /** The scored target ids, one per position from `from`. */
+  targets: Int32Array;
+}
+
+/** One padded batch: ids `[B, T]` and the flat rows/targets to read back. */
+interface Batch {
+  members: Prepared[];
+  rows: number;
+  length: number;
+  ids: Int32Array; // [B·T]
+  /** Flat positions `b·T + t` that predict a target. */
+  positions: Int32Array;
+  targets: Int32Array;
+}
+
+/**
+ * Applies lm-eval's left truncation and checks a request.
+ *
+ * @throws Error naming the request for a start out of range or a
+ *   continuation that cannot fit in `maxPositions`
+ */
+function prepare(request: LoglikelihoodRequest, index: number, maxPositions: number, vocabSize: number): Prepared {
+  const n = request.tokens.length;
+  const { start } = request;
+  if (!Number.isInteger(start) || start < 1 || start >= n) {
+    throw new Error(
+      `Request ${index} has continuation start ${start} for ${n} tokens: need 1 ≤ start < ${n} (a context token and a continuation token)`,
+    );
+  }
+  if (n - start > maxPositions) {
+    throw new Error(`Request ${index} has a ${n - start}-token continuation, longer than the model's ${maxPositions} positions`);
+  }
+  const drop = Math.max(0, n - 1 - maxPositions);
+  const tokens = Int32Array.from(request.tokens);
+  for (let i = 0; i < n; i++) {
+    if (!Number.isInteger(request.tokens[i]) || tokens[i] < 0 || tokens[i] >= vocabSize) {
+      throw new Error(`Request ${index} has token id ${request.tokens[i]} at ${i}, outside the vocabulary of ${vocabSize}`);
+    }
+  }
+  return {
+    index,
+    input: tokens.subarray(drop, n - 1),
+    from: start - 1 - drop,
+    targets: tokens.subarray(start, n),
+  };
+}
+
+/** Groups prepared requests, longest first, into padded batches of at most `batchTokens`. */
+function makeBatches(prepared: Prepared[], batchTokens: number, padId: number): Batch[] {
+  const sorted = [...prepared].sort((a, b) => b.input.length - a.input.length || a.index - b.index);
+  const batches: Batch[] = [];
+  let i = 0;
+  while (i < sorted.length) {
+    const length = sorted[i].input.length;
+    const rows = Math.max(1, Math.min(sorted.length - i, Math.floor(batchTokens / length)));
+    const members = sorted.slice(i, i + rows);
+    i += rows;
+    const ids = new Int32Array(rows * length).fill(padId); // [B, T]
+    const count = members.reduce((s, m) => s + m.targets.length, 0);
+    const positions = new Int32Array(count);
+    const targets = new Int32Array(count);
+    let at = 0;
+    members.forEach((m, b) => {
+      ids.set(m.input, b * length);
+      for (let j = 0; j < m.targets.length; j++) {
+        positions[at] = b * length + m.from + j;
+        targets[at++] = m.targets[j];
+      }
+    });
+    batches.push({ members, rows, length, ids, positions, targets });
+  }
+  return batches;
+}
+
+/**
+ * Log-probabilities `[N]` of each batch target from the final hidden states
+ * `[B, T, d]`: gather the scored positions, head, log-softmax, pick.
+ */
+function targetLogprobs(model: ModelHandle, batch: Batch, hidden: Tensor): Float32Array {
+  const { arch, cfg, outer } = model;
+  const n = batch.targets.length;
+  const picked = tf.tidy(() => {
+    const flat = tf.reshape(hidden, [batch.rows * batch.length, cfg.hidden]); // [B·T, d]
+    const rows = tf.gather(flat, tf.tensor1d(batch.positions, "int32")); // [N, d]
+    const logits = arch.head(outer, tf.reshape(rows, [1, n, cfg.hidden]), cfg); // [1, N, V]
+    const vocab = logits.shape[2]!;
+    const logProbs = tf.logSoftmax(tf.reshape(logits, [n, vocab])); // [N, V]
+    const index = new Int32Array(n);
+    for (let j = 0; j < n; j++) index[j] = j * vocab + batch.targets[j];
+    return tf.gather(tf.reshape(logProbs, [n * vocab]), tf.tensor1d(index, "int32")); // [N]
+  });
+  const values = picked.dataSync() as Float32Array;
+  picked.dispose();
+  return values;
+}
+
+/** Adds each member's target log-probabilities into `out`. */
+function collect(batch: Batch, logprobs: Float32Array, out: LoglikelihoodResult[]): void {
+  let at = 0;
+  for (const m of batch.members) {
+    let sum = 0;
+    for (let j = 0; j < m.targets.length; j++) sum += logprobs[at++];
+    out[m.index] = { logprob: sum, tokens: m.targets.length };
+  }
+}
+
+/** Consecutive runs of batches holding at most `waveTokens` padded tokens each (at least one batch). */
+function waves(batches: Batch[], waveTokens: number): Batch[][] {
+  const out: Batch[][] = [];
+  let current: Batch[] = [];
+  let tokens = 0;
+  for (const b of batches) {
+    const size = b.rows * b.length;
+    if (current.length > 0 && tokens + size > waveTokens) {
+      out.push(current);
+      current = [];
+      tokens = 0;
+    }
+    current.push(b);
+    tokens += size;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+function embedBatch(model: ModelHandle, batch: Batch): Tensor {
+  return tf.tidy(() => model.arch.embed(model.outer, tf.tensor2d(batch.ids, [batch.rows, batch.length], "int32"), model.cfg)); // [B, T, d]
+}
+
+function applyBlock(model: ModelHandle, weights: WeightMap, h: Tensor): Tensor {
+  const next = model.arch.block(weights, h, model.cfg); // [B, T, d]
+  h.dispose();
+  return next;
+}
+
+/**
+ * Scores every request with `model` (see the module notes for truncation,
+ * batching and residency). Results come back in request order.
+ *
+ * @throws Error naming the request for an empty context, an out-of-vocabulary
+ *   id or a continuation longer than the model's positions
+ */
+export async function scoreLoglikelihoods(
+  model: ModelHandle,
+  requests: readonly LoglikelihoodRequest[],
+  options: LoglikelihoodOptions = {},
+): Promise<LoglikelihoodResult[]> {
+  const { cfg } = model;
+  const batchTokens = options.batchTokens ?? 2048;
+  const waveTokens = options.waveTokens ?? 65_536;
+  const padId = options.padId ?? 0;
+  if (!Number.isInteger(batchTokens) || batchTokens < 1) throw new Error(`Batch tokens must be a positive integer, got ${batchTokens}`);
+  if (!Number.isInteger(padId) || padId < 0 || padId >= cfg.vocabSize) {
+    throw new Error(`Pad id ${padId} is outside the vocabulary of ${cfg.vocabSize}`);
+  }
+  const prepared = requests.map((r, i) => prepare(r, i, cfg.maxPositions, cfg.vocabSize));
+  const batches = makeBatches(prepared, batchTokens, padId);
+  const out: LoglikelihoodResult[] = new Array(requests.length);
+  let done = 0;
+  let tokens = 0;
+  const finish = (batch: Batch, hidden: Tensor) => {
+    collect(batch, targetLogprobs(model, batch, hidden), out);
+    done += batch.members.length;
+    tokens += batch.rows * batch.length;
+    options.onProgress?.(done, requests.length, tokens);
+  };
+
+  if ((options.residency ?? "resident") === "resident") {
+    const blocks: WeightMap[] = [];
+    try {
+      for (let i = 0; i < cfg.layers; i++) blocks.push(await model.loadBlock(i));
+      for (const batch of batches) {
+        let h = embedBatch(model, batch); // [B, T, d]
+        try {
+          for (const weights of blocks) h = applyBlock(model, weights, h);
+          finish(batch, h);
+        } finally {
+          h.dispose();
+        }
+      }
+    } finally {
+      for (const weights of blocks) tf.dispose([...weights.values()]);
+    }
+    return out;
+  }
+
+  for (const wave of waves(batches, waveTokens)) {
+    const hidden: Tensor[] = []; // each [B, T, d]
+    try {
+      for (const batch of wave) hidden.push(embedBatch(model, batch));
+      for (let i = 0; i < cfg.layers; i++) {
+        const weights = await model.loadBlock(i);
+        try {
+          for (let j = 0; j < hidden.length; j++) hidden[j] = applyBlock(model, weights, hidden[j]);
+        } finally {
+          tf.dispose([...weights.values()]);
+        }
+      }
+      wave.forEach((batch, j) => finish(batch, hidden[j]));
+    } finally {
+      tf.dispose(hidden);
+    }
+  }
+  return out;
+}

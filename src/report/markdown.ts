@@ -1,0 +1,90 @@
+/**
+ * Renders a {@link Report} as report.md (docs/REPORT.md): plain Markdown whose
+ * tables are padded to aligned columns, so the same text reads well in a
+ * terminal and renders as tables on a Markdown viewer.
+ *
+ * @module
+ */
+import { ACCURACY_HEADINGS, type AccuracyKey, type Accuracies, type AccuracySpreads, type Report } from "./aggregate.ts";
+
+/** Shown where no run measured a value. */
+const MISSING = "–";
+
+/** `mean ± std` with `digits` decimals; the mean alone when `std` is null; `–` when `mean` is null. */
+export function formatSpread(mean: number | null, std: number | null, digits = 2): string {
+  if (mean === null) return MISSING;
+  return std === null ? mean.toFixed(digits) : `${mean.toFixed(digits)} ± ${std.toFixed(digits)}`;
+}
+
+/** Display width of a cell (code points, so "Δ" and "±" count one). */
+const width = (text: string) => [...text].length;
+
+/**
+ * A Markdown table padded to aligned columns; the first column is
+ * left-aligned, the others (numbers) right-aligned.
+ */
+export function markdownTable(headings: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headings.map((h, j) => Math.max(3, width(h), ...rows.map((r) => width(r[j]))));
+  const pad = (cell: string, j: number) =>
+    j === 0 ? cell + " ".repeat(widths[j] - width(cell)) : " ".repeat(widths[j] - width(cell)) + cell;
+  const line = (cells: readonly string[]) => `| ${cells.map(pad).join(" | ")} |`;
+  const rule = `|${widths.map((w, j) => (j === 0 ? ":" + "-".repeat(w + 1) : "-".repeat(w + 1) + ":")).join("|")}|`;
+  return [line(headings), rule, ...rows.map(line)].join("\n");
+}
+
+const accuracyCells = (a: Accuracies, std: AccuracySpreads) =>
+  (Object.keys(ACCURACY_HEADINGS) as AccuracyKey[]).map((k) => formatSpread(a[k], std[k]));
+
+/** Renders report.md; `title` is its first heading. */
+export function renderMarkdown(report: Report, title: string): string {
+  const { rows, tasks } = report;
+  const metric = report.metric === "acc_norm" ? "length-normalised accuracy (acc_norm)" : "accuracy (acc)";
+  const headings = ["Method", ...Object.values(ACCURACY_HEADINGS)];
+  const out: string[] = [
+    `# ${title}`,
+    "",
+    `Model \`${report.model}\`; ${metric} in %, ${tasks.length} task${tasks.length === 1 ? "" : "s"}: ` +
+    `${tasks.join(", ")}.`,
+    "Cells are mean ± sample std over seeds (Seeds = how many); Δ = Plug-in − Emu FT; Emu size = emulator middle " +
+    `parameters as % of the original middle; ${MISSING} = not measured.`,
+    "",
+    `## Average over ${tasks.length} task${tasks.length === 1 ? "" : "s"}`,
+    "",
+    markdownTable(
+      [...headings, "Emu size", "Seeds"],
+      rows.map((r) => [r.label, ...accuracyCells(r, r.std), `${r.emulator_ratio.toFixed(1)}%`, String(r.seeds)]),
+    ),
+  ];
+  for (const task of tasks) {
+    const counts = [...new Set(rows.map((r) => r.per_task[task].n))];
+    out.push(
+      "",
+      `## ${task} (${counts.length === 1 ? `${counts[0]} examples` : `${counts.join(" / ")} examples`})`,
+      "",
+      markdownTable(headings, rows.map((r) => [r.label, ...accuracyCells(r.per_task[task], r.per_task[task].std)])),
+    );
+  }
+  out.push(
+    "",
+    "## Perplexity (held-out text)",
+    "",
+    markdownTable(
+      ["Method", "Full", "Emulator", "Plug-in"],
+      rows.map((r) => [
+        r.label,
+        formatSpread(r.ppl.full, r.std.ppl.full),
+        formatSpread(r.ppl.emulator, r.std.ppl.emulator),
+        formatSpread(r.ppl.plug_in, r.std.ppl.plug_in),
+      ]),
+    ),
+    "",
+    "## Settings",
+    "",
+    ...rows.map((r) =>
+      `- \`${r.label}\`: method \`${r.method}\`, seeds ${r.seed_ids.join(", ")}, ` +
+      `emulator ${r.emulator_params} / middle ${r.middle_params} parameters, settings \`${JSON.stringify(r.settings)}\``
+    ),
+    "",
+  );
+  return out.join("\n");
+}

@@ -1,0 +1,47 @@
+/**
+ * The files of a report (docs/REPORT.md): report.md, report.json, one
+ * `tasks-<label>.svg` per row and privacy.svg, rendered as text and written
+ * atomically into an output directory.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { writeFileAtomic } from "../io/atomic.ts";
+import type { Report } from "./aggregate.ts";
+import { renderMarkdown } from "./markdown.ts";
+import { privacyPlaneSvg } from "./privacy_plane.ts";
+import { taskBarsSvg } from "./task_bars.ts";
+
+/** File names of the fixed outputs. */
+export const REPORT_MARKDOWN = "report.md";
+export const REPORT_JSON = "report.json";
+export const PRIVACY_PLOT = "privacy.svg";
+
+/** File name of a row's per-task bar chart (labels are already safe file names). */
+export function taskBarsFile(label: string): string {
+  return `tasks-${label}.svg`;
+}
+
+/** Renders every report file: file name → text, report.md first. */
+export function renderReportFiles(report: Report, title: string): Map<string, string> {
+  const metric = report.metric === "acc_norm" ? "acc_norm" : "accuracy";
+  const files = new Map<string, string>([
+    [REPORT_MARKDOWN, renderMarkdown(report, title)],
+    [REPORT_JSON, JSON.stringify(report, null, 2) + "\n"],
+  ]);
+  for (const row of report.rows) files.set(taskBarsFile(row.label), taskBarsSvg(row, report.tasks, metric));
+  files.set(PRIVACY_PLOT, privacyPlaneSvg(report.rows, report.tasks.length, metric));
+  return files;
+}
+
+/** Writes `files` (from {@link renderReportFiles}) into `outDir`, each atomically; returns their paths. */
+export async function writeReportFiles(outDir: string, files: Map<string, string>): Promise<string[]> {
+  const encoder = new TextEncoder();
+  const paths: string[] = [];
+  for (const [name, text] of files) {
+    const path = join(outDir, name);
+    await writeFileAtomic(path, encoder.encode(text));
+    paths.push(path);
+  }
+  return paths;
+}

@@ -1,0 +1,157 @@
+/**
+ * Fine-tuning batches from multiple-choice items (METHOD.md §1: the data
+ * owner tunes on its task). A training item is the evaluator's request for
+ * its gold choice (src/eval/multiple_choice.ts `encodePair`: BOS, context
+ * tokens, then the continuation tokens split off `encode(context + choice)`),
+ * and the loss is the mean negative log-likelihood of the continuation
+ * tokens alone: training raises exactly the log-likelihood §5's scorer
+ * reads.
+ *
+ * Each row is laid out as the scorer lays out a request
+ * (src/eval/loglikelihood.ts): the model reads `tokens[0 .. n−2]` (the last
+ * token is only a target), an input longer than the model's positions loses
+ * tokens from the left, and the positions `start−1 .. n−2` predict the
+ * continuation. Rows are right-padded to the batch's longest; pads are never
+ * read: attention is causal and positions count from 0 at the left, so no
+ * real position sees a pad.
+ *
+ * Each epoch visits every item once, in an order drawn from the run's seed
+ * and the epoch number alone, so a run resumed at any step replays exactly
+ * the batches an uninterrupted run would have seen.
+ *
+ * @module
+ */
+import type { McItem } from "../data/tasks/types.ts";
+import type { LoglikelihoodRequest } from "../eval/loglikelihood.ts";
+import { encodePair, type PairEncoder } from "../eval/multiple_choice.ts";
+import { Prng } from "./prng.ts";
+
+/** A training example: the scorer's request for an item's gold choice, named by the item. */
+export interface TuneExample extends LoglikelihoodRequest {
+  id: string;
+}
+
+/**
+ * The training examples of `items`: each item's context with its gold
+ * choice, encoded exactly as the scorer encodes that choice (`encodePair`,
+ * BOS first).
+ *
+ * @throws Error naming the item when its gold choice cannot be encoded
+ */
+export function goldExamples(items: readonly McItem[], tokenizer: PairEncoder): TuneExample[] {
+  return items.map((item) => {
+    try {
+      return { id: item.id, ...encodePair(tokenizer, item.context, item.choices[item.gold]) };
+    } catch (e) {
+      throw new Error(`Item "${item.id}": ${(e as Error).message}`, { cause: e });
+    }
+  });
+}
+
+/** A training row after left truncation: the ids the model reads and the answer it predicts. */
+export interface AnswerRow {
+  /** Model input, `n − 1` tokens at most `maxPositions`. */
+  input: Int32Array;
+  /** Input position predicting the first answer token. */
+  from: number;
+  /** The answer token ids, predicted by positions `from, from + 1, …`. */
+  targets: Int32Array;
+}
+
+/** A padded batch of {@link AnswerRow}s. */
+export interface AnswerBatch {
+  /** Inputs `[rows, length]` row-major, right-padded. */
+  ids: Int32Array;
+  rows: number;
+  length: number;
+  /** Flat positions `b·length + t` that predict an answer token, `[N]`. */
+  positions: Int32Array;
+  /** The answer token each position predicts, `[N]`. */
+  targets: Int32Array;
+}
+
+/**
+ * The training row of `request` for a model of `maxPositions` positions and
+ * `vocabSize` ids (truncation as the scorer's, module doc).
+ *
+ * @param where names the item in errors (e.g. `Item "x-train-0017"`)
+ * @throws Error when the answer does not start after a context token, holds
+ *   no token, cannot fit with one context token, or an id is out of range
+ */
+export function answerRow(
+  request: LoglikelihoodRequest,
+  maxPositions: number,
+  vocabSize: number,
+  where: string,
+): AnswerRow {
+  const n = request.tokens.length;
+  const { start } = request;
+  if (!Number.isInteger(start) || start < 1 || start >= n) {
+    throw new Error(`${where}: the answer starts at token ${start} of ${n}; need a context token before it and an answer token`);
+  }
+  if (n - start > maxPositions) {
+    throw new Error(`${where}: the answer has ${n - start} tokens, more than the model's ${maxPositions} positions`);
+  }
+  const tokens = Int32Array.from(request.tokens);
+  tokens.forEach((id, i) => {
+    if (!Number.isInteger(request.tokens[i]) || id < 0 || id >= vocabSize) {
+      throw new Error(`${where}: token ${i} is ${request.tokens[i]}, outside the vocabulary of ${vocabSize}`);
+    }
+  });
+  const drop = Math.max(0, n - 1 - maxPositions);
+  return { input: tokens.slice(drop, n - 1), from: start - 1 - drop, targets: tokens.slice(start) };
+}
+
+/** Rows `order` of `rows`, right-padded with `padId` to the longest input. */
+export function padBatch(rows: readonly AnswerRow[], order: ArrayLike<number>, padId: number): AnswerBatch {
+  const count = order.length;
+  if (count === 0) throw new Error("Cannot build an empty batch");
+  let length = 0;
+  let n = 0;
+  for (let r = 0; r < count; r++) {
+    length = Math.max(length, rows[order[r]].input.length);
+    n += rows[order[r]].targets.length;
+  }
+  const ids = new Int32Array(count * length).fill(padId); // [B, T]
+  const positions = new Int32Array(n);
+  const targets = new Int32Array(n);
+  let at = 0;
+  for (let r = 0; r < count; r++) {
+    const row = rows[order[r]];
+    ids.set(row.input, r * length);
+    for (let j = 0; j < row.targets.length; j++) {
+      positions[at] = r * length + row.from + j;
+      targets[at++] = row.targets[j];
+    }
+  }
+  return { ids, rows: count, length, positions, targets };
+}
+
+/** Epoch `epoch`'s visiting order of `count` items: a seeded Fisher-Yates shuffle. */
+export function epochOrder(count: number, seed: number, epoch: number): Int32Array {
+  const prng = new Prng((seed ^ Math.imul(epoch + 1, 0x9e3779b9)) >>> 0);
+  const order = Int32Array.from({ length: count }, (_, i) => i);
+  for (let i = count - 1; i > 0; i--) {
+    const j = prng.below(i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+/** Optimizer steps per epoch: `⌈count / batch⌉` (the last batch may be short). */
+export function stepsPerEpoch(count: number, batch: number): number {
+  if (!Number.isInteger(batch) || batch < 1) throw new Error(`Batch size must be a positive integer, got ${batch}`);
+  if (count < 1) throw new Error("No training items");
+  return Math.ceil(count / batch);
+}
+
+/**
+ * The batch of 0-based optimizer step `step`: epoch `⌊step / S⌋`, that
+ * epoch's items `[k·batch, (k+1)·batch)` with `k = step mod S`.
+ */
+export function batchAt(rows: readonly AnswerRow[], step: number, batch: number, seed: number, padId: number): AnswerBatch {
+  const perEpoch = stepsPerEpoch(rows.length, batch);
+  const k = step % perEpoch;
+  const order = epochOrder(rows.length, seed, Math.floor(step / perEpoch));
+  return padBatch(rows, order.subarray(k * batch, Math.min((k + 1) * batch, rows.length)), padId);
+}

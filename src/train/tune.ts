@@ -1,0 +1,313 @@
+/**
+ * Fine-tuning a {@link ModelHandle} on a task's items, two ways:
+ *
+ * - {@link tuneAdapter}: the data owner's step (METHOD.md §1 step 2). Only
+ *   the adapter blocks (the bottom `split.bottom` and top `split.top`) train,
+ *   in full (§4 default) or through LoRA factors (§4 option); embeddings and
+ *   head stay frozen unless asked; the middle blocks are whatever the handle
+ *   holds: an emulator's compressed blocks, or the original ones (the
+ *   "adapter tuned on the full model" variant). Every epoch the adapter
+ *   package and the training state are written to the output directory
+ *   (src/train/tune_package.ts), so `resume` continues an interrupted run;
+ *   the finished package holds the adapter alone.
+ * - {@link tuneFullModel}: the Full FT reference (METHOD.md §1 table, §3):
+ *   every block (and optionally the embeddings) of the original trains with
+ *   the same loss, optimizer and schedule; the tuned weights are returned.
+ *
+ * All blocks stay resident (the small models this project tunes fit; the
+ * loop needs every block on each step).
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { MANIFEST_FILE, readManifest } from "../io/manifest.ts";
+import type { WeightMap } from "../model/types.ts";
+import { blockRole, type ModelHandle } from "../records/records.ts";
+import { tf } from "../tensor/backend.ts";
+import { AdamW } from "./adamw.ts";
+import type { LoraOptions } from "./lora.ts";
+import { answerRow, type AnswerRow, stepsPerEpoch, type TuneExample } from "./mc_batches.ts";
+import { optimizerParams, slotTensors } from "./params.ts";
+import { runTuning, TUNE_DEFAULTS, type TuneHyper, type TuneState, type TuneStepRecord } from "./tune_loop.ts";
+import { readTuneState, TUNE_STATE_FILE, writeAdapterPackage } from "./tune_package.ts";
+import { type ResidentModel, trainableSet, type TuneScope } from "./tune_params.ts";
+
+/** Options shared by both ways of tuning. */
+export interface TuneCommonOptions {
+  /** Training examples (src/train/mc_batches.ts `goldExamples`). */
+  examples: readonly TuneExample[];
+  /** Id written into right-padding slots (never read). */
+  padId: number;
+  /** Settings; missing ones take {@link TUNE_DEFAULTS}. */
+  hyper?: Partial<TuneHyper>;
+  /** Also tune the outer weights (embeddings, positions, final norm, untied head) in full. */
+  tuneEmbeddings?: boolean;
+  onStep?: (record: TuneStepRecord) => void | Promise<void>;
+  /** Polled after every step; when true the run checkpoints and stops. */
+  shouldStop?: () => boolean;
+}
+
+/** Options of {@link tuneAdapter}. */
+export interface TuneAdapterOptions extends TuneCommonOptions {
+  /** The adapter package directory (checkpoints go there too). */
+  out: string;
+  /** LoRA on the adapter blocks' linears instead of full fine-tuning. */
+  lora?: LoraOptions;
+  /** Continue the unfinished run in `out` (its settings must be repeated). */
+  resume?: boolean;
+  /** Extra manifest fields describing the data (e.g. `{ task }`), JSON values. */
+  describe?: Record<string, unknown>;
+}
+
+/** What a tuning call did. */
+export interface TuneSummary {
+  /** Optimizer steps completed in all (across resumes) and the run's total. */
+  step: number;
+  total: number;
+  /** Whether `shouldStop` ended the call before the last step. */
+  stopped: boolean;
+  /** Mean training loss of each completed epoch (across resumes). */
+  epochLoss: number[];
+  /** Trainable parameters. */
+  parameters: number;
+  /** Training examples per second over the steps of this call (0 if none ran). */
+  examplesPerSecond: number;
+}
+
+/** The model with every block loaded (the caller disposes the blocks, not the handle's outer weights). */
+async function residentModel(handle: ModelHandle): Promise<ResidentModel> {
+  const blocks: WeightMap[] = [];
+  try {
+    for (let i = 0; i < handle.cfg.layers; i++) blocks.push(await handle.loadBlock(i));
+  } catch (e) {
+    for (const b of blocks) tf.dispose([...b.values()]);
+    throw e;
+  }
+  return { arch: handle.arch, cfg: handle.cfg, outer: handle.outer, blocks };
+}
+
+function releaseBlocks(model: ResidentModel): void {
+  for (const b of model.blocks) tf.dispose([...b.values()]);
+}
+
+/** The examples as training rows for `handle`'s positions and vocabulary. */
+function trainingRows(handle: ModelHandle, examples: readonly TuneExample[]): AnswerRow[] {
+  if (examples.length === 0) throw new Error("No training examples");
+  return examples.map((e) => answerRow(e, handle.cfg.maxPositions, handle.cfg.vocabSize, `Example "${e.id}"`));
+}
+
+function fullHyper(hyper: Partial<TuneHyper> = {}): TuneHyper {
+  const defined = Object.fromEntries(Object.entries(hyper).filter(([, v]) => v !== undefined));
+  return { ...TUNE_DEFAULTS, ...defined };
+}
+
+/** SHA-256 over the examples' tokens and answer starts: identifies the training data of a run. */
+function examplesHash(examples: readonly TuneExample[]): string {
+  const hash = createHash("sha256");
+  for (const e of examples) hash.update(Int32Array.from([e.start, e.tokens.length, ...Array.from(e.tokens)]));
+  return hash.digest("hex");
+}
+
+/** The first path where two JSON values differ, e.g. `hyper.lr: 0.0001 vs 0.001`. */
+function firstDifference(a: unknown, b: unknown, path: string): string | undefined {
+  if (typeof a === "object" && a !== null && typeof b === "object" && b !== null) {
+    for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      const d = firstDifference(
+        (a as Record<string, unknown>)[key],
+        (b as Record<string, unknown>)[key],
+        path ? `${path}.${key}` : key,
+      );
+      if (d) return d;
+    }
+    return undefined;
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? undefined : `${path}: ${JSON.stringify(a)} then, ${JSON.stringify(b)} now`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false);
+}
+
+/** The loss log kept in the manifest: per-epoch means and the running sum of the current epoch. */
+interface LossLog {
+  epochLoss: number[];
+  partialSum: number;
+  partialSteps: number;
+}
+
+/**
+ * Tunes the adapter of `handle` on `options.examples` and writes the adapter
+ * package to `options.out` (module doc). With `resume`, continues the
+ * unfinished run there, bit-identically to an uninterrupted run on the same
+ * backend.
+ *
+ * @throws Error when `out` holds an unfinished run and `resume` is not set,
+ *   when resuming a directory without state or with other settings, or when
+ *   the split leaves no adapter block to tune
+ */
+export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptions): Promise<TuneSummary> {
+  const { out } = options;
+  const hyper = fullHyper(options.hyper);
+  const statePath = join(out, TUNE_STATE_FILE);
+  const unfinished = await exists(statePath);
+  if (options.resume && !unfinished) {
+    const finished = await exists(join(out, MANIFEST_FILE));
+    throw new Error(
+      `Cannot resume "${out}": ${finished ? "it holds a finished adapter" : `"${statePath}" does not exist`}`,
+    );
+  }
+  if (!options.resume && unfinished) {
+    throw new Error(`"${out}" holds an unfinished tuning run; resume it or choose another output directory`);
+  }
+  const adapterBlocks = Array.from({ length: handle.cfg.layers }, (_, i) => i)
+    .filter((i) => blockRole(i, handle.cfg.layers, handle.split) === "adapter");
+  if (adapterBlocks.length === 0 && !options.tuneEmbeddings) {
+    throw new Error(`Split ${handle.split.bottom}+${handle.split.top} of "${handle.source}" has no adapter block to tune`);
+  }
+  const scope: TuneScope = { blocks: adapterBlocks, lora: options.lora, embeddings: options.tuneEmbeddings ?? false };
+  const rows = trainingRows(handle, options.examples);
+  const run = {
+    sourceHash: handle.sourceHash,
+    split: handle.split,
+    scope: { blocks: adapterBlocks, lora: options.lora ?? null, embeddings: scope.embeddings },
+    hyper,
+    examples: { count: options.examples.length, sha256: examplesHash(options.examples) },
+  };
+  const method = options.lora ? "lora" : "full";
+  const settings = JSON.parse(JSON.stringify({ ...hyper, lora: options.lora ?? null, embeddings: scope.embeddings }));
+
+  const model = await residentModel(handle);
+  try {
+    const trainable = trainableSet(model, scope);
+    const optimizer = new AdamW(optimizerParams(trainable.layout), { weightDecay: hyper.weightDecay });
+    const state: TuneState = { step: 0, params: trainable.initial(hyper.seed), optimizer };
+    let log: LossLog = { epochLoss: [], partialSum: 0, partialSteps: 0 };
+    if (options.resume) {
+      const saved = await readTuneState(out, trainable.layout);
+      const difference = firstDifference(saved.run, JSON.parse(JSON.stringify(run)), "");
+      if (difference) throw new Error(`Cannot resume "${out}" with other settings: ${difference}`);
+      state.step = saved.step;
+      state.params = saved.params;
+      optimizer.load(saved.optimizer);
+      log = ((await readManifest(out)).extra?.loss as LossLog | undefined) ?? log;
+    }
+    const perEpoch = stepsPerEpoch(rows.length, hyper.batch);
+    const total = hyper.epochs * perEpoch;
+    let examples = 0;
+    let seconds = 0;
+    const save = async (s: TuneState, epochsDone: number): Promise<void> => {
+      const finished = s.step === total;
+      await writeAdapterPackage(out, {
+        model: handle,
+        parts: trainable.adapterArrays(s.params),
+        method,
+        settings,
+        extra: {
+          ...options.describe,
+          tunedOn: handle.source,
+          examples: rows.length,
+          parameters: trainable.layout.size,
+          step: s.step,
+          totalSteps: total,
+          epochsDone,
+          finished,
+          loss: JSON.parse(JSON.stringify(log)),
+        },
+        state: finished ? undefined : { step: s.step, run, layout: trainable.layout, params: s.params, optimizer: s.optimizer.state() },
+      });
+    };
+    const { stopped } = await runTuning(model, trainable, state, {
+      items: rows,
+      padId: options.padId,
+      hyper,
+      shouldStop: options.shouldStop,
+      onStep: async (record) => {
+        examples += record.items;
+        seconds += record.seconds;
+        log.partialSum += record.loss;
+        log.partialSteps += 1;
+        if (record.step % perEpoch === 0) {
+          log.epochLoss.push(log.partialSum / log.partialSteps);
+          log.partialSum = 0;
+          log.partialSteps = 0;
+        }
+        await options.onStep?.(record);
+      },
+      onCheckpoint: save,
+    });
+    return {
+      step: state.step,
+      total,
+      stopped,
+      epochLoss: log.epochLoss,
+      parameters: trainable.layout.size,
+      examplesPerSecond: seconds > 0 ? examples / seconds : 0,
+    };
+  } finally {
+    releaseBlocks(model);
+  }
+}
+
+/** The result of {@link tuneFullModel}: the tuned weights (the caller disposes them) and a summary. */
+export interface FullTuneResult extends TuneSummary {
+  outer: WeightMap;
+  blocks: WeightMap[];
+}
+
+/**
+ * Fine-tunes every block of `handle` (and the outer weights with
+ * `tuneEmbeddings`) on the examples: the Full FT reference. Returns the
+ * complete tuned weights; frozen outer weights come back as copies.
+ */
+export async function tuneFullModel(handle: ModelHandle, options: TuneCommonOptions): Promise<FullTuneResult> {
+  const hyper = fullHyper(options.hyper);
+  const rows = trainingRows(handle, options.examples);
+  const model = await residentModel(handle);
+  const scope: TuneScope = {
+    blocks: model.blocks.map((_, i) => i),
+    embeddings: options.tuneEmbeddings ?? false,
+  };
+  try {
+    const trainable = trainableSet(model, scope);
+    const optimizer = new AdamW(optimizerParams(trainable.layout), { weightDecay: hyper.weightDecay });
+    const state: TuneState = { step: 0, params: trainable.initial(hyper.seed), optimizer };
+    const perEpoch = stepsPerEpoch(rows.length, hyper.batch);
+    const epochLoss: number[] = [];
+    let sum = 0;
+    let examples = 0;
+    let seconds = 0;
+    const { stopped } = await runTuning(model, trainable, state, {
+      items: rows,
+      padId: options.padId,
+      hyper,
+      shouldStop: options.shouldStop,
+      onStep: async (record) => {
+        examples += record.items;
+        seconds += record.seconds;
+        sum += record.loss;
+        if (record.step % perEpoch === 0) {
+          epochLoss.push(sum / perEpoch);
+          sum = 0;
+        }
+        await options.onStep?.(record);
+      },
+    });
+    // Every block trains in full, so assemble() returns the slot tensors themselves: no copy, the caller owns them.
+    const { outer, blocks } = trainable.assemble(slotTensors(trainable.layout, state.params));
+    const ownOuter = scope.embeddings ? outer : new Map([...outer].map(([name, t]) => [name, t.clone()]));
+    return {
+      outer: ownOuter,
+      blocks,
+      step: state.step,
+      total: hyper.epochs * perEpoch,
+      stopped,
+      epochLoss,
+      parameters: trainable.layout.size,
+      examplesPerSecond: seconds > 0 ? examples / seconds : 0,
+    };
+  } finally {
+    releaseBlocks(model);
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * Files of a tuning run: the adapter package (METHOD.md §1: what the data
+ * owner returns) and, beside its shards, the resumable training state.
+ *
+ * The package is the format src/operators/model_source.ts reads: kind
+ * `adapter`, one Arrow shard per tuned block (full weights, or LoRA factors
+ * `name.lora_a`/`name.lora_b` with the scale folded into `lora_b`), an
+ * `outer` shard only when the embeddings were tuned, and a manifest. Each
+ * write builds the whole directory under a temporary name and renames it
+ * into place (src/io/manifest.ts), so the directory always holds one
+ * consistent checkpoint: shards, manifest and state of the same step.
+ *
+ * The state, `tune_state.safetensors`, holds float32 parameters and AdamW
+ * moments (`param/<key>`, `exp_avg/<key>`, `exp_avg_sq/<key>`) and, as JSON
+ * in the `__metadata__` key `offtune.tune_state`, the step and whatever
+ * identifies the run. It is written at every epoch but the last: the
+ * finished adapter leaves it out, since the moments are running statistics
+ * of the private data's gradients and METHOD.md §1 returns weights only.
+ *
+ * This is the one module of train/ that touches files; the loop
+ * (tune_loop.ts) only calls back.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { CheckpointError } from "../io/errors.ts";
+import { createPackageWriter, type Manifest } from "../io/manifest.ts";
+import { encodeFromF32 } from "../io/safetensors.ts";
+import { openSafetensors, writeSafetensors } from "../io/safetensors_file.ts";
+import type { ShardTensor } from "../io/shard_schema.ts";
+import type { ModelHandle } from "../records/records.ts";
+import type { AdamWState } from "./adamw.ts";
+import type { ParamLayout } from "./params.ts";
+
+/** File name of the training state inside an unfinished adapter package. */
+export const TUNE_STATE_FILE = "tune_state.safetensors";
+const STATE_KEY = "offtune.tune_state";
+const STATE_FORMAT = "offtune-tune-state";
+const STATE_VERSION = 1;
+
+/** What the state file records besides the vectors. */
+export interface SavedTuneState {
+  /** Optimizer steps completed. */
+  step: number;
+  /** Settings that identify the run; a resume must present equal ones. */
+  run: Record<string, unknown>;
+}
+
+/** The training state to store with a package. */
+export interface TuneStateFile extends SavedTuneState {
+  layout: ParamLayout;
+  params: Float32Array;
+  optimizer: AdamWState;
+}
+
+/** What {@link writeAdapterPackage} writes. */
+export interface AdapterPackage {
+  /** The model tuned (its config, split and source hash name the adapter). */
+  model: Pick<ModelHandle, "cfg" | "split" | "sourceHash">;
+  /** Tuned tensors per part: block index or `"outer"`. */
+  parts: Map<number | "outer", ShardTensor[]>;
+  /** Adapter method label (`full` or `lora`) and its settings (JSON values). */
+  method: string;
+  settings: Record<string, unknown>;
+  /** Extra manifest fields (task, epochs done, losses …). */
+  extra: Record<string, unknown>;
+  /** Training state to keep beside the shards (unfinished runs). */
+  state?: TuneStateFile;
+}
+
+/**
+ * Writes the adapter package `dir` (and its state, if given) atomically,
+ * replacing an earlier checkpoint of the run.
+ */
+export async function writeAdapterPackage(dir: string, p: AdapterPackage): Promise<Manifest> {
+  const writer = await createPackageWriter(dir);
+  try {
+    const parts = [...p.parts].sort(([a], [b]) => (a === "outer" ? -1 : b === "outer" ? 1 : a - b));
+    for (const [part, tensors] of parts) {
+      await writer.writeShard(
+        {
+          block: part,
+          role: part === "outer" ? "outer" : "adapter",
+          method: p.method,
+          settings: p.settings,
+          sourceHash: p.model.sourceHash,
+        },
+        tensors,
+      );
+    }
+    if (p.state) await writeState(join(writer.temp, TUNE_STATE_FILE), p.state);
+    return await writer.commit({
+      formatVersion: 1,
+      kind: "adapter",
+      architecture: p.model.cfg.modelType,
+      config: p.model.cfg.raw,
+      split: p.model.split,
+      method: p.method,
+      settings: p.settings,
+      sourceHash: p.model.sourceHash,
+      createdAt: new Date().toISOString(),
+      extra: p.extra,
+    });
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  }
+}
+
+const VECTORS = ["param", "exp_avg", "exp_avg_sq"] as const;
+
+async function writeState(path: string, s: TuneStateFile): Promise<void> {
+  const flats = [s.params, s.optimizer.m, s.optimizer.v];
+  const tensors = VECTORS.flatMap((prefix, k) =>
+    s.layout.slots.map((slot) => ({
+      name: `${prefix}/${slot.key}`,
+      dtype: "F32" as const,
+      shape: slot.shape,
+      bytes: encodeFromF32(flats[k].subarray(slot.offset, slot.offset + slot.size), "F32"),
+    }))
+  );
+  const meta = { format: STATE_FORMAT, version: STATE_VERSION, step: s.step, optimizerStep: s.optimizer.step, run: s.run };
+  await writeSafetensors(path, tensors, { [STATE_KEY]: JSON.stringify(meta) });
+}
+
+/**
+ * Reads the training state in package `dir` for the trainable `layout`.
+ *
+ * @throws CheckpointError naming the file when it is missing, not a tuning
+ *   state, or lacks a tensor of the layout (or holds it in another shape)
+ */
+export async function readTuneState(
+  dir: string,
+  layout: ParamLayout,
+): Promise<SavedTuneState & { params: Float32Array; optimizer: AdamWState }> {
+  const path = join(dir, TUNE_STATE_FILE);
+  const file = await openSafetensors(path);
+  try {
+    let meta: { format?: unknown; version?: unknown; step: number; optimizerStep: number; run: Record<string, unknown> };
+    try {
+      meta = JSON.parse(file.header.metadata[STATE_KEY] ?? "null") ?? {};
+    } catch (e) {
+      throw new CheckpointError(path, `Cannot resume from "${path}": invalid ${STATE_KEY} metadata`, { cause: e });
+    }
+    if (meta.format !== STATE_FORMAT || meta.version !== STATE_VERSION) {
+      throw new CheckpointError(path, `Cannot resume from "${path}": not an ${STATE_FORMAT} v${STATE_VERSION} file`);
+    }
+    const flats: Float32Array[] = [];
+    for (const prefix of VECTORS) {
+      const flat = new Float32Array(layout.size);
+      for (const slot of layout.slots) {
+        const name = `${prefix}/${slot.key}`;
+        const entry = file.entry(name);
+        if (!entry || entry.shape.join(",") !== slot.shape.join(",")) {
+          throw new CheckpointError(
+            path,
+            `Cannot resume from "${path}": tensor "${name}" ${
+              entry ? `has shape [${entry.shape.join(", ")}]` : "is missing"
+            }, the run needs [${slot.shape.join(", ")}]`,
+          );
+        }
+        flat.set(await file.readF32(name), slot.offset);
+      }
+      flats.push(flat);
+    }
+    return {
+      step: meta.step,
+      run: meta.run,
+      params: flats[0],
+      optimizer: { step: meta.optimizerStep, m: flats[1], v: flats[2] },
+    };
+  } finally {
+    await file.close();
+  }
+}
