@@ -28,6 +28,10 @@ const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     summary: "build the offsite-tuning table, report.json and plots from a runs directory",
     load: () => import("./report.ts"),
   },
+  "sweep-gradot": {
+    summary: "sweep GradOT's λ_attn, λ_mlp by adapter-gradient cosine and emulator NLL",
+    load: () => import("./sweep_gradot.ts"),
+  },
   bench: {
     summary: "measure kernels, linear algebra and model throughput",
     load: () => import("./bench.ts"),

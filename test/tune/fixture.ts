@@ -3,8 +3,13 @@
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeRandomOpt } from "../../src/train/random_checkpoint.ts";
+import { saveCheckpoint } from "../../src/io/checkpoint.ts";
+import { toHfTensors } from "../../src/model/load.ts";
+import { opt } from "../../src/model/opt.ts";
+import { tf } from "../../src/tensor/backend.ts";
+import { initOptWeights } from "../../src/train/init.ts";
 import type { TuneExample } from "../../src/train/mc_batches.ts";
+import { optConfigJson } from "../../src/train/opt_config.ts";
 
 /** The tiny OPT of these tests: 4 blocks, width 16, vocab 40, 24 positions. */
 export const TINY = { layers: 4, hidden: 16, heads: 2, ffn: 32, maxPositions: 24, vocabSize: 40, bosId: 2, eosId: 2, padId: 1 };
@@ -14,9 +19,25 @@ export function tempDir(tag: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `offtune-tune-${tag}-`));
 }
 
-/** Writes a random tiny OPT (float32) to `dir` and returns `dir`. */
+/**
+ * Writes a randomly initialised tiny OPT (float32, HF init) to `dir` and
+ * returns `dir`. The token embedding is scaled to std 0.5: with HF's 0.02 the
+ * frozen tied head's logits stay within about ±0.3 (|LN(h)| = √16, |e| ≈ 0.08),
+ * so no adapter could fit a task; a pretrained model's embeddings are larger.
+ */
 export async function tinyModel(dir: string, seed = 0, shape: Partial<typeof TINY> = {}): Promise<string> {
-  await writeRandomOpt(dir, { ...TINY, ...shape }, { seed, dtype: "F32" });
+  const config = optConfigJson({ ...TINY, ...shape });
+  const cfg = opt.parseConfig(config);
+  const { outer, blocks } = initOptWeights(opt, cfg, seed);
+  const embed = "model.decoder.embed_tokens.weight";
+  const scaled = tf.mul(outer.get(embed)!, 25);
+  outer.get(embed)!.dispose();
+  outer.set(embed, scaled);
+  try {
+    await saveCheckpoint(dir, config, [toHfTensors(opt, cfg, "outer", outer), ...blocks.map((w, i) => toHfTensors(opt, cfg, i, w))].flat());
+  } finally {
+    tf.dispose([...outer.values(), ...blocks.flatMap((w) => [...w.values()])]);
+  }
   return dir;
 }
 

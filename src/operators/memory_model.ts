@@ -1,0 +1,33 @@
+/**
+ * A {@link ModelHandle} over blocks held in memory (e.g. an emulator built
+ * and kept without writing shards, for a sweep): `loadBlock` hands out
+ * clones, so consumers may dispose what they get as with any handle.
+ *
+ * @module
+ */
+import type { WeightMap } from "../model/types.ts";
+import { tf } from "../tensor/backend.ts";
+import type { ModelHandle } from "../records/records.ts";
+import { disposeWeights } from "./weights.ts";
+
+/** A clone of every tensor of `weights`. */
+export function cloneWeights(weights: WeightMap): WeightMap {
+  return new Map([...weights].map(([k, t]) => [k, tf.clone(t)]));
+}
+
+/**
+ * `base`'s config, split, hash and outer weights with `blocks` as its blocks.
+ * Takes ownership of `blocks` (disposed by `close`); `base.outer` stays
+ * `base`'s.
+ */
+export function memoryModel(base: ModelHandle, blocks: WeightMap[], source = `${base.source} (in memory)`): ModelHandle {
+  if (blocks.length !== base.cfg.layers) {
+    throw new Error(`An in-memory model of "${base.source}" needs ${base.cfg.layers} blocks, got ${blocks.length}`);
+  }
+  return {
+    ...base,
+    source,
+    loadBlock: (i) => Promise.resolve(cloneWeights(blocks[i])),
+    close: () => Promise.resolve(blocks.forEach(disposeWeights)),
+  };
+}

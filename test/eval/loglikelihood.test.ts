@@ -1,0 +1,126 @@
+/**
+ * The batched log-likelihood engine against PyTorch's logits (golden
+ * fixtures) and against a plain one-sequence forward; padding, batching,
+ * streaming and truncation must not change a score.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LoglikelihoodRequest, scoreLoglikelihoods } from "../../src/eval/loglikelihood.ts";
+import type { WeightMap } from "../../src/model/types.ts";
+import type { ModelHandle } from "../../src/records/records.ts";
+import { initBackend, tf } from "../../src/tensor/backend.ts";
+import { readGolden } from "../model/golden.ts";
+import { disposeBlocks, loadBlocks, logSoftmaxAt, openGolden, referenceLogprob, tokensOf } from "./reference.ts";
+
+beforeAll(async () => {
+  await initBackend("wasm", true);
+});
+
+function decodeF32(b64: string): Float32Array {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  return new Float32Array(bytes.buffer);
+}
+
+describe("scoreLoglikelihoods against torch (golden fixtures)", () => {
+  for (const name of ["opt", "opt_post_ln", "gpt2", "llama"]) {
+    it(`${name}: continuation log-likelihoods equal log-softmax sums of the torch logits`, async () => {
+      const golden = readGolden(name);
+      const [, t, v] = golden.logits.shape;
+      const logits = decodeF32(golden.logits.f32); // [B, T, V]
+      const requests: LoglikelihoodRequest[] = golden.input_ids.map((ids, b) => ({
+        tokens: ids,
+        start: golden.loss_mask[b].indexOf(1),
+      }));
+      const expected = requests.map((r, b) => {
+        let sum = 0;
+        for (let i = r.start; i < t; i++) {
+          sum += logSoftmaxAt(logits.subarray((b * t + i - 1) * v, (b * t + i) * v), golden.input_ids[b][i]);
+        }
+        return sum;
+      });
+      const model = await openGolden(name);
+      const before = tf.memory().numTensors;
+      try {
+        const got = await scoreLoglikelihoods(model, requests);
+        got.forEach((g, b) => {
+          expect(g.tokens).toBe(t - requests[b].start);
+          expect(Math.abs(g.logprob - expected[b])).toBeLessThan(1e-4);
+        });
+        const tokens = got.reduce((s, g) => s + g.tokens, 0);
+        expect(-got.reduce((s, g) => s + g.logprob, 0) / tokens).toBeCloseTo(golden.loss_masked, 4);
+        expect(tf.memory().numTensors).toBe(before);
+      } finally {
+        await model.close();
+      }
+    });
+  }
+});
+
+describe("scoreLoglikelihoods batching", () => {
+  let model: ModelHandle;
+  let blocks: WeightMap[];
+  // Lengths 3..21 so batches need right padding; starts anywhere after the first token.
+  const requests: LoglikelihoodRequest[] = [3, 11, 7, 21, 5, 16, 9].map((n, i) => ({
+    tokens: tokensOf(n, 100 + i, 3, 272),
+    start: 1 + (i * 5) % (n - 1),
+  }));
+  let reference: number[];
+
+  beforeAll(async () => {
+    model = await openGolden("opt");
+    blocks = await loadBlocks(model);
+    reference = requests.map((r) => referenceLogprob(model, blocks, r.tokens as number[], r.start));
+  });
+  afterAll(async () => {
+    disposeBlocks(blocks);
+    await model.close();
+  });
+
+  it("padded batches, one request per batch and streaming waves all give the plain forward's scores", async () => {
+    const before = tf.memory().numTensors;
+    const padded = await scoreLoglikelihoods(model, requests, { batchTokens: 4096, padId: 5 });
+    const single = await scoreLoglikelihoods(model, requests, { batchTokens: 1 });
+    const streamed = await scoreLoglikelihoods(model, requests, { residency: "streaming", batchTokens: 24, waveTokens: 40 });
+    expect(tf.memory().numTensors).toBe(before);
+    requests.forEach((r, i) => {
+      expect(padded[i].tokens).toBe(r.tokens.length - r.start);
+      expect(Math.abs(padded[i].logprob - reference[i])).toBeLessThan(1e-4);
+      expect(Math.abs(padded[i].logprob - single[i].logprob)).toBeLessThan(1e-5);
+      expect(Math.abs(streamed[i].logprob - single[i].logprob)).toBeLessThan(1e-5);
+    });
+  });
+
+  it("reports progress up to every request", async () => {
+    const seen: number[] = [];
+    await scoreLoglikelihoods(model, requests, { batchTokens: 30, onProgress: (done, total) => {
+      expect(total).toBe(requests.length);
+      seen.push(done);
+    } });
+    expect(seen.length).toBeGreaterThan(1);
+    expect(seen.at(-1)).toBe(requests.length);
+    expect([...seen].sort((a, b) => a - b)).toEqual(seen);
+  });
+
+  it("truncates from the left past the model's positions", async () => {
+    const max = model.cfg.maxPositions; // 32
+    const tokens = tokensOf(max + 9, 7, 3, 272); // input of max + 8 tokens: 8 dropped
+    const start = max;
+    const [got] = await scoreLoglikelihoods(model, [{ tokens, start }]);
+    const expected = referenceLogprob(model, blocks, tokens.slice(8), start - 8);
+    expect(got.tokens).toBe(tokens.length - start);
+    expect(Math.abs(got.logprob - expected)).toBeLessThan(1e-4);
+    const shorter = referenceLogprob(model, blocks, tokens.slice(10), start - 10);
+    expect(Math.abs(got.logprob - shorter)).toBeGreaterThan(1e-3);
+  });
+
+  it("rejects requests it cannot score, naming them", async () => {
+    const max = model.cfg.maxPositions;
+    await expect(scoreLoglikelihoods(model, [{ tokens: [4, 5, 6], start: 0 }])).rejects.toThrow("Request 0 has continuation start 0");
+    await expect(scoreLoglikelihoods(model, [requests[0], { tokens: [4, 5], start: 2 }])).rejects.toThrow("Request 1");
+    const long = tokensOf(max + 3, 1, 3, 272);
+    await expect(scoreLoglikelihoods(model, [{ tokens: long, start: 2 }])).rejects.toThrow(
+      `has a ${max + 1}-token continuation, longer than the model's ${max} positions`,
+    );
+    await expect(scoreLoglikelihoods(model, [{ tokens: [4, 272], start: 1 }])).rejects.toThrow("token id 272 at 1, outside the vocabulary of 272");
+    await expect(scoreLoglikelihoods(model, requests, { padId: 300 })).rejects.toThrow("Pad id 300");
+  });
+});
