@@ -26,7 +26,6 @@ import {
   padIdOf,
   readTrainItems,
   stepProgress,
-  TASKS_DIR,
   tokenizerFor,
   withInterrupt,
 } from "./tune.ts";
@@ -41,7 +40,7 @@ and writes the tuned model as a Hugging Face checkpoint to --out
 (atomically). The Full FT reference of the offsite-tuning table.
 
   --model <dir>          original checkpoint
-  --task <t>             task name (${TASKS_DIR}/<t>/train.jsonl) or a .jsonl file
+  --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl file
   --out <dir>            output checkpoint directory
   --limit <n>            first n items only
 ${HYPER_HELP}
@@ -49,7 +48,7 @@ ${HYPER_HELP}
                          untied head)
   --tokenizer <file>     tokenizer.json (default: the model's own, else the
                          offtune default)
-  --tasks-dir <dir>      where task names are looked up (default ${TASKS_DIR})
+  --tasks-dir <dir>      where task names are looked up (default fixtures/data/tasks)
   --fp16                 store the weights as float16
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress or summary`;
@@ -80,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
   const items = await readTrainItems(flags.task!, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
   const handle = await openModel(flags.model!, { split: { bottom: 0, top: 0 } }); // full FT: every block trains
   try {
-    const { tokenizer, path } = await tokenizerFor(flags.model!, handle.cfg, flags.tokenizer);
+    const { tokenizer, path } = await tokenizerFor(flags.model!, handle.cfg, flags.tokenizer, quiet);
     const progress = createProgress("full-ft", quiet);
     const started = performance.now();
     const result = await withInterrupt((interrupted) =>

@@ -32,6 +32,10 @@ const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     summary: "sweep GradOT's λ_attn, λ_mlp by adapter-gradient cosine and emulator NLL",
     load: () => import("./sweep_gradot.ts"),
   },
+  "plot-training": {
+    summary: "draw a pretraining run's loss curve (SVG) from its log.jsonl",
+    load: () => import("./plot_training.ts"),
+  },
   bench: {
     summary: "measure kernels, linear algebra and model throughput",
     load: () => import("./bench.ts"),

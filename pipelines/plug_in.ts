@@ -115,7 +115,7 @@ export async function main(argv: string[]): Promise<number> {
   const base = await openModel(flags.model!, { split: splitFlag(flags.split) ?? DEFAULT_SPLIT });
   try {
     const plugged = await withAdapter(base, flags.adapter!);
-    const { path } = await tokenizerFor(flags.model!, base.cfg, flags.tokenizer);
+    const { path } = await tokenizerFor(flags.model!, base.cfg, flags.tokenizer, flags.quiet);
     const progress = createProgress("plug-in", flags.quiet);
     const layers = base.cfg.layers;
     await writeHfModel(flags.out!, {

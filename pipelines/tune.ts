@@ -28,11 +28,7 @@ import { goldExamples } from "../src/train/mc_batches.ts";
 import { tuneAdapter } from "../src/train/tune.ts";
 import { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "../src/train/tune_loop.ts";
 import { numberFlag, splitFlag } from "./build_emulator.ts";
-
-/** Where `--task <name>` finds `<name>/train.jsonl`. */
-export const TASKS_DIR = "fixtures/data/tasks";
-/** The tokenizer every offtune model is trained with, when the model directory has none. */
-export const DEFAULT_TOKENIZER = "fixtures/tokenizer/tokenizer.json";
+import { EVAL_DEFAULTS } from "./eval.ts";
 
 /** The flags of the tuning settings, shared with `offtune full-ft`. */
 export const HYPER_FLAGS = {
@@ -91,10 +87,11 @@ export function hyperFromFlags(
  * The training items of `--task`: a task name reads `<tasksDir>/<name>/train.jsonl`,
  * a path ending in `.jsonl` reads that file (same line format).
  */
-export async function readTrainItems(task: string, limit?: number, tasksDir = TASKS_DIR): Promise<McItem[]> {
+export async function readTrainItems(task: string, limit?: number, tasksDir = EVAL_DEFAULTS.tasksDir): Promise<McItem[]> {
   if (!task.endsWith(".jsonl")) return await readTaskItems(tasksDir, task, "train", limit);
-  // readTaskItems reads `<dir>/<task>/<split>.jsonl`: pass the file's own directory and stem.
-  return await readTaskItems(dirname(task), ".", basename(task, ".jsonl") as TaskSplit, limit);
+  // readTaskItems reads `<tasksDir>/<task>/<split>.jsonl`: the file's grandparent, parent and stem say the same.
+  const parent = dirname(task);
+  return await readTaskItems(dirname(parent), basename(parent), basename(task, ".jsonl") as TaskSplit, limit);
 }
 
 /** A task's display name: the name itself, or the file's directory and stem. */
@@ -103,14 +100,24 @@ export function taskName(task: string): string {
 }
 
 /**
- * The tokenizer for a model directory: `--tokenizer`, else its own
- * tokenizer.json, else offtune's default (every model here is trained with it).
+ * The tokenizer for a model directory: `explicit`, else its own
+ * tokenizer.json, else the fixture tokenizer every offtune model is trained
+ * with (a notice says so unless `quiet`). Returns it with its path.
  *
  * @throws Error when the tokenizer's vocabulary does not fit the model's
  */
-export async function tokenizerFor(dir: string, cfg: ModelConfig, explicit?: string): Promise<{ tokenizer: Tokenizer; path: string }> {
+export async function tokenizerFor(
+  dir: string,
+  cfg: ModelConfig,
+  explicit: string | undefined,
+  quiet: boolean,
+): Promise<{ tokenizer: Tokenizer; path: string }> {
   const own = join(dir, "tokenizer.json");
-  const path = explicit ?? (await access(own).then(() => own, () => DEFAULT_TOKENIZER));
+  let path = explicit ?? own;
+  if (explicit === undefined && !(await access(own).then(() => true, () => false))) {
+    path = EVAL_DEFAULTS.tokenizer;
+    if (!quiet) console.error(`offtune: no tokenizer.json in "${dir}"; using ${path}`);
+  }
   const tokenizer = await loadTokenizer(path);
   if (tokenizer.vocabSize > cfg.vocabSize) {
     throw new Error(`Tokenizer "${path}" has ${tokenizer.vocabSize} ids, more than the model's vocabulary of ${cfg.vocabSize}`);
@@ -168,7 +175,7 @@ holds the adapter alone (no optimizer state).
 
   --emulator <dir>       emulator package, or an original checkpoint (tunes
                          the adapter on the full model)
-  --task <t>             task name (${TASKS_DIR}/<t>/train.jsonl) or a .jsonl
+  --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl
                          file of {id, context, choices, gold} items
   --out <dir>            adapter package directory
   --limit <n>            first n items only
@@ -182,8 +189,8 @@ ${HYPER_HELP}
   --split <b,t>          adapter blocks of an original checkpoint (default 2,2;
                          a package's split is its own)
   --tokenizer <file>     tokenizer.json (default: the model directory's, else
-                         ${DEFAULT_TOKENIZER})
-  --tasks-dir <dir>      where task names are looked up (default ${TASKS_DIR})
+                         fixtures/tokenizer/tokenizer.json)
+  --tasks-dir <dir>      where task names are looked up (default fixtures/data/tasks)
   --resume               continue the unfinished run in --out (repeat its flags)
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress or summary`;
@@ -228,7 +235,7 @@ export async function main(argv: string[]): Promise<number> {
   const items = await readTrainItems(flags.task!, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
   const handle = await openSource(flags.emulator!, split ? { split } : {});
   try {
-    const { tokenizer, path } = await tokenizerFor(flags.emulator!, handle.cfg, flags.tokenizer);
+    const { tokenizer, path } = await tokenizerFor(flags.emulator!, handle.cfg, flags.tokenizer, quiet);
     const examples = goldExamples(items, tokenizer);
     const progress = createProgress("tune", quiet);
     const started = performance.now();

@@ -64,7 +64,7 @@ export interface LoglikelihoodOptions {
   waveTokens?: number;
   /** Id written into right-padding slots (never read; default 0). */
   padId?: number;
-  /** Called after each batch with requests done so far and the total. */
+  /** Called after each batch with requests done so far, the total, and padded tokens forwarded so far. */
   onProgress?: (done: number, total: number, tokens: number) => void;
 }
 

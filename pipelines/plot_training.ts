@@ -1,0 +1,31 @@
+/**
+ * `offtune plot-training --log <log.jsonl> --out <curve.svg>`: the loss curve
+ * of a pretraining run (fixtures/README shows the shipped models' curves).
+ *
+ * @module
+ */
+import { readFile, writeFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { parseTrainingLog, trainingCurveSvg } from "../src/report/training_curve.ts";
+
+/** Help text for the verb. */
+export const help = `offtune plot-training --log <log.jsonl> --out <file.svg> [--title <text>] [--smooth <n>]
+
+Draws train loss (smoothed over --smooth steps, default 10) and validation
+loss against tokens seen, from the log.jsonl that offtune pretrain writes.`;
+
+/** CLI entry. */
+export async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { log: { type: "string" }, out: { type: "string" }, title: { type: "string" }, smooth: { type: "string", default: "10" } },
+  });
+  if (!values.log || !values.out) throw new Error("--log and --out are required (see offtune plot-training --help)");
+  const text = await readFile(values.log, "utf8").catch(() => {
+    throw new Error(`Cannot read training log "${values.log}": file does not exist`);
+  });
+  const lines = parseTrainingLog(text, values.log);
+  await writeFile(values.out, trainingCurveSvg(lines, values.title ?? `Pretraining loss (${values.log})`, Number(values.smooth)));
+  console.log(`wrote ${values.out} (${lines.length} steps)`);
+  return 0;
+}
