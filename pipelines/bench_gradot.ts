@@ -8,16 +8,14 @@
  *
  * @module
  */
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
-import { fileURLToPath } from "node:url";
 import type { BenchRow } from "../src/linalg/bench.ts";
 import { OPT_SHAPES, writeRandomOpt } from "../src/train/random_checkpoint.ts";
 import { Prng } from "../src/train/prng.ts";
+import { runVerb } from "./run_verb.ts";
 
 /** Options of {@link benchGradot}. */
 export interface GradotBenchOptions {
@@ -34,21 +32,6 @@ interface Timings {
   peakRssBytes: number;
   layers: number;
   tokens: number;
-}
-
-const SCRIPT = fileURLToPath(new URL("./offtune.ts", import.meta.url));
-
-/** Runs `offtune <args>` in a fresh process of the current runtime. */
-function runVerb(args: string[]): Promise<void> {
-  const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
-  const [command, argv] = deno
-    ? [deno.execPath(), ["run", "-A", SCRIPT, ...args]]
-    : [process.execPath, [...process.execArgv, SCRIPT, ...args]];
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, argv, { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, OFFTUNE_QUIET: "1" } });
-    child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`offtune ${args[0]} exited with ${code}`))));
-  });
 }
 
 async function randomCalibration(path: string, vocab: number, tokens: number): Promise<void> {

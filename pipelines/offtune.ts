@@ -20,6 +20,30 @@ const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     summary: "print a checkpoint's architecture, blocks, parameters and dtypes",
     load: () => import("./inspect.ts"),
   },
+  eval: {
+    summary: "zero-shot multiple choice (acc, acc_norm, 95% CI) and perplexity",
+    load: () => import("./eval.ts"),
+  },
+  tune: {
+    summary: "tune the adapter blocks of an emulator (or model) on a task",
+    load: () => import("./tune.ts"),
+  },
+  "plug-in": {
+    summary: "plug a tuned adapter into the original model (Hugging Face layout)",
+    load: () => import("./plug_in.ts"),
+  },
+  "full-ft": {
+    summary: "fine-tune the whole original model on a task (the reference)",
+    load: () => import("./full_ft.ts"),
+  },
+  experiment: {
+    summary: "the offsite-tuning loop for GradOT: emulator, adapters, evaluations, results",
+    load: () => import("./experiment.ts"),
+  },
+  demo: {
+    summary: "the loop on the shipped fixtures, sized for minutes, with its report",
+    load: () => import("./demo.ts"),
+  },
   "build-emulator": {
     summary: "compress a checkpoint into a GradOT emulator package (Arrow shards)",
     load: () => import("./build_emulator.ts"),

@@ -126,7 +126,7 @@ function firstDifference(a: unknown, b: unknown, path: string): string | undefin
   return JSON.stringify(a) === JSON.stringify(b) ? undefined : `${path}: ${JSON.stringify(a)} then, ${JSON.stringify(b)} now`;
 }
 
-async function exists(path: string): Promise<boolean> {
+function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
 }
 
@@ -135,6 +135,27 @@ interface LossLog {
   epochLoss: number[];
   partialSum: number;
   partialSteps: number;
+}
+
+/** Folds step records into the loss log and the throughput of this call. */
+function stepLog(perEpoch: number, log: LossLog) {
+  let examples = 0;
+  let seconds = 0;
+  return {
+    log,
+    add(record: TuneStepRecord): void {
+      examples += record.items;
+      seconds += record.seconds;
+      log.partialSum += record.loss;
+      log.partialSteps += 1;
+      if (record.step % perEpoch === 0) {
+        log.epochLoss.push(log.partialSum / log.partialSteps);
+        log.partialSum = 0;
+        log.partialSteps = 0;
+      }
+    },
+    examplesPerSecond: () => (seconds > 0 ? examples / seconds : 0),
+  };
 }
 
 /**
@@ -195,8 +216,7 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
     }
     const perEpoch = stepsPerEpoch(rows.length, hyper.batch);
     const total = hyper.epochs * perEpoch;
-    let examples = 0;
-    let seconds = 0;
+    const steps = stepLog(perEpoch, log);
     const save = async (s: TuneState, epochsDone: number): Promise<void> => {
       const finished = s.step === total;
       await writeAdapterPackage(out, {
@@ -224,15 +244,7 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
       hyper,
       shouldStop: options.shouldStop,
       onStep: async (record) => {
-        examples += record.items;
-        seconds += record.seconds;
-        log.partialSum += record.loss;
-        log.partialSteps += 1;
-        if (record.step % perEpoch === 0) {
-          log.epochLoss.push(log.partialSum / log.partialSteps);
-          log.partialSum = 0;
-          log.partialSteps = 0;
-        }
+        steps.add(record);
         await options.onStep?.(record);
       },
       onCheckpoint: save,
@@ -243,7 +255,7 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
       stopped,
       epochLoss: log.epochLoss,
       parameters: trainable.layout.size,
-      examplesPerSecond: seconds > 0 ? examples / seconds : 0,
+      examplesPerSecond: steps.examplesPerSecond(),
     };
   } finally {
     releaseBlocks(model);
@@ -274,23 +286,14 @@ export async function tuneFullModel(handle: ModelHandle, options: TuneCommonOpti
     const optimizer = new AdamW(optimizerParams(trainable.layout), { weightDecay: hyper.weightDecay });
     const state: TuneState = { step: 0, params: trainable.initial(hyper.seed), optimizer };
     const perEpoch = stepsPerEpoch(rows.length, hyper.batch);
-    const epochLoss: number[] = [];
-    let sum = 0;
-    let examples = 0;
-    let seconds = 0;
+    const steps = stepLog(perEpoch, { epochLoss: [], partialSum: 0, partialSteps: 0 });
     const { stopped } = await runTuning(model, trainable, state, {
       items: rows,
       padId: options.padId,
       hyper,
       shouldStop: options.shouldStop,
       onStep: async (record) => {
-        examples += record.items;
-        seconds += record.seconds;
-        sum += record.loss;
-        if (record.step % perEpoch === 0) {
-          epochLoss.push(sum / perEpoch);
-          sum = 0;
-        }
+        steps.add(record);
         await options.onStep?.(record);
       },
     });
@@ -303,9 +306,9 @@ export async function tuneFullModel(handle: ModelHandle, options: TuneCommonOpti
       step: state.step,
       total: hyper.epochs * perEpoch,
       stopped,
-      epochLoss,
+      epochLoss: steps.log.epochLoss,
       parameters: trainable.layout.size,
-      examplesPerSecond: seconds > 0 ? examples / seconds : 0,
+      examplesPerSecond: steps.examplesPerSecond(),
     };
   } finally {
     releaseBlocks(model);

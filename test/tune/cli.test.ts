@@ -20,7 +20,6 @@ import { trainableSet } from "../../src/train/tune_params.ts";
 import { tempDir, TINY, tinyModel } from "./fixture.ts";
 
 const VOCAB = 6016;
-const TOKENIZER = "fixtures/tokenizer/tokenizer.json";
 let root: string;
 let modelDir: string;
 let otherDir: string;

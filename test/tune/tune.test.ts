@@ -125,6 +125,27 @@ describe("full adapter tuning", () => {
   });
 });
 
+describe("tuning the embeddings too", () => {
+  test("adds an outer shard that plug-in applies; the middle blocks stay bit-identical", async () => {
+    const out = join(root, "embeddings");
+    await tune(out, { tuneEmbeddings: true, hyper: { epochs: 1, batch: 8, lr: 1e-2, warmup: 1 } });
+    const manifest = await readManifest(out);
+    expect(manifest.shards.map((s) => s.block)).toEqual(["outer", 0, 3]);
+    const base = await openModel(modelDir, { split: SPLIT });
+    const before = await allBlocks(base);
+    const outerBefore = arrays(base.outer);
+    const plugged = await withAdapter(base, out);
+    try {
+      const after = await allBlocks(plugged);
+      for (const i of [1, 2]) for (const [name, data] of before[i]) expect(equal(after[i].get(name)!, data)).toBe(true);
+      const embed = "model.decoder.embed_tokens.weight";
+      expect(equal(plugged.outer.get(embed)!.dataSync() as Float32Array, outerBefore.get(embed)!)).toBe(false);
+    } finally {
+      await plugged.close();
+    }
+  });
+});
+
 describe("LoRA adapter tuning", () => {
   test("changes only the LoRA factors of the adapter blocks' linears", async () => {
     const out = join(root, "lora");

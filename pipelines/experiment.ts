@@ -1,0 +1,241 @@
+/**
+ * `offtune experiment`: the whole offsite-tuning loop for one method, as the
+ * seeds' table measures it (METHOD.md §1, §5), composed from the verbs:
+ *
+ * 1. the model owner builds the emulator (`build-emulator`);
+ * 2. zero-shot: the original model (Full ZS) and adapter + emulator (Emulator ZS);
+ * 3. per seed and task: the data owner tunes the adapter through the emulator
+ *    (`tune`), scored with the emulator (Emulator FT) and plugged into the
+ *    original model (Plug-in); the reference fine-tunes the whole original
+ *    model (`full-ft`, Full FT) unless `--no-full-ft`;
+ * 4. perplexities on held-out text of the original, the emulator and one
+ *    plug-in model;
+ * 5. one `result.json` per seed under `<runs>/<label>/seed-<n>/`, the layout
+ *    `offtune report` reads (docs/REPORT.md).
+ *
+ * Every step runs in its own process with its log in `<work>/logs/`.
+ *
+ * @module
+ */
+import { mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { createProgress } from "../src/cli/progress.ts";
+import { readManifest } from "../src/io/manifest.ts";
+import { type RunResult, type TaskResult, writeRunResult } from "../src/report/run_result.ts";
+import { numberFlag } from "./build_emulator.ts";
+import type { EvalReport } from "./eval.ts";
+import { runVerb } from "./run_verb.ts";
+
+/** Help text for the verb. */
+export const help = `offtune experiment --model <checkpoint> --runs <dir> [flags]
+
+Runs the offsite-tuning loop for GradOT on --model: builds the emulator, tunes
+an adapter per task and seed through it, and evaluates Full ZS, Emulator ZS,
+Emulator FT, Plug-in and Full FT, writing <runs>/<label>/seed-<n>/result.json
+for offtune report.
+
+  --model <dir>          original checkpoint (with tokenizer.json)
+  --runs <dir>           runs directory (results); work files go to <runs>/_work
+  --tasks <list>         comma-separated task names (default: all 8)
+  --seeds <list>         tuning seeds (default 0,1,2)
+  --label <name>         row label (default gradot-r<ratio>)
+  --ratio <x>            emulator ratio (default 0.5)
+  --lambda-attn <x>      GCS λ for attention (default: GradOT's)
+  --lambda-mlp <x>       GCS λ for the MLP (default: GradOT's)
+  --calibration <file>   calibration stream (default fixtures/data/pretrain/calibration.bin)
+  --sequences <n>        calibration sequences (default 64)
+  --train-limit <n>      training items per task (default: all)
+  --eval-limit <n>       test items per task (default: all)
+  --epochs <n>           tuning epochs (default 2)
+  --lr <x>               tuning learning rate (default: offtune tune's)
+  --no-full-ft           skip the Full FT reference (reported as null)
+  --metric <m>           acc | acc_norm (default acc)
+  --quiet                no progress`;
+
+const ALL_TASKS = [
+  "lastword_cloze", "kjv_verse_ending", "wordnet_definition", "wordnet_hypernym",
+  "wordnet_antonym", "spam_detection", "sotu_era", "brown_genre",
+];
+
+const FLAGS = {
+  model: { type: "string" },
+  runs: { type: "string" },
+  tasks: { type: "string" },
+  seeds: { type: "string", default: "0,1,2" },
+  label: { type: "string" },
+  ratio: { type: "string", default: "0.5" },
+  "lambda-attn": { type: "string" },
+  "lambda-mlp": { type: "string" },
+  calibration: { type: "string", default: "fixtures/data/pretrain/calibration.bin" },
+  sequences: { type: "string", default: "64" },
+  "train-limit": { type: "string" },
+  "eval-limit": { type: "string" },
+  epochs: { type: "string", default: "2" },
+  lr: { type: "string" },
+  "no-full-ft": { type: "boolean", default: false },
+  metric: { type: "string", default: "acc" },
+  quiet: { type: "boolean", default: false },
+} as const;
+
+/** The options of one experiment (the flags, parsed). */
+export interface ExperimentOptions {
+  model: string;
+  runs: string;
+  tasks: string[];
+  seeds: number[];
+  label?: string;
+  ratio: number;
+  lambdaAttn?: number;
+  lambdaMlp?: number;
+  calibration: string;
+  sequences: number;
+  trainLimit?: number;
+  evalLimit?: number;
+  epochs: number;
+  lr?: number;
+  fullFt: boolean;
+  metric: "acc" | "acc_norm";
+  quiet: boolean;
+}
+
+const opt = (flag: string, value: number | undefined) => (value === undefined ? [] : [flag, String(value)]);
+
+async function readEval(path: string): Promise<EvalReport> {
+  return JSON.parse(await readFile(path, "utf8")) as EvalReport;
+}
+
+/** Runs the experiment and returns the written result paths. */
+export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
+  const work = join(o.runs, "_work");
+  const logs = join(work, "logs");
+  await mkdir(logs, { recursive: true });
+  const label = o.label ?? `gradot-r${o.ratio}`;
+  const emulator = join(work, `${label}-emulator`);
+  const evalArgs = (model: string, tasks: string[], json: string, extra: string[] = []) => [
+    "eval", "--model", model, "--tasks", tasks.join(","), ...opt("--limit", o.evalLimit), "--json", json, "--quiet", ...extra,
+  ];
+  const tuneHyper = ["--epochs", String(o.epochs), ...opt("--lr", o.lr), ...opt("--limit", o.trainLimit)];
+  const perTask = o.tasks.length * o.seeds.length;
+  const total = 3 + perTask * (o.fullFt ? 4 : 3) + 1;
+  const progress = createProgress("experiment", o.quiet);
+  let done = 0;
+  const step = async (what: string, args: string[]) => {
+    progress.update({ done, total, unit: "steps", detail: what });
+    await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
+    done++;
+  };
+
+  await step("build-emulator", [
+    "build-emulator", "--model", o.model, "--calibration", o.calibration, "--out", emulator,
+    "--sequences", String(o.sequences), "--ratio", String(o.ratio),
+    ...opt("--lambda-attn", o.lambdaAttn), ...opt("--lambda-mlp", o.lambdaMlp), "--quiet",
+  ]);
+  const manifest = await readManifest(emulator);
+  const fullZs = join(work, "full_zs.json");
+  await step("full-zs", evalArgs(o.model, o.tasks, fullZs, ["--ppl"]));
+  const emuZs = join(work, `${label}-emulator_zs.json`);
+  await step("emulator-zs", evalArgs(emulator, o.tasks, emuZs, ["--ppl"]));
+  const full = await readEval(fullZs);
+  const emu = await readEval(emuZs);
+
+  const written: string[] = [];
+  for (const seed of o.seeds) {
+    const tasks: Record<string, TaskResult> = {};
+    let plugInPpl: number | null = null;
+    for (const task of o.tasks) {
+      const adapter = join(work, `${label}-seed${seed}`, "adapters", task);
+      await step(`tune ${task} seed ${seed}`, [
+        "tune", "--emulator", emulator, "--task", task, "--out", adapter, "--seed", String(seed), ...tuneHyper, "--quiet",
+      ]);
+      const emuFt = join(work, `${label}-seed${seed}`, `emulator_ft_${task}.json`);
+      await step(`emulator-ft ${task} seed ${seed}`, evalArgs(emulator, [task], emuFt, ["--adapter", adapter]));
+      const plugIn = join(work, `${label}-seed${seed}`, `plug_in_${task}.json`);
+      const measurePpl = plugInPpl === null;
+      await step(`plug-in ${task} seed ${seed}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? ["--ppl"] : [])]));
+      let fullFt: number | null = null;
+      if (o.fullFt) {
+        const tuned = join(work, `full-ft-seed${seed}`, task);
+        const fullFtJson = join(work, `full-ft-seed${seed}`, `full_ft_${task}.json`);
+        await step(`full-ft ${task} seed ${seed}`, [
+          "full-ft", "--model", o.model, "--task", task, "--out", tuned, "--seed", String(seed), ...tuneHyper, "--quiet",
+        ]);
+        await runVerb(evalArgs(tuned, [task], fullFtJson), join(logs, `full-ft-eval_${task}_${seed}.log`));
+        fullFt = 100 * (await readEval(fullFtJson)).tasks[task][o.metric];
+      }
+      const plug = await readEval(plugIn);
+      if (measurePpl) plugInPpl = plug.ppl?.ppl ?? null;
+      tasks[task] = {
+        n: full.tasks[task].n,
+        full_zs: 100 * full.tasks[task][o.metric],
+        emulator_zs: 100 * emu.tasks[task][o.metric],
+        full_ft: fullFt,
+        emulator_ft: 100 * (await readEval(emuFt)).tasks[task][o.metric],
+        plug_in: 100 * plug.tasks[task][o.metric],
+      };
+    }
+    const extra = (manifest.extra ?? {}) as { blocks?: Array<{ role: string; params: number }> };
+    const middle = (extra.blocks ?? []).filter((b) => b.role === "middle");
+    const result: RunResult = {
+      formatVersion: 1,
+      model: o.model,
+      method: "gradot",
+      label,
+      seed,
+      settings: { ...manifest.settings, epochs: o.epochs, trainLimit: o.trainLimit ?? null, evalLimit: o.evalLimit ?? null },
+      emulator_params: middle.reduce((n, b) => n + b.params, 0),
+      middle_params: await originalMiddleParams(o.model, manifest),
+      metric: o.metric,
+      tasks,
+      ppl: { full: full.ppl!.ppl, emulator: emu.ppl!.ppl, plug_in: plugInPpl },
+    };
+    written.push(await writeRunResult(o.runs, result));
+  }
+  done = total;
+  progress.finish(`${written.length} results in ${o.runs}`);
+  return written;
+}
+
+/** Parameters of the original model's middle blocks (from its headers). */
+async function originalMiddleParams(model: string, manifest: { split: { bottom: number; top: number } }): Promise<number> {
+  const { inspectCheckpoint } = await import("./inspect.ts");
+  const summary = await inspectCheckpoint(model);
+  return summary.parameters.perBlock
+    .slice(manifest.split.bottom, summary.layers - manifest.split.top)
+    .reduce((a, b) => a + b, 0);
+}
+
+/** Parses the experiment flags. */
+export function experimentOptions(argv: string[]): ExperimentOptions {
+  const f = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
+  if (!f.model || !f.runs) throw new Error("--model and --runs are required (see offtune experiment --help)");
+  if (f.metric !== "acc" && f.metric !== "acc_norm") throw new Error(`--metric expects acc or acc_norm, got "${f.metric}"`);
+  const tasks = f.tasks ? f.tasks.split(",") : ALL_TASKS;
+  for (const t of tasks) if (!ALL_TASKS.includes(t)) throw new Error(`Unknown task "${t}": expected one of ${ALL_TASKS.join(", ")}`);
+  return {
+    model: f.model,
+    runs: f.runs,
+    tasks,
+    seeds: f.seeds.split(",").map((s) => numberFlag(s, "seeds")!),
+    label: f.label,
+    ratio: numberFlag(f.ratio, "ratio")!,
+    lambdaAttn: numberFlag(f["lambda-attn"], "lambda-attn"),
+    lambdaMlp: numberFlag(f["lambda-mlp"], "lambda-mlp"),
+    calibration: f.calibration,
+    sequences: numberFlag(f.sequences, "sequences")!,
+    trainLimit: numberFlag(f["train-limit"], "train-limit"),
+    evalLimit: numberFlag(f["eval-limit"], "eval-limit"),
+    epochs: numberFlag(f.epochs, "epochs")!,
+    lr: numberFlag(f.lr, "lr"),
+    fullFt: !f["no-full-ft"],
+    metric: f.metric,
+    quiet: f.quiet,
+  };
+}
+
+/** CLI entry. */
+export async function main(argv: string[]): Promise<number> {
+  const paths = await runExperiment(experimentOptions(argv));
+  for (const p of paths) console.log(`wrote ${p}`);
+  return 0;
+}
