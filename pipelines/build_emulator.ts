@@ -41,7 +41,7 @@ Arrow shard per block, the outer weights and manifest.msgpack to --out
   --lambda-mlp <x>       GCS λ for the MLP (default ${GRADOT_DEFAULTS.lambdaMlp})
   --keep-top <x>         DRD components always kept by singular value (default ${GRADOT_DEFAULTS.keepTopFraction})
   --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
-  --chunk <n>            sequences per calibration chunk (default ~2048 tokens)
+  --chunk <n>            sequences per calibration chunk (default ~512 tokens)
   --fp16                 store shards as float16
   --timings <file>       write seconds per stage and peak RSS as JSON
   --backend <name>       auto | tensorflow | wasm | cpu

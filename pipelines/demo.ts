@@ -2,8 +2,8 @@
  * `npm run demo` / `deno task demo` / `offtune demo`: the README's main job on
  * the shipped fixtures. Runs the offsite-tuning loop (`offtune experiment`)
  * for GradOT on fixtures/small on a subset sized for a 2-core machine (three
- * tasks, one seed, 200 training and 200 test items per task, one epoch, no
- * Full FT), then writes the report (`offtune report`). The full run (all 8
+ * tasks, one seed, 200 training and 200 test items per task, two epochs at
+ * lr 1e-3, no Full FT), then writes the report (`offtune report`). The full run (all 8
  * tasks, all items, 3 seeds, Full FT) is the same verb with its defaults.
  *
  * @module
@@ -21,7 +21,7 @@ export const help = `offtune demo [--out <dir>] [--model <dir>] [--quiet]
 
 The offsite-tuning loop on the shipped fixtures, sized to take minutes: GradOT
 emulator of fixtures/small (ratio 0.5), adapters tuned on ${DEMO_TASKS.join(", ")}
-(200 training items, 1 epoch, seed 0), evaluated on 200 test items each;
+(200 training items, 2 epochs at lr 1e-3, seed 0), evaluated on 200 test items each;
 then the report (report.md, report.json, SVG plots) in <out>/_report.
 
   --out <dir>     runs directory (default runs/demo)
@@ -37,7 +37,7 @@ export async function main(argv: string[]): Promise<number> {
   const started = performance.now();
   const options = experimentOptions([
     "--model", values.model, "--runs", values.out, "--tasks", DEMO_TASKS.join(","), "--seeds", "0",
-    "--train-limit", "200", "--eval-limit", "200", "--epochs", "1", "--sequences", "32", "--no-full-ft",
+    "--train-limit", "200", "--eval-limit", "200", "--epochs", "2", "--lr", "1e-3", "--sequences", "32", "--no-full-ft",
     ...(values.quiet ? ["--quiet"] : []),
   ]);
   await runExperiment(options);

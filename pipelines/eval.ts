@@ -8,7 +8,7 @@
  *
  * Tokenizer: `--tokenizer` when given, else `tokenizer.json` in the model
  * (or package) directory, else the fixture tokenizer the small models are
- * trained with (a notice says so).
+ * trained with (a notice says so; pipelines/tokenizer_for.ts).
  *
  * @module
  */
@@ -28,17 +28,16 @@ import { aboveChance, type AccuracyStats, averageStats } from "../src/eval/stats
 import { readTaskItems } from "../src/eval/task_file.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";
 import { MANIFEST_FILE, readManifest } from "../src/io/manifest.ts";
-import { loadTokenizer, type Tokenizer } from "../src/io/tokenizer.ts";
 import { isPackage, openSource, withAdapter } from "../src/operators/model_source.ts";
 import type { AdapterSplit, ModelHandle } from "../src/records/records.ts";
 import { initBackend } from "../src/tensor/backend.ts";
+import { tokenizerFor } from "./tokenizer_for.ts";
 
 const fixture = (path: string) => fileURLToPath(new URL(`../fixtures/${path}`, import.meta.url));
 
 /** Where the verb looks for data unless told otherwise. */
 export const EVAL_DEFAULTS = {
   tasksDir: fixture("data/tasks"),
-  tokenizer: fixture("tokenizer/tokenizer.json"),
   pplData: fixture("data/pretrain/valid.bin"),
   pplTrain: fixture("data/pretrain/train.bin"),
 };
@@ -130,17 +129,6 @@ async function openForEval(modelDir: string, adapterDir: string | undefined): Pr
     await base.close();
     throw e;
   }
-}
-
-async function tokenizerFor(modelDir: string, flag: string | undefined, quiet: boolean): Promise<Tokenizer> {
-  if (flag !== undefined) return loadTokenizer(flag);
-  const own = join(modelDir, "tokenizer.json");
-  if (await exists(own)) return loadTokenizer(own);
-  if (!quiet) {
-    const what = (await isPackage(modelDir)) ? "package" : "model";
-    console.error(`offtune eval: no tokenizer.json in ${what} "${modelDir}"; using ${EVAL_DEFAULTS.tokenizer}`);
-  }
-  return loadTokenizer(EVAL_DEFAULTS.tokenizer);
 }
 
 /** JSON form of one accuracy pair (stable keys, lm-eval names). */
@@ -256,10 +244,7 @@ export async function main(argv: string[]): Promise<number> {
   for (const name of tasks) itemsByTask.set(name, await readTaskItems(tasksDir, name, split, limit));
   const model = await openForEval(flags.model, flags.adapter);
   try {
-    const tokenizer = await tokenizerFor(flags.model, flags.tokenizer, quiet);
-    if (tokenizer.vocabSize > model.cfg.vocabSize) {
-      throw new Error(`Tokenizer has ${tokenizer.vocabSize} ids but the model "${flags.model}" only ${model.cfg.vocabSize}`);
-    }
+    const { tokenizer } = await tokenizerFor(flags.model, model.cfg, flags.tokenizer, quiet);
     const allItems = [...itemsByTask.values()].flat();
     const progress = createProgress("eval", quiet);
     const results = await scoreMultipleChoice(model, tokenizer, allItems, {

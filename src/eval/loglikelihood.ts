@@ -8,9 +8,10 @@
  * model reads `tokens[0 .. n-2]` (the last token is only a target).
  *
  * Choices made here:
- * - **Truncation** (as lm-eval): a request whose input (`n − 1` tokens)
- *   exceeds the model's `maxPositions` loses tokens from the *left*; the
- *   continuation must still fit with one token before it, else it is an error.
+ * - **Truncation** (as lm-eval, src/eval/truncation.ts): a request whose
+ *   input (`n − 1` tokens) exceeds the model's `maxPositions` loses tokens
+ *   from the *left*; the continuation must still fit with one token before
+ *   it, else it is an error.
  * - **Batching**: requests are sorted by length (longest first, as lm-eval
  *   does) and grouped so that rows × padded length stays under
  *   `batchTokens`; shorter rows are right-padded with `padId`. Right padding
@@ -35,6 +36,7 @@ import type { Tensor } from "@tensorflow/tfjs";
 import type { WeightMap } from "../model/types.ts";
 import type { ModelHandle } from "../records/records.ts";
 import { tf } from "../tensor/backend.ts";
+import { type TruncatedRequest, truncateRequest } from "./truncation.ts";
 
 /** One scoring request: `tokens[start..]` is the continuation scored given `tokens[..start)`. */
 export interface LoglikelihoodRequest {
@@ -68,15 +70,9 @@ export interface LoglikelihoodOptions {
   onProgress?: (done: number, total: number, tokens: number) => void;
 }
 
-/** A request after left truncation: ids the model reads and the targets it predicts. */
-interface Prepared {
+/** A request after left truncation, with its place in the request list. */
+interface Prepared extends TruncatedRequest {
   index: number;
-  /** Model input, `n − 1` tokens. */
-  input: Int32Array;
-  /** Input positions whose next-token prediction is scored: `start − 1 .. n − 2`. */
-  from: number;
-  /** The scored target ids, one per position from `from`. */
-  targets: Int32Array;
 }
 
 /** One padded batch: ids `[B, T]` and the flat rows/targets to read back. */
@@ -91,35 +87,24 @@ interface Batch {
 }
 
 /**
- * Applies lm-eval's left truncation and checks a request.
+ * Applies lm-eval's left truncation (src/eval/truncation.ts) to request `index`.
  *
- * @throws Error naming the request for a start out of range or a
- *   continuation that cannot fit in `maxPositions`
+ * @throws Error naming the request for a start out of range, a
+ *   continuation that cannot fit in `maxPositions` or an id outside the vocabulary
  */
 function prepare(request: LoglikelihoodRequest, index: number, maxPositions: number, vocabSize: number): Prepared {
-  const n = request.tokens.length;
-  const { start } = request;
-  if (!Number.isInteger(start) || start < 1 || start >= n) {
-    throw new Error(
-      `Request ${index} has continuation start ${start} for ${n} tokens: need 1 ≤ start < ${n} (a context token and a continuation token)`,
-    );
-  }
-  if (n - start > maxPositions) {
-    throw new Error(`Request ${index} has a ${n - start}-token continuation, longer than the model's ${maxPositions} positions`);
-  }
-  const drop = Math.max(0, n - 1 - maxPositions);
-  const tokens = Int32Array.from(request.tokens);
-  for (let i = 0; i < n; i++) {
-    if (!Number.isInteger(request.tokens[i]) || tokens[i] < 0 || tokens[i] >= vocabSize) {
-      throw new Error(`Request ${index} has token id ${request.tokens[i]} at ${i}, outside the vocabulary of ${vocabSize}`);
+  const truncated = truncateRequest(request, maxPositions, vocabSize, (fault) => {
+    switch (fault.kind) {
+      case "start":
+        return `Request ${index} has continuation start ${fault.start} for ${fault.tokens} tokens: ` +
+          `need 1 ≤ start < ${fault.tokens} (a context token and a continuation token)`;
+      case "continuation":
+        return `Request ${index} has a ${fault.length}-token continuation, longer than the model's ${fault.maxPositions} positions`;
+      case "token":
+        return `Request ${index} has token id ${fault.id} at ${fault.at}, outside the vocabulary of ${fault.vocabSize}`;
     }
-  }
-  return {
-    index,
-    input: tokens.subarray(drop, n - 1),
-    from: start - 1 - drop,
-    targets: tokens.subarray(start, n),
-  };
+  });
+  return { index, ...truncated };
 }
 
 /** Groups prepared requests, longest first, into padded batches of at most `batchTokens`. */

@@ -35,7 +35,7 @@ import { disposeWeights, toMatrix } from "./weights.ts";
 
 /** Options of {@link calibrateBackward}. */
 export interface CalibrateBackwardOptions {
-  /** Sequences per chunk (default: about 2048 tokens). */
+  /** Sequences per chunk (default: about 512 tokens). */
   chunk?: number;
   /** Called with the calibration loss (mean next-token NLL) once the head's gradient is known. */
   onLoss?: (loss: number) => void;

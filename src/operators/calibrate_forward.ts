@@ -26,7 +26,7 @@ import { disposeWeights } from "./weights.ts";
 export interface CalibrateForwardOptions {
   /** The calibration token ids (N sequences of T tokens). */
   calibration: CalibrationSet;
-  /** Sequences per chunk (default: about 2048 tokens). */
+  /** Sequences per chunk (default: about 512 tokens). */
   chunk?: number;
   clock?: StageClock;
 }

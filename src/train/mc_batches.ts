@@ -7,8 +7,8 @@
  * tokens alone: training raises exactly the log-likelihood §5's scorer
  * reads.
  *
- * Each row is laid out as the scorer lays out a request
- * (src/eval/loglikelihood.ts): the model reads `tokens[0 .. n−2]` (the last
+ * Each row is laid out as the scorer lays out a request, by the same
+ * function (src/eval/truncation.ts): the model reads `tokens[0 .. n−2]` (the last
  * token is only a target), an input longer than the model's positions loses
  * tokens from the left, and the positions `start−1 .. n−2` predict the
  * continuation. Rows are right-padded to the batch's longest; pads are never
@@ -24,6 +24,7 @@
 import type { McItem } from "../data/tasks/types.ts";
 import type { LoglikelihoodRequest } from "../eval/loglikelihood.ts";
 import { encodePair, type PairEncoder } from "../eval/multiple_choice.ts";
+import { type TruncatedRequest, truncateRequest } from "../eval/truncation.ts";
 import { Prng } from "./prng.ts";
 
 /** A training example: the scorer's request for an item's gold choice, named by the item. */
@@ -48,15 +49,8 @@ export function goldExamples(items: readonly McItem[], tokenizer: PairEncoder): 
   });
 }
 
-/** A training row after left truncation: the ids the model reads and the answer it predicts. */
-export interface AnswerRow {
-  /** Model input, `n − 1` tokens at most `maxPositions`. */
-  input: Int32Array;
-  /** Input position predicting the first answer token. */
-  from: number;
-  /** The answer token ids, predicted by positions `from, from + 1, …`. */
-  targets: Int32Array;
-}
+/** A training row after left truncation: the ids the model reads and the answer it predicts (as the scorer's request). */
+export type AnswerRow = TruncatedRequest;
 
 /** A padded batch of {@link AnswerRow}s. */
 export interface AnswerBatch {
@@ -72,7 +66,7 @@ export interface AnswerBatch {
 
 /**
  * The training row of `request` for a model of `maxPositions` positions and
- * `vocabSize` ids (truncation as the scorer's, module doc).
+ * `vocabSize` ids (truncation as the scorer's: src/eval/truncation.ts).
  *
  * @param where names the item in errors (e.g. `Item "x-train-0017"`)
  * @throws Error when the answer does not start after a context token, holds
@@ -84,22 +78,16 @@ export function answerRow(
   vocabSize: number,
   where: string,
 ): AnswerRow {
-  const n = request.tokens.length;
-  const { start } = request;
-  if (!Number.isInteger(start) || start < 1 || start >= n) {
-    throw new Error(`${where}: the answer starts at token ${start} of ${n}; need a context token before it and an answer token`);
-  }
-  if (n - start > maxPositions) {
-    throw new Error(`${where}: the answer has ${n - start} tokens, more than the model's ${maxPositions} positions`);
-  }
-  const tokens = Int32Array.from(request.tokens);
-  tokens.forEach((id, i) => {
-    if (!Number.isInteger(request.tokens[i]) || id < 0 || id >= vocabSize) {
-      throw new Error(`${where}: token ${i} is ${request.tokens[i]}, outside the vocabulary of ${vocabSize}`);
+  return truncateRequest(request, maxPositions, vocabSize, (fault) => {
+    switch (fault.kind) {
+      case "start":
+        return `${where}: the answer starts at token ${fault.start} of ${fault.tokens}; need a context token before it and an answer token`;
+      case "continuation":
+        return `${where}: the answer has ${fault.length} tokens, more than the model's ${fault.maxPositions} positions`;
+      case "token":
+        return `${where}: token ${fault.at} is ${fault.id}, outside the vocabulary of ${fault.vocabSize}`;
     }
   });
-  const drop = Math.max(0, n - 1 - maxPositions);
-  return { input: tokens.slice(drop, n - 1), from: start - 1 - drop, targets: tokens.slice(start) };
 }
 
 /** Rows `order` of `rows`, right-padded with `padId` to the longest input. */
