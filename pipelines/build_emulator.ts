@@ -8,17 +8,17 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import process from "node:process";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { lastValueFrom, toArray } from "rxjs";
 import { createProgress } from "../src/cli/progress.ts";
 import { calibrationFromTokens } from "../src/data/calibration.ts";
-import { loadTokenizer } from "../src/io/tokenizer.ts";
+import type { ModelConfig } from "../src/model/types.ts";
 import { buildGradotEmulator, GRADOT_DEFAULTS } from "../src/operators/gradot.ts";
 import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
 import type { AdapterSplit, CalibrationSet } from "../src/records/records.ts";
 import { totalsClock } from "../src/operators/stage_clock.ts";
 import { initBackend } from "../src/tensor/backend.ts";
+import { tokenizerFor } from "./tokenizer_for.ts";
 
 /** Help text for the verb. */
 export const help = `offtune build-emulator --model <checkpoint> --calibration <file> --out <dir> [flags]
@@ -31,7 +31,8 @@ Arrow shard per block, the outer weights and manifest.msgpack to --out
 
   --model <dir>          Hugging Face checkpoint (config.json + safetensors)
   --calibration <file>   calibration text (.txt, tokenized with the model's
-                         tokenizer.json) or a Uint16 token stream (.bin)
+                         tokenizer.json, else the fixture one) or a Uint16
+                         token stream (.bin)
   --out <dir>            emulator package directory
   --sequences <n>        calibration sequences N (default 64)
   --length <n>           tokens per sequence T (default min(128, max positions))
@@ -84,9 +85,16 @@ export function splitFlag(value: string | undefined): AdapterSplit | undefined {
 
 /**
  * Token ids of a calibration file: a `.bin` Uint16 stream as written by
- * `build_fixtures`, or text tokenized with the model directory's tokenizer.json.
+ * `build_fixtures`, or text tokenized with the model's tokenizer (found by
+ * pipelines/tokenizer_for.ts: the model directory's tokenizer.json, else the
+ * fixture one, with a notice unless `quiet`).
  */
-export async function readCalibrationTokens(file: string, modelDir: string): Promise<ArrayLike<number>> {
+export async function readCalibrationTokens(
+  file: string,
+  modelDir: string,
+  cfg: ModelConfig,
+  quiet: boolean,
+): Promise<ArrayLike<number>> {
   const bytes = await readFile(file).catch((e) => {
     throw new Error(`Cannot read calibration file "${file}": ${(e as { code?: string }).code === "ENOENT" ? "file does not exist" : (e as Error).message}`);
   });
@@ -94,7 +102,7 @@ export async function readCalibrationTokens(file: string, modelDir: string): Pro
     if (bytes.byteLength % 2 !== 0) throw new Error(`Calibration stream "${file}" has an odd byte length: not Uint16 tokens`);
     return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
   }
-  const tokenizer = await loadTokenizer(join(modelDir, "tokenizer.json"));
+  const { tokenizer } = await tokenizerFor(modelDir, cfg, undefined, quiet);
   return tokenizer.encode(new TextDecoder().decode(bytes), { addSpecialTokens: false });
 }
 
@@ -116,7 +124,7 @@ export async function main(argv: string[]): Promise<number> {
     const length = numberFlag(flags.length, "length") ?? Math.min(128, model.cfg.maxPositions);
     const sequences = numberFlag(flags.sequences, "sequences")!;
     const calibration: CalibrationSet = calibrationFromTokens(
-      await readCalibrationTokens(flags.calibration!, flags.model!),
+      await readCalibrationTokens(flags.calibration!, flags.model!, model.cfg, quiet),
       sequences,
       length,
       `Calibration file "${flags.calibration}"`,

@@ -28,7 +28,7 @@ import { aboveChance, type AccuracyStats, averageStats } from "../src/eval/stats
 import { readTaskItems } from "../src/eval/task_file.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";
 import { MANIFEST_FILE, readManifest } from "../src/io/manifest.ts";
-import { isPackage, openSource, withAdapter } from "../src/operators/model_source.ts";
+import { openSource, withAdapter } from "../src/operators/model_source.ts";
 import type { AdapterSplit, ModelHandle } from "../src/records/records.ts";
 import { initBackend } from "../src/tensor/backend.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";

@@ -18,6 +18,7 @@ import { initBackend, tf } from "../src/tensor/backend.ts";
 import { goldExamples } from "../src/train/mc_batches.ts";
 import { tuneFullModel } from "../src/train/tune.ts";
 import { writeHfModel } from "./plug_in.ts";
+import { tokenizerFor } from "./tokenizer_for.ts";
 import {
   countFlag,
   HYPER_FLAGS,
@@ -26,7 +27,6 @@ import {
   padIdOf,
   readTrainItems,
   stepProgress,
-  tokenizerFor,
   withInterrupt,
 } from "./tune.ts";
 

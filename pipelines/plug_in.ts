@@ -24,7 +24,7 @@ import { withAdapter } from "../src/operators/model_source.ts";
 import type { ModelHandle } from "../src/records/records.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
 import { splitFlag } from "./build_emulator.ts";
-import { tokenizerFor } from "./tune.ts";
+import { tokenizerFor } from "./tokenizer_for.ts";
 
 /** What {@link writeHfModel} writes: the model's outer weights and a source of its blocks. */
 export interface HfModelSource {

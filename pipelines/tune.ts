@@ -9,18 +9,16 @@
  * second Ctrl-C exits at once).
  *
  * Also exports the pieces `offtune full-ft` shares: reading a task's
- * training items, tokenizer lookup and the hyper-parameter flags.
+ * training items and the hyper-parameter flags.
  *
  * @module
  */
-import { access } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
-import type { McItem, TaskSplit } from "../src/data/tasks/types.ts";
-import { readTaskItems } from "../src/eval/task_file.ts";
-import { loadTokenizer, type Tokenizer } from "../src/io/tokenizer.ts";
+import type { McItem } from "../src/data/tasks/types.ts";
+import { readTaskFile, readTaskItems } from "../src/eval/task_file.ts";
 import { isPackage, openSource } from "../src/operators/model_source.ts";
 import type { ModelConfig } from "../src/model/types.ts";
 import { initBackend } from "../src/tensor/backend.ts";
@@ -29,6 +27,7 @@ import { tuneAdapter } from "../src/train/tune.ts";
 import { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "../src/train/tune_loop.ts";
 import { numberFlag, splitFlag } from "./build_emulator.ts";
 import { EVAL_DEFAULTS } from "./eval.ts";
+import { tokenizerFor } from "./tokenizer_for.ts";
 
 /** The flags of the tuning settings, shared with `offtune full-ft`. */
 export const HYPER_FLAGS = {
@@ -88,41 +87,12 @@ export function hyperFromFlags(
  * a path ending in `.jsonl` reads that file (same line format).
  */
 export async function readTrainItems(task: string, limit?: number, tasksDir = EVAL_DEFAULTS.tasksDir): Promise<McItem[]> {
-  if (!task.endsWith(".jsonl")) return await readTaskItems(tasksDir, task, "train", limit);
-  // readTaskItems reads `<tasksDir>/<task>/<split>.jsonl`: the file's grandparent, parent and stem say the same.
-  const parent = dirname(task);
-  return await readTaskItems(dirname(parent), basename(parent), basename(task, ".jsonl") as TaskSplit, limit);
+  return task.endsWith(".jsonl") ? await readTaskFile(task, limit) : await readTaskItems(tasksDir, task, "train", limit);
 }
 
 /** A task's display name: the name itself, or the file's directory and stem. */
 export function taskName(task: string): string {
   return task.endsWith(".jsonl") ? `${basename(dirname(task))}/${basename(task, ".jsonl")}` : task;
-}
-
-/**
- * The tokenizer for a model directory: `explicit`, else its own
- * tokenizer.json, else the fixture tokenizer every offtune model is trained
- * with (a notice says so unless `quiet`). Returns it with its path.
- *
- * @throws Error when the tokenizer's vocabulary does not fit the model's
- */
-export async function tokenizerFor(
-  dir: string,
-  cfg: ModelConfig,
-  explicit: string | undefined,
-  quiet: boolean,
-): Promise<{ tokenizer: Tokenizer; path: string }> {
-  const own = join(dir, "tokenizer.json");
-  let path = explicit ?? own;
-  if (explicit === undefined && !(await access(own).then(() => true, () => false))) {
-    path = EVAL_DEFAULTS.tokenizer;
-    if (!quiet) console.error(`offtune: no tokenizer.json in "${dir}"; using ${path}`);
-  }
-  const tokenizer = await loadTokenizer(path);
-  if (tokenizer.vocabSize > cfg.vocabSize) {
-    throw new Error(`Tokenizer "${path}" has ${tokenizer.vocabSize} ids, more than the model's vocabulary of ${cfg.vocabSize}`);
-  }
-  return { tokenizer, path };
 }
 
 /** The padding id to write into unread slots: config.json's `pad_token_id`, else 0. */

@@ -1,7 +1,8 @@
 /**
  * Reads an evaluation task split, `tasks/<task>/<split>.jsonl`
- * (fixtures/data/README.md "Evaluation tasks"), into checked
- * multiple-choice items for the scorer (METHOD.md §5).
+ * (fixtures/data/README.md "Evaluation tasks"), or a task file at any path
+ * in the same format, into checked multiple-choice items for the scorer
+ * (METHOD.md §5) and the tuning verbs.
  *
  * @module
  */
@@ -26,6 +27,18 @@ function checkItem(record: unknown, file: string, line: number): McItem {
   return { id: r.id, context: r.context, choices: r.choices as string[], gold: r.gold as number, doc: String(r.doc ?? "") };
 }
 
+/** The checked items of `file`, the first `limit` when given; `what` names the file when it cannot be read. */
+async function readItems(file: string, what: string, limit: number | undefined): Promise<McItem[]> {
+  const text = await readFile(file, "utf8").catch((e) => {
+    const reason = (e as { code?: string }).code === "ENOENT" ? "file does not exist" : (e as Error).message;
+    throw new Error(`Cannot read ${what}: ${reason}`);
+  });
+  const records = parseJsonl(text, file);
+  const items = records.map((r, i) => checkItem(r, file, i + 1));
+  if (items.length === 0) throw new Error(`Task file "${file}" holds no items`);
+  return limit === undefined ? items : items.slice(0, limit);
+}
+
 /**
  * The items of `<tasksDir>/<task>/<split>.jsonl`, the first `limit` when given.
  *
@@ -34,12 +47,15 @@ function checkItem(record: unknown, file: string, line: number): McItem {
  */
 export async function readTaskItems(tasksDir: string, task: string, split: TaskSplit, limit?: number): Promise<McItem[]> {
   const file = join(tasksDir, task, `${split}.jsonl`);
-  const text = await readFile(file, "utf8").catch((e) => {
-    const reason = (e as { code?: string }).code === "ENOENT" ? "file does not exist" : (e as Error).message;
-    throw new Error(`Cannot read task "${task}" split "${split}" from "${file}": ${reason}`);
-  });
-  const records = parseJsonl(text, file);
-  const items = records.map((r, i) => checkItem(r, file, i + 1));
-  if (items.length === 0) throw new Error(`Task file "${file}" holds no items`);
-  return limit === undefined ? items : items.slice(0, limit);
+  return await readItems(file, `task "${task}" split "${split}" from "${file}"`, limit);
+}
+
+/**
+ * The items of a task file at any path (same line format as a task split,
+ * e.g. a data owner's own `items.jsonl`), the first `limit` when given.
+ *
+ * @throws Error naming the file as {@link readTaskItems} does
+ */
+export async function readTaskFile(file: string, limit?: number): Promise<McItem[]> {
+  return await readItems(file, `task file "${file}"`, limit);
 }

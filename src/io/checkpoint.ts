@@ -22,6 +22,7 @@ import {
   type StoredDtype,
 } from "./safetensors.ts";
 import { openSafetensors, type SafetensorsFile, writeSafetensors } from "./safetensors_file.ts";
+import { firstNonFinite } from "./shard_schema.ts";
 
 export type { StoredDtype } from "./safetensors.ts";
 
@@ -121,14 +122,6 @@ async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
     out.set(name, file);
   }
   return out;
-}
-
-/** Index of the first NaN or ±Inf in `data`, or -1. */
-function firstNonFinite(data: Float32Array): number {
-  for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i])) return i;
-  }
-  return -1;
 }
 
 /**

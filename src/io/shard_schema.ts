@@ -77,7 +77,8 @@ export function shapeSize(shape: readonly number[]): number {
 
 /**
  * Index of the first NaN or ±Inf in `values`, or -1. Shards hold finite values
- * only; writers and readers both enforce it with this scan.
+ * only; writers and readers both enforce it with this scan, as does the
+ * checkpoint reader (src/io/checkpoint.ts).
  */
 export function firstNonFinite(values: ArrayLike<number>): number {
   for (let i = 0; i < values.length; i++) {

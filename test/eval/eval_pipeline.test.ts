@@ -12,7 +12,7 @@ import { EVAL_DEFAULTS, type EvalReport, main, selectTasks } from "../../pipelin
 import { readTokenStream, tokenStreamBytes } from "../../src/data/token_stream.ts";
 import { unigramPerplexity } from "../../src/eval/perplexity.ts";
 import { wilsonInterval } from "../../src/eval/stats.ts";
-import { readTaskItems } from "../../src/eval/task_file.ts";
+import { readTaskFile, readTaskItems } from "../../src/eval/task_file.ts";
 import { saveCheckpoint } from "../../src/io/checkpoint.ts";
 import { toHfTensors } from "../../src/model/load.ts";
 import { opt } from "../../src/model/opt.ts";
@@ -167,5 +167,19 @@ describe("readTaskItems", () => {
     await writeFile(file, '{"id":"a","context":"c","choices":[" x"," y"],"gold":1}\n{"id":"b","context":"c","choices":[" x"," y"],"gold":2}\n');
     await expect(readTaskItems(tasks, "t", "test")).rejects.toThrow(`Cannot read "${file}": line 2 (b) has gold 2 for 2 choices`);
     await expect(readTaskItems(tasks, "t", "train")).rejects.toThrow('Cannot read task "t" split "train"');
+  });
+});
+
+describe("readTaskFile", () => {
+  it("reads items from any path, honours the limit and names a missing file", async () => {
+    const file = join(dir, "own items.jsonl");
+    await writeFile(file, '{"id":"a","context":"c","choices":[" x"," y"],"gold":1}\n{"id":"b","context":"d","choices":[" x"," y"," z"],"gold":2}\n');
+    expect(await readTaskFile(file)).toEqual([
+      { id: "a", context: "c", choices: [" x", " y"], gold: 1, doc: "" },
+      { id: "b", context: "d", choices: [" x", " y", " z"], gold: 2, doc: "" },
+    ]);
+    expect((await readTaskFile(file, 1)).map((item) => item.id)).toEqual(["a"]);
+    const missing = join(dir, "absent.jsonl");
+    await expect(readTaskFile(missing)).rejects.toThrow(`Cannot read task file "${missing}": file does not exist`);
   });
 });

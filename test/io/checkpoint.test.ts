@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openCheckpoint, saveCheckpoint, type TensorToSave } from "../../src/io/checkpoint.ts";
 import { CheckpointError } from "../../src/io/errors.ts";
+import { caught } from "./errors.ts";
 
 let root: string;
 beforeAll(async () => {
@@ -40,17 +41,6 @@ function maxRelError(a: Float32Array, b: Float32Array, tiny: number): number {
   let worst = 0;
   for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(Math.abs(b[i]), tiny));
   return worst;
-}
-
-async function caught(p: Promise<unknown>): Promise<CheckpointError> {
-  const err = await p.then(
-    () => {
-      throw new Error("expected a CheckpointError");
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CheckpointError);
-  return err as CheckpointError;
 }
 
 describe("saveCheckpoint then openCheckpoint", () => {

@@ -14,6 +14,7 @@ import {
 } from "../../src/io/manifest.ts";
 import { readShardFile } from "../../src/io/shard_reader.ts";
 import type { ShardMeta, ShardTensor } from "../../src/io/shard_schema.ts";
+import { fileError } from "./errors.ts";
 
 let root: string;
 beforeAll(async () => {
@@ -63,10 +64,6 @@ async function writePackage(dir: string, seed = 0): Promise<Manifest> {
   await writer.writeShard(shardMeta("outer", "outer"), tensors(seed + 9), { dtype: "float16" });
   return writer.commit(draft);
 }
-
-/** Matches a CheckpointError whose message is `message` (a string or an asymmetric matcher), and `file` if given. */
-const fileError = (message: unknown, file?: string) =>
-  expect.objectContaining({ name: "CheckpointError", message, ...(file === undefined ? {} : { file }) });
 
 describe("writeManifest and readManifest", () => {
   const manifest: Manifest = {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { CheckpointError } from "../../src/io/errors.ts";
 import { openSafetensors } from "../../src/io/safetensors_file.ts";
+import { caught } from "./errors.ts";
 
 let dir: string;
 beforeAll(async () => {
@@ -120,16 +121,10 @@ describe("malformed safetensors files", () => {
 
   async function openError(bytes: Uint8Array): Promise<CheckpointError> {
     const path = await fileOf(bytes);
-    const err = await openSafetensors(path).then(
-      () => {
-        throw new Error("expected openSafetensors to fail");
-      },
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(CheckpointError);
-    expect((err as CheckpointError).file).toBe(path);
-    expect((err as CheckpointError).message).toContain(path);
-    return err as CheckpointError;
+    const err = await caught(openSafetensors(path));
+    expect(err.file).toBe(path);
+    expect(err.message).toContain(path);
+    return err;
   }
 
   it("rejects a file shorter than the length field", async () => {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeShard, readShardFile } from "../../src/io/shard_reader.ts";
 import type { ShardMeta, ShardTensor } from "../../src/io/shard_schema.ts";
 import { encodeShard, writeShardFile } from "../../src/io/shard_writer.ts";
+import { fileError } from "./errors.ts";
 
 let root: string;
 beforeAll(async () => {
@@ -62,10 +63,6 @@ function firstDifference(a: Float32Array, b: Float32Array): number {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
   return -1;
 }
-
-/** Matches a CheckpointError whose message is `message` (a string or an asymmetric matcher), and `file` if given. */
-const fileError = (message: unknown, file?: string) =>
-  expect.objectContaining({ name: "CheckpointError", message, ...(file === undefined ? {} : { file }) });
 
 describe("encodeShard then decodeShard", () => {
   it("round-trips float32 tensors exactly, in order, with all metadata", () => {
