@@ -8,7 +8,6 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { lastValueFrom, toArray } from "rxjs";
 import { createProgress } from "../src/cli/progress.ts";
 import { calibrationFromTokens } from "../src/data/calibration.ts";
@@ -18,6 +17,7 @@ import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
 import type { AdapterSplit, CalibrationSet } from "../src/records/records.ts";
 import { totalsClock } from "../src/operators/stage_clock.ts";
 import { initBackend } from "../src/tensor/backend.ts";
+import { parseVerbFlags } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
 /** Help text for the verb. */
@@ -113,18 +113,15 @@ export function peakRssBytes(): number {
 
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
-  const flags = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
-  for (const required of ["model", "calibration", "out"] as const) {
-    if (!flags[required]) throw new Error(`--${required} is required (see offtune build-emulator --help)`);
-  }
+  const flags = parseVerbFlags(argv, FLAGS, "build-emulator", ["model", "calibration", "out"]);
   const quiet = flags.quiet;
   await initBackend(flags.backend, quiet);
-  const model = await openModel(flags.model!, { split: splitFlag(flags.split) });
+  const model = await openModel(flags.model, { split: splitFlag(flags.split) });
   try {
     const length = numberFlag(flags.length, "length") ?? Math.min(128, model.cfg.maxPositions);
     const sequences = numberFlag(flags.sequences, "sequences")!;
     const calibration: CalibrationSet = calibrationFromTokens(
-      await readCalibrationTokens(flags.calibration!, flags.model!, model.cfg, quiet),
+      await readCalibrationTokens(flags.calibration, flags.model, model.cfg, quiet),
       sequences,
       length,
       `Calibration file "${flags.calibration}"`,
@@ -138,7 +135,7 @@ export async function main(argv: string[]): Promise<number> {
     const shards = await lastValueFrom(
       buildGradotEmulator(model, {
         calibration,
-        out: flags.out!,
+        out: flags.out,
         ratio: numberFlag(flags.ratio, "ratio"),
         attnShare: numberFlag(flags["attn-share"], "attn-share"),
         lambdaAttn: numberFlag(flags["lambda-attn"], "lambda-attn"),

@@ -16,7 +16,6 @@ import { access } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { createProgress } from "../src/cli/progress.ts";
 import { readTokenStream } from "../src/data/token_stream.ts";
 import { TASKS } from "../src/data/tasks/registry.ts";
@@ -31,6 +30,7 @@ import { MANIFEST_FILE, readManifest } from "../src/io/manifest.ts";
 import { openSource, withAdapter } from "../src/operators/model_source.ts";
 import type { AdapterSplit, ModelHandle } from "../src/records/records.ts";
 import { initBackend } from "../src/tensor/backend.ts";
+import { parseVerbFlags } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
 const fixture = (path: string) => fileURLToPath(new URL(`../fixtures/${path}`, import.meta.url));
@@ -225,8 +225,7 @@ async function tokenStream(path: string, what: string): Promise<Uint16Array> {
 
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
-  const flags = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
-  if (!flags.model) throw new Error("--model is required (see offtune eval --help)");
+  const flags = parseVerbFlags(argv, FLAGS, "eval", ["model"]);
   const split = flags.split as TaskSplit;
   if (!SPLITS.includes(split)) throw new Error(`--split expects one of ${SPLITS.join(", ")}, got "${flags.split}"`);
   const tasks = selectTasks(flags.tasks);

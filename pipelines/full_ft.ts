@@ -11,12 +11,12 @@
  * @module
  */
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { createProgress } from "../src/cli/progress.ts";
 import { openModel } from "../src/operators/model_handle.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
 import { goldExamples } from "../src/train/mc_batches.ts";
 import { tuneFullModel } from "../src/train/tune.ts";
+import { parseVerbFlags } from "./flags.ts";
 import { writeHfModel } from "./plug_in.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 import {
@@ -69,17 +69,14 @@ const FLAGS = {
 
 /** CLI entry: 0 when the model is written, 130 when Ctrl-C stopped training (nothing written). */
 export async function main(argv: string[]): Promise<number> {
-  const flags = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
-  for (const required of ["model", "task", "out"] as const) {
-    if (!flags[required]) throw new Error(`--${required} is required (see offtune full-ft --help)`);
-  }
+  const flags = parseVerbFlags(argv, FLAGS, "full-ft", ["model", "task", "out"]);
   const quiet = flags.quiet;
   const hyper = hyperFromFlags(flags);
   await initBackend(flags.backend, quiet);
-  const items = await readTrainItems(flags.task!, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
-  const handle = await openModel(flags.model!, { split: { bottom: 0, top: 0 } }); // full FT: every block trains
+  const items = await readTrainItems(flags.task, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
+  const handle = await openModel(flags.model, { split: { bottom: 0, top: 0 } }); // full FT: every block trains
   try {
-    const { tokenizer, path } = await tokenizerFor(flags.model!, handle.cfg, flags.tokenizer, quiet);
+    const { tokenizer, path } = await tokenizerFor(flags.model, handle.cfg, flags.tokenizer, quiet);
     const progress = createProgress("full-ft", quiet);
     const started = performance.now();
     const result = await withInterrupt((interrupted) =>
@@ -98,7 +95,7 @@ export async function main(argv: string[]): Promise<number> {
         if (!quiet) console.error(`full-ft: stopped at step ${result.step}/${result.total}; nothing written`);
         return 130;
       }
-      await writeHfModel(flags.out!, {
+      await writeHfModel(flags.out, {
         model: { arch: handle.arch, cfg: handle.cfg, outer: result.outer },
         block: (i) => Promise.resolve(result.blocks[i]),
         tokenizer: path,

@@ -13,7 +13,6 @@
 import { readFile, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { createProgress } from "../src/cli/progress.ts";
 import { createDirectoryTransaction, writeFileAtomic } from "../src/io/atomic.ts";
 import { saveCheckpoint, type TensorToSave } from "../src/io/checkpoint.ts";
@@ -24,6 +23,7 @@ import { withAdapter } from "../src/operators/model_source.ts";
 import type { ModelHandle } from "../src/records/records.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
 import { splitFlag } from "./build_emulator.ts";
+import { parseVerbFlags } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
 /** What {@link writeHfModel} writes: the model's outer weights and a source of its blocks. */
@@ -107,18 +107,15 @@ const FLAGS = {
 
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
-  const flags = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
-  for (const required of ["model", "adapter", "out"] as const) {
-    if (!flags[required]) throw new Error(`--${required} is required (see offtune plug-in --help)`);
-  }
+  const flags = parseVerbFlags(argv, FLAGS, "plug-in", ["model", "adapter", "out"]);
   await initBackend(flags.backend, flags.quiet);
-  const base = await openModel(flags.model!, { split: splitFlag(flags.split) ?? DEFAULT_SPLIT });
+  const base = await openModel(flags.model, { split: splitFlag(flags.split) ?? DEFAULT_SPLIT });
   try {
-    const plugged = await withAdapter(base, flags.adapter!);
-    const { path } = await tokenizerFor(flags.model!, base.cfg, flags.tokenizer, flags.quiet);
+    const plugged = await withAdapter(base, flags.adapter);
+    const { path } = await tokenizerFor(flags.model, base.cfg, flags.tokenizer, flags.quiet);
     const progress = createProgress("plug-in", flags.quiet);
     const layers = base.cfg.layers;
-    await writeHfModel(flags.out!, {
+    await writeHfModel(flags.out, {
       model: plugged,
       block: (i) => plugged.loadBlock(i),
       tokenizer: path,

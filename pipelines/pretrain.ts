@@ -32,8 +32,6 @@ import { parseArgs } from "node:util";
 import { createProgress } from "../src/cli/progress.ts";
 import { saveCheckpoint } from "../src/io/checkpoint.ts";
 import { CheckpointError } from "../src/io/errors.ts";
-import { encodeFromF32 } from "../src/io/safetensors.ts";
-import { openSafetensors, writeSafetensors } from "../src/io/safetensors_file.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { toHfTensors } from "../src/model/load.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
@@ -45,6 +43,7 @@ import { initOptParams } from "../src/train/init.ts";
 import { optConfigJson, type OptHyperParameters } from "../src/train/opt_config.ts";
 import { optimizerParams, weightsFromFlat } from "../src/train/params.ts";
 import { validateSchedule } from "../src/train/schedule.ts";
+import { readStateFile, type StateFormat, writeStateFile } from "../src/train/state_file.ts";
 import { type StepRecord, train, type TrainState } from "../src/train/trainer.ts";
 
 /** Help text for the verb. */
@@ -94,9 +93,7 @@ Training:
 
 const STATE_FILE = "train_state.safetensors";
 const LOG_FILE = "log.jsonl";
-const STATE_KEY = "offtune.train_state";
-const STATE_FORMAT = "offtune-train-state";
-const STATE_VERSION = 1;
+const STATE: StateFormat = { key: "offtune.train_state", format: "offtune-train-state", version: 1 };
 /** Sampling uses its own PRNG stream, so init and batches do not share draws. */
 const SAMPLER_SEED_MIX = 0x9e3779b9;
 
@@ -119,10 +116,8 @@ interface RunOptions {
   microBatch: number;
 }
 
-/** The JSON kept in train_state.safetensors' metadata. */
+/** The JSON kept in train_state.safetensors' metadata (besides its format and version). */
 interface SavedState {
-  format: string;
-  version: number;
   step: number;
   tokens: number;
   seconds: number;
@@ -407,8 +402,6 @@ async function saveRun(
   }
   const opt = state.optimizer.state();
   const saved: SavedState = {
-    format: STATE_FORMAT,
-    version: STATE_VERSION,
     step: state.step,
     tokens: state.tokens,
     seconds: state.seconds,
@@ -417,18 +410,10 @@ async function saveRun(
     trainTokens,
     run,
   };
-  const encoded = [["param", state.params], ["exp_avg", opt.m], ["exp_avg_sq", opt.v]].flatMap(([prefix, flat]) =>
-    layout.slots.map((s) => ({
-      name: `${prefix}/${s.key}`,
-      dtype: "F32" as const,
-      shape: s.shape,
-      bytes: encodeFromF32((flat as Float32Array).subarray(s.offset, s.offset + s.size), "F32"),
-    }))
-  );
   const path = join(out, STATE_FILE);
   const temp = join(out, `.${STATE_FILE}.${process.pid}.tmp`);
   await rm(temp, { force: true });
-  await writeSafetensors(temp, encoded, { [STATE_KEY]: JSON.stringify(saved) });
+  await writeStateFile(temp, layout, { params: state.params, m: opt.m, v: opt.v }, STATE, saved);
   await rename(temp, path);
 }
 
@@ -437,41 +422,8 @@ async function loadRun(
   out: string,
   model: TrainModel,
 ): Promise<{ saved: SavedState; params: Float32Array; m: Float32Array; v: Float32Array }> {
-  const path = join(out, STATE_FILE);
-  const file = await openSafetensors(path);
-  try {
-    let saved: SavedState;
-    try {
-      saved = JSON.parse(file.header.metadata[STATE_KEY] ?? "null") as SavedState;
-    } catch (e) {
-      throw new CheckpointError(path, `Cannot resume from "${path}": invalid ${STATE_KEY} metadata`, { cause: e });
-    }
-    if (saved?.format !== STATE_FORMAT || saved.version !== STATE_VERSION) {
-      throw new CheckpointError(path, `Cannot resume from "${path}": not an ${STATE_FORMAT} v${STATE_VERSION} file`);
-    }
-    const { layout } = model;
-    const vectors = [];
-    for (const prefix of ["param", "exp_avg", "exp_avg_sq"]) {
-      const flat = new Float32Array(layout.size);
-      for (const s of layout.slots) {
-        const name = `${prefix}/${s.key}`;
-        const entry = file.entry(name);
-        if (!entry || entry.shape.join(",") !== s.shape.join(",")) {
-          throw new CheckpointError(
-            path,
-            `Cannot resume from "${path}": tensor "${name}" ${
-              entry ? `has shape [${entry.shape.join(", ")}]` : "is missing"
-            }, the model needs [${s.shape.join(", ")}]`,
-          );
-        }
-        flat.set(await file.readF32(name), s.offset);
-      }
-      vectors.push(flat);
-    }
-    return { saved, params: vectors[0], m: vectors[1], v: vectors[2] };
-  } finally {
-    await file.close();
-  }
+  const { meta, params, m, v } = await readStateFile<SavedState>(join(out, STATE_FILE), model.layout, STATE, "the model");
+  return { saved: meta, params, m, v };
 }
 
 /** Keeps the log lines of steps ≤ `step` (a resumed run rewrites what followed its checkpoint). */

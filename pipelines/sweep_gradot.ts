@@ -13,7 +13,6 @@
  * @module
  */
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { from, lastValueFrom, toArray } from "rxjs";
 import type { Tensor } from "@tensorflow/tfjs";
 import { calibrationFromTokens } from "../src/data/calibration.ts";
@@ -33,6 +32,7 @@ import { disposeWeights } from "../src/operators/weights.ts";
 import type { ModelHandle, StatsRecord } from "../src/records/records.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
 import { numberFlag } from "./build_emulator.ts";
+import { parseVerbFlags } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune sweep-gradot --model <checkpoint> [flags]
@@ -115,8 +115,7 @@ function cosine(a: Float32Array, b: Float32Array): number {
 
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
-  const flags = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
-  if (!flags.model) throw new Error("--model is required (see offtune sweep-gradot --help)");
+  const flags = parseVerbFlags(argv, FLAGS, "sweep-gradot", ["model"]);
   await initBackend(flags.backend, true);
   const model = await openModel(flags.model);
   const length = Math.min(128, model.cfg.maxPositions);

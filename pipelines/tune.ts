@@ -15,7 +15,6 @@
  */
 import { basename, dirname } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
 import type { McItem } from "../src/data/tasks/types.ts";
 import { readTaskFile, readTaskItems } from "../src/eval/task_file.ts";
@@ -27,6 +26,7 @@ import { tuneAdapter } from "../src/train/tune.ts";
 import { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "../src/train/tune_loop.ts";
 import { numberFlag, splitFlag } from "./build_emulator.ts";
 import { EVAL_DEFAULTS } from "./eval.ts";
+import { parseVerbFlags } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
 /** The flags of the tuning settings, shared with `offtune full-ft`. */
@@ -185,10 +185,7 @@ const FLAGS = {
 
 /** CLI entry: returns 0 when the adapter is finished, 130 when Ctrl-C stopped it after a checkpoint. */
 export async function main(argv: string[]): Promise<number> {
-  const flags = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
-  for (const required of ["emulator", "task", "out"] as const) {
-    if (!flags[required]) throw new Error(`--${required} is required (see offtune tune --help)`);
-  }
+  const flags = parseVerbFlags(argv, FLAGS, "tune", ["emulator", "task", "out"]);
   const quiet = flags.quiet;
   const lora = flags.lora
     ? { rank: countFlag(flags["lora-rank"], "lora-rank") ?? 8, alpha: numberFlag(flags["lora-alpha"], "lora-alpha") ?? 16 }
@@ -198,14 +195,14 @@ export async function main(argv: string[]): Promise<number> {
   }
   const hyper = hyperFromFlags(flags, lora ? 1e-3 : TUNE_DEFAULTS.lr);
   const split = splitFlag(flags.split);
-  if (split && (await isPackage(flags.emulator!))) {
+  if (split && (await isPackage(flags.emulator))) {
     throw new Error(`--split applies to checkpoints; "${flags.emulator}" is a package with its own split`);
   }
   await initBackend(flags.backend, quiet);
-  const items = await readTrainItems(flags.task!, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
-  const handle = await openSource(flags.emulator!, split ? { split } : {});
+  const items = await readTrainItems(flags.task, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
+  const handle = await openSource(flags.emulator, split ? { split } : {});
   try {
-    const { tokenizer, path } = await tokenizerFor(flags.emulator!, handle.cfg, flags.tokenizer, quiet);
+    const { tokenizer, path } = await tokenizerFor(flags.emulator, handle.cfg, flags.tokenizer, quiet);
     const examples = goldExamples(items, tokenizer);
     const progress = createProgress("tune", quiet);
     const started = performance.now();
@@ -213,12 +210,12 @@ export async function main(argv: string[]): Promise<number> {
       tuneAdapter(handle, {
         examples,
         padId: padIdOf(handle.cfg),
-        out: flags.out!,
+        out: flags.out,
         hyper,
         lora,
         tuneEmbeddings: flags["tune-embeddings"],
         resume: flags.resume,
-        describe: { task: taskName(flags.task!), tokenizer: path },
+        describe: { task: taskName(flags.task), tokenizer: path },
         shouldStop: interrupted,
         onStep: stepProgress(progress),
       })

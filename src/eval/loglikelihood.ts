@@ -36,7 +36,7 @@ import type { Tensor } from "@tensorflow/tfjs";
 import type { WeightMap } from "../model/types.ts";
 import type { ModelHandle } from "../records/records.ts";
 import { tf } from "../tensor/backend.ts";
-import { type TruncatedRequest, truncateRequest } from "./truncation.ts";
+import { type PaddedBatch, padRequests, type TruncatedRequest, truncateRequest } from "./truncation.ts";
 
 /** One scoring request: `tokens[start..]` is the continuation scored given `tokens[..start)`. */
 export interface LoglikelihoodRequest {
@@ -75,15 +75,9 @@ interface Prepared extends TruncatedRequest {
   index: number;
 }
 
-/** One padded batch: ids `[B, T]` and the flat rows/targets to read back. */
-interface Batch {
+/** One padded batch (src/eval/truncation.ts `padRequests`) and the requests in its rows. */
+interface Batch extends PaddedBatch {
   members: Prepared[];
-  rows: number;
-  length: number;
-  ids: Int32Array; // [B·T]
-  /** Flat positions `b·T + t` that predict a target. */
-  positions: Int32Array;
-  targets: Int32Array;
 }
 
 /**
@@ -117,19 +111,7 @@ function makeBatches(prepared: Prepared[], batchTokens: number, padId: number): 
     const rows = Math.max(1, Math.min(sorted.length - i, Math.floor(batchTokens / length)));
     const members = sorted.slice(i, i + rows);
     i += rows;
-    const ids = new Int32Array(rows * length).fill(padId); // [B, T]
-    const count = members.reduce((s, m) => s + m.targets.length, 0);
-    const positions = new Int32Array(count);
-    const targets = new Int32Array(count);
-    let at = 0;
-    members.forEach((m, b) => {
-      ids.set(m.input, b * length);
-      for (let j = 0; j < m.targets.length; j++) {
-        positions[at] = b * length + m.from + j;
-        targets[at++] = m.targets[j];
-      }
-    });
-    batches.push({ members, rows, length, ids, positions, targets });
+    batches.push({ members, ...padRequests(members, padId) });
   }
   return batches;
 }

@@ -8,6 +8,8 @@
  * input longer than the model's `maxPositions` loses tokens from the *left*;
  * positions `start−1 .. n−2` of the input predict the continuation
  * `tokens[start ..]`. The continuation must fit with one token before it.
+ * Rows of a batch are right-padded to the longest ({@link padRequests}); pads
+ * are never read: attention is causal and positions count from 0 at the left.
  *
  * @module
  */
@@ -60,4 +62,46 @@ export function truncateRequest(
   }
   const drop = Math.max(0, n - 1 - maxPositions);
   return { input: tokens.subarray(drop, n - 1), from: start - 1 - drop, targets: tokens.subarray(start, n) };
+}
+
+/** Truncated requests as one right-padded batch, with the flat positions and targets to read back. */
+export interface PaddedBatch {
+  /** Inputs `[rows, length]` row-major, right-padded. */
+  ids: Int32Array;
+  rows: number;
+  length: number;
+  /** Flat positions `b·length + t` that predict a target, `[N]`. */
+  positions: Int32Array;
+  /** The target each position predicts, `[N]`. */
+  targets: Int32Array;
+}
+
+/**
+ * Lays `requests` out as the rows of one batch, right-padded with `padId` to
+ * the longest input: the one layout the scorer's batches and the tuning
+ * batches share, so both read the same positions.
+ *
+ * @throws Error for an empty list
+ */
+export function padRequests(requests: readonly TruncatedRequest[], padId: number): PaddedBatch {
+  const rows = requests.length;
+  if (rows === 0) throw new Error("Cannot build an empty batch");
+  let length = 0;
+  let n = 0;
+  for (const r of requests) {
+    length = Math.max(length, r.input.length);
+    n += r.targets.length;
+  }
+  const ids = new Int32Array(rows * length).fill(padId); // [B, T]
+  const positions = new Int32Array(n); // [N]
+  const targets = new Int32Array(n); // [N]
+  let at = 0;
+  requests.forEach((r, b) => {
+    ids.set(r.input, b * length);
+    for (let j = 0; j < r.targets.length; j++) {
+      positions[at] = b * length + r.from + j;
+      targets[at++] = r.targets[j];
+    }
+  });
+  return { ids, rows, length, positions, targets };
 }

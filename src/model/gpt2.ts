@@ -19,17 +19,8 @@
 import type { Tensor } from "@tensorflow/tfjs";
 import { tf } from "../tensor/backend.ts";
 import { configBool, configChoice, configInt, configNumber, headDim, requireSupported } from "./config_fields.ts";
-import {
-  causalAttention,
-  embedTokens,
-  layerNorm,
-  learnedPositions,
-  linear,
-  lmHead,
-  splitHeads,
-  weightOf,
-} from "./layers.ts";
-import { dimsOf, linearShapes, LM_HEAD_WEIGHT } from "./shapes.ts";
+import { causalAttention, embedWithPositions, linear, lmHead, namedLayerNorm, splitHeads } from "./layers.ts";
+import { addLayerNormShapes, linearShapes, LM_HEAD_WEIGHT } from "./shapes.ts";
 import type { Architecture, BlockOptions, LinearSpec, ModelConfig, WeightMap } from "./types.ts";
 
 const EMBED = "transformer.wte.weight";
@@ -86,12 +77,7 @@ function linears(cfg: ModelConfig): LinearSpec[] {
 }
 
 function blockShapes(cfg: ModelConfig): Map<string, number[]> {
-  const shapes = linearShapes(linears(cfg));
-  for (const norm of ["ln_1", "ln_2"]) {
-    shapes.set(`${norm}.weight`, [cfg.hidden]);
-    shapes.set(`${norm}.bias`, [cfg.hidden]);
-  }
-  return shapes;
+  return addLayerNormShapes(linearShapes(linears(cfg)), ["ln_1", "ln_2"], cfg.hidden);
 }
 
 function outerShapes(cfg: ModelConfig): Map<string, number[]> {
@@ -99,26 +85,19 @@ function outerShapes(cfg: ModelConfig): Map<string, number[]> {
   const shapes = new Map<string, number[]>([
     [EMBED, [cfg.vocabSize, d]],
     [POSITIONS, [cfg.maxPositions, d]],
-    [`${FINAL_NORM}.weight`, [d]],
-    [`${FINAL_NORM}.bias`, [d]],
   ]);
+  addLayerNormShapes(shapes, [FINAL_NORM], d);
   if (!cfg.tiedHead) shapes.set(LM_HEAD_WEIGHT, [d, cfg.vocabSize]);
   return shapes;
 }
 
 function embed(outer: WeightMap, ids: Tensor, cfg: ModelConfig): Tensor {
-  return tf.tidy(() => {
-    const tokens = embedTokens(weightOf(outer, EMBED), ids); // [B, T, d]
-    const positions = learnedPositions(weightOf(outer, POSITIONS), dimsOf(ids, 2, "token ids [B, T]")[1], 0, cfg.maxPositions); // [T, d]
-    return tf.add(tokens, positions); // [B, T, d]
-  });
+  return tf.tidy(() => embedWithPositions(outer, ids, EMBED, POSITIONS, 0, cfg.maxPositions)); // [B, T, d]
 }
 
 function block(weights: WeightMap, x: Tensor, cfg: ModelConfig, options?: BlockOptions): Tensor {
   return tf.tidy(() => {
-    const eps = cfg.normEps;
-    const norm = (name: string, h: Tensor) =>
-      layerNorm(h, weightOf(weights, `${name}.weight`), weightOf(weights, `${name}.bias`), eps);
+    const norm = (name: string, h: Tensor) => namedLayerNorm(weights, name, h, cfg.normEps);
     const d = cfg.hidden;
 
     const qkv = linear(weights, "attn.c_attn", norm("ln_1", x), options); // [B, T, 3d]
@@ -133,12 +112,7 @@ function block(weights: WeightMap, x: Tensor, cfg: ModelConfig, options?: BlockO
 
 function head(outer: WeightMap, x: Tensor, cfg: ModelConfig): Tensor {
   return tf.tidy(() => {
-    const h = layerNorm(
-      x,
-      weightOf(outer, `${FINAL_NORM}.weight`),
-      weightOf(outer, `${FINAL_NORM}.bias`),
-      cfg.normEps,
-    ); // [B, T, d]
+    const h = namedLayerNorm(outer, FINAL_NORM, x, cfg.normEps); // [B, T, d]
     return lmHead(h, outer, EMBED, cfg.tiedHead);
   });
 }

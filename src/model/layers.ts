@@ -1,7 +1,8 @@
 /**
  * The pieces block functions are built from: norms, the linear map (full or
  * DRD-factored, with the probe and input hooks), causal grouped-query
- * attention, rotary position embedding, token embedding and the LM head.
+ * attention, rotary position embedding, token (and learned position) embedding
+ * and the LM head.
  *
  * Every function is a pure tfjs expression (differentiable with `tf.grads`)
  * and leaves disposal to the caller's `tf.tidy`.
@@ -26,6 +27,11 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number):
   const centred = tf.sub(x, mean); // [..., d]
   const variance = tf.mean(tf.square(centred), -1, true); // [..., 1] (biased, as torch)
   return tf.add(tf.mul(tf.mul(centred, tf.rsqrt(tf.add(variance, eps))), weight), bias);
+}
+
+/** {@link layerNorm} with the weights `name.weight` and `name.bias` of `weights` (GPT-2's and OPT's norms), `[..., d]`. */
+export function namedLayerNorm(weights: WeightMap, name: string, x: Tensor, eps: number): Tensor {
+  return layerNorm(x, weightOf(weights, `${name}.weight`), weightOf(weights, `${name}.bias`), eps);
 }
 
 /** RMSNorm over the last axis (LLaMA): `x / sqrt(mean(x²) + eps) * weight`, `[..., d]`. */
@@ -176,6 +182,25 @@ export function learnedPositions(table: Tensor, t: number, offset: number, maxPo
     throw new Error(`Sequence length ${t} exceeds the model's ${maxPositions} positions`);
   }
   return tf.slice(table, [offset, 0], [t, d]); // [T, d]
+}
+
+/**
+ * Token plus learned position embedding (GPT-2, OPT): ids `[B, T]` int32 ->
+ * `[B, T, d]`, the rows of `outer.get(embedName)` plus rows
+ * `offset .. offset + T - 1` of the position table `outer.get(positionsName)`.
+ */
+export function embedWithPositions(
+  outer: WeightMap,
+  ids: Tensor,
+  embedName: string,
+  positionsName: string,
+  offset: number,
+  maxPositions: number,
+): Tensor {
+  const tokens = embedTokens(weightOf(outer, embedName), ids); // [B, T, d]
+  const t = dimsOf(ids, 2, "token ids [B, T]")[1];
+  const positions = learnedPositions(weightOf(outer, positionsName), t, offset, maxPositions); // [T, d]
+  return tf.add(tokens, positions); // [B, T, d]
 }
 
 /**

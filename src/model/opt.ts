@@ -23,17 +23,8 @@ import {
   headDim,
   requireSupported,
 } from "./config_fields.ts";
-import {
-  causalAttention,
-  embedTokens,
-  layerNorm,
-  learnedPositions,
-  linear,
-  lmHead,
-  splitHeads,
-  weightOf,
-} from "./layers.ts";
-import { dimsOf, linearShapes, LM_HEAD_WEIGHT, nnLinearTransposed } from "./shapes.ts";
+import { causalAttention, embedWithPositions, linear, lmHead, namedLayerNorm, splitHeads } from "./layers.ts";
+import { addLayerNormShapes, linearShapes, LM_HEAD_WEIGHT, nnLinearTransposed } from "./shapes.ts";
 import type { Architecture, BlockOptions, LinearSpec, ModelConfig, WeightMap } from "./types.ts";
 
 /** OPTLearnedPositionalEmbedding's offset: position p reads row p + 2. */
@@ -116,13 +107,7 @@ function linears(cfg: ModelConfig): LinearSpec[] {
 }
 
 function blockShapes(cfg: ModelConfig): Map<string, number[]> {
-  const d = cfg.hidden;
-  const shapes = linearShapes(linears(cfg));
-  for (const norm of ["self_attn_layer_norm", "final_layer_norm"]) {
-    shapes.set(`${norm}.weight`, [d]);
-    shapes.set(`${norm}.bias`, [d]);
-  }
-  return shapes;
+  return addLayerNormShapes(linearShapes(linears(cfg)), ["self_attn_layer_norm", "final_layer_norm"], cfg.hidden);
 }
 
 function outerShapes(cfg: ModelConfig): Map<string, number[]> {
@@ -131,29 +116,19 @@ function outerShapes(cfg: ModelConfig): Map<string, number[]> {
     [EMBED, [cfg.vocabSize, d]],
     [POSITIONS, [cfg.maxPositions + POSITION_OFFSET, d]],
   ]);
-  if (hasFinalNorm(cfg)) {
-    shapes.set(`${FINAL_NORM}.weight`, [d]);
-    shapes.set(`${FINAL_NORM}.bias`, [d]);
-  }
+  if (hasFinalNorm(cfg)) addLayerNormShapes(shapes, [FINAL_NORM], d);
   if (!cfg.tiedHead) shapes.set(LM_HEAD_WEIGHT, [d, cfg.vocabSize]);
   return shapes;
 }
 
 function embed(outer: WeightMap, ids: Tensor, cfg: ModelConfig): Tensor {
-  return tf.tidy(() => {
-    const tokens = embedTokens(weightOf(outer, EMBED), ids); // [B, T, d]
-    const t = dimsOf(ids, 2, "token ids [B, T]")[1];
-    const positions = learnedPositions(weightOf(outer, POSITIONS), t, POSITION_OFFSET, cfg.maxPositions); // [T, d]
-    return tf.add(tokens, positions); // [B, T, d]
-  });
+  return tf.tidy(() => embedWithPositions(outer, ids, EMBED, POSITIONS, POSITION_OFFSET, cfg.maxPositions)); // [B, T, d]
 }
 
 function block(weights: WeightMap, x: Tensor, cfg: ModelConfig, options?: BlockOptions): Tensor {
   return tf.tidy(() => {
     const pre = preLayerNorm(cfg);
-    const eps = cfg.normEps;
-    const norm = (name: string, h: Tensor) =>
-      layerNorm(h, weightOf(weights, `${name}.weight`), weightOf(weights, `${name}.bias`), eps);
+    const norm = (name: string, h: Tensor) => namedLayerNorm(weights, name, h, cfg.normEps);
     const scale = 1 / Math.sqrt(cfg.hidden / cfg.heads);
 
     const a = pre ? norm("self_attn_layer_norm", x) : x; // [B, T, d]
@@ -173,9 +148,7 @@ function block(weights: WeightMap, x: Tensor, cfg: ModelConfig, options?: BlockO
 
 function head(outer: WeightMap, x: Tensor, cfg: ModelConfig): Tensor {
   return tf.tidy(() => {
-    const h = hasFinalNorm(cfg)
-      ? layerNorm(x, weightOf(outer, `${FINAL_NORM}.weight`), weightOf(outer, `${FINAL_NORM}.bias`), cfg.normEps)
-      : x; // [B, T, d]
+    const h = hasFinalNorm(cfg) ? namedLayerNorm(outer, FINAL_NORM, x, cfg.normEps) : x; // [B, T, d]
     return lmHead(h, outer, EMBED, cfg.tiedHead);
   });
 }

@@ -22,6 +22,15 @@ export function linearShapes(specs: LinearSpec[]): Map<string, number[]> {
   return shapes;
 }
 
+/** Adds `name.weight` and `name.bias`, both `[d]`, of each LayerNorm in `names` to `shapes`; returns `shapes`. */
+export function addLayerNormShapes(shapes: Map<string, number[]>, names: readonly string[], d: number): Map<string, number[]> {
+  for (const name of names) {
+    shapes.set(`${name}.weight`, [d]);
+    shapes.set(`${name}.bias`, [d]);
+  }
+  return shapes;
+}
+
 /** Whether two shapes are equal, dimension by dimension. */
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((n, i) => n === b[i]);

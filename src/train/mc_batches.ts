@@ -24,7 +24,7 @@
 import type { McItem } from "../data/tasks/types.ts";
 import type { LoglikelihoodRequest } from "../eval/loglikelihood.ts";
 import { encodePair, type PairEncoder } from "../eval/multiple_choice.ts";
-import { type TruncatedRequest, truncateRequest } from "../eval/truncation.ts";
+import { type PaddedBatch, padRequests, type TruncatedRequest, truncateRequest } from "../eval/truncation.ts";
 import { Prng } from "./prng.ts";
 
 /** A training example: the scorer's request for an item's gold choice, named by the item. */
@@ -52,17 +52,8 @@ export function goldExamples(items: readonly McItem[], tokenizer: PairEncoder): 
 /** A training row after left truncation: the ids the model reads and the answer it predicts (as the scorer's request). */
 export type AnswerRow = TruncatedRequest;
 
-/** A padded batch of {@link AnswerRow}s. */
-export interface AnswerBatch {
-  /** Inputs `[rows, length]` row-major, right-padded. */
-  ids: Int32Array;
-  rows: number;
-  length: number;
-  /** Flat positions `b·length + t` that predict an answer token, `[N]`. */
-  positions: Int32Array;
-  /** The answer token each position predicts, `[N]`. */
-  targets: Int32Array;
-}
+/** A padded batch of {@link AnswerRow}s, laid out as the scorer's batches (src/eval/truncation.ts `padRequests`). */
+export type AnswerBatch = PaddedBatch;
 
 /**
  * The training row of `request` for a model of `maxPositions` positions and
@@ -92,27 +83,7 @@ export function answerRow(
 
 /** Rows `order` of `rows`, right-padded with `padId` to the longest input. */
 export function padBatch(rows: readonly AnswerRow[], order: ArrayLike<number>, padId: number): AnswerBatch {
-  const count = order.length;
-  if (count === 0) throw new Error("Cannot build an empty batch");
-  let length = 0;
-  let n = 0;
-  for (let r = 0; r < count; r++) {
-    length = Math.max(length, rows[order[r]].input.length);
-    n += rows[order[r]].targets.length;
-  }
-  const ids = new Int32Array(count * length).fill(padId); // [B, T]
-  const positions = new Int32Array(n);
-  const targets = new Int32Array(n);
-  let at = 0;
-  for (let r = 0; r < count; r++) {
-    const row = rows[order[r]];
-    ids.set(row.input, r * length);
-    for (let j = 0; j < row.targets.length; j++) {
-      positions[at] = r * length + row.from + j;
-      targets[at++] = row.targets[j];
-    }
-  }
-  return { ids, rows: count, length, positions, targets };
+  return padRequests(Array.from(order, (i) => rows[i]), padId);
 }
 
 /** Epoch `epoch`'s visiting order of `count` items: a seeded Fisher-Yates shuffle. */

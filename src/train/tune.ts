@@ -30,9 +30,16 @@ import { AdamW } from "./adamw.ts";
 import type { LoraOptions } from "./lora.ts";
 import { answerRow, type AnswerRow, stepsPerEpoch, type TuneExample } from "./mc_batches.ts";
 import { optimizerParams, slotTensors } from "./params.ts";
-import { runTuning, TUNE_DEFAULTS, type TuneHyper, type TuneState, type TuneStepRecord } from "./tune_loop.ts";
+import {
+  runTuning,
+  TUNE_DEFAULTS,
+  type TuneHyper,
+  type TuneLoopOptions,
+  type TuneState,
+  type TuneStepRecord,
+} from "./tune_loop.ts";
 import { readTuneState, TUNE_STATE_FILE, writeAdapterPackage } from "./tune_package.ts";
-import { type ResidentModel, trainableSet, type TuneScope } from "./tune_params.ts";
+import { type ResidentModel, type TrainableSet, trainableSet, type TuneScope } from "./tune_params.ts";
 
 /** Options shared by both ways of tuning. */
 export interface TuneCommonOptions {
@@ -158,6 +165,39 @@ function stepLog(perEpoch: number, log: LossLog) {
   };
 }
 
+/** A run's starting state: step 0, the trainable set's initial parameters and a fresh optimizer. */
+function freshState(trainable: TrainableSet, hyper: TuneHyper): TuneState {
+  const optimizer = new AdamW(optimizerParams(trainable.layout), { weightDecay: hyper.weightDecay });
+  return { step: 0, params: trainable.initial(hyper.seed), optimizer };
+}
+
+/**
+ * Runs the tuning loop on `rows` from `state` (src/train/tune_loop.ts), folding
+ * every step into `steps` before the caller's `onStep`.
+ */
+function train(
+  model: ResidentModel,
+  trainable: TrainableSet,
+  state: TuneState,
+  rows: readonly AnswerRow[],
+  hyper: TuneHyper,
+  options: TuneCommonOptions,
+  steps: ReturnType<typeof stepLog>,
+  onCheckpoint?: TuneLoopOptions["onCheckpoint"],
+): Promise<{ stopped: boolean }> {
+  return runTuning(model, trainable, state, {
+    items: rows,
+    padId: options.padId,
+    hyper,
+    shouldStop: options.shouldStop,
+    onStep: async (record) => {
+      steps.add(record);
+      await options.onStep?.(record);
+    },
+    onCheckpoint,
+  });
+}
+
 /**
  * Tunes the adapter of `handle` on `options.examples` and writes the adapter
  * package to `options.out` (module doc). With `resume`, continues the
@@ -202,8 +242,7 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
   const model = await residentModel(handle);
   try {
     const trainable = trainableSet(model, scope);
-    const optimizer = new AdamW(optimizerParams(trainable.layout), { weightDecay: hyper.weightDecay });
-    const state: TuneState = { step: 0, params: trainable.initial(hyper.seed), optimizer };
+    const state = freshState(trainable, hyper);
     let log: LossLog = { epochLoss: [], partialSum: 0, partialSteps: 0 };
     if (options.resume) {
       const saved = await readTuneState(out, trainable.layout);
@@ -211,7 +250,7 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
       if (difference) throw new Error(`Cannot resume "${out}" with other settings: ${difference}`);
       state.step = saved.step;
       state.params = saved.params;
-      optimizer.load(saved.optimizer);
+      state.optimizer.load(saved.optimizer);
       log = ((await readManifest(out)).extra?.loss as LossLog | undefined) ?? log;
     }
     const perEpoch = stepsPerEpoch(rows.length, hyper.batch);
@@ -238,17 +277,7 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
         state: finished ? undefined : { step: s.step, run, layout: trainable.layout, params: s.params, optimizer: s.optimizer.state() },
       });
     };
-    const { stopped } = await runTuning(model, trainable, state, {
-      items: rows,
-      padId: options.padId,
-      hyper,
-      shouldStop: options.shouldStop,
-      onStep: async (record) => {
-        steps.add(record);
-        await options.onStep?.(record);
-      },
-      onCheckpoint: save,
-    });
+    const { stopped } = await train(model, trainable, state, rows, hyper, options, steps, save);
     return {
       step: state.step,
       total,
@@ -283,20 +312,10 @@ export async function tuneFullModel(handle: ModelHandle, options: TuneCommonOpti
   };
   try {
     const trainable = trainableSet(model, scope);
-    const optimizer = new AdamW(optimizerParams(trainable.layout), { weightDecay: hyper.weightDecay });
-    const state: TuneState = { step: 0, params: trainable.initial(hyper.seed), optimizer };
+    const state = freshState(trainable, hyper);
     const perEpoch = stepsPerEpoch(rows.length, hyper.batch);
     const steps = stepLog(perEpoch, { epochLoss: [], partialSum: 0, partialSteps: 0 });
-    const { stopped } = await runTuning(model, trainable, state, {
-      items: rows,
-      padId: options.padId,
-      hyper,
-      shouldStop: options.shouldStop,
-      onStep: async (record) => {
-        steps.add(record);
-        await options.onStep?.(record);
-      },
-    });
+    const { stopped } = await train(model, trainable, state, rows, hyper, options, steps);
     // Every block trains in full, so assemble() returns the slot tensors themselves: no copy, the caller owns them.
     const { outer, blocks } = trainable.assemble(slotTensors(trainable.layout, state.params));
     const ownOuter = scope.embeddings ? outer : new Map([...outer].map(([name, t]) => [name, t.clone()]));

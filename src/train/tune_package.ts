@@ -10,33 +10,30 @@
  * into place (src/io/manifest.ts), so the directory always holds one
  * consistent checkpoint: shards, manifest and state of the same step.
  *
- * The state, `tune_state.safetensors`, holds float32 parameters and AdamW
- * moments (`param/<key>`, `exp_avg/<key>`, `exp_avg_sq/<key>`) and, as JSON
- * in the `__metadata__` key `offtune.tune_state`, the step and whatever
- * identifies the run. It is written at every epoch but the last: the
+ * The state, `tune_state.safetensors` (src/train/state_file.ts, as
+ * pretraining's), holds float32 parameters and AdamW moments
+ * (`param/<key>`, `exp_avg/<key>`, `exp_avg_sq/<key>`) and, as JSON in the
+ * `__metadata__` key `offtune.tune_state`, the step and whatever identifies
+ * the run. It is written at every epoch but the last: the
  * finished adapter leaves it out, since the moments are running statistics
  * of the private data's gradients and METHOD.md §1 returns weights only.
  *
- * This is the one module of train/ that touches files; the loop
- * (tune_loop.ts) only calls back.
+ * The tuning files are written and read here (the state through
+ * state_file.ts); the loop (tune_loop.ts) only calls back.
  *
  * @module
  */
 import { join } from "node:path";
-import { CheckpointError } from "../io/errors.ts";
 import { createPackageWriter, type Manifest } from "../io/manifest.ts";
-import { encodeFromF32 } from "../io/safetensors.ts";
-import { openSafetensors, writeSafetensors } from "../io/safetensors_file.ts";
 import type { ShardTensor } from "../io/shard_schema.ts";
 import type { ModelHandle } from "../records/records.ts";
 import type { AdamWState } from "./adamw.ts";
 import type { ParamLayout } from "./params.ts";
+import { readStateFile, type StateFormat, writeStateFile } from "./state_file.ts";
 
 /** File name of the training state inside an unfinished adapter package. */
 export const TUNE_STATE_FILE = "tune_state.safetensors";
-const STATE_KEY = "offtune.tune_state";
-const STATE_FORMAT = "offtune-tune-state";
-const STATE_VERSION = 1;
+const STATE: StateFormat = { key: "offtune.tune_state", format: "offtune-tune-state", version: 1 };
 
 /** What the state file records besides the vectors. */
 export interface SavedTuneState {
@@ -107,20 +104,9 @@ export async function writeAdapterPackage(dir: string, p: AdapterPackage): Promi
   }
 }
 
-const VECTORS = ["param", "exp_avg", "exp_avg_sq"] as const;
-
 async function writeState(path: string, s: TuneStateFile): Promise<void> {
-  const flats = [s.params, s.optimizer.m, s.optimizer.v];
-  const tensors = VECTORS.flatMap((prefix, k) =>
-    s.layout.slots.map((slot) => ({
-      name: `${prefix}/${slot.key}`,
-      dtype: "F32" as const,
-      shape: slot.shape,
-      bytes: encodeFromF32(flats[k].subarray(slot.offset, slot.offset + slot.size), "F32"),
-    }))
-  );
-  const meta = { format: STATE_FORMAT, version: STATE_VERSION, step: s.step, optimizerStep: s.optimizer.step, run: s.run };
-  await writeSafetensors(path, tensors, { [STATE_KEY]: JSON.stringify(meta) });
+  const vectors = { params: s.params, m: s.optimizer.m, v: s.optimizer.v };
+  await writeStateFile(path, s.layout, vectors, STATE, { step: s.step, optimizerStep: s.optimizer.step, run: s.run });
 }
 
 /**
@@ -133,43 +119,11 @@ export async function readTuneState(
   dir: string,
   layout: ParamLayout,
 ): Promise<SavedTuneState & { params: Float32Array; optimizer: AdamWState }> {
-  const path = join(dir, TUNE_STATE_FILE);
-  const file = await openSafetensors(path);
-  try {
-    let meta: { format?: unknown; version?: unknown; step: number; optimizerStep: number; run: Record<string, unknown> };
-    try {
-      meta = JSON.parse(file.header.metadata[STATE_KEY] ?? "null") ?? {};
-    } catch (e) {
-      throw new CheckpointError(path, `Cannot resume from "${path}": invalid ${STATE_KEY} metadata`, { cause: e });
-    }
-    if (meta.format !== STATE_FORMAT || meta.version !== STATE_VERSION) {
-      throw new CheckpointError(path, `Cannot resume from "${path}": not an ${STATE_FORMAT} v${STATE_VERSION} file`);
-    }
-    const flats: Float32Array[] = [];
-    for (const prefix of VECTORS) {
-      const flat = new Float32Array(layout.size);
-      for (const slot of layout.slots) {
-        const name = `${prefix}/${slot.key}`;
-        const entry = file.entry(name);
-        if (!entry || entry.shape.join(",") !== slot.shape.join(",")) {
-          throw new CheckpointError(
-            path,
-            `Cannot resume from "${path}": tensor "${name}" ${
-              entry ? `has shape [${entry.shape.join(", ")}]` : "is missing"
-            }, the run needs [${slot.shape.join(", ")}]`,
-          );
-        }
-        flat.set(await file.readF32(name), slot.offset);
-      }
-      flats.push(flat);
-    }
-    return {
-      step: meta.step,
-      run: meta.run,
-      params: flats[0],
-      optimizer: { step: meta.optimizerStep, m: flats[1], v: flats[2] },
-    };
-  } finally {
-    await file.close();
-  }
+  const { meta, params, m, v } = await readStateFile<SavedTuneState & { optimizerStep: number }>(
+    join(dir, TUNE_STATE_FILE),
+    layout,
+    STATE,
+    "the run",
+  );
+  return { step: meta.step, run: meta.run, params, optimizer: { step: meta.optimizerStep, m, v } };
 }

@@ -1,0 +1,40 @@
+/**
+ * Flag parsing shared by the `offtune` verbs: strict `node:util` parsing (an
+ * unknown flag or a positional argument is an error) and the check that the
+ * verb's required flags were given, with the one wording every verb uses.
+ *
+ * @module
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** A verb's flag table, as `parseArgs` takes it. */
+type FlagTable = NonNullable<ParseArgsConfig["options"]>;
+
+/** The parsed values of `O` (what `parseArgs` returns for it in strict mode). */
+type FlagValues<O extends FlagTable> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: false }>
+>["values"];
+
+/** The string flags of `O`: the ones a verb can require. */
+type StringFlag<O extends FlagTable> = { [K in keyof O]: O[K] extends { type: "string" } ? K : never }[keyof O] & string;
+
+/**
+ * Parses `argv` against the flag table `options` of verb `verb` and checks
+ * that every (string) flag of `required` was given and is not empty; the
+ * required flags come back typed as present.
+ *
+ * @throws Error `--<flag> is required (see offtune <verb> --help)` for the
+ *   first missing one, or `parseArgs`'s error for an unknown flag or a positional
+ */
+export function parseVerbFlags<const O extends FlagTable, const R extends StringFlag<O>>(
+  argv: string[],
+  options: O,
+  verb: string,
+  required: readonly R[],
+): FlagValues<O> & { [K in R]: string } {
+  const values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  for (const name of required) {
+    if (!(values as Record<string, unknown>)[name]) throw new Error(`--${name} is required (see offtune ${verb} --help)`);
+  }
+  return values as FlagValues<O> & { [K in R]: string };
+}
