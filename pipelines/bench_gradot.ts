@@ -5,13 +5,18 @@
  * its peak RSS is its own. Random OPT-shaped checkpoints are generated to a
  * temporary directory first (fp16, sharded), with 2048 calibration tokens of
  * random ids; the shipped `fixtures/small` uses its real calibration text.
+ * On the OPT-125M shape a plain PyTorch GradOT (`baselines/torch_gradot.py`,
+ * one thread, Debian's python3-torch when installed) runs in the same bench
+ * as the baseline the time and memory ratios are quoted against.
  *
  * @module
  */
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { BenchRow } from "../src/linalg/bench.ts";
 import { OPT_SHAPES, writeRandomOpt } from "../src/train/random_checkpoint.ts";
 import { Prng } from "../src/train/prng.ts";
@@ -24,6 +29,30 @@ export interface GradotBenchOptions {
   /** Also build the OPT-1.3B-shaped emulator (writes ~2.6 GB; minutes). Default true unless quick. */
   large?: boolean;
   onRow?: (row: BenchRow) => void;
+}
+
+/** An OPT shape the bench generates. */
+type BenchShape = { layers: number; hidden: number; heads: number; ffn: number; maxPositions: number; vocabSize: number };
+
+const TORCH_SCRIPT = fileURLToPath(new URL("./baselines/torch_gradot.py", import.meta.url));
+
+/**
+ * The plain PyTorch GradOT of the same shape and tokens (one thread,
+ * `baselines/torch_gradot.py`), or why it could not run (Debian's
+ * python3-torch is a benchmark reference only, never a dependency).
+ */
+function torchBaseline(shape: BenchShape, sequences: number, length: number): Promise<Timings | string> {
+  const args = [TORCH_SCRIPT, ...[shape.layers, shape.hidden, shape.heads, shape.ffn, shape.vocabSize, sequences, length].map(String)];
+  return new Promise((resolve) => {
+    execFile("/usr/bin/python3", args, { maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
+      if (error) resolve(/No module named 'torch'/.test(stderr) ? "python3-torch is not installed" : `the baseline failed: ${stderr.trim().split("\n").pop()}`);
+      else resolve(JSON.parse(stdout) as Timings);
+    });
+  });
+}
+
+function stageNote(t: Timings): string {
+  return Object.entries(t.stages).map(([stage, s]) => `${stage} ${s.toFixed(1)} s`).join(", ");
 }
 
 interface Timings {
@@ -49,13 +78,20 @@ export async function benchGradot(options: GradotBenchOptions = {}): Promise<Ben
   };
   const work = await mkdtemp(join(tmpdir(), "offtune-bench-gradot-"));
   try {
-    const models: Array<{ name: string; dir: string; calibration: string; sequences: number; length: number }> = [];
-    const random = async (name: string, shape: (typeof OPT_SHAPES)[keyof typeof OPT_SHAPES] | { layers: number; hidden: number; heads: number; ffn: number; maxPositions: number; vocabSize: number }) => {
+    const models: Array<{
+      name: string;
+      dir: string;
+      calibration: string;
+      sequences: number;
+      length: number;
+      torchShape?: BenchShape;
+    }> = [];
+    const random = async (name: string, shape: BenchShape, withTorch = false) => {
       const dir = join(work, name);
       await writeRandomOpt(dir, { ...shape, bosId: 2, eosId: 2, padId: 1 });
       const calibration = join(work, `${name}.bin`);
       await randomCalibration(calibration, shape.vocabSize, 4096);
-      models.push({ name: `${name} (random)`, dir, calibration, sequences: 16, length: 128 });
+      models.push({ name: `${name} (random)`, dir, calibration, sequences: 16, length: 128, ...(withTorch ? { torchShape: shape } : {}) });
     };
     if (options.quick) {
       await random("opt-mini", { layers: 6, hidden: 128, heads: 4, ffn: 512, maxPositions: 256, vocabSize: 1024 });
@@ -63,7 +99,7 @@ export async function benchGradot(options: GradotBenchOptions = {}): Promise<Ben
       if (existsSync("fixtures/small/config.json")) {
         models.push({ name: "fixtures/small", dir: "fixtures/small", calibration: "fixtures/data/pretrain/calibration.bin", sequences: 16, length: 128 });
       }
-      await random("opt-125m", OPT_SHAPES["opt-125m"]);
+      await random("opt-125m", OPT_SHAPES["opt-125m"], true);
       if (options.large ?? true) await random("opt-1.3b", OPT_SHAPES["opt-1.3b"]);
     }
     for (const m of models) {
@@ -79,6 +115,16 @@ export async function benchGradot(options: GradotBenchOptions = {}): Promise<Ben
         emit({ name: `  ${stage} per block`, value: seconds / t.layers, unit: "s", note: `${((100 * seconds) / t.seconds).toFixed(0)}% of the build` });
       }
       emit({ name: `gradot ${m.name}: peak RSS`, value: t.peakRssBytes / 2 ** 20, unit: "MiB" });
+      if (m.torchShape) {
+        const torch = await torchBaseline(m.torchShape, m.sequences, m.length);
+        if (typeof torch === "string") {
+          emit({ name: "  PyTorch baseline", value: 0, unit: "", note: `skipped: ${torch}` });
+        } else {
+          emit({ name: "  PyTorch baseline (1 thread): total", value: torch.seconds, unit: "s", note: stageNote(torch) });
+          emit({ name: "  offtune time / PyTorch time", value: t.seconds / torch.seconds, unit: "x", note: "same run, same shape and tokens" });
+          emit({ name: "  offtune peak RSS / PyTorch peak RSS", value: t.peakRssBytes / torch.peakRssBytes, unit: "x", note: `PyTorch ${(torch.peakRssBytes / 2 ** 20).toFixed(0)} MiB` });
+        }
+      }
       await rm(join(work, "emulator"), { recursive: true, force: true });
     }
   } finally {
