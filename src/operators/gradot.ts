@@ -26,8 +26,8 @@ import { type GcsOptions, scoreGcs } from "./score_gcs.ts";
 import type { StageClock } from "./stage_clock.ts";
 import { writeShards } from "./write_shards.ts";
 
-/** GradOT's defaults (chosen by the λ sweep recorded in docs/GRADOT.md). */
-export const GRADOT_DEFAULTS = { ratio: 0.5, lambdaAttn: 1, lambdaMlp: 1, keepTopFraction: 0.05 } as const;
+/** GradOT's defaults: λ by `offtune sweep-gradot` on fixtures/small (docs/GRADOT.md, "The λ sweep"); ratio 0.5 (`src/compress/budget.ts`). */
+export const GRADOT_DEFAULTS = { ratio: 0.5, lambdaAttn: 1000, lambdaMlp: 10000, keepTopFraction: 0.05 } as const;
 
 /** Everything {@link buildGradotEmulator} needs besides the model. */
 export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
