@@ -37,6 +37,8 @@ import { disposeWeights, toMatrix } from "./weights.ts";
 export interface CalibrateBackwardOptions {
   /** Sequences per chunk (default: about 512 tokens). */
   chunk?: number;
+  /** Sequences per head (loss) chunk (default: what keeps the logits under 4 Mi values). */
+  headChunk?: number;
   /** Called with the calibration loss (mean next-token NLL) once the head's gradient is known. */
   onLoss?: (loss: number) => void;
   clock?: StageClock;
@@ -79,14 +81,13 @@ function captureInputs(): { inputs: Map<string, Tensor>; hook: (name: string, x:
 const HEAD_CHUNK_LOGITS = 1 << 22;
 
 /**
- * The block chunks split further so a chunk's logits `[n, T, V]` stay under
+ * Sequences per head chunk, so a chunk's logits `[n, T, V]` stay under
  * {@link HEAD_CHUNK_LOGITS} (at least one sequence): a 50k vocabulary would
- * otherwise outgrow the wasm heap. Every head chunk lies inside one block
- * chunk, so each chunk's mean-loss gradient is what the block chunks scale.
+ * otherwise outgrow the wasm heap. The head's gradient is stored as that of
+ * the summed loss, so head chunks need not match the block chunks.
  */
-function headChunks(chunks: Array<[number, number]>, t: number, vocab: number): Array<[number, number]> {
-  const per = Math.max(1, Math.floor(HEAD_CHUNK_LOGITS / (t * vocab)));
-  return chunks.flatMap(([a, b]) => sequenceChunks(b - a, per).map(([x, y]): [number, number] => [a + x, a + y]));
+function defaultHeadChunk(t: number, vocab: number): number {
+  return Math.max(1, Math.floor(HEAD_CHUNK_LOGITS / (t * vocab)));
 }
 
 async function runBackward(
@@ -106,14 +107,14 @@ async function runBackward(
   const output = all[all.length - 1].output;
   if (!output) throw new Error("calibrateBackward: the last block's activation record has no output");
 
-  // Upstream gradient at the last block's output, one chunk-mean loss per chunk.
+  // Upstream gradient at the last block's output, of the summed token loss.
   let upstream = new Float32Array(n * t * d); // [N, T, d]
   let lossSum = 0;
-  for (const [a, b] of headChunks(chunks, t, cfg.vocabSize)) {
+  for (const [a, b] of sequenceChunks(n, options.headChunk ?? defaultHeadChunk(t, cfg.vocabSize))) {
     const ids = chunkIds(calibration, a, b);
     const hidden = chunkTensor(output, a, b, t, d);
     const { loss, dHidden } = timeStage(options.clock, "backward", () => headLossGrad(arch, cfg, model.outer, hidden, ids));
-    // Stored as the gradient of the summed token loss, so chunk sizes never matter downstream.
+    // headLossGrad differentiates the chunk's mean loss: scale to the summed loss.
     const targets = (b - a) * (t - 1);
     upstream.set((dHidden.dataSync() as Float32Array).map((v) => v * targets), a * t * d);
     lossSum += loss * (b - a);

@@ -63,7 +63,7 @@ describe("GradOT streaming pipeline on a tiny OPT", () => {
     const records = await lastValueFrom(
       readCheckpoint(model).pipe(
         calibrateForward({ calibration, chunk: 2 }),
-        calibrateBackward({ chunk: 2 }),
+        calibrateBackward({ chunk: 2, headChunk: 1 }), // head chunks smaller than block chunks
         accumulateKfac(),
         toArray(),
       ),
