@@ -15,14 +15,13 @@
  */
 import { access } from "node:fs/promises";
 import { join } from "node:path";
-import { MANIFEST_FILE, type Manifest, verifyPackage } from "../io/manifest.ts";
-import { readShardFile } from "../io/shard_reader.ts";
+import { MANIFEST_FILE, verifyPackage } from "../io/manifest.ts";
 import type { WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ModelHandle } from "../records/records.ts";
 import { blockRole } from "../records/records.ts";
 import { openModel, type OpenModelOptions } from "./model_handle.ts";
-import { openPackage } from "./open_package.ts";
+import { openPackage, readPackageWeights } from "./open_package.ts";
 import { disposeWeights, replaceWeight } from "./weights.ts";
 
 /** Whether `dir` is an offtune package (it has a manifest.msgpack). */
@@ -33,13 +32,6 @@ export async function isPackage(dir: string): Promise<boolean> {
 /** Opens a checkpoint directory or an emulator package as a {@link ModelHandle}. */
 export async function openSource(dir: string, options: OpenModelOptions = {}): Promise<ModelHandle> {
   return (await isPackage(dir)) ? openPackage(dir) : openModel(dir, options);
-}
-
-async function shardWeights(dir: string, manifest: Manifest, block: number | "outer"): Promise<WeightMap | undefined> {
-  const entry = manifest.shards.find((s) => s.block === block);
-  if (!entry) return undefined;
-  const { tensors } = await readShardFile(join(dir, entry.file), { expectedSha256: entry.sha256 });
-  return new Map(tensors.map((t) => [t.name, tf.tensor(t.data, t.shape)]));
 }
 
 /**
@@ -91,7 +83,7 @@ export async function withAdapter(base: ModelHandle, adapterDir: string): Promis
       throw new Error(`Adapter "${adapterDir}" has a shard for block ${s.block}, which is not an adapter block`);
     }
   }
-  const outerAdapter = await shardWeights(adapterDir, manifest, "outer");
+  const outerAdapter = await readPackageWeights(adapterDir, manifest, "outer");
   if (outerAdapter) applyAdapterWeights(base.outer, outerAdapter, `"${adapterDir}" (outer)`);
   return {
     ...base,
@@ -99,7 +91,7 @@ export async function withAdapter(base: ModelHandle, adapterDir: string): Promis
     async loadBlock(i) {
       const weights = await base.loadBlock(i);
       try {
-        const adapter = await shardWeights(adapterDir, manifest, i);
+        const adapter = await readPackageWeights(adapterDir, manifest, i);
         if (adapter) applyAdapterWeights(weights, adapter, `"${adapterDir}" block ${i}`);
       } catch (e) {
         disposeWeights(weights);

@@ -21,11 +21,26 @@ export interface OpenedPackage extends ModelHandle {
   manifest: Manifest;
 }
 
-async function readWeights(dir: string, manifest: Manifest, block: number | "outer"): Promise<WeightMap> {
+/**
+ * The weights of `block`'s shard in the package (checksum verified), or
+ * undefined when the package has no shard for it (an adapter holds only
+ * its adapter blocks).
+ */
+export async function readPackageWeights(
+  dir: string,
+  manifest: Manifest,
+  block: number | "outer",
+): Promise<WeightMap | undefined> {
   const entry = manifest.shards.find((s) => s.block === block);
-  if (!entry) throw new Error(`Package "${dir}" has no shard for block ${block}`);
+  if (!entry) return undefined;
   const { tensors } = await readShardFile(join(dir, entry.file), { expectedSha256: entry.sha256 });
   return new Map(tensors.map((t) => [t.name, tf.tensor(t.data, t.shape)]));
+}
+
+async function readWeights(dir: string, manifest: Manifest, block: number | "outer"): Promise<WeightMap> {
+  const weights = await readPackageWeights(dir, manifest, block);
+  if (!weights) throw new Error(`Package "${dir}" has no shard for block ${block}`);
+  return weights;
 }
 
 /**
