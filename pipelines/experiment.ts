@@ -99,7 +99,7 @@ export interface ExperimentOptions {
   quiet: boolean;
 }
 
-const opt = (flag: string, value: number | undefined) => (value === undefined ? [] : [flag, String(value)]);
+const flagIf = (flag: string, value: number | undefined) => (value === undefined ? [] : [flag, String(value)]);
 
 async function readEval(path: string): Promise<EvalReport> {
   return JSON.parse(await readFile(path, "utf8")) as EvalReport;
@@ -113,9 +113,9 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   const label = o.label ?? `gradot-r${o.ratio}`;
   const emulator = join(work, `${label}-emulator`);
   const evalArgs = (model: string, tasks: string[], json: string, extra: string[] = []) => [
-    "eval", "--model", model, "--tasks", tasks.join(","), ...opt("--limit", o.evalLimit), "--json", json, "--quiet", ...extra,
+    "eval", "--model", model, "--tasks", tasks.join(","), ...flagIf("--limit", o.evalLimit), "--json", json, "--quiet", ...extra,
   ];
-  const tuneHyper = ["--epochs", String(o.epochs), ...opt("--lr", o.lr), ...opt("--limit", o.trainLimit)];
+  const tuneHyper = ["--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit)];
   const perTask = o.tasks.length * o.seeds.length;
   const total = 3 + perTask * (o.fullFt ? 4 : 3) + 1;
   const progress = createProgress("experiment", o.quiet);
@@ -129,7 +129,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   await step("build-emulator", [
     "build-emulator", "--model", o.model, "--calibration", o.calibration, "--out", emulator,
     "--sequences", String(o.sequences), "--ratio", String(o.ratio),
-    ...opt("--lambda-attn", o.lambdaAttn), ...opt("--lambda-mlp", o.lambdaMlp), "--quiet",
+    ...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp), "--quiet",
   ]);
   const manifest = await readManifest(emulator);
   const fullZs = join(work, "full_zs.json");
