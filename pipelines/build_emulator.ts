@@ -11,6 +11,7 @@ import process from "node:process";
 import { lastValueFrom, toArray } from "rxjs";
 import { createProgress } from "../src/cli/progress.ts";
 import { calibrationFromTokens } from "../src/data/calibration.ts";
+import { readTokenStream } from "../src/data/token_stream.ts";
 import type { ModelConfig } from "../src/model/types.ts";
 import { buildGradotEmulator, GRADOT_DEFAULTS } from "../src/operators/gradot.ts";
 import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
@@ -95,13 +96,17 @@ export async function readCalibrationTokens(
   cfg: ModelConfig,
   quiet: boolean,
 ): Promise<ArrayLike<number>> {
-  const bytes = await readFile(file).catch((e) => {
+  const explain = (e: unknown): never => {
     throw new Error(`Cannot read calibration file "${file}": ${(e as { code?: string }).code === "ENOENT" ? "file does not exist" : (e as Error).message}`);
-  });
+  };
   if (file.endsWith(".bin")) {
-    if (bytes.byteLength % 2 !== 0) throw new Error(`Calibration stream "${file}" has an odd byte length: not Uint16 tokens`);
-    return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+    try {
+      return readTokenStream(file);
+    } catch (e) {
+      return explain(e);
+    }
   }
+  const bytes = await readFile(file).catch(explain);
   const { tokenizer } = await tokenizerFor(modelDir, cfg, undefined, quiet);
   return tokenizer.encode(new TextDecoder().decode(bytes), { addSpecialTokens: false });
 }

@@ -12,10 +12,10 @@
  *
  * @module
  */
-import { readFile } from "node:fs/promises";
 import { from, lastValueFrom, toArray } from "rxjs";
 import type { Tensor } from "@tensorflow/tfjs";
 import { calibrationFromTokens } from "../src/data/calibration.ts";
+import { readTokenStream } from "../src/data/token_stream.ts";
 import { modelPerplexity } from "../src/eval/perplexity.ts";
 import { forwardLogits, lmLoss } from "../src/model/forward.ts";
 import type { WeightMap } from "../src/model/types.ts";
@@ -74,11 +74,6 @@ export interface SweepRow {
   score: number;
 }
 
-async function readStream(file: string): Promise<Uint16Array> {
-  const bytes = await readFile(file);
-  return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
-}
-
 function list(value: string, flag: string): number[] {
   return value.split(",").map((v) => numberFlag(v, flag)!);
 }
@@ -119,8 +114,8 @@ export async function main(argv: string[]): Promise<number> {
   await initBackend(flags.backend, true);
   const model = await openModel(flags.model);
   const length = Math.min(128, model.cfg.maxPositions);
-  const calibration = calibrationFromTokens(await readStream(flags.calibration), numberFlag(flags.sequences, "sequences")!, length, flags.calibration);
-  const valid = await readStream(flags.valid);
+  const calibration = calibrationFromTokens(readTokenStream(flags.calibration), numberFlag(flags.sequences, "sequences")!, length, flags.calibration);
+  const valid = readTokenStream(flags.valid);
   const windows = numberFlag(flags["valid-windows"], "valid-windows")!;
   const heldOut = valid.subarray(0, windows * length + 1);
   const gradIds = tf.tensor2d(calibrationFromTokens(valid, Math.min(windows, 16), length, flags.valid).ids, [Math.min(windows, 16), length], "int32");
