@@ -13,11 +13,14 @@
  * 5. one `result.json` per seed under `<runs>/<label>/seed-<n>/`, the layout
  *    `offtune report` reads (docs/REPORT.md).
  *
- * Every step runs in its own process with its log in `<work>/logs/`.
+ * Every step runs in its own process with its log in `<work>/logs/`; the
+ * per-task, per-seed steps run `--jobs` at a time (each process is
+ * single-threaded: the wasm backend and OpenBLAS at one thread).
  *
  * @module
  */
 import { mkdir, readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createProgress } from "../src/cli/progress.ts";
@@ -26,6 +29,7 @@ import { type RunResult, type TaskResult, writeRunResult } from "../src/report/r
 import { numberFlag } from "./build_emulator.ts";
 import type { EvalReport } from "./eval.ts";
 import { runVerb } from "./run_verb.ts";
+import { mapConcurrent } from "../src/distributed/map_concurrent.ts";
 
 /** Help text for the verb. */
 export const help = `offtune experiment --model <checkpoint> --runs <dir> [flags]
@@ -50,6 +54,7 @@ for offtune report.
   --epochs <n>           tuning epochs (default 2)
   --lr <x>               tuning learning rate (default: offtune tune's)
   --no-full-ft           skip the Full FT reference (reported as null)
+  --jobs <n>             steps run at once, one process each (default: the cores)
   --metric <m>           acc | acc_norm (default acc)
   --quiet                no progress`;
 
@@ -74,6 +79,7 @@ const FLAGS = {
   epochs: { type: "string", default: "2" },
   lr: { type: "string" },
   "no-full-ft": { type: "boolean", default: false },
+  jobs: { type: "string" },
   metric: { type: "string", default: "acc" },
   quiet: { type: "boolean", default: false },
 } as const;
@@ -95,6 +101,8 @@ export interface ExperimentOptions {
   epochs: number;
   lr?: number;
   fullFt: boolean;
+  /** Steps run at once, each in its own process. */
+  jobs: number;
   metric: "acc" | "acc_norm";
   quiet: boolean;
 }
@@ -116,14 +124,14 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     "eval", "--model", model, "--tasks", tasks.join(","), ...flagIf("--limit", o.evalLimit), "--json", json, "--quiet", ...extra,
   ];
   const tuneHyper = ["--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit)];
-  const perTask = o.tasks.length * o.seeds.length;
-  const total = 3 + perTask * (o.fullFt ? 4 : 3) + 1;
   const progress = createProgress("experiment", o.quiet);
   let done = 0;
+  let total = 1;
   const step = async (what: string, args: string[]) => {
     progress.update({ done, total, unit: "steps", detail: what });
     await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
     done++;
+    progress.update({ done, total, unit: "steps", detail: what });
   };
 
   await step("build-emulator", [
@@ -132,50 +140,81 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     ...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp), "--quiet",
   ]);
   const manifest = await readManifest(emulator);
-  const fullZs = join(work, "full_zs.json");
-  await step("full-zs", evalArgs(o.model, o.tasks, fullZs, ["--ppl"]));
-  const emuZs = join(work, `${label}-emulator_zs.json`);
-  await step("emulator-zs", evalArgs(emulator, o.tasks, emuZs, ["--ppl"]));
-  const full = await readEval(fullZs);
-  const emu = await readEval(emuZs);
 
+  // Zero-shot, one process per model × task (the first task's also measures
+  // perplexity), and one unit per seed × task: tune through the emulator,
+  // score it there and plugged in, and the Full FT reference. All of them are
+  // independent, so they share one pool of --jobs processes.
+  const zeroShot = async (which: "full" | "emulator", task: string, ppl: boolean): Promise<EvalReport> => {
+    const json = join(work, `${which === "full" ? "full" : `${label}-emulator`}_zs_${task}.json`);
+    await step(`${which}-zs ${task}`, evalArgs(which === "full" ? o.model : emulator, [task], json, ppl ? ["--ppl"] : []));
+    return readEval(json);
+  };
+  const tuneUnit = async (seed: number, task: string, measurePpl: boolean) => {
+    const seedDir = join(work, `${label}-seed${seed}`);
+    const adapter = join(seedDir, "adapters", task);
+    await step(`tune ${task} seed ${seed}`, [
+      "tune", "--emulator", emulator, "--task", task, "--out", adapter, "--seed", String(seed), ...tuneHyper, "--quiet",
+    ]);
+    const emuFt = join(seedDir, `emulator_ft_${task}.json`);
+    await step(`emulator-ft ${task} seed ${seed}`, evalArgs(emulator, [task], emuFt, ["--adapter", adapter]));
+    const plugIn = join(seedDir, `plug_in_${task}.json`);
+    await step(`plug-in ${task} seed ${seed}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? ["--ppl"] : [])]));
+    let fullFt: number | null = null;
+    if (o.fullFt) {
+      const tuned = join(work, `full-ft-seed${seed}`, task);
+      const fullFtJson = join(work, `full-ft-seed${seed}`, `full_ft_${task}.json`);
+      await step(`full-ft ${task} seed ${seed}`, [
+        "full-ft", "--model", o.model, "--task", task, "--out", tuned, "--seed", String(seed), ...tuneHyper, "--quiet",
+      ]);
+      await runVerb(evalArgs(tuned, [task], fullFtJson), join(logs, `full-ft-eval_${task}_${seed}.log`));
+      fullFt = 100 * (await readEval(fullFtJson)).tasks[task][o.metric];
+    }
+    const plug = await readEval(plugIn);
+    return {
+      emulatorFt: 100 * (await readEval(emuFt)).tasks[task][o.metric],
+      plugIn: 100 * plug.tasks[task][o.metric],
+      fullFt,
+      plugInPpl: measurePpl ? plug.ppl?.ppl ?? null : null,
+    };
+  };
+  type Unit =
+    | { kind: "zs"; which: "full" | "emulator"; task: string; ppl: boolean }
+    | { kind: "tune"; seed: number; task: string; measurePpl: boolean };
+  const units: Unit[] = [
+    ...(["full", "emulator"] as const).flatMap((which) => o.tasks.map((task, t): Unit => ({ kind: "zs", which, task, ppl: t === 0 }))),
+    ...o.seeds.flatMap((seed) => o.tasks.map((task, t): Unit => ({ kind: "tune", seed, task, measurePpl: t === 0 }))),
+  ];
+  total = 1 + 2 * o.tasks.length + o.seeds.length * o.tasks.length * (o.fullFt ? 4 : 3);
+  type TuneOutcome = Awaited<ReturnType<typeof tuneUnit>>;
+  const outcomes = await mapConcurrent<Unit, EvalReport | TuneOutcome>(units, o.jobs, (u) =>
+    u.kind === "zs" ? zeroShot(u.which, u.task, u.ppl) : tuneUnit(u.seed, u.task, u.measurePpl)
+  );
+  const zs = (which: "full" | "emulator", task: string) =>
+    outcomes[units.findIndex((u) => u.kind === "zs" && u.which === which && u.task === task)] as EvalReport;
+  const pplOf = (which: "full" | "emulator") => zs(which, o.tasks[0]).ppl!.ppl;
+
+  const extra = (manifest.extra ?? {}) as { blocks?: Array<{ role: string; params: number }> };
+  const middle = (extra.blocks ?? []).filter((b) => b.role === "middle");
+  const middleParams = await originalMiddleParams(o.model, manifest);
   const written: string[] = [];
   for (const seed of o.seeds) {
     const tasks: Record<string, TaskResult> = {};
     let plugInPpl: number | null = null;
-    for (const task of o.tasks) {
-      const adapter = join(work, `${label}-seed${seed}`, "adapters", task);
-      await step(`tune ${task} seed ${seed}`, [
-        "tune", "--emulator", emulator, "--task", task, "--out", adapter, "--seed", String(seed), ...tuneHyper, "--quiet",
-      ]);
-      const emuFt = join(work, `${label}-seed${seed}`, `emulator_ft_${task}.json`);
-      await step(`emulator-ft ${task} seed ${seed}`, evalArgs(emulator, [task], emuFt, ["--adapter", adapter]));
-      const plugIn = join(work, `${label}-seed${seed}`, `plug_in_${task}.json`);
-      const measurePpl = plugInPpl === null;
-      await step(`plug-in ${task} seed ${seed}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? ["--ppl"] : [])]));
-      let fullFt: number | null = null;
-      if (o.fullFt) {
-        const tuned = join(work, `full-ft-seed${seed}`, task);
-        const fullFtJson = join(work, `full-ft-seed${seed}`, `full_ft_${task}.json`);
-        await step(`full-ft ${task} seed ${seed}`, [
-          "full-ft", "--model", o.model, "--task", task, "--out", tuned, "--seed", String(seed), ...tuneHyper, "--quiet",
-        ]);
-        await runVerb(evalArgs(tuned, [task], fullFtJson), join(logs, `full-ft-eval_${task}_${seed}.log`));
-        fullFt = 100 * (await readEval(fullFtJson)).tasks[task][o.metric];
-      }
-      const plug = await readEval(plugIn);
-      if (measurePpl) plugInPpl = plug.ppl?.ppl ?? null;
-      tasks[task] = {
-        n: full.tasks[task].n,
-        full_zs: 100 * full.tasks[task][o.metric],
-        emulator_zs: 100 * emu.tasks[task][o.metric],
-        full_ft: fullFt,
-        emulator_ft: 100 * (await readEval(emuFt)).tasks[task][o.metric],
-        plug_in: 100 * plug.tasks[task][o.metric],
+    for (const [i, u] of units.entries()) {
+      if (u.kind !== "tune" || u.seed !== seed) continue;
+      const tuned = outcomes[i] as TuneOutcome;
+      const full = zs("full", u.task).tasks[u.task];
+      tasks[u.task] = {
+        n: full.n,
+        full_zs: 100 * full[o.metric],
+        emulator_zs: 100 * zs("emulator", u.task).tasks[u.task][o.metric],
+        full_ft: tuned.fullFt,
+        emulator_ft: tuned.emulatorFt,
+        plug_in: tuned.plugIn,
       };
+      if (u.measurePpl) plugInPpl = tuned.plugInPpl;
     }
-    const extra = (manifest.extra ?? {}) as { blocks?: Array<{ role: string; params: number }> };
-    const middle = (extra.blocks ?? []).filter((b) => b.role === "middle");
     const result: RunResult = {
       formatVersion: 1,
       model: o.model,
@@ -184,10 +223,10 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
       seed,
       settings: { ...manifest.settings, epochs: o.epochs, trainLimit: o.trainLimit ?? null, evalLimit: o.evalLimit ?? null },
       emulator_params: middle.reduce((n, b) => n + b.params, 0),
-      middle_params: await originalMiddleParams(o.model, manifest),
+      middle_params: middleParams,
       metric: o.metric,
       tasks,
-      ppl: { full: full.ppl!.ppl, emulator: emu.ppl!.ppl, plug_in: plugInPpl },
+      ppl: { full: pplOf("full"), emulator: pplOf("emulator"), plug_in: plugInPpl },
     };
     written.push(await writeRunResult(o.runs, result));
   }
@@ -203,6 +242,12 @@ async function originalMiddleParams(model: string, manifest: { split: { bottom: 
   return summary.parameters.perBlock
     .slice(manifest.split.bottom, summary.layers - manifest.split.top)
     .reduce((a, b) => a + b, 0);
+}
+
+function positiveInteger(text: string, flag: string): number {
+  const n = numberFlag(text, flag)!;
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} expects a positive integer, got "${text}"`);
+  return n;
 }
 
 /** Parses the experiment flags. */
@@ -228,6 +273,7 @@ export function experimentOptions(argv: string[]): ExperimentOptions {
     epochs: numberFlag(f.epochs, "epochs")!,
     lr: numberFlag(f.lr, "lr"),
     fullFt: !f["no-full-ft"],
+    jobs: f.jobs === undefined ? availableParallelism() : positiveInteger(f.jobs, "jobs"),
     metric: f.metric,
     quiet: f.quiet,
   };
