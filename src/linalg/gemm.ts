@@ -59,3 +59,91 @@ export function matmul(a: Matrix, b: Matrix, transA = false, transB = false): Ma
   lib.sgemm(transA, transB, m, n, k, a.data, a.cols, b.data, b.cols, out, n);
   return { rows: m, cols: n, data: out };
 }
+
+/**
+ * `c += xᵀx` on the upper triangle of `c` (cols×cols) only, in place: running
+ * KFAC sums (METHOD.md §2) accumulate chunk after chunk with no temporary of
+ * `c`'s size. The lower triangle is left stale; {@link symmetrizeUpper} it once
+ * the sums are complete.
+ */
+export function gramAccumulateUpper(c: Matrix, x: Matrix): void {
+  checkShape(x, "gramAccumulateUpper: x");
+  const n = x.cols;
+  expectSquare(c, n, "gramAccumulateUpper: c");
+  const lib = loadLinalgLibrary();
+  if (lib) {
+    lib.ssyrk(n, x.rows, x.data, n, c.data, n, 1);
+    return;
+  }
+  const xx = gramTransposedJs(x).data; // [cols, cols]
+  for (let i = 0; i < n; i++) {
+    for (let j = i; j < n; j++) c.data[i * n + j] += xx[i * n + j];
+  }
+}
+
+/** Copies the upper triangle of square `c` onto its lower triangle, in place. */
+export function symmetrizeUpper(c: Matrix): void {
+  const n = c.cols;
+  expectSquare(c, n, "symmetrizeUpper: c");
+  for (let i = 1; i < n; i++) {
+    for (let j = 0; j < i; j++) c.data[i * n + j] = c.data[j * n + i];
+  }
+}
+
+/** `c += op(a) · op(b)` in place (`c` is m×n): a running sum with no temporary. */
+export function matmulAccumulate(c: Matrix, a: Matrix, b: Matrix, transA = false, transB = false): void {
+  checkShape(a, "matmulAccumulate: a");
+  checkShape(b, "matmulAccumulate: b");
+  checkShape(c, "matmulAccumulate: c");
+  const m = transA ? a.cols : a.rows;
+  const k = transA ? a.rows : a.cols;
+  const n = transB ? b.rows : b.cols;
+  if ((transB ? b.cols : b.rows) !== k || c.rows !== m || c.cols !== n) {
+    throw new Error(
+      `matmulAccumulate: c is ${c.rows}×${c.cols} but op(a) op(b) is ${m}×${k} · ${transB ? b.cols : b.rows}×${n}`,
+    );
+  }
+  const lib = loadLinalgLibrary();
+  if (lib) {
+    lib.sgemm(transA, transB, m, n, k, a.data, a.cols, b.data, b.cols, c.data, n, 1);
+    return;
+  }
+  const product = matmulJs(a, b, transA, transB).data; // [m, n]
+  for (let i = 0; i < product.length; i++) c.data[i] += product[i];
+}
+
+/**
+ * `c += xᵀ · x[:, from:to]` in place (`c` is cols×(to−from)): a column block of
+ * the Gram matrix `xᵀx`, so a factor held as its rows can be reduced block by
+ * block without ever forming the whole cols×cols matrix.
+ */
+export function gramColumnsAccumulate(c: Matrix, x: Matrix, from: number, to: number): void {
+  checkShape(x, "gramColumnsAccumulate: x");
+  const n = x.cols;
+  const w = to - from;
+  if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && to <= n && w >= 1)) {
+    throw new Error(`gramColumnsAccumulate: column range [${from}, ${to}) is not inside [0, ${n})`);
+  }
+  if (c.rows !== n || c.cols !== w || c.data.length !== n * w) {
+    throw new Error(`gramColumnsAccumulate: c is ${c.rows}×${c.cols}, expected ${n}×${w}`);
+  }
+  const lib = loadLinalgLibrary();
+  if (lib) {
+    lib.sgemm(true, false, n, w, x.rows, x.data, n, x.data.subarray(from), n, c.data, w, 1);
+    return;
+  }
+  for (let r = 0; r < x.rows; r++) {
+    const row = r * n;
+    for (let i = 0; i < n; i++) {
+      const xi = x.data[row + i];
+      if (xi === 0) continue;
+      for (let j = 0; j < w; j++) c.data[i * w + j] += xi * x.data[row + from + j];
+    }
+  }
+}
+
+function expectSquare(c: Matrix, n: number, what: string): void {
+  if (c.rows !== n || c.cols !== n || c.data.length !== n * n) {
+    throw new Error(`${what} is ${c.rows}×${c.cols}, expected ${n}×${n}`);
+  }
+}

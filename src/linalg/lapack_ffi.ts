@@ -38,13 +38,13 @@ export interface LinalgLibrary {
   ): number;
   /** `LAPACKE_ssyevd`, column-major, eigenvectors wanted, lower triangle read: `a` becomes the vectors. */
   ssyevd(n: number, a: Float32Array, lda: number, w: Float32Array): number;
-  /** `cblas_sgemm`, row-major, `c = op(a) op(b)` (alpha 1, beta 0). */
+  /** `cblas_sgemm`, row-major, `c = op(a) op(b) + beta·c` (alpha 1; beta 0 unless given). */
   sgemm(
     transA: boolean, transB: boolean, m: number, n: number, k: number,
-    a: Float32Array, lda: number, b: Float32Array, ldb: number, c: Float32Array, ldc: number,
+    a: Float32Array, lda: number, b: Float32Array, ldb: number, c: Float32Array, ldc: number, beta?: number,
   ): void;
-  /** `cblas_ssyrk`, row-major, upper triangle of `c = aᵀ a` (a is k×n; alpha 1, beta 0). */
-  ssyrk(n: number, k: number, a: Float32Array, lda: number, c: Float32Array, ldc: number): void;
+  /** `cblas_ssyrk`, row-major, upper triangle of `c = aᵀ a + beta·c` (a is k×n; alpha 1; beta 0 unless given). */
+  ssyrk(n: number, k: number, a: Float32Array, lda: number, c: Float32Array, ldc: number, beta?: number): void;
 }
 
 const LAPACKE_CANDIDATES = ["liblapacke.so.3", "liblapacke.so"];
@@ -213,14 +213,14 @@ function wrap(raw: RawSymbols): LinalgLibrary {
       raw.sgesdd(LAPACK_COL_MAJOR, jobz.charCodeAt(0), m, n, a, lda, s, u, ldu, vt, ldvt) as number,
     ssyevd: (n, a, lda, w) =>
       raw.ssyevd(LAPACK_COL_MAJOR, CHAR_V, CHAR_L, n, a, lda, w) as number,
-    sgemm: (transA, transB, m, n, k, a, lda, b, ldb, c, ldc) => {
+    sgemm: (transA, transB, m, n, k, a, lda, b, ldb, c, ldc, beta = 0) => {
       raw.sgemm(
         CBLAS_ROW_MAJOR, transA ? CBLAS_TRANS : CBLAS_NO_TRANS, transB ? CBLAS_TRANS : CBLAS_NO_TRANS,
-        m, n, k, 1, a, lda, b, ldb, 0, c, ldc,
+        m, n, k, 1, a, lda, b, ldb, beta, c, ldc,
       );
     },
-    ssyrk: (n, k, a, lda, c, ldc) => {
-      raw.ssyrk(CBLAS_ROW_MAJOR, CBLAS_UPPER, CBLAS_TRANS, n, k, 1, a, lda, 0, c, ldc);
+    ssyrk: (n, k, a, lda, c, ldc, beta = 0) => {
+      raw.ssyrk(CBLAS_ROW_MAJOR, CBLAS_UPPER, CBLAS_TRANS, n, k, 1, a, lda, beta, c, ldc);
     },
   };
 }

@@ -48,3 +48,13 @@ export function checkFinite(m: Matrix, what: string): void {
     }
   }
 }
+
+/** `‖M[:, j]‖₁` for every column j, `[cols]`, summed in float64. */
+export function columnAbsSums(m: Matrix): Float64Array {
+  const out = new Float64Array(m.cols);
+  for (let r = 0; r < m.rows; r++) {
+    const row = r * m.cols;
+    for (let c = 0; c < m.cols; c++) out[c] += Math.abs(m.data[row + c]);
+  }
+  return out;
+}

@@ -28,6 +28,16 @@ export function foldsBias(spec: LinearSpec): boolean {
 }
 
 /**
+ * The factors SCP reduces to column L1 norms only (`src/score/gcs.ts`
+ * `scpScores`): `G` of the MLP's producing linears and `A` of its output
+ * linear, the MLP width on a side; KFAC may hold them as their rows.
+ */
+export function rowHeldFactors(spec: LinearSpec): { A: boolean; G: boolean } {
+  const producing = spec.role === "mlp.in" || spec.role === "mlp.gate" || spec.role === "mlp.up";
+  return { A: spec.role === "mlp.out", G: producing };
+}
+
+/**
  * Accumulates chunk records per linear and, on each block record, emits the
  * block with the finalized factors of its linears (none for adapter blocks).
  */
@@ -49,6 +59,7 @@ export function accumulateKfac(clock?: StageClock): OperatorFunction<Calibration
               accumulate(states.get(name), event.x, event.gamma, {
                 gradScale: event.gradScale,
                 bias: foldsBias(event.linear),
+                rowHeld: rowHeldFactors(event.linear),
               })),
           );
           return undefined;

@@ -1,10 +1,21 @@
 /**
- * Block-boundary activations kept outside the tensor heap (the wasm heap is
- * capped at 4 GiB) as `[N, T, d]` Float32Arrays, processed in chunks of
- * sequences so only one chunk's tensors are resident.
+ * Block-boundary activations of the calibration pass, kept on disk in an
+ * {@link ActivationStore} (one temporary directory per pass, one file per
+ * `[N, T, d]` float32 array) and processed in chunks of sequences, so only
+ * one chunk is resident, in the tensor heap (capped at 4 GiB for wasm) and in
+ * JS memory alike (DESIGN.md "The shape"). Kept in memory, the block inputs
+ * of an OPT-1.3B-shaped build with 2048 calibration tokens would take
+ * 24 × 16.8 MB.
+ *
+ * Only `node:fs`, `node:os` and `node:path` are used, so the store runs under
+ * Node and Deno alike. All calls are synchronous: the operators do their
+ * work inside `next`.
  *
  * @module
  */
+import { appendFileSync, closeSync, mkdtempSync, openSync, readSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Tensor } from "@tensorflow/tfjs";
 import { tf } from "../tensor/backend.ts";
 import type { CalibrationSet } from "../records/records.ts";
@@ -27,33 +38,117 @@ export function defaultChunk(calibration: CalibrationSet): number {
   return Math.max(1, Math.floor(512 / calibration.length));
 }
 
-/** Sequences `[from, to)` of an `[N, T, d]` array, as a `[to - from, T, d]` tensor. */
-export function chunkTensor(data: Float32Array, from: number, to: number, t: number, d: number): Tensor {
-  return tf.tensor3d(data.subarray(from * t * d, to * t * d), [to - from, t, d]);
+/**
+ * One `[N, T, d]` float32 array in an {@link ActivationStore}, row-major,
+ * read back by sequence range. Its owner disposes it once it is no longer
+ * read; closing the store disposes every array left.
+ */
+export interface StoredActivations {
+  /** N */
+  readonly sequences: number;
+  /** T */
+  readonly length: number;
+  /** d */
+  readonly width: number;
+  /** Sequences `[from, to)` as a fresh `[to - from, T, d]` row-major array. */
+  read(from: number, to: number): Float32Array;
+  /** Deletes the array's file (idempotent). */
+  dispose(): void;
+}
+
+/**
+ * A calibration pass's activations on disk: a temporary directory under
+ * `os.tmpdir()`, made on the first write, holding one file per array.
+ * Whoever owns the store closes it when the pass ends, completes, errors or
+ * is unsubscribed alike, so no file outlives the pass.
+ */
+export class ActivationStore {
+  #dir: string | undefined;
+  #closed = false;
+  #files = 0;
+
+  /** The temporary directory, or `undefined` before the first write and after {@link close}. */
+  get directory(): string | undefined {
+    return this.#closed ? undefined : this.#dir;
+  }
+
+  /**
+   * Applies `fn` to every chunk of `sequences` and appends each `[n, T, d]`
+   * result to a new file as it is produced, so the whole `[N, T, d]` array
+   * is never in memory. `fn`'s result is disposed here.
+   */
+  write(
+    sequences: number,
+    t: number,
+    d: number,
+    chunk: number,
+    fn: (from: number, to: number) => Tensor,
+  ): StoredActivations {
+    if (this.#closed) throw new Error("The activation store is closed");
+    this.#dir ??= mkdtempSync(join(tmpdir(), "offtune-activations-"));
+    const path = join(this.#dir, `${String(this.#files++).padStart(4, "0")}.f32`);
+    closeSync(openSync(path, "wx"));
+    for (const [from, to] of sequenceChunks(sequences, chunk)) {
+      const y = fn(from, to); // [n, T, d]
+      try {
+        const data = y.dataSync() as Float32Array;
+        if (data.length !== (to - from) * t * d) {
+          throw new Error(`Activation chunk [${from}, ${to}) has ${data.length} values, expected ${to - from} x ${t} x ${d}`);
+        }
+        // No descriptor stays open across `fn`, which may emit downstream and close the store.
+        appendFileSync(path, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      } finally {
+        y.dispose();
+      }
+    }
+    return storedArray(path, sequences, t, d);
+  }
+
+  /** Deletes the directory and every file in it (idempotent); later writes throw. */
+  close(): void {
+    this.#closed = true;
+    if (this.#dir) rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+/** A handle on the `[sequences, t, d]` float32 file at `path`. */
+function storedArray(path: string, sequences: number, t: number, d: number): StoredActivations {
+  const row = t * d * Float32Array.BYTES_PER_ELEMENT;
+  return {
+    sequences,
+    length: t,
+    width: d,
+    read(from, to) {
+      if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from <= to && to <= sequences)) {
+        throw new RangeError(`Sequence range [${from}, ${to}) is outside [0, ${sequences})`);
+      }
+      const out = new Float32Array((to - from) * t * d); // [to - from, T, d]
+      const bytes = new Uint8Array(out.buffer);
+      const fd = openSync(path, "r");
+      try {
+        for (let done = 0; done < bytes.length;) {
+          const got = readSync(fd, bytes, done, bytes.length - done, from * row + done);
+          if (got === 0) throw new Error(`Activation file ${path} ends before sequence ${to}`);
+          done += got;
+        }
+      } finally {
+        closeSync(fd);
+      }
+      return out;
+    },
+    dispose() {
+      rmSync(path, { force: true });
+    },
+  };
+}
+
+/** Sequences `[from, to)` of a stored `[N, T, d]` array, as a `[to - from, T, d]` tensor. */
+export function chunkTensor(data: StoredActivations, from: number, to: number): Tensor {
+  return tf.tensor3d(data.read(from, to), [to - from, data.length, data.width]);
 }
 
 /** Token ids of sequences `[from, to)` as an int32 `[to - from, T]` tensor. */
 export function chunkIds(calibration: CalibrationSet, from: number, to: number): Tensor {
   const t = calibration.length;
   return tf.tensor2d(calibration.ids.subarray(from * t, to * t), [to - from, t], "int32");
-}
-
-/**
- * Applies `fn` to every chunk of sequences and gathers the `[n, T, d]`
- * results into one `[N, T, d]` array. `fn`'s result is disposed here.
- */
-export function mapChunks(
-  sequences: number,
-  t: number,
-  d: number,
-  chunk: number,
-  fn: (from: number, to: number) => Tensor,
-): Float32Array {
-  const out = new Float32Array(sequences * t * d);
-  for (const [from, to] of sequenceChunks(sequences, chunk)) {
-    const y = fn(from, to); // [n, T, d]
-    out.set(y.dataSync() as Float32Array, from * t * d);
-    y.dispose();
-  }
-  return out;
 }

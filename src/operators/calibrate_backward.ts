@@ -8,7 +8,8 @@
  *
  * The loss is the next-token loss of the calibration set; the head runs in
  * chunks small enough for its `[n, T, V]` logits, and the upstream gradient
- * is kept as that of the *summed* token loss, so γ needs no rescaling
+ * (on disk, in the forward's activation store, read chunk by chunk like the
+ * block inputs) is kept as that of the *summed* token loss, so γ needs no rescaling
  * (`gradScale` 1) and `accumulateKfac` divides by the token count. Rows are
  * the positions that have a target (all but each sequence's last).
  *
@@ -103,23 +104,24 @@ async function runBackward(
   const n = calibration.sequences;
   const t = calibration.length;
   const d = cfg.hidden;
-  const chunks = sequenceChunks(n, options.chunk ?? defaultChunk(calibration));
-  const output = all[all.length - 1].output;
+  const chunk = options.chunk ?? defaultChunk(calibration);
+  const { output, store } = all[all.length - 1];
   if (!output) throw new Error("calibrateBackward: the last block's activation record has no output");
 
   // Upstream gradient at the last block's output, of the summed token loss.
-  let upstream = new Float32Array(n * t * d); // [N, T, d]
   let lossSum = 0;
-  for (const [a, b] of sequenceChunks(n, options.headChunk ?? defaultHeadChunk(t, cfg.vocabSize))) {
+  let upstream = store.write(n, t, d, options.headChunk ?? defaultHeadChunk(t, cfg.vocabSize), (a, b) => {
     const ids = chunkIds(calibration, a, b);
-    const hidden = chunkTensor(output, a, b, t, d);
+    const hidden = chunkTensor(output, a, b); // [n, T, d]
     const { loss, dHidden } = timeStage(options.clock, "backward", () => headLossGrad(arch, cfg, model.outer, hidden, ids));
+    lossSum += loss * (b - a);
     // headLossGrad differentiates the chunk's mean loss: scale to the summed loss.
     const targets = (b - a) * (t - 1);
-    upstream.set((dHidden.dataSync() as Float32Array).map((v) => v * targets), a * t * d);
-    lossSum += loss * (b - a);
+    const summed = tf.tidy(() => tf.mul(dHidden, targets)); // [n, T, d]
     tf.dispose([ids, hidden, dHidden]);
-  }
+    return summed;
+  });
+  output.dispose();
   options.onLoss?.(lossSum / n);
 
   const lowestMiddle = split.bottom;
@@ -129,20 +131,25 @@ async function runBackward(
     const weights = await timeStageAsync(options.clock, "read", () => model.loadBlock(index));
     try {
       if (index >= lowestMiddle) {
-        const next = index > lowestMiddle ? new Float32Array(n * t * d) : undefined; // [N, T, d]
-        for (const [a, b] of chunks) {
-          const x = chunkTensor(record.input, a, b, t, d); // [n, T, d]
-          const dy = chunkTensor(upstream, a, b, t, d); // [n, T, d]
-          if (record.role === "middle") {
-            emitChunkStats(subscriber, record, weights, x, dy, next, a * t * d, options.clock);
-          } else {
-            const { dx } = timeStage(options.clock, "backward", () => blockVjp(arch, cfg, weights, x, dy, { wrt: [] }));
-            next?.set(dx.dataSync() as Float32Array, a * t * d);
-            dx.dispose();
+        const { input } = record;
+        if (!input) throw new Error(`calibrateBackward: block ${index}'s activation record has no input`);
+        const dOut = upstream;
+        // The gradient at the block input, `[n, T, d]`, for sequences [a, b).
+        const step = (a: number, b: number): Tensor => {
+          const x = chunkTensor(input, a, b); // [n, T, d]
+          const dy = chunkTensor(dOut, a, b); // [n, T, d]
+          try {
+            return record.role === "middle"
+              ? emitChunkStats(subscriber, record, weights, x, dy, options.clock)
+              : timeStage(options.clock, "backward", () => blockVjp(arch, cfg, weights, x, dy, { wrt: [] })).dx;
+          } finally {
+            tf.dispose([x, dy]);
           }
-          tf.dispose([x, dy]);
-        }
-        if (next) upstream = next;
+        };
+        if (index > lowestMiddle) upstream = store.write(n, t, d, chunk, step);
+        else for (const [a, b] of sequenceChunks(n, chunk)) step(a, b).dispose();
+        input.dispose();
+        dOut.dispose();
       }
     } catch (e) {
       disposeWeights(weights);
@@ -160,8 +167,8 @@ function outputWidth(weights: WeightMap, spec: LinearSpec): number {
 
 /**
  * One middle-block chunk: VJP with zero probes at every linear output, then
- * a chunk record per linear. Writes the input gradient into `next` at
- * `offset` when the block below needs it.
+ * a chunk record per linear. Returns the input gradient `[n, T, d]`, which
+ * the caller owns.
  */
 function emitChunkStats(
   subscriber: Subscriber<CalibrationEvent>,
@@ -169,10 +176,8 @@ function emitChunkStats(
   weights: WeightMap,
   x: Tensor, // [n, T, d]
   dy: Tensor, // [n, T, d]
-  next: Float32Array | undefined,
-  offset: number,
   clock: StageClock | undefined,
-): void {
+): Tensor {
   const { arch, cfg } = record.model;
   const [nSeq, t] = x.shape;
   const specs = arch.linears(cfg);
@@ -181,7 +186,6 @@ function emitChunkStats(
   const { dx, dProbes } = timeStage(clock, "backward", () =>
     blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes, onLinearInput: hook }));
   try {
-    next?.set(dx.dataSync() as Float32Array, offset);
     for (const spec of specs) {
       const input = inputs.get(spec.name);
       const gamma = dProbes?.get(spec.name);
@@ -197,15 +201,22 @@ function emitChunkStats(
       });
       g2.dispose();
     }
+  } catch (e) {
+    dx.dispose();
+    throw e;
   } finally {
-    tf.dispose([dx, ...probes.values(), ...inputs.values(), ...(dProbes?.values() ?? [])]);
+    tf.dispose([...probes.values(), ...inputs.values(), ...(dProbes?.values() ?? [])]);
   }
+  return dx;
 }
 
 /**
  * Collects the forward's activation records, then runs the backward from the
  * head down and emits, per block (L-1..0), a chunk record per linear and
  * chunk (middle blocks only) followed by the block with its reloaded weights.
+ * Takes the records' activation store: each array is deleted once read for
+ * the last time, and the store is closed when the backward completes, errors
+ * or is unsubscribed.
  */
 export function calibrateBackward(
   options: CalibrateBackwardOptions = {},
@@ -227,6 +238,7 @@ export function calibrateBackward(
       return () => {
         stopped = true;
         subscription.unsubscribe();
+        for (const store of new Set(records.map((r) => r.store))) store.close();
       };
     });
 }

@@ -1,9 +1,11 @@
 /**
  * `calibrateForward`: the calibration forward pass over the original model
  * (METHOD.md §2: `g` and the curvature come from one calibration forward +
- * backward). Each block's input activations are kept (outside the tensor
- * heap); its weights are released as soon as its output is computed, so one
- * block is resident at a time (DESIGN.md "The shape").
+ * backward). Each block's input activations are kept on disk in an
+ * {@link ActivationStore}, written chunk by chunk, for the blocks the backward
+ * recomputes (from `model.split.bottom` up); its weights are released as soon
+ * as its output is computed, so one block and one chunk of activations are
+ * resident at a time (DESIGN.md "The shape").
  *
  * Processing is synchronous inside `next`, so an upstream `readCheckpoint`
  * loads the next block only after this one is done.
@@ -15,10 +17,16 @@
  *
  * @module
  */
-import { map, type OperatorFunction } from "rxjs";
+import { defer, finalize, map, type OperatorFunction, tap } from "rxjs";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, BlockRecord, CalibrationSet } from "../records/records.ts";
-import { chunkIds, chunkTensor, defaultChunk, mapChunks } from "./activations.ts";
+import {
+  ActivationStore,
+  chunkIds,
+  chunkTensor,
+  defaultChunk,
+  type StoredActivations,
+} from "./activations.ts";
 import { type StageClock, timeStage } from "./stage_clock.ts";
 import { disposeWeights } from "./weights.ts";
 
@@ -35,6 +43,10 @@ export interface CalibrateForwardOptions {
  * Runs each incoming block on the running hidden states and emits an
  * {@link ActivationRecord} holding the block's input (the last one also its
  * output). Blocks must arrive in order 0..L-1; their weights are disposed.
+ *
+ * Each subscription writes to its own store. On completion the records own
+ * it and their taker closes it (`calibrateBackward` does); on error or
+ * unsubscription before completion it is closed here.
  */
 export function calibrateForward(
   options: CalibrateForwardOptions,
@@ -46,31 +58,49 @@ export function calibrateForward(
   if (calibration.ids.length !== n * t) {
     throw new Error(`Calibration ids hold ${calibration.ids.length} tokens, expected ${n} x ${t}`);
   }
-  return (source) => {
-    let hidden: Float32Array | undefined; // [N, T, d]
-    let expected = 0;
-    return source.pipe(
-      map((record): ActivationRecord => {
-        const { model, index } = record;
-        const { arch, cfg } = model;
-        const d = cfg.hidden;
-        try {
-          if (index !== expected) {
-            throw new Error(`calibrateForward expects block ${expected} next, got block ${index}`);
+  return (source) =>
+    defer(() => {
+      const store = new ActivationStore();
+      let handedOver = false;
+      let hidden: StoredActivations | undefined; // [N, T, d]
+      let expected = 0;
+      return source.pipe(
+        map((record): ActivationRecord => {
+          const { model, index } = record;
+          const { arch, cfg } = model;
+          const d = cfg.hidden;
+          try {
+            if (index !== expected) {
+              throw new Error(`calibrateForward expects block ${expected} next, got block ${index}`);
+            }
+            hidden ??= timeStage(options.clock, "forward", () =>
+              store.write(n, t, d, chunk, (a, b) =>
+                tf.tidy(() => arch.embed(model.outer, chunkIds(calibration, a, b), cfg)))); // [n, T, d]
+            const input = hidden;
+            hidden = timeStage(options.clock, "forward", () =>
+              store.write(n, t, d, chunk, (a, b) =>
+                tf.tidy(() => arch.block(record.weights, chunkTensor(input, a, b), cfg)))); // [n, T, d]
+            expected++;
+            const recomputed = index >= model.split.bottom;
+            if (!recomputed) input.dispose();
+            const last = index === cfg.layers - 1;
+            return {
+              model,
+              index,
+              role: record.role,
+              calibration,
+              store,
+              ...(recomputed ? { input } : {}),
+              ...(last ? { output: hidden } : {}),
+            };
+          } finally {
+            disposeWeights(record.weights);
           }
-          hidden ??= timeStage(options.clock, "forward", () => mapChunks(n, t, d, chunk, (a, b) =>
-            tf.tidy(() => arch.embed(model.outer, chunkIds(calibration, a, b), cfg)))); // [n, T, d]
-          const input = hidden;
-          hidden = timeStage(options.clock, "forward", () =>
-            mapChunks(n, t, d, chunk, (a, b) =>
-              tf.tidy(() => arch.block(record.weights, chunkTensor(input, a, b, t, d), cfg)))); // [n, T, d]
-          expected++;
-          const last = index === cfg.layers - 1;
-          return { model, index, role: record.role, calibration, input, ...(last ? { output: hidden } : {}) };
-        } finally {
-          disposeWeights(record.weights);
-        }
-      }),
-    );
-  };
+        }),
+        tap({ complete: () => (handedOver = true) }),
+        finalize(() => {
+          if (!handedOver) store.close();
+        }),
+      );
+    });
 }

@@ -8,6 +8,7 @@
 import type { Matrix } from "../linalg/matrix.ts";
 import type { SvdResult } from "../linalg/svd.ts";
 import type { Architecture, LinearSpec, ModelConfig, WeightMap } from "../model/types.ts";
+import type { ActivationStore, StoredActivations } from "../operators/activations.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 
 /** Whether a block is tuned by the data owner or compressed into the emulator (METHOD.md §1). */
@@ -66,16 +67,23 @@ export interface CalibrationSet {
   length: number; // T
 }
 
-/** A block's input activations from the calibration forward (weights released). */
+/**
+ * A block's input activations from the calibration forward (weights
+ * released), as handles into the pass's on-disk `store` (DESIGN.md "The
+ * shape"). The records of one pass share the store; whoever takes them
+ * closes it when done, which deletes every array left in it.
+ */
 export interface ActivationRecord {
   model: ModelHandle;
   index: number;
   role: BlockRole;
   calibration: CalibrationSet;
-  /** Block input, `[N, T, d]` row-major, kept outside the tensor heap. */
-  input: Float32Array;
+  /** Block input `[N, T, d]`; absent below `model.split.bottom`, whose blocks the backward never recomputes. */
+  input?: StoredActivations;
   /** The last block's output `[N, T, d]` (the head's input), on the last record only. */
-  output?: Float32Array;
+  output?: StoredActivations;
+  /** The pass's activation store, holding `input` and `output`. */
+  store: ActivationStore;
 }
 
 /** One chunk of one linear's calibration data: inputs and output gradients (METHOD.md §2 KFAC). */

@@ -17,9 +17,10 @@
  * @module
  */
 import { matmul } from "../linalg/gemm.ts";
-import { checkShape, type Matrix } from "../linalg/matrix.ts";
+import { checkShape, columnAbsSums, type Matrix } from "../linalg/matrix.ts";
 import type { SvdResult } from "../linalg/svd.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
+import type { SymmetricFactor } from "../stats/symmetric_factor.ts";
 
 /** A linear of an MLP as SCP sees it: kernel-layout weight and optional bias. */
 export interface MlpLinear {
@@ -52,18 +53,12 @@ function expectShape(m: Matrix, rows: number, cols: number, label: string): void
   }
 }
 
-function checkLambda(lambda: number): void {
-  if (!Number.isFinite(lambda)) throw new Error(`GCS lambda must be finite, got ${lambda}`);
+function expectFactor(f: SymmetricFactor, size: number, label: string): void {
+  if (f.size !== size) throw new Error(`GCS ${label} is [${f.size}, ${f.size}], expected [${size}, ${size}]`);
 }
 
-/** `‖M[:, j]‖₁` for every column j: `[cols]`. */
-function columnAbsSums(m: Matrix): Float64Array {
-  const out = new Float64Array(m.cols);
-  for (let r = 0; r < m.rows; r++) {
-    const row = r * m.cols;
-    for (let c = 0; c < m.cols; c++) out[c] += Math.abs(m.data[row + c]);
-  }
-  return out;
+function checkLambda(lambda: number): void {
+  if (!Number.isFinite(lambda)) throw new Error(`GCS lambda must be finite, got ${lambda}`);
 }
 
 /** `‖M[i, :]‖₁` for the first `rows` rows: `[rows]`. */
@@ -118,12 +113,12 @@ export function drdScores(svd: SvdResult, stats: KfacFactors, lambda: number): F
   const out = svd.vt.cols;
   expectShape(svd.u, inF, k, "DRD factor U");
   expectShape(svd.vt, k, out, "DRD factor Vt");
-  expectShape(stats.A, inF, inF, "DRD factor A (use unaugmented statistics for attention)");
-  expectShape(stats.G, out, out, "DRD factor G");
+  expectFactor(stats.A, inF, "DRD factor A (use unaugmented statistics for attention)");
+  expectFactor(stats.G, out, "DRD factor G");
   expectShape(stats.g, inF, out, "DRD gradient g");
 
-  const aNorm = columnAbsSums(matmul(stats.A, svd.u)); // ‖A v_i‖₁ from [in, k]
-  const gNorm = rowAbsSums(matmul(svd.vt, stats.G, false, true)); // ‖G u_i‖₁ from [k, out]
+  const aNorm = columnAbsSums(matmul(stats.A.dense(), svd.u)); // ‖A v_i‖₁ from [in, k]
+  const gNorm = rowAbsSums(matmul(svd.vt, stats.G.dense(), false, true)); // ‖G u_i‖₁ from [k, out]
   const inner = rowDots(matmul(svd.u, stats.g, true, false), svd.vt, k); // u_iᵀ g v_i from [k, out]
   const scores = new Float32Array(k);
   for (let i = 0; i < k; i++) {
@@ -186,18 +181,18 @@ export function scpScores(mlp: ChannelMlp, stats: ChannelMlpStats, lambda: numbe
     const st = stats.inputs[index];
     const inF = linear.weight.rows;
     expectShape(linear.weight, inF, m, `${label} weight`);
-    const augmented = st.A.rows === inF + 1;
+    const augmented = st.A.size === inF + 1;
     if (linear.bias && !augmented) {
       throw new Error(
-        `GCS ${label} has a bias but its factor A is [${st.A.rows}, ${st.A.cols}]: accumulate it with bias: true ([${inF + 1}, ${inF + 1}])`,
+        `GCS ${label} has a bias but its factor A is [${st.A.size}, ${st.A.size}]: accumulate it with bias: true ([${inF + 1}, ${inF + 1}])`,
       );
     }
     const w = augmentedWeight(linear, augmented, label); // [in', m]
-    expectShape(st.A, w.rows, w.rows, `${label} factor A`);
-    expectShape(st.G, m, m, `${label} factor G`);
+    expectFactor(st.A, w.rows, `${label} factor A`);
+    expectFactor(st.G, m, `${label} factor G`);
     expectShape(st.g, w.rows, m, `${label} gradient g`);
-    const gCol = columnAbsSums(st.G); // ‖G₁[:,j]‖₁
-    const aW = columnAbsSums(matmul(st.A, w)); // ‖A₁ w₁ⱼ‖₁ from [in', m]
+    const gCol = st.G.columnAbsSums(); // ‖G₁[:,j]‖₁
+    const aW = columnAbsSums(matmul(st.A.dense(), w)); // ‖A₁ w₁ⱼ‖₁ from [in', m]
     const inner = columnDots(st.g, w); // g₁[j,:]·w₁ⱼ
     for (let j = 0; j < m; j++) total[j] += gCol[j] * aW[j] + lambda * inner[j];
   });
@@ -205,16 +200,16 @@ export function scpScores(mlp: ChannelMlp, stats: ChannelMlpStats, lambda: numbe
   const st = stats.output;
   const w2 = mlp.output.weight; // [m, d]
   expectShape(w2, m, d, "SCP output weight");
-  const augmented = st.A.rows === m + 1;
+  const augmented = st.A.size === m + 1;
   if (augmented && !mlp.output.bias) {
     throw new Error("GCS SCP output has bias-augmented statistics but no bias");
   }
   const mAug = m + (augmented ? 1 : 0);
-  expectShape(st.A, mAug, mAug, "SCP output factor A");
-  expectShape(st.G, d, d, "SCP output factor G");
+  expectFactor(st.A, mAug, "SCP output factor A");
+  expectFactor(st.G, d, "SCP output factor G");
   expectShape(st.g, mAug, d, "SCP output gradient g");
-  const gW = rowAbsSums(matmul(w2, st.G, false, true)); // ‖G₂ w₂ⱼ‖₁ from [m, d]
-  const aCol = columnAbsSums(st.A); // ‖A₂[:,j]‖₁, [m'] (first m used)
+  const gW = rowAbsSums(matmul(w2, st.G.dense(), false, true)); // ‖G₂ w₂ⱼ‖₁ from [m, d]
+  const aCol = st.A.columnAbsSums(); // ‖A₂[:,j]‖₁, [m'] (first m used)
   const inner = rowDots(st.g, w2, m); // g₂[:,j]·w₂ⱼ
   const scores = new Float32Array(m);
   for (let j = 0; j < m; j++) {

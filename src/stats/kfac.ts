@@ -28,18 +28,22 @@
  * statistics of the augmented kernel weight `[Wk; b]` (bias as the last row),
  * which SCP needs because removing a channel also zeroes its fc1 bias.
  *
- * Sums are kept in float64 (the per-chunk products come from the float32
- * OpenBLAS gemm), so long calibration runs do not lose the small terms; the
- * price is memory: 8 bytes per entry of `A`, `G` and `g` (OPT-1.3B's fc1 `G`,
- * 8192², is 512 MiB while accumulating, 256 MiB once finalized).
- * KFAC sums are additive: {@link mergeKfac} joins data-parallel workers.
+ * Sums are float32, accumulated in place by the BLAS (`ssyrk`/`sgemm` with
+ * beta 1: no temporary the size of a factor), so a block's statistics cost
+ * 4 bytes per entry of `A`, `G` and `g`. A factor the caller marks
+ * `rowHeld` (SCP's `G₁` and `A₂`, the MLP width m on a side) is kept as its
+ * rows while the token count is below its side, N·m floats instead of m²
+ * (`src/stats/symmetric_factor.ts`), and turns dense once it would not be
+ * smaller. KFAC sums are additive: {@link mergeKfac} joins data-parallel
+ * workers.
  *
  * @module
  */
-import { gramTransposed, matmul } from "../linalg/gemm.ts";
-import { checkShape, type Matrix } from "../linalg/matrix.ts";
+import { gramAccumulateUpper, matmulAccumulate, symmetrizeUpper } from "../linalg/gemm.ts";
+import { checkFinite, checkShape, type Matrix } from "../linalg/matrix.ts";
+import { denseFactor, rowFactor, type SymmetricFactor } from "./symmetric_factor.ts";
 
-/** Options of {@link accumulateKfac}: `gradScale` is per chunk, `bias` is fixed by the first chunk. */
+/** Options of {@link accumulateKfac}: `gradScale` is per chunk; `bias` and `rowHeld` are fixed by the first chunk. */
 export interface KfacOptions {
   /**
    * Factor turning this chunk's `gamma` into gradients of the summed token
@@ -49,50 +53,86 @@ export interface KfacOptions {
   gradScale?: number;
   /** Augment inputs with a constant 1 so the bias is row `in` of the weight. */
   bias?: boolean;
+  /**
+   * Hold `A` and/or `G` as their rows while fewer tokens than the factor's
+   * side have been seen (for factors whose consumers need only
+   * {@link SymmetricFactor.columnAbsSums}).
+   */
+  rowHeld?: { A?: boolean; G?: boolean };
 }
 
+/** One factor's running sum: dense (upper triangle valid) or the rows seen so far. */
+type FactorSum =
+  | { kind: "dense"; sum: Matrix }
+  | { kind: "rows"; chunks: Matrix[]; rows: number };
+
 /**
- * Running float64 sums for one linear. Treat as opaque; it is an accumulator
- * owned by the caller, updated in place by {@link accumulateKfac}.
+ * Running float32 sums for one linear. Treat as opaque; it is an accumulator
+ * owned by the caller, updated in place by {@link accumulateKfac} and
+ * consumed by {@link finalizeKfac}.
  */
 export interface KfacState {
   /** Input width of the linear (without the bias augmentation). */
   readonly inFeatures: number;
   readonly outFeatures: number;
   readonly bias: boolean;
-  /** `Σ x̃ x̃ᵀ`, `[in', in']` row-major, `in' = in + (bias ? 1 : 0)`. */
-  readonly xx: Float64Array;
+  /** `Σ x̃ x̃ᵀ`, `[in', in']`, `in' = in + (bias ? 1 : 0)`. */
+  xx: FactorSum;
   /** `Σ γ γᵀ`, `[out, out]`. */
-  readonly gg: Float64Array;
-  /** `Σ x̃ γᵀ`, `[in', out]` (kernel-layout gradient sum). */
-  readonly xg: Float64Array;
-  /** Number of tokens accumulated so far. */
+  gg: FactorSum;
+  /** `Σ x̃ γᵀ`, `[in', out]` row-major (kernel-layout gradient sum). */
+  readonly xg: Matrix;
+  /** Number of tokens accumulated so far (-1 once finalized). */
   tokens: number;
 }
 
 /** Finalized KFAC factors of one linear (see the module doc for the scaling). */
 export interface KfacFactors {
   /** `mean_t x̃ x̃ᵀ`, `[in', in']`. */
-  A: Matrix;
+  A: SymmetricFactor;
   /** `mean_t γ γᵀ`, `[out, out]`. */
-  G: Matrix;
+  G: SymmetricFactor;
   /** `∂ℓ/∂Wk` of the mean loss, kernel layout `[in', out]` (bias gradient last when augmented). */
   g: Matrix;
   /** Number of calibration tokens N. */
   tokens: number;
 }
 
-function emptyState(inFeatures: number, outFeatures: number, bias: boolean): KfacState {
-  const inAug = inFeatures + (bias ? 1 : 0);
-  return {
-    inFeatures,
-    outFeatures,
-    bias,
-    xx: new Float64Array(inAug * inAug),
-    gg: new Float64Array(outFeatures * outFeatures),
-    xg: new Float64Array(inAug * outFeatures),
-    tokens: 0,
-  };
+const zeros = (rows: number, cols: number): Matrix => ({ rows, cols, data: new Float32Array(rows * cols) });
+
+function emptySum(size: number, rowHeld: boolean): FactorSum {
+  return rowHeld ? { kind: "rows", chunks: [], rows: 0 } : { kind: "dense", sum: zeros(size, size) };
+}
+
+/** The dense form of a running sum (a row-held one is reduced and dropped). */
+function densified(f: FactorSum, size: number): FactorSum & { kind: "dense" } {
+  if (f.kind === "dense") return f;
+  const sum = zeros(size, size);
+  for (const c of f.chunks) gramAccumulateUpper(sum, c);
+  return { kind: "dense", sum };
+}
+
+/** Adds rows `r` (`[n, size]`, owned by the sum from now on) to a running sum. */
+function addRows(f: FactorSum, r: Matrix): FactorSum {
+  const size = r.cols;
+  if (f.kind === "rows" && f.rows + r.rows < size) {
+    f.chunks.push(r);
+    f.rows += r.rows;
+    return f;
+  }
+  const dense = densified(f, size);
+  gramAccumulateUpper(dense.sum, r);
+  return dense;
+}
+
+/** `[x, 1]` row by row, `[n, in + 1]`. */
+function augmented(x: Matrix): Matrix {
+  const out = zeros(x.rows, x.cols + 1);
+  for (let t = 0; t < x.rows; t++) {
+    out.data.set(x.data.subarray(t * x.cols, (t + 1) * x.cols), t * out.cols);
+    out.data[t * out.cols + x.cols] = 1;
+  }
+  return out;
 }
 
 /**
@@ -101,7 +141,8 @@ function emptyState(inFeatures: number, outFeatures: number, bias: boolean): Kfa
  * token; padding tokens must be left out), `gamma` is `[N, out]` (`∂ℓ/∂y_t`).
  * Pass `undefined` as `state` for the first chunk; the state is updated in
  * place and returned. Chunking does not change the result; an empty chunk
- * is an error (linalg matrices have at least one row).
+ * is an error (linalg matrices have at least one row). A row-held factor
+ * keeps a copy of the chunk's rows, never `x` or `gamma` themselves.
  */
 export function accumulateKfac(
   state: KfacState | undefined,
@@ -120,8 +161,18 @@ export function accumulateKfac(
   if (!(Number.isFinite(scale) && scale > 0)) {
     throw new Error(`KFAC gradScale must be a positive finite number, got ${scale}`);
   }
+  if (state && state.tokens < 0) throw new Error("KFAC state was already finalized");
   const bias = options.bias ?? false;
-  const s = state ?? emptyState(x.cols, gamma.cols, bias);
+  const inAug = x.cols + (bias ? 1 : 0);
+  const s: KfacState = state ?? {
+    inFeatures: x.cols,
+    outFeatures: gamma.cols,
+    bias,
+    xx: emptySum(inAug, options.rowHeld?.A ?? false),
+    gg: emptySum(gamma.cols, options.rowHeld?.G ?? false),
+    xg: zeros(inAug, gamma.cols),
+    tokens: 0,
+  };
   if (s.inFeatures !== x.cols || s.outFeatures !== gamma.cols) {
     throw new Error(
       `KFAC chunk is [${x.cols} in, ${gamma.cols} out] but the state was started for [${s.inFeatures} in, ${s.outFeatures} out]`,
@@ -130,41 +181,21 @@ export function accumulateKfac(
   if (state && options.bias !== undefined && options.bias !== s.bias) {
     throw new Error(`KFAC bias option ${options.bias} differs from the state's (${s.bias})`);
   }
-  const n = x.rows;
-  const inF = s.inFeatures;
-  const inAug = inF + (s.bias ? 1 : 0);
-  const out = s.outFeatures;
-
-  const xx = gramTransposed(x); // [in, in]
-  for (let i = 0; i < inF; i++) {
-    for (let j = 0; j < inF; j++) s.xx[i * inAug + j] += xx.data[i * inF + j];
-  }
-  const gg = gramTransposed(gamma); // [out, out]
-  const scale2 = scale * scale;
-  for (let k = 0; k < out * out; k++) s.gg[k] += scale2 * gg.data[k];
-  const xg = matmul(x, gamma, true, false); // [in, out]
-  for (let i = 0; i < inF; i++) {
-    for (let j = 0; j < out; j++) s.xg[i * out + j] += scale * xg.data[i * out + j];
-  }
-  if (s.bias) {
-    // Augmented row/column `in`: Σ x (symmetric), Σ 1 = N, and Σ γ (bias gradient).
-    for (let t = 0; t < n; t++) {
-      for (let i = 0; i < inF; i++) {
-        const v = x.data[t * inF + i];
-        s.xx[i * inAug + inF] += v;
-        s.xx[inF * inAug + i] += v;
-      }
-      for (let j = 0; j < out; j++) s.xg[inF * out + j] += scale * gamma.data[t * out + j];
-    }
-    s.xx[inF * inAug + inF] += n;
-  }
-  s.tokens += n;
+  const xs = s.bias ? augmented(x) : s.xx.kind === "rows" ? { ...x, data: x.data.slice() } : x; // [N, in']
+  const gs = scale !== 1
+    ? { ...gamma, data: gamma.data.map((v) => v * scale) }
+    : s.gg.kind === "rows" ? { ...gamma, data: gamma.data.slice() } : gamma; // [N, out]
+  s.xx = addRows(s.xx, xs);
+  s.gg = addRows(s.gg, gs);
+  matmulAccumulate(s.xg, xs, gs, true, false); // [in', out]
+  s.tokens += x.rows;
   return s;
 }
 
 /**
- * Adds the sums of `b` into `a` (in place, returned): statistics of disjoint
- * token sets from data-parallel workers combine exactly (DESIGN.md "Scale").
+ * Adds the sums of `b` into `a` (in place, returned; `b` is consumed):
+ * statistics of disjoint token sets from data-parallel workers combine
+ * exactly (DESIGN.md "Scale").
  */
 export function mergeKfac(a: KfacState, b: KfacState): KfacState {
   if (a.inFeatures !== b.inFeatures || a.outFeatures !== b.outFeatures || a.bias !== b.bias) {
@@ -172,41 +203,56 @@ export function mergeKfac(a: KfacState, b: KfacState): KfacState {
       `Cannot merge KFAC states of [${a.inFeatures} in, ${a.outFeatures} out, bias ${a.bias}] and [${b.inFeatures} in, ${b.outFeatures} out, bias ${b.bias}]`,
     );
   }
-  for (let k = 0; k < a.xx.length; k++) a.xx[k] += b.xx[k];
-  for (let k = 0; k < a.gg.length; k++) a.gg[k] += b.gg[k];
-  for (let k = 0; k < a.xg.length; k++) a.xg[k] += b.xg[k];
+  if (a.tokens < 0 || b.tokens < 0) throw new Error("Cannot merge a finalized KFAC state");
+  const merge = (x: FactorSum, y: FactorSum, size: number): FactorSum => {
+    if (y.kind === "rows") return y.chunks.reduce(addRows, x);
+    const dense = densified(x, size);
+    for (let k = 0; k < dense.sum.data.length; k++) dense.sum.data[k] += y.sum.data[k];
+    return dense;
+  };
+  const inAug = a.inFeatures + (a.bias ? 1 : 0);
+  a.xx = merge(a.xx, b.xx, inAug);
+  a.gg = merge(a.gg, b.gg, a.outFeatures);
+  for (let k = 0; k < a.xg.data.length; k++) a.xg.data[k] += b.xg.data[k];
   a.tokens += b.tokens;
   return a;
 }
 
-function meanMatrix(sum: Float64Array, rows: number, cols: number, n: number, label: string): Matrix {
-  const data = new Float32Array(rows * cols);
-  for (let k = 0; k < data.length; k++) {
-    const v = sum[k] / n;
-    if (!Number.isFinite(v)) {
-      throw new Error(
-        `KFAC ${label} has a non-finite value at [${Math.floor(k / cols)}, ${k % cols}]: check the calibration inputs and gradients`,
-      );
-    }
-    data[k] = v;
+/** Divides `m` by `n` in place and checks every entry is finite, naming the factor. */
+function meanInPlace(m: Matrix, n: number, label: string): Matrix {
+  for (let k = 0; k < m.data.length; k++) m.data[k] /= n;
+  try {
+    checkFinite(m, `KFAC ${label}`);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}: check the calibration inputs and gradients`);
   }
-  return { rows, cols, data };
+  return m;
+}
+
+function finalFactor(f: FactorSum, n: number, label: string): SymmetricFactor {
+  if (f.kind === "rows") {
+    for (const c of f.chunks) meanInPlace({ ...c }, 1, label); // finiteness only
+    return rowFactor(f.chunks, 1 / n);
+  }
+  symmetrizeUpper(f.sum);
+  return denseFactor(meanInPlace(f.sum, n, label));
 }
 
 /**
  * Turns running sums into the factors `A`, `G`, `g` of the mean calibration
- * loss (module doc: scaling, layout and bias augmentation). Leaves the state
- * untouched, so accumulation may continue afterwards.
+ * loss (module doc: scaling, layout and bias augmentation). The factors take
+ * over the state's buffers (no copy), so the state is consumed: accumulating
+ * into it or finalizing it again is an error.
  */
 export function finalizeKfac(state: KfacState): KfacFactors {
   const n = state.tokens;
+  if (n < 0) throw new Error("KFAC state was already finalized");
   if (n === 0) throw new Error("Cannot finalize KFAC statistics: no tokens were accumulated");
-  const inAug = state.inFeatures + (state.bias ? 1 : 0);
-  const out = state.outFeatures;
+  state.tokens = -1;
   return {
-    A: meanMatrix(state.xx, inAug, inAug, n, "factor A"),
-    G: meanMatrix(state.gg, out, out, n, "factor G"),
-    g: meanMatrix(state.xg, inAug, out, n, "gradient g"),
+    A: finalFactor(state.xx, n, "factor A"),
+    G: finalFactor(state.gg, n, "factor G"),
+    g: meanInPlace(state.xg, n, "gradient g"),
     tokens: n,
   };
 }

@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { pruneMlp, selectScpChannels } from "../../src/compress/scp.ts";
 import type { Matrix } from "../../src/linalg/matrix.ts";
 import { type ChannelMlp, type ChannelMlpStats, scpScores } from "../../src/score/gcs.ts";
+import { denseFactor } from "../../src/stats/symmetric_factor.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import { maxAbs, maxAbsDiff, normalRng, randomMatrix, randomPsd } from "../score/reference.ts";
 
@@ -91,12 +92,12 @@ describe("SCP pruning", () => {
       const before = tf.memory().numTensors;
       const stats: ChannelMlpStats = {
         inputs: mlp.inputs.map((l) => ({
-          A: randomPsd(d + (l.bias ? 1 : 0), rng),
-          G: randomPsd(m, rng),
+          A: denseFactor(randomPsd(d + (l.bias ? 1 : 0), rng)),
+          G: denseFactor(randomPsd(m, rng)),
           g: randomMatrix(d + (l.bias ? 1 : 0), m, rng),
           tokens: 1,
         })),
-        output: { A: randomPsd(m, rng), G: randomPsd(d, rng), g: randomMatrix(m, d, rng), tokens: 1 },
+        output: { A: denseFactor(randomPsd(m, rng)), G: denseFactor(randomPsd(d, rng)), g: randomMatrix(m, d, rng), tokens: 1 },
       };
       const kept = selectScpChannels(scpScores(mlp, stats, 0.5), 13);
       const pruned = pruneMlp(mlp, kept);

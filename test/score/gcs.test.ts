@@ -3,6 +3,7 @@ import type { Matrix } from "../../src/linalg/matrix.ts";
 import { svd } from "../../src/linalg/svd.ts";
 import { type ChannelMlp, type ChannelMlpStats, drdScores, scpScores } from "../../src/score/gcs.ts";
 import { accumulateKfac, finalizeKfac, type KfacFactors } from "../../src/stats/kfac.ts";
+import { denseFactor } from "../../src/stats/symmetric_factor.ts";
 import {
   at,
   type Dense,
@@ -19,8 +20,8 @@ import {
 /** Random KFAC-shaped statistics for a linear with `inAug` inputs and `out` outputs. */
 function randomStats(inAug: number, out: number, rng: () => number): KfacFactors {
   return {
-    A: randomPsd(inAug, rng),
-    G: randomPsd(out, rng),
+    A: denseFactor(randomPsd(inAug, rng)),
+    G: denseFactor(randomPsd(out, rng)),
     g: randomMatrix(inAug, out, rng), // kernel layout [in', out]
     tokens: 1,
   };
@@ -46,14 +47,14 @@ function explicitScp(mlp: ChannelMlp, stats: ChannelMlpStats, lambda: number, j:
     const w = augmentedOutByIn(linear.weight, linear.bias); // [m, d']
     const delta = zeros(w.rows, w.cols);
     for (let c = 0; c < w.cols; c++) delta.data[j * w.cols + c] = -at(w, j, c);
-    total += explicitGcs(st.G, delta, st.A, transpose(st.g), lambda);
+    total += explicitGcs(st.G.dense(), delta, st.A.dense(), transpose(st.g), lambda);
   });
   const st = stats.output;
   const w2 = transpose(mlp.output.weight); // [d, m]
-  const mAug = st.A.rows;
+  const mAug = st.A.size;
   const delta = zeros(w2.rows, mAug); // [d, m'], bias column (if any) untouched
   for (let r = 0; r < w2.rows; r++) delta.data[r * mAug + j] = -at(w2, r, j);
-  return total + explicitGcs(st.G, delta, st.A, transpose(st.g), lambda);
+  return total + explicitGcs(st.G.dense(), delta, st.A.dense(), transpose(st.g), lambda);
 }
 
 describe("DRD closed-form GCS", () => {
@@ -71,7 +72,7 @@ describe("DRD closed-form GCS", () => {
         for (let o = 0; o < out; o++) {
           for (let c = 0; c < inF; c++) delta.data[o * inF + c] = -s * at(f.vt, i, o) * at(f.u, c, i);
         }
-        return explicitGcs(stats.G, delta, stats.A, gOutIn, lambda);
+        return explicitGcs(stats.G.dense(), delta, stats.A.dense(), gOutIn, lambda);
       });
       expect(scores.length).toBe(Math.min(inF, out));
       expect(maxAbsDiff(scores, expected)).toBeLessThan(1e-4 * maxAbs(expected));
@@ -104,7 +105,7 @@ describe("DRD closed-form GCS", () => {
       for (let o = 0; o < 4; o++) {
         for (let c = 0; c < 5; c++) delta.data[o * 5 + c] = -s * at(f.vt, i, o) * at(f.u, c, i);
       }
-      return explicitGcs(stats.G, delta, stats.A, transpose(stats.g), 2);
+      return explicitGcs(stats.G.dense(), delta, stats.A.dense(), transpose(stats.g), 2);
     });
     expect(maxAbsDiff(scores, expected)).toBeLessThan(1e-4 * maxAbs(expected));
     const augmented = finalizeKfac(accumulateKfac(undefined, x, gamma, { bias: true }));
@@ -172,7 +173,7 @@ describe("SCP closed-form GCS", () => {
       const delta = zeros(m, d);
       for (let c = 0; c < d; c++) delta.data[j * d + c] = -at(w, j, c);
       const st = stats.inputs[0];
-      return explicitGcs(st.G, delta, st.A, transpose(st.g), 0.6);
+      return explicitGcs(st.G.dense(), delta, st.A.dense(), transpose(st.g), 0.6);
     });
     expect(maxAbsDiff(gateOnly, gateExpected)).toBeLessThan(1e-4 * maxAbs(expected));
   });

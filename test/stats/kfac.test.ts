@@ -41,11 +41,10 @@ describe("KFAC statistics", () => {
       const f = finalizeKfac(accumulateKfac(undefined, x, gamma, { gradScale: 3, bias }));
       const ref = bruteForce(x, gamma, 3, bias);
       const inAug = 6 + (bias ? 1 : 0);
-      expect([f.A.rows, f.A.cols, f.G.rows, f.G.cols, f.g.rows, f.g.cols])
-        .toEqual([inAug, inAug, 4, 4, inAug, 4]);
+      expect([f.A.size, f.G.size, f.g.rows, f.g.cols]).toEqual([inAug, 4, inAug, 4]);
       expect(f.tokens).toBe(n);
-      expect(maxAbsDiff(f.A.data, ref.A)).toBeLessThan(1e-5 * maxAbs(ref.A));
-      expect(maxAbsDiff(f.G.data, ref.G)).toBeLessThan(1e-5 * maxAbs(ref.G));
+      expect(maxAbsDiff(f.A.dense().data, ref.A)).toBeLessThan(1e-5 * maxAbs(ref.A));
+      expect(maxAbsDiff(f.G.dense().data, ref.G)).toBeLessThan(1e-5 * maxAbs(ref.G));
       expect(maxAbsDiff(f.g.data, ref.g)).toBeLessThan(1e-5 * maxAbs(ref.g));
     });
   }
@@ -58,8 +57,8 @@ describe("KFAC statistics", () => {
     }
     const streamed = finalizeKfac(state);
     expect(streamed.tokens).toBe(n);
-    expect(maxAbsDiff(streamed.A.data, whole.A.data)).toBeLessThan(1e-6 * maxAbs(whole.A.data));
-    expect(maxAbsDiff(streamed.G.data, whole.G.data)).toBeLessThan(1e-6 * maxAbs(whole.G.data));
+    expect(maxAbsDiff(streamed.A.dense().data, whole.A.dense().data)).toBeLessThan(1e-6 * maxAbs(whole.A.dense().data));
+    expect(maxAbsDiff(streamed.G.dense().data, whole.G.dense().data)).toBeLessThan(1e-6 * maxAbs(whole.G.dense().data));
     expect(maxAbsDiff(streamed.g.data, whole.g.data)).toBeLessThan(1e-6 * maxAbs(whole.g.data));
   });
 
@@ -69,7 +68,7 @@ describe("KFAC statistics", () => {
     const b = accumulateKfac(undefined, rowSlice(x, 11, n), rowSlice(gamma, 11, n));
     const merged = finalizeKfac(mergeKfac(a, b));
     expect(merged.tokens).toBe(n);
-    expect(maxAbsDiff(merged.A.data, whole.A.data)).toBeLessThan(1e-6 * maxAbs(whole.A.data));
+    expect(maxAbsDiff(merged.A.dense().data, whole.A.dense().data)).toBeLessThan(1e-6 * maxAbs(whole.A.dense().data));
     expect(maxAbsDiff(merged.g.data, whole.g.data)).toBeLessThan(1e-6 * maxAbs(whole.g.data));
   });
 
@@ -121,6 +120,55 @@ describe("KFAC statistics", () => {
     const nan = Float32Array.from(x.data);
     nan[8] = NaN;
     const bad = accumulateKfac(undefined, { rows: n, cols: 6, data: nan }, gamma);
-    expect(() => finalizeKfac(bad)).toThrow("KFAC factor A has a non-finite value at [0, 2]");
+    expect(() => finalizeKfac(bad)).toThrow("KFAC factor A has a non-finite entry NaN at (0, 2)");
+  });
+
+  it("consume the state when finalized", () => {
+    const state = accumulateKfac(undefined, x, gamma);
+    finalizeKfac(state);
+    expect(() => finalizeKfac(state)).toThrow("already finalized");
+    expect(() => accumulateKfac(state, x, gamma)).toThrow("already finalized");
+  });
+
+  // Wide factors (SCP's G₁ and A₂) may be held as rows while N < side; they
+  // must equal the dense factors, through chunking, merging and the switch
+  // to dense once the rows would outnumber the side.
+  const wideX = randomMatrix(n, 45, rng); // side 45 (46 with bias) > n = 37 tokens
+  const wideGamma = randomMatrix(n, 40, rng);
+  for (const bias of [false, true]) {
+    it(`hold wide factors as rows with the same A, G, column sums and g (bias ${bias})`, () => {
+      const dense = finalizeKfac(accumulateKfac(undefined, wideX, wideGamma, { bias, gradScale: 2 }));
+      let state = accumulateKfac(undefined, rowSlice(wideX, 0, 9), rowSlice(wideGamma, 0, 9), {
+        bias, gradScale: 2, rowHeld: { A: true, G: true },
+      });
+      state = accumulateKfac(state, rowSlice(wideX, 9, n), rowSlice(wideGamma, 9, n), { gradScale: 2 });
+      expect(state.xx.kind).toBe("rows");
+      expect(state.gg.kind).toBe("rows");
+      const rows = finalizeKfac(state);
+      for (const key of ["A", "G"] as const) {
+        const ref = dense[key].dense().data;
+        expect(maxAbsDiff(rows[key].dense().data, ref)).toBeLessThan(1e-5 * maxAbs(ref));
+        const sums = dense[key].columnAbsSums();
+        expect(maxAbsDiff(rows[key].columnAbsSums(), sums)).toBeLessThan(1e-5 * maxAbs(sums));
+      }
+      expect(maxAbsDiff(rows.g.data, dense.g.data)).toBeLessThan(1e-5 * maxAbs(dense.g.data));
+    });
+  }
+
+  it("turn a row-held factor dense once the rows would outnumber its side, and merge either kind", () => {
+    const narrow = { rowHeld: { A: true, G: true } }; // x is 6 wide, gamma 4: dense after the first chunk
+    let s = accumulateKfac(undefined, rowSlice(x, 0, 3), rowSlice(gamma, 0, 3), narrow);
+    expect([s.xx.kind, s.gg.kind]).toEqual(["rows", "rows"]);
+    s = accumulateKfac(s, rowSlice(x, 3, 8), rowSlice(gamma, 3, 8));
+    expect([s.xx.kind, s.gg.kind]).toEqual(["dense", "dense"]);
+    const rowsPart = accumulateKfac(undefined, rowSlice(x, 8, 10), rowSlice(gamma, 8, 10), narrow);
+    const densePart = accumulateKfac(undefined, rowSlice(x, 10, n), rowSlice(gamma, 10, n));
+    const merged = finalizeKfac(mergeKfac(mergeKfac(s, rowsPart), densePart));
+    const whole = finalizeKfac(accumulateKfac(undefined, x, gamma));
+    for (const key of ["A", "G"] as const) {
+      const ref = whole[key].dense().data;
+      expect(maxAbsDiff(merged[key].dense().data, ref)).toBeLessThan(1e-5 * maxAbs(ref));
+    }
+    expect(merged.tokens).toBe(n);
   });
 });

@@ -1,0 +1,86 @@
+/**
+ * A KFAC factor (METHOD.md §2 "Hessian by KFAC"): a symmetric PSD matrix
+ * `M = s · Σ_t r_t r_tᵀ` over calibration tokens, held one of two ways:
+ *
+ * - dense, `[n, n]` float32 (what DRD needs for attention, and SCP for the
+ *   MLP's input-side `A₁` and output-side `G₂`);
+ * - as its rows `r_t` (`[N, n]` in chunks) while the token count N is below
+ *   n, for the factors SCP reduces to column L1 norms only (`G₁` and `A₂`,
+ *   the MLP width m on a side): `N·n` floats instead of `n²`. On OPT-1.3B with
+ *   2048 calibration tokens that is 64 MiB instead of 256 MiB per factor.
+ *
+ * Either way consumers ask for {@link SymmetricFactor.dense} or
+ * {@link SymmetricFactor.columnAbsSums}; a row-held factor computes the column
+ * sums block by block without forming `M`.
+ *
+ * @module
+ */
+import { gramColumnsAccumulate } from "../linalg/gemm.ts";
+import { columnAbsSums, type Matrix } from "../linalg/matrix.ts";
+
+/** A symmetric `[size, size]` factor, dense or row-held (module doc). */
+export interface SymmetricFactor {
+  /** The side n of the `[n, n]` matrix. */
+  readonly size: number;
+  /** The matrix `[n, n]` (a row-held factor forms it on each call: avoid for wide factors). */
+  dense(): Matrix;
+  /** `Σ_i |M_ij|` for each column j, `[n]`. */
+  columnAbsSums(): Float64Array;
+}
+
+/** Columns per block when reducing a row-held factor: a `[n, 512]` float32 block at a time. */
+const COLUMN_BLOCK = 512;
+
+/** A factor held as its dense matrix. */
+export function denseFactor(matrix: Matrix): SymmetricFactor {
+  if (matrix.rows !== matrix.cols) throw new Error(`A symmetric factor must be square, got ${matrix.rows}×${matrix.cols}`);
+  return {
+    size: matrix.rows,
+    dense: () => matrix,
+    columnAbsSums: () => columnAbsSums(matrix),
+  };
+}
+
+/**
+ * A factor `scale · Σ_chunks RᵀR` held as its row chunks (each `[rows_c, n]`,
+ * e.g. one calibration chunk's γ or augmented x).
+ */
+export function rowFactor(chunks: readonly Matrix[], scale: number): SymmetricFactor {
+  if (chunks.length === 0) throw new Error("A row-held factor needs at least one chunk of rows");
+  const n = chunks[0].cols;
+  for (const c of chunks) {
+    if (c.cols !== n) throw new Error(`Row-held factor chunks differ in width: ${c.cols} and ${n}`);
+  }
+  /** `scale · RᵀR[:, from:to]`, `[n, to − from]`. */
+  const columns = (from: number, to: number): Matrix => {
+    const block: Matrix = { rows: n, cols: to - from, data: new Float32Array(n * (to - from)) };
+    for (const c of chunks) gramColumnsAccumulate(block, c, from, to);
+    for (let k = 0; k < block.data.length; k++) block.data[k] *= scale;
+    return block;
+  };
+  return {
+    size: n,
+    dense: () => {
+      const out = new Float32Array(n * n); // [n, n]
+      for (let from = 0; from < n; from += COLUMN_BLOCK) {
+        const to = Math.min(n, from + COLUMN_BLOCK);
+        const block = columns(from, to);
+        const w = to - from;
+        for (let i = 0; i < n; i++) out.set(block.data.subarray(i * w, (i + 1) * w), i * n + from);
+      }
+      return { rows: n, cols: n, data: out };
+    },
+    columnAbsSums: () => {
+      const out = new Float64Array(n);
+      for (let from = 0; from < n; from += COLUMN_BLOCK) {
+        const to = Math.min(n, from + COLUMN_BLOCK);
+        const block = columns(from, to);
+        const w = to - from;
+        for (let i = 0; i < n; i++) {
+          for (let j = 0; j < w; j++) out[from + j] += Math.abs(block.data[i * w + j]);
+        }
+      }
+      return out;
+    },
+  };
+}

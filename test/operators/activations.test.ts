@@ -1,0 +1,180 @@
+import { concat, firstValueFrom, lastValueFrom, map, take, throwError, toArray } from "rxjs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
+import { initBackend, tf } from "../../src/tensor/backend.ts";
+import { ActivationStore, chunkTensor } from "../../src/operators/activations.ts";
+import { openModel } from "../../src/operators/model_handle.ts";
+import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
+import { calibrateForward } from "../../src/operators/calibrate_forward.ts";
+import { calibrateBackward } from "../../src/operators/calibrate_backward.ts";
+import type { AdapterSplit, CalibrationEvent, CalibrationSet, ModelHandle } from "../../src/records/records.ts";
+
+const FIXTURE = "fixtures/golden/opt";
+
+function calibrationFor(vocab: number, sequences: number, length: number): CalibrationSet {
+  let s = 12345;
+  const ids = new Int32Array(sequences * length).map(() => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s % vocab;
+  });
+  return { ids, sequences, length };
+}
+
+/** Releases the weights a backward event carries. */
+function disposeEvent(event: CalibrationEvent): void {
+  if (event.kind === "block") for (const t of event.weights.values()) t.dispose();
+}
+
+beforeAll(async () => {
+  await initBackend("wasm", true);
+});
+
+describe("ActivationStore", () => {
+  const [n, t, d] = [7, 4, 5];
+  const data = Float32Array.from({ length: n * t * d }, (_, i) => Math.sin(i) * 1e3 + i / 7); // [N, T, d]
+
+  test("round-trips an array written chunk by chunk, exactly, by any sequence range", () => {
+    const before = tf.memory().numTensors;
+    const store = new ActivationStore();
+    const calls: Array<[number, number]> = [];
+    const stored = store.write(n, t, d, 3, (a, b) => {
+      calls.push([a, b]);
+      return tf.tensor3d(data.subarray(a * t * d, b * t * d), [b - a, t, d]); // [n, T, d]
+    });
+    expect(calls).toEqual([[0, 3], [3, 6], [6, 7]]);
+    expect([stored.sequences, stored.length, stored.width]).toEqual([n, t, d]);
+    for (let from = 0; from <= n; from++) {
+      for (let to = from; to <= n; to++) {
+        expect(stored.read(from, to)).toEqual(data.subarray(from * t * d, to * t * d));
+      }
+    }
+    const x = chunkTensor(stored, 2, 5); // [3, T, d]
+    expect(x.shape).toEqual([3, t, d]);
+    expect(x.dataSync()).toEqual(data.subarray(2 * t * d, 5 * t * d));
+    x.dispose();
+    expect(() => stored.read(5, 8)).toThrow(RangeError);
+    expect(() => stored.read(3, 2)).toThrow(RangeError);
+    store.close();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  test("keeps one file per array, deletes it on dispose and the directory on close", () => {
+    const store = new ActivationStore();
+    expect(store.directory).toBeUndefined(); // nothing on disk before the first write
+    const chunk = (a: number, b: number) => tf.zeros([b - a, t, d]);
+    const first = store.write(n, t, d, 2, chunk);
+    store.write(n, t, d, 4, chunk);
+    const dir = store.directory!;
+    expect(dir.startsWith(tmpdir())).toBe(true);
+    expect(readdirSync(dir)).toHaveLength(2);
+    first.dispose();
+    expect(readdirSync(dir)).toHaveLength(1);
+    store.close();
+    expect(existsSync(dir)).toBe(false);
+    expect(store.directory).toBeUndefined();
+    expect(() => store.write(n, t, d, 2, chunk)).toThrow(/closed/);
+    store.close(); // idempotent
+  });
+
+  test("rejects a chunk of the wrong shape", () => {
+    const store = new ActivationStore();
+    expect(() => store.write(n, t, d, 2, (a, b) => tf.zeros([b - a, t, d + 1]))).toThrow(/expected 2 x 4 x 5/);
+    store.close();
+  });
+});
+
+describe("calibration activations leave no file behind", () => {
+  let root: string;
+  let model: ModelHandle;
+  let calibration: CalibrationSet;
+  const open = (split: AdapterSplit) => openModel(FIXTURE, { split });
+  /** The activation directories under the stubbed temporary directory. */
+  const leftovers = () => readdirSync(root).filter((f) => f.startsWith("offtune-activations-"));
+
+  beforeAll(async () => {
+    model = await open({ bottom: 0, top: 1 });
+    calibration = calibrationFor(model.cfg.vocabSize, 4, 16);
+  });
+  afterAll(async () => {
+    await model.close();
+  });
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), "offtune-activations-test-"));
+    vi.stubEnv("TMPDIR", root); // os.tmpdir() reads it on every call
+  });
+  afterEach(() => {
+    vi.unstubAllEnvs();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  test("the forward stores no input below the split's bottom; the records' taker closes the store", async () => {
+    const bottom = await open({ bottom: 1, top: 0 });
+    const records = await lastValueFrom(readCheckpoint(bottom).pipe(calibrateForward({ calibration }), toArray()));
+    expect(records.map((r) => [r.index, r.input !== undefined, r.output !== undefined])).toEqual([
+      [0, false, false],
+      [1, true, true],
+    ]);
+    const dir = records[0].store.directory!;
+    expect(readdirSync(dir)).toHaveLength(2); // block 1's input and output
+    records[0].store.close();
+    expect(leftovers()).toEqual([]);
+    await bottom.close();
+  });
+
+  test("on completion", async () => {
+    const seen: number[] = [];
+    const events = await lastValueFrom(
+      readCheckpoint(model).pipe(
+        calibrateForward({ calibration, chunk: 3 }),
+        map((r) => {
+          seen.push(leftovers().length);
+          return r;
+        }),
+        calibrateBackward({ chunk: 3 }),
+        toArray(),
+      ),
+    );
+    expect(seen).toEqual([1, 1]); // the store was on disk during the pass
+    expect(leftovers()).toEqual([]);
+    events.forEach(disposeEvent);
+  });
+
+  test("on an error upstream of the forward", async () => {
+    const failing = concat(readCheckpoint(model).pipe(take(1)), throwError(() => new Error("read failed")));
+    await expect(lastValueFrom(failing.pipe(calibrateForward({ calibration }), calibrateBackward())))
+      .rejects.toThrow("read failed");
+    expect(leftovers()).toEqual([]);
+  });
+
+  test("on an error in the forward before its first record (the embedding already written)", async () => {
+    const broken = readCheckpoint(model).pipe(
+      map((r) => {
+        for (const w of r.weights.values()) w.dispose();
+        return { ...r, weights: new Map() };
+      }),
+    );
+    await expect(lastValueFrom(broken.pipe(calibrateForward({ calibration }), calibrateBackward()))).rejects.toThrow();
+    expect(leftovers()).toEqual([]);
+  });
+
+  test("on an error downstream of the backward", async () => {
+    const failing = readCheckpoint(model).pipe(
+      calibrateForward({ calibration }),
+      calibrateBackward(),
+      map((event) => {
+        disposeEvent(event);
+        throw new Error("consumer failed");
+      }),
+    );
+    await expect(lastValueFrom(failing)).rejects.toThrow("consumer failed");
+    expect(leftovers()).toEqual([]);
+  });
+
+  test("on unsubscription mid-backward", async () => {
+    const first = await firstValueFrom(readCheckpoint(model).pipe(calibrateForward({ calibration }), calibrateBackward()));
+    disposeEvent(first);
+    expect(leftovers()).toEqual([]);
+  });
+});
