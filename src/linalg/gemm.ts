@@ -113,28 +113,32 @@ export function matmulAccumulate(c: Matrix, a: Matrix, b: Matrix, transA = false
 }
 
 /**
- * `c += xᵀ · x[:, from:to]` in place (`c` is cols×(to−from)): a column block of
- * the Gram matrix `xᵀx`, so a factor held as its rows can be reduced block by
- * block without ever forming the whole cols×cols matrix.
+ * `c += (xᵀ x)[0:rows, from:to]` in place (`c` is rows×(to−from); `rows`
+ * defaults to all of x's columns): a block of the Gram matrix `xᵀx`, so a
+ * factor held as its rows can be reduced block by block without ever forming
+ * the whole cols×cols matrix.
  */
-export function gramColumnsAccumulate(c: Matrix, x: Matrix, from: number, to: number): void {
+export function gramColumnsAccumulate(c: Matrix, x: Matrix, from: number, to: number, rows = x.cols): void {
   checkShape(x, "gramColumnsAccumulate: x");
   const n = x.cols;
   const w = to - from;
   if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && to <= n && w >= 1)) {
     throw new Error(`gramColumnsAccumulate: column range [${from}, ${to}) is not inside [0, ${n})`);
   }
-  if (c.rows !== n || c.cols !== w || c.data.length !== n * w) {
-    throw new Error(`gramColumnsAccumulate: c is ${c.rows}×${c.cols}, expected ${n}×${w}`);
+  if (!(Number.isInteger(rows) && rows >= 1 && rows <= n)) {
+    throw new Error(`gramColumnsAccumulate: ${rows} rows is not in [1, ${n}]`);
+  }
+  if (c.rows !== rows || c.cols !== w || c.data.length !== rows * w) {
+    throw new Error(`gramColumnsAccumulate: c is ${c.rows}×${c.cols}, expected ${rows}×${w}`);
   }
   const lib = loadLinalgLibrary();
   if (lib) {
-    lib.sgemm(true, false, n, w, x.rows, x.data, n, x.data.subarray(from), n, c.data, w, 1);
+    lib.sgemm(true, false, rows, w, x.rows, x.data, n, x.data.subarray(from), n, c.data, w, 1);
     return;
   }
   for (let r = 0; r < x.rows; r++) {
     const row = r * n;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < rows; i++) {
       const xi = x.data[row + i];
       if (xi === 0) continue;
       for (let j = 0; j < w; j++) c.data[i * w + j] += xi * x.data[row + from + j];

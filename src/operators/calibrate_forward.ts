@@ -19,6 +19,7 @@
  */
 import { defer, finalize, map, type OperatorFunction, tap } from "rxjs";
 import { tf } from "../tensor/backend.ts";
+import { collectGarbage } from "../tensor/collect_garbage.ts";
 import type { ActivationRecord, BlockRecord, CalibrationSet } from "../records/records.ts";
 import {
   ActivationStore,
@@ -95,6 +96,7 @@ export function calibrateForward(
             };
           } finally {
             disposeWeights(record.weights);
+            collectGarbage(); // free the block's dead copies before the next one is read
           }
         }),
         tap({ complete: () => (handedOver = true) }),

@@ -43,18 +43,19 @@ export function denseFactor(matrix: Matrix): SymmetricFactor {
 
 /**
  * A factor `scale · Σ_chunks RᵀR` held as its row chunks (each `[rows_c, n]`,
- * e.g. one calibration chunk's γ or augmented x).
+ * e.g. one calibration chunk's γ or augmented x). `columnBlock` is how many
+ * columns of the matrix are formed at a time.
  */
-export function rowFactor(chunks: readonly Matrix[], scale: number): SymmetricFactor {
+export function rowFactor(chunks: readonly Matrix[], scale: number, columnBlock = COLUMN_BLOCK): SymmetricFactor {
   if (chunks.length === 0) throw new Error("A row-held factor needs at least one chunk of rows");
   const n = chunks[0].cols;
   for (const c of chunks) {
     if (c.cols !== n) throw new Error(`Row-held factor chunks differ in width: ${c.cols} and ${n}`);
   }
-  /** `scale · RᵀR[:, from:to]`, `[n, to − from]`. */
-  const columns = (from: number, to: number): Matrix => {
-    const block: Matrix = { rows: n, cols: to - from, data: new Float32Array(n * (to - from)) };
-    for (const c of chunks) gramColumnsAccumulate(block, c, from, to);
+  /** `scale · (RᵀR)[0:rows, from:to]`, `[rows, to − from]`. */
+  const columns = (from: number, to: number, rows = n): Matrix => {
+    const block: Matrix = { rows, cols: to - from, data: new Float32Array(rows * (to - from)) };
+    for (const c of chunks) gramColumnsAccumulate(block, c, from, to, rows);
     for (let k = 0; k < block.data.length; k++) block.data[k] *= scale;
     return block;
   };
@@ -62,22 +63,32 @@ export function rowFactor(chunks: readonly Matrix[], scale: number): SymmetricFa
     size: n,
     dense: () => {
       const out = new Float32Array(n * n); // [n, n]
-      for (let from = 0; from < n; from += COLUMN_BLOCK) {
-        const to = Math.min(n, from + COLUMN_BLOCK);
+      for (let from = 0; from < n; from += columnBlock) {
+        const to = Math.min(n, from + columnBlock);
         const block = columns(from, to);
         const w = to - from;
         for (let i = 0; i < n; i++) out.set(block.data.subarray(i * w, (i + 1) * w), i * n + from);
       }
       return { rows: n, cols: n, data: out };
     },
+    // Symmetry halves the work: block [0, to) × [from, to) adds each entry
+    // above the diagonal block to its column and, as its mirror image, to the
+    // column of its row.
     columnAbsSums: () => {
       const out = new Float64Array(n);
-      for (let from = 0; from < n; from += COLUMN_BLOCK) {
-        const to = Math.min(n, from + COLUMN_BLOCK);
-        const block = columns(from, to);
+      for (let from = 0; from < n; from += columnBlock) {
+        const to = Math.min(n, from + columnBlock);
+        const block = columns(from, to, to); // [to, w]
         const w = to - from;
-        for (let i = 0; i < n; i++) {
-          for (let j = 0; j < w; j++) out[from + j] += Math.abs(block.data[i * w + j]);
+        for (let i = 0; i < to; i++) {
+          const mirrored = i < from;
+          let rowSum = 0;
+          for (let j = 0; j < w; j++) {
+            const v = Math.abs(block.data[i * w + j]);
+            out[from + j] += v;
+            rowSum += v;
+          }
+          if (mirrored) out[i] += rowSum;
         }
       }
       return out;

@@ -1,0 +1,30 @@
+import { describe, expect, it } from "vitest";
+import { gramTransposed } from "../../src/linalg/gemm.ts";
+import { columnAbsSums } from "../../src/linalg/matrix.ts";
+import { denseFactor, rowFactor } from "../../src/stats/symmetric_factor.ts";
+import { maxAbs, maxAbsDiff, normalRng, randomMatrix } from "../score/reference.ts";
+
+describe("row-held symmetric factors", () => {
+  const rng = normalRng(5);
+  const chunks = [randomMatrix(9, 23, rng), randomMatrix(4, 23, rng)];
+  const dense = gramTransposed(chunks[0]);
+  const second = gramTransposed(chunks[1]);
+  for (let k = 0; k < dense.data.length; k++) dense.data[k] = 0.25 * (dense.data[k] + second.data[k]);
+
+  for (const block of [1, 5, 7, 23, 512]) {
+    it(`equal the dense factor and its column L1 norms (column blocks of ${block})`, () => {
+      const f = rowFactor(chunks, 0.25, block);
+      expect(f.size).toBe(23);
+      expect(maxAbsDiff(f.dense().data, dense.data)).toBeLessThan(1e-5 * maxAbs(dense.data));
+      const sums = columnAbsSums(dense);
+      expect(maxAbsDiff(f.columnAbsSums(), sums)).toBeLessThan(1e-5 * maxAbs(sums));
+      expect(maxAbsDiff(denseFactor(dense).columnAbsSums(), sums)).toBe(0);
+    });
+  }
+
+  it("refuse chunks of different widths and a non-square dense matrix", () => {
+    expect(() => rowFactor([randomMatrix(2, 3, rng), randomMatrix(2, 4, rng)], 1)).toThrow("differ in width");
+    expect(() => rowFactor([], 1)).toThrow("at least one chunk");
+    expect(() => denseFactor(randomMatrix(2, 3, rng))).toThrow("square");
+  });
+});
