@@ -3,9 +3,10 @@
  * operators over plain typed records (DESIGN.md "The shape").
  *
  * A model owner compresses the middle blocks of a model into an emulator
- * (GradOT: calibration forward/backward, KFAC, GCS, DRD + SCP), the data
- * owner tunes the adapter blocks through it, and the owner plugs the adapter
- * back into the original model.
+ * (GradOT: calibration forward/backward, KFAC, GCS, DRD + SCP; or the
+ * OT LayerDrop baseline, which drops middle blocks), the data owner tunes
+ * the adapter blocks through it, and the owner plugs the adapter back into
+ * the original model.
  *
  * @example Build a GradOT emulator, streaming one block at a time
  * ```ts
@@ -100,6 +101,19 @@ export { compressDrd, type CompressDrdOptions } from "./src/operators/compress_d
 export { compressScp } from "./src/operators/compress_scp.ts";
 export { writeShards, type WriteShardsOptions } from "./src/operators/write_shards.ts";
 export { buildGradotEmulator, GRADOT_DEFAULTS, type GradotOptions } from "./src/operators/gradot.ts";
+/**
+ * The baseline GradOT is compared against: Offsite-Tuning's training-free
+ * uniform LayerDrop emulator (METHOD.md §3, "OT† (training-free
+ * LayerDrop)"), which keeps every k-th middle block and drops the rest.
+ */
+export {
+  buildLayerDropEmulator,
+  dropBlocks,
+  keptMiddlePositions,
+  LAYERDROP_METHOD,
+  layerDropBlocks,
+  type LayerDropOptions,
+} from "./src/operators/layer_drop.ts";
 export { type Stage, type StageClock, totalsClock } from "./src/operators/stage_clock.ts";
 export { calibrationFromTokens } from "./src/data/calibration.ts";
 

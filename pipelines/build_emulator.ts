@@ -1,55 +1,70 @@
 /**
- * `offtune build-emulator`: the model owner's step (METHOD.md §1-2). Streams
+ * `offtune build-emulator`: the model owner's step (METHOD.md §1-3). Streams
  * a checkpoint block by block through the GradOT pipeline (calibration
- * forward/backward, KFAC, GCS, DRD + SCP) and writes the emulator package
- * (Arrow shards + manifest) atomically.
+ * forward/backward, KFAC, GCS, DRD + SCP), or through the OT LayerDrop
+ * baseline (keep every k-th middle block, no calibration), and writes the
+ * emulator package (Arrow shards + manifest) atomically.
  *
  * @module
  */
 import { readFile, writeFile } from "node:fs/promises";
 import process from "node:process";
-import { lastValueFrom, toArray } from "rxjs";
-import { createProgress } from "../src/cli/progress.ts";
+import { lastValueFrom, type Observable, tap, toArray } from "rxjs";
+import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
 import { calibrationFromTokens } from "../src/data/calibration.ts";
 import { readTokenStream } from "../src/data/token_stream.ts";
 import type { ModelConfig } from "../src/model/types.ts";
 import { buildGradotEmulator, GRADOT_DEFAULTS } from "../src/operators/gradot.ts";
+import { buildLayerDropEmulator, layerDropBlocks } from "../src/operators/layer_drop.ts";
 import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
-import type { AdapterSplit, CalibrationSet } from "../src/records/records.ts";
-import { totalsClock } from "../src/operators/stage_clock.ts";
+import type { AdapterSplit, CalibrationSet, ModelHandle, ShardRecord } from "../src/records/records.ts";
+import { type StageClock, totalsClock } from "../src/operators/stage_clock.ts";
 import { initBackend } from "../src/tensor/backend.ts";
 import { parseVerbFlags } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
 /** Help text for the verb. */
 export const help = `offtune build-emulator --model <checkpoint> --calibration <file> --out <dir> [flags]
+offtune build-emulator --method layerdrop --model <checkpoint> --out <dir> [--ratio <x>]
 
-Builds a GradOT emulator (METHOD.md §2): one calibration forward + backward
-over the original model, KFAC factors, GCS scores, DRD of the attention
-projections and SCP of the MLP channels of the middle blocks. Writes one
-Arrow shard per block, the outer weights and manifest.msgpack to --out
-(atomically). The adapter blocks are copied unchanged.
+Builds an emulator of the original model's middle blocks and writes one
+Arrow shard per kept block, the outer weights and manifest.msgpack to --out
+(atomically). The adapter blocks are copied unchanged. Methods:
 
+  gradot     (default, METHOD.md §2) one calibration forward + backward over
+             the original model, KFAC factors, GCS scores, DRD of the
+             attention projections and SCP of the MLP channels of the
+             middle blocks
+  layerdrop  (the OT† baseline, METHOD.md §3) keeps round(ratio x M) of the
+             M middle blocks, spread uniformly, unchanged, and drops the
+             rest; needs no calibration and ignores the calibration and
+             GradOT flags
+
+  --method <m>           gradot | layerdrop (default gradot)
   --model <dir>          Hugging Face checkpoint (config.json + safetensors)
   --calibration <file>   calibration text (.txt, tokenized with the model's
                          tokenizer.json, else the fixture one) or a Uint16
-                         token stream (.bin)
+                         token stream (.bin); required for gradot
   --out <dir>            emulator package directory
+  --ratio <x>            emulator params / original middle params, in (0, 1]
+                         (default ${GRADOT_DEFAULTS.ratio}); layerdrop: fraction of middle blocks kept
+  --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
+  --fp16                 store shards as float16
+  --timings <file>       write seconds per stage and peak RSS as JSON
+  --backend <name>       auto | tensorflow | wasm | cpu
+  --quiet                no progress
+
+GradOT only:
   --sequences <n>        calibration sequences N (default 64)
   --length <n>           tokens per sequence T (default min(128, max positions))
-  --ratio <x>            emulator params / original middle params (default ${GRADOT_DEFAULTS.ratio})
   --attn-share <x>       fraction of removed params taken from attention
   --lambda-attn <x>      GCS λ for attention (default ${GRADOT_DEFAULTS.lambdaAttn})
   --lambda-mlp <x>       GCS λ for the MLP (default ${GRADOT_DEFAULTS.lambdaMlp})
   --keep-top <x>         DRD components always kept by singular value (default ${GRADOT_DEFAULTS.keepTopFraction})
-  --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
-  --chunk <n>            sequences per calibration chunk (default ~512 tokens)
-  --fp16                 store shards as float16
-  --timings <file>       write seconds per stage and peak RSS as JSON
-  --backend <name>       auto | tensorflow | wasm | cpu
-  --quiet                no progress`;
+  --chunk <n>            sequences per calibration chunk (default ~512 tokens)`;
 
 const FLAGS = {
+  method: { type: "string", default: "gradot" },
   model: { type: "string" },
   calibration: { type: "string" },
   out: { type: "string" },
@@ -116,49 +131,85 @@ export function peakRssBytes(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
+type Flags = ReturnType<typeof parseFlags>;
+
+/** The verb's flags, with --method checked and --calibration required for gradot only. */
+function parseFlags(argv: string[]) {
+  const flags = parseVerbFlags(argv, FLAGS, "build-emulator", ["model", "out"]);
+  if (flags.method !== "gradot" && flags.method !== "layerdrop") {
+    throw new Error(`--method expects gradot or layerdrop, got "${flags.method}"`);
+  }
+  if (flags.method === "gradot" && !flags.calibration) {
+    throw new Error("--calibration is required for --method gradot (see offtune build-emulator --help)");
+  }
+  return flags;
+}
+
+/** A method's build: the shard stream and the calibration tokens it reads. */
+interface Build {
+  shards: Observable<ShardRecord>;
+  tokens: number;
+}
+
+/** The GradOT build the flags ask for, with per-stage progress and the calibration loss (unless quiet). */
+async function gradotBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter): Promise<Build> {
+  const length = numberFlag(flags.length, "length") ?? Math.min(128, model.cfg.maxPositions);
+  const sequences = numberFlag(flags.sequences, "sequences")!;
+  const calibration: CalibrationSet = calibrationFromTokens(
+    await readCalibrationTokens(flags.calibration!, flags.model, model.cfg, flags.quiet),
+    sequences,
+    length,
+    `Calibration file "${flags.calibration}"`,
+  );
+  const layers = model.cfg.layers;
+  let events = 0;
+  let tokens = 0;
+  const shards = buildGradotEmulator(model, {
+    calibration,
+    out: flags.out,
+    ratio: numberFlag(flags.ratio, "ratio"),
+    attnShare: numberFlag(flags["attn-share"], "attn-share"),
+    lambdaAttn: numberFlag(flags["lambda-attn"], "lambda-attn"),
+    lambdaMlp: numberFlag(flags["lambda-mlp"], "lambda-mlp"),
+    keepTopFraction: numberFlag(flags["keep-top"], "keep-top"),
+    chunk: numberFlag(flags.chunk, "chunk"),
+    dtype: flags.fp16 ? "float16" : "float32",
+    clock,
+    onStage: (stage, block) => {
+      events++;
+      if (stage === "forward" || stage === "backward") tokens += sequences * length;
+      progress.update({ done: events, total: 4 * layers, unit: "steps", detail: `block ${block + 1}/${layers} ${stage}`, tokens });
+    },
+    onLoss: (loss) => {
+      if (!flags.quiet) console.error(`calibration loss ${loss.toFixed(4)} (perplexity ${Math.exp(loss).toFixed(2)})`);
+    },
+  });
+  return { shards, tokens: sequences * length };
+}
+
+/** The LayerDrop build the flags ask for (the calibration and GradOT flags are ignored), with per-shard progress. */
+function layerDropBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter): Build {
+  const ratio = numberFlag(flags.ratio, "ratio") ?? GRADOT_DEFAULTS.ratio; // matched emulator size (METHOD.md §5)
+  const total = layerDropBlocks(model.cfg.layers, model.split, ratio).length + 1; // + the outer weights
+  let written = 0;
+  const shards = buildLayerDropEmulator(model, { ratio, out: flags.out, dtype: flags.fp16 ? "float16" : "float32", clock })
+    .pipe(tap((shard) => progress.update({ done: ++written, total, unit: "shards", detail: `wrote ${shard.file}` })));
+  return { shards, tokens: 0 };
+}
+
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
-  const flags = parseVerbFlags(argv, FLAGS, "build-emulator", ["model", "calibration", "out"]);
-  const quiet = flags.quiet;
-  await initBackend(flags.backend, quiet);
+  const flags = parseFlags(argv);
+  await initBackend(flags.backend, flags.quiet);
   const model = await openModel(flags.model, { split: splitFlag(flags.split) });
   try {
-    const length = numberFlag(flags.length, "length") ?? Math.min(128, model.cfg.maxPositions);
-    const sequences = numberFlag(flags.sequences, "sequences")!;
-    const calibration: CalibrationSet = calibrationFromTokens(
-      await readCalibrationTokens(flags.calibration, flags.model, model.cfg, quiet),
-      sequences,
-      length,
-      `Calibration file "${flags.calibration}"`,
-    );
-    const layers = model.cfg.layers;
-    const progress = createProgress("build-emulator", quiet);
-    let events = 0;
-    let tokens = 0;
+    const progress = createProgress("build-emulator", flags.quiet);
     const started = performance.now();
     const clock = totalsClock();
-    const shards = await lastValueFrom(
-      buildGradotEmulator(model, {
-        calibration,
-        out: flags.out,
-        ratio: numberFlag(flags.ratio, "ratio"),
-        attnShare: numberFlag(flags["attn-share"], "attn-share"),
-        lambdaAttn: numberFlag(flags["lambda-attn"], "lambda-attn"),
-        lambdaMlp: numberFlag(flags["lambda-mlp"], "lambda-mlp"),
-        keepTopFraction: numberFlag(flags["keep-top"], "keep-top"),
-        chunk: numberFlag(flags.chunk, "chunk"),
-        dtype: flags.fp16 ? "float16" : "float32",
-        clock,
-        onStage: (stage, block) => {
-          events++;
-          if (stage === "forward" || stage === "backward") tokens += sequences * length;
-          progress.update({ done: events, total: 4 * layers, unit: "steps", detail: `block ${block + 1}/${layers} ${stage}`, tokens });
-        },
-        onLoss: (loss) => {
-          if (!quiet) console.error(`calibration loss ${loss.toFixed(4)} (perplexity ${Math.exp(loss).toFixed(2)})`);
-        },
-      }).pipe(toArray()),
-    );
+    const build = flags.method === "gradot"
+      ? await gradotBuild(model, flags, clock, progress)
+      : layerDropBuild(model, flags, clock, progress);
+    const shards = await lastValueFrom(build.shards.pipe(toArray()));
     progress.finish(`${shards.length} shards`);
     const bytes = shards.reduce((n, s) => n + s.bytes, 0);
     const seconds = (performance.now() - started) / 1000;
@@ -168,8 +219,8 @@ export async function main(argv: string[]): Promise<number> {
         seconds,
         stages: Object.fromEntries(clock.totals),
         peakRssBytes: peakRssBytes(),
-        layers,
-        tokens: sequences * length,
+        layers: model.cfg.layers,
+        tokens: build.tokens,
       }, null, 2) + "\n");
     }
     return 0;

@@ -1,8 +1,9 @@
 /**
- * `offtune experiment`: the whole offsite-tuning loop for one method, as the
- * seeds' table measures it (METHOD.md §1, §5), composed from the verbs:
+ * `offtune experiment`: the whole offsite-tuning loop for one method (GradOT,
+ * or the OT LayerDrop baseline of METHOD.md §3), as the seeds' table
+ * measures it (METHOD.md §1, §5), composed from the verbs:
  *
- * 1. the model owner builds the emulator (`build-emulator`);
+ * 1. the model owner builds the emulator (`build-emulator --method`);
  * 2. zero-shot: the original model (Full ZS) and adapter + emulator (Emulator ZS);
  * 3. per seed and task: the data owner tunes the adapter through the emulator
  *    (`tune`), scored with the emulator (Emulator FT) and plugged into the
@@ -34,21 +35,24 @@ import { mapConcurrent } from "../src/distributed/map_concurrent.ts";
 /** Help text for the verb. */
 export const help = `offtune experiment --model <checkpoint> --runs <dir> [flags]
 
-Runs the offsite-tuning loop for GradOT on --model: builds the emulator, tunes
-an adapter per task and seed through it, and evaluates Full ZS, Emulator ZS,
-Emulator FT, Plug-in and Full FT, writing <runs>/<label>/seed-<n>/result.json
-for offtune report.
+Runs the offsite-tuning loop for one method on --model: builds the emulator,
+tunes an adapter per task and seed through it, and evaluates Full ZS,
+Emulator ZS, Emulator FT, Plug-in and Full FT, writing
+<runs>/<label>/seed-<n>/result.json for offtune report.
 
   --model <dir>          original checkpoint (with tokenizer.json)
   --runs <dir>           runs directory (results); work files go to <runs>/_work
+  --method <m>           gradot | layerdrop (the OT† LayerDrop baseline; its
+                         results say method "ot-layerdrop") (default gradot)
   --tasks <list>         comma-separated task names (default: all 8)
   --seeds <list>         tuning seeds (default 0,1,2)
-  --label <name>         row label (default gradot-r<ratio>)
+  --label <name>         row label (default gradot-r<ratio> or layerdrop-r<ratio>)
   --ratio <x>            emulator ratio (default 0.5)
-  --lambda-attn <x>      GCS λ for attention (default: GradOT's)
-  --lambda-mlp <x>       GCS λ for the MLP (default: GradOT's)
-  --calibration <file>   calibration stream (default fixtures/data/pretrain/calibration.bin)
-  --sequences <n>        calibration sequences (default 64)
+  --lambda-attn <x>      GCS λ for attention (default: GradOT's; gradot only)
+  --lambda-mlp <x>       GCS λ for the MLP (default: GradOT's; gradot only)
+  --calibration <file>   calibration stream (default fixtures/data/pretrain/calibration.bin;
+                         gradot only)
+  --sequences <n>        calibration sequences (default 64; gradot only)
   --train-limit <n>      training items per task (default: all)
   --eval-limit <n>       test items per task (default: all)
   --epochs <n>           tuning epochs (default 2)
@@ -66,6 +70,7 @@ const ALL_TASKS = [
 const FLAGS = {
   model: { type: "string" },
   runs: { type: "string" },
+  method: { type: "string", default: "gradot" },
   tasks: { type: "string" },
   seeds: { type: "string", default: "0,1,2" },
   label: { type: "string" },
@@ -88,6 +93,8 @@ const FLAGS = {
 export interface ExperimentOptions {
   model: string;
   runs: string;
+  /** The emulator: GradOT's, or the OT LayerDrop baseline's. */
+  method: "gradot" | "layerdrop";
   tasks: string[];
   seeds: number[];
   label?: string;
@@ -118,7 +125,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   const work = join(o.runs, "_work");
   const logs = join(work, "logs");
   await mkdir(logs, { recursive: true });
-  const label = o.label ?? `gradot-r${o.ratio}`;
+  const label = o.label ?? `${o.method}-r${o.ratio}`;
   const emulator = join(work, `${label}-emulator`);
   const evalArgs = (model: string, tasks: string[], json: string, extra: string[] = []) => [
     "eval", "--model", model, "--tasks", tasks.join(","), ...flagIf("--limit", o.evalLimit), "--json", json, "--quiet", ...extra,
@@ -134,10 +141,13 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     progress.update({ done, total, unit: "steps", detail: what });
   };
 
+  const gradotFlags = [
+    "--calibration", o.calibration, "--sequences", String(o.sequences),
+    ...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp),
+  ];
   await step("build-emulator", [
-    "build-emulator", "--model", o.model, "--calibration", o.calibration, "--out", emulator,
-    "--sequences", String(o.sequences), "--ratio", String(o.ratio),
-    ...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp), "--quiet",
+    "build-emulator", "--method", o.method, "--model", o.model, "--out", emulator, "--ratio", String(o.ratio),
+    ...(o.method === "gradot" ? gradotFlags : []), "--quiet",
   ]);
   const manifest = await readManifest(emulator);
 
@@ -218,7 +228,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     const result: RunResult = {
       formatVersion: 1,
       model: o.model,
-      method: "gradot",
+      method: manifest.method,
       label,
       seed,
       settings: { ...manifest.settings, epochs: o.epochs, trainLimit: o.trainLimit ?? null, evalLimit: o.evalLimit ?? null },
@@ -255,11 +265,13 @@ export function experimentOptions(argv: string[]): ExperimentOptions {
   const f = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
   if (!f.model || !f.runs) throw new Error("--model and --runs are required (see offtune experiment --help)");
   if (f.metric !== "acc" && f.metric !== "acc_norm") throw new Error(`--metric expects acc or acc_norm, got "${f.metric}"`);
+  if (f.method !== "gradot" && f.method !== "layerdrop") throw new Error(`--method expects gradot or layerdrop, got "${f.method}"`);
   const tasks = f.tasks ? f.tasks.split(",") : ALL_TASKS;
   for (const t of tasks) if (!ALL_TASKS.includes(t)) throw new Error(`Unknown task "${t}": expected one of ${ALL_TASKS.join(", ")}`);
   return {
     model: f.model,
     runs: f.runs,
+    method: f.method,
     tasks,
     seeds: f.seeds.split(",").map((s) => numberFlag(s, "seeds")!),
     label: f.label,

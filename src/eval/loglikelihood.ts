@@ -212,7 +212,7 @@ export async function scoreLoglikelihoods(
   if ((options.residency ?? "resident") === "resident") {
     const blocks: WeightMap[] = [];
     try {
-      for (let i = 0; i < cfg.layers; i++) blocks.push(await model.loadBlock(i));
+      for (const i of model.blockIndices) blocks.push(await model.loadBlock(i));
       for (const batch of batches) {
         let h = embedBatch(model, batch); // [B, T, d]
         try {
@@ -232,7 +232,7 @@ export async function scoreLoglikelihoods(
     const hidden: Tensor[] = []; // each [B, T, d]
     try {
       for (const batch of wave) hidden.push(embedBatch(model, batch));
-      for (let i = 0; i < cfg.layers; i++) {
+      for (const i of model.blockIndices) {
         const weights = await model.loadBlock(i);
         try {
           for (let j = 0; j < hidden.length; j++) hidden[j] = applyBlock(model, weights, hidden[j]);

@@ -54,6 +54,12 @@ export interface Manifest {
   config: Record<string, unknown>;
   /** Adapter blocks kept at the bottom and at the top (METHOD.md: adapter/emulator split). */
   split: { bottom: number; top: number };
+  /**
+   * Emulators that drop blocks (OT LayerDrop, METHOD.md §3) only: the
+   * original indices of the blocks the emulator runs, increasing, each with
+   * its shard. Absent: every block `0..L-1` (GradOT and older packages).
+   */
+  blockIndices?: number[];
   method: string;
   settings: Record<string, unknown>;
   /** Hash identifying the source checkpoint; every shard carries the same. */
@@ -82,6 +88,25 @@ function isCount(value: unknown): value is number {
 /** Whether `file` is a plain file name that stays inside the package directory. */
 function isPlainFileName(file: unknown): file is string {
   return typeof file === "string" && file !== "" && file !== "." && file !== ".." && !/[/\\\0]/.test(file);
+}
+
+/** Checks a manifest's `blockIndices` against its kind and shards; `fail` throws. */
+function validateBlockIndices(
+  value: unknown,
+  kind: Manifest["kind"],
+  shards: readonly ManifestShard[],
+  fail: (problem: string) => never,
+): void {
+  if (kind !== "emulator") fail(`"blockIndices" belongs to emulator packages, this is an ${kind} package`);
+  const increasing = Array.isArray(value) && value.length > 0 &&
+    value.every((b, i) => isCount(b) && (i === 0 || b > value[i - 1]));
+  if (!increasing) fail(`"blockIndices" must be a non-empty list of increasing block indices, got ${JSON.stringify(value)}`);
+  const listed = new Set(value as number[]);
+  const stored = new Set(shards.flatMap((s) => (s.block === "outer" ? [] : [s.block])));
+  const unstored = [...listed].filter((b) => !stored.has(b));
+  if (unstored.length > 0) fail(`"blockIndices" lists block ${unstored.join(", ")} but no shard holds it`);
+  const unlisted = [...stored].filter((b) => !listed.has(b));
+  if (unlisted.length > 0) fail(`a shard holds block ${unlisted.join(", ")}, which "blockIndices" does not list`);
 }
 
 /**
@@ -139,6 +164,7 @@ function validateManifest(value: unknown, source: string): Manifest {
     }
     if (!isCount(entry.bytes)) fail(`${at}.bytes must be a non-negative integer, got ${JSON.stringify(entry.bytes)}`);
   });
+  if (m.blockIndices !== undefined) validateBlockIndices(m.blockIndices, m.kind as Manifest["kind"], m.shards as ManifestShard[], fail);
   return m as unknown as Manifest;
 }
 

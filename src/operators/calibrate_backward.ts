@@ -29,7 +29,6 @@ import type { Tensor } from "@tensorflow/tfjs";
 import { blockVjp, headLossGrad } from "../model/vjp.ts";
 import type { LinearSpec, WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
-import { collectGarbage } from "../tensor/collect_garbage.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
 import { chunkIds, chunkTensor, defaultChunk, sequenceChunks } from "./activations.ts";
 import { type StageClock, timeStage, timeStageAsync } from "./stage_clock.ts";
@@ -129,7 +128,6 @@ async function runBackward(
   for (let index = cfg.layers - 1; index >= 0; index--) {
     if (stopped()) return;
     const record = all[index];
-    collectGarbage(); // the block below must not share the RSS with the dead copies of the one above
     const weights = await timeStageAsync(options.clock, "read", () => model.loadBlock(index));
     try {
       if (index >= lowestMiddle) {

@@ -19,7 +19,6 @@
  */
 import { defer, finalize, map, type OperatorFunction, tap } from "rxjs";
 import { tf } from "../tensor/backend.ts";
-import { collectGarbage } from "../tensor/collect_garbage.ts";
 import type { ActivationRecord, BlockRecord, CalibrationSet } from "../records/records.ts";
 import {
   ActivationStore,
@@ -96,7 +95,6 @@ export function calibrateForward(
             };
           } finally {
             disposeWeights(record.weights);
-            collectGarbage(); // free the block's dead copies before the next one is read
           }
         }),
         tap({ complete: () => (handedOver = true) }),

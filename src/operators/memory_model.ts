@@ -16,18 +16,24 @@ export function cloneWeights(weights: WeightMap): WeightMap {
 }
 
 /**
- * `base`'s config, split, hash and outer weights with `blocks` as its blocks.
- * Takes ownership of `blocks` (disposed by `close`); `base.outer` stays
- * `base`'s.
+ * `base`'s config, split, block indices, hash and outer weights with `blocks`
+ * as its blocks (one per `base.blockIndices`, in that order). Takes
+ * ownership of `blocks` (disposed by `close`); `base.outer` stays `base`'s.
  */
 export function memoryModel(base: ModelHandle, blocks: WeightMap[], source = `${base.source} (in memory)`): ModelHandle {
-  if (blocks.length !== base.cfg.layers) {
-    throw new Error(`An in-memory model of "${base.source}" needs ${base.cfg.layers} blocks, got ${blocks.length}`);
+  const count = base.blockIndices.length;
+  if (blocks.length !== count) {
+    throw new Error(`An in-memory model of "${base.source}" needs ${count} blocks, got ${blocks.length}`);
   }
+  const position = new Map(base.blockIndices.map((index, p) => [index, p]));
   return {
     ...base,
     source,
-    loadBlock: (i) => Promise.resolve(cloneWeights(blocks[i])),
+    loadBlock: (i) => {
+      const p = position.get(i);
+      if (p === undefined) return Promise.reject(new Error(`In-memory model "${source}" has no block ${i}`));
+      return Promise.resolve(cloneWeights(blocks[p]));
+    },
     close: () => Promise.resolve(blocks.forEach(disposeWeights)),
   };
 }

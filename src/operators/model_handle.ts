@@ -11,7 +11,8 @@ import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { openCheckpoint } from "../io/checkpoint.ts";
 import { loadBlockWeights, loadOuterWeights, resolveModel } from "../model/load.ts";
-import type { AdapterSplit, ModelHandle } from "../records/records.ts";
+import { type AdapterSplit, everyBlock, type ModelHandle } from "../records/records.ts";
+import { collectGarbage } from "../tensor/collect_garbage.ts";
 import { disposeWeights } from "./weights.ts";
 
 /** Options of {@link openModel}. */
@@ -66,9 +67,15 @@ export async function openModel(dir: string, options: OpenModelOptions = {}): Pr
       arch,
       cfg,
       split,
+      blockIndices: everyBlock(cfg.layers),
       sourceHash,
       outer,
-      loadBlock: (i) => loadBlockWeights(reader, arch, cfg, i),
+      loadBlock: async (i) => {
+        collectGarbage(); // the dead copies of the block before must not share the RSS with this one
+        const weights = await loadBlockWeights(reader, arch, cfg, i);
+        collectGarbage(); // nor its own staging copies (fp16 bytes, float32, transposed)
+        return weights;
+      },
       async close() {
         disposeWeights(outer);
         await reader.close();

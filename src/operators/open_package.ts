@@ -12,7 +12,7 @@ import { readShardFile } from "../io/shard_reader.ts";
 import { architectureFor } from "../model/registry.ts";
 import type { WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
-import type { ModelHandle } from "../records/records.ts";
+import { type AdapterSplit, blockRole, everyBlock, type ModelHandle } from "../records/records.ts";
 import { checkSplit } from "./model_handle.ts";
 import { disposeWeights } from "./weights.ts";
 
@@ -44,17 +44,40 @@ async function readWeights(dir: string, manifest: Manifest, block: number | "out
 }
 
 /**
- * Opens the package in `dir`: verifies the manifest and every shard's
- * checksum, loads the outer weights, and reads blocks on demand.
+ * The blocks a package's model runs (its manifest's `blockIndices`, else
+ * every block), checked against the config and the split: each is a block
+ * of the model with a shard in the package, and no adapter block is dropped
+ * (an adapter tuned on the emulator must find all its blocks).
  *
- * @throws when the manifest or a shard is missing or corrupt, or the
- *   architecture is unknown
+ * @throws Error naming the package and the offending block
+ */
+function packageBlockIndices(dir: string, manifest: Manifest, layers: number, split: AdapterSplit): number[] {
+  const indices = manifest.blockIndices ?? everyBlock(layers);
+  const stored = new Set(manifest.shards.map((s) => s.block));
+  for (const i of indices) {
+    if (i >= layers) throw new Error(`Package "${dir}" runs block ${i}, but its model has blocks 0..${layers - 1}`);
+    if (!stored.has(i)) throw new Error(`Package "${dir}" has no shard for block ${i}`);
+  }
+  const kept = new Set(indices);
+  const dropped = everyBlock(layers).find((i) => blockRole(i, layers, split) === "adapter" && !kept.has(i));
+  if (dropped !== undefined) throw new Error(`Package "${dir}" drops adapter block ${dropped} (split ${split.bottom}+${split.top})`);
+  return indices;
+}
+
+/**
+ * Opens the package in `dir`: verifies the manifest and every shard's
+ * checksum, loads the outer weights, and reads blocks on demand. The handle
+ * runs the blocks {@link packageBlockIndices} gives.
+ *
+ * @throws when the manifest or a shard is missing or corrupt, the
+ *   architecture is unknown, or the package lacks a block it must run
  */
 export async function openPackage(dir: string): Promise<OpenedPackage> {
   const manifest = await verifyPackage(dir);
   const arch = architectureFor(manifest.architecture, join(dir, "manifest.msgpack"));
   const cfg = arch.parseConfig(manifest.config);
   checkSplit(manifest.split, cfg.layers, dir);
+  const blockIndices = packageBlockIndices(dir, manifest, cfg.layers, manifest.split);
   const outer = await readWeights(dir, manifest, "outer");
   return {
     manifest,
@@ -62,6 +85,7 @@ export async function openPackage(dir: string): Promise<OpenedPackage> {
     arch,
     cfg,
     split: manifest.split,
+    blockIndices,
     sourceHash: manifest.sourceHash,
     outer,
     loadBlock: (i) => readWeights(dir, manifest, i),

@@ -12,18 +12,19 @@
  *
  * @module
  */
-import { concatMap, from, range, type Observable } from "rxjs";
+import { concatMap, from, type Observable } from "rxjs";
 import { blockRole, type BlockRecord, type ModelHandle } from "../records/records.ts";
 import { type StageClock, timeStageAsync } from "./stage_clock.ts";
 
 /**
- * Emits block 0..L-1 of `model`. A block is read when the one before it has
- * been emitted; a synchronous downstream therefore holds one block at a time.
+ * Emits the blocks of `model` in forward order (`model.blockIndices`: 0..L-1
+ * for a checkpoint). A block is read when the one before it has been
+ * emitted; a synchronous downstream therefore holds one block at a time.
  * The subscriber owns each record's weights.
  */
 export function readCheckpoint(model: ModelHandle, clock?: StageClock): Observable<BlockRecord> {
   const { cfg, split } = model;
-  return range(0, cfg.layers).pipe(
+  return from(model.blockIndices).pipe(
     concatMap((index) =>
       from(
         timeStageAsync(clock, "read", () => model.loadBlock(index)).then((weights): BlockRecord => ({

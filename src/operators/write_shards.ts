@@ -22,7 +22,7 @@ import { Observable, type OperatorFunction } from "rxjs";
 import { createPackageWriter, type Manifest, type PackageWriter } from "../io/manifest.ts";
 import type { ShardDtype, ShardTensor } from "../io/shard_schema.ts";
 import type { WeightMap } from "../model/types.ts";
-import type { BlockRole, CompressionNote, ModelHandle, ShardRecord } from "../records/records.ts";
+import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
 import { type StageClock, timeStage } from "./stage_clock.ts";
 import { disposeWeights } from "./weights.ts";
 
@@ -47,6 +47,13 @@ export interface WriteShardsOptions {
   dtype?: ShardDtype;
   /** Also write the outer weights (embeddings, final norm, head); default true. */
   outer?: boolean;
+  /**
+   * The original blocks an emulator runs, for one that drops blocks (OT
+   * LayerDrop, METHOD.md §3); default the source model's `blockIndices`. An
+   * emulator's written blocks must be exactly these; the manifest records
+   * them as `blockIndices` unless they are every block.
+   */
+  blockIndices?: readonly number[];
   /** Extra manifest fields (e.g. parameter counts). */
   extra?: Record<string, unknown>;
   clock?: StageClock;
@@ -60,6 +67,19 @@ export function shardTensors(weights: WeightMap): ShardTensor[] {
 }
 
 const count = (tensors: ShardTensor[]) => tensors.reduce((n, t) => n + t.data.length, 0);
+
+/**
+ * The manifest's `blockIndices` of an emulator that wrote `written` (sorted)
+ * and should run `expected`: undefined when it runs every block.
+ *
+ * @throws Error naming the package when the written blocks differ
+ */
+function emulatorBlockIndices(dir: string, written: number[], expected: readonly number[], layers: number): number[] | undefined {
+  if (written.join() !== expected.join()) {
+    throw new Error(`writeShards: emulator "${dir}" got blocks ${written.join(", ")} but runs ${expected.join(", ")}`);
+  }
+  return written.join() === everyBlock(layers).join() ? undefined : written;
+}
 
 /**
  * Writes every incoming block to the package `dir` and emits a
@@ -118,16 +138,21 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
         complete: () => {
           if (!model) return subscriber.error(new Error(`writeShards: no block arrived, nothing written to "${dir}"`));
           const m = model;
+          const kind = options.kind ?? "emulator";
           chain
             .then(async () => {
               const w = await writer!;
               blocks.sort((a, b) => a.index - b.index);
+              const blockIndices = kind === "emulator"
+                ? emulatorBlockIndices(dir, blocks.map((b) => b.index), options.blockIndices ?? m.blockIndices, m.cfg.layers)
+                : undefined;
               await w.commit({
                 formatVersion: 1,
-                kind: options.kind ?? "emulator",
+                kind,
                 architecture: m.cfg.modelType,
                 config: m.cfg.raw,
                 split: m.split,
+                ...(blockIndices ? { blockIndices } : {}),
                 method: options.method,
                 settings: options.settings,
                 sourceHash: m.sourceHash,

@@ -25,6 +25,11 @@ export function blockRole(index: number, layers: number, split: AdapterSplit): B
   return index < split.bottom || index >= layers - split.top ? "adapter" : "middle";
 }
 
+/** Blocks `0..layers-1`: the forward order of a model that drops none. */
+export function everyBlock(layers: number): number[] {
+  return Array.from({ length: layers }, (_, i) => i);
+}
+
 /**
  * The model a stream is about: its architecture and config, the adapter split,
  * provenance, and lazy access to its weights, so stages can re-read a block
@@ -36,6 +41,14 @@ export interface ModelHandle {
   arch: Architecture;
   cfg: ModelConfig;
   split: AdapterSplit;
+  /**
+   * The original indices of the blocks this model runs, in forward order:
+   * {@link everyBlock} for a checkpoint or a GradOT emulator, a subset for
+   * an emulator that drops blocks (OT LayerDrop, METHOD.md §3). Block
+   * indices everywhere (`loadBlock`, roles, adapter shards) are original
+   * ones, so an adapter tuned on such an emulator plugs into the original.
+   */
+  blockIndices: readonly number[];
   /** SHA-256 of config.json and the weight file headers: names the source in shards. */
   sourceHash: string;
   /**
@@ -43,7 +56,7 @@ export interface ModelHandle {
    * opens and kept, since both ends of every pass need them; owned by the handle.
    */
   outer: WeightMap;
-  /** A fresh copy of block `i`'s weights; the caller owns and disposes them. */
+  /** A fresh copy of block `i`'s weights (`i` one of `blockIndices`); the caller owns and disposes them. */
   loadBlock(i: number): Promise<WeightMap>;
   /** Releases the outer weights and closes the files. */
   close(): Promise<void>;

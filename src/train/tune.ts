@@ -83,16 +83,26 @@ export interface TuneSummary {
   examplesPerSecond: number;
 }
 
-/** The model with every block loaded (the caller disposes the blocks, not the handle's outer weights). */
+/**
+ * The model with every block it runs loaded, in `handle.blockIndices` order
+ * (the caller disposes the blocks, not the handle's outer weights). The
+ * resident model and its trainable set count blocks by position in that
+ * order; packages name them by original index ({@link byBlockIndex}).
+ */
 async function residentModel(handle: ModelHandle): Promise<ResidentModel> {
   const blocks: WeightMap[] = [];
   try {
-    for (let i = 0; i < handle.cfg.layers; i++) blocks.push(await handle.loadBlock(i));
+    for (const i of handle.blockIndices) blocks.push(await handle.loadBlock(i));
   } catch (e) {
     for (const b of blocks) tf.dispose([...b.values()]);
     throw e;
   }
   return { arch: handle.arch, cfg: handle.cfg, outer: handle.outer, blocks };
+}
+
+/** Parts keyed by resident position re-keyed by original block index, as an adapter package names them. */
+function byBlockIndex<T>(handle: ModelHandle, parts: Map<number | "outer", T>): Map<number | "outer", T> {
+  return new Map([...parts].map(([part, value]) => [part === "outer" ? part : handle.blockIndices[part], value]));
 }
 
 function releaseBlocks(model: ResidentModel): void {
@@ -222,12 +232,15 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
   if (!options.resume && unfinished) {
     throw new Error(`"${out}" holds an unfinished tuning run; resume it or choose another output directory`);
   }
-  const adapterBlocks = Array.from({ length: handle.cfg.layers }, (_, i) => i)
-    .filter((i) => blockRole(i, handle.cfg.layers, handle.split) === "adapter");
+  const adapterBlocks = handle.blockIndices.filter((i) => blockRole(i, handle.cfg.layers, handle.split) === "adapter");
   if (adapterBlocks.length === 0 && !options.tuneEmbeddings) {
     throw new Error(`Split ${handle.split.bottom}+${handle.split.top} of "${handle.source}" has no adapter block to tune`);
   }
-  const scope: TuneScope = { blocks: adapterBlocks, lora: options.lora, embeddings: options.tuneEmbeddings ?? false };
+  const scope: TuneScope = {
+    blocks: adapterBlocks.map((i) => handle.blockIndices.indexOf(i)),
+    lora: options.lora,
+    embeddings: options.tuneEmbeddings ?? false,
+  };
   const rows = trainingRows(handle, options.examples);
   const run = {
     sourceHash: handle.sourceHash,
@@ -260,7 +273,7 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
       const finished = s.step === total;
       await writeAdapterPackage(out, {
         model: handle,
-        parts: trainable.adapterArrays(s.params),
+        parts: byBlockIndex(handle, trainable.adapterArrays(s.params)),
         method,
         settings,
         extra: {
@@ -294,6 +307,7 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
 /** The result of {@link tuneFullModel}: the tuned weights (the caller disposes them) and a summary. */
 export interface FullTuneResult extends TuneSummary {
   outer: WeightMap;
+  /** One per `handle.blockIndices`, in that order. */
   blocks: WeightMap[];
 }
 

@@ -11,6 +11,10 @@
  * ({@link decaysByDefault}) and the adapter package's names both apply as
  * they are. Order: outer weights (`outerShapes` order), then the tuned blocks
  * in ascending index, each in `blockShapes` (full) or `linears` (LoRA) order.
+ * Blocks are counted by position in {@link ResidentModel} `blocks`, which is
+ * the original index unless the model drops blocks (an OT LayerDrop
+ * emulator); src/train/tune.ts maps positions to original indices for the
+ * adapter package.
  *
  * @module
  */
@@ -23,7 +27,7 @@ import { Prng } from "./prng.ts";
 
 /** Which weights a run trains. */
 export interface TuneScope {
-  /** Indices of the blocks whose weights train (the adapter blocks, or all for full fine-tuning). */
+  /** Positions in `ResidentModel.blocks` of the blocks whose weights train (the adapter blocks, or all for full fine-tuning). */
   blocks: number[];
   /** LoRA factors on those blocks' linears instead of their full weights. */
   lora?: LoraOptions;

@@ -146,6 +146,35 @@ describe("writeManifest and readManifest", () => {
     );
   });
 
+  it("keeps blockIndices of an emulator that drops blocks, and refuses ones that disagree with its shards", async () => {
+    const shard = (block: number, role: "adapter" | "middle") => ({
+      file: shardFileName(block), block, role, sha256: "a".repeat(64), bytes: 10,
+    });
+    const dropped: Manifest = {
+      ...draft,
+      blockIndices: [0, 2, 3],
+      shards: [shard(0, "adapter"), shard(2, "middle"), shard(3, "adapter")],
+    };
+    const dir = fresh("indices");
+    await writeManifest(dir, dropped);
+    expect((await readManifest(dir)).blockIndices).toEqual([0, 2, 3]);
+    const refusal = (m: unknown) =>
+      writeManifest(fresh("bad-indices"), m as Manifest).then(() => "no error", (e: Error) => e.message);
+    expect(await refusal({ ...dropped, blockIndices: [0, 3, 2] })).toContain(
+      `"blockIndices" must be a non-empty list of increasing block indices, got [0,3,2]`,
+    );
+    expect(await refusal({ ...dropped, blockIndices: [] })).toContain(`"blockIndices" must be a non-empty list`);
+    expect(await refusal({ ...dropped, blockIndices: [0, 1, 2, 3] })).toContain(
+      `"blockIndices" lists block 1 but no shard holds it`,
+    );
+    expect(await refusal({ ...dropped, blockIndices: [0, 3] })).toContain(
+      `a shard holds block 2, which "blockIndices" does not list`,
+    );
+    expect(await refusal({ ...dropped, kind: "adapter" })).toContain(
+      `"blockIndices" belongs to emulator packages, this is an adapter package`,
+    );
+  });
+
   it("refuses to write a manifest whose shard escapes the directory", async () => {
     const dir = fresh("escape");
     const bad = { ...manifest, shards: [{ ...manifest.shards[0], file: "../elsewhere.arrow" }] };

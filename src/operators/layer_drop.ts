@@ -1,0 +1,106 @@
+/**
+ * Offsite-Tuning's training-free uniform LayerDrop emulator, the OT†
+ * baseline GradOT is compared against (METHOD.md §3, "OT† (training-free
+ * LayerDrop)"; Xiao et al. 2023 without distillation): the emulator keeps
+ * the adapter blocks and every k-th middle block of the original model,
+ * spread uniformly, and drops the other middle blocks; everything it keeps
+ * (adapter, middle and outer weights) is copied unchanged. No calibration.
+ *
+ * The package names its blocks by their original indices and lists them in
+ * the manifest's `blockIndices` (docs/SHARDS.md), so the emulator runs the
+ * kept blocks in order and an adapter tuned on it plugs into the original
+ * model's bottom and top blocks.
+ *
+ * @example
+ * ```ts
+ * const model = await openModel("fixtures/small");
+ * await lastValueFrom(buildLayerDropEmulator(model, { ratio: 0.5, out: "out/layerdrop" }));
+ * ```
+ *
+ * @module
+ */
+import { defer, filter, type MonoTypeOperatorFunction, type Observable } from "rxjs";
+import type { ShardDtype } from "../io/shard_schema.ts";
+import { type AdapterSplit, type BlockRecord, blockRole, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
+import { readCheckpoint } from "./read_checkpoint.ts";
+import type { StageClock } from "./stage_clock.ts";
+import { disposeWeights } from "./weights.ts";
+import { writeShards } from "./write_shards.ts";
+
+/** The method name a LayerDrop emulator's manifest, shards and run results carry. */
+export const LAYERDROP_METHOD = "ot-layerdrop";
+
+/**
+ * Positions (in `0..middle-1`) of the middle blocks uniform LayerDrop keeps
+ * so that the emulator's middle has `ratio` of the original's blocks (and
+ * parameters, the blocks being alike): `K = round(ratio · M)` blocks at
+ * `round(i · M / K)`, `i = 0..K-1`, i.e. every k-th block when K divides M
+ * (ratio 0.5 keeps the first of every pair). Beyond METHOD.md: at least one
+ * block is kept, since an emulator without a middle is no emulator.
+ *
+ * @throws RangeError when `ratio` is not in (0, 1] or `middle` is not a positive integer
+ */
+export function keptMiddlePositions(middle: number, ratio: number): number[] {
+  if (!(Number.isFinite(ratio) && ratio > 0 && ratio <= 1)) {
+    throw new RangeError(`LayerDrop ratio must be in (0, 1] (the fraction of middle blocks kept), got ${ratio}`);
+  }
+  if (!Number.isInteger(middle) || middle < 1) throw new RangeError(`LayerDrop needs at least one middle block, got ${middle}`);
+  const kept = Math.max(1, Math.round(ratio * middle));
+  return Array.from({ length: kept }, (_, i) => Math.round((i * middle) / kept));
+}
+
+/**
+ * The original indices of the blocks a LayerDrop emulator of a model with
+ * `layers` blocks runs, in order: the adapter blocks of `split` and the kept
+ * middle blocks ({@link keptMiddlePositions}).
+ */
+export function layerDropBlocks(layers: number, split: AdapterSplit, ratio: number): number[] {
+  const kept = new Set(keptMiddlePositions(layers - split.bottom - split.top, ratio).map((p) => split.bottom + p));
+  return everyBlock(layers).filter((i) => blockRole(i, layers, split) === "adapter" || kept.has(i));
+}
+
+/** Passes on the records of the blocks in `keep` and releases the weights of the others. */
+export function dropBlocks(keep: readonly number[]): MonoTypeOperatorFunction<BlockRecord> {
+  const kept = new Set(keep);
+  return filter((record) => {
+    if (kept.has(record.index)) return true;
+    disposeWeights(record.weights);
+    return false;
+  });
+}
+
+/** Everything {@link buildLayerDropEmulator} needs besides the model. */
+export interface LayerDropOptions {
+  /** Fraction of the middle blocks kept, in (0, 1]. */
+  ratio: number;
+  /** Package directory to write. */
+  out: string;
+  dtype?: ShardDtype;
+  /** Charges the read and write seconds. */
+  clock?: StageClock;
+}
+
+/**
+ * Builds the LayerDrop emulator package of `model` in `options.out`:
+ * read → drop → shards. The dropped blocks are read too and released at
+ * once (one block resident at a time, as in every pipeline). The manifest
+ * records method {@link LAYERDROP_METHOD} with settings `ratio` and
+ * `keptMiddle` (the original indices of the kept middle blocks); a bad
+ * ratio is the observable's error.
+ */
+export function buildLayerDropEmulator(model: ModelHandle, options: LayerDropOptions): Observable<ShardRecord> {
+  return defer(() => {
+    const blockIndices = layerDropBlocks(model.cfg.layers, model.split, options.ratio);
+    const keptMiddle = blockIndices.filter((i) => blockRole(i, model.cfg.layers, model.split) === "middle");
+    return readCheckpoint(model, options.clock).pipe(
+      dropBlocks(blockIndices),
+      writeShards(options.out, {
+        method: LAYERDROP_METHOD,
+        settings: { ratio: options.ratio, keptMiddle },
+        dtype: options.dtype,
+        blockIndices,
+        clock: options.clock,
+      }),
+    );
+  });
+}
