@@ -121,9 +121,6 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
               model = record.model;
               writer = createPackageWriter(dir);
               writer.catch(fail);
-              if (options.outer ?? true) {
-                enqueue({ block: "outer", role: "outer" }, timeStage(options.clock, "write", () => shardTensors(model!.outer)));
-              }
             }
             const tensors = timeStage(options.clock, "write", () => shardTensors(record.weights));
             blocks.push({ index: record.index, role: record.role, params: count(tensors), compression: record.compression });
@@ -139,6 +136,16 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
           if (!model) return subscriber.error(new Error(`writeShards: no block arrived, nothing written to "${dir}"`));
           const m = model;
           const kind = options.kind ?? "emulator";
+          // The outer weights (the embeddings: the largest tensor of a big
+          // vocabulary) are copied out last, when no block's statistics or
+          // shard copies are alive beside them.
+          if (options.outer ?? true) {
+            try {
+              enqueue({ block: "outer", role: "outer" }, timeStage(options.clock, "write", () => shardTensors(m.outer)));
+            } catch (e) {
+              return fail(e);
+            }
+          }
           chain
             .then(async () => {
               const w = await writer!;

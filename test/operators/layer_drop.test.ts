@@ -133,8 +133,8 @@ describe("the LayerDrop emulator of fixtures/small", () => {
     expect(manifest.split).toEqual({ bottom: 2, top: 2 });
     expect(manifest.sourceHash).toBe(model.sourceHash);
     expect(manifest.shards.map((s) => [s.block, s.role])).toEqual([
-      ["outer", "outer"], [0, "adapter"], [1, "adapter"], [2, "middle"], [4, "middle"],
-      [6, "middle"], [8, "middle"], [10, "adapter"], [11, "adapter"],
+      [0, "adapter"], [1, "adapter"], [2, "middle"], [4, "middle"],
+      [6, "middle"], [8, "middle"], [10, "adapter"], [11, "adapter"], ["outer", "outer"],
     ]);
 
     let originalMiddle = 0;
