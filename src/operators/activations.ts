@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Tensor } from "@tensorflow/tfjs";
 import { tf } from "../tensor/backend.ts";
+import type { ModelConfig } from "../model/types.ts";
 import type { CalibrationSet } from "../records/records.ts";
 
 /** `[from, to)` sequence ranges of at most `chunk` sequences covering `sequences`. */
@@ -28,14 +29,21 @@ export function sequenceChunks(sequences: number, chunk: number): Array<[number,
   return ranges;
 }
 
+/** Tokens × MLP width a default chunk may span: 8 MiB per `[tokens, m]` float32 activation. */
+const CHUNK_ACTIVATION_VALUES = 1 << 21;
+
 /**
- * The default chunk: as many sequences as fit in about 512 tokens (at least
- * one). Measured on an OPT-125M-shaped build (`offtune bench gradot`): 512
- * rows keep OpenBLAS at full speed while the VJP's transient tensors stay a
- * quarter of a 2048-token chunk's (peak RSS 1.8 GB instead of 2.6 GB).
+ * The default chunk: as many sequences as fit in about 512 tokens, fewer for
+ * a wide MLP so one `[tokens, m]` activation stays under 8 MiB (at least one
+ * sequence). Measured with `offtune bench gradot`: on OPT-125M (m 3072, 512
+ * tokens) OpenBLAS runs at full speed while the VJP's transients stay a
+ * quarter of a 2048-token chunk's (peak RSS 1.8 GB instead of 2.6 GB); on an
+ * OPT-1.3B shape (m 8192) 128-token chunks cut the peak by 0.37 GB against
+ * 512 for 7% more time, and this rule gives 256.
  */
-export function defaultChunk(calibration: CalibrationSet): number {
-  return Math.max(1, Math.floor(512 / calibration.length));
+export function defaultChunk(calibration: CalibrationSet, cfg: ModelConfig): number {
+  const tokens = Math.min(512, Math.floor(CHUNK_ACTIVATION_VALUES / cfg.intermediate));
+  return Math.max(1, Math.floor(tokens / calibration.length));
 }
 
 /**

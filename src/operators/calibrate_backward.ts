@@ -36,7 +36,7 @@ import { disposeWeights, toMatrix } from "./weights.ts";
 
 /** Options of {@link calibrateBackward}. */
 export interface CalibrateBackwardOptions {
-  /** Sequences per chunk (default: about 512 tokens). */
+  /** Sequences per chunk (default: `defaultChunk`, about 512 tokens, fewer for a wide MLP). */
   chunk?: number;
   /** Sequences per head (loss) chunk (default: what keeps the logits under 4 Mi values). */
   headChunk?: number;
@@ -104,7 +104,7 @@ async function runBackward(
   const n = calibration.sequences;
   const t = calibration.length;
   const d = cfg.hidden;
-  const chunk = options.chunk ?? defaultChunk(calibration);
+  const chunk = options.chunk ?? defaultChunk(calibration, cfg);
   const { output, store } = all[all.length - 1];
   if (!output) throw new Error("calibrateBackward: the last block's activation record has no output");
 

@@ -34,7 +34,7 @@ import { disposeWeights } from "./weights.ts";
 export interface CalibrateForwardOptions {
   /** The calibration token ids (N sequences of T tokens). */
   calibration: CalibrationSet;
-  /** Sequences per chunk (default: about 512 tokens). */
+  /** Sequences per chunk (default: `defaultChunk`, about 512 tokens, fewer for a wide MLP). */
   chunk?: number;
   clock?: StageClock;
 }
@@ -52,7 +52,6 @@ export function calibrateForward(
   options: CalibrateForwardOptions,
 ): OperatorFunction<BlockRecord, ActivationRecord> {
   const { calibration } = options;
-  const chunk = options.chunk ?? defaultChunk(calibration);
   const n = calibration.sequences;
   const t = calibration.length;
   if (calibration.ids.length !== n * t) {
@@ -69,6 +68,7 @@ export function calibrateForward(
           const { model, index } = record;
           const { arch, cfg } = model;
           const d = cfg.hidden;
+          const chunk = options.chunk ?? defaultChunk(calibration, cfg);
           try {
             if (index !== expected) {
               throw new Error(`calibrateForward expects block ${expected} next, got block ${index}`);

@@ -32,9 +32,8 @@
  * beta 1: no temporary the size of a factor), so a block's statistics cost
  * 4 bytes per entry of `A`, `G` and `g`. A factor the caller marks
  * `rowHeld` (SCP's `G₁` and `A₂`, the MLP width m on a side) is kept as its
- * rows while the token count is below its side, N·m floats instead of m²
- * (`src/stats/symmetric_factor.ts`), and turns dense once it would not be
- * smaller. KFAC sums are additive: {@link mergeKfac} joins data-parallel
+ * rows while the token count is at most half its side, N·m floats instead
+ * of m² (`src/stats/symmetric_factor.ts`), and turns dense beyond that. KFAC sums are additive: {@link mergeKfac} joins data-parallel
  * workers.
  *
  * @module
@@ -112,10 +111,15 @@ function densified(f: FactorSum, size: number): FactorSum & { kind: "dense" } {
   return { kind: "dense", sum };
 }
 
-/** Adds rows `r` (`[n, size]`, owned by the sum from now on) to a running sum. */
+/**
+ * Adds rows `r` (`[n, size]`, owned by the sum from now on) to a running sum.
+ * A row-held sum stays so while it holds at most half as many rows as its
+ * side: beyond that the memory saved no longer pays for reducing the rows at
+ * scoring time, and it turns dense.
+ */
 function addRows(f: FactorSum, r: Matrix): FactorSum {
   const size = r.cols;
-  if (f.kind === "rows" && f.rows + r.rows < size) {
+  if (f.kind === "rows" && 2 * (f.rows + r.rows) <= size) {
     f.chunks.push(r);
     f.rows += r.rows;
     return f;

@@ -4,8 +4,8 @@
  *
  * - dense, `[n, n]` float32 (what DRD needs for attention, and SCP for the
  *   MLP's input-side `A₁` and output-side `G₂`);
- * - as its rows `r_t` (`[N, n]` in chunks) while the token count N is below
- *   n, for the factors SCP reduces to column L1 norms only (`G₁` and `A₂`,
+ * - as its rows `r_t` (`[N, n]` in chunks) while the token count N is at
+ *   most n/2, for the factors SCP reduces to column L1 norms only (`G₁` and `A₂`,
  *   the MLP width m on a side): `N·n` floats instead of `n²`. On OPT-1.3B with
  *   2048 calibration tokens that is 64 MiB instead of 256 MiB per factor.
  *

@@ -133,8 +133,8 @@ describe("KFAC statistics", () => {
   // Wide factors (SCP's G₁ and A₂) may be held as rows while N < side; they
   // must equal the dense factors, through chunking, merging and the switch
   // to dense once the rows would outnumber the side.
-  const wideX = randomMatrix(n, 45, rng); // side 45 (46 with bias) > n = 37 tokens
-  const wideGamma = randomMatrix(n, 40, rng);
+  const wideX = randomMatrix(n, 80, rng); // side 80 (81 with bias) ≥ 2n, n = 37 tokens
+  const wideGamma = randomMatrix(n, 75, rng);
   for (const bias of [false, true]) {
     it(`hold wide factors as rows with the same A, G, column sums and g (bias ${bias})`, () => {
       const dense = finalizeKfac(accumulateKfac(undefined, wideX, wideGamma, { bias, gradScale: 2 }));
@@ -155,11 +155,11 @@ describe("KFAC statistics", () => {
     });
   }
 
-  it("turn a row-held factor dense once the rows would outnumber its side, and merge either kind", () => {
+  it("turn a row-held factor dense once its rows would outnumber half its side, and merge either kind", () => {
     const narrow = { rowHeld: { A: true, G: true } }; // x is 6 wide, gamma 4: dense after the first chunk
-    let s = accumulateKfac(undefined, rowSlice(x, 0, 3), rowSlice(gamma, 0, 3), narrow);
+    let s = accumulateKfac(undefined, rowSlice(x, 0, 2), rowSlice(gamma, 0, 2), narrow);
     expect([s.xx.kind, s.gg.kind]).toEqual(["rows", "rows"]);
-    s = accumulateKfac(s, rowSlice(x, 3, 8), rowSlice(gamma, 3, 8));
+    s = accumulateKfac(s, rowSlice(x, 2, 8), rowSlice(gamma, 2, 8));
     expect([s.xx.kind, s.gg.kind]).toEqual(["dense", "dense"]);
     const rowsPart = accumulateKfac(undefined, rowSlice(x, 8, 10), rowSlice(gamma, 8, 10), narrow);
     const densePart = accumulateKfac(undefined, rowSlice(x, 10, n), rowSlice(gamma, 10, n));
