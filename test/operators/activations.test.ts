@@ -11,16 +11,10 @@ import { calibrateForward } from "../../src/operators/calibrate_forward.ts";
 import { calibrateBackward } from "../../src/operators/calibrate_backward.ts";
 import type { AdapterSplit, CalibrationEvent, CalibrationSet, ModelHandle } from "../../src/records/records.ts";
 
+import { calibrationFor } from "./calibration_fixture.ts";
+
 const FIXTURE = "fixtures/golden/opt";
 
-function calibrationFor(vocab: number, sequences: number, length: number): CalibrationSet {
-  let s = 12345;
-  const ids = new Int32Array(sequences * length).map(() => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s % vocab;
-  });
-  return { ids, sequences, length };
-}
 
 /** Releases the weights a backward event carries. */
 function disposeEvent(event: CalibrationEvent): void {

@@ -16,16 +16,10 @@ import { forwardLogits, lmLoss } from "../../src/model/forward.ts";
 import type { WeightMap } from "../../src/model/types.ts";
 import type { CalibrationSet, ModelHandle } from "../../src/records/records.ts";
 
+import { calibrationFor } from "./calibration_fixture.ts";
+
 const FIXTURE = "fixtures/golden/opt";
 
-function calibrationFor(vocab: number, sequences: number, length: number): CalibrationSet {
-  let s = 12345;
-  const ids = new Int32Array(sequences * length).map(() => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s % vocab;
-  });
-  return { ids, sequences, length };
-}
 
 async function allBlocks(model: ModelHandle): Promise<WeightMap[]> {
   const blocks: WeightMap[] = [];
