@@ -16,6 +16,7 @@
 import { appendFileSync, closeSync, mkdtempSync, openSync, readSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import type { Tensor } from "@tensorflow/tfjs";
 import { tf } from "../tensor/backend.ts";
 import type { ModelConfig } from "../model/types.ts";
@@ -93,7 +94,11 @@ export class ActivationStore {
     fn: (from: number, to: number) => Tensor,
   ): StoredActivations {
     if (this.#closed) throw new Error("The activation store is closed");
-    this.#dir ??= mkdtempSync(join(tmpdir(), "offtune-activations-"));
+    if (this.#dir === undefined) {
+      this.#dir = mkdtempSync(join(tmpdir(), "offtune-activations-"));
+      openDirectories.add(this.#dir);
+      watchForExit();
+    }
     const path = join(this.#dir, `${String(this.#files++).padStart(4, "0")}.f32`);
     closeSync(openSync(path, "wx"));
     for (const [from, to] of sequenceChunks(sequences, chunk)) {
@@ -115,7 +120,40 @@ export class ActivationStore {
   /** Deletes the directory and every file in it (idempotent); later writes throw. */
   close(): void {
     this.#closed = true;
-    if (this.#dir) rmSync(this.#dir, { recursive: true, force: true });
+    if (this.#dir) {
+      rmSync(this.#dir, { recursive: true, force: true });
+      openDirectories.delete(this.#dir);
+    }
+  }
+}
+
+/** Store directories not closed yet: removed if the process exits or is interrupted first. */
+const openDirectories = new Set<string>();
+let watching = false;
+
+function removeOpenDirectories(): void {
+  for (const dir of openDirectories) rmSync(dir, { recursive: true, force: true });
+  openDirectories.clear();
+}
+
+/**
+ * Removes open store directories (hundreds of MB for a large model) on exit
+ * and on SIGINT/SIGTERM. A signal nobody else handles is re-raised after the
+ * clean-up, so the process still ends as the signal says.
+ */
+function watchForExit(): void {
+  if (watching) return;
+  watching = true;
+  process.on("exit", removeOpenDirectories);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    const onSignal = () => {
+      removeOpenDirectories();
+      if (process.listenerCount(signal) === 1) {
+        process.off(signal, onSignal);
+        process.kill(process.pid, signal);
+      }
+    };
+    process.on(signal, onSignal);
   }
 }
 

@@ -172,3 +172,25 @@ describe("calibration activations leave no file behind", () => {
     expect(leftovers()).toEqual([]);
   });
 });
+
+describe("an interrupted process", () => {
+  test("removes its open store directories on SIGTERM and still dies of the signal", async () => {
+    const { spawn } = await import("node:child_process");
+    const script = [
+      `import { ActivationStore } from ${JSON.stringify(new URL("../../src/operators/activations.ts", import.meta.url).pathname)};`,
+      `import { initBackend, tf } from ${JSON.stringify(new URL("../../src/tensor/backend.ts", import.meta.url).pathname)};`,
+      "await initBackend();",
+      "const store = new ActivationStore();",
+      "store.write(2, 3, 4, 1, () => tf.ones([1, 3, 4]));",
+      "console.log(store.directory);",
+      "setInterval(() => {}, 1000);",
+    ].join("\n");
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    const dir = await new Promise<string>((resolve) => child.stdout!.once("data", (b: Buffer) => resolve(b.toString().trim())));
+    expect(existsSync(dir)).toBe(true);
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)));
+    child.kill("SIGTERM");
+    expect(await exited).toBe("SIGTERM");
+    expect(existsSync(dir)).toBe(false);
+  });
+});
