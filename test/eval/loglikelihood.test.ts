@@ -3,13 +3,11 @@
  * fixtures) and against a plain one-sequence forward; padding, batching,
  * streaming and truncation must not change a score.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { type LoglikelihoodRequest, scoreLoglikelihoods } from "../../src/eval/loglikelihood.ts";
-import type { WeightMap } from "../../src/model/types.ts";
-import type { ModelHandle } from "../../src/records/records.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import { readGolden } from "../model/golden.ts";
-import { disposeBlocks, loadBlocks, logSoftmaxAt, openGolden, referenceLogprob, tokensOf } from "./reference.ts";
+import { goldenWithBlocks, logSoftmaxAt, openGolden, referenceLogprob, tokensOf } from "./reference.ts";
 
 beforeAll(async () => {
   await initBackend("wasm", true);
@@ -56,8 +54,7 @@ describe("scoreLoglikelihoods against torch (golden fixtures)", () => {
 });
 
 describe("scoreLoglikelihoods batching", () => {
-  let model: ModelHandle;
-  let blocks: WeightMap[];
+  const golden = goldenWithBlocks("opt");
   // Lengths 3..21 so batches need right padding; starts anywhere after the first token.
   const requests: LoglikelihoodRequest[] = [3, 11, 7, 21, 5, 16, 9].map((n, i) => ({
     tokens: tokensOf(n, 100 + i, 3, 272),
@@ -66,20 +63,14 @@ describe("scoreLoglikelihoods batching", () => {
   let reference: number[];
 
   beforeAll(async () => {
-    model = await openGolden("opt");
-    blocks = await loadBlocks(model);
-    reference = requests.map((r) => referenceLogprob(model, blocks, r.tokens as number[], r.start));
-  });
-  afterAll(async () => {
-    disposeBlocks(blocks);
-    await model.close();
+    reference = requests.map((r) => referenceLogprob(golden.model, golden.blocks, r.tokens as number[], r.start));
   });
 
   it("padded batches, one request per batch and streaming waves all give the plain forward's scores", async () => {
     const before = tf.memory().numTensors;
-    const padded = await scoreLoglikelihoods(model, requests, { batchTokens: 4096, padId: 5 });
-    const single = await scoreLoglikelihoods(model, requests, { batchTokens: 1 });
-    const streamed = await scoreLoglikelihoods(model, requests, { residency: "streaming", batchTokens: 24, waveTokens: 40 });
+    const padded = await scoreLoglikelihoods(golden.model, requests, { batchTokens: 4096, padId: 5 });
+    const single = await scoreLoglikelihoods(golden.model, requests, { batchTokens: 1 });
+    const streamed = await scoreLoglikelihoods(golden.model, requests, { residency: "streaming", batchTokens: 24, waveTokens: 40 });
     expect(tf.memory().numTensors).toBe(before);
     requests.forEach((r, i) => {
       expect(padded[i].tokens).toBe(r.tokens.length - r.start);
@@ -91,7 +82,7 @@ describe("scoreLoglikelihoods batching", () => {
 
   it("reports progress up to every request", async () => {
     const seen: number[] = [];
-    await scoreLoglikelihoods(model, requests, { batchTokens: 30, onProgress: (done, total) => {
+    await scoreLoglikelihoods(golden.model, requests, { batchTokens: 30, onProgress: (done, total) => {
       expect(total).toBe(requests.length);
       seen.push(done);
     } });
@@ -101,26 +92,26 @@ describe("scoreLoglikelihoods batching", () => {
   });
 
   it("truncates from the left past the model's positions", async () => {
-    const max = model.cfg.maxPositions; // 32
+    const max = golden.model.cfg.maxPositions; // 32
     const tokens = tokensOf(max + 9, 7, 3, 272); // input of max + 8 tokens: 8 dropped
     const start = max;
-    const [got] = await scoreLoglikelihoods(model, [{ tokens, start }]);
-    const expected = referenceLogprob(model, blocks, tokens.slice(8), start - 8);
+    const [got] = await scoreLoglikelihoods(golden.model, [{ tokens, start }]);
+    const expected = referenceLogprob(golden.model, golden.blocks, tokens.slice(8), start - 8);
     expect(got.tokens).toBe(tokens.length - start);
     expect(Math.abs(got.logprob - expected)).toBeLessThan(1e-4);
-    const shorter = referenceLogprob(model, blocks, tokens.slice(10), start - 10);
+    const shorter = referenceLogprob(golden.model, golden.blocks, tokens.slice(10), start - 10);
     expect(Math.abs(got.logprob - shorter)).toBeGreaterThan(1e-3);
   });
 
   it("rejects requests it cannot score, naming them", async () => {
-    const max = model.cfg.maxPositions;
-    await expect(scoreLoglikelihoods(model, [{ tokens: [4, 5, 6], start: 0 }])).rejects.toThrow("Request 0 has continuation start 0");
-    await expect(scoreLoglikelihoods(model, [requests[0], { tokens: [4, 5], start: 2 }])).rejects.toThrow("Request 1");
+    const max = golden.model.cfg.maxPositions;
+    await expect(scoreLoglikelihoods(golden.model, [{ tokens: [4, 5, 6], start: 0 }])).rejects.toThrow("Request 0 has continuation start 0");
+    await expect(scoreLoglikelihoods(golden.model, [requests[0], { tokens: [4, 5], start: 2 }])).rejects.toThrow("Request 1");
     const long = tokensOf(max + 3, 1, 3, 272);
-    await expect(scoreLoglikelihoods(model, [{ tokens: long, start: 2 }])).rejects.toThrow(
+    await expect(scoreLoglikelihoods(golden.model, [{ tokens: long, start: 2 }])).rejects.toThrow(
       `has a ${max + 1}-token continuation, longer than the model's ${max} positions`,
     );
-    await expect(scoreLoglikelihoods(model, [{ tokens: [4, 272], start: 1 }])).rejects.toThrow("token id 272 at 1, outside the vocabulary of 272");
-    await expect(scoreLoglikelihoods(model, requests, { padId: 300 })).rejects.toThrow("Pad id 300");
+    await expect(scoreLoglikelihoods(golden.model, [{ tokens: [4, 272], start: 1 }])).rejects.toThrow("token id 272 at 1, outside the vocabulary of 272");
+    await expect(scoreLoglikelihoods(golden.model, requests, { padId: 300 })).rejects.toThrow("Pad id 300");
   });
 });

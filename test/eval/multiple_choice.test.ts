@@ -3,7 +3,7 @@
  * against log-likelihoods from a plain one-sequence forward, and the
  * per-task summary.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { McItem } from "../../src/data/tasks/types.ts";
 import {
   charLength,
@@ -15,10 +15,8 @@ import {
   summarizeMultipleChoice,
 } from "../../src/eval/multiple_choice.ts";
 import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.ts";
-import type { WeightMap } from "../../src/model/types.ts";
-import type { ModelHandle } from "../../src/records/records.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
-import { disposeBlocks, loadBlocks, openGolden, referenceLogprob } from "./reference.ts";
+import { goldenWithBlocks, referenceLogprob } from "./reference.ts";
 
 beforeAll(async () => {
   await initBackend("wasm", true);
@@ -81,21 +79,12 @@ describe("pickChoices and charLength", () => {
 });
 
 describe("scoreMultipleChoice on the golden OPT", () => {
-  let model: ModelHandle;
-  let blocks: WeightMap[];
+  const golden = goldenWithBlocks("opt");
   const expectedLogprob = (context: string, choice: string) => {
     const ctx = [2, ...charEncoder.encode(context)];
-    return referenceLogprob(model, blocks, [...ctx, ...charEncoder.encode(choice)], ctx.length);
+    return referenceLogprob(golden.model, golden.blocks, [...ctx, ...charEncoder.encode(choice)], ctx.length);
   };
 
-  beforeAll(async () => {
-    model = await openGolden("opt");
-    blocks = await loadBlocks(model);
-  });
-  afterAll(async () => {
-    disposeBlocks(blocks);
-    await model.close();
-  });
 
   it("scores each choice as the plain forward does and picks as the reference argmaxes", async () => {
     const items: McItem[] = [
@@ -104,7 +93,7 @@ describe("scoreMultipleChoice on the golden OPT", () => {
       { id: "c", context: "Call me", choices: [" Ishmael", " Ahab", " Queequeg", " Starbuck"], gold: 2, doc: "" },
     ];
     const before = tf.memory().numTensors;
-    const results = await scoreMultipleChoice(model, charEncoder, items);
+    const results = await scoreMultipleChoice(golden.model, charEncoder, items);
     expect(tf.memory().numTensors).toBe(before);
     results.forEach((r, i) => {
       const item = items[i];
@@ -129,7 +118,7 @@ describe("scoreMultipleChoice on the golden OPT", () => {
       return s > l && l / long.length > s / short.length;
     });
     expect(context, "a context where normalisation flips the pick").toBeDefined();
-    const [r] = await scoreMultipleChoice(model, charEncoder, [{ id: "flip", context: context!, choices: [short, long], gold: 1, doc: "" }]);
+    const [r] = await scoreMultipleChoice(golden.model, charEncoder, [{ id: "flip", context: context!, choices: [short, long], gold: 1, doc: "" }]);
     expect(r.pred).toBe(0);
     expect(r.predNorm).toBe(1);
     const summary = summarizeMultipleChoice([r]);
@@ -139,9 +128,9 @@ describe("scoreMultipleChoice on the golden OPT", () => {
 
   it("names the item whose gold or choice is bad", async () => {
     const bad: McItem = { id: "bad-gold", context: "x", choices: [" a", " b"], gold: 2, doc: "" };
-    await expect(scoreMultipleChoice(model, charEncoder, [bad])).rejects.toThrow('Item "bad-gold" has gold 2 for 2 choices');
+    await expect(scoreMultipleChoice(golden.model, charEncoder, [bad])).rejects.toThrow('Item "bad-gold" has gold 2 for 2 choices');
     const empty: McItem = { id: "empty", context: "x", choices: [" a", ""], gold: 0, doc: "" };
-    await expect(scoreMultipleChoice(model, charEncoder, [empty])).rejects.toThrow('Item "empty": Continuation "" adds no token');
+    await expect(scoreMultipleChoice(golden.model, charEncoder, [empty])).rejects.toThrow('Item "empty": Continuation "" adds no token');
   });
 });
 

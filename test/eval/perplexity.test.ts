@@ -3,12 +3,10 @@
  * exp(mean NLL) from a plain forward per window; the add-one unigram
  * reference equals a hand computation.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { modelPerplexity, perplexityWindows, unigramPerplexity } from "../../src/eval/perplexity.ts";
-import type { WeightMap } from "../../src/model/types.ts";
-import type { ModelHandle } from "../../src/records/records.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
-import { disposeBlocks, loadBlocks, openGolden, referenceLogprob, tokensOf } from "./reference.ts";
+import { goldenWithBlocks, referenceLogprob, tokensOf } from "./reference.ts";
 
 beforeAll(async () => {
   await initBackend("wasm", true);
@@ -35,34 +33,25 @@ describe("perplexityWindows", () => {
 });
 
 describe("modelPerplexity on the golden OPT", () => {
-  let model: ModelHandle;
-  let blocks: WeightMap[];
+  const golden = goldenWithBlocks("opt");
   const stream = tokensOf(75, 42, 3, 272);
 
-  beforeAll(async () => {
-    model = await openGolden("opt");
-    blocks = await loadBlocks(model);
-  });
-  afterAll(async () => {
-    disposeBlocks(blocks);
-    await model.close();
-  });
 
   /** Mean NLL from one plain forward per window of `ctx` read tokens. */
   function referenceNll(ctx: number): number {
     let sum = 0;
     for (let s = 0; s + 1 < stream.length; s += ctx) {
-      sum -= referenceLogprob(model, blocks, stream.slice(s, s + ctx + 1), 1);
+      sum -= referenceLogprob(golden.model, golden.blocks, stream.slice(s, s + ctx + 1), 1);
     }
     return sum / (stream.length - 1);
   }
 
   it("equals exp(mean NLL) of a plain forward per window", async () => {
     const before = tf.memory().numTensors;
-    const p16 = await modelPerplexity(model, stream, { ctx: 16 });
-    const pMax = await modelPerplexity(model, stream, { residency: "streaming", batchTokens: 40 });
+    const p16 = await modelPerplexity(golden.model, stream, { ctx: 16 });
+    const pMax = await modelPerplexity(golden.model, stream, { residency: "streaming", batchTokens: 40 });
     expect(tf.memory().numTensors).toBe(before);
-    for (const [p, ctx] of [[p16, 16], [pMax, model.cfg.maxPositions]] as const) {
+    for (const [p, ctx] of [[p16, 16], [pMax, golden.model.cfg.maxPositions]] as const) {
       expect(p.tokens).toBe(stream.length - 1);
       const nll = referenceNll(ctx);
       expect(Math.abs(p.nll - nll)).toBeLessThan(1e-5);
@@ -73,7 +62,7 @@ describe("modelPerplexity on the golden OPT", () => {
   });
 
   it("refuses a window beyond the model's positions", async () => {
-    await expect(modelPerplexity(model, stream, { ctx: 33 })).rejects.toThrow("Perplexity window 33 exceeds the model's 32 positions");
+    await expect(modelPerplexity(golden.model, stream, { ctx: 33 })).rejects.toThrow("Perplexity window 33 exceeds the model's 32 positions");
   });
 });
 

@@ -3,6 +3,7 @@
  * (one sequence, no padding, no gather, every block resident via
  * `forwardLogits`) and log-softmax sums written as float64 loops.
  */
+import { afterAll, beforeAll } from "vitest";
 import { forwardLogits } from "../../src/model/forward.ts";
 import type { WeightMap } from "../../src/model/types.ts";
 import { openSource } from "../../src/operators/model_source.ts";
@@ -34,6 +35,24 @@ export async function loadBlocks(model: ModelHandle): Promise<WeightMap[]> {
 /** Disposes blocks from {@link loadBlocks}. */
 export function disposeBlocks(blocks: WeightMap[]): void {
   for (const w of blocks) tf.dispose([...w.values()]);
+}
+
+/**
+ * A golden model with every block loaded, for the tests of the enclosing
+ * `describe`: filled in before them (hooks registered here run before the
+ * caller's own) and released after them.
+ */
+export function goldenWithBlocks(name: string): { model: ModelHandle; blocks: WeightMap[] } {
+  const golden = {} as { model: ModelHandle; blocks: WeightMap[] };
+  beforeAll(async () => {
+    golden.model = await openGolden(name);
+    golden.blocks = await loadBlocks(golden.model);
+  });
+  afterAll(async () => {
+    disposeBlocks(golden.blocks);
+    await golden.model.close();
+  });
+  return golden;
 }
 
 /**
