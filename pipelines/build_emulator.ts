@@ -20,7 +20,7 @@ import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
 import type { AdapterSplit, CalibrationSet, ModelHandle, ShardRecord } from "../src/records/records.ts";
 import { type StageClock, totalsClock } from "../src/operators/stage_clock.ts";
 import { initBackend } from "../src/tensor/backend.ts";
-import { parseVerbFlags } from "./flags.ts";
+import { numberFlag, parseVerbFlags } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
 /** Help text for the verb. */
@@ -82,14 +82,6 @@ const FLAGS = {
   timings: { type: "string" },
   quiet: { type: "boolean", default: false },
 } as const;
-
-/** A finite number from a flag, or undefined when absent. */
-export function numberFlag(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n)) throw new Error(`--${flag} expects a number, got "${value}"`);
-  return n;
-}
 
 /** `--split b,t` as an {@link AdapterSplit}. */
 export function splitFlag(value: string | undefined): AdapterSplit | undefined {

@@ -30,7 +30,7 @@ import { MANIFEST_FILE, readManifest } from "../src/io/manifest.ts";
 import { openSource, withAdapter } from "../src/operators/model_source.ts";
 import type { AdapterSplit, ModelHandle } from "../src/records/records.ts";
 import { initBackend } from "../src/tensor/backend.ts";
-import { parseVerbFlags } from "./flags.ts";
+import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
 const fixture = (path: string) => fileURLToPath(new URL(`../fixtures/${path}`, import.meta.url));
@@ -92,13 +92,6 @@ const FLAGS = {
 
 const SPLITS: readonly TaskSplit[] = ["test", "validation", "train"];
 
-/** A positive integer from a flag, or undefined when absent. */
-function positiveInt(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} expects a positive integer, got "${value}"`);
-  return n;
-}
 
 /** The task names `--tasks` selects, in report order. */
 export function selectTasks(value: string): string[] {
@@ -229,9 +222,9 @@ export async function main(argv: string[]): Promise<number> {
   const split = flags.split as TaskSplit;
   if (!SPLITS.includes(split)) throw new Error(`--split expects one of ${SPLITS.join(", ")}, got "${flags.split}"`);
   const tasks = selectTasks(flags.tasks);
-  const limit = positiveInt(flags.limit, "limit");
-  const batchTokens = positiveInt(flags["batch-tokens"], "batch-tokens");
-  const ctxFlag = positiveInt(flags.ctx, "ctx");
+  const limit = positiveIntFlag(flags.limit, "limit");
+  const batchTokens = positiveIntFlag(flags["batch-tokens"], "batch-tokens");
+  const ctxFlag = positiveIntFlag(flags.ctx, "ctx");
   const residency: Residency = flags.stream ? "streaming" : "resident";
   const bos = !flags["no-bos"];
   const quiet = flags.quiet;

@@ -27,7 +27,7 @@ import { parseArgs } from "node:util";
 import { createProgress } from "../src/cli/progress.ts";
 import { readManifest } from "../src/io/manifest.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../src/report/run_result.ts";
-import { numberFlag } from "./build_emulator.ts";
+import { numberFlag, positiveIntFlag } from "./flags.ts";
 import type { EvalReport } from "./eval.ts";
 import { runVerb } from "./run_verb.ts";
 import { mapConcurrent } from "../src/distributed/map_concurrent.ts";
@@ -254,12 +254,6 @@ async function originalMiddleParams(model: string, manifest: { split: { bottom: 
     .reduce((a, b) => a + b, 0);
 }
 
-function positiveInteger(text: string, flag: string): number {
-  const n = numberFlag(text, flag)!;
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} expects a positive integer, got "${text}"`);
-  return n;
-}
-
 /** Parses the experiment flags. */
 export function experimentOptions(argv: string[]): ExperimentOptions {
   const f = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
@@ -285,7 +279,7 @@ export function experimentOptions(argv: string[]): ExperimentOptions {
     epochs: numberFlag(f.epochs, "epochs")!,
     lr: numberFlag(f.lr, "lr"),
     fullFt: !f["no-full-ft"],
-    jobs: f.jobs === undefined ? availableParallelism() : positiveInteger(f.jobs, "jobs"),
+    jobs: f.jobs === undefined ? availableParallelism() : positiveIntFlag(f.jobs, "jobs")!,
     metric: f.metric,
     quiet: f.quiet,
   };

@@ -38,3 +38,26 @@ export function parseVerbFlags<const O extends FlagTable, const R extends String
   }
   return values as FlagValues<O> & { [K in R]: string };
 }
+
+/** A finite number from a flag, or undefined when absent. */
+export function numberFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n)) throw new Error(`--${flag} expects a number, got "${value}"`);
+  return n;
+}
+
+/** A non-negative integer flag, or undefined when absent. */
+export function countFlag(value: string | undefined, flag: string): number | undefined {
+  const n = numberFlag(value, flag);
+  if (n !== undefined && (!Number.isInteger(n) || n < 0)) throw new Error(`--${flag} expects a whole number, got "${value}"`);
+  return n;
+}
+
+/** A positive integer from a flag, or undefined when absent. */
+export function positiveIntFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} expects a positive integer, got "${value}"`);
+  return n;
+}

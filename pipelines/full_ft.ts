@@ -16,11 +16,10 @@ import { openModel } from "../src/operators/model_handle.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
 import { goldExamples } from "../src/train/mc_batches.ts";
 import { tuneFullModel } from "../src/train/tune.ts";
-import { parseVerbFlags } from "./flags.ts";
+import { countFlag, parseVerbFlags } from "./flags.ts";
 import { writeHfModel } from "./plug_in.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 import {
-  countFlag,
   HYPER_FLAGS,
   HYPER_HELP,
   hyperFromFlags,

@@ -31,8 +31,7 @@ import { scoreGcs } from "../src/operators/score_gcs.ts";
 import { disposeWeights } from "../src/operators/weights.ts";
 import type { ModelHandle, StatsRecord } from "../src/records/records.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
-import { numberFlag } from "./build_emulator.ts";
-import { parseVerbFlags } from "./flags.ts";
+import { numberFlag, parseVerbFlags } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune sweep-gradot --model <checkpoint> [flags]

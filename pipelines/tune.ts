@@ -24,9 +24,9 @@ import { initBackend } from "../src/tensor/backend.ts";
 import { goldExamples } from "../src/train/mc_batches.ts";
 import { tuneAdapter } from "../src/train/tune.ts";
 import { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "../src/train/tune_loop.ts";
-import { numberFlag, splitFlag } from "./build_emulator.ts";
+import { splitFlag } from "./build_emulator.ts";
 import { EVAL_DEFAULTS } from "./eval.ts";
-import { parseVerbFlags } from "./flags.ts";
+import { countFlag, numberFlag, parseVerbFlags } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
 /** The flags of the tuning settings, shared with `offtune full-ft`. */
@@ -52,13 +52,6 @@ export const HYPER_HELP = `  --epochs <n>           passes over the items (defau
   --warmup <n>           warmup steps (default ${TUNE_DEFAULTS.warmup})
   --weight-decay <x>     AdamW decoupled decay on matrices (default ${TUNE_DEFAULTS.weightDecay})
   --clip <x>             global gradient-norm clip (default ${TUNE_DEFAULTS.clipNorm})`;
-
-/** A non-negative integer flag, or undefined when absent. */
-export function countFlag(value: string | undefined, flag: string): number | undefined {
-  const n = numberFlag(value, flag);
-  if (n !== undefined && (!Number.isInteger(n) || n < 0)) throw new Error(`--${flag} expects a whole number, got "${value}"`);
-  return n;
-}
 
 /** The tuning settings given by {@link HYPER_FLAGS} (absent ones stay undefined). */
 export function hyperFromFlags(
