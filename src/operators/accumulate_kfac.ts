@@ -20,11 +20,12 @@ import { filter, map, type OperatorFunction } from "rxjs";
 import type { LinearSpec } from "../model/types.ts";
 import { accumulateKfac as accumulate, finalizeKfac, type KfacFactors, type KfacState } from "../stats/kfac.ts";
 import type { CalibrationEvent, StatsRecord } from "../records/records.ts";
+import { producesChannels } from "./mlp_view.ts";
 import { type StageClock, timeStage } from "./stage_clock.ts";
 
 /** Whether SCP removes this linear's bias with its channel (so its statistics include a constant input). */
 export function foldsBias(spec: LinearSpec): boolean {
-  return spec.hasBias && (spec.role === "mlp.in" || spec.role === "mlp.gate" || spec.role === "mlp.up");
+  return spec.hasBias && producesChannels(spec);
 }
 
 /**
@@ -33,8 +34,7 @@ export function foldsBias(spec: LinearSpec): boolean {
  * linear, the MLP width on a side; KFAC may hold them as their rows.
  */
 export function rowHeldFactors(spec: LinearSpec): { A: boolean; G: boolean } {
-  const producing = spec.role === "mlp.in" || spec.role === "mlp.gate" || spec.role === "mlp.up";
-  return { A: spec.role === "mlp.out", G: producing };
+  return { A: spec.role === "mlp.out", G: producesChannels(spec) };
 }
 
 /**

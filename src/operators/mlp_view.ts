@@ -22,9 +22,14 @@ export function isAttention(spec: LinearSpec): boolean {
   return spec.role.startsWith("attn.");
 }
 
+/** Whether a linear produces the MLP's channels (fc1, or gate and up): SCP removes its columns. */
+export function producesChannels(spec: LinearSpec): boolean {
+  return spec.role === "mlp.in" || spec.role === "mlp.gate" || spec.role === "mlp.up";
+}
+
 /** The MLP linears of a block's linear list; throws when there is no `mlp.out`. */
 export function mlpSpecs(specs: LinearSpec[]): MlpSpecs {
-  const inputs = specs.filter((s) => s.role === "mlp.in" || s.role === "mlp.gate" || s.role === "mlp.up");
+  const inputs = specs.filter(producesChannels);
   const output = specs.find((s) => s.role === "mlp.out");
   if (!output || inputs.length === 0) {
     throw new Error(`The block has no channel MLP (linears: ${specs.map((s) => `${s.name}:${s.role}`).join(", ")})`);

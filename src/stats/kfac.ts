@@ -53,8 +53,8 @@ export interface KfacOptions {
   /** Augment inputs with a constant 1 so the bias is row `in` of the weight. */
   bias?: boolean;
   /**
-   * Hold `A` and/or `G` as their rows while fewer tokens than the factor's
-   * side have been seen (for factors whose consumers need only
+   * Hold `A` and/or `G` as their rows while at most half as many tokens as
+   * the factor's side have been seen (for factors whose consumers need only
    * {@link SymmetricFactor.columnAbsSums}).
    */
   rowHeld?: { A?: boolean; G?: boolean };
@@ -222,20 +222,25 @@ export function mergeKfac(a: KfacState, b: KfacState): KfacState {
   return a;
 }
 
-/** Divides `m` by `n` in place and checks every entry is finite, naming the factor. */
-function meanInPlace(m: Matrix, n: number, label: string): Matrix {
-  for (let k = 0; k < m.data.length; k++) m.data[k] /= n;
+/** Checks every entry of `m` is finite, naming the factor. */
+function checkStatistic(m: Matrix, label: string): void {
   try {
     checkFinite(m, `KFAC ${label}`);
   } catch (e) {
     throw new Error(`${(e as Error).message}: check the calibration inputs and gradients`);
   }
+}
+
+/** Divides `m` by `n` in place and checks every entry is finite. */
+function meanInPlace(m: Matrix, n: number, label: string): Matrix {
+  for (let k = 0; k < m.data.length; k++) m.data[k] /= n;
+  checkStatistic(m, label);
   return m;
 }
 
 function finalFactor(f: FactorSum, n: number, label: string): SymmetricFactor {
   if (f.kind === "rows") {
-    for (const c of f.chunks) meanInPlace({ ...c }, 1, label); // finiteness only
+    for (const c of f.chunks) checkStatistic(c, `${label} (rows)`);
     return rowFactor(f.chunks, 1 / n);
   }
   symmetrizeUpper(f.sum);
