@@ -193,7 +193,7 @@ function layerDropBuild(model: ModelHandle, flags: Flags, clock: StageClock, pro
 export async function main(argv: string[]): Promise<number> {
   const flags = parseFlags(argv);
   await initBackend(flags.backend, flags.quiet);
-  const model = await openModel(flags.model, { split: splitFlag(flags.split) });
+  const model = await openModel(flags.model, { split: splitFlag(flags.split), streamVocabulary: true });
   try {
     const progress = createProgress("build-emulator", flags.quiet);
     const started = performance.now();

@@ -24,7 +24,8 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { countPreTokens, trainBpe } from "../src/data/bpe_train.ts";
 import { type Document, partition, readSources, toDocuments } from "../src/data/corpus.ts";
-import { writeFileAtomic, writeJsonl } from "../src/data/files.ts";
+import { writeJsonl } from "../src/data/files.ts";
+import { writeFileAtomicSync } from "../src/io/atomic.ts";
 import { NgramIndex } from "../src/data/ngram.ts";
 import { createRng } from "../src/data/random.ts";
 import { type SourceName, SPLIT_FRACTIONS, splitOf } from "../src/data/split.ts";
@@ -66,7 +67,7 @@ export function buildFixtures(root: string, log: (line: string) => void): Record
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
   const files: Record<string, { bytes: number; sha256: string }> = {};
   const write = (relative: string, data: string | Uint8Array) => {
-    writeFileAtomic(join(root, relative), data);
+    writeFileAtomicSync(join(root, relative), data);
     files[relative] = { bytes: typeof data === "string" ? Buffer.byteLength(data) : data.length, sha256: sha256(data) };
   };
   const writeLines = (relative: string, records: readonly unknown[]) => {
@@ -144,7 +145,7 @@ export function buildFixtures(root: string, log: (line: string) => void): Record
     tasks,
     files,
   };
-  writeFileAtomic(join(root, "data/manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+  writeFileAtomicSync(join(root, "data/manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
   log(`done (${elapsed()})`);
   return manifest;
 }

@@ -60,7 +60,7 @@ export async function writeHfModel(out: string, source: HfModelSource, options: 
       source.onBlock?.(i);
     }
   }
-  const tx = await createDirectoryTransaction(out);
+  const tx = createDirectoryTransaction(out);
   try {
     const config = { ...cfg.raw, torch_dtype: options.fp16 ? "float16" : "float32" };
     await saveCheckpoint(tx.temp, config, tensors(), { dtype: options.fp16 ? "F16" : "F32" });

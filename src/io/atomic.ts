@@ -8,7 +8,8 @@
  * @module
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { pid } from "node:process";
 import { CheckpointError } from "./errors.ts";
@@ -47,29 +48,46 @@ export async function syncDirectory(path: string): Promise<void> {
   }
 }
 
+/** Fsyncs a directory synchronously (see {@link syncDirectory}). */
+function syncDirectorySync(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
- * Writes `bytes` to `path` atomically: a temporary sibling is written and
+ * Writes `data` to `path` atomically: a temporary sibling is written and
  * fsynced, then renamed over `path`, then the directory is fsynced. Readers
  * see the old file or the new one, never a partial one. Creates the parent
- * directory if needed.
+ * directory if needed. Synchronous, so a streaming sink can finish a file
+ * (and free its bytes) before the next block is loaded.
  */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
+export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+  mkdirSync(dirname(path), { recursive: true });
   const temp = siblingName(path, "tmp");
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   try {
-    const handle = await open(temp, "wx");
+    const fd = openSync(temp, "wx");
     try {
-      await handle.writeFile(bytes);
-      await handle.sync();
+      for (let done = 0; done < bytes.byteLength;) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+      fsyncSync(fd);
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
-    await rename(temp, path);
+    renameSync(temp, path);
   } catch (e) {
-    await rm(temp, { force: true });
+    rmSync(temp, { force: true });
     throw e;
   }
-  await syncDirectory(dirname(path));
+  syncDirectorySync(dirname(path));
+}
+
+/** {@link writeFileAtomicSync} as a promise, for async callers. */
+export function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  return new Promise((resolve) => resolve(writeFileAtomicSync(path, bytes)));
 }
 
 /** A directory being built under a temporary name; see {@link createDirectoryTransaction}. */
@@ -86,7 +104,8 @@ export interface DirectoryTransaction {
 
 /**
  * Starts building directory `dir` under a temporary sibling name, so a crash
- * never leaves a half-written directory under the final name.
+ * never leaves a half-written directory under the final name. The temporary
+ * directory exists when this returns.
  *
  * `commit()` fsyncs the temporary directory (its files must already be
  * fsynced, as {@link writeFileAtomic} does) and renames it to `dir`. An
@@ -98,10 +117,10 @@ export interface DirectoryTransaction {
  *
  * @throws CheckpointError if `dir` exists and is not a directory (at commit)
  */
-export async function createDirectoryTransaction(dir: string): Promise<DirectoryTransaction> {
-  await mkdir(dirname(dir), { recursive: true });
+export function createDirectoryTransaction(dir: string): DirectoryTransaction {
+  mkdirSync(dirname(dir), { recursive: true });
   const temp = siblingName(dir, "tmp");
-  await mkdir(temp);
+  mkdirSync(temp);
   let state: "open" | "committed" | "aborted" = "open";
   const requireOpen = (action: string) => {
     if (state !== "open") throw new Error(`Cannot ${action} "${dir}": the transaction is already ${state}`);

@@ -60,6 +60,11 @@ export interface CheckpointReader {
    * file and first index holding NaN or ±Inf.
    */
   read(name: string): Promise<Float32Array>;
+  /**
+   * Rows `[start, start + count)` of the tensor's first axis as float32, read
+   * synchronously and scanned like {@link read}: streams a vocabulary matrix.
+   */
+  readRowsSync(name: string, start: number, count: number): Float32Array;
   /** Closes the shard files; the reader is unusable afterwards. */
   close(): Promise<void>;
 }
@@ -225,6 +230,17 @@ function checkpointReader(
   weightsPath: string,
   scan: boolean,
 ): CheckpointReader {
+  /** `data` (values of `name` from flat index `offset` on), or an error at its first NaN/±Inf when scanning. */
+  const scanned = (file: string, name: string, data: Float32Array, offset: number): Float32Array => {
+    const bad = scan ? firstNonFinite(data) : -1;
+    if (bad >= 0) {
+      throw new CheckpointError(
+        file,
+        `Tensor "${name}" in "${file}" holds ${data[bad]} at flat index ${offset + bad} (first non-finite value)`,
+      );
+    }
+    return data;
+  };
   const find = (name: string) => {
     const found = infos.get(name);
     if (!found) {
@@ -242,17 +258,12 @@ function checkpointReader(
     },
     async read(name) {
       const { shard } = find(name);
-      const data = await shard.readF32(name);
-      if (scan) {
-        const bad = firstNonFinite(data);
-        if (bad >= 0) {
-          throw new CheckpointError(
-            shard.path,
-            `Tensor "${name}" in "${shard.path}" holds ${data[bad]} at flat index ${bad} (first non-finite value)`,
-          );
-        }
-      }
-      return data;
+      return scanned(shard.path, name, await shard.readF32(name), 0);
+    },
+    readRowsSync(name, start, count) {
+      const { shard, info } = find(name);
+      const rowValues = info.shape.slice(1).reduce((a, b) => a * b, 1);
+      return scanned(shard.path, name, shard.readRowsF32Sync(name, start, count), start * rowValues);
     },
     async close() {
       await Promise.all(shards.map((s) => s.close()));
@@ -292,7 +303,7 @@ export async function saveCheckpoint(
     throw new Error(`Cannot save checkpoint "${dir}": maxShardBytes must be positive, got ${maxShardBytes}`);
   }
   const metadata = { format: "pt", ...options.metadata };
-  const tx = await createDirectoryTransaction(dir);
+  const tx = createDirectoryTransaction(dir);
   try {
     const files = await writeShards(tx.temp, dir, tensors, dtype, maxShardBytes, metadata);
     await writeFileAtomic(join(tx.temp, CONFIG), new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"));

@@ -249,13 +249,14 @@ export interface PackageWriter {
   readonly temp: string;
   /**
    * Writes one shard (named `file`, default {@link shardFileName}) into the
-   * temporary directory and records its manifest entry.
+   * temporary directory and records its manifest entry. Synchronous, like
+   * `writeShardFile`: the shard is on disk when it returns.
    */
   writeShard(
     meta: ShardMeta,
     tensors: readonly ShardTensor[],
     options?: ShardWriteOptions & { file?: string },
-  ): Promise<ManifestShard>;
+  ): ManifestShard;
   /**
    * Writes the manifest (its `shards` are the ones written, in order) and
    * renames the package into place, replacing an existing `dir` only now.
@@ -271,14 +272,14 @@ export interface PackageWriter {
  * into place (see `createDirectoryTransaction` in `atomic.ts`). Callers abort
  * on failure: `try { …; await w.commit(m) } catch (e) { await w.abort(); throw e }`.
  */
-export async function createPackageWriter(dir: string): Promise<PackageWriter> {
-  const transaction = await createDirectoryTransaction(dir);
+export function createPackageWriter(dir: string): PackageWriter {
+  const transaction = createDirectoryTransaction(dir);
   const shards: ManifestShard[] = [];
   const sourceHashes = new Map<string, string>();
   return {
     dir,
     temp: transaction.temp,
-    async writeShard(meta, tensors, options = {}) {
+    writeShard(meta, tensors, options = {}) {
       const file = options.file ?? shardFileName(meta.block);
       const fail = (problem: string): never => {
         throw new CheckpointError(dir, `Cannot write shard ${JSON.stringify(file)} to package "${dir}": ${problem}`);
@@ -286,7 +287,7 @@ export async function createPackageWriter(dir: string): Promise<PackageWriter> {
       if (!isPlainFileName(file)) fail("not a plain file name");
       if (file === MANIFEST_FILE) fail("the name is reserved for the manifest");
       if (shards.some((s) => s.file === file)) fail("a shard of that name was already written");
-      const written = await writeShardFile(join(transaction.temp, file), meta, tensors, options);
+      const written = writeShardFile(join(transaction.temp, file), meta, tensors, options);
       const entry: ManifestShard = {
         file,
         block: meta.block,

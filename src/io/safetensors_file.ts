@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { closeSync, openSync, readSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { CheckpointError } from "./errors.ts";
 import {
@@ -34,6 +35,12 @@ export interface SafetensorsFile {
   readBytes(name: string): Promise<Uint8Array>;
   /** The tensor converted to float32 (dtype F32, F16 or BF16). */
   readF32(name: string): Promise<Float32Array>;
+  /**
+   * Rows `[start, start + count)` of the tensor's first axis, converted to
+   * float32, read synchronously: a vocabulary matrix `[V, d]` streamed chunk
+   * by chunk inside a synchronous pipeline stage, never held whole.
+   */
+  readRowsF32Sync(name: string, start: number, count: number): Float32Array;
   close(): Promise<void>;
 }
 
@@ -84,7 +91,32 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
   }
 }
 
+/** Reads exactly `length` bytes at `position` from descriptor `fd`, or fails naming the file. */
+function readExactlySync(fd: number, length: number, position: number, file: string): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let done = 0; done < length;) {
+    const bytesRead = readSync(fd, out, done, length - done, position + done);
+    if (bytesRead === 0) {
+      throw new CheckpointError(
+        file,
+        `Cannot read "${file}": file ended at byte ${position + done}, expected ${length} bytes from byte ${position}`,
+      );
+    }
+    done += bytesRead;
+  }
+  return out;
+}
+
+/** The tensor's dtype if offtune can decode it, else a CheckpointError naming tensor and file. */
+function decodableDtype(path: string, name: string, dtype: string) {
+  if (!isStoredDtype(dtype)) {
+    throw new CheckpointError(path, `Cannot read tensor "${name}" in "${path}": dtype ${dtype} is not one of F32, F16, BF16`);
+  }
+  return dtype;
+}
+
 function reader(path: string, handle: FileHandle, header: SafetensorsHeader): SafetensorsFile {
+  let syncFd: number | undefined; // opened on the first row read
   const byName = new Map(header.entries.map((e) => [e.name, e]));
   const get = (name: string): SafetensorsEntry => {
     const e = byName.get(name);
@@ -101,16 +133,25 @@ function reader(path: string, handle: FileHandle, header: SafetensorsHeader): Sa
     entry: (name) => byName.get(name),
     readBytes,
     async readF32(name) {
-      const { dtype } = get(name);
-      if (!isStoredDtype(dtype)) {
-        throw new CheckpointError(
-          path,
-          `Cannot read tensor "${name}" in "${path}": dtype ${dtype} is not one of F32, F16, BF16`,
-        );
-      }
+      const dtype = decodableDtype(path, name, get(name).dtype);
       return decodeToF32(await readBytes(name), dtype);
     },
-    close: () => handle.close(),
+    readRowsF32Sync(name, start, count) {
+      const e = get(name);
+      const dtype = decodableDtype(path, name, e.dtype);
+      const rows = e.shape[0] ?? 1;
+      if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= rows)) {
+        throw new RangeError(`Cannot read rows [${start}, ${start + count}) of tensor "${name}" in "${path}": it has ${rows} rows`);
+      }
+      const rowBytes = rows === 0 ? 0 : (e.end - e.begin) / rows;
+      syncFd ??= openSync(path, "r");
+      return decodeToF32(readExactlySync(syncFd, count * rowBytes, header.dataStart + e.begin + start * rowBytes, path), dtype);
+    },
+    async close() {
+      if (syncFd !== undefined) closeSync(syncFd);
+      syncFd = undefined;
+      await handle.close();
+    },
   };
 }
 

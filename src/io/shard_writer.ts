@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import { makeData, RecordBatch, RecordBatchFileWriter, Schema, Struct } from "apache-arrow";
 import { f32ToF16 } from "../tensor/dtype.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { writeFileAtomicSync } from "./atomic.ts";
 import { CheckpointError } from "./errors.ts";
 import {
   firstNonFinite,
@@ -124,17 +124,19 @@ export interface WrittenShard {
 
 /**
  * Encodes a shard and writes it atomically (temp name, fsync, rename), so
- * `path` holds either the previous file or the complete new one.
+ * `path` holds either the previous file or the complete new one. Synchronous:
+ * when it returns, the encoded bytes are on disk and can be collected, so a
+ * streaming build holds at most one shard's bytes at a time.
  *
  * @throws CheckpointError as {@link encodeShard}, naming `path`
  */
-export async function writeShardFile(
+export function writeShardFile(
   path: string,
   meta: ShardMeta,
   tensors: readonly ShardTensor[],
   options: ShardWriteOptions = {},
-): Promise<WrittenShard> {
+): WrittenShard {
   const bytes = encode(meta, tensors, options.dtype ?? "float32", path);
-  await writeFileAtomic(path, bytes);
+  writeFileAtomicSync(path, bytes);
   return { path, bytes: bytes.byteLength, sha256: sha256Hex(bytes) };
 }

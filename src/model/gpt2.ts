@@ -19,7 +19,7 @@
 import type { Tensor } from "@tensorflow/tfjs";
 import { tf } from "../tensor/backend.ts";
 import { configBool, configChoice, configInt, configNumber, headDim, requireSupported } from "./config_fields.ts";
-import { causalAttention, embedWithPositions, linear, lmHead, namedLayerNorm, splitHeads } from "./layers.ts";
+import { causalAttention, embedWithPositions, linear, lmHead, namedLayerNorm, splitHeads, vocabularyNames } from "./layers.ts";
 import { addLayerNormShapes, linearShapes, LM_HEAD_WEIGHT } from "./shapes.ts";
 import type { Architecture, BlockOptions, LinearSpec, ModelConfig, WeightMap } from "./types.ts";
 
@@ -110,11 +110,12 @@ function block(weights: WeightMap, x: Tensor, cfg: ModelConfig, options?: BlockO
   });
 }
 
+function headNorm(outer: WeightMap, x: Tensor, cfg: ModelConfig): Tensor {
+  return namedLayerNorm(outer, FINAL_NORM, x, cfg.normEps); // [B, T, d]
+}
+
 function head(outer: WeightMap, x: Tensor, cfg: ModelConfig): Tensor {
-  return tf.tidy(() => {
-    const h = namedLayerNorm(outer, FINAL_NORM, x, cfg.normEps); // [B, T, d]
-    return lmHead(h, outer, EMBED, cfg.tiedHead);
-  });
+  return tf.tidy(() => lmHead(headNorm(outer, x, cfg), outer, EMBED, cfg.tiedHead)); // [B, T, V]
 }
 
 /** The GPT-2 architecture (`model_type` "gpt2"). */
@@ -130,4 +131,6 @@ export const gpt2: Architecture = {
   embed,
   block,
   head,
+  headNorm,
+  vocabularyNames: (cfg) => vocabularyNames(EMBED, cfg),
 };

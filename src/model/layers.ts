@@ -12,7 +12,7 @@
 import type { Tensor } from "@tensorflow/tfjs";
 import { tf } from "../tensor/backend.ts";
 import { dimsOf, LM_HEAD_WEIGHT } from "./shapes.ts";
-import type { BlockOptions, WeightMap } from "./types.ts";
+import type { BlockOptions, ModelConfig, VocabularyNames, WeightMap } from "./types.ts";
 
 /** `weights.get(name)`, or an error naming the missing weight. */
 export function weightOf(weights: WeightMap, name: string): Tensor {
@@ -201,6 +201,11 @@ export function embedWithPositions(
   const t = dimsOf(ids, 2, "token ids [B, T]")[1];
   const positions = learnedPositions(weightOf(outer, positionsName), t, offset, maxPositions); // [T, d]
   return tf.add(tokens, positions); // [B, T, d]
+}
+
+/** The vocabulary matrices' names of a model whose token embedding is `embedName` (an untied head is `lm_head.weight`). */
+export function vocabularyNames(embedName: string, cfg: ModelConfig): VocabularyNames {
+  return { embedding: embedName, head: cfg.tiedHead ? embedName : LM_HEAD_WEIGHT };
 }
 
 /**

@@ -35,6 +35,7 @@ import {
   rmsNorm,
   ropeTables,
   splitHeads,
+  vocabularyNames,
   weightOf,
 } from "./layers.ts";
 import { dimsOf, linearShapes, LM_HEAD_WEIGHT, nnLinearTransposed } from "./shapes.ts";
@@ -172,11 +173,12 @@ function silu(x: Tensor): Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
 
+function headNorm(outer: WeightMap, x: Tensor, cfg: ModelConfig): Tensor {
+  return rmsNorm(x, weightOf(outer, FINAL_NORM), cfg.normEps); // [B, T, d]
+}
+
 function head(outer: WeightMap, x: Tensor, cfg: ModelConfig): Tensor {
-  return tf.tidy(() => {
-    const h = rmsNorm(x, weightOf(outer, FINAL_NORM), cfg.normEps); // [B, T, d]
-    return lmHead(h, outer, EMBED, cfg.tiedHead);
-  });
+  return tf.tidy(() => lmHead(headNorm(outer, x, cfg), outer, EMBED, cfg.tiedHead)); // [B, T, V]
 }
 
 /** The LLaMA architecture (`model_type` "llama", and "mistral" within its sliding window). */
@@ -192,4 +194,6 @@ export const llama: Architecture = {
   embed,
   block,
   head,
+  headNorm,
+  vocabularyNames: (cfg) => vocabularyNames(EMBED, cfg),
 };

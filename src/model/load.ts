@@ -17,7 +17,9 @@ import { CheckpointError } from "../io/errors.ts";
 import { tf } from "../tensor/backend.ts";
 import { architectureFor } from "./registry.ts";
 import { formatShape, sameShape } from "./shapes.ts";
+import type { StreamedVocabulary } from "../records/records.ts";
 import type { Architecture, ModelConfig, WeightMap } from "./types.ts";
+import type { VocabularyRows } from "./vocabulary.ts";
 
 /** Row-major `[rows, cols]` -> `[cols, rows]`. */
 function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
@@ -122,13 +124,61 @@ export async function loadBlockWeights(
   return await loadNamed(reader, arch, arch.blockShapes(cfg), arch.blockPrefix(i), `block ${i}`);
 }
 
-/** The non-block weights (embeddings, final norm, untied head) by HF name, in kernel layout. */
+/**
+ * The non-block weights (embeddings, final norm, untied head) by HF name, in
+ * kernel layout; `except` names weights to leave out (the vocabulary
+ * matrices of a streamed vocabulary).
+ */
 export async function loadOuterWeights(
   reader: CheckpointReader,
   arch: Architecture,
   cfg: ModelConfig,
+  except: readonly string[] = [],
 ): Promise<WeightMap> {
-  return await loadNamed(reader, arch, arch.outerShapes(cfg), "", "the outer weights");
+  const shapes = arch.outerShapes(cfg);
+  for (const name of except) shapes.delete(name);
+  return await loadNamed(reader, arch, shapes, "", "the outer weights");
+}
+
+/**
+ * The vocabulary matrices of the checkpoint as rows read on demand
+ * (`ModelHandle.vocabulary`); each is checked to be stored `[V, d]`.
+ *
+ * @throws CheckpointError naming the checkpoint (missing) or the file (shape)
+ */
+export function vocabularyRows(reader: CheckpointReader, arch: Architecture, cfg: ModelConfig): StreamedVocabulary {
+  const rowsOf = (name: string): VocabularyRows => {
+    const stored = storedName(reader, arch, name);
+    if (stored === undefined) {
+      throw new CheckpointError(reader.dir, `Cannot load the outer weights from "${reader.dir}": tensor "${name}" is missing`);
+    }
+    const info = reader.info(stored);
+    const expected = [cfg.vocabSize, cfg.hidden];
+    if (!sameShape(info.shape, expected)) {
+      throw new CheckpointError(
+        info.file,
+        `Cannot load "${stored}" from "${info.file}": config.json implies shape ${formatShape(expected)}, the file has ${formatShape(info.shape)}`,
+      );
+    }
+    return { name, rows: cfg.vocabSize, width: cfg.hidden, read: (start, count) => reader.readRowsSync(stored, start, count) };
+  };
+  const names = arch.vocabularyNames(cfg);
+  const embedding = rowsOf(names.embedding);
+  return { embedding, head: names.head === names.embedding ? embedding : rowsOf(names.head) };
+}
+
+/**
+ * A streamed vocabulary's matrices read whole, by HF name in kernel layout
+ * (the embedding `[V, d]`; an untied head `[d, V]`, transposed from its
+ * stored `[V, d]`): what `outer` would hold without streaming, for writing
+ * them out. Tied, the one matrix is returned once.
+ */
+export function readVocabulary(vocabulary: StreamedVocabulary): Array<{ name: string; shape: number[]; data: Float32Array }> {
+  const { embedding, head } = vocabulary;
+  const whole = (m: VocabularyRows) => m.read(0, m.rows); // [V, d]
+  const out = [{ name: embedding.name, shape: [embedding.rows, embedding.width], data: whole(embedding) }];
+  if (head !== embedding) out.push({ name: head.name, shape: [head.width, head.rows], data: transpose2d(whole(head), head.rows, head.width) });
+  return out;
 }
 
 /**

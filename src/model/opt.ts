@@ -23,7 +23,7 @@ import {
   headDim,
   requireSupported,
 } from "./config_fields.ts";
-import { causalAttention, embedWithPositions, linear, lmHead, namedLayerNorm, splitHeads } from "./layers.ts";
+import { causalAttention, embedWithPositions, linear, lmHead, namedLayerNorm, splitHeads, vocabularyNames } from "./layers.ts";
 import { addLayerNormShapes, linearShapes, LM_HEAD_WEIGHT, nnLinearTransposed } from "./shapes.ts";
 import type { Architecture, BlockOptions, LinearSpec, ModelConfig, WeightMap } from "./types.ts";
 
@@ -146,11 +146,12 @@ function block(weights: WeightMap, x: Tensor, cfg: ModelConfig, options?: BlockO
   });
 }
 
+function headNorm(outer: WeightMap, x: Tensor, cfg: ModelConfig): Tensor {
+  return hasFinalNorm(cfg) ? namedLayerNorm(outer, FINAL_NORM, x, cfg.normEps) : tf.clone(x); // [B, T, d]
+}
+
 function head(outer: WeightMap, x: Tensor, cfg: ModelConfig): Tensor {
-  return tf.tidy(() => {
-    const h = hasFinalNorm(cfg) ? namedLayerNorm(outer, FINAL_NORM, x, cfg.normEps) : x; // [B, T, d]
-    return lmHead(h, outer, EMBED, cfg.tiedHead);
-  });
+  return tf.tidy(() => lmHead(headNorm(outer, x, cfg), outer, EMBED, cfg.tiedHead)); // [B, T, V]
 }
 
 /** The OPT architecture (`model_type` "opt"). */
@@ -166,4 +167,6 @@ export const opt: Architecture = {
   embed,
   block,
   head,
+  headNorm,
+  vocabularyNames: (cfg) => vocabularyNames(EMBED, cfg),
 };

@@ -107,4 +107,22 @@ export interface Architecture {
   ): Tensor;
   /** Hidden states after the last block `[B, T, d]` -> logits `[B, T, V]`. */
   head(outer: WeightMap, x: Tensor, cfg: ModelConfig): Tensor;
+  /**
+   * The part of `head` before the vocabulary projection: the final norm
+   * (identity without one), `[B, T, d]` -> `[B, T, d]`. A streamed head
+   * (`src/model/vocabulary.ts`) applies the projection itself, chunk by chunk.
+   */
+  headNorm(outer: WeightMap, x: Tensor, cfg: ModelConfig): Tensor;
+  /**
+   * The outer weights' vocabulary matrices, by HF name: the token embedding
+   * and the LM head's weight (the same name when tied). Both are stored
+   * `[V, d]` in checkpoints, so their rows can be streamed from the file.
+   */
+  vocabularyNames(cfg: ModelConfig): VocabularyNames;
+}
+
+/** HF names of a model's vocabulary matrices (see `Architecture.vocabularyNames`). */
+export interface VocabularyNames {
+  embedding: string;
+  head: string;
 }

@@ -14,6 +14,7 @@ import type { Tensor } from "@tensorflow/tfjs";
 import { tf } from "../tensor/backend.ts";
 import { lmLoss } from "./forward.ts";
 import type { Architecture, BlockOptions, ModelConfig, WeightMap } from "./types.ts";
+import { streamedLmLossGrad, type VocabularyRows } from "./vocabulary.ts";
 
 /** Options of {@link blockVjp}: the block options plus which weights to differentiate. */
 export interface BlockVjpOptions extends BlockOptions {
@@ -83,4 +84,47 @@ export function headLossGrad(
   const loss = value.dataSync()[0];
   value.dispose();
   return { loss, dHidden: grads[0] };
+}
+
+/**
+ * {@link headLossGrad} with the head matrix streamed from the checkpoint
+ * (`src/model/vocabulary.ts`), for the *summed* loss over the chunk's target
+ * tokens: the final norm runs on the tensor backend, the vocabulary
+ * projection and softmax in vocabulary chunks on JS arrays, then the norm's
+ * VJP takes the gradient back to `hidden`. No mask: every position but each
+ * sequence's last has a target. The caller owns `dHidden`.
+ *
+ * @param hidden the last block's output `[n, T, d]`
+ * @param ids the chunk's token ids `[n·T]`, row-major
+ */
+export function streamedHeadLossGrad(
+  arch: Architecture,
+  cfg: ModelConfig,
+  outer: WeightMap,
+  head: VocabularyRows,
+  hidden: Tensor,
+  ids: Int32Array,
+): { lossSum: number; dHidden: Tensor } {
+  const [n, t, d] = hidden.shape as [number, number, number];
+  if (ids.length !== n * t) throw new Error(`streamedHeadLossGrad: ${ids.length} token ids for ${n} x ${t} positions`);
+  const normedTensor = tf.tidy(() => arch.headNorm(outer, hidden, cfg)); // [n, T, d]
+  const normed = normedTensor.dataSync() as Float32Array;
+  normedTensor.dispose();
+  const rows = n * (t - 1);
+  const h = new Float32Array(rows * d); // [n·(T-1), d]: the positions with a target
+  const targets = new Int32Array(rows);
+  for (let s = 0; s < n; s++) {
+    h.set(normed.subarray(s * t * d, (s * t + t - 1) * d), s * (t - 1) * d);
+    targets.set(ids.subarray(s * t + 1, (s + 1) * t), s * (t - 1));
+  }
+  const { lossSum, dh } = streamedLmLossGrad({ rows, cols: d, data: h }, targets, head);
+  const dNormed = new Float32Array(n * t * d); // [n, T, d]; zero at each sequence's last position
+  for (let s = 0; s < n; s++) dNormed.set(dh.data.subarray(s * (t - 1) * d, (s + 1) * (t - 1) * d), s * t * d);
+  const upstream = tf.tensor3d(dNormed, [n, t, d]);
+  try {
+    const [dHidden] = tf.grads((x: Tensor) => arch.headNorm(outer, x, cfg))([hidden], upstream);
+    return { lossSum, dHidden };
+  } finally {
+    upstream.dispose();
+  }
 }

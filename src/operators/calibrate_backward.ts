@@ -7,7 +7,9 @@
  * KFAC (METHOD.md §2).
  *
  * The loss is the next-token loss of the calibration set; the head runs in
- * chunks small enough for its `[n, T, V]` logits, and the upstream gradient
+ * chunks small enough for its `[n, T, V]` logits (or, with a streamed
+ * vocabulary, `streamedHeadLossGrad` sweeps the head matrix from the file in
+ * vocabulary chunks, never holding it or the logits), and the upstream gradient
  * (on disk, in the forward's activation store, read chunk by chunk like the
  * block inputs) is kept as that of the *summed* token loss, so γ needs no rescaling
  * (`gradScale` 1) and `accumulateKfac` divides by the token count. Rows are
@@ -26,7 +28,7 @@
  */
 import { Observable, type OperatorFunction, type Subscriber } from "rxjs";
 import type { Tensor } from "@tensorflow/tfjs";
-import { blockVjp, headLossGrad } from "../model/vjp.ts";
+import { blockVjp, headLossGrad, streamedHeadLossGrad } from "../model/vjp.ts";
 import type { LinearSpec, WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
@@ -91,6 +93,14 @@ function defaultHeadChunk(t: number, vocab: number): number {
   return Math.max(1, Math.floor(HEAD_CHUNK_LOGITS / (t * vocab)));
 }
 
+/** Calibration positions a streamed head chunk takes: the vocabulary is re-read once per chunk. */
+const STREAMED_HEAD_TOKENS = 4096;
+
+/** Sequences per head chunk with a streamed vocabulary (at least one). */
+function streamedHeadChunk(t: number): number {
+  return Math.max(1, Math.floor(STREAMED_HEAD_TOKENS / t));
+}
+
 async function runBackward(
   records: ActivationRecord[],
   subscriber: Subscriber<CalibrationEvent>,
@@ -110,19 +120,32 @@ async function runBackward(
 
   // Upstream gradient at the last block's output, of the summed token loss.
   let lossSum = 0;
-  let upstream = store.write(n, t, d, options.headChunk ?? defaultHeadChunk(t, cfg.vocabSize), (a, b) => {
-    const ids = chunkIds(calibration, a, b);
+  const headChunk = options.headChunk ?? (model.vocabulary ? streamedHeadChunk(t) : defaultHeadChunk(t, cfg.vocabSize));
+  let upstream = store.write(n, t, d, headChunk, (a, b) => {
     const hidden = chunkTensor(output, a, b); // [n, T, d]
-    const { loss, dHidden } = timeStage(options.clock, "backward", () => headLossGrad(arch, cfg, model.outer, hidden, ids));
-    lossSum += loss * (b - a);
-    // headLossGrad differentiates the chunk's mean loss: scale to the summed loss.
-    const targets = (b - a) * (t - 1);
-    const summed = tf.tidy(() => tf.mul(dHidden, targets)); // [n, T, d]
-    tf.dispose([ids, hidden, dHidden]);
-    return summed;
+    try {
+      return timeStage(options.clock, "backward", () => {
+        if (model.vocabulary) {
+          const ids = calibration.ids.subarray(a * t, b * t);
+          const head = streamedHeadLossGrad(arch, cfg, model.outer, model.vocabulary.head, hidden, ids);
+          lossSum += head.lossSum;
+          return head.dHidden;
+        }
+        const ids = chunkIds(calibration, a, b);
+        const { loss, dHidden } = headLossGrad(arch, cfg, model.outer, hidden, ids);
+        // headLossGrad differentiates the chunk's mean loss: scale to the summed loss.
+        const targets = (b - a) * (t - 1);
+        lossSum += loss * targets;
+        const summed = tf.tidy(() => tf.mul(dHidden, targets)); // [n, T, d]
+        tf.dispose([ids, dHidden]);
+        return summed;
+      });
+    } finally {
+      hidden.dispose();
+    }
   });
   output.dispose();
-  options.onLoss?.(lossSum / n);
+  options.onLoss?.(lossSum / (n * (t - 1)));
 
   const lowestMiddle = split.bottom;
   for (let index = cfg.layers - 1; index >= 0; index--) {

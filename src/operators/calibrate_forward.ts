@@ -19,7 +19,8 @@
  */
 import { defer, finalize, map, type OperatorFunction, tap } from "rxjs";
 import { tf } from "../tensor/backend.ts";
-import type { ActivationRecord, BlockRecord, CalibrationSet } from "../records/records.ts";
+import { gatherRows } from "../model/vocabulary.ts";
+import type { ActivationRecord, BlockRecord, CalibrationSet, ModelHandle } from "../records/records.ts";
 import {
   ActivationStore,
   chunkIds,
@@ -37,6 +38,36 @@ export interface CalibrateForwardOptions {
   /** Sequences per chunk (default: `defaultChunk`, about 512 tokens, fewer for a wide MLP). */
   chunk?: number;
   clock?: StageClock;
+}
+
+/**
+ * The calibration set's embeddings `[N, T, d]`, stored chunk by chunk. With
+ * a streamed vocabulary only the rows of the calibration's distinct tokens
+ * are read, into a compact table the architecture embeds remapped ids with.
+ */
+function embedCalibration(
+  store: ActivationStore,
+  model: ModelHandle,
+  calibration: CalibrationSet,
+  chunk: number,
+): StoredActivations {
+  const { arch, cfg } = model;
+  const n = calibration.sequences;
+  const t = calibration.length;
+  if (!model.vocabulary) {
+    return store.write(n, t, cfg.hidden, chunk, (a, b) =>
+      tf.tidy(() => arch.embed(model.outer, chunkIds(calibration, a, b), cfg))); // [n, T, d]
+  }
+  const { embedding } = model.vocabulary;
+  const { table, remapped } = gatherRows(embedding, calibration.ids);
+  const compact = tf.tensor2d(table, [table.length / cfg.hidden, cfg.hidden]); // [U, d]
+  const outer = new Map(model.outer).set(embedding.name, compact);
+  const ids = { ...calibration, ids: remapped };
+  try {
+    return store.write(n, t, cfg.hidden, chunk, (a, b) => tf.tidy(() => arch.embed(outer, chunkIds(ids, a, b), cfg))); // [n, T, d]
+  } finally {
+    compact.dispose();
+  }
 }
 
 /**
@@ -73,9 +104,7 @@ export function calibrateForward(
             if (index !== expected) {
               throw new Error(`calibrateForward expects block ${expected} next, got block ${index}`);
             }
-            hidden ??= timeStage(options.clock, "forward", () =>
-              store.write(n, t, d, chunk, (a, b) =>
-                tf.tidy(() => arch.embed(model.outer, chunkIds(calibration, a, b), cfg)))); // [n, T, d]
+            hidden ??= timeStage(options.clock, "forward", () => embedCalibration(store, model, calibration, chunk)); // [N, T, d]
             const input = hidden;
             hidden = timeStage(options.clock, "forward", () =>
               store.write(n, t, d, chunk, (a, b) =>

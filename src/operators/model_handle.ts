@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { openCheckpoint } from "../io/checkpoint.ts";
-import { loadBlockWeights, loadOuterWeights, resolveModel } from "../model/load.ts";
+import { loadBlockWeights, loadOuterWeights, resolveModel, vocabularyRows } from "../model/load.ts";
 import { type AdapterSplit, everyBlock, type ModelHandle } from "../records/records.ts";
 import { collectGarbage } from "../tensor/collect_garbage.ts";
 import { disposeWeights } from "./weights.ts";
@@ -21,6 +21,12 @@ export interface OpenModelOptions {
   split?: AdapterSplit;
   /** Scan every weight for NaN/Inf as it is read (default true). */
   scanNonFinite?: boolean;
+  /**
+   * Leave the vocabulary matrices in the file and read them by rows
+   * (`ModelHandle.vocabulary`) instead of loading them into `outer`: for
+   * streaming builds of models whose embedding outweighs a block. Default false.
+   */
+  streamVocabulary?: boolean;
 }
 
 /** The offsite-tuning default: 2 bottom + 2 top adapter blocks (OT, GradOT on OPT-1.3B). */
@@ -61,7 +67,9 @@ export async function openModel(dir: string, options: OpenModelOptions = {}): Pr
     checkSplit(split, cfg.layers, dir);
     const files = [...new Set(reader.tensors().map((t) => t.file))].sort();
     const sourceHash = await hashCheckpoint(dir, files);
-    const outer = await loadOuterWeights(reader, arch, cfg);
+    const vocabulary = options.streamVocabulary ? vocabularyRows(reader, arch, cfg) : undefined;
+    const streamed = vocabulary ? [...new Set([vocabulary.embedding.name, vocabulary.head.name])] : [];
+    const outer = await loadOuterWeights(reader, arch, cfg, streamed);
     return {
       source: dir,
       arch,
@@ -70,6 +78,7 @@ export async function openModel(dir: string, options: OpenModelOptions = {}): Pr
       blockIndices: everyBlock(cfg.layers),
       sourceHash,
       outer,
+      ...(vocabulary ? { vocabulary } : {}),
       loadBlock: async (i) => {
         collectGarbage(); // the dead copies of the block before must not share the RSS with this one
         const weights = await loadBlockWeights(reader, arch, cfg, i);

@@ -5,10 +5,11 @@
  * failed or interrupted run never leaves a half-written package
  * (DESIGN.md "Records and files").
  *
- * Each record's tensors are copied out and disposed as it arrives (inside
- * `next`), so the block is released before the file write completes; the
- * encoding and file I/O then overlap the upstream stages (a clock charges
- * the `write` stage for the copy only).
+ * Each record is written completely inside `next`: its tensors are copied
+ * out and disposed, encoded and written (fsynced) before `next` returns.
+ * That is the pipeline's backpressure: an upstream stage emits the next block
+ * only after this one is on disk, so shards never queue up in memory behind
+ * a busy CPU (DESIGN.md "Scale"; a clock charges the `write` stage for all of it).
  *
  * @example
  * ```ts
@@ -21,6 +22,7 @@
 import { Observable, type OperatorFunction } from "rxjs";
 import { createPackageWriter, type Manifest, type PackageWriter } from "../io/manifest.ts";
 import type { ShardDtype, ShardTensor } from "../io/shard_schema.ts";
+import { readVocabulary } from "../model/load.ts";
 import type { WeightMap } from "../model/types.ts";
 import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
 import { type StageClock, timeStage } from "./stage_clock.ts";
@@ -59,11 +61,20 @@ export interface WriteShardsOptions {
   clock?: StageClock;
 }
 
+const byName = (a: ShardTensor, b: ShardTensor) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
 /** A weight map's tensors as shard columns (copies off the tensor heap), in name order. */
 export function shardTensors(weights: WeightMap): ShardTensor[] {
   return [...weights.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([name, t]) => ({ name, shape: [...t.shape], data: t.dataSync() as Float32Array }));
+    .map(([name, t]) => ({ name, shape: [...t.shape], data: t.dataSync() as Float32Array }))
+    .sort(byName);
+}
+
+/** The outer shard's columns: `outer`, with a streamed vocabulary read back in from the checkpoint. */
+function outerShardTensors(model: ModelHandle): ShardTensor[] {
+  const tensors = shardTensors(model.outer);
+  if (model.vocabulary) tensors.push(...readVocabulary(model.vocabulary));
+  return tensors.sort(byName);
 }
 
 const count = (tensors: ShardTensor[]) => tensors.reduce((n, t) => n + t.data.length, 0);
@@ -90,28 +101,24 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
   const dtype = options.dtype ?? "float32";
   return (source) =>
     new Observable<ShardRecord>((subscriber) => {
-      let writer: Promise<PackageWriter> | undefined;
-      let chain: Promise<unknown> = Promise.resolve();
+      let writer: PackageWriter | undefined;
       let model: ModelHandle | undefined;
       let failed = false;
       const blocks: Array<{ index: number; role: BlockRole; params: number; compression?: CompressionNote }> = [];
       const fail = (e: unknown) => {
         if (failed) return;
         failed = true;
-        void writer?.then((w) => w.abort());
+        void writer?.abort();
         subscriber.error(e);
       };
-      const enqueue = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensor[]) => {
-        chain = chain.then(async () => {
-          const w = await writer!;
-          const written = await w.writeShard(
-            { ...meta, method: options.method, settings: options.settings, sourceHash: model!.sourceHash },
-            tensors,
-            { dtype },
-          );
-          subscriber.next({ block: written.block, file: written.file, sha256: written.sha256, bytes: written.bytes });
-        });
-        chain.catch(fail);
+      const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensor[]): number => {
+        const written = writer!.writeShard(
+          { ...meta, method: options.method, settings: options.settings, sourceHash: model!.sourceHash },
+          tensors,
+          { dtype },
+        );
+        subscriber.next({ block: written.block, file: written.file, sha256: written.sha256, bytes: written.bytes });
+        return count(tensors);
       };
       const subscription = source.subscribe({
         next: (record) => {
@@ -120,11 +127,9 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
             if (!model) {
               model = record.model;
               writer = createPackageWriter(dir);
-              writer.catch(fail);
             }
-            const tensors = timeStage(options.clock, "write", () => shardTensors(record.weights));
-            blocks.push({ index: record.index, role: record.role, params: count(tensors), compression: record.compression });
-            enqueue({ block: record.index, role: record.role }, tensors);
+            const params = timeStage(options.clock, "write", () => write({ block: record.index, role: record.role }, shardTensors(record.weights)));
+            blocks.push({ index: record.index, role: record.role, params, compression: record.compression });
           } catch (e) {
             fail(e);
           } finally {
@@ -135,45 +140,37 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
         complete: () => {
           if (!model) return subscriber.error(new Error(`writeShards: no block arrived, nothing written to "${dir}"`));
           const m = model;
+          const w = writer!;
           const kind = options.kind ?? "emulator";
-          // The outer weights (the embeddings: the largest tensor of a big
-          // vocabulary) are copied out last, when no block's statistics or
-          // shard copies are alive beside them.
-          if (options.outer ?? true) {
-            try {
-              enqueue({ block: "outer", role: "outer" }, timeStage(options.clock, "write", () => shardTensors(m.outer)));
-            } catch (e) {
-              return fail(e);
-            }
-          }
-          chain
-            .then(async () => {
-              const w = await writer!;
-              blocks.sort((a, b) => a.index - b.index);
-              const blockIndices = kind === "emulator"
-                ? emulatorBlockIndices(dir, blocks.map((b) => b.index), options.blockIndices ?? m.blockIndices, m.cfg.layers)
-                : undefined;
-              await w.commit({
-                formatVersion: 1,
-                kind,
-                architecture: m.cfg.modelType,
-                config: m.cfg.raw,
-                split: m.split,
-                ...(blockIndices ? { blockIndices } : {}),
-                method: options.method,
-                settings: options.settings,
-                sourceHash: m.sourceHash,
-                createdAt: new Date().toISOString(),
-                extra: { ...options.extra, blocks: JSON.parse(JSON.stringify(blocks)) },
-              });
-              subscriber.complete();
-            })
-            .catch(fail);
+          (async () => {
+            // The outer weights (the embeddings: the largest tensor of a big
+            // vocabulary) are written last, when no block's statistics or
+            // shard copies are alive beside them.
+            if (options.outer ?? true) timeStage(options.clock, "write", () => write({ block: "outer", role: "outer" }, outerShardTensors(m)));
+            blocks.sort((a, b) => a.index - b.index);
+            const blockIndices = kind === "emulator"
+              ? emulatorBlockIndices(dir, blocks.map((b) => b.index), options.blockIndices ?? m.blockIndices, m.cfg.layers)
+              : undefined;
+            await w.commit({
+              formatVersion: 1,
+              kind,
+              architecture: m.cfg.modelType,
+              config: m.cfg.raw,
+              split: m.split,
+              ...(blockIndices ? { blockIndices } : {}),
+              method: options.method,
+              settings: options.settings,
+              sourceHash: m.sourceHash,
+              createdAt: new Date().toISOString(),
+              extra: { ...options.extra, blocks: JSON.parse(JSON.stringify(blocks)) },
+            });
+            subscriber.complete();
+          })().catch(fail);
         },
       });
       return () => {
         subscription.unsubscribe();
-        if (!subscriber.closed && !failed) void writer?.then((w) => w.abort());
+        if (!subscriber.closed && !failed) void writer?.abort();
       };
     });
 }

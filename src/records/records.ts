@@ -8,6 +8,7 @@
 import type { Matrix } from "../linalg/matrix.ts";
 import type { SvdResult } from "../linalg/svd.ts";
 import type { Architecture, LinearSpec, ModelConfig, WeightMap } from "../model/types.ts";
+import type { VocabularyRows } from "../model/vocabulary.ts";
 import type { ActivationStore, StoredActivations } from "../operators/activations.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 
@@ -54,12 +55,26 @@ export interface ModelHandle {
   /**
    * Embeddings, final norm and head (kernel layout): loaded when the handle
    * opens and kept, since both ends of every pass need them; owned by the handle.
+   * Without the vocabulary matrices when {@link vocabulary} is set.
    */
   outer: WeightMap;
+  /**
+   * The vocabulary matrices streamed from the checkpoint instead of held in
+   * `outer` (`openModel(dir, { streamVocabulary: true })`, for models whose
+   * embedding outweighs a block; `src/model/vocabulary.ts`). The calibration
+   * passes and `writeShards` read them by rows; `head` is `embedding` when tied.
+   */
+  vocabulary?: StreamedVocabulary;
   /** A fresh copy of block `i`'s weights (`i` one of `blockIndices`); the caller owns and disposes them. */
   loadBlock(i: number): Promise<WeightMap>;
   /** Releases the outer weights and closes the files. */
   close(): Promise<void>;
+}
+
+/** A model's vocabulary matrices as stored rows `[V, d]` (see `ModelHandle.vocabulary`). */
+export interface StreamedVocabulary {
+  embedding: VocabularyRows;
+  head: VocabularyRows;
 }
 
 /** One block's weights in kernel layout, in forward order from `readCheckpoint`. */

@@ -54,6 +54,8 @@ async function startWasm(): Promise<boolean> {
   if (!(await tf.setBackend("wasm"))) return false;
   const { installWasmKernelFixes } = await import("./wasm_kernels.ts");
   installWasmKernelFixes();
+  const { shareSavedTensors } = await import("./wasm_saved_tensors.ts");
+  shareSavedTensors();
   return true;
 }
 

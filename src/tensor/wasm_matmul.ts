@@ -77,6 +77,18 @@ function plainOperands(
 }
 
 /**
+ * `b` itself, or a copy of it when its buffer is shared (a Reshape view, or
+ * a tensor the gradient tape saved, `wasm_saved_tensors.ts`). The original
+ * kernels cache their XNNPACK operator by the weight buffer's id, packed
+ * for the first shape seen: a shared buffer multiplied again under another
+ * shape reused that operator and gave wrong products. A copy has an id of
+ * its own.
+ */
+function ownWeights(scope: WasmScope, b: tf.TensorInfo): tf.TensorInfo {
+  return scope.backend.refCount(b.dataId) > 1 ? scope.temp("Identity", { x: b }) : b;
+}
+
+/**
  * Wraps the original wasm `BatchMatMul` kernel: large float32 products go to
  * OpenBLAS (`wasm_blas_matmul.ts`); otherwise every transposeA/transposeB
  * combination and every broadcastable batch shape ends in one plain call.
@@ -90,7 +102,7 @@ export function fixBatchMatMul(original: tf.KernelFunc): tf.KernelFunc {
       const viaBlas = blasBatchMatMul(backend, a, b, transposeA, transposeB);
       if (viaBlas) return viaBlas;
       const plain = plainOperands(scope, a, b, transposeA, transposeB);
-      return original({ inputs: { ...plain }, backend, attrs: { transposeA: false, transposeB: false } });
+      return original({ inputs: { a: plain.a, b: ownWeights(scope, plain.b) }, backend, attrs: { transposeA: false, transposeB: false } });
     });
 }
 
@@ -185,7 +197,7 @@ export function fixFusedMatMul(original: tf.KernelFunc): tf.KernelFunc {
       const fusedAttrs = { transposeA: false, transposeB: false, activation, leakyreluAlpha };
       const call = (x: tf.TensorInfo, w: tf.TensorInfo) =>
         original({
-          inputs: { a: x, b: w, bias: rowBias, preluActivationWeights },
+          inputs: { a: x, b: ownWeights(scope, w), bias: rowBias, preluActivationWeights },
           backend,
           attrs: fusedAttrs,
         }) as tf.TensorInfo;

@@ -70,11 +70,11 @@ export interface AdapterPackage {
  * replacing an earlier checkpoint of the run.
  */
 export async function writeAdapterPackage(dir: string, p: AdapterPackage): Promise<Manifest> {
-  const writer = await createPackageWriter(dir);
+  const writer = createPackageWriter(dir);
   try {
     const parts = [...p.parts].sort(([a], [b]) => (a === "outer" ? -1 : b === "outer" ? 1 : a - b));
     for (const [part, tensors] of parts) {
-      await writer.writeShard(
+      writer.writeShard(
         {
           block: part,
           role: part === "outer" ? "outer" : "adapter",

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { writeFileAtomic } from "../../src/data/files.ts";
+import { writeFileAtomicSync } from "../../src/io/atomic.ts";
 import { NgramIndex } from "../../src/data/ngram.ts";
 import { createRng, hashString } from "../../src/data/random.ts";
 import { SPLIT_FRACTIONS, splitOf } from "../../src/data/split.ts";
@@ -160,9 +160,9 @@ describe("token stream", () => {
     expect([...bytes.slice(10)]).toEqual([255, 255]);
     const dir = mkdtempSync(join(tmpdir(), "offtune-data-"));
     try {
-      writeFileAtomic(join(dir, "x.bin"), bytes);
+      writeFileAtomicSync(join(dir, "x.bin"), bytes);
       expect(readTokenStream(join(dir, "x.bin"))).toEqual(stream);
-      writeFileAtomic(join(dir, "odd.bin"), new Uint8Array(3));
+      writeFileAtomicSync(join(dir, "odd.bin"), new Uint8Array(3));
       expect(() => readTokenStream(join(dir, "odd.bin"))).toThrow(/odd.bin.*3 bytes/);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -58,10 +58,10 @@ const tensors = (seed: number): ShardTensor[] => [
 
 /** Writes a four-block emulator package (adapter, middle, middle, adapter, outer) through the package writer. */
 async function writePackage(dir: string, seed = 0): Promise<Manifest> {
-  const writer = await createPackageWriter(dir);
+  const writer = createPackageWriter(dir);
   const roles: ShardMeta["role"][] = ["adapter", "middle", "middle", "adapter"];
-  for (const [block, role] of roles.entries()) await writer.writeShard(shardMeta(block, role), tensors(seed + block));
-  await writer.writeShard(shardMeta("outer", "outer"), tensors(seed + 9), { dtype: "float16" });
+  for (const [block, role] of roles.entries()) writer.writeShard(shardMeta(block, role), tensors(seed + block));
+  writer.writeShard(shardMeta("outer", "outer"), tensors(seed + 9), { dtype: "float16" });
   return writer.commit(draft);
 }
 
@@ -209,9 +209,9 @@ describe("createPackageWriter", () => {
 
   it("keeps the final name empty until commit, and abort leaves nothing behind", async () => {
     const dir = fresh("abort");
-    const writer = await createPackageWriter(dir);
+    const writer = createPackageWriter(dir);
     expect(writer.temp).toMatch(new RegExp(`^${dir}\\.tmp-${process.pid}-[0-9a-f]{8}$`));
-    await writer.writeShard(shardMeta(0, "adapter"), tensors(0));
+    writer.writeShard(shardMeta(0, "adapter"), tensors(0));
     await expect(readdir(dir)).rejects.toThrow();
     expect(await readdir(writer.temp)).toEqual(["block-0000.arrow"]);
     await writer.abort();
@@ -224,8 +224,8 @@ describe("createPackageWriter", () => {
     const dir = fresh("replace");
     const first = await writePackage(dir, 0);
     await writeFile(join(dir, "stale.arrow"), "old");
-    const writer = await createPackageWriter(dir);
-    await writer.writeShard(shardMeta(0, "adapter"), tensors(50));
+    const writer = createPackageWriter(dir);
+    writer.writeShard(shardMeta(0, "adapter"), tensors(50));
     // Not committed yet: the old package is intact and still verifies.
     expect(await verifyPackage(dir)).toEqual(first);
     const second = await writer.commit({ ...draft, kind: "adapter", split: { bottom: 1, top: 0 } });
@@ -237,22 +237,22 @@ describe("createPackageWriter", () => {
 
   it("refuses a shard whose source hash differs from the manifest's, and bad file names", async () => {
     const dir = fresh("mismatch");
-    const writer = await createPackageWriter(dir);
-    await writer.writeShard({ ...shardMeta(0, "adapter"), sourceHash: "other" }, tensors(0));
+    const writer = createPackageWriter(dir);
+    writer.writeShard({ ...shardMeta(0, "adapter"), sourceHash: "other" }, tensors(0));
     await expect(writer.commit(draft)).rejects.toThrow(
       fileError(
         `Cannot commit package "${dir}": shard "block-0000.arrow" has source hash "other" but the manifest has "${SOURCE}"`,
       ),
     );
-    await expect(writer.writeShard(shardMeta(0, "adapter"), [])).rejects.toThrow(
+    expect(() => writer.writeShard(shardMeta(0, "adapter"), [])).toThrow(
       fileError(
         expect.stringContaining(`"block-0000.arrow" to package "${dir}": a shard of that name was already written`),
       ),
     );
-    await expect(writer.writeShard(shardMeta(1, "middle"), [], { file: "a/b.arrow" })).rejects.toThrow(
+    expect(() => writer.writeShard(shardMeta(1, "middle"), [], { file: "a/b.arrow" })).toThrow(
       fileError(expect.stringContaining("not a plain file name")),
     );
-    await expect(writer.writeShard(shardMeta(1, "middle"), [], { file: "manifest.msgpack" })).rejects.toThrow(
+    expect(() => writer.writeShard(shardMeta(1, "middle"), [], { file: "manifest.msgpack" })).toThrow(
       fileError(expect.stringContaining("reserved for the manifest")),
     );
     await writer.abort();

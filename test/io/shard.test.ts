@@ -206,7 +206,7 @@ describe("encodeShard refuses bad input", () => {
 describe("writeShardFile and readShardFile", () => {
   it("writes atomically, reports size and sha256 of the file, and reads back", async () => {
     const path = join(root, "block-0003.arrow");
-    const written = await writeShardFile(path, meta, blockTensors(), { dtype: "float16" });
+    const written = writeShardFile(path, meta, blockTensors(), { dtype: "float16" });
     const onDisk = await readFile(path);
     expect(written).toEqual({
       path,
@@ -221,8 +221,8 @@ describe("writeShardFile and readShardFile", () => {
 
   it("replaces an existing file whole", async () => {
     const path = join(root, "replace.arrow");
-    await writeShardFile(path, meta, blockTensors());
-    await writeShardFile(path, { ...meta, method: "uniform" }, [{
+    writeShardFile(path, meta, blockTensors());
+    writeShardFile(path, { ...meta, method: "uniform" }, [{
       name: "x",
       shape: [1],
       data: new Float32Array([5]),
@@ -234,7 +234,7 @@ describe("writeShardFile and readShardFile", () => {
 
   it("reports a sha256 mismatch naming the file and both hashes", async () => {
     const path = join(root, "corrupt.arrow");
-    const { sha256 } = await writeShardFile(path, meta, blockTensors());
+    const { sha256 } = writeShardFile(path, meta, blockTensors());
     const bytes = await readFile(path);
     bytes[bytes.length >> 1] ^= 0xff;
     await writeFile(path, bytes);
@@ -246,7 +246,7 @@ describe("writeShardFile and readShardFile", () => {
 
   it("reports a truncated file as truncated", async () => {
     const path = join(root, "truncated.arrow");
-    const { bytes } = await writeShardFile(path, meta, blockTensors());
+    const { bytes } = writeShardFile(path, meta, blockTensors());
     const full = await readFile(path);
     for (const keep of [bytes - 1, bytes >> 1, 7]) {
       await writeFile(path, full.subarray(0, keep));

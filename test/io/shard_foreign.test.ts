@@ -262,7 +262,7 @@ describe.skipIf(!hasPyarrow)("pyarrow interop", () => {
   it("pyarrow reads our shard as fixed_shape_tensor columns with our values", async () => {
     const path = join(root, "ours.arrow");
     const w = Float32Array.from({ length: 6 }, (_, i) => i / 8 - 0.25);
-    await writeShardFile(path, meta, [
+    writeShardFile(path, meta, [
       { name: "w", shape: [2, 3], data: w },
       { name: "h", shape: [2], data: new Float32Array([1.5, -3]) },
     ], { dtype: "float32" });

@@ -120,3 +120,32 @@ describe("no leaks from the wasm kernel fixes", () => {
       }));
   });
 });
+
+describe("buffers shared by reference on wasm", () => {
+  it("a weight buffer multiplied under two shapes gives both right products (no stale XNNPACK operator)", () => {
+    tf.tidy(() => {
+      const b = tf.tensor1d([10, 100]);
+      const ones = tf.ones([2, 1]);
+      // [2, 1]·[1, 2] (outer product), then [1, 2]·[2, 1] (dot product) with the same buffer as `b`.
+      expect([...tf.matMul(ones, tf.reshape(b, [1, 2])).dataSync()]).toEqual([10, 100, 10, 100]);
+      expect([...tf.matMul(tf.ones([1, 2]), tf.reshape(b, [2, 1])).dataSync()]).toEqual([110]);
+      expect([...tf.fused.matMul({ a: ones, b: tf.reshape(b, [1, 2]) }).dataSync()]).toEqual([10, 100, 10, 100]);
+    });
+  });
+
+  it("the gradient tape saves a multiplied weight without copying it", () => {
+    const w = randomTensor([512, 512], 7); // 1 MiB
+    const x = randomTensor([4, 512], 8);
+    const buffers = tf.backend().numDataIds();
+    let during = 0;
+    const [dx] = tf.grads((input: tf.Tensor) => {
+      const y = tf.sum(tf.matMul(input, w));
+      during = (tf.backend() as unknown as { refCount(id: unknown): number }).refCount(w.dataId);
+      return y;
+    })([x]);
+    expect(during).toBe(2); // `w` and the tape's saved reference, one buffer
+    expect(dx.shape).toEqual([4, 512]);
+    tf.dispose([dx, w, x]);
+    expect(tf.backend().numDataIds()).toBe(buffers - 2);
+  });
+});

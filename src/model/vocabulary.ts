@@ -1,0 +1,148 @@
+/**
+ * The vocabulary matrices (token embedding, LM head) streamed from the
+ * checkpoint by rows instead of held in memory (DESIGN.md "Scale"): on an
+ * OPT-1.3B-sized model the `[V, d]` embedding alone is 0.41 GB of float32,
+ * more than a block. A calibration pass needs only
+ *
+ * - the rows of the token ids it embeds ({@link gatherRows}), and
+ * - the next-token loss and its gradient at the head's input, which
+ *   {@link streamedLmLossGrad} computes vocabulary chunk by chunk with an
+ *   online log-sum-exp, so no `[tokens, V]` logits and no `[V, d]` matrix
+ *   are ever resident.
+ *
+ * The products run through OpenBLAS (`src/linalg/gemm.ts`) on JS arrays,
+ * outside the tensor backend's heap.
+ *
+ * @module
+ */
+import { matmul, matmulAccumulate } from "../linalg/gemm.ts";
+import type { Matrix } from "../linalg/matrix.ts";
+
+/** A `[rows, width]` matrix stored row-major in a file, read a range of rows at a time. */
+export interface VocabularyRows {
+  /** The tensor's name in the checkpoint, for messages and for writing it out. */
+  readonly name: string;
+  /** V. */
+  readonly rows: number;
+  /** d. */
+  readonly width: number;
+  /** Rows `[start, start + count)` as float32 `[count, width]` (a fresh array). */
+  read(start: number, count: number): Float32Array;
+}
+
+/** Vocabulary rows per read when a whole matrix is swept (~8 MiB of float32 at d = 1024). */
+const SWEEP_ROWS = 2048;
+
+/**
+ * The rows of `ids`' distinct tokens, as a compact embedding table `[U, d]`
+ * (U distinct ids, ascending) and `ids` remapped into it: a model embeds the
+ * remapped ids with the compact table exactly as it would embed `ids` with
+ * the whole matrix.
+ *
+ * @throws RangeError naming the first id outside `[0, V)`
+ */
+export function gatherRows(matrix: VocabularyRows, ids: Int32Array): { table: Float32Array; remapped: Int32Array } {
+  const distinct = [...new Set(ids)].sort((a, b) => a - b);
+  const bad = distinct.find((id) => !(Number.isInteger(id) && id >= 0 && id < matrix.rows));
+  if (bad !== undefined) {
+    throw new RangeError(`Token id ${bad} is outside the vocabulary of "${matrix.name}" (size ${matrix.rows})`);
+  }
+  const d = matrix.width;
+  const table = new Float32Array(distinct.length * d); // [U, d]
+  for (let i = 0; i < distinct.length;) {
+    // One read covers every wanted id within SWEEP_ROWS of the first.
+    const start = distinct[i];
+    let end = i;
+    while (end < distinct.length && distinct[end] < start + SWEEP_ROWS) end++;
+    const rows = matrix.read(start, distinct[end - 1] - start + 1); // [span, d]
+    for (let j = i; j < end; j++) table.set(rows.subarray((distinct[j] - start) * d, (distinct[j] - start + 1) * d), j * d);
+    i = end;
+  }
+  const position = new Map(distinct.map((id, i) => [id, i]));
+  return { table, remapped: Int32Array.from(ids, (id) => position.get(id)!) };
+}
+
+/** What {@link streamedLmLossGrad} returns. */
+export interface StreamedLoss {
+  /** Σ over rows of `−log softmax(h Eᵀ)[target]`. */
+  lossSum: number;
+  /** `∂ lossSum / ∂h`, `[R, d]`. */
+  dh: Matrix;
+}
+
+/** Vocabulary rows per chunk so a chunk's logits `[R, c]` hold about 4 Mi values (at least 64). */
+function vocabularyChunk(rows: number): number {
+  return Math.max(64, Math.floor((1 << 22) / Math.max(1, rows)));
+}
+
+/**
+ * The summed next-token loss of `R` positions and its gradient at the head's
+ * input `h` `[R, d]` (the final-normed hidden states), with the head matrix
+ * `head` `[V, d]` (logits `h Eᵀ`) streamed in vocabulary chunks.
+ *
+ * Per row r it keeps the running maximum `m_r`, `s_r = Σ_v exp(l_rv − m_r)`
+ * and `a_r = Σ_v exp(l_rv − m_r) E_v`, rescaling both by `exp(m_old − m_new)`
+ * when the maximum grows (the online softmax). At the end
+ * `loss_r = m_r + log s_r − l_r,target` and `∂loss_r/∂h_r = a_r / s_r − E_target`.
+ *
+ * @param targets the next token of each row, `[R]`, each in `[0, V)`
+ * @param chunk vocabulary rows per chunk (default: logits of ~4 Mi values)
+ */
+export function streamedLmLossGrad(
+  h: Matrix, // [R, d]
+  targets: Int32Array, // [R]
+  head: VocabularyRows, // [V, d]
+  chunk = vocabularyChunk(h.rows),
+): StreamedLoss {
+  const r = h.rows;
+  const d = h.cols;
+  if (d !== head.width) throw new Error(`streamedLmLossGrad: hidden width ${d} differs from "${head.name}"'s ${head.width}`);
+  if (targets.length !== r) throw new Error(`streamedLmLossGrad: ${targets.length} targets for ${r} rows`);
+  for (const t of targets) {
+    if (!(t >= 0 && t < head.rows)) throw new RangeError(`Target token ${t} is outside the vocabulary of "${head.name}" (size ${head.rows})`);
+  }
+  const max = new Float64Array(r).fill(-Infinity); // m_r
+  const sum = new Float64Array(r); // s_r
+  const targetLogit = new Float64Array(r);
+  const acc: Matrix = { rows: r, cols: d, data: new Float32Array(r * d) }; // a_r, [R, d]
+  const dh: Matrix = { rows: r, cols: d, data: new Float32Array(r * d) }; // −E_target so far, [R, d]
+  for (let v0 = 0; v0 < head.rows; v0 += chunk) {
+    const c = Math.min(chunk, head.rows - v0);
+    const e: Matrix = { rows: c, cols: d, data: head.read(v0, c) }; // [c, d]
+    const logits = matmul(h, e, false, true); // [R, c]; overwritten by exp(l − m_new)
+    const l = logits.data;
+    for (let i = 0; i < r; i++) {
+      const row = i * c;
+      let m = max[i];
+      for (let j = 0; j < c; j++) if (l[row + j] > m) m = l[row + j];
+      const target = targets[i] - v0;
+      if (target >= 0 && target < c) {
+        targetLogit[i] = l[row + target];
+        const out = dh.data.subarray(i * d, (i + 1) * d);
+        for (let k = 0; k < d; k++) out[k] = -e.data[target * d + k];
+      }
+      if (m > max[i]) {
+        const rescale = Math.exp(max[i] - m); // 0 on the first chunk
+        sum[i] *= rescale;
+        const a = acc.data.subarray(i * d, (i + 1) * d);
+        for (let k = 0; k < d; k++) a[k] *= rescale;
+        max[i] = m;
+      }
+      let s = 0;
+      for (let j = 0; j < c; j++) {
+        const p = Math.exp(l[row + j] - m);
+        l[row + j] = p;
+        s += p;
+      }
+      sum[i] += s;
+    }
+    matmulAccumulate(acc, logits, e); // a_r += Σ_j p_rj E_j
+  }
+  let lossSum = 0;
+  for (let i = 0; i < r; i++) {
+    lossSum += max[i] + Math.log(sum[i]) - targetLogit[i];
+    const inv = 1 / sum[i];
+    for (let k = i * d; k < (i + 1) * d; k++) dh.data[k] += acc.data[k] * inv;
+  }
+  return { lossSum, dh };
+}

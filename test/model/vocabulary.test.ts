@@ -1,0 +1,94 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import type { Tensor } from "@tensorflow/tfjs";
+import { initBackend, tf } from "../../src/tensor/backend.ts";
+import { gatherRows, streamedLmLossGrad, type VocabularyRows } from "../../src/model/vocabulary.ts";
+import { Prng } from "../../src/train/prng.ts";
+
+/** An in-memory `[rows, width]` matrix that counts its reads. */
+function memoryRows(data: Float32Array, rows: number, width: number) {
+  const reads: Array<[number, number]> = [];
+  const matrix: VocabularyRows = {
+    name: "embed.weight",
+    rows,
+    width,
+    read(start, count) {
+      reads.push([start, count]);
+      return data.slice(start * width, (start + count) * width);
+    },
+  };
+  return { matrix, reads };
+}
+
+function randomArray(n: number, rng: Prng, scale = 1): Float32Array {
+  return Float32Array.from({ length: n }, () => (rng.uniform() * 2 - 1) * scale);
+}
+
+beforeAll(async () => {
+  await initBackend("wasm", true);
+});
+
+describe("gatherRows", () => {
+  it("embeds remapped ids with the compact table exactly as the ids with the whole matrix", () => {
+    const rng = new Prng(3);
+    const v = 5000;
+    const d = 4;
+    const data = randomArray(v * d, rng);
+    const ids = Int32Array.from([4999, 7, 7, 0, 2100, 2200, 4999, 12]);
+    const { matrix, reads } = memoryRows(data, v, d);
+    const { table, remapped } = gatherRows(matrix, ids);
+    expect(table.length).toBe(6 * d); // six distinct ids
+    for (let i = 0; i < ids.length; i++) {
+      expect(table.subarray(remapped[i] * d, (remapped[i] + 1) * d)).toEqual(data.subarray(ids[i] * d, (ids[i] + 1) * d));
+    }
+    // Ids close together share a read; rows between far-apart ids are never read.
+    const rowsRead = reads.reduce((n, [, count]) => n + count, 0);
+    expect(reads.length).toBeLessThan(ids.length);
+    expect(rowsRead).toBeLessThan(v);
+  });
+
+  it("names an id outside the vocabulary", () => {
+    const { matrix } = memoryRows(new Float32Array(8), 4, 2);
+    expect(() => gatherRows(matrix, Int32Array.from([1, 4]))).toThrow(/Token id 4 is outside the vocabulary of "embed.weight" \(size 4\)/);
+  });
+});
+
+describe("streamedLmLossGrad", () => {
+  /** The summed NLL and its gradient by the tensor backend's logSoftmax and autodiff (the reference). */
+  function reference(h: Float32Array, e: Float32Array, targets: Int32Array, r: number, v: number, d: number) {
+    return tf.tidy(() => {
+      const table = tf.tensor2d(e, [v, d]);
+      const picked = tf.oneHot(tf.tensor1d(targets, "int32"), v); // [R, V]
+      const loss = (x: Tensor) => tf.neg(tf.sum(tf.mul(tf.logSoftmax(tf.matMul(x, table, false, true)), picked)));
+      const { value, grads } = tf.valueAndGrads(loss)([tf.tensor2d(h, [r, d])]);
+      return { lossSum: value.dataSync()[0], dh: grads[0].dataSync() as Float32Array };
+    });
+  }
+
+  for (const chunk of [7, 64, 1000]) {
+    it(`equals logSoftmax and autodiff with vocabulary chunks of ${chunk} rows`, () => {
+      const rng = new Prng(chunk);
+      const [r, v, d] = [12, 61, 8];
+      // Large logits make the running maximum move between chunks, exercising the rescaling.
+      const h = randomArray(r * d, rng, 3);
+      const e = randomArray(v * d, rng, 3);
+      const targets = Int32Array.from({ length: r }, (_, i) => (i * 17 + 5) % v);
+      const { matrix, reads } = memoryRows(e, v, d);
+      const got = streamedLmLossGrad({ rows: r, cols: d, data: h }, targets, matrix, chunk);
+      const want = reference(h, e, targets, r, v, d);
+      expect(reads.length).toBe(Math.ceil(v / chunk));
+      expect(got.lossSum).toBeGreaterThan(1);
+      expect(Math.abs(got.lossSum - want.lossSum) / want.lossSum).toBeLessThan(1e-5);
+      let maxDiff = 0;
+      for (let i = 0; i < want.dh.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got.dh.data[i] - want.dh[i]));
+      expect(maxDiff).toBeLessThan(1e-4);
+    });
+  }
+
+  it("rejects a target outside the vocabulary and a width mismatch", () => {
+    const { matrix } = memoryRows(new Float32Array(8), 4, 2);
+    const h = { rows: 1, cols: 2, data: new Float32Array(2) };
+    expect(() => streamedLmLossGrad(h, Int32Array.from([4]), matrix)).toThrow(/Target token 4 is outside the vocabulary/);
+    expect(() => streamedLmLossGrad({ rows: 1, cols: 3, data: new Float32Array(3) }, Int32Array.from([0]), matrix))
+      .toThrow(/hidden width 3 differs/);
+  });
+});
