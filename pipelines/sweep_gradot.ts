@@ -138,7 +138,8 @@ export async function main(argv: string[]): Promise<number> {
   for (const attnShare of shares) {
     for (const lambdaAttn of lambdas) {
       for (const lambdaMlp of lambdas) {
-        const records = stats.map((s) => ({ ...s, weights: cloneWeights(s.weights) }));
+        // scoreGcs consumes the weights and empties `stats`: each setting scores copies.
+        const records = stats.map((s) => ({ ...s, weights: cloneWeights(s.weights), stats: new Map(s.stats) }));
         const compressed = await lastValueFrom(
           from(records).pipe(
             scoreGcs({ lambdaAttn, lambdaMlp }),

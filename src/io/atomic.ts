@@ -58,21 +58,28 @@ function syncDirectorySync(path: string): void {
   }
 }
 
+/** Content for {@link writeFileAtomicSync}: bytes, text, or a producer handed a `write` for each chunk. */
+export type FileContent = string | Uint8Array | ((write: (chunk: Uint8Array) => void) => void);
+
 /**
  * Writes `data` to `path` atomically: a temporary sibling is written and
  * fsynced, then renamed over `path`, then the directory is fsynced. Readers
  * see the old file or the new one, never a partial one. Creates the parent
  * directory if needed. Synchronous, so a streaming sink can finish a file
- * (and free its bytes) before the next block is loaded.
+ * (and free its bytes) before the next block is loaded; a producer function
+ * writes chunk by chunk, so the whole file never sits in memory.
  */
-export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+export function writeFileAtomicSync(path: string, data: FileContent): void {
   mkdirSync(dirname(path), { recursive: true });
   const temp = siblingName(path, "tmp");
-  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   try {
     const fd = openSync(temp, "wx");
     try {
-      for (let done = 0; done < bytes.byteLength;) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+      const write = (bytes: Uint8Array) => {
+        for (let done = 0; done < bytes.byteLength;) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+      };
+      if (typeof data === "function") data(write);
+      else write(typeof data === "string" ? new TextEncoder().encode(data) : data);
       fsyncSync(fd);
     } finally {
       closeSync(fd);

@@ -2,12 +2,13 @@
  * Writes offtune shards: one Arrow IPC *file* per block, each tensor one
  * `arrow.fixed_shape_tensor` column of a single-row table (DESIGN.md "Records
  * and files"; the schema is in `shard_schema.ts` and docs/SHARDS.md).
- * Encoding to bytes is kept apart from the atomic file write.
+ * Encoding to bytes (`encodeShard`) and the streamed, atomic file write
+ * (`writeShardFile`) share one record-batch builder.
  *
  * @module
  */
 import { createHash } from "node:crypto";
-import { makeData, RecordBatch, RecordBatchFileWriter, Schema, Struct } from "apache-arrow";
+import { AsyncByteQueue, makeData, RecordBatch, RecordBatchFileWriter, Schema, Struct } from "apache-arrow";
 import { f32ToF16 } from "../tensor/dtype.ts";
 import { writeFileAtomicSync } from "./atomic.ts";
 import { CheckpointError } from "./errors.ts";
@@ -64,8 +65,8 @@ function storedValues(t: ShardTensor, dtype: ShardDtype, source: string): Float3
   return bits;
 }
 
-/** Encodes a shard for `source` (the file or label named in errors). */
-function encode(meta: ShardMeta, tensors: readonly ShardTensor[], dtype: ShardDtype, source: string): Uint8Array {
+/** A shard as one Arrow record batch, validated, for `source` (the file or label named in errors). */
+function shardBatch(meta: ShardMeta, tensors: readonly ShardTensor[], dtype: ShardDtype, source: string): RecordBatch {
   if (dtype !== "float32" && dtype !== "float16") {
     throw new CheckpointError(
       source,
@@ -87,11 +88,22 @@ function encode(meta: ShardMeta, tensors: readonly ShardTensor[], dtype: ShardDt
     return makeData({ type, length: 1, nullCount: 0, child: values });
   });
   const schema = new Schema(fields, shardSchemaMetadata(meta));
-  const batch = new RecordBatch(
-    schema,
-    makeData({ type: new Struct(fields), length: 1, nullCount: 0, children: columns }),
-  );
-  return RecordBatchFileWriter.writeAll([batch]).toUint8Array(true);
+  return new RecordBatch(schema, makeData({ type: new Struct(fields), length: 1, nullCount: 0, children: columns }));
+}
+
+/**
+ * An Arrow writer sink that passes each chunk (metadata, or a column's
+ * values as a view of its array) to `onChunk` at once instead of queueing
+ * it, so a file is written without a second, concatenated copy of its bytes.
+ */
+class ChunkSink extends AsyncByteQueue {
+  constructor(private readonly onChunk: (chunk: Uint8Array) => void) {
+    super();
+  }
+
+  override write(value: Uint8Array): void {
+    if (value.byteLength > 0) this.onChunk(value);
+  }
 }
 
 /**
@@ -107,7 +119,8 @@ export function encodeShard(
   tensors: readonly ShardTensor[],
   options: ShardWriteOptions = {},
 ): Uint8Array {
-  return encode(meta, tensors, options.dtype ?? "float32", `block ${meta.block}`);
+  const batch = shardBatch(meta, tensors, options.dtype ?? "float32", `block ${meta.block}`);
+  return RecordBatchFileWriter.writeAll([batch]).toUint8Array(true);
 }
 
 /** SHA-256 of `bytes` as lowercase hex, the checksum manifests record. */
@@ -124,9 +137,11 @@ export interface WrittenShard {
 
 /**
  * Encodes a shard and writes it atomically (temp name, fsync, rename), so
- * `path` holds either the previous file or the complete new one. Synchronous:
- * when it returns, the encoded bytes are on disk and can be collected, so a
- * streaming build holds at most one shard's bytes at a time.
+ * `path` holds either the previous file or the complete new one; the bytes
+ * are those of {@link encodeShard}. The encoding streams into the file chunk
+ * by chunk (no whole-file buffer beside the tensors). Synchronous: when it
+ * returns the shard is on disk, so a streaming build holds at most one
+ * shard's tensors at a time.
  *
  * @throws CheckpointError as {@link encodeShard}, naming `path`
  */
@@ -136,7 +151,18 @@ export function writeShardFile(
   tensors: readonly ShardTensor[],
   options: ShardWriteOptions = {},
 ): WrittenShard {
-  const bytes = encode(meta, tensors, options.dtype ?? "float32", path);
-  writeFileAtomicSync(path, bytes);
-  return { path, bytes: bytes.byteLength, sha256: sha256Hex(bytes) };
+  const batch = shardBatch(meta, tensors, options.dtype ?? "float32", path);
+  const hash = createHash("sha256");
+  let bytes = 0;
+  writeFileAtomicSync(path, (write) => {
+    const writer = new RecordBatchFileWriter();
+    writer.reset(new ChunkSink((chunk) => {
+      write(chunk);
+      hash.update(chunk);
+      bytes += chunk.byteLength;
+    }));
+    writer.write(batch);
+    writer.finish();
+  });
+  return { path, bytes, sha256: hash.digest("hex") };
 }

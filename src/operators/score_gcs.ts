@@ -26,7 +26,11 @@ export interface GcsOptions {
   clock?: StageClock;
 }
 
-/** Scores each middle block; the KFAC factors are dropped after scoring. */
+/**
+ * Scores each middle block. Each linear's KFAC factors are dropped from the
+ * record's `stats` as soon as they are scored, so the block's peak holds one
+ * SVD beside the factors still to score, not beside all of them.
+ */
 export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, ScoredBlockRecord> {
   return map((record): ScoredBlockRecord => {
     const { model, index, role, weights, stats } = record;
@@ -40,9 +44,11 @@ export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, Sco
       const decomposition = timeStage(options.clock, "svd", () => svd(toMatrix(w))); // Wk [in, out] = U diag(s) Vt
       const scores = timeStage(options.clock, "score", () => drdScores(decomposition, factors, options.lambdaAttn));
       drd.set(spec.name, { svd: decomposition, scores });
+      stats.delete(spec.name); // its factors are spent: free them before the next SVD
     }
     const mlp = mlpSpecs(specs);
     const scp = timeStage(options.clock, "score", () => scpScores(readMlp(weights, mlp), mlpStats(stats, mlp), options.lambdaMlp));
+    stats.clear();
     return { model, index, role, weights, drd, scp, compression: {} };
   });
 }

@@ -214,6 +214,8 @@ describe("writeShardFile and readShardFile", () => {
       sha256: createHash("sha256").update(onDisk).digest("hex"),
     });
     expect((await readdir(root)).filter((f) => f.includes(".tmp-"))).toEqual([]);
+    // Streamed into the file chunk by chunk, the bytes are exactly the in-memory encoding's.
+    expect(new Uint8Array(onDisk)).toEqual(encodeShard(meta, blockTensors(), { dtype: "float16" }));
     const back = await readShardFile(path, { expectedSha256: written.sha256 });
     expect(back.meta).toEqual(meta);
     blockTensors().forEach((t, i) => expect(Array.from(back.tensors[i].data)).toEqual(Array.from(t.data, roundToHalf)));
