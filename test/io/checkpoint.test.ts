@@ -207,6 +207,24 @@ describe("openCheckpoint errors", () => {
     await lax.close();
   });
 
+  it("reads row ranges synchronously (F16 and F32), scanned with the flat index of the whole tensor", async () => {
+    const dir = fresh("rows");
+    const table = Float32Array.from({ length: 6 * 3 }, (_, i) => i / 4); // [6, 3], exact in F16
+    const bad = Float32Array.from({ length: 4 * 2 }, (_, i) => (i === 5 ? NaN : i)); // row 2 holds NaN
+    for (const dtype of ["F16", "F32"] as const) {
+      await saveCheckpoint(dir, config, [{ name: "table", shape: [6, 3], data: table }, { name: "bad", shape: [4, 2], data: bad }], { dtype });
+      const ckpt = await openCheckpoint(dir);
+      expect(ckpt.readRowsSync("table", 2, 3)).toEqual(table.slice(6, 15));
+      expect(ckpt.readRowsSync("table", 5, 1)).toEqual(table.slice(15, 18));
+      expect(ckpt.readRowsSync("bad", 0, 2)).toEqual(bad.slice(0, 4));
+      expect(() => ckpt.readRowsSync("bad", 1, 2)).toThrow(
+        `Tensor "bad" in "${join(dir, "model.safetensors")}" holds NaN at flat index 5 (first non-finite value)`,
+      );
+      expect(() => ckpt.readRowsSync("table", 4, 3)).toThrow(/rows \[4, 7\) of tensor "table" .* it has 6 rows/);
+      await ckpt.close();
+    }
+  });
+
   it("names the weights file when a tensor is absent", async () => {
     const dir = fresh("absent");
     await saveCheckpoint(dir, config, tensorsFor());
