@@ -44,6 +44,14 @@ export interface SafetensorsFile {
   close(): Promise<void>;
 }
 
+/** The error of a read of `length` bytes at `position` that met the end of `file` after `done`. */
+function truncated(file: string, position: number, done: number, length: number): CheckpointError {
+  return new CheckpointError(
+    file,
+    `Cannot read "${file}": file ended at byte ${position + done}, expected ${length} bytes from byte ${position}`,
+  );
+}
+
 /** Reads exactly `length` bytes at `position` into a fresh buffer, or fails naming the file. */
 async function readExactly(
   handle: FileHandle,
@@ -56,10 +64,7 @@ async function readExactly(
   while (done < length) {
     const { bytesRead } = await handle.read(out, done, length - done, position + done);
     if (bytesRead === 0) {
-      throw new CheckpointError(
-        file,
-        `Cannot read "${file}": file ended at byte ${position + done}, expected ${length} bytes from byte ${position}`,
-      );
+      throw truncated(file, position, done, length);
     }
     done += bytesRead;
   }
@@ -97,10 +102,7 @@ function readExactlySync(fd: number, length: number, position: number, file: str
   for (let done = 0; done < length;) {
     const bytesRead = readSync(fd, out, done, length - done, position + done);
     if (bytesRead === 0) {
-      throw new CheckpointError(
-        file,
-        `Cannot read "${file}": file ended at byte ${position + done}, expected ${length} bytes from byte ${position}`,
-      );
+      throw truncated(file, position, done, length);
     }
     done += bytesRead;
   }
