@@ -74,7 +74,7 @@ export { CheckpointError } from "./src/io/errors.ts";
 export { loadTokenizer, parseTokenizer, type Tokenizer } from "./src/io/tokenizer.ts";
 export { decodeShard, readShardFile } from "./src/io/shard_reader.ts";
 export { encodeShard, writeShardFile } from "./src/io/shard_writer.ts";
-export type { ShardMeta, ShardTensor } from "./src/io/shard_schema.ts";
+export type { ShardMeta, ShardTensor, ShardTensorInput, StreamedShardTensor } from "./src/io/shard_schema.ts";
 export { createPackageWriter, type Manifest, readManifest, verifyPackage } from "./src/io/manifest.ts";
 
 // Records
@@ -82,7 +82,7 @@ export * from "./src/records/records.ts";
 
 // GradOT numerics (METHOD.md §2)
 export { accumulateKfac as accumulateKfacState, finalizeKfac, type KfacFactors, mergeKfac } from "./src/stats/kfac.ts";
-export { drdScores, scpScores } from "./src/score/gcs.ts";
+export { addChannelTerms, drdScores, scpConsumerTerms, scpProducerTerms, scpScores } from "./src/score/gcs.ts";
 export { compressDrd as compressProjection, selectDrdComponents } from "./src/compress/drd.ts";
 export { pruneMlp, selectScpChannels } from "./src/compress/scp.ts";
 export { type BlockBudget, type BudgetOptions, planBudget } from "./src/compress/budget.ts";

@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { Packr } from "msgpackr";
 import { createDirectoryTransaction, readWholeFile, writeFileAtomic } from "./atomic.ts";
 import { CheckpointError } from "./errors.ts";
-import { blockRoleProblem, type ShardMeta, type ShardRole, type ShardTensor } from "./shard_schema.ts";
+import { blockRoleProblem, type ShardMeta, type ShardRole, type ShardTensorInput } from "./shard_schema.ts";
 import { type ShardWriteOptions, writeShardFile } from "./shard_writer.ts";
 
 /** The manifest format version this module writes and the only one it reads. */
@@ -254,7 +254,7 @@ export interface PackageWriter {
    */
   writeShard(
     meta: ShardMeta,
-    tensors: readonly ShardTensor[],
+    tensors: readonly ShardTensorInput[],
     options?: ShardWriteOptions & { file?: string },
   ): ManifestShard;
   /**

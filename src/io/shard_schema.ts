@@ -52,6 +52,22 @@ export interface ShardTensor {
   data: Float32Array;
 }
 
+/**
+ * A tensor whose values are produced while its shard is written instead of
+ * being held: `stream` calls `emit` with consecutive runs of the row-major
+ * float32 values, `shapeSize(shape)` of them in all (a vocabulary matrix read
+ * from the checkpoint rows at a time, DESIGN.md "Scale"). A shard written to
+ * a file holds one run in memory at a time.
+ */
+export interface StreamedShardTensor {
+  name: string;
+  shape: number[];
+  stream(emit: (values: Float32Array) => void): void;
+}
+
+/** A shard column as writers take it: values held ({@link ShardTensor}) or streamed. */
+export type ShardTensorInput = ShardTensor | StreamedShardTensor;
+
 /** A shard's identity: which block, its role, and the method that produced it. */
 export interface ShardMeta {
   /** Transformer block index, or "outer" for embeddings, final norm and head. */

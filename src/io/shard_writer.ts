@@ -20,6 +20,8 @@ import {
   type ShardMeta,
   shardSchemaMetadata,
   type ShardTensor,
+  type ShardTensorInput,
+  type StreamedShardTensor,
   tensorField,
   validateShardMeta,
 } from "./shard_schema.ts";
@@ -41,54 +43,119 @@ function firstNonFiniteHalf(bits: Uint16Array): number {
   return -1;
 }
 
-/** Checks one tensor and returns its stored element values. */
-function storedValues(t: ShardTensor, dtype: ShardDtype, source: string): Float32Array | Uint16Array {
-  const fail = (problem: string): never => {
-    throw new CheckpointError(source, `Cannot write shard "${source}": ${problem}`);
-  };
-  if (typeof t.name !== "string" || t.name === "") fail(`tensor name must be a non-empty string`);
-  if (!isShape(t.shape)) fail(`tensor "${t.name}" has invalid shape ${JSON.stringify(t.shape)}`);
-  const size = shapeSize(t.shape);
-  if (size > MAX_LIST_SIZE) fail(`tensor "${t.name}" has ${size} elements, more than Arrow's list size limit`);
-  if (!(t.data instanceof Float32Array)) fail(`tensor "${t.name}" data must be a Float32Array`);
-  if (t.data.length !== size) {
-    fail(`tensor "${t.name}" has shape [${t.shape.join(", ")}] (${size} elements) but ${t.data.length} values`);
+/** Throws the shard writer's error for `source`. */
+function shardError(source: string, problem: string): never {
+  throw new CheckpointError(source, `Cannot write shard "${source}": ${problem}`);
+}
+
+/**
+ * Checks a run of a tensor's float32 values (starting at flat index `offset`)
+ * and returns them as stored: the same array for float32, float16 bits else.
+ */
+function storedRun(name: string, values: Float32Array, offset: number, dtype: ShardDtype, source: string): Float32Array | Uint16Array {
+  const bad = firstNonFinite(values);
+  if (bad >= 0) {
+    shardError(source, `tensor "${name}" holds ${values[bad]} at flat index ${offset + bad}; shards store finite values only`);
   }
-  const bad = firstNonFinite(t.data);
-  if (bad >= 0) fail(`tensor "${t.name}" holds ${t.data[bad]} at flat index ${bad}; shards store finite values only`);
-  if (dtype === "float32") return t.data;
-  const bits = f32ToF16(t.data);
+  if (dtype === "float32") return values;
+  const bits = f32ToF16(values);
   const over = firstNonFiniteHalf(bits);
   if (over >= 0) {
-    fail(`tensor "${t.name}" holds ${t.data[over]} at flat index ${over}, outside the float16 range (±65504)`);
+    shardError(source, `tensor "${name}" holds ${values[over]} at flat index ${offset + over}, outside the float16 range (±65504)`);
   }
   return bits;
 }
 
-/** A shard as one Arrow record batch, validated, for `source` (the file or label named in errors). */
-function shardBatch(meta: ShardMeta, tensors: readonly ShardTensor[], dtype: ShardDtype, source: string): RecordBatch {
+/** Checks a column's name and shape; returns its element count. */
+function checkedSize(t: ShardTensorInput, source: string): number {
+  if (typeof t.name !== "string" || t.name === "") shardError(source, `tensor name must be a non-empty string`);
+  if (!isShape(t.shape)) shardError(source, `tensor "${t.name}" has invalid shape ${JSON.stringify(t.shape)}`);
+  const size = shapeSize(t.shape);
+  if (size > MAX_LIST_SIZE) shardError(source, `tensor "${t.name}" has ${size} elements, more than Arrow's list size limit`);
+  return size;
+}
+
+/** Checks one held tensor and returns its stored element values. */
+function storedValues(t: ShardTensor, dtype: ShardDtype, source: string): Float32Array | Uint16Array {
+  const size = checkedSize(t, source);
+  if (!(t.data instanceof Float32Array)) shardError(source, `tensor "${t.name}" data must be a Float32Array`);
+  if (t.data.length !== size) {
+    shardError(source, `tensor "${t.name}" has shape [${t.shape.join(", ")}] (${size} elements) but ${t.data.length} values`);
+  }
+  return storedRun(t.name, t.data, 0, dtype, source);
+}
+
+const isStreamed = (t: ShardTensorInput): t is StreamedShardTensor => !("data" in t);
+
+/**
+ * A shard as one Arrow record batch, validated, for `source` (the file or
+ * label named in errors). A streamed column's values are a placeholder array
+ * (fresh zero pages, never touched, so never resident) listed in `streamed`
+ * by its buffer: the file writer replaces its bytes by the stream's.
+ */
+function shardBatch(
+  meta: ShardMeta,
+  tensors: readonly ShardTensorInput[],
+  dtype: ShardDtype,
+  source: string,
+): { batch: RecordBatch; streamed: Map<ArrayBufferLike, StreamedShardTensor> } {
   if (dtype !== "float32" && dtype !== "float16") {
-    throw new CheckpointError(
-      source,
-      `Cannot write shard "${source}": dtype must be float32 or float16, got "${dtype}"`,
-    );
+    shardError(source, `dtype must be float32 or float16, got "${dtype}"`);
   }
   validateShardMeta(meta, source);
   const seen = new Set<string>();
   for (const t of tensors) {
-    if (seen.has(t.name)) {
-      throw new CheckpointError(source, `Cannot write shard "${source}": tensor "${t.name}" appears twice`);
-    }
+    if (seen.has(t.name)) shardError(source, `tensor "${t.name}" appears twice`);
     seen.add(t.name);
   }
-  const stored = tensors.map((t) => storedValues(t, dtype, source));
+  const streamed = new Map<ArrayBufferLike, StreamedShardTensor>();
+  const stored = tensors.map((t) => {
+    if (!isStreamed(t)) return storedValues(t, dtype, source);
+    const size = checkedSize(t, source);
+    const placeholder = dtype === "float32" ? new Float32Array(size) : new Uint16Array(size);
+    streamed.set(placeholder.buffer, t);
+    return placeholder;
+  });
   const fields = tensors.map((t) => tensorField(t.name, t.shape, dtype));
   const columns = fields.map(({ type }, i) => {
     const values = makeData({ type: type.valueType, length: stored[i].length, nullCount: 0, data: stored[i] });
     return makeData({ type, length: 1, nullCount: 0, child: values });
   });
   const schema = new Schema(fields, shardSchemaMetadata(meta));
-  return new RecordBatch(schema, makeData({ type: new Struct(fields), length: 1, nullCount: 0, children: columns }));
+  const batch = new RecordBatch(schema, makeData({ type: new Struct(fields), length: 1, nullCount: 0, children: columns }));
+  return { batch, streamed };
+}
+
+/**
+ * Runs a streamed column, passing each run of values with its flat offset to
+ * `onRun`, and checks the runs are float32 and add up to the shape.
+ */
+function runStream(t: StreamedShardTensor, source: string, onRun: (values: Float32Array, offset: number) => void): void {
+  const size = shapeSize(t.shape);
+  const shape = `[${t.shape.join(", ")}]`;
+  let offset = 0;
+  t.stream((values) => {
+    if (!(values instanceof Float32Array)) shardError(source, `tensor "${t.name}" streamed values that are not a Float32Array`);
+    if (offset + values.length > size) shardError(source, `tensor "${t.name}" streamed more than the ${size} values of shape ${shape}`);
+    onRun(values, offset);
+    offset += values.length;
+  });
+  if (offset !== size) shardError(source, `tensor "${t.name}" streamed ${offset} of the ${size} values of shape ${shape}`);
+}
+
+/** Writes a streamed column's values as stored bytes, run by run, checked like held values. */
+function writeStreamed(t: StreamedShardTensor, dtype: ShardDtype, source: string, write: (bytes: Uint8Array) => void): void {
+  runStream(t, source, (values, offset) => {
+    const stored = storedRun(t.name, values, offset, dtype, source);
+    write(new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength));
+  });
+}
+
+/** A streamed column's values collected into one array (for in-memory encoding). */
+function collected(t: StreamedShardTensor, source: string): ShardTensor {
+  const data = new Float32Array(shapeSize(t.shape));
+  runStream(t, source, (values, offset) => data.set(values, offset));
+  return { name: t.name, shape: t.shape, data };
 }
 
 /**
@@ -116,10 +183,12 @@ class ChunkSink extends AsyncByteQueue {
  */
 export function encodeShard(
   meta: ShardMeta,
-  tensors: readonly ShardTensor[],
+  tensors: readonly ShardTensorInput[],
   options: ShardWriteOptions = {},
 ): Uint8Array {
-  const batch = shardBatch(meta, tensors, options.dtype ?? "float32", `block ${meta.block}`);
+  const source = `block ${meta.block}`;
+  const held = tensors.map((t) => (isStreamed(t) ? collected(t, source) : t));
+  const { batch } = shardBatch(meta, held, options.dtype ?? "float32", source);
   return RecordBatchFileWriter.writeAll([batch]).toUint8Array(true);
 }
 
@@ -148,18 +217,27 @@ export interface WrittenShard {
 export function writeShardFile(
   path: string,
   meta: ShardMeta,
-  tensors: readonly ShardTensor[],
+  tensors: readonly ShardTensorInput[],
   options: ShardWriteOptions = {},
 ): WrittenShard {
-  const batch = shardBatch(meta, tensors, options.dtype ?? "float32", path);
+  const dtype = options.dtype ?? "float32";
+  const { batch, streamed } = shardBatch(meta, tensors, dtype, path);
   const hash = createHash("sha256");
   let bytes = 0;
   writeFileAtomicSync(path, (write) => {
-    const writer = new RecordBatchFileWriter();
-    writer.reset(new ChunkSink((chunk) => {
+    const emit = (chunk: Uint8Array) => {
       write(chunk);
       hash.update(chunk);
       bytes += chunk.byteLength;
+    };
+    const writer = new RecordBatchFileWriter();
+    writer.reset(new ChunkSink((chunk) => {
+      const column = streamed.get(chunk.buffer);
+      if (!column) return emit(chunk);
+      if (chunk.byteOffset !== 0 || chunk.byteLength !== chunk.buffer.byteLength) {
+        throw new Error(`writeShardFile: the Arrow writer split streamed column "${column.name}" (${path})`);
+      }
+      writeStreamed(column, dtype, path, emit);
     }));
     writer.write(batch);
     writer.finish();

@@ -168,20 +168,6 @@ export function vocabularyRows(reader: CheckpointReader, arch: Architecture, cfg
 }
 
 /**
- * A streamed vocabulary's matrices read whole, by HF name in kernel layout
- * (the embedding `[V, d]`; an untied head `[d, V]`, transposed from its
- * stored `[V, d]`): what `outer` would hold without streaming, for writing
- * them out. Tied, the one matrix is returned once.
- */
-export function readVocabulary(vocabulary: StreamedVocabulary): Array<{ name: string; shape: number[]; data: Float32Array }> {
-  const { embedding, head } = vocabulary;
-  const whole = (m: VocabularyRows) => m.read(0, m.rows); // [V, d]
-  const out = [{ name: embedding.name, shape: [embedding.rows, embedding.width], data: whole(embedding) }];
-  if (head !== embedding) out.push({ name: head.name, shape: [head.width, head.rows], data: transpose2d(whole(head), head.rows, head.width) });
-  return out;
-}
-
-/**
  * Block `part`'s (or the outer) weights as HF-named, HF-layout tensors for
  * {@link saveCheckpoint}: the inverse of the loaders. The data of an
  * untransposed tensor may share the tensor's storage: read it, don't mutate it.

@@ -15,8 +15,10 @@
  *
  * @module
  */
+import type { StreamedShardTensor } from "../io/shard_schema.ts";
 import { matmul, matmulAccumulate } from "../linalg/gemm.ts";
 import type { Matrix } from "../linalg/matrix.ts";
+import type { StreamedVocabulary } from "../records/records.ts";
 
 /** A `[rows, width]` matrix stored row-major in a file, read a range of rows at a time. */
 export interface VocabularyRows {
@@ -145,4 +147,50 @@ export function streamedLmLossGrad(
     for (let k = i * d; k < (i + 1) * d; k++) dh.data[k] += acc.data[k] * inv;
   }
   return { lossSum, dh };
+}
+
+/** Values of one transposed-head run: `[rows, V]` output rows gathered per sweep of the matrix. */
+const TRANSPOSED_RUN_VALUES = 1 << 23;
+
+/**
+ * A streamed vocabulary's matrices as shard columns streamed from the
+ * checkpoint, by HF name in kernel layout: the embedding `[V, d]` as stored,
+ * {@link SWEEP_ROWS} rows per run; an untied head `[d, V]`, transposed from
+ * its stored `[V, d]` a band of output rows (at most 32 MiB) per sweep of
+ * the matrix (`bandValues` values). Tied, the one matrix is listed once.
+ * What `outer` would hold without streaming, never resident whole.
+ */
+export function vocabularyShardTensors(
+  vocabulary: StreamedVocabulary,
+  bandValues = TRANSPOSED_RUN_VALUES,
+): StreamedShardTensor[] {
+  const { embedding, head } = vocabulary;
+  const asStored = (m: VocabularyRows): StreamedShardTensor => ({
+    name: m.name,
+    shape: [m.rows, m.width],
+    stream: (emit) => {
+      for (let start = 0; start < m.rows; start += SWEEP_ROWS) emit(m.read(start, Math.min(SWEEP_ROWS, m.rows - start)));
+    },
+  });
+  const transposed = (m: VocabularyRows): StreamedShardTensor => ({
+    name: m.name,
+    shape: [m.width, m.rows],
+    stream: (emit) => {
+      const { rows: v, width: d } = m;
+      const band = Math.max(1, Math.min(d, Math.floor(bandValues / v)));
+      for (let from = 0; from < d; from += band) {
+        const to = Math.min(d, from + band);
+        const out = new Float32Array((to - from) * v); // [to − from, V]
+        for (let start = 0; start < v; start += SWEEP_ROWS) {
+          const count = Math.min(SWEEP_ROWS, v - start);
+          const rows = m.read(start, count); // [count, d]
+          for (let r = 0; r < count; r++) {
+            for (let c = from; c < to; c++) out[(c - from) * v + start + r] = rows[r * d + c];
+          }
+        }
+        emit(out);
+      }
+    },
+  });
+  return head === embedding ? [asStored(embedding)] : [asStored(embedding), transposed(head)];
 }

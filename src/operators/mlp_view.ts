@@ -5,11 +5,10 @@
  *
  * @module
  */
-import type { ChannelMlp, ChannelMlpStats, MlpLinear } from "../score/gcs.ts";
-import type { KfacFactors } from "../stats/kfac.ts";
+import type { ChannelMlp, MlpLinear } from "../score/gcs.ts";
 import type { LinearSpec, WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
-import { fromMatrix, replaceWeight, toMatrix } from "./weights.ts";
+import { fromMatrix, peekMatrix, replaceWeight } from "./weights.ts";
 
 /** A block's MLP linears: the channel producers (fc1, or gate and up) and the consumer (fc2/down). */
 export interface MlpSpecs {
@@ -43,27 +42,22 @@ function weightOf(weights: WeightMap, name: string): ReturnType<WeightMap["get"]
   return w;
 }
 
-function readLinear(weights: WeightMap, spec: LinearSpec): MlpLinear {
+/**
+ * One linear as SCP sees it: its kernel-layout weight (a read-only view of
+ * the tensor heap where the backend allows, `peekMatrix`: use it before the
+ * next tensor op) and a copy of its bias.
+ */
+export function readLinear(weights: WeightMap, spec: LinearSpec): MlpLinear {
   const bias = weights.get(`${spec.name}.bias`);
   return {
-    weight: toMatrix(weightOf(weights, `${spec.name}.weight`)), // [in, out]
+    weight: peekMatrix(weightOf(weights, `${spec.name}.weight`)), // [in, out]
     ...(bias ? { bias: bias.dataSync() as Float32Array } : {}),
   };
 }
 
-/** The block's MLP as SCP sees it (copies off the tensor heap). */
+/** The block's MLP as SCP sees it ({@link readLinear}: weight views valid until the next tensor op). */
 export function readMlp(weights: WeightMap, specs: MlpSpecs): ChannelMlp {
   return { inputs: specs.inputs.map((s) => readLinear(weights, s)), output: readLinear(weights, specs.output) };
-}
-
-/** The KFAC factors matching {@link readMlp}'s linears. */
-export function mlpStats(stats: Map<string, KfacFactors>, specs: MlpSpecs): ChannelMlpStats {
-  const get = (s: LinearSpec) => {
-    const f = stats.get(s.name);
-    if (!f) throw new Error(`No KFAC statistics for MLP linear "${s.name}"`);
-    return f;
-  };
-  return { inputs: specs.inputs.map(get), output: get(specs.output) };
 }
 
 /** Writes a (pruned) MLP back into the block's weights, disposing what it replaces. */

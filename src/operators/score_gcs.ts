@@ -13,11 +13,13 @@
  */
 import { map, type OperatorFunction } from "rxjs";
 import { svd } from "../linalg/svd.ts";
-import { drdScores, scpScores } from "../score/gcs.ts";
+import type { LinearSpec } from "../model/types.ts";
+import { addChannelTerms, drdScores, scpConsumerTerms, scpProducerTerms } from "../score/gcs.ts";
+import type { KfacFactors } from "../stats/kfac.ts";
 import type { DrdScores, ScoredBlockRecord, StatsRecord } from "../records/records.ts";
-import { isAttention, mlpSpecs, mlpStats, readMlp } from "./mlp_view.ts";
+import { isAttention, mlpSpecs, readLinear } from "./mlp_view.ts";
 import { type StageClock, timeStage } from "./stage_clock.ts";
-import { toMatrix } from "./weights.ts";
+import { peekMatrix } from "./weights.ts";
 
 /** The privacy/utility trade-offs λ, set apart for attention and MLP (METHOD.md §2). */
 export interface GcsOptions {
@@ -27,9 +29,13 @@ export interface GcsOptions {
 }
 
 /**
- * Scores each middle block. Each linear's KFAC factors are dropped from the
- * record's `stats` as soon as they are scored, so the block's peak holds one
- * SVD beside the factors still to score, not beside all of them.
+ * Scores each middle block, MLP first, linear by linear: each linear's KFAC
+ * factors are dropped from the record's `stats` as soon as they are scored,
+ * and each weight is copied off the tensor heap only while it is scored. The
+ * MLP's statistics are the block's largest (the width m on a side), so the
+ * attention SVDs, which DRD keeps until it compresses, are taken once they
+ * are gone: the peak holds the factors plus one weight copy, or the
+ * attention factors plus the SVDs, never both.
  */
 export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, ScoredBlockRecord> {
   return map((record): ScoredBlockRecord => {
@@ -37,17 +43,32 @@ export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, Sco
     const drd = new Map<string, DrdScores>();
     if (role !== "middle") return { model, index, role, weights, drd, compression: {} };
     const specs = model.arch.linears(model.cfg);
-    for (const spec of specs.filter(isAttention)) {
+    const factorsOf = (spec: LinearSpec): KfacFactors => {
       const factors = stats.get(spec.name);
+      if (!factors) throw new Error(`scoreGcs: block ${index} lacks the statistics of "${spec.name}"`);
+      return factors;
+    };
+    const mlp = mlpSpecs(specs);
+    const scp = timeStage(options.clock, "score", () => {
+      const output = factorsOf(mlp.output);
+      const total = scpConsumerTerms(readLinear(weights, mlp.output), output, options.lambdaMlp, mlp.output.name);
+      stats.delete(mlp.output.name);
+      for (const spec of mlp.inputs) {
+        const terms = scpProducerTerms(readLinear(weights, spec), factorsOf(spec), options.lambdaMlp, spec.name);
+        addChannelTerms(total, terms, spec.name);
+        stats.delete(spec.name); // spent: free before the next linear
+      }
+      return Float32Array.from(total);
+    });
+    for (const spec of specs.filter(isAttention)) {
+      const factors = factorsOf(spec);
       const w = weights.get(`${spec.name}.weight`);
-      if (!factors || !w) throw new Error(`scoreGcs: block ${index} lacks the weight or statistics of "${spec.name}"`);
-      const decomposition = timeStage(options.clock, "svd", () => svd(toMatrix(w))); // Wk [in, out] = U diag(s) Vt
+      if (!w) throw new Error(`scoreGcs: block ${index} lacks the weight of "${spec.name}"`);
+      const decomposition = timeStage(options.clock, "svd", () => svd(peekMatrix(w))); // Wk [in, out] = U diag(s) Vt
       const scores = timeStage(options.clock, "score", () => drdScores(decomposition, factors, options.lambdaAttn));
       drd.set(spec.name, { svd: decomposition, scores });
-      stats.delete(spec.name); // its factors are spent: free them before the next SVD
+      stats.delete(spec.name); // spent: free before the next SVD
     }
-    const mlp = mlpSpecs(specs);
-    const scp = timeStage(options.clock, "score", () => scpScores(readMlp(weights, mlp), mlpStats(stats, mlp), options.lambdaMlp));
     stats.clear();
     return { model, index, role, weights, drd, scp, compression: {} };
   });

@@ -6,6 +6,7 @@
 import type { Matrix } from "../linalg/matrix.ts";
 import type { WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
+import { peekValues } from "../tensor/heap_view.ts";
 import type { Tensor } from "@tensorflow/tfjs";
 
 /** Disposes every tensor of a weight map (a record's owner ends its life). */
@@ -15,9 +16,23 @@ export function disposeWeights(weights: WeightMap): void {
 
 /** A rank-2 tensor's data as a row-major {@link Matrix} (a copy off the tensor heap). */
 export function toMatrix(t: Tensor): Matrix {
-  if (t.rank !== 2) throw new Error(`Expected a matrix, got a tensor of shape [${t.shape.join(", ")}]`);
-  const [rows, cols] = t.shape as [number, number];
+  const [rows, cols] = matrixShape(t);
   return { rows, cols, data: t.dataSync() as Float32Array };
+}
+
+function matrixShape(t: Tensor): [number, number] {
+  if (t.rank !== 2) throw new Error(`Expected a matrix, got a tensor of shape [${t.shape.join(", ")}]`);
+  return t.shape as [number, number];
+}
+
+/**
+ * A rank-2 tensor's data as a row-major {@link Matrix} without a copy where
+ * the backend allows (`peekValues`): valid only until the next tensor op, and
+ * read-only. For pure-JS numerics that read a weight once and keep nothing.
+ */
+export function peekMatrix(t: Tensor): Matrix {
+  const [rows, cols] = matrixShape(t);
+  return { rows, cols, data: peekValues(t) };
 }
 
 /** A {@link Matrix} as a rank-2 tensor. */

@@ -21,8 +21,8 @@
  */
 import { Observable, type OperatorFunction } from "rxjs";
 import { createPackageWriter, type Manifest, type PackageWriter } from "../io/manifest.ts";
-import type { ShardDtype, ShardTensor } from "../io/shard_schema.ts";
-import { readVocabulary } from "../model/load.ts";
+import { type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
+import { vocabularyShardTensors } from "../model/vocabulary.ts";
 import type { WeightMap } from "../model/types.ts";
 import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
 import { type StageClock, timeStage } from "./stage_clock.ts";
@@ -61,7 +61,7 @@ export interface WriteShardsOptions {
   clock?: StageClock;
 }
 
-const byName = (a: ShardTensor, b: ShardTensor) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+const byName = (a: ShardTensorInput, b: ShardTensorInput) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
 /** A weight map's tensors as shard columns (copies off the tensor heap), in name order. */
 export function shardTensors(weights: WeightMap): ShardTensor[] {
@@ -70,14 +70,17 @@ export function shardTensors(weights: WeightMap): ShardTensor[] {
     .sort(byName);
 }
 
-/** The outer shard's columns: `outer`, with a streamed vocabulary read back in from the checkpoint. */
-function outerShardTensors(model: ModelHandle): ShardTensor[] {
-  const tensors = shardTensors(model.outer);
-  if (model.vocabulary) tensors.push(...readVocabulary(model.vocabulary));
+/**
+ * The outer shard's columns: `outer`, plus a streamed vocabulary's matrices
+ * streamed from the checkpoint into the file (never resident whole).
+ */
+function outerShardTensors(model: ModelHandle): ShardTensorInput[] {
+  const tensors: ShardTensorInput[] = shardTensors(model.outer);
+  if (model.vocabulary) tensors.push(...vocabularyShardTensors(model.vocabulary));
   return tensors.sort(byName);
 }
 
-const count = (tensors: ShardTensor[]) => tensors.reduce((n, t) => n + t.data.length, 0);
+const count = (tensors: ShardTensorInput[]) => tensors.reduce((n, t) => n + shapeSize(t.shape), 0);
 
 /**
  * The manifest's `blockIndices` of an emulator that wrote `written` (sorted)
@@ -111,7 +114,7 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
         void writer?.abort();
         subscriber.error(e);
       };
-      const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensor[]): number => {
+      const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensorInput[]): number => {
         const written = writer!.writeShard(
           { ...meta, method: options.method, settings: options.settings, sourceHash: model!.sourceHash },
           tensors,

@@ -128,22 +128,55 @@ export function drdScores(svd: SvdResult, stats: KfacFactors, lambda: number): F
   return scores;
 }
 
-/** `[Wk; b]` `[in+1, out]` when `augmented`, else `Wk` itself. */
-function augmentedWeight(linear: MlpLinear, augmented: boolean, label: string): Matrix {
-  if (!augmented) return linear.weight;
-  const { rows, cols, data } = linear.weight;
-  if (!linear.bias) {
-    throw new Error(`GCS ${label} has bias-augmented statistics but no bias`);
+/** Columns (or rows) of a weight per product tile in SCP scoring: the products never exceed `[side, 256]`. */
+const SCP_TILE = 256;
+
+/**
+ * `‖A w̃ⱼ‖₁` for every column j of the producer weight, with `w̃ⱼ` column j of
+ * `[Wk; b]` when `augmented` (`A` then `[in+1, in+1]`), else of `Wk`: `[m]`.
+ * Formed {@link SCP_TILE} columns at a time, so no `[in', m]` product or
+ * augmented copy of the weight is held.
+ */
+function producerActivationNorms(a: Matrix, linear: MlpLinear, augmented: boolean): Float64Array {
+  const { rows: inF, cols: m, data } = linear.weight;
+  const rows = inF + (augmented ? 1 : 0);
+  const out = new Float64Array(m);
+  for (let from = 0; from < m; from += SCP_TILE) {
+    const width = Math.min(m, from + SCP_TILE) - from;
+    const tile = new Float32Array(rows * width); // [in', width]
+    for (let r = 0; r < inF; r++) tile.set(data.subarray(r * m + from, r * m + from + width), r * width);
+    if (augmented) tile.set((linear.bias as Float32Array).subarray(from, from + width), inF * width);
+    const norms = columnAbsSums(matmul(a, { rows, cols: width, data: tile })); // [in', width]
+    out.set(norms, from);
   }
-  if (linear.bias.length !== cols) {
-    throw new Error(`GCS ${label} bias has ${linear.bias.length} values, expected ${cols}`);
-  }
-  const w = new Float32Array((rows + 1) * cols);
-  w.set(data);
-  w.set(linear.bias, rows * cols);
-  return { rows: rows + 1, cols, data: w };
+  return out;
 }
 
+/**
+ * `‖G wⱼ‖₁` for every row j of the consumer weight `[m, d]` (`G` `[d, d]`):
+ * `[m]`, formed {@link SCP_TILE} rows at a time (views, no copy).
+ */
+function consumerGradientNorms(g: Matrix, weight: Matrix): Float64Array {
+  const { rows: m, cols: d, data } = weight;
+  const out = new Float64Array(m);
+  for (let from = 0; from < m; from += SCP_TILE) {
+    const to = Math.min(m, from + SCP_TILE);
+    const tile = { rows: to - from, cols: d, data: data.subarray(from * d, to * d) }; // [rows, d]
+    out.set(rowAbsSums(matmul(tile, g, false, true)), from); // [rows, d]
+  }
+  return out;
+}
+
+/** Sum over the producer weight's rows `Σ_i g[i, j] w̃[i, j]` (bias row from `linear.bias`), `[m]`. */
+function producerGradientDots(g: Matrix, linear: MlpLinear, augmented: boolean): Float64Array {
+  const { rows: inF, cols: m } = linear.weight;
+  const out = columnDots({ rows: inF, cols: m, data: g.data.subarray(0, inF * m) }, linear.weight);
+  if (augmented) {
+    const bias = linear.bias as Float32Array;
+    for (let j = 0; j < m; j++) out[j] += g.data[inF * m + j] * bias[j];
+  }
+  return out;
+}
 /**
  * GCS of removing each intermediate channel j of an MLP (METHOD.md §2 SCP):
  *
@@ -165,55 +198,79 @@ function augmentedWeight(linear: MlpLinear, augmented: boolean, label: string): 
  * `[m]` scores in channel order.
  */
 export function scpScores(mlp: ChannelMlp, stats: ChannelMlpStats, lambda: number): Float32Array {
-  checkLambda(lambda);
   if (mlp.inputs.length === 0) throw new Error("GCS SCP needs at least one input linear");
   if (stats.inputs.length !== mlp.inputs.length) {
     throw new Error(
       `GCS SCP has ${mlp.inputs.length} input linears but ${stats.inputs.length} input statistics`,
     );
   }
-  const m = mlp.output.weight.rows;
-  const d = mlp.output.weight.cols;
-  const total = new Float64Array(m);
-
+  const total = scpConsumerTerms(mlp.output, stats.output, lambda);
   mlp.inputs.forEach((linear, index) => {
-    const label = `SCP input ${index}`;
-    const st = stats.inputs[index];
-    const inF = linear.weight.rows;
-    expectShape(linear.weight, inF, m, `${label} weight`);
-    const augmented = st.A.size === inF + 1;
-    if (linear.bias && !augmented) {
-      throw new Error(
-        `GCS ${label} has a bias but its factor A is [${st.A.size}, ${st.A.size}]: accumulate it with bias: true ([${inF + 1}, ${inF + 1}])`,
-      );
-    }
-    const w = augmentedWeight(linear, augmented, label); // [in', m]
-    expectFactor(st.A, w.rows, `${label} factor A`);
-    expectFactor(st.G, m, `${label} factor G`);
-    expectShape(st.g, w.rows, m, `${label} gradient g`);
-    const gCol = st.G.columnAbsSums(); // ‖G₁[:,j]‖₁
-    const aW = columnAbsSums(matmul(st.A.dense(), w)); // ‖A₁ w₁ⱼ‖₁ from [in', m]
-    const inner = columnDots(st.g, w); // g₁[j,:]·w₁ⱼ
-    for (let j = 0; j < m; j++) total[j] += gCol[j] * aW[j] + lambda * inner[j];
+    addChannelTerms(total, scpProducerTerms(linear, stats.inputs[index], lambda, `SCP input ${index}`), `SCP input ${index}`);
   });
+  return Float32Array.from(total);
+}
 
-  const st = stats.output;
-  const w2 = mlp.output.weight; // [m, d]
-  expectShape(w2, m, d, "SCP output weight");
-  const augmented = st.A.size === m + 1;
-  if (augmented && !mlp.output.bias) {
-    throw new Error("GCS SCP output has bias-augmented statistics but no bias");
+/** `total += terms` channel by channel, checking both cover the same m channels. */
+export function addChannelTerms(total: Float64Array, terms: Float64Array, label: string): void {
+  if (terms.length !== total.length) {
+    throw new Error(`GCS ${label} has ${terms.length} channels but the MLP has ${total.length}`);
   }
+  for (let j = 0; j < total.length; j++) total[j] += terms[j];
+}
+
+/**
+ * One channel producer's terms of {@link scpScores} (fc1, gate or up),
+ * `‖G₁[:,j]‖₁ ‖A₁ w₁ⱼ‖₁ + λ g₁[j,:]·w₁ⱼ` for every channel j: `[m]`, in
+ * float64. Scoring the MLP linear by linear lets a caller drop each linear's
+ * statistics and weight copy before reading the next (`scoreGcs`).
+ * `label` names the linear in errors.
+ */
+export function scpProducerTerms(linear: MlpLinear, st: KfacFactors, lambda: number, label = "SCP input"): Float64Array {
+  checkLambda(lambda);
+  const { rows: inF, cols: m } = linear.weight;
+  expectShape(linear.weight, inF, m, `${label} weight`);
+  const augmented = st.A.size === inF + 1;
+  if (linear.bias && !augmented) {
+    throw new Error(
+      `GCS ${label} has a bias but its factor A is [${st.A.size}, ${st.A.size}]: accumulate it with bias: true ([${inF + 1}, ${inF + 1}])`,
+    );
+  }
+  if (augmented && !linear.bias) throw new Error(`GCS ${label} has bias-augmented statistics but no bias`);
+  if (linear.bias && linear.bias.length !== m) {
+    throw new Error(`GCS ${label} bias has ${linear.bias.length} values, expected ${m}`);
+  }
+  const rows = inF + (augmented ? 1 : 0);
+  expectFactor(st.A, rows, `${label} factor A`);
+  expectFactor(st.G, m, `${label} factor G`);
+  expectShape(st.g, rows, m, `${label} gradient g`);
+  const gCol = st.G.columnAbsSums(); // ‖G₁[:,j]‖₁
+  const aW = producerActivationNorms(st.A.dense(), linear, augmented); // ‖A₁ w₁ⱼ‖₁
+  const inner = producerGradientDots(st.g, linear, augmented); // g₁[j,:]·w₁ⱼ
+  for (let j = 0; j < m; j++) aW[j] = gCol[j] * aW[j] + lambda * inner[j];
+  return aW;
+}
+
+/**
+ * The channel consumer's terms of {@link scpScores} (fc2 or down, weight
+ * `[m, d]`), `‖G₂ w₂ⱼ‖₁ ‖A₂[:,j]‖₁ + λ g₂[:,j]·w₂ⱼ` for every channel j:
+ * `[m]`, in float64. Its bias is never perturbed; its statistics may be
+ * bias-augmented or not (module doc of {@link scpScores}).
+ */
+export function scpConsumerTerms(linear: MlpLinear, st: KfacFactors, lambda: number, label = "SCP output"): Float64Array {
+  checkLambda(lambda);
+  const w2 = linear.weight; // [m, d]
+  const { rows: m, cols: d } = w2;
+  expectShape(w2, m, d, `${label} weight`);
+  const augmented = st.A.size === m + 1;
+  if (augmented && !linear.bias) throw new Error(`GCS ${label} has bias-augmented statistics but no bias`);
   const mAug = m + (augmented ? 1 : 0);
-  expectFactor(st.A, mAug, "SCP output factor A");
-  expectFactor(st.G, d, "SCP output factor G");
-  expectShape(st.g, mAug, d, "SCP output gradient g");
-  const gW = rowAbsSums(matmul(w2, st.G.dense(), false, true)); // ‖G₂ w₂ⱼ‖₁ from [m, d]
+  expectFactor(st.A, mAug, `${label} factor A`);
+  expectFactor(st.G, d, `${label} factor G`);
+  expectShape(st.g, mAug, d, `${label} gradient g`);
+  const gW = consumerGradientNorms(st.G.dense(), w2); // ‖G₂ w₂ⱼ‖₁
   const aCol = st.A.columnAbsSums(); // ‖A₂[:,j]‖₁, [m'] (first m used)
   const inner = rowDots(st.g, w2, m); // g₂[:,j]·w₂ⱼ
-  const scores = new Float32Array(m);
-  for (let j = 0; j < m; j++) {
-    scores[j] = total[j] + gW[j] * aCol[j] + lambda * inner[j];
-  }
-  return scores;
+  for (let j = 0; j < m; j++) gW[j] = gW[j] * aCol[j] + lambda * inner[j];
+  return gW;
 }

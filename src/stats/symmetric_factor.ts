@@ -52,9 +52,13 @@ export function rowFactor(chunks: readonly Matrix[], scale: number, columnBlock 
   for (const c of chunks) {
     if (c.cols !== n) throw new Error(`Row-held factor chunks differ in width: ${c.cols} and ${n}`);
   }
-  /** `scale · (RᵀR)[0:rows, from:to]`, `[rows, to − from]`. */
-  const columns = (from: number, to: number, rows = n): Matrix => {
-    const block: Matrix = { rows, cols: to - from, data: new Float32Array(rows * (to - from)) };
+  // A reduction sweeps n/columnBlock blocks through one buffer: fresh
+  // buffers would leave up to n² floats of garbage behind.
+  const blockBuffer = () => new Float32Array(n * Math.min(n, columnBlock));
+  /** `scale · (RᵀR)[0:rows, from:to]`, `[rows, to − from]`, formed in (a view of) `buffer`. */
+  const columns = (buffer: Float32Array, from: number, to: number, rows = n): Matrix => {
+    const block: Matrix = { rows, cols: to - from, data: buffer.subarray(0, rows * (to - from)) };
+    block.data.fill(0);
     for (const c of chunks) gramColumnsAccumulate(block, c, from, to, rows);
     for (let k = 0; k < block.data.length; k++) block.data[k] *= scale;
     return block;
@@ -63,9 +67,10 @@ export function rowFactor(chunks: readonly Matrix[], scale: number, columnBlock 
     size: n,
     dense: () => {
       const out = new Float32Array(n * n); // [n, n]
+      const buffer = blockBuffer();
       for (let from = 0; from < n; from += columnBlock) {
         const to = Math.min(n, from + columnBlock);
-        const block = columns(from, to);
+        const block = columns(buffer, from, to);
         const w = to - from;
         for (let i = 0; i < n; i++) out.set(block.data.subarray(i * w, (i + 1) * w), i * n + from);
       }
@@ -76,9 +81,10 @@ export function rowFactor(chunks: readonly Matrix[], scale: number, columnBlock 
     // column of its row.
     columnAbsSums: () => {
       const out = new Float64Array(n);
+      const buffer = blockBuffer();
       for (let from = 0; from < n; from += columnBlock) {
         const to = Math.min(n, from + columnBlock);
-        const block = columns(from, to, to); // [to, w]
+        const block = columns(buffer, from, to, to); // [to, w]
         const w = to - from;
         for (let i = 0; i < to; i++) {
           const mirrored = i < from;

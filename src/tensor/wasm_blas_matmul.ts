@@ -14,14 +14,10 @@
  */
 import { libraryFor } from "../linalg/lapack_ffi.ts";
 import { tf } from "./backend.ts";
+import type { WasmHeapBackend } from "./heap_view.ts";
 
 /** Multiply-adds per matrix below which the wasm kernel is as fast as a BLAS call. */
 const MIN_MACS = 1 << 16;
-
-interface WasmHeapBackend {
-  makeOutput(shape: number[], dtype: string): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-}
 
 /** `op(a)·op(b)` by OpenBLAS into a new wasm tensor, or undefined when not applicable. */
 export function blasBatchMatMul(

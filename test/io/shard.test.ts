@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeShard, readShardFile } from "../../src/io/shard_reader.ts";
-import type { ShardMeta, ShardTensor } from "../../src/io/shard_schema.ts";
+import type { ShardMeta, ShardTensor, ShardTensorInput } from "../../src/io/shard_schema.ts";
 import { encodeShard, writeShardFile } from "../../src/io/shard_writer.ts";
 import { fileError } from "./errors.ts";
 
@@ -219,6 +219,51 @@ describe("writeShardFile and readShardFile", () => {
     const back = await readShardFile(path, { expectedSha256: written.sha256 });
     expect(back.meta).toEqual(meta);
     blockTensors().forEach((t, i) => expect(Array.from(back.tensors[i].data)).toEqual(Array.from(t.data, roundToHalf)));
+  });
+
+  it("writes streamed columns with the bytes of held ones, in both dtypes", async () => {
+    for (const dtype of ["float32", "float16"] as const) {
+      const path = join(root, `streamed-${dtype}.arrow`);
+      const held = blockTensors();
+      const runs: number[] = [];
+      // fc1.weight streamed in uneven runs (5, 5, ..., 3), the rest held.
+      const streamed: ShardTensorInput[] = held.map((t) => t.name !== "fc1.weight" ? t : {
+        name: t.name,
+        shape: t.shape,
+        stream: (emit: (v: Float32Array) => void) => {
+          for (let i = 0; i < t.data.length; i += 5) {
+            runs.push(Math.min(5, t.data.length - i));
+            emit(t.data.slice(i, i + 5));
+          }
+        },
+      });
+      const written = writeShardFile(path, meta, streamed, { dtype });
+      expect(runs.length).toBe(10);
+      const onDisk = new Uint8Array(await readFile(path));
+      expect(onDisk).toEqual(encodeShard(meta, held, { dtype }));
+      expect(encodeShard(meta, streamed, { dtype })).toEqual(onDisk);
+      expect(written.sha256).toBe(createHash("sha256").update(onDisk).digest("hex"));
+    }
+  });
+
+  it("refuses a streamed column with a NaN, too few or too many values, and leaves no file", async () => {
+    const path = join(root, "streamed-bad.arrow");
+    const column = (runs: Float32Array[]): ShardTensorInput => ({
+      name: "embed",
+      shape: [2, 3],
+      stream: (emit) => runs.forEach((r) => emit(r)),
+    });
+    const write = (runs: Float32Array[]) => () => writeShardFile(path, meta, [column(runs)]);
+    expect(write([new Float32Array(3), Float32Array.from([1, NaN, 2])])).toThrow(
+      `tensor "embed" holds NaN at flat index 4; shards store finite values only`,
+    );
+    expect(write([new Float32Array(4)])).toThrow(`tensor "embed" streamed 4 of the 6 values of shape [2, 3]`);
+    expect(write([new Float32Array(4), new Float32Array(4)])).toThrow(
+      `tensor "embed" streamed more than the 6 values of shape [2, 3]`,
+    );
+    expect(() => writeShardFile(path, meta, [column([Float32Array.from([1e6, 0, 0, 0, 0, 0])])], { dtype: "float16" }))
+      .toThrow(`tensor "embed" holds 1000000 at flat index 0, outside the float16 range`);
+    expect((await readdir(root)).filter((f) => f.startsWith("streamed-bad"))).toEqual([]);
   });
 
   it("replaces an existing file whole", async () => {

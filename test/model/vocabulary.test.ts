@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Tensor } from "@tensorflow/tfjs";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
-import { gatherRows, streamedLmLossGrad, type VocabularyRows } from "../../src/model/vocabulary.ts";
+import { gatherRows, streamedLmLossGrad, vocabularyShardTensors, type VocabularyRows } from "../../src/model/vocabulary.ts";
 import { Prng } from "../../src/train/prng.ts";
 
 /** An in-memory `[rows, width]` matrix that counts its reads. */
@@ -90,5 +90,40 @@ describe("streamedLmLossGrad", () => {
     expect(() => streamedLmLossGrad(h, Int32Array.from([4]), matrix)).toThrow(/Target token 4 is outside the vocabulary/);
     expect(() => streamedLmLossGrad({ rows: 1, cols: 3, data: new Float32Array(3) }, Int32Array.from([0]), matrix))
       .toThrow(/hidden width 3 differs/);
+  });
+});
+
+describe("vocabularyShardTensors", () => {
+  /** A column's streamed values in one array, and the number of runs. */
+  const collect = (t: { stream(emit: (v: Float32Array) => void): void }) => {
+    const runs: Float32Array[] = [];
+    t.stream((v) => runs.push(v.slice()));
+    const all = new Float32Array(runs.reduce((n, r) => n + r.length, 0));
+    let at = 0;
+    for (const r of runs) all.set(r, (at += r.length) - r.length);
+    return { all, runs: runs.length };
+  };
+
+  it("streams a tied matrix once as stored, and an untied head transposed band by band", () => {
+    const rng = new Prng(9);
+    const v = 2500; // two row sweeps of 2048
+    const d = 7;
+    const embed = memoryRows(randomArray(v * d, rng), v, d).matrix;
+    const headData = randomArray(v * d, rng);
+    const head = { ...memoryRows(headData, v, d).matrix, name: "lm_head.weight" };
+
+    const tied = vocabularyShardTensors({ embedding: embed, head: embed });
+    expect(tied.map((t) => [t.name, t.shape])).toEqual([["embed.weight", [v, d]]]);
+    const stored = collect(tied[0]);
+    expect(stored.runs).toBe(2);
+    expect(stored.all).toEqual(embed.read(0, v));
+
+    const untied = vocabularyShardTensors({ embedding: embed, head }, 3 * v); // bands of 3 output rows
+    expect(untied.map((t) => [t.name, t.shape])).toEqual([["embed.weight", [v, d]], ["lm_head.weight", [d, v]]]);
+    const transposed = collect(untied[1]);
+    expect(transposed.runs).toBe(3); // rows [0, 3), [3, 6), [6, 7)
+    const expected = new Float32Array(d * v);
+    for (let r = 0; r < v; r++) for (let c = 0; c < d; c++) expected[c * v + r] = headData[r * d + c];
+    expect(transposed.all).toEqual(expected);
   });
 });

@@ -134,6 +134,23 @@ describe("SCP closed-form GCS", () => {
     }
   });
 
+  it("equals the explicit GCS on an MLP wider than a product tile (tile edges, bias row)", () => {
+    const rng = normalRng(25);
+    const wide = 600; // three 256-channel tiles, the last partial
+    const mlp: ChannelMlp = {
+      inputs: [{ weight: randomMatrix(d, wide, rng), bias: randomMatrix(1, wide, rng).data }],
+      output: { weight: randomMatrix(wide, d, rng), bias: randomMatrix(1, d, rng).data },
+    };
+    const stats: ChannelMlpStats = {
+      inputs: [randomStats(d + 1, wide, rng)],
+      output: randomStats(wide + 1, d, rng),
+    };
+    const scores = scpScores(mlp, stats, 0.7);
+    const channels = [0, 1, 255, 256, 257, 511, 512, 513, 598, 599];
+    const expected = channels.map((j) => explicitScp(mlp, stats, 0.7, j));
+    expect(maxAbsDiff(channels.map((j) => scores[j]), expected)).toBeLessThan(1e-4 * maxAbs(expected));
+  });
+
   it("equals the explicit GCS with unaugmented fc2 statistics", () => {
     const rng = normalRng(22);
     const mlp: ChannelMlp = {
