@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import type { CheckpointReader, TensorToSave } from "../io/checkpoint.ts";
 import { CheckpointError } from "../io/errors.ts";
-import { tf } from "../tensor/backend.ts";
+import { filledTensor } from "../tensor/heap_view.ts";
 import { architectureFor } from "./registry.ts";
 import { formatShape, sameShape } from "./shapes.ts";
 import type { StreamedVocabulary } from "../records/records.ts";
@@ -24,10 +24,42 @@ import type { VocabularyRows } from "./vocabulary.ts";
 /** Row-major `[rows, cols]` -> `[cols, rows]`. */
 function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(data.length);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
-  }
+  transposeRowsInto(data, 0, rows, cols, out);
   return out;
+}
+
+/**
+ * Writes rows `[from, from + n)` of a row-major `[rows, cols]` matrix, given
+ * as `block` `[n, cols]`, into `out` as columns of the transposed
+ * `[cols, rows]`: column by column, so each write run is n contiguous values
+ * and the block stays in cache while it is read with stride `cols`.
+ */
+function transposeRowsInto(block: Float32Array, from: number, rows: number, cols: number, out: Float32Array): void {
+  const n = block.length / cols;
+  for (let c = 0; c < cols; c++) {
+    const base = c * rows + from;
+    for (let r = 0; r < n; r++) out[base + r] = block[r * cols + c];
+  }
+}
+
+/** Values per row block when a tensor is read into its tensor: small enough to stay in cache. */
+const LOAD_BLOCK_VALUES = 1 << 16;
+
+/**
+ * Reads checkpoint tensor `stored` (HF layout; `[out, in]` when `transposed`)
+ * row block by row block straight into `out`, in kernel layout: no
+ * whole-tensor intermediate (file bytes, decoded or transposed copy) is
+ * allocated, so a load costs one pass over the values.
+ */
+function readKernelInto(reader: CheckpointReader, stored: string, hfShape: number[], transposed: boolean, out: Float32Array): void {
+  const rows = hfShape[0] ?? 1;
+  const cols = out.length / Math.max(1, rows);
+  const step = Math.max(1, Math.floor(LOAD_BLOCK_VALUES / Math.max(1, cols)));
+  for (let from = 0; from < rows; from += step) {
+    const block = reader.readRowsSync(stored, from, Math.min(step, rows - from)); // [n, cols]
+    if (transposed) transposeRowsInto(block, from, rows, cols, out);
+    else out.set(block, from * cols);
+  }
 }
 
 /**
@@ -67,13 +99,13 @@ export function storedName(reader: CheckpointReader, arch: Architecture, name: s
   return undefined;
 }
 
-async function loadNamed(
+function loadNamed(
   reader: CheckpointReader,
   arch: Architecture,
   shapes: Map<string, number[]>,
   prefix: string,
   what: string,
-): Promise<WeightMap> {
+): WeightMap {
   const plan = [...shapes].map(([local, shape]) => {
     const full = prefix + local;
     const stored = storedName(reader, arch, full);
@@ -90,14 +122,12 @@ async function loadNamed(
           `${transposed ? " ([out, in])" : ""}, the file has ${formatShape(info.shape)}`,
       );
     }
-    return { local, stored, shape, transposed };
+    return { local, stored, shape, hfShape, transposed };
   });
   const weights: WeightMap = new Map();
   try {
-    for (const { local, stored, shape, transposed } of plan) {
-      const data = await reader.read(stored);
-      const kernel = transposed ? transpose2d(data, shape[1], shape[0]) : data;
-      weights.set(local, tf.tensor(kernel, shape));
+    for (const { local, stored, shape, hfShape, transposed } of plan) {
+      weights.set(local, filledTensor(shape, (out) => readKernelInto(reader, stored, hfShape, transposed, out)));
     }
   } catch (e) {
     for (const t of weights.values()) t.dispose();
@@ -121,7 +151,7 @@ export async function loadBlockWeights(
   if (!Number.isInteger(i) || i < 0 || i >= cfg.layers) {
     throw new RangeError(`Block index ${i} is outside 0..${cfg.layers - 1}`);
   }
-  return await loadNamed(reader, arch, arch.blockShapes(cfg), arch.blockPrefix(i), `block ${i}`);
+  return loadNamed(reader, arch, arch.blockShapes(cfg), arch.blockPrefix(i), `block ${i}`);
 }
 
 /**
@@ -137,7 +167,7 @@ export async function loadOuterWeights(
 ): Promise<WeightMap> {
   const shapes = arch.outerShapes(cfg);
   for (const name of except) shapes.delete(name);
-  return await loadNamed(reader, arch, shapes, "", "the outer weights");
+  return loadNamed(reader, arch, shapes, "", "the outer weights");
 }
 
 /**

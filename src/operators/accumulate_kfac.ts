@@ -7,7 +7,9 @@
  * The producing linears of an MLP (`mlp.in`, `mlp.gate`, `mlp.up`) with a
  * bias get inputs augmented by a constant 1, so SCP scores the removal of a
  * channel's bias together with its weights; attention and output linears do
- * not (DRD and SCP leave those biases alone).
+ * not (DRD and SCP leave those biases alone). Linears whose chunks name an
+ * earlier linear in `sharesInputWith` (q, k and v read one normed input)
+ * share that linear's `A`: one factor, summed once.
  *
  * @example
  * ```ts
@@ -53,6 +55,11 @@ export function accumulateKfac(clock?: StageClock): OperatorFunction<Calibration
           }
           block = event.index;
           const name = event.linear.name;
+          const owner = event.sharesInputWith;
+          const inputOf = owner === undefined ? undefined : states.get(owner);
+          if (owner !== undefined && !inputOf) {
+            throw new Error(`accumulateKfac: "${name}" shares the input of "${owner}", which has no statistics in block ${event.index}`);
+          }
           states.set(
             name,
             timeStage(clock, "kfac", () =>
@@ -60,6 +67,7 @@ export function accumulateKfac(clock?: StageClock): OperatorFunction<Calibration
                 gradScale: event.gradScale,
                 bias: foldsBias(event.linear),
                 rowHeld: rowHeldFactors(event.linear),
+                inputOf,
               })),
           );
           return undefined;

@@ -29,6 +29,7 @@
 import { Observable, type OperatorFunction, type Subscriber } from "rxjs";
 import type { Tensor } from "@tensorflow/tfjs";
 import { blockVjp, headLossGrad, streamedHeadLossGrad } from "../model/vjp.ts";
+import type { Matrix } from "../linalg/matrix.ts";
 import type { LinearSpec, WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
@@ -69,12 +70,29 @@ function withoutLastPosition(x: Tensor): Tensor {
   return tf.tidy(() => tf.reshape(tf.slice(x, [0, 0, 0], [n, t - 1, w]), [n * (t - 1), w]));
 }
 
-/** The chunk's linear inputs, captured by `onLinearInput` as `[n·(T-1), in]` matrices. */
-function captureInputs(): { inputs: Map<string, Tensor>; hook: (name: string, x: Tensor) => void } {
+/**
+ * The chunk's linear inputs, captured by `onLinearInput` as `[n·(T-1), in]`
+ * matrices; linears handed the very same tensor (q, k, v) share one capture,
+ * and `sharedWith` names the first linear that read it.
+ */
+function captureInputs(): {
+  inputs: Map<string, Tensor>;
+  sharedWith: Map<string, string>;
+  hook: (name: string, x: Tensor) => void;
+} {
   const inputs = new Map<string, Tensor>();
+  const sharedWith = new Map<string, string>();
+  const firstReader = new Map<Tensor, string>();
   return {
     inputs,
+    sharedWith,
     hook: (name, x) => {
+      const first = firstReader.get(x);
+      if (first !== undefined) {
+        sharedWith.set(name, first);
+        return;
+      }
+      firstReader.set(x, name);
       inputs.set(name, tf.keep(withoutLastPosition(x))); // [n·(T-1), in]
     },
   };
@@ -205,22 +223,27 @@ function emitChunkStats(
   const [nSeq, t] = x.shape;
   const specs = arch.linears(cfg);
   const probes = new Map(specs.map((s) => [s.name, tf.zeros([nSeq, t, outputWidth(weights, s)])])); // [n, T, out]
-  const { inputs, hook } = captureInputs();
+  const { inputs, sharedWith, hook } = captureInputs();
   const { dx, dProbes } = timeStage(clock, "backward", () =>
     blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes, onLinearInput: hook }));
   try {
+    const matrices = new Map<string, Matrix>(); // each captured input copied off the heap once
     for (const spec of specs) {
-      const input = inputs.get(spec.name);
+      const owner = sharedWith.get(spec.name);
+      const reader = owner ?? spec.name;
+      const input = inputs.get(reader);
       const gamma = dProbes?.get(spec.name);
       if (!input || !gamma) throw new Error(`calibrateBackward: block ${record.index} did not run linear "${spec.name}"`);
+      if (!matrices.has(reader)) matrices.set(reader, toMatrix(input));
       const g2 = withoutLastPosition(gamma); // [n·(T-1), out]
       subscriber.next({
         kind: "chunk",
         index: record.index,
         linear: spec,
-        x: toMatrix(input),
+        x: matrices.get(reader)!,
         gamma: toMatrix(g2),
         gradScale: 1,
+        ...(owner ? { sharesInputWith: owner } : {}),
       });
       g2.dispose();
     }

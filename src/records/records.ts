@@ -126,6 +126,12 @@ export interface LinearChunkRecord {
   gamma: Matrix;
   /** 1 when `gamma` already is the summed-loss gradient; else the token count its loss averaged over. */
   gradScale: number;
+  /**
+   * The linear of this chunk, emitted earlier, that read the very same input
+   * (q, k and v read one normed input): `x` is that linear's matrix, and
+   * `accumulateKfac` keeps one `A` for both.
+   */
+  sharesInputWith?: string;
 }
 
 /** Closes a block in the backward stream: its weights follow its chunks. */

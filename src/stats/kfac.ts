@@ -33,8 +33,10 @@
  * 4 bytes per entry of `A`, `G` and `g`. A factor the caller marks
  * `rowHeld` (SCP's `G₁` and `A₂`, the MLP width m on a side) is kept as its
  * rows while the token count is at most half its side, N·m floats instead
- * of m² (`src/stats/symmetric_factor.ts`), and turns dense beyond that. KFAC sums are additive: {@link mergeKfac} joins data-parallel
- * workers.
+ * of m² (`src/stats/symmetric_factor.ts`), and turns dense beyond that.
+ * Linears fed the very same inputs (q, k, v) can share one `A`
+ * (`inputOf`): summed once, held once. KFAC sums are additive:
+ * {@link mergeKfac} joins data-parallel workers.
  *
  * @module
  */
@@ -58,12 +60,21 @@ export interface KfacOptions {
    * {@link SymmetricFactor.columnAbsSums}).
    */
   rowHeld?: { A?: boolean; G?: boolean };
+  /**
+   * The state of a linear fed the very same `x`, chunk for chunk (q, k and v
+   * read one normed input): this state then keeps no `A` sum of its own and
+   * takes that state's `A` when finalized (after it). Fixed by the first chunk.
+   */
+  inputOf?: KfacState;
 }
 
 /** One factor's running sum: dense (upper triangle valid) or the rows seen so far. */
 type FactorSum =
   | { kind: "dense"; sum: Matrix }
   | { kind: "rows"; chunks: Matrix[]; rows: number };
+
+/** An input factor held by another linear's state, which sees the same inputs. */
+type SharedSum = { kind: "shared"; owner: KfacState };
 
 /**
  * Running float32 sums for one linear. Treat as opaque; it is an accumulator
@@ -75,14 +86,16 @@ export interface KfacState {
   readonly inFeatures: number;
   readonly outFeatures: number;
   readonly bias: boolean;
-  /** `Σ x̃ x̃ᵀ`, `[in', in']`, `in' = in + (bias ? 1 : 0)`. */
-  xx: FactorSum;
+  /** `Σ x̃ x̃ᵀ`, `[in', in']`, `in' = in + (bias ? 1 : 0)`, or the state holding it. */
+  xx: FactorSum | SharedSum;
   /** `Σ γ γᵀ`, `[out, out]`. */
   gg: FactorSum;
   /** `Σ x̃ γᵀ`, `[in', out]` row-major (kernel-layout gradient sum). */
   readonly xg: Matrix;
   /** Number of tokens accumulated so far (-1 once finalized). */
   tokens: number;
+  /** Set by {@link finalizeKfac}, for the states sharing this one's `A`. */
+  finalized?: KfacFactors;
 }
 
 /** Finalized KFAC factors of one linear (see the module doc for the scaling). */
@@ -168,11 +181,17 @@ export function accumulateKfac(
   if (state && state.tokens < 0) throw new Error("KFAC state was already finalized");
   const bias = options.bias ?? false;
   const inAug = x.cols + (bias ? 1 : 0);
+  const owner = options.inputOf;
+  if (!state && owner && (owner.inFeatures !== x.cols || owner.bias !== bias || owner.tokens < 0)) {
+    throw new Error(
+      `KFAC input sharing needs a live state of the same inputs: [${x.cols} in, bias ${bias}] cannot share [${owner.inFeatures} in, bias ${owner.bias}]${owner.tokens < 0 ? " (finalized)" : ""}`,
+    );
+  }
   const s: KfacState = state ?? {
     inFeatures: x.cols,
     outFeatures: gamma.cols,
     bias,
-    xx: emptySum(inAug, options.rowHeld?.A ?? false),
+    xx: owner ? { kind: "shared", owner } : emptySum(inAug, options.rowHeld?.A ?? false),
     gg: emptySum(gamma.cols, options.rowHeld?.G ?? false),
     xg: zeros(inAug, gamma.cols),
     tokens: 0,
@@ -189,7 +208,7 @@ export function accumulateKfac(
   const gs = scale !== 1
     ? { ...gamma, data: gamma.data.map((v) => v * scale) }
     : s.gg.kind === "rows" ? { ...gamma, data: gamma.data.slice() } : gamma; // [N, out]
-  s.xx = addRows(s.xx, xs);
+  if (s.xx.kind !== "shared") s.xx = addRows(s.xx, xs);
   s.gg = addRows(s.gg, gs);
   matmulAccumulate(s.xg, xs, gs, true, false); // [in', out]
   s.tokens += x.rows;
@@ -215,7 +234,11 @@ export function mergeKfac(a: KfacState, b: KfacState): KfacState {
     return dense;
   };
   const inAug = a.inFeatures + (a.bias ? 1 : 0);
-  a.xx = merge(a.xx, b.xx, inAug);
+  if ((a.xx.kind === "shared") !== (b.xx.kind === "shared")) {
+    throw new Error("Cannot merge a KFAC state that shares its input factor with one that does not");
+  }
+  // Shared input factors are merged with their owners' states.
+  if (a.xx.kind !== "shared" && b.xx.kind !== "shared") a.xx = merge(a.xx, b.xx, inAug);
   a.gg = merge(a.gg, b.gg, a.outFeatures);
   for (let k = 0; k < a.xg.data.length; k++) a.xg.data[k] += b.xg.data[k];
   a.tokens += b.tokens;
@@ -257,11 +280,23 @@ export function finalizeKfac(state: KfacState): KfacFactors {
   const n = state.tokens;
   if (n < 0) throw new Error("KFAC state was already finalized");
   if (n === 0) throw new Error("Cannot finalize KFAC statistics: no tokens were accumulated");
+  const A = state.xx.kind === "shared" ? sharedFactor(state.xx.owner, n) : finalFactor(state.xx, n, "factor A");
   state.tokens = -1;
-  return {
-    A: finalFactor(state.xx, n, "factor A"),
+  state.finalized = {
+    A,
     G: finalFactor(state.gg, n, "factor G"),
     g: meanInPlace(state.xg, n, "gradient g"),
     tokens: n,
   };
+  return state.finalized;
+}
+
+/** The `A` of the state whose inputs a state shares, once that state is finalized over the same `n` tokens. */
+function sharedFactor(owner: KfacState, n: number): SymmetricFactor {
+  const factors = owner.finalized;
+  if (!factors) throw new Error("KFAC state shares the input factor of a state that is not finalized yet: finalize that one first");
+  if (factors.tokens !== n) {
+    throw new Error(`KFAC state saw ${n} tokens but the state whose input factor it shares saw ${factors.tokens}`);
+  }
+  return factors.A;
 }

@@ -64,11 +64,19 @@ function f32BitsToF16Bits(u: number): number {
   return sign | (units + (rest > halfway || (rest === halfway && (units & 1) === 1) ? 1 : 0));
 }
 
-/** Widens IEEE binary16 bit patterns to float32 (exact). */
+/** float32 bits of every binary16 pattern, `[65536]`, built on first use (256 KiB). */
+let f16Table: Uint32Array | undefined;
+
+/** Widens IEEE binary16 bit patterns to float32 (exact), by table lookup. */
 export function f16ToF32(bits: Uint16Array): Float32Array {
+  if (!f16Table) {
+    f16Table = new Uint32Array(1 << 16);
+    for (let h = 0; h < f16Table.length; h++) f16Table[h] = f16BitsToF32Bits(h);
+  }
+  const table = f16Table;
   const out = new Float32Array(bits.length);
   const outBits = bitsOf(out);
-  for (let i = 0; i < bits.length; i++) outBits[i] = f16BitsToF32Bits(bits[i]);
+  for (let i = 0; i < bits.length; i++) outBits[i] = table[bits[i]];
   return out;
 }
 

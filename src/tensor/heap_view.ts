@@ -12,6 +12,31 @@ import { currentBackend, tf } from "./backend.ts";
 export interface WasmHeapBackend {
   makeOutput(shape: number[], dtype: string): tf.TensorInfo;
   typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+  disposeData(dataId: object): boolean;
+}
+
+/**
+ * A new float32 tensor of `shape` whose values `fill` writes into the array
+ * it is given: on the wasm backend straight into the tensor's heap memory
+ * (the array is a heap view: `fill` must not run tensor ops), elsewhere into
+ * a JS array handed to `tf.tensor`. Loading weights this way allocates no
+ * whole-tensor JS array. If `fill` throws, nothing is left allocated.
+ */
+export function filledTensor(shape: number[], fill: (out: Float32Array) => void): Tensor {
+  if (currentBackend() !== "wasm") {
+    const out = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    fill(out);
+    return tf.tensor(out, shape);
+  }
+  const backend = tf.backend() as unknown as WasmHeapBackend;
+  const info = backend.makeOutput(shape, "float32");
+  try {
+    fill(backend.typedArrayFromHeap(info));
+  } catch (e) {
+    backend.disposeData(info.dataId);
+    throw e;
+  }
+  return tf.engine().makeTensorFromTensorInfo(info);
 }
 
 /**

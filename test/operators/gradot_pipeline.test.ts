@@ -93,6 +93,10 @@ describe("GradOT streaming pipeline on a tiny OPT", () => {
     const aq = a.A.dense();
     expect(aq.data[0]).toBeGreaterThan(0);
     expect(aq.data[1]).toBeCloseTo(aq.data[aq.cols], 6);
+    // q, k and v read one normed input: one A for the three, the output projection its own.
+    expect(middle.stats.get("self_attn.k_proj")!.A).toBe(a.A);
+    expect(middle.stats.get("self_attn.v_proj")!.A).toBe(a.A);
+    expect(middle.stats.get("self_attn.out_proj")!.A).not.toBe(a.A);
     ids.dispose();
     for (const b of [...blocks, ...records.map((r) => r.weights)]) for (const t of b.values()) t.dispose();
     await model.close();

@@ -123,6 +123,33 @@ describe("KFAC statistics", () => {
     expect(() => finalizeKfac(bad)).toThrow("KFAC factor A has a non-finite entry NaN at (0, 2)");
   });
 
+  it("share one input factor between linears fed the same inputs (q, k, v), with their own G and g", () => {
+    const gammaK = randomMatrix(n, 4, rng);
+    const alone = finalizeKfac(accumulateKfac(accumulateKfac(undefined, rowSlice(x, 0, 9), rowSlice(gammaK, 0, 9), { bias: true }), rowSlice(x, 9, n), rowSlice(gammaK, 9, n)));
+    let q = accumulateKfac(undefined, rowSlice(x, 0, 9), rowSlice(gamma, 0, 9), { bias: true });
+    let k = accumulateKfac(undefined, rowSlice(x, 0, 9), rowSlice(gammaK, 0, 9), { bias: true, inputOf: q });
+    q = accumulateKfac(q, rowSlice(x, 9, n), rowSlice(gamma, 9, n));
+    k = accumulateKfac(k, rowSlice(x, 9, n), rowSlice(gammaK, 9, n));
+    expect(() => finalizeKfac(k)).toThrow("finalize that one first");
+    const fq = finalizeKfac(q);
+    const fk = finalizeKfac(k);
+    expect(fk.A).toBe(fq.A); // one factor, not a copy
+    expect(fk.A.dense().data).toEqual(alone.A.dense().data);
+    expect(fk.G.dense().data).toEqual(alone.G.dense().data);
+    expect(fk.g.data).toEqual(alone.g.data);
+  });
+
+  it("refuse input sharing across widths, bias or token counts", () => {
+    const q = accumulateKfac(undefined, x, gamma);
+    expect(() => accumulateKfac(undefined, x, gamma, { bias: true, inputOf: q })).toThrow("cannot share");
+    const k = accumulateKfac(undefined, rowSlice(x, 0, 5), rowSlice(gamma, 0, 5), { inputOf: q });
+    finalizeKfac(q);
+    expect(() => finalizeKfac(k)).toThrow(`KFAC state saw 5 tokens but the state whose input factor it shares saw ${n}`);
+    const lone = accumulateKfac(undefined, x, gamma);
+    const shared = accumulateKfac(undefined, x, gamma, { inputOf: accumulateKfac(undefined, x, gamma) });
+    expect(() => mergeKfac(lone, shared)).toThrow("shares its input factor with one that does not");
+  });
+
   it("consume the state when finalized", () => {
     const state = accumulateKfac(undefined, x, gamma);
     finalizeKfac(state);
