@@ -62,9 +62,11 @@ export interface CheckpointReader {
   read(name: string): Promise<Float32Array>;
   /**
    * Rows `[start, start + count)` of the tensor's first axis as float32, read
-   * synchronously and scanned like {@link read}: streams a vocabulary matrix.
+   * synchronously and scanned like {@link read}: streams a vocabulary matrix,
+   * or a weight block by block. With `out` the values land in its front (a
+   * view of them is returned), so a sweep reuses one buffer.
    */
-  readRowsSync(name: string, start: number, count: number): Float32Array;
+  readRowsSync(name: string, start: number, count: number, out?: Float32Array): Float32Array;
   /** Closes the shard files; the reader is unusable afterwards. */
   close(): Promise<void>;
 }
@@ -260,10 +262,10 @@ function checkpointReader(
       const { shard } = find(name);
       return scanned(shard.path, name, await shard.readF32(name), 0);
     },
-    readRowsSync(name, start, count) {
+    readRowsSync(name, start, count, out) {
       const { shard, info } = find(name);
       const rowValues = info.shape.slice(1).reduce((a, b) => a * b, 1);
-      return scanned(shard.path, name, shard.readRowsF32Sync(name, start, count), start * rowValues);
+      return scanned(shard.path, name, shard.readRowsF32Sync(name, start, count, out), start * rowValues);
     },
     async close() {
       await Promise.all(shards.map((s) => s.close()));

@@ -256,18 +256,26 @@ export function buildHeader(
 }
 
 /**
- * Converts raw little-endian tensor bytes to float32.
+ * Converts raw little-endian tensor bytes to float32: into the front of
+ * `out` when given (returned as a view of exactly the values), else a view
+ * of `bytes` (F32) or a fresh array.
  *
  * @param bytes the tensor's bytes; must start at an offset aligned to the dtype size
  */
-export function decodeToF32(bytes: Uint8Array, dtype: StoredDtype): Float32Array {
+export function decodeToF32(bytes: Uint8Array, dtype: StoredDtype, out?: Float32Array): Float32Array {
+  const values = bytes.byteLength / (dtype === "F32" ? 4 : 2);
+  const target = out?.subarray(0, values);
   switch (dtype) {
-    case "F32":
-      return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    case "F32": {
+      const view = new Float32Array(bytes.buffer, bytes.byteOffset, values);
+      if (!target) return view;
+      target.set(view);
+      return target;
+    }
     case "F16":
-      return f16ToF32(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2));
+      return f16ToF32(new Uint16Array(bytes.buffer, bytes.byteOffset, values), target);
     case "BF16":
-      return bf16ToF32(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2));
+      return bf16ToF32(new Uint16Array(bytes.buffer, bytes.byteOffset, values), target);
   }
 }
 

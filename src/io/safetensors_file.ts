@@ -38,9 +38,12 @@ export interface SafetensorsFile {
   /**
    * Rows `[start, start + count)` of the tensor's first axis, converted to
    * float32, read synchronously: a vocabulary matrix `[V, d]` streamed chunk
-   * by chunk inside a synchronous pipeline stage, never held whole.
+   * by chunk inside a synchronous pipeline stage, never held whole. With
+   * `out` (at least `count` rows long) the values land in its front and a
+   * view of them is returned: a caller sweeping a tensor reuses one buffer,
+   * and the file reuses one byte buffer, so no read allocates.
    */
-  readRowsF32Sync(name: string, start: number, count: number): Float32Array;
+  readRowsF32Sync(name: string, start: number, count: number, out?: Float32Array): Float32Array;
   close(): Promise<void>;
 }
 
@@ -96,9 +99,11 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
   }
 }
 
-/** Reads exactly `length` bytes at `position` from descriptor `fd`, or fails naming the file. */
-function readExactlySync(fd: number, length: number, position: number, file: string): Uint8Array {
-  const out = new Uint8Array(length);
+/**
+ * Reads exactly `length` bytes at `position` from descriptor `fd` into the
+ * front of `out` (default a fresh buffer), or fails naming the file.
+ */
+function readExactlySync(fd: number, length: number, position: number, file: string, out = new Uint8Array(length)): Uint8Array {
   for (let done = 0; done < length;) {
     const bytesRead = readSync(fd, out, done, length - done, position + done);
     if (bytesRead === 0) {
@@ -106,7 +111,7 @@ function readExactlySync(fd: number, length: number, position: number, file: str
     }
     done += bytesRead;
   }
-  return out;
+  return out.subarray(0, length);
 }
 
 /** The tensor's dtype if offtune can decode it, else a CheckpointError naming tensor and file. */
@@ -119,6 +124,7 @@ function decodableDtype(path: string, name: string, dtype: string) {
 
 function reader(path: string, handle: FileHandle, header: SafetensorsHeader): SafetensorsFile {
   let syncFd: number | undefined; // opened on the first row read
+  let rowBytes = new Uint8Array(0); // reused by row reads into a caller's buffer
   const byName = new Map(header.entries.map((e) => [e.name, e]));
   const get = (name: string): SafetensorsEntry => {
     const e = byName.get(name);
@@ -138,16 +144,23 @@ function reader(path: string, handle: FileHandle, header: SafetensorsHeader): Sa
       const dtype = decodableDtype(path, name, get(name).dtype);
       return decodeToF32(await readBytes(name), dtype);
     },
-    readRowsF32Sync(name, start, count) {
+    readRowsF32Sync(name, start, count, out) {
       const e = get(name);
       const dtype = decodableDtype(path, name, e.dtype);
       const rows = e.shape[0] ?? 1;
       if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= rows)) {
         throw new RangeError(`Cannot read rows [${start}, ${start + count}) of tensor "${name}" in "${path}": it has ${rows} rows`);
       }
-      const rowBytes = rows === 0 ? 0 : (e.end - e.begin) / rows;
+      const bytesPerRow = rows === 0 ? 0 : (e.end - e.begin) / rows;
+      const length = count * bytesPerRow;
+      if (out && out.length * 4 < length * (dtype === "F32" ? 1 : 2)) {
+        throw new RangeError(`Cannot read ${count} rows of tensor "${name}" into ${out.length} values`);
+      }
       syncFd ??= openSync(path, "r");
-      return decodeToF32(readExactlySync(syncFd, count * rowBytes, header.dataStart + e.begin + start * rowBytes, path), dtype);
+      const position = header.dataStart + e.begin + start * bytesPerRow;
+      if (!out) return decodeToF32(readExactlySync(syncFd, length, position, path), dtype);
+      if (rowBytes.length < length) rowBytes = new Uint8Array(length);
+      return decodeToF32(readExactlySync(syncFd, length, position, path, rowBytes), dtype, out);
     },
     async close() {
       if (syncFd !== undefined) closeSync(syncFd);

@@ -55,8 +55,9 @@ function readKernelInto(reader: CheckpointReader, stored: string, hfShape: numbe
   const rows = hfShape[0] ?? 1;
   const cols = out.length / Math.max(1, rows);
   const step = Math.max(1, Math.floor(LOAD_BLOCK_VALUES / Math.max(1, cols)));
+  const buffer = new Float32Array(Math.min(rows, step) * cols);
   for (let from = 0; from < rows; from += step) {
-    const block = reader.readRowsSync(stored, from, Math.min(step, rows - from)); // [n, cols]
+    const block = reader.readRowsSync(stored, from, Math.min(step, rows - from), buffer); // [n, cols]
     if (transposed) transposeRowsInto(block, from, rows, cols, out);
     else out.set(block, from * cols);
   }

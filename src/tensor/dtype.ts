@@ -67,14 +67,16 @@ function f32BitsToF16Bits(u: number): number {
 /** float32 bits of every binary16 pattern, `[65536]`, built on first use (256 KiB). */
 let f16Table: Uint32Array | undefined;
 
-/** Widens IEEE binary16 bit patterns to float32 (exact), by table lookup. */
-export function f16ToF32(bits: Uint16Array): Float32Array {
+/**
+ * Widens IEEE binary16 bit patterns to float32 (exact), by table lookup, into
+ * `out` (its first `bits.length` values; default a fresh array), returned.
+ */
+export function f16ToF32(bits: Uint16Array, out: Float32Array = new Float32Array(bits.length)): Float32Array {
   if (!f16Table) {
     f16Table = new Uint32Array(1 << 16);
     for (let h = 0; h < f16Table.length; h++) f16Table[h] = f16BitsToF32Bits(h);
   }
   const table = f16Table;
-  const out = new Float32Array(bits.length);
   const outBits = bitsOf(out);
   for (let i = 0; i < bits.length; i++) outBits[i] = table[bits[i]];
   return out;
@@ -88,9 +90,11 @@ export function f32ToF16(x: Float32Array): Uint16Array {
   return out;
 }
 
-/** Widens bfloat16 bit patterns to float32 (exact: the low 16 bits become zero). */
-export function bf16ToF32(bits: Uint16Array): Float32Array {
-  const out = new Float32Array(bits.length);
+/**
+ * Widens bfloat16 bit patterns to float32 (exact: the low 16 bits become
+ * zero) into `out` (default a fresh array), returned.
+ */
+export function bf16ToF32(bits: Uint16Array, out: Float32Array = new Float32Array(bits.length)): Float32Array {
   const outBits = bitsOf(out);
   for (let i = 0; i < bits.length; i++) outBits[i] = bits[i] << 16;
   return out;

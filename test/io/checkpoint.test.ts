@@ -211,10 +211,18 @@ describe("openCheckpoint errors", () => {
     const dir = fresh("rows");
     const table = Float32Array.from({ length: 6 * 3 }, (_, i) => i / 4); // [6, 3], exact in F16
     const bad = Float32Array.from({ length: 4 * 2 }, (_, i) => (i === 5 ? NaN : i)); // row 2 holds NaN
-    for (const dtype of ["F16", "F32"] as const) {
+    for (const dtype of ["F16", "F32", "BF16"] as const) {
       await saveCheckpoint(dir, config, [{ name: "table", shape: [6, 3], data: table }, { name: "bad", shape: [4, 2], data: bad }], { dtype });
       const ckpt = await openCheckpoint(dir);
       expect(ckpt.readRowsSync("table", 2, 3)).toEqual(table.slice(6, 15));
+      // Into a caller's buffer (reused, larger than the rows): a view of exactly the rows, in its front.
+      const buffer = new Float32Array(12).fill(-1);
+      const first = ckpt.readRowsSync("table", 0, 3, buffer);
+      expect(first.buffer).toBe(buffer.buffer);
+      expect(first).toEqual(table.slice(0, 9));
+      expect(ckpt.readRowsSync("table", 3, 2, buffer)).toEqual(table.slice(9, 15));
+      expect(buffer[11]).toBe(-1);
+      expect(() => ckpt.readRowsSync("table", 0, 5, buffer)).toThrow('Cannot read 5 rows of tensor "table" into 12 values');
       expect(ckpt.readRowsSync("table", 5, 1)).toEqual(table.slice(15, 18));
       expect(ckpt.readRowsSync("bad", 0, 2)).toEqual(bad.slice(0, 4));
       expect(() => ckpt.readRowsSync("bad", 1, 2)).toThrow(
