@@ -85,7 +85,8 @@ function storedValues(t: ShardTensor, dtype: ShardDtype, source: string): Float3
   return storedRun(t.name, t.data, 0, dtype, source);
 }
 
-const isStreamed = (t: ShardTensorInput): t is StreamedShardTensor => !("data" in t);
+const isStreamed = (t: ShardTensorInput): t is StreamedShardTensor =>
+  "stream" in t && typeof t.stream === "function";
 
 /**
  * A shard as one Arrow record batch, validated, for `source` (the file or

@@ -31,11 +31,11 @@ export interface GcsOptions {
 /**
  * Scores each middle block, MLP first, linear by linear: each linear's KFAC
  * factors are dropped from the record's `stats` as soon as they are scored,
- * and each weight is copied off the tensor heap only while it is scored. The
- * MLP's statistics are the block's largest (the width m on a side), so the
- * attention SVDs, which DRD keeps until it compresses, are taken once they
- * are gone: the peak holds the factors plus one weight copy, or the
- * attention factors plus the SVDs, never both.
+ * and weights are read in place (views of the tensor heap, `peekMatrix`).
+ * The MLP's statistics are the block's largest (the width m on a side), so
+ * the attention SVDs, which DRD keeps until it compresses, are taken once
+ * they are gone: the peak holds all the factors or the attention factors
+ * plus the SVDs, never both.
  */
 export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, ScoredBlockRecord> {
   return map((record): ScoredBlockRecord => {
