@@ -10,6 +10,7 @@ import { type CheckpointReader, openCheckpoint, saveCheckpoint, type TensorToSav
 import { CheckpointError } from "../../src/io/errors.ts";
 import { loadBlockWeights, loadOuterWeights, resolveModel, toHfTensors } from "../../src/model/load.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
+import { writeRandomOpt } from "../../src/train/random_checkpoint.ts";
 import { fixtureDir } from "./golden.ts";
 
 let root: string;
@@ -95,6 +96,53 @@ describe("loadBlockWeights", () => {
       const bias = block.get("fc1.bias")!.dataSync();
       expect(Array.from(bias)).toEqual(Array.from(await reader.read("model.decoder.layers.0.fc1.bias")));
       tf.dispose([...block.values()]);
+    });
+  });
+});
+
+describe("loadBlockWeights row block by row block", () => {
+  // ffn 9000: fc1 [9000, 8] is read in two row blocks (8192 + 808 rows), fc2 [8, 9000] in blocks of 7 rows.
+  const shape = { layers: 1, hidden: 8, heads: 2, ffn: 9000, maxPositions: 16, vocabSize: 32, bosId: 2, eosId: 2, padId: 1 };
+
+  it("transposes every weight exactly across row blocks", async () => {
+    const dir = join(root, "wide");
+    await writeRandomOpt(dir, shape, { dtype: "F32" });
+    await withCheckpoint(dir, async (reader) => {
+      const { arch, cfg } = resolveModel(reader);
+      const block = await loadBlockWeights(reader, arch, cfg, 0);
+      for (const [name, [out, inF]] of [["fc1", [9000, 8]], ["fc2", [8, 9000]], ["self_attn.q_proj", [8, 8]]] as const) {
+        const hf = await reader.read(`model.decoder.layers.0.${name}.weight`); // [out, in]
+        const kernel = block.get(`${name}.weight`)!.dataSync(); // [in, out]
+        const expected = new Float32Array(hf.length);
+        for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) expected[i * out + o] = hf[o * inF + i];
+        expect(kernel).toEqual(expected);
+      }
+      expect(block.get("fc1.bias")!.dataSync()).toEqual(await reader.read("model.decoder.layers.0.fc1.bias"));
+      tf.dispose([...block.values()]);
+    });
+  });
+
+  it("names the file and flat index of a NaN in a later row block, and leaves nothing allocated", async () => {
+    const dir = join(root, "wide-nan");
+    await writeRandomOpt(dir, shape, { dtype: "F32" });
+    const src = await openCheckpoint(dir, { scanNonFinite: false });
+    const tensors = await copyTensors(src, (t) => {
+      if (t.name !== "model.decoder.layers.0.fc2.weight") return t;
+      const data = t.data.slice();
+      data[7 * 9000 + 3] = NaN; // row 7: the second row block
+      return { ...t, data };
+    });
+    await saveCheckpoint(dir, src.config, tensors, { dtype: "F32" });
+    await src.close();
+    await withCheckpoint(dir, async (reader) => {
+      const { arch, cfg } = resolveModel(reader);
+      const before = [tf.memory().numTensors, tf.backend().numDataIds()];
+      const error = await loadBlockWeights(reader, arch, cfg, 0).catch((e) => e);
+      expect(error).toBeInstanceOf(CheckpointError);
+      expect(error.message).toBe(
+        `Tensor "model.decoder.layers.0.fc2.weight" in "${join(dir, "model.safetensors")}" holds NaN at flat index ${7 * 9000 + 3} (first non-finite value)`,
+      );
+      expect([tf.memory().numTensors, tf.backend().numDataIds()]).toEqual(before);
     });
   });
 });
