@@ -81,12 +81,19 @@ export function gramAccumulateUpper(c: Matrix, x: Matrix): void {
   }
 }
 
-/** Copies the upper triangle of square `c` onto its lower triangle, in place. */
-export function symmetrizeUpper(c: Matrix): void {
+/**
+ * Divides the upper triangle of square `c` by `divisor` and copies it onto
+ * the lower triangle, in place, in one pass: a running sum turned into a
+ * symmetric mean (KFAC's `A`, `G`).
+ */
+export function symmetrizeUpper(c: Matrix, divisor = 1): void {
   const n = c.cols;
   expectSquare(c, n, "symmetrizeUpper: c");
-  for (let i = 1; i < n; i++) {
-    for (let j = 0; j < i; j++) c.data[i * n + j] = c.data[j * n + i];
+  const data = c.data;
+  for (let i = 0; i < n; i++) {
+    const row = i * n;
+    for (let j = 0; j < i; j++) data[row + j] = data[j * n + i]; // rows above are final
+    if (divisor !== 1) for (let j = i; j < n; j++) data[row + j] /= divisor;
   }
 }
 

@@ -191,7 +191,7 @@ export function vocabularyRows(reader: CheckpointReader, arch: Architecture, cfg
         `Cannot load "${stored}" from "${info.file}": config.json implies shape ${formatShape(expected)}, the file has ${formatShape(info.shape)}`,
       );
     }
-    return { name, rows: cfg.vocabSize, width: cfg.hidden, read: (start, count) => reader.readRowsSync(stored, start, count) };
+    return { name, rows: cfg.vocabSize, width: cfg.hidden, read: (start, count, out) => reader.readRowsSync(stored, start, count, out) };
   };
   const names = arch.vocabularyNames(cfg);
   const embedding = rowsOf(names.embedding);

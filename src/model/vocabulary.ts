@@ -28,8 +28,12 @@ export interface VocabularyRows {
   readonly rows: number;
   /** d. */
   readonly width: number;
-  /** Rows `[start, start + count)` as float32 `[count, width]` (a fresh array). */
-  read(start: number, count: number): Float32Array;
+  /**
+   * Rows `[start, start + count)` as float32 `[count, width]`: a fresh array,
+   * or with `out` (at least that long) a view of its front, so a sweep
+   * reuses one buffer. Use the returned array.
+   */
+  read(start: number, count: number, out?: Float32Array): Float32Array;
 }
 
 /** Vocabulary rows per read when a whole matrix is swept (~8 MiB of float32 at d = 1024). */
@@ -108,9 +112,10 @@ export function streamedLmLossGrad(
   const targetLogit = new Float64Array(r);
   const acc: Matrix = { rows: r, cols: d, data: new Float32Array(r * d) }; // a_r, [R, d]
   const dh: Matrix = { rows: r, cols: d, data: new Float32Array(r * d) }; // −E_target so far, [R, d]
+  const rows = new Float32Array(Math.min(chunk, head.rows) * d); // one read buffer for the sweep
   for (let v0 = 0; v0 < head.rows; v0 += chunk) {
     const c = Math.min(chunk, head.rows - v0);
-    const e: Matrix = { rows: c, cols: d, data: head.read(v0, c) }; // [c, d]
+    const e: Matrix = { rows: c, cols: d, data: head.read(v0, c, rows) }; // [c, d]
     const logits = matmul(h, e, false, true); // [R, c]; overwritten by exp(l − m_new)
     const l = logits.data;
     for (let i = 0; i < r; i++) {
@@ -169,7 +174,8 @@ export function vocabularyShardTensors(
     name: m.name,
     shape: [m.rows, m.width],
     stream: (emit) => {
-      for (let start = 0; start < m.rows; start += SWEEP_ROWS) emit(m.read(start, Math.min(SWEEP_ROWS, m.rows - start)));
+      const buffer = new Float32Array(Math.min(SWEEP_ROWS, m.rows) * m.width); // each run is written before the next read
+      for (let start = 0; start < m.rows; start += SWEEP_ROWS) emit(m.read(start, Math.min(SWEEP_ROWS, m.rows - start), buffer));
     },
   });
   const transposed = (m: VocabularyRows): StreamedShardTensor => ({
@@ -178,12 +184,13 @@ export function vocabularyShardTensors(
     stream: (emit) => {
       const { rows: v, width: d } = m;
       const band = Math.max(1, Math.min(d, Math.floor(bandValues / v)));
+      const buffer = new Float32Array(Math.min(SWEEP_ROWS, v) * d);
       for (let from = 0; from < d; from += band) {
         const to = Math.min(d, from + band);
         const out = new Float32Array((to - from) * v); // [to − from, V]
         for (let start = 0; start < v; start += SWEEP_ROWS) {
           const count = Math.min(SWEEP_ROWS, v - start);
-          const rows = m.read(start, count); // [count, d]
+          const rows = m.read(start, count, buffer); // [count, d]
           for (let r = 0; r < count; r++) {
             for (let c = from; c < to; c++) out[(c - from) * v + start + r] = rows[r * d + c];
           }

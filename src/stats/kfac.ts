@@ -266,8 +266,9 @@ function finalFactor(f: FactorSum, n: number, label: string): SymmetricFactor {
     for (const c of f.chunks) checkStatistic(c, `${label} (rows)`);
     return rowFactor(f.chunks, 1 / n);
   }
-  symmetrizeUpper(f.sum);
-  return denseFactor(meanInPlace(f.sum, n, label));
+  symmetrizeUpper(f.sum, n);
+  checkStatistic(f.sum, label);
+  return denseFactor(f.sum);
 }
 
 /**

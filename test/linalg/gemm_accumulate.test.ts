@@ -25,6 +25,14 @@ describe("in-place accumulating products (the BLAS path, or the JS one under OFF
     const ref = gramTransposed(x).data.map((v, k) => v + start.data[k]);
     expect(maxAbsDiff(c.data, ref)).toBeLessThan(1e-5 * maxAbs(ref));
     expect(() => gramAccumulateUpper({ rows: 12, cols: 12, data: new Float32Array(144) }, x)).toThrow("expected 13×13");
+    // With a divisor: the upper triangle divided (exactly, not times 1/n), mirrored below, stale lower ignored.
+    const sum = copy(start);
+    for (let i = 1; i < 13; i++) for (let j = 0; j < i; j++) sum.data[i * 13 + j] = NaN;
+    symmetrizeUpper(sum, 7);
+    expect(sum.data).toEqual(start.data.map((_, k) => {
+      const [i, j] = [Math.floor(k / 13), k % 13];
+      return Math.fround(start.data[Math.min(i, j) * 13 + Math.max(i, j)] / 7);
+    }));
   });
 
   it("matmulAccumulate adds op(a) op(b) for every transpose combination", () => {
