@@ -237,6 +237,10 @@ describe("writeShardFile and readShardFile", () => {
           }
         },
       });
+      // A column whose bytes need padding (6 float16 values: 12 bytes), streamed too.
+      const odd = { name: "odd", shape: [2, 3], data: values(6, 9) };
+      held.push(odd);
+      streamed.push({ name: "odd", shape: [2, 3], stream: (emit: (v: Float32Array) => void) => emit(odd.data) });
       const written = writeShardFile(path, meta, streamed, { dtype });
       expect(runs.length).toBe(10);
       const onDisk = new Uint8Array(await readFile(path));
