@@ -113,20 +113,28 @@ describe("DRD closed-form GCS", () => {
   });
 });
 
+/**
+ * A random OPT MLP of width `m` (fc1 and fc2 with biases) and its KFAC
+ * statistics: fc1's augmented, fc2's augmented unless `outputAugmented` is false.
+ */
+function optMlp(d: number, m: number, rng: () => number, outputAugmented = true): { mlp: ChannelMlp; stats: ChannelMlpStats } {
+  const mlp: ChannelMlp = {
+    inputs: [{ weight: randomMatrix(d, m, rng), bias: randomMatrix(1, m, rng).data }],
+    output: { weight: randomMatrix(m, d, rng), bias: randomMatrix(1, d, rng).data },
+  };
+  const stats: ChannelMlpStats = {
+    inputs: [randomStats(d + 1, m, rng)],
+    output: randomStats(m + (outputAugmented ? 1 : 0), d, rng),
+  };
+  return { mlp, stats };
+}
+
 describe("SCP closed-form GCS", () => {
   const d = 5;
   const m = 9;
 
   it("equals the explicit GCS per channel for an OPT MLP (fc1 bias augmented, fc2 bias augmented)", () => {
-    const rng = normalRng(21);
-    const mlp: ChannelMlp = {
-      inputs: [{ weight: randomMatrix(d, m, rng), bias: randomMatrix(1, m, rng).data }],
-      output: { weight: randomMatrix(m, d, rng), bias: randomMatrix(1, d, rng).data },
-    };
-    const stats: ChannelMlpStats = {
-      inputs: [randomStats(d + 1, m, rng)],
-      output: randomStats(m + 1, d, rng),
-    };
+    const { mlp, stats } = optMlp(d, m, normalRng(21));
     for (const lambda of [0, 0.8, -2]) {
       const scores = scpScores(mlp, stats, lambda);
       const expected = Array.from({ length: m }, (_, j) => explicitScp(mlp, stats, lambda, j));
@@ -135,16 +143,7 @@ describe("SCP closed-form GCS", () => {
   });
 
   it("equals the explicit GCS on an MLP wider than a product tile (tile edges, bias row)", () => {
-    const rng = normalRng(25);
-    const wide = 600; // three 256-channel tiles, the last partial
-    const mlp: ChannelMlp = {
-      inputs: [{ weight: randomMatrix(d, wide, rng), bias: randomMatrix(1, wide, rng).data }],
-      output: { weight: randomMatrix(wide, d, rng), bias: randomMatrix(1, d, rng).data },
-    };
-    const stats: ChannelMlpStats = {
-      inputs: [randomStats(d + 1, wide, rng)],
-      output: randomStats(wide + 1, d, rng),
-    };
+    const { mlp, stats } = optMlp(d, 600, normalRng(25)); // three 256-channel tiles, the last partial
     const scores = scpScores(mlp, stats, 0.7);
     const channels = [0, 1, 255, 256, 257, 511, 512, 513, 598, 599];
     const expected = channels.map((j) => explicitScp(mlp, stats, 0.7, j));
@@ -152,15 +151,7 @@ describe("SCP closed-form GCS", () => {
   });
 
   it("equals the explicit GCS with unaugmented fc2 statistics", () => {
-    const rng = normalRng(22);
-    const mlp: ChannelMlp = {
-      inputs: [{ weight: randomMatrix(d, m, rng), bias: randomMatrix(1, m, rng).data }],
-      output: { weight: randomMatrix(m, d, rng), bias: randomMatrix(1, d, rng).data },
-    };
-    const stats: ChannelMlpStats = {
-      inputs: [randomStats(d + 1, m, rng)],
-      output: randomStats(m, d, rng),
-    };
+    const { mlp, stats } = optMlp(d, m, normalRng(22), false);
     const scores = scpScores(mlp, stats, 1.5);
     const expected = Array.from({ length: m }, (_, j) => explicitScp(mlp, stats, 1.5, j));
     expect(maxAbsDiff(scores, expected)).toBeLessThan(1e-4 * maxAbs(expected));
