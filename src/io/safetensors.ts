@@ -263,7 +263,7 @@ export function buildHeader(
  * @param bytes the tensor's bytes; must start at an offset aligned to the dtype size
  */
 export function decodeToF32(bytes: Uint8Array, dtype: StoredDtype, out?: Float32Array): Float32Array {
-  const values = bytes.byteLength / (dtype === "F32" ? 4 : 2);
+  const values = bytes.byteLength / dtypeBytes(dtype);
   const target = out?.subarray(0, values);
   switch (dtype) {
     case "F32": {

@@ -16,6 +16,7 @@ import { CheckpointError } from "./errors.ts";
 import {
   buildHeader,
   decodeToF32,
+  dtypeBytes,
   type EncodedTensor,
   isStoredDtype,
   LENGTH_PREFIX_BYTES,
@@ -153,7 +154,7 @@ function reader(path: string, handle: FileHandle, header: SafetensorsHeader): Sa
       }
       const bytesPerRow = rows === 0 ? 0 : (e.end - e.begin) / rows;
       const length = count * bytesPerRow;
-      if (out && out.length * 4 < length * (dtype === "F32" ? 1 : 2)) {
+      if (out && out.length < length / dtypeBytes(dtype)) {
         throw new RangeError(`Cannot read ${count} rows of tensor "${name}" into ${out.length} values`);
       }
       syncFd ??= openSync(path, "r");
