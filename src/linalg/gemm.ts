@@ -28,12 +28,10 @@ export function gramTransposed(x: Matrix): Matrix {
   const lib = loadLinalgLibrary();
   if (!lib) return gramTransposedJs(x);
   const n = x.cols;
-  const out = new Float32Array(n * n); // [cols, cols]
-  lib.ssyrk(n, x.rows, x.data, n, out, n);
-  for (let i = 1; i < n; i++) {
-    for (let j = 0; j < i; j++) out[i * n + j] = out[j * n + i];
-  }
-  return { rows: n, cols: n, data: out };
+  const out: Matrix = { rows: n, cols: n, data: new Float32Array(n * n) }; // [cols, cols]
+  lib.ssyrk(n, x.rows, x.data, n, out.data, n);
+  symmetrizeUpper(out);
+  return out;
 }
 
 /**
