@@ -10,9 +10,10 @@
  *
  * @module
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { CheckpointError } from "./errors.ts";
+import { readFullySync } from "./read_fully.ts";
 import {
   buildHeader,
   decodeToF32,
@@ -105,14 +106,10 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
  * front of `out` (default a fresh buffer), or fails naming the file.
  */
 function readExactlySync(fd: number, length: number, position: number, file: string, out = new Uint8Array(length)): Uint8Array {
-  for (let done = 0; done < length;) {
-    const bytesRead = readSync(fd, out, done, length - done, position + done);
-    if (bytesRead === 0) {
-      throw truncated(file, position, done, length);
-    }
-    done += bytesRead;
-  }
-  return out.subarray(0, length);
+  const bytes = out.subarray(0, length);
+  const done = readFullySync(fd, bytes, position);
+  if (done < length) throw truncated(file, position, done, length);
+  return bytes;
 }
 
 /** The tensor's dtype if offtune can decode it, else a CheckpointError naming tensor and file. */

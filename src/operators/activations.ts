@@ -13,11 +13,12 @@
  *
  * @module
  */
-import { appendFileSync, closeSync, mkdtempSync, openSync, readSync, rmSync } from "node:fs";
+import { appendFileSync, closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import type { Tensor } from "@tensorflow/tfjs";
+import { readFullySync } from "../io/read_fully.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { CalibrationSet } from "../records/records.ts";
@@ -172,11 +173,7 @@ function storedArray(path: string, sequences: number, t: number, d: number): Sto
       const bytes = new Uint8Array(out.buffer);
       const fd = openSync(path, "r");
       try {
-        for (let done = 0; done < bytes.length;) {
-          const got = readSync(fd, bytes, done, bytes.length - done, from * row + done);
-          if (got === 0) throw new Error(`Activation file ${path} ends before sequence ${to}`);
-          done += got;
-        }
+        if (readFullySync(fd, bytes, from * row) < bytes.length) throw new Error(`Activation file ${path} ends before sequence ${to}`);
       } finally {
         closeSync(fd);
       }
