@@ -22,7 +22,7 @@ import {
   type StoredDtype,
 } from "./safetensors.ts";
 import { openSafetensors, type SafetensorsFile, writeSafetensors } from "./safetensors_file.ts";
-import { firstNonFinite } from "./shard_schema.ts";
+import { firstNonFinite, shapeSize } from "./shard_schema.ts";
 
 export type { StoredDtype } from "./safetensors.ts";
 
@@ -264,7 +264,7 @@ function checkpointReader(
     },
     readRowsSync(name, start, count, out) {
       const { shard, info } = find(name);
-      const rowValues = info.shape.slice(1).reduce((a, b) => a * b, 1);
+      const rowValues = shapeSize(info.shape.slice(1));
       return scanned(shard.path, name, shard.readRowsF32Sync(name, start, count, out), start * rowValues);
     },
     async close() {

@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { openCheckpoint } from "../io/checkpoint.ts";
+import { shapeSize } from "../io/shard_schema.ts";
 import { loadBlockWeights, loadOuterWeights, resolveModel, vocabularyRows } from "../model/load.ts";
 import { type AdapterSplit, everyBlock, type ModelHandle } from "../records/records.ts";
 import { collectGarbage } from "../tensor/collect_garbage.ts";
@@ -78,7 +79,7 @@ export async function openModel(dir: string, options: OpenModelOptions = {}): Pr
     const vocabulary = options.streamVocabulary ? vocabularyRows(reader, arch, cfg) : undefined;
     const streamed = vocabulary ? [...new Set([vocabulary.embedding.name, vocabulary.head.name])] : [];
     const outer = await loadOuterWeights(reader, arch, cfg, streamed);
-    const blockValues = [...arch.blockShapes(cfg).values()].reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0);
+    const blockValues = [...arch.blockShapes(cfg).values()].reduce((n, shape) => n + shapeSize(shape), 0);
     const collectBeforeLoad = 4 * blockValues >= FORCED_GC_BLOCK_BYTES;
     return {
       source: dir,

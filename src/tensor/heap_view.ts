@@ -24,7 +24,7 @@ export interface WasmHeapBackend {
  */
 export function filledTensor(shape: number[], fill: (out: Float32Array) => void): Tensor {
   if (currentBackend() !== "wasm") {
-    const out = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    const out = new Float32Array(tf.util.sizeFromShape(shape));
     fill(out);
     return tf.tensor(out, shape);
   }
