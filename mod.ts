@@ -88,10 +88,10 @@ export { pruneMlp, selectScpChannels } from "./src/compress/scp.ts";
 export { type BlockBudget, type BudgetOptions, planBudget } from "./src/compress/budget.ts";
 
 // Operators and sources
-export { DEFAULT_SPLIT, openModel, type OpenModelOptions } from "./src/operators/model_handle.ts";
-export { openPackage, type OpenedPackage } from "./src/operators/open_package.ts";
-export { openSource, withAdapter } from "./src/operators/model_source.ts";
-export { memoryModel } from "./src/operators/memory_model.ts";
+export { DEFAULT_SPLIT, openModel, type OpenModelOptions } from "./src/model/model_handle.ts";
+export { openPackage, type OpenedPackage } from "./src/model/open_package.ts";
+export { openSource, withAdapter } from "./src/model/model_source.ts";
+export { memoryModel } from "./src/model/memory_model.ts";
 export { readCheckpoint } from "./src/operators/read_checkpoint.ts";
 export { calibrateForward, type CalibrateForwardOptions } from "./src/operators/calibrate_forward.ts";
 export { calibrateBackward, type CalibrateBackwardOptions } from "./src/operators/calibrate_backward.ts";
@@ -114,7 +114,7 @@ export {
   layerDropBlocks,
   type LayerDropOptions,
 } from "./src/operators/layer_drop.ts";
-export { type Stage, type StageClock, totalsClock } from "./src/operators/stage_clock.ts";
+export { type Stage, type StageClock, totalsClock } from "./src/events/stage_events.ts";
 export { calibrationFromTokens } from "./src/data/calibration.ts";
 
 // Evaluation

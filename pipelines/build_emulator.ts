@@ -16,12 +16,12 @@ import { readTokenStream } from "../src/data/token_stream.ts";
 import type { ModelConfig } from "../src/model/types.ts";
 import { buildGradotEmulator, GRADOT_DEFAULTS } from "../src/operators/gradot.ts";
 import { buildLayerDropEmulator, layerDropBlocks } from "../src/operators/layer_drop.ts";
-import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
+import { DEFAULT_SPLIT, openModel } from "../src/model/model_handle.ts";
 import type { AdapterSplit, CalibrationSet, ModelHandle, ShardRecord } from "../src/records/records.ts";
-import { type StageClock, totalsClock } from "../src/operators/stage_clock.ts";
+import { type StageClock, totalsClock } from "../src/events/stage_events.ts";
 import { initBackend } from "../src/tensor/backend.ts";
 import { numberFlag, parseVerbFlags } from "./flags.ts";
-import { tokenizerFor } from "./tokenizer_for.ts";
+import { tokenizerFor } from "../src/io/tokenizer_for.ts";
 
 /** Help text for the verb. */
 export const help = `offtune build-emulator --model <checkpoint> --calibration <file> --out <dir> [flags]
@@ -94,7 +94,7 @@ export function splitFlag(value: string | undefined): AdapterSplit | undefined {
 /**
  * Token ids of a calibration file: a `.bin` Uint16 stream as written by
  * `build_fixtures`, or text tokenized with the model's tokenizer (found by
- * pipelines/tokenizer_for.ts: the model directory's tokenizer.json, else the
+ * src/io/tokenizer_for.ts: the model directory's tokenizer.json, else the
  * fixture one, with a notice unless `quiet`).
  */
 export async function readCalibrationTokens(

@@ -8,7 +8,7 @@
  *
  * Tokenizer: `--tokenizer` when given, else `tokenizer.json` in the model
  * (or package) directory, else the fixture tokenizer the small models are
- * trained with (a notice says so; pipelines/tokenizer_for.ts).
+ * trained with (a notice says so; src/io/tokenizer_for.ts).
  *
  * @module
  */
@@ -27,11 +27,11 @@ import { aboveChance, type AccuracyStats, averageStats } from "../src/eval/stats
 import { readTaskItems } from "../src/eval/task_file.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";
 import { MANIFEST_FILE, readManifest } from "../src/io/manifest.ts";
-import { openSource, withAdapter } from "../src/operators/model_source.ts";
+import { openSource, withAdapter } from "../src/model/model_source.ts";
 import type { AdapterSplit, ModelHandle } from "../src/records/records.ts";
 import { initBackend } from "../src/tensor/backend.ts";
 import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
-import { tokenizerFor } from "./tokenizer_for.ts";
+import { tokenizerFor } from "../src/io/tokenizer_for.ts";
 
 const fixture = (path: string) => fileURLToPath(new URL(`../fixtures/${path}`, import.meta.url));
 

@@ -29,7 +29,7 @@ import { readManifest } from "../src/io/manifest.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../src/report/run_result.ts";
 import { numberFlag, positiveIntFlag } from "./flags.ts";
 import type { EvalReport } from "./eval.ts";
-import { runVerb } from "./run_verb.ts";
+import { runVerb } from "../src/cli/run_verb.ts";
 import { mapConcurrent } from "../src/distributed/map_concurrent.ts";
 
 /** Help text for the verb. */

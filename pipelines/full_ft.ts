@@ -12,13 +12,13 @@
  */
 import process from "node:process";
 import { createProgress } from "../src/cli/progress.ts";
-import { openModel } from "../src/operators/model_handle.ts";
+import { openModel } from "../src/model/model_handle.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
 import { goldExamples } from "../src/train/mc_batches.ts";
 import { tuneFullModel } from "../src/train/tune.ts";
 import { countFlag, parseVerbFlags } from "./flags.ts";
 import { writeHfModel } from "./plug_in.ts";
-import { tokenizerFor } from "./tokenizer_for.ts";
+import { tokenizerFor } from "../src/io/tokenizer_for.ts";
 import {
   HYPER_FLAGS,
   HYPER_HELP,

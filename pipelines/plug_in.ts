@@ -18,13 +18,13 @@ import { createDirectoryTransaction, writeFileAtomic } from "../src/io/atomic.ts
 import { saveCheckpoint, type TensorToSave } from "../src/io/checkpoint.ts";
 import { toHfTensors } from "../src/model/load.ts";
 import type { WeightMap } from "../src/model/types.ts";
-import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
-import { withAdapter } from "../src/operators/model_source.ts";
+import { DEFAULT_SPLIT, openModel } from "../src/model/model_handle.ts";
+import { withAdapter } from "../src/model/model_source.ts";
 import type { ModelHandle } from "../src/records/records.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
 import { splitFlag } from "./build_emulator.ts";
 import { parseVerbFlags } from "./flags.ts";
-import { tokenizerFor } from "./tokenizer_for.ts";
+import { tokenizerFor } from "../src/io/tokenizer_for.ts";
 
 /** What {@link writeHfModel} writes: the model's outer weights and a source of its blocks. */
 export interface HfModelSource {

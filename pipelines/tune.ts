@@ -18,7 +18,7 @@ import process from "node:process";
 import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
 import type { McItem } from "../src/data/tasks/types.ts";
 import { readTaskFile, readTaskItems } from "../src/eval/task_file.ts";
-import { isPackage, openSource } from "../src/operators/model_source.ts";
+import { isPackage, openSource } from "../src/model/model_source.ts";
 import type { ModelConfig } from "../src/model/types.ts";
 import { initBackend } from "../src/tensor/backend.ts";
 import { goldExamples } from "../src/train/mc_batches.ts";
@@ -27,7 +27,7 @@ import { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "../src/train
 import { splitFlag } from "./build_emulator.ts";
 import { EVAL_DEFAULTS } from "./eval.ts";
 import { countFlag, numberFlag, parseVerbFlags } from "./flags.ts";
-import { tokenizerFor } from "./tokenizer_for.ts";
+import { tokenizerFor } from "../src/io/tokenizer_for.ts";
 
 /** The flags of the tuning settings, shared with `offtune full-ft`. */
 export const HYPER_FLAGS = {

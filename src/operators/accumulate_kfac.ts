@@ -22,8 +22,8 @@ import { filter, map, type OperatorFunction } from "rxjs";
 import type { LinearSpec } from "../model/types.ts";
 import { accumulateKfac as accumulate, finalizeKfac, type KfacFactors, type KfacState } from "../stats/kfac.ts";
 import type { CalibrationEvent, StatsRecord } from "../records/records.ts";
-import { producesChannels } from "./mlp_view.ts";
-import { type StageClock, timeStage } from "./stage_clock.ts";
+import { producesChannels } from "../model/mlp_view.ts";
+import { type StageClock, timeStage } from "../events/stage_events.ts";
 
 /** Whether SCP removes this linear's bias with its channel (so its statistics include a constant input). */
 export function foldsBias(spec: LinearSpec): boolean {

@@ -33,9 +33,9 @@ import type { Matrix } from "../linalg/matrix.ts";
 import type { LinearSpec, WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
-import { chunkIds, chunkTensor, defaultChunk, sequenceChunks } from "./activations.ts";
-import { type StageClock, timeStage, timeStageAsync } from "./stage_clock.ts";
-import { disposeWeights, toMatrix } from "./weights.ts";
+import { chunkIds, chunkTensor, defaultChunk, sequenceChunks } from "../io/activation_store.ts";
+import { type StageClock, timeStage, timeStageAsync } from "../events/stage_events.ts";
+import { disposeWeights, toMatrix } from "../model/weights.ts";
 
 /** Options of {@link calibrateBackward}. */
 export interface CalibrateBackwardOptions {

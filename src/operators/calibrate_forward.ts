@@ -27,9 +27,9 @@ import {
   chunkTensor,
   defaultChunk,
   type StoredActivations,
-} from "./activations.ts";
-import { type StageClock, timeStage } from "./stage_clock.ts";
-import { disposeWeights } from "./weights.ts";
+} from "../io/activation_store.ts";
+import { type StageClock, timeStage } from "../events/stage_events.ts";
+import { disposeWeights } from "../model/weights.ts";
 
 /** Options of {@link calibrateForward}. */
 export interface CalibrateForwardOptions {

@@ -16,9 +16,9 @@ import { map, type OperatorFunction } from "rxjs";
 import type { BudgetOptions } from "../compress/budget.ts";
 import { compressDrd as compressProjection, type DrdOptions } from "../compress/drd.ts";
 import type { ScoredBlockRecord } from "../records/records.ts";
-import { middleBudget } from "./budget_plan.ts";
-import { type StageClock, timeStage } from "./stage_clock.ts";
-import { fromMatrix, replaceWeight } from "./weights.ts";
+import { middleBudget } from "../compress/budget_plan.ts";
+import { type StageClock, timeStage } from "../events/stage_events.ts";
+import { fromMatrix, replaceWeight } from "../model/weights.ts";
 
 /** The budget knob (same for `compressScp`) plus DRD's always-kept fraction. */
 export type CompressDrdOptions = BudgetOptions & DrdOptions & { clock?: StageClock };

@@ -15,9 +15,9 @@ import { map, type OperatorFunction } from "rxjs";
 import type { BudgetOptions } from "../compress/budget.ts";
 import { pruneMlp, selectScpChannels } from "../compress/scp.ts";
 import type { ScoredBlockRecord } from "../records/records.ts";
-import { middleBudget } from "./budget_plan.ts";
-import { mlpSpecs, readMlp, writeMlp } from "./mlp_view.ts";
-import { type StageClock, timeStage } from "./stage_clock.ts";
+import { middleBudget } from "../compress/budget_plan.ts";
+import { mlpSpecs, readMlp, writeMlp } from "../model/mlp_view.ts";
+import { type StageClock, timeStage } from "../events/stage_events.ts";
 
 /** Prunes every scored middle block's MLP to the budget width. */
 export function compressScp(

@@ -23,7 +23,7 @@ import { compressDrd } from "./compress_drd.ts";
 import { compressScp } from "./compress_scp.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
 import { type GcsOptions, scoreGcs } from "./score_gcs.ts";
-import type { StageClock } from "./stage_clock.ts";
+import type { StageClock } from "../events/stage_events.ts";
 import { writeShards } from "./write_shards.ts";
 
 /** GradOT's defaults: λ by `offtune sweep-gradot` on fixtures/small (docs/GRADOT.md, "The λ sweep"); ratio 0.5 (`src/compress/budget.ts`). */

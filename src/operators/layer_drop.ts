@@ -23,8 +23,8 @@ import { defer, filter, type MonoTypeOperatorFunction, type Observable } from "r
 import type { ShardDtype } from "../io/shard_schema.ts";
 import { type AdapterSplit, type BlockRecord, blockRole, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
-import type { StageClock } from "./stage_clock.ts";
-import { disposeWeights } from "./weights.ts";
+import type { StageClock } from "../events/stage_events.ts";
+import { disposeWeights } from "../model/weights.ts";
 import { writeShards } from "./write_shards.ts";
 
 /** The method name a LayerDrop emulator's manifest, shards and run results carry. */

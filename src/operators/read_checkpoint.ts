@@ -14,7 +14,7 @@
  */
 import { concatMap, from, type Observable } from "rxjs";
 import { blockRole, type BlockRecord, type ModelHandle } from "../records/records.ts";
-import { type StageClock, timeStageAsync } from "./stage_clock.ts";
+import { type StageClock, timeStageAsync } from "../events/stage_events.ts";
 
 /**
  * Emits the blocks of `model` in forward order (`model.blockIndices`: 0..L-1

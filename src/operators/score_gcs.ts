@@ -17,9 +17,9 @@ import type { LinearSpec } from "../model/types.ts";
 import { addChannelTerms, drdScores, scpConsumerTerms, scpProducerTerms } from "../score/gcs.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 import type { DrdScores, ScoredBlockRecord, StatsRecord } from "../records/records.ts";
-import { isAttention, mlpSpecs, readLinear } from "./mlp_view.ts";
-import { type StageClock, timeStage } from "./stage_clock.ts";
-import { peekMatrix } from "./weights.ts";
+import { isAttention, mlpSpecs, readLinear } from "../model/mlp_view.ts";
+import { type StageClock, timeStage } from "../events/stage_events.ts";
+import { peekMatrix } from "../model/weights.ts";
 
 /** The privacy/utility trade-offs λ, set apart for attention and MLP (METHOD.md §2). */
 export interface GcsOptions {

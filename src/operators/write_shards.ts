@@ -25,8 +25,8 @@ import { type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } f
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
 import type { WeightMap } from "../model/types.ts";
 import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
-import { type StageClock, timeStage } from "./stage_clock.ts";
-import { disposeWeights } from "./weights.ts";
+import { type StageClock, timeStage } from "../events/stage_events.ts";
+import { disposeWeights } from "../model/weights.ts";
 
 /** What `writeShards` needs of a record: a block, its weights and how it was compressed. */
 export interface WeightedBlock {

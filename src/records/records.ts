@@ -9,7 +9,7 @@ import type { Matrix } from "../linalg/matrix.ts";
 import type { SvdResult } from "../linalg/svd.ts";
 import type { Architecture, LinearSpec, ModelConfig, WeightMap } from "../model/types.ts";
 import type { VocabularyRows } from "../model/vocabulary.ts";
-import type { ActivationStore, StoredActivations } from "../operators/activations.ts";
+import type { ActivationStore, StoredActivations } from "../io/activation_store.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 
 /** Whether a block is tuned by the data owner or compressed into the emulator (METHOD.md §1). */

@@ -11,7 +11,7 @@
  *
  * Saved adapters carry `name.lora_a = A` and `name.lora_b = s · B`, so a
  * reader adds `lora_a · lora_b` without knowing `α` (the adapter package
- * format of src/operators/model_source.ts).
+ * format of src/model/model_source.ts).
  *
  * @module
  */

@@ -2,7 +2,7 @@
  * Files of a tuning run: the adapter package (METHOD.md §1: what the data
  * owner returns) and, beside its shards, the resumable training state.
  *
- * The package is the format src/operators/model_source.ts reads: kind
+ * The package is the format src/model/model_source.ts reads: kind
  * `adapter`, one Arrow shard per tuned block (full weights, or LoRA factors
  * `name.lora_a`/`name.lora_b` with the scale folded into `lora_b`), an
  * `outer` shard only when the embeddings were tuned, and a manifest. Each

@@ -17,7 +17,7 @@ import { saveCheckpoint } from "../../src/io/checkpoint.ts";
 import { toHfTensors } from "../../src/model/load.ts";
 import { opt } from "../../src/model/opt.ts";
 import type { WeightMap } from "../../src/model/types.ts";
-import { openSource } from "../../src/operators/model_source.ts";
+import { openSource } from "../../src/model/model_source.ts";
 import { optConfigJson } from "../../src/train/opt_config.ts";
 import { writeAdapterPackage } from "../../src/train/tune_package.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll } from "vitest";
 import { forwardLogits } from "../../src/model/forward.ts";
 import type { WeightMap } from "../../src/model/types.ts";
-import { openSource } from "../../src/operators/model_source.ts";
+import { openSource } from "../../src/model/model_source.ts";
 import type { ModelHandle } from "../../src/records/records.ts";
 import { tf } from "../../src/tensor/backend.ts";
 import { fixtureDir } from "../model/golden.ts";

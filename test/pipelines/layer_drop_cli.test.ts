@@ -13,7 +13,7 @@ import { main as plugIn } from "../../pipelines/plug_in.ts";
 import { main as tuneVerb } from "../../pipelines/tune.ts";
 import { readManifest } from "../../src/io/manifest.ts";
 import { readShardFile } from "../../src/io/shard_reader.ts";
-import { openModel } from "../../src/operators/model_handle.ts";
+import { openModel } from "../../src/model/model_handle.ts";
 import type { ModelHandle } from "../../src/records/records.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 

@@ -11,7 +11,7 @@ import { readManifest } from "../../src/io/manifest.ts";
 import { readShardFile } from "../../src/io/shard_reader.ts";
 import { forwardLogits } from "../../src/model/forward.ts";
 import type { WeightMap } from "../../src/model/types.ts";
-import { openModel } from "../../src/operators/model_handle.ts";
+import { openModel } from "../../src/model/model_handle.ts";
 import type { AdapterSplit, ModelHandle } from "../../src/records/records.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import type { LoraOptions } from "../../src/train/lora.ts";

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { readManifest } from "../../src/io/manifest.ts";
 import { readShardFile } from "../../src/io/shard_reader.ts";
 import type { WeightMap } from "../../src/model/types.ts";
-import { openModel } from "../../src/operators/model_handle.ts";
+import { openModel } from "../../src/model/model_handle.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import { answerRow, padBatch, type TuneExample } from "../../src/train/mc_batches.ts";
 import { tuneAdapter } from "../../src/train/tune.ts";

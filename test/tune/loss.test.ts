@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { scoreLoglikelihoods } from "../../src/eval/loglikelihood.ts";
 import { forwardLogits, lmLoss } from "../../src/model/forward.ts";
 import type { WeightMap } from "../../src/model/types.ts";
-import { openModel } from "../../src/operators/model_handle.ts";
+import { openModel } from "../../src/model/model_handle.ts";
 import type { ModelHandle } from "../../src/records/records.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import { answerRow, padBatch } from "../../src/train/mc_batches.ts";

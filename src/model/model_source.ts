@@ -16,7 +16,7 @@
 import { access } from "node:fs/promises";
 import { join } from "node:path";
 import { MANIFEST_FILE, verifyPackage } from "../io/manifest.ts";
-import type { WeightMap } from "../model/types.ts";
+import type { WeightMap } from "./types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ModelHandle } from "../records/records.ts";
 import { blockRole } from "../records/records.ts";

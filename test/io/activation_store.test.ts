@@ -4,14 +4,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
-import { ActivationStore, chunkTensor } from "../../src/operators/activations.ts";
-import { openModel } from "../../src/operators/model_handle.ts";
+import { ActivationStore, chunkTensor } from "../../src/io/activation_store.ts";
+import { openModel } from "../../src/model/model_handle.ts";
 import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
 import { calibrateForward } from "../../src/operators/calibrate_forward.ts";
 import { calibrateBackward } from "../../src/operators/calibrate_backward.ts";
 import type { AdapterSplit, CalibrationEvent, CalibrationSet, ModelHandle } from "../../src/records/records.ts";
 
-import { calibrationFor } from "./calibration_fixture.ts";
+import { calibrationFor } from "../operators/calibration_fixture.ts";
 
 const FIXTURE = "fixtures/golden/opt";
 
@@ -177,7 +177,7 @@ describe("an interrupted process", () => {
   test("removes its open store directories on SIGTERM and still dies of the signal", async () => {
     const { spawn } = await import("node:child_process");
     const script = [
-      `import { ActivationStore } from ${JSON.stringify(new URL("../../src/operators/activations.ts", import.meta.url).pathname)};`,
+      `import { ActivationStore } from ${JSON.stringify(new URL("../../src/io/activation_store.ts", import.meta.url).pathname)};`,
       `import { initBackend, tf } from ${JSON.stringify(new URL("../../src/tensor/backend.ts", import.meta.url).pathname)};`,
       "await initBackend();",
       "const store = new ActivationStore();",

@@ -13,12 +13,12 @@
  * @module
  */
 import type { Tensor } from "@tensorflow/tfjs";
-import type { BenchRow } from "../linalg/bench.ts";
+import type { BenchRow } from "./linalg.ts";
 import { initBackend, tf } from "../tensor/backend.ts";
 import { initOptWeights } from "../train/init.ts";
 import { optConfigJson } from "../train/opt_config.ts";
-import { opt } from "./opt.ts";
-import type { WeightMap } from "./types.ts";
+import { opt } from "../model/opt.ts";
+import type { WeightMap } from "../model/types.ts";
 
 /** The stack to time; defaults are OPT-125M's block shape at 512 tokens. */
 export interface BlockStackBenchOptions {

@@ -9,8 +9,8 @@
 import { join } from "node:path";
 import { type Manifest, verifyPackage } from "../io/manifest.ts";
 import { readShardFile } from "../io/shard_reader.ts";
-import { architectureFor } from "../model/registry.ts";
-import type { WeightMap } from "../model/types.ts";
+import { architectureFor } from "./registry.ts";
+import type { WeightMap } from "./types.ts";
 import { tf } from "../tensor/backend.ts";
 import { type AdapterSplit, blockRole, everyBlock, type ModelHandle } from "../records/records.ts";
 import { checkSplit } from "./model_handle.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import type { ChannelMlp, MlpLinear } from "../score/gcs.ts";
-import type { LinearSpec, WeightMap } from "../model/types.ts";
+import type { LinearSpec, WeightMap } from "./types.ts";
 import { tf } from "../tensor/backend.ts";
 import { fromMatrix, peekMatrix, replaceWeight } from "./weights.ts";
 

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { tf } from "../../src/tensor/backend.ts";
-import { benchMatmul } from "../../src/tensor/bench.ts";
-import { startWasm } from "./parity.ts";
+import { benchMatmul } from "../../src/bench/kernels.ts";
+import { startWasm } from "../tensor/parity.ts";
 
 beforeAll(startWasm);
 

@@ -9,12 +9,12 @@
 import { access } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadTokenizer, type Tokenizer } from "../src/io/tokenizer.ts";
-import type { ModelConfig } from "../src/model/types.ts";
-import { isPackage } from "../src/operators/model_source.ts";
+import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
+import type { ModelConfig } from "../model/types.ts";
+import { isPackage } from "../model/model_source.ts";
 
 /** fixtures/tokenizer/tokenizer.json: the tokenizer every offtune fixture model is trained with. */
-export const FIXTURE_TOKENIZER = fileURLToPath(new URL("../fixtures/tokenizer/tokenizer.json", import.meta.url));
+export const FIXTURE_TOKENIZER = fileURLToPath(new URL("../../fixtures/tokenizer/tokenizer.json", import.meta.url));
 
 /**
  * The tokenizer for the model in `dir` (module notes), with its path. The

@@ -1,15 +1,15 @@
-// The verbs' shared tokenizer lookup (pipelines/tokenizer_for.ts): the flag,
+// The verbs' shared tokenizer lookup (src/io/tokenizer_for.ts): the flag,
 // else the model directory's tokenizer.json, else the fixture tokenizer with
 // a notice; and build-emulator's calibration text through the same lookup.
 import { copyFile, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { readCalibrationTokens } from "../../pipelines/build_emulator.ts";
-import { FIXTURE_TOKENIZER, tokenizerFor } from "../../pipelines/tokenizer_for.ts";
+import { FIXTURE_TOKENIZER, tokenizerFor } from "../../src/io/tokenizer_for.ts";
 import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.ts";
 import { opt } from "../../src/model/opt.ts";
 import { optConfigJson } from "../../src/train/opt_config.ts";
-import { tempDir, TINY } from "./fixture.ts";
+import { tempDir, TINY } from "../tune/fixture.ts";
 
 const cfgOf = (vocabSize: number) => opt.parseConfig(optConfigJson({ ...TINY, vocabSize }));
 let root: string;

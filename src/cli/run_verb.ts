@@ -10,7 +10,7 @@ import { openSync, closeSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
-const SCRIPT = fileURLToPath(new URL("./offtune.ts", import.meta.url));
+const SCRIPT = fileURLToPath(new URL("../../pipelines/offtune.ts", import.meta.url));
 
 /**
  * Runs `offtune <args>`; its stdout (and stderr) go to `log` when given, else

@@ -9,12 +9,12 @@
  */
 import process from "node:process";
 import { currentBackend, initBackend, tf } from "../tensor/backend.ts";
-import { eigh } from "./eigh.ts";
-import { lapackAvailable, matmul } from "./gemm.ts";
-import { matmulJs } from "./gemm_js.ts";
-import { linalgUnavailableReason } from "./lapack_ffi.ts";
-import type { Matrix } from "./matrix.ts";
-import { svd } from "./svd.ts";
+import { eigh } from "../linalg/eigh.ts";
+import { lapackAvailable, matmul } from "../linalg/gemm.ts";
+import { matmulJs } from "../linalg/gemm_js.ts";
+import { linalgUnavailableReason } from "../linalg/lapack_ffi.ts";
+import type { Matrix } from "../linalg/matrix.ts";
+import { svd } from "../linalg/svd.ts";
 
 /** One measured (or estimated) figure. */
 export interface BenchRow {

@@ -17,10 +17,10 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { BenchRow } from "../src/linalg/bench.ts";
-import { OPT_SHAPES, writeRandomOpt } from "../src/train/random_checkpoint.ts";
-import { Prng } from "../src/train/prng.ts";
-import { runVerb } from "./run_verb.ts";
+import type { BenchRow } from "./linalg.ts";
+import { OPT_SHAPES, writeRandomOpt } from "../train/random_checkpoint.ts";
+import { Prng } from "../train/prng.ts";
+import { runVerb } from "../cli/run_verb.ts";
 
 /** Options of {@link benchGradot}. */
 export interface GradotBenchOptions {
@@ -34,7 +34,7 @@ export interface GradotBenchOptions {
 /** An OPT shape the bench generates. */
 type BenchShape = { layers: number; hidden: number; heads: number; ffn: number; maxPositions: number; vocabSize: number };
 
-const TORCH_SCRIPT = fileURLToPath(new URL("./baselines/torch_gradot.py", import.meta.url));
+const TORCH_SCRIPT = fileURLToPath(new URL("../../pipelines/baselines/torch_gradot.py", import.meta.url));
 
 /**
  * The plain PyTorch GradOT of the same shape and tokens (one thread,

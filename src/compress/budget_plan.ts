@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type BlockBudget, type BudgetOptions, planBudget } from "../compress/budget.ts";
+import { type BlockBudget, type BudgetOptions, planBudget } from "./budget.ts";
 import type { ModelHandle } from "../records/records.ts";
 
 /** The budget of one middle block of `model` (all middle blocks share a layout). */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { WeightMap } from "../model/types.ts";
+import type { WeightMap } from "./types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ModelHandle } from "../records/records.ts";
 import { disposeWeights } from "./weights.ts";

@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import type { Tensor } from "@tensorflow/tfjs";
-import { readFullySync } from "../io/read_fully.ts";
+import { readFullySync } from "./read_fully.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { CalibrationSet } from "../records/records.ts";

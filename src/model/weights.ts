@@ -4,7 +4,7 @@
  * @module
  */
 import type { Matrix } from "../linalg/matrix.ts";
-import type { WeightMap } from "../model/types.ts";
+import type { WeightMap } from "./types.ts";
 import { tf } from "../tensor/backend.ts";
 import { peekValues } from "../tensor/heap_view.ts";
 import type { Tensor } from "@tensorflow/tfjs";

@@ -11,7 +11,7 @@ import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { openCheckpoint } from "../io/checkpoint.ts";
 import { shapeSize } from "../io/shard_schema.ts";
-import { loadBlockWeights, loadOuterWeights, resolveModel, vocabularyRows } from "../model/load.ts";
+import { loadBlockWeights, loadOuterWeights, resolveModel, vocabularyRows } from "./load.ts";
 import { type AdapterSplit, everyBlock, type ModelHandle } from "../records/records.ts";
 import { collectGarbage } from "../tensor/collect_garbage.ts";
 import { disposeWeights } from "./weights.ts";

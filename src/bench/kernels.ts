@@ -7,9 +7,9 @@
  *
  * @module
  */
-import type { BenchRow } from "../linalg/bench.ts";
-import { currentBackend, initBackend, tf } from "./backend.ts";
-import { originalWasmKernel } from "./wasm_kernels.ts";
+import type { BenchRow } from "./linalg.ts";
+import { currentBackend, initBackend, tf } from "../tensor/backend.ts";
+import { originalWasmKernel } from "../tensor/wasm_kernels.ts";
 
 /** One product `[m, k]·[k, n]` to time, named for the report. */
 export interface MatmulBenchShape {
