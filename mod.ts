@@ -59,6 +59,7 @@ export { opt } from "./src/model/opt.ts";
 export { gpt2 } from "./src/model/gpt2.ts";
 export { llama } from "./src/model/llama.ts";
 export { loadBlockWeights, loadOuterWeights, resolveModel, toHfTensors } from "./src/model/load.ts";
+export { type CheckpointSummary, formatCheckpointSummary, inspectCheckpoint } from "./src/model/inspect.ts";
 export { forwardLogits, lmLoss } from "./src/model/forward.ts";
 export { blockVjp, type BlockVjpResult, headLossGrad } from "./src/model/vjp.ts";
 
@@ -76,6 +77,13 @@ export { decodeShard, readShardFile } from "./src/io/shard_reader.ts";
 export { encodeShard, writeShardFile } from "./src/io/shard_writer.ts";
 export type { ShardMeta, ShardTensor, ShardTensorInput, StreamedShardTensor } from "./src/io/shard_schema.ts";
 export { createPackageWriter, type Manifest, readManifest, verifyPackage } from "./src/io/manifest.ts";
+export { writeFileAtomic } from "./src/io/atomic.ts";
+export { FIXTURE_TOKENIZER, tokenizerFor } from "./src/io/tokenizer_for.ts";
+export { type HfModelSource, writeHfModel, type WriteHfModelOptions } from "./src/io/hf_model_writer.ts";
+export { readTokenStream } from "./src/data/token_stream.ts";
+export { readTaskFile, readTaskItems } from "./src/eval/task_file.ts";
+export type { McItem, TaskSplit } from "./src/data/tasks/types.ts";
+export { buildFixtures } from "./src/data/build_fixtures.ts";
 
 // Records
 export * from "./src/records/records.ts";
@@ -87,20 +95,40 @@ export { compressDrd as compressProjection, selectDrdComponents } from "./src/co
 export { pruneMlp, selectScpChannels } from "./src/compress/scp.ts";
 export { type BlockBudget, type BudgetOptions, planBudget } from "./src/compress/budget.ts";
 
-// Operators and sources
+// Model sources (src/model/): checkpoints, packages, adapters, in-memory models
 export { DEFAULT_SPLIT, openModel, type OpenModelOptions } from "./src/model/model_handle.ts";
 export { openPackage, type OpenedPackage } from "./src/model/open_package.ts";
-export { openSource, withAdapter } from "./src/model/model_source.ts";
-export { memoryModel } from "./src/model/memory_model.ts";
+export { isPackage, openSource, withAdapter } from "./src/model/model_source.ts";
+export { cloneWeights, memoryModel } from "./src/model/memory_model.ts";
+export { disposeWeights } from "./src/model/weights.ts";
+
+// Stage events: one stream of timings and progress for every long job
+export {
+  peakRssBytes,
+  type Stage,
+  type StageEvent,
+  type StageEvents,
+  stageTotals,
+  timeStage,
+  timeStageAsync,
+} from "./src/events/stage_events.ts";
+
+// Operators (src/operators/: RxJS stages only)
 export { readCheckpoint } from "./src/operators/read_checkpoint.ts";
 export { calibrateForward, type CalibrateForwardOptions } from "./src/operators/calibrate_forward.ts";
 export { calibrateBackward, type CalibrateBackwardOptions } from "./src/operators/calibrate_backward.ts";
-export { accumulateKfac } from "./src/operators/accumulate_kfac.ts";
+export { accumulateKfac, type AccumulateKfacOptions } from "./src/operators/accumulate_kfac.ts";
 export { type GcsOptions, scoreGcs } from "./src/operators/score_gcs.ts";
 export { compressDrd, type CompressDrdOptions } from "./src/operators/compress_drd.ts";
 export { compressScp } from "./src/operators/compress_scp.ts";
 export { writeShards, type WriteShardsOptions } from "./src/operators/write_shards.ts";
-export { buildGradotEmulator, GRADOT_DEFAULTS, type GradotOptions } from "./src/operators/gradot.ts";
+export {
+  buildGradotEmulator,
+  GRADOT_DEFAULTS,
+  type GradotOptions,
+  gradotProgressSteps,
+  type GradotStage,
+} from "./src/operators/gradot.ts";
 /**
  * The baseline GradOT is compared against: Offsite-Tuning's training-free
  * uniform LayerDrop emulator (METHOD.md §3, "OT† (training-free
@@ -114,19 +142,67 @@ export {
   layerDropBlocks,
   type LayerDropOptions,
 } from "./src/operators/layer_drop.ts";
-export { type Stage, type StageClock, totalsClock } from "./src/events/stage_events.ts";
 export { calibrationFromTokens } from "./src/data/calibration.ts";
+
+// The offsite-tuning loop's steps (src/loop/): what the CLI verbs run
+export {
+  buildEmulator,
+  type BuildEmulatorOptions,
+  type EmulatorMethod,
+  loadCalibration,
+  type LoadCalibrationOptions,
+  readCalibrationTokens,
+} from "./src/loop/build_emulator.ts";
+export { plugIn, type PlugInOptions } from "./src/loop/plug_in.ts";
+export {
+  EXPERIMENT_DEFAULTS,
+  EXPERIMENT_TASKS,
+  experimentOptions,
+  type ExperimentOptions,
+  runExperiment,
+} from "./src/loop/experiment.ts";
 
 // Evaluation
 export { scoreMultipleChoice, summarizeMultipleChoice } from "./src/eval/multiple_choice.ts";
 export { scoreLoglikelihoods } from "./src/eval/loglikelihood.ts";
 export { modelPerplexity, unigramPerplexity } from "./src/eval/perplexity.ts";
 export { accuracyStats, chanceLevel, wilsonInterval } from "./src/eval/stats.ts";
+export {
+  type AccuracyJson,
+  buildEvalReport,
+  EVAL_DEFAULTS,
+  evaluate,
+  type EvaluateOptions,
+  type EvalReport,
+  formatEvalReport,
+  openForEval,
+  parseTaskSplit,
+  selectTasks,
+} from "./src/eval/eval_report.ts";
 
 // Training
 export { AdamW } from "./src/train/adamw.ts";
 export { learningRate } from "./src/train/schedule.ts";
-export { tuneAdapter, tuneFullModel } from "./src/train/tune.ts";
+export {
+  tuneAdapter,
+  type TuneAdapterOptions,
+  type TuneCommonOptions,
+  tuneFullModel,
+} from "./src/train/tune.ts";
+export { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "./src/train/tune_loop.ts";
+export { goldExamples } from "./src/train/mc_batches.ts";
+export { padIdOf, readTrainItems, taskName } from "./src/train/task_examples.ts";
+export { pretrain, type PretrainOptions, type PretrainResult } from "./src/train/pretrain_run.ts";
+export type { StepRecord } from "./src/train/trainer.ts";
 
 // Reports
 export { readRunResult, type RunResult, validateRunResult, writeRunResult } from "./src/report/run_result.ts";
+export { writeReport, type WrittenReport } from "./src/report/report_files.ts";
+export type { Report } from "./src/report/aggregate.ts";
+export { parseTrainingLog, type TrainingLogLine, trainingCurveSvg } from "./src/report/training_curve.ts";
+
+// Benchmarks (src/bench/): figures as ratios against baselines of the same run
+export { type BenchRow, benchLinalg } from "./src/bench/linalg.ts";
+export { benchMatmul } from "./src/bench/kernels.ts";
+export { benchBlockStack } from "./src/bench/model.ts";
+export { benchGradot } from "./src/bench/gradot.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import type { BenchRow } from "../src/bench/linalg.ts";
+import { benchBlockStack, benchGradot, benchLinalg, benchMatmul, type BenchRow } from "../mod.ts";
 
 /** Help text for the verb. */
 export const help = `offtune bench [kernels|linalg|model|gradot|all]... [--json <file>] [--quick]
@@ -30,22 +30,18 @@ type Suite = (quick: boolean, onRow: (row: BenchRow) => void) => Promise<BenchRo
 
 const suites: Record<string, Suite> = {
   kernels: async (quick, onRow) => {
-    const { benchMatmul } = await import("../src/bench/kernels.ts");
     return benchMatmul({ onRow, ...(quick ? { shapes: [{ name: "x·W 256×256·256×512", m: 256, k: 256, n: 512 }] } : {}) });
   },
   linalg: async (quick, onRow) => {
-    const { benchLinalg } = await import("../src/bench/linalg.ts");
     return benchLinalg({
       onRow,
       ...(quick ? { lapackSizes: [256], jsSizes: [64], eighSizes: [256], gemmSize: 256, gemmJsSize: 128 } : {}),
     });
   },
   gradot: async (quick, onRow) => {
-    const { benchGradot } = await import("../src/bench/gradot.ts");
     return benchGradot({ onRow, quick });
   },
   model: async (quick, onRow) => {
-    const { benchBlockStack } = await import("../src/bench/model.ts");
     return benchBlockStack({ onRow, ...(quick ? { hidden: 128, heads: 4, ffn: 512, tokens: 32, repeats: 1 } : {}) });
   },
 };

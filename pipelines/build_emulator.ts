@@ -3,25 +3,26 @@
  * a checkpoint block by block through the GradOT pipeline (calibration
  * forward/backward, KFAC, GCS, DRD + SCP), or through the OT LayerDrop
  * baseline (keep every k-th middle block, no calibration), and writes the
- * emulator package (Arrow shards + manifest) atomically.
+ * emulator package (Arrow shards + manifest) atomically (`loadCalibration`
+ * and `buildEmulator` of mod.ts).
  *
  * @module
  */
-import { readFile, writeFile } from "node:fs/promises";
-import process from "node:process";
-import { lastValueFrom, type Observable, tap, toArray } from "rxjs";
-import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
-import { calibrationFromTokens } from "../src/data/calibration.ts";
-import { readTokenStream } from "../src/data/token_stream.ts";
-import type { ModelConfig } from "../src/model/types.ts";
-import { buildGradotEmulator, GRADOT_DEFAULTS } from "../src/operators/gradot.ts";
-import { buildLayerDropEmulator, layerDropBlocks } from "../src/operators/layer_drop.ts";
-import { DEFAULT_SPLIT, openModel } from "../src/model/model_handle.ts";
-import type { AdapterSplit, CalibrationSet, ModelHandle, ShardRecord } from "../src/records/records.ts";
-import { type StageClock, totalsClock } from "../src/events/stage_events.ts";
-import { initBackend } from "../src/tensor/backend.ts";
-import { numberFlag, parseVerbFlags } from "./flags.ts";
-import { tokenizerFor } from "../src/io/tokenizer_for.ts";
+import { writeFile } from "node:fs/promises";
+import { lastValueFrom, toArray } from "rxjs";
+import {
+  buildEmulator,
+  type CalibrationSet,
+  DEFAULT_SPLIT,
+  GRADOT_DEFAULTS,
+  initBackend,
+  loadCalibration,
+  openModel,
+  peakRssBytes,
+  stageTotals,
+} from "../mod.ts";
+import { createProgress, progressEvents } from "../src/cli/progress.ts";
+import { numberFlag, parseVerbFlags, splitFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune build-emulator --model <checkpoint> --calibration <file> --out <dir> [flags]
@@ -83,48 +84,6 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
 } as const;
 
-/** `--split b,t` as an {@link AdapterSplit}. */
-export function splitFlag(value: string | undefined): AdapterSplit | undefined {
-  if (value === undefined) return undefined;
-  const m = /^(\d+),(\d+)$/.exec(value.trim());
-  if (!m) throw new Error(`--split expects "bottom,top" block counts, e.g. 2,2; got "${value}"`);
-  return { bottom: Number(m[1]), top: Number(m[2]) };
-}
-
-/**
- * Token ids of a calibration file: a `.bin` Uint16 stream as written by
- * `build_fixtures`, or text tokenized with the model's tokenizer (found by
- * src/io/tokenizer_for.ts: the model directory's tokenizer.json, else the
- * fixture one, with a notice unless `quiet`).
- */
-export async function readCalibrationTokens(
-  file: string,
-  modelDir: string,
-  cfg: ModelConfig,
-  quiet: boolean,
-): Promise<ArrayLike<number>> {
-  const explain = (e: unknown): never => {
-    throw new Error(`Cannot read calibration file "${file}": ${(e as { code?: string }).code === "ENOENT" ? "file does not exist" : (e as Error).message}`);
-  };
-  if (file.endsWith(".bin")) {
-    try {
-      return readTokenStream(file);
-    } catch (e) {
-      return explain(e);
-    }
-  }
-  const bytes = await readFile(file).catch(explain);
-  const { tokenizer } = await tokenizerFor(modelDir, cfg, undefined, quiet);
-  return tokenizer.encode(new TextDecoder().decode(bytes), { addSpecialTokens: false });
-}
-
-/** The process's peak resident set size so far, in bytes. */
-export function peakRssBytes(): number {
-  return process.resourceUsage().maxRSS * 1024;
-}
-
-type Flags = ReturnType<typeof parseFlags>;
-
 /** The verb's flags, with --method checked and --calibration required for gradot only. */
 function parseFlags(argv: string[]) {
   const flags = parseVerbFlags(argv, FLAGS, "build-emulator", ["model", "out"]);
@@ -137,71 +96,46 @@ function parseFlags(argv: string[]) {
   return flags;
 }
 
-/** A method's build: the shard stream and the calibration tokens it reads. */
-interface Build {
-  shards: Observable<ShardRecord>;
-  tokens: number;
-}
-
-/** The GradOT build the flags ask for, with per-stage progress and the calibration loss (unless quiet). */
-async function gradotBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter): Promise<Build> {
-  const length = numberFlag(flags.length, "length") ?? Math.min(128, model.cfg.maxPositions);
-  const sequences = numberFlag(flags.sequences, "sequences")!;
-  const calibration: CalibrationSet = calibrationFromTokens(
-    await readCalibrationTokens(flags.calibration!, flags.model, model.cfg, flags.quiet),
-    sequences,
-    length,
-    `Calibration file "${flags.calibration}"`,
-  );
-  const layers = model.cfg.layers;
-  let events = 0;
-  let tokens = 0;
-  const shards = buildGradotEmulator(model, {
-    calibration,
-    out: flags.out,
+/** CLI entry. */
+export async function main(argv: string[]): Promise<number> {
+  const flags = parseFlags(argv);
+  const split = splitFlag(flags.split);
+  const gradot = {
     ratio: numberFlag(flags.ratio, "ratio"),
     attnShare: numberFlag(flags["attn-share"], "attn-share"),
     lambdaAttn: numberFlag(flags["lambda-attn"], "lambda-attn"),
     lambdaMlp: numberFlag(flags["lambda-mlp"], "lambda-mlp"),
     keepTopFraction: numberFlag(flags["keep-top"], "keep-top"),
     chunk: numberFlag(flags.chunk, "chunk"),
-    dtype: flags.fp16 ? "float16" : "float32",
-    clock,
-    onStage: (stage, block) => {
-      events++;
-      if (stage === "forward" || stage === "backward") tokens += sequences * length;
-      progress.update({ done: events, total: 4 * layers, unit: "steps", detail: `block ${block + 1}/${layers} ${stage}`, tokens });
-    },
-    onLoss: (loss) => {
-      if (!flags.quiet) console.error(`calibration loss ${loss.toFixed(4)} (perplexity ${Math.exp(loss).toFixed(2)})`);
-    },
-  });
-  return { shards, tokens: sequences * length };
-}
-
-/** The LayerDrop build the flags ask for (the calibration and GradOT flags are ignored), with per-shard progress. */
-function layerDropBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter): Build {
-  const ratio = numberFlag(flags.ratio, "ratio") ?? GRADOT_DEFAULTS.ratio; // matched emulator size (METHOD.md §5)
-  const total = layerDropBlocks(model.cfg.layers, model.split, ratio).length + 1; // + the outer weights
-  let written = 0;
-  const shards = buildLayerDropEmulator(model, { ratio, out: flags.out, dtype: flags.fp16 ? "float16" : "float32", clock })
-    .pipe(tap((shard) => progress.update({ done: ++written, total, unit: "shards", detail: `wrote ${shard.file}` })));
-  return { shards, tokens: 0 };
-}
-
-/** CLI entry. */
-export async function main(argv: string[]): Promise<number> {
-  const flags = parseFlags(argv);
+  };
+  const sequences = numberFlag(flags.sequences, "sequences")!;
+  const length = numberFlag(flags.length, "length");
   await initBackend(flags.backend, flags.quiet);
-  const model = await openModel(flags.model, { split: splitFlag(flags.split), streamVocabulary: true });
+  const model = await openModel(flags.model, { split, streamVocabulary: true });
   try {
     const progress = createProgress("build-emulator", flags.quiet);
+    const draw = progressEvents(progress);
+    const timings = stageTotals({
+      next(e) {
+        draw.next(e);
+        if (e.stage === "head" && e.loss !== undefined && !flags.quiet) {
+          console.error(`calibration loss ${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)})`);
+        }
+      },
+    });
     const started = performance.now();
-    const clock = totalsClock();
-    const build = flags.method === "gradot"
-      ? await gradotBuild(model, flags, clock, progress)
-      : layerDropBuild(model, flags, clock, progress);
-    const shards = await lastValueFrom(build.shards.pipe(toArray()));
+    let calibration: CalibrationSet | undefined;
+    if (flags.method === "gradot") {
+      calibration = await loadCalibration(flags.calibration!, model, { sequences, length, quiet: flags.quiet });
+    }
+    const shards = await lastValueFrom(buildEmulator(model, {
+      method: flags.method as "gradot" | "layerdrop",
+      out: flags.out,
+      ...gradot,
+      calibration,
+      dtype: flags.fp16 ? "float16" : "float32",
+      events: timings,
+    }).pipe(toArray()));
     progress.finish(`${shards.length} shards`);
     const bytes = shards.reduce((n, s) => n + s.bytes, 0);
     const seconds = (performance.now() - started) / 1000;
@@ -209,10 +143,10 @@ export async function main(argv: string[]): Promise<number> {
     if (flags.timings) {
       await writeFile(flags.timings, JSON.stringify({
         seconds,
-        stages: Object.fromEntries(clock.totals),
+        stages: Object.fromEntries(timings.totals),
         peakRssBytes: peakRssBytes(),
         layers: model.cfg.layers,
-        tokens: build.tokens,
+        tokens: calibration ? calibration.sequences * calibration.length : 0,
       }, null, 2) + "\n");
     }
     return 0;

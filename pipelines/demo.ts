@@ -3,15 +3,16 @@
  * the shipped fixtures. Runs the offsite-tuning loop (`offtune experiment`)
  * for GradOT on fixtures/small on a subset sized for a 2-core machine (three
  * tasks, one seed, 200 training and 200 test items per task, two epochs at
- * lr 1e-3, no Full FT), then writes the report (`offtune report`). The full run (all 8
+ * lr 1e-3, no Full FT), then writes the report (`offtune report`): both
+ * through mod.ts (`runExperiment`, `writeReport`). The full run (all 8
  * tasks, all items, 3 seeds, Full FT) is the same verb with its defaults.
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname } from "node:path";
+import process from "node:process";
 import { parseArgs } from "node:util";
-import { main as report } from "./report.ts";
-import { experimentOptions, runExperiment } from "./experiment.ts";
+import { experimentOptions, runExperiment, writeReport } from "../mod.ts";
 
 /** The demo's task subset: three tasks of different kinds. */
 export const DEMO_TASKS = ["lastword_cloze", "kjv_verse_ending", "spam_detection"];
@@ -35,13 +36,23 @@ export async function main(argv: string[]): Promise<number> {
     options: { out: { type: "string", default: "runs/demo" }, model: { type: "string", default: "fixtures/small" }, quiet: { type: "boolean", default: false } },
   });
   const started = performance.now();
-  const options = experimentOptions([
-    "--model", values.model, "--runs", values.out, "--tasks", DEMO_TASKS.join(","), "--seeds", "0",
-    "--train-limit", "200", "--eval-limit", "200", "--epochs", "2", "--lr", "1e-3", "--sequences", "32", "--no-full-ft",
-    ...(values.quiet ? ["--quiet"] : []),
-  ]);
-  await runExperiment(options);
-  await report(["--runs", values.out, "--title", `offtune demo: GradOT on ${values.model} (subset: ${DEMO_TASKS.length} tasks, 200 items, 1 seed)`]);
-  console.log(`\ndemo finished in ${((performance.now() - started) / 60000).toFixed(1)} min; report in ${join(values.out, "_report")}`);
+  await runExperiment(experimentOptions({
+    model: values.model,
+    runs: values.out,
+    tasks: DEMO_TASKS,
+    seeds: [0],
+    trainLimit: 200,
+    evalLimit: 200,
+    epochs: 2,
+    lr: 1e-3,
+    sequences: 32,
+    fullFt: false,
+    quiet: values.quiet,
+  }));
+  const title = `offtune demo: GradOT on ${values.model} (subset: ${DEMO_TASKS.length} tasks, 200 items, 1 seed)`;
+  const { markdown, paths } = await writeReport(values.out, { title });
+  process.stdout.write(markdown);
+  process.stderr.write(`offtune report: wrote ${paths.join(", ")}\n`);
+  console.log(`\ndemo finished in ${((performance.now() - started) / 60000).toFixed(1)} min; report in ${dirname(paths[0])}`);
   return 0;
 }

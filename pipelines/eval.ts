@@ -1,10 +1,10 @@
 /**
  * `offtune eval`: zero-shot multiple choice by log-likelihood and
  * perplexity on held-out text (METHOD.md §5), for any artefact of §1: an
- * original checkpoint, an emulator package, either with a tuned adapter.
- * Prints a table (acc and acc_norm with Wilson 95% intervals, chance, a mark
- * where the interval lies above chance, the task average) and optionally
- * writes the same as JSON.
+ * original checkpoint, an emulator package, either with a tuned adapter
+ * (`evaluate` of mod.ts). Prints a table (acc and acc_norm with Wilson 95%
+ * intervals, chance, a mark where the interval lies above chance, the task
+ * average) and optionally writes the same as JSON.
  *
  * Tokenizer: `--tokenizer` when given, else `tokenizer.json` in the model
  * (or package) directory, else the fixture tokenizer the small models are
@@ -12,35 +12,10 @@
  *
  * @module
  */
-import { access } from "node:fs/promises";
-import { join, resolve } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
-import { createProgress } from "../src/cli/progress.ts";
-import { readTokenStream } from "../src/data/token_stream.ts";
-import { TASKS } from "../src/data/tasks/registry.ts";
-import type { McItem, TaskSplit } from "../src/data/tasks/types.ts";
-import { type McSummary, scoreMultipleChoice, summarizeMultipleChoice } from "../src/eval/multiple_choice.ts";
-import type { Residency } from "../src/eval/loglikelihood.ts";
-import { modelPerplexity, type Perplexity, unigramPerplexity } from "../src/eval/perplexity.ts";
-import { aboveChance, type AccuracyStats, averageStats } from "../src/eval/stats.ts";
-import { readTaskItems } from "../src/eval/task_file.ts";
-import { writeFileAtomic } from "../src/io/atomic.ts";
-import { MANIFEST_FILE, readManifest } from "../src/io/manifest.ts";
-import { openSource, withAdapter } from "../src/model/model_source.ts";
-import type { AdapterSplit, ModelHandle } from "../src/records/records.ts";
-import { initBackend } from "../src/tensor/backend.ts";
+import { evaluate, formatEvalReport, initBackend, parseTaskSplit, selectTasks, writeFileAtomic } from "../mod.ts";
+import { createProgress, progressEvents } from "../src/cli/progress.ts";
 import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
-import { tokenizerFor } from "../src/io/tokenizer_for.ts";
-
-const fixture = (path: string) => fileURLToPath(new URL(`../fixtures/${path}`, import.meta.url));
-
-/** Where the verb looks for data unless told otherwise. */
-export const EVAL_DEFAULTS = {
-  tasksDir: fixture("data/tasks"),
-  pplData: fixture("data/pretrain/valid.bin"),
-  pplTrain: fixture("data/pretrain/train.bin"),
-};
 
 /** Help text for the verb. */
 export const help = `offtune eval --model <dir> [flags]
@@ -53,7 +28,7 @@ accuracy whose interval lies wholly above chance.
   --model <dir>          Hugging Face checkpoint or emulator package
   --adapter <dir>        tuned adapter package to apply first
   --tasks <list>         all, or comma-separated names (default all):
-                         ${TASKS.map((t) => t.name).join(", ")}
+                         ${selectTasks("all").join(", ")}
   --split <name>         test | validation | train (default test)
   --limit <n>            first n items of each task
   --ppl                  also perplexity on --ppl-data (and the unigram reference)
@@ -90,212 +65,41 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
 } as const;
 
-const SPLITS: readonly TaskSplit[] = ["test", "validation", "train"];
-
-
-/** The task names `--tasks` selects, in report order. */
-export function selectTasks(value: string): string[] {
-  const known = TASKS.map((t) => t.name);
-  if (value.trim() === "all") return known;
-  const asked = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  if (asked.length === 0) throw new Error(`--tasks names no task: "${value}"`);
-  for (const name of asked) {
-    if (!known.includes(name)) throw new Error(`Unknown task "${name}": expected all or some of ${known.join(", ")}`);
-  }
-  return known.filter((name) => asked.includes(name));
-}
-
-const exists = (path: string) => access(path).then(() => true, () => false);
-
-/** Opens the model, with the adapter's split when an adapter is applied (the split matters to nothing else here). */
-async function openForEval(modelDir: string, adapterDir: string | undefined): Promise<ModelHandle> {
-  let split: AdapterSplit = { bottom: 0, top: 0 };
-  if (adapterDir !== undefined) {
-    if (!(await exists(join(adapterDir, MANIFEST_FILE)))) throw new Error(`Adapter "${adapterDir}" has no ${MANIFEST_FILE}`);
-    split = (await readManifest(adapterDir)).split;
-  }
-  const base = await openSource(modelDir, { split });
-  if (adapterDir === undefined) return base;
-  try {
-    return await withAdapter(base, adapterDir);
-  } catch (e) {
-    await base.close();
-    throw e;
-  }
-}
-
-/** JSON form of one accuracy pair (stable keys, lm-eval names). */
-function accuracyJson(acc: AccuracyStats, accNorm: AccuracyStats, chance: number) {
-  return {
-    acc: acc.mean,
-    acc_stderr: acc.stderr,
-    acc_ci: acc.ci,
-    acc_norm: accNorm.mean,
-    acc_norm_stderr: accNorm.stderr,
-    acc_norm_ci: accNorm.ci,
-    chance,
-    acc_above_chance: aboveChance(acc, chance),
-    acc_norm_above_chance: aboveChance(accNorm, chance),
-  };
-}
-
-/** The verb's results, as written by `--json`. */
-export interface EvalReport {
-  model: string;
-  adapter: string | null;
-  split: TaskSplit;
-  limit: number | null;
-  bos: boolean;
-  backend: string;
-  seconds: number;
-  tasks: Record<string, { n: number } & ReturnType<typeof accuracyJson>>;
-  average: ({ tasks: number } & ReturnType<typeof accuracyJson>) | null;
-  ppl?: {
-    data: string;
-    ctx: number;
-    tokens: number;
-    nll: number;
-    ppl: number;
-    unigram: { train: string; nll: number; ppl: number } | null;
-  };
-}
-
-/** The report of scored tasks (and perplexity), without the run's metadata. */
-export function buildReport(
-  summaries: ReadonlyMap<string, McSummary>,
-): Pick<EvalReport, "tasks" | "average"> {
-  const tasks: EvalReport["tasks"] = {};
-  for (const [name, s] of summaries) tasks[name] = { n: s.n, ...accuracyJson(s.acc, s.accNorm, s.chance) };
-  const all = [...summaries.values()];
-  const average = all.length === 0 ? null : {
-    tasks: all.length,
-    ...accuracyJson(
-      averageStats(all.map((s) => s.acc)),
-      averageStats(all.map((s) => s.accNorm)),
-      all.reduce((sum, s) => sum + s.chance, 0) / all.length,
-    ),
-  };
-  return { tasks, average };
-}
-
-const pct = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(1) : "?");
-
-/** `33.4 [29.4, 37.6]*`: accuracy, interval, above-chance mark. */
-function cell(mean: number, ci: [number, number], above: boolean): string {
-  return `${pct(mean).padStart(5)} [${pct(ci[0]).padStart(4)}, ${pct(ci[1]).padStart(5)}]${above ? "*" : " "}`;
-}
-
-/** The printed table of a report. */
-export function formatReport(report: Pick<EvalReport, "tasks" | "average" | "ppl">): string {
-  type Row = { name: string; n: string; scores: ReturnType<typeof accuracyJson> };
-  const rows: Row[] = Object.entries(report.tasks).map(([name, t]) => ({ name, n: String(t.n), scores: t }));
-  const average: Row | undefined = report.average
-    ? { name: "average", n: `${report.average.tasks} tasks`, scores: report.average }
-    : undefined;
-  const all = average ? [...rows, average] : rows;
-  const width = Math.max(4, ...all.map((r) => r.name.length));
-  const nWidth = Math.max(1, ...all.map((r) => r.n.length));
-  const header = `${"task".padEnd(width)}  ${"n".padStart(nWidth)}  ${"acc % [95% CI]".padEnd(20)}  ${"acc_norm % [95% CI]".padEnd(20)}  chance %`;
-  const rule = "-".repeat(header.length);
-  const line = ({ name, n, scores: s }: Row) =>
-    `${name.padEnd(width)}  ${n.padStart(nWidth)}  ${cell(s.acc, s.acc_ci, s.acc_above_chance).padEnd(20)}  ` +
-    `${cell(s.acc_norm, s.acc_norm_ci, s.acc_norm_above_chance).padEnd(20)}  ${pct(s.chance).padStart(8)}`;
-  const lines = [header, rule, ...rows.map(line)];
-  if (average) lines.push(rule, line(average));
-  lines.push("* interval (Wilson 95%; average: normal) wholly above chance");
-  if (report.ppl) {
-    const p = report.ppl;
-    lines.push("", `perplexity ${p.ppl.toFixed(2)} (NLL ${p.nll.toFixed(4)} nats/token, ${p.tokens} tokens, window ${p.ctx}) on ${p.data}`);
-    if (p.unigram) lines.push(`unigram reference ${p.unigram.ppl.toFixed(2)} (NLL ${p.unigram.nll.toFixed(4)}, add-one, counts from ${p.unigram.train})`);
-  }
-  return lines.join("\n");
-}
-
-async function tokenStream(path: string, what: string): Promise<Uint16Array> {
-  if (!(await exists(path))) throw new Error(`Cannot read ${what} "${path}": file does not exist`);
-  return readTokenStream(path);
-}
-
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "eval", ["model"]);
-  const split = flags.split as TaskSplit;
-  if (!SPLITS.includes(split)) throw new Error(`--split expects one of ${SPLITS.join(", ")}, got "${flags.split}"`);
+  const split = parseTaskSplit(flags.split);
   const tasks = selectTasks(flags.tasks);
   const limit = positiveIntFlag(flags.limit, "limit");
   const batchTokens = positiveIntFlag(flags["batch-tokens"], "batch-tokens");
-  const ctxFlag = positiveIntFlag(flags.ctx, "ctx");
-  const residency: Residency = flags.stream ? "streaming" : "resident";
-  const bos = !flags["no-bos"];
+  const ctx = positiveIntFlag(flags.ctx, "ctx");
   const quiet = flags.quiet;
-  const tasksDir = flags["tasks-dir"] ?? EVAL_DEFAULTS.tasksDir;
-
   const backend = await initBackend(flags.backend, quiet);
-  const started = performance.now();
-  const itemsByTask = new Map<string, McItem[]>();
-  for (const name of tasks) itemsByTask.set(name, await readTaskItems(tasksDir, name, split, limit));
-  const model = await openForEval(flags.model, flags.adapter);
-  try {
-    const { tokenizer } = await tokenizerFor(flags.model, model.cfg, flags.tokenizer, quiet);
-    const allItems = [...itemsByTask.values()].flat();
-    const progress = createProgress("eval", quiet);
-    const results = await scoreMultipleChoice(model, tokenizer, allItems, {
-      bos,
-      residency,
-      batchTokens,
-      padId: tokenizer.padId,
-      onProgress: (done, total, tokens) => progress.update({ done, total, unit: "requests", tokens }),
-    });
-    progress.finish(`${allItems.length} items`);
-    const summaries = new Map<string, McSummary>();
-    let at = 0;
-    for (const [name, items] of itemsByTask) {
-      summaries.set(name, summarizeMultipleChoice(results.slice(at, at + items.length)));
-      at += items.length;
-    }
-    const report: EvalReport = {
-      model: resolve(flags.model),
-      adapter: flags.adapter === undefined ? null : resolve(flags.adapter),
-      split,
-      limit: limit ?? null,
-      bos,
-      backend,
-      seconds: 0,
-      ...buildReport(summaries),
-    };
-
-    if (flags.ppl) {
-      const data = flags["ppl-data"] ?? EVAL_DEFAULTS.pplData;
-      const stream = await tokenStream(data, "perplexity data");
-      const ctx = ctxFlag ?? model.cfg.maxPositions;
-      const pplProgress = createProgress("perplexity", quiet);
-      const p: Perplexity = await modelPerplexity(model, stream, {
-        ctx,
-        residency,
-        batchTokens,
-        onProgress: (done, total, tokens) => pplProgress.update({ done, total, unit: "windows", tokens }),
-      });
-      pplProgress.finish(`${p.tokens} tokens`);
-      const trainPath = flags["ppl-train"] ?? EVAL_DEFAULTS.pplTrain;
-      let unigram: NonNullable<EvalReport["ppl"]>["unigram"] = null;
-      if (flags["ppl-train"] !== undefined || (await exists(trainPath))) {
-        const u = unigramPerplexity(await tokenStream(trainPath, "unigram training stream"), stream, model.cfg.vocabSize);
-        unigram = { train: resolve(trainPath), nll: u.nll, ppl: u.ppl };
-      } else if (!quiet) {
-        console.error(`offtune eval: no "${trainPath}"; skipping the unigram reference`);
-      }
-      report.ppl = { data: resolve(data), ctx, tokens: p.tokens, nll: p.nll, ppl: p.ppl, unigram };
-    }
-    report.seconds = (performance.now() - started) / 1000;
-    console.log(formatReport(report));
-    if (!quiet) console.error(`offtune eval: ${report.seconds.toFixed(1)} s (${backend})`);
-    if (flags.json) {
-      await writeFileAtomic(flags.json, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
-    }
-    return 0;
-  } finally {
-    await model.close();
+  const progress = { mc: createProgress("eval", quiet), ppl: createProgress("perplexity", quiet) };
+  const draw = { mc: progressEvents(progress.mc), ppl: progressEvents(progress.ppl) };
+  const report = await evaluate({
+    model: flags.model,
+    adapter: flags.adapter,
+    tasks,
+    tasksDir: flags["tasks-dir"],
+    split,
+    limit,
+    bos: !flags["no-bos"],
+    residency: flags.stream ? "streaming" : "resident",
+    batchTokens,
+    tokenizer: flags.tokenizer,
+    ppl: flags.ppl ? { data: flags["ppl-data"], train: flags["ppl-train"], ctx } : undefined,
+    quiet,
+    events: { next: (e) => (e.unit === "requests" ? draw.mc : draw.ppl).next(e) },
+  });
+  progress.mc.finish(`${Object.values(report.tasks).reduce((n, t) => n + t.n, 0)} items`);
+  if (report.ppl) progress.ppl.finish(`${report.ppl.tokens} tokens`);
+  console.log(formatEvalReport(report));
+  if (!quiet) console.error(`offtune eval: ${report.seconds.toFixed(1)} s (${backend})`);
+  if (flags.json) {
+    await writeFileAtomic(flags.json, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
   }
+  return 0;
 }
 
 if (import.meta.main ?? process.argv[1]?.endsWith("eval.ts")) {

@@ -1,11 +1,13 @@
 /**
  * Flag parsing shared by the `offtune` verbs: strict `node:util` parsing (an
  * unknown flag or a positional argument is an error) and the check that the
- * verb's required flags were given, with the one wording every verb uses.
+ * verb's required flags were given, with the one wording every verb uses;
+ * and the flags several verbs share (`--split`, the tuning settings).
  *
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type AdapterSplit, TUNE_DEFAULTS, type TuneHyper } from "../mod.ts";
 
 /** A verb's flag table, as `parseArgs` takes it. */
 type FlagTable = NonNullable<ParseArgsConfig["options"]>;
@@ -60,4 +62,58 @@ export function positiveIntFlag(value: string | undefined, flag: string): number
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} expects a positive integer, got "${value}"`);
   return n;
+}
+
+/** `--split b,t` as an {@link AdapterSplit}, or undefined when absent. */
+export function splitFlag(value: string | undefined): AdapterSplit | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+),(\d+)$/.exec(value.trim());
+  if (!m) throw new Error(`--split expects "bottom,top" block counts, e.g. 2,2; got "${value}"`);
+  return { bottom: Number(m[1]), top: Number(m[2]) };
+}
+
+/** The flags of the tuning settings, shared by `offtune tune` and `offtune full-ft`. */
+export const HYPER_FLAGS = {
+  epochs: { type: "string" },
+  lr: { type: "string" },
+  batch: { type: "string" },
+  seed: { type: "string" },
+  schedule: { type: "string" },
+  "min-lr": { type: "string" },
+  warmup: { type: "string" },
+  "weight-decay": { type: "string" },
+  clip: { type: "string" },
+} as const;
+
+/** Help lines of {@link HYPER_FLAGS}. */
+export const HYPER_HELP = `  --epochs <n>           passes over the items (default ${TUNE_DEFAULTS.epochs})
+  --lr <x>               peak learning rate (default ${TUNE_DEFAULTS.lr}; LoRA: 1e-3)
+  --batch <n>            items per step (default ${TUNE_DEFAULTS.batch})
+  --seed <n>             item order (and LoRA init) seed (default ${TUNE_DEFAULTS.seed})
+  --schedule <s>         cosine | constant, after linear warmup (default ${TUNE_DEFAULTS.schedule})
+  --min-lr <x>           cosine floor (default ${TUNE_DEFAULTS.minLr})
+  --warmup <n>           warmup steps (default ${TUNE_DEFAULTS.warmup})
+  --weight-decay <x>     AdamW decoupled decay on matrices (default ${TUNE_DEFAULTS.weightDecay})
+  --clip <x>             global gradient-norm clip (default ${TUNE_DEFAULTS.clipNorm})`;
+
+/** The tuning settings given by {@link HYPER_FLAGS} (absent ones stay undefined). */
+export function hyperFromFlags(
+  flags: Partial<Record<keyof typeof HYPER_FLAGS, string>>,
+  lrDefault = TUNE_DEFAULTS.lr,
+): Partial<TuneHyper> {
+  const schedule = flags.schedule;
+  if (schedule !== undefined && schedule !== "cosine" && schedule !== "constant") {
+    throw new Error(`--schedule expects "cosine" or "constant", got "${schedule}"`);
+  }
+  return {
+    epochs: countFlag(flags.epochs, "epochs"),
+    lr: numberFlag(flags.lr, "lr") ?? lrDefault,
+    batch: countFlag(flags.batch, "batch"),
+    seed: countFlag(flags.seed, "seed"),
+    schedule,
+    minLr: numberFlag(flags["min-lr"], "min-lr"),
+    warmup: countFlag(flags.warmup, "warmup"),
+    weightDecay: numberFlag(flags["weight-decay"], "weight-decay"),
+    clipNorm: numberFlag(flags.clip, "clip"),
+  };
 }

@@ -11,23 +11,10 @@
  * @module
  */
 import process from "node:process";
-import { createProgress } from "../src/cli/progress.ts";
-import { openModel } from "../src/model/model_handle.ts";
-import { initBackend, tf } from "../src/tensor/backend.ts";
-import { goldExamples } from "../src/train/mc_batches.ts";
-import { tuneFullModel } from "../src/train/tune.ts";
-import { countFlag, parseVerbFlags } from "./flags.ts";
-import { writeHfModel } from "./plug_in.ts";
-import { tokenizerFor } from "../src/io/tokenizer_for.ts";
-import {
-  HYPER_FLAGS,
-  HYPER_HELP,
-  hyperFromFlags,
-  padIdOf,
-  readTrainItems,
-  stepProgress,
-  withInterrupt,
-} from "./tune.ts";
+import { goldExamples, initBackend, openModel, padIdOf, readTrainItems, tf, tokenizerFor, tuneFullModel, writeHfModel } from "../mod.ts";
+import { withInterrupt } from "../src/cli/interrupt.ts";
+import { createProgress, progressEvents } from "../src/cli/progress.ts";
+import { countFlag, HYPER_FLAGS, HYPER_HELP, hyperFromFlags, parseVerbFlags } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune full-ft --model <dir> --task <name|file.jsonl> --out <dir> [flags]
@@ -85,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
         hyper,
         tuneEmbeddings: flags["tune-embeddings"],
         shouldStop: interrupted,
-        onStep: stepProgress(progress),
+        events: progressEvents(progress),
       })
     );
     try {

@@ -6,7 +6,7 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { parseTrainingLog, trainingCurveSvg } from "../src/report/training_curve.ts";
+import { parseTrainingLog, trainingCurveSvg } from "../mod.ts";
 
 /** Help text for the verb. */
 export const help = `offtune plot-training --log <log.jsonl> --out <file.svg> [--title <text>] [--smooth <n>]

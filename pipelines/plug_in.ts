@@ -3,78 +3,14 @@
  * the tuned adapter returned by the data owner into the original model and
  * writes the result as a complete Hugging Face checkpoint (config.json,
  * model.safetensors, tokenizer), built in a temporary directory and renamed
- * into place. The adapter must name this model (source hash) and this
- * adapter/emulator split, else `withAdapter` refuses it.
- *
- * Also exports {@link writeHfModel}, which `offtune full-ft` uses too.
+ * into place (`plugIn` of mod.ts).
  *
  * @module
  */
-import { readFile, stat } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
 import process from "node:process";
-import { createProgress } from "../src/cli/progress.ts";
-import { createDirectoryTransaction, writeFileAtomic } from "../src/io/atomic.ts";
-import { saveCheckpoint, type TensorToSave } from "../src/io/checkpoint.ts";
-import { toHfTensors } from "../src/model/load.ts";
-import type { WeightMap } from "../src/model/types.ts";
-import { DEFAULT_SPLIT, openModel } from "../src/model/model_handle.ts";
-import { withAdapter } from "../src/model/model_source.ts";
-import type { ModelHandle } from "../src/records/records.ts";
-import { initBackend, tf } from "../src/tensor/backend.ts";
-import { splitFlag } from "./build_emulator.ts";
-import { parseVerbFlags } from "./flags.ts";
-import { tokenizerFor } from "../src/io/tokenizer_for.ts";
-
-/** What {@link writeHfModel} writes: the model's outer weights and a source of its blocks. */
-export interface HfModelSource {
-  model: Pick<ModelHandle, "arch" | "cfg" | "outer">;
-  /** Block `i`'s weights; the writer disposes them once written. */
-  block(i: number): Promise<WeightMap>;
-  /** tokenizer.json to copy (a tokenizer_config.json beside it is copied too). */
-  tokenizer: string;
-  /** Called after each block is written. */
-  onBlock?: (i: number) => void;
-}
-
-/**
- * Writes a complete Hugging Face checkpoint to `out`: config.json, the
- * weights (F32, or F16 with `fp16`), tokenizer.json (+ tokenizer_config.json),
- * all built in a temporary sibling directory and renamed into place
- * (replacing an existing `out` only then). One block is resident at a time.
- *
- * @throws Error when a weight has no Hugging Face layout (e.g. a compressed
- *   block) or another shape than config.json implies
- */
-export async function writeHfModel(out: string, source: HfModelSource, options: { fp16?: boolean } = {}): Promise<void> {
-  const { arch, cfg, outer } = source.model;
-  async function* tensors(): AsyncGenerator<TensorToSave> {
-    yield* toHfTensors(arch, cfg, "outer", outer);
-    for (let i = 0; i < cfg.layers; i++) {
-      const weights = await source.block(i);
-      try {
-        yield* toHfTensors(arch, cfg, i, weights); // encoded (copied) by the writer before the next is asked for
-      } finally {
-        tf.dispose([...weights.values()]);
-      }
-      source.onBlock?.(i);
-    }
-  }
-  const tx = createDirectoryTransaction(out);
-  try {
-    const config = { ...cfg.raw, torch_dtype: options.fp16 ? "float16" : "float32" };
-    await saveCheckpoint(tx.temp, config, tensors(), { dtype: options.fp16 ? "F16" : "F32" });
-    const tokenizerFiles = [source.tokenizer, join(dirname(source.tokenizer), "tokenizer_config.json")];
-    for (const file of tokenizerFiles) {
-      if (!(await stat(file).then((s) => s.isFile(), () => false))) continue;
-      await writeFileAtomic(join(tx.temp, basename(file)), await readFile(file));
-    }
-    await tx.commit();
-  } catch (e) {
-    await tx.abort();
-    throw e;
-  }
-}
+import { DEFAULT_SPLIT, initBackend, plugIn } from "../mod.ts";
+import { createProgress, progressEvents } from "../src/cli/progress.ts";
+import { parseVerbFlags, splitFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune plug-in --model <original> --adapter <dir> --out <dir> [flags]
@@ -108,25 +44,22 @@ const FLAGS = {
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "plug-in", ["model", "adapter", "out"]);
+  const split = splitFlag(flags.split);
   await initBackend(flags.backend, flags.quiet);
-  const base = await openModel(flags.model, { split: splitFlag(flags.split) ?? DEFAULT_SPLIT });
-  try {
-    const plugged = await withAdapter(base, flags.adapter);
-    const { path } = await tokenizerFor(flags.model, base.cfg, flags.tokenizer, flags.quiet);
-    const progress = createProgress("plug-in", flags.quiet);
-    const layers = base.cfg.layers;
-    await writeHfModel(flags.out, {
-      model: plugged,
-      block: (i) => plugged.loadBlock(i),
-      tokenizer: path,
-      onBlock: (i) => progress.update({ done: i + 1, total: layers, unit: "blocks" }),
-    }, { fp16: flags.fp16 });
-    progress.finish(`${layers} blocks`);
-    if (!flags.quiet) console.error(`plug-in: wrote ${flags.out} (${flags.model} + ${flags.adapter})`);
-    return 0;
-  } finally {
-    await base.close();
-  }
+  const progress = createProgress("plug-in", flags.quiet);
+  await plugIn({
+    model: flags.model,
+    adapter: flags.adapter,
+    out: flags.out,
+    split,
+    tokenizer: flags.tokenizer,
+    fp16: flags.fp16,
+    quiet: flags.quiet,
+    events: progressEvents(progress),
+  });
+  progress.finish("done");
+  if (!flags.quiet) console.error(`plug-in: wrote ${flags.out} (${flags.model} + ${flags.adapter})`);
+  return 0;
 }
 
 if (import.meta.main ?? process.argv[1]?.endsWith("plug_in.ts")) {

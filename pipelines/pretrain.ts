@@ -1,50 +1,18 @@
 /**
  * `offtune pretrain`: pretrain a small OPT language model from scratch on a
  * token stream, data-parallel over worker threads, and write it in Hugging
- * Face layout (the model the offsite-tuning experiments start from,
- * METHOD.md §1: "a pretrained decoder LM").
- *
- * The output directory holds, each file written under a temporary name and
- * renamed:
- * - `config.json`, `model.safetensors`: the model as HF's `OPTForCausalLM`
- *   reads it (F32, or F16 with `--fp16`), rewritten at every checkpoint;
- * - `tokenizer.json` (and `tokenizer_config.json` when one sits beside it),
- *   copied at the start;
- * - `train_state.safetensors`: float32 parameters and AdamW moments
- *   (`param/<name>`, `exp_avg/<name>`, `exp_avg_sq/<name>`), with the step,
- *   token count, sampler PRNG word and the run's options as JSON in the
- *   `__metadata__` key `offtune.train_state`. `--resume` continues from it
- *   bit-exactly (with the worker count and micro-batch last used, its
- *   defaults: the order of the gradient sums follows them);
- * - `log.jsonl`: one line per step: step, tokens, loss, lr, grad_norm,
- *   val_loss (null between evaluations), tokens_per_s, seconds.
- *
- * Ctrl-C finishes the current step, saves a checkpoint and exits (a second
- * Ctrl-C exits at once).
+ * Face layout (`pretrain` of mod.ts; its module notes describe the run
+ * directory). Ctrl-C finishes the current step, saves a checkpoint and exits
+ * (a second Ctrl-C exits at once).
  *
  * @module
  */
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { availableParallelism } from "node:os";
-import { basename, dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { createProgress } from "../src/cli/progress.ts";
-import { saveCheckpoint } from "../src/io/checkpoint.ts";
-import { CheckpointError } from "../src/io/errors.ts";
-import { loadTokenizer } from "../src/io/tokenizer.ts";
-import { toHfTensors } from "../src/model/load.ts";
-import { initBackend, tf } from "../src/tensor/backend.ts";
-import { AdamW } from "../src/train/adamw.ts";
-import { validationWindows, WindowSampler } from "../src/train/batches.ts";
-import { type GradientEngine, inProcessEngine, startDataParallel } from "../src/train/data_parallel.ts";
-import { type TrainModel, trainModel } from "../src/train/gradients.ts";
-import { initOptParams } from "../src/train/init.ts";
-import { optConfigJson, type OptHyperParameters } from "../src/train/opt_config.ts";
-import { optimizerParams, weightsFromFlat } from "../src/train/params.ts";
-import { validateSchedule } from "../src/train/schedule.ts";
-import { readStateFile, type StateFormat, writeStateFile } from "../src/train/state_file.ts";
-import { type StepRecord, train, type TrainState } from "../src/train/trainer.ts";
+import { initBackend, pretrain } from "../mod.ts";
+import { withInterrupt } from "../src/cli/interrupt.ts";
+import { createProgress, progressEvents } from "../src/cli/progress.ts";
+import { numberFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune pretrain --out <dir> [flags]
@@ -91,42 +59,6 @@ Training:
                        may change too, other flags must repeat the run's values
   --quiet              no progress line or summary (progress is off in CI too)`;
 
-const STATE_FILE = "train_state.safetensors";
-const LOG_FILE = "log.jsonl";
-const STATE: StateFormat = { key: "offtune.train_state", format: "offtune-train-state", version: 1 };
-/** Sampling uses its own PRNG stream, so init and batches do not share draws. */
-const SAMPLER_SEED_MIX = 0x9e3779b9;
-
-/** Options that define a run; fixed once it starts (resume checks them). */
-interface RunOptions {
-  data: string;
-  tokenizer: string;
-  batch: number;
-  ctx: number;
-  lr: number;
-  minLr: number;
-  warmup: number;
-  steps: number;
-  seed: number;
-  weightDecay: number;
-  evalWindows: number;
-  fp16: boolean;
-  /** Worker threads and rows per pass: a resume defaults to the values last used. */
-  workers: number;
-  microBatch: number;
-}
-
-/** The JSON kept in train_state.safetensors' metadata (besides its format and version). */
-interface SavedState {
-  step: number;
-  tokens: number;
-  seconds: number;
-  samplerState: number;
-  optimizerStep: number;
-  trainTokens: number;
-  run: RunOptions;
-}
-
 const FLAGS = {
   config: { type: "string" },
   layers: { type: "string" },
@@ -155,420 +87,48 @@ const FLAGS = {
   quiet: { type: "boolean" },
 } as const;
 
-type Flags = ReturnType<typeof parseFlags>;
-
-function parseFlags(argv: string[]) {
-  return parseArgs({ args: argv, options: FLAGS, allowPositionals: false, strict: true }).values;
-}
-
-/** An integer flag ≥ `min`, or `fallback` when absent. */
-function intFlag(flags: Flags, name: keyof typeof FLAGS, fallback: number, min = 1): number {
-  const raw = flags[name];
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (typeof raw !== "string" || !Number.isInteger(value) || value < min) {
-    throw new Error(`--${name} must be an integer ≥ ${min}, got "${raw}"`);
-  }
-  return value;
-}
-
-/** A positive (or, with `allowZero`, non-negative) number flag, or `fallback` when absent. */
-function numberFlag(flags: Flags, name: keyof typeof FLAGS, fallback: number, allowZero = false): number {
-  const raw = flags[name];
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (typeof raw !== "string" || !Number.isFinite(value) || value < 0 || (value === 0 && !allowZero)) {
-    throw new Error(`--${name} must be a ${allowZero ? "non-negative" : "positive"} number, got "${raw}"`);
-  }
-  return value;
-}
-
-async function readJsonFile(path: string, what: string): Promise<Record<string, unknown>> {
-  let value: unknown;
-  try {
-    value = JSON.parse(await readFile(path, "utf8"));
-  } catch (e) {
-    throw new CheckpointError(path, `Cannot read ${what} "${path}": ${(e as Error).message}`, { cause: e });
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new CheckpointError(path, `Cannot read ${what} "${path}": expected a JSON object`);
-  }
-  return value as Record<string, unknown>;
-}
-
-/**
- * Reads a Uint16 little-endian token file, checking every id is below
- * `vocabSize` and that it holds at least one window of `ctx` tokens.
- */
-async function readTokenFile(path: string, vocabSize: number, ctx: number): Promise<Uint16Array> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    throw new CheckpointError(path, `Cannot read token file "${path}": ${(e as Error).message}`, { cause: e });
-  }
-  if (bytes.byteLength % 2 !== 0 || bytes.byteLength === 0) {
-    throw new CheckpointError(
-      path,
-      `Cannot read token file "${path}": ${bytes.byteLength} bytes is not a positive whole number of Uint16 ids`,
-    );
-  }
-  if (bytes.byteLength / 2 < ctx) {
-    throw new CheckpointError(
-      path,
-      `Token file "${path}" holds ${bytes.byteLength / 2} tokens, fewer than one window of ${ctx}`,
-    );
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const tokens = new Uint16Array(bytes.byteLength / 2);
-  for (let i = 0; i < tokens.length; i++) {
-    const id = view.getUint16(2 * i, true);
-    if (id >= vocabSize) {
-      throw new CheckpointError(
-        path,
-        `Token file "${path}" holds id ${id} at position ${i}, outside the vocabulary of ${vocabSize}`,
-      );
-    }
-    tokens[i] = id;
-  }
-  return tokens;
-}
-
-/** Writes `data` to `path` through a temporary sibling and a rename. */
-async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  await writeFile(temp, data);
-  await rename(temp, path);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** HF config keys the shape flags map to. */
-const SHAPE_KEYS = {
-  layers: "num_hidden_layers",
-  hidden: "hidden_size",
-  heads: "num_attention_heads",
-  ffn: "ffn_dim",
-} as const;
-
-/**
- * The HF config of a fresh run: `--config` JSON, overridden by the shape
- * flags, vocabulary and special ids from the tokenizer. Any other key of the
- * JSON that offtune writes differently is refused rather than ignored.
- */
-async function freshConfig(flags: Flags, tokenizerPath: string, ctx: number): Promise<Record<string, unknown>> {
-  const given = flags.config ? await readJsonFile(flags.config, "model config") : {};
-  const fromJson = (key: string): number | undefined => {
-    const v = given[key];
-    if (v === undefined) return undefined;
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-      throw new Error(
-        `Model config "${flags.config}": "${key}" must be a positive integer, found ${JSON.stringify(v)}`,
-      );
-    }
-    return v;
-  };
-  const layers = intFlag(flags, "layers", fromJson(SHAPE_KEYS.layers) ?? 12);
-  const hidden = intFlag(flags, "hidden", fromJson(SHAPE_KEYS.hidden) ?? 256);
-  const heads = intFlag(flags, "heads", fromJson(SHAPE_KEYS.heads) ?? Math.max(1, Math.round(hidden / 64)));
-  const ffn = intFlag(flags, "ffn", fromJson(SHAPE_KEYS.ffn) ?? 4 * hidden);
-  const maxPositions = fromJson("max_position_embeddings") ?? ctx;
-  if (maxPositions < ctx) {
-    throw new Error(`Model config "${flags.config}": max_position_embeddings ${maxPositions} is below --ctx ${ctx}`);
-  }
-  const tokenizer = await loadTokenizer(tokenizerPath);
-  const vocabSize = fromJson("vocab_size") ?? tokenizer.vocabSize;
-  if (vocabSize < tokenizer.vocabSize) {
-    throw new Error(
-      `Model config "${flags.config}": vocab_size ${vocabSize} is below the tokenizer's ${tokenizer.vocabSize}`,
-    );
-  }
-  const eos = tokenizer.eosId ?? tokenizer.tokenToId("</s>");
-  const pad = tokenizer.padId ?? tokenizer.tokenToId("<pad>");
-  if (eos === undefined || pad === undefined) {
-    throw new Error(
-      `Tokenizer "${tokenizerPath}" names no ${eos === undefined ? "end-of-sequence (</s>)" : "padding (<pad>)"} token`,
-    );
-  }
-  const shape: OptHyperParameters = {
-    layers,
-    hidden,
-    heads,
-    ffn,
-    maxPositions,
-    vocabSize,
-    bosId: tokenizer.bosId ?? eos,
-    eosId: eos,
-    padId: pad,
-  };
-  const config = optConfigJson(shape, flags.fp16 ? "float16" : "float32");
-  const ignorable = new Set(["torch_dtype", ...Object.values(SHAPE_KEYS), "max_position_embeddings", "vocab_size"]);
-  for (const [key, value] of Object.entries(given)) {
-    if (key in config && !ignorable.has(key) && JSON.stringify(config[key]) !== JSON.stringify(value)) {
-      throw new Error(
-        `Model config "${flags.config}": "${key}" is ${JSON.stringify(value)}; offtune pretrains with ${
-          JSON.stringify(config[key])
-        }`,
-      );
-    }
-  }
-  return config;
-}
-
-/** The run options of a fresh run from the flags. */
-function freshRunOptions(flags: Flags): RunOptions {
-  const steps = intFlag(flags, "steps", 2000);
-  const lr = numberFlag(flags, "lr", 1e-3);
-  return {
-    data: resolve(flags.data ?? "fixtures/data/pretrain"),
-    tokenizer: resolve(flags.tokenizer ?? "fixtures/tokenizer/tokenizer.json"),
-    batch: intFlag(flags, "batch", 16),
-    ctx: intFlag(flags, "ctx", 128, 2),
-    lr,
-    minLr: numberFlag(flags, "min-lr", lr / 10, true),
-    warmup: intFlag(flags, "warmup", Math.min(100, Math.floor(steps / 10)), 0),
-    steps,
-    seed: intFlag(flags, "seed", 0, 0),
-    weightDecay: numberFlag(flags, "weight-decay", 0.1, true),
-    evalWindows: intFlag(flags, "eval-windows", 32),
-    fp16: flags.fp16 ?? false,
-    workers: intFlag(flags, "workers", availableParallelism(), 0),
-    microBatch: intFlag(flags, "micro-batch", 4),
-  };
-}
-
-/**
- * The run options of a resumed run: the saved ones, with `--steps`, `--fp16`,
- * `--data` (a moved copy), `--workers` and `--micro-batch` allowed to change
- * (the last two change the order of gradient sums, so the run stops being
- * bit-identical to an uninterrupted one); any other run-defining flag must
- * repeat the saved value.
- */
-function resumedRunOptions(flags: Flags, saved: RunOptions): RunOptions {
-  const fresh = freshRunOptions(flags);
-  const fixed: Array<[keyof typeof FLAGS, keyof RunOptions]> = [
-    ["tokenizer", "tokenizer"],
-    ["batch", "batch"],
-    ["ctx", "ctx"],
-    ["lr", "lr"],
-    ["min-lr", "minLr"],
-    ["warmup", "warmup"],
-    ["seed", "seed"],
-    ["weight-decay", "weightDecay"],
-    ["eval-windows", "evalWindows"],
-  ];
-  for (const [flag, key] of fixed) {
-    if (flags[flag] !== undefined && fresh[key] !== saved[key]) {
-      throw new Error(`--${flag} ${fresh[key]} differs from the run being resumed (${saved[key]})`);
-    }
-  }
-  for (const flag of ["config", "layers", "hidden", "heads", "ffn"] as const) {
-    if (flags[flag] !== undefined) throw new Error(`--${flag} cannot change the model of a run being resumed`);
-  }
-  return {
-    ...saved,
-    steps: flags.steps !== undefined ? fresh.steps : saved.steps,
-    fp16: flags.fp16 ?? saved.fp16,
-    data: flags.data !== undefined ? fresh.data : saved.data,
-    workers: flags.workers !== undefined ? fresh.workers : saved.workers ?? fresh.workers,
-    microBatch: flags["micro-batch"] !== undefined ? fresh.microBatch : saved.microBatch ?? fresh.microBatch,
-  };
-}
-
-/** Writes the model (HF layout) and then the train state of `state`. */
-async function saveRun(
-  out: string,
-  model: TrainModel,
-  run: RunOptions,
-  state: TrainState,
-  trainTokens: number,
-): Promise<void> {
-  const { arch, cfg, layout } = model;
-  const { outer, blocks } = weightsFromFlat(layout, state.params);
-  try {
-    const tensors = [toHfTensors(arch, cfg, "outer", outer), ...blocks.map((w, i) => toHfTensors(arch, cfg, i, w))]
-      .flat();
-    const dtype = run.fp16 ? "F16" : "F32";
-    await saveCheckpoint(out, { ...cfg.raw, torch_dtype: run.fp16 ? "float16" : "float32" }, tensors, { dtype });
-  } finally {
-    tf.dispose([...outer.values(), ...blocks.flatMap((w) => [...w.values()])]);
-  }
-  const opt = state.optimizer.state();
-  const saved: SavedState = {
-    step: state.step,
-    tokens: state.tokens,
-    seconds: state.seconds,
-    samplerState: state.sampler.state,
-    optimizerStep: opt.step,
-    trainTokens,
-    run,
-  };
-  const path = join(out, STATE_FILE);
-  const temp = join(out, `.${STATE_FILE}.${process.pid}.tmp`);
-  await rm(temp, { force: true });
-  await writeStateFile(temp, layout, { params: state.params, m: opt.m, v: opt.v }, STATE, saved);
-  await rename(temp, path);
-}
-
-/** Reads train_state.safetensors: the saved JSON and the three flat vectors. */
-async function loadRun(
-  out: string,
-  model: TrainModel,
-): Promise<{ saved: SavedState; params: Float32Array; m: Float32Array; v: Float32Array }> {
-  const { meta, params, m, v } = await readStateFile<SavedState>(join(out, STATE_FILE), model.layout, STATE, "the model");
-  return { saved: meta, params, m, v };
-}
-
-/** Keeps the log lines of steps ≤ `step` (a resumed run rewrites what followed its checkpoint). */
-async function trimLog(path: string, step: number): Promise<void> {
-  if (!(await exists(path))) return;
-  const kept = (await readFile(path, "utf8")).split("\n").filter((line) => {
-    try {
-      return (JSON.parse(line) as { step?: number }).step! <= step;
-    } catch {
-      return false; // blank or torn last line
-    }
-  });
-  await writeAtomic(path, kept.map((l) => l + "\n").join(""));
-}
-
-/** Copies the tokenizer (and a tokenizer_config.json beside it) into `out`. */
-async function copyTokenizer(tokenizerPath: string, out: string): Promise<void> {
-  const sources = [tokenizerPath, join(dirname(tokenizerPath), "tokenizer_config.json")];
-  for (const source of sources) {
-    if (!(await exists(source))) continue;
-    const target = join(out, basename(source));
-    const temp = join(out, `.${basename(source)}.${process.pid}.tmp`);
-    await copyFile(source, temp);
-    await rename(temp, target);
-  }
-}
-
-/** A run's model, options and (when resuming) saved state. */
-interface PreparedRun {
-  model: TrainModel;
-  run: RunOptions;
-  restored?: Awaited<ReturnType<typeof loadRun>>;
-}
-
-async function startRun(flags: Flags): Promise<PreparedRun> {
-  const run = freshRunOptions(flags);
-  return { model: trainModel(await freshConfig(flags, run.tokenizer, run.ctx)), run };
-}
-
-async function resumeRun(flags: Flags, out: string): Promise<PreparedRun> {
-  const model = trainModel(await readJsonFile(join(out, "config.json"), "config"));
-  const restored = await loadRun(out, model);
-  return { model, run: resumedRunOptions(flags, restored.saved.run), restored };
-}
-
 /** Runs `offtune pretrain` on `argv` (flags only) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const flags = parseFlags(argv);
+  const flags = parseArgs({ args: argv, options: FLAGS, allowPositionals: false, strict: true }).values;
   if (!flags.out) throw new Error("--out <dir> is required");
-  const out = resolve(flags.out);
+  const n = (name: keyof typeof FLAGS) => numberFlag(flags[name] as string | undefined, name);
   const quiet = flags.quiet ?? false;
+  const options = {
+    out: flags.out,
+    config: flags.config,
+    layers: n("layers"),
+    hidden: n("hidden"),
+    heads: n("heads"),
+    ffn: n("ffn"),
+    ctx: n("ctx"),
+    data: flags.data,
+    tokenizer: flags.tokenizer,
+    steps: n("steps"),
+    until: n("until"),
+    batch: n("batch"),
+    lr: n("lr"),
+    minLr: n("min-lr"),
+    warmup: n("warmup"),
+    weightDecay: n("weight-decay"),
+    seed: n("seed"),
+    workers: n("workers"),
+    microBatch: n("micro-batch"),
+    evalEvery: n("eval-every"),
+    evalWindows: n("eval-windows"),
+    saveEvery: n("save-every"),
+    fp16: flags.fp16,
+    resume: flags.resume,
+  };
   await initBackend(undefined, quiet);
-  const statePath = join(out, STATE_FILE);
-  const resuming = flags.resume ?? false;
-  if (resuming && !(await exists(statePath))) throw new Error(`Cannot resume: "${statePath}" does not exist`);
-  if (!resuming && (await exists(statePath))) {
-    throw new Error(`"${out}" already holds a run; pass --resume to continue it or choose another --out`);
-  }
-
-  const { model, run, restored } = resuming ? await resumeRun(flags, out) : await startRun(flags);
-  const schedule = { peak: run.lr, floor: run.minLr, warmup: run.warmup, total: run.steps };
-  validateSchedule(schedule);
-  const until = intFlag(flags, "until", run.steps);
-  if (until > run.steps) throw new Error(`--until ${until} exceeds --steps ${run.steps}`);
-  if (run.ctx > model.cfg.maxPositions) {
-    throw new Error(`--ctx ${run.ctx} exceeds the model's ${model.cfg.maxPositions} positions`);
-  }
-
-  const trainTokens = await readTokenFile(join(run.data, "train.bin"), model.cfg.vocabSize, run.ctx);
-  const validTokens = await readTokenFile(join(run.data, "valid.bin"), model.cfg.vocabSize, run.ctx);
-  if (restored && restored.saved.trainTokens !== trainTokens.length) {
-    throw new Error(
-      `"${
-        join(run.data, "train.bin")
-      }" holds ${trainTokens.length} tokens, the run being resumed trained on ${restored.saved.trainTokens}`,
-    );
-  }
-
-  const optimizer = new AdamW(optimizerParams(model.layout), { weightDecay: run.weightDecay });
-  const state: TrainState = {
-    step: restored?.saved.step ?? 0,
-    tokens: restored?.saved.tokens ?? 0,
-    seconds: restored?.saved.seconds ?? 0,
-    params: restored?.params ?? initOptParams(model.layout, model.cfg, run.seed),
-    optimizer,
-    sampler: new WindowSampler(
-      trainTokens,
-      run.batch,
-      run.ctx,
-      restored?.saved.samplerState ?? ((run.seed ^ SAMPLER_SEED_MIX) >>> 0),
-    ),
-  };
-  if (restored) optimizer.load({ step: restored.saved.optimizerStep, m: restored.m, v: restored.v });
-
-  await mkdir(out, { recursive: true });
-  if (!resuming) await copyTokenizer(run.tokenizer, out);
-  const logPath = join(out, LOG_FILE);
-  await trimLog(logPath, state.step);
-
-  const engine: GradientEngine = run.workers === 0
-    ? inProcessEngine(model, run.microBatch)
-    : await startDataParallel(model, run.workers, run.microBatch);
-  let interrupted = false;
-  const onInterrupt = () => {
-    if (interrupted) process.exit(130); // a second Ctrl-C does not wait for the checkpoint
-    interrupted = true;
-  };
-  process.on("SIGINT", onInterrupt);
   const progress = createProgress("pretrain", quiet);
-  const startStep = state.step;
-  const startTokens = state.tokens;
-  let last: StepRecord | undefined;
-  try {
-    last = await train(state, {
-      engine,
-      schedule,
-      clipNorm: 1.0,
-      until,
-      validation: validationWindows(validTokens, run.ctx, run.evalWindows),
-      evalEvery: intFlag(flags, "eval-every", 100),
-      saveEvery: intFlag(flags, "save-every", 500, 0),
-      shouldStop: () => interrupted,
-      onStep: async (record) => {
-        const { step, tokens, loss, lr, grad_norm, val_loss = null, tokens_per_s, seconds } = record;
-        const line = { step, tokens, loss, lr, grad_norm, val_loss, tokens_per_s, seconds };
-        await writeFile(logPath, JSON.stringify(line) + "\n", { flag: "a" });
-        const val = record.val_loss === undefined ? "" : ` val ${record.val_loss.toFixed(3)}`;
-        progress.update({
-          done: record.step - startStep,
-          total: until - startStep,
-          detail: `step ${record.step}/${run.steps} loss ${record.loss.toFixed(3)}${val}`,
-          tokens: record.tokens - startTokens,
-        });
-      },
-      onCheckpoint: (s) => saveRun(out, model, run, s, trainTokens.length),
-    });
-  } finally {
-    process.off("SIGINT", onInterrupt);
-    await engine.close();
-  }
-  progress.finish(last ? `step ${last.step}/${run.steps}` : "nothing to do");
+  const { last, steps, out } = await withInterrupt((interrupted) =>
+    pretrain({ ...options, shouldStop: interrupted, events: progressEvents(progress) })
+  );
+  progress.finish(last ? `step ${last.step}/${steps}` : "nothing to do");
   if (!quiet && last) {
     const val = last.val_loss === undefined ? "" : `, val loss ${last.val_loss.toFixed(4)}`;
     console.error(
-      `pretrain: step ${last.step}/${run.steps}, loss ${last.loss.toFixed(4)}${val}, ` +
+      `pretrain: step ${last.step}/${steps}, loss ${last.loss.toFixed(4)}${val}, ` +
         `${Math.round(last.tokens_per_s)} tokens/s; saved to ${out}`,
     );
   }

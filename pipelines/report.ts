@@ -1,16 +1,14 @@
 /**
  * `offtune report --runs <dir>`: the seeds' table (METHOD.md §1, §5) from a
  * directory of run results (`<runs>/<label>/seed-<n>/result.json`,
- * docs/REPORT.md), as Markdown (also printed), report.json and SVG charts.
+ * docs/REPORT.md), as Markdown (also printed), report.json and SVG charts
+ * (`writeReport` of mod.ts).
  *
  * @module
  */
-import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { aggregateRuns } from "../src/report/aggregate.ts";
-import { loadRuns } from "../src/report/load_runs.ts";
-import { renderReportFiles, REPORT_MARKDOWN, writeReportFiles } from "../src/report/report_files.ts";
+import { writeReport } from "../mod.ts";
 
 /** Help text for the verb. */
 export const help = `offtune report --runs <dir> [--out <dir>] [--title <text>]
@@ -39,11 +37,8 @@ export async function main(argv: string[]): Promise<number> {
     strict: true,
   });
   if (!values.runs) throw new Error("--runs is required (see offtune report --help)");
-  const report = aggregateRuns(await loadRuns(values.runs));
-  const title = values.title ?? `Offsite-tuning report: ${report.model}`;
-  const files = renderReportFiles(report, title);
-  const paths = await writeReportFiles(values.out ?? join(values.runs, "_report"), files);
-  process.stdout.write(files.get(REPORT_MARKDOWN)!);
+  const { markdown, paths } = await writeReport(values.runs, { out: values.out, title: values.title });
+  process.stdout.write(markdown);
   process.stderr.write(`offtune report: wrote ${paths.join(", ")}\n`);
   return 0;
 }

@@ -14,23 +14,29 @@
  */
 import { from, lastValueFrom, toArray } from "rxjs";
 import type { Tensor } from "@tensorflow/tfjs";
-import { calibrationFromTokens } from "../src/data/calibration.ts";
-import { readTokenStream } from "../src/data/token_stream.ts";
-import { modelPerplexity } from "../src/eval/perplexity.ts";
-import { forwardLogits, lmLoss } from "../src/model/forward.ts";
-import type { WeightMap } from "../src/model/types.ts";
-import { accumulateKfac } from "../src/operators/accumulate_kfac.ts";
-import { calibrateBackward } from "../src/operators/calibrate_backward.ts";
-import { calibrateForward } from "../src/operators/calibrate_forward.ts";
-import { compressDrd } from "../src/operators/compress_drd.ts";
-import { compressScp } from "../src/operators/compress_scp.ts";
-import { cloneWeights, memoryModel } from "../src/model/memory_model.ts";
-import { openModel } from "../src/model/model_handle.ts";
-import { readCheckpoint } from "../src/operators/read_checkpoint.ts";
-import { scoreGcs } from "../src/operators/score_gcs.ts";
-import { disposeWeights } from "../src/model/weights.ts";
-import type { ModelHandle, StatsRecord } from "../src/records/records.ts";
-import { initBackend, tf } from "../src/tensor/backend.ts";
+import {
+  accumulateKfac,
+  calibrateBackward,
+  calibrateForward,
+  calibrationFromTokens,
+  cloneWeights,
+  compressDrd,
+  compressScp,
+  disposeWeights,
+  forwardLogits,
+  initBackend,
+  lmLoss,
+  memoryModel,
+  type ModelHandle,
+  modelPerplexity,
+  openModel,
+  readCheckpoint,
+  readTokenStream,
+  scoreGcs,
+  type StatsRecord,
+  tf,
+  type WeightMap,
+} from "../mod.ts";
 import { numberFlag, parseVerbFlags } from "./flags.ts";
 
 /** Help text for the verb. */

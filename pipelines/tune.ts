@@ -8,122 +8,13 @@
  * adapter alone. Ctrl-C finishes the current step, checkpoints and exits (a
  * second Ctrl-C exits at once).
  *
- * Also exports the pieces `offtune full-ft` shares: reading a task's
- * training items and the hyper-parameter flags.
- *
  * @module
  */
-import { basename, dirname } from "node:path";
 import process from "node:process";
-import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
-import type { McItem } from "../src/data/tasks/types.ts";
-import { readTaskFile, readTaskItems } from "../src/eval/task_file.ts";
-import { isPackage, openSource } from "../src/model/model_source.ts";
-import type { ModelConfig } from "../src/model/types.ts";
-import { initBackend } from "../src/tensor/backend.ts";
-import { goldExamples } from "../src/train/mc_batches.ts";
-import { tuneAdapter } from "../src/train/tune.ts";
-import { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "../src/train/tune_loop.ts";
-import { splitFlag } from "./build_emulator.ts";
-import { EVAL_DEFAULTS } from "./eval.ts";
-import { countFlag, numberFlag, parseVerbFlags } from "./flags.ts";
-import { tokenizerFor } from "../src/io/tokenizer_for.ts";
-
-/** The flags of the tuning settings, shared with `offtune full-ft`. */
-export const HYPER_FLAGS = {
-  epochs: { type: "string" },
-  lr: { type: "string" },
-  batch: { type: "string" },
-  seed: { type: "string" },
-  schedule: { type: "string" },
-  "min-lr": { type: "string" },
-  warmup: { type: "string" },
-  "weight-decay": { type: "string" },
-  clip: { type: "string" },
-} as const;
-
-/** Help lines of {@link HYPER_FLAGS}. */
-export const HYPER_HELP = `  --epochs <n>           passes over the items (default ${TUNE_DEFAULTS.epochs})
-  --lr <x>               peak learning rate (default ${TUNE_DEFAULTS.lr}; LoRA: 1e-3)
-  --batch <n>            items per step (default ${TUNE_DEFAULTS.batch})
-  --seed <n>             item order (and LoRA init) seed (default ${TUNE_DEFAULTS.seed})
-  --schedule <s>         cosine | constant, after linear warmup (default ${TUNE_DEFAULTS.schedule})
-  --min-lr <x>           cosine floor (default ${TUNE_DEFAULTS.minLr})
-  --warmup <n>           warmup steps (default ${TUNE_DEFAULTS.warmup})
-  --weight-decay <x>     AdamW decoupled decay on matrices (default ${TUNE_DEFAULTS.weightDecay})
-  --clip <x>             global gradient-norm clip (default ${TUNE_DEFAULTS.clipNorm})`;
-
-/** The tuning settings given by {@link HYPER_FLAGS} (absent ones stay undefined). */
-export function hyperFromFlags(
-  flags: Partial<Record<keyof typeof HYPER_FLAGS, string>>,
-  lrDefault = TUNE_DEFAULTS.lr,
-): Partial<TuneHyper> {
-  const schedule = flags.schedule;
-  if (schedule !== undefined && schedule !== "cosine" && schedule !== "constant") {
-    throw new Error(`--schedule expects "cosine" or "constant", got "${schedule}"`);
-  }
-  return {
-    epochs: countFlag(flags.epochs, "epochs"),
-    lr: numberFlag(flags.lr, "lr") ?? lrDefault,
-    batch: countFlag(flags.batch, "batch"),
-    seed: countFlag(flags.seed, "seed"),
-    schedule,
-    minLr: numberFlag(flags["min-lr"], "min-lr"),
-    warmup: countFlag(flags.warmup, "warmup"),
-    weightDecay: numberFlag(flags["weight-decay"], "weight-decay"),
-    clipNorm: numberFlag(flags.clip, "clip"),
-  };
-}
-
-/**
- * The training items of `--task`: a task name reads `<tasksDir>/<name>/train.jsonl`,
- * a path ending in `.jsonl` reads that file (same line format).
- */
-export async function readTrainItems(task: string, limit?: number, tasksDir = EVAL_DEFAULTS.tasksDir): Promise<McItem[]> {
-  return task.endsWith(".jsonl") ? await readTaskFile(task, limit) : await readTaskItems(tasksDir, task, "train", limit);
-}
-
-/** A task's display name: the name itself, or the file's directory and stem. */
-export function taskName(task: string): string {
-  return task.endsWith(".jsonl") ? `${basename(dirname(task))}/${basename(task, ".jsonl")}` : task;
-}
-
-/** The padding id to write into unread slots: config.json's `pad_token_id`, else 0. */
-export function padIdOf(cfg: ModelConfig): number {
-  const pad = cfg.raw.pad_token_id;
-  return typeof pad === "number" && Number.isInteger(pad) && pad >= 0 && pad < cfg.vocabSize ? pad : 0;
-}
-
-/** A progress callback for the tuning loop, drawn by `progress` (counts from the first step it sees). */
-export function stepProgress(progress: ProgressReporter): (r: TuneStepRecord) => void {
-  let first: number | undefined;
-  let examples = 0;
-  return (r) => {
-    first ??= r.step - 1;
-    examples += r.items;
-    progress.update({
-      done: r.step - first,
-      total: r.total - first,
-      unit: "steps",
-      detail: `epoch ${r.epoch + 1} loss ${r.loss.toFixed(3)} lr ${r.lr.toExponential(1)} (${examples} examples)`,
-    });
-  };
-}
-
-/** Calls `run` with a flag that turns true at the first Ctrl-C; a second Ctrl-C exits at once. */
-export async function withInterrupt<T>(run: (interrupted: () => boolean) => Promise<T>): Promise<T> {
-  let interrupted = false;
-  const onInterrupt = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-  };
-  process.on("SIGINT", onInterrupt);
-  try {
-    return await run(() => interrupted);
-  } finally {
-    process.off("SIGINT", onInterrupt);
-  }
-}
+import { goldExamples, initBackend, isPackage, openSource, padIdOf, readTrainItems, taskName, TUNE_DEFAULTS, tokenizerFor, tuneAdapter } from "../mod.ts";
+import { withInterrupt } from "../src/cli/interrupt.ts";
+import { createProgress, progressEvents } from "../src/cli/progress.ts";
+import { countFlag, HYPER_FLAGS, HYPER_HELP, hyperFromFlags, numberFlag, parseVerbFlags, splitFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune tune --emulator <dir> --task <name|file.jsonl> --out <dir> [flags]
@@ -210,7 +101,7 @@ export async function main(argv: string[]): Promise<number> {
         resume: flags.resume,
         describe: { task: taskName(flags.task), tokenizer: path },
         shouldStop: interrupted,
-        onStep: stepProgress(progress),
+        events: progressEvents(progress),
       })
     );
     progress.finish(`step ${summary.step}/${summary.total}`);

@@ -1,11 +1,14 @@
 /**
  * Progress lines for long work (blocks done, tokens/s, ETA), drawn in place
  * on a TTY and silent under `--quiet`, in CI (`CI` set) or when stderr is not
- * a terminal. One reporter per job; numerics never import this module.
+ * a terminal. One reporter per job; numerics never import this module: they
+ * emit stage events (src/events/stage_events.ts), which {@link progressEvents}
+ * draws.
  *
  * @module
  */
 import process from "node:process";
+import type { StageEvents } from "../events/stage_events.ts";
 
 /** What a progress line shows; `unit` names what `done`/`total` count. */
 export interface ProgressUpdate {
@@ -66,6 +69,24 @@ export function createProgress(label: string, quiet = false): ProgressReporter {
       process.stderr.write(
         `\r\x1b[K${label} ${message ?? "done"} in ${formatSeconds(elapsed)}\n`,
       );
+    },
+  };
+}
+
+/**
+ * A stage-event sink that draws the progress marks (events with `done` and
+ * `total`) on `progress`: their unit and detail (else the block and stage),
+ * and the tokens of all marks so far for a tokens/s figure. Timing-only
+ * events are ignored.
+ */
+export function progressEvents(progress: ProgressReporter): StageEvents {
+  let tokens = 0;
+  return {
+    next(e) {
+      if (e.done === undefined || e.total === undefined) return;
+      tokens += e.tokens ?? 0;
+      const where = e.block === undefined ? e.stage : `block ${e.block + 1} ${e.stage}`;
+      progress.update({ done: e.done, total: e.total, unit: e.unit, detail: e.detail ?? where, tokens: tokens > 0 ? tokens : undefined });
     },
   };
 }

@@ -36,6 +36,7 @@ import type { Tensor } from "@tensorflow/tfjs";
 import type { WeightMap } from "../model/types.ts";
 import type { ModelHandle } from "../records/records.ts";
 import { tf } from "../tensor/backend.ts";
+import type { StageEvents } from "../events/stage_events.ts";
 import { type PaddedBatch, padRequests, type TruncatedRequest, truncateRequest } from "./truncation.ts";
 
 /** One scoring request: `tokens[start..]` is the continuation scored given `tokens[..start)`. */
@@ -66,8 +67,12 @@ export interface LoglikelihoodOptions {
   waveTokens?: number;
   /** Id written into right-padding slots (never read; default 0). */
   padId?: number;
-  /** Called after each batch with requests done so far, the total, and padded tokens forwarded so far. */
-  onProgress?: (done: number, total: number, tokens: number) => void;
+  /**
+   * Receives a `loglikelihood` event after each batch: requests done so far
+   * and in all, the padded tokens the batch forwarded, and the wall seconds
+   * since the previous batch finished (or since scoring started).
+   */
+  events?: StageEvents;
 }
 
 /** A request after left truncation, with its place in the request list. */
@@ -201,12 +206,20 @@ export async function scoreLoglikelihoods(
   const batches = makeBatches(prepared, batchTokens, padId);
   const out: LoglikelihoodResult[] = new Array(requests.length);
   let done = 0;
-  let tokens = 0;
+  let since = performance.now();
   const finish = (batch: Batch, hidden: Tensor) => {
     collect(batch, targetLogprobs(model, batch, hidden), out);
     done += batch.members.length;
-    tokens += batch.rows * batch.length;
-    options.onProgress?.(done, requests.length, tokens);
+    const now = performance.now();
+    options.events?.next({
+      stage: "loglikelihood",
+      done,
+      total: requests.length,
+      unit: "requests",
+      seconds: (now - since) / 1000,
+      tokens: batch.rows * batch.length,
+    });
+    since = now;
   };
 
   if ((options.residency ?? "resident") === "resident") {

@@ -18,12 +18,12 @@
  *
  * @module
  */
-import { filter, map, type OperatorFunction } from "rxjs";
+import { defer, filter, map, type OperatorFunction } from "rxjs";
 import type { LinearSpec } from "../model/types.ts";
 import { accumulateKfac as accumulate, finalizeKfac, type KfacFactors, type KfacState } from "../stats/kfac.ts";
 import type { CalibrationEvent, StatsRecord } from "../records/records.ts";
 import { producesChannels } from "../model/mlp_view.ts";
-import { type StageClock, timeStage } from "../events/stage_events.ts";
+import { type StageEvents, timeStage } from "../events/stage_events.ts";
 
 /** Whether SCP removes this linear's bias with its channel (so its statistics include a constant input). */
 export function foldsBias(spec: LinearSpec): boolean {
@@ -39,12 +39,21 @@ export function rowHeldFactors(spec: LinearSpec): { A: boolean; G: boolean } {
   return { A: spec.role === "mlp.out", G: producesChannels(spec) };
 }
 
+/** Options of {@link accumulateKfac}. */
+export interface AccumulateKfacOptions {
+  /** Receives the seconds of each block's accumulation and finalization. */
+  events?: StageEvents;
+}
+
 /**
  * Accumulates chunk records per linear and, on each block record, emits the
  * block with the finalized factors of its linears (none for adapter blocks).
+ * Each subscription accumulates into its own state, so subscribing twice to
+ * the same piped observable counts every token once per subscription.
  */
-export function accumulateKfac(clock?: StageClock): OperatorFunction<CalibrationEvent, StatsRecord> {
-  return (source) => {
+export function accumulateKfac(options: AccumulateKfacOptions = {}): OperatorFunction<CalibrationEvent, StatsRecord> {
+  const { events } = options;
+  return (source) => defer(() => {
     const states = new Map<string, KfacState>();
     let block: number | undefined;
     return source.pipe(
@@ -62,13 +71,13 @@ export function accumulateKfac(clock?: StageClock): OperatorFunction<Calibration
           }
           states.set(
             name,
-            timeStage(clock, "kfac", () =>
+            timeStage(events, "kfac", () =>
               accumulate(states.get(name), event.x, event.gamma, {
                 gradScale: event.gradScale,
                 bias: foldsBias(event.linear),
                 rowHeld: rowHeldFactors(event.linear),
                 inputOf,
-              })),
+              }), { block: event.index }),
           );
           return undefined;
         }
@@ -76,12 +85,12 @@ export function accumulateKfac(clock?: StageClock): OperatorFunction<Calibration
           throw new Error(`accumulateKfac: block ${event.index} closed while block ${block} had open statistics`);
         }
         const stats = new Map<string, KfacFactors>();
-        for (const [name, state] of states) stats.set(name, timeStage(clock, "kfac", () => finalizeKfac(state)));
+        for (const [name, state] of states) stats.set(name, timeStage(events, "kfac", () => finalizeKfac(state), { block: event.index }));
         states.clear();
         block = undefined;
         return { model: event.model, index: event.index, role: event.role, weights: event.weights, stats };
       }),
       filter((record): record is StatsRecord => record !== undefined),
     );
-  };
+  });
 }

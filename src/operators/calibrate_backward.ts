@@ -34,7 +34,7 @@ import type { LinearSpec, WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
 import { chunkIds, chunkTensor, defaultChunk, sequenceChunks } from "../io/activation_store.ts";
-import { type StageClock, timeStage, timeStageAsync } from "../events/stage_events.ts";
+import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
 import { disposeWeights, toMatrix } from "../model/weights.ts";
 
 /** Options of {@link calibrateBackward}. */
@@ -43,9 +43,12 @@ export interface CalibrateBackwardOptions {
   chunk?: number;
   /** Sequences per head (loss) chunk (default: what keeps the logits under 4 Mi values). */
   headChunk?: number;
-  /** Called with the calibration loss (mean next-token NLL) once the head's gradient is known. */
-  onLoss?: (loss: number) => void;
-  clock?: StageClock;
+  /**
+   * Receives the seconds of each stage's work (read, backward) and, once the
+   * head's gradient is known, a `head` event with the calibration loss (mean
+   * next-token NLL) and its token count.
+   */
+  events?: StageEvents;
 }
 
 function collectAll(records: ActivationRecord[]): ActivationRecord[] {
@@ -142,7 +145,7 @@ async function runBackward(
   let upstream = store.write(n, t, d, headChunk, (a, b) => {
     const hidden = chunkTensor(output, a, b); // [n, T, d]
     try {
-      return timeStage(options.clock, "backward", () => {
+      return timeStage(options.events, "backward", () => {
         if (model.vocabulary) {
           const ids = calibration.ids.subarray(a * t, b * t);
           const head = streamedHeadLossGrad(arch, cfg, model.outer, model.vocabulary.head, hidden, ids);
@@ -163,13 +166,13 @@ async function runBackward(
     }
   });
   output.dispose();
-  options.onLoss?.(lossSum / (n * (t - 1)));
+  options.events?.next({ stage: "head", seconds: 0, loss: lossSum / (n * (t - 1)), tokens: n * (t - 1) });
 
   const lowestMiddle = split.bottom;
   for (let index = cfg.layers - 1; index >= 0; index--) {
     if (stopped()) return;
     const record = all[index];
-    const weights = await timeStageAsync(options.clock, "read", () => model.loadBlock(index));
+    const weights = await timeStageAsync(options.events, "read", () => model.loadBlock(index), { block: index });
     try {
       if (index >= lowestMiddle) {
         const { input } = record;
@@ -181,8 +184,8 @@ async function runBackward(
           const dy = chunkTensor(dOut, a, b); // [n, T, d]
           try {
             return record.role === "middle"
-              ? emitChunkStats(subscriber, record, weights, x, dy, options.clock)
-              : timeStage(options.clock, "backward", () => blockVjp(arch, cfg, weights, x, dy, { wrt: [] })).dx;
+              ? emitChunkStats(subscriber, record, weights, x, dy, options.events)
+              : timeStage(options.events, "backward", () => blockVjp(arch, cfg, weights, x, dy, { wrt: [] }), { block: index }).dx;
           } finally {
             tf.dispose([x, dy]);
           }
@@ -217,15 +220,15 @@ function emitChunkStats(
   weights: WeightMap,
   x: Tensor, // [n, T, d]
   dy: Tensor, // [n, T, d]
-  clock: StageClock | undefined,
+  events: StageEvents | undefined,
 ): Tensor {
   const { arch, cfg } = record.model;
   const [nSeq, t] = x.shape;
   const specs = arch.linears(cfg);
   const probes = new Map(specs.map((s) => [s.name, tf.zeros([nSeq, t, outputWidth(weights, s)])])); // [n, T, out]
   const { inputs, sharedWith, hook } = captureInputs();
-  const { dx, dProbes } = timeStage(clock, "backward", () =>
-    blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes, onLinearInput: hook }));
+  const { dx, dProbes } = timeStage(events, "backward", () =>
+    blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes, onLinearInput: hook }), { block: record.index });
   try {
     const matrices = new Map<string, Matrix>(); // each captured input copied off the heap once
     for (const spec of specs) {

@@ -28,7 +28,7 @@ import {
   defaultChunk,
   type StoredActivations,
 } from "../io/activation_store.ts";
-import { type StageClock, timeStage } from "../events/stage_events.ts";
+import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
 
 /** Options of {@link calibrateForward}. */
@@ -37,7 +37,8 @@ export interface CalibrateForwardOptions {
   calibration: CalibrationSet;
   /** Sequences per chunk (default: `defaultChunk`, about 512 tokens, fewer for a wide MLP). */
   chunk?: number;
-  clock?: StageClock;
+  /** Receives the seconds of each block's forward work. */
+  events?: StageEvents;
 }
 
 /**
@@ -104,11 +105,11 @@ export function calibrateForward(
             if (index !== expected) {
               throw new Error(`calibrateForward expects block ${expected} next, got block ${index}`);
             }
-            hidden ??= timeStage(options.clock, "forward", () => embedCalibration(store, model, calibration, chunk)); // [N, T, d]
+            hidden ??= timeStage(options.events, "forward", () => embedCalibration(store, model, calibration, chunk), { block: index }); // [N, T, d]
             const input = hidden;
-            hidden = timeStage(options.clock, "forward", () =>
+            hidden = timeStage(options.events, "forward", () =>
               store.write(n, t, d, chunk, (a, b) =>
-                tf.tidy(() => arch.block(record.weights, chunkTensor(input, a, b), cfg)))); // [n, T, d]
+                tf.tidy(() => arch.block(record.weights, chunkTensor(input, a, b), cfg))), { block: index }); // [n, T, d]
             expected++;
             const recomputed = index >= model.split.bottom;
             if (!recomputed) input.dispose();

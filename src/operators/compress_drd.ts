@@ -17,15 +17,18 @@ import type { BudgetOptions } from "../compress/budget.ts";
 import { compressDrd as compressProjection, type DrdOptions } from "../compress/drd.ts";
 import type { ScoredBlockRecord } from "../records/records.ts";
 import { middleBudget } from "../compress/budget_plan.ts";
-import { type StageClock, timeStage } from "../events/stage_events.ts";
+import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { fromMatrix, replaceWeight } from "../model/weights.ts";
 
 /** The budget knob (same for `compressScp`) plus DRD's always-kept fraction. */
-export type CompressDrdOptions = BudgetOptions & DrdOptions & { clock?: StageClock };
+export type CompressDrdOptions = BudgetOptions & DrdOptions & {
+  /** Receives the seconds of each block's compression. */
+  events?: StageEvents;
+};
 
 /** Replaces every scored attention projection of a middle block by its DRD compression. */
 export function compressDrd(options: CompressDrdOptions = {}): OperatorFunction<ScoredBlockRecord, ScoredBlockRecord> {
-  return map((record) => timeStage(options.clock, "compress", () => {
+  return map((record) => timeStage(options.events, "compress", () => {
     if (record.role !== "middle") return record;
     const budget = middleBudget(record.model, options);
     const ranks: Record<string, number> = {};
@@ -45,5 +48,5 @@ export function compressDrd(options: CompressDrdOptions = {}): OperatorFunction<
     }
     record.drd.clear();
     return { ...record, compression: { ...record.compression, ranks } };
-  }));
+  }, { block: record.index }));
 }

@@ -17,13 +17,16 @@ import { pruneMlp, selectScpChannels } from "../compress/scp.ts";
 import type { ScoredBlockRecord } from "../records/records.ts";
 import { middleBudget } from "../compress/budget_plan.ts";
 import { mlpSpecs, readMlp, writeMlp } from "../model/mlp_view.ts";
-import { type StageClock, timeStage } from "../events/stage_events.ts";
+import { type StageEvents, timeStage } from "../events/stage_events.ts";
 
 /** Prunes every scored middle block's MLP to the budget width. */
 export function compressScp(
-  options: BudgetOptions & { clock?: StageClock } = {},
+  options: BudgetOptions & {
+    /** Receives the seconds of each block's pruning. */
+    events?: StageEvents;
+  } = {},
 ): OperatorFunction<ScoredBlockRecord, ScoredBlockRecord> {
-  return map((record) => timeStage(options.clock, "compress", () => {
+  return map((record) => timeStage(options.events, "compress", () => {
     if (record.role !== "middle") return record;
     if (!record.scp) throw new Error(`compressScp: block ${record.index} has no SCP scores (run scoreGcs first)`);
     const { width } = middleBudget(record.model, options);
@@ -31,5 +34,5 @@ export function compressScp(
     const kept = selectScpChannels(record.scp, width);
     writeMlp(record.weights, specs, pruneMlp(readMlp(record.weights, specs), kept));
     return { ...record, scp: undefined, compression: { ...record.compression, width } };
-  }));
+  }, { block: record.index }));
 }

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { type Observable, tap } from "rxjs";
+import { defer, type Observable, tap } from "rxjs";
 import type { BudgetOptions } from "../compress/budget.ts";
 import type { ShardDtype } from "../io/shard_schema.ts";
 import type { CalibrationSet, ModelHandle, ShardRecord } from "../records/records.ts";
@@ -23,7 +23,7 @@ import { compressDrd } from "./compress_drd.ts";
 import { compressScp } from "./compress_scp.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
 import { type GcsOptions, scoreGcs } from "./score_gcs.ts";
-import type { StageClock } from "../events/stage_events.ts";
+import type { StageEvents } from "../events/stage_events.ts";
 import { writeShards } from "./write_shards.ts";
 
 /** GradOT's defaults: λ by `offtune sweep-gradot` on fixtures/small (docs/GRADOT.md, "The λ sweep"); ratio 0.5 (`src/compress/budget.ts`). */
@@ -39,15 +39,23 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   /** Sequences per calibration chunk. */
   chunk?: number;
   dtype?: ShardDtype;
-  /** Progress/stage events, e.g. for a TTY progress line or a benchmark. */
-  onStage?: (stage: GradotStage, block: number) => void;
-  onLoss?: (loss: number) => void;
-  /** Charges each stage's seconds (for `offtune bench gradot`). */
-  clock?: StageClock;
+  /**
+   * The build's stage events: every operator's timings (`read` … `write`),
+   * the calibration loss (`head`), and a progress mark each time a block
+   * passes the forward, the backward, the scoring and the compression
+   * ({@link GradotStage}; `done`/`total` in steps of 4 per block, with the
+   * calibration tokens of the forward and backward marks).
+   */
+  events?: StageEvents;
 }
 
-/** The stages a block goes through, in order. */
-export type GradotStage = "forward" | "backward" | "score" | "compress" | "write";
+/** The stages a block's progress marks name, in order. */
+export type GradotStage = "forward" | "backward" | "score" | "compress";
+
+/** The progress marks a GradOT build of `layers` blocks emits (one per block and {@link GradotStage}). */
+export function gradotProgressSteps(layers: number): number {
+  return 4 * layers;
+}
 
 /** The settings recorded in the manifest and every shard. */
 export function gradotSettings(o: GradotOptions): Record<string, unknown> {
@@ -61,26 +69,36 @@ export function gradotSettings(o: GradotOptions): Record<string, unknown> {
   };
 }
 
-/** Builds a GradOT emulator package of `model` in `options.out`. */
+/**
+ * Builds a GradOT emulator package of `model` in `options.out`. Each
+ * subscription is one build, with its own progress count.
+ */
 export function buildGradotEmulator(model: ModelHandle, options: GradotOptions): Observable<ShardRecord> {
   const settings = gradotSettings(options);
   const budget = { ratio: settings.ratio as number, attnShare: options.attnShare };
-  const stage = <R extends { index: number }>(name: GradotStage) =>
-    tap<R>((r) => options.onStage?.(name, r.index));
-  const { clock } = options;
-  const stats = readCheckpoint(model, clock).pipe(
-    calibrateForward({ calibration: options.calibration, chunk: options.chunk, clock }),
-    stage("forward"),
-    calibrateBackward({ chunk: options.chunk, onLoss: options.onLoss, clock }),
-    accumulateKfac(clock),
-    stage("backward"),
-  );
-  return stats.pipe(
-    scoreGcs({ lambdaAttn: settings.lambdaAttn as number, lambdaMlp: settings.lambdaMlp as number, clock }),
-    stage("score"),
-    compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction as number, clock }),
-    compressScp({ ...budget, clock }),
-    stage("compress"),
-    writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, clock }),
-  );
+  const { events, calibration } = options;
+  return defer(() => {
+    const total = gradotProgressSteps(model.cfg.layers);
+    let done = 0;
+    const stage = <R extends { index: number }>(name: GradotStage) =>
+      tap<R>((r) => {
+        const tokens = name === "forward" || name === "backward" ? calibration.sequences * calibration.length : undefined;
+        events?.next({ stage: name, block: r.index, done: ++done, total, unit: "steps", seconds: 0, ...(tokens ? { tokens } : {}) });
+      });
+    const stats = readCheckpoint(model, events).pipe(
+      calibrateForward({ calibration, chunk: options.chunk, events }),
+      stage("forward"),
+      calibrateBackward({ chunk: options.chunk, events }),
+      accumulateKfac({ events }),
+      stage("backward"),
+    );
+    return stats.pipe(
+      scoreGcs({ lambdaAttn: settings.lambdaAttn as number, lambdaMlp: settings.lambdaMlp as number, events }),
+      stage("score"),
+      compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction as number, events }),
+      compressScp({ ...budget, events }),
+      stage("compress"),
+      writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, events }),
+    );
+  });
 }

@@ -19,11 +19,11 @@
  *
  * @module
  */
-import { defer, filter, type MonoTypeOperatorFunction, type Observable } from "rxjs";
+import { defer, filter, type MonoTypeOperatorFunction, type Observable, tap } from "rxjs";
 import type { ShardDtype } from "../io/shard_schema.ts";
 import { type AdapterSplit, type BlockRecord, blockRole, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
-import type { StageClock } from "../events/stage_events.ts";
+import type { StageEvents } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
 import { writeShards } from "./write_shards.ts";
 
@@ -76,8 +76,8 @@ export interface LayerDropOptions {
   /** Package directory to write. */
   out: string;
   dtype?: ShardDtype;
-  /** Charges the read and write seconds. */
-  clock?: StageClock;
+  /** Receives the seconds of each block's read and write, and a progress mark per shard written. */
+  events?: StageEvents;
 }
 
 /**
@@ -92,15 +92,18 @@ export function buildLayerDropEmulator(model: ModelHandle, options: LayerDropOpt
   return defer(() => {
     const blockIndices = layerDropBlocks(model.cfg.layers, model.split, options.ratio);
     const keptMiddle = blockIndices.filter((i) => blockRole(i, model.cfg.layers, model.split) === "middle");
-    return readCheckpoint(model, options.clock).pipe(
+    const total = blockIndices.length + 1; // + the outer weights
+    let written = 0;
+    return readCheckpoint(model, options.events).pipe(
       dropBlocks(blockIndices),
       writeShards(options.out, {
         method: LAYERDROP_METHOD,
         settings: { ratio: options.ratio, keptMiddle },
         dtype: options.dtype,
         blockIndices,
-        clock: options.clock,
+        events: options.events,
       }),
+      tap((shard) => options.events?.next({ stage: "write", done: ++written, total, unit: "shards", seconds: 0, detail: `wrote ${shard.file}` })),
     );
   });
 }

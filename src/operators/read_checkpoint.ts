@@ -14,7 +14,7 @@
  */
 import { concatMap, from, type Observable } from "rxjs";
 import { blockRole, type BlockRecord, type ModelHandle } from "../records/records.ts";
-import { type StageClock, timeStageAsync } from "../events/stage_events.ts";
+import { type StageEvents, timeStageAsync } from "../events/stage_events.ts";
 
 /**
  * Emits the blocks of `model` in forward order (`model.blockIndices`: 0..L-1
@@ -22,12 +22,12 @@ import { type StageClock, timeStageAsync } from "../events/stage_events.ts";
  * emitted; a synchronous downstream therefore holds one block at a time.
  * The subscriber owns each record's weights.
  */
-export function readCheckpoint(model: ModelHandle, clock?: StageClock): Observable<BlockRecord> {
+export function readCheckpoint(model: ModelHandle, events?: StageEvents): Observable<BlockRecord> {
   const { cfg, split } = model;
   return from(model.blockIndices).pipe(
     concatMap((index) =>
       from(
-        timeStageAsync(clock, "read", () => model.loadBlock(index)).then((weights): BlockRecord => ({
+        timeStageAsync(events, "read", () => model.loadBlock(index), { block: index }).then((weights): BlockRecord => ({
           model,
           index,
           role: blockRole(index, cfg.layers, split),

@@ -18,14 +18,15 @@ import { addChannelTerms, drdScores, scpConsumerTerms, scpProducerTerms } from "
 import type { KfacFactors } from "../stats/kfac.ts";
 import type { DrdScores, ScoredBlockRecord, StatsRecord } from "../records/records.ts";
 import { isAttention, mlpSpecs, readLinear } from "../model/mlp_view.ts";
-import { type StageClock, timeStage } from "../events/stage_events.ts";
+import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { peekMatrix } from "../model/weights.ts";
 
 /** The privacy/utility trade-offs λ, set apart for attention and MLP (METHOD.md §2). */
 export interface GcsOptions {
   lambdaAttn: number;
   lambdaMlp: number;
-  clock?: StageClock;
+  /** Receives the seconds of each block's SVDs and scoring. */
+  events?: StageEvents;
 }
 
 /**
@@ -49,7 +50,7 @@ export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, Sco
       return factors;
     };
     const mlp = mlpSpecs(specs);
-    const scp = timeStage(options.clock, "score", () => {
+    const scp = timeStage(options.events, "score", () => {
       const output = factorsOf(mlp.output);
       const total = scpConsumerTerms(readLinear(weights, mlp.output), output, options.lambdaMlp, mlp.output.name);
       stats.delete(mlp.output.name);
@@ -59,13 +60,13 @@ export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, Sco
         stats.delete(spec.name); // spent: free before the next linear
       }
       return Float32Array.from(total);
-    });
+    }, { block: index });
     for (const spec of specs.filter(isAttention)) {
       const factors = factorsOf(spec);
       const w = weights.get(`${spec.name}.weight`);
       if (!w) throw new Error(`scoreGcs: block ${index} lacks the weight of "${spec.name}"`);
-      const decomposition = timeStage(options.clock, "svd", () => svd(peekMatrix(w))); // Wk [in, out] = U diag(s) Vt
-      const scores = timeStage(options.clock, "score", () => drdScores(decomposition, factors, options.lambdaAttn));
+      const decomposition = timeStage(options.events, "svd", () => svd(peekMatrix(w)), { block: index }); // Wk [in, out] = U diag(s) Vt
+      const scores = timeStage(options.events, "score", () => drdScores(decomposition, factors, options.lambdaAttn), { block: index });
       drd.set(spec.name, { svd: decomposition, scores });
       stats.delete(spec.name); // spent: free before the next SVD
     }

@@ -9,7 +9,7 @@
  * out and disposed, encoded and written (fsynced) before `next` returns.
  * That is the pipeline's backpressure: an upstream stage emits the next block
  * only after this one is on disk, so shards never queue up in memory behind
- * a busy CPU (DESIGN.md "Scale"; a clock charges the `write` stage for all of it).
+ * a busy CPU (DESIGN.md "Scale"; the `write` stage events time all of it).
  *
  * @example
  * ```ts
@@ -25,7 +25,7 @@ import { type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } f
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
 import type { WeightMap } from "../model/types.ts";
 import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
-import { type StageClock, timeStage } from "../events/stage_events.ts";
+import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
 
 /** What `writeShards` needs of a record: a block, its weights and how it was compressed. */
@@ -58,7 +58,8 @@ export interface WriteShardsOptions {
   blockIndices?: readonly number[];
   /** Extra manifest fields (e.g. parameter counts). */
   extra?: Record<string, unknown>;
-  clock?: StageClock;
+  /** Receives the seconds of each shard's write. */
+  events?: StageEvents;
 }
 
 const byName = (a: ShardTensorInput, b: ShardTensorInput) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -131,7 +132,7 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
               model = record.model;
               writer = createPackageWriter(dir);
             }
-            const params = timeStage(options.clock, "write", () => write({ block: record.index, role: record.role }, shardTensors(record.weights)));
+            const params = timeStage(options.events, "write", () => write({ block: record.index, role: record.role }, shardTensors(record.weights)), { block: record.index });
             blocks.push({ index: record.index, role: record.role, params, compression: record.compression });
           } catch (e) {
             fail(e);
@@ -149,7 +150,7 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
             // The outer weights (the embeddings: the largest tensor of a big
             // vocabulary) are written last, when no block's statistics or
             // shard copies are alive beside them.
-            if (options.outer ?? true) timeStage(options.clock, "write", () => write({ block: "outer", role: "outer" }, outerShardTensors(m)));
+            if (options.outer ?? true) timeStage(options.events, "write", () => write({ block: "outer", role: "outer" }, outerShardTensors(m)));
             blocks.sort((a, b) => a.index - b.index);
             const blockIndices = kind === "emulator"
               ? emulatorBlockIndices(dir, blocks.map((b) => b.index), options.blockIndices ?? m.blockIndices, m.cfg.layers)

@@ -7,7 +7,8 @@
  */
 import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
-import type { Report } from "./aggregate.ts";
+import { aggregateRuns, type Report } from "./aggregate.ts";
+import { loadRuns } from "./load_runs.ts";
 import { renderMarkdown } from "./markdown.ts";
 import { privacyPlaneSvg } from "./privacy_plane.ts";
 import { taskBarsSvg } from "./task_bars.ts";
@@ -44,4 +45,28 @@ export async function writeReportFiles(outDir: string, files: Map<string, string
     paths.push(path);
   }
   return paths;
+}
+
+/** What {@link writeReport} wrote. */
+export interface WrittenReport {
+  /** The aggregated table (what report.json holds). */
+  report: Report;
+  /** report.md's text. */
+  markdown: string;
+  /** The files written. */
+  paths: string[];
+}
+
+/**
+ * Builds the report of a runs directory (`<runs>/<label>/seed-<n>/result.json`,
+ * docs/REPORT.md) and writes its files to `options.out` (default
+ * `<runs>/_report`): what `offtune report` does, without printing.
+ *
+ * @param options.title the heading (default "Offsite-tuning report: <model>")
+ */
+export async function writeReport(runs: string, options: { out?: string; title?: string } = {}): Promise<WrittenReport> {
+  const report = aggregateRuns(await loadRuns(runs));
+  const files = renderReportFiles(report, options.title ?? `Offsite-tuning report: ${report.model}`);
+  const paths = await writeReportFiles(options.out ?? join(runs, "_report"), files);
+  return { report, markdown: files.get(REPORT_MARKDOWN)!, paths };
 }

@@ -38,6 +38,7 @@ import {
   type TuneState,
   type TuneStepRecord,
 } from "./tune_loop.ts";
+import type { StageEvents } from "../events/stage_events.ts";
 import { readTuneState, TUNE_STATE_FILE, writeAdapterPackage } from "./tune_package.ts";
 import { type ResidentModel, type TrainableSet, trainableSet, type TuneScope } from "./tune_params.ts";
 
@@ -51,7 +52,14 @@ export interface TuneCommonOptions {
   hyper?: Partial<TuneHyper>;
   /** Also tune the outer weights (embeddings, positions, final norm, untied head) in full. */
   tuneEmbeddings?: boolean;
+  /** Receives every step's record (the tuning log's line), awaited before the next step. */
   onStep?: (record: TuneStepRecord) => void | Promise<void>;
+  /**
+   * Receives a `tune` event per step: steps done and to do in this session
+   * (a resumed run counts from where it resumed), the step's seconds and
+   * loss, and the epoch, learning rate and examples seen as detail.
+   */
+  events?: StageEvents;
   /** Polled after every step; when true the run checkpoints and stops. */
   shouldStop?: () => boolean;
 }
@@ -183,7 +191,8 @@ function freshState(trainable: TrainableSet, hyper: TuneHyper): TuneState {
 
 /**
  * Runs the tuning loop on `rows` from `state` (src/train/tune_loop.ts), folding
- * every step into `steps` before the caller's `onStep`.
+ * every step into `steps` and reporting it as a `tune` event before the
+ * caller's `onStep`.
  */
 function train(
   model: ResidentModel,
@@ -195,6 +204,8 @@ function train(
   steps: ReturnType<typeof stepLog>,
   onCheckpoint?: TuneLoopOptions["onCheckpoint"],
 ): Promise<{ stopped: boolean }> {
+  const startStep = state.step;
+  let examples = 0;
   return runTuning(model, trainable, state, {
     items: rows,
     padId: options.padId,
@@ -202,6 +213,16 @@ function train(
     shouldStop: options.shouldStop,
     onStep: async (record) => {
       steps.add(record);
+      examples += record.items;
+      options.events?.next({
+        stage: "tune",
+        done: record.step - startStep,
+        total: record.total - startStep,
+        unit: "steps",
+        seconds: record.seconds,
+        loss: record.loss,
+        detail: `epoch ${record.epoch + 1} loss ${record.loss.toFixed(3)} lr ${record.lr.toExponential(1)} (${examples} examples)`,
+      });
       await options.onStep?.(record);
     },
     onCheckpoint,

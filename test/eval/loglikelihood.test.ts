@@ -82,11 +82,17 @@ describe("scoreLoglikelihoods batching", () => {
 
   it("reports progress up to every request", async () => {
     const seen: number[] = [];
-    await scoreLoglikelihoods(golden.model, requests, { batchTokens: 30, onProgress: (done, total) => {
-      expect(total).toBe(requests.length);
-      seen.push(done);
-    } });
+    let tokens = 0;
+    await scoreLoglikelihoods(golden.model, requests, { batchTokens: 30, events: { next: (e) => {
+      expect(e.stage).toBe("loglikelihood");
+      expect(e.total).toBe(requests.length);
+      expect(e.seconds).toBeGreaterThanOrEqual(0);
+      seen.push(e.done!);
+      tokens += e.tokens!;
+    } } });
     expect(seen.length).toBeGreaterThan(1);
+    // every request's tokens are forwarded once (padding included)
+    expect(tokens).toBeGreaterThanOrEqual(requests.reduce((n, r) => n + Math.min(r.tokens.length - 1, golden.model.cfg.maxPositions), 0));
     expect(seen.at(-1)).toBe(requests.length);
     expect([...seen].sort((a, b) => a - b)).toEqual(seen);
   });

@@ -4,7 +4,7 @@
 import { copyFile, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
-import { readCalibrationTokens } from "../../pipelines/build_emulator.ts";
+import { readCalibrationTokens } from "../../mod.ts";
 import { FIXTURE_TOKENIZER, tokenizerFor } from "../../src/io/tokenizer_for.ts";
 import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.ts";
 import { opt } from "../../src/model/opt.ts";

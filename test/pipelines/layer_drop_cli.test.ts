@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { main as buildEmulator } from "../../pipelines/build_emulator.ts";
 import { main as evalVerb } from "../../pipelines/eval.ts";
-import type { EvalReport } from "../../pipelines/eval.ts";
+import type { EvalReport } from "../../mod.ts";
 import { experimentOptions } from "../../pipelines/experiment.ts";
 import { main as plugIn } from "../../pipelines/plug_in.ts";
 import { main as tuneVerb } from "../../pipelines/tune.ts";

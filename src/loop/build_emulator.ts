@@ -1,0 +1,120 @@
+/**
+ * The model owner's first step (METHOD.md §1-3) as library calls
+ * (`offtune build-emulator`): calibration loading — a token stream or text
+ * tokenized with the model's tokenizer — and the emulator build of either
+ * method, GradOT ({@link buildGradotEmulator}: calibration forward/backward,
+ * KFAC, GCS, DRD + SCP) or the OT LayerDrop baseline
+ * ({@link buildLayerDropEmulator}: keep every k-th middle block, no
+ * calibration), as one stream of shard records.
+ *
+ * @module
+ */
+import { readFile } from "node:fs/promises";
+import type { Observable } from "rxjs";
+import { calibrationFromTokens } from "../data/calibration.ts";
+import { readTokenStream } from "../data/token_stream.ts";
+import type { StageEvents } from "../events/stage_events.ts";
+import type { ShardDtype } from "../io/shard_schema.ts";
+import { tokenizerFor } from "../io/tokenizer_for.ts";
+import type { ModelConfig } from "../model/types.ts";
+import { buildGradotEmulator, GRADOT_DEFAULTS, type GradotOptions } from "../operators/gradot.ts";
+import { buildLayerDropEmulator } from "../operators/layer_drop.ts";
+import type { CalibrationSet, ModelHandle, ShardRecord } from "../records/records.ts";
+
+/**
+ * Token ids of a calibration file: a `.bin` Uint16 stream as written by
+ * `offtune build-fixtures`, or text tokenized with the model's tokenizer
+ * (`tokenizerFor`: the model directory's tokenizer.json, else the fixture
+ * one, with a notice unless `quiet`).
+ *
+ * @throws Error naming the file when it cannot be read
+ */
+export async function readCalibrationTokens(
+  file: string,
+  modelDir: string,
+  cfg: ModelConfig,
+  quiet: boolean,
+): Promise<ArrayLike<number>> {
+  const explain = (e: unknown): never => {
+    throw new Error(`Cannot read calibration file "${file}": ${(e as { code?: string }).code === "ENOENT" ? "file does not exist" : (e as Error).message}`);
+  };
+  if (file.endsWith(".bin")) {
+    try {
+      return readTokenStream(file);
+    } catch (e) {
+      return explain(e);
+    }
+  }
+  const bytes = await readFile(file).catch(explain);
+  const { tokenizer } = await tokenizerFor(modelDir, cfg, undefined, quiet);
+  return tokenizer.encode(new TextDecoder().decode(bytes), { addSpecialTokens: false });
+}
+
+/** How {@link loadCalibration} cuts the calibration set. */
+export interface LoadCalibrationOptions {
+  /** Calibration sequences N (default 64, the CLI's). */
+  sequences?: number;
+  /** Tokens per sequence T (default min(128, the model's positions)). */
+  length?: number;
+  /** No notice when the fixture tokenizer is used. */
+  quiet?: boolean;
+}
+
+/**
+ * The calibration set GradOT reads, from a calibration file
+ * ({@link readCalibrationTokens}) of the model read from `model.source`: N sequences of
+ * T tokens spread evenly over the file (`calibrationFromTokens`).
+ */
+export async function loadCalibration(
+  file: string,
+  model: Pick<ModelHandle, "cfg" | "source">,
+  options: LoadCalibrationOptions = {},
+): Promise<CalibrationSet> {
+  const length = options.length ?? Math.min(128, model.cfg.maxPositions);
+  const tokens = await readCalibrationTokens(file, model.source, model.cfg, options.quiet ?? false);
+  return calibrationFromTokens(tokens, options.sequences ?? 64, length, `Calibration file "${file}"`);
+}
+
+/** The emulator methods {@link buildEmulator} knows. */
+export type EmulatorMethod = "gradot" | "layerdrop";
+
+/** Everything {@link buildEmulator} needs besides the model. */
+export interface BuildEmulatorOptions extends Partial<Omit<GradotOptions, "out" | "dtype" | "events">> {
+  /** GradOT (the default) or the OT LayerDrop baseline. */
+  method?: EmulatorMethod;
+  /** Package directory to write (atomically). */
+  out: string;
+  /**
+   * Emulator params / original middle params in (0, 1] for GradOT, the
+   * fraction of middle blocks kept for LayerDrop (default
+   * {@link GRADOT_DEFAULTS}.ratio for both, so the emulators match in size).
+   */
+  ratio?: number;
+  /** Stored element type (default float32). */
+  dtype?: ShardDtype;
+  /** The build's stage events (timings and progress marks of either method). */
+  events?: StageEvents;
+}
+
+/**
+ * The shard stream of an emulator build of `model`: GradOT with
+ * `options.calibration` (required), or LayerDrop (calibration and GradOT
+ * settings ignored). Nothing runs until it is subscribed.
+ *
+ * @throws Error for an unknown method, or GradOT without a calibration set
+ */
+export function buildEmulator(model: ModelHandle, options: BuildEmulatorOptions): Observable<ShardRecord> {
+  const method = options.method ?? "gradot";
+  if (method === "layerdrop") {
+    return buildLayerDropEmulator(model, {
+      ratio: options.ratio ?? GRADOT_DEFAULTS.ratio, // matched emulator size (METHOD.md §5)
+      out: options.out,
+      dtype: options.dtype,
+      events: options.events,
+    });
+  }
+  if (method !== "gradot") throw new Error(`--method expects gradot or layerdrop, got "${method}"`);
+  const { calibration } = options;
+  if (!calibration) throw new Error("A GradOT build needs a calibration set (loadCalibration)");
+  return buildGradotEmulator(model, { ...options, calibration });
+}

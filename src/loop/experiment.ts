@@ -1,0 +1,242 @@
+/**
+ * The whole offsite-tuning loop for one method as a library call
+ * (`offtune experiment`, `offtune demo`): GradOT,
+ * or the OT LayerDrop baseline of METHOD.md §3, as the seeds' table
+ * measures it (METHOD.md §1, §5), composed from the verbs:
+ *
+ * 1. the model owner builds the emulator (`build-emulator --method`);
+ * 2. zero-shot: the original model (Full ZS) and adapter + emulator (Emulator ZS);
+ * 3. per seed and task: the data owner tunes the adapter through the emulator
+ *    (`tune`), scored with the emulator (Emulator FT) and plugged into the
+ *    original model (Plug-in); the reference fine-tunes the whole original
+ *    model (`full-ft`, Full FT) unless `--no-full-ft`;
+ * 4. perplexities on held-out text of the original, the emulator and one
+ *    plug-in model;
+ * 5. one `result.json` per seed under `<runs>/<label>/seed-<n>/`, the layout
+ *    `offtune report` reads (docs/REPORT.md).
+ *
+ * Every step runs in its own process with its log in `<work>/logs/`; the
+ * per-task, per-seed steps run `--jobs` at a time (each process is
+ * single-threaded: the wasm backend and OpenBLAS at one thread).
+ *
+ * @module
+ */
+import { mkdir, readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createProgress } from "../cli/progress.ts";
+import { runVerb } from "../cli/run_verb.ts";
+import { mapConcurrent } from "../distributed/map_concurrent.ts";
+import type { EvalReport } from "../eval/eval_report.ts";
+import { readManifest } from "../io/manifest.ts";
+import { inspectCheckpoint } from "../model/inspect.ts";
+import { type RunResult, type TaskResult, writeRunResult } from "../report/run_result.ts";
+
+/** The fixture tasks an experiment runs by default (all 8). */
+export const EXPERIMENT_TASKS: readonly string[] = [
+  "lastword_cloze", "kjv_verse_ending", "wordnet_definition", "wordnet_hypernym",
+  "wordnet_antonym", "spam_detection", "sotu_era", "brown_genre",
+];
+
+/** The options of one experiment (`offtune experiment`'s flags, parsed; {@link experimentOptions} fills the defaults). */
+export interface ExperimentOptions {
+  model: string;
+  runs: string;
+  /** The emulator: GradOT's, or the OT LayerDrop baseline's. */
+  method: "gradot" | "layerdrop";
+  tasks: string[];
+  seeds: number[];
+  label?: string;
+  ratio: number;
+  lambdaAttn?: number;
+  lambdaMlp?: number;
+  calibration: string;
+  sequences: number;
+  trainLimit?: number;
+  evalLimit?: number;
+  epochs: number;
+  lr?: number;
+  fullFt: boolean;
+  /** Steps run at once, each in its own process. */
+  jobs: number;
+  metric: "acc" | "acc_norm";
+  quiet: boolean;
+}
+
+const flagIf = (flag: string, value: number | undefined) => (value === undefined ? [] : [flag, String(value)]);
+
+async function readEval(path: string): Promise<EvalReport> {
+  return JSON.parse(await readFile(path, "utf8")) as EvalReport;
+}
+
+/** Runs the experiment and returns the written result paths. */
+export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
+  const work = join(o.runs, "_work");
+  const logs = join(work, "logs");
+  await mkdir(logs, { recursive: true });
+  const label = o.label ?? `${o.method}-r${o.ratio}`;
+  const emulator = join(work, `${label}-emulator`);
+  const evalArgs = (model: string, tasks: string[], json: string, extra: string[] = []) => [
+    "eval", "--model", model, "--tasks", tasks.join(","), ...flagIf("--limit", o.evalLimit), "--json", json, "--quiet", ...extra,
+  ];
+  const tuneHyper = ["--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit)];
+  const progress = createProgress("experiment", o.quiet);
+  let done = 0;
+  let total = 1;
+  const step = async (what: string, args: string[]) => {
+    progress.update({ done, total, unit: "steps", detail: what });
+    await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
+    done++;
+    progress.update({ done, total, unit: "steps", detail: what });
+  };
+
+  const gradotFlags = [
+    "--calibration", o.calibration, "--sequences", String(o.sequences),
+    ...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp),
+  ];
+  await step("build-emulator", [
+    "build-emulator", "--method", o.method, "--model", o.model, "--out", emulator, "--ratio", String(o.ratio),
+    ...(o.method === "gradot" ? gradotFlags : []), "--quiet",
+  ]);
+  const manifest = await readManifest(emulator);
+
+  // Zero-shot, one process per model × task (the first task's also measures
+  // perplexity), and one unit per seed × task: tune through the emulator,
+  // score it there and plugged in, and the Full FT reference. All of them are
+  // independent, so they share one pool of --jobs processes.
+  const zeroShot = async (which: "full" | "emulator", task: string, ppl: boolean): Promise<EvalReport> => {
+    const json = join(work, `${which === "full" ? "full" : `${label}-emulator`}_zs_${task}.json`);
+    await step(`${which}-zs ${task}`, evalArgs(which === "full" ? o.model : emulator, [task], json, ppl ? ["--ppl"] : []));
+    return readEval(json);
+  };
+  const tuneUnit = async (seed: number, task: string, measurePpl: boolean) => {
+    const seedDir = join(work, `${label}-seed${seed}`);
+    const adapter = join(seedDir, "adapters", task);
+    await step(`tune ${task} seed ${seed}`, [
+      "tune", "--emulator", emulator, "--task", task, "--out", adapter, "--seed", String(seed), ...tuneHyper, "--quiet",
+    ]);
+    const emuFt = join(seedDir, `emulator_ft_${task}.json`);
+    await step(`emulator-ft ${task} seed ${seed}`, evalArgs(emulator, [task], emuFt, ["--adapter", adapter]));
+    const plugIn = join(seedDir, `plug_in_${task}.json`);
+    await step(`plug-in ${task} seed ${seed}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? ["--ppl"] : [])]));
+    let fullFt: number | null = null;
+    if (o.fullFt) {
+      const tuned = join(work, `full-ft-seed${seed}`, task);
+      const fullFtJson = join(work, `full-ft-seed${seed}`, `full_ft_${task}.json`);
+      await step(`full-ft ${task} seed ${seed}`, [
+        "full-ft", "--model", o.model, "--task", task, "--out", tuned, "--seed", String(seed), ...tuneHyper, "--quiet",
+      ]);
+      await runVerb(evalArgs(tuned, [task], fullFtJson), join(logs, `full-ft-eval_${task}_${seed}.log`));
+      fullFt = 100 * (await readEval(fullFtJson)).tasks[task][o.metric];
+    }
+    const plug = await readEval(plugIn);
+    return {
+      emulatorFt: 100 * (await readEval(emuFt)).tasks[task][o.metric],
+      plugIn: 100 * plug.tasks[task][o.metric],
+      fullFt,
+      plugInPpl: measurePpl ? plug.ppl?.ppl ?? null : null,
+    };
+  };
+  type Unit =
+    | { kind: "zs"; which: "full" | "emulator"; task: string; ppl: boolean }
+    | { kind: "tune"; seed: number; task: string; measurePpl: boolean };
+  const units: Unit[] = [
+    ...(["full", "emulator"] as const).flatMap((which) => o.tasks.map((task, t): Unit => ({ kind: "zs", which, task, ppl: t === 0 }))),
+    ...o.seeds.flatMap((seed) => o.tasks.map((task, t): Unit => ({ kind: "tune", seed, task, measurePpl: t === 0 }))),
+  ];
+  total = 1 + 2 * o.tasks.length + o.seeds.length * o.tasks.length * (o.fullFt ? 4 : 3);
+  type TuneOutcome = Awaited<ReturnType<typeof tuneUnit>>;
+  const outcomes = await mapConcurrent<Unit, EvalReport | TuneOutcome>(units, o.jobs, (u) =>
+    u.kind === "zs" ? zeroShot(u.which, u.task, u.ppl) : tuneUnit(u.seed, u.task, u.measurePpl)
+  );
+  const zs = (which: "full" | "emulator", task: string) =>
+    outcomes[units.findIndex((u) => u.kind === "zs" && u.which === which && u.task === task)] as EvalReport;
+  const pplOf = (which: "full" | "emulator") => zs(which, o.tasks[0]).ppl!.ppl;
+
+  const extra = (manifest.extra ?? {}) as { blocks?: Array<{ role: string; params: number }> };
+  const middle = (extra.blocks ?? []).filter((b) => b.role === "middle");
+  const middleParams = await originalMiddleParams(o.model, manifest);
+  const written: string[] = [];
+  for (const seed of o.seeds) {
+    const tasks: Record<string, TaskResult> = {};
+    let plugInPpl: number | null = null;
+    for (const [i, u] of units.entries()) {
+      if (u.kind !== "tune" || u.seed !== seed) continue;
+      const tuned = outcomes[i] as TuneOutcome;
+      const full = zs("full", u.task).tasks[u.task];
+      tasks[u.task] = {
+        n: full.n,
+        full_zs: 100 * full[o.metric],
+        emulator_zs: 100 * zs("emulator", u.task).tasks[u.task][o.metric],
+        full_ft: tuned.fullFt,
+        emulator_ft: tuned.emulatorFt,
+        plug_in: tuned.plugIn,
+      };
+      if (u.measurePpl) plugInPpl = tuned.plugInPpl;
+    }
+    const result: RunResult = {
+      formatVersion: 1,
+      model: o.model,
+      method: manifest.method,
+      label,
+      seed,
+      settings: { ...manifest.settings, epochs: o.epochs, trainLimit: o.trainLimit ?? null, evalLimit: o.evalLimit ?? null },
+      emulator_params: middle.reduce((n, b) => n + b.params, 0),
+      middle_params: middleParams,
+      metric: o.metric,
+      tasks,
+      ppl: { full: pplOf("full"), emulator: pplOf("emulator"), plug_in: plugInPpl },
+    };
+    written.push(await writeRunResult(o.runs, result));
+  }
+  done = total;
+  progress.finish(`${written.length} results in ${o.runs}`);
+  return written;
+}
+
+/** Parameters of the original model's middle blocks (from its headers). */
+async function originalMiddleParams(model: string, manifest: { split: { bottom: number; top: number } }): Promise<number> {
+  const summary = await inspectCheckpoint(model);
+  return summary.parameters.perBlock
+    .slice(manifest.split.bottom, summary.layers - manifest.split.top)
+    .reduce((a, b) => a + b, 0);
+}
+
+const FIXTURE_CALIBRATION = fileURLToPath(new URL("../../fixtures/data/pretrain/calibration.bin", import.meta.url));
+
+/** What an experiment runs unless told otherwise (`offtune experiment --help` lists them). */
+export const EXPERIMENT_DEFAULTS = {
+  method: "gradot",
+  tasks: EXPERIMENT_TASKS,
+  seeds: [0, 1, 2],
+  ratio: 0.5,
+  calibration: FIXTURE_CALIBRATION,
+  sequences: 64,
+  epochs: 2,
+  fullFt: true,
+  metric: "acc",
+  quiet: false,
+} as const;
+
+/**
+ * The options of an experiment on `model` writing to `runs`, with the
+ * {@link EXPERIMENT_DEFAULTS} (and one job per core) where `given` has none.
+ *
+ * @throws Error for an unknown method, metric or task
+ */
+export function experimentOptions(given: Partial<ExperimentOptions> & Pick<ExperimentOptions, "model" | "runs">): ExperimentOptions {
+  const o: ExperimentOptions = {
+    ...EXPERIMENT_DEFAULTS,
+    tasks: [...EXPERIMENT_DEFAULTS.tasks],
+    seeds: [...EXPERIMENT_DEFAULTS.seeds],
+    jobs: availableParallelism(),
+    ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
+  } as ExperimentOptions;
+  if (o.metric !== "acc" && o.metric !== "acc_norm") throw new Error(`--metric expects acc or acc_norm, got "${o.metric}"`);
+  if (o.method !== "gradot" && o.method !== "layerdrop") throw new Error(`--method expects gradot or layerdrop, got "${o.method}"`);
+  for (const t of o.tasks) {
+    if (!EXPERIMENT_TASKS.includes(t)) throw new Error(`Unknown task "${t}": expected one of ${EXPERIMENT_TASKS.join(", ")}`);
+  }
+  return o;
+}

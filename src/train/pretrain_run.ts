@@ -1,0 +1,585 @@
+/**
+ * Pretraining runs (`offtune pretrain`): pretrain a small OPT language model
+ * from scratch on a token stream, data-parallel over worker threads, and
+ * write it in Hugging Face layout (the model the offsite-tuning experiments
+ * start from, METHOD.md §1: "a pretrained decoder LM").
+ *
+ * The output directory holds, each file written under a temporary name and
+ * renamed:
+ * - `config.json`, `model.safetensors`: the model as HF's `OPTForCausalLM`
+ *   reads it (F32, or F16 with `--fp16`), rewritten at every checkpoint;
+ * - `tokenizer.json` (and `tokenizer_config.json` when one sits beside it),
+ *   copied at the start;
+ * - `train_state.safetensors`: float32 parameters and AdamW moments
+ *   (`param/<name>`, `exp_avg/<name>`, `exp_avg_sq/<name>`), with the step,
+ *   token count, sampler PRNG word and the run's options as JSON in the
+ *   `__metadata__` key `offtune.train_state`. `--resume` continues from it
+ *   bit-exactly (with the worker count and micro-batch last used, its
+ *   defaults: the order of the gradient sums follows them);
+ * - `log.jsonl`: one line per step: step, tokens, loss, lr, grad_norm,
+ *   val_loss (null between evaluations), tokens_per_s, seconds.
+ *
+ * A caller's `shouldStop` (the CLI: Ctrl-C) finishes the current step, saves a
+ * checkpoint and returns.
+ *
+ * @module
+ */
+import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
+import { basename, dirname, join, resolve } from "node:path";
+import process from "node:process";
+import type { StageEvents } from "../events/stage_events.ts";
+import { saveCheckpoint } from "../io/checkpoint.ts";
+import { CheckpointError } from "../io/errors.ts";
+import { loadTokenizer } from "../io/tokenizer.ts";
+import { toHfTensors } from "../model/load.ts";
+import { tf } from "../tensor/backend.ts";
+import { AdamW } from "./adamw.ts";
+import { validationWindows, WindowSampler } from "./batches.ts";
+import { type GradientEngine, inProcessEngine, startDataParallel } from "./data_parallel.ts";
+import { type TrainModel, trainModel } from "./gradients.ts";
+import { initOptParams } from "./init.ts";
+import { optConfigJson, type OptHyperParameters } from "./opt_config.ts";
+import { optimizerParams, weightsFromFlat } from "./params.ts";
+import { validateSchedule } from "./schedule.ts";
+import { readStateFile, type StateFormat, writeStateFile } from "./state_file.ts";
+import { type StepRecord, train, type TrainState } from "./trainer.ts";
+
+const STATE_FILE = "train_state.safetensors";
+const LOG_FILE = "log.jsonl";
+const STATE: StateFormat = { key: "offtune.train_state", format: "offtune-train-state", version: 1 };
+/** Sampling uses its own PRNG stream, so init and batches do not share draws. */
+const SAMPLER_SEED_MIX = 0x9e3779b9;
+
+/** Options that define a run; fixed once it starts (resume checks them). */
+interface RunOptions {
+  data: string;
+  tokenizer: string;
+  batch: number;
+  ctx: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  steps: number;
+  seed: number;
+  weightDecay: number;
+  evalWindows: number;
+  fp16: boolean;
+  /** Worker threads and rows per pass: a resume defaults to the values last used. */
+  workers: number;
+  microBatch: number;
+}
+
+/** The JSON kept in train_state.safetensors' metadata (besides its format and version). */
+interface SavedState {
+  step: number;
+  tokens: number;
+  seconds: number;
+  samplerState: number;
+  optimizerStep: number;
+  trainTokens: number;
+  run: RunOptions;
+}
+
+/**
+ * The options of a pretraining run. Each is the `offtune pretrain` flag of
+ * the same name (camelCase; `offtune pretrain --help` gives the defaults);
+ * undefined means "not given": a fresh run takes the default, a resumed run
+ * the saved value, and a given run-defining option must repeat it.
+ */
+export interface PretrainOptions {
+  /** The run directory (model, tokenizer, train state, log). */
+  out: string;
+  /** JSON with HF OPT keys; the shape options override it. */
+  config?: string;
+  layers?: number;
+  hidden?: number;
+  heads?: number;
+  ffn?: number;
+  /** Training window = max positions. */
+  ctx?: number;
+  /** Directory holding train.bin and valid.bin (Uint16 token streams). */
+  data?: string;
+  /** tokenizer.json (copied into the run). */
+  tokenizer?: string;
+  /** Total optimizer steps (the schedule spans them). */
+  steps?: number;
+  /** Stop and save after this step. */
+  until?: number;
+  batch?: number;
+  lr?: number;
+  minLr?: number;
+  warmup?: number;
+  weightDecay?: number;
+  seed?: number;
+  /** Worker threads, 0 = this thread. */
+  workers?: number;
+  microBatch?: number;
+  evalEvery?: number;
+  evalWindows?: number;
+  saveEvery?: number;
+  /** Store model.safetensors as F16 (the train state stays F32). */
+  fp16?: boolean;
+  /** Continue the run in `out` from its train state. */
+  resume?: boolean;
+  /** Polled after every step: when true, checkpoint and return. */
+  shouldStop?: () => boolean;
+  /**
+   * Receives a `pretrain` event per step: steps done and to do in this
+   * session, the step's tokens, seconds and loss, and the step and
+   * validation loss as detail.
+   */
+  events?: StageEvents;
+}
+
+/** The option each `offtune pretrain` flag sets (error messages name the flag). */
+const FLAG_OPTIONS = {
+  config: "config",
+  layers: "layers",
+  hidden: "hidden",
+  heads: "heads",
+  ffn: "ffn",
+  ctx: "ctx",
+  data: "data",
+  tokenizer: "tokenizer",
+  steps: "steps",
+  until: "until",
+  batch: "batch",
+  lr: "lr",
+  "min-lr": "minLr",
+  warmup: "warmup",
+  "weight-decay": "weightDecay",
+  seed: "seed",
+  workers: "workers",
+  "micro-batch": "microBatch",
+  "eval-every": "evalEvery",
+  "eval-windows": "evalWindows",
+  "save-every": "saveEvery",
+  fp16: "fp16",
+} as const satisfies Record<string, keyof PretrainOptions>;
+
+type Flags = PretrainOptions;
+type FlagName = keyof typeof FLAG_OPTIONS;
+
+/** Whether the option of flag `name` was given. */
+function given(flags: Flags, name: FlagName): boolean {
+  return flags[FLAG_OPTIONS[name]] !== undefined;
+}
+
+/** An integer option ≥ `min`, or `fallback` when absent. */
+function intFlag(flags: Flags, name: FlagName, fallback: number, min = 1): number {
+  const raw = flags[FLAG_OPTIONS[name]];
+  if (raw === undefined) return fallback;
+  if (typeof raw !== "number" || !Number.isInteger(raw) || raw < min) {
+    throw new Error(`--${name} must be an integer ≥ ${min}, got "${raw}"`);
+  }
+  return raw;
+}
+
+/** A positive (or, with `allowZero`, non-negative) number option, or `fallback` when absent. */
+function numberFlag(flags: Flags, name: FlagName, fallback: number, allowZero = false): number {
+  const raw = flags[FLAG_OPTIONS[name]];
+  if (raw === undefined) return fallback;
+  if (typeof raw !== "number" || !Number.isFinite(raw) || raw < 0 || (raw === 0 && !allowZero)) {
+    throw new Error(`--${name} must be a ${allowZero ? "non-negative" : "positive"} number, got "${raw}"`);
+  }
+  return raw;
+}
+
+async function readJsonFile(path: string, what: string): Promise<Record<string, unknown>> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new CheckpointError(path, `Cannot read ${what} "${path}": ${(e as Error).message}`, { cause: e });
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new CheckpointError(path, `Cannot read ${what} "${path}": expected a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Reads a Uint16 little-endian token file, checking every id is below
+ * `vocabSize` and that it holds at least one window of `ctx` tokens.
+ */
+async function readTokenFile(path: string, vocabSize: number, ctx: number): Promise<Uint16Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw new CheckpointError(path, `Cannot read token file "${path}": ${(e as Error).message}`, { cause: e });
+  }
+  if (bytes.byteLength % 2 !== 0 || bytes.byteLength === 0) {
+    throw new CheckpointError(
+      path,
+      `Cannot read token file "${path}": ${bytes.byteLength} bytes is not a positive whole number of Uint16 ids`,
+    );
+  }
+  if (bytes.byteLength / 2 < ctx) {
+    throw new CheckpointError(
+      path,
+      `Token file "${path}" holds ${bytes.byteLength / 2} tokens, fewer than one window of ${ctx}`,
+    );
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const tokens = new Uint16Array(bytes.byteLength / 2);
+  for (let i = 0; i < tokens.length; i++) {
+    const id = view.getUint16(2 * i, true);
+    if (id >= vocabSize) {
+      throw new CheckpointError(
+        path,
+        `Token file "${path}" holds id ${id} at position ${i}, outside the vocabulary of ${vocabSize}`,
+      );
+    }
+    tokens[i] = id;
+  }
+  return tokens;
+}
+
+/** Writes `data` to `path` through a temporary sibling and a rename. */
+async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  await writeFile(temp, data);
+  await rename(temp, path);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** HF config keys the shape flags map to. */
+const SHAPE_KEYS = {
+  layers: "num_hidden_layers",
+  hidden: "hidden_size",
+  heads: "num_attention_heads",
+  ffn: "ffn_dim",
+} as const;
+
+/**
+ * The HF config of a fresh run: `--config` JSON, overridden by the shape
+ * flags, vocabulary and special ids from the tokenizer. Any other key of the
+ * JSON that offtune writes differently is refused rather than ignored.
+ */
+async function freshConfig(flags: Flags, tokenizerPath: string, ctx: number): Promise<Record<string, unknown>> {
+  const given = flags.config ? await readJsonFile(flags.config, "model config") : {};
+  const fromJson = (key: string): number | undefined => {
+    const v = given[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
+      throw new Error(
+        `Model config "${flags.config}": "${key}" must be a positive integer, found ${JSON.stringify(v)}`,
+      );
+    }
+    return v;
+  };
+  const layers = intFlag(flags, "layers", fromJson(SHAPE_KEYS.layers) ?? 12);
+  const hidden = intFlag(flags, "hidden", fromJson(SHAPE_KEYS.hidden) ?? 256);
+  const heads = intFlag(flags, "heads", fromJson(SHAPE_KEYS.heads) ?? Math.max(1, Math.round(hidden / 64)));
+  const ffn = intFlag(flags, "ffn", fromJson(SHAPE_KEYS.ffn) ?? 4 * hidden);
+  const maxPositions = fromJson("max_position_embeddings") ?? ctx;
+  if (maxPositions < ctx) {
+    throw new Error(`Model config "${flags.config}": max_position_embeddings ${maxPositions} is below --ctx ${ctx}`);
+  }
+  const tokenizer = await loadTokenizer(tokenizerPath);
+  const vocabSize = fromJson("vocab_size") ?? tokenizer.vocabSize;
+  if (vocabSize < tokenizer.vocabSize) {
+    throw new Error(
+      `Model config "${flags.config}": vocab_size ${vocabSize} is below the tokenizer's ${tokenizer.vocabSize}`,
+    );
+  }
+  const eos = tokenizer.eosId ?? tokenizer.tokenToId("</s>");
+  const pad = tokenizer.padId ?? tokenizer.tokenToId("<pad>");
+  if (eos === undefined || pad === undefined) {
+    throw new Error(
+      `Tokenizer "${tokenizerPath}" names no ${eos === undefined ? "end-of-sequence (</s>)" : "padding (<pad>)"} token`,
+    );
+  }
+  const shape: OptHyperParameters = {
+    layers,
+    hidden,
+    heads,
+    ffn,
+    maxPositions,
+    vocabSize,
+    bosId: tokenizer.bosId ?? eos,
+    eosId: eos,
+    padId: pad,
+  };
+  const config = optConfigJson(shape, flags.fp16 ? "float16" : "float32");
+  const ignorable = new Set(["torch_dtype", ...Object.values(SHAPE_KEYS), "max_position_embeddings", "vocab_size"]);
+  for (const [key, value] of Object.entries(given)) {
+    if (key in config && !ignorable.has(key) && JSON.stringify(config[key]) !== JSON.stringify(value)) {
+      throw new Error(
+        `Model config "${flags.config}": "${key}" is ${JSON.stringify(value)}; offtune pretrains with ${
+          JSON.stringify(config[key])
+        }`,
+      );
+    }
+  }
+  return config;
+}
+
+/** The run options of a fresh run from the flags. */
+function freshRunOptions(flags: Flags): RunOptions {
+  const steps = intFlag(flags, "steps", 2000);
+  const lr = numberFlag(flags, "lr", 1e-3);
+  return {
+    data: resolve(flags.data ?? "fixtures/data/pretrain"),
+    tokenizer: resolve(flags.tokenizer ?? "fixtures/tokenizer/tokenizer.json"),
+    batch: intFlag(flags, "batch", 16),
+    ctx: intFlag(flags, "ctx", 128, 2),
+    lr,
+    minLr: numberFlag(flags, "min-lr", lr / 10, true),
+    warmup: intFlag(flags, "warmup", Math.min(100, Math.floor(steps / 10)), 0),
+    steps,
+    seed: intFlag(flags, "seed", 0, 0),
+    weightDecay: numberFlag(flags, "weight-decay", 0.1, true),
+    evalWindows: intFlag(flags, "eval-windows", 32),
+    fp16: flags.fp16 ?? false,
+    workers: intFlag(flags, "workers", availableParallelism(), 0),
+    microBatch: intFlag(flags, "micro-batch", 4),
+  };
+}
+
+/**
+ * The run options of a resumed run: the saved ones, with `--steps`, `--fp16`,
+ * `--data` (a moved copy), `--workers` and `--micro-batch` allowed to change
+ * (the last two change the order of gradient sums, so the run stops being
+ * bit-identical to an uninterrupted one); any other run-defining flag must
+ * repeat the saved value.
+ */
+function resumedRunOptions(flags: Flags, saved: RunOptions): RunOptions {
+  const fresh = freshRunOptions(flags);
+  const fixed: Array<[FlagName, keyof RunOptions]> = [
+    ["tokenizer", "tokenizer"],
+    ["batch", "batch"],
+    ["ctx", "ctx"],
+    ["lr", "lr"],
+    ["min-lr", "minLr"],
+    ["warmup", "warmup"],
+    ["seed", "seed"],
+    ["weight-decay", "weightDecay"],
+    ["eval-windows", "evalWindows"],
+  ];
+  for (const [flag, key] of fixed) {
+    if (given(flags, flag) && fresh[key] !== saved[key]) {
+      throw new Error(`--${flag} ${fresh[key]} differs from the run being resumed (${saved[key]})`);
+    }
+  }
+  for (const flag of ["config", "layers", "hidden", "heads", "ffn"] as const) {
+    if (given(flags, flag)) throw new Error(`--${flag} cannot change the model of a run being resumed`);
+  }
+  return {
+    ...saved,
+    steps: flags.steps !== undefined ? fresh.steps : saved.steps,
+    fp16: flags.fp16 ?? saved.fp16,
+    data: flags.data !== undefined ? fresh.data : saved.data,
+    workers: flags.workers !== undefined ? fresh.workers : saved.workers ?? fresh.workers,
+    microBatch: flags.microBatch !== undefined ? fresh.microBatch : saved.microBatch ?? fresh.microBatch,
+  };
+}
+
+/** Writes the model (HF layout) and then the train state of `state`. */
+async function saveRun(
+  out: string,
+  model: TrainModel,
+  run: RunOptions,
+  state: TrainState,
+  trainTokens: number,
+): Promise<void> {
+  const { arch, cfg, layout } = model;
+  const { outer, blocks } = weightsFromFlat(layout, state.params);
+  try {
+    const tensors = [toHfTensors(arch, cfg, "outer", outer), ...blocks.map((w, i) => toHfTensors(arch, cfg, i, w))]
+      .flat();
+    const dtype = run.fp16 ? "F16" : "F32";
+    await saveCheckpoint(out, { ...cfg.raw, torch_dtype: run.fp16 ? "float16" : "float32" }, tensors, { dtype });
+  } finally {
+    tf.dispose([...outer.values(), ...blocks.flatMap((w) => [...w.values()])]);
+  }
+  const opt = state.optimizer.state();
+  const saved: SavedState = {
+    step: state.step,
+    tokens: state.tokens,
+    seconds: state.seconds,
+    samplerState: state.sampler.state,
+    optimizerStep: opt.step,
+    trainTokens,
+    run,
+  };
+  const path = join(out, STATE_FILE);
+  const temp = join(out, `.${STATE_FILE}.${process.pid}.tmp`);
+  await rm(temp, { force: true });
+  await writeStateFile(temp, layout, { params: state.params, m: opt.m, v: opt.v }, STATE, saved);
+  await rename(temp, path);
+}
+
+/** Reads train_state.safetensors: the saved JSON and the three flat vectors. */
+async function loadRun(
+  out: string,
+  model: TrainModel,
+): Promise<{ saved: SavedState; params: Float32Array; m: Float32Array; v: Float32Array }> {
+  const { meta, params, m, v } = await readStateFile<SavedState>(join(out, STATE_FILE), model.layout, STATE, "the model");
+  return { saved: meta, params, m, v };
+}
+
+/** Keeps the log lines of steps ≤ `step` (a resumed run rewrites what followed its checkpoint). */
+async function trimLog(path: string, step: number): Promise<void> {
+  if (!(await exists(path))) return;
+  const kept = (await readFile(path, "utf8")).split("\n").filter((line) => {
+    try {
+      return (JSON.parse(line) as { step?: number }).step! <= step;
+    } catch {
+      return false; // blank or torn last line
+    }
+  });
+  await writeAtomic(path, kept.map((l) => l + "\n").join(""));
+}
+
+/** Copies the tokenizer (and a tokenizer_config.json beside it) into `out`. */
+async function copyTokenizer(tokenizerPath: string, out: string): Promise<void> {
+  const sources = [tokenizerPath, join(dirname(tokenizerPath), "tokenizer_config.json")];
+  for (const source of sources) {
+    if (!(await exists(source))) continue;
+    const target = join(out, basename(source));
+    const temp = join(out, `.${basename(source)}.${process.pid}.tmp`);
+    await copyFile(source, temp);
+    await rename(temp, target);
+  }
+}
+
+/** A run's model, options and (when resuming) saved state. */
+interface PreparedRun {
+  model: TrainModel;
+  run: RunOptions;
+  restored?: Awaited<ReturnType<typeof loadRun>>;
+}
+
+async function startRun(flags: Flags): Promise<PreparedRun> {
+  const run = freshRunOptions(flags);
+  return { model: trainModel(await freshConfig(flags, run.tokenizer, run.ctx)), run };
+}
+
+async function resumeRun(flags: Flags, out: string): Promise<PreparedRun> {
+  const model = trainModel(await readJsonFile(join(out, "config.json"), "config"));
+  const restored = await loadRun(out, model);
+  return { model, run: resumedRunOptions(flags, restored.saved.run), restored };
+}
+
+/** What {@link pretrain} did. */
+export interface PretrainResult {
+  /** The last step's record; undefined when there was nothing to do. */
+  last: StepRecord | undefined;
+  /** The run's total steps (its schedule's length). */
+  steps: number;
+  /** The run directory, resolved. */
+  out: string;
+}
+
+/**
+ * Runs (or, with `resume`, continues) the pretraining run in `options.out`
+ * (module notes) until `until` or `shouldStop`, checkpointing as it goes.
+ *
+ * @throws Error for a bad option, an existing run without `resume` (or a
+ *   missing one with it), a token file that does not fit the model
+ */
+export async function pretrain(options: PretrainOptions): Promise<PretrainResult> {
+  const flags = options;
+  const out = resolve(flags.out);
+  const statePath = join(out, STATE_FILE);
+  const resuming = flags.resume ?? false;
+  if (resuming && !(await exists(statePath))) throw new Error(`Cannot resume: "${statePath}" does not exist`);
+  if (!resuming && (await exists(statePath))) {
+    throw new Error(`"${out}" already holds a run; pass --resume to continue it or choose another --out`);
+  }
+
+  const { model, run, restored } = resuming ? await resumeRun(flags, out) : await startRun(flags);
+  const schedule = { peak: run.lr, floor: run.minLr, warmup: run.warmup, total: run.steps };
+  validateSchedule(schedule);
+  const until = intFlag(flags, "until", run.steps);
+  if (until > run.steps) throw new Error(`--until ${until} exceeds --steps ${run.steps}`);
+  if (run.ctx > model.cfg.maxPositions) {
+    throw new Error(`--ctx ${run.ctx} exceeds the model's ${model.cfg.maxPositions} positions`);
+  }
+
+  const trainTokens = await readTokenFile(join(run.data, "train.bin"), model.cfg.vocabSize, run.ctx);
+  const validTokens = await readTokenFile(join(run.data, "valid.bin"), model.cfg.vocabSize, run.ctx);
+  if (restored && restored.saved.trainTokens !== trainTokens.length) {
+    throw new Error(
+      `"${
+        join(run.data, "train.bin")
+      }" holds ${trainTokens.length} tokens, the run being resumed trained on ${restored.saved.trainTokens}`,
+    );
+  }
+
+  const optimizer = new AdamW(optimizerParams(model.layout), { weightDecay: run.weightDecay });
+  const state: TrainState = {
+    step: restored?.saved.step ?? 0,
+    tokens: restored?.saved.tokens ?? 0,
+    seconds: restored?.saved.seconds ?? 0,
+    params: restored?.params ?? initOptParams(model.layout, model.cfg, run.seed),
+    optimizer,
+    sampler: new WindowSampler(
+      trainTokens,
+      run.batch,
+      run.ctx,
+      restored?.saved.samplerState ?? ((run.seed ^ SAMPLER_SEED_MIX) >>> 0),
+    ),
+  };
+  if (restored) optimizer.load({ step: restored.saved.optimizerStep, m: restored.m, v: restored.v });
+
+  await mkdir(out, { recursive: true });
+  if (!resuming) await copyTokenizer(run.tokenizer, out);
+  const logPath = join(out, LOG_FILE);
+  await trimLog(logPath, state.step);
+
+  const engine: GradientEngine = run.workers === 0
+    ? inProcessEngine(model, run.microBatch)
+    : await startDataParallel(model, run.workers, run.microBatch);
+  const startStep = state.step;
+  const startTokens = state.tokens;
+  let stepStarted = performance.now();
+  let sessionTokens = 0;
+  let last: StepRecord | undefined;
+  try {
+    last = await train(state, {
+      engine,
+      schedule,
+      clipNorm: 1.0,
+      until,
+      validation: validationWindows(validTokens, run.ctx, run.evalWindows),
+      evalEvery: intFlag(flags, "eval-every", 100),
+      saveEvery: intFlag(flags, "save-every", 500, 0),
+      shouldStop: flags.shouldStop,
+      onStep: async (record) => {
+        const { step, tokens, loss, lr, grad_norm, val_loss = null, tokens_per_s, seconds } = record;
+        const line = { step, tokens, loss, lr, grad_norm, val_loss, tokens_per_s, seconds };
+        await writeFile(logPath, JSON.stringify(line) + "\n", { flag: "a" });
+        const val = record.val_loss === undefined ? "" : ` val ${record.val_loss.toFixed(3)}`;
+        const now = performance.now();
+        flags.events?.next({
+          stage: "pretrain",
+          done: record.step - startStep,
+          total: until - startStep,
+          unit: "steps",
+          seconds: (now - stepStarted) / 1000,
+          tokens: record.tokens - startTokens - sessionTokens,
+          loss: record.loss,
+          detail: `step ${record.step}/${run.steps} loss ${record.loss.toFixed(3)}${val}`,
+        });
+        sessionTokens = record.tokens - startTokens;
+        stepStarted = now;
+      },
+      onCheckpoint: (s) => saveRun(out, model, run, s, trainTokens.length),
+    });
+  } finally {
+    await engine.close();
+  }
+  return { last, steps: run.steps, out };
+}
