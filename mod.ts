@@ -6,22 +6,23 @@
  * (GradOT: calibration forward/backward, KFAC, GCS, DRD + SCP; or the
  * OT LayerDrop baseline, which drops middle blocks), the data owner tunes
  * the adapter blocks through it, and the owner plugs the adapter back into
- * the original model.
+ * the original model. Every CLI verb is a thin shell over the functions
+ * exported here, so a script can do all a verb does.
  *
  * @example Build a GradOT emulator, streaming one block at a time
  * ```ts
  * import { lastValueFrom } from "rxjs";
- * import { buildGradotEmulator, calibrationFromTokens, initBackend, openModel } from "./mod.ts";
+ * import { buildGradotEmulator, calibrationFromTokens, initBackend, openModel, readTokenStream } from "./mod.ts";
  *
  * await initBackend();
  * const model = await openModel("fixtures/small");
- * const tokens = new Uint16Array((await Deno.readFile("fixtures/data/pretrain/calibration.bin")).buffer);
- * const calibration = calibrationFromTokens(tokens, 32, 128);
+ * const tokens = readTokenStream("fixtures/data/pretrain/calibration.bin");
+ * const calibration = calibrationFromTokens(tokens, 64, 128);
  * await lastValueFrom(buildGradotEmulator(model, { calibration, out: "out/emulator", ratio: 0.5 }));
  * await model.close();
  * ```
  *
- * @example Compose the operators yourself
+ * @example Compose the operators yourself (README.md "As a library" has the whole script)
  * ```ts
  * readCheckpoint(model).pipe(
  *   calibrateForward({ calibration }),
