@@ -76,7 +76,7 @@ export { CheckpointError } from "./src/io/errors.ts";
 export { loadTokenizer, parseTokenizer, type Tokenizer } from "./src/io/tokenizer.ts";
 export { decodeShard, readShardFile } from "./src/io/shard_reader.ts";
 export { encodeShard, writeShardFile } from "./src/io/shard_writer.ts";
-export type { ShardMeta, ShardTensor, ShardTensorInput, StreamedShardTensor } from "./src/io/shard_schema.ts";
+export type { ShardDtype, ShardMeta, ShardTensor, ShardTensorInput, StreamedShardTensor } from "./src/io/shard_schema.ts";
 export { createPackageWriter, type Manifest, readManifest, verifyPackage } from "./src/io/manifest.ts";
 export { writeFileAtomic } from "./src/io/atomic.ts";
 export { FIXTURE_TOKENIZER, tokenizerFor } from "./src/io/tokenizer_for.ts";
@@ -92,7 +92,7 @@ export * from "./src/records/records.ts";
 // GradOT numerics (METHOD.md §2)
 export { accumulateKfac as accumulateKfacState, finalizeKfac, type KfacFactors, mergeKfac } from "./src/stats/kfac.ts";
 export { addChannelTerms, drdScores, scpConsumerTerms, scpProducerTerms, scpScores } from "./src/score/gcs.ts";
-export { compressDrd as compressProjection, selectDrdComponents } from "./src/compress/drd.ts";
+export { compressDrd as compressProjection, type DrdOptions, selectDrdComponents } from "./src/compress/drd.ts";
 export { pruneMlp, selectScpChannels } from "./src/compress/scp.ts";
 export { type BlockBudget, type BudgetOptions, planBudget } from "./src/compress/budget.ts";
 
@@ -122,7 +122,7 @@ export { accumulateKfac, type AccumulateKfacOptions } from "./src/operators/accu
 export { type GcsOptions, scoreGcs } from "./src/operators/score_gcs.ts";
 export { compressDrd, type CompressDrdOptions } from "./src/operators/compress_drd.ts";
 export { compressScp } from "./src/operators/compress_scp.ts";
-export { writeShards, type WriteShardsOptions } from "./src/operators/write_shards.ts";
+export { type WeightedBlock, writeShards, type WriteShardsOptions } from "./src/operators/write_shards.ts";
 export {
   buildGradotEmulator,
   GRADOT_DEFAULTS,
@@ -164,8 +164,8 @@ export {
 } from "./src/loop/experiment.ts";
 
 // Evaluation
-export { scoreMultipleChoice, summarizeMultipleChoice } from "./src/eval/multiple_choice.ts";
-export { scoreLoglikelihoods } from "./src/eval/loglikelihood.ts";
+export { type McSummary, scoreMultipleChoice, summarizeMultipleChoice } from "./src/eval/multiple_choice.ts";
+export { type Residency, scoreLoglikelihoods } from "./src/eval/loglikelihood.ts";
 export { modelPerplexity, unigramPerplexity } from "./src/eval/perplexity.ts";
 export { accuracyStats, chanceLevel, wilsonInterval } from "./src/eval/stats.ts";
 export {
@@ -203,7 +203,7 @@ export type { Report } from "./src/report/aggregate.ts";
 export { parseTrainingLog, type TrainingLogLine, trainingCurveSvg } from "./src/report/training_curve.ts";
 
 // Benchmarks (src/bench/): figures as ratios against baselines of the same run
-export { type BenchRow, benchLinalg } from "./src/bench/linalg.ts";
-export { benchMatmul } from "./src/bench/kernels.ts";
-export { benchBlockStack } from "./src/bench/model.ts";
-export { benchGradot } from "./src/bench/gradot.ts";
+export { type BenchRow, benchLinalg, type LinalgBenchOptions } from "./src/bench/linalg.ts";
+export { benchMatmul, type MatmulBenchOptions, type MatmulBenchShape } from "./src/bench/kernels.ts";
+export { benchBlockStack, type BlockStackBenchOptions } from "./src/bench/model.ts";
+export { benchGradot, type GradotBenchOptions } from "./src/bench/gradot.ts";

@@ -28,6 +28,7 @@ export interface GradotBenchOptions {
   quick?: boolean;
   /** Also build the OPT-1.3B-shaped emulator (writes ~2.6 GB; minutes). Default true unless quick. */
   large?: boolean;
+  /** Called with each row as soon as it is measured. */
   onRow?: (row: BenchRow) => void;
 }
 

@@ -13,9 +13,13 @@ import { originalWasmKernel } from "../tensor/wasm_kernels.ts";
 
 /** One product `[m, k]·[k, n]` to time, named for the report. */
 export interface MatmulBenchShape {
+  /** The row's name. */
   name: string;
+  /** Rows of the left factor. */
   m: number;
+  /** The shared dimension. */
   k: number;
+  /** Columns of the right factor. */
   n: number;
 }
 

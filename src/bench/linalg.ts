@@ -18,9 +18,13 @@ import { svd } from "../linalg/svd.ts";
 
 /** One measured (or estimated) figure. */
 export interface BenchRow {
+  /** What was measured. */
   name: string;
+  /** The figure. */
   value: number;
+  /** Its unit (s, MiB, GFLOP/s, x for a ratio). */
   unit: string;
+  /** The baseline or conditions it is quoted against. */
   note?: string;
 }
 

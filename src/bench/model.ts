@@ -22,16 +22,23 @@ import type { WeightMap } from "../model/types.ts";
 
 /** The stack to time; defaults are OPT-125M's block shape at 512 tokens. */
 export interface BlockStackBenchOptions {
+  /** Blocks in the stack. */
   layers?: number;
+  /** Hidden width. */
   hidden?: number;
+  /** Attention heads. */
   heads?: number;
+  /** MLP width. */
   ffn?: number;
+  /** Sequences per pass. */
   batch?: number;
+  /** Tokens per sequence. */
   tokens?: number;
   /** Timed forward+backward passes per backend (default 3 on wasm, 1 on cpu). */
   repeats?: number;
   /** Skip the (slow) cpu backend. */
   skipCpu?: boolean;
+  /** Called with each row as soon as it is measured. */
   onRow?: (row: BenchRow) => void;
 }
 

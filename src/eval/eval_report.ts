@@ -89,14 +89,23 @@ export async function openForEval(modelDir: string, adapterDir: string | undefin
 
 /** One accuracy pair in the report's JSON form (stable keys, lm-eval names). */
 export interface AccuracyJson {
+  /** Accuracy by the summed log-likelihood of each choice, in [0, 1]. */
   acc: number;
+  /** Its standard error (lm-eval's `acc_stderr`). */
   acc_stderr: number;
+  /** Its 95% interval (Wilson for a task, normal for an average). */
   acc_ci: [number, number];
+  /** Accuracy by the length-normalised log-likelihood. */
   acc_norm: number;
+  /** Its standard error. */
   acc_norm_stderr: number;
+  /** Its 95% interval. */
   acc_norm_ci: [number, number];
+  /** The accuracy of guessing (1 / choices, averaged over items). */
   chance: number;
+  /** Whether `acc_ci` lies wholly above chance. */
   acc_above_chance: boolean;
+  /** Whether `acc_norm_ci` lies wholly above chance. */
   acc_norm_above_chance: boolean;
 }
 
@@ -116,15 +125,25 @@ function accuracyJson(acc: AccuracyStats, accNorm: AccuracyStats, chance: number
 
 /** An evaluation's results, as `offtune eval --json` writes them (docs/REPORT.md reads them). */
 export interface EvalReport {
+  /** The model or package evaluated (absolute path). */
   model: string;
+  /** The adapter applied (absolute path), or null. */
   adapter: string | null;
+  /** The task split scored. */
   split: TaskSplit;
+  /** Items per task when limited, else null. */
   limit: number | null;
+  /** Whether BOS preceded each context. */
   bos: boolean;
+  /** The tensor backend that ran. */
   backend: string;
+  /** Wall seconds of the evaluation. */
   seconds: number;
+  /** Per task: items scored and accuracies. */
   tasks: Record<string, { n: number } & AccuracyJson>;
+  /** The mean over tasks (null without tasks). */
   average: ({ tasks: number } & AccuracyJson) | null;
+  /** Perplexity on held-out text, when asked for: window, tokens, NLL (nats/token), and the unigram reference. */
   ppl?: {
     data: string;
     ctx: number;

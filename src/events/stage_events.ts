@@ -59,6 +59,7 @@ export interface StageEvent {
 
 /** Where stage events go: an RxJS `Subject<StageEvent>`, an `Observer`, or any object with `next`. */
 export interface StageEvents {
+  /** Receives one event; must not throw (the work it reports goes on). */
   next(event: StageEvent): void;
 }
 

@@ -19,6 +19,7 @@ import { saveCheckpoint, type TensorToSave } from "./checkpoint.ts";
 
 /** What {@link writeHfModel} writes: the model's outer weights and a source of its blocks. */
 export interface HfModelSource {
+  /** The architecture, config (written as config.json) and outer weights. */
   model: Pick<ModelHandle, "arch" | "cfg" | "outer">;
   /** Block `i`'s weights; the writer disposes them once written. */
   block(i: number): Promise<WeightMap>;

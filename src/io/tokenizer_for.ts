@@ -14,7 +14,7 @@ import type { ModelConfig } from "../model/types.ts";
 import { isPackage } from "../model/model_source.ts";
 
 /** fixtures/tokenizer/tokenizer.json: the tokenizer every offtune fixture model is trained with. */
-export const FIXTURE_TOKENIZER = fileURLToPath(new URL("../../fixtures/tokenizer/tokenizer.json", import.meta.url));
+export const FIXTURE_TOKENIZER: string = fileURLToPath(new URL("../../fixtures/tokenizer/tokenizer.json", import.meta.url));
 
 /**
  * The tokenizer for the model in `dir` (module notes), with its path. The

@@ -41,26 +41,43 @@ export const EXPERIMENT_TASKS: readonly string[] = [
 
 /** The options of one experiment (`offtune experiment`'s flags, parsed; {@link experimentOptions} fills the defaults). */
 export interface ExperimentOptions {
+  /** The original checkpoint (with its tokenizer.json). */
   model: string;
+  /** The runs directory: results, and work files in `<runs>/_work`. */
   runs: string;
   /** The emulator: GradOT's, or the OT LayerDrop baseline's. */
   method: "gradot" | "layerdrop";
+  /** Task names. */
   tasks: string[];
+  /** Tuning seeds: one result.json each. */
   seeds: number[];
+  /** The report row's label (default `<method>-r<ratio>`). */
   label?: string;
+  /** The emulator ratio. */
   ratio: number;
+  /** GCS λ for attention (GradOT's default when absent). */
   lambdaAttn?: number;
+  /** GCS λ for the MLP (GradOT's default when absent). */
   lambdaMlp?: number;
+  /** Calibration file (GradOT). */
   calibration: string;
+  /** Calibration sequences (GradOT). */
   sequences: number;
+  /** Training items per task (all when absent). */
   trainLimit?: number;
+  /** Test items per task (all when absent). */
   evalLimit?: number;
+  /** Tuning epochs. */
   epochs: number;
+  /** Tuning learning rate (`tune`'s default when absent). */
   lr?: number;
+  /** Also run the Full FT reference. */
   fullFt: boolean;
   /** Steps run at once, each in its own process. */
   jobs: number;
+  /** The accuracy the results report. */
   metric: "acc" | "acc_norm";
+  /** No progress line. */
   quiet: boolean;
 }
 

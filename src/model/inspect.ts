@@ -10,17 +10,29 @@ import { resolveModel, storedName } from "./load.ts";
 
 /** What `inspect` reports, also printed as JSON with `--json`. */
 export interface CheckpointSummary {
+  /** The checkpoint directory. */
   dir: string;
+  /** config.json's `model_type`. */
   modelType: string;
+  /** Transformer blocks. */
   layers: number;
+  /** Hidden width. */
   hidden: number;
+  /** Attention heads. */
   heads: number;
+  /** Key/value heads (fewer than `heads` with GQA). */
   kvHeads: number;
+  /** MLP width. */
   intermediate: number;
+  /** Vocabulary size. */
   vocabSize: number;
+  /** Whether the head shares the embedding matrix. */
   tiedHead: boolean;
+  /** Parameter counts: all, outside the blocks (embeddings, norms, head), per block. */
   parameters: { total: number; outer: number; perBlock: number[] };
+  /** Tensors per stored dtype. */
   dtypes: Record<string, number>;
+  /** The weight files. */
   files: string[];
 }
 

@@ -31,6 +31,7 @@ export const GRADOT_DEFAULTS = { ratio: 0.5, lambdaAttn: 1000, lambdaMlp: 10000,
 
 /** Everything {@link buildGradotEmulator} needs besides the model. */
 export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
+  /** The calibration token ids (N sequences of T tokens). */
   calibration: CalibrationSet;
   /** Package directory to write. */
   out: string;
@@ -38,6 +39,7 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   keepTopFraction?: number;
   /** Sequences per calibration chunk. */
   chunk?: number;
+  /** Stored element type (default float32). */
   dtype?: ShardDtype;
   /**
    * The build's stage events: every operator's timings (`read` … `write`),

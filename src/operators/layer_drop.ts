@@ -75,6 +75,7 @@ export interface LayerDropOptions {
   ratio: number;
   /** Package directory to write. */
   out: string;
+  /** Stored element type (default float32). */
   dtype?: ShardDtype;
   /** Receives the seconds of each block's read and write, and a progress mark per shard written. */
   events?: StageEvents;

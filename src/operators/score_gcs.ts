@@ -23,7 +23,9 @@ import { peekMatrix } from "../model/weights.ts";
 
 /** The privacy/utility trade-offs λ, set apart for attention and MLP (METHOD.md §2). */
 export interface GcsOptions {
+  /** λ of the attention projections' GCS (METHOD.md §2). */
   lambdaAttn: number;
+  /** λ of the MLP channels' GCS. */
   lambdaMlp: number;
   /** Receives the seconds of each block's SVDs and scoring. */
   events?: StageEvents;

@@ -30,10 +30,15 @@ import { disposeWeights } from "../model/weights.ts";
 
 /** What `writeShards` needs of a record: a block, its weights and how it was compressed. */
 export interface WeightedBlock {
+  /** The model the block belongs to (its source hash names the package's source). */
   model: ModelHandle;
+  /** The block's original index. */
   index: number;
+  /** Adapter or middle block. */
   role: BlockRole;
+  /** The block's weights; the writer disposes them. */
   weights: WeightMap;
+  /** What the block was compressed to, for the manifest. */
   compression?: CompressionNote;
 }
 

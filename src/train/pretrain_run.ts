@@ -92,9 +92,13 @@ export interface PretrainOptions {
   out: string;
   /** JSON with HF OPT keys; the shape options override it. */
   config?: string;
+  /** Blocks (default 12). */
   layers?: number;
+  /** Width (default 256). */
   hidden?: number;
+  /** Attention heads (default hidden / 64). */
   heads?: number;
+  /** MLP width (default 4 · hidden). */
   ffn?: number;
   /** Training window = max positions. */
   ctx?: number;
@@ -106,17 +110,27 @@ export interface PretrainOptions {
   steps?: number;
   /** Stop and save after this step. */
   until?: number;
+  /** Windows per step (default 16). */
   batch?: number;
+  /** Peak learning rate (default 1e-3). */
   lr?: number;
+  /** Cosine floor (default lr / 10). */
   minLr?: number;
+  /** Warmup steps (default min(100, steps / 10)). */
   warmup?: number;
+  /** AdamW decoupled weight decay (default 0.1). */
   weightDecay?: number;
+  /** Initialisation and sampling seed (default 0). */
   seed?: number;
   /** Worker threads, 0 = this thread. */
   workers?: number;
+  /** Rows per forward/backward pass in a worker (default 4). */
   microBatch?: number;
+  /** Validation loss every n steps (default 100). */
   evalEvery?: number;
+  /** Validation windows of ctx tokens (default 32). */
   evalWindows?: number;
+  /** Checkpoint every n steps (default 500; always at the end). */
   saveEvery?: number;
   /** Store model.safetensors as F16 (the train state stays F32). */
   fp16?: boolean;
