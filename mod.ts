@@ -155,6 +155,7 @@ export {
   readCalibrationTokens,
 } from "./src/loop/build_emulator.ts";
 export { plugIn, type PlugInOptions } from "./src/loop/plug_in.ts";
+export { sweepGradot, type SweepOptions, type SweepResult, type SweepRow } from "./src/loop/sweep_gradot.ts";
 export {
   EXPERIMENT_DEFAULTS,
   EXPERIMENT_TASKS,

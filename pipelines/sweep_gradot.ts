@@ -1,42 +1,13 @@
 /**
  * `offtune sweep-gradot`: chooses GradOT's λ_attn, λ_mlp (and the attention
- * share of the budget) on a model by the two things an emulator must do
- * (METHOD.md §2): keep the adapter's gradients (utility) and be a poor model
- * on its own (privacy). For each setting it reports
- * - `cos`: cosine between the adapter blocks' loss gradient through the
- *   emulator and through the original model, on held-out windows;
- * - `Δnll`: emulator NLL − original NLL on held-out text (nats/token);
- * and ranks settings by `cos · Δnll` (both wanted large). The calibration
- * pass (forward, backward, KFAC) runs once; only scoring and compression are
- * repeated per setting.
+ * share of the budget) on a model by adapter-gradient cosine (utility) and
+ * the emulator's extra NLL (privacy), ranked by their product
+ * (`sweepGradot` of mod.ts; its module notes define the figures).
  *
  * @module
  */
-import { from, lastValueFrom, toArray } from "rxjs";
-import type { Tensor } from "@tensorflow/tfjs";
-import {
-  accumulateKfac,
-  calibrateBackward,
-  calibrateForward,
-  calibrationFromTokens,
-  cloneWeights,
-  compressDrd,
-  compressScp,
-  disposeWeights,
-  forwardLogits,
-  initBackend,
-  lmLoss,
-  memoryModel,
-  type ModelHandle,
-  modelPerplexity,
-  openModel,
-  readCheckpoint,
-  readTokenStream,
-  scoreGcs,
-  type StatsRecord,
-  tf,
-  type WeightMap,
-} from "../mod.ts";
+import { writeFile } from "node:fs/promises";
+import { initBackend, openModel, readTokenStream, sweepGradot } from "../mod.ts";
 import { numberFlag, parseVerbFlags } from "./flags.ts";
 
 /** Help text for the verb. */
@@ -69,113 +40,41 @@ const FLAGS = {
   backend: { type: "string" },
 } as const;
 
-/** One row of the sweep. */
-export interface SweepRow {
-  lambdaAttn: number;
-  lambdaMlp: number;
-  attnShare: number | null;
-  cos: number;
-  deltaNll: number;
-  score: number;
-}
-
 function list(value: string, flag: string): number[] {
   return value.split(",").map((v) => numberFlag(v, flag)!);
-}
-
-/** The flat gradient of the mean LM loss w.r.t. the adapter blocks' weights. */
-function adapterGradient(model: ModelHandle, blocks: WeightMap[], ids: Tensor): Float32Array {
-  const adapter = blocks.flatMap((b, i) =>
-    i < model.split.bottom || i >= model.cfg.layers - model.split.top ? [...b.keys()].map((k) => ({ i, k })) : []
-  );
-  const grads = tf.grads((...ws: Tensor[]) => {
-    const replaced = blocks.map((b) => new Map(b));
-    adapter.forEach(({ i, k }, j) => replaced[i].set(k, ws[j]));
-    return lmLoss(forwardLogits(model.arch, model.cfg, model.outer, replaced, ids), ids);
-  })(adapter.map(({ i, k }) => blocks[i].get(k)!));
-  const flat = new Float32Array(grads.reduce((n, g) => n + g.size, 0));
-  let at = 0;
-  for (const g of grads) {
-    flat.set(g.dataSync() as Float32Array, at);
-    at += g.size;
-  }
-  tf.dispose(grads);
-  return flat;
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
 }
 
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "sweep-gradot", ["model"]);
-  await initBackend(flags.backend, true);
-  const model = await openModel(flags.model);
-  const length = Math.min(128, model.cfg.maxPositions);
-  const calibration = calibrationFromTokens(readTokenStream(flags.calibration), numberFlag(flags.sequences, "sequences")!, length, flags.calibration);
-  const valid = readTokenStream(flags.valid);
-  const windows = numberFlag(flags["valid-windows"], "valid-windows")!;
-  const heldOut = valid.subarray(0, windows * length + 1);
-  const gradIds = tf.tensor2d(calibrationFromTokens(valid, Math.min(windows, 16), length, flags.valid).ids, [Math.min(windows, 16), length], "int32");
-
-  const stats: StatsRecord[] = await lastValueFrom(
-    readCheckpoint(model).pipe(calibrateForward({ calibration }), calibrateBackward(), accumulateKfac(), toArray()),
-  );
-  stats.sort((a, b) => a.index - b.index);
-  const original = stats.map((s) => s.weights);
-  const reference = adapterGradient(model, original, gradIds);
-  const originalModel = memoryModel(model, original.map(cloneWeights));
-  const base = await modelPerplexity(originalModel, heldOut, { ctx: length });
-  await originalModel.close();
-
   const ratio = numberFlag(flags.ratio, "ratio")!;
   const lambdas = list(flags.lambdas, "lambdas");
-  const shares: Array<number | undefined> = flags.shares ? list(flags.shares, "shares") : [undefined];
-  const rows: SweepRow[] = [];
-  console.log(`original NLL ${base.nll.toFixed(4)} (ppl ${base.ppl.toFixed(2)}) on ${base.tokens} held-out tokens; ratio ${ratio}`);
-  console.log("λ_attn  λ_mlp  share   cos      Δnll     cos·Δnll");
-  for (const attnShare of shares) {
-    for (const lambdaAttn of lambdas) {
-      for (const lambdaMlp of lambdas) {
-        // scoreGcs consumes the weights and empties `stats`: each setting scores copies.
-        const records = stats.map((s) => ({ ...s, weights: cloneWeights(s.weights), stats: new Map(s.stats) }));
-        const compressed = await lastValueFrom(
-          from(records).pipe(
-            scoreGcs({ lambdaAttn, lambdaMlp }),
-            compressDrd({ ratio, attnShare }),
-            compressScp({ ratio, attnShare }),
-            toArray(),
-          ),
-        );
-        const blocks = compressed.sort((a, b) => a.index - b.index).map((r) => r.weights);
-        const emulator = memoryModel(model, blocks);
-        const cos = cosine(adapterGradient(model, blocks, gradIds), reference);
-        const { nll } = await modelPerplexity(emulator, heldOut, { ctx: length });
-        await emulator.close();
-        const row = { lambdaAttn, lambdaMlp, attnShare: attnShare ?? null, cos, deltaNll: nll - base.nll, score: cos * (nll - base.nll) };
-        rows.push(row);
+  const shares = flags.shares ? list(flags.shares, "shares") : undefined;
+  await initBackend(flags.backend, true);
+  const model = await openModel(flags.model);
+  try {
+    console.log(`ratio ${ratio}; λ_attn  λ_mlp  share   cos      Δnll     cos·Δnll`);
+    const { original, rows, best } = await sweepGradot(model, {
+      calibration: readTokenStream(flags.calibration),
+      valid: readTokenStream(flags.valid),
+      ratio,
+      lambdas,
+      shares,
+      sequences: numberFlag(flags.sequences, "sequences")!,
+      validWindows: numberFlag(flags["valid-windows"], "valid-windows")!,
+      onRow: (row) =>
         console.log(
-          `${String(lambdaAttn).padEnd(7)} ${String(lambdaMlp).padEnd(6)} ${String(attnShare ?? "-").padEnd(7)} ` +
-            `${cos.toFixed(4)}   ${row.deltaNll.toFixed(4)}   ${row.score.toFixed(4)}`,
-        );
-      }
+          `${String(row.lambdaAttn).padEnd(7)} ${String(row.lambdaMlp).padEnd(6)} ${String(row.attnShare ?? "-").padEnd(7)} ` +
+            `${row.cos.toFixed(4)}   ${row.deltaNll.toFixed(4)}   ${row.score.toFixed(4)}`,
+        ),
+    });
+    console.log(`original NLL ${original.nll.toFixed(4)} (ppl ${original.ppl.toFixed(2)}) on ${original.tokens} held-out tokens`);
+    console.log(`best: λ_attn ${best.lambdaAttn}, λ_mlp ${best.lambdaMlp}, share ${best.attnShare ?? "neutral"}`);
+    if (flags.json) {
+      await writeFile(flags.json, JSON.stringify({ model: flags.model, ratio, original, rows, best }, null, 2) + "\n");
     }
+    return 0;
+  } finally {
+    await model.close();
   }
-  const best = rows.reduce((a, b) => (b.score > a.score ? b : a));
-  console.log(`best: λ_attn ${best.lambdaAttn}, λ_mlp ${best.lambdaMlp}, share ${best.attnShare ?? "neutral"}`);
-  if (flags.json) {
-    const { writeFile } = await import("node:fs/promises");
-    await writeFile(flags.json, JSON.stringify({ model: flags.model, ratio, original: base, rows, best }, null, 2) + "\n");
-  }
-  original.forEach(disposeWeights);
-  gradIds.dispose();
-  await model.close();
-  return 0;
 }
