@@ -13,8 +13,8 @@
  * @module
  */
 import process from "node:process";
-import { evaluate, formatEvalReport, initBackend, parseTaskSplit, selectTasks, writeFileAtomic } from "../mod.ts";
-import { createProgress, progressEvents } from "../src/cli/progress.ts";
+import { evaluate, formatEvalReport, initBackend, parseTaskSplit, selectTasks, type StageEvents, writeFileAtomic } from "../mod.ts";
+import { createProgress, progressEvents, type ProgressReporter } from "../src/cli/progress.ts";
 import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
 
 /** Help text for the verb. */
@@ -75,8 +75,15 @@ export async function main(argv: string[]): Promise<number> {
   const ctx = positiveIntFlag(flags.ctx, "ctx");
   const quiet = flags.quiet;
   const backend = await initBackend(flags.backend, quiet);
-  const progress = { mc: createProgress("eval", quiet), ppl: createProgress("perplexity", quiet) };
-  const draw = { mc: progressEvents(progress.mc), ppl: progressEvents(progress.ppl) };
+  // one progress line for the multiple-choice requests, then one (timed from its first window) for perplexity
+  const lines = new Map<string, { progress: ProgressReporter; draw: StageEvents }>();
+  const line = (unit: string) => {
+    if (!lines.has(unit)) {
+      const progress = createProgress(unit === "requests" ? "eval" : "perplexity", quiet);
+      lines.set(unit, { progress, draw: progressEvents(progress) });
+    }
+    return lines.get(unit)!;
+  };
   const report = await evaluate({
     model: flags.model,
     adapter: flags.adapter,
@@ -90,10 +97,14 @@ export async function main(argv: string[]): Promise<number> {
     tokenizer: flags.tokenizer,
     ppl: flags.ppl ? { data: flags["ppl-data"], train: flags["ppl-train"], ctx } : undefined,
     quiet,
-    events: { next: (e) => (e.unit === "requests" ? draw.mc : draw.ppl).next(e) },
+    events: {
+      next(e) {
+        const { progress, draw } = line(e.unit ?? "");
+        draw.next(e);
+        if (e.done === e.total) progress.finish(`${e.total} ${e.unit}`);
+      },
+    },
   });
-  progress.mc.finish(`${Object.values(report.tasks).reduce((n, t) => n + t.n, 0)} items`);
-  if (report.ppl) progress.ppl.finish(`${report.ppl.tokens} tokens`);
   console.log(formatEvalReport(report));
   if (!quiet) console.error(`offtune eval: ${report.seconds.toFixed(1)} s (${backend})`);
   if (flags.json) {

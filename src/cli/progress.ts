@@ -75,7 +75,7 @@ export function createProgress(label: string, quiet = false): ProgressReporter {
 
 /**
  * A stage-event sink that draws the progress marks (events with `done` and
- * `total`) on `progress`: their unit and detail (else the block and stage),
+ * `total`) on `progress`: their unit and detail (else the block and stage, for per-block work),
  * and the tokens of all marks so far for a tokens/s figure. Timing-only
  * events are ignored.
  */
@@ -85,7 +85,7 @@ export function progressEvents(progress: ProgressReporter): StageEvents {
     next(e) {
       if (e.done === undefined || e.total === undefined) return;
       tokens += e.tokens ?? 0;
-      const where = e.block === undefined ? e.stage : `block ${e.block + 1} ${e.stage}`;
+      const where = e.block === undefined ? undefined : `block ${e.block + 1} ${e.stage}`;
       progress.update({ done: e.done, total: e.total, unit: e.unit, detail: e.detail ?? where, tokens: tokens > 0 ? tokens : undefined });
     },
   };

@@ -241,7 +241,7 @@ export interface EvaluateOptions {
   ppl?: { data?: string; train?: string; ctx?: number };
   /** No notices (the fixture-tokenizer fallback, a skipped unigram reference). */
   quiet?: boolean;
-  /** Receives the multiple-choice `loglikelihood` events (unit requests), then the perplexity ones (unit perplexity windows). */
+  /** Receives the multiple-choice `loglikelihood` events (unit requests), then the perplexity ones (unit windows). */
   events?: StageEvents;
 }
 
@@ -293,7 +293,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
         ctx,
         residency,
         batchTokens: options.batchTokens,
-        events: events && { next: (e) => events.next({ ...e, unit: "perplexity windows" }) },
+        events: events && { next: (e) => events.next({ ...e, unit: "windows" }) },
       });
       const trainPath = options.ppl.train ?? EVAL_DEFAULTS.pplTrain;
       let unigram: NonNullable<EvalReport["ppl"]>["unigram"] = null;
