@@ -165,10 +165,24 @@ export {
 } from "./src/loop/experiment.ts";
 
 // Evaluation
-export { type McSummary, scoreMultipleChoice, summarizeMultipleChoice } from "./src/eval/multiple_choice.ts";
-export { type Residency, scoreLoglikelihoods } from "./src/eval/loglikelihood.ts";
-export { modelPerplexity, unigramPerplexity } from "./src/eval/perplexity.ts";
-export { accuracyStats, chanceLevel, wilsonInterval } from "./src/eval/stats.ts";
+export {
+  type McItemResult,
+  type EncodeOptions,
+  type McOptions,
+  type McSummary,
+  type PairEncoder,
+  scoreMultipleChoice,
+  summarizeMultipleChoice,
+} from "./src/eval/multiple_choice.ts";
+export {
+  type LoglikelihoodOptions,
+  type LoglikelihoodRequest,
+  type LoglikelihoodResult,
+  type Residency,
+  scoreLoglikelihoods,
+} from "./src/eval/loglikelihood.ts";
+export { modelPerplexity, type Perplexity, type PerplexityOptions, unigramPerplexity } from "./src/eval/perplexity.ts";
+export { accuracyStats, type AccuracyStats, chanceLevel, wilsonInterval } from "./src/eval/stats.ts";
 export {
   type AccuracyJson,
   buildEvalReport,
@@ -186,13 +200,16 @@ export {
 export { AdamW } from "./src/train/adamw.ts";
 export { learningRate } from "./src/train/schedule.ts";
 export {
+  type FullTuneResult,
   tuneAdapter,
   type TuneAdapterOptions,
   type TuneCommonOptions,
   tuneFullModel,
+  type TuneSummary,
 } from "./src/train/tune.ts";
+export type { LoraOptions } from "./src/train/lora.ts";
 export { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "./src/train/tune_loop.ts";
-export { goldExamples } from "./src/train/mc_batches.ts";
+export { goldExamples, type TuneExample } from "./src/train/mc_batches.ts";
 export { padIdOf, readTrainItems, taskName } from "./src/train/task_examples.ts";
 export { pretrain, type PretrainOptions, type PretrainResult } from "./src/train/pretrain_run.ts";
 export type { StepRecord } from "./src/train/trainer.ts";

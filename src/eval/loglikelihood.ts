@@ -41,6 +41,7 @@ import { type PaddedBatch, padRequests, type TruncatedRequest, truncateRequest }
 
 /** One scoring request: `tokens[start..]` is the continuation scored given `tokens[..start)`. */
 export interface LoglikelihoodRequest {
+  /** Context then continuation, as token ids. */
   tokens: ArrayLike<number>;
   /** Index of the first continuation token; at least 1 (a first token has nothing to condition on). */
   start: number;

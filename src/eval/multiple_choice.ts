@@ -87,7 +87,9 @@ function argmax(values: readonly number[]): number {
 
 /** The scored item: per-choice log-likelihoods and both picks. */
 export interface McItemResult {
+  /** The item's id. */
   id: string;
+  /** Index of the correct choice. */
   gold: number;
   /** `Σ log p(choice tokens | context)` per choice. */
   logprobs: number[];
@@ -152,13 +154,17 @@ export async function scoreMultipleChoice(
 
 /** A task's scores: lm-eval's `acc` and `acc_norm` with intervals, and chance. */
 export interface McSummary {
+  /** Items scored. */
   n: number;
+  /** Accuracy by summed log-likelihood, with its interval. */
   acc: AccuracyStats;
+  /** Accuracy by length-normalised log-likelihood, with its interval. */
   accNorm: AccuracyStats;
   /** Mean of 1/k over items. */
   chance: number;
   /** Whether each interval lies wholly above chance. */
   aboveChance: boolean;
+  /** Whether the `accNorm` interval lies wholly above chance. */
   aboveChanceNorm: boolean;
 }
 

@@ -29,6 +29,7 @@ import { Prng } from "./prng.ts";
 
 /** A training example: the scorer's request for an item's gold choice, named by the item. */
 export interface TuneExample extends LoglikelihoodRequest {
+  /** The item's id. */
   id: string;
 }
 

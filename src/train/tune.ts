@@ -80,6 +80,7 @@ export interface TuneAdapterOptions extends TuneCommonOptions {
 export interface TuneSummary {
   /** Optimizer steps completed in all (across resumes) and the run's total. */
   step: number;
+  /** The run's total steps. */
   total: number;
   /** Whether `shouldStop` ended the call before the last step. */
   stopped: boolean;
@@ -327,6 +328,7 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
 
 /** The result of {@link tuneFullModel}: the tuned weights (the caller disposes them) and a summary. */
 export interface FullTuneResult extends TuneSummary {
+  /** The tuned outer weights (embeddings, norms, head); the caller disposes them. */
   outer: WeightMap;
   /** One per `handle.blockIndices`, in that order. */
   blocks: WeightMap[];

@@ -30,6 +30,7 @@ import type { ResidentModel, TrainableSet } from "./tune_params.ts";
 
 /** The settings of a fine-tuning run (fixed for its lifetime; a resume must repeat them). */
 export interface TuneHyper {
+  /** Passes over the items. */
   epochs: number;
   /** Items per optimizer step. */
   batch: number;
@@ -81,6 +82,7 @@ export interface TuneStepRecord {
   epoch: number;
   /** Mean answer-token loss of this step's batch, before the update. */
   loss: number;
+  /** The learning rate this step used. */
   lr: number;
   /** Global gradient norm before clipping. */
   grad_norm: number;
