@@ -3,11 +3,12 @@
 // fixtures/small (the only edits: the model, the output directory and the
 // import path), and writes a verifiable GradOT emulator package.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
 import { GRADOT_DEFAULTS, openPackage, readManifest, verifyPackage } from "../mod.ts";
 
-const ROOT = resolve(import.meta.dirname, "..");
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 // inside the repository, so the example's bare "rxjs" import resolves to node_modules
 const work = mkdtempSync(join(ROOT, "test", ".readme-example-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

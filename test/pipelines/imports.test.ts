@@ -5,9 +5,10 @@
 // the verbs. Scans the import specifiers of every pipelines/*.ts.
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 
-const ROOT = resolve(import.meta.dirname, "../..");
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const PIPELINES = join(ROOT, "pipelines");
 const DEPENDENCIES = Object.keys(
   (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> }).dependencies,
