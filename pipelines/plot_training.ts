@@ -6,19 +6,28 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { parseTrainingLog, trainingCurveSvg } from "../src/report/training_curve.ts";
+import { layerDropCurveSvg, parseTrainingLog, trainingCurveSvg } from "../src/report/training_curve.ts";
 
 /** Help text for the verb. */
 export const help = `offtune plot-training --log <log.jsonl> --out <file.svg> [--title <text>] [--smooth <n>]
+                      [--layerdrop-out <file.svg>]
 
 Draws train loss (smoothed over --smooth steps, default 10) and validation
-loss against tokens seen, from the log.jsonl that offtune pretrain writes.`;
+loss against tokens seen, from the log.jsonl that offtune pretrain writes.
+--layerdrop-out also draws the validation perplexity of the model and of its
+half-middle LayerDrop at the run's tracking steps (pretrain --track-every).`;
 
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { log: { type: "string" }, out: { type: "string" }, title: { type: "string" }, smooth: { type: "string", default: "10" } },
+    options: {
+      log: { type: "string" },
+      out: { type: "string" },
+      "layerdrop-out": { type: "string" },
+      title: { type: "string" },
+      smooth: { type: "string", default: "10" },
+    },
   });
   if (!values.log || !values.out) throw new Error("--log and --out are required (see offtune plot-training --help)");
   const text = await readFile(values.log, "utf8").catch(() => {
@@ -27,5 +36,10 @@ export async function main(argv: string[]): Promise<number> {
   const lines = parseTrainingLog(text, values.log);
   await writeFile(values.out, trainingCurveSvg(lines, values.title ?? `Pretraining loss (${values.log})`, Number(values.smooth)));
   console.log(`wrote ${values.out} (${lines.length} steps)`);
+  const layerDropOut = values["layerdrop-out"];
+  if (layerDropOut) {
+    await writeFile(layerDropOut, layerDropCurveSvg(lines, `Validation perplexity: model vs half-middle LayerDrop (${values.log})`));
+    console.log(`wrote ${layerDropOut}`);
+  }
   return 0;
 }
