@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import process from "node:process";
 import { lastValueFrom, type Observable, tap, toArray } from "rxjs";
 import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
@@ -20,6 +20,7 @@ import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
 import type { AdapterSplit, CalibrationSet, ModelHandle, ShardRecord } from "../src/records/records.ts";
 import { type StageClock, totalsClock } from "../src/operators/stage_clock.ts";
 import { initBackend } from "../src/tensor/backend.ts";
+import { writeFileAtomic } from "../src/io/atomic.ts";
 import { checkOutputDir } from "../src/io/output_dir.ts";
 import { fractionFlag, nonNegativeFlag, parseVerbFlags, positiveIntFlag } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
@@ -235,13 +236,13 @@ export async function main(argv: string[]): Promise<number> {
     const seconds = (performance.now() - started) / 1000;
     console.log(`wrote ${flags.out} (${shards.length} shards, ${(bytes / 1e6).toFixed(2)} MB) in ${seconds.toFixed(1)} s`);
     if (flags.timings) {
-      await writeFile(flags.timings, JSON.stringify({
+      await writeFileAtomic(flags.timings, new TextEncoder().encode(JSON.stringify({
         seconds,
         stages: Object.fromEntries(clock.totals),
         peakRssBytes: peakRssBytes(),
         layers: model.cfg.layers,
         tokens: build.tokens,
-      }, null, 2) + "\n");
+      }, null, 2) + "\n"));
     }
     return 0;
   } finally {

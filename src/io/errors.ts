@@ -33,7 +33,7 @@ const WRITE_PROBLEMS: Readonly<Record<string, string>> = {
   EACCES: "permission denied",
   EPERM: "operation not permitted",
   EROFS: "read-only file system",
-  EEXIST: "the file already exists",
+  EEXIST: "a file is in the way",
 };
 
 /**

@@ -159,7 +159,7 @@ export async function checkOutputDir(request: OutputRequest): Promise<DirectoryC
   for (const [inputFlag, input] of Object.entries(request.inputs)) {
     if (input === undefined) continue;
     const source = await realPathOf(input);
-    if (source === out) refuse(`it is the --${inputFlag} input of this ${verb}`);
+    if (source === out) refuse(`it is the --${inputFlag} input`);
     if (within(out, source)) refuse(`it lies inside the --${inputFlag} input "${input}"`);
     if (within(source, out)) refuse(`it contains the --${inputFlag} input "${input}"`);
   }
