@@ -17,7 +17,7 @@ import { initBackend, tf } from "../src/tensor/backend.ts";
 import { goldExamples } from "../src/train/mc_batches.ts";
 import { tuneFullModel } from "../src/train/tune.ts";
 import { checkOutputDir } from "../src/io/output_dir.ts";
-import { countFlag, parseVerbFlags } from "./flags.ts";
+import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
 import { writeHfModel } from "./plug_in.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 import {
@@ -88,7 +88,7 @@ export async function main(argv: string[]): Promise<number> {
     force: flags.force,
   });
   await initBackend(flags.backend, quiet);
-  const items = await readTrainItems(flags.task, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
+  const items = await readTrainItems(flags.task, positiveIntFlag(flags.limit, "limit"), flags["tasks-dir"]);
   const handle = await openModel(flags.model, { split: { bottom: 0, top: 0 } }); // full FT: every block trains
   try {
     const { tokenizer, path } = await tokenizerFor(flags.model, handle.cfg, flags.tokenizer, quiet);
