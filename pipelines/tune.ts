@@ -18,6 +18,7 @@ import process from "node:process";
 import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
 import type { McItem } from "../src/data/tasks/types.ts";
 import { readTaskFile, readTaskItems } from "../src/eval/task_file.ts";
+import { checkOutputDir } from "../src/io/output_dir.ts";
 import { isPackage, openSource } from "../src/operators/model_source.ts";
 import type { ModelConfig } from "../src/model/types.ts";
 import { initBackend } from "../src/tensor/backend.ts";
@@ -26,7 +27,6 @@ import { tuneAdapter } from "../src/train/tune.ts";
 import { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "../src/train/tune_loop.ts";
 import { splitFlag } from "./build_emulator.ts";
 import { EVAL_DEFAULTS } from "./eval.ts";
-import { checkOutputDir } from "../src/io/output_dir.ts";
 import {
   countFlag,
   nonNegativeFlag,
@@ -235,7 +235,7 @@ export async function main(argv: string[]): Promise<number> {
   const items = await readTrainItems(flags.task, limit, flags["tasks-dir"]);
   const handle = await openSource(flags.emulator, split ? { split } : {});
   try {
-    if (lora) {
+    if (lora) { // the layer width: the smallest input or output size of a linear LoRA adapts
       const width = Math.min(...handle.arch.linears(handle.cfg).flatMap((l) => [l.inFeatures, l.outFeatures]));
       requireAtMost(lora.rank, width, "lora-rank", `the layer width of "${flags.emulator}"`);
     }

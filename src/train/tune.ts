@@ -196,7 +196,7 @@ async function runDirectory(out: string, resume: boolean, force: boolean): Promi
       `"${unfinished}" holds an unfinished tuning run; resume it (--resume), pass --force to start over, or choose another output directory`,
     );
   }
-  await rm(partial, { recursive: true, force: true }); // a discarded run's checkpoints (force) or nothing
+  if (unfinished === partial) await rm(partial, { recursive: true, force: true }); // the run --force discards
   return (await isVacant(out)) ? out : partial;
 }
 
