@@ -52,7 +52,7 @@ export interface OutputRequest {
 }
 
 /** What an existing output directory holds, as {@link describeDirectory} sees it. */
-export interface DirectoryContents {
+interface DirectoryContents {
   state: "absent" | "empty" | "occupied" | "file";
   /** The manifest kind, for an offtune package. */
   packageKind?: "emulator" | "adapter";
@@ -82,7 +82,7 @@ async function markerVerb(dir: string): Promise<string | undefined> {
  * package (by its manifest), a checkpoint written by an offtune verb (by its
  * marker), a model checkpoint, other entries, or a file (not a directory).
  */
-export async function describeDirectory(dir: string): Promise<DirectoryContents> {
+async function describeDirectory(dir: string): Promise<DirectoryContents> {
   const info = await stat(dir).catch(() => undefined);
   if (!info) return { state: "absent", entries: [], description: "nothing" };
   if (!info.isDirectory()) return { state: "file", entries: [], description: "a file, not a directory" };
@@ -117,7 +117,7 @@ function ownOutputDescription(kind: OutputKind, verb: string): string {
  * The real path of `path` (symlinks resolved) even when its tail does not
  * exist yet: the deepest existing ancestor is resolved and the rest appended.
  */
-export async function realPathOf(path: string): Promise<string> {
+async function realPathOf(path: string): Promise<string> {
   const absolute = resolve(path);
   const missing: string[] = [];
   let existing = absolute;
@@ -145,12 +145,10 @@ function within(inner: string, outer: string): boolean {
  * output of the verb's kind, unless `--force` was given. A file in the way is
  * refused even with `--force`.
  *
- * @returns what the directory holds now (so a verb can choose where its
- *   unfinished work goes: src/train/tune.ts)
  * @throws Error `Refusing to write to --out "<path>": <why>` naming the path
  *   and the problem
  */
-export async function checkOutputDir(request: OutputRequest): Promise<DirectoryContents> {
+export async function checkOutputDir(request: OutputRequest): Promise<void> {
   const { verb, flag, path, kind } = request;
   const refuse = (why: string): never => {
     throw new Error(`Refusing to write to --${flag} "${path}": ${why}`);
@@ -165,7 +163,7 @@ export async function checkOutputDir(request: OutputRequest): Promise<DirectoryC
   }
   const contents = await describeDirectory(path);
   if (contents.state === "file") refuse("it is a file, not a directory; remove it or choose another directory");
-  if (contents.state !== "occupied" || isOwnOutput(contents, kind, verb)) return contents;
+  if (contents.state !== "occupied" || isOwnOutput(contents, kind, verb)) return;
   const own = ownOutputDescription(kind, verb);
   if (request.force === undefined) {
     refuse(`it holds ${contents.description}, and ${verb} only writes over ${own}; choose another directory`);
@@ -176,7 +174,6 @@ export async function checkOutputDir(request: OutputRequest): Promise<DirectoryC
         `choose another directory, or pass --force to replace it (the old one is kept until the new one is complete)`,
     );
   }
-  return contents;
 }
 
 /** The marker file's content for a checkpoint written by `verb` (see {@link OUTPUT_MARKER}). */
