@@ -17,6 +17,7 @@ import { main as fullFt } from "../../pipelines/full_ft.ts";
 import { run as offtune } from "../../pipelines/offtune.ts";
 import { main as plugIn, writeHfModel } from "../../pipelines/plug_in.ts";
 import { main as pretrain } from "../../pipelines/pretrain.ts";
+import { main as sweepGradot } from "../../pipelines/sweep_gradot.ts";
 import { tokenizerFor } from "../../pipelines/tokenizer_for.ts";
 import { main as tuneVerb, padIdOf, readTrainItems } from "../../pipelines/tune.ts";
 import { writeFileAtomicSync } from "../../src/io/atomic.ts";
@@ -336,6 +337,7 @@ describe("flags are range-checked before any work", () => {
     expect(() => experimentOptions(["--model", model, "--runs", out, "--lambda-attn=-5"]))
       .toThrow(`--lambda-attn expects a number ≥ 0, got "-5"`);
     expect(() => experimentOptions(["--model", model, "--runs", out, "--ratio", "2"])).toThrow(`--ratio expects a number in (0, 1], got "2"`);
+    await expect(sweepGradot(["--model", model, "--lambdas", "1,-1"])).rejects.toThrow(`--lambdas expects a number ≥ 0, got "-1"`);
     expect(await exists(out)).toBe(false);
     expect(await tuneVerb(["--emulator", emulator, "--out", join(root, "lora-64"), "--lora", "--lora-rank", "64", ...TUNE])).toBe(0);
   });
