@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { writeFileAtomic } from "../src/io/atomic.ts";
 import { parseArgs } from "node:util";
 import { layerDropCurveSvg, parseTrainingLog, trainingCurveSvg } from "../src/report/training_curve.ts";
 
@@ -34,7 +35,8 @@ export async function main(argv: string[]): Promise<number> {
     throw new Error(`Cannot read training log "${values.log}": file does not exist`);
   });
   const lines = parseTrainingLog(text, values.log);
-  await writeFile(values.out, trainingCurveSvg(lines, values.title ?? `Pretraining loss (${values.log})`, Number(values.smooth)));
+  const svg = trainingCurveSvg(lines, values.title ?? `Pretraining loss (${values.log})`, Number(values.smooth));
+  await writeFileAtomic(values.out, new TextEncoder().encode(svg));
   console.log(`wrote ${values.out} (${lines.length} steps)`);
   const layerDropOut = values["layerdrop-out"];
   if (layerDropOut) {

@@ -31,6 +31,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { createProgress } from "../src/cli/progress.ts";
 import { saveCheckpoint } from "../src/io/checkpoint.ts";
+import { checkOutputDir } from "../src/io/output_dir.ts";
 import { CheckpointError } from "../src/io/errors.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { toHfTensors } from "../src/model/load.ts";
@@ -56,6 +57,9 @@ a Uint16 token stream, data-parallel over worker threads: AdamW (β 0.9/0.95,
 decoupled weight decay on matrices only), linear warmup + cosine decay,
 gradient clipping at global norm 1. Writes config.json, model.safetensors,
 the tokenizer, train_state.safetensors (for --resume) and log.jsonl to --out.
+--out must not exist, be empty, or hold a pretraining run (resumed with
+--resume); anything else is refused, and --out may never be, hold or lie
+inside --data, --tokenizer or --config.
 
 Model (flags override --config):
   --config <file>      JSON with HF OPT keys (num_hidden_layers, hidden_size,
@@ -516,6 +520,13 @@ async function resumeRun(flags: Flags, out: string): Promise<PreparedRun> {
 export async function main(argv: string[]): Promise<number> {
   const flags = parseFlags(argv);
   if (!flags.out) throw new Error("--out <dir> is required");
+  await checkOutputDir({
+    verb: "pretrain",
+    flag: "out",
+    path: flags.out,
+    kind: { holds: STATE_FILE, what: "a pretraining run (train_state.safetensors)" },
+    inputs: { data: flags.data, tokenizer: flags.tokenizer, config: flags.config },
+  });
   const out = resolve(flags.out);
   const quiet = flags.quiet ?? false;
   await initBackend(undefined, quiet);
