@@ -79,6 +79,7 @@ export { encodeShard, writeShardFile } from "./src/io/shard_writer.ts";
 export type { ShardDtype, ShardMeta, ShardTensor, ShardTensorInput, StreamedShardTensor } from "./src/io/shard_schema.ts";
 export { createPackageWriter, type Manifest, readManifest, verifyPackage } from "./src/io/manifest.ts";
 export { writeFileAtomic } from "./src/io/atomic.ts";
+export { checkOutputDir, OUTPUT_MARKER, type OutputKind, type OutputRequest } from "./src/io/output_dir.ts";
 export { FIXTURE_TOKENIZER, tokenizerFor } from "./src/io/tokenizer_for.ts";
 export { type HfModelSource, writeHfModel, type WriteHfModelOptions } from "./src/io/hf_model_writer.ts";
 export { readTokenStream } from "./src/data/token_stream.ts";
@@ -210,18 +211,29 @@ export {
 export type { LoraOptions } from "./src/train/lora.ts";
 export { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "./src/train/tune_loop.ts";
 export { goldExamples, type TuneExample } from "./src/train/mc_batches.ts";
-export { padIdOf, readTrainItems, taskName } from "./src/train/task_examples.ts";
-export { pretrain, type PretrainOptions, type PretrainResult } from "./src/train/pretrain_run.ts";
+export { padIdOf, readTrainItems, taskInputs, taskName } from "./src/train/task_examples.ts";
+export {
+  PRETRAIN_STATE_FILE,
+  pretrain,
+  type PretrainOptions,
+  type PretrainResult,
+} from "./src/train/pretrain_run.ts";
 export type { StepRecord } from "./src/train/trainer.ts";
 
 // Reports
 export { readRunResult, type RunResult, validateRunResult, writeRunResult } from "./src/report/run_result.ts";
 export { writeReport, type WrittenReport } from "./src/report/report_files.ts";
 export type { Report } from "./src/report/aggregate.ts";
-export { parseTrainingLog, type TrainingLogLine, trainingCurveSvg } from "./src/report/training_curve.ts";
+export {
+  layerDropCurveSvg,
+  parseTrainingLog,
+  type TrainingLogLine,
+  trainingCurveSvg,
+} from "./src/report/training_curve.ts";
 
 // Benchmarks (src/bench/): figures as ratios against baselines of the same run
 export { type BenchRow, benchLinalg, type LinalgBenchOptions } from "./src/bench/linalg.ts";
 export { benchMatmul, type MatmulBenchOptions, type MatmulBenchShape } from "./src/bench/kernels.ts";
 export { benchBlockStack, type BlockStackBenchOptions } from "./src/bench/model.ts";
 export { benchGradot, type GradotBenchOptions } from "./src/bench/gradot.ts";
+export { BASE_SHAPE, benchPretrain, modelFlopsUtilisation, type PretrainBenchOptions } from "./src/bench/pretrain.ts";

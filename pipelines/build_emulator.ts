@@ -8,11 +8,11 @@
  *
  * @module
  */
-import { writeFile } from "node:fs/promises";
 import { lastValueFrom, toArray } from "rxjs";
 import {
   buildEmulator,
   type CalibrationSet,
+  checkOutputDir,
   DEFAULT_SPLIT,
   GRADOT_DEFAULTS,
   initBackend,
@@ -20,9 +20,10 @@ import {
   openModel,
   peakRssBytes,
   stageTotals,
+  writeFileAtomic,
 } from "../mod.ts";
 import { createProgress, progressEvents } from "../src/cli/progress.ts";
-import { numberFlag, parseVerbFlags, splitFlag } from "./flags.ts";
+import { fractionFlag, nonNegativeFlag, parseVerbFlags, positiveIntFlag, splitFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune build-emulator --model <checkpoint> --calibration <file> --out <dir> [flags]
@@ -30,7 +31,10 @@ offtune build-emulator --method layerdrop --model <checkpoint> --out <dir> [--ra
 
 Builds an emulator of the original model's middle blocks and writes one
 Arrow shard per kept block, the outer weights and manifest.msgpack to --out
-(atomically). The adapter blocks are copied unchanged. Methods:
+(atomically). The adapter blocks are copied unchanged. --out must not exist,
+be empty, or hold an emulator package; anything else is refused unless
+--force, which replaces it once the new package is complete. --out may never
+be, hold or lie inside --model or --calibration. Methods:
 
   gradot     (default, METHOD.md §2) one calibration forward + backward over
              the original model, KFAC factors, GCS scores, DRD of the
@@ -47,6 +51,7 @@ Arrow shard per kept block, the outer weights and manifest.msgpack to --out
                          tokenizer.json, else the fixture one) or a Uint16
                          token stream (.bin); required for gradot
   --out <dir>            emulator package directory
+  --force                replace whatever --out holds (atomically)
   --ratio <x>            emulator params / original middle params, in (0, 1]
                          (default ${GRADOT_DEFAULTS.ratio}); layerdrop: fraction of middle blocks kept
   --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
@@ -58,10 +63,11 @@ Arrow shard per kept block, the outer weights and manifest.msgpack to --out
 GradOT only:
   --sequences <n>        calibration sequences N (default 64)
   --length <n>           tokens per sequence T (default min(128, max positions))
-  --attn-share <x>       fraction of removed params taken from attention
-  --lambda-attn <x>      GCS λ for attention (default ${GRADOT_DEFAULTS.lambdaAttn})
-  --lambda-mlp <x>       GCS λ for the MLP (default ${GRADOT_DEFAULTS.lambdaMlp})
-  --keep-top <x>         DRD components always kept by singular value (default ${GRADOT_DEFAULTS.keepTopFraction})
+  --attn-share <x>       fraction in [0, 1] of removed params taken from attention
+  --lambda-attn <x>      GCS λ ≥ 0 for attention (default ${GRADOT_DEFAULTS.lambdaAttn})
+  --lambda-mlp <x>       GCS λ ≥ 0 for the MLP (default ${GRADOT_DEFAULTS.lambdaMlp})
+  --keep-top <x>         fraction in [0, 1] of DRD components always kept by
+                         singular value (default ${GRADOT_DEFAULTS.keepTopFraction})
   --chunk <n>            sequences per calibration chunk (default ~512 tokens)`;
 
 const FLAGS = {
@@ -69,6 +75,7 @@ const FLAGS = {
   model: { type: "string" },
   calibration: { type: "string" },
   out: { type: "string" },
+  force: { type: "boolean", default: false },
   sequences: { type: "string", default: "64" },
   length: { type: "string" },
   ratio: { type: "string" },
@@ -100,16 +107,25 @@ function parseFlags(argv: string[]) {
 export async function main(argv: string[]): Promise<number> {
   const flags = parseFlags(argv);
   const split = splitFlag(flags.split);
+  // numbers range-checked before any work
   const gradot = {
-    ratio: numberFlag(flags.ratio, "ratio"),
-    attnShare: numberFlag(flags["attn-share"], "attn-share"),
-    lambdaAttn: numberFlag(flags["lambda-attn"], "lambda-attn"),
-    lambdaMlp: numberFlag(flags["lambda-mlp"], "lambda-mlp"),
-    keepTopFraction: numberFlag(flags["keep-top"], "keep-top"),
-    chunk: numberFlag(flags.chunk, "chunk"),
+    ratio: fractionFlag(flags.ratio, "ratio"),
+    attnShare: fractionFlag(flags["attn-share"], "attn-share", true),
+    lambdaAttn: nonNegativeFlag(flags["lambda-attn"], "lambda-attn"),
+    lambdaMlp: nonNegativeFlag(flags["lambda-mlp"], "lambda-mlp"),
+    keepTopFraction: fractionFlag(flags["keep-top"], "keep-top", true),
+    chunk: positiveIntFlag(flags.chunk, "chunk"),
   };
-  const sequences = numberFlag(flags.sequences, "sequences")!;
-  const length = numberFlag(flags.length, "length");
+  const sequences = positiveIntFlag(flags.sequences, "sequences")!;
+  const length = positiveIntFlag(flags.length, "length");
+  await checkOutputDir({
+    verb: "build-emulator",
+    flag: "out",
+    path: flags.out,
+    kind: { package: "emulator" },
+    inputs: { model: flags.model, calibration: flags.method === "gradot" ? flags.calibration : undefined },
+    force: flags.force,
+  });
   await initBackend(flags.backend, flags.quiet);
   const model = await openModel(flags.model, { split, streamVocabulary: true });
   try {
@@ -141,13 +157,13 @@ export async function main(argv: string[]): Promise<number> {
     const seconds = (performance.now() - started) / 1000;
     console.log(`wrote ${flags.out} (${shards.length} shards, ${(bytes / 1e6).toFixed(2)} MB) in ${seconds.toFixed(1)} s`);
     if (flags.timings) {
-      await writeFile(flags.timings, JSON.stringify({
+      await writeFileAtomic(flags.timings, new TextEncoder().encode(JSON.stringify({
         seconds,
         stages: Object.fromEntries(timings.totals),
         peakRssBytes: peakRssBytes(),
         layers: model.cfg.layers,
         tokens: calibration ? calibration.sequences * calibration.length : 0,
-      }, null, 2) + "\n");
+      }, null, 2) + "\n"));
     }
     return 0;
   } finally {

@@ -16,8 +16,9 @@ export const help = `offtune build-fixtures [--fixtures DIR]
 
 Rebuilds the tokenizer, pretraining text and token streams, and the eight
 evaluation tasks from the installed data packages (npm devDependencies and the
-Debian package sword-text-kjv). Deterministic: the same packages give the same
-files. Takes one to three minutes.
+Debian packages sword-text-kjv, dict-gcide, dict-foldoc, dict-jargon and
+dict-devil). Deterministic: the same packages give the same files. Takes two
+to four minutes.
 
   --fixtures DIR   fixtures root (default: fixtures)`;
 

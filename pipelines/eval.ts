@@ -26,7 +26,9 @@ perplexity on held-out text. Intervals are Wilson 95%; "*" marks an
 accuracy whose interval lies wholly above chance.
 
   --model <dir>          Hugging Face checkpoint or emulator package
-  --adapter <dir>        tuned adapter package to apply first
+  --adapter <dir>        tuned adapter package to apply first; an unfinished
+                         one (an epoch checkpoint of offtune tune) is refused
+  --allow-unfinished     apply an unfinished --adapter anyway
   --tasks <list>         all, or comma-separated names (default all):
                          ${selectTasks("all").join(", ")}
   --split <name>         test | validation | train (default test)
@@ -48,6 +50,7 @@ accuracy whose interval lies wholly above chance.
 const FLAGS = {
   model: { type: "string" },
   adapter: { type: "string" },
+  "allow-unfinished": { type: "boolean", default: false },
   tasks: { type: "string", default: "all" },
   split: { type: "string", default: "test" },
   limit: { type: "string" },
@@ -87,6 +90,7 @@ export async function main(argv: string[]): Promise<number> {
   const report = await evaluate({
     model: flags.model,
     adapter: flags.adapter,
+    allowUnfinished: flags["allow-unfinished"],
     tasks,
     tasksDir: flags["tasks-dir"],
     split,

@@ -9,7 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { type ExperimentOptions, experimentOptions as withDefaults, runExperiment } from "../mod.ts";
-import { numberFlag, positiveIntFlag } from "./flags.ts";
+import { countFlag, fractionFlag, nonNegativeFlag, positiveIntFlag, positiveNumberFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune experiment --model <checkpoint> --runs <dir> [flags]
@@ -20,7 +20,10 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
 <runs>/<label>/seed-<n>/result.json for offtune report.
 
   --model <dir>          original checkpoint (with tokenizer.json)
-  --runs <dir>           runs directory (results); work files go to <runs>/_work
+  --runs <dir>           runs directory (results); work files go to <runs>/_work.
+                         It must not exist, be empty, or be a runs directory
+                         (with _work); nor be, hold or lie inside --model or
+                         --calibration
   --method <m>           gradot | layerdrop (the OT† LayerDrop baseline; its
                          results say method "ot-layerdrop") (default gradot)
   --tasks <list>         comma-separated task names (default: all 8)
@@ -72,17 +75,17 @@ export function experimentOptions(argv: string[]): ExperimentOptions {
     runs: f.runs,
     method: f.method as ExperimentOptions["method"] | undefined,
     tasks: f.tasks?.split(","),
-    seeds: f.seeds?.split(",").map((s) => numberFlag(s, "seeds")!),
+    seeds: f.seeds?.split(",").map((s) => countFlag(s, "seeds")!),
     label: f.label,
-    ratio: numberFlag(f.ratio, "ratio"),
-    lambdaAttn: numberFlag(f["lambda-attn"], "lambda-attn"),
-    lambdaMlp: numberFlag(f["lambda-mlp"], "lambda-mlp"),
+    ratio: fractionFlag(f.ratio, "ratio"),
+    lambdaAttn: nonNegativeFlag(f["lambda-attn"], "lambda-attn"),
+    lambdaMlp: nonNegativeFlag(f["lambda-mlp"], "lambda-mlp"),
     calibration: f.calibration,
-    sequences: numberFlag(f.sequences, "sequences"),
-    trainLimit: numberFlag(f["train-limit"], "train-limit"),
-    evalLimit: numberFlag(f["eval-limit"], "eval-limit"),
-    epochs: numberFlag(f.epochs, "epochs"),
-    lr: numberFlag(f.lr, "lr"),
+    sequences: positiveIntFlag(f.sequences, "sequences"),
+    trainLimit: positiveIntFlag(f["train-limit"], "train-limit"),
+    evalLimit: positiveIntFlag(f["eval-limit"], "eval-limit"),
+    epochs: positiveIntFlag(f.epochs, "epochs"),
+    lr: positiveNumberFlag(f.lr, "lr"),
     fullFt: !f["no-full-ft"],
     jobs: positiveIntFlag(f.jobs, "jobs"),
     metric: f.metric as ExperimentOptions["metric"] | undefined,

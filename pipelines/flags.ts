@@ -64,6 +64,43 @@ export function positiveIntFlag(value: string | undefined, flag: string): number
   return n;
 }
 
+/** A number flag of at least 0 (e.g. GCS's λ), or undefined when absent. */
+export function nonNegativeFlag(value: string | undefined, flag: string): number | undefined {
+  const n = numberFlag(value, flag);
+  if (n !== undefined && n < 0) throw new Error(`--${flag} expects a number ≥ 0, got "${value}"`);
+  return n;
+}
+
+/** A number flag above 0 (e.g. a learning rate), or undefined when absent. */
+export function positiveNumberFlag(value: string | undefined, flag: string): number | undefined {
+  const n = numberFlag(value, flag);
+  if (n !== undefined && !(n > 0)) throw new Error(`--${flag} expects a number > 0, got "${value}"`);
+  return n;
+}
+
+/**
+ * A fraction flag, in (0, 1] (e.g. an emulator ratio), or in [0, 1] with
+ * `allowZero`; undefined when absent.
+ */
+export function fractionFlag(value: string | undefined, flag: string, allowZero = false): number | undefined {
+  const n = numberFlag(value, flag);
+  if (n !== undefined && !((allowZero ? n >= 0 : n > 0) && n <= 1)) {
+    throw new Error(`--${flag} expects a number in ${allowZero ? "[0" : "(0"}, 1], got "${value}"`);
+  }
+  return n;
+}
+
+/**
+ * Checks a flag's value against a bound known only once the model's config
+ * is read (e.g. a LoRA rank against the layer width), before any work.
+ *
+ * @param what the bound in words, e.g. `the layer width of "fixtures/tiny"`
+ * @throws Error `--<flag> <value> exceeds <what> (<limit>)`
+ */
+export function requireAtMost(value: number, limit: number, flag: string, what: string): void {
+  if (value > limit) throw new Error(`--${flag} ${value} exceeds ${what} (${limit})`);
+}
+
 /** `--split b,t` as an {@link AdapterSplit}, or undefined when absent. */
 export function splitFlag(value: string | undefined): AdapterSplit | undefined {
   if (value === undefined) return undefined;
@@ -106,14 +143,14 @@ export function hyperFromFlags(
     throw new Error(`--schedule expects "cosine" or "constant", got "${schedule}"`);
   }
   return {
-    epochs: countFlag(flags.epochs, "epochs"),
-    lr: numberFlag(flags.lr, "lr") ?? lrDefault,
-    batch: countFlag(flags.batch, "batch"),
+    epochs: positiveIntFlag(flags.epochs, "epochs"),
+    lr: positiveNumberFlag(flags.lr, "lr") ?? lrDefault,
+    batch: positiveIntFlag(flags.batch, "batch"),
     seed: countFlag(flags.seed, "seed"),
     schedule,
-    minLr: numberFlag(flags["min-lr"], "min-lr"),
+    minLr: nonNegativeFlag(flags["min-lr"], "min-lr"),
     warmup: countFlag(flags.warmup, "warmup"),
-    weightDecay: numberFlag(flags["weight-decay"], "weight-decay"),
-    clipNorm: numberFlag(flags.clip, "clip"),
+    weightDecay: nonNegativeFlag(flags["weight-decay"], "weight-decay"),
+    clipNorm: positiveNumberFlag(flags.clip, "clip"),
   };
 }

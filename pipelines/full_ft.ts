@@ -11,10 +11,22 @@
  * @module
  */
 import process from "node:process";
-import { goldExamples, initBackend, openModel, padIdOf, readTrainItems, tf, tokenizerFor, tuneFullModel, writeHfModel } from "../mod.ts";
+import {
+  checkOutputDir,
+  goldExamples,
+  initBackend,
+  openModel,
+  padIdOf,
+  readTrainItems,
+  taskInputs,
+  tf,
+  tokenizerFor,
+  tuneFullModel,
+  writeHfModel,
+} from "../mod.ts";
 import { withInterrupt } from "../src/cli/interrupt.ts";
 import { createProgress, progressEvents } from "../src/cli/progress.ts";
-import { countFlag, HYPER_FLAGS, HYPER_HELP, hyperFromFlags, parseVerbFlags } from "./flags.ts";
+import { HYPER_FLAGS, HYPER_HELP, hyperFromFlags, parseVerbFlags, positiveIntFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune full-ft --model <dir> --task <name|file.jsonl> --out <dir> [flags]
@@ -25,9 +37,14 @@ of offtune tune (gold choice after its context, loss on the choice's tokens),
 and writes the tuned model as a Hugging Face checkpoint to --out
 (atomically). The Full FT reference of the offsite-tuning table.
 
+--out must not exist, be empty, or hold a checkpoint written by offtune
+full-ft; anything else is refused unless --force, which replaces it once the
+new checkpoint is complete. --out may never be, hold or lie inside an input.
+
   --model <dir>          original checkpoint
   --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl file
   --out <dir>            output checkpoint directory
+  --force                replace whatever --out holds (atomically)
   --limit <n>            first n items only
 ${HYPER_HELP}
   --tune-embeddings      also tune embeddings, positions, final norm (and an
@@ -43,6 +60,7 @@ const FLAGS = {
   model: { type: "string" },
   task: { type: "string" },
   out: { type: "string" },
+  force: { type: "boolean", default: false },
   limit: { type: "string" },
   ...HYPER_FLAGS,
   "tune-embeddings": { type: "boolean", default: false },
@@ -58,8 +76,16 @@ export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "full-ft", ["model", "task", "out"]);
   const quiet = flags.quiet;
   const hyper = hyperFromFlags(flags);
+  await checkOutputDir({
+    verb: "full-ft",
+    flag: "out",
+    path: flags.out,
+    kind: { marker: true },
+    inputs: { model: flags.model, ...taskInputs(flags.task, flags["tasks-dir"]), tokenizer: flags.tokenizer },
+    force: flags.force,
+  });
   await initBackend(flags.backend, quiet);
-  const items = await readTrainItems(flags.task, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
+  const items = await readTrainItems(flags.task, positiveIntFlag(flags.limit, "limit"), flags["tasks-dir"]);
   const handle = await openModel(flags.model, { split: { bottom: 0, top: 0 } }); // full FT: every block trains
   try {
     const { tokenizer, path } = await tokenizerFor(flags.model, handle.cfg, flags.tokenizer, quiet);
@@ -85,7 +111,7 @@ export async function main(argv: string[]): Promise<number> {
         model: { arch: handle.arch, cfg: handle.cfg, outer: result.outer },
         block: (i) => Promise.resolve(result.blocks[i]),
         tokenizer: path,
-      }, { fp16: flags.fp16 });
+      }, { writtenBy: "full-ft", fp16: flags.fp16 });
     } finally {
       tf.dispose([...result.outer.values(), ...result.blocks.flatMap((b) => [...b.values()])]);
     }

@@ -9,7 +9,7 @@
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { initBackend, pretrain } from "../mod.ts";
+import { checkOutputDir, initBackend, PRETRAIN_STATE_FILE, pretrain } from "../mod.ts";
 import { withInterrupt } from "../src/cli/interrupt.ts";
 import { createProgress, progressEvents } from "../src/cli/progress.ts";
 import { numberFlag } from "./flags.ts";
@@ -22,6 +22,9 @@ a Uint16 token stream, data-parallel over worker threads: AdamW (β 0.9/0.95,
 decoupled weight decay on matrices only), linear warmup + cosine decay,
 gradient clipping at global norm 1. Writes config.json, model.safetensors,
 the tokenizer, train_state.safetensors (for --resume) and log.jsonl to --out.
+--out must not exist, be empty, or hold a pretraining run (resumed with
+--resume); anything else is refused, and --out may never be, hold or lie
+inside --data, --tokenizer or --config.
 
 Model (flags override --config):
   --config <file>      JSON with HF OPT keys (num_hidden_layers, hidden_size,
@@ -34,6 +37,8 @@ Model (flags override --config):
   --ctx <n>            training window = max positions (default 128)
 Data:
   --data <dir>         holds train.bin and valid.bin (default fixtures/data/pretrain)
+  --train <file>       the training token stream (default <data>/train.bin;
+                       fixtures/base trains on <data>/train_large.bin)
   --tokenizer <file>   tokenizer.json (default fixtures/tokenizer/tokenizer.json)
 Training:
   --steps <n>          total optimizer steps; the schedule spans them (default 2000)
@@ -51,12 +56,19 @@ Training:
   --eval-every <n>     validation loss every n steps (default 100)
   --eval-windows <n>   validation windows of --ctx tokens (default 32)
   --save-every <n>     checkpoint every n steps (default 500; always at the end)
+  --track-every <n>    every n steps (default steps/10; 0 = never) log the
+                       validation loss of the model and of its half-middle
+                       LayerDrop (2 + 2 adapter blocks, every other middle
+                       block); plot-training draws both as perplexities.
+                       Off for models with fewer than 2 middle blocks
   --fp16               store model.safetensors as F16 (train_state stays F32)
   --resume             continue the run in --out from train_state.safetensors,
                        bit-exactly unless --workers or --micro-batch change
                        (both default to the values last used); --steps,
-                       --until, --data, --fp16, --eval-every, --save-every
-                       may change too, other flags must repeat the run's values
+                       --until, --data, --train (a later phase on a larger
+                       stream), --fp16, --eval-every, --save-every and
+                       --track-every may change too, other flags must repeat
+                       the run's values
   --quiet              no progress line or summary (progress is off in CI too)`;
 
 const FLAGS = {
@@ -67,6 +79,8 @@ const FLAGS = {
   ffn: { type: "string" },
   ctx: { type: "string" },
   data: { type: "string" },
+  train: { type: "string" },
+  "track-every": { type: "string" },
   tokenizer: { type: "string" },
   out: { type: "string" },
   steps: { type: "string" },
@@ -102,6 +116,8 @@ export async function main(argv: string[]): Promise<number> {
     ffn: n("ffn"),
     ctx: n("ctx"),
     data: flags.data,
+    train: flags.train,
+    trackEvery: n("track-every"),
     tokenizer: flags.tokenizer,
     steps: n("steps"),
     until: n("until"),
@@ -119,6 +135,13 @@ export async function main(argv: string[]): Promise<number> {
     fp16: flags.fp16,
     resume: flags.resume,
   };
+  await checkOutputDir({
+    verb: "pretrain",
+    flag: "out",
+    path: flags.out,
+    kind: { holds: PRETRAIN_STATE_FILE, what: "a pretraining run (train_state.safetensors)" },
+    inputs: { data: flags.data, tokenizer: flags.tokenizer, config: flags.config },
+  });
   await initBackend(undefined, quiet);
   const progress = createProgress("pretrain", quiet);
   const { last, steps, out } = await withInterrupt((interrupted) =>

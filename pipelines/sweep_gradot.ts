@@ -8,7 +8,7 @@
  */
 import { writeFile } from "node:fs/promises";
 import { initBackend, openModel, readTokenStream, sweepGradot } from "../mod.ts";
-import { numberFlag, parseVerbFlags } from "./flags.ts";
+import { fractionFlag, nonNegativeFlag, parseVerbFlags, positiveIntFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune sweep-gradot --model <checkpoint> [flags]
@@ -21,7 +21,7 @@ the emulator's extra NLL on held-out text; ranks by their product.
   --calibration <file>   Uint16 token stream (default fixtures/data/pretrain/calibration.bin)
   --valid <file>         Uint16 held-out stream (default fixtures/data/pretrain/valid.bin)
   --ratio <x>            emulator ratio (default 0.5)
-  --lambdas <list>       λ values for both λ_attn and λ_mlp (default 0,0.1,1,10)
+  --lambdas <list>       λ values ≥ 0 for both λ_attn and λ_mlp (default 0,0.1,1,10)
   --shares <list>        attention shares of the removed parameters (default: neutral only)
   --sequences <n>        calibration sequences (default 32)
   --valid-windows <n>    held-out windows of 128 tokens (default 32)
@@ -40,16 +40,19 @@ const FLAGS = {
   backend: { type: "string" },
 } as const;
 
-function list(value: string, flag: string): number[] {
-  return value.split(",").map((v) => numberFlag(v, flag)!);
+/** A comma-separated list flag, each value read (and range-checked) by `read`. */
+function list(value: string, flag: string, read: (v: string, flag: string) => number | undefined): number[] {
+  return value.split(",").map((v) => read(v, flag)!);
 }
 
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "sweep-gradot", ["model"]);
-  const ratio = numberFlag(flags.ratio, "ratio")!;
-  const lambdas = list(flags.lambdas, "lambdas");
-  const shares = flags.shares ? list(flags.shares, "shares") : undefined;
+  const ratio = fractionFlag(flags.ratio, "ratio")!;
+  const lambdas = list(flags.lambdas, "lambdas", nonNegativeFlag);
+  const shares = flags.shares ? list(flags.shares, "shares", (v, flag) => fractionFlag(v, flag, true)) : undefined;
+  const sequences = positiveIntFlag(flags.sequences, "sequences")!;
+  const validWindows = positiveIntFlag(flags["valid-windows"], "valid-windows")!;
   await initBackend(flags.backend, true);
   const model = await openModel(flags.model);
   try {
@@ -60,8 +63,8 @@ export async function main(argv: string[]): Promise<number> {
       ratio,
       lambdas,
       shares,
-      sequences: numberFlag(flags.sequences, "sequences")!,
-      validWindows: numberFlag(flags["valid-windows"], "valid-windows")!,
+      sequences,
+      validWindows,
       onRow: (row) =>
         console.log(
           `${String(row.lambdaAttn).padEnd(7)} ${String(row.lambdaMlp).padEnd(6)} ${String(row.attnShare ?? "-").padEnd(7)} ` +

@@ -11,7 +11,12 @@
  * 4. builds the eight evaluation tasks from held-out documents, dropping any
  *    item that shares a 13-word n-gram with pretraining, validation or
  *    calibration text → `fixtures/data/tasks/<task>/{train,validation,test}.jsonl`;
- * 5. writes `fixtures/data/manifest.json` (sources, versions, sizes, token
+ * 5. reads the supplementary dictionaries (src/data/supplement.ts), drops
+ *    entries sharing a 13-word n-gram with held-out, validation or
+ *    calibration text, and writes the larger pretraining stream
+ *    `train_large.bin` (the train split plus those entries) for the
+ *    `fixtures/base` model;
+ * 6. writes `fixtures/data/manifest.json` (sources, versions, sizes, token
  *    counts, SHA-256 of every file).
  *
  * @module
@@ -32,6 +37,7 @@ import { TASK_SPLITS } from "./tasks/types.ts";
 import { buildTokenStream, tokenStreamBytes } from "./token_stream.ts";
 import { OPT_SPECIAL_TOKENS, tokenizerConfigJson, toTokenizerJson } from "./tokenizer_json.ts";
 import { parseTokenizer } from "../io/tokenizer.ts";
+import { readSupplement, SUPPLEMENT_LICENCES, type SupplementDocument } from "./supplement.ts";
 
 /** Vocabulary size of the project tokenizer: ~6k, a multiple of 64 (see fixtures/data/README.md). */
 export const VOCAB_SIZE = 6016;
@@ -122,10 +128,32 @@ export function buildFixtures(root: string, log: (line: string) => void): Record
     log(`${task.name}: ${TASK_SPLITS.map((s) => `${s} ${built.splits[s].length}`).join(", ")} of ${built.candidates} candidates, dropped ${JSON.stringify(built.dropped)} (${elapsed()})`);
   }
 
+  const supplement = readSupplement();
+  const heldOutIndex = NgramIndex.build([...parts.holdout, ...parts.valid, ...parts.calibration].map((d) => d.text));
+  const clean: SupplementDocument[] = supplement.docs.filter((d) => !heldOutIndex.overlaps(d.text));
+  log(`supplement: ${supplement.docs.length} entries, ${supplement.docs.length - clean.length} dropped for sharing a 13-gram with held-out, validation or calibration text (${elapsed()})`);
+  const large = [...parts.train, ...clean];
+  writeLines("data/pretrain/train_large.jsonl", large);
+  const largeStream = buildTokenStream(large.map((d) => tokenizer.encode(d.text, { addSpecialTokens: false })), eos);
+  write("data/pretrain/train_large.bin", tokenStreamBytes(largeStream));
+  textSplits.train_large = {
+    documents: large.length,
+    characters: large.reduce((n, d) => n + d.text.length, 0),
+    tokens: largeStream.length,
+    supplementDocuments: clean.length,
+    supplementDropped: supplement.docs.length - clean.length,
+  };
+  log(`train_large: ${large.length} documents, ${largeStream.length} tokens (${elapsed()})`);
+
   const manifest = {
     format: "offtune-data-fixtures",
     version: 1,
     sources: sources.locations.map((l) => ({ name: l.name, version: l.version, licence: LICENCES[l.name] })),
+    supplementSources: supplement.locations.map((l) => ({
+      name: l.name,
+      version: l.version,
+      licence: SUPPLEMENT_LICENCES[l.name.replace(/^dict-/, "") as keyof typeof SUPPLEMENT_LICENCES],
+    })),
     splitFractions: SPLIT_FRACTIONS,
     tokenizer: { vocabSize: vocabulary.tokens.length, merges: vocabulary.merges.length, special: OPT_SPECIAL_TOKENS },
     text: textSplits,

@@ -25,6 +25,7 @@ import { type McSummary, scoreMultipleChoice, summarizeMultipleChoice } from "./
 import { modelPerplexity, unigramPerplexity } from "./perplexity.ts";
 import { aboveChance, type AccuracyStats, averageStats } from "./stats.ts";
 import { readTaskItems } from "./task_file.ts";
+import { requireFinishedAdapter } from "../train/tune_package.ts";
 
 const fixture = (path: string) => fileURLToPath(new URL(`../../fixtures/${path}`, import.meta.url));
 
@@ -69,18 +70,22 @@ const exists = (path: string) => access(path).then(() => true, () => false);
 /**
  * Opens `modelDir` (checkpoint or package) for evaluation, with the adapter
  * package `adapterDir` applied when given (its manifest's split is used;
- * the split matters to nothing else here).
+ * the split matters to nothing else here). An unfinished adapter (an epoch
+ * checkpoint of a tuning run) is refused before the model is opened, unless
+ * `allowUnfinished`.
  */
-export async function openForEval(modelDir: string, adapterDir: string | undefined): Promise<ModelHandle> {
+export async function openForEval(modelDir: string, adapterDir: string | undefined, allowUnfinished = false): Promise<ModelHandle> {
   let split: AdapterSplit = { bottom: 0, top: 0 };
   if (adapterDir !== undefined) {
     if (!(await exists(join(adapterDir, MANIFEST_FILE)))) throw new Error(`Adapter "${adapterDir}" has no ${MANIFEST_FILE}`);
-    split = (await readManifest(adapterDir)).split;
+    const manifest = await readManifest(adapterDir);
+    if (!allowUnfinished) requireFinishedAdapter(adapterDir, manifest);
+    split = manifest.split;
   }
   const base = await openSource(modelDir, { split });
   if (adapterDir === undefined) return base;
   try {
-    return await withAdapter(base, adapterDir);
+    return await withAdapter(base, adapterDir, { allowUnfinished });
   } catch (e) {
     await base.close();
     throw e;
@@ -216,6 +221,8 @@ export interface EvaluateOptions {
   model: string;
   /** A tuned adapter package to apply first. */
   adapter?: string;
+  /** Apply an unfinished adapter (an epoch checkpoint) instead of refusing it. */
+  allowUnfinished?: boolean;
   /** Task names (default all fixture tasks; {@link selectTasks}). */
   tasks?: string[];
   /** Where task names are read (default {@link EVAL_DEFAULTS}.tasksDir). */
@@ -257,7 +264,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
   const started = performance.now();
   const itemsByTask = new Map<string, McItem[]>();
   for (const name of tasks) itemsByTask.set(name, await readTaskItems(tasksDir, name, split, options.limit));
-  const model = await openForEval(options.model, options.adapter);
+  const model = await openForEval(options.model, options.adapter, options.allowUnfinished ?? false);
   try {
     const { tokenizer } = await tokenizerFor(options.model, model.cfg, options.tokenizer, quiet);
     const allItems = [...itemsByTask.values()].flat();

@@ -16,6 +16,7 @@ import type { ModelHandle } from "../records/records.ts";
 import { tf } from "../tensor/backend.ts";
 import { createDirectoryTransaction, writeFileAtomic } from "./atomic.ts";
 import { saveCheckpoint, type TensorToSave } from "./checkpoint.ts";
+import { OUTPUT_MARKER, outputMarker } from "./output_dir.ts";
 
 /** What {@link writeHfModel} writes: the model's outer weights and a source of its blocks. */
 export interface HfModelSource {
@@ -29,6 +30,8 @@ export interface HfModelSource {
 
 /** Options of {@link writeHfModel}. */
 export interface WriteHfModelOptions {
+  /** The verb the output marker names (so that verb may replace it later: src/io/output_dir.ts). */
+  writtenBy: string;
   /** Store the weights as float16 (default float32). */
   fp16?: boolean;
   /** Receives a `write` event per block written (`done`/`total` in blocks, its seconds). */
@@ -37,14 +40,15 @@ export interface WriteHfModelOptions {
 
 /**
  * Writes a complete Hugging Face checkpoint to `out`: config.json, the
- * weights (F32, or F16 with `fp16`), tokenizer.json (+ tokenizer_config.json),
- * all built in a temporary sibling directory and renamed into place
- * (replacing an existing `out` only then). One block is resident at a time.
+ * weights (F32, or F16 with `fp16`), tokenizer.json (+ tokenizer_config.json)
+ * and the {@link OUTPUT_MARKER} naming the verb `writtenBy`, all built in a
+ * temporary sibling directory and renamed into place (replacing an existing
+ * `out` only then). One block is resident at a time.
  *
  * @throws Error when a weight has no Hugging Face layout (e.g. a compressed
  *   block) or another shape than config.json implies
  */
-export async function writeHfModel(out: string, source: HfModelSource, options: WriteHfModelOptions = {}): Promise<void> {
+export async function writeHfModel(out: string, source: HfModelSource, options: WriteHfModelOptions): Promise<void> {
   const { arch, cfg, outer } = source.model;
   async function* tensors(): AsyncGenerator<TensorToSave> {
     yield* toHfTensors(arch, cfg, "outer", outer);
@@ -75,6 +79,7 @@ export async function writeHfModel(out: string, source: HfModelSource, options: 
       if (!(await stat(file).then((s) => s.isFile(), () => false))) continue;
       await writeFileAtomic(join(tx.temp, basename(file)), await readFile(file));
     }
+    await writeFileAtomic(join(tx.temp, OUTPUT_MARKER), new TextEncoder().encode(outputMarker(options.writtenBy)));
     await tx.commit();
   } catch (e) {
     await tx.abort();

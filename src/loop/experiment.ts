@@ -30,6 +30,7 @@ import { runVerb } from "../cli/run_verb.ts";
 import { mapConcurrent } from "../distributed/map_concurrent.ts";
 import type { EvalReport } from "../eval/eval_report.ts";
 import { readManifest } from "../io/manifest.ts";
+import { checkOutputDir } from "../io/output_dir.ts";
 import { inspectCheckpoint } from "../model/inspect.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../report/run_result.ts";
 
@@ -89,6 +90,13 @@ async function readEval(path: string): Promise<EvalReport> {
 
 /** Runs the experiment and returns the written result paths. */
 export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
+  await checkOutputDir({
+    verb: "experiment",
+    flag: "runs",
+    path: o.runs,
+    kind: { holds: "_work", what: "an experiment runs directory (with _work)" },
+    inputs: { model: o.model, calibration: o.method === "gradot" ? o.calibration : undefined },
+  });
   const work = join(o.runs, "_work");
   const logs = join(work, "logs");
   await mkdir(logs, { recursive: true });

@@ -3,7 +3,9 @@
  * tuned adapter returned by the data owner into the original model and write
  * the result as a complete Hugging Face checkpoint (`offtune plug-in`). The
  * adapter must name this model (source hash) and this adapter/emulator split,
- * else `withAdapter` refuses it.
+ * and be finished, else `withAdapter` refuses it. The output is marked as
+ * plug-in's (src/io/output_dir.ts); checking `out` before the work is the
+ * caller's (`checkOutputDir`).
  *
  * @module
  */
@@ -24,6 +26,8 @@ export interface PlugInOptions {
   out: string;
   /** The model's adapter blocks (default {@link DEFAULT_SPLIT}, as the emulator build's). */
   split?: AdapterSplit;
+  /** Plug in an unfinished adapter (an epoch checkpoint) instead of refusing it. */
+  allowUnfinished?: boolean;
   /** tokenizer.json to copy (default: the model's own, else the fixture one; `tokenizerFor`). */
   tokenizer?: string;
   /** Store the weights as float16. */
@@ -38,9 +42,10 @@ export interface PlugInOptions {
 export async function plugIn(options: PlugInOptions): Promise<void> {
   const base = await openModel(options.model, { split: options.split ?? DEFAULT_SPLIT });
   try {
-    const plugged = await withAdapter(base, options.adapter);
+    const plugged = await withAdapter(base, options.adapter, { allowUnfinished: options.allowUnfinished ?? false });
     const { path } = await tokenizerFor(options.model, base.cfg, options.tokenizer, options.quiet ?? false);
     await writeHfModel(options.out, { model: plugged, block: (i) => plugged.loadBlock(i), tokenizer: path }, {
+      writtenBy: "plug-in",
       fp16: options.fp16,
       events: options.events,
     });

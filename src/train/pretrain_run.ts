@@ -35,9 +35,11 @@ import { loadTokenizer } from "../io/tokenizer.ts";
 import { toHfTensors } from "../model/load.ts";
 import { tf } from "../tensor/backend.ts";
 import { AdamW } from "./adamw.ts";
-import { validationWindows, WindowSampler } from "./batches.ts";
+import { type TokenBatch, validationWindows, WindowSampler } from "./batches.ts";
 import { type GradientEngine, inProcessEngine, startDataParallel } from "./data_parallel.ts";
-import { type TrainModel, trainModel } from "./gradients.ts";
+import { batchLoss, type TrainModel, trainModel } from "./gradients.ts";
+import { layerDropBlocks } from "../operators/layer_drop.ts";
+import { DEFAULT_SPLIT } from "../model/model_handle.ts";
 import { initOptParams } from "./init.ts";
 import { optConfigJson, type OptHyperParameters } from "./opt_config.ts";
 import { optimizerParams, weightsFromFlat } from "./params.ts";
@@ -45,7 +47,8 @@ import { validateSchedule } from "./schedule.ts";
 import { readStateFile, type StateFormat, writeStateFile } from "./state_file.ts";
 import { type StepRecord, train, type TrainState } from "./trainer.ts";
 
-const STATE_FILE = "train_state.safetensors";
+/** The run's resumable state file in its directory (what marks a directory as a pretraining run). */
+export const PRETRAIN_STATE_FILE = "train_state.safetensors";
 const LOG_FILE = "log.jsonl";
 const STATE: StateFormat = { key: "offtune.train_state", format: "offtune-train-state", version: 1 };
 /** Sampling uses its own PRNG stream, so init and batches do not share draws. */
@@ -54,6 +57,8 @@ const SAMPLER_SEED_MIX = 0x9e3779b9;
 /** Options that define a run; fixed once it starts (resume checks them). */
 interface RunOptions {
   data: string;
+  /** The training token stream; `<data>/train.bin` unless `--train` names another (runs before it had none). */
+  train?: string;
   tokenizer: string;
   batch: number;
   ctx: number;
@@ -104,6 +109,14 @@ export interface PretrainOptions {
   ctx?: number;
   /** Directory holding train.bin and valid.bin (Uint16 token streams). */
   data?: string;
+  /** The training token stream (default `<data>/train.bin`); on resume, names the stream to continue on. */
+  train?: string;
+  /**
+   * Every n steps (default steps / 10; 0 = never) log the validation loss of
+   * the model and of its half-middle LayerDrop; off for models with fewer
+   * than 2 middle blocks.
+   */
+  trackEvery?: number;
   /** tokenizer.json (copied into the run). */
   tokenizer?: string;
   /** Total optimizer steps (the schedule spans them). */
@@ -155,6 +168,8 @@ const FLAG_OPTIONS = {
   ffn: "ffn",
   ctx: "ctx",
   data: "data",
+  train: "train",
+  "track-every": "trackEvery",
   tokenizer: "tokenizer",
   steps: "steps",
   until: "until",
@@ -345,6 +360,7 @@ function freshRunOptions(flags: Flags): RunOptions {
   const lr = numberFlag(flags, "lr", 1e-3);
   return {
     data: resolve(flags.data ?? "fixtures/data/pretrain"),
+    train: resolve(flags.train ?? join(flags.data ?? "fixtures/data/pretrain", "train.bin")),
     tokenizer: resolve(flags.tokenizer ?? "fixtures/tokenizer/tokenizer.json"),
     batch: intFlag(flags, "batch", 16),
     ctx: intFlag(flags, "ctx", 128, 2),
@@ -394,8 +410,35 @@ function resumedRunOptions(flags: Flags, saved: RunOptions): RunOptions {
     steps: flags.steps !== undefined ? fresh.steps : saved.steps,
     fp16: flags.fp16 ?? saved.fp16,
     data: flags.data !== undefined ? fresh.data : saved.data,
+    train: flags.train !== undefined || flags.data !== undefined ? fresh.train : trainStream(saved),
     workers: flags.workers !== undefined ? fresh.workers : saved.workers ?? fresh.workers,
     microBatch: flags.microBatch !== undefined ? fresh.microBatch : saved.microBatch ?? fresh.microBatch,
+  };
+}
+
+/** The training stream of a run: `run.train`, or `<data>/train.bin` for runs saved before `--train` existed. */
+function trainStream(run: RunOptions): string {
+  return run.train ?? join(run.data, "train.bin");
+}
+
+/**
+ * The validation loss of the model and of its half-middle LayerDrop (the
+ * default 2 + 2 adapter blocks and every other middle block, as
+ * `build-emulator --method layerdrop --ratio 0.5` keeps them), computed in
+ * this thread: the log fields `track_val_loss` and `track_layerdrop_val_loss`
+ * that show whether the middle blocks have come to matter (plot-training draws
+ * them).
+ */
+function trackLayerDrop(
+  model: TrainModel,
+  params: Float32Array,
+  validation: TokenBatch,
+  microBatch: number,
+  kept: readonly number[],
+): { track_val_loss: number; track_layerdrop_val_loss: number } {
+  return {
+    track_val_loss: batchLoss(model, params, validation, microBatch),
+    track_layerdrop_val_loss: batchLoss(model, params, validation, microBatch, kept),
   };
 }
 
@@ -427,8 +470,8 @@ async function saveRun(
     trainTokens,
     run,
   };
-  const path = join(out, STATE_FILE);
-  const temp = join(out, `.${STATE_FILE}.${process.pid}.tmp`);
+  const path = join(out, PRETRAIN_STATE_FILE);
+  const temp = join(out, `.${PRETRAIN_STATE_FILE}.${process.pid}.tmp`);
   await rm(temp, { force: true });
   await writeStateFile(temp, layout, { params: state.params, m: opt.m, v: opt.v }, STATE, saved);
   await rename(temp, path);
@@ -439,7 +482,7 @@ async function loadRun(
   out: string,
   model: TrainModel,
 ): Promise<{ saved: SavedState; params: Float32Array; m: Float32Array; v: Float32Array }> {
-  const { meta, params, m, v } = await readStateFile<SavedState>(join(out, STATE_FILE), model.layout, STATE, "the model");
+  const { meta, params, m, v } = await readStateFile<SavedState>(join(out, PRETRAIN_STATE_FILE), model.layout, STATE, "the model");
   return { saved: meta, params, m, v };
 }
 
@@ -506,7 +549,7 @@ export interface PretrainResult {
 export async function pretrain(options: PretrainOptions): Promise<PretrainResult> {
   const flags = options;
   const out = resolve(flags.out);
-  const statePath = join(out, STATE_FILE);
+  const statePath = join(out, PRETRAIN_STATE_FILE);
   const resuming = flags.resume ?? false;
   if (resuming && !(await exists(statePath))) throw new Error(`Cannot resume: "${statePath}" does not exist`);
   if (!resuming && (await exists(statePath))) {
@@ -522,15 +565,23 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
     throw new Error(`--ctx ${run.ctx} exceeds the model's ${model.cfg.maxPositions} positions`);
   }
 
-  const trainTokens = await readTokenFile(join(run.data, "train.bin"), model.cfg.vocabSize, run.ctx);
+  const trainPath = trainStream(run);
+  const trainTokens = await readTokenFile(trainPath, model.cfg.vocabSize, run.ctx);
   const validTokens = await readTokenFile(join(run.data, "valid.bin"), model.cfg.vocabSize, run.ctx);
-  if (restored && restored.saved.trainTokens !== trainTokens.length) {
+  // An explicit `train` on resume names the stream to continue on (a later phase, or a rebuilt file).
+  const switchedStream = restored !== undefined && flags.train !== undefined;
+  if (restored && !switchedStream && restored.saved.trainTokens !== trainTokens.length) {
     throw new Error(
-      `"${
-        join(run.data, "train.bin")
-      }" holds ${trainTokens.length} tokens, the run being resumed trained on ${restored.saved.trainTokens}`,
+      `"${trainPath}" holds ${trainTokens.length} tokens, the run being resumed trained on ${restored.saved.trainTokens}`,
     );
   }
+  const validation = validationWindows(validTokens, run.ctx, run.evalWindows);
+  const middle = model.cfg.layers - DEFAULT_SPLIT.bottom - DEFAULT_SPLIT.top;
+  if (flags.trackEvery !== undefined && flags.trackEvery !== 0 && middle < 2) {
+    throw new Error(`--track-every needs at least 2 middle blocks besides the 2 + 2 adapter blocks; the model has ${model.cfg.layers} blocks`);
+  }
+  const trackEvery = middle < 2 ? 0 : intFlag(flags, "track-every", Math.ceil(run.steps / 10), 0);
+  const layerDropKept = trackEvery > 0 ? layerDropBlocks(model.cfg.layers, DEFAULT_SPLIT, 0.5) : [];
 
   const optimizer = new AdamW(optimizerParams(model.layout), { weightDecay: run.weightDecay });
   const state: TrainState = {
@@ -567,13 +618,16 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
       schedule,
       clipNorm: 1.0,
       until,
-      validation: validationWindows(validTokens, run.ctx, run.evalWindows),
+      validation,
       evalEvery: intFlag(flags, "eval-every", 100),
       saveEvery: intFlag(flags, "save-every", 500, 0),
       shouldStop: flags.shouldStop,
       onStep: async (record) => {
         const { step, tokens, loss, lr, grad_norm, val_loss = null, tokens_per_s, seconds } = record;
-        const line = { step, tokens, loss, lr, grad_norm, val_loss, tokens_per_s, seconds };
+        const tracked = trackEvery > 0 && (step % trackEvery === 0 || step === until)
+          ? trackLayerDrop(model, state.params, validation, run.microBatch, layerDropKept)
+          : {};
+        const line = { step, tokens, loss, lr, grad_norm, val_loss, tokens_per_s, seconds, ...tracked };
         await writeFile(logPath, JSON.stringify(line) + "\n", { flag: "a" });
         const val = record.val_loss === undefined ? "" : ` val ${record.val_loss.toFixed(3)}`;
         const now = performance.now();

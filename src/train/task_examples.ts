@@ -21,6 +21,15 @@ export async function readTrainItems(task: string, limit?: number, tasksDir: str
   return task.endsWith(".jsonl") ? await readTaskFile(task, limit) : await readTaskItems(tasksDir, task, "train", limit);
 }
 
+/**
+ * The input paths behind a task argument and a tasks directory, by flag
+ * (`--task`, `--tasks-dir`), for the output check (src/io/output_dir.ts): the
+ * task file, or the tasks directory a task name is looked up in.
+ */
+export function taskInputs(task: string, tasksDir: string = EVAL_DEFAULTS.tasksDir): Record<string, string> {
+  return task.endsWith(".jsonl") ? { task } : { "tasks-dir": tasksDir };
+}
+
 /** A task's display name: the name itself, or a file's directory and stem. */
 export function taskName(task: string): string {
   return task.endsWith(".jsonl") ? `${basename(dirname(task))}/${basename(task, ".jsonl")}` : task;
