@@ -237,3 +237,4 @@ export { benchMatmul, type MatmulBenchOptions, type MatmulBenchShape } from "./s
 export { benchBlockStack, type BlockStackBenchOptions } from "./src/bench/model.ts";
 export { benchGradot, type GradotBenchOptions } from "./src/bench/gradot.ts";
 export { BASE_SHAPE, benchPretrain, modelFlopsUtilisation, type PretrainBenchOptions } from "./src/bench/pretrain.ts";
+export type { OptHyperParameters } from "./src/train/opt_config.ts";

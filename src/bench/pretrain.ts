@@ -33,8 +33,11 @@ export const BASE_SHAPE: OptHyperParameters = {
 
 /** What {@link benchPretrain} measures. */
 export interface PretrainBenchOptions {
+  /** The model shape (default {@link BASE_SHAPE}). */
   shape?: OptHyperParameters;
+  /** Windows per step. */
   batch?: number;
+  /** Rows per forward/backward pass in a worker. */
   microBatch?: number;
   /** Timed steps per worker count (after one warm-up step). */
   steps?: number;
@@ -42,6 +45,7 @@ export interface PretrainBenchOptions {
   workers?: number[];
   /** sgemm size for the peak rate (default 1024). */
   gemmSize?: number;
+  /** Called with each row as soon as it is measured. */
   onRow?: (row: BenchRow) => void;
 }
 

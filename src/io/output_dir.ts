@@ -44,6 +44,7 @@ export interface OutputRequest {
   flag: string;
   /** The output directory as given. */
   path: string;
+  /** What a directory the verb may write over holds (a package, its marker, a file). */
   kind: OutputKind;
   /** The verb's input paths by flag name (absent flags undefined). */
   inputs: Record<string, string | undefined>;
