@@ -1,13 +1,15 @@
 /**
  * `offtune inspect <checkpoint>`: what a Hugging Face checkpoint holds — its
  * architecture, blocks, parameter counts and stored dtypes — checked against
- * the architecture's expected names and shapes without loading any weights.
+ * the architecture's expected names and shapes without loading any weights
+ * (a config that disagrees with the weights is an error, as when a verb opens
+ * the checkpoint: docs/GUARANTEES.md "What is verified").
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { openCheckpoint, type TensorInfo } from "../src/io/checkpoint.ts";
-import { resolveModel, storedName } from "../src/model/load.ts";
+import { checkWeightsMatchConfig, resolveModel, storedName } from "../src/model/load.ts";
 
 /** Help text for the verb. */
 export const help = `offtune inspect <checkpoint-dir> [--json]
@@ -42,6 +44,7 @@ export async function inspectCheckpoint(dir: string): Promise<CheckpointSummary>
   const reader = await openCheckpoint(dir, { scanNonFinite: false });
   try {
     const { arch, cfg } = resolveModel(reader);
+    checkWeightsMatchConfig(reader, arch, cfg);
     const byName = new Map<string, TensorInfo>(reader.tensors().map((t) => [t.name, t]));
     const perBlock: number[] = [];
     const claimed = new Set<string>();

@@ -11,7 +11,7 @@ import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { openCheckpoint } from "../io/checkpoint.ts";
 import { shapeSize } from "../io/shard_schema.ts";
-import { loadBlockWeights, loadOuterWeights, resolveModel, vocabularyRows } from "../model/load.ts";
+import { checkWeightsMatchConfig, loadBlockWeights, loadOuterWeights, resolveModel, vocabularyRows } from "../model/load.ts";
 import { type AdapterSplit, everyBlock, type ModelHandle } from "../records/records.ts";
 import { collectGarbage } from "../tensor/collect_garbage.ts";
 import { disposeWeights } from "./weights.ts";
@@ -72,6 +72,7 @@ export async function openModel(dir: string, options: OpenModelOptions = {}): Pr
   const reader = await openCheckpoint(dir, { scanNonFinite: options.scanNonFinite ?? true });
   try {
     const { arch, cfg } = resolveModel(reader);
+    checkWeightsMatchConfig(reader, arch, cfg);
     const split = options.split ?? DEFAULT_SPLIT;
     checkSplit(split, cfg.layers, dir);
     const files = [...new Set(reader.tensors().map((t) => t.file))].sort();
