@@ -20,8 +20,8 @@
  * @module
  */
 import { Observable, type OperatorFunction } from "rxjs";
-import { createPackageWriter, type Manifest, type PackageWriter } from "../io/manifest.ts";
-import { type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
+import { createPackageWriter, type Manifest, MANIFEST_FORMAT_VERSION, type PackageWriter } from "../io/manifest.ts";
+import { configSha256, type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
 import type { WeightMap } from "../model/types.ts";
 import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
@@ -116,7 +116,13 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
       };
       const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensorInput[]): number => {
         const written = writer!.writeShard(
-          { ...meta, method: options.method, settings: options.settings, sourceHash: model!.sourceHash },
+          {
+            ...meta,
+            method: options.method,
+            settings: options.settings,
+            sourceHash: model!.sourceHash,
+            configHash: configSha256(model!.cfg.raw),
+          },
           tensors,
           { dtype },
         );
@@ -155,7 +161,7 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
               ? emulatorBlockIndices(dir, blocks.map((b) => b.index), options.blockIndices ?? m.blockIndices, m.cfg.layers)
               : undefined;
             await w.commit({
-              formatVersion: 1,
+              formatVersion: MANIFEST_FORMAT_VERSION,
               kind,
               architecture: m.cfg.modelType,
               config: m.cfg.raw,

@@ -24,8 +24,8 @@
  * @module
  */
 import { join } from "node:path";
-import { createPackageWriter, type Manifest } from "../io/manifest.ts";
-import type { ShardTensor } from "../io/shard_schema.ts";
+import { createPackageWriter, type Manifest, MANIFEST_FORMAT_VERSION } from "../io/manifest.ts";
+import { configSha256, type ShardTensor } from "../io/shard_schema.ts";
 import type { ModelHandle } from "../records/records.ts";
 import type { AdamWState } from "./adamw.ts";
 import type { ParamLayout } from "./params.ts";
@@ -81,13 +81,14 @@ export async function writeAdapterPackage(dir: string, p: AdapterPackage): Promi
           method: p.method,
           settings: p.settings,
           sourceHash: p.model.sourceHash,
+          configHash: configSha256(p.model.cfg.raw),
         },
         tensors,
       );
     }
     if (p.state) await writeState(join(writer.temp, TUNE_STATE_FILE), p.state);
     return await writer.commit({
-      formatVersion: 1,
+      formatVersion: MANIFEST_FORMAT_VERSION,
       kind: "adapter",
       architecture: p.model.cfg.modelType,
       config: p.model.cfg.raw,
