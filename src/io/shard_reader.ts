@@ -31,6 +31,7 @@ import {
   type ShardDtype,
   type ShardMeta,
   type ShardTensor,
+  shapeSize,
 } from "./shard_schema.ts";
 import { sha256Hex } from "./shard_writer.ts";
 
@@ -129,7 +130,7 @@ function readHeader(
 export function decodeShard(bytes: Uint8Array, source: string): ShardContents {
   const fail = shardFail(source);
   const { header, layout, widths } = readHeader(bytes, source);
-  const columns = header.tensors.map((t, i) => ({ name: t.name, listSize: t.shape.reduce((a, b) => a * b, 1), elementBytes: widths[i] }));
+  const columns = header.tensors.map((t, i) => ({ name: t.name, listSize: shapeSize(t.shape), elementBytes: widths[i] }));
   const rows = checkRecordBatches(bytes, layout, columns, (problem) => fail(`Arrow IPC data is corrupt (${problem})`));
   if (columns.length > 0 && rows !== 1) fail(`expected one row, found ${rows}`);
   let table: Table;

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openModel } from "../../src/operators/model_handle.ts";
 import { initBackend } from "../../src/tensor/backend.ts";
 import { writeRandomOpt } from "../../src/train/random_checkpoint.ts";
+import { main as evalVerb } from "../../pipelines/eval.ts";
 import { inspectCheckpoint } from "../../pipelines/inspect.ts";
 import { fileError } from "../io/errors.ts";
 
@@ -35,10 +36,13 @@ async function editedConfig(label: string, edit: (config: Record<string, unknown
   return dir;
 }
 
-/** openModel and inspect both reject `dir` with exactly `message`, naming `file`. */
+/** openModel and inspect both reject `dir` with exactly `message`, naming `file`; `eval` stops with it too. */
 async function bothRefuse(dir: string, message: string, file: string): Promise<void> {
   await expect(openModel(dir, { split: { bottom: 1, top: 1 } })).rejects.toThrow(fileError(message, file));
   await expect(inspectCheckpoint(dir)).rejects.toThrow(fileError(message, file));
+  await expect(evalVerb(["--model", dir, "--tasks", "lastword_cloze", "--limit", "1", "--quiet"])).rejects.toThrow(
+    fileError(message, file),
+  );
 }
 
 describe("a config that disagrees with its checkpoint", () => {
