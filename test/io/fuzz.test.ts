@@ -1,20 +1,22 @@
 /**
  * Fuzzing the readers of untrusted files (docs/GUARANTEES.md "What is
  * verified"): seeded mutations (bit flips, truncations, length fields set to
- * edge values, splices, stomped runs) of shards, of a package manifest and of
- * a safetensors checkpoint. Each case runs in a worker with a time limit;
+ * edge values, splices, stomped runs) of shards, of a package manifest (also
+ * field by field: values swapped, set to edge values, deleted) and of a
+ * safetensors checkpoint. Each case runs in a worker with a time limit;
  * every case must end in a consistent decode or a CheckpointError, never a
  * hang or another error. The counts are printed with the results.
  */
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Packr } from "msgpackr";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { saveCheckpoint } from "../../src/io/checkpoint.ts";
-import { createPackageWriter, MANIFEST_FILE } from "../../src/io/manifest.ts";
+import { createPackageWriter, MANIFEST_FILE, verifyPackage } from "../../src/io/manifest.ts";
 import { configSha256, type ShardMeta } from "../../src/io/shard_schema.ts";
 import { encodeShard } from "../../src/io/shard_writer.ts";
-import { type FuzzCounts, fuzzSummary, mutations, runFuzz } from "./fuzz.ts";
+import { fieldMutations, type FuzzCounts, fuzzSummary, mutations, runFuzz } from "./fuzz.ts";
 
 /** Wall-clock limit of one case: the slowest clean case takes a few milliseconds, even on a loaded machine. */
 const LIMIT_MS = 3000;
@@ -60,13 +62,15 @@ function expectClean(label: string, counts: FuzzCounts): void {
 }
 
 describe("fuzzing", () => {
-  it("decodeShard: 600 mutated shards end in a consistent decode or a CheckpointError", async () => {
-    const counts = await runFuzz(mutations(shardCorpus(), 600, 20), (bytes) => ({ kind: "shard", bytes }), LIMIT_MS);
+  it("decodeShard and readShardHeader: 600 mutated shards end in a consistent decode or a CheckpointError", async () => {
+    const dir = join(root, "shards");
+    await mkdir(dir);
+    const counts = await runFuzz(mutations(shardCorpus(), 600, 20), (bytes) => ({ kind: "shard", bytes, dir }), LIMIT_MS);
     expect(counts.cases).toBe(600);
     expectClean("shard", counts);
   }, 300_000);
 
-  it("verifyPackage: 300 mutated manifests end in a valid package or a CheckpointError", async () => {
+  it("verifyPackage: 300 byte-level and 300 field-level manifest mutations end in a valid package or a CheckpointError", async () => {
     const dir = join(root, "package");
     const writer = createPackageWriter(dir);
     const draft = {
@@ -84,9 +88,15 @@ describe("fuzzing", () => {
     writer.writeShard(meta(1, "middle"), [{ name: "fc1.weight", shape: [4, 3], data: ramp(12, 0.1) }]);
     writer.writeShard(meta("outer", "outer"), [{ name: "embed", shape: [6, 4], data: ramp(24, 0.25) }]);
     await writer.commit(draft);
+    await verifyPackage(dir); // the unmutated package is valid
     const manifest = new Uint8Array(await readFile(join(dir, MANIFEST_FILE)));
-    const counts = await runFuzz(mutations([manifest], 300, 21), (bytes) => ({ kind: "manifest", bytes, dir }), LIMIT_MS);
-    expectClean("manifest", counts);
+    const bytes = await runFuzz(mutations([manifest], 300, 21), (b) => ({ kind: "manifest", bytes: b, dir }), LIMIT_MS);
+    expectClean("manifest bytes", bytes);
+    const packr = new Packr({ useRecords: false, moreTypes: true }); // as src/io/manifest.ts encodes
+    const fields = fieldMutations(packr.unpack(manifest), (v) => packr.pack(v), 300, 23);
+    const counts = await runFuzz(fields, (b) => ({ kind: "manifest", bytes: b, dir }), LIMIT_MS);
+    expectClean("manifest fields", counts);
+    expect(counts.decoded).toBeGreaterThan(0); // edits the checks cannot see (createdAt, extra, …) still read
   }, 300_000);
 
   it("openCheckpoint: 300 mutated safetensors files end in a consistent read or a CheckpointError", async () => {

@@ -9,7 +9,7 @@ import { Prng } from "../../src/train/prng.ts";
 export interface FuzzRequest {
   kind: "shard" | "manifest" | "safetensors";
   bytes: Uint8Array;
-  /** Directory the case's file is written into (manifest and safetensors cases). */
+  /** Directory the case's file is written into. */
   dir?: string;
 }
 
@@ -109,6 +109,51 @@ export function* mutations(corpus: readonly Uint8Array[], cases: number, seed: n
       steps.push(m.how);
     }
     yield { bytes, how: `case ${i}: ${steps.join("; ")}` };
+  }
+}
+
+/** Every path to a value inside `value` (object keys and array indices), the root excluded. */
+function paths(value: unknown, prefix: Array<string | number> = []): Array<Array<string | number>> {
+  if (typeof value !== "object" || value === null || ArrayBuffer.isView(value)) return [];
+  const keys: Array<string | number> = Array.isArray(value) ? value.map((_, i) => i) : Object.keys(value);
+  return keys.flatMap((k) => [[...prefix, k], ...paths((value as Record<string | number, unknown>)[k], [...prefix, k])]);
+}
+
+/**
+ * `cases` seeded field-level mutations of a decoded document, re-encoded
+ * with `encode`: a value (at any depth) replaced by an edge value or by
+ * another value of the document (e.g. two shards' block numbers swapped
+ * one way), or deleted. Byte-level mutations mostly break the encoding
+ * itself; these reach the validation behind it.
+ */
+export function* fieldMutations(
+  document: unknown,
+  encode: (value: unknown) => Uint8Array,
+  cases: number,
+  seed: number,
+): Generator<{ bytes: Uint8Array; how: string }> {
+  const prng = new Prng(seed);
+  const all = paths(document);
+  const edges: unknown[] = [0, -1, 1, 2 ** 53, 1e300, 0.5, "", "x", "../x", "outer", [], {}, null, true, [0, 1], { a: 1 }];
+  for (let i = 0; i < cases; i++) {
+    const copy = structuredClone(document);
+    const path = all[prng.below(all.length)];
+    const parent = path.slice(0, -1).reduce((v: any, k) => v[k], copy) as Record<string | number, unknown>;
+    const key = path[path.length - 1];
+    const choice = prng.below(4);
+    let how: string;
+    if (choice === 0 && !Array.isArray(parent)) {
+      delete parent[key];
+      how = "deleted";
+    } else if (choice === 1) {
+      const from = all[prng.below(all.length)];
+      parent[key] = structuredClone(from.reduce((v: any, k) => v[k], document));
+      how = `set to the value at ${from.join(".")}`;
+    } else {
+      parent[key] = structuredClone(edges[prng.below(edges.length)]);
+      how = `set to ${JSON.stringify(parent[key])}`;
+    }
+    yield { bytes: encode(copy), how: `case ${i}: ${path.join(".")} ${how}` };
   }
 }
 

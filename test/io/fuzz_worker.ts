@@ -1,6 +1,7 @@
 // The worker of fuzz.test.ts: decodes one fuzzed file per request and says
 // how that ended. A clean decode must also be consistent (every tensor holds
-// as many finite values as its shape), else it counts as a failure.
+// as many finite values as its shape; a shard's footer-only header agrees
+// with its full decode), else it counts as a failure.
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { serveRequests } from "../../src/distributed/worker_pool.ts";
@@ -8,7 +9,7 @@ import { openCheckpoint } from "../../src/io/checkpoint.ts";
 import { CheckpointError } from "../../src/io/errors.ts";
 import { MANIFEST_FILE, verifyPackage } from "../../src/io/manifest.ts";
 import { firstNonFinite, shapeSize } from "../../src/io/shard_schema.ts";
-import { decodeShard } from "../../src/io/shard_reader.ts";
+import { decodeShard, readShardHeader } from "../../src/io/shard_reader.ts";
 import type { FuzzOutcome, FuzzRequest } from "./fuzz.ts";
 
 /** Throws (an untyped failure) unless every tensor holds `prod(shape)` finite values. */
@@ -21,7 +22,16 @@ function checkConsistent(tensors: Array<{ name: string; shape: number[]; data: A
 
 async function decode(request: FuzzRequest): Promise<void> {
   if (request.kind === "shard") {
-    checkConsistent(decodeShard(request.bytes, "fuzz.arrow").tensors);
+    const path = join(request.dir!, "fuzz.arrow");
+    await writeFile(path, request.bytes);
+    const header = await readShardHeader(path).catch((e: unknown) => e);
+    const decoded = decodeShard(request.bytes, path);
+    checkConsistent(decoded.tensors);
+    if (header instanceof Error) throw new Error(`readShardHeader refused a shard decodeShard read: ${header.message}`);
+    const seen = JSON.stringify([decoded.meta, decoded.tensors.map((t) => [t.name, t.shape])]);
+    if (JSON.stringify([header.meta, header.tensors.map((t) => [t.name, t.shape])]) !== seen) {
+      throw new Error("readShardHeader and decodeShard disagree");
+    }
   } else if (request.kind === "manifest") {
     await writeFile(join(request.dir!, MANIFEST_FILE), request.bytes);
     await verifyPackage(request.dir!);
