@@ -58,7 +58,7 @@ export { architectureFor, knownModelTypes, registerArchitecture } from "./src/mo
 export { opt } from "./src/model/opt.ts";
 export { gpt2 } from "./src/model/gpt2.ts";
 export { llama } from "./src/model/llama.ts";
-export { loadBlockWeights, loadOuterWeights, resolveModel, toHfTensors } from "./src/model/load.ts";
+export { checkWeightsMatchConfig, loadBlockWeights, loadOuterWeights, resolveModel, toHfTensors } from "./src/model/load.ts";
 export { forwardLogits, lmLoss } from "./src/model/forward.ts";
 export { blockVjp, type BlockVjpResult, headLossGrad } from "./src/model/vjp.ts";
 
@@ -72,8 +72,9 @@ export {
 } from "./src/io/checkpoint.ts";
 export { CheckpointError } from "./src/io/errors.ts";
 export { loadTokenizer, parseTokenizer, type Tokenizer } from "./src/io/tokenizer.ts";
-export { decodeShard, readShardFile } from "./src/io/shard_reader.ts";
+export { decodeShard, readShardFile, readShardHeader } from "./src/io/shard_reader.ts";
 export { encodeShard, writeShardFile } from "./src/io/shard_writer.ts";
+export { configSha256 } from "./src/io/shard_schema.ts";
 export type { ShardMeta, ShardTensor, ShardTensorInput, StreamedShardTensor } from "./src/io/shard_schema.ts";
 export { createPackageWriter, type Manifest, readManifest, verifyPackage } from "./src/io/manifest.ts";
 
