@@ -351,7 +351,8 @@ export interface PackageWriter {
 export function createPackageWriter(dir: string): PackageWriter {
   const transaction = createDirectoryTransaction(dir);
   const shards: ManifestShard[] = [];
-  const identities = new Map<string, Pick<ShardMeta, "sourceHash" | "configHash">>();
+  const sourceHashes = new Map<string, string>();
+  const configHashes = new Map<string, string>();
   return {
     dir,
     temp: transaction.temp,
@@ -374,20 +375,20 @@ export function createPackageWriter(dir: string): PackageWriter {
         tensors: tensors.map((t) => ({ name: t.name, shape: [...t.shape], dtype })),
       };
       shards.push(entry);
-      identities.set(file, { sourceHash: meta.sourceHash, configHash: meta.configHash });
+      sourceHashes.set(file, meta.sourceHash);
+      configHashes.set(file, meta.configHash);
       return structuredClone(entry);
     },
     async commit(draft) {
-      const config = configSha256(draft.config);
-      for (const [file, { sourceHash, configHash }] of identities) {
-        const [what, shard, manifest] = sourceHash !== draft.sourceHash
-          ? ["source hash", sourceHash, draft.sourceHash]
-          : ["config hash", configHash, config];
-        if (shard !== manifest) {
-          throw new CheckpointError(
-            dir,
-            `Cannot commit package "${dir}": shard "${file}" has ${what} ${JSON.stringify(shard)} but the manifest has ${JSON.stringify(manifest)}`,
-          );
+      const expected = [["source hash", sourceHashes, draft.sourceHash], ["config hash", configHashes, configSha256(draft.config)]] as const;
+      for (const [what, byFile, manifest] of expected) {
+        for (const [file, shard] of byFile) {
+          if (shard !== manifest) {
+            throw new CheckpointError(
+              dir,
+              `Cannot commit package "${dir}": shard "${file}" has ${what} ${JSON.stringify(shard)} but the manifest has ${JSON.stringify(manifest)}`,
+            );
+          }
         }
       }
       const manifest: Manifest = { ...draft, shards: shards.map((s) => structuredClone(s)) };

@@ -246,7 +246,7 @@ describe("createPackageWriter", () => {
     expect((await readdir(root)).filter((f) => f.startsWith(`${base}.`))).toEqual([]);
   });
 
-  it("refuses a shard whose source hash differs from the manifest's, and bad file names", async () => {
+  it("refuses a shard whose source or config hash differs from the manifest's, and bad file names", async () => {
     const dir = fresh("mismatch");
     const writer = createPackageWriter(dir);
     writer.writeShard({ ...shardMeta(0, "adapter"), sourceHash: "other" }, tensors(0));
@@ -255,6 +255,14 @@ describe("createPackageWriter", () => {
         `Cannot commit package "${dir}": shard "block-0000.arrow" has source hash "other" but the manifest has "${SOURCE}"`,
       ),
     );
+    const other = createPackageWriter(fresh("config-mismatch"));
+    other.writeShard({ ...shardMeta(0, "adapter"), configHash: "c".repeat(64) }, tensors(0));
+    await expect(other.commit(draft)).rejects.toThrow(
+      fileError(expect.stringContaining(
+        `shard "block-0000.arrow" has config hash "${"c".repeat(64)}" but the manifest has "${configSha256(draft.config)}"`,
+      )),
+    );
+    await other.abort();
     expect(() => writer.writeShard(shardMeta(0, "adapter"), [])).toThrow(
       fileError(
         expect.stringContaining(`"block-0000.arrow" to package "${dir}": a shard of that name was already written`),
