@@ -16,7 +16,7 @@ import type { WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
 import { type AdapterSplit, blockRole, everyBlock, type ModelHandle } from "../records/records.ts";
 import { checkSplit } from "./model_handle.ts";
-import { checkPackageShapes } from "./package_checks.ts";
+import { checkBlockRoles, checkPackageShapes } from "./package_checks.ts";
 import { disposeWeights } from "./weights.ts";
 
 /** A package opened as a model: the handle plus its manifest. */
@@ -83,6 +83,7 @@ export async function openPackage(dir: string): Promise<OpenedPackage> {
   const cfg = arch.parseConfig(manifest.config);
   checkSplit(manifest.split, cfg.layers, dir);
   checkPackageShapes(dir, manifest, arch, cfg, `the config in "${manifestPath}"`);
+  checkBlockRoles(dir, manifest, cfg.layers);
   const blockIndices = packageBlockIndices(dir, manifest, cfg.layers, manifest.split);
   const outer = await readWeights(dir, manifest, "outer");
   return {

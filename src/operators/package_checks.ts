@@ -97,6 +97,28 @@ export function checkPackageShapes(dir: string, manifest: Manifest, arch: Archit
 }
 
 /**
+ * Checks that each block shard's role (which its header restates) is the
+ * one the manifest's split gives its block, so an edited split cannot make
+ * a compressed middle block pass for an adapter block to tune.
+ *
+ * @throws CheckpointError naming the shard, its role and the split
+ */
+export function checkBlockRoles(dir: string, manifest: Manifest, layers: number): void {
+  const { bottom, top } = manifest.split;
+  for (const shard of manifest.shards) {
+    if (shard.block === "outer") continue;
+    const role = blockRole(shard.block, layers, manifest.split);
+    if (shard.role !== role) {
+      const path = join(dir, shard.file);
+      throw new CheckpointError(
+        path,
+        `Shard "${path}" holds block ${shard.block} as ${shard.role}, but split ${bottom}+${top} in "${join(dir, MANIFEST_FILE)}" makes it ${role}`,
+      );
+    }
+  }
+}
+
+/**
  * Checks that an adapter package holds a shard for each adapter block of a
  * model of `layers` blocks under `split` and for no other block (the outer
  * shard is optional: it is there when the embeddings were tuned).

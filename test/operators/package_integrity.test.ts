@@ -118,6 +118,13 @@ describe("3. the manifest is checked against each shard's own header", () => {
     });
   }
 
+  it("an edited split does not make a middle block pass for an adapter block", async () => {
+    const split = await edited(emulator, (m) => (m.split = { bottom: 2, top: 1 }));
+    const message = `Shard "${join(split, "block-0001.arrow")}" holds block 1 as middle, ` +
+      `but split 2+1 in "${join(split, MANIFEST_FILE)}" makes it adapter`;
+    await expect(openPackage(split)).rejects.toThrow(fileError(message, join(split, "block-0001.arrow")));
+  });
+
   it("an adapter whose manifest lists no shard, or one fewer, does not plug in as the base model or a partial adapter", async () => {
     const none = await edited(adapter, (m) => (m.shards = []));
     const fewer = await edited(adapter, (m) => (m.shards = m.shards.filter((s) => s.block !== 3)));
