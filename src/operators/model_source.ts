@@ -24,6 +24,7 @@ import type { ModelHandle } from "../records/records.ts";
 import { openModel, type OpenModelOptions } from "./model_handle.ts";
 import { openPackage, readPackageWeights } from "./open_package.ts";
 import { checkAdapterBlocks, checkPackageShapes } from "./package_checks.ts";
+import { requireFinishedAdapter } from "../train/tune_package.ts";
 import { disposeWeights, replaceWeight } from "./weights.ts";
 
 /** Whether `dir` is an offtune package (it has a manifest.msgpack). */
@@ -70,17 +71,25 @@ function differingKeys(a: Record<string, unknown>, b: Record<string, unknown>): 
   return keys.map((k) => `${k} ${JSON.stringify(a[k])} vs ${JSON.stringify(b[k])}`).join(", ");
 }
 
+/** Options of {@link withAdapter}. */
+export interface WithAdapterOptions {
+  /** Accept an epoch checkpoint of a tuning run that has not finished (`--allow-unfinished`). */
+  allowUnfinished?: boolean;
+}
+
 /**
  * `base` with the tuned adapter in `adapterDir` applied. Verifies the
  * package (verifyPackage) and refuses an adapter made for another model
  * (architecture, config, source hash) or another adapter/emulator split,
- * one that lacks an adapter block or holds another block, and tensors whose
+ * one that lacks an adapter block or holds another block, tensors whose
  * shapes the model's config does not imply (docs/GUARANTEES.md "What is
- * verified").
+ * verified"), and an unfinished one unless `allowUnfinished`
+ * (src/train/tune_package.ts `requireFinishedAdapter`).
  */
-export async function withAdapter(base: ModelHandle, adapterDir: string): Promise<ModelHandle> {
+export async function withAdapter(base: ModelHandle, adapterDir: string, options: WithAdapterOptions = {}): Promise<ModelHandle> {
   const manifest = await verifyPackage(adapterDir);
   if (manifest.kind !== "adapter") throw new Error(`"${adapterDir}" is an ${manifest.kind} package, not an adapter`);
+  if (!options.allowUnfinished) requireFinishedAdapter(adapterDir, manifest);
   const manifestPath = join(adapterDir, MANIFEST_FILE);
   if (manifest.architecture !== base.cfg.modelType) {
     throw new CheckpointError(
