@@ -122,12 +122,16 @@ export interface DirectoryTransaction {
  * crash exactly then leaves the old directory under the `.old-` name and the
  * complete new one under the `.tmp-` name, never a partial one under `dir`.
  *
+ * `temp` names an existing directory to build in instead of a fresh
+ * `.tmp-` sibling: a resumable build keeps its work there across runs
+ * (src/operators/build_resume.ts).
+ *
  * @throws CheckpointError if `dir` exists and is not a directory (at commit)
  */
-export function createDirectoryTransaction(dir: string): DirectoryTransaction {
+export function createDirectoryTransaction(dir: string, existingTemp?: string): DirectoryTransaction {
   mkdirSync(dirname(dir), { recursive: true });
-  const temp = siblingName(dir, "tmp");
-  mkdirSync(temp);
+  const temp = existingTemp ?? siblingName(dir, "tmp");
+  if (!existingTemp) mkdirSync(temp);
   let state: "open" | "committed" | "aborted" = "open";
   const requireOpen = (action: string) => {
     if (state !== "open") throw new Error(`Cannot ${action} "${dir}": the transaction is already ${state}`);
