@@ -19,17 +19,22 @@
  * - `log.jsonl`: one line per step: step, tokens, loss, lr, grad_norm,
  *   val_loss (null between evaluations), tokens_per_s, seconds.
  *
- * Ctrl-C finishes the current step, saves a checkpoint and exits (a second
- * Ctrl-C exits at once).
+ * Ctrl-C or SIGTERM finishes the current step, saves a checkpoint and exits
+ * with 130 or 143 (a second signal exits at once). A run stopped so, or
+ * killed, continues with `--resume` from its last checkpoint: a plain rerun
+ * refuses to start over a run (docs/GUARANTEES.md "What resumes").
  *
  * @module
  */
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { listenForInterrupts, signalExitCode } from "../src/cli/interrupt.ts";
 import { createProgress } from "../src/cli/progress.ts";
+import { siblingName } from "../src/io/atomic.ts";
+import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
 import { saveCheckpoint } from "../src/io/checkpoint.ts";
 import { CheckpointError } from "../src/io/errors.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
@@ -411,8 +416,7 @@ async function saveRun(
     run,
   };
   const path = join(out, STATE_FILE);
-  const temp = join(out, `.${STATE_FILE}.${process.pid}.tmp`);
-  await rm(temp, { force: true });
+  const temp = siblingName(path, "tmp");
   await writeStateFile(temp, layout, { params: state.params, m: opt.m, v: opt.v }, STATE, saved);
   await rename(temp, path);
 }
@@ -477,6 +481,7 @@ export async function main(argv: string[]): Promise<number> {
   const quiet = flags.quiet ?? false;
   await initBackend(undefined, quiet);
   const statePath = join(out, STATE_FILE);
+  removeStaleTemporaries([out, statePath]);
   const resuming = flags.resume ?? false;
   if (resuming && !(await exists(statePath))) throw new Error(`Cannot resume: "${statePath}" does not exist`);
   if (!resuming && (await exists(statePath))) {
@@ -526,12 +531,7 @@ export async function main(argv: string[]): Promise<number> {
   const engine: GradientEngine = run.workers === 0
     ? inProcessEngine(model, run.microBatch)
     : await startDataParallel(model, run.workers, run.microBatch);
-  let interrupted = false;
-  const onInterrupt = () => {
-    if (interrupted) process.exit(130); // a second Ctrl-C does not wait for the checkpoint
-    interrupted = true;
-  };
-  process.on("SIGINT", onInterrupt);
+  const interrupts = listenForInterrupts(); // a second signal does not wait for the checkpoint
   const progress = createProgress("pretrain", quiet);
   const startStep = state.step;
   const startTokens = state.tokens;
@@ -545,7 +545,7 @@ export async function main(argv: string[]): Promise<number> {
       validation: validationWindows(validTokens, run.ctx, run.evalWindows),
       evalEvery: intFlag(flags, "eval-every", 100),
       saveEvery: intFlag(flags, "save-every", 500, 0),
-      shouldStop: () => interrupted,
+      shouldStop: () => interrupts.signal.aborted,
       onStep: async (record) => {
         const { step, tokens, loss, lr, grad_norm, val_loss = null, tokens_per_s, seconds } = record;
         const line = { step, tokens, loss, lr, grad_norm, val_loss, tokens_per_s, seconds };
@@ -561,7 +561,7 @@ export async function main(argv: string[]): Promise<number> {
       onCheckpoint: (s) => saveRun(out, model, run, s, trainTokens.length),
     });
   } finally {
-    process.off("SIGINT", onInterrupt);
+    interrupts.close();
     await engine.close();
   }
   progress.finish(last ? `step ${last.step}/${run.steps}` : "nothing to do");
@@ -572,7 +572,7 @@ export async function main(argv: string[]): Promise<number> {
         `${Math.round(last.tokens_per_s)} tokens/s; saved to ${out}`,
     );
   }
-  return 0;
+  return interrupts.received ? signalExitCode(interrupts.received) : 0;
 }
 
 if (import.meta.main ?? process.argv[1]?.endsWith("pretrain.ts")) {

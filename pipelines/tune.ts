@@ -5,8 +5,8 @@
  * writes the adapter package (src/train/tune.ts). The package is rewritten
  * atomically after every epoch with the training state beside it, so
  * `--resume` continues an interrupted run; the finished package holds the
- * adapter alone. Ctrl-C finishes the current step, checkpoints and exits (a
- * second Ctrl-C exits at once).
+ * adapter alone. Ctrl-C or SIGTERM finishes the current step, checkpoints
+ * and exits with 130 or 143 (a second signal exits at once).
  *
  * Also exports the pieces `offtune full-ft` shares: reading a task's
  * training items and the hyper-parameter flags.
@@ -15,7 +15,9 @@
  */
 import { basename, dirname } from "node:path";
 import process from "node:process";
+import { listenForInterrupts, signalExitCode } from "../src/cli/interrupt.ts";
 import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
+import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
 import type { McItem } from "../src/data/tasks/types.ts";
 import { readTaskFile, readTaskItems } from "../src/eval/task_file.ts";
 import { isPackage, openSource } from "../src/operators/model_source.ts";
@@ -110,18 +112,18 @@ export function stepProgress(progress: ProgressReporter): (r: TuneStepRecord) =>
   };
 }
 
-/** Calls `run` with a flag that turns true at the first Ctrl-C; a second Ctrl-C exits at once. */
-export async function withInterrupt<T>(run: (interrupted: () => boolean) => Promise<T>): Promise<T> {
-  let interrupted = false;
-  const onInterrupt = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-  };
-  process.on("SIGINT", onInterrupt);
+/**
+ * Calls `run` with a flag that turns true at the first SIGINT or SIGTERM (a
+ * second one exits at once, src/cli/interrupt.ts); resolves with its result
+ * and the exit status the signal asks for (0 when none came).
+ */
+export async function withInterrupt<T>(run: (interrupted: () => boolean) => Promise<T>): Promise<{ result: T; exitCode: number }> {
+  const listener = listenForInterrupts();
   try {
-    return await run(() => interrupted);
+    const result = await run(() => listener.signal.aborted);
+    return { result, exitCode: listener.received ? signalExitCode(listener.received) : 0 };
   } finally {
-    process.off("SIGINT", onInterrupt);
+    listener.close();
   }
 }
 
@@ -134,7 +136,10 @@ package (Arrow shards + manifest) to --out. Each item trains as its context
 followed by its gold choice, the loss on the choice's tokens only, encoded
 as the multiple-choice scorer encodes it. The package and the training
 state are rewritten atomically after every epoch; the finished package
-holds the adapter alone (no optimizer state).
+holds the adapter alone (no optimizer state). Ctrl-C or SIGTERM finishes
+the current step, checkpoints and exits (130 or 143); after that, or after
+the process was killed, the same command with --resume continues from the
+last checkpoint (docs/GUARANTEES.md).
 
   --emulator <dir>       emulator package, or an original checkpoint (tunes
                          the adapter on the full model)
@@ -176,9 +181,10 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
 } as const;
 
-/** CLI entry: returns 0 when the adapter is finished, 130 when Ctrl-C stopped it after a checkpoint. */
+/** CLI entry: returns 0 when the adapter is finished, 130 or 143 when SIGINT or SIGTERM stopped it after a checkpoint. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "tune", ["emulator", "task", "out"]);
+  removeStaleTemporaries([flags.out]);
   const quiet = flags.quiet;
   const lora = flags.lora
     ? { rank: countFlag(flags["lora-rank"], "lora-rank") ?? 8, alpha: numberFlag(flags["lora-alpha"], "lora-alpha") ?? 16 }
@@ -199,7 +205,7 @@ export async function main(argv: string[]): Promise<number> {
     const examples = goldExamples(items, tokenizer);
     const progress = createProgress("tune", quiet);
     const started = performance.now();
-    const summary = await withInterrupt((interrupted) =>
+    const { result: summary, exitCode } = await withInterrupt((interrupted) =>
       tuneAdapter(handle, {
         examples,
         padId: padIdOf(handle.cfg),
@@ -224,7 +230,7 @@ export async function main(argv: string[]): Promise<number> {
           `${summary.stopped ? "checkpoint in" : "adapter in"} ${flags.out}`,
       );
     }
-    return summary.stopped ? 130 : 0;
+    return summary.stopped ? exitCode : 0;
   } finally {
     await handle.close();
   }

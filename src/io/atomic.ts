@@ -14,8 +14,11 @@ import { basename, dirname, join } from "node:path";
 import { pid } from "node:process";
 import { CheckpointError } from "./errors.ts";
 
-/** A sibling name for `path` unique to this process: `<path>.<tag>-<pid>-<random>`. */
-function siblingName(path: string, tag: string): string {
+/**
+ * A sibling name for `path` unique to this process: `<path>.<tag>-<pid>-<random>`.
+ * The pid lets a later run remove it once this process is dead (src/io/stale_temps.ts).
+ */
+export function siblingName(path: string, tag: string): string {
   return join(dirname(path), `${basename(path)}.${tag}-${pid}-${randomBytes(4).toString("hex")}`);
 }
 
