@@ -94,6 +94,9 @@ Training:
                        (both default to the values last used); --steps,
                        --until, --data, --fp16, --eval-every, --save-every
                        may change too, other flags must repeat the run's values
+                       (the model flags may be repeated, not changed). A run
+                       stopped by a signal or killed continues so; a plain
+                       rerun refuses to start over it
   --quiet              no progress line or summary (progress is off in CI too)`;
 
 const STATE_FILE = "train_state.safetensors";
@@ -374,9 +377,6 @@ function resumedRunOptions(flags: Flags, saved: RunOptions): RunOptions {
       throw new Error(`--${flag} ${fresh[key]} differs from the run being resumed (${saved[key]})`);
     }
   }
-  for (const flag of ["config", "layers", "hidden", "heads", "ffn"] as const) {
-    if (flags[flag] !== undefined) throw new Error(`--${flag} cannot change the model of a run being resumed`);
-  }
   return {
     ...saved,
     steps: flags.steps !== undefined ? fresh.steps : saved.steps,
@@ -467,10 +467,33 @@ async function startRun(flags: Flags): Promise<PreparedRun> {
   return { model: trainModel(await freshConfig(flags, run.tokenizer, run.ctx)), run };
 }
 
+const MODEL_FLAGS = ["config", "layers", "hidden", "heads", "ffn"] as const;
+
+/**
+ * Checks that the model flags of a resumed run, when given (the same command
+ * plus --resume repeats them), describe the saved model: they cannot change it.
+ */
+async function checkModelFlags(flags: Flags, run: RunOptions, saved: Record<string, unknown>): Promise<void> {
+  const given = MODEL_FLAGS.filter((flag) => flags[flag] !== undefined);
+  if (given.length === 0) return;
+  const fresh = await freshConfig(flags, run.tokenizer, run.ctx);
+  for (const key of [...Object.values(SHAPE_KEYS), "max_position_embeddings", "vocab_size"]) {
+    if (JSON.stringify(fresh[key]) !== JSON.stringify(saved[key])) {
+      throw new Error(
+        `--${given.join(", --")} cannot change the model of a run being resumed: ` +
+          `they give ${key} ${JSON.stringify(fresh[key])}, the run has ${JSON.stringify(saved[key])}`,
+      );
+    }
+  }
+}
+
 async function resumeRun(flags: Flags, out: string): Promise<PreparedRun> {
-  const model = trainModel(await readJsonFile(join(out, "config.json"), "config"));
+  const config = await readJsonFile(join(out, "config.json"), "config");
+  const model = trainModel(config);
   const restored = await loadRun(out, model);
-  return { model, run: resumedRunOptions(flags, restored.saved.run), restored };
+  const run = resumedRunOptions(flags, restored.saved.run);
+  await checkModelFlags(flags, run, config);
+  return { model, run, restored };
 }
 
 /** Runs `offtune pretrain` on `argv` (flags only) and returns the exit code. */
