@@ -69,6 +69,23 @@ export function removeStaleSiblings(path: string): string[] {
   return removed;
 }
 
+/**
+ * Removes the entries of directory `dir` named `<name>.tmp-<pid>-<hex>` whose
+ * writer is dead: the files a killed process was writing inside a directory
+ * that outlives it (a resumable build's, src/operators/build_resume.ts).
+ * Returns the removed paths.
+ */
+export function removeStaleTemporariesIn(dir: string): string[] {
+  const removed: string[] = [];
+  for (const name of entries(dir)) {
+    const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name);
+    if (!m || pidIsAlive(Number(m[1]))) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(join(dir, name));
+  }
+  return removed;
+}
+
 /** Removes the activation stores in `dir` (default `os.tmpdir()`) whose writer is dead; returns the removed paths. */
 export function removeStaleActivationStores(dir = tmpdir()): string[] {
   const pattern = new RegExp(`^${escape(ACTIVATIONS_PREFIX)}(\\d+)-`);

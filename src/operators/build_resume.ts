@@ -34,7 +34,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { writeFileAtomicSync } from "../io/atomic.ts";
 import type { ManifestShard } from "../io/manifest.ts";
-import { pidIsAlive } from "../io/stale_temps.ts";
+import { pidIsAlive, removeStaleTemporariesIn } from "../io/stale_temps.ts";
 import type { BlockRole, CompressionNote, ModelHandle } from "../records/records.ts";
 import { ActivationStore } from "./activations.ts";
 
@@ -147,6 +147,7 @@ export class ResumableBuild {
     if (owner !== undefined && owner !== process.pid && pidIsAlive(owner)) {
       throw new Error(`Cannot build "${out}": process ${owner} is building it now in "${dir}"`);
     }
+    removeStaleTemporariesIn(dir); // files a killed run was writing
     let progress = readProgress(dir, key);
     if (progress) {
       const bad = progress.blocks.find((b) => {

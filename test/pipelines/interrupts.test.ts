@@ -1,12 +1,17 @@
 // SIGTERM to a build and to an experiment, and stale temporaries of dead
 // processes (docs/GUARANTEES.md "Interrupts", "Stale temporaries").
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { ACTIVATIONS_PREFIX, removeStaleActivationStores, removeStaleSiblings } from "../../src/io/stale_temps.ts";
+import {
+  ACTIVATIONS_PREFIX,
+  removeStaleActivationStores,
+  removeStaleSiblings,
+  removeStaleTemporariesIn,
+} from "../../src/io/stale_temps.ts";
 import { alive, sleep, spawnCli } from "./spawn_cli.ts";
 
 let root: string;
@@ -65,6 +70,15 @@ describe("stale temporaries", () => {
     const lone = join(root, "stale", "lone");
     await mkdir(`${lone}.old-${dead}-12345678`);
     expect(removeStaleSiblings(lone)).toEqual([]);
+
+    // Inside a directory that outlives its writers (a resumable build's).
+    const inside = join(root, "inside");
+    await mkdir(inside);
+    for (const n of ["block-0000.arrow", `block-0000.arrow.tmp-${dead}-0a1b2c3d`, `progress.json.tmp-${live}-0a1b2c3d`]) {
+      await writeFile(join(inside, n), "x");
+    }
+    expect(removeStaleTemporariesIn(inside).map((p) => basename(p))).toEqual([`block-0000.arrow.tmp-${dead}-0a1b2c3d`]);
+    expect((await readdir(inside)).sort()).toEqual(["block-0000.arrow", `progress.json.tmp-${live}-0a1b2c3d`]);
 
     const stores = join(root, "stores");
     await mkdir(join(stores, `${ACTIVATIONS_PREFIX}${dead}-AbC123`), { recursive: true });
