@@ -23,6 +23,7 @@ import { withAdapter } from "../src/operators/model_source.ts";
 import type { ModelHandle } from "../src/records/records.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
 import { splitFlag } from "./build_emulator.ts";
+import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
 import { parseVerbFlags } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
@@ -108,6 +109,7 @@ const FLAGS = {
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "plug-in", ["model", "adapter", "out"]);
+  removeStaleTemporaries([flags.out]);
   await initBackend(flags.backend, flags.quiet);
   const base = await openModel(flags.model, { split: splitFlag(flags.split) ?? DEFAULT_SPLIT });
   try {
