@@ -108,12 +108,12 @@ const CASES: VerbCase[] = [
     main: pretrain,
     args: (out) => [
       "--data", data, "--out", out, "--layers", "2", "--hidden", "32", "--heads", "2", "--ffn", "64", "--ctx", "32",
-      "--steps", "40", "--batch", "4", "--workers", "0", "--save-every", "5", "--eval-every", "10", "--eval-windows", "2",
+      "--steps", "24", "--batch", "4", "--workers", "0", "--save-every", "4", "--eval-every", "8", "--eval-windows", "2",
     ],
     needsResume: (out) => exists(join(out, "train_state.safetensors")),
     finished: async (out) => {
       const log = await readFile(join(out, "log.jsonl"), "utf8").catch(() => "");
-      return log.includes(`"step":40,`) && (await exists(join(out, "train_state.safetensors")));
+      return log.includes(`"step":24,`) && (await exists(join(out, "train_state.safetensors")));
     },
     content: async (out) => {
       const log = (await readFile(join(out, "log.jsonl"), "utf8")).trim().split("\n").map((line) => {
