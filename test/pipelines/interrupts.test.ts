@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { readManifest } from "../../src/io/manifest.ts";
 import {
   ACTIVATIONS_PREFIX,
   removeStaleActivationStores,
@@ -114,6 +115,24 @@ describe("SIGTERM", () => {
     expect(await readdir(dir)).toEqual([]);
     const stores = (await readdir(tmpdir())).filter((n) => n.startsWith(`${ACTIVATIONS_PREFIX}${cli.child.pid}-`));
     expect(stores).toEqual([]);
+  }, 120_000);
+
+  test("stops tune at the next step with a checkpoint, exit 143", async () => {
+    const out = join(root, "tune", "adapter");
+    const cli = spawnCli([
+      "tune", "--emulator", "fixtures/tiny", "--split", "1,1", "--task", "lastword_cloze", "--limit", "24",
+      "--epochs", "3", "--batch", "4", "--out", out,
+    ]);
+    // The first epoch's checkpoint shows the loop is running (6 steps an epoch, 18 in all).
+    const state = join(out, "tune_state.safetensors");
+    for (let i = 0; i < 1200 && !(await exists(state)); i++) await sleep(25);
+    cli.child.kill("SIGTERM");
+    const { code } = await cli.exited;
+    expect(code, cli.stderr()).toBe(143);
+    const { extra } = await readManifest(out);
+    expect(extra?.step).toBeGreaterThanOrEqual(6);
+    expect(extra?.step).toBeLessThan(18);
+    expect(await exists(state)).toBe(true);
   }, 120_000);
 
   test("to experiment is passed on to its children, and it exits 143 only once they are gone", async () => {
