@@ -96,11 +96,6 @@ export class ActivationStore {
     }
   }
 
-  /** Whether the store keeps its arrays for a later run (see the class doc). */
-  get persistent(): boolean {
-    return this.#persistent;
-  }
-
   /**
    * A persistent store's complete array `name` of `[sequences, t, d]`, or
    * undefined when it was never completed (or has been disposed).
@@ -125,6 +120,9 @@ export class ActivationStore {
    * Applies `fn` to every chunk of `sequences` and appends each `[n, T, d]`
    * result to a new file as it is produced, so the whole `[N, T, d]` array
    * is never in memory. `fn`'s result is disposed here.
+   *
+   * @param name the array's file name; required in a persistent store, where
+   *   an earlier run's incomplete `<name>.part` is overwritten
    */
   write(
     sequences: number,
