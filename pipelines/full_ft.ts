@@ -14,13 +14,14 @@
 import { rm, stat } from "node:fs/promises";
 import process from "node:process";
 import { createProgress } from "../src/cli/progress.ts";
+import { checkOutputDir } from "../src/io/output_dir.ts";
 import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
-import { fullTuneStatePath } from "../src/train/full_ft_state.ts";
 import { openModel } from "../src/operators/model_handle.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
+import { fullTuneStatePath } from "../src/train/full_ft_state.ts";
 import { goldExamples } from "../src/train/mc_batches.ts";
 import { tuneFullModel } from "../src/train/tune.ts";
-import { countFlag, parseVerbFlags } from "./flags.ts";
+import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
 import { writeHfModel } from "./plug_in.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 import {
@@ -30,6 +31,7 @@ import {
   padIdOf,
   readTrainItems,
   stepProgress,
+  taskInputs,
   withInterrupt,
 } from "./tune.ts";
 
@@ -47,9 +49,14 @@ epoch; Ctrl-C or SIGTERM finishes the current step, saves it and exits
 command with --resume continues the run; the state file is removed once
 the model is written.
 
+--out must not exist, be empty, or hold a checkpoint written by offtune
+full-ft; anything else is refused unless --force, which replaces it once the
+new checkpoint is complete. --out may never be, hold or lie inside an input.
+
   --model <dir>          original checkpoint
   --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl file
   --out <dir>            output checkpoint directory
+  --force                replace whatever --out holds (atomically)
   --limit <n>            first n items only
 ${HYPER_HELP}
   --tune-embeddings      also tune embeddings, positions, final norm (and an
@@ -67,6 +74,7 @@ const FLAGS = {
   model: { type: "string" },
   task: { type: "string" },
   out: { type: "string" },
+  force: { type: "boolean", default: false },
   limit: { type: "string" },
   ...HYPER_FLAGS,
   "tune-embeddings": { type: "boolean", default: false },
@@ -86,6 +94,16 @@ const exists = (path: string) => stat(path).then(() => true, () => false);
  */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "full-ft", ["model", "task", "out"]);
+  const quiet = flags.quiet;
+  const hyper = hyperFromFlags(flags);
+  await checkOutputDir({
+    verb: "full-ft",
+    flag: "out",
+    path: flags.out,
+    kind: { marker: true },
+    inputs: { model: flags.model, ...taskInputs(flags.task, flags["tasks-dir"]), tokenizer: flags.tokenizer },
+    force: flags.force,
+  });
   const checkpoint = fullTuneStatePath(flags.out);
   removeStaleTemporaries([flags.out, checkpoint]);
   const saved = await exists(checkpoint);
@@ -93,10 +111,8 @@ export async function main(argv: string[]): Promise<number> {
   if (!flags.resume && saved) {
     throw new Error(`"${checkpoint}" holds an unfinished full-ft run; pass --resume to continue it or remove it`);
   }
-  const quiet = flags.quiet;
-  const hyper = hyperFromFlags(flags);
   await initBackend(flags.backend, quiet);
-  const items = await readTrainItems(flags.task, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
+  const items = await readTrainItems(flags.task, positiveIntFlag(flags.limit, "limit"), flags["tasks-dir"]);
   const handle = await openModel(flags.model, { split: { bottom: 0, top: 0 } }); // full FT: every block trains
   try {
     const { tokenizer, path } = await tokenizerFor(flags.model, handle.cfg, flags.tokenizer, quiet);
@@ -124,7 +140,7 @@ export async function main(argv: string[]): Promise<number> {
         model: { arch: handle.arch, cfg: handle.cfg, outer: result.outer },
         block: (i) => Promise.resolve(result.blocks[i]),
         tokenizer: path,
-      }, { fp16: flags.fp16 });
+      }, { writtenBy: "full-ft", fp16: flags.fp16 });
       await rm(checkpoint, { force: true });
     } finally {
       tf.dispose([...result.outer.values(), ...result.blocks.flatMap((b) => [...b.values()])]);

@@ -12,7 +12,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSyn
 import { open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { pid } from "node:process";
-import { CheckpointError } from "./errors.ts";
+import { CheckpointError, fileWriteError } from "./errors.ts";
 
 /**
  * A sibling name for `path` unique to this process: `<path>.<tag>-<pid>-<random>`.
@@ -71,11 +71,14 @@ export type FileContent = string | Uint8Array | ((write: (chunk: Uint8Array) => 
  * directory if needed. Synchronous, so a streaming sink can finish a file
  * (and free its bytes) before the next block is loaded; a producer function
  * writes chunk by chunk, so the whole file never sits in memory.
+ *
+ * @throws CheckpointError naming `path` for a full disk, a directory in the
+ *   way, a denied permission and the like (see `fileWriteError`)
  */
 export function writeFileAtomicSync(path: string, data: FileContent): void {
-  mkdirSync(dirname(path), { recursive: true });
   const temp = siblingName(path, "tmp");
   try {
+    mkdirSync(dirname(path), { recursive: true });
     const fd = openSync(temp, "wx");
     try {
       const write = (bytes: Uint8Array) => {
@@ -90,7 +93,7 @@ export function writeFileAtomicSync(path: string, data: FileContent): void {
     renameSync(temp, path);
   } catch (e) {
     rmSync(temp, { force: true });
-    throw e;
+    throw fileWriteError(path, e);
   }
   syncDirectorySync(dirname(path));
 }
@@ -125,16 +128,22 @@ export interface DirectoryTransaction {
  * crash exactly then leaves the old directory under the `.old-` name and the
  * complete new one under the `.tmp-` name, never a partial one under `dir`.
  *
- * `temp` names an existing directory to build in instead of a fresh
- * `.tmp-` sibling: a resumable build keeps its work there across runs
+ * `existingTemp` names an existing directory to build in instead of a
+ * fresh `.tmp-` sibling: a resumable build keeps its work there across runs
  * (src/operators/build_resume.ts).
  *
- * @throws CheckpointError if `dir` exists and is not a directory (at commit)
+ * @throws CheckpointError if `dir` exists and is not a directory (at commit),
+ *   or naming `dir` when its temporary sibling cannot be created or renamed
+ *   (a full disk, a denied permission: see `fileWriteError`)
  */
 export function createDirectoryTransaction(dir: string, existingTemp?: string): DirectoryTransaction {
-  mkdirSync(dirname(dir), { recursive: true });
   const temp = existingTemp ?? siblingName(dir, "tmp");
-  if (!existingTemp) mkdirSync(temp);
+  try {
+    mkdirSync(dirname(dir), { recursive: true });
+    if (!existingTemp) mkdirSync(temp);
+  } catch (e) {
+    throw fileWriteError(dir, e);
+  }
   let state: "open" | "committed" | "aborted" = "open";
   const requireOpen = (action: string) => {
     if (state !== "open") throw new Error(`Cannot ${action} "${dir}": the transaction is already ${state}`);
@@ -150,12 +159,12 @@ export function createDirectoryTransaction(dir: string, existingTemp?: string): 
         throw new CheckpointError(dir, `Cannot replace "${dir}": the path exists and is not a directory`);
       }
       const old = existing ? siblingName(dir, "old") : undefined;
-      if (old) await rename(dir, old);
+      if (old) await rename(dir, old).catch((e) => Promise.reject(fileWriteError(dir, e)));
       try {
         await rename(temp, dir);
       } catch (e) {
         if (old) await rename(old, dir);
-        throw e;
+        throw fileWriteError(dir, e);
       }
       await syncDirectory(dirname(dir));
       state = "committed";

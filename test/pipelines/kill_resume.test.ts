@@ -17,6 +17,7 @@ import { createRng } from "../../src/data/random.ts";
 import { readManifest } from "../../src/io/manifest.ts";
 import { initBackend } from "../../src/tensor/backend.ts";
 import { fullTuneStatePath } from "../../src/train/full_ft_state.ts";
+import { partialDirOf } from "../../src/train/tune.ts";
 import { sleep, spawnCli } from "./spawn_cli.ts";
 
 const TINY = "fixtures/tiny"; // OPT, 4 blocks
@@ -89,7 +90,8 @@ const CASES: VerbCase[] = [
     kills: 2,
     main: tune,
     args: (out) => ["--emulator", TINY, "--split", "1,1", ...tuneFlags, "--out", out],
-    needsResume: (out) => exists(join(out, "tune_state.safetensors")),
+    needsResume: async (out) =>
+      (await exists(join(out, "tune_state.safetensors"))) || (await exists(join(partialDirOf(out), "tune_state.safetensors"))),
     finished: async (out) => (await exists(join(out, "manifest.msgpack"))) && !(await exists(join(out, "tune_state.safetensors"))),
     content: packageContent,
   },
