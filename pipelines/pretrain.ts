@@ -26,14 +26,14 @@
  *
  * @module
  */
-import { copyFile, mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { copyFile, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { listenForInterrupts, signalExitCode } from "../src/cli/interrupt.ts";
 import { createProgress } from "../src/cli/progress.ts";
-import { siblingName } from "../src/io/atomic.ts";
+import { createDirectoryTransaction, siblingName } from "../src/io/atomic.ts";
 import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
 import { saveCheckpoint } from "../src/io/checkpoint.ts";
 import { checkOutputDir } from "../src/io/output_dir.ts";
@@ -501,6 +501,25 @@ async function copyTokenizer(tokenizerPath: string, out: string): Promise<void> 
   }
 }
 
+/**
+ * Starts a fresh run's directory `out` atomically: the tokenizer and a step-0
+ * checkpoint (`save`) are written into a temporary sibling that is then
+ * renamed to `out`. A run killed at any point thus leaves no run or one that
+ * `--resume` continues, never a directory that is neither (which the output
+ * check would refuse, docs/GUARANTEES.md).
+ */
+async function createRunDirectory(out: string, tokenizerPath: string, save: (dir: string) => Promise<void>): Promise<void> {
+  const tx = createDirectoryTransaction(out);
+  try {
+    await copyTokenizer(tokenizerPath, tx.temp);
+    await save(tx.temp);
+    await tx.commit();
+  } catch (e) {
+    await tx.abort();
+    throw e;
+  }
+}
+
 /** A run's model, options and (when resuming) saved state. */
 interface PreparedRun {
   model: TrainModel;
@@ -607,8 +626,7 @@ export async function main(argv: string[]): Promise<number> {
   };
   if (restored) optimizer.load({ step: restored.saved.optimizerStep, m: restored.m, v: restored.v });
 
-  await mkdir(out, { recursive: true });
-  if (!resuming) await copyTokenizer(run.tokenizer, out);
+  if (!resuming) await createRunDirectory(out, run.tokenizer, (dir) => saveRun(dir, model, run, state, trainTokens.length));
   const logPath = join(out, LOG_FILE);
   await trimLog(logPath, state.step);
 
