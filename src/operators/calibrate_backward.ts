@@ -36,7 +36,6 @@ import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
 import { checkpointBoundary } from "../cli/interrupt.ts";
 import { chunkIds, chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "./activations.ts";
 import type { ResumableBuild } from "./build_resume.ts";
-import { activationName } from "./calibrate_forward.ts";
 import { type StageClock, timeStage, timeStageAsync } from "./stage_clock.ts";
 import { disposeWeights, toMatrix } from "./weights.ts";
 
