@@ -7,14 +7,18 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import process from "node:process";
 import { lastValueFrom, type Observable, tap, toArray } from "rxjs";
+import { listenForInterrupts, signalExitCode } from "../src/cli/interrupt.ts";
 import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
 import { calibrationFromTokens } from "../src/data/calibration.ts";
 import { readTokenStream } from "../src/data/token_stream.ts";
 import type { ModelConfig } from "../src/model/types.ts";
-import { buildGradotEmulator, GRADOT_DEFAULTS } from "../src/operators/gradot.ts";
+import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
+import { ResumableBuild } from "../src/operators/build_resume.ts";
+import { buildGradotEmulator, GRADOT_DEFAULTS, type GradotOptions, gradotSettings } from "../src/operators/gradot.ts";
 import { buildLayerDropEmulator, layerDropBlocks } from "../src/operators/layer_drop.ts";
 import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
 import type { AdapterSplit, CalibrationSet, ModelHandle, ShardRecord } from "../src/records/records.ts";
@@ -34,7 +38,11 @@ Arrow shard per kept block, the outer weights and manifest.msgpack to --out
 (atomically). The adapter blocks are copied unchanged. --out must not exist,
 be empty, or hold an emulator package; anything else is refused unless
 --force, which replaces it once the new package is complete. --out may never
-be, hold or lie inside --model or --calibration. Methods:
+be, hold or lie inside --model or --calibration. Ctrl-C or SIGTERM stops the
+build at the next block and removes its temporary files (exit 130 or 143).
+A GradOT build killed outright keeps its progress in <out>.partial-<key>:
+the same command run again continues it, redoing at most the block in
+flight (docs/GUARANTEES.md). Methods:
 
   gradot     (default, METHOD.md §2) one calibration forward + backward over
              the original model, KFAC factors, GCS scores, DRD of the
@@ -158,14 +166,42 @@ function parseFlags(argv: string[]) {
   return { ...flags, numbers };
 }
 
-/** A method's build: the shard stream and the calibration tokens it reads. */
+/** A method's build: the shard stream, the calibration tokens it reads and, for GradOT, its resumable directory. */
 interface Build {
   shards: Observable<ShardRecord>;
   tokens: number;
+  resume?: ResumableBuild;
+}
+
+/**
+ * The resumable directory of a GradOT build: keyed by everything its bytes
+ * depend on besides the model (settings, dtype, split, chunking and the
+ * calibration tokens themselves).
+ */
+function openResumable(model: ModelHandle, options: GradotOptions, quiet: boolean): ResumableBuild {
+  const ids = options.calibration.ids;
+  const tokens = createHash("sha256").update(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength)).digest("hex");
+  const inputs = {
+    method: "gradot",
+    settings: gradotSettings(options),
+    dtype: options.dtype,
+    split: model.split,
+    chunk: options.chunk ?? null,
+    tokens,
+  };
+  return ResumableBuild.open(options.out, model, inputs, (message) => {
+    if (!quiet) console.error(`build-emulator: ${message}`);
+  });
 }
 
 /** The GradOT build the flags ask for, with per-stage progress and the calibration loss (unless quiet). */
-async function gradotBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter): Promise<Build> {
+async function gradotBuild(
+  model: ModelHandle,
+  flags: Flags,
+  clock: StageClock,
+  progress: ProgressReporter,
+  signal: AbortSignal,
+): Promise<Build> {
   const { sequences, ...numbers } = flags.numbers;
   const length = numbers.length ?? Math.min(128, model.cfg.maxPositions);
   const calibration: CalibrationSet = calibrationFromTokens(
@@ -177,7 +213,7 @@ async function gradotBuild(model: ModelHandle, flags: Flags, clock: StageClock, 
   const layers = model.cfg.layers;
   let events = 0;
   let tokens = 0;
-  const shards = buildGradotEmulator(model, {
+  const options: GradotOptions = {
     calibration,
     out: flags.out,
     ratio: numbers.ratio,
@@ -196,21 +232,26 @@ async function gradotBuild(model: ModelHandle, flags: Flags, clock: StageClock, 
     onLoss: (loss) => {
       if (!flags.quiet) console.error(`calibration loss ${loss.toFixed(4)} (perplexity ${Math.exp(loss).toFixed(2)})`);
     },
-  });
-  return { shards, tokens: sequences * length };
+    signal,
+  };
+  const resume = openResumable(model, options, flags.quiet);
+  return { shards: buildGradotEmulator(model, { ...options, resume }), tokens: sequences * length, resume };
 }
 
 /** The LayerDrop build the flags ask for (the calibration and GradOT flags are ignored), with per-shard progress. */
-function layerDropBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter): Build {
+function layerDropBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter, signal: AbortSignal): Build {
   const ratio = flags.numbers.ratio ?? GRADOT_DEFAULTS.ratio; // matched emulator size (METHOD.md §5)
   const total = layerDropBlocks(model.cfg.layers, model.split, ratio).length + 1; // + the outer weights
   let written = 0;
-  const shards = buildLayerDropEmulator(model, { ratio, out: flags.out, dtype: flags.fp16 ? "float16" : "float32", clock })
+  const shards = buildLayerDropEmulator(model, { ratio, out: flags.out, dtype: flags.fp16 ? "float16" : "float32", clock, signal })
     .pipe(tap((shard) => progress.update({ done: ++written, total, unit: "shards", detail: `wrote ${shard.file}` })));
   return { shards, tokens: 0 };
 }
 
-/** CLI entry. */
+/**
+ * CLI entry: 0 when the package is written; 130 or 143 when SIGINT or
+ * SIGTERM stopped the build (its temporary files removed, `--out` untouched).
+ */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseFlags(argv);
   await checkOutputDir({
@@ -221,16 +262,22 @@ export async function main(argv: string[]): Promise<number> {
     inputs: { model: flags.model, calibration: flags.method === "gradot" ? flags.calibration : undefined },
     force: flags.force,
   });
+  removeStaleTemporaries([flags.out]);
   await initBackend(flags.backend, flags.quiet);
   const model = await openModel(flags.model, { split: splitFlag(flags.split), streamVocabulary: true });
+  const interrupts = listenForInterrupts();
+  let build: Build | undefined;
   try {
     const progress = createProgress("build-emulator", flags.quiet);
     const started = performance.now();
     const clock = totalsClock();
-    const build = flags.method === "gradot"
-      ? await gradotBuild(model, flags, clock, progress)
-      : layerDropBuild(model, flags, clock, progress);
-    const shards = await lastValueFrom(build.shards.pipe(toArray()));
+    build = flags.method === "gradot"
+      ? await gradotBuild(model, flags, clock, progress, interrupts.signal)
+      : layerDropBuild(model, flags, clock, progress, interrupts.signal);
+    const shards = await lastValueFrom(build.shards.pipe(toArray())).catch((e) => {
+      progress.finish();
+      throw e;
+    });
     progress.finish(`${shards.length} shards`);
     const bytes = shards.reduce((n, s) => n + s.bytes, 0);
     const seconds = (performance.now() - started) / 1000;
@@ -245,7 +292,13 @@ export async function main(argv: string[]): Promise<number> {
       }, null, 2) + "\n"));
     }
     return 0;
+  } catch (e) {
+    if (!interrupts.received) throw e;
+    build?.resume?.discard();
+    if (!flags.quiet) console.error(`build-emulator: stopped by ${interrupts.received}; temporary files removed, "${flags.out}" untouched`);
+    return signalExitCode(interrupts.received);
   } finally {
+    interrupts.close();
     await model.close();
   }
 }

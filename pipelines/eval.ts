@@ -30,6 +30,7 @@ import { MANIFEST_FILE, readManifest } from "../src/io/manifest.ts";
 import { openSource, withAdapter } from "../src/operators/model_source.ts";
 import type { AdapterSplit, ModelHandle } from "../src/records/records.ts";
 import { initBackend } from "../src/tensor/backend.ts";
+import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
 import { requireFinishedAdapter } from "../src/train/tune_package.ts";
 import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
@@ -229,6 +230,7 @@ async function tokenStream(path: string, what: string): Promise<Uint16Array> {
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "eval", ["model"]);
+  removeStaleTemporaries(flags.json ? [flags.json] : []);
   const split = flags.split as TaskSplit;
   if (!SPLITS.includes(split)) throw new Error(`--split expects one of ${SPLITS.join(", ")}, got "${flags.split}"`);
   const tasks = selectTasks(flags.tasks);

@@ -16,16 +16,22 @@
  *
  * Every step runs in its own process with its log in `<work>/logs/`; the
  * per-task, per-seed steps run `--jobs` at a time (each process is
- * single-threaded: the wasm backend and OpenBLAS at one thread).
+ * single-threaded: the wasm backend and OpenBLAS at one thread). A SIGINT
+ * or SIGTERM is passed on to the running steps (pipelines/run_verb.ts); run
+ * again, the experiment continues the build, and the tuning and Full FT
+ * runs those steps checkpointed (docs/GUARANTEES.md "What resumes").
  *
  * @module
  */
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createProgress } from "../src/cli/progress.ts";
 import { readManifest } from "../src/io/manifest.ts";
+import { fullTuneStatePath } from "../src/train/full_ft_state.ts";
+import { partialDirOf } from "../src/train/tune.ts";
+import { TUNE_STATE_FILE } from "../src/train/tune_package.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../src/report/run_result.ts";
 import { checkOutputDir } from "../src/io/output_dir.ts";
 import { countFlag, fractionFlag, nonNegativeFlag, positiveIntFlag, positiveNumberFlag } from "./flags.ts";
@@ -120,6 +126,12 @@ export interface ExperimentOptions {
 
 const flagIf = (flag: string, value: number | undefined) => (value === undefined ? [] : [flag, String(value)]);
 
+/** `["--resume"]` when one of `states` exists: a checkpoint an interrupted run of the step left. */
+async function resumeIf(...states: string[]): Promise<string[]> {
+  for (const state of states) if (await stat(state).then(() => true, () => false)) return ["--resume"];
+  return [];
+}
+
 async function readEval(path: string): Promise<EvalReport> {
   return JSON.parse(await readFile(path, "utf8")) as EvalReport;
 }
@@ -176,6 +188,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     const adapter = join(seedDir, "adapters", task);
     await step(`tune ${task} seed ${seed}`, [
       "tune", "--emulator", emulator, "--task", task, "--out", adapter, "--seed", String(seed), ...tuneHyper, "--quiet",
+      ...(await resumeIf(join(adapter, TUNE_STATE_FILE), join(partialDirOf(adapter), TUNE_STATE_FILE))),
     ]);
     const emuFt = join(seedDir, `emulator_ft_${task}.json`);
     await step(`emulator-ft ${task} seed ${seed}`, evalArgs(emulator, [task], emuFt, ["--adapter", adapter]));
@@ -187,6 +200,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
       const fullFtJson = join(work, `full-ft-seed${seed}`, `full_ft_${task}.json`);
       await step(`full-ft ${task} seed ${seed}`, [
         "full-ft", "--model", o.model, "--task", task, "--out", tuned, "--seed", String(seed), ...tuneHyper, "--quiet",
+        ...(await resumeIf(fullTuneStatePath(tuned))),
       ]);
       await runVerb(evalArgs(tuned, [task], fullFtJson), join(logs, `full-ft-eval_${task}_${seed}.log`));
       fullFt = 100 * (await readEval(fullFtJson)).tasks[task][o.metric];

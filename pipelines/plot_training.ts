@@ -40,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
   console.log(`wrote ${values.out} (${lines.length} steps)`);
   const layerDropOut = values["layerdrop-out"];
   if (layerDropOut) {
-    await writeFile(layerDropOut, layerDropCurveSvg(lines, `Validation perplexity: model vs half-middle LayerDrop (${values.log})`));
+    await writeFileAtomic(layerDropOut, new TextEncoder().encode(layerDropCurveSvg(lines, `Validation perplexity: model vs half-middle LayerDrop (${values.log})`)));
     console.log(`wrote ${layerDropOut}`);
   }
   return 0;

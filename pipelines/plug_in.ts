@@ -17,6 +17,7 @@ import { createProgress } from "../src/cli/progress.ts";
 import { createDirectoryTransaction, writeFileAtomic } from "../src/io/atomic.ts";
 import { saveCheckpoint, type TensorToSave } from "../src/io/checkpoint.ts";
 import { checkOutputDir, OUTPUT_MARKER, outputMarker } from "../src/io/output_dir.ts";
+import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
 import { toHfTensors } from "../src/model/load.ts";
 import type { WeightMap } from "../src/model/types.ts";
 import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
@@ -134,6 +135,7 @@ export async function main(argv: string[]): Promise<number> {
     inputs: { model: flags.model, adapter: flags.adapter, tokenizer: flags.tokenizer },
     force: flags.force,
   });
+  removeStaleTemporaries([flags.out]);
   await initBackend(flags.backend, flags.quiet);
   const base = await openModel(flags.model, { split });
   try {

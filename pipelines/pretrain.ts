@@ -19,17 +19,22 @@
  * - `log.jsonl`: one line per step: step, tokens, loss, lr, grad_norm,
  *   val_loss (null between evaluations), tokens_per_s, seconds.
  *
- * Ctrl-C finishes the current step, saves a checkpoint and exits (a second
- * Ctrl-C exits at once).
+ * Ctrl-C or SIGTERM finishes the current step, saves a checkpoint and exits
+ * with 130 or 143 (a second signal exits at once). A run stopped so, or
+ * killed, continues with `--resume` from its last checkpoint: a plain rerun
+ * refuses to start over a run (docs/GUARANTEES.md "What resumes").
  *
  * @module
  */
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { listenForInterrupts, signalExitCode } from "../src/cli/interrupt.ts";
 import { createProgress } from "../src/cli/progress.ts";
+import { createDirectoryTransaction, siblingName } from "../src/io/atomic.ts";
+import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
 import { saveCheckpoint } from "../src/io/checkpoint.ts";
 import { checkOutputDir } from "../src/io/output_dir.ts";
 import { CheckpointError } from "../src/io/errors.ts";
@@ -103,7 +108,9 @@ Training:
                        --until, --data, --train (a later phase on a larger
                        stream), --fp16, --eval-every, --save-every and
                        --track-every may change too, other flags must repeat
-                       the run's values
+                       the run's values (the model flags may be repeated, not
+                       changed). A run stopped by a signal or killed continues
+                       so; a plain rerun refuses to start over it
   --quiet              no progress line or summary (progress is off in CI too)`;
 
 const STATE_FILE = "train_state.safetensors";
@@ -389,9 +396,6 @@ function resumedRunOptions(flags: Flags, saved: RunOptions): RunOptions {
       throw new Error(`--${flag} ${fresh[key]} differs from the run being resumed (${saved[key]})`);
     }
   }
-  for (const flag of ["config", "layers", "hidden", "heads", "ffn"] as const) {
-    if (flags[flag] !== undefined) throw new Error(`--${flag} cannot change the model of a run being resumed`);
-  }
   return {
     ...saved,
     steps: flags.steps !== undefined ? fresh.steps : saved.steps,
@@ -458,8 +462,7 @@ async function saveRun(
     run,
   };
   const path = join(out, STATE_FILE);
-  const temp = join(out, `.${STATE_FILE}.${process.pid}.tmp`);
-  await rm(temp, { force: true });
+  const temp = siblingName(path, "tmp");
   await writeStateFile(temp, layout, { params: state.params, m: opt.m, v: opt.v }, STATE, saved);
   await rename(temp, path);
 }
@@ -498,6 +501,25 @@ async function copyTokenizer(tokenizerPath: string, out: string): Promise<void> 
   }
 }
 
+/**
+ * Starts a fresh run's directory `out` atomically: the tokenizer and a step-0
+ * checkpoint (`save`) are written into a temporary sibling that is then
+ * renamed to `out`. A run killed at any point thus leaves no run or one that
+ * `--resume` continues, never a directory that is neither (which the output
+ * check would refuse, docs/GUARANTEES.md).
+ */
+async function createRunDirectory(out: string, tokenizerPath: string, save: (dir: string) => Promise<void>): Promise<void> {
+  const tx = createDirectoryTransaction(out);
+  try {
+    await copyTokenizer(tokenizerPath, tx.temp);
+    await save(tx.temp);
+    await tx.commit();
+  } catch (e) {
+    await tx.abort();
+    throw e;
+  }
+}
+
 /** A run's model, options and (when resuming) saved state. */
 interface PreparedRun {
   model: TrainModel;
@@ -510,10 +532,33 @@ async function startRun(flags: Flags): Promise<PreparedRun> {
   return { model: trainModel(await freshConfig(flags, run.tokenizer, run.ctx)), run };
 }
 
+const MODEL_FLAGS = ["config", "layers", "hidden", "heads", "ffn"] as const;
+
+/**
+ * Checks that the model flags of a resumed run, when given (the same command
+ * plus --resume repeats them), describe the saved model: they cannot change it.
+ */
+async function checkModelFlags(flags: Flags, run: RunOptions, saved: Record<string, unknown>): Promise<void> {
+  const given = MODEL_FLAGS.filter((flag) => flags[flag] !== undefined);
+  if (given.length === 0) return;
+  const fresh = await freshConfig(flags, run.tokenizer, run.ctx);
+  for (const key of [...Object.values(SHAPE_KEYS), "max_position_embeddings", "vocab_size"]) {
+    if (JSON.stringify(fresh[key]) !== JSON.stringify(saved[key])) {
+      throw new Error(
+        `--${given.join(", --")} cannot change the model of a run being resumed: ` +
+          `they give ${key} ${JSON.stringify(fresh[key])}, the run has ${JSON.stringify(saved[key])}`,
+      );
+    }
+  }
+}
+
 async function resumeRun(flags: Flags, out: string): Promise<PreparedRun> {
-  const model = trainModel(await readJsonFile(join(out, "config.json"), "config"));
+  const config = await readJsonFile(join(out, "config.json"), "config");
+  const model = trainModel(config);
   const restored = await loadRun(out, model);
-  return { model, run: resumedRunOptions(flags, restored.saved.run), restored };
+  const run = resumedRunOptions(flags, restored.saved.run);
+  await checkModelFlags(flags, run, config);
+  return { model, run, restored };
 }
 
 /** Runs `offtune pretrain` on `argv` (flags only) and returns the exit code. */
@@ -531,6 +576,7 @@ export async function main(argv: string[]): Promise<number> {
   const quiet = flags.quiet ?? false;
   await initBackend(undefined, quiet);
   const statePath = join(out, STATE_FILE);
+  removeStaleTemporaries([out, statePath]);
   const resuming = flags.resume ?? false;
   if (resuming && !(await exists(statePath))) throw new Error(`Cannot resume: "${statePath}" does not exist`);
   if (!resuming && (await exists(statePath))) {
@@ -580,20 +626,14 @@ export async function main(argv: string[]): Promise<number> {
   };
   if (restored) optimizer.load({ step: restored.saved.optimizerStep, m: restored.m, v: restored.v });
 
-  await mkdir(out, { recursive: true });
-  if (!resuming) await copyTokenizer(run.tokenizer, out);
+  if (!resuming) await createRunDirectory(out, run.tokenizer, (dir) => saveRun(dir, model, run, state, trainTokens.length));
   const logPath = join(out, LOG_FILE);
   await trimLog(logPath, state.step);
 
   const engine: GradientEngine = run.workers === 0
     ? inProcessEngine(model, run.microBatch)
     : await startDataParallel(model, run.workers, run.microBatch);
-  let interrupted = false;
-  const onInterrupt = () => {
-    if (interrupted) process.exit(130); // a second Ctrl-C does not wait for the checkpoint
-    interrupted = true;
-  };
-  process.on("SIGINT", onInterrupt);
+  const interrupts = listenForInterrupts(); // a second signal does not wait for the checkpoint
   const progress = createProgress("pretrain", quiet);
   const startStep = state.step;
   const startTokens = state.tokens;
@@ -607,7 +647,7 @@ export async function main(argv: string[]): Promise<number> {
       validation,
       evalEvery: intFlag(flags, "eval-every", 100),
       saveEvery: intFlag(flags, "save-every", 500, 0),
-      shouldStop: () => interrupted,
+      shouldStop: () => interrupts.signal.aborted,
       onStep: async (record) => {
         const { step, tokens, loss, lr, grad_norm, val_loss = null, tokens_per_s, seconds } = record;
         const tracked = trackEvery > 0 && (step % trackEvery === 0 || step === until)
@@ -626,7 +666,7 @@ export async function main(argv: string[]): Promise<number> {
       onCheckpoint: (s) => saveRun(out, model, run, s, trainTokens.length),
     });
   } finally {
-    process.off("SIGINT", onInterrupt);
+    interrupts.close();
     await engine.close();
   }
   progress.finish(last ? `step ${last.step}/${run.steps}` : "nothing to do");
@@ -637,7 +677,7 @@ export async function main(argv: string[]): Promise<number> {
         `${Math.round(last.tokens_per_s)} tokens/s; saved to ${out}`,
     );
   }
-  return 0;
+  return interrupts.received ? signalExitCode(interrupts.received) : 0;
 }
 
 if (import.meta.main ?? process.argv[1]?.endsWith("pretrain.ts")) {

@@ -5,8 +5,8 @@
  * writes the adapter package (src/train/tune.ts). The package is rewritten
  * atomically after every epoch with the training state beside it, so
  * `--resume` continues an interrupted run; the finished package holds the
- * adapter alone. Ctrl-C finishes the current step, checkpoints and exits (a
- * second Ctrl-C exits at once).
+ * adapter alone. Ctrl-C or SIGTERM finishes the current step, checkpoints
+ * and exits with 130 or 143 (a second signal exits at once).
  *
  * Also exports the pieces `offtune full-ft` shares: reading a task's
  * training items and the hyper-parameter flags.
@@ -15,7 +15,9 @@
  */
 import { basename, dirname } from "node:path";
 import process from "node:process";
+import { listenForInterrupts, signalExitCode } from "../src/cli/interrupt.ts";
 import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
+import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
 import type { McItem } from "../src/data/tasks/types.ts";
 import { readTaskFile, readTaskItems } from "../src/eval/task_file.ts";
 import { checkOutputDir } from "../src/io/output_dir.ts";
@@ -23,7 +25,7 @@ import { isPackage, openSource } from "../src/operators/model_source.ts";
 import type { ModelConfig } from "../src/model/types.ts";
 import { initBackend } from "../src/tensor/backend.ts";
 import { goldExamples } from "../src/train/mc_batches.ts";
-import { tuneAdapter } from "../src/train/tune.ts";
+import { partialDirOf, tuneAdapter } from "../src/train/tune.ts";
 import { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "../src/train/tune_loop.ts";
 import { splitFlag } from "./build_emulator.ts";
 import { EVAL_DEFAULTS } from "./eval.ts";
@@ -127,18 +129,18 @@ export function stepProgress(progress: ProgressReporter): (r: TuneStepRecord) =>
   };
 }
 
-/** Calls `run` with a flag that turns true at the first Ctrl-C; a second Ctrl-C exits at once. */
-export async function withInterrupt<T>(run: (interrupted: () => boolean) => Promise<T>): Promise<T> {
-  let interrupted = false;
-  const onInterrupt = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-  };
-  process.on("SIGINT", onInterrupt);
+/**
+ * Calls `run` with a flag that turns true at the first SIGINT or SIGTERM (a
+ * second one exits at once, src/cli/interrupt.ts); resolves with its result
+ * and the exit status the signal asks for (0 when none came).
+ */
+export async function withInterrupt<T>(run: (interrupted: () => boolean) => Promise<T>): Promise<{ result: T; exitCode: number }> {
+  const listener = listenForInterrupts();
   try {
-    return await run(() => interrupted);
+    const result = await run(() => listener.signal.aborted);
+    return { result, exitCode: listener.received ? signalExitCode(listener.received) : 0 };
   } finally {
-    process.off("SIGINT", onInterrupt);
+    listener.close();
   }
 }
 
@@ -151,7 +153,10 @@ package (Arrow shards + manifest) to --out. Each item trains as its context
 followed by its gold choice, the loss on the choice's tokens only, encoded
 as the multiple-choice scorer encodes it. The package and the training
 state are rewritten atomically after every epoch; the finished package
-holds the adapter alone (no optimizer state).
+holds the adapter alone (no optimizer state). Ctrl-C or SIGTERM finishes
+the current step, checkpoints and exits (130 or 143); after that, or after
+the process was killed, the same command with --resume continues from the
+last checkpoint (docs/GUARANTEES.md).
 
 --out must not exist, be empty, or hold an adapter package; anything else is
 refused unless --force. When --out holds something (a finished adapter), the
@@ -204,7 +209,7 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
 } as const;
 
-/** CLI entry: returns 0 when the adapter is finished, 130 when Ctrl-C stopped it after a checkpoint. */
+/** CLI entry: returns 0 when the adapter is finished, 130 or 143 when SIGINT or SIGTERM stopped it after a checkpoint. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "tune", ["emulator", "task", "out"]);
   const quiet = flags.quiet;
@@ -231,6 +236,7 @@ export async function main(argv: string[]): Promise<number> {
     inputs: { emulator: flags.emulator, ...taskInputs(flags.task, flags["tasks-dir"]), tokenizer: flags.tokenizer },
     force: flags.force,
   });
+  removeStaleTemporaries([flags.out, partialDirOf(flags.out)]);
   await initBackend(flags.backend, quiet);
   const items = await readTrainItems(flags.task, limit, flags["tasks-dir"]);
   const handle = await openSource(flags.emulator, split ? { split } : {});
@@ -243,7 +249,7 @@ export async function main(argv: string[]): Promise<number> {
     const examples = goldExamples(items, tokenizer);
     const progress = createProgress("tune", quiet);
     const started = performance.now();
-    const summary = await withInterrupt((interrupted) =>
+    const { result: summary, exitCode } = await withInterrupt((interrupted) =>
       tuneAdapter(handle, {
         examples,
         padId: padIdOf(handle.cfg),
@@ -269,7 +275,7 @@ export async function main(argv: string[]): Promise<number> {
           `${summary.stopped ? "checkpoint in" : "adapter in"} ${summary.dir}`,
       );
     }
-    return summary.stopped ? 130 : 0;
+    return summary.stopped ? exitCode : 0;
   } finally {
     await handle.close();
   }

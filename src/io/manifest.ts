@@ -342,16 +342,27 @@ export interface PackageWriter {
   abort(): Promise<void>;
 }
 
+/** A package whose writing an earlier run began: its directory and the shards already in it (verified). */
+export interface ResumedPackage {
+  /** The existing directory the package is built in, instead of a fresh temporary one. */
+  temp: string;
+  /** Manifest entries of the shards already written there, in writing order. */
+  shards: readonly ManifestShard[];
+  /** The source hash those shards were written with. */
+  sourceHash: string;
+}
+
 /**
- * Starts writing a package to `dir` atomically: shards go to
+ * Starts writing a package to `dir` atomically (or, given `resume`, goes on
+ * writing one an earlier run began): shards go to
  * `<dir>.tmp-<pid>-<random>`, and `commit` fsyncs and renames that directory
  * into place (see `createDirectoryTransaction` in `atomic.ts`). Callers abort
  * on failure: `try { …; await w.commit(m) } catch (e) { await w.abort(); throw e }`.
  */
-export function createPackageWriter(dir: string): PackageWriter {
-  const transaction = createDirectoryTransaction(dir);
-  const shards: ManifestShard[] = [];
-  const sourceHashes = new Map<string, string>();
+export function createPackageWriter(dir: string, resume?: ResumedPackage): PackageWriter {
+  const transaction = createDirectoryTransaction(dir, resume?.temp);
+  const shards: ManifestShard[] = (resume?.shards ?? []).map((s) => ({ ...s }));
+  const sourceHashes = new Map<string, string>(shards.map((s) => [s.file, resume!.sourceHash]));
   const configHashes = new Map<string, string>();
   return {
     dir,

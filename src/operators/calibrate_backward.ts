@@ -33,7 +33,9 @@ import type { Matrix } from "../linalg/matrix.ts";
 import type { LinearSpec, WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
-import { chunkIds, chunkTensor, defaultChunk, sequenceChunks } from "./activations.ts";
+import { checkpointBoundary } from "../cli/interrupt.ts";
+import { chunkIds, chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "./activations.ts";
+import type { ResumableBuild } from "./build_resume.ts";
 import { type StageClock, timeStage, timeStageAsync } from "./stage_clock.ts";
 import { disposeWeights, toMatrix } from "./weights.ts";
 
@@ -46,7 +48,19 @@ export interface CalibrateBackwardOptions {
   /** Called with the calibration loss (mean next-token NLL) once the head's gradient is known. */
   onLoss?: (loss: number) => void;
   clock?: StageClock;
+  /** Checked before each block: when aborted, the pass stops there with the signal's reason (src/cli/interrupt.ts). */
+  signal?: AbortSignal;
+  /**
+   * A resumable build: gradients go to its persistent store (`grad-<i>`: at
+   * block i's input, `grad-<L>` at the head), the loss to its progress, and
+   * blocks whose shards an earlier run wrote are skipped
+   * (src/operators/build_resume.ts).
+   */
+  resume?: ResumableBuild;
 }
+
+/** The name of the loss gradient at block `i`'s input in a persistent store (`grad-<L>`: at the head). */
+const gradientName = (i: number) => `grad-${i}`;
 
 function collectAll(records: ActivationRecord[]): ActivationRecord[] {
   if (records.length === 0) return records;
@@ -134,46 +148,76 @@ async function runBackward(
   const d = cfg.hidden;
   const chunk = options.chunk ?? defaultChunk(calibration, cfg);
   const { output, store } = all[all.length - 1];
-  if (!output) throw new Error("calibrateBackward: the last block's activation record has no output");
+  const { resume } = options;
+  const name = (i: number) => (resume ? gradientName(i) : undefined);
+  const missing = (what: string) =>
+    new Error(`calibrateBackward: ${what}${resume ? ` (the resumable build in "${resume.dir}" is inconsistent: remove it)` : ""}`);
 
-  // Upstream gradient at the last block's output, of the summed token loss.
-  let lossSum = 0;
-  const headChunk = options.headChunk ?? (model.vocabulary ? streamedHeadChunk(t) : defaultHeadChunk(t, cfg.vocabSize));
-  let upstream = store.write(n, t, d, headChunk, (a, b) => {
-    const hidden = chunkTensor(output, a, b); // [n, T, d]
-    try {
-      return timeStage(options.clock, "backward", () => {
-        if (model.vocabulary) {
-          const ids = calibration.ids.subarray(a * t, b * t);
-          const head = streamedHeadLossGrad(arch, cfg, model.outer, model.vocabulary.head, hidden, ids);
-          lossSum += head.lossSum;
-          return head.dHidden;
-        }
-        const ids = chunkIds(calibration, a, b);
-        const { loss, dHidden } = headLossGrad(arch, cfg, model.outer, hidden, ids);
-        // headLossGrad differentiates the chunk's mean loss: scale to the summed loss.
-        const targets = (b - a) * (t - 1);
-        lossSum += loss * targets;
-        const summed = tf.tidy(() => tf.mul(dHidden, targets)); // [n, T, d]
-        tf.dispose([ids, dHidden]);
-        return summed;
-      });
-    } finally {
-      hidden.dispose();
-    }
-  });
-  output.dispose();
-  options.onLoss?.(lossSum / (n * (t - 1)));
+  // Upstream gradient at the last block's output, of the summed token loss
+  // (a resumed build whose loss is recorded has it on disk, unless block
+  // L-1 is written and no longer needs it).
+  let upstream: StoredActivations | undefined;
+  if (resume?.loss !== undefined) {
+    upstream = store.open(gradientName(cfg.layers), n, t, d);
+    options.onLoss?.(resume.loss);
+  } else if (!output) {
+    throw missing("the last block's activation record has no output");
+  } else {
+    upstream = headGradient(output);
+  }
+  output?.dispose();
+
+  function headGradient(last: StoredActivations): StoredActivations {
+    let lossSum = 0;
+    const headChunk = options.headChunk ?? (model.vocabulary ? streamedHeadChunk(t) : defaultHeadChunk(t, cfg.vocabSize));
+    const gradient = store.write(n, t, d, headChunk, (a, b) => {
+      const hidden = chunkTensor(last, a, b); // [n, T, d]
+      try {
+        return timeStage(options.clock, "backward", () => {
+          if (model.vocabulary) {
+            const ids = calibration.ids.subarray(a * t, b * t);
+            const head = streamedHeadLossGrad(arch, cfg, model.outer, model.vocabulary.head, hidden, ids);
+            lossSum += head.lossSum;
+            return head.dHidden;
+          }
+          const ids = chunkIds(calibration, a, b);
+          const { loss, dHidden } = headLossGrad(arch, cfg, model.outer, hidden, ids);
+          // headLossGrad differentiates the chunk's mean loss: scale to the summed loss.
+          const targets = (b - a) * (t - 1);
+          lossSum += loss * targets;
+          const summed = tf.tidy(() => tf.mul(dHidden, targets)); // [n, T, d]
+          tf.dispose([ids, dHidden]);
+          return summed;
+        });
+      } finally {
+        hidden.dispose();
+      }
+    }, name(cfg.layers));
+    const loss = lossSum / (n * (t - 1));
+    resume?.recordLoss(loss);
+    options.onLoss?.(loss);
+    return gradient;
+  }
 
   const lowestMiddle = split.bottom;
   for (let index = cfg.layers - 1; index >= 0; index--) {
+    await checkpointBoundary(options.signal);
     if (stopped()) return;
     const record = all[index];
+    if (resume?.isDone(index)) {
+      // Written by an earlier run: drop what it left, take the gradient below it.
+      record.input?.dispose();
+      upstream?.dispose();
+      upstream = index > lowestMiddle ? store.open(gradientName(index), n, t, d) : undefined;
+      continue;
+    }
     const weights = await timeStageAsync(options.clock, "read", () => model.loadBlock(index));
+    let spent: StoredActivations[] = [];
     try {
       if (index >= lowestMiddle) {
         const { input } = record;
-        if (!input) throw new Error(`calibrateBackward: block ${index}'s activation record has no input`);
+        if (!input) throw missing(`block ${index}'s activation record has no input`);
+        if (!upstream) throw missing(`the gradient at block ${index}'s output is missing`);
         const dOut = upstream;
         // The gradient at the block input, `[n, T, d]`, for sequences [a, b).
         const step = (a: number, b: number): Tensor => {
@@ -187,16 +231,18 @@ async function runBackward(
             tf.dispose([x, dy]);
           }
         };
-        if (index > lowestMiddle) upstream = store.write(n, t, d, chunk, step);
+        if (index > lowestMiddle) upstream = store.write(n, t, d, chunk, step, name(index));
         else for (const [a, b] of sequenceChunks(n, chunk)) step(a, b).dispose();
-        input.dispose();
-        dOut.dispose();
+        spent = [input, dOut];
       }
     } catch (e) {
       disposeWeights(weights);
       throw e;
     }
+    // Downstream writes the block's shard before next() returns; only then
+    // are its input and output gradient no longer needed to redo it.
     subscriber.next({ kind: "block", model, index, role: record.role, weights });
+    for (const array of spent) array.dispose();
   }
 }
 

@@ -22,6 +22,7 @@ import { calibrateForward } from "./calibrate_forward.ts";
 import { compressDrd } from "./compress_drd.ts";
 import { compressScp } from "./compress_scp.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
+import type { ResumableBuild } from "./build_resume.ts";
 import { type GcsOptions, scoreGcs } from "./score_gcs.ts";
 import type { StageClock } from "./stage_clock.ts";
 import { writeShards } from "./write_shards.ts";
@@ -44,6 +45,10 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   onLoss?: (loss: number) => void;
   /** Charges each stage's seconds (for `offtune bench gradot`). */
   clock?: StageClock;
+  /** Stops the build at the next block boundary once aborted (src/cli/interrupt.ts). */
+  signal?: AbortSignal;
+  /** Keeps the build's progress on disk, continuing an earlier run's (src/operators/build_resume.ts). */
+  resume?: ResumableBuild;
 }
 
 /** The stages a block goes through, in order. */
@@ -67,11 +72,11 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
   const budget = { ratio: settings.ratio as number, attnShare: options.attnShare };
   const stage = <R extends { index: number }>(name: GradotStage) =>
     tap<R>((r) => options.onStage?.(name, r.index));
-  const { clock } = options;
-  const stats = readCheckpoint(model, clock).pipe(
-    calibrateForward({ calibration: options.calibration, chunk: options.chunk, clock }),
+  const { clock, signal, resume } = options;
+  const stats = readCheckpoint(model, clock, signal).pipe(
+    calibrateForward({ calibration: options.calibration, chunk: options.chunk, clock, resume }),
     stage("forward"),
-    calibrateBackward({ chunk: options.chunk, onLoss: options.onLoss, clock }),
+    calibrateBackward({ chunk: options.chunk, onLoss: options.onLoss, clock, signal, resume }),
     accumulateKfac(clock),
     stage("backward"),
   );
@@ -81,6 +86,6 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
     compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction as number, clock }),
     compressScp({ ...budget, clock }),
     stage("compress"),
-    writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, clock }),
+    writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, clock, resume }),
   );
 }

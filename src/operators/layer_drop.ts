@@ -78,6 +78,8 @@ export interface LayerDropOptions {
   dtype?: ShardDtype;
   /** Charges the read and write seconds. */
   clock?: StageClock;
+  /** Stops the build at the next block once aborted (src/cli/interrupt.ts); the package is not written. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -92,7 +94,7 @@ export function buildLayerDropEmulator(model: ModelHandle, options: LayerDropOpt
   return defer(() => {
     const blockIndices = layerDropBlocks(model.cfg.layers, model.split, options.ratio);
     const keptMiddle = blockIndices.filter((i) => blockRole(i, model.cfg.layers, model.split) === "middle");
-    return readCheckpoint(model, options.clock).pipe(
+    return readCheckpoint(model, options.clock, options.signal).pipe(
       dropBlocks(blockIndices),
       writeShards(options.out, {
         method: LAYERDROP_METHOD,

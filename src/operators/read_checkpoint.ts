@@ -13,6 +13,7 @@
  * @module
  */
 import { concatMap, from, type Observable } from "rxjs";
+import { checkpointBoundary } from "../cli/interrupt.ts";
 import { blockRole, type BlockRecord, type ModelHandle } from "../records/records.ts";
 import { type StageClock, timeStageAsync } from "./stage_clock.ts";
 
@@ -21,18 +22,23 @@ import { type StageClock, timeStageAsync } from "./stage_clock.ts";
  * for a checkpoint). A block is read when the one before it has been
  * emitted; a synchronous downstream therefore holds one block at a time.
  * The subscriber owns each record's weights.
+ *
+ * @param signal checked before each block: once aborted, the stream errors
+ *   with its reason there (a block boundary: src/cli/interrupt.ts)
  */
-export function readCheckpoint(model: ModelHandle, clock?: StageClock): Observable<BlockRecord> {
+export function readCheckpoint(model: ModelHandle, clock?: StageClock, signal?: AbortSignal): Observable<BlockRecord> {
   const { cfg, split } = model;
   return from(model.blockIndices).pipe(
     concatMap((index) =>
       from(
-        timeStageAsync(clock, "read", () => model.loadBlock(index)).then((weights): BlockRecord => ({
-          model,
-          index,
-          role: blockRole(index, cfg.layers, split),
-          weights,
-        })),
+        checkpointBoundary(signal)
+          .then(() => timeStageAsync(clock, "read", () => model.loadBlock(index)))
+          .then((weights): BlockRecord => ({
+            model,
+            index,
+            role: blockRole(index, cfg.layers, split),
+            weights,
+          })),
       )
     ),
   );

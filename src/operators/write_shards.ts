@@ -25,6 +25,7 @@ import { configSha256, type ShardDtype, type ShardTensor, type ShardTensorInput,
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
 import type { WeightMap } from "../model/types.ts";
 import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
+import type { ResumableBuild } from "./build_resume.ts";
 import { type StageClock, timeStage } from "./stage_clock.ts";
 import { disposeWeights } from "./weights.ts";
 
@@ -59,6 +60,13 @@ export interface WriteShardsOptions {
   /** Extra manifest fields (e.g. parameter counts). */
   extra?: Record<string, unknown>;
   clock?: StageClock;
+  /**
+   * A resumable build (src/operators/build_resume.ts): the package is built
+   * in its directory, starting from the block shards an earlier run wrote,
+   * and each block shard is recorded there once written. On error or
+   * unsubscription its directory is left for the owner to keep or discard.
+   */
+  resume?: ResumableBuild;
 }
 
 const byName = (a: ShardTensorInput, b: ShardTensorInput) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -104,17 +112,32 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
   const dtype = options.dtype ?? "float32";
   return (source) =>
     new Observable<ShardRecord>((subscriber) => {
+      const { resume } = options;
       let writer: PackageWriter | undefined;
       let model: ModelHandle | undefined;
       let failed = false;
       const blocks: Array<{ index: number; role: BlockRole; params: number; compression?: CompressionNote }> = [];
+      const abort = () => {
+        if (!resume) void writer?.abort();
+      };
       const fail = (e: unknown) => {
         if (failed) return;
         failed = true;
-        void writer?.abort();
+        abort();
         subscriber.error(e);
       };
-      const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensorInput[]): number => {
+      const start = (m: ModelHandle) => {
+        model = m;
+        if (!resume) return (writer = createPackageWriter(dir));
+        // Shards of an earlier run come first, as they were written; they are reported again.
+        const done = resume.blocks;
+        writer = createPackageWriter(dir, { temp: resume.dir, shards: done.map((b) => b.shard), sourceHash: m.sourceHash });
+        for (const { shard, ...block } of done) {
+          blocks.push(block);
+          subscriber.next({ block: shard.block, file: shard.file, sha256: shard.sha256, bytes: shard.bytes });
+        }
+      };
+      const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensorInput[]) => {
         const written = writer!.writeShard(
           {
             ...meta,
@@ -127,18 +150,17 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
           { dtype },
         );
         subscriber.next({ block: written.block, file: written.file, sha256: written.sha256, bytes: written.bytes });
-        return count(tensors);
+        return { params: count(tensors), shard: written };
       };
       const subscription = source.subscribe({
         next: (record) => {
           if (failed) return disposeWeights(record.weights);
           try {
-            if (!model) {
-              model = record.model;
-              writer = createPackageWriter(dir);
-            }
-            const params = timeStage(options.clock, "write", () => write({ block: record.index, role: record.role }, shardTensors(record.weights)));
-            blocks.push({ index: record.index, role: record.role, params, compression: record.compression });
+            if (!model) start(record.model);
+            const { params, shard } = timeStage(options.clock, "write", () => write({ block: record.index, role: record.role }, shardTensors(record.weights)));
+            const block = { index: record.index, role: record.role, params, compression: record.compression };
+            blocks.push(block);
+            resume?.recordBlock({ ...block, shard });
           } catch (e) {
             fail(e);
           } finally {
@@ -147,6 +169,7 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
         },
         error: fail,
         complete: () => {
+          if (!model && resume) start(resume.model); // every block was written by an earlier run
           if (!model) return subscriber.error(new Error(`writeShards: no block arrived, nothing written to "${dir}"`));
           const m = model;
           const w = writer!;
@@ -156,6 +179,7 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
             // vocabulary) are written last, when no block's statistics or
             // shard copies are alive beside them.
             if (options.outer ?? true) timeStage(options.clock, "write", () => write({ block: "outer", role: "outer" }, outerShardTensors(m)));
+            resume?.finish();
             blocks.sort((a, b) => a.index - b.index);
             const blockIndices = kind === "emulator"
               ? emulatorBlockIndices(dir, blocks.map((b) => b.index), options.blockIndices ?? m.blockIndices, m.cfg.layers)
@@ -179,7 +203,7 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
       });
       return () => {
         subscription.unsubscribe();
-        if (!subscriber.closed && !failed) void writer?.abort();
+        if (!subscriber.closed && !failed) abort();
       };
     });
 }

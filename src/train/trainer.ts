@@ -16,6 +16,7 @@ import type { TokenBatch, WindowSampler } from "./batches.ts";
 import { clipGlobalNorm } from "./clip.ts";
 import type { GradientEngine } from "./data_parallel.ts";
 import { learningRate, type ScheduleOptions } from "./schedule.ts";
+import { yieldToSignals } from "../cli/interrupt.ts";
 
 /** The complete, resumable state of a run. */
 export interface TrainState {
@@ -86,6 +87,7 @@ export async function train(state: TrainState, o: TrainOptions): Promise<StepRec
     state.step += 1;
     state.tokens += batch.batch * batch.ctx;
     state.seconds += (performance.now() - stepStart) / 1000;
+    if (o.shouldStop) await yieldToSignals(); // a pending SIGINT/SIGTERM sets what shouldStop reads
     const stop = state.step === o.until || (o.shouldStop?.() ?? false);
     let valLoss: number | undefined;
     if (o.validation && (state.step % o.evalEvery === 0 || stop)) {

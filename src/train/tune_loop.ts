@@ -27,6 +27,7 @@ import { type AnswerBatch, type AnswerRow, batchAt, stepsPerEpoch } from "./mc_b
 import { slotTensors } from "./params.ts";
 import { learningRate, type ScheduleOptions, validateSchedule } from "./schedule.ts";
 import type { ResidentModel, TrainableSet } from "./tune_params.ts";
+import { yieldToSignals } from "../cli/interrupt.ts";
 
 /** The settings of a fine-tuning run (fixed for its lifetime; a resume must repeat them). */
 export interface TuneHyper {
@@ -214,6 +215,7 @@ export async function runTuning(
       items: batch.rows,
       seconds: (performance.now() - started) / 1000,
     });
+    if (o.shouldStop) await yieldToSignals(); // a pending SIGINT/SIGTERM sets what shouldStop reads
     const stop = state.step < schedule.total && (o.shouldStop?.() ?? false);
     if (stop || state.step % perEpoch === 0) await o.onCheckpoint?.(state, Math.floor(state.step / perEpoch));
     if (stop) return { stopped: true };
