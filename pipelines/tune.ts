@@ -209,6 +209,7 @@ export async function main(argv: string[]): Promise<number> {
         tuneEmbeddings: flags["tune-embeddings"],
         resume: flags.resume,
         describe: { task: taskName(flags.task), tokenizer: path },
+        tokenizer: path,
         shouldStop: interrupted,
         onStep: stepProgress(progress),
       })

@@ -21,6 +21,7 @@
  */
 import { Observable, type OperatorFunction } from "rxjs";
 import { createPackageWriter, type Manifest, type PackageWriter } from "../io/manifest.ts";
+import { copyTokenizerFiles, ownTokenizer } from "../io/tokenizer.ts";
 import { type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
 import type { WeightMap } from "../model/types.ts";
@@ -58,6 +59,12 @@ export interface WriteShardsOptions {
   blockIndices?: readonly number[];
   /** Extra manifest fields (e.g. parameter counts). */
   extra?: Record<string, unknown>;
+  /**
+   * The tokenizer.json the package carries (docs/SHARDS.md), with its
+   * tokenizer_config.json; default the source model directory's own, when it
+   * has one; null for none.
+   */
+  tokenizer?: string | null;
   clock?: StageClock;
 }
 
@@ -154,6 +161,8 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
             const blockIndices = kind === "emulator"
               ? emulatorBlockIndices(dir, blocks.map((b) => b.index), options.blockIndices ?? m.blockIndices, m.cfg.layers)
               : undefined;
+            const tokenizer = options.tokenizer === undefined ? await ownTokenizer(m.source) : options.tokenizer;
+            if (tokenizer) await copyTokenizerFiles(tokenizer, w.temp);
             await w.commit({
               formatVersion: 1,
               kind,
