@@ -17,7 +17,7 @@ import { join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { createProgress } from "../src/cli/progress.ts";
-import { readTokenStream } from "../src/data/token_stream.ts";
+import { readTokensOfFile } from "../src/data/text_tokens.ts";
 import { TASKS } from "../src/data/tasks/registry.ts";
 import type { McItem, TaskSplit } from "../src/data/tasks/types.ts";
 import { type McSummary, scoreMultipleChoice, summarizeMultipleChoice } from "../src/eval/multiple_choice.ts";
@@ -57,9 +57,13 @@ accuracy whose interval lies wholly above chance.
   --split <name>         test | validation | train (default test)
   --limit <n>            first n items of each task
   --ppl                  also perplexity on --ppl-data (and the unigram reference)
-  --ppl-data <file>      Uint16 token stream (default fixtures/data/pretrain/valid.bin)
-  --ppl-train <file>     stream for the add-one unigram reference
-                         (default fixtures/data/pretrain/train.bin, skipped if absent)
+  --ppl-data <file>      held-out text: plain text or .jsonl of {"text": ...}
+                         documents (tokenized with the model's tokenizer), or a
+                         Uint16 token stream (.bin)
+                         (default fixtures/data/pretrain/valid.bin)
+  --ppl-train <file>     text or stream for the add-one unigram reference (default
+                         fixtures/data/pretrain/train.bin with the default
+                         --ppl-data; else none unless given)
   --ctx <n>              perplexity window (default: the model's max positions)
   --tokenizer <file>     tokenizer.json (default: the model's, else the fixture one)
   --tasks-dir <dir>      tasks: one directory per task holding <split>.jsonl
@@ -231,11 +235,6 @@ export function formatReport(report: Pick<EvalReport, "tasks" | "average" | "ppl
   return lines.join("\n");
 }
 
-async function tokenStream(path: string, what: string): Promise<Uint16Array> {
-  if (!(await exists(path))) throw new Error(`Cannot read ${what} "${path}": file does not exist`);
-  return readTokenStream(path);
-}
-
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "eval", ["model"]);
@@ -286,7 +285,7 @@ export async function main(argv: string[]): Promise<number> {
 
     if (flags.ppl) {
       const data = flags["ppl-data"] ?? EVAL_DEFAULTS.pplData;
-      const stream = await tokenStream(data, "perplexity data");
+      const stream = await readTokensOfFile(data, "perplexity data", model.cfg.vocabSize, () => Promise.resolve(tokenizer));
       const ctx = ctxFlag ?? model.cfg.maxPositions;
       const pplProgress = createProgress("perplexity", quiet);
       const p: Perplexity = await modelPerplexity(model, stream, {
@@ -298,10 +297,12 @@ export async function main(argv: string[]): Promise<number> {
       pplProgress.finish(`${p.tokens} tokens`);
       const trainPath = flags["ppl-train"] ?? EVAL_DEFAULTS.pplTrain;
       let unigram: NonNullable<EvalReport["ppl"]>["unigram"] = null;
-      if (flags["ppl-train"] !== undefined || (await exists(trainPath))) {
-        const u = unigramPerplexity(await tokenStream(trainPath, "unigram training stream"), stream, model.cfg.vocabSize);
+      // The default counts are fixture-tokenizer ids: they go with the default data only.
+      if (flags["ppl-train"] !== undefined || (flags["ppl-data"] === undefined && (await exists(trainPath)))) {
+        const train = await readTokensOfFile(trainPath, "unigram training data", model.cfg.vocabSize, () => Promise.resolve(tokenizer));
+        const u = unigramPerplexity(train, stream, model.cfg.vocabSize);
         unigram = { train: resolve(trainPath), nll: u.nll, ppl: u.ppl };
-      } else if (!quiet) {
+      } else if (!quiet && flags["ppl-data"] === undefined) {
         console.error(`offtune eval: no "${trainPath}"; skipping the unigram reference`);
       }
       report.ppl = { data: resolve(data), ctx, tokens: p.tokens, nll: p.nll, ppl: p.ppl, unigram };

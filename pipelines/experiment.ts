@@ -28,7 +28,8 @@ import { createProgress } from "../src/cli/progress.ts";
 import { readManifest } from "../src/io/manifest.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../src/report/run_result.ts";
 import { numberFlag, positiveIntFlag } from "./flags.ts";
-import type { EvalReport } from "./eval.ts";
+import { EVAL_DEFAULTS, type EvalReport, selectTasks } from "./eval.ts";
+import { listTasks } from "../src/eval/task_file.ts";
 import { runVerb } from "./run_verb.ts";
 import { mapConcurrent } from "../src/distributed/map_concurrent.ts";
 
@@ -44,14 +45,19 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
   --runs <dir>           runs directory (results); work files go to <runs>/_work
   --method <m>           gradot | layerdrop (the OT† LayerDrop baseline; its
                          results say method "ot-layerdrop") (default gradot)
-  --tasks <list>         comma-separated task names (default: all 8)
+  --tasks <list>         comma-separated names of tasks in --tasks-dir (default: all)
+  --tasks-dir <dir>      tasks: one directory per task with train.jsonl and
+                         test.jsonl (default fixtures/data/tasks)
   --seeds <list>         tuning seeds (default 0,1,2)
   --label <name>         row label (default gradot-r<ratio> or layerdrop-r<ratio>)
   --ratio <x>            emulator ratio (default 0.5)
   --lambda-attn <x>      GCS λ for attention (default: GradOT's; gradot only)
   --lambda-mlp <x>       GCS λ for the MLP (default: GradOT's; gradot only)
-  --calibration <file>   calibration stream (default fixtures/data/pretrain/calibration.bin;
-                         gradot only)
+  --calibration <file>   calibration text (plain text or .jsonl of {"text": ...},
+                         tokenized with the model's tokenizer) or token stream
+                         (default fixtures/data/pretrain/calibration.bin; gradot only)
+  --ppl-data <file>      held-out text for the perplexities, as eval --ppl-data
+                         (default fixtures/data/pretrain/valid.bin)
   --sequences <n>        calibration sequences (default 64; gradot only)
   --train-limit <n>      training items per task (default: all)
   --eval-limit <n>       test items per task (default: all)
@@ -62,16 +68,13 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
   --metric <m>           acc | acc_norm (default acc)
   --quiet                no progress`;
 
-const ALL_TASKS = [
-  "lastword_cloze", "kjv_verse_ending", "wordnet_definition", "wordnet_hypernym",
-  "wordnet_antonym", "spam_detection", "sotu_era", "brown_genre",
-];
-
 const FLAGS = {
   model: { type: "string" },
   runs: { type: "string" },
   method: { type: "string", default: "gradot" },
-  tasks: { type: "string" },
+  tasks: { type: "string", default: "all" },
+  "tasks-dir": { type: "string" },
+  "ppl-data": { type: "string" },
   seeds: { type: "string", default: "0,1,2" },
   label: { type: "string" },
   ratio: { type: "string", default: "0.5" },
@@ -96,12 +99,16 @@ export interface ExperimentOptions {
   /** The emulator: GradOT's, or the OT LayerDrop baseline's. */
   method: "gradot" | "layerdrop";
   tasks: string[];
+  /** Where the tasks are (one directory per task, `listTasks`). */
+  tasksDir: string;
   seeds: number[];
   label?: string;
   ratio: number;
   lambdaAttn?: number;
   lambdaMlp?: number;
   calibration: string;
+  /** Held-out text for the perplexities (eval's `--ppl-data`); default eval's. */
+  pplData?: string;
   sequences: number;
   trainLimit?: number;
   evalLimit?: number;
@@ -127,10 +134,14 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   await mkdir(logs, { recursive: true });
   const label = o.label ?? `${o.method}-r${o.ratio}`;
   const emulator = join(work, `${label}-emulator`);
+  const pplArgs = ["--ppl", ...(o.pplData === undefined ? [] : ["--ppl-data", o.pplData])];
   const evalArgs = (model: string, tasks: string[], json: string, extra: string[] = []) => [
-    "eval", "--model", model, "--tasks", tasks.join(","), ...flagIf("--limit", o.evalLimit), "--json", json, "--quiet", ...extra,
+    "eval", "--model", model, "--tasks", tasks.join(","), "--tasks-dir", o.tasksDir, ...flagIf("--limit", o.evalLimit),
+    "--json", json, "--quiet", ...extra,
   ];
-  const tuneHyper = ["--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit)];
+  const tuneHyper = [
+    "--tasks-dir", o.tasksDir, "--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit),
+  ];
   const progress = createProgress("experiment", o.quiet);
   let done = 0;
   let total = 1;
@@ -157,7 +168,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   // independent, so they share one pool of --jobs processes.
   const zeroShot = async (which: "full" | "emulator", task: string, ppl: boolean): Promise<EvalReport> => {
     const json = join(work, `${which === "full" ? "full" : `${label}-emulator`}_zs_${task}.json`);
-    await step(`${which}-zs ${task}`, evalArgs(which === "full" ? o.model : emulator, [task], json, ppl ? ["--ppl"] : []));
+    await step(`${which}-zs ${task}`, evalArgs(which === "full" ? o.model : emulator, [task], json, ppl ? pplArgs : []));
     return readEval(json);
   };
   const tuneUnit = async (seed: number, task: string, measurePpl: boolean) => {
@@ -169,7 +180,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     const emuFt = join(seedDir, `emulator_ft_${task}.json`);
     await step(`emulator-ft ${task} seed ${seed}`, evalArgs(emulator, [task], emuFt, ["--adapter", adapter]));
     const plugIn = join(seedDir, `plug_in_${task}.json`);
-    await step(`plug-in ${task} seed ${seed}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? ["--ppl"] : [])]));
+    await step(`plug-in ${task} seed ${seed}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? pplArgs : [])]));
     let fullFt: number | null = null;
     if (o.fullFt) {
       const tuned = join(work, `full-ft-seed${seed}`, task);
@@ -254,25 +265,27 @@ async function originalMiddleParams(model: string, manifest: { split: { bottom: 
     .reduce((a, b) => a + b, 0);
 }
 
-/** Parses the experiment flags. */
-export function experimentOptions(argv: string[]): ExperimentOptions {
+/** Parses and checks the experiment flags (the task names against the tasks directory), before any work. */
+export async function experimentOptions(argv: string[]): Promise<ExperimentOptions> {
   const f = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
   if (!f.model || !f.runs) throw new Error("--model and --runs are required (see offtune experiment --help)");
   if (f.metric !== "acc" && f.metric !== "acc_norm") throw new Error(`--metric expects acc or acc_norm, got "${f.metric}"`);
   if (f.method !== "gradot" && f.method !== "layerdrop") throw new Error(`--method expects gradot or layerdrop, got "${f.method}"`);
-  const tasks = f.tasks ? f.tasks.split(",") : ALL_TASKS;
-  for (const t of tasks) if (!ALL_TASKS.includes(t)) throw new Error(`Unknown task "${t}": expected one of ${ALL_TASKS.join(", ")}`);
+  const tasksDir = f["tasks-dir"] ?? EVAL_DEFAULTS.tasksDir;
+  const tasks = selectTasks(f.tasks, await listTasks(tasksDir), tasksDir);
   return {
     model: f.model,
     runs: f.runs,
     method: f.method,
     tasks,
+    tasksDir,
     seeds: f.seeds.split(",").map((s) => numberFlag(s, "seeds")!),
     label: f.label,
     ratio: numberFlag(f.ratio, "ratio")!,
     lambdaAttn: numberFlag(f["lambda-attn"], "lambda-attn"),
     lambdaMlp: numberFlag(f["lambda-mlp"], "lambda-mlp"),
     calibration: f.calibration,
+    pplData: f["ppl-data"],
     sequences: numberFlag(f.sequences, "sequences")!,
     trainLimit: numberFlag(f["train-limit"], "train-limit"),
     evalLimit: numberFlag(f["eval-limit"], "eval-limit"),
@@ -287,7 +300,7 @@ export function experimentOptions(argv: string[]): ExperimentOptions {
 
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
-  const paths = await runExperiment(experimentOptions(argv));
+  const paths = await runExperiment(await experimentOptions(argv));
   for (const p of paths) console.log(`wrote ${p}`);
   return 0;
 }
