@@ -142,14 +142,16 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   const tuneHyper = [
     "--tasks-dir", o.tasksDir, "--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit),
   ];
-  const progress = createProgress("experiment", o.quiet);
+  // Each step is a process of seconds to minutes: a plain line as each starts and ends, and
+  // the lines are the run's log (to stdout when it is redirected; src/cli/progress.ts).
+  const progress = createProgress("experiment", o.quiet, { every: "update", log: true });
   let done = 0;
   let total = 1;
   const step = async (what: string, args: string[]) => {
-    progress.update({ done, total, unit: "steps", detail: what });
+    progress.update({ done, total, unit: "steps", detail: `started ${what}` });
     await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
     done++;
-    progress.update({ done, total, unit: "steps", detail: what });
+    progress.update({ done, total, unit: "steps", detail: `finished ${what}` });
   };
 
   const gradotFlags = [
