@@ -118,7 +118,10 @@ export function peakRssBytes(): number {
 
 type Flags = ReturnType<typeof parseFlags>;
 
-/** The verb's flags, with --method checked and --calibration required for gradot only. */
+/**
+ * The verb's flags, every value parsed (numbers, split) before any work
+ * starts, with --method checked and --calibration required for gradot only.
+ */
 function parseFlags(argv: string[]) {
   const flags = parseVerbFlags(argv, FLAGS, "build-emulator", ["model", "out"]);
   if (flags.method !== "gradot" && flags.method !== "layerdrop") {
@@ -127,7 +130,18 @@ function parseFlags(argv: string[]) {
   if (flags.method === "gradot" && !flags.calibration) {
     throw new Error("--calibration is required for --method gradot (see offtune build-emulator --help)");
   }
-  return flags;
+  const values = {
+    length: numberFlag(flags.length, "length"),
+    sequences: numberFlag(flags.sequences, "sequences")!,
+    ratio: numberFlag(flags.ratio, "ratio"),
+    attnShare: numberFlag(flags["attn-share"], "attn-share"),
+    lambdaAttn: numberFlag(flags["lambda-attn"], "lambda-attn"),
+    lambdaMlp: numberFlag(flags["lambda-mlp"], "lambda-mlp"),
+    keepTopFraction: numberFlag(flags["keep-top"], "keep-top"),
+    chunk: numberFlag(flags.chunk, "chunk"),
+    split: splitFlag(flags.split),
+  };
+  return { ...flags, values };
 }
 
 /** A method's build: the shard stream and the calibration tokens it reads. */
@@ -138,8 +152,9 @@ interface Build {
 
 /** The GradOT build the flags ask for, with per-stage progress and the calibration loss (unless quiet). */
 async function gradotBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter): Promise<Build> {
-  const length = numberFlag(flags.length, "length") ?? Math.min(128, model.cfg.maxPositions);
-  const sequences = numberFlag(flags.sequences, "sequences")!;
+  const { values } = flags;
+  const length = values.length ?? Math.min(128, model.cfg.maxPositions);
+  const sequences = values.sequences;
   const calibration: CalibrationSet = calibrationFromTokens(
     await readCalibrationTokens(flags.calibration!, flags.model, model.cfg, flags.quiet, flags.tokenizer),
     sequences,
@@ -152,12 +167,12 @@ async function gradotBuild(model: ModelHandle, flags: Flags, clock: StageClock, 
   const shards = buildGradotEmulator(model, {
     calibration,
     out: flags.out,
-    ratio: numberFlag(flags.ratio, "ratio"),
-    attnShare: numberFlag(flags["attn-share"], "attn-share"),
-    lambdaAttn: numberFlag(flags["lambda-attn"], "lambda-attn"),
-    lambdaMlp: numberFlag(flags["lambda-mlp"], "lambda-mlp"),
-    keepTopFraction: numberFlag(flags["keep-top"], "keep-top"),
-    chunk: numberFlag(flags.chunk, "chunk"),
+    ratio: values.ratio,
+    attnShare: values.attnShare,
+    lambdaAttn: values.lambdaAttn,
+    lambdaMlp: values.lambdaMlp,
+    keepTopFraction: values.keepTopFraction,
+    chunk: values.chunk,
     dtype: flags.fp16 ? "float16" : "float32",
     tokenizer: flags.tokenizer,
     clock,
@@ -175,7 +190,7 @@ async function gradotBuild(model: ModelHandle, flags: Flags, clock: StageClock, 
 
 /** The LayerDrop build the flags ask for (the calibration and GradOT flags are ignored), with per-shard progress. */
 function layerDropBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter): Build {
-  const ratio = numberFlag(flags.ratio, "ratio") ?? GRADOT_DEFAULTS.ratio; // matched emulator size (METHOD.md §5)
+  const ratio = flags.values.ratio ?? GRADOT_DEFAULTS.ratio; // matched emulator size (METHOD.md §5)
   const total = layerDropBlocks(model.cfg.layers, model.split, ratio).length + 1; // + the outer weights
   let written = 0;
   const shards = buildLayerDropEmulator(model, { ratio, out: flags.out, dtype: flags.fp16 ? "float16" : "float32", tokenizer: flags.tokenizer, clock })
@@ -187,7 +202,7 @@ function layerDropBuild(model: ModelHandle, flags: Flags, clock: StageClock, pro
 export async function main(argv: string[]): Promise<number> {
   const flags = parseFlags(argv);
   await initBackend(flags.backend, flags.quiet);
-  const model = await openModel(flags.model, { split: splitFlag(flags.split), streamVocabulary: true });
+  const model = await openModel(flags.model, { split: flags.values.split, streamVocabulary: true });
   try {
     const progress = createProgress("build-emulator", flags.quiet);
     const started = performance.now();

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { mkdir, readFile } from "node:fs/promises";
+import { access, mkdir, readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -275,7 +275,7 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
   if (f.method !== "gradot" && f.method !== "layerdrop") throw new Error(`--method expects gradot or layerdrop, got "${f.method}"`);
   const tasksDir = f["tasks-dir"] ?? EVAL_DEFAULTS.tasksDir;
   const tasks = selectTasks(f.tasks, await listTasks(tasksDir), tasksDir);
-  return {
+  const options: ExperimentOptions = {
     model: f.model,
     runs: f.runs,
     method: f.method,
@@ -298,6 +298,25 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
     metric: f.metric,
     quiet: f.quiet,
   };
+  await checkInputs(options);
+  return options;
+}
+
+/**
+ * Checks that the files the steps read exist, so that a typo fails at once,
+ * naming the flag, and not minutes later in a step's log.
+ */
+async function checkInputs(o: ExperimentOptions): Promise<void> {
+  const missing = async (path: string) => !(await access(path).then(() => true, () => false));
+  const inputs: Array<[string, string]> = [["--model", join(o.model, "config.json")]];
+  if (o.method === "gradot") inputs.push(["--calibration", o.calibration]);
+  if (o.pplData !== undefined) inputs.push(["--ppl-data", o.pplData]);
+  for (const task of o.tasks) {
+    for (const split of ["train", "test"]) inputs.push(["--tasks-dir", join(o.tasksDir, task, `${split}.jsonl`)]);
+  }
+  for (const [flag, path] of inputs) {
+    if (await missing(path)) throw new Error(`${flag}: "${path}" does not exist`);
+  }
 }
 
 /** CLI entry. */

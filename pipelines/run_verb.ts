@@ -6,7 +6,8 @@
  * @module
  */
 import { spawn } from "node:child_process";
-import { openSync, closeSync } from "node:fs";
+import { Buffer } from "node:buffer";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
@@ -14,8 +15,8 @@ const SCRIPT = fileURLToPath(new URL("./offtune.ts", import.meta.url));
 
 /**
  * Runs `offtune <args>`; its stdout (and stderr) go to `log` when given, else
- * are discarded (stderr inherited). Rejects with the verb's last words when it
- * exits non-zero.
+ * are discarded (stderr inherited). Rejects, when it exits non-zero, with the
+ * error it printed in the log ({@link lastErrorLine}) and the log's path.
  */
 export function runVerb(args: string[], log?: string): Promise<void> {
   const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
@@ -29,11 +30,42 @@ export function runVerb(args: string[], log?: string): Promise<void> {
       env: { ...process.env, OFFTUNE_QUIET: "1" },
     });
     child.on("error", reject);
-    child.on("exit", (code) => {
-      if (code === 0) resolve();
-      else reject(new Error(`offtune ${args.join(" ")} exited with ${code}${log ? ` (see ${log})` : ""}`));
+    child.on("exit", (code, signal) => {
+      if (code === 0) return resolve();
+      const status = code === null ? `was killed by ${signal}` : `exited with ${code}`;
+      const said = log ? lastErrorLine(log) : undefined;
+      reject(new Error(`offtune ${args.join(" ")} ${status}${said ? `: ${said}` : ""}${log ? ` (log: ${log})` : ""}`));
     });
   }).finally(() => {
     if (fd !== undefined) closeSync(fd);
   });
+}
+
+/** Bytes of a log's end read for its error line. */
+const LOG_TAIL_BYTES = 64 * 1024;
+
+/**
+ * The error a failed verb printed in `log`: its last `offtune <verb>: …` line
+ * (the form pipelines/offtune.ts prints errors in, uncaught ones too), else
+ * its last line naming an error, else its last non-empty line.
+ */
+export function lastErrorLine(log: string): string | undefined {
+  let text: string;
+  try {
+    const fd = openSync(log, "r");
+    try {
+      const size = fstatSync(fd).size;
+      const start = Math.max(0, size - LOG_TAIL_BYTES);
+      const bytes = Buffer.alloc(size - start);
+      readSync(fd, bytes, 0, bytes.length, start);
+      text = bytes.toString("utf8");
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  const lines = text.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const last = (test: (line: string) => boolean) => lines.findLast(test);
+  return last((l) => /^offtune [\w-]*:/.test(l)) ?? last((l) => /\b\w*Error\b/.test(l)) ?? lines.at(-1);
 }
