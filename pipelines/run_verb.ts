@@ -14,6 +14,17 @@ import { fileURLToPath } from "node:url";
 const SCRIPT = fileURLToPath(new URL("./offtune.ts", import.meta.url));
 
 /**
+ * Node's flags for a child verb: the parent's, plus tsx's loader when the
+ * parent runs without it (a script or test runner that loads TypeScript its
+ * own way), so the child can load pipelines/offtune.ts.
+ */
+function nodeFlags(): string[] {
+  const flags = [...process.execArgv];
+  if (!flags.some((flag) => flag.includes("tsx"))) flags.push("--import", "tsx");
+  return flags;
+}
+
+/**
  * Runs `offtune <args>`; its stdout (and stderr) go to `log` when given, else
  * are discarded (stderr inherited). Rejects, when it exits non-zero, with the
  * error it printed in the log ({@link lastErrorLine}) and the log's path.
@@ -22,7 +33,7 @@ export function runVerb(args: string[], log?: string): Promise<void> {
   const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
   const [command, argv] = deno
     ? [deno.execPath(), ["run", "-A", SCRIPT, ...args]]
-    : [process.execPath, [...process.execArgv, SCRIPT, ...args]];
+    : [process.execPath, [...nodeFlags(), SCRIPT, ...args]];
   const fd = log ? openSync(log, "a") : undefined;
   return new Promise<void>((resolve, reject) => {
     const child = spawn(command, argv, {

@@ -13,20 +13,23 @@ import { type McItem, TASK_SPLITS, type TaskSplit } from "../data/tasks/types.ts
 
 /** The checked item on line `line` of `file`; an item without `id` is named by its line number. */
 function checkItem(record: unknown, file: string, line: number): McItem {
-  const where = `Cannot read "${file}": line ${line}`;
-  if (typeof record !== "object" || record === null || Array.isArray(record)) throw new Error(`${where} is not an object`);
-  const r = { ...record } as Record<string, unknown>;
-  if (r.id === undefined) r.id = String(line);
-  else if (typeof r.id === "number" && Number.isFinite(r.id)) r.id = String(r.id);
-  else if (typeof r.id !== "string") throw new Error(`${where} has an "id" that is neither a string nor a number`);
-  if (typeof r.context !== "string") throw new Error(`${where} (${r.id}) has no string "context"`);
+  const at = `Cannot read "${file}": line ${line}`;
+  if (typeof record !== "object" || record === null || Array.isArray(record)) throw new Error(`${at} is not an object`);
+  const r = record as Record<string, unknown>;
+  let id: string;
+  if (r.id === undefined) id = String(line);
+  else if (typeof r.id === "number" && Number.isFinite(r.id)) id = String(r.id);
+  else if (typeof r.id === "string") id = r.id;
+  else throw new Error(`${at} has an "id" that is neither a string nor a number`);
+  const where = r.id === undefined ? at : `${at} (${id})`;
+  if (typeof r.context !== "string") throw new Error(`${where} has no string "context"`);
   if (!Array.isArray(r.choices) || r.choices.length < 2 || !r.choices.every((c) => typeof c === "string" && c !== "")) {
-    throw new Error(`${where} (${r.id}) needs "choices": at least 2 non-empty strings`);
+    throw new Error(`${where} needs "choices": at least 2 non-empty strings`);
   }
   if (!Number.isInteger(r.gold) || (r.gold as number) < 0 || (r.gold as number) >= r.choices.length) {
-    throw new Error(`${where} (${r.id}) has gold ${JSON.stringify(r.gold)} for ${r.choices.length} choices`);
+    throw new Error(`${where} has gold ${JSON.stringify(r.gold)} for ${r.choices.length} choices`);
   }
-  return { id: r.id as string, context: r.context, choices: r.choices as string[], gold: r.gold as number, doc: String(r.doc ?? "") };
+  return { id, context: r.context, choices: r.choices as string[], gold: r.gold as number, doc: String(r.doc ?? "") };
 }
 
 /** The checked items of `file`, the first `limit` when given; `what` names the file when it cannot be read. */
