@@ -24,7 +24,7 @@ import { access, mkdir, readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createProgress } from "../src/cli/progress.ts";
+import { createProgress, PLAIN_INTERVAL_S } from "../src/cli/progress.ts";
 import { readManifest } from "../src/io/manifest.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../src/report/run_result.ts";
 import { numberFlag, positiveIntFlag } from "./flags.ts";
@@ -142,14 +142,30 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   const tuneHyper = [
     "--tasks-dir", o.tasksDir, "--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit),
   ];
-  // Each step is a process of seconds to minutes: a plain line as each starts and ends, and
-  // the lines are the run's log (to stdout when it is redirected; src/cli/progress.ts).
+  // Each step is a process of seconds to many minutes: a plain line as each starts and ends,
+  // and one every PLAIN_INTERVAL_S seconds naming the steps still running. The lines are the
+  // run's log (to stdout when it is redirected; src/cli/progress.ts).
   const progress = createProgress("experiment", o.quiet, { every: "update", log: true });
   let done = 0;
-  let total = 1;
+  const total = 1 + 2 * o.tasks.length + o.seeds.length * o.tasks.length * (o.fullFt ? 4 : 3);
+  const running = new Set<string>();
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
   const step = async (what: string, args: string[]) => {
+    running.add(what);
+    heartbeat ??= setInterval(
+      () => progress.update({ done, total, unit: "steps", detail: `running ${[...running].join(", ")}` }),
+      PLAIN_INTERVAL_S * 1000,
+    );
     progress.update({ done, total, unit: "steps", detail: `started ${what}` });
-    await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
+    try {
+      await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
+    } finally {
+      running.delete(what);
+      if (running.size === 0) {
+        clearInterval(heartbeat);
+        heartbeat = undefined;
+      }
+    }
     done++;
     progress.update({ done, total, unit: "steps", detail: `finished ${what}` });
   };
@@ -208,7 +224,6 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     ...(["full", "emulator"] as const).flatMap((which) => o.tasks.map((task, t): Unit => ({ kind: "zs", which, task, ppl: t === 0 }))),
     ...o.seeds.flatMap((seed) => o.tasks.map((task, t): Unit => ({ kind: "tune", seed, task, measurePpl: t === 0 }))),
   ];
-  total = 1 + 2 * o.tasks.length + o.seeds.length * o.tasks.length * (o.fullFt ? 4 : 3);
   type TuneOutcome = Awaited<ReturnType<typeof tuneUnit>>;
   const outcomes = await mapConcurrent<Unit, EvalReport | TuneOutcome>(units, o.jobs, (u) =>
     u.kind === "zs" ? zeroShot(u.which, u.task, u.ppl) : tuneUnit(u.seed, u.task, u.measurePpl)
@@ -253,7 +268,6 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     };
     written.push(await writeRunResult(o.runs, result));
   }
-  done = total;
   progress.finish(`${written.length} results in ${o.runs}`);
   return written;
 }
