@@ -156,6 +156,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
       () => progress.update({ done, total, unit: "steps", detail: `running ${[...running].join(", ")}` }),
       PLAIN_INTERVAL_S * 1000,
     );
+    (heartbeat as { unref?: () => void }).unref?.(); // never what keeps the process alive
     progress.update({ done, total, unit: "steps", detail: `started ${what}` });
     try {
       await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
