@@ -39,7 +39,7 @@ and writes the tuned model as a Hugging Face checkpoint to --out
 (atomically). The Full FT reference of the offsite-tuning table.
 
   --model <dir>          original checkpoint
-  --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl file
+  --task <t>             task name (<tasks-dir>/<t>/train.jsonl) or a .jsonl file
   --out <dir>            output checkpoint directory
   --limit <n>            first n items only
 ${HYPER_HELP}

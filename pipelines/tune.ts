@@ -138,8 +138,8 @@ holds the adapter alone (no optimizer state).
 
   --emulator <dir>       emulator package, or an original checkpoint (tunes
                          the adapter on the full model)
-  --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl
-                         file of {id, context, choices, gold} items
+  --task <t>             task name (<tasks-dir>/<t>/train.jsonl) or a .jsonl
+                         file of {context, choices, gold[, id]} items
   --out <dir>            adapter package directory
   --limit <n>            first n items only
 ${HYPER_HELP}
