@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { Buffer } from "node:buffer";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import process from "node:process";
@@ -24,10 +24,39 @@ function nodeFlags(): string[] {
   return flags;
 }
 
+/** The verbs' child processes still running. */
+const children = new Set<ChildProcess>();
+
+/** Signals passed on to the children: a stopped parent never leaves them running. */
+const FORWARDED = { SIGTERM: 143, SIGHUP: 129 } as const;
+
+/**
+ * Passes `signal` on to every running child and exits with the signal's
+ * status. SIGINT is not handled: Ctrl-C reaches the children from the
+ * terminal already (one process group), and a second one would stop a tuning
+ * child before its checkpoint (pipelines/tune.ts).
+ */
+function stopChildren(signal: keyof typeof FORWARDED): void {
+  for (const child of children) child.kill(signal);
+  process.exit(FORWARDED[signal]);
+}
+
+/** Installs {@link stopChildren} while children run (the first spawn), and removes it after the last exits. */
+function track(child: ChildProcess): void {
+  if (children.size === 0) for (const signal of Object.keys(FORWARDED)) process.on(signal, stopChildren);
+  children.add(child);
+  child.once("exit", () => {
+    children.delete(child);
+    if (children.size === 0) for (const signal of Object.keys(FORWARDED)) process.off(signal, stopChildren);
+  });
+}
+
 /**
  * Runs `offtune <args>`; its stdout (and stderr) go to `log` when given, else
  * are discarded (stderr inherited). Rejects, when it exits non-zero, with the
  * error it printed in the log ({@link lastErrorLine}) and the log's path.
+ * While it runs, SIGTERM or SIGHUP to this process is passed on to it
+ * ({@link stopChildren}).
  */
 export function runVerb(args: string[], log?: string): Promise<void> {
   const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
@@ -40,6 +69,7 @@ export function runVerb(args: string[], log?: string): Promise<void> {
       stdio: ["ignore", fd ?? "ignore", fd ?? "inherit"],
       env: { ...process.env, OFFTUNE_QUIET: "1" },
     });
+    track(child);
     child.on("error", reject);
     child.on("exit", (code, signal) => {
       if (code === 0) return resolve();
