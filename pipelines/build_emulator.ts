@@ -14,7 +14,7 @@ import { lastValueFrom, type Observable, tap, toArray } from "rxjs";
 import { listenForInterrupts, signalExitCode } from "../src/cli/interrupt.ts";
 import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
 import { calibrationFromTokens } from "../src/data/calibration.ts";
-import { readTokenStream } from "../src/data/token_stream.ts";
+import { readTokensOfFile } from "../src/data/text_tokens.ts";
 import type { ModelConfig } from "../src/model/types.ts";
 import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
 import { ResumableBuild } from "../src/operators/build_resume.ts";
@@ -55,14 +55,16 @@ flight (docs/GUARANTEES.md). Methods:
 
   --method <m>           gradot | layerdrop (default gradot)
   --model <dir>          Hugging Face checkpoint (config.json + safetensors)
-  --calibration <file>   calibration text (.txt, tokenized with the model's
-                         tokenizer.json, else the fixture one) or a Uint16
-                         token stream (.bin); required for gradot
+  --calibration <file>   calibration text: plain text, or .jsonl of {"text": ...}
+                         documents, tokenized with the model's tokenizer; or
+                         a Uint16 token stream (.bin); required for gradot
   --out <dir>            emulator package directory
   --force                replace whatever --out holds (atomically)
   --ratio <x>            emulator params / original middle params, in (0, 1]
                          (default ${GRADOT_DEFAULTS.ratio}); layerdrop: fraction of middle blocks kept
   --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
+  --tokenizer <file>     tokenizer.json for the calibration text, carried in the
+                         package (default: the model's own, else the fixture one)
   --fp16                 store shards as float16
   --timings <file>       write seconds per stage and peak RSS as JSON
   --backend <name>       auto | tensorflow | wasm | cpu
@@ -93,6 +95,7 @@ const FLAGS = {
   "keep-top": { type: "string" },
   split: { type: "string" },
   chunk: { type: "string" },
+  tokenizer: { type: "string" },
   fp16: { type: "boolean", default: false },
   backend: { type: "string" },
   timings: { type: "string" },
@@ -108,30 +111,20 @@ export function splitFlag(value: string | undefined): AdapterSplit | undefined {
 }
 
 /**
- * Token ids of a calibration file: a `.bin` Uint16 stream as written by
- * `build_fixtures`, or text tokenized with the model's tokenizer (found by
- * pipelines/tokenizer_for.ts: the model directory's tokenizer.json, else the
- * fixture one, with a notice unless `quiet`).
+ * Token ids of a calibration file (src/data/text_tokens.ts): a `.bin` Uint16
+ * stream as written by `build_fixtures`, a `.jsonl` of `{"text"}` documents,
+ * or text, tokenized with the model's tokenizer (found by
+ * pipelines/tokenizer_for.ts: `explicit`, else the model directory's
+ * tokenizer.json, else the fixture one, with a notice unless `quiet`).
  */
 export async function readCalibrationTokens(
   file: string,
   modelDir: string,
   cfg: ModelConfig,
   quiet: boolean,
+  explicit?: string,
 ): Promise<ArrayLike<number>> {
-  const explain = (e: unknown): never => {
-    throw new Error(`Cannot read calibration file "${file}": ${(e as { code?: string }).code === "ENOENT" ? "file does not exist" : (e as Error).message}`);
-  };
-  if (file.endsWith(".bin")) {
-    try {
-      return readTokenStream(file);
-    } catch (e) {
-      return explain(e);
-    }
-  }
-  const bytes = await readFile(file).catch(explain);
-  const { tokenizer } = await tokenizerFor(modelDir, cfg, undefined, quiet);
-  return tokenizer.encode(new TextDecoder().decode(bytes), { addSpecialTokens: false });
+  return await readTokensOfFile(file, "calibration file", cfg.vocabSize, async () => (await tokenizerFor(modelDir, cfg, explicit, quiet)).tokenizer);
 }
 
 /** The process's peak resident set size so far, in bytes. */
@@ -205,7 +198,7 @@ async function gradotBuild(
   const { sequences, ...numbers } = flags.numbers;
   const length = numbers.length ?? Math.min(128, model.cfg.maxPositions);
   const calibration: CalibrationSet = calibrationFromTokens(
-    await readCalibrationTokens(flags.calibration!, flags.model, model.cfg, flags.quiet),
+    await readCalibrationTokens(flags.calibration!, flags.model, model.cfg, flags.quiet, flags.tokenizer),
     sequences,
     length,
     `Calibration file "${flags.calibration}"`,
@@ -223,6 +216,7 @@ async function gradotBuild(
     keepTopFraction: numbers.keepTopFraction,
     chunk: numbers.chunk,
     dtype: flags.fp16 ? "float16" : "float32",
+    tokenizer: flags.tokenizer,
     clock,
     onStage: (stage, block) => {
       events++;
@@ -243,7 +237,7 @@ function layerDropBuild(model: ModelHandle, flags: Flags, clock: StageClock, pro
   const ratio = flags.numbers.ratio ?? GRADOT_DEFAULTS.ratio; // matched emulator size (METHOD.md §5)
   const total = layerDropBlocks(model.cfg.layers, model.split, ratio).length + 1; // + the outer weights
   let written = 0;
-  const shards = buildLayerDropEmulator(model, { ratio, out: flags.out, dtype: flags.fp16 ? "float16" : "float32", clock, signal })
+  const shards = buildLayerDropEmulator(model, { ratio, out: flags.out, dtype: flags.fp16 ? "float16" : "float32", tokenizer: flags.tokenizer, clock, signal })
     .pipe(tap((shard) => progress.update({ done: ++written, total, unit: "shards", detail: `wrote ${shard.file}` })));
   return { shards, tokens: 0 };
 }

@@ -36,7 +36,7 @@ export async function main(argv: string[]): Promise<number> {
     options: { out: { type: "string", default: "runs/demo" }, model: { type: "string", default: "fixtures/small" }, quiet: { type: "boolean", default: false } },
   });
   const started = performance.now();
-  const options = experimentOptions([
+  const options = await experimentOptions([
     "--model", values.model, "--runs", values.out, "--tasks", DEMO_TASKS.join(","), "--seeds", "0",
     "--train-limit", "200", "--eval-limit", "200", "--epochs", "2", "--lr", "1e-3", "--sequences", "32", "--no-full-ft",
     ...(values.quiet ? ["--quiet"] : []),

@@ -17,14 +17,14 @@ import { join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { createProgress } from "../src/cli/progress.ts";
-import { readTokenStream } from "../src/data/token_stream.ts";
+import { readTokensOfFile } from "../src/data/text_tokens.ts";
 import { TASKS } from "../src/data/tasks/registry.ts";
 import type { McItem, TaskSplit } from "../src/data/tasks/types.ts";
 import { type McSummary, scoreMultipleChoice, summarizeMultipleChoice } from "../src/eval/multiple_choice.ts";
 import type { Residency } from "../src/eval/loglikelihood.ts";
 import { modelPerplexity, type Perplexity, unigramPerplexity } from "../src/eval/perplexity.ts";
 import { aboveChance, type AccuracyStats, averageStats } from "../src/eval/stats.ts";
-import { readTaskItems } from "../src/eval/task_file.ts";
+import { listTasks, readTaskItems } from "../src/eval/task_file.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";
 import { MANIFEST_FILE, readManifest } from "../src/io/manifest.ts";
 import { openSource, withAdapter } from "../src/operators/model_source.ts";
@@ -56,17 +56,23 @@ accuracy whose interval lies wholly above chance.
   --adapter <dir>        tuned adapter package to apply first; an unfinished
                          one (an epoch checkpoint of offtune tune) is refused
   --allow-unfinished     apply an unfinished --adapter anyway
-  --tasks <list>         all, or comma-separated names (default all):
-                         ${TASKS.map((t) => t.name).join(", ")}
+  --tasks <list>         all, or comma-separated names of tasks in --tasks-dir
+                         (default all; the fixtures: ${TASKS.map((t) => t.name).join(", ")})
   --split <name>         test | validation | train (default test)
   --limit <n>            first n items of each task
   --ppl                  also perplexity on --ppl-data (and the unigram reference)
-  --ppl-data <file>      Uint16 token stream (default fixtures/data/pretrain/valid.bin)
-  --ppl-train <file>     stream for the add-one unigram reference
-                         (default fixtures/data/pretrain/train.bin, skipped if absent)
+  --ppl-data <file>      held-out text: plain text or .jsonl of {"text": ...}
+                         documents (tokenized with the model's tokenizer), or a
+                         Uint16 token stream (.bin)
+                         (default fixtures/data/pretrain/valid.bin)
+  --ppl-train <file>     text or stream for the add-one unigram reference (default
+                         fixtures/data/pretrain/train.bin with the default
+                         --ppl-data; else none unless given)
   --ctx <n>              perplexity window (default: the model's max positions)
   --tokenizer <file>     tokenizer.json (default: the model's, else the fixture one)
-  --tasks-dir <dir>      task files (default fixtures/data/tasks)
+  --tasks-dir <dir>      tasks: one directory per task holding <split>.jsonl
+                         files of {context, choices, gold[, id]} lines
+                         (default fixtures/data/tasks)
   --no-bos               do not put the BOS token before each context
   --stream               one block resident at a time (for models larger than memory)
   --batch-tokens <n>     rows x padded length per forward batch (default 2048)
@@ -98,16 +104,34 @@ const FLAGS = {
 const SPLITS: readonly TaskSplit[] = ["test", "validation", "train"];
 
 
-/** The task names `--tasks` selects, in report order. */
-export function selectTasks(value: string): string[] {
+/** `names` in report order: the fixture tasks in their registry order, then any others by name. */
+function reportOrder(names: readonly string[]): string[] {
   const known = TASKS.map((t) => t.name);
-  if (value.trim() === "all") return known;
+  const rank = (name: string) => (known.includes(name) ? known.indexOf(name) : known.length);
+  return [...names].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * The task names `--tasks` selects among `available` (the tasks of the tasks
+ * directory `tasksDir`, see `listTasks`), in report order.
+ *
+ * @throws Error naming the directory for a name that is not a task there
+ */
+export function selectTasks(value: string, available: readonly string[], tasksDir: string): string[] {
+  if (value.trim() === "all") {
+    if (available.length === 0) throw new Error(`No tasks in "${tasksDir}": a task is a directory holding test.jsonl (or train/validation.jsonl)`);
+    return reportOrder(available);
+  }
   const asked = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (asked.length === 0) throw new Error(`--tasks names no task: "${value}"`);
   for (const name of asked) {
-    if (!known.includes(name)) throw new Error(`Unknown task "${name}": expected all or some of ${known.join(", ")}`);
+    if (!available.includes(name)) {
+      throw new Error(
+        `Unknown task "${name}": no "${name}/" with task files in "${tasksDir}" (--tasks-dir sets the directory; tasks there: ${available.join(", ") || "none"})`,
+      );
+    }
   }
-  return known.filter((name) => asked.includes(name));
+  return reportOrder(available.filter((name) => asked.includes(name)));
 }
 
 const exists = (path: string) => access(path).then(() => true, () => false);
@@ -222,18 +246,12 @@ export function formatReport(report: Pick<EvalReport, "tasks" | "average" | "ppl
   return lines.join("\n");
 }
 
-async function tokenStream(path: string, what: string): Promise<Uint16Array> {
-  if (!(await exists(path))) throw new Error(`Cannot read ${what} "${path}": file does not exist`);
-  return readTokenStream(path);
-}
-
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "eval", ["model"]);
   removeStaleTemporaries(flags.json ? [flags.json] : []);
   const split = flags.split as TaskSplit;
   if (!SPLITS.includes(split)) throw new Error(`--split expects one of ${SPLITS.join(", ")}, got "${flags.split}"`);
-  const tasks = selectTasks(flags.tasks);
   const limit = positiveIntFlag(flags.limit, "limit");
   const batchTokens = positiveIntFlag(flags["batch-tokens"], "batch-tokens");
   const ctxFlag = positiveIntFlag(flags.ctx, "ctx");
@@ -241,6 +259,7 @@ export async function main(argv: string[]): Promise<number> {
   const bos = !flags["no-bos"];
   const quiet = flags.quiet;
   const tasksDir = flags["tasks-dir"] ?? EVAL_DEFAULTS.tasksDir;
+  const tasks = selectTasks(flags.tasks, await listTasks(tasksDir), tasksDir);
 
   const backend = await initBackend(flags.backend, quiet);
   const started = performance.now();
@@ -278,7 +297,7 @@ export async function main(argv: string[]): Promise<number> {
 
     if (flags.ppl) {
       const data = flags["ppl-data"] ?? EVAL_DEFAULTS.pplData;
-      const stream = await tokenStream(data, "perplexity data");
+      const stream = await readTokensOfFile(data, "perplexity data", model.cfg.vocabSize, () => Promise.resolve(tokenizer));
       const ctx = ctxFlag ?? model.cfg.maxPositions;
       const pplProgress = createProgress("perplexity", quiet);
       const p: Perplexity = await modelPerplexity(model, stream, {
@@ -290,10 +309,12 @@ export async function main(argv: string[]): Promise<number> {
       pplProgress.finish(`${p.tokens} tokens`);
       const trainPath = flags["ppl-train"] ?? EVAL_DEFAULTS.pplTrain;
       let unigram: NonNullable<EvalReport["ppl"]>["unigram"] = null;
-      if (flags["ppl-train"] !== undefined || (await exists(trainPath))) {
-        const u = unigramPerplexity(await tokenStream(trainPath, "unigram training stream"), stream, model.cfg.vocabSize);
+      // The default counts are fixture-tokenizer ids: they go with the default data only.
+      if (flags["ppl-train"] !== undefined || (flags["ppl-data"] === undefined && (await exists(trainPath)))) {
+        const train = await readTokensOfFile(trainPath, "unigram training data", model.cfg.vocabSize, () => Promise.resolve(tokenizer));
+        const u = unigramPerplexity(train, stream, model.cfg.vocabSize);
         unigram = { train: resolve(trainPath), nll: u.nll, ppl: u.ppl };
-      } else if (!quiet) {
+      } else if (!quiet && flags["ppl-data"] === undefined) {
         console.error(`offtune eval: no "${trainPath}"; skipping the unigram reference`);
       }
       report.ppl = { data: resolve(data), ctx, tokens: p.tokens, nll: p.nll, ppl: p.ppl, unigram };

@@ -23,19 +23,20 @@
  *
  * @module
  */
-import { mkdir, readFile, stat } from "node:fs/promises";
+import { access, mkdir, readFile, stat } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createProgress } from "../src/cli/progress.ts";
+import { createProgress, PLAIN_INTERVAL_S } from "../src/cli/progress.ts";
 import { readManifest } from "../src/io/manifest.ts";
 import { fullTuneStatePath } from "../src/train/full_ft_state.ts";
 import { partialDirOf } from "../src/train/tune.ts";
 import { TUNE_STATE_FILE } from "../src/train/tune_package.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../src/report/run_result.ts";
 import { checkOutputDir } from "../src/io/output_dir.ts";
+import { listTasks } from "../src/eval/task_file.ts";
 import { countFlag, fractionFlag, nonNegativeFlag, positiveIntFlag, positiveNumberFlag } from "./flags.ts";
-import type { EvalReport } from "./eval.ts";
+import { EVAL_DEFAULTS, type EvalReport, selectTasks } from "./eval.ts";
 import { runVerb } from "./run_verb.ts";
 import { mapConcurrent } from "../src/distributed/map_concurrent.ts";
 
@@ -54,14 +55,19 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
                          --calibration
   --method <m>           gradot | layerdrop (the OT† LayerDrop baseline; its
                          results say method "ot-layerdrop") (default gradot)
-  --tasks <list>         comma-separated task names (default: all 8)
+  --tasks <list>         comma-separated names of tasks in --tasks-dir (default: all)
+  --tasks-dir <dir>      tasks: one directory per task with train.jsonl and
+                         test.jsonl (default fixtures/data/tasks)
   --seeds <list>         tuning seeds (default 0,1,2)
   --label <name>         row label (default gradot-r<ratio> or layerdrop-r<ratio>)
   --ratio <x>            emulator ratio (default 0.5)
   --lambda-attn <x>      GCS λ for attention (default: GradOT's; gradot only)
   --lambda-mlp <x>       GCS λ for the MLP (default: GradOT's; gradot only)
-  --calibration <file>   calibration stream (default fixtures/data/pretrain/calibration.bin;
-                         gradot only)
+  --calibration <file>   calibration text (plain text or .jsonl of {"text": ...},
+                         tokenized with the model's tokenizer) or token stream
+                         (default fixtures/data/pretrain/calibration.bin; gradot only)
+  --ppl-data <file>      held-out text for the perplexities, as eval --ppl-data
+                         (default fixtures/data/pretrain/valid.bin)
   --sequences <n>        calibration sequences (default 64; gradot only)
   --train-limit <n>      training items per task (default: all)
   --eval-limit <n>       test items per task (default: all)
@@ -72,16 +78,13 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
   --metric <m>           acc | acc_norm (default acc)
   --quiet                no progress`;
 
-const ALL_TASKS = [
-  "lastword_cloze", "kjv_verse_ending", "wordnet_definition", "wordnet_hypernym",
-  "wordnet_antonym", "spam_detection", "sotu_era", "brown_genre",
-];
-
 const FLAGS = {
   model: { type: "string" },
   runs: { type: "string" },
   method: { type: "string", default: "gradot" },
-  tasks: { type: "string" },
+  tasks: { type: "string", default: "all" },
+  "tasks-dir": { type: "string" },
+  "ppl-data": { type: "string" },
   seeds: { type: "string", default: "0,1,2" },
   label: { type: "string" },
   ratio: { type: "string", default: "0.5" },
@@ -106,12 +109,16 @@ export interface ExperimentOptions {
   /** The emulator: GradOT's, or the OT LayerDrop baseline's. */
   method: "gradot" | "layerdrop";
   tasks: string[];
+  /** Where the tasks are (one directory per task, `listTasks`). */
+  tasksDir: string;
   seeds: number[];
   label?: string;
   ratio: number;
   lambdaAttn?: number;
   lambdaMlp?: number;
   calibration: string;
+  /** Held-out text for the perplexities (eval's `--ppl-data`); default eval's. */
+  pplData?: string;
   sequences: number;
   trainLimit?: number;
   evalLimit?: number;
@@ -150,18 +157,41 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   await mkdir(logs, { recursive: true });
   const label = o.label ?? `${o.method}-r${o.ratio}`;
   const emulator = join(work, `${label}-emulator`);
+  const pplArgs = ["--ppl", ...(o.pplData === undefined ? [] : ["--ppl-data", o.pplData])];
   const evalArgs = (model: string, tasks: string[], json: string, extra: string[] = []) => [
-    "eval", "--model", model, "--tasks", tasks.join(","), ...flagIf("--limit", o.evalLimit), "--json", json, "--quiet", ...extra,
+    "eval", "--model", model, "--tasks", tasks.join(","), "--tasks-dir", o.tasksDir, ...flagIf("--limit", o.evalLimit),
+    "--json", json, "--quiet", ...extra,
   ];
-  const tuneHyper = ["--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit)];
-  const progress = createProgress("experiment", o.quiet);
+  const tuneHyper = [
+    "--tasks-dir", o.tasksDir, "--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit),
+  ];
+  // Each step is a process of seconds to many minutes: a plain line as each starts and ends,
+  // and one every PLAIN_INTERVAL_S seconds naming the steps still running. The lines are the
+  // run's log (to stdout when it is redirected; src/cli/progress.ts).
+  const progress = createProgress("experiment", o.quiet, { every: "update", log: true });
   let done = 0;
-  let total = 1;
+  const total = 1 + 2 * o.tasks.length + o.seeds.length * o.tasks.length * (o.fullFt ? 4 : 3);
+  const running = new Set<string>();
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
   const step = async (what: string, args: string[]) => {
-    progress.update({ done, total, unit: "steps", detail: what });
-    await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
+    running.add(what);
+    heartbeat ??= setInterval(
+      () => progress.update({ done, total, unit: "steps", detail: `running ${[...running].join(", ")}` }),
+      PLAIN_INTERVAL_S * 1000,
+    );
+    (heartbeat as { unref?: () => void }).unref?.(); // never what keeps the process alive
+    progress.update({ done, total, unit: "steps", detail: `started ${what}` });
+    try {
+      await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
+    } finally {
+      running.delete(what);
+      if (running.size === 0) {
+        clearInterval(heartbeat);
+        heartbeat = undefined;
+      }
+    }
     done++;
-    progress.update({ done, total, unit: "steps", detail: what });
+    progress.update({ done, total, unit: "steps", detail: `finished ${what}` });
   };
 
   const gradotFlags = [
@@ -180,7 +210,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   // independent, so they share one pool of --jobs processes.
   const zeroShot = async (which: "full" | "emulator", task: string, ppl: boolean): Promise<EvalReport> => {
     const json = join(work, `${which === "full" ? "full" : `${label}-emulator`}_zs_${task}.json`);
-    await step(`${which}-zs ${task}`, evalArgs(which === "full" ? o.model : emulator, [task], json, ppl ? ["--ppl"] : []));
+    await step(`${which}-zs ${task}`, evalArgs(which === "full" ? o.model : emulator, [task], json, ppl ? pplArgs : []));
     return readEval(json);
   };
   const tuneUnit = async (seed: number, task: string, measurePpl: boolean) => {
@@ -193,7 +223,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     const emuFt = join(seedDir, `emulator_ft_${task}.json`);
     await step(`emulator-ft ${task} seed ${seed}`, evalArgs(emulator, [task], emuFt, ["--adapter", adapter]));
     const plugIn = join(seedDir, `plug_in_${task}.json`);
-    await step(`plug-in ${task} seed ${seed}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? ["--ppl"] : [])]));
+    await step(`plug-in ${task} seed ${seed}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? pplArgs : [])]));
     let fullFt: number | null = null;
     if (o.fullFt) {
       const tuned = join(work, `full-ft-seed${seed}`, task);
@@ -220,7 +250,6 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     ...(["full", "emulator"] as const).flatMap((which) => o.tasks.map((task, t): Unit => ({ kind: "zs", which, task, ppl: t === 0 }))),
     ...o.seeds.flatMap((seed) => o.tasks.map((task, t): Unit => ({ kind: "tune", seed, task, measurePpl: t === 0 }))),
   ];
-  total = 1 + 2 * o.tasks.length + o.seeds.length * o.tasks.length * (o.fullFt ? 4 : 3);
   type TuneOutcome = Awaited<ReturnType<typeof tuneUnit>>;
   const outcomes = await mapConcurrent<Unit, EvalReport | TuneOutcome>(units, o.jobs, (u) =>
     u.kind === "zs" ? zeroShot(u.which, u.task, u.ppl) : tuneUnit(u.seed, u.task, u.measurePpl)
@@ -265,7 +294,6 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     };
     written.push(await writeRunResult(o.runs, result));
   }
-  done = total;
   progress.finish(`${written.length} results in ${o.runs}`);
   return written;
 }
@@ -279,25 +307,27 @@ async function originalMiddleParams(model: string, manifest: { split: { bottom: 
     .reduce((a, b) => a + b, 0);
 }
 
-/** Parses the experiment flags. */
-export function experimentOptions(argv: string[]): ExperimentOptions {
+/** Parses and checks the experiment flags (the task names against the tasks directory), before any work. */
+export async function experimentOptions(argv: string[]): Promise<ExperimentOptions> {
   const f = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
   if (!f.model || !f.runs) throw new Error("--model and --runs are required (see offtune experiment --help)");
   if (f.metric !== "acc" && f.metric !== "acc_norm") throw new Error(`--metric expects acc or acc_norm, got "${f.metric}"`);
   if (f.method !== "gradot" && f.method !== "layerdrop") throw new Error(`--method expects gradot or layerdrop, got "${f.method}"`);
-  const tasks = f.tasks ? f.tasks.split(",") : ALL_TASKS;
-  for (const t of tasks) if (!ALL_TASKS.includes(t)) throw new Error(`Unknown task "${t}": expected one of ${ALL_TASKS.join(", ")}`);
-  return {
+  const tasksDir = f["tasks-dir"] ?? EVAL_DEFAULTS.tasksDir;
+  const tasks = selectTasks(f.tasks, await listTasks(tasksDir), tasksDir);
+  const options: ExperimentOptions = {
     model: f.model,
     runs: f.runs,
     method: f.method,
     tasks,
+    tasksDir,
     seeds: f.seeds.split(",").map((s) => countFlag(s, "seeds")!),
     label: f.label,
     ratio: fractionFlag(f.ratio, "ratio")!,
     lambdaAttn: nonNegativeFlag(f["lambda-attn"], "lambda-attn"),
     lambdaMlp: nonNegativeFlag(f["lambda-mlp"], "lambda-mlp"),
     calibration: f.calibration,
+    pplData: f["ppl-data"],
     sequences: positiveIntFlag(f.sequences, "sequences")!,
     trainLimit: positiveIntFlag(f["train-limit"], "train-limit"),
     evalLimit: positiveIntFlag(f["eval-limit"], "eval-limit"),
@@ -308,11 +338,30 @@ export function experimentOptions(argv: string[]): ExperimentOptions {
     metric: f.metric,
     quiet: f.quiet,
   };
+  await checkInputs(options);
+  return options;
+}
+
+/**
+ * Checks that the files the steps read exist, so that a typo fails at once,
+ * naming the flag, and not minutes later in a step's log.
+ */
+async function checkInputs(o: ExperimentOptions): Promise<void> {
+  const missing = async (path: string) => !(await access(path).then(() => true, () => false));
+  const inputs: Array<[string, string]> = [["--model", join(o.model, "config.json")]];
+  if (o.method === "gradot") inputs.push(["--calibration", o.calibration]);
+  if (o.pplData !== undefined) inputs.push(["--ppl-data", o.pplData]);
+  for (const task of o.tasks) {
+    for (const split of ["train", "test"]) inputs.push(["--tasks-dir", join(o.tasksDir, task, `${split}.jsonl`)]);
+  }
+  for (const [flag, path] of inputs) {
+    if (await missing(path)) throw new Error(`${flag}: "${path}" does not exist`);
+  }
 }
 
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
-  const paths = await runExperiment(experimentOptions(argv));
+  const paths = await runExperiment(await experimentOptions(argv));
   for (const p of paths) console.log(`wrote ${p}`);
   return 0;
 }

@@ -54,7 +54,7 @@ full-ft; anything else is refused unless --force, which replaces it once the
 new checkpoint is complete. --out may never be, hold or lie inside an input.
 
   --model <dir>          original checkpoint
-  --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl file
+  --task <t>             task name (<tasks-dir>/<t>/train.jsonl) or a .jsonl file
   --out <dir>            output checkpoint directory
   --force                replace whatever --out holds (atomically)
   --limit <n>            first n items only

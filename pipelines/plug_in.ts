@@ -10,14 +10,14 @@
  *
  * @module
  */
-import { readFile, stat } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { join } from "node:path";
 import process from "node:process";
 import { createProgress } from "../src/cli/progress.ts";
 import { createDirectoryTransaction, writeFileAtomic } from "../src/io/atomic.ts";
 import { saveCheckpoint, type TensorToSave } from "../src/io/checkpoint.ts";
 import { checkOutputDir, OUTPUT_MARKER, outputMarker } from "../src/io/output_dir.ts";
 import { removeStaleTemporaries } from "../src/io/stale_temps.ts";
+import { copyTokenizerFiles } from "../src/io/tokenizer.ts";
 import { toHfTensors } from "../src/model/load.ts";
 import type { WeightMap } from "../src/model/types.ts";
 import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
@@ -72,11 +72,7 @@ export async function writeHfModel(
   try {
     const config = { ...cfg.raw, torch_dtype: options.fp16 ? "float16" : "float32" };
     await saveCheckpoint(tx.temp, config, tensors(), { dtype: options.fp16 ? "F16" : "F32" });
-    const tokenizerFiles = [source.tokenizer, join(dirname(source.tokenizer), "tokenizer_config.json")];
-    for (const file of tokenizerFiles) {
-      if (!(await stat(file).then((s) => s.isFile(), () => false))) continue;
-      await writeFileAtomic(join(tx.temp, basename(file)), await readFile(file));
-    }
+    await copyTokenizerFiles(source.tokenizer, tx.temp);
     await writeFileAtomic(join(tx.temp, OUTPUT_MARKER), new TextEncoder().encode(outputMarker(options.writtenBy)));
     await tx.commit();
   } catch (e) {

@@ -11,7 +11,8 @@
  * @module
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
+import { Buffer } from "node:buffer";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { Interrupted, signalExitCode, type StopSignal } from "../src/cli/interrupt.ts";
@@ -44,9 +45,21 @@ function forwardSignals(): void {
 }
 
 /**
+ * Node's flags for a child verb: the parent's, plus tsx's loader when the
+ * parent runs without it (a script or test runner that loads TypeScript its
+ * own way), so the child can load pipelines/offtune.ts.
+ */
+function nodeFlags(): string[] {
+  const flags = [...process.execArgv];
+  if (!flags.some((flag) => flag.includes("tsx"))) flags.push("--import", "tsx");
+  return flags;
+}
+
+/**
  * Runs `offtune <args>`; its stdout (and stderr) go to `log` when given, else
- * are discarded (stderr inherited). Rejects with the verb's last words when it
- * exits non-zero, and with {@link Interrupted} once a signal is being passed on.
+ * are discarded (stderr inherited). Rejects, when it exits non-zero, with the
+ * error it printed in the log ({@link lastErrorLine}) and the log's path, and
+ * with {@link Interrupted} once a signal is being passed on.
  */
 export function runVerb(args: string[], log?: string): Promise<void> {
   if (stopping) return Promise.reject(new Interrupted(stopping));
@@ -54,7 +67,7 @@ export function runVerb(args: string[], log?: string): Promise<void> {
   const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
   const [command, argv] = deno
     ? [deno.execPath(), ["run", "-A", SCRIPT, ...args]]
-    : [process.execPath, [...process.execArgv, SCRIPT, ...args]];
+    : [process.execPath, [...nodeFlags(), SCRIPT, ...args]];
   const fd = log ? openSync(log, "a") : undefined;
   return new Promise<void>((resolve, reject) => {
     const child = spawn(command, argv, {
@@ -71,10 +84,43 @@ export function runVerb(args: string[], log?: string): Promise<void> {
       if (stopping) {
         reject(new Interrupted(stopping));
         exitWhenChildrenStop(stopping);
-      } else if (code === 0) resolve();
-      else reject(new Error(`offtune ${args.join(" ")} exited with ${code ?? signal}${log ? ` (see ${log})` : ""}`));
+        return;
+      }
+      if (code === 0) return resolve();
+      const status = code === null ? `was killed by ${signal}` : `exited with ${code}`;
+      const said = log ? lastErrorLine(log) : undefined;
+      reject(new Error(`offtune ${args.join(" ")} ${status}${said ? `: ${said}` : ""}${log ? ` (log: ${log})` : ""}`));
     });
   }).finally(() => {
     if (fd !== undefined) closeSync(fd);
   });
+}
+
+/** Bytes of a log's end read for its error line. */
+const LOG_TAIL_BYTES = 64 * 1024;
+
+/**
+ * The error a failed verb printed in `log`: its last `offtune <verb>: …` line
+ * (the form pipelines/offtune.ts prints errors in, uncaught ones too), else
+ * its last line naming an error, else its last non-empty line.
+ */
+export function lastErrorLine(log: string): string | undefined {
+  let text: string;
+  try {
+    const fd = openSync(log, "r");
+    try {
+      const size = fstatSync(fd).size;
+      const start = Math.max(0, size - LOG_TAIL_BYTES);
+      const bytes = Buffer.alloc(size - start);
+      readSync(fd, bytes, 0, bytes.length, start);
+      text = bytes.toString("utf8");
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  const lines = text.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const last = (test: (line: string) => boolean) => lines.findLast(test);
+  return last((l) => /^offtune [\w-]*:/.test(l)) ?? last((l) => /\b\w*Error\b/.test(l)) ?? lines.at(-1);
 }

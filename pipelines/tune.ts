@@ -167,8 +167,8 @@ hold or lie inside an input (--emulator, the task file or tasks directory).
 
   --emulator <dir>       emulator package, or an original checkpoint (tunes
                          the adapter on the full model)
-  --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl
-                         file of {id, context, choices, gold} items
+  --task <t>             task name (<tasks-dir>/<t>/train.jsonl) or a .jsonl
+                         file of {context, choices, gold[, id]} items
   --out <dir>            adapter package directory
   --force                replace whatever --out holds once the new adapter is
                          finished; discard an unfinished run there
@@ -260,6 +260,7 @@ export async function main(argv: string[]): Promise<number> {
         resume: flags.resume,
         force: flags.force,
         describe: { task: taskName(flags.task), tokenizer: path },
+        tokenizer: path,
         shouldStop: interrupted,
         onStep: stepProgress(progress),
       })

@@ -40,6 +40,8 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   /** Sequences per calibration chunk. */
   chunk?: number;
   dtype?: ShardDtype;
+  /** The tokenizer.json the package carries (default: the model directory's own; `writeShards`). */
+  tokenizer?: string;
   /** Progress/stage events, e.g. for a TTY progress line or a benchmark. */
   onStage?: (stage: GradotStage, block: number) => void;
   onLoss?: (loss: number) => void;
@@ -86,6 +88,6 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
     compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction as number, clock }),
     compressScp({ ...budget, clock }),
     stage("compress"),
-    writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, clock, resume }),
+    writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, tokenizer: options.tokenizer, clock, resume }),
   );
 }

@@ -76,6 +76,8 @@ export interface LayerDropOptions {
   /** Package directory to write. */
   out: string;
   dtype?: ShardDtype;
+  /** The tokenizer.json the package carries (default: the model directory's own; `writeShards`). */
+  tokenizer?: string;
   /** Charges the read and write seconds. */
   clock?: StageClock;
   /** Stops the build at the next block once aborted (src/cli/interrupt.ts); the package is not written. */
@@ -101,6 +103,7 @@ export function buildLayerDropEmulator(model: ModelHandle, options: LayerDropOpt
         settings: { ratio: options.ratio, keptMiddle },
         dtype: options.dtype,
         blockIndices,
+        tokenizer: options.tokenizer,
         clock: options.clock,
       }),
     );

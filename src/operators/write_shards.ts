@@ -21,6 +21,7 @@
  */
 import { Observable, type OperatorFunction } from "rxjs";
 import { createPackageWriter, type Manifest, MANIFEST_FORMAT_VERSION, type PackageWriter } from "../io/manifest.ts";
+import { copyTokenizerFiles, ownTokenizer } from "../io/tokenizer.ts";
 import { configSha256, type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
 import type { WeightMap } from "../model/types.ts";
@@ -59,6 +60,12 @@ export interface WriteShardsOptions {
   blockIndices?: readonly number[];
   /** Extra manifest fields (e.g. parameter counts). */
   extra?: Record<string, unknown>;
+  /**
+   * The tokenizer.json the package carries (docs/SHARDS.md), with its
+   * tokenizer_config.json; default the source model directory's own, when it
+   * has one; null for none.
+   */
+  tokenizer?: string | null;
   clock?: StageClock;
   /**
    * A resumable build (src/operators/build_resume.ts): the package is built
@@ -184,6 +191,8 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
             const blockIndices = kind === "emulator"
               ? emulatorBlockIndices(dir, blocks.map((b) => b.index), options.blockIndices ?? m.blockIndices, m.cfg.layers)
               : undefined;
+            const tokenizer = options.tokenizer === undefined ? await ownTokenizer(m.source) : options.tokenizer;
+            if (tokenizer) await copyTokenizerFiles(tokenizer, w.temp);
             await w.commit({
               formatVersion: MANIFEST_FORMAT_VERSION,
               kind,

@@ -72,6 +72,8 @@ export interface TuneAdapterOptions extends TuneCommonOptions {
   force?: boolean;
   /** Extra manifest fields describing the data (e.g. `{ task }`), JSON values. */
   describe?: Record<string, unknown>;
+  /** The tokenizer.json the examples were encoded with; the package carries it (docs/SHARDS.md). */
+  tokenizer?: string;
 }
 
 /** What a tuning call did. */
@@ -333,6 +335,7 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
           finished,
           loss: JSON.parse(JSON.stringify(log)),
         },
+        tokenizer: options.tokenizer,
         state: finished ? undefined : { step: s.step, run, layout: trainable.layout, params: s.params, optimizer: s.optimizer.state() },
       });
       if (finished && runDir !== out) await rm(runDir, { recursive: true, force: true });

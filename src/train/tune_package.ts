@@ -25,6 +25,7 @@
  */
 import { join } from "node:path";
 import { createPackageWriter, type Manifest, MANIFEST_FORMAT_VERSION } from "../io/manifest.ts";
+import { copyTokenizerFiles } from "../io/tokenizer.ts";
 import { configSha256, type ShardTensor } from "../io/shard_schema.ts";
 import type { ModelHandle } from "../records/records.ts";
 import type { AdamWState } from "./adamw.ts";
@@ -63,6 +64,8 @@ export interface AdapterPackage {
   extra: Record<string, unknown>;
   /** Training state to keep beside the shards (unfinished runs). */
   state?: TuneStateFile;
+  /** The tokenizer.json the items were encoded with, carried in the package (docs/SHARDS.md). */
+  tokenizer?: string;
 }
 
 /**
@@ -87,6 +90,7 @@ export async function writeAdapterPackage(dir: string, p: AdapterPackage): Promi
       );
     }
     if (p.state) await writeState(join(writer.temp, TUNE_STATE_FILE), p.state);
+    if (p.tokenizer) await copyTokenizerFiles(p.tokenizer, writer.temp);
     return await writer.commit({
       formatVersion: MANIFEST_FORMAT_VERSION,
       kind: "adapter",

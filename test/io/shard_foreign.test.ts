@@ -259,7 +259,7 @@ function python(script: string, ...args: string[]): string {
   return run.stdout;
 }
 
-describe.skipIf(!hasPyarrow)("pyarrow interop", () => {
+describe.skipIf(!hasPyarrow)(`pyarrow interop${hasPyarrow ? "" : ` (skipped: needs ${PYTHON} with pyarrow and numpy)`}`, () => {
   it("pyarrow reads our shard as fixed_shape_tensor columns with our values", async () => {
     const path = join(root, "ours.arrow");
     const w = Float32Array.from({ length: 6 }, (_, i) => i / 8 - 0.25);
