@@ -1,7 +1,7 @@
 /**
  * Hugging Face checkpoint directories: `config.json` plus either
  * `model.safetensors` or a sharded `model.safetensors.index.json`
- * (DESIGN.md "Models": fp32, fp16 and bf16 read, read lazily per block).
+ * (docs/DESIGN.md "Models": fp32, fp16 and bf16 read, read lazily per block).
  *
  * Opening reads only config.json, the index and each shard's header; a tensor's
  * bytes are read when {@link CheckpointReader.read} asks for it. Saving streams

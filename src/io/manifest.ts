@@ -2,7 +2,7 @@
  * Emulator and adapter packages: a directory of shards plus
  * `manifest.msgpack`, which lists every shard with its size and SHA-256, the
  * architecture and its config, the adapter/emulator split and the method's
- * settings (DESIGN.md "Records and files"; METHOD.md for the split).
+ * settings (docs/DESIGN.md "Records and files"; docs/METHOD.md for the split).
  *
  * A package is written through {@link createPackageWriter}, which builds it in
  * a temporary sibling directory and renames it into place on commit, so a crash
@@ -52,10 +52,10 @@ export interface Manifest {
   architecture: string;
   /** The source checkpoint's config.json. */
   config: Record<string, unknown>;
-  /** Adapter blocks kept at the bottom and at the top (METHOD.md: adapter/emulator split). */
+  /** Adapter blocks kept at the bottom and at the top (docs/METHOD.md: adapter/emulator split). */
   split: { bottom: number; top: number };
   /**
-   * Emulators that drop blocks (OT LayerDrop, METHOD.md §3) only: the
+   * Emulators that drop blocks (OT LayerDrop, docs/METHOD.md §3) only: the
    * original indices of the blocks the emulator runs, increasing, each with
    * its shard. Absent: every block `0..L-1` (GradOT and older packages).
    */

@@ -1,6 +1,6 @@
 /**
  * The schema of an offtune shard: how a tensor becomes an Arrow column and how
- * the shard's identity becomes schema metadata (DESIGN.md "Records and files").
+ * the shard's identity becomes schema metadata (docs/DESIGN.md "Records and files").
  * Pure functions on Arrow `Field`s and metadata maps; no bytes, no files.
  *
  * Each tensor is a column of the canonical extension type
@@ -40,7 +40,7 @@ export const SHARD_KEYS = {
 /** Element type of a stored tensor; data is always float32 in memory. */
 export type ShardDtype = "float32" | "float16";
 
-/** Which part of the model a shard holds (METHOD.md: adapter and emulator split). */
+/** Which part of the model a shard holds (docs/METHOD.md: adapter and emulator split). */
 export type ShardRole = "adapter" | "middle" | "outer";
 
 /** A tensor as offtune hands it to and takes it from a shard: row-major data for `shape`. */
@@ -56,7 +56,7 @@ export interface ShardTensor {
  * A tensor whose values are produced while its shard is written instead of
  * being held: `stream` calls `emit` with consecutive runs of the row-major
  * float32 values, `shapeSize(shape)` of them in all (a vocabulary matrix read
- * from the checkpoint rows at a time, DESIGN.md "Scale"). A shard written to
+ * from the checkpoint rows at a time, docs/DESIGN.md "Scale"). A shard written to
  * a file holds one run in memory at a time.
  */
 export interface StreamedShardTensor {

@@ -1,6 +1,6 @@
 /**
  * Byte-level BPE tokenizers from a Hugging Face `tokenizer.json` (GPT-2, OPT,
- * RoBERTa, LLaMA-3 style), for calibration text and task data (DESIGN.md
+ * RoBERTa, LLaMA-3 style), for calibration text and task data (docs/DESIGN.md
  * "The shape in one picture": calibration text, tokenized).
  *
  * Encoding runs HF's pipeline: added tokens are cut out first, then each

@@ -1,6 +1,6 @@
 /**
  * Eigendecomposition of a symmetric matrix, for the KFAC factors `A` and `G`
- * (METHOD.md §2 "Hessian by KFAC": symmetric positive semi-definite) and any
+ * (docs/METHOD.md §2 "Hessian by KFAC": symmetric positive semi-definite) and any
  * other symmetric matrix. LAPACK `ssyevd` through `lapack_ffi.ts` when loaded,
  * else the pure-TS cyclic Jacobi of `eigh_jacobi.ts`.
  *

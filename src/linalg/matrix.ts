@@ -1,5 +1,5 @@
 /**
- * The dense matrix the linear-algebra room works on (DESIGN.md "Tensors":
+ * The dense matrix the linear-algebra room works on (docs/DESIGN.md "Tensors":
  * linear algebra tfjs lacks). Plain data, so it crosses worker boundaries and
  * the FFI without conversion: `tensor.dataSync()` of a `[rows, cols]` tensor
  * is already a valid `data`.

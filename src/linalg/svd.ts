@@ -1,5 +1,5 @@
 /**
- * Singular value decomposition, the workhorse of DRD (METHOD.md §2 "DRD":
+ * Singular value decomposition, the workhorse of DRD (docs/METHOD.md §2 "DRD":
  * `W = Σ_i s_i u_i v_iᵀ`) and of the rank-r baselines (§3 Selective Rank
  * Compression). LAPACK `sgesdd` (divide and conquer) through `lapack_ffi.ts`
  * when loaded, else the pure-TS one-sided Jacobi of `svd_jacobi.ts`.

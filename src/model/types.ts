@@ -1,11 +1,11 @@
 /**
- * The contract every architecture implements (DESIGN.md "Models").
+ * The contract every architecture implements (docs/DESIGN.md "Models").
  *
  * Conventions, fixed here for the whole tree:
  * - Activations are `[B, T, d]` float32 tensors (batch, tokens, hidden).
  * - A linear map is stored in *kernel layout* `[in, out]`, so `y = x @ W + b`
  *   is a plain (untransposed) matMul. Hugging Face stores `nn.Linear` weights
- *   as `[out, in]`: loaders transpose them once, savers transpose back. METHOD.md
+ *   as `[out, in]`: loaders transpose them once, savers transpose back. docs/METHOD.md
  *   writes `W` as out×in; the numerics convert where they need that view.
  * - Within a block, weights are named by their Hugging Face names with the
  *   block prefix removed (OPT: `self_attn.q_proj.weight`, GPT-2: `attn.c_attn.weight`,
@@ -42,7 +42,7 @@ export interface ModelConfig {
   raw: Record<string, unknown>;
 }
 
-/** Which part of the network a linear belongs to (DRD vs SCP, METHOD.md §2). */
+/** Which part of the network a linear belongs to (DRD vs SCP, docs/METHOD.md §2). */
 export type LinearRole =
   | "attn.q" | "attn.k" | "attn.v" | "attn.out" | "attn.qkv"
   | "mlp.in" | "mlp.gate" | "mlp.up" | "mlp.out";
@@ -62,7 +62,7 @@ export interface LinearSpec {
 export interface BlockOptions {
   /**
    * Zero tensors added to each named linear's output `[B, T, out]`; the
-   * gradient of the loss w.r.t. a probe is γ = ∂ℓ/∂y (DESIGN.md "Models").
+   * gradient of the loss w.r.t. a probe is γ = ∂ℓ/∂y (docs/DESIGN.md "Models").
    */
   probes?: Map<string, Tensor>;
   /**
@@ -74,7 +74,7 @@ export interface BlockOptions {
   onLinearInput?: (name: string, x: Tensor) => void;
 }
 
-/** An architecture: a descriptor plus its block function (DESIGN.md "Models"). */
+/** An architecture: a descriptor plus its block function (docs/DESIGN.md "Models"). */
 export interface Architecture {
   /** config.json `model_type` values this architecture serves. */
   modelTypes: string[];

@@ -1,6 +1,6 @@
 /**
- * The GradOT emulator builder as one composed operator chain (METHOD.md §2,
- * DESIGN.md "The shape"): read → calibration forward → backward → KFAC →
+ * The GradOT emulator builder as one composed operator chain (docs/METHOD.md §2,
+ * docs/DESIGN.md "The shape"): read → calibration forward → backward → KFAC →
  * GCS → DRD → SCP → shards. Users who need another order or an extra stage
  * compose the same operators themselves; this is the default composition.
  *

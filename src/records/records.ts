@@ -1,6 +1,6 @@
 /**
  * The plain typed records that flow between offtune's operators
- * (DESIGN.md "Records and files"). A record owns its tensors until the next
+ * (docs/DESIGN.md "Records and files"). A record owns its tensors until the next
  * operator takes it; the taker disposes what it does not pass on.
  *
  * @module
@@ -12,10 +12,10 @@ import type { VocabularyRows } from "../model/vocabulary.ts";
 import type { ActivationStore, StoredActivations } from "../operators/activations.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 
-/** Whether a block is tuned by the data owner or compressed into the emulator (METHOD.md §1). */
+/** Whether a block is tuned by the data owner or compressed into the emulator (docs/METHOD.md §1). */
 export type BlockRole = "adapter" | "middle";
 
-/** Which blocks form the adapter: the bottom `bottom` and top `top` blocks (METHOD.md §1). */
+/** Which blocks form the adapter: the bottom `bottom` and top `top` blocks (docs/METHOD.md §1). */
 export interface AdapterSplit {
   bottom: number;
   top: number;
@@ -34,7 +34,7 @@ export function everyBlock(layers: number): number[] {
 /**
  * The model a stream is about: its architecture and config, the adapter split,
  * provenance, and lazy access to its weights, so stages can re-read a block
- * instead of keeping it resident (DESIGN.md "Scale").
+ * instead of keeping it resident (docs/DESIGN.md "Scale").
  */
 export interface ModelHandle {
   /** Where the weights come from (a checkpoint directory). */
@@ -45,7 +45,7 @@ export interface ModelHandle {
   /**
    * The original indices of the blocks this model runs, in forward order:
    * {@link everyBlock} for a checkpoint or a GradOT emulator, a subset for
-   * an emulator that drops blocks (OT LayerDrop, METHOD.md §3). Block
+   * an emulator that drops blocks (OT LayerDrop, docs/METHOD.md §3). Block
    * indices everywhere (`loadBlock`, roles, adapter shards) are original
    * ones, so an adapter tuned on such an emulator plugs into the original.
    */
@@ -87,7 +87,7 @@ export interface BlockRecord {
 
 /**
  * Calibration token ids: `sequences` rows of `length` tokens, row-major
- * (METHOD.md §2: `ℓ` is the LM loss on calibration text).
+ * (docs/METHOD.md §2: `ℓ` is the LM loss on calibration text).
  */
 export interface CalibrationSet {
   ids: Int32Array; // [N·T]
@@ -97,7 +97,7 @@ export interface CalibrationSet {
 
 /**
  * A block's input activations from the calibration forward (weights
- * released), as handles into the pass's on-disk `store` (DESIGN.md "The
+ * released), as handles into the pass's on-disk `store` (docs/DESIGN.md "The
  * shape"). The records of one pass share the store; whoever takes them
  * closes it when done, which deletes every array left in it.
  */
@@ -114,7 +114,7 @@ export interface ActivationRecord {
   store: ActivationStore;
 }
 
-/** One chunk of one linear's calibration data: inputs and output gradients (METHOD.md §2 KFAC). */
+/** One chunk of one linear's calibration data: inputs and output gradients (docs/METHOD.md §2 KFAC). */
 export interface LinearChunkRecord {
   kind: "chunk";
   index: number;
@@ -152,7 +152,7 @@ export interface StatsRecord {
   index: number;
   role: BlockRole;
   weights: WeightMap;
-  /** By linear name (METHOD.md §2 "Hessian by KFAC"). */
+  /** By linear name (docs/METHOD.md §2 "Hessian by KFAC"). */
   stats: Map<string, KfacFactors>;
 }
 
@@ -160,7 +160,7 @@ export interface StatsRecord {
 export interface DrdScores {
   /** Thin SVD of the kernel-layout weight `[in, out]`. */
   svd: SvdResult;
-  /** `[k]` GCS per component (METHOD.md §2 DRD). */
+  /** `[k]` GCS per component (docs/METHOD.md §2 DRD). */
   scores: Float32Array;
 }
 

@@ -1,7 +1,7 @@
 /**
  * The result of one offsite-tuning run (one method × one seed), as the demo and
  * the experiment scripts write it and `offtune report` reads it: the numbers of
- * the METHOD.md §1 table for every task, plus perplexities (§5).
+ * the docs/METHOD.md §1 table for every task, plus perplexities (§5).
  *
  * Layout of a runs directory (docs/REPORT.md is the full description):
  *
@@ -23,11 +23,11 @@ export const RUN_RESULT_FORMAT_VERSION = 1;
 /** File name of a run result inside its `seed-<n>` directory. */
 export const RUN_RESULT_FILE = "result.json";
 
-/** Which accuracy the task numbers are: plain or length-normalised (METHOD.md §5). */
+/** Which accuracy the task numbers are: plain or length-normalised (docs/METHOD.md §5). */
 export type AccuracyMetric = "acc" | "acc_norm";
 
 /**
- * One task's accuracies for one run, as percentages in [0, 100] (METHOD.md §1):
+ * One task's accuracies for one run, as percentages in [0, 100] (docs/METHOD.md §1):
  * the original model zero-shot, the emulator (untuned adapter + E') zero-shot,
  * the whole model fine-tuned, the tuned adapter on E' and the tuned adapter
  * plugged into E. `full_ft` is null when full fine-tuning was not run.
@@ -42,7 +42,7 @@ export interface TaskResult {
   plug_in: number;
 }
 
-/** Perplexities on held-out text (METHOD.md §5); `plug_in` is null when not measured. */
+/** Perplexities on held-out text (docs/METHOD.md §5); `plug_in` is null when not measured. */
 export interface RunPerplexity {
   full: number;
   emulator: number;

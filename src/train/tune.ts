@@ -1,7 +1,7 @@
 /**
  * Fine-tuning a {@link ModelHandle} on a task's items, two ways:
  *
- * - {@link tuneAdapter}: the data owner's step (METHOD.md §1 step 2). Only
+ * - {@link tuneAdapter}: the data owner's step (docs/METHOD.md §1 step 2). Only
  *   the adapter blocks (the bottom `split.bottom` and top `split.top`) train,
  *   in full (§4 default) or through LoRA factors (§4 option); embeddings and
  *   head stay frozen unless asked; the middle blocks are whatever the handle
@@ -10,7 +10,7 @@
  *   package and the training state are written to the output directory
  *   (src/train/tune_package.ts), so `resume` continues an interrupted run;
  *   the finished package holds the adapter alone.
- * - {@link tuneFullModel}: the Full FT reference (METHOD.md §1 table, §3):
+ * - {@link tuneFullModel}: the Full FT reference (docs/METHOD.md §1 table, §3):
  *   every block (and optionally the embeddings) of the original trains with
  *   the same loss, optimizer and schedule; the tuned weights are returned.
  *
