@@ -1,6 +1,6 @@
 /**
  * Vector-Jacobian products for a streamed backward, one block resident at a
- * time (docs/DESIGN.md `calibrateBackward`: recompute the block, VJP from the
+ * time (docs/DESIGN.md "The shape", `calibrateBackward`: recompute the block, VJP from the
  * upstream gradient, emit per-linear statistics; docs/METHOD.md §2: `g = ∂ℓ/∂W`,
  * and γ = ∂ℓ/∂y from zero probes at the linear outputs).
  *

@@ -1,7 +1,7 @@
 /**
  * Opens an emulator (or adapter) package written by `writeShards` as a
  * {@link ModelHandle}, so the same operators and evaluators run on an
- * emulator as on the original checkpoint (docs/DESIGN.md: `loadEmulator()`).
+ * emulator as on the original checkpoint (docs/DESIGN.md "The shape").
  * Every shard's SHA-256 is checked against the manifest before use.
  *
  * @module
