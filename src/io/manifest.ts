@@ -46,7 +46,9 @@ export interface ManifestShard {
 
 /** The contents of `manifest.msgpack`. */
 export interface Manifest {
+  /** The manifest format version (docs/SHARDS.md). */
   formatVersion: 1;
+  /** Whether the package is an emulator or a tuned adapter. */
   kind: "emulator" | "adapter";
   /** The source config's `model_type` (e.g. "opt"). */
   architecture: string;
@@ -60,13 +62,17 @@ export interface Manifest {
    * its shard. Absent: every block `0..L-1` (GradOT and older packages).
    */
   blockIndices?: number[];
+  /** The method that produced the package (`gradot`, `ot-layerdrop`, a tuning method). */
   method: string;
+  /** The method's settings, JSON values only. */
   settings: Record<string, unknown>;
   /** Hash identifying the source checkpoint; every shard carries the same. */
   sourceHash: string;
+  /** Every shard of the package with its size and SHA-256. */
   shards: ManifestShard[];
   /** ISO 8601 time of writing. */
   createdAt: string;
+  /** Anything else the writer records (e.g. parameter counts per block). */
   extra?: Record<string, unknown>;
 }
 

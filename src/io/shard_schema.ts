@@ -47,6 +47,7 @@ export type ShardRole = "adapter" | "middle" | "outer";
 export interface ShardTensor {
   /** The weight's name inside its block, e.g. `self_attn.q_proj.weight_u`. */
   name: string;
+  /** Shape of the tensor; `data` holds `shapeSize(shape)` values. */
   shape: number[];
   /** Row-major float32 values (kernel layout [in, out] for linears, as given). */
   data: Float32Array;
@@ -60,8 +61,11 @@ export interface ShardTensor {
  * a file holds one run in memory at a time.
  */
 export interface StreamedShardTensor {
+  /** The weight's name inside its block (the column name). */
   name: string;
+  /** Shape of the tensor. */
   shape: number[];
+  /** Calls `emit` with consecutive runs of the row-major values. */
   stream(emit: (values: Float32Array) => void): void;
 }
 
@@ -72,6 +76,7 @@ export type ShardTensorInput = ShardTensor | StreamedShardTensor;
 export interface ShardMeta {
   /** Transformer block index, or "outer" for embeddings, final norm and head. */
   block: number | "outer";
+  /** `adapter`, `middle` or `outer` (`outer` exactly when `block` is). */
   role: ShardRole;
   /** The compression method (e.g. `gradot-drd`), or any label for adapters. */
   method: string;

@@ -35,11 +35,15 @@ export interface Tokenizer {
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   /** Text of `ids`; `skipSpecialTokens` (default false) drops added tokens marked special. */
   decode(ids: number[], options?: { skipSpecialTokens?: boolean }): string;
+  /** The id of a token string, if in the vocabulary. */
   tokenToId(t: string): number | undefined;
+  /** The token string of an id, if in the vocabulary. */
   idToToken(id: number): string | undefined;
   /** Beginning/end-of-sequence and padding ids where the files identify them (see {@link loadTokenizer}). */
   bosId?: number;
+  /** End-of-sequence id, where the files identify one. */
   eosId?: number;
+  /** Padding id, where the files identify one. */
   padId?: number;
 }
 

@@ -12,8 +12,10 @@ import { checkFinite, type Matrix } from "./matrix.ts";
 
 /** `A = V diag(values) Vᵀ` with `values` ascending and `V` orthogonal. */
 export interface EighResult {
-  values: Float32Array; // [n], ascending
-  vectors: Matrix; // [n, n], column j is the eigenvector of values[j]
+  /** Eigenvalues `[n]`, ascending. */
+  values: Float32Array;
+  /** Eigenvectors `[n, n]`: column j belongs to `values[j]`. */
+  vectors: Matrix;
 }
 
 /** Options of {@link eigh}. */

@@ -9,9 +9,12 @@
 
 /** A dense float32 matrix in row-major order: entry (i, j) is `data[i * cols + j]`. */
 export interface Matrix {
+  /** Number of rows. */
   rows: number;
+  /** Number of columns. */
   cols: number;
-  data: Float32Array; // [rows, cols]
+  /** Row-major values `[rows, cols]`. */
+  data: Float32Array;
 }
 
 /**

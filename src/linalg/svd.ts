@@ -21,9 +21,12 @@ import { jacobiSvd } from "./svd_jacobi.ts";
 
 /** `A = U diag(s) Vᵀ`, with `s` descending and the columns of `u` and rows of `vt` orthonormal. */
 export interface SvdResult {
-  u: Matrix; // [rows, k] thin, [rows, rows] full
-  s: Float32Array; // [k], k = min(rows, cols)
-  vt: Matrix; // [k, cols] thin, [cols, cols] full
+  /** Left singular vectors: `[rows, k]` thin, `[rows, rows]` full. */
+  u: Matrix;
+  /** Singular values `[k]`, descending, `k = min(rows, cols)`. */
+  s: Float32Array;
+  /** Right singular vectors as rows: `[k, cols]` thin, `[cols, cols]` full. */
+  vt: Matrix;
 }
 
 /** Options of {@link svd}. */

@@ -24,17 +24,21 @@ export type WeightMap = Map<string, Tensor>;
 export interface ModelConfig {
   /** `model_type` as in config.json (registry key). */
   modelType: string;
+  /** Vocabulary size V (rows of the token embedding). */
   vocabSize: number;
   /** Hidden width d. */
   hidden: number;
   /** Number of transformer blocks L. */
   layers: number;
+  /** Attention heads. */
   heads: number;
   /** Key/value heads (grouped-query attention); equals `heads` otherwise. */
   kvHeads: number;
   /** MLP intermediate width m. */
   intermediate: number;
+  /** Longest sequence the position scheme allows. */
   maxPositions: number;
+  /** Epsilon of the layer norms (or RMSNorms). */
   normEps: number;
   /** Whether the LM head shares the token embedding matrix. */
   tiedHead: boolean;
@@ -51,10 +55,13 @@ export type LinearRole =
 export interface LinearSpec {
   /** Weight name inside the block (without `.weight`), e.g. `self_attn.q_proj`. */
   name: string;
+  /** What the linear does in the block: decides DRD (attention) or SCP (MLP). */
   role: LinearRole;
   /** Input and output widths of the full (uncompressed) linear. */
   inFeatures: number;
+  /** Output width of the full (uncompressed) linear. */
   outFeatures: number;
+  /** Whether the linear has a bias `name.bias`. */
   hasBias: boolean;
 }
 

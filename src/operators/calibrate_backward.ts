@@ -45,6 +45,7 @@ export interface CalibrateBackwardOptions {
   headChunk?: number;
   /** Called with the calibration loss (mean next-token NLL) once the head's gradient is known. */
   onLoss?: (loss: number) => void;
+  /** Charges the stage's seconds (for `offtune bench gradot`). */
   clock?: StageClock;
 }
 

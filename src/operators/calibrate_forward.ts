@@ -37,6 +37,7 @@ export interface CalibrateForwardOptions {
   calibration: CalibrationSet;
   /** Sequences per chunk (default: `defaultChunk`, about 512 tokens, fewer for a wide MLP). */
   chunk?: number;
+  /** Charges the stage's seconds (for `offtune bench gradot`). */
   clock?: StageClock;
 }
 

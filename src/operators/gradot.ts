@@ -31,6 +31,7 @@ export const GRADOT_DEFAULTS = { ratio: 0.5, lambdaAttn: 1000, lambdaMlp: 10000,
 
 /** Everything {@link buildGradotEmulator} needs besides the model. */
 export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
+  /** Calibration token ids (`calibrationFromTokens`). */
   calibration: CalibrationSet;
   /** Package directory to write. */
   out: string;
@@ -38,9 +39,11 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   keepTopFraction?: number;
   /** Sequences per calibration chunk. */
   chunk?: number;
+  /** Stored element type of the shards (default float32). */
   dtype?: ShardDtype;
   /** Progress/stage events, e.g. for a TTY progress line or a benchmark. */
   onStage?: (stage: GradotStage, block: number) => void;
+  /** Called with the calibration LM loss once the backward has computed it. */
   onLoss?: (loss: number) => void;
   /** Charges each stage's seconds (for `offtune bench gradot`). */
   clock?: StageClock;

@@ -75,6 +75,7 @@ export interface LayerDropOptions {
   ratio: number;
   /** Package directory to write. */
   out: string;
+  /** Stored element type of the shards (default float32). */
   dtype?: ShardDtype;
   /** Charges the read and write seconds. */
   clock?: StageClock;

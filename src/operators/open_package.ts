@@ -18,6 +18,7 @@ import { disposeWeights } from "./weights.ts";
 
 /** A package opened as a model: the handle plus its manifest. */
 export interface OpenedPackage extends ModelHandle {
+  /** The package's manifest. */
   manifest: Manifest;
 }
 

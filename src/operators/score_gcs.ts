@@ -23,8 +23,11 @@ import { peekMatrix } from "./weights.ts";
 
 /** The privacy/utility trade-offs λ, set apart for attention and MLP (docs/METHOD.md §2). */
 export interface GcsOptions {
+  /** λ_attn: weight of the loss-increase term for the attention projections (DRD). */
   lambdaAttn: number;
+  /** λ_mlp: weight of the loss-increase term for the MLP channels (SCP). */
   lambdaMlp: number;
+  /** Charges the stage's seconds (for `offtune bench gradot`). */
   clock?: StageClock;
 }
 

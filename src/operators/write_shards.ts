@@ -58,6 +58,7 @@ export interface WriteShardsOptions {
   blockIndices?: readonly number[];
   /** Extra manifest fields (e.g. parameter counts). */
   extra?: Record<string, unknown>;
+  /** Charges the stage's seconds (for `offtune bench gradot`). */
   clock?: StageClock;
 }
 

@@ -17,7 +17,9 @@ export type BlockRole = "adapter" | "middle";
 
 /** Which blocks form the adapter: the bottom `bottom` and top `top` blocks (docs/METHOD.md §1). */
 export interface AdapterSplit {
+  /** Adapter blocks at the bottom (the first `bottom` blocks). */
   bottom: number;
+  /** Adapter blocks at the top (the last `top` blocks). */
   top: number;
 }
 
@@ -39,8 +41,11 @@ export function everyBlock(layers: number): number[] {
 export interface ModelHandle {
   /** Where the weights come from (a checkpoint directory). */
   source: string;
+  /** The architecture (block function and weight names). */
   arch: Architecture;
+  /** The parsed config.json. */
   cfg: ModelConfig;
+  /** The adapter/emulator split. */
   split: AdapterSplit;
   /**
    * The original indices of the blocks this model runs, in forward order:
@@ -73,15 +78,21 @@ export interface ModelHandle {
 
 /** A model's vocabulary matrices as stored rows `[V, d]` (see `ModelHandle.vocabulary`). */
 export interface StreamedVocabulary {
+  /** Rows of the token embedding `[V, d]`. */
   embedding: VocabularyRows;
+  /** Rows of the LM head `[V, d]` (the embedding when tied). */
   head: VocabularyRows;
 }
 
 /** One block's weights in kernel layout, in forward order from `readCheckpoint`. */
 export interface BlockRecord {
+  /** The model the block belongs to. */
   model: ModelHandle;
+  /** The block's original index. */
   index: number;
+  /** Adapter or middle block. */
   role: BlockRole;
+  /** The block's weights, owned by the record. */
   weights: WeightMap;
 }
 
@@ -90,9 +101,12 @@ export interface BlockRecord {
  * (docs/METHOD.md §2: `ℓ` is the LM loss on calibration text).
  */
 export interface CalibrationSet {
-  ids: Int32Array; // [N·T]
-  sequences: number; // N
-  length: number; // T
+  /** Token ids `[N·T]`, row-major. */
+  ids: Int32Array;
+  /** Number of sequences N. */
+  sequences: number;
+  /** Tokens per sequence T. */
+  length: number;
 }
 
 /**
@@ -102,9 +116,13 @@ export interface CalibrationSet {
  * closes it when done, which deletes every array left in it.
  */
 export interface ActivationRecord {
+  /** The model the block belongs to. */
   model: ModelHandle;
+  /** The block's original index. */
   index: number;
+  /** Adapter or middle block. */
   role: BlockRole;
+  /** The calibration set the activations come from. */
   calibration: CalibrationSet;
   /** Block input `[N, T, d]`; absent below `model.split.bottom`, whose blocks the backward never recomputes. */
   input?: StoredActivations;
@@ -116,7 +134,9 @@ export interface ActivationRecord {
 
 /** One chunk of one linear's calibration data: inputs and output gradients (docs/METHOD.md §2 KFAC). */
 export interface LinearChunkRecord {
+  /** Tags a chunk in the backward stream. */
   kind: "chunk";
+  /** The block's original index. */
   index: number;
   /** The linear (name inside the block, role, widths, bias). */
   linear: LinearSpec;
@@ -136,10 +156,15 @@ export interface LinearChunkRecord {
 
 /** Closes a block in the backward stream: its weights follow its chunks. */
 export interface BlockDoneRecord {
+  /** Tags the end of a block in the backward stream. */
   kind: "block";
+  /** The model the block belongs to. */
   model: ModelHandle;
+  /** The block's original index. */
   index: number;
+  /** Adapter or middle block. */
   role: BlockRole;
+  /** The block's weights, owned by the record. */
   weights: WeightMap;
 }
 
@@ -148,9 +173,13 @@ export type CalibrationEvent = LinearChunkRecord | BlockDoneRecord;
 
 /** A block with the KFAC factors of its linears (empty for adapter blocks). */
 export interface StatsRecord {
+  /** The model the block belongs to. */
   model: ModelHandle;
+  /** The block's original index. */
   index: number;
+  /** Adapter or middle block. */
   role: BlockRole;
+  /** The block's weights, owned by the record. */
   weights: WeightMap;
   /** By linear name (docs/METHOD.md §2 "Hessian by KFAC"). */
   stats: Map<string, KfacFactors>;
@@ -174,21 +203,30 @@ export interface CompressionNote {
 
 /** A block scored by `scoreGcs`, and later compressed in place by `compressDrd`/`compressScp`. */
 export interface ScoredBlockRecord {
+  /** The model the block belongs to. */
   model: ModelHandle;
+  /** The block's original index. */
   index: number;
+  /** Adapter or middle block. */
   role: BlockRole;
+  /** The block's weights, owned by the record (compressed in place). */
   weights: WeightMap;
   /** DRD scores by attention linear name (middle blocks only). */
   drd: Map<string, DrdScores>;
   /** SCP GCS per MLP channel `[m]` (middle blocks only). */
   scp?: Float32Array;
+  /** What the compressors chose so far (for the manifest). */
   compression: CompressionNote;
 }
 
 /** One written shard of an emulator or adapter package. */
 export interface ShardRecord {
+  /** The block index, or `outer` for embeddings, final norm and head. */
   block: number | "outer";
+  /** The shard's file name inside the package. */
   file: string;
+  /** Lowercase hex SHA-256 of the file. */
   sha256: string;
+  /** File size in bytes. */
   bytes: number;
 }

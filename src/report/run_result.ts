@@ -51,6 +51,7 @@ export interface RunPerplexity {
 
 /** One run's result: `<runs>/<label>/seed-<seed>/result.json`. */
 export interface RunResult {
+  /** Format version of result.json (docs/REPORT.md). */
   formatVersion: typeof RUN_RESULT_FORMAT_VERSION;
   /** The source model, e.g. "facebook/opt-1.3b" or a fixture name. */
   model: string;
@@ -58,6 +59,7 @@ export interface RunResult {
   method: string;
   /** The row label, unique per method + settings; also the directory name. */
   label: string;
+  /** The tuning seed; equals the `seed-<n>` directory. */
   seed: number;
   /** The method's settings (ratios, λ, ranks, adapter split...), free-form JSON. */
   settings: Record<string, unknown>;
@@ -65,8 +67,11 @@ export interface RunResult {
   emulator_params: number;
   /** Parameters of the original middle E. */
   middle_params: number;
+  /** Whether the task numbers are `acc` or `acc_norm`. */
   metric: AccuracyMetric;
+  /** Accuracies by task name. */
   tasks: Record<string, TaskResult>;
+  /** Perplexities on held-out text. */
   ppl: RunPerplexity;
 }
 
