@@ -222,6 +222,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
         full_ft: tuned.fullFt,
         emulator_ft: tuned.emulatorFt,
         plug_in: tuned.plugIn,
+        chance: 100 * full.chance,
       };
       if (u.measurePpl) plugInPpl = tuned.plugInPpl;
     }

@@ -93,6 +93,11 @@ export interface Report {
   rows: ReportRow[];
   /** Additional: which accuracy the numbers are. */
   metric: AccuracyMetric;
+  /**
+   * Additional: each task's chance accuracy in percent, the mean over the
+   * runs' `chance`; null when a run lacks it (files written before it existed).
+   */
+  chance: Record<string, number | null>;
 }
 
 /** Mean and sample standard deviation (n − 1; null for fewer than two values). */
@@ -250,5 +255,6 @@ export function aggregateRuns(runs: readonly LoadedRun[]): Report {
     tasks,
     rows: labels.map((label) => buildRow(byLabel.get(label)!.sort((a, b) => a.result.seed - b.result.seed), tasks)),
     metric: runs[0].result.metric,
+    chance: Object.fromEntries(tasks.map((t) => [t, seedStats(runs.map((r) => r.result.tasks[t].chance ?? null)).mean])),
   };
 }

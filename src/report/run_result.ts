@@ -40,6 +40,12 @@ export interface TaskResult {
   full_ft: number | null;
   emulator_ft: number;
   plug_in: number;
+  /**
+   * Chance accuracy of the evaluated items, percent: the mean over items of
+   * 100 / (number of choices) (docs/METHOD.md §5). Optional: files written
+   * before it existed lack it.
+   */
+  chance?: number;
 }
 
 /** Perplexities on held-out text (docs/METHOD.md §5); `plug_in` is null when not measured. */
@@ -103,6 +109,7 @@ const TOP_KEYS = [
   "emulator_params", "middle_params", "metric", "tasks", "ppl",
 ] as const;
 const TASK_KEYS = ["n", "full_zs", "emulator_zs", "full_ft", "emulator_ft", "plug_in"] as const;
+const TASK_OPTIONAL_KEYS = ["chance"] as const;
 const PPL_KEYS = ["full", "emulator", "plug_in"] as const;
 
 function describe(value: unknown): string {
@@ -123,13 +130,18 @@ function checker(file: string) {
   const fail = (field: string, problem: string): never => {
     throw new RunResultError(file, field, problem);
   };
-  const object = (value: unknown, field: string, keys: readonly string[]): Record<string, unknown> => {
+  const object = (
+    value: unknown,
+    field: string,
+    keys: readonly string[],
+    optional: readonly string[] = [],
+  ): Record<string, unknown> => {
     if (!isPlainObject(value)) return fail(field, `must be an object, got ${describe(value)}`);
     for (const key of keys) {
       if (!(key in value)) fail(field === "" ? key : `${field}.${key}`, "is missing");
     }
     for (const key of Object.keys(value)) {
-      if (!keys.includes(key)) {
+      if (!keys.includes(key) && !optional.includes(key)) {
         fail(field === "" ? key : `${field}.${key}`, `is not a field of format version ${RUN_RESULT_FORMAT_VERSION}`);
       }
     }
@@ -182,7 +194,7 @@ export function validateRunResult(value: unknown, file: string): RunResult {
   const tasks: Record<string, TaskResult> = {};
   for (const [name, entry] of taskEntries) {
     const f = `tasks.${name}`;
-    const t = c.object(entry, f, TASK_KEYS);
+    const t = c.object(entry, f, TASK_KEYS, TASK_OPTIONAL_KEYS);
     tasks[name] = {
       n: c.integer(t.n, `${f}.n`, 1),
       full_zs: c.percent(t.full_zs, `${f}.full_zs`),
@@ -190,6 +202,7 @@ export function validateRunResult(value: unknown, file: string): RunResult {
       full_ft: c.nullable(c.percent)(t.full_ft, `${f}.full_ft`),
       emulator_ft: c.percent(t.emulator_ft, `${f}.emulator_ft`),
       plug_in: c.percent(t.plug_in, `${f}.plug_in`),
+      ...(t.chance === undefined ? {} : { chance: c.percent(t.chance, `${f}.chance`) }),
     };
   }
   const p = c.object(top.ppl, "ppl", PPL_KEYS);
