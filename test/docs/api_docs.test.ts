@@ -35,7 +35,7 @@ describe("API reference", () => {
     // The linter ran to the end: it passed, or it counted its findings (tfjs's, at least).
     expect(run.status === 0 || /Found \S+ documentation lint errors/.test(output.replace(/\x1b\[[0-9;]*m/g, ""))).toBe(true);
     expect(undocumented(output)).toEqual([]);
-  });
+  }, 120_000);
 
   it("the finding parser reports an undocumented export of ours and skips node_modules", () => {
     const sample = [

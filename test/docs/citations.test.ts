@@ -68,7 +68,8 @@ interface Citation {
 function findCitations(file: string, source: string, inDocs: boolean): Citation[] {
   const text = unwrapComments(source);
   const out: Citation[] = [];
-  const pattern = inDocs ? /(?:docs\/)?\b([A-Z][A-Z_]+)\.md\b/g : /docs\/([A-Z][A-Z_]+)\.md\b/g;
+  // In docs/ a bare `METHOD.md` is the sibling page; `fixtures/README.md` and the like are not docs pages.
+  const pattern = inDocs ? /(?:(?<![\w/])docs\/|(?<![\w/.-]))([A-Z][A-Z_]+)\.md\b/g : /docs\/([A-Z][A-Z_]+)\.md\b/g;
   for (const m of text.matchAll(pattern)) {
     const page = m[1];
     out.push({ file, page });
