@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import process from "node:process";
 import { lastValueFrom, type Observable, tap, toArray } from "rxjs";
 import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
@@ -20,7 +20,9 @@ import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
 import type { AdapterSplit, CalibrationSet, ModelHandle, ShardRecord } from "../src/records/records.ts";
 import { type StageClock, totalsClock } from "../src/operators/stage_clock.ts";
 import { initBackend } from "../src/tensor/backend.ts";
-import { numberFlag, parseVerbFlags } from "./flags.ts";
+import { writeFileAtomic } from "../src/io/atomic.ts";
+import { checkOutputDir } from "../src/io/output_dir.ts";
+import { fractionFlag, nonNegativeFlag, parseVerbFlags, positiveIntFlag } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
 /** Help text for the verb. */
@@ -29,7 +31,10 @@ offtune build-emulator --method layerdrop --model <checkpoint> --out <dir> [--ra
 
 Builds an emulator of the original model's middle blocks and writes one
 Arrow shard per kept block, the outer weights and manifest.msgpack to --out
-(atomically). The adapter blocks are copied unchanged. Methods:
+(atomically). The adapter blocks are copied unchanged. --out must not exist,
+be empty, or hold an emulator package; anything else is refused unless
+--force, which replaces it once the new package is complete. --out may never
+be, hold or lie inside --model or --calibration. Methods:
 
   gradot     (default, docs/METHOD.md §2) one calibration forward + backward over
              the original model, KFAC factors, GCS scores, DRD of the
@@ -46,6 +51,7 @@ Arrow shard per kept block, the outer weights and manifest.msgpack to --out
                          tokenizer.json, else the fixture one) or a Uint16
                          token stream (.bin); required for gradot
   --out <dir>            emulator package directory
+  --force                replace whatever --out holds (atomically)
   --ratio <x>            emulator params / original middle params, in (0, 1]
                          (default ${GRADOT_DEFAULTS.ratio}); layerdrop: fraction of middle blocks kept
   --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
@@ -57,10 +63,11 @@ Arrow shard per kept block, the outer weights and manifest.msgpack to --out
 GradOT only:
   --sequences <n>        calibration sequences N (default 64)
   --length <n>           tokens per sequence T (default min(128, max positions))
-  --attn-share <x>       fraction of removed params taken from attention
-  --lambda-attn <x>      GCS λ for attention (default ${GRADOT_DEFAULTS.lambdaAttn})
-  --lambda-mlp <x>       GCS λ for the MLP (default ${GRADOT_DEFAULTS.lambdaMlp})
-  --keep-top <x>         DRD components always kept by singular value (default ${GRADOT_DEFAULTS.keepTopFraction})
+  --attn-share <x>       fraction in [0, 1] of removed params taken from attention
+  --lambda-attn <x>      GCS λ ≥ 0 for attention (default ${GRADOT_DEFAULTS.lambdaAttn})
+  --lambda-mlp <x>       GCS λ ≥ 0 for the MLP (default ${GRADOT_DEFAULTS.lambdaMlp})
+  --keep-top <x>         fraction in [0, 1] of DRD components always kept by
+                         singular value (default ${GRADOT_DEFAULTS.keepTopFraction})
   --chunk <n>            sequences per calibration chunk (default ~512 tokens)`;
 
 const FLAGS = {
@@ -68,6 +75,7 @@ const FLAGS = {
   model: { type: "string" },
   calibration: { type: "string" },
   out: { type: "string" },
+  force: { type: "boolean", default: false },
   sequences: { type: "string", default: "64" },
   length: { type: "string" },
   ratio: { type: "string" },
@@ -125,7 +133,10 @@ export function peakRssBytes(): number {
 
 type Flags = ReturnType<typeof parseFlags>;
 
-/** The verb's flags, with --method checked and --calibration required for gradot only. */
+/**
+ * The verb's flags, with --method checked, --calibration required for gradot
+ * only, and the numbers range-checked (before any work) into `numbers`.
+ */
 function parseFlags(argv: string[]) {
   const flags = parseVerbFlags(argv, FLAGS, "build-emulator", ["model", "out"]);
   if (flags.method !== "gradot" && flags.method !== "layerdrop") {
@@ -134,7 +145,17 @@ function parseFlags(argv: string[]) {
   if (flags.method === "gradot" && !flags.calibration) {
     throw new Error("--calibration is required for --method gradot (see offtune build-emulator --help)");
   }
-  return flags;
+  const numbers = {
+    ratio: fractionFlag(flags.ratio, "ratio"),
+    attnShare: fractionFlag(flags["attn-share"], "attn-share", true),
+    lambdaAttn: nonNegativeFlag(flags["lambda-attn"], "lambda-attn"),
+    lambdaMlp: nonNegativeFlag(flags["lambda-mlp"], "lambda-mlp"),
+    keepTopFraction: fractionFlag(flags["keep-top"], "keep-top", true),
+    sequences: positiveIntFlag(flags.sequences, "sequences")!,
+    length: positiveIntFlag(flags.length, "length"),
+    chunk: positiveIntFlag(flags.chunk, "chunk"),
+  };
+  return { ...flags, numbers };
 }
 
 /** A method's build: the shard stream and the calibration tokens it reads. */
@@ -145,8 +166,8 @@ interface Build {
 
 /** The GradOT build the flags ask for, with per-stage progress and the calibration loss (unless quiet). */
 async function gradotBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter): Promise<Build> {
-  const length = numberFlag(flags.length, "length") ?? Math.min(128, model.cfg.maxPositions);
-  const sequences = numberFlag(flags.sequences, "sequences")!;
+  const { sequences, ...numbers } = flags.numbers;
+  const length = numbers.length ?? Math.min(128, model.cfg.maxPositions);
   const calibration: CalibrationSet = calibrationFromTokens(
     await readCalibrationTokens(flags.calibration!, flags.model, model.cfg, flags.quiet),
     sequences,
@@ -159,12 +180,12 @@ async function gradotBuild(model: ModelHandle, flags: Flags, clock: StageClock, 
   const shards = buildGradotEmulator(model, {
     calibration,
     out: flags.out,
-    ratio: numberFlag(flags.ratio, "ratio"),
-    attnShare: numberFlag(flags["attn-share"], "attn-share"),
-    lambdaAttn: numberFlag(flags["lambda-attn"], "lambda-attn"),
-    lambdaMlp: numberFlag(flags["lambda-mlp"], "lambda-mlp"),
-    keepTopFraction: numberFlag(flags["keep-top"], "keep-top"),
-    chunk: numberFlag(flags.chunk, "chunk"),
+    ratio: numbers.ratio,
+    attnShare: numbers.attnShare,
+    lambdaAttn: numbers.lambdaAttn,
+    lambdaMlp: numbers.lambdaMlp,
+    keepTopFraction: numbers.keepTopFraction,
+    chunk: numbers.chunk,
     dtype: flags.fp16 ? "float16" : "float32",
     clock,
     onStage: (stage, block) => {
@@ -181,7 +202,7 @@ async function gradotBuild(model: ModelHandle, flags: Flags, clock: StageClock, 
 
 /** The LayerDrop build the flags ask for (the calibration and GradOT flags are ignored), with per-shard progress. */
 function layerDropBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter): Build {
-  const ratio = numberFlag(flags.ratio, "ratio") ?? GRADOT_DEFAULTS.ratio; // matched emulator size (docs/METHOD.md §5)
+  const ratio = flags.numbers.ratio ?? GRADOT_DEFAULTS.ratio; // matched emulator size (docs/METHOD.md §5)
   const total = layerDropBlocks(model.cfg.layers, model.split, ratio).length + 1; // + the outer weights
   let written = 0;
   const shards = buildLayerDropEmulator(model, { ratio, out: flags.out, dtype: flags.fp16 ? "float16" : "float32", clock })
@@ -192,6 +213,14 @@ function layerDropBuild(model: ModelHandle, flags: Flags, clock: StageClock, pro
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseFlags(argv);
+  await checkOutputDir({
+    verb: "build-emulator",
+    flag: "out",
+    path: flags.out,
+    kind: { package: "emulator" },
+    inputs: { model: flags.model, calibration: flags.method === "gradot" ? flags.calibration : undefined },
+    force: flags.force,
+  });
   await initBackend(flags.backend, flags.quiet);
   const model = await openModel(flags.model, { split: splitFlag(flags.split), streamVocabulary: true });
   try {
@@ -207,13 +236,13 @@ export async function main(argv: string[]): Promise<number> {
     const seconds = (performance.now() - started) / 1000;
     console.log(`wrote ${flags.out} (${shards.length} shards, ${(bytes / 1e6).toFixed(2)} MB) in ${seconds.toFixed(1)} s`);
     if (flags.timings) {
-      await writeFile(flags.timings, JSON.stringify({
+      await writeFileAtomic(flags.timings, new TextEncoder().encode(JSON.stringify({
         seconds,
         stages: Object.fromEntries(clock.totals),
         peakRssBytes: peakRssBytes(),
         layers: model.cfg.layers,
         tokens: build.tokens,
-      }, null, 2) + "\n");
+      }, null, 2) + "\n"));
     }
     return 0;
   } finally {

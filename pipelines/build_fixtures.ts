@@ -12,7 +12,12 @@
  * 4. builds the eight evaluation tasks from held-out documents, dropping any
  *    item that shares a 13-word n-gram with pretraining, validation or
  *    calibration text → `fixtures/data/tasks/<task>/{train,validation,test}.jsonl`;
- * 5. writes `fixtures/data/manifest.json` (sources, versions, sizes, token
+ * 5. reads the supplementary dictionaries (src/data/supplement.ts), drops
+ *    entries sharing a 13-word n-gram with held-out, validation or
+ *    calibration text, and writes the larger pretraining stream
+ *    `train_large.bin` (the train split plus those entries) for the
+ *    `fixtures/base` model;
+ * 6. writes `fixtures/data/manifest.json` (sources, versions, sizes, token
  *    counts, SHA-256 of every file).
  *
  * @module
@@ -35,14 +40,16 @@ import { TASK_SPLITS } from "../src/data/tasks/types.ts";
 import { buildTokenStream, tokenStreamBytes } from "../src/data/token_stream.ts";
 import { OPT_SPECIAL_TOKENS, tokenizerConfigJson, toTokenizerJson } from "../src/data/tokenizer_json.ts";
 import { parseTokenizer } from "../src/io/tokenizer.ts";
+import { readSupplement, SUPPLEMENT_LICENCES, type SupplementDocument } from "../src/data/supplement.ts";
 
 /** Help text for the verb. */
 export const help = `offtune build-fixtures [--fixtures DIR]
 
 Rebuilds the tokenizer, pretraining text and token streams, and the eight
 evaluation tasks from the installed data packages (npm devDependencies and the
-Debian package sword-text-kjv). Deterministic: the same packages give the same
-files. Takes one to three minutes.
+Debian packages sword-text-kjv, dict-gcide, dict-foldoc, dict-jargon and
+dict-devil). Deterministic: the same packages give the same files. Takes two
+to four minutes.
 
   --fixtures DIR   fixtures root (default: fixtures)`;
 
@@ -135,10 +142,32 @@ export function buildFixtures(root: string, log: (line: string) => void): Record
     log(`${task.name}: ${TASK_SPLITS.map((s) => `${s} ${built.splits[s].length}`).join(", ")} of ${built.candidates} candidates, dropped ${JSON.stringify(built.dropped)} (${elapsed()})`);
   }
 
+  const supplement = readSupplement();
+  const heldOutIndex = NgramIndex.build([...parts.holdout, ...parts.valid, ...parts.calibration].map((d) => d.text));
+  const clean: SupplementDocument[] = supplement.docs.filter((d) => !heldOutIndex.overlaps(d.text));
+  log(`supplement: ${supplement.docs.length} entries, ${supplement.docs.length - clean.length} dropped for sharing a 13-gram with held-out, validation or calibration text (${elapsed()})`);
+  const large = [...parts.train, ...clean];
+  writeLines("data/pretrain/train_large.jsonl", large);
+  const largeStream = buildTokenStream(large.map((d) => tokenizer.encode(d.text, { addSpecialTokens: false })), eos);
+  write("data/pretrain/train_large.bin", tokenStreamBytes(largeStream));
+  textSplits.train_large = {
+    documents: large.length,
+    characters: large.reduce((n, d) => n + d.text.length, 0),
+    tokens: largeStream.length,
+    supplementDocuments: clean.length,
+    supplementDropped: supplement.docs.length - clean.length,
+  };
+  log(`train_large: ${large.length} documents, ${largeStream.length} tokens (${elapsed()})`);
+
   const manifest = {
     format: "offtune-data-fixtures",
     version: 1,
     sources: sources.locations.map((l) => ({ name: l.name, version: l.version, licence: LICENCES[l.name] })),
+    supplementSources: supplement.locations.map((l) => ({
+      name: l.name,
+      version: l.version,
+      licence: SUPPLEMENT_LICENCES[l.name.replace(/^dict-/, "") as keyof typeof SUPPLEMENT_LICENCES],
+    })),
     splitFractions: SPLIT_FRACTIONS,
     tokenizer: { vocabSize: vocabulary.tokens.length, merges: vocabulary.merges.length, special: OPT_SPECIAL_TOKENS },
     text: textSplits,

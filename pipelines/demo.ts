@@ -24,7 +24,8 @@ emulator of fixtures/small (ratio 0.5), adapters tuned on ${DEMO_TASKS.join(", "
 (200 training items, 2 epochs at lr 1e-3, seed 0), evaluated on 200 test items each;
 then the report (report.md, report.json, SVG plots) in <out>/_report.
 
-  --out <dir>     runs directory (default runs/demo)
+  --out <dir>     runs directory (default runs/demo); it must not exist, be
+                  empty, or be a runs directory (with _work)
   --model <dir>   original checkpoint (default fixtures/small)
   --quiet         no progress`;
 

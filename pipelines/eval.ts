@@ -30,6 +30,7 @@ import { MANIFEST_FILE, readManifest } from "../src/io/manifest.ts";
 import { openSource, withAdapter } from "../src/operators/model_source.ts";
 import type { AdapterSplit, ModelHandle } from "../src/records/records.ts";
 import { initBackend } from "../src/tensor/backend.ts";
+import { requireFinishedAdapter } from "../src/train/tune_package.ts";
 import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
@@ -51,7 +52,9 @@ perplexity on held-out text. Intervals are Wilson 95%; "*" marks an
 accuracy whose interval lies wholly above chance.
 
   --model <dir>          Hugging Face checkpoint or emulator package
-  --adapter <dir>        tuned adapter package to apply first
+  --adapter <dir>        tuned adapter package to apply first; an unfinished
+                         one (an epoch checkpoint of offtune tune) is refused
+  --allow-unfinished     apply an unfinished --adapter anyway
   --tasks <list>         all, or comma-separated names (default all):
                          ${TASKS.map((t) => t.name).join(", ")}
   --split <name>         test | validation | train (default test)
@@ -73,6 +76,7 @@ accuracy whose interval lies wholly above chance.
 const FLAGS = {
   model: { type: "string" },
   adapter: { type: "string" },
+  "allow-unfinished": { type: "boolean", default: false },
   tasks: { type: "string", default: "all" },
   split: { type: "string", default: "test" },
   limit: { type: "string" },
@@ -107,17 +111,23 @@ export function selectTasks(value: string): string[] {
 
 const exists = (path: string) => access(path).then(() => true, () => false);
 
-/** Opens the model, with the adapter's split when an adapter is applied (the split matters to nothing else here). */
-async function openForEval(modelDir: string, adapterDir: string | undefined): Promise<ModelHandle> {
+/**
+ * Opens the model, with the adapter's split when an adapter is applied (the
+ * split matters to nothing else here). An unfinished adapter is refused
+ * before the model is opened, unless `allowUnfinished`.
+ */
+async function openForEval(modelDir: string, adapterDir: string | undefined, allowUnfinished: boolean): Promise<ModelHandle> {
   let split: AdapterSplit = { bottom: 0, top: 0 };
   if (adapterDir !== undefined) {
     if (!(await exists(join(adapterDir, MANIFEST_FILE)))) throw new Error(`Adapter "${adapterDir}" has no ${MANIFEST_FILE}`);
-    split = (await readManifest(adapterDir)).split;
+    const manifest = await readManifest(adapterDir);
+    if (!allowUnfinished) requireFinishedAdapter(adapterDir, manifest);
+    split = manifest.split;
   }
   const base = await openSource(modelDir, { split });
   if (adapterDir === undefined) return base;
   try {
-    return await withAdapter(base, adapterDir);
+    return await withAdapter(base, adapterDir, { allowUnfinished });
   } catch (e) {
     await base.close();
     throw e;
@@ -234,7 +244,7 @@ export async function main(argv: string[]): Promise<number> {
   const started = performance.now();
   const itemsByTask = new Map<string, McItem[]>();
   for (const name of tasks) itemsByTask.set(name, await readTaskItems(tasksDir, name, split, limit));
-  const model = await openForEval(flags.model, flags.adapter);
+  const model = await openForEval(flags.model, flags.adapter, flags["allow-unfinished"]);
   try {
     const { tokenizer } = await tokenizerFor(flags.model, model.cfg, flags.tokenizer, quiet);
     const allItems = [...itemsByTask.values()].flat();

@@ -27,7 +27,8 @@ import { parseArgs } from "node:util";
 import { createProgress } from "../src/cli/progress.ts";
 import { readManifest } from "../src/io/manifest.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../src/report/run_result.ts";
-import { numberFlag, positiveIntFlag } from "./flags.ts";
+import { checkOutputDir } from "../src/io/output_dir.ts";
+import { countFlag, fractionFlag, nonNegativeFlag, positiveIntFlag, positiveNumberFlag } from "./flags.ts";
 import type { EvalReport } from "./eval.ts";
 import { runVerb } from "./run_verb.ts";
 import { mapConcurrent } from "../src/distributed/map_concurrent.ts";
@@ -41,7 +42,10 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
 <runs>/<label>/seed-<n>/result.json for offtune report.
 
   --model <dir>          original checkpoint (with tokenizer.json)
-  --runs <dir>           runs directory (results); work files go to <runs>/_work
+  --runs <dir>           runs directory (results); work files go to <runs>/_work.
+                         It must not exist, be empty, or be a runs directory
+                         (with _work); nor be, hold or lie inside --model or
+                         --calibration
   --method <m>           gradot | layerdrop (the OT† LayerDrop baseline; its
                          results say method "ot-layerdrop") (default gradot)
   --tasks <list>         comma-separated task names (default: all 8)
@@ -122,6 +126,13 @@ async function readEval(path: string): Promise<EvalReport> {
 
 /** Runs the experiment and returns the written result paths. */
 export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
+  await checkOutputDir({
+    verb: "experiment",
+    flag: "runs",
+    path: o.runs,
+    kind: { holds: "_work", what: "an experiment runs directory (with _work)" },
+    inputs: { model: o.model, calibration: o.method === "gradot" ? o.calibration : undefined },
+  });
   const work = join(o.runs, "_work");
   const logs = join(work, "logs");
   await mkdir(logs, { recursive: true });
@@ -268,17 +279,17 @@ export function experimentOptions(argv: string[]): ExperimentOptions {
     runs: f.runs,
     method: f.method,
     tasks,
-    seeds: f.seeds.split(",").map((s) => numberFlag(s, "seeds")!),
+    seeds: f.seeds.split(",").map((s) => countFlag(s, "seeds")!),
     label: f.label,
-    ratio: numberFlag(f.ratio, "ratio")!,
-    lambdaAttn: numberFlag(f["lambda-attn"], "lambda-attn"),
-    lambdaMlp: numberFlag(f["lambda-mlp"], "lambda-mlp"),
+    ratio: fractionFlag(f.ratio, "ratio")!,
+    lambdaAttn: nonNegativeFlag(f["lambda-attn"], "lambda-attn"),
+    lambdaMlp: nonNegativeFlag(f["lambda-mlp"], "lambda-mlp"),
     calibration: f.calibration,
-    sequences: numberFlag(f.sequences, "sequences")!,
-    trainLimit: numberFlag(f["train-limit"], "train-limit"),
-    evalLimit: numberFlag(f["eval-limit"], "eval-limit"),
-    epochs: numberFlag(f.epochs, "epochs")!,
-    lr: numberFlag(f.lr, "lr"),
+    sequences: positiveIntFlag(f.sequences, "sequences")!,
+    trainLimit: positiveIntFlag(f["train-limit"], "train-limit"),
+    evalLimit: positiveIntFlag(f["eval-limit"], "eval-limit"),
+    epochs: positiveIntFlag(f.epochs, "epochs")!,
+    lr: positiveNumberFlag(f.lr, "lr"),
     fullFt: !f["no-full-ft"],
     jobs: f.jobs === undefined ? availableParallelism() : positiveIntFlag(f.jobs, "jobs")!,
     metric: f.metric,

@@ -61,3 +61,40 @@ export function positiveIntFlag(value: string | undefined, flag: string): number
   if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} expects a positive integer, got "${value}"`);
   return n;
 }
+
+/** A number flag of at least 0 (e.g. GCS's λ), or undefined when absent. */
+export function nonNegativeFlag(value: string | undefined, flag: string): number | undefined {
+  const n = numberFlag(value, flag);
+  if (n !== undefined && n < 0) throw new Error(`--${flag} expects a number ≥ 0, got "${value}"`);
+  return n;
+}
+
+/** A number flag above 0 (e.g. a learning rate), or undefined when absent. */
+export function positiveNumberFlag(value: string | undefined, flag: string): number | undefined {
+  const n = numberFlag(value, flag);
+  if (n !== undefined && !(n > 0)) throw new Error(`--${flag} expects a number > 0, got "${value}"`);
+  return n;
+}
+
+/**
+ * A fraction flag, in (0, 1] (e.g. an emulator ratio), or in [0, 1] with
+ * `allowZero`; undefined when absent.
+ */
+export function fractionFlag(value: string | undefined, flag: string, allowZero = false): number | undefined {
+  const n = numberFlag(value, flag);
+  if (n !== undefined && !((allowZero ? n >= 0 : n > 0) && n <= 1)) {
+    throw new Error(`--${flag} expects a number in ${allowZero ? "[0" : "(0"}, 1], got "${value}"`);
+  }
+  return n;
+}
+
+/**
+ * Checks a flag's value against a bound known only once the model's config
+ * is read (e.g. a LoRA rank against the layer width), before any work.
+ *
+ * @param what the bound in words, e.g. `the layer width of "fixtures/tiny"`
+ * @throws Error `--<flag> <value> exceeds <what> (<limit>)`
+ */
+export function requireAtMost(value: number, limit: number, flag: string, what: string): void {
+  if (value > limit) throw new Error(`--${flag} ${value} exceeds ${what} (${limit})`);
+}

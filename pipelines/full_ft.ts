@@ -16,7 +16,8 @@ import { openModel } from "../src/operators/model_handle.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
 import { goldExamples } from "../src/train/mc_batches.ts";
 import { tuneFullModel } from "../src/train/tune.ts";
-import { countFlag, parseVerbFlags } from "./flags.ts";
+import { checkOutputDir } from "../src/io/output_dir.ts";
+import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
 import { writeHfModel } from "./plug_in.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 import {
@@ -26,6 +27,7 @@ import {
   padIdOf,
   readTrainItems,
   stepProgress,
+  taskInputs,
   withInterrupt,
 } from "./tune.ts";
 
@@ -38,9 +40,14 @@ of offtune tune (gold choice after its context, loss on the choice's tokens),
 and writes the tuned model as a Hugging Face checkpoint to --out
 (atomically). The Full FT reference of the offsite-tuning table.
 
+--out must not exist, be empty, or hold a checkpoint written by offtune
+full-ft; anything else is refused unless --force, which replaces it once the
+new checkpoint is complete. --out may never be, hold or lie inside an input.
+
   --model <dir>          original checkpoint
   --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl file
   --out <dir>            output checkpoint directory
+  --force                replace whatever --out holds (atomically)
   --limit <n>            first n items only
 ${HYPER_HELP}
   --tune-embeddings      also tune embeddings, positions, final norm (and an
@@ -56,6 +63,7 @@ const FLAGS = {
   model: { type: "string" },
   task: { type: "string" },
   out: { type: "string" },
+  force: { type: "boolean", default: false },
   limit: { type: "string" },
   ...HYPER_FLAGS,
   "tune-embeddings": { type: "boolean", default: false },
@@ -71,8 +79,16 @@ export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "full-ft", ["model", "task", "out"]);
   const quiet = flags.quiet;
   const hyper = hyperFromFlags(flags);
+  await checkOutputDir({
+    verb: "full-ft",
+    flag: "out",
+    path: flags.out,
+    kind: { marker: true },
+    inputs: { model: flags.model, ...taskInputs(flags.task, flags["tasks-dir"]), tokenizer: flags.tokenizer },
+    force: flags.force,
+  });
   await initBackend(flags.backend, quiet);
-  const items = await readTrainItems(flags.task, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
+  const items = await readTrainItems(flags.task, positiveIntFlag(flags.limit, "limit"), flags["tasks-dir"]);
   const handle = await openModel(flags.model, { split: { bottom: 0, top: 0 } }); // full FT: every block trains
   try {
     const { tokenizer, path } = await tokenizerFor(flags.model, handle.cfg, flags.tokenizer, quiet);
@@ -98,7 +114,7 @@ export async function main(argv: string[]): Promise<number> {
         model: { arch: handle.arch, cfg: handle.cfg, outer: result.outer },
         block: (i) => Promise.resolve(result.blocks[i]),
         tokenizer: path,
-      }, { fp16: flags.fp16 });
+      }, { writtenBy: "full-ft", fp16: flags.fp16 });
     } finally {
       tf.dispose([...result.outer.values(), ...result.blocks.flatMap((b) => [...b.values()])]);
     }

@@ -98,7 +98,8 @@ export async function run(argv: string[]): Promise<number> {
     console.log(usage());
     return name === undefined ? 2 : 0;
   }
-  const entry = verbs[name];
+  // Own keys only: "toString" or "__proto__" must be unknown verbs, not Object.prototype's members.
+  const entry = Object.hasOwn(verbs, name) ? verbs[name] : undefined;
   if (!entry) {
     console.error(`offtune: unknown verb "${name}"\n\n${usage()}`);
     return 2;

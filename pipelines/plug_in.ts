@@ -16,6 +16,7 @@ import process from "node:process";
 import { createProgress } from "../src/cli/progress.ts";
 import { createDirectoryTransaction, writeFileAtomic } from "../src/io/atomic.ts";
 import { saveCheckpoint, type TensorToSave } from "../src/io/checkpoint.ts";
+import { checkOutputDir, OUTPUT_MARKER, outputMarker } from "../src/io/output_dir.ts";
 import { toHfTensors } from "../src/model/load.ts";
 import type { WeightMap } from "../src/model/types.ts";
 import { DEFAULT_SPLIT, openModel } from "../src/operators/model_handle.ts";
@@ -39,14 +40,20 @@ export interface HfModelSource {
 
 /**
  * Writes a complete Hugging Face checkpoint to `out`: config.json, the
- * weights (F32, or F16 with `fp16`), tokenizer.json (+ tokenizer_config.json),
- * all built in a temporary sibling directory and renamed into place
- * (replacing an existing `out` only then). One block is resident at a time.
+ * weights (F32, or F16 with `fp16`), tokenizer.json (+ tokenizer_config.json)
+ * and the {@link OUTPUT_MARKER} naming the verb `writtenBy` (so that verb may
+ * replace it later: src/io/output_dir.ts), all built in a temporary sibling
+ * directory and renamed into place (replacing an existing `out` only then).
+ * One block is resident at a time.
  *
  * @throws Error when a weight has no Hugging Face layout (e.g. a compressed
  *   block) or another shape than config.json implies
  */
-export async function writeHfModel(out: string, source: HfModelSource, options: { fp16?: boolean } = {}): Promise<void> {
+export async function writeHfModel(
+  out: string,
+  source: HfModelSource,
+  options: { writtenBy: string; fp16?: boolean },
+): Promise<void> {
   const { arch, cfg, outer } = source.model;
   async function* tensors(): AsyncGenerator<TensorToSave> {
     yield* toHfTensors(arch, cfg, "outer", outer);
@@ -69,6 +76,7 @@ export async function writeHfModel(out: string, source: HfModelSource, options: 
       if (!(await stat(file).then((s) => s.isFile(), () => false))) continue;
       await writeFileAtomic(join(tx.temp, basename(file)), await readFile(file));
     }
+    await writeFileAtomic(join(tx.temp, OUTPUT_MARKER), new TextEncoder().encode(outputMarker(options.writtenBy)));
     await tx.commit();
   } catch (e) {
     await tx.abort();
@@ -81,12 +89,19 @@ export const help = `offtune plug-in --model <original> --adapter <dir> --out <d
 
 Plugs a tuned adapter package into the original model (docs/METHOD.md §1 step 3)
 and writes the plug-in model as a Hugging Face checkpoint (config.json,
-model.safetensors, tokenizer.json) to --out, atomically. Refuses an adapter
-tuned for another model or another adapter/emulator split.
+model.safetensors, tokenizer.json, offtune_output.json) to --out,
+atomically. Refuses an adapter tuned for another model or another
+adapter/emulator split, and an unfinished one (an epoch checkpoint).
+
+--out must not exist, be empty, or hold a checkpoint written by offtune
+plug-in; anything else is refused unless --force, which replaces it once the
+new checkpoint is complete. --out may never be, hold or lie inside an input.
 
   --model <dir>          the original checkpoint the emulator was built from
   --adapter <dir>        adapter package written by offtune tune
   --out <dir>            output checkpoint directory
+  --force                replace whatever --out holds (atomically)
+  --allow-unfinished     plug in an unfinished adapter anyway
   --split <b,t>          the model's adapter blocks (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top}, as build-emulator)
   --tokenizer <file>     tokenizer.json to copy (default: the model's own, else
                          the offtune default)
@@ -98,6 +113,8 @@ const FLAGS = {
   model: { type: "string" },
   adapter: { type: "string" },
   out: { type: "string" },
+  force: { type: "boolean", default: false },
+  "allow-unfinished": { type: "boolean", default: false },
   split: { type: "string" },
   tokenizer: { type: "string" },
   fp16: { type: "boolean", default: false },
@@ -108,10 +125,19 @@ const FLAGS = {
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "plug-in", ["model", "adapter", "out"]);
+  const split = splitFlag(flags.split) ?? DEFAULT_SPLIT;
+  await checkOutputDir({
+    verb: "plug-in",
+    flag: "out",
+    path: flags.out,
+    kind: { marker: true },
+    inputs: { model: flags.model, adapter: flags.adapter, tokenizer: flags.tokenizer },
+    force: flags.force,
+  });
   await initBackend(flags.backend, flags.quiet);
-  const base = await openModel(flags.model, { split: splitFlag(flags.split) ?? DEFAULT_SPLIT });
+  const base = await openModel(flags.model, { split });
   try {
-    const plugged = await withAdapter(base, flags.adapter);
+    const plugged = await withAdapter(base, flags.adapter, { allowUnfinished: flags["allow-unfinished"] });
     const { path } = await tokenizerFor(flags.model, base.cfg, flags.tokenizer, flags.quiet);
     const progress = createProgress("plug-in", flags.quiet);
     const layers = base.cfg.layers;
@@ -120,7 +146,7 @@ export async function main(argv: string[]): Promise<number> {
       block: (i) => plugged.loadBlock(i),
       tokenizer: path,
       onBlock: (i) => progress.update({ done: i + 1, total: layers, unit: "blocks" }),
-    }, { fp16: flags.fp16 });
+    }, { writtenBy: "plug-in", fp16: flags.fp16 });
     progress.finish(`${layers} blocks`);
     if (!flags.quiet) console.error(`plug-in: wrote ${flags.out} (${flags.model} + ${flags.adapter})`);
     return 0;

@@ -31,14 +31,17 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { createProgress } from "../src/cli/progress.ts";
 import { saveCheckpoint } from "../src/io/checkpoint.ts";
+import { checkOutputDir } from "../src/io/output_dir.ts";
 import { CheckpointError } from "../src/io/errors.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { toHfTensors } from "../src/model/load.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
 import { AdamW } from "../src/train/adamw.ts";
-import { validationWindows, WindowSampler } from "../src/train/batches.ts";
+import { type TokenBatch, validationWindows, WindowSampler } from "../src/train/batches.ts";
 import { type GradientEngine, inProcessEngine, startDataParallel } from "../src/train/data_parallel.ts";
-import { type TrainModel, trainModel } from "../src/train/gradients.ts";
+import { batchLoss, type TrainModel, trainModel } from "../src/train/gradients.ts";
+import { layerDropBlocks } from "../src/operators/layer_drop.ts";
+import { DEFAULT_SPLIT } from "../src/operators/model_handle.ts";
 import { initOptParams } from "../src/train/init.ts";
 import { optConfigJson, type OptHyperParameters } from "../src/train/opt_config.ts";
 import { optimizerParams, weightsFromFlat } from "../src/train/params.ts";
@@ -54,6 +57,9 @@ a Uint16 token stream, data-parallel over worker threads: AdamW (β 0.9/0.95,
 decoupled weight decay on matrices only), linear warmup + cosine decay,
 gradient clipping at global norm 1. Writes config.json, model.safetensors,
 the tokenizer, train_state.safetensors (for --resume) and log.jsonl to --out.
+--out must not exist, be empty, or hold a pretraining run (resumed with
+--resume); anything else is refused, and --out may never be, hold or lie
+inside --data, --tokenizer or --config.
 
 Model (flags override --config):
   --config <file>      JSON with HF OPT keys (num_hidden_layers, hidden_size,
@@ -66,6 +72,8 @@ Model (flags override --config):
   --ctx <n>            training window = max positions (default 128)
 Data:
   --data <dir>         holds train.bin and valid.bin (default fixtures/data/pretrain)
+  --train <file>       the training token stream (default <data>/train.bin;
+                       fixtures/base trains on <data>/train_large.bin)
   --tokenizer <file>   tokenizer.json (default fixtures/tokenizer/tokenizer.json)
 Training:
   --steps <n>          total optimizer steps; the schedule spans them (default 2000)
@@ -83,12 +91,19 @@ Training:
   --eval-every <n>     validation loss every n steps (default 100)
   --eval-windows <n>   validation windows of --ctx tokens (default 32)
   --save-every <n>     checkpoint every n steps (default 500; always at the end)
+  --track-every <n>    every n steps (default steps/10; 0 = never) log the
+                       validation loss of the model and of its half-middle
+                       LayerDrop (2 + 2 adapter blocks, every other middle
+                       block); plot-training draws both as perplexities.
+                       Off for models with fewer than 2 middle blocks
   --fp16               store model.safetensors as F16 (train_state stays F32)
   --resume             continue the run in --out from train_state.safetensors,
                        bit-exactly unless --workers or --micro-batch change
                        (both default to the values last used); --steps,
-                       --until, --data, --fp16, --eval-every, --save-every
-                       may change too, other flags must repeat the run's values
+                       --until, --data, --train (a later phase on a larger
+                       stream), --fp16, --eval-every, --save-every and
+                       --track-every may change too, other flags must repeat
+                       the run's values
   --quiet              no progress line or summary (progress is off in CI too)`;
 
 const STATE_FILE = "train_state.safetensors";
@@ -100,6 +115,8 @@ const SAMPLER_SEED_MIX = 0x9e3779b9;
 /** Options that define a run; fixed once it starts (resume checks them). */
 interface RunOptions {
   data: string;
+  /** The training token stream; `<data>/train.bin` unless `--train` names another (runs before it had none). */
+  train?: string;
   tokenizer: string;
   batch: number;
   ctx: number;
@@ -135,6 +152,8 @@ const FLAGS = {
   ffn: { type: "string" },
   ctx: { type: "string" },
   data: { type: "string" },
+  train: { type: "string" },
+  "track-every": { type: "string" },
   tokenizer: { type: "string" },
   out: { type: "string" },
   steps: { type: "string" },
@@ -328,6 +347,7 @@ function freshRunOptions(flags: Flags): RunOptions {
   const lr = numberFlag(flags, "lr", 1e-3);
   return {
     data: resolve(flags.data ?? "fixtures/data/pretrain"),
+    train: resolve(flags.train ?? join(flags.data ?? "fixtures/data/pretrain", "train.bin")),
     tokenizer: resolve(flags.tokenizer ?? "fixtures/tokenizer/tokenizer.json"),
     batch: intFlag(flags, "batch", 16),
     ctx: intFlag(flags, "ctx", 128, 2),
@@ -377,8 +397,35 @@ function resumedRunOptions(flags: Flags, saved: RunOptions): RunOptions {
     steps: flags.steps !== undefined ? fresh.steps : saved.steps,
     fp16: flags.fp16 ?? saved.fp16,
     data: flags.data !== undefined ? fresh.data : saved.data,
+    train: flags.train !== undefined || flags.data !== undefined ? fresh.train : trainStream(saved),
     workers: flags.workers !== undefined ? fresh.workers : saved.workers ?? fresh.workers,
     microBatch: flags["micro-batch"] !== undefined ? fresh.microBatch : saved.microBatch ?? fresh.microBatch,
+  };
+}
+
+/** The training stream of a run: `run.train`, or `<data>/train.bin` for runs saved before `--train` existed. */
+function trainStream(run: RunOptions): string {
+  return run.train ?? join(run.data, "train.bin");
+}
+
+/**
+ * The validation loss of the model and of its half-middle LayerDrop (the
+ * default 2 + 2 adapter blocks and every other middle block, as
+ * `build-emulator --method layerdrop --ratio 0.5` keeps them), computed in
+ * this thread: the log fields `track_val_loss` and `track_layerdrop_val_loss`
+ * that show whether the middle blocks have come to matter (plot-training draws
+ * them).
+ */
+function trackLayerDrop(
+  model: TrainModel,
+  params: Float32Array,
+  validation: TokenBatch,
+  microBatch: number,
+  kept: readonly number[],
+): { track_val_loss: number; track_layerdrop_val_loss: number } {
+  return {
+    track_val_loss: batchLoss(model, params, validation, microBatch),
+    track_layerdrop_val_loss: batchLoss(model, params, validation, microBatch, kept),
   };
 }
 
@@ -473,6 +520,13 @@ async function resumeRun(flags: Flags, out: string): Promise<PreparedRun> {
 export async function main(argv: string[]): Promise<number> {
   const flags = parseFlags(argv);
   if (!flags.out) throw new Error("--out <dir> is required");
+  await checkOutputDir({
+    verb: "pretrain",
+    flag: "out",
+    path: flags.out,
+    kind: { holds: STATE_FILE, what: "a pretraining run (train_state.safetensors)" },
+    inputs: { data: flags.data, tokenizer: flags.tokenizer, config: flags.config },
+  });
   const out = resolve(flags.out);
   const quiet = flags.quiet ?? false;
   await initBackend(undefined, quiet);
@@ -492,15 +546,23 @@ export async function main(argv: string[]): Promise<number> {
     throw new Error(`--ctx ${run.ctx} exceeds the model's ${model.cfg.maxPositions} positions`);
   }
 
-  const trainTokens = await readTokenFile(join(run.data, "train.bin"), model.cfg.vocabSize, run.ctx);
+  const trainPath = trainStream(run);
+  const trainTokens = await readTokenFile(trainPath, model.cfg.vocabSize, run.ctx);
   const validTokens = await readTokenFile(join(run.data, "valid.bin"), model.cfg.vocabSize, run.ctx);
-  if (restored && restored.saved.trainTokens !== trainTokens.length) {
+  // An explicit --train on resume names the stream to continue on (a later phase, or a rebuilt file).
+  const switchedStream = restored !== undefined && flags.train !== undefined;
+  if (restored && !switchedStream && restored.saved.trainTokens !== trainTokens.length) {
     throw new Error(
-      `"${
-        join(run.data, "train.bin")
-      }" holds ${trainTokens.length} tokens, the run being resumed trained on ${restored.saved.trainTokens}`,
+      `"${trainPath}" holds ${trainTokens.length} tokens, the run being resumed trained on ${restored.saved.trainTokens}`,
     );
   }
+  const validation = validationWindows(validTokens, run.ctx, run.evalWindows);
+  const middle = model.cfg.layers - DEFAULT_SPLIT.bottom - DEFAULT_SPLIT.top;
+  if (flags["track-every"] !== undefined && flags["track-every"] !== "0" && middle < 2) {
+    throw new Error(`--track-every needs at least 2 middle blocks besides the 2 + 2 adapter blocks; the model has ${model.cfg.layers} blocks`);
+  }
+  const trackEvery = middle < 2 ? 0 : intFlag(flags, "track-every", Math.ceil(run.steps / 10), 0);
+  const layerDropKept = trackEvery > 0 ? layerDropBlocks(model.cfg.layers, DEFAULT_SPLIT, 0.5) : [];
 
   const optimizer = new AdamW(optimizerParams(model.layout), { weightDecay: run.weightDecay });
   const state: TrainState = {
@@ -542,13 +604,16 @@ export async function main(argv: string[]): Promise<number> {
       schedule,
       clipNorm: 1.0,
       until,
-      validation: validationWindows(validTokens, run.ctx, run.evalWindows),
+      validation,
       evalEvery: intFlag(flags, "eval-every", 100),
       saveEvery: intFlag(flags, "save-every", 500, 0),
       shouldStop: () => interrupted,
       onStep: async (record) => {
         const { step, tokens, loss, lr, grad_norm, val_loss = null, tokens_per_s, seconds } = record;
-        const line = { step, tokens, loss, lr, grad_norm, val_loss, tokens_per_s, seconds };
+        const tracked = trackEvery > 0 && (step % trackEvery === 0 || step === until)
+          ? trackLayerDrop(model, state.params, validation, run.microBatch, layerDropKept)
+          : {};
+        const line = { step, tokens, loss, lr, grad_norm, val_loss, tokens_per_s, seconds, ...tracked };
         await writeFile(logPath, JSON.stringify(line) + "\n", { flag: "a" });
         const val = record.val_loss === undefined ? "" : ` val ${record.val_loss.toFixed(3)}`;
         progress.update({

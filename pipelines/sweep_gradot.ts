@@ -31,7 +31,7 @@ import { scoreGcs } from "../src/operators/score_gcs.ts";
 import { disposeWeights } from "../src/operators/weights.ts";
 import type { ModelHandle, StatsRecord } from "../src/records/records.ts";
 import { initBackend, tf } from "../src/tensor/backend.ts";
-import { numberFlag, parseVerbFlags } from "./flags.ts";
+import { fractionFlag, nonNegativeFlag, parseVerbFlags, positiveIntFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune sweep-gradot --model <checkpoint> [flags]
@@ -44,7 +44,7 @@ the emulator's extra NLL on held-out text; ranks by their product.
   --calibration <file>   Uint16 token stream (default fixtures/data/pretrain/calibration.bin)
   --valid <file>         Uint16 held-out stream (default fixtures/data/pretrain/valid.bin)
   --ratio <x>            emulator ratio (default 0.5)
-  --lambdas <list>       λ values for both λ_attn and λ_mlp (default 0,0.1,1,10)
+  --lambdas <list>       λ values ≥ 0 for both λ_attn and λ_mlp (default 0,0.1,1,10)
   --shares <list>        attention shares of the removed parameters (default: neutral only)
   --sequences <n>        calibration sequences (default 32)
   --valid-windows <n>    held-out windows of 128 tokens (default 32)
@@ -73,8 +73,9 @@ export interface SweepRow {
   score: number;
 }
 
-function list(value: string, flag: string): number[] {
-  return value.split(",").map((v) => numberFlag(v, flag)!);
+/** A comma-separated list flag, each value read (and range-checked) by `read`. */
+function list(value: string, flag: string, read: (v: string, flag: string) => number | undefined): number[] {
+  return value.split(",").map((v) => read(v, flag)!);
 }
 
 /** The flat gradient of the mean LM loss w.r.t. the adapter blocks' weights. */
@@ -110,12 +111,18 @@ function cosine(a: Float32Array, b: Float32Array): number {
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "sweep-gradot", ["model"]);
+  const ratio = fractionFlag(flags.ratio, "ratio")!;
+  const lambdas = list(flags.lambdas, "lambdas", nonNegativeFlag);
+  const shares: Array<number | undefined> = flags.shares
+    ? list(flags.shares, "shares", (v, flag) => fractionFlag(v, flag, true))
+    : [undefined];
+  const sequences = positiveIntFlag(flags.sequences, "sequences")!;
+  const windows = positiveIntFlag(flags["valid-windows"], "valid-windows")!;
   await initBackend(flags.backend, true);
   const model = await openModel(flags.model);
   const length = Math.min(128, model.cfg.maxPositions);
-  const calibration = calibrationFromTokens(readTokenStream(flags.calibration), numberFlag(flags.sequences, "sequences")!, length, flags.calibration);
+  const calibration = calibrationFromTokens(readTokenStream(flags.calibration), sequences, length, flags.calibration);
   const valid = readTokenStream(flags.valid);
-  const windows = numberFlag(flags["valid-windows"], "valid-windows")!;
   const heldOut = valid.subarray(0, windows * length + 1);
   const gradIds = tf.tensor2d(calibrationFromTokens(valid, Math.min(windows, 16), length, flags.valid).ids, [Math.min(windows, 16), length], "int32");
 
@@ -129,9 +136,6 @@ export async function main(argv: string[]): Promise<number> {
   const base = await modelPerplexity(originalModel, heldOut, { ctx: length });
   await originalModel.close();
 
-  const ratio = numberFlag(flags.ratio, "ratio")!;
-  const lambdas = list(flags.lambdas, "lambdas");
-  const shares: Array<number | undefined> = flags.shares ? list(flags.shares, "shares") : [undefined];
   const rows: SweepRow[] = [];
   console.log(`original NLL ${base.nll.toFixed(4)} (ppl ${base.ppl.toFixed(2)}) on ${base.tokens} held-out tokens; ratio ${ratio}`);
   console.log("λ_attn  λ_mlp  share   cos      Δnll     cos·Δnll");

@@ -18,6 +18,7 @@ import process from "node:process";
 import { createProgress, type ProgressReporter } from "../src/cli/progress.ts";
 import type { McItem } from "../src/data/tasks/types.ts";
 import { readTaskFile, readTaskItems } from "../src/eval/task_file.ts";
+import { checkOutputDir } from "../src/io/output_dir.ts";
 import { isPackage, openSource } from "../src/operators/model_source.ts";
 import type { ModelConfig } from "../src/model/types.ts";
 import { initBackend } from "../src/tensor/backend.ts";
@@ -26,7 +27,14 @@ import { tuneAdapter } from "../src/train/tune.ts";
 import { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "../src/train/tune_loop.ts";
 import { splitFlag } from "./build_emulator.ts";
 import { EVAL_DEFAULTS } from "./eval.ts";
-import { countFlag, numberFlag, parseVerbFlags } from "./flags.ts";
+import {
+  countFlag,
+  nonNegativeFlag,
+  parseVerbFlags,
+  positiveIntFlag,
+  positiveNumberFlag,
+  requireAtMost,
+} from "./flags.ts";
 import { tokenizerFor } from "./tokenizer_for.ts";
 
 /** The flags of the tuning settings, shared with `offtune full-ft`. */
@@ -63,15 +71,15 @@ export function hyperFromFlags(
     throw new Error(`--schedule expects "cosine" or "constant", got "${schedule}"`);
   }
   return {
-    epochs: countFlag(flags.epochs, "epochs"),
-    lr: numberFlag(flags.lr, "lr") ?? lrDefault,
-    batch: countFlag(flags.batch, "batch"),
+    epochs: positiveIntFlag(flags.epochs, "epochs"),
+    lr: positiveNumberFlag(flags.lr, "lr") ?? lrDefault,
+    batch: positiveIntFlag(flags.batch, "batch"),
     seed: countFlag(flags.seed, "seed"),
     schedule,
-    minLr: numberFlag(flags["min-lr"], "min-lr"),
+    minLr: nonNegativeFlag(flags["min-lr"], "min-lr"),
     warmup: countFlag(flags.warmup, "warmup"),
-    weightDecay: numberFlag(flags["weight-decay"], "weight-decay"),
-    clipNorm: numberFlag(flags.clip, "clip"),
+    weightDecay: nonNegativeFlag(flags["weight-decay"], "weight-decay"),
+    clipNorm: positiveNumberFlag(flags.clip, "clip"),
   };
 }
 
@@ -81,6 +89,15 @@ export function hyperFromFlags(
  */
 export async function readTrainItems(task: string, limit?: number, tasksDir = EVAL_DEFAULTS.tasksDir): Promise<McItem[]> {
   return task.endsWith(".jsonl") ? await readTaskFile(task, limit) : await readTaskItems(tasksDir, task, "train", limit);
+}
+
+/**
+ * The input paths behind `--task` and `--tasks-dir`, by flag, for the output
+ * check (src/io/output_dir.ts): the task file, or the tasks directory a task
+ * name is looked up in.
+ */
+export function taskInputs(task: string, tasksDir = EVAL_DEFAULTS.tasksDir): Record<string, string> {
+  return task.endsWith(".jsonl") ? { task } : { "tasks-dir": tasksDir };
 }
 
 /** A task's display name: the name itself, or the file's directory and stem. */
@@ -136,17 +153,26 @@ as the multiple-choice scorer encodes it. The package and the training
 state are rewritten atomically after every epoch; the finished package
 holds the adapter alone (no optimizer state).
 
+--out must not exist, be empty, or hold an adapter package; anything else is
+refused unless --force. When --out holds something (a finished adapter), the
+run's checkpoints go beside it to <out>.partial and it is replaced only when
+the new adapter is finished. An unfinished adapter (an epoch checkpoint) is
+marked so in its manifest; eval and plug-in refuse it. --out may never be,
+hold or lie inside an input (--emulator, the task file or tasks directory).
+
   --emulator <dir>       emulator package, or an original checkpoint (tunes
                          the adapter on the full model)
   --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl
                          file of {id, context, choices, gold} items
   --out <dir>            adapter package directory
+  --force                replace whatever --out holds once the new adapter is
+                         finished; discard an unfinished run there
   --limit <n>            first n items only
 ${HYPER_HELP}
   --lora                 LoRA on the adapter blocks' linears instead of full
                          fine-tuning
-  --lora-rank <n>        LoRA rank r (default 8)
-  --lora-alpha <x>       LoRA alpha; scale alpha/r (default 16)
+  --lora-rank <n>        LoRA rank r, 1 to the layer width (default 8)
+  --lora-alpha <x>       LoRA alpha > 0; scale alpha/r (default 16)
   --tune-embeddings      also tune embeddings, positions, final norm (and an
                          untied head), in full
   --split <b,t>          adapter blocks of an original checkpoint (default 2,2;
@@ -154,7 +180,8 @@ ${HYPER_HELP}
   --tokenizer <file>     tokenizer.json (default: the model directory's, else
                          fixtures/tokenizer/tokenizer.json)
   --tasks-dir <dir>      where task names are looked up (default fixtures/data/tasks)
-  --resume               continue the unfinished run in --out (repeat its flags)
+  --resume               continue the unfinished run in --out or <out>.partial
+                         (repeat its flags)
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress or summary`;
 
@@ -162,6 +189,7 @@ const FLAGS = {
   emulator: { type: "string" },
   task: { type: "string" },
   out: { type: "string" },
+  force: { type: "boolean", default: false },
   limit: { type: "string" },
   ...HYPER_FLAGS,
   lora: { type: "boolean", default: false },
@@ -181,20 +209,36 @@ export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "tune", ["emulator", "task", "out"]);
   const quiet = flags.quiet;
   const lora = flags.lora
-    ? { rank: countFlag(flags["lora-rank"], "lora-rank") ?? 8, alpha: numberFlag(flags["lora-alpha"], "lora-alpha") ?? 16 }
+    ? {
+      rank: positiveIntFlag(flags["lora-rank"], "lora-rank") ?? 8,
+      alpha: positiveNumberFlag(flags["lora-alpha"], "lora-alpha") ?? 16,
+    }
     : undefined;
   if (!lora && (flags["lora-rank"] !== undefined || flags["lora-alpha"] !== undefined)) {
     throw new Error("--lora-rank and --lora-alpha need --lora");
   }
   const hyper = hyperFromFlags(flags, lora ? 1e-3 : TUNE_DEFAULTS.lr);
   const split = splitFlag(flags.split);
+  const limit = positiveIntFlag(flags.limit, "limit");
   if (split && (await isPackage(flags.emulator))) {
     throw new Error(`--split applies to checkpoints; "${flags.emulator}" is a package with its own split`);
   }
+  await checkOutputDir({
+    verb: "tune",
+    flag: "out",
+    path: flags.out,
+    kind: { package: "adapter" },
+    inputs: { emulator: flags.emulator, ...taskInputs(flags.task, flags["tasks-dir"]), tokenizer: flags.tokenizer },
+    force: flags.force,
+  });
   await initBackend(flags.backend, quiet);
-  const items = await readTrainItems(flags.task, countFlag(flags.limit, "limit"), flags["tasks-dir"]);
+  const items = await readTrainItems(flags.task, limit, flags["tasks-dir"]);
   const handle = await openSource(flags.emulator, split ? { split } : {});
   try {
+    if (lora) { // the layer width: the smallest input or output size of a linear LoRA adapts
+      const width = Math.min(...handle.arch.linears(handle.cfg).flatMap((l) => [l.inFeatures, l.outFeatures]));
+      requireAtMost(lora.rank, width, "lora-rank", `the layer width of "${flags.emulator}"`);
+    }
     const { tokenizer, path } = await tokenizerFor(flags.emulator, handle.cfg, flags.tokenizer, quiet);
     const examples = goldExamples(items, tokenizer);
     const progress = createProgress("tune", quiet);
@@ -208,6 +252,7 @@ export async function main(argv: string[]): Promise<number> {
         lora,
         tuneEmbeddings: flags["tune-embeddings"],
         resume: flags.resume,
+        force: flags.force,
         describe: { task: taskName(flags.task), tokenizer: path },
         shouldStop: interrupted,
         onStep: stepProgress(progress),
@@ -221,7 +266,7 @@ export async function main(argv: string[]): Promise<number> {
         `tune: ${summary.stopped ? "stopped at" : "finished"} step ${summary.step}/${summary.total}, ` +
           `${summary.parameters} trainable parameters, epoch losses [${losses}], ` +
           `${summary.examplesPerSecond.toFixed(1)} examples/s, ${seconds.toFixed(1)} s; ` +
-          `${summary.stopped ? "checkpoint in" : "adapter in"} ${flags.out}`,
+          `${summary.stopped ? "checkpoint in" : "adapter in"} ${summary.dir}`,
       );
     }
     return summary.stopped ? 130 : 0;

@@ -12,7 +12,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSyn
 import { open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { pid } from "node:process";
-import { CheckpointError } from "./errors.ts";
+import { CheckpointError, fileWriteError } from "./errors.ts";
 
 /** A sibling name for `path` unique to this process: `<path>.<tag>-<pid>-<random>`. */
 function siblingName(path: string, tag: string): string {
@@ -68,11 +68,14 @@ export type FileContent = string | Uint8Array | ((write: (chunk: Uint8Array) => 
  * directory if needed. Synchronous, so a streaming sink can finish a file
  * (and free its bytes) before the next block is loaded; a producer function
  * writes chunk by chunk, so the whole file never sits in memory.
+ *
+ * @throws CheckpointError naming `path` for a full disk, a directory in the
+ *   way, a denied permission and the like (see `fileWriteError`)
  */
 export function writeFileAtomicSync(path: string, data: FileContent): void {
-  mkdirSync(dirname(path), { recursive: true });
   const temp = siblingName(path, "tmp");
   try {
+    mkdirSync(dirname(path), { recursive: true });
     const fd = openSync(temp, "wx");
     try {
       const write = (bytes: Uint8Array) => {
@@ -87,7 +90,7 @@ export function writeFileAtomicSync(path: string, data: FileContent): void {
     renameSync(temp, path);
   } catch (e) {
     rmSync(temp, { force: true });
-    throw e;
+    throw fileWriteError(path, e);
   }
   syncDirectorySync(dirname(path));
 }
@@ -122,12 +125,18 @@ export interface DirectoryTransaction {
  * crash exactly then leaves the old directory under the `.old-` name and the
  * complete new one under the `.tmp-` name, never a partial one under `dir`.
  *
- * @throws CheckpointError if `dir` exists and is not a directory (at commit)
+ * @throws CheckpointError if `dir` exists and is not a directory (at commit),
+ *   or naming `dir` when its temporary sibling cannot be created or renamed
+ *   (a full disk, a denied permission: see `fileWriteError`)
  */
 export function createDirectoryTransaction(dir: string): DirectoryTransaction {
-  mkdirSync(dirname(dir), { recursive: true });
   const temp = siblingName(dir, "tmp");
-  mkdirSync(temp);
+  try {
+    mkdirSync(dirname(dir), { recursive: true });
+    mkdirSync(temp);
+  } catch (e) {
+    throw fileWriteError(dir, e);
+  }
   let state: "open" | "committed" | "aborted" = "open";
   const requireOpen = (action: string) => {
     if (state !== "open") throw new Error(`Cannot ${action} "${dir}": the transaction is already ${state}`);
@@ -143,12 +152,12 @@ export function createDirectoryTransaction(dir: string): DirectoryTransaction {
         throw new CheckpointError(dir, `Cannot replace "${dir}": the path exists and is not a directory`);
       }
       const old = existing ? siblingName(dir, "old") : undefined;
-      if (old) await rename(dir, old);
+      if (old) await rename(dir, old).catch((e) => Promise.reject(fileWriteError(dir, e)));
       try {
         await rename(temp, dir);
       } catch (e) {
         if (old) await rename(old, dir);
-        throw e;
+        throw fileWriteError(dir, e);
       }
       await syncDirectory(dirname(dir));
       state = "committed";

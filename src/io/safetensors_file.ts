@@ -12,7 +12,7 @@
  */
 import { closeSync, openSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
-import { CheckpointError } from "./errors.ts";
+import { CheckpointError, fileWriteError } from "./errors.ts";
 import { readFullySync } from "./read_fully.ts";
 import {
   buildHeader,
@@ -178,7 +178,8 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
 
 /**
  * Writes a complete safetensors file (header, then the tensors in order) and
- * fsyncs it. Fails if `path` already exists, so a temp name is never clobbered.
+ * fsyncs it. Fails if `path` already exists, so a temp name is never clobbered;
+ * a failed write throws a CheckpointError naming `path` (see `fileWriteError`).
  *
  * @returns the number of data bytes written (the sum of tensor sizes)
  */
@@ -191,7 +192,7 @@ export async function writeSafetensors(
     tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.bytes.byteLength })),
     metadata,
   );
-  const handle = await open(path, "wx");
+  const handle = await open(path, "wx").catch((e) => Promise.reject(fileWriteError(path, e)));
   try {
     await writeAll(handle, header);
     let dataBytes = 0;
@@ -201,6 +202,8 @@ export async function writeSafetensors(
     }
     await handle.sync();
     return dataBytes;
+  } catch (e) {
+    throw fileWriteError(path, e);
   } finally {
     await handle.close();
   }

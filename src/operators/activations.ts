@@ -19,6 +19,7 @@ import { join } from "node:path";
 import process from "node:process";
 import type { Tensor } from "@tensorflow/tfjs";
 import { readFullySync } from "../io/read_fully.ts";
+import { fileWriteError } from "../io/errors.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { CalibrationSet } from "../records/records.ts";
@@ -111,6 +112,8 @@ export class ActivationStore {
         }
         // No descriptor stays open across `fn`, which may emit downstream and close the store.
         appendFileSync(path, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      } catch (e) {
+        throw fileWriteError(path, e); // a full temporary disk names the file
       } finally {
         y.dispose();
       }

@@ -22,6 +22,7 @@ import type { ModelHandle } from "../records/records.ts";
 import { blockRole } from "../records/records.ts";
 import { openModel, type OpenModelOptions } from "./model_handle.ts";
 import { openPackage, readPackageWeights } from "./open_package.ts";
+import { requireFinishedAdapter } from "../train/tune_package.ts";
 import { disposeWeights, replaceWeight } from "./weights.ts";
 
 /** Whether `dir` is an offtune package (it has a manifest.msgpack). */
@@ -61,13 +62,22 @@ export function applyAdapterWeights(base: WeightMap, adapter: WeightMap, where: 
   disposeWeights(adapter);
 }
 
+/** Options of {@link withAdapter}. */
+export interface WithAdapterOptions {
+  /** Accept an epoch checkpoint of a tuning run that has not finished (`--allow-unfinished`). */
+  allowUnfinished?: boolean;
+}
+
 /**
  * `base` with the tuned adapter in `adapterDir` applied. Refuses an adapter
- * made for another model (source hash) or another adapter/emulator split.
+ * made for another model (source hash) or another adapter/emulator split,
+ * and an unfinished one unless `allowUnfinished` (src/train/tune_package.ts
+ * `requireFinishedAdapter`).
  */
-export async function withAdapter(base: ModelHandle, adapterDir: string): Promise<ModelHandle> {
+export async function withAdapter(base: ModelHandle, adapterDir: string, options: WithAdapterOptions = {}): Promise<ModelHandle> {
   const manifest = await verifyPackage(adapterDir);
   if (manifest.kind !== "adapter") throw new Error(`"${adapterDir}" is an ${manifest.kind} package, not an adapter`);
+  if (!options.allowUnfinished) requireFinishedAdapter(adapterDir, manifest);
   if (manifest.sourceHash !== base.sourceHash) {
     throw new Error(
       `Adapter "${adapterDir}" was tuned for model ${manifest.sourceHash.slice(0, 12)}…, but "${base.source}" is ${base.sourceHash.slice(0, 12)}…`,

@@ -2,6 +2,9 @@
  * The pretraining loss curve as SVG: training loss per step and validation
  * loss where it was measured, against tokens seen (log.jsonl of `offtune
  * pretrain`), so fixtures/README can show how a shipped model was trained.
+ * A second plot draws the tracked validation perplexity of the model and of
+ * its half-middle LayerDrop, which shows when the middle blocks start to
+ * matter (fixtures/README.md "base").
  *
  * @module
  */
@@ -15,6 +18,10 @@ export interface TrainingLogLine {
   tokens: number;
   loss: number;
   val_loss: number | null;
+  /** Validation loss of the whole model at a tracking step (`--track-every`). */
+  track_val_loss?: number;
+  /** Validation loss of the model's half-middle LayerDrop at the same step. */
+  track_layerdrop_val_loss?: number;
 }
 
 /** Parses `log.jsonl` text; `source` names the file in errors. */
@@ -24,7 +31,16 @@ export function parseTrainingLog(text: string, source: string): TrainingLogLine[
     if (typeof v.tokens !== "number" || typeof v.loss !== "number" || typeof v.step !== "number") {
       throw new Error(`Invalid training log "${source}" line ${i + 1}: needs numeric step, tokens and loss`);
     }
-    return { step: v.step, tokens: v.tokens, loss: v.loss, val_loss: typeof v.val_loss === "number" ? v.val_loss : null };
+    const tracked = typeof v.track_val_loss === "number" && typeof v.track_layerdrop_val_loss === "number"
+      ? { track_val_loss: v.track_val_loss, track_layerdrop_val_loss: v.track_layerdrop_val_loss }
+      : {};
+    return {
+      step: v.step,
+      tokens: v.tokens,
+      loss: v.loss,
+      val_loss: typeof v.val_loss === "number" ? v.val_loss : null,
+      ...tracked,
+    };
   });
 }
 
@@ -54,5 +70,50 @@ export function trainingCurveSvg(lines: readonly TrainingLogLine[], title: strin
     ),
     el("text", { x: area.right - 150, y: area.top + 16, fill: colour(0), "font-size": 12 }, `train (mean of ${smooth} steps)`),
     el("text", { x: area.right - 150, y: area.top + 32, fill: colour(1), "font-size": 12 }, "validation"),
+  ]);
+}
+
+/**
+ * Validation perplexity of the model and of its half-middle LayerDrop at each
+ * tracking step of `lines`, against tokens seen (log scale in perplexity), with
+ * the LayerDrop's increase in % printed at the last point.
+ *
+ * @throws Error when the log has no tracking steps
+ */
+export function layerDropCurveSvg(lines: readonly TrainingLogLine[], title: string): string {
+  const tracked = lines.filter((l) => l.track_val_loss !== undefined && l.track_layerdrop_val_loss !== undefined);
+  if (tracked.length === 0) throw new Error("The training log has no tracked LayerDrop losses (pretrain --track-every)");
+  const series = [
+    { name: "model", loss: tracked.map((l) => l.track_val_loss as number) },
+    { name: "half-middle LayerDrop", loss: tracked.map((l) => l.track_layerdrop_val_loss as number) },
+  ];
+  const all = series.flatMap((s) => s.loss); // log-perplexity = loss in nats
+  const xTicks = niceTicks(0, tracked[tracked.length - 1].tokens / 1e6);
+  const yTicks = niceTicks(Math.min(...all) / Math.LN10, Math.max(...all) / Math.LN10);
+  const area: PlotArea = { left: 70, right: 590, top: 40, bottom: 320 };
+  const x = linearScale([xTicks.lo, xTicks.hi], [area.left, area.right]);
+  const y = linearScale([yTicks.lo, yTicks.hi], [area.bottom, area.top]);
+  const last = tracked.length - 1;
+  const increase = 100 * (Math.exp(series[1].loss[last] - series[0].loss[last]) - 1);
+  return svgDocument(660, 380, [
+    el("text", { x: 330, y: 22, "text-anchor": "middle", "font-size": 14 }, title),
+    verticalAxis(area, yTicks, y, "log10 validation perplexity"),
+    horizontalAxis(area, xTicks, x, "tokens seen (millions)"),
+    ...series.flatMap((s, k) => [
+      el("path", {
+        class: `track-${k}`,
+        d: tracked.map((l, i) => `${i === 0 ? "M" : "L"}${svgNumber(x(l.tokens / 1e6))},${svgNumber(y(s.loss[i] / Math.LN10))}`).join(" "),
+        fill: "none",
+        stroke: colour(k),
+        "stroke-width": 1.5,
+      }),
+      ...tracked.map((l, i) => el("circle", { cx: x(l.tokens / 1e6), cy: y(s.loss[i] / Math.LN10), r: 3, fill: colour(k) })),
+      el("text", { x: area.right - 200, y: area.top + 16 * (k + 1), fill: colour(k), "font-size": 12 }, s.name),
+    ]),
+    el(
+      "text",
+      { x: area.right - 200, y: area.top + 52, "font-size": 12 },
+      `last: ppl ${Math.exp(series[0].loss[last]).toFixed(1)} vs ${Math.exp(series[1].loss[last]).toFixed(1)} (+${increase.toFixed(0)}%)`,
+    ),
   ]);
 }

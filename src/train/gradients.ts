@@ -102,16 +102,28 @@ export function lossAndGradients(
   }
 }
 
-/** The mean next-token loss of the batch at θ = `params` (forward only, `microBatch` rows at a time). */
+/**
+ * The mean next-token loss of the batch at θ = `params` (forward only,
+ * `microBatch` rows at a time). `keepBlocks` runs only those blocks, in
+ * order: the loss of a LayerDrop model made from the same weights, as
+ * pretraining tracks it (fixtures/README.md "base").
+ */
 export function batchLoss(
   model: TrainModel,
   params: Float32Array,
   batch: TokenBatch,
   microBatch = batch.batch,
+  keepBlocks?: readonly number[],
 ): number {
   const { arch, cfg, layout } = model;
   const weights = slotTensors(layout, params);
-  const { outer, blocks } = groupWeights(layout, weights);
+  const grouped = groupWeights(layout, weights);
+  const outer = grouped.outer;
+  const blocks = keepBlocks === undefined ? grouped.blocks : keepBlocks.map((i) => {
+    const block = grouped.blocks[i];
+    if (block === undefined) throw new RangeError(`Block ${i} is not among the model's ${grouped.blocks.length} blocks`);
+    return block;
+  });
   try {
     return chunks(batch, microBatch).reduce(
       (total, chunk) =>

@@ -9,7 +9,10 @@
  *   "adapter tuned on the full model" variant). Every epoch the adapter
  *   package and the training state are written to the output directory
  *   (src/train/tune_package.ts), so `resume` continues an interrupted run;
- *   the finished package holds the adapter alone.
+ *   the finished package holds the adapter alone. When the output directory
+ *   already holds something (a finished adapter), the unfinished checkpoints
+ *   go beside it, to `<out>.partial`, and the finished adapter replaces it
+ *   only at the end (docs/GUARANTEES.md "Outputs").
  * - {@link tuneFullModel}: the Full FT reference (docs/METHOD.md §1 table, §3):
  *   every block (and optionally the embeddings) of the original trains with
  *   the same loss, optimizer and schedule; the tuned weights are returned.
@@ -20,7 +23,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { stat } from "node:fs/promises";
+import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { MANIFEST_FILE, readManifest } from "../io/manifest.ts";
 import type { WeightMap } from "../model/types.ts";
@@ -62,8 +65,10 @@ export interface TuneAdapterOptions extends TuneCommonOptions {
   out: string;
   /** LoRA on the adapter blocks' linears instead of full fine-tuning. */
   lora?: LoraOptions;
-  /** Continue the unfinished run in `out` (its settings must be repeated). */
+  /** Continue the unfinished run in `out` or `<out>.partial` (its settings must be repeated). */
   resume?: boolean;
+  /** Start over even when an unfinished run is there (it is discarded). */
+  force?: boolean;
   /** Extra manifest fields describing the data (e.g. `{ task }`), JSON values. */
   describe?: Record<string, unknown>;
 }
@@ -81,6 +86,20 @@ export interface TuneSummary {
   parameters: number;
   /** Training examples per second over the steps of this call (0 if none ran). */
   examplesPerSecond: number;
+}
+
+/** What {@link tuneAdapter} did: the summary and where its package is. */
+export interface TuneAdapterSummary extends TuneSummary {
+  /** `out` once finished; else where the unfinished checkpoint is (`out` or `<out>.partial`). */
+  dir: string;
+}
+
+/**
+ * The directory beside `out` where a run's unfinished checkpoints live while
+ * `out` holds something else (a finished adapter): `<out>.partial`.
+ */
+export function partialDirOf(out: string): string {
+  return `${out.replace(/[/\\]+$/, "")}.partial`;
 }
 
 /**
@@ -145,6 +164,40 @@ function firstDifference(a: unknown, b: unknown, path: string): string | undefin
 
 function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
+}
+
+/** Whether `dir` does not exist or is an empty directory. */
+function isVacant(dir: string): Promise<boolean> {
+  return readdir(dir).then((entries) => entries.length === 0, () => true);
+}
+
+/**
+ * Where the unfinished checkpoints of a run to `out` go: with `resume`, the
+ * directory holding the run's state (`<out>.partial` first, the later one);
+ * else `out` when it is vacant, or `<out>.partial` beside whatever `out`
+ * holds, which stays untouched until the run finishes.
+ *
+ * @throws Error when resuming with no state in either, or starting over an
+ *   unfinished run without `force`
+ */
+async function runDirectory(out: string, resume: boolean, force: boolean): Promise<string> {
+  const partial = partialDirOf(out);
+  const stateIn = async (dir: string) => (await exists(join(dir, TUNE_STATE_FILE))) ? dir : undefined;
+  const unfinished = (await stateIn(partial)) ?? (await stateIn(out));
+  if (resume) {
+    if (unfinished) return unfinished;
+    const finished = await exists(join(out, MANIFEST_FILE));
+    throw new Error(
+      `Cannot resume "${out}": ${finished ? "it holds a finished adapter" : `"${join(out, TUNE_STATE_FILE)}" does not exist`}`,
+    );
+  }
+  if (unfinished && !force) {
+    throw new Error(
+      `"${unfinished}" holds an unfinished tuning run; resume it (--resume), pass --force to start over, or choose another output directory`,
+    );
+  }
+  if (unfinished === partial) await rm(partial, { recursive: true, force: true }); // the run --force discards
+  return (await isVacant(out)) ? out : partial;
 }
 
 /** The loss log kept in the manifest: per-epoch means and the running sum of the current epoch. */
@@ -212,26 +265,17 @@ function train(
  * Tunes the adapter of `handle` on `options.examples` and writes the adapter
  * package to `options.out` (module doc). With `resume`, continues the
  * unfinished run there, bit-identically to an uninterrupted run on the same
- * backend.
+ * backend. Whatever `out` holds (a finished adapter) stays untouched until
+ * the run finishes: the checkpoints go to {@link partialDirOf} meanwhile.
  *
- * @throws Error when `out` holds an unfinished run and `resume` is not set,
- *   when resuming a directory without state or with other settings, or when
- *   the split leaves no adapter block to tune
+ * @throws Error when `out` holds an unfinished run and neither `resume` nor
+ *   `force` is set, when resuming a directory without state or with other
+ *   settings, or when the split leaves no adapter block to tune
  */
-export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptions): Promise<TuneSummary> {
+export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptions): Promise<TuneAdapterSummary> {
   const { out } = options;
   const hyper = fullHyper(options.hyper);
-  const statePath = join(out, TUNE_STATE_FILE);
-  const unfinished = await exists(statePath);
-  if (options.resume && !unfinished) {
-    const finished = await exists(join(out, MANIFEST_FILE));
-    throw new Error(
-      `Cannot resume "${out}": ${finished ? "it holds a finished adapter" : `"${statePath}" does not exist`}`,
-    );
-  }
-  if (!options.resume && unfinished) {
-    throw new Error(`"${out}" holds an unfinished tuning run; resume it or choose another output directory`);
-  }
+  const runDir = await runDirectory(out, options.resume ?? false, options.force ?? false);
   const adapterBlocks = handle.blockIndices.filter((i) => blockRole(i, handle.cfg.layers, handle.split) === "adapter");
   if (adapterBlocks.length === 0 && !options.tuneEmbeddings) {
     throw new Error(`Split ${handle.split.bottom}+${handle.split.top} of "${handle.source}" has no adapter block to tune`);
@@ -258,20 +302,21 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
     const state = freshState(trainable, hyper);
     let log: LossLog = { epochLoss: [], partialSum: 0, partialSteps: 0 };
     if (options.resume) {
-      const saved = await readTuneState(out, trainable.layout);
+      const saved = await readTuneState(runDir, trainable.layout);
       const difference = firstDifference(saved.run, JSON.parse(JSON.stringify(run)), "");
-      if (difference) throw new Error(`Cannot resume "${out}" with other settings: ${difference}`);
+      if (difference) throw new Error(`Cannot resume "${runDir}" with other settings: ${difference}`);
       state.step = saved.step;
       state.params = saved.params;
       state.optimizer.load(saved.optimizer);
-      log = ((await readManifest(out)).extra?.loss as LossLog | undefined) ?? log;
+      log = ((await readManifest(runDir)).extra?.loss as LossLog | undefined) ?? log;
     }
     const perEpoch = stepsPerEpoch(rows.length, hyper.batch);
     const total = hyper.epochs * perEpoch;
     const steps = stepLog(perEpoch, log);
+    let dir = runDir;
     const save = async (s: TuneState, epochsDone: number): Promise<void> => {
       const finished = s.step === total;
-      await writeAdapterPackage(out, {
+      await writeAdapterPackage(finished ? out : runDir, {
         model: handle,
         parts: byBlockIndex(handle, trainable.adapterArrays(s.params)),
         method,
@@ -289,9 +334,12 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
         },
         state: finished ? undefined : { step: s.step, run, layout: trainable.layout, params: s.params, optimizer: s.optimizer.state() },
       });
+      if (finished && runDir !== out) await rm(runDir, { recursive: true, force: true });
+      dir = finished ? out : runDir;
     };
     const { stopped } = await train(model, trainable, state, rows, hyper, options, steps, save);
     return {
+      dir,
       step: state.step,
       total,
       stopped,

@@ -127,3 +127,40 @@ export async function readTuneState(
   );
   return { step: meta.step, run: meta.run, params, optimizer: { step: meta.optimizerStep, m, v } };
 }
+
+/** How far the tuning run that wrote an adapter package got (its manifest's `extra`). */
+export interface AdapterProgress {
+  /** False only for a checkpoint of a run that has not finished (written with its state). */
+  finished: boolean;
+  /** Optimizer steps done and the run's total, when the manifest records them. */
+  step?: number;
+  totalSteps?: number;
+}
+
+/**
+ * The progress an adapter manifest records: `offtune tune` writes
+ * `extra.finished` (true only on its last checkpoint), `extra.step` and
+ * `extra.totalSteps`. An adapter written without them (by the library,
+ * in one go) counts as finished.
+ */
+export function adapterProgress(manifest: Pick<Manifest, "extra">): AdapterProgress {
+  const extra = manifest.extra ?? {};
+  const count = (v: unknown) => (Number.isSafeInteger(v) ? (v as number) : undefined);
+  return { finished: extra.finished !== false, step: count(extra.step), totalSteps: count(extra.totalSteps) };
+}
+
+/**
+ * Refuses the adapter package `dir` when its run has not finished
+ * (docs/GUARANTEES.md "Outputs"): an epoch checkpoint is no adapter to plug
+ * in or evaluate unless asked for by name.
+ *
+ * @throws Error `Adapter "<dir>" at step 16 of 48 is unfinished; …`
+ */
+export function requireFinishedAdapter(dir: string, manifest: Pick<Manifest, "extra">): void {
+  const p = adapterProgress(manifest);
+  if (p.finished) return;
+  const at = p.step === undefined ? "" : ` at step ${p.step}${p.totalSteps === undefined ? "" : ` of ${p.totalSteps}`}`;
+  throw new Error(
+    `Adapter "${dir}"${at} is unfinished; finish it with offtune tune --resume, or pass --allow-unfinished to use it anyway`,
+  );
+}

@@ -51,7 +51,7 @@ describe("build-emulator --method", () => {
     );
     for (const ratio of ["0", "1.5"]) {
       await expect(buildEmulator(["--method", "layerdrop", "--model", SMALL, "--out", out, "--ratio", ratio, "--quiet"]))
-        .rejects.toThrow(`LayerDrop ratio must be in (0, 1] (the fraction of middle blocks kept), got ${ratio}`);
+        .rejects.toThrow(`--ratio expects a number in (0, 1], got "${ratio}"`);
     }
     expect(await exists(out)).toBe(false);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { parseTrainingLog, trainingCurveSvg } from "../../src/report/training_curve.ts";
+import { layerDropCurveSvg, parseTrainingLog, trainingCurveSvg } from "../../src/report/training_curve.ts";
 
 describe("training curve", () => {
   test("plots one smoothed train path and one point per validation loss", () => {
@@ -20,5 +20,22 @@ describe("training curve", () => {
 
   test("names the file and line of a malformed log", () => {
     expect(() => parseTrainingLog('{"step":1}\n', "runs/log.jsonl")).toThrow(/runs\/log\.jsonl" line 1/);
+  });
+
+  test("draws the tracked perplexities of the model and its LayerDrop, with the last increase", () => {
+    const text = [
+      { step: 1, tokens: 1e6, loss: 6, val_loss: null, track_val_loss: 6, track_layerdrop_val_loss: 6.1 },
+      { step: 2, tokens: 2e6, loss: 5, val_loss: 5 },
+      { step: 3, tokens: 3e6, loss: 4, val_loss: null, track_val_loss: 4, track_layerdrop_val_loss: Math.log(1.5) + 4 },
+    ].map((l) => JSON.stringify(l)).join("\n");
+    const lines = parseTrainingLog(text, "log.jsonl");
+    expect(lines[1].track_val_loss).toBeUndefined();
+    const svg = layerDropCurveSvg(lines, "t");
+    for (const k of [0, 1]) {
+      const d = new RegExp(`class="track-${k}" d="([^"]+)"`).exec(svg)![1];
+      expect(d.split(" ").length).toBe(2); // one vertex per tracking step
+    }
+    expect(svg).toContain(`ppl ${Math.exp(4).toFixed(1)} vs ${(1.5 * Math.exp(4)).toFixed(1)} (+50%)`);
+    expect(() => layerDropCurveSvg(lines.slice(1, 2), "t")).toThrow(/no tracked LayerDrop losses/);
   });
 });

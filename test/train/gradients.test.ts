@@ -3,6 +3,8 @@ import { initBackend, tf } from "../../src/tensor/backend.ts";
 import { type GradientEngine, splitRows, startDataParallel } from "../../src/train/data_parallel.ts";
 import { batchLoss, lossAndGradients, trainModel } from "../../src/train/gradients.ts";
 import { initOptParams } from "../../src/train/init.ts";
+import { optConfigJson } from "../../src/train/opt_config.ts";
+import { flattenWeights, weightsFromFlat } from "../../src/train/params.ts";
 import { tinyBatch, tinyConfig } from "./tiny_model.ts";
 
 const model = trainModel(tinyConfig);
@@ -118,5 +120,25 @@ describe("data-parallel gradients", () => {
     await expect(engine.gradients(params, tinyBatch(2, 20), new Float32Array(model.layout.size))).rejects.toThrow(
       /Worker [01] failed: .*Context 20 exceeds the model's 16 positions/,
     );
+  });
+});
+
+describe("batchLoss with kept blocks", () => {
+  it("is the loss of the model made of those blocks alone (a LayerDrop of the same weights)", () => {
+    const deep = trainModel(optConfigJson({
+      layers: 4, hidden: 32, heads: 4, ffn: 64, maxPositions: 16, vocabSize: 50, bosId: 2, eosId: 2, padId: 1,
+    }));
+    const shallow = trainModel(optConfigJson({
+      layers: 2, hidden: 32, heads: 4, ffn: 64, maxPositions: 16, vocabSize: 50, bosId: 2, eosId: 2, padId: 1,
+    }));
+    const theta = initOptParams(deep.layout, deep.cfg, 5).map((x) => 5 * x);
+    const { outer, blocks } = weightsFromFlat(deep.layout, theta);
+    const kept = flattenWeights(shallow.layout, outer, [blocks[0], blocks[3]]);
+    tf.dispose([...outer.values(), ...blocks.flatMap((b) => [...b.values()])]);
+    const dropped = batchLoss(deep, theta, batch, batch.batch, [0, 3]);
+    expect(dropped).toBeCloseTo(batchLoss(shallow, kept, batch), 5); // float32 sums of ~7: 1e-6 relative
+    expect(Math.abs(dropped - batchLoss(deep, theta, batch))).toBeGreaterThan(1e-3);
+    expect(batchLoss(deep, theta, batch, 5, [0, 1, 2, 3])).toBe(batchLoss(deep, theta, batch, 5));
+    expect(() => batchLoss(deep, theta, batch, 5, [0, 4])).toThrow(/Block 4 is not among the model's 4 blocks/);
   });
 });

@@ -168,6 +168,30 @@ describe("offtune pretrain", () => {
     expect(numbers(await logOf(out))).toEqual(numbers(await logOf(straight)));
   }, 60_000);
 
+  it("tracks the model's and its LayerDrop's validation loss, and resumes onto another --train stream", async () => {
+    const out = join(root, "phases");
+    const deep = flags().map((f, i, all) => (all[i - 1] === "--layers" ? "6" : f));
+    await main(["--out", out, ...deep, "--until", "4", "--track-every", "2"]);
+    await writeFile(join(root, "data", "train_large.bin"), tokenFile(300, 5));
+    await main(["--out", out, "--resume", "--train", join(root, "data", "train_large.bin"), "--track-every", "3", "--quiet"]);
+    const log = await logOf(out);
+    expect(log.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(log.map((r) => "track_layerdrop_val_loss" in r)).toEqual([false, true, false, true, false, true, false, true]);
+    for (const r of log.filter((r) => r.val_loss !== null)) expect(r.track_val_loss).toBeCloseTo(r.val_loss, 6);
+    // 6 blocks with 2 + 2 adapter blocks: the LayerDrop keeps blocks 0, 1, 2, 4, 5, a different model.
+    for (const r of log.filter((r) => "track_layerdrop_val_loss" in r)) {
+      expect(Math.abs(r.track_layerdrop_val_loss - r.track_val_loss)).toBeGreaterThan(1e-4);
+    }
+    const state = await openSafetensors(join(out, "train_state.safetensors"));
+    const { run, trainTokens } = JSON.parse(state.header.metadata["offtune.train_state"]);
+    await state.close();
+    expect(run.train).toBe(join(root, "data", "train_large.bin"));
+    expect(trainTokens).toBe((await readFile(join(root, "data", "train_large.bin"))).length / 2);
+    await expect(main(["--out", join(root, "shallow"), ...flags(), "--track-every", "2"])).rejects.toThrow(
+      /--track-every needs at least 2 middle blocks besides the 2 \+ 2 adapter blocks; the model has 2 blocks/,
+    );
+  }, 60_000);
+
   it("refuses to overwrite a run, and a resume that changes a run-defining flag", async () => {
     const out = join(root, "straight");
     await expect(main(["--out", out, ...flags()])).rejects.toThrow("already holds a run; pass --resume");

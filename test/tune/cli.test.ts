@@ -92,7 +92,9 @@ describe("plug-in", () => {
       const out = join(root, lora ? "plugged-zero-lora" : "plugged-zero-full");
       await zeroStepAdapter(modelDir, { bottom: 1, top: 1 }, adapter, lora);
       expect(await plugIn(["--model", modelDir, "--adapter", adapter, "--out", out, "--split", "1,1", "--quiet"])).toBe(0);
-      expect((await readdir(out)).sort()).toEqual(["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]);
+      expect((await readdir(out)).sort()).toEqual([
+        "config.json", "model.safetensors", "offtune_output.json", "tokenizer.json", "tokenizer_config.json",
+      ]);
       expect(same(await logitsOf(out), original)).toBe(true);
     }
   });
