@@ -80,7 +80,7 @@ export function renderMarkdown(report: Report, title: string): string {
     "",
     "Perplexity of general held-out text, not of a task: Full is the original model, Emulator the emulator " +
       "package with its untuned adapter (high when the emulator is a poor model on its own), and Plug-in the " +
-      "original model with the adapter tuned on the run's first task plugged in. Plug-in near Full means tuning " +
+      "original model with the adapter tuned on the first task of `experiment --tasks` plugged in. Plug-in near Full means tuning " +
       "for the task kept the model's general language modelling; far above it, the adapter traded it away.",
     "",
     markdownTable(

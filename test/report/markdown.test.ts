@@ -33,7 +33,7 @@ describe("renderMarkdown", () => {
   it("explains the plug-in perplexity above the perplexity table", () => {
     const text = markdown(fixtureResults());
     const section = text.slice(text.indexOf("## Perplexity"), text.indexOf("| Method", text.indexOf("## Perplexity")));
-    expect(section).toContain("Plug-in the original model with the adapter tuned on the run's first task");
+    expect(section).toContain("Plug-in the original model with the adapter tuned on the first task of `experiment --tasks`");
     expect(section).toContain("general held-out text, not of a task");
   });
 });
