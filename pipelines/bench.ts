@@ -3,7 +3,8 @@
  * against a baseline measured in the same run). Suites: `kernels` (wasm
  * matmul fixes), `linalg` (LAPACK SVD/eigh, OpenBLAS sgemm), `model` (OPT
  * block stack forward+backward, wasm vs cpu, matmul efficiency), `gradot`
- * (emulator build: seconds per stage, peak RSS).
+ * (emulator build: seconds per stage, peak RSS), `pretrain` (pretraining
+ * tokens/s and MFU on the fixtures/base shape).
  *
  * @module
  */
@@ -11,7 +12,7 @@ import { parseArgs } from "node:util";
 import type { BenchRow } from "../src/linalg/bench.ts";
 
 /** Help text for the verb. */
-export const help = `offtune bench [kernels|linalg|model|gradot|all]... [--json <file>] [--quick]
+export const help = `offtune bench [kernels|linalg|model|gradot|pretrain|all]... [--json <file>] [--quick]
 
 Runs benchmarks and prints one row per figure. Figures that are compared
 (speed-ups, efficiencies) are measured against their baseline in the same
@@ -23,6 +24,10 @@ run. Default suite: kernels linalg model.
             matmul-kernel GFLOP/s vs plain matMul (target >= 70%)
   gradot    GradOT emulator build (fixtures/small, OPT-125M- and OPT-1.3B-shaped
             random checkpoints): seconds per stage, peak RSS (target < 1.5 GB)
+  pretrain  pretraining steps of the fixtures/base shape (16 blocks, width 128)
+            on 1 worker and on every core: tokens/s, speed-up, and MFU (6 · params
+            · tokens/s against the one-thread OpenBLAS sgemm rate measured in the
+            same run, times the workers)
   --json <file>  also write the rows as JSON
   --quick        smaller shapes (for a smoke run)`;
 
@@ -43,6 +48,10 @@ const suites: Record<string, Suite> = {
   gradot: async (quick, onRow) => {
     const { benchGradot } = await import("./bench_gradot.ts");
     return benchGradot({ onRow, quick });
+  },
+  pretrain: async (quick, onRow) => {
+    const { benchPretrain } = await import("../src/train/bench_pretrain.ts");
+    return benchPretrain({ onRow, ...(quick ? { batch: 8, steps: 1, gemmSize: 256 } : {}) });
   },
   model: async (quick, onRow) => {
     const { benchBlockStack } = await import("../src/model/bench.ts");
