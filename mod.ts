@@ -1,6 +1,6 @@
 /**
  * offtune: offsite-tuning of large language models, as composable RxJS
- * operators over plain typed records (DESIGN.md "The shape").
+ * operators over plain typed records (docs/DESIGN.md "The shape").
  *
  * A model owner compresses the middle blocks of a model into an emulator
  * (GradOT: calibration forward/backward, KFAC, GCS, DRD + SCP; or the
@@ -81,7 +81,7 @@ export { createPackageWriter, type Manifest, readManifest, verifyPackage } from 
 // Records
 export * from "./src/records/records.ts";
 
-// GradOT numerics (METHOD.md §2)
+// GradOT numerics (docs/METHOD.md §2)
 export { accumulateKfac as accumulateKfacState, finalizeKfac, type KfacFactors, mergeKfac } from "./src/stats/kfac.ts";
 export { addChannelTerms, drdScores, scpConsumerTerms, scpProducerTerms, scpScores } from "./src/score/gcs.ts";
 export { compressDrd as compressProjection, selectDrdComponents } from "./src/compress/drd.ts";
@@ -104,7 +104,7 @@ export { writeShards, type WriteShardsOptions } from "./src/operators/write_shar
 export { buildGradotEmulator, GRADOT_DEFAULTS, type GradotOptions } from "./src/operators/gradot.ts";
 /**
  * The baseline GradOT is compared against: Offsite-Tuning's training-free
- * uniform LayerDrop emulator (METHOD.md §3, "OT† (training-free
+ * uniform LayerDrop emulator (docs/METHOD.md §3, "OT† (training-free
  * LayerDrop)"), which keeps every k-th middle block and drops the rest.
  */
 export {

@@ -1,5 +1,5 @@
 /**
- * `offtune build-emulator`: the model owner's step (METHOD.md §1-3). Streams
+ * `offtune build-emulator`: the model owner's step (docs/METHOD.md §1-3). Streams
  * a checkpoint block by block through the GradOT pipeline (calibration
  * forward/backward, KFAC, GCS, DRD + SCP), or through the OT LayerDrop
  * baseline (keep every k-th middle block, no calibration), and writes the
@@ -44,11 +44,11 @@ A GradOT build killed outright keeps its progress in <out>.partial-<key>:
 the same command run again continues it, redoing at most the block in
 flight (docs/GUARANTEES.md). Methods:
 
-  gradot     (default, METHOD.md §2) one calibration forward + backward over
+  gradot     (default, docs/METHOD.md §2) one calibration forward + backward over
              the original model, KFAC factors, GCS scores, DRD of the
              attention projections and SCP of the MLP channels of the
              middle blocks
-  layerdrop  (the OT† baseline, METHOD.md §3) keeps round(ratio x M) of the
+  layerdrop  (the OT† baseline, docs/METHOD.md §3) keeps round(ratio x M) of the
              M middle blocks, spread uniformly, unchanged, and drops the
              rest; needs no calibration and ignores the calibration and
              GradOT flags
@@ -234,7 +234,7 @@ async function gradotBuild(
 
 /** The LayerDrop build the flags ask for (the calibration and GradOT flags are ignored), with per-shard progress. */
 function layerDropBuild(model: ModelHandle, flags: Flags, clock: StageClock, progress: ProgressReporter, signal: AbortSignal): Build {
-  const ratio = flags.numbers.ratio ?? GRADOT_DEFAULTS.ratio; // matched emulator size (METHOD.md §5)
+  const ratio = flags.numbers.ratio ?? GRADOT_DEFAULTS.ratio; // matched emulator size (docs/METHOD.md §5)
   const total = layerDropBlocks(model.cfg.layers, model.split, ratio).length + 1; // + the outer weights
   let written = 0;
   const shards = buildLayerDropEmulator(model, { ratio, out: flags.out, dtype: flags.fp16 ? "float16" : "float32", tokenizer: flags.tokenizer, clock, signal })

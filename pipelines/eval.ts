@@ -1,6 +1,6 @@
 /**
  * `offtune eval`: zero-shot multiple choice by log-likelihood and
- * perplexity on held-out text (METHOD.md §5), for any artefact of §1: an
+ * perplexity on held-out text (docs/METHOD.md §5), for any artefact of §1: an
  * original checkpoint, an emulator package, either with a tuned adapter.
  * Prints a table (acc and acc_norm with Wilson 95% intervals, chance, a mark
  * where the interval lies above chance, the task average) and optionally
@@ -48,7 +48,7 @@ export const EVAL_DEFAULTS = {
 export const help = `offtune eval --model <dir> [flags]
 
 Zero-shot multiple choice by log-likelihood (lm-eval-harness acc and
-length-normalised acc_norm, METHOD.md §5) on the fixture tasks, and
+length-normalised acc_norm, docs/METHOD.md §5) on the fixture tasks, and
 perplexity on held-out text. Intervals are Wilson 95%; "*" marks an
 accuracy whose interval lies wholly above chance.
 

@@ -1,7 +1,7 @@
 /**
  * `offtune experiment`: the whole offsite-tuning loop for one method (GradOT,
- * or the OT LayerDrop baseline of METHOD.md §3), as the seeds' table
- * measures it (METHOD.md §1, §5), composed from the verbs:
+ * or the OT LayerDrop baseline of docs/METHOD.md §3), as the seeds' table
+ * measures it (docs/METHOD.md §1, §5), composed from the verbs:
  *
  * 1. the model owner builds the emulator (`build-emulator --method`);
  * 2. zero-shot: the original model (Full ZS) and adapter + emulator (Emulator ZS);
@@ -276,6 +276,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
         full_ft: tuned.fullFt,
         emulator_ft: tuned.emulatorFt,
         plug_in: tuned.plugIn,
+        chance: 100 * full.chance,
       };
       if (u.measurePpl) plugInPpl = tuned.plugInPpl;
     }

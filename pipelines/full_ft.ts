@@ -1,5 +1,5 @@
 /**
- * `offtune full-ft`: the Full FT reference of METHOD.md §1's table (§3: the
+ * `offtune full-ft`: the Full FT reference of docs/METHOD.md §1's table (§3: the
  * upper bound a plug-in model is measured against). Fine-tunes every block
  * of the original model (and optionally the embeddings) on a task's
  * training items with the loss, optimizer and schedule `offtune tune` uses

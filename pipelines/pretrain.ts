@@ -2,7 +2,7 @@
  * `offtune pretrain`: pretrain a small OPT language model from scratch on a
  * token stream, data-parallel over worker threads, and write it in Hugging
  * Face layout (the model the offsite-tuning experiments start from,
- * METHOD.md §1: "a pretrained decoder LM").
+ * docs/METHOD.md §1: "a pretrained decoder LM").
  *
  * The output directory holds, each file written under a temporary name and
  * renamed:

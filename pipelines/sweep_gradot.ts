@@ -1,7 +1,7 @@
 /**
  * `offtune sweep-gradot`: chooses GradOT's λ_attn, λ_mlp (and the attention
  * share of the budget) on a model by the two things an emulator must do
- * (METHOD.md §2): keep the adapter's gradients (utility) and be a poor model
+ * (docs/METHOD.md §2): keep the adapter's gradients (utility) and be a poor model
  * on its own (privacy). For each setting it reports
  * - `cos`: cosine between the adapter blocks' loss gradient through the
  *   emulator and through the original model, on held-out windows;

@@ -1,5 +1,5 @@
 /**
- * `offtune tune`: the data owner's step (METHOD.md §1 step 2, §4). Tunes the
+ * `offtune tune`: the data owner's step (docs/METHOD.md §1 step 2, §4). Tunes the
  * adapter blocks of an emulator package (or of an original checkpoint: the
  * "adapter tuned on the full model" variant) on a task's training items and
  * writes the adapter package (src/train/tune.ts). The package is rewritten

@@ -2,7 +2,7 @@
  * Reads an evaluation task split, `tasks/<task>/<split>.jsonl`
  * (fixtures/data/README.md "Evaluation tasks"), or a task file at any path
  * in the same format, into checked multiple-choice items for the scorer
- * (METHOD.md §5) and the tuning verbs.
+ * (docs/METHOD.md §5) and the tuning verbs.
  *
  * @module
  */

@@ -1,7 +1,7 @@
 /**
  * Whole-file access for the io/ formats. Writes are crash-safe: a file or a
  * whole directory appears under its final name only once it is complete and
- * on disk (DESIGN.md "Records and files": temp name, fsync, rename). Reads fail
+ * on disk (docs/DESIGN.md "Records and files": temp name, fsync, rename). Reads fail
  * with a CheckpointError naming the file. Knows no file formats; shards and
  * manifests build on it.
  *

@@ -2,7 +2,7 @@
  * Emulator and adapter packages: a directory of shards plus
  * `manifest.msgpack`, which lists every shard with its size and SHA-256, the
  * architecture and its config, the adapter/emulator split and the method's
- * settings (DESIGN.md "Records and files"; METHOD.md for the split).
+ * settings (docs/DESIGN.md "Records and files"; docs/METHOD.md for the split).
  *
  * A package is written through {@link createPackageWriter}, which builds it in
  * a temporary sibling directory and renames it into place on commit, so a crash
@@ -72,27 +72,33 @@ export interface ManifestTensor {
 
 /** The contents of `manifest.msgpack`. */
 export interface Manifest {
+  /** The manifest format version (docs/SHARDS.md). */
   formatVersion: 2;
+  /** Whether the package is an emulator or a tuned adapter. */
   kind: "emulator" | "adapter";
   /** The source config's `model_type` (e.g. "opt"). */
   architecture: string;
   /** The source checkpoint's config.json. */
   config: Record<string, unknown>;
-  /** Adapter blocks kept at the bottom and at the top (METHOD.md: adapter/emulator split). */
+  /** Adapter blocks kept at the bottom and at the top (docs/METHOD.md: adapter/emulator split). */
   split: { bottom: number; top: number };
   /**
-   * Emulators that drop blocks (OT LayerDrop, METHOD.md §3) only: the
+   * Emulators that drop blocks (OT LayerDrop, docs/METHOD.md §3) only: the
    * original indices of the blocks the emulator runs, increasing, each with
    * its shard. Absent: every block `0..L-1` (GradOT and older packages).
    */
   blockIndices?: number[];
+  /** The method that produced the package (`gradot`, `ot-layerdrop`, a tuning method). */
   method: string;
+  /** The method's settings, JSON values only. */
   settings: Record<string, unknown>;
   /** Hash identifying the source checkpoint; every shard carries the same. */
   sourceHash: string;
+  /** Every shard of the package with its size and SHA-256. */
   shards: ManifestShard[];
   /** ISO 8601 time of writing. */
   createdAt: string;
+  /** Anything else the writer records (e.g. parameter counts per block). */
   extra?: Record<string, unknown>;
 }
 

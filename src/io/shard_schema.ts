@@ -1,6 +1,6 @@
 /**
  * The schema of an offtune shard: how a tensor becomes an Arrow column and how
- * the shard's identity becomes schema metadata (DESIGN.md "Records and files").
+ * the shard's identity becomes schema metadata (docs/DESIGN.md "Records and files").
  * Pure functions on Arrow `Field`s and metadata maps; no bytes, no files.
  *
  * Each tensor is a column of the canonical extension type
@@ -46,13 +46,14 @@ export const SHARD_KEYS = {
 /** Element type of a stored tensor; data is always float32 in memory. */
 export type ShardDtype = "float32" | "float16";
 
-/** Which part of the model a shard holds (METHOD.md: adapter and emulator split). */
+/** Which part of the model a shard holds (docs/METHOD.md: adapter and emulator split). */
 export type ShardRole = "adapter" | "middle" | "outer";
 
 /** A tensor as offtune hands it to and takes it from a shard: row-major data for `shape`. */
 export interface ShardTensor {
   /** The weight's name inside its block, e.g. `self_attn.q_proj.weight_u`. */
   name: string;
+  /** Shape of the tensor; `data` holds `shapeSize(shape)` values. */
   shape: number[];
   /** Row-major float32 values (kernel layout [in, out] for linears, as given). */
   data: Float32Array;
@@ -62,12 +63,15 @@ export interface ShardTensor {
  * A tensor whose values are produced while its shard is written instead of
  * being held: `stream` calls `emit` with consecutive runs of the row-major
  * float32 values, `shapeSize(shape)` of them in all (a vocabulary matrix read
- * from the checkpoint rows at a time, DESIGN.md "Scale"). A shard written to
+ * from the checkpoint rows at a time, docs/DESIGN.md "Scale"). A shard written to
  * a file holds one run in memory at a time.
  */
 export interface StreamedShardTensor {
+  /** The weight's name inside its block (the column name). */
   name: string;
+  /** Shape of the tensor. */
   shape: number[];
+  /** Calls `emit` with consecutive runs of the row-major values. */
   stream(emit: (values: Float32Array) => void): void;
 }
 
@@ -78,6 +82,7 @@ export type ShardTensorInput = ShardTensor | StreamedShardTensor;
 export interface ShardMeta {
   /** Transformer block index, or "outer" for embeddings, final norm and head. */
   block: number | "outer";
+  /** `adapter`, `middle` or `outer` (`outer` exactly when `block` is). */
   role: ShardRole;
   /** The compression method (e.g. `gradot-drd`), or any label for adapters. */
   method: string;

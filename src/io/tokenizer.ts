@@ -1,6 +1,6 @@
 /**
  * Byte-level BPE tokenizers from a Hugging Face `tokenizer.json` (GPT-2, OPT,
- * RoBERTa, LLaMA-3 style), for calibration text and task data (DESIGN.md
+ * RoBERTa, LLaMA-3 style), for calibration text and task data (docs/DESIGN.md
  * "The shape in one picture": calibration text, tokenized).
  *
  * Encoding runs HF's pipeline: added tokens are cut out first, then each
@@ -36,11 +36,15 @@ export interface Tokenizer {
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   /** Text of `ids`; `skipSpecialTokens` (default false) drops added tokens marked special. */
   decode(ids: number[], options?: { skipSpecialTokens?: boolean }): string;
+  /** The id of a token string, if in the vocabulary. */
   tokenToId(t: string): number | undefined;
+  /** The token string of an id, if in the vocabulary. */
   idToToken(id: number): string | undefined;
   /** Beginning/end-of-sequence and padding ids where the files identify them (see {@link loadTokenizer}). */
   bosId?: number;
+  /** End-of-sequence id, where the files identify one. */
   eosId?: number;
+  /** Padding id, where the files identify one. */
   padId?: number;
 }
 

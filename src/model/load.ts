@@ -1,5 +1,5 @@
 /**
- * Hugging Face checkpoints <-> kernel-layout {@link WeightMap}s (DESIGN.md
+ * Hugging Face checkpoints <-> kernel-layout {@link WeightMap}s (docs/DESIGN.md
  * "Models": weights load from HF layouts, lazily per block; nanoGPT's loader
  * with visible transposes and asserts).
  *

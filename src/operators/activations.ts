@@ -3,7 +3,7 @@
  * {@link ActivationStore} (one temporary directory per pass, one file per
  * `[N, T, d]` float32 array) and processed in chunks of sequences, so only
  * one chunk is resident, in the tensor heap (capped at 4 GiB for wasm) and in
- * JS memory alike (DESIGN.md "The shape"). Kept in memory, the block inputs
+ * JS memory alike (docs/DESIGN.md "The shape"). Kept in memory, the block inputs
  * of an OPT-1.3B-shaped build with 2048 calibration tokens would take
  * 24 × 16.8 MB.
  *

@@ -1,10 +1,10 @@
 /**
  * `calibrateBackward`: the calibration backward pass, block by block in
- * reverse with one block's weights resident (DESIGN.md "The shape"): re-read
+ * reverse with one block's weights resident (docs/DESIGN.md "The shape"): re-read
  * the block, recompute it on its stored input, take the VJP from the upstream
  * gradient, and emit each linear's inputs `x` and output gradients
- * `γ = ∂ℓ/∂y` (zero probes at the linear outputs, DESIGN.md "Models") for
- * KFAC (METHOD.md §2).
+ * `γ = ∂ℓ/∂y` (zero probes at the linear outputs, docs/DESIGN.md "Models") for
+ * KFAC (docs/METHOD.md §2).
  *
  * The loss is the next-token loss of the calibration set; the head runs in
  * chunks small enough for its `[n, T, V]` logits (or, with a streamed
@@ -47,6 +47,7 @@ export interface CalibrateBackwardOptions {
   headChunk?: number;
   /** Called with the calibration loss (mean next-token NLL) once the head's gradient is known. */
   onLoss?: (loss: number) => void;
+  /** Charges the stage's seconds (for `offtune bench gradot`). */
   clock?: StageClock;
   /** Checked before each block: when aborted, the pass stops there with the signal's reason (src/cli/interrupt.ts). */
   signal?: AbortSignal;
@@ -77,7 +78,7 @@ function collectAll(records: ActivationRecord[]): ActivationRecord[] {
 /**
  * `[n, T, w]` -> `[n·(T-1), w]`: a sequence's last position predicts no
  * target, so its γ is zero and it is not a calibration token of the loss;
- * dropping it makes KFAC's token mean the loss's mean (METHOD.md §2).
+ * dropping it makes KFAC's token mean the loss's mean (docs/METHOD.md §2).
  */
 function withoutLastPosition(x: Tensor): Tensor {
   const [n, t, w] = x.shape as [number, number, number];

@@ -1,11 +1,11 @@
 /**
  * `calibrateForward`: the calibration forward pass over the original model
- * (METHOD.md §2: `g` and the curvature come from one calibration forward +
+ * (docs/METHOD.md §2: `g` and the curvature come from one calibration forward +
  * backward). Each block's input activations are kept on disk in an
  * {@link ActivationStore}, written chunk by chunk, for the blocks the backward
  * recomputes (from `model.split.bottom` up); its weights are released as soon
  * as its output is computed, so one block and one chunk of activations are
- * resident at a time (DESIGN.md "The shape").
+ * resident at a time (docs/DESIGN.md "The shape").
  *
  * Processing is synchronous inside `next`, so an upstream `readCheckpoint`
  * loads the next block only after this one is done.
@@ -38,6 +38,7 @@ export interface CalibrateForwardOptions {
   calibration: CalibrationSet;
   /** Sequences per chunk (default: `defaultChunk`, about 512 tokens, fewer for a wide MLP). */
   chunk?: number;
+  /** Charges the stage's seconds (for `offtune bench gradot`). */
   clock?: StageClock;
   /**
    * A resumable build: the pass writes to its persistent store, named by

@@ -1,6 +1,6 @@
 /**
- * The GradOT emulator builder as one composed operator chain (METHOD.md §2,
- * DESIGN.md "The shape"): read → calibration forward → backward → KFAC →
+ * The GradOT emulator builder as one composed operator chain (docs/METHOD.md §2,
+ * docs/DESIGN.md "The shape"): read → calibration forward → backward → KFAC →
  * GCS → DRD → SCP → shards. Users who need another order or an extra stage
  * compose the same operators themselves; this is the default composition.
  *
@@ -32,6 +32,7 @@ export const GRADOT_DEFAULTS = { ratio: 0.5, lambdaAttn: 1000, lambdaMlp: 10000,
 
 /** Everything {@link buildGradotEmulator} needs besides the model. */
 export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
+  /** Calibration token ids (`calibrationFromTokens`). */
   calibration: CalibrationSet;
   /** Package directory to write. */
   out: string;
@@ -39,11 +40,13 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   keepTopFraction?: number;
   /** Sequences per calibration chunk. */
   chunk?: number;
+  /** Stored element type of the shards (default float32). */
   dtype?: ShardDtype;
   /** The tokenizer.json the package carries (default: the model directory's own; `writeShards`). */
   tokenizer?: string;
   /** Progress/stage events, e.g. for a TTY progress line or a benchmark. */
   onStage?: (stage: GradotStage, block: number) => void;
+  /** Called with the calibration LM loss once the backward has computed it. */
   onLoss?: (loss: number) => void;
   /** Charges each stage's seconds (for `offtune bench gradot`). */
   clock?: StageClock;

@@ -1,6 +1,6 @@
 /**
  * Offsite-Tuning's training-free uniform LayerDrop emulator, the OT†
- * baseline GradOT is compared against (METHOD.md §3, "OT† (training-free
+ * baseline GradOT is compared against (docs/METHOD.md §3, "OT† (training-free
  * LayerDrop)"; Xiao et al. 2023 without distillation): the emulator keeps
  * the adapter blocks and every k-th middle block of the original model,
  * spread uniformly, and drops the other middle blocks; everything it keeps
@@ -35,7 +35,7 @@ export const LAYERDROP_METHOD = "ot-layerdrop";
  * so that the emulator's middle has `ratio` of the original's blocks (and
  * parameters, the blocks being alike): `K = round(ratio · M)` blocks at
  * `round(i · M / K)`, `i = 0..K-1`, i.e. every k-th block when K divides M
- * (ratio 0.5 keeps the first of every pair). Beyond METHOD.md: at least one
+ * (ratio 0.5 keeps the first of every pair). Beyond docs/METHOD.md: at least one
  * block is kept, since an emulator without a middle is no emulator.
  *
  * @throws RangeError when `ratio` is not in (0, 1] or `middle` is not a positive integer
@@ -75,6 +75,7 @@ export interface LayerDropOptions {
   ratio: number;
   /** Package directory to write. */
   out: string;
+  /** Stored element type of the shards (default float32). */
   dtype?: ShardDtype;
   /** The tokenizer.json the package carries (default: the model directory's own; `writeShards`). */
   tokenizer?: string;

@@ -1,7 +1,7 @@
 /**
  * Opens a Hugging Face checkpoint as a {@link ModelHandle}: architecture,
  * config, adapter split, a content hash for provenance, and lazy per-block
- * weight loading (DESIGN.md "Scale": only the block being processed is
+ * weight loading (docs/DESIGN.md "Scale": only the block being processed is
  * resident).
  *
  * @module
@@ -18,7 +18,7 @@ import { disposeWeights } from "./weights.ts";
 
 /** Options of {@link openModel}. */
 export interface OpenModelOptions {
-  /** Adapter blocks at the bottom and top (METHOD.md §1). Default 2 + 2, the offsite-tuning setting. */
+  /** Adapter blocks at the bottom and top (docs/METHOD.md §1). Default 2 + 2, the offsite-tuning setting. */
   split?: AdapterSplit;
   /** Scan every weight for NaN/Inf as it is read (default true). */
   scanNonFinite?: boolean;

@@ -1,5 +1,5 @@
 /**
- * One way to open whatever a verb is pointed at (METHOD.md §1's artefacts):
+ * One way to open whatever a verb is pointed at (docs/METHOD.md §1's artefacts):
  * an original Hugging Face checkpoint, an emulator package, either of them
  * with a tuned adapter package on top. The result is always a
  * {@link ModelHandle}, so evaluation, tuning and the GradOT operators do not

@@ -1,7 +1,7 @@
 /**
  * Opens an emulator (or adapter) package written by `writeShards` as a
  * {@link ModelHandle}, so the same operators and evaluators run on an
- * emulator as on the original checkpoint (DESIGN.md: `loadEmulator()`).
+ * emulator as on the original checkpoint (docs/DESIGN.md "The shape").
  * Every shard's SHA-256 and header are checked against the manifest, and
  * the manifest's shards against its config, before use (docs/GUARANTEES.md
  * "What is verified").
@@ -21,6 +21,7 @@ import { disposeWeights } from "./weights.ts";
 
 /** A package opened as a model: the handle plus its manifest. */
 export interface OpenedPackage extends ModelHandle {
+  /** The package's manifest. */
   manifest: Manifest;
 }
 

@@ -1,7 +1,7 @@
 /**
  * `readCheckpoint`: the source of a streaming pipeline, one {@link BlockRecord}
  * per transformer block in forward order, each loaded only when the previous
- * one has been handed on (DESIGN.md "The shape": `readCheckpoint(): one
+ * one has been handed on (docs/DESIGN.md "The shape": `readCheckpoint(): one
  * BlockRecord per block, lazily, in order`).
  *
  * @example

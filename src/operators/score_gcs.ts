@@ -1,6 +1,6 @@
 /**
  * `scoreGcs`: the Gradient-preserving Compression Score of every candidate
- * perturbation of a middle block (METHOD.md §2): per SVD component of each
+ * perturbation of a middle block (docs/METHOD.md §2): per SVD component of each
  * attention projection (DRD) and per MLP channel (SCP), in closed form from
  * the block's KFAC factors. Adapter blocks pass through unscored.
  *
@@ -21,10 +21,13 @@ import { isAttention, mlpSpecs, readLinear } from "./mlp_view.ts";
 import { type StageClock, timeStage } from "./stage_clock.ts";
 import { peekMatrix } from "./weights.ts";
 
-/** The privacy/utility trade-offs λ, set apart for attention and MLP (METHOD.md §2). */
+/** The privacy/utility trade-offs λ, set apart for attention and MLP (docs/METHOD.md §2). */
 export interface GcsOptions {
+  /** λ_attn: weight of the loss-increase term for the attention projections (DRD). */
   lambdaAttn: number;
+  /** λ_mlp: weight of the loss-increase term for the MLP channels (SCP). */
   lambdaMlp: number;
+  /** Charges the stage's seconds (for `offtune bench gradot`). */
   clock?: StageClock;
 }
 

@@ -11,6 +11,7 @@ export type Stage = "read" | "forward" | "backward" | "kfac" | "svd" | "score" |
 
 /** Receives the seconds a stage spent on one piece of work. */
 export interface StageClock {
+  /** Adds `seconds` to `stage`. */
   record(stage: Stage, seconds: number): void;
 }
 

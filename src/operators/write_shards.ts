@@ -3,13 +3,13 @@
  * Arrow shard per block plus one for the outer weights, then the manifest,
  * all inside a temporary directory renamed into place on completion, so a
  * failed or interrupted run never leaves a half-written package
- * (DESIGN.md "Records and files").
+ * (docs/DESIGN.md "Records and files").
  *
  * Each record is written completely inside `next`: its tensors are copied
  * out and disposed, encoded and written (fsynced) before `next` returns.
  * That is the pipeline's backpressure: an upstream stage emits the next block
  * only after this one is on disk, so shards never queue up in memory behind
- * a busy CPU (DESIGN.md "Scale"; a clock charges the `write` stage for all of it).
+ * a busy CPU (docs/DESIGN.md "Scale"; a clock charges the `write` stage for all of it).
  *
  * @example
  * ```ts
@@ -53,7 +53,7 @@ export interface WriteShardsOptions {
   outer?: boolean;
   /**
    * The original blocks an emulator runs, for one that drops blocks (OT
-   * LayerDrop, METHOD.md §3); default the source model's `blockIndices`. An
+   * LayerDrop, docs/METHOD.md §3); default the source model's `blockIndices`. An
    * emulator's written blocks must be exactly these; the manifest records
    * them as `blockIndices` unless they are every block.
    */
@@ -66,6 +66,7 @@ export interface WriteShardsOptions {
    * has one; null for none.
    */
   tokenizer?: string | null;
+  /** Charges the stage's seconds (for `offtune bench gradot`). */
   clock?: StageClock;
   /**
    * A resumable build (src/operators/build_resume.ts): the package is built

@@ -1,5 +1,5 @@
 /**
- * Backend choice, in one place (DESIGN.md "Tensors").
+ * Backend choice, in one place (docs/DESIGN.md "Tensors").
  *
  * Order: `tensorflow` (tfjs-node-gpu, then tfjs-node) when importable, else
  * `wasm` (tfjs-backend-wasm, with our kernel fixes), `cpu` only on request.

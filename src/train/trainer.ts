@@ -2,7 +2,7 @@
  * The pretraining loop: sample a batch, compute loss and gradient, clip to
  * global norm, update with AdamW at the scheduled rate, evaluate now and
  * then, and hand a consistent state to a checkpoint callback. No files and no
- * printing here (DESIGN.md "Which way imports run"): the caller's callbacks
+ * printing here (docs/DESIGN.md "Which way imports run"): the caller's callbacks
  * write logs and checkpoints.
  *
  * Everything that decides a later step lives in {@link TrainState}

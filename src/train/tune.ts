@@ -1,7 +1,7 @@
 /**
  * Fine-tuning a {@link ModelHandle} on a task's items, two ways:
  *
- * - {@link tuneAdapter}: the data owner's step (METHOD.md §1 step 2). Only
+ * - {@link tuneAdapter}: the data owner's step (docs/METHOD.md §1 step 2). Only
  *   the adapter blocks (the bottom `split.bottom` and top `split.top`) train,
  *   in full (§4 default) or through LoRA factors (§4 option); embeddings and
  *   head stay frozen unless asked; the middle blocks are whatever the handle
@@ -13,7 +13,7 @@
  *   already holds something (a finished adapter), the unfinished checkpoints
  *   go beside it, to `<out>.partial`, and the finished adapter replaces it
  *   only at the end (docs/GUARANTEES.md "Outputs").
- * - {@link tuneFullModel}: the Full FT reference (METHOD.md §1 table, §3):
+ * - {@link tuneFullModel}: the Full FT reference (docs/METHOD.md §1 table, §3):
  *   every block (and optionally the embeddings) of the original trains with
  *   the same loss, optimizer and schedule; the tuned weights are returned.
  *

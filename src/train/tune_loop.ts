@@ -1,5 +1,5 @@
 /**
- * The fine-tuning loop shared by adapter tuning (METHOD.md §1 step 2, §4)
+ * The fine-tuning loop shared by adapter tuning (docs/METHOD.md §1 step 2, §4)
  * and the Full FT reference (§3): answer-only LM loss on multiple-choice
  * items (src/train/mc_batches.ts), gradients w.r.t. the trainable set only
  * (src/train/tune_params.ts), global-norm clipping and AdamW at a warmup +

@@ -1,5 +1,5 @@
 /**
- * Files of a tuning run: the adapter package (METHOD.md §1: what the data
+ * Files of a tuning run: the adapter package (docs/METHOD.md §1: what the data
  * owner returns) and, beside its shards, the resumable training state.
  *
  * The package is the format src/operators/model_source.ts reads: kind
@@ -16,7 +16,7 @@
  * `__metadata__` key `offtune.tune_state`, the step and whatever identifies
  * the run. It is written at every epoch but the last: the
  * finished adapter leaves it out, since the moments are running statistics
- * of the private data's gradients and METHOD.md §1 returns weights only.
+ * of the private data's gradients and docs/METHOD.md §1 returns weights only.
  *
  * The tuning files are written and read here (the state through
  * state_file.ts); the loop (tune_loop.ts) only calls back.

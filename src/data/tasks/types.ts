@@ -18,7 +18,7 @@ export const TASK_SPLITS: readonly TaskSplit[] = ["train", "validation", "test"]
 
 /**
  * One multiple-choice item, one JSONL line: the model scores each choice as
- * a continuation of `context` (log-likelihood, METHOD.md §5); `gold` indexes
+ * a continuation of `context` (log-likelihood, docs/METHOD.md §5); `gold` indexes
  * the right one. Choices start with a space, so `context + choice` is the
  * natural text. `doc` names the held-out source document it came from.
  */
