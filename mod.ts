@@ -1,6 +1,6 @@
 /**
  * offtune: offsite-tuning of large language models, as composable RxJS
- * operators over plain typed records (DESIGN.md "The shape").
+ * operators over plain typed records (docs/DESIGN.md "The shape").
  *
  * A model owner compresses the middle blocks of a model into an emulator
  * (GradOT: calibration forward/backward, KFAC, GCS, DRD + SCP; or the
@@ -59,7 +59,7 @@ export { architectureFor, knownModelTypes, registerArchitecture } from "./src/mo
 export { opt } from "./src/model/opt.ts";
 export { gpt2 } from "./src/model/gpt2.ts";
 export { llama } from "./src/model/llama.ts";
-export { loadBlockWeights, loadOuterWeights, resolveModel, toHfTensors } from "./src/model/load.ts";
+export { checkWeightsMatchConfig, loadBlockWeights, loadOuterWeights, resolveModel, toHfTensors } from "./src/model/load.ts";
 export { type CheckpointSummary, formatCheckpointSummary, inspectCheckpoint } from "./src/model/inspect.ts";
 export { forwardLogits, lmLoss } from "./src/model/forward.ts";
 export { blockVjp, type BlockVjpResult, headLossGrad } from "./src/model/vjp.ts";
@@ -73,9 +73,18 @@ export {
   type TensorToSave,
 } from "./src/io/checkpoint.ts";
 export { CheckpointError } from "./src/io/errors.ts";
-export { loadTokenizer, parseTokenizer, type Tokenizer } from "./src/io/tokenizer.ts";
-export { decodeShard, readShardFile } from "./src/io/shard_reader.ts";
+export {
+  copyTokenizerFiles,
+  loadTokenizer,
+  ownTokenizer,
+  parseTokenizer,
+  type Tokenizer,
+  TOKENIZER_CONFIG_FILE,
+  TOKENIZER_FILE,
+} from "./src/io/tokenizer.ts";
+export { decodeShard, readShardFile, readShardHeader } from "./src/io/shard_reader.ts";
 export { encodeShard, writeShardFile } from "./src/io/shard_writer.ts";
+export { configSha256 } from "./src/io/shard_schema.ts";
 export type { ShardDtype, ShardMeta, ShardTensor, ShardTensorInput, StreamedShardTensor } from "./src/io/shard_schema.ts";
 export { createPackageWriter, type Manifest, readManifest, verifyPackage } from "./src/io/manifest.ts";
 export { writeFileAtomic } from "./src/io/atomic.ts";
@@ -83,14 +92,17 @@ export { checkOutputDir, OUTPUT_MARKER, type OutputKind, type OutputRequest } fr
 export { FIXTURE_TOKENIZER, tokenizerFor } from "./src/io/tokenizer_for.ts";
 export { type HfModelSource, writeHfModel, type WriteHfModelOptions } from "./src/io/hf_model_writer.ts";
 export { readTokenStream } from "./src/data/token_stream.ts";
-export { readTaskFile, readTaskItems } from "./src/eval/task_file.ts";
+export { listTasks, readTaskFile, readTaskItems } from "./src/eval/task_file.ts";
+export { readTokensOfFile } from "./src/data/text_tokens.ts";
+export { removeStaleTemporaries } from "./src/io/stale_temps.ts";
+export { ResumableBuild, type WrittenBlock } from "./src/io/build_resume.ts";
 export type { McItem, TaskSplit } from "./src/data/tasks/types.ts";
 export { buildFixtures } from "./src/data/build_fixtures.ts";
 
 // Records
 export * from "./src/records/records.ts";
 
-// GradOT numerics (METHOD.md §2)
+// GradOT numerics (docs/METHOD.md §2)
 export { accumulateKfac as accumulateKfacState, finalizeKfac, type KfacFactors, mergeKfac } from "./src/stats/kfac.ts";
 export { addChannelTerms, drdScores, scpConsumerTerms, scpProducerTerms, scpScores } from "./src/score/gcs.ts";
 export { compressDrd as compressProjection, type DrdOptions, selectDrdComponents } from "./src/compress/drd.ts";
@@ -133,7 +145,7 @@ export {
 } from "./src/operators/gradot.ts";
 /**
  * The baseline GradOT is compared against: Offsite-Tuning's training-free
- * uniform LayerDrop emulator (METHOD.md §3, "OT† (training-free
+ * uniform LayerDrop emulator (docs/METHOD.md §3, "OT† (training-free
  * LayerDrop)"), which keeps every k-th middle block and drops the rest.
  */
 export {
@@ -153,13 +165,13 @@ export {
   type EmulatorMethod,
   loadCalibration,
   type LoadCalibrationOptions,
+  openResumableBuild,
   readCalibrationTokens,
 } from "./src/loop/build_emulator.ts";
 export { plugIn, type PlugInOptions } from "./src/loop/plug_in.ts";
 export { sweepGradot, type SweepOptions, type SweepResult, type SweepRow } from "./src/loop/sweep_gradot.ts";
 export {
   EXPERIMENT_DEFAULTS,
-  EXPERIMENT_TASKS,
   experimentOptions,
   type ExperimentOptions,
   runExperiment,
@@ -190,6 +202,7 @@ export {
   EVAL_DEFAULTS,
   evaluate,
   type EvaluateOptions,
+  FIXTURE_TASKS,
   type EvalReport,
   formatEvalReport,
   openForEval,
@@ -202,12 +215,16 @@ export { AdamW } from "./src/train/adamw.ts";
 export { learningRate } from "./src/train/schedule.ts";
 export {
   type FullTuneResult,
+  partialDirOf,
   tuneAdapter,
   type TuneAdapterOptions,
   type TuneCommonOptions,
+  type TuneFullOptions,
   tuneFullModel,
   type TuneSummary,
 } from "./src/train/tune.ts";
+export { fullTuneStatePath } from "./src/train/full_ft_state.ts";
+export { TUNE_STATE_FILE } from "./src/train/tune_package.ts";
 export type { LoraOptions } from "./src/train/lora.ts";
 export { TUNE_DEFAULTS, type TuneHyper, type TuneStepRecord } from "./src/train/tune_loop.ts";
 export { goldExamples, type TuneExample } from "./src/train/mc_batches.ts";

@@ -1,5 +1,5 @@
 /**
- * `offtune build-emulator`: the model owner's step (METHOD.md §1-3). Streams
+ * `offtune build-emulator`: the model owner's step (docs/METHOD.md §1-3). Streams
  * a checkpoint block by block through the GradOT pipeline (calibration
  * forward/backward, KFAC, GCS, DRD + SCP), or through the OT LayerDrop
  * baseline (keep every k-th middle block, no calibration), and writes the
@@ -18,10 +18,14 @@ import {
   initBackend,
   loadCalibration,
   openModel,
+  openResumableBuild,
   peakRssBytes,
+  removeStaleTemporaries,
+  type ResumableBuild,
   stageTotals,
   writeFileAtomic,
 } from "../mod.ts";
+import { listenForInterrupts, signalExitCode } from "../src/cli/interrupt.ts";
 import { createProgress, progressEvents } from "../src/cli/progress.ts";
 import { fractionFlag, nonNegativeFlag, parseVerbFlags, positiveIntFlag, splitFlag } from "./flags.ts";
 
@@ -34,27 +38,33 @@ Arrow shard per kept block, the outer weights and manifest.msgpack to --out
 (atomically). The adapter blocks are copied unchanged. --out must not exist,
 be empty, or hold an emulator package; anything else is refused unless
 --force, which replaces it once the new package is complete. --out may never
-be, hold or lie inside --model or --calibration. Methods:
+be, hold or lie inside --model or --calibration. Ctrl-C or SIGTERM stops the
+build at the next block and removes its temporary files (exit 130 or 143).
+A GradOT build killed outright keeps its progress in <out>.partial-<key>:
+the same command run again continues it, redoing at most the block in
+flight (docs/GUARANTEES.md). Methods:
 
-  gradot     (default, METHOD.md §2) one calibration forward + backward over
+  gradot     (default, docs/METHOD.md §2) one calibration forward + backward over
              the original model, KFAC factors, GCS scores, DRD of the
              attention projections and SCP of the MLP channels of the
              middle blocks
-  layerdrop  (the OT† baseline, METHOD.md §3) keeps round(ratio x M) of the
+  layerdrop  (the OT† baseline, docs/METHOD.md §3) keeps round(ratio x M) of the
              M middle blocks, spread uniformly, unchanged, and drops the
              rest; needs no calibration and ignores the calibration and
              GradOT flags
 
   --method <m>           gradot | layerdrop (default gradot)
   --model <dir>          Hugging Face checkpoint (config.json + safetensors)
-  --calibration <file>   calibration text (.txt, tokenized with the model's
-                         tokenizer.json, else the fixture one) or a Uint16
-                         token stream (.bin); required for gradot
+  --calibration <file>   calibration text: plain text, or .jsonl of {"text": ...}
+                         documents, tokenized with the model's tokenizer; or
+                         a Uint16 token stream (.bin); required for gradot
   --out <dir>            emulator package directory
   --force                replace whatever --out holds (atomically)
   --ratio <x>            emulator params / original middle params, in (0, 1]
                          (default ${GRADOT_DEFAULTS.ratio}); layerdrop: fraction of middle blocks kept
   --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
+  --tokenizer <file>     tokenizer.json for the calibration text, carried in the
+                         package (default: the model's own, else the fixture one)
   --fp16                 store shards as float16
   --timings <file>       write seconds per stage and peak RSS as JSON
   --backend <name>       auto | tensorflow | wasm | cpu
@@ -85,6 +95,7 @@ const FLAGS = {
   "keep-top": { type: "string" },
   split: { type: "string" },
   chunk: { type: "string" },
+  tokenizer: { type: "string" },
   fp16: { type: "boolean", default: false },
   backend: { type: "string" },
   timings: { type: "string" },
@@ -103,7 +114,10 @@ function parseFlags(argv: string[]) {
   return flags;
 }
 
-/** CLI entry. */
+/**
+ * CLI entry: 0 when the package is written; 130 or 143 when SIGINT or
+ * SIGTERM stopped the build (its temporary files removed, `--out` untouched).
+ */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseFlags(argv);
   const split = splitFlag(flags.split);
@@ -126,8 +140,11 @@ export async function main(argv: string[]): Promise<number> {
     inputs: { model: flags.model, calibration: flags.method === "gradot" ? flags.calibration : undefined },
     force: flags.force,
   });
+  removeStaleTemporaries([flags.out]);
   await initBackend(flags.backend, flags.quiet);
   const model = await openModel(flags.model, { split, streamVocabulary: true });
+  const interrupts = listenForInterrupts();
+  let resume: ResumableBuild | undefined;
   try {
     const progress = createProgress("build-emulator", flags.quiet);
     const draw = progressEvents(progress);
@@ -142,16 +159,27 @@ export async function main(argv: string[]): Promise<number> {
     const started = performance.now();
     let calibration: CalibrationSet | undefined;
     if (flags.method === "gradot") {
-      calibration = await loadCalibration(flags.calibration!, model, { sequences, length, quiet: flags.quiet });
+      calibration = await loadCalibration(flags.calibration!, model, { sequences, length, quiet: flags.quiet, tokenizer: flags.tokenizer });
     }
-    const shards = await lastValueFrom(buildEmulator(model, {
+    const options = {
       method: flags.method as "gradot" | "layerdrop",
       out: flags.out,
       ...gradot,
       calibration,
-      dtype: flags.fp16 ? "float16" : "float32",
+      dtype: flags.fp16 ? "float16" as const : "float32" as const,
+      tokenizer: flags.tokenizer,
       events: timings,
-    }).pipe(toArray()));
+      signal: interrupts.signal,
+    };
+    if (calibration) {
+      resume = openResumableBuild(model, { ...options, calibration }, (message) => {
+        if (!flags.quiet) console.error(`build-emulator: ${message}`);
+      });
+    }
+    const shards = await lastValueFrom(buildEmulator(model, { ...options, resume }).pipe(toArray())).catch((e) => {
+      progress.finish();
+      throw e;
+    });
     progress.finish(`${shards.length} shards`);
     const bytes = shards.reduce((n, s) => n + s.bytes, 0);
     const seconds = (performance.now() - started) / 1000;
@@ -166,7 +194,13 @@ export async function main(argv: string[]): Promise<number> {
       }, null, 2) + "\n"));
     }
     return 0;
+  } catch (e) {
+    if (!interrupts.received) throw e;
+    resume?.discard();
+    if (!flags.quiet) console.error(`build-emulator: stopped by ${interrupts.received}; temporary files removed, "${flags.out}" untouched`);
+    return signalExitCode(interrupts.received);
   } finally {
+    interrupts.close();
     await model.close();
   }
 }

@@ -37,7 +37,7 @@ export async function main(argv: string[]): Promise<number> {
     options: { out: { type: "string", default: "runs/demo" }, model: { type: "string", default: "fixtures/small" }, quiet: { type: "boolean", default: false } },
   });
   const started = performance.now();
-  await runExperiment(experimentOptions({
+  await runExperiment(await experimentOptions({
     model: values.model,
     runs: values.out,
     tasks: DEMO_TASKS,

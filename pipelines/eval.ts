@@ -1,6 +1,6 @@
 /**
  * `offtune eval`: zero-shot multiple choice by log-likelihood and
- * perplexity on held-out text (METHOD.md §5), for any artefact of §1: an
+ * perplexity on held-out text (docs/METHOD.md §5), for any artefact of §1: an
  * original checkpoint, an emulator package, either with a tuned adapter
  * (`evaluate` of mod.ts). Prints a table (acc and acc_norm with Wilson 95%
  * intervals, chance, a mark where the interval lies above chance, the task
@@ -13,7 +13,19 @@
  * @module
  */
 import process from "node:process";
-import { evaluate, formatEvalReport, initBackend, parseTaskSplit, selectTasks, type StageEvents, writeFileAtomic } from "../mod.ts";
+import {
+  EVAL_DEFAULTS,
+  evaluate,
+  FIXTURE_TASKS,
+  formatEvalReport,
+  initBackend,
+  listTasks,
+  parseTaskSplit,
+  removeStaleTemporaries,
+  selectTasks,
+  type StageEvents,
+  writeFileAtomic,
+} from "../mod.ts";
 import { createProgress, progressEvents, type ProgressReporter } from "../src/cli/progress.ts";
 import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
 
@@ -21,7 +33,7 @@ import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
 export const help = `offtune eval --model <dir> [flags]
 
 Zero-shot multiple choice by log-likelihood (lm-eval-harness acc and
-length-normalised acc_norm, METHOD.md §5) on the fixture tasks, and
+length-normalised acc_norm, docs/METHOD.md §5) on the fixture tasks, and
 perplexity on held-out text. Intervals are Wilson 95%; "*" marks an
 accuracy whose interval lies wholly above chance.
 
@@ -29,17 +41,23 @@ accuracy whose interval lies wholly above chance.
   --adapter <dir>        tuned adapter package to apply first; an unfinished
                          one (an epoch checkpoint of offtune tune) is refused
   --allow-unfinished     apply an unfinished --adapter anyway
-  --tasks <list>         all, or comma-separated names (default all):
-                         ${selectTasks("all").join(", ")}
+  --tasks <list>         all, or comma-separated names of tasks in --tasks-dir
+                         (default all; the fixtures: ${FIXTURE_TASKS.join(", ")})
   --split <name>         test | validation | train (default test)
   --limit <n>            first n items of each task
   --ppl                  also perplexity on --ppl-data (and the unigram reference)
-  --ppl-data <file>      Uint16 token stream (default fixtures/data/pretrain/valid.bin)
-  --ppl-train <file>     stream for the add-one unigram reference
-                         (default fixtures/data/pretrain/train.bin, skipped if absent)
+  --ppl-data <file>      held-out text: plain text or .jsonl of {"text": ...}
+                         documents (tokenized with the model's tokenizer), or a
+                         Uint16 token stream (.bin)
+                         (default fixtures/data/pretrain/valid.bin)
+  --ppl-train <file>     text or stream for the add-one unigram reference (default
+                         fixtures/data/pretrain/train.bin with the default
+                         --ppl-data; else none unless given)
   --ctx <n>              perplexity window (default: the model's max positions)
   --tokenizer <file>     tokenizer.json (default: the model's, else the fixture one)
-  --tasks-dir <dir>      task files (default fixtures/data/tasks)
+  --tasks-dir <dir>      tasks: one directory per task holding <split>.jsonl
+                         files of {context, choices, gold[, id]} lines
+                         (default fixtures/data/tasks)
   --no-bos               do not put the BOS token before each context
   --stream               one block resident at a time (for models larger than memory)
   --batch-tokens <n>     rows x padded length per forward batch (default 2048)
@@ -71,12 +89,14 @@ const FLAGS = {
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "eval", ["model"]);
+  removeStaleTemporaries(flags.json ? [flags.json] : []);
   const split = parseTaskSplit(flags.split);
-  const tasks = selectTasks(flags.tasks);
   const limit = positiveIntFlag(flags.limit, "limit");
   const batchTokens = positiveIntFlag(flags["batch-tokens"], "batch-tokens");
   const ctx = positiveIntFlag(flags.ctx, "ctx");
   const quiet = flags.quiet;
+  const tasksDir = flags["tasks-dir"] ?? EVAL_DEFAULTS.tasksDir;
+  const tasks = selectTasks(flags.tasks, await listTasks(tasksDir), tasksDir);
   const backend = await initBackend(flags.backend, quiet);
   // one progress line for the multiple-choice requests, then one (timed from its first window) for perplexity
   const lines = new Map<string, { progress: ProgressReporter; draw: StageEvents }>();
@@ -92,7 +112,7 @@ export async function main(argv: string[]): Promise<number> {
     adapter: flags.adapter,
     allowUnfinished: flags["allow-unfinished"],
     tasks,
-    tasksDir: flags["tasks-dir"],
+    tasksDir,
     split,
     limit,
     bos: !flags["no-bos"],

@@ -1,6 +1,6 @@
 /**
  * `offtune experiment`: the whole offsite-tuning loop for one method (GradOT,
- * or the OT LayerDrop baseline of METHOD.md §3) over tasks × seeds, each step
+ * or the OT LayerDrop baseline of docs/METHOD.md §3) over tasks × seeds, each step
  * in its own process, writing `<runs>/<label>/seed-<n>/result.json` for
  * `offtune report` (`runExperiment` of mod.ts; its module notes list the
  * steps).
@@ -26,14 +26,19 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
                          --calibration
   --method <m>           gradot | layerdrop (the OT† LayerDrop baseline; its
                          results say method "ot-layerdrop") (default gradot)
-  --tasks <list>         comma-separated task names (default: all 8)
+  --tasks <list>         comma-separated names of tasks in --tasks-dir (default: all)
+  --tasks-dir <dir>      tasks: one directory per task with train.jsonl and
+                         test.jsonl (default fixtures/data/tasks)
   --seeds <list>         tuning seeds (default 0,1,2)
   --label <name>         row label (default gradot-r<ratio> or layerdrop-r<ratio>)
   --ratio <x>            emulator ratio (default 0.5)
   --lambda-attn <x>      GCS λ for attention (default: GradOT's; gradot only)
   --lambda-mlp <x>       GCS λ for the MLP (default: GradOT's; gradot only)
-  --calibration <file>   calibration stream (default fixtures/data/pretrain/calibration.bin;
-                         gradot only)
+  --calibration <file>   calibration text (plain text or .jsonl of {"text": ...},
+                         tokenized with the model's tokenizer) or token stream
+                         (default fixtures/data/pretrain/calibration.bin; gradot only)
+  --ppl-data <file>      held-out text for the perplexities, as eval --ppl-data
+                         (default fixtures/data/pretrain/valid.bin)
   --sequences <n>        calibration sequences (default 64; gradot only)
   --train-limit <n>      training items per task (default: all)
   --eval-limit <n>       test items per task (default: all)
@@ -49,6 +54,8 @@ const FLAGS = {
   runs: { type: "string" },
   method: { type: "string" },
   tasks: { type: "string" },
+  "tasks-dir": { type: "string" },
+  "ppl-data": { type: "string" },
   seeds: { type: "string" },
   label: { type: "string" },
   ratio: { type: "string" },
@@ -66,21 +73,27 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
 } as const;
 
-/** Parses the experiment flags into options (defaults: `EXPERIMENT_DEFAULTS` of mod.ts). */
-export function experimentOptions(argv: string[]): ExperimentOptions {
+/**
+ * Parses and checks the experiment flags (the task names against the tasks
+ * directory, the input files), before any work (defaults:
+ * `EXPERIMENT_DEFAULTS` of mod.ts).
+ */
+export async function experimentOptions(argv: string[]): Promise<ExperimentOptions> {
   const f = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
   if (!f.model || !f.runs) throw new Error("--model and --runs are required (see offtune experiment --help)");
-  return withDefaults({
+  return await withDefaults({
     model: f.model,
     runs: f.runs,
     method: f.method as ExperimentOptions["method"] | undefined,
-    tasks: f.tasks?.split(","),
+    tasks: f.tasks === undefined || f.tasks.trim() === "all" ? undefined : f.tasks.split(","),
+    tasksDir: f["tasks-dir"],
     seeds: f.seeds?.split(",").map((s) => countFlag(s, "seeds")!),
     label: f.label,
     ratio: fractionFlag(f.ratio, "ratio"),
     lambdaAttn: nonNegativeFlag(f["lambda-attn"], "lambda-attn"),
     lambdaMlp: nonNegativeFlag(f["lambda-mlp"], "lambda-mlp"),
     calibration: f.calibration,
+    pplData: f["ppl-data"],
     sequences: positiveIntFlag(f.sequences, "sequences"),
     trainLimit: positiveIntFlag(f["train-limit"], "train-limit"),
     evalLimit: positiveIntFlag(f["eval-limit"], "eval-limit"),
@@ -95,7 +108,7 @@ export function experimentOptions(argv: string[]): ExperimentOptions {
 
 /** CLI entry. */
 export async function main(argv: string[]): Promise<number> {
-  const paths = await runExperiment(experimentOptions(argv));
+  const paths = await runExperiment(await experimentOptions(argv));
   for (const p of paths) console.log(`wrote ${p}`);
   return 0;
 }

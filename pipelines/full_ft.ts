@@ -1,23 +1,27 @@
 /**
- * `offtune full-ft`: the Full FT reference of METHOD.md §1's table (§3: the
+ * `offtune full-ft`: the Full FT reference of docs/METHOD.md §1's table (§3: the
  * upper bound a plug-in model is measured against). Fine-tunes every block
  * of the original model (and optionally the embeddings) on a task's
  * training items with the loss, optimizer and schedule `offtune tune` uses
  * (src/train/tune.ts `tuneFullModel`), and writes a Hugging Face checkpoint.
  *
- * Left out on purpose: checkpoints and resume (the reference runs once; an
- * interrupted run is rerun).
+ * The training state is saved beside `--out` at every epoch
+ * (src/train/full_ft_state.ts), so `--resume` continues a run that was
+ * stopped by a signal or killed (docs/GUARANTEES.md "What resumes").
  *
  * @module
  */
+import { rm, stat } from "node:fs/promises";
 import process from "node:process";
 import {
   checkOutputDir,
+  fullTuneStatePath,
   goldExamples,
   initBackend,
   openModel,
   padIdOf,
   readTrainItems,
+  removeStaleTemporaries,
   taskInputs,
   tf,
   tokenizerFor,
@@ -35,14 +39,19 @@ Fine-tunes the whole original model (every block; embeddings with
 --tune-embeddings) on a task's training items, with the loss and optimizer
 of offtune tune (gold choice after its context, loss on the choice's tokens),
 and writes the tuned model as a Hugging Face checkpoint to --out
-(atomically). The Full FT reference of the offsite-tuning table.
+(atomically). The Full FT reference of the offsite-tuning table. The
+training state is saved to <out>.full-ft-state.safetensors after every
+epoch; Ctrl-C or SIGTERM finishes the current step, saves it and exits
+(130 or 143). After that, or after the process was killed, the same
+command with --resume continues the run; the state file is removed once
+the model is written.
 
 --out must not exist, be empty, or hold a checkpoint written by offtune
 full-ft; anything else is refused unless --force, which replaces it once the
 new checkpoint is complete. --out may never be, hold or lie inside an input.
 
   --model <dir>          original checkpoint
-  --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl file
+  --task <t>             task name (<tasks-dir>/<t>/train.jsonl) or a .jsonl file
   --out <dir>            output checkpoint directory
   --force                replace whatever --out holds (atomically)
   --limit <n>            first n items only
@@ -53,6 +62,8 @@ ${HYPER_HELP}
                          offtune default)
   --tasks-dir <dir>      where task names are looked up (default fixtures/data/tasks)
   --fp16                 store the weights as float16
+  --resume               continue the run saved in <out>.full-ft-state.safetensors
+                         (repeat its flags)
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress or summary`;
 
@@ -67,11 +78,17 @@ const FLAGS = {
   tokenizer: { type: "string" },
   "tasks-dir": { type: "string" },
   fp16: { type: "boolean", default: false },
+  resume: { type: "boolean", default: false },
   backend: { type: "string" },
   quiet: { type: "boolean", default: false },
 } as const;
 
-/** CLI entry: 0 when the model is written, 130 when Ctrl-C stopped training (nothing written). */
+const exists = (path: string) => stat(path).then(() => true, () => false);
+
+/**
+ * CLI entry: 0 when the model is written; 130 or 143 when SIGINT or SIGTERM
+ * stopped training (the state saved for --resume, no model written).
+ */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "full-ft", ["model", "task", "out"]);
   const quiet = flags.quiet;
@@ -84,6 +101,13 @@ export async function main(argv: string[]): Promise<number> {
     inputs: { model: flags.model, ...taskInputs(flags.task, flags["tasks-dir"]), tokenizer: flags.tokenizer },
     force: flags.force,
   });
+  const checkpoint = fullTuneStatePath(flags.out);
+  removeStaleTemporaries([flags.out, checkpoint]);
+  const saved = await exists(checkpoint);
+  if (flags.resume && !saved) throw new Error(`Cannot resume: "${checkpoint}" does not exist`);
+  if (!flags.resume && saved) {
+    throw new Error(`"${checkpoint}" holds an unfinished full-ft run; pass --resume to continue it or remove it`);
+  }
   await initBackend(flags.backend, quiet);
   const items = await readTrainItems(flags.task, positiveIntFlag(flags.limit, "limit"), flags["tasks-dir"]);
   const handle = await openModel(flags.model, { split: { bottom: 0, top: 0 } }); // full FT: every block trains
@@ -91,7 +115,7 @@ export async function main(argv: string[]): Promise<number> {
     const { tokenizer, path } = await tokenizerFor(flags.model, handle.cfg, flags.tokenizer, quiet);
     const progress = createProgress("full-ft", quiet);
     const started = performance.now();
-    const result = await withInterrupt((interrupted) =>
+    const { result, exitCode } = await withInterrupt((interrupted) =>
       tuneFullModel(handle, {
         examples: goldExamples(items, tokenizer),
         padId: padIdOf(handle.cfg),
@@ -99,19 +123,22 @@ export async function main(argv: string[]): Promise<number> {
         tuneEmbeddings: flags["tune-embeddings"],
         shouldStop: interrupted,
         events: progressEvents(progress),
+        checkpoint,
+        resume: flags.resume,
       })
     );
     try {
       progress.finish(`step ${result.step}/${result.total}`);
       if (result.stopped) {
-        if (!quiet) console.error(`full-ft: stopped at step ${result.step}/${result.total}; nothing written`);
-        return 130;
+        if (!quiet) console.error(`full-ft: stopped at step ${result.step}/${result.total}; state in ${checkpoint} (--resume continues)`);
+        return exitCode;
       }
       await writeHfModel(flags.out, {
         model: { arch: handle.arch, cfg: handle.cfg, outer: result.outer },
         block: (i) => Promise.resolve(result.blocks[i]),
         tokenizer: path,
       }, { writtenBy: "full-ft", fp16: flags.fp16 });
+      await rm(checkpoint, { force: true });
     } finally {
       tf.dispose([...result.outer.values(), ...result.blocks.flatMap((b) => [...b.values()])]);
     }

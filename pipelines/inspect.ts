@@ -2,7 +2,9 @@
  * `offtune inspect <checkpoint>`: what a Hugging Face checkpoint holds — its
  * architecture, blocks, parameter counts and stored dtypes — checked against
  * the architecture's expected names and shapes without loading any weights
- * (`inspectCheckpoint` of mod.ts).
+ * (`inspectCheckpoint` of mod.ts; a config that disagrees with the weights is
+ * an error, as when a verb opens the checkpoint: docs/GUARANTEES.md "What is
+ * verified").
  *
  * @module
  */

@@ -119,6 +119,21 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * Prints an error that escaped every verb's handling (a bug, or a failure in
+ * a callback outside the verb's promise chain) as our message and our stack,
+ * then exits 1. The wasm backend's own listeners, which would print its
+ * minified source instead, are removed when it starts (src/tensor/backend.ts).
+ */
+export function reportUncaught(error: unknown): never {
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(`offtune: uncaught error: ${message}`);
+  if (error instanceof Error && error.stack) console.error(error.stack);
+  process.exit(1);
+}
+
 if (import.meta.main ?? process.argv[1]?.endsWith("offtune.ts")) {
+  process.on("uncaughtException", reportUncaught);
+  process.on("unhandledRejection", reportUncaught);
   process.exitCode = await run(process.argv.slice(2));
 }

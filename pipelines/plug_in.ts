@@ -1,5 +1,5 @@
 /**
- * `offtune plug-in`: the model owner's last step (METHOD.md §1 step 3). Puts
+ * `offtune plug-in`: the model owner's last step (docs/METHOD.md §1 step 3). Puts
  * the tuned adapter returned by the data owner into the original model and
  * writes the result as a complete Hugging Face checkpoint (config.json,
  * model.safetensors, tokenizer), built in a temporary directory and renamed
@@ -8,14 +8,14 @@
  * @module
  */
 import process from "node:process";
-import { checkOutputDir, DEFAULT_SPLIT, initBackend, plugIn } from "../mod.ts";
+import { checkOutputDir, DEFAULT_SPLIT, initBackend, plugIn, removeStaleTemporaries } from "../mod.ts";
 import { createProgress, progressEvents } from "../src/cli/progress.ts";
 import { parseVerbFlags, splitFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune plug-in --model <original> --adapter <dir> --out <dir> [flags]
 
-Plugs a tuned adapter package into the original model (METHOD.md §1 step 3)
+Plugs a tuned adapter package into the original model (docs/METHOD.md §1 step 3)
 and writes the plug-in model as a Hugging Face checkpoint (config.json,
 model.safetensors, tokenizer.json, offtune_output.json) to --out,
 atomically. Refuses an adapter tuned for another model or another
@@ -62,6 +62,7 @@ export async function main(argv: string[]): Promise<number> {
     inputs: { model: flags.model, adapter: flags.adapter, tokenizer: flags.tokenizer },
     force: flags.force,
   });
+  removeStaleTemporaries([flags.out]);
   await initBackend(flags.backend, flags.quiet);
   const progress = createProgress("plug-in", flags.quiet);
   await plugIn({

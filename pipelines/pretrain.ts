@@ -2,8 +2,11 @@
  * `offtune pretrain`: pretrain a small OPT language model from scratch on a
  * token stream, data-parallel over worker threads, and write it in Hugging
  * Face layout (`pretrain` of mod.ts; its module notes describe the run
- * directory). Ctrl-C finishes the current step, saves a checkpoint and exits
- * (a second Ctrl-C exits at once).
+ * directory). Ctrl-C or SIGTERM finishes the current step, saves a
+ * checkpoint and exits with 130 or 143 (a second signal exits at once). A
+ * run stopped so, or killed, continues with `--resume` from its last
+ * checkpoint: a plain rerun refuses to start over a run (docs/GUARANTEES.md
+ * "What resumes").
  *
  * @module
  */
@@ -68,7 +71,9 @@ Training:
                        --until, --data, --train (a later phase on a larger
                        stream), --fp16, --eval-every, --save-every and
                        --track-every may change too, other flags must repeat
-                       the run's values
+                       the run's values (the model flags may be repeated, not
+                       changed). A run stopped by a signal or killed continues
+                       so; a plain rerun refuses to start over it
   --quiet              no progress line or summary (progress is off in CI too)`;
 
 const FLAGS = {
@@ -144,7 +149,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   await initBackend(undefined, quiet);
   const progress = createProgress("pretrain", quiet);
-  const { last, steps, out } = await withInterrupt((interrupted) =>
+  const { result: { last, steps, out }, exitCode } = await withInterrupt((interrupted) =>
     pretrain({ ...options, shouldStop: interrupted, events: progressEvents(progress) })
   );
   progress.finish(last ? `step ${last.step}/${steps}` : "nothing to do");
@@ -155,7 +160,7 @@ export async function main(argv: string[]): Promise<number> {
         `${Math.round(last.tokens_per_s)} tokens/s; saved to ${out}`,
     );
   }
-  return 0;
+  return exitCode;
 }
 
 if (import.meta.main ?? process.argv[1]?.endsWith("pretrain.ts")) {

@@ -1,5 +1,5 @@
 /**
- * `offtune report --runs <dir>`: the seeds' table (METHOD.md §1, §5) from a
+ * `offtune report --runs <dir>`: the seeds' table (docs/METHOD.md §1, §5) from a
  * directory of run results (`<runs>/<label>/seed-<n>/result.json`,
  * docs/REPORT.md), as Markdown (also printed), report.json and SVG charts
  * (`writeReport` of mod.ts).

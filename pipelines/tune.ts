@@ -1,12 +1,12 @@
 /**
- * `offtune tune`: the data owner's step (METHOD.md §1 step 2, §4). Tunes the
+ * `offtune tune`: the data owner's step (docs/METHOD.md §1 step 2, §4). Tunes the
  * adapter blocks of an emulator package (or of an original checkpoint: the
  * "adapter tuned on the full model" variant) on a task's training items and
  * writes the adapter package (src/train/tune.ts). The package is rewritten
  * atomically after every epoch with the training state beside it, so
  * `--resume` continues an interrupted run; the finished package holds the
- * adapter alone. Ctrl-C finishes the current step, checkpoints and exits (a
- * second Ctrl-C exits at once).
+ * adapter alone. Ctrl-C or SIGTERM finishes the current step, checkpoints
+ * and exits with 130 or 143 (a second signal exits at once).
  *
  * @module
  */
@@ -18,7 +18,9 @@ import {
   isPackage,
   openSource,
   padIdOf,
+  partialDirOf,
   readTrainItems,
+  removeStaleTemporaries,
   taskInputs,
   taskName,
   TUNE_DEFAULTS,
@@ -47,7 +49,10 @@ package (Arrow shards + manifest) to --out. Each item trains as its context
 followed by its gold choice, the loss on the choice's tokens only, encoded
 as the multiple-choice scorer encodes it. The package and the training
 state are rewritten atomically after every epoch; the finished package
-holds the adapter alone (no optimizer state).
+holds the adapter alone (no optimizer state). Ctrl-C or SIGTERM finishes
+the current step, checkpoints and exits (130 or 143); after that, or after
+the process was killed, the same command with --resume continues from the
+last checkpoint (docs/GUARANTEES.md).
 
 --out must not exist, be empty, or hold an adapter package; anything else is
 refused unless --force. When --out holds something (a finished adapter), the
@@ -58,8 +63,8 @@ hold or lie inside an input (--emulator, the task file or tasks directory).
 
   --emulator <dir>       emulator package, or an original checkpoint (tunes
                          the adapter on the full model)
-  --task <t>             task name (fixtures/data/tasks/<t>/train.jsonl) or a .jsonl
-                         file of {id, context, choices, gold} items
+  --task <t>             task name (<tasks-dir>/<t>/train.jsonl) or a .jsonl
+                         file of {context, choices, gold[, id]} items
   --out <dir>            adapter package directory
   --force                replace whatever --out holds once the new adapter is
                          finished; discard an unfinished run there
@@ -100,7 +105,7 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
 } as const;
 
-/** CLI entry: returns 0 when the adapter is finished, 130 when Ctrl-C stopped it after a checkpoint. */
+/** CLI entry: returns 0 when the adapter is finished, 130 or 143 when SIGINT or SIGTERM stopped it after a checkpoint. */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "tune", ["emulator", "task", "out"]);
   const quiet = flags.quiet;
@@ -127,6 +132,7 @@ export async function main(argv: string[]): Promise<number> {
     inputs: { emulator: flags.emulator, ...taskInputs(flags.task, flags["tasks-dir"]), tokenizer: flags.tokenizer },
     force: flags.force,
   });
+  removeStaleTemporaries([flags.out, partialDirOf(flags.out)]);
   await initBackend(flags.backend, quiet);
   const items = await readTrainItems(flags.task, limit, flags["tasks-dir"]);
   const handle = await openSource(flags.emulator, split ? { split } : {});
@@ -139,7 +145,7 @@ export async function main(argv: string[]): Promise<number> {
     const examples = goldExamples(items, tokenizer);
     const progress = createProgress("tune", quiet);
     const started = performance.now();
-    const summary = await withInterrupt((interrupted) =>
+    const { result: summary, exitCode } = await withInterrupt((interrupted) =>
       tuneAdapter(handle, {
         examples,
         padId: padIdOf(handle.cfg),
@@ -150,6 +156,7 @@ export async function main(argv: string[]): Promise<number> {
         resume: flags.resume,
         force: flags.force,
         describe: { task: taskName(flags.task), tokenizer: path },
+        tokenizer: path,
         shouldStop: interrupted,
         events: progressEvents(progress),
       })
@@ -165,7 +172,7 @@ export async function main(argv: string[]): Promise<number> {
           `${summary.stopped ? "checkpoint in" : "adapter in"} ${summary.dir}`,
       );
     }
-    return summary.stopped ? 130 : 0;
+    return summary.stopped ? exitCode : 0;
   } finally {
     await handle.close();
   }

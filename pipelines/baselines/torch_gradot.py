@@ -5,7 +5,7 @@ Stages timed as the offtune pipeline times them: one calibration forward and
 backward over the whole model (hooks capture each middle linear's inputs and
 output gradients; autograd gives g), KFAC factors A = XᵀX/N and G = ΓᵀΓ/N
 (Γ the summed-loss gradients), SVD of the attention projections, closed-form GCS of
-DRD components and SCP channels (METHOD.md §2). Prints one JSON object.
+DRD components and SCP channels (docs/METHOD.md §2). Prints one JSON object.
 
 usage: python3 torch_gradot.py LAYERS HIDDEN HEADS FFN VOCAB SEQUENCES LENGTH
 """

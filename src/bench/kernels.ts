@@ -2,7 +2,7 @@
  * Matrix-product benchmark of the wasm kernel fixes (not a test): GFLOP/s of
  * the plain `matMul` and of each transposed form, through the fixed kernel
  * and through the stock wasm kernel it wraps, at transformer shapes
- * (DESIGN.md "Tensors"). The backward pass of every linear layer is one
+ * (docs/DESIGN.md "Tensors"). The backward pass of every linear layer is one
  * `dy·Wᵀ` and one `xᵀ·dy`, so the transposed rows are what training costs.
  *
  * @module

@@ -2,7 +2,7 @@
  * Linear-algebra benchmark (not a test): LAPACK SVD at model sizes, the
  * pure-TS fallback at small sizes (with an O(n³) estimate for 1024), LAPACK
  * eigh, and OpenBLAS `sgemm` against tfjs `matMul` in the same process, so
- * the DRD/KFAC cost on a machine can be judged before a run (DESIGN.md
+ * the DRD/KFAC cost on a machine can be judged before a run (docs/DESIGN.md
  * "Tensors" and "Scale"). The `bench` CLI verb prints its rows.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * OPT block-stack benchmark (not a test, DESIGN.md "Tensors"): forward +
+ * OPT block-stack benchmark (not a test, docs/DESIGN.md "Tensors"): forward +
  * backward tokens/s of a stack of OPT blocks on the wasm backend against the
  * same on tfjs `cpu`, and the GFLOP/s the stack's matmul kernels reach
  * against a plain untransposed `matMul` of the MLP's shape measured in the

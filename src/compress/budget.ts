@@ -1,5 +1,5 @@
 /**
- * The GradOT emulator size from one knob (METHOD.md §2 "The rank budget comes
+ * The GradOT emulator size from one knob (docs/METHOD.md §2 "The rank budget comes
  * from a target ratio of parameters"): `ratio` ρ = parameters of the
  * compressed middle blocks / parameters of the original middle blocks, split
  * into a DRD rank r for the attention projections and an SCP width m' for the
@@ -13,7 +13,7 @@
  *
  * Defaults (the seeds report no emulator size, so these are choices):
  * - `ratio` 0.5: OT's OPT-1.3B emulator drops half of the middle blocks
- *   (Xiao et al. 2023, beyond the seeds), and METHOD.md §5 compares methods at
+ *   (Xiao et al. 2023, beyond the seeds), and docs/METHOD.md §5 compares methods at
  *   matched emulator size, so GradOT's default emulator is as large as the
  *   LayerDrop baselines' default one.
  * - `attnShare` (the fraction of the removed parameters taken from attention

@@ -1,5 +1,5 @@
 /**
- * The GradOT budget of a model's middle blocks from one knob (METHOD.md §2,
+ * The GradOT budget of a model's middle blocks from one knob (docs/METHOD.md §2,
  * `src/compress/budget.ts`): shared by `compressDrd` and `compressScp` so both
  * read the same plan.
  *

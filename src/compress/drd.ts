@@ -1,5 +1,5 @@
 /**
- * Dynamic Rank Decomposition of an attention projection (METHOD.md §2 DRD):
+ * Dynamic Rank Decomposition of an attention projection (docs/METHOD.md §2 DRD):
  * keep the top 5% of SVD components by singular value, fill the rank budget
  * with the components of largest GCS (`src/score/gcs.ts` `drdScores`), and
  * store the kept factors.
@@ -44,7 +44,7 @@ export type DrdResult =
   };
 
 /**
- * Which components of a rank-`k` SVD to keep at rank budget `rank` (METHOD.md
+ * Which components of a rank-`k` SVD to keep at rank budget `rank` (docs/METHOD.md
  * §2 DRD): the `min(rank, ceil(keepTopFraction · k))` components of largest
  * singular value, then the largest `scores` among the rest. Ties go to the
  * lower index. Returns `[rank]` ascending component indices.
@@ -79,7 +79,7 @@ export function selectDrdComponents(
 }
 
 /**
- * Compresses one projection to rank `rank` (METHOD.md §2 DRD): selects the
+ * Compresses one projection to rank `rank` (docs/METHOD.md §2 DRD): selects the
  * components with {@link selectDrdComponents} and returns `weight_u` /
  * `weight_v` (module doc), or the dense rank-`rank` reconstruction when the
  * factors hold at least as many numbers as the matrix (`kind: "dense"`).

@@ -1,5 +1,5 @@
 /**
- * Selective Channel Pruning of an MLP (METHOD.md §2 SCP): keep the `m'`
+ * Selective Channel Pruning of an MLP (docs/METHOD.md §2 SCP): keep the `m'`
  * intermediate channels of largest GCS (`src/score/gcs.ts` `scpScores`) and
  * physically remove the others, so the emulator's MLP is `d×m'` and `m'×d`.
  *

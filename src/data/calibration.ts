@@ -1,5 +1,5 @@
 /**
- * Calibration sets for GradOT (METHOD.md §2: `g` and the KFAC curvature come
+ * Calibration sets for GradOT (docs/METHOD.md §2: `g` and the KFAC curvature come
  * from one forward + backward over calibration text): N windows of T tokens
  * taken from a token stream at evenly spaced, deterministic offsets, so the
  * same text always gives the same calibration set.

@@ -12,13 +12,25 @@ export function writeJsonl(path: string, records: readonly unknown[]): void {
   writeFileAtomicSync(path, records.map((r) => JSON.stringify(r)).join("\n") + (records.length > 0 ? "\n" : ""));
 }
 
-/** Parses JSON Lines text; `file` names the source in errors. */
+/** Parses JSON Lines text; `file` names the source in errors. Blank lines are skipped. */
 export function parseJsonl(text: string, file: string): unknown[] {
-  return text.split("\n").filter((line) => line.trim() !== "").map((line, i) => {
+  return parseJsonlLines(text, file).map((r) => r.value);
+}
+
+/**
+ * Parses JSON Lines text into values with their 1-based line numbers in the
+ * file (blank lines are skipped but counted), for messages and ids that point
+ * at the line; `file` names the source in errors.
+ */
+export function parseJsonlLines(text: string, file: string): Array<{ line: number; value: unknown }> {
+  const records: Array<{ line: number; value: unknown }> = [];
+  text.split("\n").forEach((content, i) => {
+    if (content.trim() === "") return;
     try {
-      return JSON.parse(line) as unknown;
+      records.push({ line: i + 1, value: JSON.parse(content) as unknown });
     } catch (e) {
       throw new Error(`Cannot read "${file}": line ${i + 1} is not JSON (${(e as Error).message})`);
     }
   });
+  return records;
 }

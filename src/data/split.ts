@@ -1,7 +1,7 @@
 /**
  * The document-level split of the corpus: each document goes, by a seeded
  * hash of its id alone, to pretraining `train`, pretraining `valid`,
- * `calibration` (the text GradOT's calibration pass reads, METHOD.md §2) or
+ * `calibration` (the text GradOT's calibration pass reads, docs/METHOD.md §2) or
  * `holdout` (the only documents evaluation tasks are built from, so no task
  * item's text is ever pretrained on). Hashing the id, not the position, keeps
  * every document's split stable when sources change.

@@ -1,5 +1,5 @@
 /**
- * A pool of `worker_threads` workers answering requests (DESIGN.md "Scale":
+ * A pool of `worker_threads` workers answering requests (docs/DESIGN.md "Scale":
  * one machine, a worker pool behind the operators and the data-parallel
  * trainer).
  *

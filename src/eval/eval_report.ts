@@ -1,6 +1,6 @@
 /**
  * Evaluation as one call (`offtune eval`): zero-shot multiple choice by
- * log-likelihood and perplexity on held-out text (METHOD.md §5), for any
+ * log-likelihood and perplexity on held-out text (docs/METHOD.md §5), for any
  * artefact of §1 — an original checkpoint, an emulator package, either with
  * a tuned adapter — and the report it gives: acc and acc_norm with Wilson
  * 95% intervals, chance, whether each interval lies above chance, the task
@@ -11,7 +11,7 @@
 import { access } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { readTokenStream } from "../data/token_stream.ts";
+import { readTokensOfFile } from "../data/text_tokens.ts";
 import { TASKS } from "../data/tasks/registry.ts";
 import type { McItem, TaskSplit } from "../data/tasks/types.ts";
 import type { StageEvents } from "../events/stage_events.ts";
@@ -24,7 +24,7 @@ import type { Residency } from "./loglikelihood.ts";
 import { type McSummary, scoreMultipleChoice, summarizeMultipleChoice } from "./multiple_choice.ts";
 import { modelPerplexity, unigramPerplexity } from "./perplexity.ts";
 import { aboveChance, type AccuracyStats, averageStats } from "./stats.ts";
-import { readTaskItems } from "./task_file.ts";
+import { listTasks, readTaskItems } from "./task_file.ts";
 import { requireFinishedAdapter } from "../train/tune_package.ts";
 
 const fixture = (path: string) => fileURLToPath(new URL(`../../fixtures/${path}`, import.meta.url));
@@ -48,21 +48,39 @@ export function parseTaskSplit(value: string): TaskSplit {
   return value as TaskSplit;
 }
 
+/** The names of the shipped fixture tasks (fixtures/data/tasks), in report order. */
+export const FIXTURE_TASKS: readonly string[] = TASKS.map((t) => t.name);
+
+/** `names` in report order: the fixture tasks in their registry order, then any others by name. */
+function reportOrder(names: readonly string[]): string[] {
+  const known = FIXTURE_TASKS;
+  const rank = (name: string) => (known.includes(name) ? known.indexOf(name) : known.length);
+  return [...names].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+}
+
 /**
- * The task names a `--tasks` value selects, in report order: `all`, or
- * comma-separated names of the fixture tasks.
+ * The task names a `--tasks` value selects among `available` (the tasks of
+ * the tasks directory `tasksDir`, see `listTasks`), in report order: `all`,
+ * or comma-separated names.
  *
- * @throws Error naming an unknown task, or when the list names none
+ * @throws Error naming the directory for a name that is not a task there,
+ *   when the list names none, or when `all` finds no task
  */
-export function selectTasks(value: string): string[] {
-  const known = TASKS.map((t) => t.name);
-  if (value.trim() === "all") return known;
+export function selectTasks(value: string, available: readonly string[], tasksDir: string): string[] {
+  if (value.trim() === "all") {
+    if (available.length === 0) throw new Error(`No tasks in "${tasksDir}": a task is a directory holding test.jsonl (or train/validation.jsonl)`);
+    return reportOrder(available);
+  }
   const asked = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (asked.length === 0) throw new Error(`--tasks names no task: "${value}"`);
   for (const name of asked) {
-    if (!known.includes(name)) throw new Error(`Unknown task "${name}": expected all or some of ${known.join(", ")}`);
+    if (!available.includes(name)) {
+      throw new Error(
+        `Unknown task "${name}": no "${name}/" with task files in "${tasksDir}" (--tasks-dir sets the directory; tasks there: ${available.join(", ") || "none"})`,
+      );
+    }
   }
-  return known.filter((name) => asked.includes(name));
+  return reportOrder(available.filter((name) => asked.includes(name)));
 }
 
 const exists = (path: string) => access(path).then(() => true, () => false);
@@ -210,11 +228,6 @@ export function formatEvalReport(report: Pick<EvalReport, "tasks" | "average" | 
   return lines.join("\n");
 }
 
-async function tokenStream(path: string, what: string): Promise<Uint16Array> {
-  if (!(await exists(path))) throw new Error(`Cannot read ${what} "${path}": file does not exist`);
-  return readTokenStream(path);
-}
-
 /** What {@link evaluate} scores, and how. */
 export interface EvaluateOptions {
   /** A Hugging Face checkpoint or an emulator package. */
@@ -223,7 +236,7 @@ export interface EvaluateOptions {
   adapter?: string;
   /** Apply an unfinished adapter (an epoch checkpoint) instead of refusing it. */
   allowUnfinished?: boolean;
-  /** Task names (default all fixture tasks; {@link selectTasks}). */
+  /** Task names (default every task of `tasksDir`, `listTasks`; {@link selectTasks}). */
   tasks?: string[];
   /** Where task names are read (default {@link EVAL_DEFAULTS}.tasksDir). */
   tasksDir?: string;
@@ -240,10 +253,13 @@ export interface EvaluateOptions {
   /** tokenizer.json (default: the model's own, else the fixture one; `tokenizerFor`). */
   tokenizer?: string;
   /**
-   * Also measure perplexity on `data` (a Uint16 token stream, default
+   * Also measure perplexity on `data` (plain text or `.jsonl` of `{"text"}`
+   * documents, tokenized with the model's tokenizer, or a Uint16 token
+   * stream `.bin`: src/data/text_tokens.ts; default
    * {@link EVAL_DEFAULTS}.pplData) in windows of `ctx` (default the model's
-   * positions), with the add-one unigram reference counted on `train` (default
-   * {@link EVAL_DEFAULTS}.pplTrain, skipped when that default is absent).
+   * positions), with the add-one unigram reference counted on `train`
+   * (default {@link EVAL_DEFAULTS}.pplTrain with the default data only, its
+   * counts being fixture-tokenizer ids; skipped when that default is absent).
    */
   ppl?: { data?: string; train?: string; ctx?: number };
   /** No notices (the fixture-tokenizer fallback, a skipped unigram reference). */
@@ -255,8 +271,8 @@ export interface EvaluateOptions {
 /** Scores the tasks (and perplexity) of `options.model` and returns the report (module notes). */
 export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
   const split = parseTaskSplit(options.split ?? "test");
-  const tasks = options.tasks ?? selectTasks("all");
   const tasksDir = options.tasksDir ?? EVAL_DEFAULTS.tasksDir;
+  const tasks = options.tasks ?? selectTasks("all", await listTasks(tasksDir), tasksDir);
   const residency = options.residency ?? "resident";
   const bos = options.bos ?? true;
   const quiet = options.quiet ?? false;
@@ -293,7 +309,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     };
     if (options.ppl) {
       const data = options.ppl.data ?? EVAL_DEFAULTS.pplData;
-      const stream = await tokenStream(data, "perplexity data");
+      const stream = await readTokensOfFile(data, "perplexity data", model.cfg.vocabSize, () => Promise.resolve(tokenizer));
       const ctx = options.ppl.ctx ?? model.cfg.maxPositions;
       const { events } = options;
       const p = await modelPerplexity(model, stream, {
@@ -304,10 +320,12 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
       });
       const trainPath = options.ppl.train ?? EVAL_DEFAULTS.pplTrain;
       let unigram: NonNullable<EvalReport["ppl"]>["unigram"] = null;
-      if (options.ppl.train !== undefined || (await exists(trainPath))) {
-        const u = unigramPerplexity(await tokenStream(trainPath, "unigram training stream"), stream, model.cfg.vocabSize);
+      // The default counts are fixture-tokenizer ids: they go with the default data only.
+      if (options.ppl.train !== undefined || (options.ppl.data === undefined && (await exists(trainPath)))) {
+        const train = await readTokensOfFile(trainPath, "unigram training data", model.cfg.vocabSize, () => Promise.resolve(tokenizer));
+        const u = unigramPerplexity(train, stream, model.cfg.vocabSize);
         unigram = { train: resolve(trainPath), nll: u.nll, ppl: u.ppl };
-      } else if (!quiet) {
+      } else if (!quiet && options.ppl.data === undefined) {
         console.error(`offtune eval: no "${trainPath}"; skipping the unigram reference`);
       }
       report.ppl = { data: resolve(data), ctx, tokens: p.tokens, nll: p.nll, ppl: p.ppl, unigram };

@@ -1,5 +1,5 @@
 /**
- * Batched log-likelihood of continuations (METHOD.md §5): the one forward
+ * Batched log-likelihood of continuations (docs/METHOD.md §5): the one forward
  * engine under multiple-choice scoring and perplexity, in the manner of
  * lm-eval-harness's `loglikelihood` requests.
  *
@@ -26,7 +26,7 @@
  *   through the whole stack (fast; the model must fit in memory).
  *   `"streaming"` embeds a wave of batches (up to `waveTokens` tokens), then
  *   runs it block by block with one block resident, like the calibration
- *   forward (DESIGN.md "Scale"): memory is one block plus the wave's hidden
+ *   forward (docs/DESIGN.md "Scale"): memory is one block plus the wave's hidden
  *   states, at the cost of re-reading each block once per wave.
  * - Sums accumulate in float64 on the host from float32 log-probabilities.
  *

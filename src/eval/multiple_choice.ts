@@ -1,5 +1,5 @@
 /**
- * Zero-shot multiple choice by log-likelihood (METHOD.md §5), following
+ * Zero-shot multiple choice by log-likelihood (docs/METHOD.md §5), following
  * lm-eval-harness's `multiple_choice` output type:
  *
  * - Each choice is a `loglikelihood` request `(context, continuation)` with

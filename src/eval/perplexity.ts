@@ -1,5 +1,5 @@
 /**
- * Perplexity on held-out text (METHOD.md §5), and the unigram reference it
+ * Perplexity on held-out text (docs/METHOD.md §5), and the unigram reference it
  * is read against.
  *
  * The stream is cut into windows that each *predict* `ctx` new tokens and

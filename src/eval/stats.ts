@@ -1,5 +1,5 @@
 /**
- * Uncertainty of evaluation accuracies (METHOD.md §5): whether a score is
+ * Uncertainty of evaluation accuracies (docs/METHOD.md §5): whether a score is
  * above chance, and how far two rows of the §1 table may be compared.
  *
  * - `stderr` is what lm-eval-harness reports for a mean metric: the sample

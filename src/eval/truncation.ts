@@ -1,5 +1,5 @@
 /**
- * The layout of one log-likelihood request (METHOD.md §5), with
+ * The layout of one log-likelihood request (docs/METHOD.md §5), with
  * lm-eval-harness's left truncation: the one rule under both the scorer
  * (src/eval/loglikelihood.ts) and the tuning rows (src/train/mc_batches.ts),
  * so that training reads exactly the positions that scoring reads.

@@ -3,7 +3,7 @@
  * {@link ActivationStore} (one temporary directory per pass, one file per
  * `[N, T, d]` float32 array) and processed in chunks of sequences, so only
  * one chunk is resident, in the tensor heap (capped at 4 GiB for wasm) and in
- * JS memory alike (DESIGN.md "The shape"). Kept in memory, the block inputs
+ * JS memory alike (docs/DESIGN.md "The shape"). Kept in memory, the block inputs
  * of an OPT-1.3B-shaped build with 2048 calibration tokens would take
  * 24 × 16.8 MB.
  *
@@ -13,13 +13,14 @@
  *
  * @module
  */
-import { appendFileSync, closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import type { Tensor } from "@tensorflow/tfjs";
 import { readFullySync } from "./read_fully.ts";
 import { fileWriteError } from "./errors.ts";
+import { ACTIVATIONS_PREFIX } from "./stale_temps.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { CalibrationSet } from "../records/records.ts";
@@ -69,14 +70,47 @@ export interface StoredActivations {
 
 /**
  * A calibration pass's activations on disk: a temporary directory under
- * `os.tmpdir()`, made on the first write, holding one file per array.
- * Whoever owns the store closes it when the pass ends, completes, errors or
- * is unsubscribed alike, so no file outlives the pass.
+ * `os.tmpdir()` (`offtune-activations-<pid>-*`, so a later run can tell a
+ * killed process's store from a live one's: src/io/stale_temps.ts), made on
+ * the first write, holding one file per array. Whoever owns the store closes
+ * it when the pass ends, completes, errors or is unsubscribed alike, so no
+ * file outlives the pass.
+ *
+ * A persistent store (given `directory`) belongs to a resumable build
+ * (src/io/build_resume.ts): arrays are written under the names the
+ * caller gives, each under `<name>.part` until complete, so a later run can
+ * {@link open} the complete ones; closing it keeps the directory, which its
+ * owner removes.
  */
 export class ActivationStore {
   #dir: string | undefined;
   #closed = false;
   #files = 0;
+  readonly #persistent: boolean;
+
+  /** @param directory a persistent store's directory (created if missing); default a temporary one */
+  constructor(directory?: string) {
+    this.#persistent = directory !== undefined;
+    if (directory !== undefined) {
+      mkdirSync(directory, { recursive: true });
+      this.#dir = directory;
+    }
+  }
+
+  /**
+   * A persistent store's complete array `name` of `[sequences, t, d]`, or
+   * undefined when it was never completed (or has been disposed).
+   */
+  open(name: string, sequences: number, t: number, d: number): StoredActivations | undefined {
+    if (!this.#persistent || this.#closed) return undefined;
+    const path = join(this.#dir!, name);
+    try {
+      if (statSync(path).size !== sequences * t * d * Float32Array.BYTES_PER_ELEMENT) return undefined;
+    } catch {
+      return undefined;
+    }
+    return storedArray(path, sequences, t, d);
+  }
 
   /** The temporary directory, or `undefined` before the first write and after {@link close}. */
   get directory(): string | undefined {
@@ -87,6 +121,9 @@ export class ActivationStore {
    * Applies `fn` to every chunk of `sequences` and appends each `[n, T, d]`
    * result to a new file as it is produced, so the whole `[N, T, d]` array
    * is never in memory. `fn`'s result is disposed here.
+   *
+   * @param name the array's file name; required in a persistent store, where
+   *   an earlier run's incomplete `<name>.part` is overwritten
    */
   write(
     sequences: number,
@@ -94,15 +131,18 @@ export class ActivationStore {
     d: number,
     chunk: number,
     fn: (from: number, to: number) => Tensor,
+    name?: string,
   ): StoredActivations {
     if (this.#closed) throw new Error("The activation store is closed");
+    if (this.#persistent && name === undefined) throw new Error("A persistent activation store needs a name for each array");
     if (this.#dir === undefined) {
-      this.#dir = mkdtempSync(join(tmpdir(), "offtune-activations-"));
+      this.#dir = mkdtempSync(join(tmpdir(), `${ACTIVATIONS_PREFIX}${process.pid}-`));
       openDirectories.add(this.#dir);
       watchForExit();
     }
-    const path = join(this.#dir, `${String(this.#files++).padStart(4, "0")}.f32`);
-    closeSync(openSync(path, "wx"));
+    const final = join(this.#dir, name ?? `${String(this.#files++).padStart(4, "0")}.f32`);
+    const path = this.#persistent ? `${final}.part` : final;
+    closeSync(openSync(path, this.#persistent ? "w" : "wx"));
     for (const [from, to] of sequenceChunks(sequences, chunk)) {
       const y = fn(from, to); // [n, T, d]
       try {
@@ -118,13 +158,14 @@ export class ActivationStore {
         y.dispose();
       }
     }
-    return storedArray(path, sequences, t, d);
+    if (this.#persistent) renameSync(path, final);
+    return storedArray(final, sequences, t, d);
   }
 
-  /** Deletes the directory and every file in it (idempotent); later writes throw. */
+  /** Deletes the directory and every file in it (idempotent; a persistent store's are kept); later writes throw. */
   close(): void {
     this.#closed = true;
-    if (this.#dir) {
+    if (this.#dir && !this.#persistent) {
       rmSync(this.#dir, { recursive: true, force: true });
       openDirectories.delete(this.#dir);
     }

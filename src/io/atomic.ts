@@ -1,7 +1,7 @@
 /**
  * Whole-file access for the io/ formats. Writes are crash-safe: a file or a
  * whole directory appears under its final name only once it is complete and
- * on disk (DESIGN.md "Records and files": temp name, fsync, rename). Reads fail
+ * on disk (docs/DESIGN.md "Records and files": temp name, fsync, rename). Reads fail
  * with a CheckpointError naming the file. Knows no file formats; shards and
  * manifests build on it.
  *
@@ -14,8 +14,11 @@ import { basename, dirname, join } from "node:path";
 import { pid } from "node:process";
 import { CheckpointError, fileWriteError } from "./errors.ts";
 
-/** A sibling name for `path` unique to this process: `<path>.<tag>-<pid>-<random>`. */
-function siblingName(path: string, tag: string): string {
+/**
+ * A sibling name for `path` unique to this process: `<path>.<tag>-<pid>-<random>`.
+ * The pid lets a later run remove it once this process is dead (src/io/stale_temps.ts).
+ */
+export function siblingName(path: string, tag: string): string {
   return join(dirname(path), `${basename(path)}.${tag}-${pid}-${randomBytes(4).toString("hex")}`);
 }
 
@@ -125,15 +128,19 @@ export interface DirectoryTransaction {
  * crash exactly then leaves the old directory under the `.old-` name and the
  * complete new one under the `.tmp-` name, never a partial one under `dir`.
  *
+ * `existingTemp` names an existing directory to build in instead of a
+ * fresh `.tmp-` sibling: a resumable build keeps its work there across runs
+ * (src/io/build_resume.ts).
+ *
  * @throws CheckpointError if `dir` exists and is not a directory (at commit),
  *   or naming `dir` when its temporary sibling cannot be created or renamed
  *   (a full disk, a denied permission: see `fileWriteError`)
  */
-export function createDirectoryTransaction(dir: string): DirectoryTransaction {
-  const temp = siblingName(dir, "tmp");
+export function createDirectoryTransaction(dir: string, existingTemp?: string): DirectoryTransaction {
+  const temp = existingTemp ?? siblingName(dir, "tmp");
   try {
     mkdirSync(dirname(dir), { recursive: true });
-    mkdirSync(temp);
+    if (!existingTemp) mkdirSync(temp);
   } catch (e) {
     throw fileWriteError(dir, e);
   }

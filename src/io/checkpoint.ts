@@ -1,7 +1,7 @@
 /**
  * Hugging Face checkpoint directories: `config.json` plus either
  * `model.safetensors` or a sharded `model.safetensors.index.json`
- * (DESIGN.md "Models": fp32, fp16 and bf16 read, read lazily per block).
+ * (docs/DESIGN.md "Models": fp32, fp16 and bf16 read, read lazily per block).
  *
  * Opening reads only config.json, the index and each shard's header; a tensor's
  * bytes are read when {@link CheckpointReader.read} asks for it. Saving streams
@@ -39,14 +39,19 @@ export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
 
 /** One stored tensor: its name, stored dtype, shape, and the full path of its file. */
 export interface TensorInfo {
+  /** Tensor name as stored (Hugging Face naming). */
   name: string;
+  /** Element type as stored in the file. */
   dtype: StoredDtype;
+  /** Shape as stored (PyTorch layout). */
   shape: number[];
+  /** Full path of the safetensors file holding it. */
   file: string;
 }
 
 /** An open checkpoint whose tensors are read one at a time, on demand. */
 export interface CheckpointReader {
+  /** The checkpoint directory. */
   dir: string;
   /** The parsed config.json. */
   config: Record<string, unknown>;
@@ -73,8 +78,11 @@ export interface CheckpointReader {
 
 /** A tensor to save: float32 data in row-major order for `shape`. */
 export interface TensorToSave {
+  /** Tensor name (Hugging Face naming). */
   name: string;
+  /** Shape to store. */
   shape: number[];
+  /** Float32 values, row-major for `shape`. */
   data: Float32Array;
 }
 

@@ -17,6 +17,7 @@ export class CheckpointError extends Error {
   /** The path of the file or directory at fault. */
   readonly file: string;
 
+  /** An error about `file`; `message` should name the file and the problem. */
   constructor(file: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "CheckpointError";

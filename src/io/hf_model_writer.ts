@@ -7,8 +7,7 @@
  *
  * @module
  */
-import { readFile, stat } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { join } from "node:path";
 import type { StageEvents } from "../events/stage_events.ts";
 import { toHfTensors } from "../model/load.ts";
 import type { WeightMap } from "../model/types.ts";
@@ -17,6 +16,7 @@ import { tf } from "../tensor/backend.ts";
 import { createDirectoryTransaction, writeFileAtomic } from "./atomic.ts";
 import { saveCheckpoint, type TensorToSave } from "./checkpoint.ts";
 import { OUTPUT_MARKER, outputMarker } from "./output_dir.ts";
+import { copyTokenizerFiles } from "./tokenizer.ts";
 
 /** What {@link writeHfModel} writes: the model's outer weights and a source of its blocks. */
 export interface HfModelSource {
@@ -74,11 +74,7 @@ export async function writeHfModel(out: string, source: HfModelSource, options: 
   try {
     const config = { ...cfg.raw, torch_dtype: options.fp16 ? "float16" : "float32" };
     await saveCheckpoint(tx.temp, config, tensors(), { dtype: options.fp16 ? "F16" : "F32" });
-    const tokenizerFiles = [source.tokenizer, join(dirname(source.tokenizer), "tokenizer_config.json")];
-    for (const file of tokenizerFiles) {
-      if (!(await stat(file).then((s) => s.isFile(), () => false))) continue;
-      await writeFileAtomic(join(tx.temp, basename(file)), await readFile(file));
-    }
+    await copyTokenizerFiles(source.tokenizer, tx.temp);
     await writeFileAtomic(join(tx.temp, OUTPUT_MARKER), new TextEncoder().encode(outputMarker(options.writtenBy)));
     await tx.commit();
   } catch (e) {

@@ -2,13 +2,17 @@
  * Emulator and adapter packages: a directory of shards plus
  * `manifest.msgpack`, which lists every shard with its size and SHA-256, the
  * architecture and its config, the adapter/emulator split and the method's
- * settings (DESIGN.md "Records and files"; METHOD.md for the split).
+ * settings (docs/DESIGN.md "Records and files"; docs/METHOD.md for the split).
  *
  * A package is written through {@link createPackageWriter}, which builds it in
  * a temporary sibling directory and renames it into place on commit, so a crash
  * never leaves a half-written package under the final name. Readers validate
  * the manifest field by field and {@link verifyPackage} checks every shard
- * against it before a later stage trusts the files.
+ * against it before a later stage trusts the files: size and SHA-256, and
+ * what the shard says of itself (block, role, source model, config, tensor
+ * names, shapes and dtypes) against what the manifest says of it, so an
+ * edited manifest does not silently run the wrong shard, config or model
+ * (docs/GUARANTEES.md "What is verified").
  *
  * The manifest is MessagePack (msgpackr) with records off, so any MessagePack
  * reader sees plain maps; `moreTypes` keeps typed arrays in `extra` intact
@@ -23,11 +27,24 @@ import { join } from "node:path";
 import { Packr } from "msgpackr";
 import { createDirectoryTransaction, readWholeFile, writeFileAtomic } from "./atomic.ts";
 import { CheckpointError } from "./errors.ts";
-import { blockRoleProblem, type ShardMeta, type ShardRole, type ShardTensorInput } from "./shard_schema.ts";
+import { readShardHeader, type ShardHeader } from "./shard_reader.ts";
+import {
+  blockRoleProblem,
+  configSha256,
+  isShape,
+  type ShardDtype,
+  type ShardMeta,
+  type ShardRole,
+  type ShardTensorInput,
+} from "./shard_schema.ts";
 import { type ShardWriteOptions, writeShardFile } from "./shard_writer.ts";
 
-/** The manifest format version this module writes and the only one it reads. */
-export const MANIFEST_FORMAT_VERSION = 1;
+/**
+ * The manifest format version this module writes and the only one it reads.
+ * Version 2 lists each shard's tensors (name, shape, dtype), which the shard
+ * restates and {@link verifyPackage} compares.
+ */
+export const MANIFEST_FORMAT_VERSION = 2;
 
 /** File name of the manifest inside a package directory. */
 export const MANIFEST_FILE = "manifest.msgpack";
@@ -42,31 +59,46 @@ export interface ManifestShard {
   sha256: string;
   /** File size in bytes. */
   bytes: number;
+  /** The shard's tensors in column order, as its schema declares them. */
+  tensors: ManifestTensor[];
+}
+
+/** One tensor of a shard as the manifest lists it. */
+export interface ManifestTensor {
+  name: string;
+  shape: number[];
+  dtype: ShardDtype;
 }
 
 /** The contents of `manifest.msgpack`. */
 export interface Manifest {
-  formatVersion: 1;
+  /** The manifest format version (docs/SHARDS.md). */
+  formatVersion: 2;
+  /** Whether the package is an emulator or a tuned adapter. */
   kind: "emulator" | "adapter";
   /** The source config's `model_type` (e.g. "opt"). */
   architecture: string;
   /** The source checkpoint's config.json. */
   config: Record<string, unknown>;
-  /** Adapter blocks kept at the bottom and at the top (METHOD.md: adapter/emulator split). */
+  /** Adapter blocks kept at the bottom and at the top (docs/METHOD.md: adapter/emulator split). */
   split: { bottom: number; top: number };
   /**
-   * Emulators that drop blocks (OT LayerDrop, METHOD.md §3) only: the
+   * Emulators that drop blocks (OT LayerDrop, docs/METHOD.md §3) only: the
    * original indices of the blocks the emulator runs, increasing, each with
    * its shard. Absent: every block `0..L-1` (GradOT and older packages).
    */
   blockIndices?: number[];
+  /** The method that produced the package (`gradot`, `ot-layerdrop`, a tuning method). */
   method: string;
+  /** The method's settings, JSON values only. */
   settings: Record<string, unknown>;
   /** Hash identifying the source checkpoint; every shard carries the same. */
   sourceHash: string;
+  /** Every shard of the package with its size and SHA-256. */
   shards: ManifestShard[];
   /** ISO 8601 time of writing. */
   createdAt: string;
+  /** Anything else the writer records (e.g. parameter counts per block). */
   extra?: Record<string, unknown>;
 }
 
@@ -163,6 +195,11 @@ function validateManifest(value: unknown, source: string): Manifest {
       fail(`${at}.sha256 must be 64 lowercase hex digits, got ${JSON.stringify(entry.sha256)}`);
     }
     if (!isCount(entry.bytes)) fail(`${at}.bytes must be a non-negative integer, got ${JSON.stringify(entry.bytes)}`);
+    if (!Array.isArray(entry.tensors)) fail(`${at}.tensors must be a list`);
+    (entry.tensors as unknown[]).forEach((t, j) => {
+      const ok = isObject(t) && typeof t.name === "string" && isShape(t.shape) && (t.dtype === "float32" || t.dtype === "float16");
+      if (!ok) fail(`${at}.tensors[${j}] must be {name, shape, dtype: "float32" | "float16"}, got ${JSON.stringify(t)}`);
+    });
   });
   if (m.blockIndices !== undefined) validateBlockIndices(m.blockIndices, m.kind as Manifest["kind"], m.shards as ManifestShard[], fail);
   return m as unknown as Manifest;
@@ -206,16 +243,59 @@ async function sha256OfFile(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
+/** A shard's part as messages name it: `block 3 (adapter)` or `the outer weights`. */
+function describePart(block: number | "outer", role: ShardRole): string {
+  return block === "outer" ? "the outer weights" : `block ${block} (${role})`;
+}
+
+const formatTensor = (t: ManifestTensor) => `"${t.name}" [${t.shape.join(", ")}] ${t.dtype}`;
+
 /**
- * Checks a package on disk against its manifest: every listed shard exists
- * and has the listed size and SHA-256.
+ * Why a shard's own header disagrees with its manifest entry, or undefined:
+ * its block and role, source model, config, and tensors (names in order,
+ * shapes, dtypes).
+ */
+function shardHeaderProblem(header: ShardHeader, entry: ManifestShard, manifest: Manifest, manifestPath: string): string | undefined {
+  const { meta } = header;
+  if (meta.block !== entry.block || meta.role !== entry.role) {
+    return `holds ${describePart(meta.block, meta.role)}, but "${manifestPath}" lists it as ${describePart(entry.block, entry.role)}`;
+  }
+  if (meta.sourceHash !== manifest.sourceHash) {
+    return `was written from model ${meta.sourceHash}, but "${manifestPath}" names model ${manifest.sourceHash}`;
+  }
+  const config = configSha256(manifest.config);
+  if (meta.configHash !== config) {
+    return `was written for a config with sha256 ${meta.configHash}, but the config in "${manifestPath}" has sha256 ${config} ` +
+      `(the manifest's config was edited, or the shard is from another package)`;
+  }
+  const n = Math.max(header.tensors.length, entry.tensors.length);
+  for (let i = 0; i < n; i++) {
+    const held = header.tensors[i];
+    const listed = entry.tensors[i];
+    if (!held) return `holds ${header.tensors.length} tensors, but "${manifestPath}" lists ${entry.tensors.length}; the first missing is ${formatTensor(listed)}`;
+    if (!listed) return `holds ${header.tensors.length} tensors, but "${manifestPath}" lists ${entry.tensors.length}; the first unlisted is ${formatTensor(held)}`;
+    if (held.name !== listed.name || held.shape.join() !== listed.shape.join() || held.dtype !== listed.dtype) {
+      return `holds tensor ${formatTensor(held)} where "${manifestPath}" lists ${formatTensor(listed)}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Checks a package on disk against its manifest: every listed shard exists,
+ * has the listed size and SHA-256, and says of itself what the manifest says
+ * of it (its header: block, role, source hash, config hash, tensor names,
+ * shapes and dtypes). Only each shard's footer is decoded here; values are
+ * read when a stage asks for the block.
  *
  * @returns the validated manifest
  * @throws CheckpointError naming the file: a missing shard, a size mismatch,
- *   or a corrupt shard (giving both the actual and the listed hash)
+ *   a corrupt shard (giving both the actual and the listed hash), or a shard
+ *   whose header disagrees with the manifest (naming both sides)
  */
 export async function verifyPackage(dir: string): Promise<Manifest> {
   const manifest = await readManifest(dir);
+  const manifestPath = join(dir, MANIFEST_FILE);
   for (const shard of manifest.shards) {
     const path = join(dir, shard.file);
     const info = await stat(path).catch(() => undefined);
@@ -232,6 +312,8 @@ export async function verifyPackage(dir: string): Promise<Manifest> {
         `Shard "${path}" is corrupt: its sha256 is ${actual} but the manifest lists ${shard.sha256}`,
       );
     }
+    const problem = shardHeaderProblem(await readShardHeader(path), shard, manifest, manifestPath);
+    if (problem) throw new CheckpointError(path, `Shard "${path}" ${problem}`);
   }
   return manifest;
 }
@@ -266,16 +348,28 @@ export interface PackageWriter {
   abort(): Promise<void>;
 }
 
+/** A package whose writing an earlier run began: its directory and the shards already in it (verified). */
+export interface ResumedPackage {
+  /** The existing directory the package is built in, instead of a fresh temporary one. */
+  temp: string;
+  /** Manifest entries of the shards already written there, in writing order. */
+  shards: readonly ManifestShard[];
+  /** The source hash those shards were written with. */
+  sourceHash: string;
+}
+
 /**
- * Starts writing a package to `dir` atomically: shards go to
+ * Starts writing a package to `dir` atomically (or, given `resume`, goes on
+ * writing one an earlier run began): shards go to
  * `<dir>.tmp-<pid>-<random>`, and `commit` fsyncs and renames that directory
  * into place (see `createDirectoryTransaction` in `atomic.ts`). Callers abort
  * on failure: `try { …; await w.commit(m) } catch (e) { await w.abort(); throw e }`.
  */
-export function createPackageWriter(dir: string): PackageWriter {
-  const transaction = createDirectoryTransaction(dir);
-  const shards: ManifestShard[] = [];
-  const sourceHashes = new Map<string, string>();
+export function createPackageWriter(dir: string, resume?: ResumedPackage): PackageWriter {
+  const transaction = createDirectoryTransaction(dir, resume?.temp);
+  const shards: ManifestShard[] = (resume?.shards ?? []).map((s) => ({ ...s }));
+  const sourceHashes = new Map<string, string>(shards.map((s) => [s.file, resume!.sourceHash]));
+  const configHashes = new Map<string, string>();
   return {
     dir,
     temp: transaction.temp,
@@ -288,29 +382,33 @@ export function createPackageWriter(dir: string): PackageWriter {
       if (file === MANIFEST_FILE) fail("the name is reserved for the manifest");
       if (shards.some((s) => s.file === file)) fail("a shard of that name was already written");
       const written = writeShardFile(join(transaction.temp, file), meta, tensors, options);
+      const dtype = options.dtype ?? "float32";
       const entry: ManifestShard = {
         file,
         block: meta.block,
         role: meta.role,
         sha256: written.sha256,
         bytes: written.bytes,
+        tensors: tensors.map((t) => ({ name: t.name, shape: [...t.shape], dtype })),
       };
       shards.push(entry);
       sourceHashes.set(file, meta.sourceHash);
-      return { ...entry };
+      configHashes.set(file, meta.configHash);
+      return structuredClone(entry);
     },
     async commit(draft) {
-      for (const [file, hash] of sourceHashes) {
-        if (hash !== draft.sourceHash) {
-          throw new CheckpointError(
-            dir,
-            `Cannot commit package "${dir}": shard "${file}" has source hash ${
-              JSON.stringify(hash)
-            } but the manifest has ${JSON.stringify(draft.sourceHash)}`,
-          );
+      const expected = [["source hash", sourceHashes, draft.sourceHash], ["config hash", configHashes, configSha256(draft.config)]] as const;
+      for (const [what, byFile, manifest] of expected) {
+        for (const [file, shard] of byFile) {
+          if (shard !== manifest) {
+            throw new CheckpointError(
+              dir,
+              `Cannot commit package "${dir}": shard "${file}" has ${what} ${JSON.stringify(shard)} but the manifest has ${JSON.stringify(manifest)}`,
+            );
+          }
         }
       }
-      const manifest: Manifest = { ...draft, shards: shards.map((s) => ({ ...s })) };
+      const manifest: Manifest = { ...draft, shards: shards.map((s) => structuredClone(s)) };
       await writeManifest(transaction.temp, manifest);
       await transaction.commit();
       return manifest;

@@ -1,7 +1,7 @@
 /**
  * The safetensors format as pure functions on bytes: header parsing and
  * validation, header building, and tensor data encoding/decoding
- * (DESIGN.md "Models": weights load from Hugging Face layouts).
+ * (docs/DESIGN.md "Models": weights load from Hugging Face layouts).
  *
  * Layout (https://github.com/huggingface/safetensors): an 8-byte little-endian
  * unsigned header length `N`, `N` bytes of UTF-8 JSON mapping tensor names to

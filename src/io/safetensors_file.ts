@@ -3,7 +3,7 @@
  *
  * The reader reads only the 8-byte prefix and the header when opened; each
  * tensor's bytes are fetched by a positioned read when asked for, so a
- * checkpoint larger than memory can be walked block by block (DESIGN.md
+ * checkpoint larger than memory can be walked block by block (docs/DESIGN.md
  * "Scale": streaming bounds memory). The writer writes one complete file and
  * fsyncs it; atomic naming (temp name, rename) is the caller's job, see
  * `checkpoint.ts`.

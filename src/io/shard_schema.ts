@@ -1,6 +1,6 @@
 /**
  * The schema of an offtune shard: how a tensor becomes an Arrow column and how
- * the shard's identity becomes schema metadata (DESIGN.md "Records and files").
+ * the shard's identity becomes schema metadata (docs/DESIGN.md "Records and files").
  * Pure functions on Arrow `Field`s and metadata maps; no bytes, no files.
  *
  * Each tensor is a column of the canonical extension type
@@ -14,11 +14,16 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { type DataType, Field, FixedSizeList, type Float, Float16, Float32, Precision, Type } from "apache-arrow";
 import { CheckpointError } from "./errors.ts";
 
-/** The shard format version this module writes and the only one it reads. */
-export const SHARD_FORMAT_VERSION = "1";
+/**
+ * The shard format version this module writes and the only one it reads.
+ * Version 2 added `offtune.config_sha256`, so that a shard says which config
+ * it was written for (docs/GUARANTEES.md "What is verified").
+ */
+export const SHARD_FORMAT_VERSION = "2";
 
 /** Field-metadata key naming an Arrow extension type (Arrow IPC format). */
 export const EXTENSION_NAME_KEY = "ARROW:extension:name";
@@ -35,18 +40,20 @@ export const SHARD_KEYS = {
   method: "offtune.method",
   settings: "offtune.settings",
   sourceHash: "offtune.source_hash",
+  configHash: "offtune.config_sha256",
 } as const;
 
 /** Element type of a stored tensor; data is always float32 in memory. */
 export type ShardDtype = "float32" | "float16";
 
-/** Which part of the model a shard holds (METHOD.md: adapter and emulator split). */
+/** Which part of the model a shard holds (docs/METHOD.md: adapter and emulator split). */
 export type ShardRole = "adapter" | "middle" | "outer";
 
 /** A tensor as offtune hands it to and takes it from a shard: row-major data for `shape`. */
 export interface ShardTensor {
   /** The weight's name inside its block, e.g. `self_attn.q_proj.weight_u`. */
   name: string;
+  /** Shape of the tensor; `data` holds `shapeSize(shape)` values. */
   shape: number[];
   /** Row-major float32 values (kernel layout [in, out] for linears, as given). */
   data: Float32Array;
@@ -56,12 +63,15 @@ export interface ShardTensor {
  * A tensor whose values are produced while its shard is written instead of
  * being held: `stream` calls `emit` with consecutive runs of the row-major
  * float32 values, `shapeSize(shape)` of them in all (a vocabulary matrix read
- * from the checkpoint rows at a time, DESIGN.md "Scale"). A shard written to
+ * from the checkpoint rows at a time, docs/DESIGN.md "Scale"). A shard written to
  * a file holds one run in memory at a time.
  */
 export interface StreamedShardTensor {
+  /** The weight's name inside its block (the column name). */
   name: string;
+  /** Shape of the tensor. */
   shape: number[];
+  /** Calls `emit` with consecutive runs of the row-major values. */
   stream(emit: (values: Float32Array) => void): void;
 }
 
@@ -72,6 +82,7 @@ export type ShardTensorInput = ShardTensor | StreamedShardTensor;
 export interface ShardMeta {
   /** Transformer block index, or "outer" for embeddings, final norm and head. */
   block: number | "outer";
+  /** `adapter`, `middle` or `outer` (`outer` exactly when `block` is). */
   role: ShardRole;
   /** The compression method (e.g. `gradot-drd`), or any label for adapters. */
   method: string;
@@ -79,6 +90,28 @@ export interface ShardMeta {
   settings: Record<string, unknown>;
   /** Hash identifying the source checkpoint. */
   sourceHash: string;
+  /** {@link configSha256} of the model config the shard was written for (the manifest's `config`). */
+  configHash: string;
+}
+
+/** `value` as JSON with every object's keys sorted: the same text for equal JSON values, whatever their key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (typeof value === "object" && value !== null) {
+    const entries = Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/**
+ * SHA-256 (lowercase hex) of a model config (a parsed config.json) in
+ * canonical JSON: what every shard of a package records, so that a config
+ * edited in the manifest no longer matches its shards, and what an adapter's
+ * config is compared by with the model it is plugged into.
+ */
+export function configSha256(config: Record<string, unknown>): string {
+  return createHash("sha256").update(canonicalJson(config)).digest("hex");
 }
 
 /** Every {@link ShardRole}, for validation. */
@@ -164,6 +197,7 @@ export function validateShardMeta(meta: ShardMeta, source: string): void {
   if (problem) fail(problem);
   if (typeof meta.method !== "string") fail(`method must be a string, got ${typeof meta.method}`);
   if (typeof meta.sourceHash !== "string") fail(`sourceHash must be a string, got ${typeof meta.sourceHash}`);
+  if (typeof meta.configHash !== "string") fail(`configHash must be a string, got ${typeof meta.configHash}`);
   if (typeof meta.settings !== "object" || meta.settings === null || Array.isArray(meta.settings)) {
     fail("settings must be an object");
   }
@@ -179,6 +213,7 @@ export function shardSchemaMetadata(meta: ShardMeta): Map<string, string> {
     [SHARD_KEYS.method, meta.method],
     [SHARD_KEYS.settings, JSON.stringify(meta.settings)],
     [SHARD_KEYS.sourceHash, meta.sourceHash],
+    [SHARD_KEYS.configHash, meta.configHash],
   ]);
 }
 
@@ -213,6 +248,7 @@ export function parseShardMetadata(metadata: ReadonlyMap<string, string>, source
     method: get(SHARD_KEYS.method),
     settings: settings as Record<string, unknown>,
     sourceHash: get(SHARD_KEYS.sourceHash),
+    configHash: get(SHARD_KEYS.configHash),
   };
   validateShardMeta(meta, source);
   return meta;

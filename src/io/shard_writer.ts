@@ -1,6 +1,6 @@
 /**
  * Writes offtune shards: one Arrow IPC *file* per block, each tensor one
- * `arrow.fixed_shape_tensor` column of a single-row table (DESIGN.md "Records
+ * `arrow.fixed_shape_tensor` column of a single-row table (docs/DESIGN.md "Records
  * and files"; the schema is in `shard_schema.ts` and docs/SHARDS.md).
  * Encoding to bytes (`encodeShard`) and the streamed, atomic file write
  * (`writeShardFile`) share one record-batch builder.

@@ -1,6 +1,6 @@
 /**
  * Byte-level BPE tokenizers from a Hugging Face `tokenizer.json` (GPT-2, OPT,
- * RoBERTa, LLaMA-3 style), for calibration text and task data (DESIGN.md
+ * RoBERTa, LLaMA-3 style), for calibration text and task data (docs/DESIGN.md
  * "The shape in one picture": calibration text, tokenized).
  *
  * Encoding runs HF's pipeline: added tokens are cut out first, then each
@@ -19,8 +19,9 @@
  *
  * @module
  */
-import { readFile } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { writeFileAtomic } from "./atomic.ts";
 import { CheckpointError } from "./errors.ts";
 import { type AddedToken, createAddedTokenSplitter, parseAddedTokens } from "./tokenizer/added_tokens.ts";
 import { type BpeJson, createBpe } from "./tokenizer/bpe.ts";
@@ -35,11 +36,15 @@ export interface Tokenizer {
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   /** Text of `ids`; `skipSpecialTokens` (default false) drops added tokens marked special. */
   decode(ids: number[], options?: { skipSpecialTokens?: boolean }): string;
+  /** The id of a token string, if in the vocabulary. */
   tokenToId(t: string): number | undefined;
+  /** The token string of an id, if in the vocabulary. */
   idToToken(id: number): string | undefined;
   /** Beginning/end-of-sequence and padding ids where the files identify them (see {@link loadTokenizer}). */
   bosId?: number;
+  /** End-of-sequence id, where the files identify one. */
   eosId?: number;
+  /** Padding id, where the files identify one. */
   padId?: number;
 }
 
@@ -286,4 +291,39 @@ export async function loadTokenizer(path: string): Promise<Tokenizer> {
     eosId: configuredId(config.eos_token, tokenizer) ?? tokenizer.eosId,
     padId: configuredId(config.pad_token, tokenizer) ?? tokenizer.padId,
   };
+}
+
+/** The tokenizer's file name in a Hugging Face model directory and in an offtune package. */
+export const TOKENIZER_FILE = "tokenizer.json";
+
+/** The file beside {@link TOKENIZER_FILE} that names its special tokens ({@link loadTokenizer}). */
+export const TOKENIZER_CONFIG_FILE = "tokenizer_config.json";
+
+/**
+ * `dir`'s own tokenizer.json, or undefined when it has none: the tokenizer a
+ * package or checkpoint carries (docs/SHARDS.md), so that whoever receives it
+ * encodes text as the model owner did.
+ */
+export async function ownTokenizer(dir: string): Promise<string | undefined> {
+  const path = join(dir, TOKENIZER_FILE);
+  return (await access(path).then(() => true, () => false)) ? path : undefined;
+}
+
+/**
+ * Copies the tokenizer `tokenizerJson` into directory `dir` as tokenizer.json,
+ * with the tokenizer_config.json beside it when there is one; each file is
+ * written atomically (`dir` is usually a package's temporary directory).
+ *
+ * @throws CheckpointError naming the file when it cannot be read
+ */
+export async function copyTokenizerFiles(tokenizerJson: string, dir: string): Promise<void> {
+  const config = join(dirname(tokenizerJson), TOKENIZER_CONFIG_FILE);
+  const read = (path: string) =>
+    readFile(path).catch((e) => {
+      throw new CheckpointError(path, `Cannot read tokenizer file "${path}": ${(e as { code?: string }).code === "ENOENT" ? "file does not exist" : (e as Error).message}`, { cause: e });
+    });
+  await writeFileAtomic(join(dir, TOKENIZER_FILE), await read(tokenizerJson));
+  if (await access(config).then(() => true, () => false)) {
+    await writeFileAtomic(join(dir, TOKENIZER_CONFIG_FILE), await read(config));
+  }
 }

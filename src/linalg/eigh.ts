@@ -1,6 +1,6 @@
 /**
  * Eigendecomposition of a symmetric matrix, for the KFAC factors `A` and `G`
- * (METHOD.md §2 "Hessian by KFAC": symmetric positive semi-definite) and any
+ * (docs/METHOD.md §2 "Hessian by KFAC": symmetric positive semi-definite) and any
  * other symmetric matrix. LAPACK `ssyevd` through `lapack_ffi.ts` when loaded,
  * else the pure-TS cyclic Jacobi of `eigh_jacobi.ts`.
  *
@@ -12,8 +12,10 @@ import { checkFinite, type Matrix } from "./matrix.ts";
 
 /** `A = V diag(values) Vᵀ` with `values` ascending and `V` orthogonal. */
 export interface EighResult {
-  values: Float32Array; // [n], ascending
-  vectors: Matrix; // [n, n], column j is the eigenvector of values[j]
+  /** Eigenvalues `[n]`, ascending. */
+  values: Float32Array;
+  /** Eigenvectors `[n, n]`: column j belongs to `values[j]`. */
+  vectors: Matrix;
 }
 
 /** Options of {@link eigh}. */

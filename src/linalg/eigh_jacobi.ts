@@ -1,6 +1,6 @@
 /**
  * Symmetric eigendecomposition in pure TypeScript: cyclic two-sided Jacobi
- * in float64, the fallback of `eigh.ts` when LAPACK is absent (DESIGN.md
+ * in float64, the fallback of `eigh.ts` when LAPACK is absent (docs/DESIGN.md
  * "Tensors"). Simple and accurate (each rotation is exactly orthogonal and
  * the result is backward stable); O(sweeps · n³) with about 6-10 sweeps.
  *

@@ -1,7 +1,7 @@
 /**
  * Matrix products for the statistics and scoring code: OpenBLAS `sgemm` and
  * `ssyrk` through the FFI of `lapack_ffi.ts`, with the pure-TS kernels of
- * `gemm_js.ts` when the library is absent (DESIGN.md "Tensors").
+ * `gemm_js.ts` when the library is absent (docs/DESIGN.md "Tensors").
  *
  * @module
  */
@@ -19,7 +19,7 @@ export function lapackAvailable(): boolean {
 
 /**
  * `xᵀx` (cols×cols, exactly symmetric) for an N×cols `x`: the KFAC input
- * factor `A = Σ_t x_t x_tᵀ` of METHOD.md §2 "Hessian by KFAC" when the rows of
+ * factor `A = Σ_t x_t x_tᵀ` of docs/METHOD.md §2 "Hessian by KFAC" when the rows of
  * `x` are the calibration tokens (divide by N for the mean). Uses `ssyrk`,
  * which does half the work of a general product.
  */
@@ -60,7 +60,7 @@ export function matmul(a: Matrix, b: Matrix, transA = false, transB = false): Ma
 
 /**
  * `c += xᵀx` on the upper triangle of `c` (cols×cols) only, in place: running
- * KFAC sums (METHOD.md §2) accumulate chunk after chunk with no temporary of
+ * KFAC sums (docs/METHOD.md §2) accumulate chunk after chunk with no temporary of
  * `c`'s size. The lower triangle is left stale; {@link symmetrizeUpper} it once
  * the sums are complete.
  */

@@ -1,6 +1,6 @@
 /**
  * Pure-TS matrix products, the fallback of `gemm.ts` when CBLAS is absent
- * (DESIGN.md "Tensors"). Products are accumulated in float64 and rounded
+ * (docs/DESIGN.md "Tensors"). Products are accumulated in float64 and rounded
  * once to float32; no transposed copy of either operand is made.
  *
  * @module

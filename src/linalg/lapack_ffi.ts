@@ -1,6 +1,6 @@
 /**
  * The one place that loads LAPACKE and CBLAS through a foreign-function
- * interface (DESIGN.md "Tensors": LAPACK through FFI on both runtimes).
+ * interface (docs/DESIGN.md "Tensors": LAPACK through FFI on both runtimes).
  *
  * - Deno: `Deno.dlopen` (needs `--allow-ffi`, implied by `-A`).
  * - Node: the `koffi` package.

@@ -1,5 +1,5 @@
 /**
- * The dense matrix the linear-algebra room works on (DESIGN.md "Tensors":
+ * The dense matrix the linear-algebra room works on (docs/DESIGN.md "Tensors":
  * linear algebra tfjs lacks). Plain data, so it crosses worker boundaries and
  * the FFI without conversion: `tensor.dataSync()` of a `[rows, cols]` tensor
  * is already a valid `data`.
@@ -9,9 +9,12 @@
 
 /** A dense float32 matrix in row-major order: entry (i, j) is `data[i * cols + j]`. */
 export interface Matrix {
+  /** Number of rows. */
   rows: number;
+  /** Number of columns. */
   cols: number;
-  data: Float32Array; // [rows, cols]
+  /** Row-major values `[rows, cols]`. */
+  data: Float32Array;
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Singular value decomposition, the workhorse of DRD (METHOD.md §2 "DRD":
+ * Singular value decomposition, the workhorse of DRD (docs/METHOD.md §2 "DRD":
  * `W = Σ_i s_i u_i v_iᵀ`) and of the rank-r baselines (§3 Selective Rank
  * Compression). LAPACK `sgesdd` (divide and conquer) through `lapack_ffi.ts`
  * when loaded, else the pure-TS one-sided Jacobi of `svd_jacobi.ts`.
@@ -21,9 +21,12 @@ import { jacobiSvd } from "./svd_jacobi.ts";
 
 /** `A = U diag(s) Vᵀ`, with `s` descending and the columns of `u` and rows of `vt` orthonormal. */
 export interface SvdResult {
-  u: Matrix; // [rows, k] thin, [rows, rows] full
-  s: Float32Array; // [k], k = min(rows, cols)
-  vt: Matrix; // [k, cols] thin, [cols, cols] full
+  /** Left singular vectors: `[rows, k]` thin, `[rows, rows]` full. */
+  u: Matrix;
+  /** Singular values `[k]`, descending, `k = min(rows, cols)`. */
+  s: Float32Array;
+  /** Right singular vectors as rows: `[k, cols]` thin, `[cols, cols]` full. */
+  vt: Matrix;
 }
 
 /** Options of {@link svd}. */

@@ -1,7 +1,7 @@
 /**
  * Singular value decomposition in pure TypeScript: one-sided (Hestenes)
  * Jacobi in float64, the fallback of `svd.ts` when LAPACK is absent
- * (DESIGN.md "Tensors"). Chosen over Golub-Kahan because it is short, needs
+ * (docs/DESIGN.md "Tensors"). Chosen over Golub-Kahan because it is short, needs
  * no bidiagonalisation, and computes even tiny singular values to high
  * relative accuracy, so rank-deficient and ill-conditioned inputs come out
  * right. It costs O(sweeps · n² · m) with about 6-10 sweeps: slow, not wrong.

@@ -1,5 +1,5 @@
 /**
- * The model owner's first step (METHOD.md §1-3) as library calls
+ * The model owner's first step (docs/METHOD.md §1-3) as library calls
  * (`offtune build-emulator`): calibration loading — a token stream or text
  * tokenized with the model's tokenizer — and the emulator build of either
  * method, GradOT ({@link buildGradotEmulator}: calibration forward/backward,
@@ -9,45 +9,37 @@
  *
  * @module
  */
-import { readFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import type { Observable } from "rxjs";
 import { calibrationFromTokens } from "../data/calibration.ts";
-import { readTokenStream } from "../data/token_stream.ts";
+import { readTokensOfFile } from "../data/text_tokens.ts";
 import type { StageEvents } from "../events/stage_events.ts";
+import { ResumableBuild } from "../io/build_resume.ts";
 import type { ShardDtype } from "../io/shard_schema.ts";
 import { tokenizerFor } from "../io/tokenizer_for.ts";
 import type { ModelConfig } from "../model/types.ts";
-import { buildGradotEmulator, GRADOT_DEFAULTS, type GradotOptions } from "../operators/gradot.ts";
+import { buildGradotEmulator, GRADOT_DEFAULTS, type GradotOptions, gradotSettings } from "../operators/gradot.ts";
 import { buildLayerDropEmulator } from "../operators/layer_drop.ts";
 import type { CalibrationSet, ModelHandle, ShardRecord } from "../records/records.ts";
 
 /**
- * Token ids of a calibration file: a `.bin` Uint16 stream as written by
- * `offtune build-fixtures`, or text tokenized with the model's tokenizer
- * (`tokenizerFor`: the model directory's tokenizer.json, else the fixture
+ * Token ids of a calibration file (src/data/text_tokens.ts): a `.bin` Uint16
+ * stream as written by `offtune build-fixtures`, a `.jsonl` of `{"text"}`
+ * documents, or text, tokenized with the model's tokenizer (`tokenizerFor`:
+ * `explicit`, else the model directory's tokenizer.json, else the fixture
  * one, with a notice unless `quiet`).
  *
- * @throws Error naming the file when it cannot be read
+ * @throws Error naming the file when it cannot be read or holds ids beyond
+ *   the model's vocabulary
  */
 export async function readCalibrationTokens(
   file: string,
   modelDir: string,
   cfg: ModelConfig,
   quiet: boolean,
+  explicit?: string,
 ): Promise<ArrayLike<number>> {
-  const explain = (e: unknown): never => {
-    throw new Error(`Cannot read calibration file "${file}": ${(e as { code?: string }).code === "ENOENT" ? "file does not exist" : (e as Error).message}`);
-  };
-  if (file.endsWith(".bin")) {
-    try {
-      return readTokenStream(file);
-    } catch (e) {
-      return explain(e);
-    }
-  }
-  const bytes = await readFile(file).catch(explain);
-  const { tokenizer } = await tokenizerFor(modelDir, cfg, undefined, quiet);
-  return tokenizer.encode(new TextDecoder().decode(bytes), { addSpecialTokens: false });
+  return await readTokensOfFile(file, "calibration file", cfg.vocabSize, async () => (await tokenizerFor(modelDir, cfg, explicit, quiet)).tokenizer);
 }
 
 /** How {@link loadCalibration} cuts the calibration set. */
@@ -56,6 +48,8 @@ export interface LoadCalibrationOptions {
   sequences?: number;
   /** Tokens per sequence T (default min(128, the model's positions)). */
   length?: number;
+  /** The tokenizer.json to encode text with (default: the model directory's own, else the fixture one). */
+  tokenizer?: string;
   /** No notice when the fixture tokenizer is used. */
   quiet?: boolean;
 }
@@ -71,7 +65,7 @@ export async function loadCalibration(
   options: LoadCalibrationOptions = {},
 ): Promise<CalibrationSet> {
   const length = options.length ?? Math.min(128, model.cfg.maxPositions);
-  const tokens = await readCalibrationTokens(file, model.source, model.cfg, options.quiet ?? false);
+  const tokens = await readCalibrationTokens(file, model.source, model.cfg, options.quiet ?? false, options.tokenizer);
   return calibrationFromTokens(tokens, options.sequences ?? 64, length, `Calibration file "${file}"`);
 }
 
@@ -107,14 +101,45 @@ export function buildEmulator(model: ModelHandle, options: BuildEmulatorOptions)
   const method = options.method ?? "gradot";
   if (method === "layerdrop") {
     return buildLayerDropEmulator(model, {
-      ratio: options.ratio ?? GRADOT_DEFAULTS.ratio, // matched emulator size (METHOD.md §5)
+      ratio: options.ratio ?? GRADOT_DEFAULTS.ratio, // matched emulator size (docs/METHOD.md §5)
       out: options.out,
       dtype: options.dtype,
+      tokenizer: options.tokenizer,
       events: options.events,
+      signal: options.signal,
     });
   }
   if (method !== "gradot") throw new Error(`--method expects gradot or layerdrop, got "${method}"`);
   const { calibration } = options;
   if (!calibration) throw new Error("A GradOT build needs a calibration set (loadCalibration)");
   return buildGradotEmulator(model, { ...options, calibration });
+}
+
+/**
+ * The resumable directory of a GradOT build of `model` into `options.out`
+ * (`<out>.partial-<key>`, src/io/build_resume.ts), keyed by everything its
+ * bytes depend on besides the model: settings, dtype, split, chunking and
+ * the calibration tokens themselves. Pass it to {@link buildEmulator} as
+ * `resume`, so a build killed outright continues where it stopped; call its
+ * `discard()` when the build is abandoned (e.g. interrupted).
+ *
+ * @param onNotice told what was resumed or discarded (for the CLI's stderr)
+ * @throws Error when a live process owns the directory
+ */
+export function openResumableBuild(
+  model: ModelHandle,
+  options: BuildEmulatorOptions & { calibration: CalibrationSet },
+  onNotice?: (message: string) => void,
+): ResumableBuild {
+  const ids = options.calibration.ids;
+  const tokens = createHash("sha256").update(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength)).digest("hex");
+  const inputs = {
+    method: "gradot",
+    settings: gradotSettings({ ...options, calibration: options.calibration }),
+    dtype: options.dtype,
+    split: model.split,
+    chunk: options.chunk ?? null,
+    tokens,
+  };
+  return ResumableBuild.open(options.out, model, inputs, onNotice);
 }

@@ -1,8 +1,8 @@
 /**
  * The whole offsite-tuning loop for one method as a library call
  * (`offtune experiment`, `offtune demo`): GradOT,
- * or the OT LayerDrop baseline of METHOD.md §3, as the seeds' table
- * measures it (METHOD.md §1, §5), composed from the verbs:
+ * or the OT LayerDrop baseline of docs/METHOD.md §3, as the seeds' table
+ * measures it (docs/METHOD.md §1, §5), composed from the verbs:
  *
  * 1. the model owner builds the emulator (`build-emulator --method`);
  * 2. zero-shot: the original model (Full ZS) and adapter + emulator (Emulator ZS);
@@ -17,28 +17,29 @@
  *
  * Every step runs in its own process with its log in `<work>/logs/`; the
  * per-task, per-seed steps run `--jobs` at a time (each process is
- * single-threaded: the wasm backend and OpenBLAS at one thread).
+ * single-threaded: the wasm backend and OpenBLAS at one thread). A SIGINT
+ * or SIGTERM is passed on to the running steps (src/cli/run_verb.ts); run
+ * again, the experiment continues the build, and the tuning and Full FT
+ * runs those steps checkpointed (docs/GUARANTEES.md "What resumes").
  *
  * @module
  */
-import { mkdir, readFile } from "node:fs/promises";
+import { access, mkdir, readFile, stat } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createProgress } from "../cli/progress.ts";
+import { createProgress, PLAIN_INTERVAL_S } from "../cli/progress.ts";
 import { runVerb } from "../cli/run_verb.ts";
 import { mapConcurrent } from "../distributed/map_concurrent.ts";
-import type { EvalReport } from "../eval/eval_report.ts";
+import { EVAL_DEFAULTS, type EvalReport, selectTasks } from "../eval/eval_report.ts";
+import { listTasks } from "../eval/task_file.ts";
 import { readManifest } from "../io/manifest.ts";
 import { checkOutputDir } from "../io/output_dir.ts";
 import { inspectCheckpoint } from "../model/inspect.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../report/run_result.ts";
-
-/** The fixture tasks an experiment runs by default (all 8). */
-export const EXPERIMENT_TASKS: readonly string[] = [
-  "lastword_cloze", "kjv_verse_ending", "wordnet_definition", "wordnet_hypernym",
-  "wordnet_antonym", "spam_detection", "sotu_era", "brown_genre",
-];
+import { fullTuneStatePath } from "../train/full_ft_state.ts";
+import { partialDirOf } from "../train/tune.ts";
+import { TUNE_STATE_FILE } from "../train/tune_package.ts";
 
 /** The options of one experiment (`offtune experiment`'s flags, parsed; {@link experimentOptions} fills the defaults). */
 export interface ExperimentOptions {
@@ -48,8 +49,10 @@ export interface ExperimentOptions {
   runs: string;
   /** The emulator: GradOT's, or the OT LayerDrop baseline's. */
   method: "gradot" | "layerdrop";
-  /** Task names. */
+  /** Task names (in `tasksDir`). */
   tasks: string[];
+  /** Where the tasks are (one directory per task, `listTasks`). */
+  tasksDir: string;
   /** Tuning seeds: one result.json each. */
   seeds: number[];
   /** The report row's label (default `<method>-r<ratio>`). */
@@ -60,8 +63,10 @@ export interface ExperimentOptions {
   lambdaAttn?: number;
   /** GCS λ for the MLP (GradOT's default when absent). */
   lambdaMlp?: number;
-  /** Calibration file (GradOT). */
+  /** Calibration file (GradOT): text, `.jsonl` of `{"text"}` documents, or a token stream `.bin`. */
   calibration: string;
+  /** Held-out text for the perplexities (eval's `--ppl-data`); default eval's. */
+  pplData?: string;
   /** Calibration sequences (GradOT). */
   sequences: number;
   /** Training items per task (all when absent). */
@@ -84,6 +89,12 @@ export interface ExperimentOptions {
 
 const flagIf = (flag: string, value: number | undefined) => (value === undefined ? [] : [flag, String(value)]);
 
+/** `["--resume"]` when one of `states` exists: a checkpoint an interrupted run of the step left. */
+async function resumeIf(...states: string[]): Promise<string[]> {
+  for (const state of states) if (await stat(state).then(() => true, () => false)) return ["--resume"];
+  return [];
+}
+
 async function readEval(path: string): Promise<EvalReport> {
   return JSON.parse(await readFile(path, "utf8")) as EvalReport;
 }
@@ -102,18 +113,41 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   await mkdir(logs, { recursive: true });
   const label = o.label ?? `${o.method}-r${o.ratio}`;
   const emulator = join(work, `${label}-emulator`);
+  const pplArgs = ["--ppl", ...(o.pplData === undefined ? [] : ["--ppl-data", o.pplData])];
   const evalArgs = (model: string, tasks: string[], json: string, extra: string[] = []) => [
-    "eval", "--model", model, "--tasks", tasks.join(","), ...flagIf("--limit", o.evalLimit), "--json", json, "--quiet", ...extra,
+    "eval", "--model", model, "--tasks", tasks.join(","), "--tasks-dir", o.tasksDir, ...flagIf("--limit", o.evalLimit),
+    "--json", json, "--quiet", ...extra,
   ];
-  const tuneHyper = ["--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit)];
-  const progress = createProgress("experiment", o.quiet);
+  const tuneHyper = [
+    "--tasks-dir", o.tasksDir, "--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit),
+  ];
+  // Each step is a process of seconds to many minutes: a plain line as each starts and ends,
+  // and one every PLAIN_INTERVAL_S seconds naming the steps still running. The lines are the
+  // run's log (to stdout when it is redirected; src/cli/progress.ts).
+  const progress = createProgress("experiment", o.quiet, { every: "update", log: true });
   let done = 0;
-  let total = 1;
+  const total = 1 + 2 * o.tasks.length + o.seeds.length * o.tasks.length * (o.fullFt ? 4 : 3);
+  const running = new Set<string>();
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
   const step = async (what: string, args: string[]) => {
-    progress.update({ done, total, unit: "steps", detail: what });
-    await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
+    running.add(what);
+    heartbeat ??= setInterval(
+      () => progress.update({ done, total, unit: "steps", detail: `running ${[...running].join(", ")}` }),
+      PLAIN_INTERVAL_S * 1000,
+    );
+    (heartbeat as { unref?: () => void }).unref?.(); // never what keeps the process alive
+    progress.update({ done, total, unit: "steps", detail: `started ${what}` });
+    try {
+      await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
+    } finally {
+      running.delete(what);
+      if (running.size === 0) {
+        clearInterval(heartbeat);
+        heartbeat = undefined;
+      }
+    }
     done++;
-    progress.update({ done, total, unit: "steps", detail: what });
+    progress.update({ done, total, unit: "steps", detail: `finished ${what}` });
   };
 
   const gradotFlags = [
@@ -132,7 +166,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   // independent, so they share one pool of --jobs processes.
   const zeroShot = async (which: "full" | "emulator", task: string, ppl: boolean): Promise<EvalReport> => {
     const json = join(work, `${which === "full" ? "full" : `${label}-emulator`}_zs_${task}.json`);
-    await step(`${which}-zs ${task}`, evalArgs(which === "full" ? o.model : emulator, [task], json, ppl ? ["--ppl"] : []));
+    await step(`${which}-zs ${task}`, evalArgs(which === "full" ? o.model : emulator, [task], json, ppl ? pplArgs : []));
     return readEval(json);
   };
   const tuneUnit = async (seed: number, task: string, measurePpl: boolean) => {
@@ -140,17 +174,19 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     const adapter = join(seedDir, "adapters", task);
     await step(`tune ${task} seed ${seed}`, [
       "tune", "--emulator", emulator, "--task", task, "--out", adapter, "--seed", String(seed), ...tuneHyper, "--quiet",
+      ...(await resumeIf(join(adapter, TUNE_STATE_FILE), join(partialDirOf(adapter), TUNE_STATE_FILE))),
     ]);
     const emuFt = join(seedDir, `emulator_ft_${task}.json`);
     await step(`emulator-ft ${task} seed ${seed}`, evalArgs(emulator, [task], emuFt, ["--adapter", adapter]));
     const plugIn = join(seedDir, `plug_in_${task}.json`);
-    await step(`plug-in ${task} seed ${seed}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? ["--ppl"] : [])]));
+    await step(`plug-in ${task} seed ${seed}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? pplArgs : [])]));
     let fullFt: number | null = null;
     if (o.fullFt) {
       const tuned = join(work, `full-ft-seed${seed}`, task);
       const fullFtJson = join(work, `full-ft-seed${seed}`, `full_ft_${task}.json`);
       await step(`full-ft ${task} seed ${seed}`, [
         "full-ft", "--model", o.model, "--task", task, "--out", tuned, "--seed", String(seed), ...tuneHyper, "--quiet",
+        ...(await resumeIf(fullTuneStatePath(tuned))),
       ]);
       await runVerb(evalArgs(tuned, [task], fullFtJson), join(logs, `full-ft-eval_${task}_${seed}.log`));
       fullFt = 100 * (await readEval(fullFtJson)).tasks[task][o.metric];
@@ -170,7 +206,6 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     ...(["full", "emulator"] as const).flatMap((which) => o.tasks.map((task, t): Unit => ({ kind: "zs", which, task, ppl: t === 0 }))),
     ...o.seeds.flatMap((seed) => o.tasks.map((task, t): Unit => ({ kind: "tune", seed, task, measurePpl: t === 0 }))),
   ];
-  total = 1 + 2 * o.tasks.length + o.seeds.length * o.tasks.length * (o.fullFt ? 4 : 3);
   type TuneOutcome = Awaited<ReturnType<typeof tuneUnit>>;
   const outcomes = await mapConcurrent<Unit, EvalReport | TuneOutcome>(units, o.jobs, (u) =>
     u.kind === "zs" ? zeroShot(u.which, u.task, u.ppl) : tuneUnit(u.seed, u.task, u.measurePpl)
@@ -197,6 +232,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
         full_ft: tuned.fullFt,
         emulator_ft: tuned.emulatorFt,
         plug_in: tuned.plugIn,
+        chance: 100 * full.chance,
       };
       if (u.measurePpl) plugInPpl = tuned.plugInPpl;
     }
@@ -215,7 +251,6 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     };
     written.push(await writeRunResult(o.runs, result));
   }
-  done = total;
   progress.finish(`${written.length} results in ${o.runs}`);
   return written;
 }
@@ -233,7 +268,6 @@ const FIXTURE_CALIBRATION = fileURLToPath(new URL("../../fixtures/data/pretrain/
 /** What an experiment runs unless told otherwise (`offtune experiment --help` lists them). */
 export const EXPERIMENT_DEFAULTS = {
   method: "gradot",
-  tasks: EXPERIMENT_TASKS,
   seeds: [0, 1, 2],
   ratio: 0.5,
   calibration: FIXTURE_CALIBRATION,
@@ -246,22 +280,42 @@ export const EXPERIMENT_DEFAULTS = {
 
 /**
  * The options of an experiment on `model` writing to `runs`, with the
- * {@link EXPERIMENT_DEFAULTS} (and one job per core) where `given` has none.
+ * {@link EXPERIMENT_DEFAULTS} (every task of `tasksDir`, default eval's
+ * fixture tasks; one job per core) where `given` has none. Checks the task
+ * names against the tasks directory and that the files the steps read exist,
+ * so that a typo fails at once, naming the flag, and not minutes later in a
+ * step's log.
  *
- * @throws Error for an unknown method, metric or task
+ * @throws Error for an unknown method, metric or task, or a missing input file
  */
-export function experimentOptions(given: Partial<ExperimentOptions> & Pick<ExperimentOptions, "model" | "runs">): ExperimentOptions {
+export async function experimentOptions(
+  given: Partial<ExperimentOptions> & Pick<ExperimentOptions, "model" | "runs">,
+): Promise<ExperimentOptions> {
+  const tasksDir = given.tasksDir ?? EVAL_DEFAULTS.tasksDir;
   const o: ExperimentOptions = {
     ...EXPERIMENT_DEFAULTS,
-    tasks: [...EXPERIMENT_DEFAULTS.tasks],
     seeds: [...EXPERIMENT_DEFAULTS.seeds],
     jobs: availableParallelism(),
     ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
+    tasksDir,
   } as ExperimentOptions;
   if (o.metric !== "acc" && o.metric !== "acc_norm") throw new Error(`--metric expects acc or acc_norm, got "${o.metric}"`);
   if (o.method !== "gradot" && o.method !== "layerdrop") throw new Error(`--method expects gradot or layerdrop, got "${o.method}"`);
-  for (const t of o.tasks) {
-    if (!EXPERIMENT_TASKS.includes(t)) throw new Error(`Unknown task "${t}": expected one of ${EXPERIMENT_TASKS.join(", ")}`);
-  }
+  o.tasks = selectTasks(given.tasks ? given.tasks.join(",") : "all", await listTasks(tasksDir), tasksDir);
+  await checkInputs(o);
   return o;
+}
+
+/** Checks that the files the steps read exist (see {@link experimentOptions}). */
+async function checkInputs(o: ExperimentOptions): Promise<void> {
+  const missing = async (path: string) => !(await access(path).then(() => true, () => false));
+  const inputs: Array<[string, string]> = [["--model", join(o.model, "config.json")]];
+  if (o.method === "gradot") inputs.push(["--calibration", o.calibration]);
+  if (o.pplData !== undefined) inputs.push(["--ppl-data", o.pplData]);
+  for (const task of o.tasks) {
+    for (const split of ["train", "test"]) inputs.push(["--tasks-dir", join(o.tasksDir, task, `${split}.jsonl`)]);
+  }
+  for (const [flag, path] of inputs) {
+    if (await missing(path)) throw new Error(`${flag}: "${path}" does not exist`);
+  }
 }

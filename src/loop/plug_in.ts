@@ -1,5 +1,5 @@
 /**
- * The model owner's last step (METHOD.md §1 step 3) as one call: put the
+ * The model owner's last step (docs/METHOD.md §1 step 3) as one call: put the
  * tuned adapter returned by the data owner into the original model and write
  * the result as a complete Hugging Face checkpoint (`offtune plug-in`). The
  * adapter must name this model (source hash) and this adapter/emulator split,

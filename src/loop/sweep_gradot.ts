@@ -1,7 +1,7 @@
 /**
  * GradOT's λ sweep as a library call (`offtune sweep-gradot`): chooses
  * λ_attn, λ_mlp (and the attention share of the budget) on a model by the
- * two things an emulator must do (METHOD.md §2): keep the adapter's
+ * two things an emulator must do (docs/METHOD.md §2): keep the adapter's
  * gradients (utility) and be a poor model on its own (privacy). For each
  * setting it measures
  * - `cos`: cosine between the adapter blocks' loss gradient through the

@@ -1,7 +1,7 @@
 /**
  * Typed reads of `config.json` values, with errors that name the key, the
  * expected kind and the value found, so every architecture's `parseConfig`
- * rejects a bad config the same way (DESIGN.md "Models": a typed config).
+ * rejects a bad config the same way (docs/DESIGN.md "Models": a typed config).
  *
  * @module
  */

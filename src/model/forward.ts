@@ -1,5 +1,5 @@
 /**
- * The whole-model forward and the LM loss (METHOD.md §2: `ℓ` is the LM loss
+ * The whole-model forward and the LM loss (docs/METHOD.md §2: `ℓ` is the LM loss
  * on calibration text; §5 log-likelihood scoring uses the same logits).
  *
  * @module

@@ -1,12 +1,14 @@
 /**
  * What a Hugging Face checkpoint holds (`offtune inspect`): its
  * architecture, blocks, parameter counts and stored dtypes — checked against
- * the architecture's expected names and shapes without loading any weights.
+ * the architecture's expected names and shapes without loading any weights
+ * (a config that disagrees with the weights is an error, as when a verb opens
+ * the checkpoint: docs/GUARANTEES.md "What is verified").
  *
  * @module
  */
 import { openCheckpoint, type TensorInfo } from "../io/checkpoint.ts";
-import { resolveModel, storedName } from "./load.ts";
+import { checkWeightsMatchConfig, resolveModel, storedName } from "./load.ts";
 
 /** What `inspect` reports, also printed as JSON with `--json`. */
 export interface CheckpointSummary {
@@ -47,6 +49,7 @@ export async function inspectCheckpoint(dir: string): Promise<CheckpointSummary>
   const reader = await openCheckpoint(dir, { scanNonFinite: false });
   try {
     const { arch, cfg } = resolveModel(reader);
+    checkWeightsMatchConfig(reader, arch, cfg);
     const byName = new Map<string, TensorInfo>(reader.tensors().map((t) => [t.name, t]));
     const perBlock: number[] = [];
     const claimed = new Set<string>();

@@ -43,7 +43,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
 /**
  * The linear map `name` of a block: `y = x W + b (+ probe)`, `[..., in]` ->
  * `[..., out]`, with `W` the kernel-layout `name.weight` `[in, out]` or, for a
- * DRD-compressed linear (METHOD.md §2), the factors `name.weight_u` `[in, r]`
+ * DRD-compressed linear (docs/METHOD.md §2), the factors `name.weight_u` `[in, r]`
  * and `name.weight_v` `[r, out]` applied as `(x U) V`. The bias `name.bias`
  * is optional. `options.onLinearInput` sees `x` first (KFAC's `A`), and a
  * probe `options.probes.get(name)` is added to `y` (its gradient is γ).

@@ -1,5 +1,5 @@
 /**
- * Hugging Face checkpoints <-> kernel-layout {@link WeightMap}s (DESIGN.md
+ * Hugging Face checkpoints <-> kernel-layout {@link WeightMap}s (docs/DESIGN.md
  * "Models": weights load from HF layouts, lazily per block; nanoGPT's loader
  * with visible transposes and asserts).
  *
@@ -15,6 +15,7 @@ import { join } from "node:path";
 import type { CheckpointReader, TensorToSave } from "../io/checkpoint.ts";
 import { CheckpointError } from "../io/errors.ts";
 import { filledTensor } from "../tensor/heap_view.ts";
+import { everyBlock } from "../records/records.ts";
 import { architectureFor } from "./registry.ts";
 import { formatShape, sameShape } from "./shapes.ts";
 import type { StreamedVocabulary } from "../records/records.ts";
@@ -100,14 +101,15 @@ export function storedName(reader: CheckpointReader, arch: Architecture, name: s
   return undefined;
 }
 
-function loadNamed(
+/** Where each expected tensor of a block (or the outer part) is stored and how, checked against the file's headers. */
+function planNamed(
   reader: CheckpointReader,
   arch: Architecture,
   shapes: Map<string, number[]>,
   prefix: string,
   what: string,
-): WeightMap {
-  const plan = [...shapes].map(([local, shape]) => {
+) {
+  return [...shapes].map(([local, shape]) => {
     const full = prefix + local;
     const stored = storedName(reader, arch, full);
     if (stored === undefined) {
@@ -125,6 +127,16 @@ function loadNamed(
     }
     return { local, stored, shape, hfShape, transposed };
   });
+}
+
+function loadNamed(
+  reader: CheckpointReader,
+  arch: Architecture,
+  shapes: Map<string, number[]>,
+  prefix: string,
+  what: string,
+): WeightMap {
+  const plan = planNamed(reader, arch, shapes, prefix, what);
   const weights: WeightMap = new Map();
   try {
     for (const { local, stored, shape, hfShape, transposed } of plan) {
@@ -135,6 +147,53 @@ function loadNamed(
     throw e;
   }
   return weights;
+}
+
+/**
+ * The block index a stored tensor name belongs to (with or without the
+ * architecture's base prefix), or undefined for a non-block tensor.
+ */
+function blockIndexOf(arch: Architecture, name: string): number | undefined {
+  const marker = "987654321";
+  const [head, tail] = arch.blockPrefix(Number(marker)).split(marker);
+  const base = arch.basePrefix ?? "";
+  const full = base && !name.startsWith(base) ? base + name : name;
+  if (!full.startsWith(head)) return undefined;
+  const match = /^(0|[1-9]\d*)/.exec(full.slice(head.length));
+  if (!match || !full.startsWith(tail, head.length + match[1].length)) return undefined;
+  return Number(match[1]);
+}
+
+/**
+ * Checks that a checkpoint's weights are the ones its config.json describes
+ * (docs/GUARANTEES.md "What is verified"), from the headers alone: every
+ * tensor of every block `0..L-1` and of the outer part is present with the
+ * shape the config implies, and no tensor belongs to a block beyond `L`. A
+ * config whose `num_hidden_layers` is too small would otherwise silently
+ * ignore the last blocks, and one whose widths disagree would fail deep in
+ * a forward pass.
+ *
+ * @throws CheckpointError naming the file and the disagreement: a missing
+ *   tensor, a shape (tensor and both shapes), or a block beyond the config
+ */
+export function checkWeightsMatchConfig(reader: CheckpointReader, arch: Architecture, cfg: ModelConfig): void {
+  const config = join(reader.dir, "config.json");
+  const declared = `Checkpoint "${reader.dir}" disagrees with "${config}": the config declares ${cfg.layers} blocks (0..${cfg.layers - 1})`;
+  const stored = new Set(reader.tensors().map((t) => blockIndexOf(arch, t.name)));
+  const absent = everyBlock(cfg.layers).filter((i) => !stored.has(i));
+  if (absent.length > 0) {
+    throw new CheckpointError(config, `${declared}, but the weights hold no tensor of block${absent.length > 1 ? "s" : ""} ${absent.join(", ")}`);
+  }
+  const beyond = reader.tensors().filter((t) => (blockIndexOf(arch, t.name) ?? -1) >= cfg.layers);
+  if (beyond.length > 0) {
+    const blocks = [...new Set(beyond.map((t) => blockIndexOf(arch, t.name)!))].sort((a, b) => a - b);
+    throw new CheckpointError(
+      config,
+      `${declared}, but "${beyond[0].file}" holds block${blocks.length > 1 ? "s" : ""} ${blocks.join(", ")} (e.g. tensor "${beyond[0].name}")`,
+    );
+  }
+  planNamed(reader, arch, arch.outerShapes(cfg), "", "the outer weights");
+  for (let i = 0; i < cfg.layers; i++) planNamed(reader, arch, arch.blockShapes(cfg), arch.blockPrefix(i), `block ${i}`);
 }
 
 /**

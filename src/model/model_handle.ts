@@ -1,7 +1,7 @@
 /**
  * Opens a Hugging Face checkpoint as a {@link ModelHandle}: architecture,
  * config, adapter split, a content hash for provenance, and lazy per-block
- * weight loading (DESIGN.md "Scale": only the block being processed is
+ * weight loading (docs/DESIGN.md "Scale": only the block being processed is
  * resident).
  *
  * @module
@@ -11,14 +11,14 @@ import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { openCheckpoint } from "../io/checkpoint.ts";
 import { shapeSize } from "../io/shard_schema.ts";
-import { loadBlockWeights, loadOuterWeights, resolveModel, vocabularyRows } from "./load.ts";
+import { checkWeightsMatchConfig, loadBlockWeights, loadOuterWeights, resolveModel, vocabularyRows } from "./load.ts";
 import { type AdapterSplit, everyBlock, type ModelHandle } from "../records/records.ts";
 import { collectGarbage } from "../tensor/collect_garbage.ts";
 import { disposeWeights } from "./weights.ts";
 
 /** Options of {@link openModel}. */
 export interface OpenModelOptions {
-  /** Adapter blocks at the bottom and top (METHOD.md §1). Default 2 + 2, the offsite-tuning setting. */
+  /** Adapter blocks at the bottom and top (docs/METHOD.md §1). Default 2 + 2, the offsite-tuning setting. */
   split?: AdapterSplit;
   /** Scan every weight for NaN/Inf as it is read (default true). */
   scanNonFinite?: boolean;
@@ -72,6 +72,7 @@ export async function openModel(dir: string, options: OpenModelOptions = {}): Pr
   const reader = await openCheckpoint(dir, { scanNonFinite: options.scanNonFinite ?? true });
   try {
     const { arch, cfg } = resolveModel(reader);
+    checkWeightsMatchConfig(reader, arch, cfg);
     const split = options.split ?? DEFAULT_SPLIT;
     checkSplit(split, cfg.layers, dir);
     const files = [...new Set(reader.tensors().map((t) => t.file))].sort();

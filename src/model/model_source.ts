@@ -1,5 +1,5 @@
 /**
- * One way to open whatever a verb is pointed at (METHOD.md §1's artefacts):
+ * One way to open whatever a verb is pointed at (docs/METHOD.md §1's artefacts):
  * an original Hugging Face checkpoint, an emulator package, either of them
  * with a tuned adapter package on top. The result is always a
  * {@link ModelHandle}, so evaluation, tuning and the GradOT operators do not
@@ -15,13 +15,15 @@
  */
 import { access } from "node:fs/promises";
 import { join } from "node:path";
+import { CheckpointError } from "../io/errors.ts";
 import { MANIFEST_FILE, verifyPackage } from "../io/manifest.ts";
+import { configSha256 } from "../io/shard_schema.ts";
 import type { WeightMap } from "./types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ModelHandle } from "../records/records.ts";
-import { blockRole } from "../records/records.ts";
 import { openModel, type OpenModelOptions } from "./model_handle.ts";
 import { openPackage, readPackageWeights } from "./open_package.ts";
+import { checkAdapterBlocks, checkPackageShapes } from "./package_checks.ts";
 import { requireFinishedAdapter } from "../train/tune_package.ts";
 import { disposeWeights, replaceWeight } from "./weights.ts";
 
@@ -62,6 +64,13 @@ export function applyAdapterWeights(base: WeightMap, adapter: WeightMap, where: 
   disposeWeights(adapter);
 }
 
+/** The top-level keys whose values differ between two configs, for messages. */
+function differingKeys(a: Record<string, unknown>, b: Record<string, unknown>): string {
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()
+    .filter((k) => configSha256({ v: a[k] ?? null }) !== configSha256({ v: b[k] ?? null }));
+  return keys.map((k) => `${k} ${JSON.stringify(a[k])} vs ${JSON.stringify(b[k])}`).join(", ");
+}
+
 /** Options of {@link withAdapter}. */
 export interface WithAdapterOptions {
   /** Accept an epoch checkpoint of a tuning run that has not finished (`--allow-unfinished`). */
@@ -69,15 +78,31 @@ export interface WithAdapterOptions {
 }
 
 /**
- * `base` with the tuned adapter in `adapterDir` applied. Refuses an adapter
- * made for another model (source hash) or another adapter/emulator split,
- * and an unfinished one unless `allowUnfinished` (src/train/tune_package.ts
- * `requireFinishedAdapter`).
+ * `base` with the tuned adapter in `adapterDir` applied. Verifies the
+ * package (verifyPackage) and refuses an adapter made for another model
+ * (architecture, config, source hash) or another adapter/emulator split,
+ * one that lacks an adapter block or holds another block, tensors whose
+ * shapes the model's config does not imply (docs/GUARANTEES.md "What is
+ * verified"), and an unfinished one unless `allowUnfinished`
+ * (src/train/tune_package.ts `requireFinishedAdapter`).
  */
 export async function withAdapter(base: ModelHandle, adapterDir: string, options: WithAdapterOptions = {}): Promise<ModelHandle> {
   const manifest = await verifyPackage(adapterDir);
   if (manifest.kind !== "adapter") throw new Error(`"${adapterDir}" is an ${manifest.kind} package, not an adapter`);
   if (!options.allowUnfinished) requireFinishedAdapter(adapterDir, manifest);
+  const manifestPath = join(adapterDir, MANIFEST_FILE);
+  if (manifest.architecture !== base.cfg.modelType) {
+    throw new CheckpointError(
+      manifestPath,
+      `Adapter "${adapterDir}" is for a ${manifest.architecture} model, but "${base.source}" is ${base.cfg.modelType}`,
+    );
+  }
+  if (configSha256(manifest.config) !== configSha256(base.cfg.raw)) {
+    throw new CheckpointError(
+      manifestPath,
+      `Adapter "${adapterDir}" has another config than "${base.source}" (adapter vs model: ${differingKeys(manifest.config, base.cfg.raw)})`,
+    );
+  }
   if (manifest.sourceHash !== base.sourceHash) {
     throw new Error(
       `Adapter "${adapterDir}" was tuned for model ${manifest.sourceHash.slice(0, 12)}…, but "${base.source}" is ${base.sourceHash.slice(0, 12)}…`,
@@ -88,11 +113,8 @@ export async function withAdapter(base: ModelHandle, adapterDir: string, options
       `Adapter "${adapterDir}" has split ${manifest.split.bottom}+${manifest.split.top}, the model ${base.split.bottom}+${base.split.top}`,
     );
   }
-  for (const s of manifest.shards) {
-    if (s.block !== "outer" && blockRole(s.block, base.cfg.layers, base.split) !== "adapter") {
-      throw new Error(`Adapter "${adapterDir}" has a shard for block ${s.block}, which is not an adapter block`);
-    }
-  }
+  checkAdapterBlocks(adapterDir, manifest, base.cfg.layers, base.split, base.source);
+  checkPackageShapes(adapterDir, manifest, base.arch, base.cfg, `the model "${base.source}"`);
   const outerAdapter = await readPackageWeights(adapterDir, manifest, "outer");
   if (outerAdapter) applyAdapterWeights(base.outer, outerAdapter, `"${adapterDir}" (outer)`);
   return {

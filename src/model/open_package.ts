@@ -1,19 +1,22 @@
 /**
  * Opens an emulator (or adapter) package written by `writeShards` as a
  * {@link ModelHandle}, so the same operators and evaluators run on an
- * emulator as on the original checkpoint (DESIGN.md: `loadEmulator()`).
- * Every shard's SHA-256 is checked against the manifest before use.
+ * emulator as on the original checkpoint (docs/DESIGN.md "The shape").
+ * Every shard's SHA-256 and header are checked against the manifest, and
+ * the manifest's shards against its config, before use (docs/GUARANTEES.md
+ * "What is verified").
  *
  * @module
  */
 import { join } from "node:path";
-import { type Manifest, verifyPackage } from "../io/manifest.ts";
+import { type Manifest, MANIFEST_FILE, verifyPackage } from "../io/manifest.ts";
 import { readShardFile } from "../io/shard_reader.ts";
 import { architectureFor } from "./registry.ts";
 import type { WeightMap } from "./types.ts";
 import { tf } from "../tensor/backend.ts";
 import { type AdapterSplit, blockRole, everyBlock, type ModelHandle } from "../records/records.ts";
 import { checkSplit } from "./model_handle.ts";
+import { checkBlockRoles, checkPackageShapes } from "./package_checks.ts";
 import { disposeWeights } from "./weights.ts";
 
 /** A package opened as a model: the handle plus its manifest. */
@@ -70,14 +73,18 @@ function packageBlockIndices(dir: string, manifest: Manifest, layers: number, sp
  * checksum, loads the outer weights, and reads blocks on demand. The handle
  * runs the blocks {@link packageBlockIndices} gives.
  *
- * @throws when the manifest or a shard is missing or corrupt, the
+ * @throws when the manifest or a shard is missing or corrupt, a shard
+ *   disagrees with the manifest or a tensor with the config, the
  *   architecture is unknown, or the package lacks a block it must run
  */
 export async function openPackage(dir: string): Promise<OpenedPackage> {
   const manifest = await verifyPackage(dir);
-  const arch = architectureFor(manifest.architecture, join(dir, "manifest.msgpack"));
+  const manifestPath = join(dir, MANIFEST_FILE);
+  const arch = architectureFor(manifest.architecture, manifestPath);
   const cfg = arch.parseConfig(manifest.config);
   checkSplit(manifest.split, cfg.layers, dir);
+  checkPackageShapes(dir, manifest, arch, cfg, `the config in "${manifestPath}"`);
+  checkBlockRoles(dir, manifest, cfg.layers);
   const blockIndices = packageBlockIndices(dir, manifest, cfg.layers, manifest.split);
   const outer = await readWeights(dir, manifest, "outer");
   return {

@@ -1,5 +1,5 @@
 /**
- * OPT (the seeds' model, METHOD.md §1), as Hugging Face's `modeling_opt.py`:
+ * OPT (the seeds' model, docs/METHOD.md §1), as Hugging Face's `modeling_opt.py`:
  * learned positions offset by 2, pre-LN blocks (post-LN when
  * `do_layer_norm_before` is false, then without a final norm), ReLU MLP
  * `fc1`/`fc2`, biases everywhere, queries scaled by `head_dim^-0.5` before

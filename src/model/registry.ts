@@ -1,7 +1,7 @@
 /**
  * The architecture registry: `config.json`'s `model_type` -> {@link Architecture}
- * (DESIGN.md "Models": architectures are data; STYLE.md: a registry table as
- * in transformers.js). The built-in table lists OPT, GPT-2 and LLaMA; another
+ * (docs/DESIGN.md "Models": architectures are data; a registry table, as
+ * transformers.js keeps one). The built-in table lists OPT, GPT-2 and LLaMA; another
  * architecture is a new file whose object is passed to
  * {@link registerArchitecture}.
  *

@@ -1,11 +1,11 @@
 /**
- * The contract every architecture implements (DESIGN.md "Models").
+ * The contract every architecture implements (docs/DESIGN.md "Models").
  *
  * Conventions, fixed here for the whole tree:
  * - Activations are `[B, T, d]` float32 tensors (batch, tokens, hidden).
  * - A linear map is stored in *kernel layout* `[in, out]`, so `y = x @ W + b`
  *   is a plain (untransposed) matMul. Hugging Face stores `nn.Linear` weights
- *   as `[out, in]`: loaders transpose them once, savers transpose back. METHOD.md
+ *   as `[out, in]`: loaders transpose them once, savers transpose back. docs/METHOD.md
  *   writes `W` as out×in; the numerics convert where they need that view.
  * - Within a block, weights are named by their Hugging Face names with the
  *   block prefix removed (OPT: `self_attn.q_proj.weight`, GPT-2: `attn.c_attn.weight`,
@@ -24,17 +24,21 @@ export type WeightMap = Map<string, Tensor>;
 export interface ModelConfig {
   /** `model_type` as in config.json (registry key). */
   modelType: string;
+  /** Vocabulary size V (rows of the token embedding). */
   vocabSize: number;
   /** Hidden width d. */
   hidden: number;
   /** Number of transformer blocks L. */
   layers: number;
+  /** Attention heads. */
   heads: number;
   /** Key/value heads (grouped-query attention); equals `heads` otherwise. */
   kvHeads: number;
   /** MLP intermediate width m. */
   intermediate: number;
+  /** Longest sequence the position scheme allows. */
   maxPositions: number;
+  /** Epsilon of the layer norms (or RMSNorms). */
   normEps: number;
   /** Whether the LM head shares the token embedding matrix. */
   tiedHead: boolean;
@@ -42,7 +46,7 @@ export interface ModelConfig {
   raw: Record<string, unknown>;
 }
 
-/** Which part of the network a linear belongs to (DRD vs SCP, METHOD.md §2). */
+/** Which part of the network a linear belongs to (DRD vs SCP, docs/METHOD.md §2). */
 export type LinearRole =
   | "attn.q" | "attn.k" | "attn.v" | "attn.out" | "attn.qkv"
   | "mlp.in" | "mlp.gate" | "mlp.up" | "mlp.out";
@@ -51,10 +55,13 @@ export type LinearRole =
 export interface LinearSpec {
   /** Weight name inside the block (without `.weight`), e.g. `self_attn.q_proj`. */
   name: string;
+  /** What the linear does in the block: decides DRD (attention) or SCP (MLP). */
   role: LinearRole;
   /** Input and output widths of the full (uncompressed) linear. */
   inFeatures: number;
+  /** Output width of the full (uncompressed) linear. */
   outFeatures: number;
+  /** Whether the linear has a bias `name.bias`. */
   hasBias: boolean;
 }
 
@@ -62,7 +69,7 @@ export interface LinearSpec {
 export interface BlockOptions {
   /**
    * Zero tensors added to each named linear's output `[B, T, out]`; the
-   * gradient of the loss w.r.t. a probe is γ = ∂ℓ/∂y (DESIGN.md "Models").
+   * gradient of the loss w.r.t. a probe is γ = ∂ℓ/∂y (docs/DESIGN.md "Models").
    */
   probes?: Map<string, Tensor>;
   /**
@@ -74,7 +81,7 @@ export interface BlockOptions {
   onLinearInput?: (name: string, x: Tensor) => void;
 }
 
-/** An architecture: a descriptor plus its block function (DESIGN.md "Models"). */
+/** An architecture: a descriptor plus its block function (docs/DESIGN.md "Models"). */
 export interface Architecture {
   /** config.json `model_type` values this architecture serves. */
   modelTypes: string[];

@@ -1,7 +1,7 @@
 /**
  * Vector-Jacobian products for a streamed backward, one block resident at a
- * time (DESIGN.md `calibrateBackward`: recompute the block, VJP from the
- * upstream gradient, emit per-linear statistics; METHOD.md §2: `g = ∂ℓ/∂W`,
+ * time (docs/DESIGN.md "The shape", `calibrateBackward`: recompute the block, VJP from the
+ * upstream gradient, emit per-linear statistics; docs/METHOD.md §2: `g = ∂ℓ/∂W`,
  * and γ = ∂ℓ/∂y from zero probes at the linear outputs).
  *
  * Chaining {@link headLossGrad} on the last block's output and then

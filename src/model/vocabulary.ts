@@ -1,6 +1,6 @@
 /**
  * The vocabulary matrices (token embedding, LM head) streamed from the
- * checkpoint by rows instead of held in memory (DESIGN.md "Scale"): on an
+ * checkpoint by rows instead of held in memory (docs/DESIGN.md "Scale"): on an
  * OPT-1.3B-sized model the `[V, d]` embedding alone is 0.41 GB of float32,
  * more than a block. A calibration pass needs only
  *

@@ -1,7 +1,7 @@
 /**
  * `accumulateKfac`: folds the backward's per-chunk linear data into KFAC
  * factors `A = E[x xᵀ]`, `G = E[γ γᵀ]` and the weight gradient `g`
- * (METHOD.md §2 "Hessian by KFAC"; scaling in `src/stats/kfac.ts`: `G δ A`
+ * (docs/METHOD.md §2 "Hessian by KFAC"; scaling in `src/stats/kfac.ts`: `G δ A`
  * and `g` are the curvature and gradient of the mean calibration loss).
  *
  * The producing linears of an MLP (`mlp.in`, `mlp.gate`, `mlp.up`) with a

@@ -1,10 +1,10 @@
 /**
  * `calibrateBackward`: the calibration backward pass, block by block in
- * reverse with one block's weights resident (DESIGN.md "The shape"): re-read
+ * reverse with one block's weights resident (docs/DESIGN.md "The shape"): re-read
  * the block, recompute it on its stored input, take the VJP from the upstream
  * gradient, and emit each linear's inputs `x` and output gradients
- * `γ = ∂ℓ/∂y` (zero probes at the linear outputs, DESIGN.md "Models") for
- * KFAC (METHOD.md §2).
+ * `γ = ∂ℓ/∂y` (zero probes at the linear outputs, docs/DESIGN.md "Models") for
+ * KFAC (docs/METHOD.md §2).
  *
  * The loss is the next-token loss of the calibration set; the head runs in
  * chunks small enough for its `[n, T, V]` logits (or, with a streamed
@@ -33,7 +33,9 @@ import type { Matrix } from "../linalg/matrix.ts";
 import type { LinearSpec, WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
-import { chunkIds, chunkTensor, defaultChunk, sequenceChunks } from "../io/activation_store.ts";
+import { checkpointBoundary } from "../cli/interrupt.ts";
+import { chunkIds, chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
+import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
 import { disposeWeights, toMatrix } from "../model/weights.ts";
 
@@ -45,11 +47,24 @@ export interface CalibrateBackwardOptions {
   headChunk?: number;
   /**
    * Receives the seconds of each stage's work (read, backward) and, once the
-   * head's gradient is known, a `head` event with the calibration loss (mean
-   * next-token NLL) and its token count.
+   * head's gradient is known (or a resumed build's recorded loss is read), a
+   * `head` event with the calibration loss (mean next-token NLL) and its
+   * token count.
    */
   events?: StageEvents;
+  /** Checked before each block: when aborted, the pass stops there with the signal's reason (src/cli/interrupt.ts). */
+  signal?: AbortSignal;
+  /**
+   * A resumable build: gradients go to its persistent store (`grad-<i>`: at
+   * block i's input, `grad-<L>` at the head), the loss to its progress, and
+   * blocks whose shards an earlier run wrote are skipped
+   * (src/io/build_resume.ts).
+   */
+  resume?: ResumableBuild;
 }
+
+/** The name of the loss gradient at block `i`'s input in a persistent store (`grad-<L>`: at the head). */
+const gradientName = (i: number) => `grad-${i}`;
 
 function collectAll(records: ActivationRecord[]): ActivationRecord[] {
   if (records.length === 0) return records;
@@ -66,7 +81,7 @@ function collectAll(records: ActivationRecord[]): ActivationRecord[] {
 /**
  * `[n, T, w]` -> `[n·(T-1), w]`: a sequence's last position predicts no
  * target, so its γ is zero and it is not a calibration token of the loss;
- * dropping it makes KFAC's token mean the loss's mean (METHOD.md §2).
+ * dropping it makes KFAC's token mean the loss's mean (docs/METHOD.md §2).
  */
 function withoutLastPosition(x: Tensor): Tensor {
   const [n, t, w] = x.shape as [number, number, number];
@@ -137,46 +152,77 @@ async function runBackward(
   const d = cfg.hidden;
   const chunk = options.chunk ?? defaultChunk(calibration, cfg);
   const { output, store } = all[all.length - 1];
-  if (!output) throw new Error("calibrateBackward: the last block's activation record has no output");
+  const { resume } = options;
+  const name = (i: number) => (resume ? gradientName(i) : undefined);
+  const missing = (what: string) =>
+    new Error(`calibrateBackward: ${what}${resume ? ` (the resumable build in "${resume.dir}" is inconsistent: remove it)` : ""}`);
 
-  // Upstream gradient at the last block's output, of the summed token loss.
-  let lossSum = 0;
-  const headChunk = options.headChunk ?? (model.vocabulary ? streamedHeadChunk(t) : defaultHeadChunk(t, cfg.vocabSize));
-  let upstream = store.write(n, t, d, headChunk, (a, b) => {
-    const hidden = chunkTensor(output, a, b); // [n, T, d]
-    try {
-      return timeStage(options.events, "backward", () => {
-        if (model.vocabulary) {
-          const ids = calibration.ids.subarray(a * t, b * t);
-          const head = streamedHeadLossGrad(arch, cfg, model.outer, model.vocabulary.head, hidden, ids);
-          lossSum += head.lossSum;
-          return head.dHidden;
-        }
-        const ids = chunkIds(calibration, a, b);
-        const { loss, dHidden } = headLossGrad(arch, cfg, model.outer, hidden, ids);
-        // headLossGrad differentiates the chunk's mean loss: scale to the summed loss.
-        const targets = (b - a) * (t - 1);
-        lossSum += loss * targets;
-        const summed = tf.tidy(() => tf.mul(dHidden, targets)); // [n, T, d]
-        tf.dispose([ids, dHidden]);
-        return summed;
-      });
-    } finally {
-      hidden.dispose();
-    }
-  });
-  output.dispose();
-  options.events?.next({ stage: "head", seconds: 0, loss: lossSum / (n * (t - 1)), tokens: n * (t - 1) });
+  // Upstream gradient at the last block's output, of the summed token loss
+  // (a resumed build whose loss is recorded has it on disk, unless block
+  // L-1 is written and no longer needs it).
+  const reportLoss = (loss: number) => options.events?.next({ stage: "head", seconds: 0, loss, tokens: n * (t - 1) });
+  let upstream: StoredActivations | undefined;
+  if (resume?.loss !== undefined) {
+    upstream = store.open(gradientName(cfg.layers), n, t, d);
+    reportLoss(resume.loss);
+  } else if (!output) {
+    throw missing("the last block's activation record has no output");
+  } else {
+    upstream = headGradient(output);
+  }
+  output?.dispose();
+
+  function headGradient(last: StoredActivations): StoredActivations {
+    let lossSum = 0;
+    const headChunk = options.headChunk ?? (model.vocabulary ? streamedHeadChunk(t) : defaultHeadChunk(t, cfg.vocabSize));
+    const gradient = store.write(n, t, d, headChunk, (a, b) => {
+      const hidden = chunkTensor(last, a, b); // [n, T, d]
+      try {
+        return timeStage(options.events, "backward", () => {
+          if (model.vocabulary) {
+            const ids = calibration.ids.subarray(a * t, b * t);
+            const head = streamedHeadLossGrad(arch, cfg, model.outer, model.vocabulary.head, hidden, ids);
+            lossSum += head.lossSum;
+            return head.dHidden;
+          }
+          const ids = chunkIds(calibration, a, b);
+          const { loss, dHidden } = headLossGrad(arch, cfg, model.outer, hidden, ids);
+          // headLossGrad differentiates the chunk's mean loss: scale to the summed loss.
+          const targets = (b - a) * (t - 1);
+          lossSum += loss * targets;
+          const summed = tf.tidy(() => tf.mul(dHidden, targets)); // [n, T, d]
+          tf.dispose([ids, dHidden]);
+          return summed;
+        });
+      } finally {
+        hidden.dispose();
+      }
+    }, name(cfg.layers));
+    const loss = lossSum / (n * (t - 1));
+    resume?.recordLoss(loss);
+    reportLoss(loss);
+    return gradient;
+  }
 
   const lowestMiddle = split.bottom;
   for (let index = cfg.layers - 1; index >= 0; index--) {
+    await checkpointBoundary(options.signal);
     if (stopped()) return;
     const record = all[index];
+    if (resume?.isDone(index)) {
+      // Written by an earlier run: drop what it left, take the gradient below it.
+      record.input?.dispose();
+      upstream?.dispose();
+      upstream = index > lowestMiddle ? store.open(gradientName(index), n, t, d) : undefined;
+      continue;
+    }
     const weights = await timeStageAsync(options.events, "read", () => model.loadBlock(index), { block: index });
+    let spent: StoredActivations[] = [];
     try {
       if (index >= lowestMiddle) {
         const { input } = record;
-        if (!input) throw new Error(`calibrateBackward: block ${index}'s activation record has no input`);
+        if (!input) throw missing(`block ${index}'s activation record has no input`);
+        if (!upstream) throw missing(`the gradient at block ${index}'s output is missing`);
         const dOut = upstream;
         // The gradient at the block input, `[n, T, d]`, for sequences [a, b).
         const step = (a: number, b: number): Tensor => {
@@ -190,16 +236,18 @@ async function runBackward(
             tf.dispose([x, dy]);
           }
         };
-        if (index > lowestMiddle) upstream = store.write(n, t, d, chunk, step);
+        if (index > lowestMiddle) upstream = store.write(n, t, d, chunk, step, name(index));
         else for (const [a, b] of sequenceChunks(n, chunk)) step(a, b).dispose();
-        input.dispose();
-        dOut.dispose();
+        spent = [input, dOut];
       }
     } catch (e) {
       disposeWeights(weights);
       throw e;
     }
+    // Downstream writes the block's shard before next() returns; only then
+    // are its input and output gradient no longer needed to redo it.
     subscriber.next({ kind: "block", model, index, role: record.role, weights });
+    for (const array of spent) array.dispose();
   }
 }
 

@@ -1,11 +1,11 @@
 /**
  * `calibrateForward`: the calibration forward pass over the original model
- * (METHOD.md §2: `g` and the curvature come from one calibration forward +
+ * (docs/METHOD.md §2: `g` and the curvature come from one calibration forward +
  * backward). Each block's input activations are kept on disk in an
  * {@link ActivationStore}, written chunk by chunk, for the blocks the backward
  * recomputes (from `model.split.bottom` up); its weights are released as soon
  * as its output is computed, so one block and one chunk of activations are
- * resident at a time (DESIGN.md "The shape").
+ * resident at a time (docs/DESIGN.md "The shape").
  *
  * Processing is synchronous inside `next`, so an upstream `readCheckpoint`
  * loads the next block only after this one is done.
@@ -28,6 +28,7 @@ import {
   defaultChunk,
   type StoredActivations,
 } from "../io/activation_store.ts";
+import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
 
@@ -39,6 +40,12 @@ export interface CalibrateForwardOptions {
   chunk?: number;
   /** Receives the seconds of each block's forward work. */
   events?: StageEvents;
+  /**
+   * A resumable build: the pass writes to its persistent store, named by
+   * block (`act-<i>`: block i's input), and skips the blocks whose output an
+   * earlier run completed (src/io/build_resume.ts).
+   */
+  resume?: ResumableBuild;
 }
 
 /**
@@ -51,13 +58,14 @@ function embedCalibration(
   model: ModelHandle,
   calibration: CalibrationSet,
   chunk: number,
+  name?: string,
 ): StoredActivations {
   const { arch, cfg } = model;
   const n = calibration.sequences;
   const t = calibration.length;
   if (!model.vocabulary) {
     return store.write(n, t, cfg.hidden, chunk, (a, b) =>
-      tf.tidy(() => arch.embed(model.outer, chunkIds(calibration, a, b), cfg))); // [n, T, d]
+      tf.tidy(() => arch.embed(model.outer, chunkIds(calibration, a, b), cfg)), name); // [n, T, d]
   }
   const { embedding } = model.vocabulary;
   const { table, remapped } = gatherRows(embedding, calibration.ids);
@@ -65,10 +73,24 @@ function embedCalibration(
   const outer = new Map(model.outer).set(embedding.name, compact);
   const ids = { ...calibration, ids: remapped };
   try {
-    return store.write(n, t, cfg.hidden, chunk, (a, b) => tf.tidy(() => arch.embed(outer, chunkIds(ids, a, b), cfg))); // [n, T, d]
+    return store.write(n, t, cfg.hidden, chunk, (a, b) => tf.tidy(() => arch.embed(outer, chunkIds(ids, a, b), cfg)), name); // [n, T, d]
   } finally {
     compact.dispose();
   }
+}
+
+/** The name of block `i`'s input in a persistent store (`act-<L>`: the last block's output). */
+export const activationName = (i: number) => `act-${i}`;
+
+/**
+ * The first block a resumed pass computes: none (L) once the backward has
+ * begun (the loss is recorded), else the one after the last completed
+ * output (0 when nothing is on disk).
+ */
+function firstToCompute(resume: ResumableBuild, n: number, t: number, d: number, layers: number): number {
+  if (resume.loss !== undefined) return layers;
+  for (let j = layers; j > 0; j--) if (resume.store.open(activationName(j), n, t, d)) return j;
+  return 0;
 }
 
 /**
@@ -76,9 +98,10 @@ function embedCalibration(
  * {@link ActivationRecord} holding the block's input (the last one also its
  * output). Blocks must arrive in order 0..L-1; their weights are disposed.
  *
- * Each subscription writes to its own store. On completion the records own
- * it and their taker closes it (`calibrateBackward` does); on error or
- * unsubscription before completion it is closed here.
+ * Each subscription writes to its own store (a resumable build's: its
+ * persistent one). On completion the records own it and their taker closes
+ * it (`calibrateBackward` does); on error or unsubscription before
+ * completion it is closed here.
  */
 export function calibrateForward(
   options: CalibrateForwardOptions,
@@ -91,10 +114,13 @@ export function calibrateForward(
   }
   return (source) =>
     defer(() => {
-      const store = new ActivationStore();
+      const { resume } = options;
+      const store = resume?.store ?? new ActivationStore();
+      const name = (i: number) => (resume ? activationName(i) : undefined);
       let handedOver = false;
       let hidden: StoredActivations | undefined; // [N, T, d]
       let expected = 0;
+      let start: number | undefined; // the first block this pass computes
       return source.pipe(
         map((record): ActivationRecord => {
           const { model, index } = record;
@@ -105,15 +131,23 @@ export function calibrateForward(
             if (index !== expected) {
               throw new Error(`calibrateForward expects block ${expected} next, got block ${index}`);
             }
-            hidden ??= timeStage(options.events, "forward", () => embedCalibration(store, model, calibration, chunk), { block: index }); // [N, T, d]
+            start ??= resume ? firstToCompute(resume, n, t, d, cfg.layers) : 0;
+            const recomputed = index >= model.split.bottom;
+            const last = index === cfg.layers - 1;
+            expected++;
+            if (index < start) {
+              // Done by an earlier run: hand on what is still on disk.
+              const input = recomputed ? store.open(activationName(index), n, t, d) : undefined;
+              const output = last ? store.open(activationName(cfg.layers), n, t, d) : undefined;
+              return { model, index, role: record.role, calibration, store, ...(input ? { input } : {}), ...(output ? { output } : {}) };
+            }
+            hidden ??= (start > 0 ? store.open(activationName(start), n, t, d) : undefined) ??
+              timeStage(options.events, "forward", () => embedCalibration(store, model, calibration, chunk, name(0)), { block: index }); // [N, T, d]
             const input = hidden;
             hidden = timeStage(options.events, "forward", () =>
               store.write(n, t, d, chunk, (a, b) =>
-                tf.tidy(() => arch.block(record.weights, chunkTensor(input, a, b), cfg))), { block: index }); // [n, T, d]
-            expected++;
-            const recomputed = index >= model.split.bottom;
+                tf.tidy(() => arch.block(record.weights, chunkTensor(input, a, b), cfg)), name(index + 1)), { block: index }); // [n, T, d]
             if (!recomputed) input.dispose();
-            const last = index === cfg.layers - 1;
             return {
               model,
               index,

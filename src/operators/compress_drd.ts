@@ -1,6 +1,6 @@
 /**
  * `compressDrd`: Dynamic Rank Decomposition of the attention projections of
- * each middle block (METHOD.md §2 DRD): keep the top 5% of components by
+ * each middle block (docs/METHOD.md §2 DRD): keep the top 5% of components by
  * singular value, fill the rank budget with the largest GCS, and store the
  * factors `weight_u` `[in, r]` / `weight_v` `[r, out]` (a low-rank linear in
  * the block function), or the dense product when factors would not be smaller.

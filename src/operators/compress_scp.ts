@@ -1,6 +1,6 @@
 /**
  * `compressScp`: Selective Channel Pruning of each middle block's MLP
- * (METHOD.md §2 SCP): keep the intermediate channels of largest GCS up to the
+ * (docs/METHOD.md §2 SCP): keep the intermediate channels of largest GCS up to the
  * budget width m' and physically remove the rest (producer columns and bias
  * entries, consumer rows; gate/up/down together on SwiGLU).
  *

@@ -1,6 +1,6 @@
 /**
- * The GradOT emulator builder as one composed operator chain (METHOD.md §2,
- * DESIGN.md "The shape"): read → calibration forward → backward → KFAC →
+ * The GradOT emulator builder as one composed operator chain (docs/METHOD.md §2,
+ * docs/DESIGN.md "The shape"): read → calibration forward → backward → KFAC →
  * GCS → DRD → SCP → shards. Users who need another order or an extra stage
  * compose the same operators themselves; this is the default composition.
  *
@@ -22,6 +22,7 @@ import { calibrateForward } from "./calibrate_forward.ts";
 import { compressDrd } from "./compress_drd.ts";
 import { compressScp } from "./compress_scp.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
+import type { ResumableBuild } from "../io/build_resume.ts";
 import { type GcsOptions, scoreGcs } from "./score_gcs.ts";
 import type { StageEvents } from "../events/stage_events.ts";
 import { writeShards } from "./write_shards.ts";
@@ -41,6 +42,8 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   chunk?: number;
   /** Stored element type (default float32). */
   dtype?: ShardDtype;
+  /** The tokenizer.json the package carries (default: the model directory's own; `writeShards`). */
+  tokenizer?: string;
   /**
    * The build's stage events: every operator's timings (`read` … `write`),
    * the calibration loss (`head`), and a progress mark each time a block
@@ -49,6 +52,10 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
    * calibration tokens of the forward and backward marks).
    */
   events?: StageEvents;
+  /** Stops the build at the next block boundary once aborted (src/cli/interrupt.ts). */
+  signal?: AbortSignal;
+  /** Keeps the build's progress on disk, continuing an earlier run's (src/io/build_resume.ts). */
+  resume?: ResumableBuild;
 }
 
 /** The stages a block's progress marks name, in order. */
@@ -78,7 +85,7 @@ export function gradotSettings(o: GradotOptions): Record<string, unknown> {
 export function buildGradotEmulator(model: ModelHandle, options: GradotOptions): Observable<ShardRecord> {
   const settings = gradotSettings(options);
   const budget = { ratio: settings.ratio as number, attnShare: options.attnShare };
-  const { events, calibration } = options;
+  const { events, calibration, signal, resume } = options;
   return defer(() => {
     const total = gradotProgressSteps(model.cfg.layers);
     let done = 0;
@@ -87,10 +94,10 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
         const tokens = name === "forward" || name === "backward" ? calibration.sequences * calibration.length : undefined;
         events?.next({ stage: name, block: r.index, done: ++done, total, unit: "steps", seconds: 0, ...(tokens ? { tokens } : {}) });
       });
-    const stats = readCheckpoint(model, events).pipe(
-      calibrateForward({ calibration, chunk: options.chunk, events }),
+    const stats = readCheckpoint(model, events, signal).pipe(
+      calibrateForward({ calibration, chunk: options.chunk, events, resume }),
       stage("forward"),
-      calibrateBackward({ chunk: options.chunk, events }),
+      calibrateBackward({ chunk: options.chunk, events, signal, resume }),
       accumulateKfac({ events }),
       stage("backward"),
     );
@@ -100,7 +107,7 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
       compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction as number, events }),
       compressScp({ ...budget, events }),
       stage("compress"),
-      writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, events }),
+      writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, tokenizer: options.tokenizer, events, resume }),
     );
   });
 }

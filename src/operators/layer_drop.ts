@@ -1,6 +1,6 @@
 /**
  * Offsite-Tuning's training-free uniform LayerDrop emulator, the OT†
- * baseline GradOT is compared against (METHOD.md §3, "OT† (training-free
+ * baseline GradOT is compared against (docs/METHOD.md §3, "OT† (training-free
  * LayerDrop)"; Xiao et al. 2023 without distillation): the emulator keeps
  * the adapter blocks and every k-th middle block of the original model,
  * spread uniformly, and drops the other middle blocks; everything it keeps
@@ -35,7 +35,7 @@ export const LAYERDROP_METHOD = "ot-layerdrop";
  * so that the emulator's middle has `ratio` of the original's blocks (and
  * parameters, the blocks being alike): `K = round(ratio · M)` blocks at
  * `round(i · M / K)`, `i = 0..K-1`, i.e. every k-th block when K divides M
- * (ratio 0.5 keeps the first of every pair). Beyond METHOD.md: at least one
+ * (ratio 0.5 keeps the first of every pair). Beyond docs/METHOD.md: at least one
  * block is kept, since an emulator without a middle is no emulator.
  *
  * @throws RangeError when `ratio` is not in (0, 1] or `middle` is not a positive integer
@@ -77,8 +77,12 @@ export interface LayerDropOptions {
   out: string;
   /** Stored element type (default float32). */
   dtype?: ShardDtype;
+  /** The tokenizer.json the package carries (default: the model directory's own; `writeShards`). */
+  tokenizer?: string;
   /** Receives the seconds of each block's read and write, and a progress mark per shard written. */
   events?: StageEvents;
+  /** Stops the build at the next block once aborted (src/cli/interrupt.ts); the package is not written. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -95,13 +99,14 @@ export function buildLayerDropEmulator(model: ModelHandle, options: LayerDropOpt
     const keptMiddle = blockIndices.filter((i) => blockRole(i, model.cfg.layers, model.split) === "middle");
     const total = blockIndices.length + 1; // + the outer weights
     let written = 0;
-    return readCheckpoint(model, options.events).pipe(
+    return readCheckpoint(model, options.events, options.signal).pipe(
       dropBlocks(blockIndices),
       writeShards(options.out, {
         method: LAYERDROP_METHOD,
         settings: { ratio: options.ratio, keptMiddle },
         dtype: options.dtype,
         blockIndices,
+        tokenizer: options.tokenizer,
         events: options.events,
       }),
       tap((shard) => options.events?.next({ stage: "write", done: ++written, total, unit: "shards", seconds: 0, detail: `wrote ${shard.file}` })),

@@ -1,7 +1,7 @@
 /**
  * `readCheckpoint`: the source of a streaming pipeline, one {@link BlockRecord}
  * per transformer block in forward order, each loaded only when the previous
- * one has been handed on (DESIGN.md "The shape": `readCheckpoint(): one
+ * one has been handed on (docs/DESIGN.md "The shape": `readCheckpoint(): one
  * BlockRecord per block, lazily, in order`).
  *
  * @example
@@ -13,6 +13,7 @@
  * @module
  */
 import { concatMap, from, type Observable } from "rxjs";
+import { checkpointBoundary } from "../cli/interrupt.ts";
 import { blockRole, type BlockRecord, type ModelHandle } from "../records/records.ts";
 import { type StageEvents, timeStageAsync } from "../events/stage_events.ts";
 
@@ -21,18 +22,23 @@ import { type StageEvents, timeStageAsync } from "../events/stage_events.ts";
  * for a checkpoint). A block is read when the one before it has been
  * emitted; a synchronous downstream therefore holds one block at a time.
  * The subscriber owns each record's weights.
+ *
+ * @param signal checked before each block: once aborted, the stream errors
+ *   with its reason there (a block boundary: src/cli/interrupt.ts)
  */
-export function readCheckpoint(model: ModelHandle, events?: StageEvents): Observable<BlockRecord> {
+export function readCheckpoint(model: ModelHandle, events?: StageEvents, signal?: AbortSignal): Observable<BlockRecord> {
   const { cfg, split } = model;
   return from(model.blockIndices).pipe(
     concatMap((index) =>
       from(
-        timeStageAsync(events, "read", () => model.loadBlock(index), { block: index }).then((weights): BlockRecord => ({
-          model,
-          index,
-          role: blockRole(index, cfg.layers, split),
-          weights,
-        })),
+        checkpointBoundary(signal)
+          .then(() => timeStageAsync(events, "read", () => model.loadBlock(index), { block: index }))
+          .then((weights): BlockRecord => ({
+            model,
+            index,
+            role: blockRole(index, cfg.layers, split),
+            weights,
+          })),
       )
     ),
   );

@@ -1,6 +1,6 @@
 /**
  * `scoreGcs`: the Gradient-preserving Compression Score of every candidate
- * perturbation of a middle block (METHOD.md §2): per SVD component of each
+ * perturbation of a middle block (docs/METHOD.md §2): per SVD component of each
  * attention projection (DRD) and per MLP channel (SCP), in closed form from
  * the block's KFAC factors. Adapter blocks pass through unscored.
  *
@@ -21,11 +21,11 @@ import { isAttention, mlpSpecs, readLinear } from "../model/mlp_view.ts";
 import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { peekMatrix } from "../model/weights.ts";
 
-/** The privacy/utility trade-offs λ, set apart for attention and MLP (METHOD.md §2). */
+/** The privacy/utility trade-offs λ, set apart for attention and MLP (docs/METHOD.md §2). */
 export interface GcsOptions {
-  /** λ of the attention projections' GCS (METHOD.md §2). */
+  /** λ_attn: weight of the loss-increase term for the attention projections (DRD; docs/METHOD.md §2). */
   lambdaAttn: number;
-  /** λ of the MLP channels' GCS. */
+  /** λ_mlp: weight of the loss-increase term for the MLP channels (SCP). */
   lambdaMlp: number;
   /** Receives the seconds of each block's SVDs and scoring. */
   events?: StageEvents;

@@ -3,13 +3,13 @@
  * Arrow shard per block plus one for the outer weights, then the manifest,
  * all inside a temporary directory renamed into place on completion, so a
  * failed or interrupted run never leaves a half-written package
- * (DESIGN.md "Records and files").
+ * (docs/DESIGN.md "Records and files").
  *
  * Each record is written completely inside `next`: its tensors are copied
  * out and disposed, encoded and written (fsynced) before `next` returns.
  * That is the pipeline's backpressure: an upstream stage emits the next block
  * only after this one is on disk, so shards never queue up in memory behind
- * a busy CPU (DESIGN.md "Scale"; the `write` stage events time all of it).
+ * a busy CPU (docs/DESIGN.md "Scale"; the `write` stage events time all of it).
  *
  * @example
  * ```ts
@@ -20,11 +20,13 @@
  * @module
  */
 import { Observable, type OperatorFunction } from "rxjs";
-import { createPackageWriter, type Manifest, type PackageWriter } from "../io/manifest.ts";
-import { type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
+import { createPackageWriter, type Manifest, MANIFEST_FORMAT_VERSION, type PackageWriter } from "../io/manifest.ts";
+import { copyTokenizerFiles, ownTokenizer } from "../io/tokenizer.ts";
+import { configSha256, type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
 import type { WeightMap } from "../model/types.ts";
 import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
+import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
 
@@ -56,15 +58,28 @@ export interface WriteShardsOptions {
   outer?: boolean;
   /**
    * The original blocks an emulator runs, for one that drops blocks (OT
-   * LayerDrop, METHOD.md §3); default the source model's `blockIndices`. An
+   * LayerDrop, docs/METHOD.md §3); default the source model's `blockIndices`. An
    * emulator's written blocks must be exactly these; the manifest records
    * them as `blockIndices` unless they are every block.
    */
   blockIndices?: readonly number[];
   /** Extra manifest fields (e.g. parameter counts). */
   extra?: Record<string, unknown>;
+  /**
+   * The tokenizer.json the package carries (docs/SHARDS.md), with its
+   * tokenizer_config.json; default the source model directory's own, when it
+   * has one; null for none.
+   */
+  tokenizer?: string | null;
   /** Receives the seconds of each shard's write. */
   events?: StageEvents;
+  /**
+   * A resumable build (src/io/build_resume.ts): the package is built
+   * in its directory, starting from the block shards an earlier run wrote,
+   * and each block shard is recorded there once written. On error or
+   * unsubscription its directory is left for the owner to keep or discard.
+   */
+  resume?: ResumableBuild;
 }
 
 const byName = (a: ShardTensorInput, b: ShardTensorInput) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -110,35 +125,55 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
   const dtype = options.dtype ?? "float32";
   return (source) =>
     new Observable<ShardRecord>((subscriber) => {
+      const { resume } = options;
       let writer: PackageWriter | undefined;
       let model: ModelHandle | undefined;
       let failed = false;
       const blocks: Array<{ index: number; role: BlockRole; params: number; compression?: CompressionNote }> = [];
+      const abort = () => {
+        if (!resume) void writer?.abort();
+      };
       const fail = (e: unknown) => {
         if (failed) return;
         failed = true;
-        void writer?.abort();
+        abort();
         subscriber.error(e);
       };
-      const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensorInput[]): number => {
+      const start = (m: ModelHandle) => {
+        model = m;
+        if (!resume) return (writer = createPackageWriter(dir));
+        // Shards of an earlier run come first, as they were written; they are reported again.
+        const done = resume.blocks;
+        writer = createPackageWriter(dir, { temp: resume.dir, shards: done.map((b) => b.shard), sourceHash: m.sourceHash });
+        for (const { shard, ...block } of done) {
+          blocks.push(block);
+          subscriber.next({ block: shard.block, file: shard.file, sha256: shard.sha256, bytes: shard.bytes });
+        }
+      };
+      const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensorInput[]) => {
         const written = writer!.writeShard(
-          { ...meta, method: options.method, settings: options.settings, sourceHash: model!.sourceHash },
+          {
+            ...meta,
+            method: options.method,
+            settings: options.settings,
+            sourceHash: model!.sourceHash,
+            configHash: configSha256(model!.cfg.raw),
+          },
           tensors,
           { dtype },
         );
         subscriber.next({ block: written.block, file: written.file, sha256: written.sha256, bytes: written.bytes });
-        return count(tensors);
+        return { params: count(tensors), shard: written };
       };
       const subscription = source.subscribe({
         next: (record) => {
           if (failed) return disposeWeights(record.weights);
           try {
-            if (!model) {
-              model = record.model;
-              writer = createPackageWriter(dir);
-            }
-            const params = timeStage(options.events, "write", () => write({ block: record.index, role: record.role }, shardTensors(record.weights)), { block: record.index });
-            blocks.push({ index: record.index, role: record.role, params, compression: record.compression });
+            if (!model) start(record.model);
+            const { params, shard } = timeStage(options.events, "write", () => write({ block: record.index, role: record.role }, shardTensors(record.weights)), { block: record.index });
+            const block = { index: record.index, role: record.role, params, compression: record.compression };
+            blocks.push(block);
+            resume?.recordBlock({ ...block, shard });
           } catch (e) {
             fail(e);
           } finally {
@@ -147,6 +182,7 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
         },
         error: fail,
         complete: () => {
+          if (!model && resume) start(resume.model); // every block was written by an earlier run
           if (!model) return subscriber.error(new Error(`writeShards: no block arrived, nothing written to "${dir}"`));
           const m = model;
           const w = writer!;
@@ -156,12 +192,15 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
             // vocabulary) are written last, when no block's statistics or
             // shard copies are alive beside them.
             if (options.outer ?? true) timeStage(options.events, "write", () => write({ block: "outer", role: "outer" }, outerShardTensors(m)));
+            resume?.finish();
             blocks.sort((a, b) => a.index - b.index);
             const blockIndices = kind === "emulator"
               ? emulatorBlockIndices(dir, blocks.map((b) => b.index), options.blockIndices ?? m.blockIndices, m.cfg.layers)
               : undefined;
+            const tokenizer = options.tokenizer === undefined ? await ownTokenizer(m.source) : options.tokenizer;
+            if (tokenizer) await copyTokenizerFiles(tokenizer, w.temp);
             await w.commit({
-              formatVersion: 1,
+              formatVersion: MANIFEST_FORMAT_VERSION,
               kind,
               architecture: m.cfg.modelType,
               config: m.cfg.raw,
@@ -179,7 +218,7 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
       });
       return () => {
         subscription.unsubscribe();
-        if (!subscriber.closed && !failed) void writer?.abort();
+        if (!subscriber.closed && !failed) abort();
       };
     });
 }

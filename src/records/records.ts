@@ -1,6 +1,6 @@
 /**
  * The plain typed records that flow between offtune's operators
- * (DESIGN.md "Records and files"). A record owns its tensors until the next
+ * (docs/DESIGN.md "Records and files"). A record owns its tensors until the next
  * operator takes it; the taker disposes what it does not pass on.
  *
  * @module
@@ -12,12 +12,14 @@ import type { VocabularyRows } from "../model/vocabulary.ts";
 import type { ActivationStore, StoredActivations } from "../io/activation_store.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 
-/** Whether a block is tuned by the data owner or compressed into the emulator (METHOD.md §1). */
+/** Whether a block is tuned by the data owner or compressed into the emulator (docs/METHOD.md §1). */
 export type BlockRole = "adapter" | "middle";
 
-/** Which blocks form the adapter: the bottom `bottom` and top `top` blocks (METHOD.md §1). */
+/** Which blocks form the adapter: the bottom `bottom` and top `top` blocks (docs/METHOD.md §1). */
 export interface AdapterSplit {
+  /** Adapter blocks at the bottom (the first `bottom` blocks). */
   bottom: number;
+  /** Adapter blocks at the top (the last `top` blocks). */
   top: number;
 }
 
@@ -34,18 +36,21 @@ export function everyBlock(layers: number): number[] {
 /**
  * The model a stream is about: its architecture and config, the adapter split,
  * provenance, and lazy access to its weights, so stages can re-read a block
- * instead of keeping it resident (DESIGN.md "Scale").
+ * instead of keeping it resident (docs/DESIGN.md "Scale").
  */
 export interface ModelHandle {
   /** Where the weights come from (a checkpoint directory). */
   source: string;
+  /** The architecture (block function and weight names). */
   arch: Architecture;
+  /** The parsed config.json. */
   cfg: ModelConfig;
+  /** The adapter/emulator split. */
   split: AdapterSplit;
   /**
    * The original indices of the blocks this model runs, in forward order:
    * {@link everyBlock} for a checkpoint or a GradOT emulator, a subset for
-   * an emulator that drops blocks (OT LayerDrop, METHOD.md §3). Block
+   * an emulator that drops blocks (OT LayerDrop, docs/METHOD.md §3). Block
    * indices everywhere (`loadBlock`, roles, adapter shards) are original
    * ones, so an adapter tuned on such an emulator plugs into the original.
    */
@@ -73,38 +78,51 @@ export interface ModelHandle {
 
 /** A model's vocabulary matrices as stored rows `[V, d]` (see `ModelHandle.vocabulary`). */
 export interface StreamedVocabulary {
+  /** Rows of the token embedding `[V, d]`. */
   embedding: VocabularyRows;
+  /** Rows of the LM head `[V, d]` (the embedding when tied). */
   head: VocabularyRows;
 }
 
 /** One block's weights in kernel layout, in forward order from `readCheckpoint`. */
 export interface BlockRecord {
+  /** The model the block belongs to. */
   model: ModelHandle;
+  /** The block's original index. */
   index: number;
+  /** Adapter or middle block. */
   role: BlockRole;
+  /** The block's weights, owned by the record. */
   weights: WeightMap;
 }
 
 /**
  * Calibration token ids: `sequences` rows of `length` tokens, row-major
- * (METHOD.md §2: `ℓ` is the LM loss on calibration text).
+ * (docs/METHOD.md §2: `ℓ` is the LM loss on calibration text).
  */
 export interface CalibrationSet {
-  ids: Int32Array; // [N·T]
-  sequences: number; // N
-  length: number; // T
+  /** Token ids `[N·T]`, row-major. */
+  ids: Int32Array;
+  /** Number of sequences N. */
+  sequences: number;
+  /** Tokens per sequence T. */
+  length: number;
 }
 
 /**
  * A block's input activations from the calibration forward (weights
- * released), as handles into the pass's on-disk `store` (DESIGN.md "The
+ * released), as handles into the pass's on-disk `store` (docs/DESIGN.md "The
  * shape"). The records of one pass share the store; whoever takes them
  * closes it when done, which deletes every array left in it.
  */
 export interface ActivationRecord {
+  /** The model the block belongs to. */
   model: ModelHandle;
+  /** The block's original index. */
   index: number;
+  /** Adapter or middle block. */
   role: BlockRole;
+  /** The calibration set the activations come from. */
   calibration: CalibrationSet;
   /** Block input `[N, T, d]`; absent below `model.split.bottom`, whose blocks the backward never recomputes. */
   input?: StoredActivations;
@@ -114,9 +132,11 @@ export interface ActivationRecord {
   store: ActivationStore;
 }
 
-/** One chunk of one linear's calibration data: inputs and output gradients (METHOD.md §2 KFAC). */
+/** One chunk of one linear's calibration data: inputs and output gradients (docs/METHOD.md §2 KFAC). */
 export interface LinearChunkRecord {
+  /** Tags a chunk in the backward stream. */
   kind: "chunk";
+  /** The block's original index. */
   index: number;
   /** The linear (name inside the block, role, widths, bias). */
   linear: LinearSpec;
@@ -136,10 +156,15 @@ export interface LinearChunkRecord {
 
 /** Closes a block in the backward stream: its weights follow its chunks. */
 export interface BlockDoneRecord {
+  /** Tags the end of a block in the backward stream. */
   kind: "block";
+  /** The model the block belongs to. */
   model: ModelHandle;
+  /** The block's original index. */
   index: number;
+  /** Adapter or middle block. */
   role: BlockRole;
+  /** The block's weights, owned by the record. */
   weights: WeightMap;
 }
 
@@ -148,11 +173,15 @@ export type CalibrationEvent = LinearChunkRecord | BlockDoneRecord;
 
 /** A block with the KFAC factors of its linears (empty for adapter blocks). */
 export interface StatsRecord {
+  /** The model the block belongs to. */
   model: ModelHandle;
+  /** The block's original index. */
   index: number;
+  /** Adapter or middle block. */
   role: BlockRole;
+  /** The block's weights, owned by the record. */
   weights: WeightMap;
-  /** By linear name (METHOD.md §2 "Hessian by KFAC"). */
+  /** By linear name (docs/METHOD.md §2 "Hessian by KFAC"). */
   stats: Map<string, KfacFactors>;
 }
 
@@ -160,7 +189,7 @@ export interface StatsRecord {
 export interface DrdScores {
   /** Thin SVD of the kernel-layout weight `[in, out]`. */
   svd: SvdResult;
-  /** `[k]` GCS per component (METHOD.md §2 DRD). */
+  /** `[k]` GCS per component (docs/METHOD.md §2 DRD). */
   scores: Float32Array;
 }
 
@@ -174,21 +203,30 @@ export interface CompressionNote {
 
 /** A block scored by `scoreGcs`, and later compressed in place by `compressDrd`/`compressScp`. */
 export interface ScoredBlockRecord {
+  /** The model the block belongs to. */
   model: ModelHandle;
+  /** The block's original index. */
   index: number;
+  /** Adapter or middle block. */
   role: BlockRole;
+  /** The block's weights, owned by the record (compressed in place). */
   weights: WeightMap;
   /** DRD scores by attention linear name (middle blocks only). */
   drd: Map<string, DrdScores>;
   /** SCP GCS per MLP channel `[m]` (middle blocks only). */
   scp?: Float32Array;
+  /** What the compressors chose so far (for the manifest). */
   compression: CompressionNote;
 }
 
 /** One written shard of an emulator or adapter package. */
 export interface ShardRecord {
+  /** The block index, or `outer` for embeddings, final norm and head. */
   block: number | "outer";
+  /** The shard's file name inside the package. */
   file: string;
+  /** Lowercase hex SHA-256 of the file. */
   sha256: string;
+  /** File size in bytes. */
   bytes: number;
 }

@@ -1,5 +1,5 @@
 /**
- * Builds the seeds' table (METHOD.md §1, §5) from run results: for every row
+ * Builds the seeds' table (docs/METHOD.md §1, §5) from run results: for every row
  * (method label) the Full ZS, Emulator ZS, Full FT, Emulator FT, Plug-in and
  * Δ = Plug-in − Emulator FT accuracies per task and averaged over tasks, and
  * the perplexities, each as a mean over seeds with its spread.
@@ -23,7 +23,7 @@ export const ACCURACY_KEYS = ["full_zs", "emulator_zs", "full_ft", "emulator_ft"
 /** One accuracy column. */
 export type AccuracyKey = (typeof ACCURACY_KEYS)[number];
 
-/** Column headings of the accuracy columns, in table order (METHOD.md §1). */
+/** Column headings of the accuracy columns, in table order (docs/METHOD.md §1). */
 export const ACCURACY_HEADINGS: Record<AccuracyKey, string> = {
   full_zs: "Full ZS",
   emulator_zs: "Emu ZS",
@@ -88,11 +88,19 @@ export interface ReportRow extends Accuracies {
 
 /** report.json: the model, its tasks (sorted) and one row per label (sorted). */
 export interface Report {
+  /** The original model the runs start from. */
   model: string;
+  /** The task names, sorted. */
   tasks: string[];
+  /** One row per label, sorted. */
   rows: ReportRow[];
   /** Additional: which accuracy the numbers are. */
   metric: AccuracyMetric;
+  /**
+   * Additional: each task's chance accuracy in percent, the mean over the
+   * runs' `chance`; null when a run lacks it (files written before it existed).
+   */
+  chance: Record<string, number | null>;
 }
 
 /** Mean and sample standard deviation (n − 1; null for fewer than two values). */
@@ -250,5 +258,6 @@ export function aggregateRuns(runs: readonly LoadedRun[]): Report {
     tasks,
     rows: labels.map((label) => buildRow(byLabel.get(label)!.sort((a, b) => a.result.seed - b.result.seed), tasks)),
     metric: runs[0].result.metric,
+    chance: Object.fromEntries(tasks.map((t) => [t, seedStats(runs.map((r) => r.result.tasks[t].chance ?? null)).mean])),
   };
 }

@@ -55,11 +55,21 @@ export function renderMarkdown(report: Report, title: string): string {
       rows.map((r) => [r.label, ...accuracyCells(r, r.std), `${r.emulator_ratio.toFixed(1)}%`, String(r.seeds)]),
     ),
   ];
-  for (const task of tasks) {
-    const counts = [...new Set(rows.map((r) => r.per_task[task].n))];
+  const chances = tasks.map((t) => report.chance[t]);
+  if (chances.every((c) => c !== null)) {
+    const mean = (chances as number[]).reduce((a, b) => a + b, 0) / chances.length;
     out.push(
       "",
-      `## ${task} (${counts.length === 1 ? `${counts[0]} examples` : `${counts.join(" / ")} examples`})`,
+      `Chance (answering at random) averages ${mean.toFixed(2)}% over the tasks; each task's is in its heading. ` +
+        "An accuracy near it means the model does not solve the task.",
+    );
+  }
+  for (const task of tasks) {
+    const counts = [...new Set(rows.map((r) => r.per_task[task].n))];
+    const chance = report.chance[task] === null ? "" : `, chance ${report.chance[task]!.toFixed(2)}%`;
+    out.push(
+      "",
+      `## ${task} (${counts.length === 1 ? `${counts[0]} examples` : `${counts.join(" / ")} examples`}${chance})`,
       "",
       markdownTable(headings, rows.map((r) => [r.label, ...accuracyCells(r.per_task[task], r.per_task[task].std)])),
     );
@@ -67,6 +77,11 @@ export function renderMarkdown(report: Report, title: string): string {
   out.push(
     "",
     "## Perplexity (held-out text)",
+    "",
+    "Perplexity of general held-out text, not of a task: Full is the original model, Emulator the emulator " +
+      "package with its untuned adapter (high when the emulator is a poor model on its own), and Plug-in the " +
+      "original model with the adapter tuned on the first task of `experiment --tasks` plugged in. Plug-in near Full means tuning " +
+      "for the task kept the model's general language modelling; far above it, the adapter traded it away.",
     "",
     markdownTable(
       ["Method", "Full", "Emulator", "Plug-in"],

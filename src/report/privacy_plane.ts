@@ -1,5 +1,5 @@
 /**
- * The utility/privacy plane (METHOD.md §1): one point per report row at
+ * The utility/privacy plane (docs/METHOD.md §1): one point per report row at
  * x = Δ (Plug-in − Emulator FT, the privacy margin: larger is better) and
  * y = Plug-in task average (utility: higher is better), with one seed std as
  * error bars on both axes and a dashed line at Δ = 0, where the emulator is as

@@ -1,7 +1,7 @@
 /**
  * The result of one offsite-tuning run (one method × one seed), as the demo and
  * the experiment scripts write it and `offtune report` reads it: the numbers of
- * the METHOD.md §1 table for every task, plus perplexities (§5).
+ * the docs/METHOD.md §1 table for every task, plus perplexities (§5).
  *
  * Layout of a runs directory (docs/REPORT.md is the full description):
  *
@@ -23,11 +23,11 @@ export const RUN_RESULT_FORMAT_VERSION = 1;
 /** File name of a run result inside its `seed-<n>` directory. */
 export const RUN_RESULT_FILE = "result.json";
 
-/** Which accuracy the task numbers are: plain or length-normalised (METHOD.md §5). */
+/** Which accuracy the task numbers are: plain or length-normalised (docs/METHOD.md §5). */
 export type AccuracyMetric = "acc" | "acc_norm";
 
 /**
- * One task's accuracies for one run, as percentages in [0, 100] (METHOD.md §1):
+ * One task's accuracies for one run, as percentages in [0, 100] (docs/METHOD.md §1):
  * the original model zero-shot, the emulator (untuned adapter + E') zero-shot,
  * the whole model fine-tuned, the tuned adapter on E' and the tuned adapter
  * plugged into E. `full_ft` is null when full fine-tuning was not run.
@@ -40,9 +40,15 @@ export interface TaskResult {
   full_ft: number | null;
   emulator_ft: number;
   plug_in: number;
+  /**
+   * Chance accuracy of the evaluated items, percent: the mean over items of
+   * 100 / (number of choices) (docs/METHOD.md §5). Optional: files written
+   * before it existed lack it.
+   */
+  chance?: number;
 }
 
-/** Perplexities on held-out text (METHOD.md §5); `plug_in` is null when not measured. */
+/** Perplexities on held-out text (docs/METHOD.md §5); `plug_in` is null when not measured. */
 export interface RunPerplexity {
   full: number;
   emulator: number;
@@ -51,6 +57,7 @@ export interface RunPerplexity {
 
 /** One run's result: `<runs>/<label>/seed-<seed>/result.json`. */
 export interface RunResult {
+  /** Format version of result.json (docs/REPORT.md). */
   formatVersion: typeof RUN_RESULT_FORMAT_VERSION;
   /** The source model, e.g. "facebook/opt-1.3b" or a fixture name. */
   model: string;
@@ -58,6 +65,7 @@ export interface RunResult {
   method: string;
   /** The row label, unique per method + settings; also the directory name. */
   label: string;
+  /** The tuning seed; equals the `seed-<n>` directory. */
   seed: number;
   /** The method's settings (ratios, λ, ranks, adapter split...), free-form JSON. */
   settings: Record<string, unknown>;
@@ -65,8 +73,11 @@ export interface RunResult {
   emulator_params: number;
   /** Parameters of the original middle E. */
   middle_params: number;
+  /** Whether the task numbers are `acc` or `acc_norm`. */
   metric: AccuracyMetric;
+  /** Accuracies by task name. */
   tasks: Record<string, TaskResult>;
+  /** Perplexities on held-out text. */
   ppl: RunPerplexity;
 }
 
@@ -98,6 +109,7 @@ const TOP_KEYS = [
   "emulator_params", "middle_params", "metric", "tasks", "ppl",
 ] as const;
 const TASK_KEYS = ["n", "full_zs", "emulator_zs", "full_ft", "emulator_ft", "plug_in"] as const;
+const TASK_OPTIONAL_KEYS = ["chance"] as const;
 const PPL_KEYS = ["full", "emulator", "plug_in"] as const;
 
 function describe(value: unknown): string {
@@ -118,13 +130,18 @@ function checker(file: string) {
   const fail = (field: string, problem: string): never => {
     throw new RunResultError(file, field, problem);
   };
-  const object = (value: unknown, field: string, keys: readonly string[]): Record<string, unknown> => {
+  const object = (
+    value: unknown,
+    field: string,
+    keys: readonly string[],
+    optional: readonly string[] = [],
+  ): Record<string, unknown> => {
     if (!isPlainObject(value)) return fail(field, `must be an object, got ${describe(value)}`);
     for (const key of keys) {
       if (!(key in value)) fail(field === "" ? key : `${field}.${key}`, "is missing");
     }
     for (const key of Object.keys(value)) {
-      if (!keys.includes(key)) {
+      if (!keys.includes(key) && !optional.includes(key)) {
         fail(field === "" ? key : `${field}.${key}`, `is not a field of format version ${RUN_RESULT_FORMAT_VERSION}`);
       }
     }
@@ -177,7 +194,7 @@ export function validateRunResult(value: unknown, file: string): RunResult {
   const tasks: Record<string, TaskResult> = {};
   for (const [name, entry] of taskEntries) {
     const f = `tasks.${name}`;
-    const t = c.object(entry, f, TASK_KEYS);
+    const t = c.object(entry, f, TASK_KEYS, TASK_OPTIONAL_KEYS);
     tasks[name] = {
       n: c.integer(t.n, `${f}.n`, 1),
       full_zs: c.percent(t.full_zs, `${f}.full_zs`),
@@ -185,6 +202,7 @@ export function validateRunResult(value: unknown, file: string): RunResult {
       full_ft: c.nullable(c.percent)(t.full_ft, `${f}.full_ft`),
       emulator_ft: c.percent(t.emulator_ft, `${f}.emulator_ft`),
       plug_in: c.percent(t.plug_in, `${f}.plug_in`),
+      ...(t.chance === undefined ? {} : { chance: c.percent(t.chance, `${f}.chance`) }),
     };
   }
   const p = c.object(top.ppl, "ppl", PPL_KEYS);

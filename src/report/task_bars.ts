@@ -11,7 +11,7 @@ import { errorBar, linearScale, niceTicks, type PlotArea, verticalAxis } from ".
 import { colour } from "./palette.ts";
 import { el, svgDocument, type SvgElement } from "./svg.ts";
 
-/** The series of the chart, in bar order within a group (METHOD.md §1). */
+/** The series of the chart, in bar order within a group (docs/METHOD.md §1). */
 export const BAR_SERIES = ["emulator_ft", "plug_in", "full_ft"] as const;
 
 /** Name of the group holding the task averages, drawn after the tasks. */

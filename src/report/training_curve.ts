@@ -14,9 +14,13 @@ import { el, svgDocument, svgNumber } from "./svg.ts";
 
 /** One line of a pretraining log (the fields the plot reads). */
 export interface TrainingLogLine {
+  /** The step. */
   step: number;
+  /** Training tokens seen after it. */
   tokens: number;
+  /** Training loss of the step's batch. */
   loss: number;
+  /** Validation loss on evaluation steps, else null. */
   val_loss: number | null;
   /** Validation loss of the whole model at a tracking step (`--track-every`). */
   track_val_loss?: number;

@@ -1,5 +1,5 @@
 /**
- * Closed-form Gradient-preserving Compression Scores (METHOD.md §2).
+ * Closed-form Gradient-preserving Compression Scores (docs/METHOD.md §2).
  *
  *     GCS(δ) = ‖G δ A‖₁ − λ ⟨g, δ⟩        (H vec δ ≈ vec(G δ A), KFAC)
  *
@@ -12,7 +12,7 @@
  * Layout: weights, gradients and SVD factors are in kernel layout
  * (`Wk = Wᵀ`, `[in, out]`, `src/model/types.ts`); statistics come from
  * `src/stats/kfac.ts` (`A` over inputs, `G` over outputs, `g = ∂ℓ/∂Wk`).
- * The doc comment of each function maps METHOD.md's out×in symbols to them.
+ * The doc comment of each function maps docs/METHOD.md's out×in symbols to them.
  *
  * @module
  */
@@ -31,7 +31,7 @@ export interface MlpLinear {
 }
 
 /**
- * An MLP whose intermediate channels SCP scores and prunes (METHOD.md §2 SCP).
+ * An MLP whose intermediate channels SCP scores and prunes (docs/METHOD.md §2 SCP).
  * `inputs` are the linears producing the m channels (`[d, m]` each: fc1, or
  * gate and up for SwiGLU); `output` consumes them (`[m, d]`: fc2 or down).
  */
@@ -94,13 +94,13 @@ function rowDots(a: Matrix, b: Matrix, rows: number): Float64Array {
 }
 
 /**
- * GCS of dropping each SVD component of an attention projection (METHOD.md
+ * GCS of dropping each SVD component of an attention projection (docs/METHOD.md
  * §2 DRD):
  *
  *     GCS_i = s_i ‖G u_i‖₁ ‖A v_i‖₁ + λ · s_i · u_iᵀ g v_i      (δ_i = −s_i u_i v_iᵀ)
  *
  * `svd` is the thin SVD of the KERNEL-layout weight `Wk = U diag(s) Vt`
- * (`U` `[in, k]`, `Vt` `[k, out]`), so METHOD.md's output-side `u_i` is row i
+ * (`U` `[in, k]`, `Vt` `[k, out]`), so docs/METHOD.md's output-side `u_i` is row i
  * of `svd.vt` and its input-side `v_i` is column i of `svd.u`; `stats` must be
  * unaugmented (`A` `[in, in]`, `G` `[out, out]`, `g` `[in, out]`): DRD leaves
  * the bias alone. Returns `[k]` scores in component order. Invariant under
@@ -178,7 +178,7 @@ function producerGradientDots(g: Matrix, linear: MlpLinear, augmented: boolean):
   return out;
 }
 /**
- * GCS of removing each intermediate channel j of an MLP (METHOD.md §2 SCP):
+ * GCS of removing each intermediate channel j of an MLP (docs/METHOD.md §2 SCP):
  *
  *     GCS_j = Σ_inputs ( ‖G₁[:,j]‖₁ ‖A₁ w₁ⱼ‖₁ + λ g₁[j,:]·w₁ⱼ )
  *                    +   ‖G₂ w₂ⱼ‖₁ ‖A₂[:,j]‖₁ + λ g₂[:,j]·w₂ⱼ

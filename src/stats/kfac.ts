@@ -1,9 +1,9 @@
 /**
- * Streaming KFAC statistics of one linear map (METHOD.md §2 "Hessian by KFAC").
+ * Streaming KFAC statistics of one linear map (docs/METHOD.md §2 "Hessian by KFAC").
  *
  * Layout: inputs and weights are in *kernel layout* (`src/model/types.ts`):
  * `y = x Wk + b` with `Wk = Wᵀ` of shape `[in, out]`. The gradient `g` is
- * therefore returned as `∂ℓ/∂Wk` `[in, out]`, the transpose of METHOD.md's
+ * therefore returned as `∂ℓ/∂Wk` `[in, out]`, the transpose of docs/METHOD.md's
  * out×in `∂ℓ/∂W`.
  *
  * Scaling convention. Calibration treats every token position `t` of the N
@@ -154,7 +154,7 @@ function augmented(x: Matrix): Matrix {
 
 /**
  * Adds one chunk of calibration tokens to the running sums of a linear
- * (METHOD.md §2, KFAC). `x` is `[N, in]` (the linear's inputs, one row per
+ * (docs/METHOD.md §2, KFAC). `x` is `[N, in]` (the linear's inputs, one row per
  * token; padding tokens must be left out), `gamma` is `[N, out]` (`∂ℓ/∂y_t`).
  * Pass `undefined` as `state` for the first chunk; the state is updated in
  * place and returned. Chunking does not change the result; an empty chunk
@@ -218,7 +218,7 @@ export function accumulateKfac(
 /**
  * Adds the sums of `b` into `a` (in place, returned; `b` is consumed):
  * statistics of disjoint token sets from data-parallel workers combine
- * exactly (DESIGN.md "Scale").
+ * exactly (docs/DESIGN.md "Scale").
  */
 export function mergeKfac(a: KfacState, b: KfacState): KfacState {
   if (a.inFeatures !== b.inFeatures || a.outFeatures !== b.outFeatures || a.bias !== b.bias) {

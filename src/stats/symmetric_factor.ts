@@ -1,5 +1,5 @@
 /**
- * A KFAC factor (METHOD.md §2 "Hessian by KFAC"): a symmetric PSD matrix
+ * A KFAC factor (docs/METHOD.md §2 "Hessian by KFAC"): a symmetric PSD matrix
  * `M = s · Σ_t r_t r_tᵀ` over calibration tokens, held one of two ways:
  *
  * - dense, `[n, n]` float32 (what DRD needs for attention, and SCP for the

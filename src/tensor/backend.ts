@@ -1,5 +1,5 @@
 /**
- * Backend choice, in one place (DESIGN.md "Tensors").
+ * Backend choice, in one place (docs/DESIGN.md "Tensors").
  *
  * Order: `tensorflow` (tfjs-node-gpu, then tfjs-node) when importable, else
  * `wasm` (tfjs-backend-wasm, with our kernel fixes), `cpu` only on request.
@@ -48,10 +48,40 @@ function wasmDirectory(): string {
   return join(dirname(entry), "/");
 }
 
+/** The process-wide error events whose listeners {@link withoutNewErrorListeners} guards. */
+const ERROR_EVENTS = ["uncaughtException", "unhandledRejection"] as const;
+
+interface ProcessEvents {
+  listeners(event: string): Array<(...args: unknown[]) => void>;
+  removeListener(event: string, listener: (...args: unknown[]) => void): unknown;
+}
+
+/**
+ * Runs `start` and removes the `uncaughtException` and `unhandledRejection`
+ * listeners it added to the process. The wasm backend's Emscripten glue adds
+ * listeners that rethrow every uncaught error from inside its minified
+ * bundle: Node then prints that bundle's one ~39 KB source line above the
+ * error and exits with code 7. Without them an uncaught error prints its own
+ * message and stack, and the CLI's handlers (pipelines/offtune.ts) apply.
+ */
+async function withoutNewErrorListeners<T>(start: () => Promise<T>): Promise<T> {
+  const proc = (globalThis as { process?: Partial<ProcessEvents> }).process;
+  if (typeof proc?.listeners !== "function" || typeof proc.removeListener !== "function") return await start();
+  const events = proc as ProcessEvents;
+  const before = new Map(ERROR_EVENTS.map((e) => [e, new Set(events.listeners(e))]));
+  try {
+    return await start();
+  } finally {
+    for (const e of ERROR_EVENTS) {
+      for (const listener of events.listeners(e)) if (!before.get(e)!.has(listener)) events.removeListener(e, listener);
+    }
+  }
+}
+
 async function startWasm(): Promise<boolean> {
   const wasm = await import("@tensorflow/tfjs-backend-wasm");
   wasm.setWasmPaths(wasmDirectory());
-  if (!(await tf.setBackend("wasm"))) return false;
+  if (!(await withoutNewErrorListeners(() => tf.setBackend("wasm")))) return false;
   const { installWasmKernelFixes } = await import("./wasm_kernels.ts");
   installWasmKernelFixes();
   const { shareSavedTensors } = await import("./wasm_saved_tensors.ts");

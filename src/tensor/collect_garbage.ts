@@ -1,6 +1,6 @@
 /**
  * A full garbage collection on request, for the streaming operators to call
- * between blocks (DESIGN.md "The shape"). Each block leaves hundreds of MB of
+ * between blocks (docs/DESIGN.md "The shape"). Each block leaves hundreds of MB of
  * dead typed arrays behind (weights read from disk, chunk copies, KFAC
  * matrices); V8 frees them only when a full collection runs, which it
  * schedules lazily, so without this the dead blocks pile up and the peak RSS

@@ -1,6 +1,6 @@
 /**
  * Bit-exact conversions between float32 and the 16-bit float formats of
- * checkpoints (DESIGN.md "Tensors": dtype helpers), for the safetensors
+ * checkpoints (docs/DESIGN.md "Tensors": dtype helpers), for the safetensors
  * reader and the savers. Pure TypeScript on typed arrays; tfjs has neither
  * format.
  *

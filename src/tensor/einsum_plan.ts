@@ -1,5 +1,5 @@
 /**
- * Einsum equations turned into one batched matrix product (DESIGN.md
+ * Einsum equations turned into one batched matrix product (docs/DESIGN.md
  * "Tensors"): the pure planning half of the wasm `Einsum` kernel and of the
  * `Einsum` gradient.
  *

@@ -1,5 +1,5 @@
 /**
- * Gradient fixes for tfjs-core 4.22, on every backend (DESIGN.md "Tensors":
+ * Gradient fixes for tfjs-core 4.22, on every backend (docs/DESIGN.md "Tensors":
  * whatever the model's backward pass needs).
  *
  * Gradients are registered per kernel, not per backend, so these bugs hit

@@ -1,7 +1,7 @@
 /**
  * Reading tensor values off the wasm heap without copying them: pure-JS
  * numerics on a block's weights (GCS scoring, SVD input, SCP pruning) then
- * add no weight-sized copy to the peak memory (DESIGN.md "Scale").
+ * add no weight-sized copy to the peak memory (docs/DESIGN.md "Scale").
  *
  * @module
  */

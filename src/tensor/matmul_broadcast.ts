@@ -1,5 +1,5 @@
 /**
- * Batch broadcasting of `matMul` (DESIGN.md "Tensors").
+ * Batch broadcasting of `matMul` (docs/DESIGN.md "Tensors").
  *
  * tfjs' BatchMatMul kernels (cpu and wasm alike) flatten each operand's batch
  * dimensions and read operand batch `i % batchSize` for output batch `i`.

@@ -1,6 +1,6 @@
 /**
  * Large float32 matrix products on the wasm backend through OpenBLAS
- * `cblas_sgemm` (DESIGN.md "Tensors"; machine facts: OpenBLAS runs ~100
+ * `cblas_sgemm` (docs/DESIGN.md "Tensors"; machine facts: OpenBLAS runs ~100
  * GFLOP/s on one core here against ~15-30 for the wasm kernel). The operands
  * are passed to BLAS as views of the wasm heap, so nothing is copied, and
  * BLAS applies the transposes itself.

@@ -1,5 +1,5 @@
 /**
- * `Einsum` for the wasm backend (DESIGN.md "Tensors"), missing in
+ * `Einsum` for the wasm backend (docs/DESIGN.md "Tensors"), missing in
  * tfjs-backend-wasm 4.22. Runs the plan of `einsum_plan.ts` with the wasm
  * Sum, Transpose, Reshape and (plain, fast) BatchMatMul kernels; the
  * equations supported are listed there.

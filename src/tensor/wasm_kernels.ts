@@ -1,5 +1,5 @@
 /**
- * The wasm kernel fixes, installed together (DESIGN.md "Tensors": kernel
+ * The wasm kernel fixes, installed together (docs/DESIGN.md "Tensors": kernel
  * gaps on wasm are fixed once, in `tensor/`).
  *
  * - `BatchMatMul` (`wasm_matmul.ts`): transposed forms 5-90x slower than

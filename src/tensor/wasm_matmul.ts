@@ -1,6 +1,6 @@
 /**
  * Fast transposed and correctly broadcast matrix products on the wasm backend
- * (DESIGN.md "Tensors": transposed `BatchMatMul`/`_FusedMatMul`).
+ * (docs/DESIGN.md "Tensors": transposed `BatchMatMul`/`_FusedMatMul`).
  *
  * tfjs-backend-wasm 4.22 runs `matMul` with `transposeA` or `transposeB` an
  * order of magnitude slower than the plain product (see `benchMatmul` in

@@ -1,6 +1,6 @@
 /**
  * The gradient tape's saved tensors share their buffers on wasm instead of
- * copying them (DESIGN.md "Tensors").
+ * copying them (docs/DESIGN.md "Tensors").
  *
  * tfjs-core 4.22 saves each input a kernel's gradient needs
  * (`inputsToSave`) with `engine.clone`, which runs the backend's `Identity`

@@ -1,5 +1,5 @@
 /**
- * Composing wasm kernels inside a wasm kernel (DESIGN.md "Tensors": kernel
+ * Composing wasm kernels inside a wasm kernel (docs/DESIGN.md "Tensors": kernel
  * gaps are fixed once, in `tensor/`).
  *
  * The kernel fixes work below the engine, on `TensorInfo`s, by calling the

@@ -1,5 +1,5 @@
 /**
- * `UnsortedSegmentSum` for the wasm backend (DESIGN.md "Tensors"), missing
+ * `UnsortedSegmentSum` for the wasm backend (docs/DESIGN.md "Tensors"), missing
  * in tfjs-backend-wasm 4.22. It is the gradient of `gather`, so without it
  * no embedding table can be trained on wasm.
  *

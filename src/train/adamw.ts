@@ -62,17 +62,24 @@ export function decaysByDefault(name: string, shape: readonly number[]): boolean
 
 /** AdamW over a fixed list of parameter tensors laid end to end. */
 export class AdamW {
+  /** The parameters, in the order their values lie end to end. */
   readonly params: readonly AdamWParam[];
+  /** Decay rate of the first-moment estimate. */
   readonly beta1: number;
+  /** Decay rate of the second-moment estimate. */
   readonly beta2: number;
+  /** Added to the second-moment root in the denominator. */
   readonly eps: number;
+  /** Decoupled weight decay, applied to the parameters that decay. */
   readonly weightDecay: number;
+  /** Total number of parameter values. */
   readonly size: number;
   #step = 0;
   #m: Float32Array;
   #v: Float32Array;
   #offsets = new Map<string, number>();
 
+  /** An optimizer over `params`; `options` default to β₁ 0.9, β₂ 0.95, ε 1e-8, weight decay 0.1. */
   constructor(params: readonly AdamWParam[], options: AdamWOptions = {}) {
     this.beta1 = options.beta1 ?? 0.9;
     this.beta2 = options.beta2 ?? 0.95;

@@ -1,6 +1,6 @@
 /**
  * Where gradients are computed: in this thread, or data-parallel over a pool
- * of worker threads (DESIGN.md "Scale": one machine, a worker pool).
+ * of worker threads (docs/DESIGN.md "Scale": one machine, a worker pool).
  *
  * Data parallelism: each of N replicas (src/train/grad_worker.ts) takes a
  * contiguous share of the batch rows; the main thread averages their

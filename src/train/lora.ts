@@ -1,5 +1,5 @@
 /**
- * LoRA (Hu et al. 2021) on the adapter blocks' linears: the option METHOD.md §4
+ * LoRA (Hu et al. 2021) on the adapter blocks' linears: the option docs/METHOD.md §4
  * adds beyond the seeds. A linear's kernel-layout weight `W` `[in, out]`
  * becomes `W + s · A B` with trainable `A` `[in, r]`, `B` `[r, out]` and the
  * scale `s = α / r`; `W`, the bias and the norms stay frozen (PEFT's
@@ -22,7 +22,9 @@ import { Prng } from "./prng.ts";
 
 /** LoRA hyper-parameters: rank `r` and `α` (scale `α / r`). */
 export interface LoraOptions {
+  /** Rank r of the low-rank update. */
   rank: number;
+  /** α: the update is scaled by α / r. */
   alpha: number;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Fine-tuning batches from multiple-choice items (METHOD.md §1: the data
+ * Fine-tuning batches from multiple-choice items (docs/METHOD.md §1: the data
  * owner tunes on its task). A training item is the evaluator's request for
  * its gold choice (src/eval/multiple_choice.ts `encodePair`: BOS, context
  * tokens, then the continuation tokens split off `encode(context + choice)`),

@@ -13,16 +13,23 @@
 
 /** The hyper-parameters that define an OPT model's shape and special tokens. */
 export interface OptHyperParameters {
+  /** Transformer blocks (`num_hidden_layers`). */
   layers: number;
+  /** Model width (`hidden_size`). */
   hidden: number;
+  /** Attention heads (`num_attention_heads`). */
   heads: number;
   /** MLP width (`ffn_dim`). */
   ffn: number;
   /** Longest sequence the learned positions cover (`max_position_embeddings`). */
   maxPositions: number;
+  /** Vocabulary size (`vocab_size`). */
   vocabSize: number;
+  /** Beginning-of-sequence token id. */
   bosId: number;
+  /** End-of-sequence token id. */
   eosId: number;
+  /** Padding token id. */
   padId: number;
 }
 

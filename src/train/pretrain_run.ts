@@ -2,7 +2,7 @@
  * Pretraining runs (`offtune pretrain`): pretrain a small OPT language model
  * from scratch on a token stream, data-parallel over worker threads, and
  * write it in Hugging Face layout (the model the offsite-tuning experiments
- * start from, METHOD.md §1: "a pretrained decoder LM").
+ * start from, docs/METHOD.md §1: "a pretrained decoder LM").
  *
  * The output directory holds, each file written under a temporary name and
  * renamed:
@@ -19,16 +19,22 @@
  * - `log.jsonl`: one line per step: step, tokens, loss, lr, grad_norm,
  *   val_loss (null between evaluations), tokens_per_s, seconds.
  *
- * A caller's `shouldStop` (the CLI: Ctrl-C) finishes the current step, saves a
- * checkpoint and returns.
+ * A caller's `shouldStop` (the CLI: SIGINT or SIGTERM) finishes the current
+ * step, saves a checkpoint and returns. A run stopped so, or killed,
+ * continues with `resume` from its last checkpoint: a fresh start refuses to
+ * start over a run (docs/GUARANTEES.md "What resumes"). A fresh run's
+ * directory is created atomically with a step-0 checkpoint, so a kill at
+ * any point leaves no run or one that `resume` continues.
  *
  * @module
  */
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import process from "node:process";
 import type { StageEvents } from "../events/stage_events.ts";
+import { createDirectoryTransaction, siblingName } from "../io/atomic.ts";
+import { removeStaleTemporaries } from "../io/stale_temps.ts";
 import { saveCheckpoint } from "../io/checkpoint.ts";
 import { CheckpointError } from "../io/errors.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
@@ -402,9 +408,6 @@ function resumedRunOptions(flags: Flags, saved: RunOptions): RunOptions {
       throw new Error(`--${flag} ${fresh[key]} differs from the run being resumed (${saved[key]})`);
     }
   }
-  for (const flag of ["config", "layers", "hidden", "heads", "ffn"] as const) {
-    if (given(flags, flag)) throw new Error(`--${flag} cannot change the model of a run being resumed`);
-  }
   return {
     ...saved,
     steps: flags.steps !== undefined ? fresh.steps : saved.steps,
@@ -471,8 +474,7 @@ async function saveRun(
     run,
   };
   const path = join(out, PRETRAIN_STATE_FILE);
-  const temp = join(out, `.${PRETRAIN_STATE_FILE}.${process.pid}.tmp`);
-  await rm(temp, { force: true });
+  const temp = siblingName(path, "tmp");
   await writeStateFile(temp, layout, { params: state.params, m: opt.m, v: opt.v }, STATE, saved);
   await rename(temp, path);
 }
@@ -511,6 +513,25 @@ async function copyTokenizer(tokenizerPath: string, out: string): Promise<void> 
   }
 }
 
+/**
+ * Starts a fresh run's directory `out` atomically: the tokenizer and a step-0
+ * checkpoint (`save`) are written into a temporary sibling that is then
+ * renamed to `out`. A run killed at any point thus leaves no run or one that
+ * `resume` continues, never a directory that is neither (which the output
+ * check would refuse, docs/GUARANTEES.md).
+ */
+async function createRunDirectory(out: string, tokenizerPath: string, save: (dir: string) => Promise<void>): Promise<void> {
+  const tx = createDirectoryTransaction(out);
+  try {
+    await copyTokenizer(tokenizerPath, tx.temp);
+    await save(tx.temp);
+    await tx.commit();
+  } catch (e) {
+    await tx.abort();
+    throw e;
+  }
+}
+
 /** A run's model, options and (when resuming) saved state. */
 interface PreparedRun {
   model: TrainModel;
@@ -523,10 +544,33 @@ async function startRun(flags: Flags): Promise<PreparedRun> {
   return { model: trainModel(await freshConfig(flags, run.tokenizer, run.ctx)), run };
 }
 
+const MODEL_FLAGS = ["config", "layers", "hidden", "heads", "ffn"] as const;
+
+/**
+ * Checks that the model flags of a resumed run, when given (the same command
+ * plus --resume repeats them), describe the saved model: they cannot change it.
+ */
+async function checkModelFlags(flags: Flags, run: RunOptions, saved: Record<string, unknown>): Promise<void> {
+  const givenFlags = MODEL_FLAGS.filter((flag) => given(flags, flag));
+  if (givenFlags.length === 0) return;
+  const fresh = await freshConfig(flags, run.tokenizer, run.ctx);
+  for (const key of [...Object.values(SHAPE_KEYS), "max_position_embeddings", "vocab_size"]) {
+    if (JSON.stringify(fresh[key]) !== JSON.stringify(saved[key])) {
+      throw new Error(
+        `--${givenFlags.join(", --")} cannot change the model of a run being resumed: ` +
+          `they give ${key} ${JSON.stringify(fresh[key])}, the run has ${JSON.stringify(saved[key])}`,
+      );
+    }
+  }
+}
+
 async function resumeRun(flags: Flags, out: string): Promise<PreparedRun> {
-  const model = trainModel(await readJsonFile(join(out, "config.json"), "config"));
+  const config = await readJsonFile(join(out, "config.json"), "config");
+  const model = trainModel(config);
   const restored = await loadRun(out, model);
-  return { model, run: resumedRunOptions(flags, restored.saved.run), restored };
+  const run = resumedRunOptions(flags, restored.saved.run);
+  await checkModelFlags(flags, run, config);
+  return { model, run, restored };
 }
 
 /** What {@link pretrain} did. */
@@ -550,6 +594,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
   const flags = options;
   const out = resolve(flags.out);
   const statePath = join(out, PRETRAIN_STATE_FILE);
+  removeStaleTemporaries([out, statePath]);
   const resuming = flags.resume ?? false;
   if (resuming && !(await exists(statePath))) throw new Error(`Cannot resume: "${statePath}" does not exist`);
   if (!resuming && (await exists(statePath))) {
@@ -599,8 +644,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
   };
   if (restored) optimizer.load({ step: restored.saved.optimizerStep, m: restored.m, v: restored.v });
 
-  await mkdir(out, { recursive: true });
-  if (!resuming) await copyTokenizer(run.tokenizer, out);
+  if (!resuming) await createRunDirectory(out, run.tokenizer, (dir) => saveRun(dir, model, run, state, trainTokens.length));
   const logPath = join(out, LOG_FILE);
   await trimLog(logPath, state.step);
 

@@ -2,7 +2,7 @@
  * The pretraining loop: sample a batch, compute loss and gradient, clip to
  * global norm, update with AdamW at the scheduled rate, evaluate now and
  * then, and hand a consistent state to a checkpoint callback. No files and no
- * printing here (DESIGN.md "Which way imports run"): the caller's callbacks
+ * printing here (docs/DESIGN.md "Which way imports run"): the caller's callbacks
  * write logs and checkpoints.
  *
  * Everything that decides a later step lives in {@link TrainState}
@@ -16,6 +16,7 @@ import type { TokenBatch, WindowSampler } from "./batches.ts";
 import { clipGlobalNorm } from "./clip.ts";
 import type { GradientEngine } from "./data_parallel.ts";
 import { learningRate, type ScheduleOptions } from "./schedule.ts";
+import { yieldToSignals } from "../cli/interrupt.ts";
 
 /** The complete, resumable state of a run. */
 export interface TrainState {
@@ -33,10 +34,13 @@ export interface TrainState {
 
 /** One line of the training log. */
 export interface StepRecord {
+  /** The step just taken (1-based). */
   step: number;
+  /** Training tokens seen after it. */
   tokens: number;
   /** Training loss of this step's batch, before the update. */
   loss: number;
+  /** Learning rate of this step. */
   lr: number;
   /** Global gradient norm before clipping. */
   grad_norm: number;
@@ -44,6 +48,7 @@ export interface StepRecord {
   val_loss?: number;
   /** Training tokens per second over this session. */
   tokens_per_s: number;
+  /** Wall seconds of training so far, over all sessions. */
   seconds: number;
 }
 
@@ -86,6 +91,7 @@ export async function train(state: TrainState, o: TrainOptions): Promise<StepRec
     state.step += 1;
     state.tokens += batch.batch * batch.ctx;
     state.seconds += (performance.now() - stepStart) / 1000;
+    if (o.shouldStop) await yieldToSignals(); // a pending SIGINT/SIGTERM sets what shouldStop reads
     const stop = state.step === o.until || (o.shouldStop?.() ?? false);
     let valLoss: number | undefined;
     if (o.validation && (state.step % o.evalEvery === 0 || stop)) {

@@ -1,7 +1,7 @@
 /**
  * Fine-tuning a {@link ModelHandle} on a task's items, two ways:
  *
- * - {@link tuneAdapter}: the data owner's step (METHOD.md §1 step 2). Only
+ * - {@link tuneAdapter}: the data owner's step (docs/METHOD.md §1 step 2). Only
  *   the adapter blocks (the bottom `split.bottom` and top `split.top`) train,
  *   in full (§4 default) or through LoRA factors (§4 option); embeddings and
  *   head stay frozen unless asked; the middle blocks are whatever the handle
@@ -13,7 +13,7 @@
  *   already holds something (a finished adapter), the unfinished checkpoints
  *   go beside it, to `<out>.partial`, and the finished adapter replaces it
  *   only at the end (docs/GUARANTEES.md "Outputs").
- * - {@link tuneFullModel}: the Full FT reference (METHOD.md §1 table, §3):
+ * - {@link tuneFullModel}: the Full FT reference (docs/METHOD.md §1 table, §3):
  *   every block (and optionally the embeddings) of the original trains with
  *   the same loss, optimizer and schedule; the tuned weights are returned.
  *
@@ -42,6 +42,7 @@ import {
   type TuneStepRecord,
 } from "./tune_loop.ts";
 import type { StageEvents } from "../events/stage_events.ts";
+import { readFullTuneState, writeFullTuneState } from "./full_ft_state.ts";
 import { readTuneState, TUNE_STATE_FILE, writeAdapterPackage } from "./tune_package.ts";
 import { type ResidentModel, type TrainableSet, trainableSet, type TuneScope } from "./tune_params.ts";
 
@@ -79,6 +80,8 @@ export interface TuneAdapterOptions extends TuneCommonOptions {
   force?: boolean;
   /** Extra manifest fields describing the data (e.g. `{ task }`), JSON values. */
   describe?: Record<string, unknown>;
+  /** The tokenizer.json the examples were encoded with; the package carries it (docs/SHARDS.md). */
+  tokenizer?: string;
 }
 
 /** What a tuning call did. */
@@ -354,6 +357,7 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
           finished,
           loss: JSON.parse(JSON.stringify(log)),
         },
+        tokenizer: options.tokenizer,
         state: finished ? undefined : { step: s.step, run, layout: trainable.layout, params: s.params, optimizer: s.optimizer.state() },
       });
       if (finished && runDir !== out) await rm(runDir, { recursive: true, force: true });
@@ -374,6 +378,17 @@ export async function tuneAdapter(handle: ModelHandle, options: TuneAdapterOptio
   }
 }
 
+/** Options of {@link tuneFullModel}. */
+export interface TuneFullOptions extends TuneCommonOptions {
+  /**
+   * The state file to checkpoint to at every epoch but the last, and when
+   * `shouldStop` ends the run (src/train/full_ft_state.ts); none by default.
+   */
+  checkpoint?: string;
+  /** Continue from `checkpoint` (its settings must be repeated). */
+  resume?: boolean;
+}
+
 /** The result of {@link tuneFullModel}: the tuned weights (the caller disposes them) and a summary. */
 export interface FullTuneResult extends TuneSummary {
   /** The tuned outer weights (embeddings, norms, head); the caller disposes them. */
@@ -385,9 +400,13 @@ export interface FullTuneResult extends TuneSummary {
 /**
  * Fine-tunes every block of `handle` (and the outer weights with
  * `tuneEmbeddings`) on the examples: the Full FT reference. Returns the
- * complete tuned weights; frozen outer weights come back as copies.
+ * complete tuned weights; frozen outer weights come back as copies. With
+ * `checkpoint`, the state is saved every epoch and `resume` continues it,
+ * bit-identically to an uninterrupted run on the same backend.
+ *
+ * @throws Error when resuming with other settings than the saved run's
  */
-export async function tuneFullModel(handle: ModelHandle, options: TuneCommonOptions): Promise<FullTuneResult> {
+export async function tuneFullModel(handle: ModelHandle, options: TuneFullOptions): Promise<FullTuneResult> {
   const hyper = fullHyper(options.hyper);
   const rows = trainingRows(handle, options.examples);
   const model = await residentModel(handle);
@@ -395,12 +414,42 @@ export async function tuneFullModel(handle: ModelHandle, options: TuneCommonOpti
     blocks: model.blocks.map((_, i) => i),
     embeddings: options.tuneEmbeddings ?? false,
   };
+  const run = {
+    sourceHash: handle.sourceHash,
+    embeddings: scope.embeddings,
+    hyper,
+    examples: { count: options.examples.length, sha256: examplesHash(options.examples) },
+  };
   try {
     const trainable = trainableSet(model, scope);
     const state = freshState(trainable, hyper);
     const perEpoch = stepsPerEpoch(rows.length, hyper.batch);
-    const steps = stepLog(perEpoch, { epochLoss: [], partialSum: 0, partialSteps: 0 });
-    const { stopped } = await train(model, trainable, state, rows, hyper, options, steps);
+    const total = hyper.epochs * perEpoch;
+    let log: LossLog = { epochLoss: [], partialSum: 0, partialSteps: 0 };
+    const { checkpoint } = options;
+    if (options.resume) {
+      if (!checkpoint) throw new Error("tuneFullModel: resume needs a checkpoint path");
+      const saved = await readFullTuneState(checkpoint, trainable.layout);
+      const difference = firstDifference(saved.run, JSON.parse(JSON.stringify(run)), "");
+      if (difference) throw new Error(`Cannot resume "${checkpoint}" with other settings: ${difference}`);
+      state.step = saved.step;
+      state.params = saved.params;
+      state.optimizer.load(saved.optimizer);
+      log = saved.log;
+    }
+    const steps = stepLog(perEpoch, log);
+    // The last epoch writes no state: the caller writes the tuned model instead.
+    const save = async (s: TuneState): Promise<void> => {
+      if (!checkpoint || s.step === total) return;
+      await writeFullTuneState(checkpoint, trainable.layout, {
+        step: s.step,
+        run,
+        log: JSON.parse(JSON.stringify(log)),
+        params: s.params,
+        optimizer: s.optimizer.state(),
+      });
+    };
+    const { stopped } = await train(model, trainable, state, rows, hyper, options, steps, save);
     // Every block trains in full, so assemble() returns the slot tensors themselves: no copy, the caller owns them.
     const { outer, blocks } = trainable.assemble(slotTensors(trainable.layout, state.params));
     const ownOuter = scope.embeddings ? outer : new Map([...outer].map(([name, t]) => [name, t.clone()]));
@@ -408,7 +457,7 @@ export async function tuneFullModel(handle: ModelHandle, options: TuneCommonOpti
       outer: ownOuter,
       blocks,
       step: state.step,
-      total: hyper.epochs * perEpoch,
+      total,
       stopped,
       epochLoss: steps.log.epochLoss,
       parameters: trainable.layout.size,

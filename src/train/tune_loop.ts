@@ -1,5 +1,5 @@
 /**
- * The fine-tuning loop shared by adapter tuning (METHOD.md §1 step 2, §4)
+ * The fine-tuning loop shared by adapter tuning (docs/METHOD.md §1 step 2, §4)
  * and the Full FT reference (§3): answer-only LM loss on multiple-choice
  * items (src/train/mc_batches.ts), gradients w.r.t. the trainable set only
  * (src/train/tune_params.ts), global-norm clipping and AdamW at a warmup +
@@ -27,6 +27,7 @@ import { type AnswerBatch, type AnswerRow, batchAt, stepsPerEpoch } from "./mc_b
 import { slotTensors } from "./params.ts";
 import { learningRate, type ScheduleOptions, validateSchedule } from "./schedule.ts";
 import type { ResidentModel, TrainableSet } from "./tune_params.ts";
+import { yieldToSignals } from "../cli/interrupt.ts";
 
 /** The settings of a fine-tuning run (fixed for its lifetime; a resume must repeat them). */
 export interface TuneHyper {
@@ -216,6 +217,7 @@ export async function runTuning(
       items: batch.rows,
       seconds: (performance.now() - started) / 1000,
     });
+    if (o.shouldStop) await yieldToSignals(); // a pending SIGINT/SIGTERM sets what shouldStop reads
     const stop = state.step < schedule.total && (o.shouldStop?.() ?? false);
     if (stop || state.step % perEpoch === 0) await o.onCheckpoint?.(state, Math.floor(state.step / perEpoch));
     if (stop) return { stopped: true };

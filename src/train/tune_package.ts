@@ -1,5 +1,5 @@
 /**
- * Files of a tuning run: the adapter package (METHOD.md §1: what the data
+ * Files of a tuning run: the adapter package (docs/METHOD.md §1: what the data
  * owner returns) and, beside its shards, the resumable training state.
  *
  * The package is the format src/model/model_source.ts reads: kind
@@ -16,7 +16,7 @@
  * `__metadata__` key `offtune.tune_state`, the step and whatever identifies
  * the run. It is written at every epoch but the last: the
  * finished adapter leaves it out, since the moments are running statistics
- * of the private data's gradients and METHOD.md §1 returns weights only.
+ * of the private data's gradients and docs/METHOD.md §1 returns weights only.
  *
  * The tuning files are written and read here (the state through
  * state_file.ts); the loop (tune_loop.ts) only calls back.
@@ -24,8 +24,9 @@
  * @module
  */
 import { join } from "node:path";
-import { createPackageWriter, type Manifest } from "../io/manifest.ts";
-import type { ShardTensor } from "../io/shard_schema.ts";
+import { createPackageWriter, type Manifest, MANIFEST_FORMAT_VERSION } from "../io/manifest.ts";
+import { copyTokenizerFiles } from "../io/tokenizer.ts";
+import { configSha256, type ShardTensor } from "../io/shard_schema.ts";
 import type { ModelHandle } from "../records/records.ts";
 import type { AdamWState } from "./adamw.ts";
 import type { ParamLayout } from "./params.ts";
@@ -63,6 +64,8 @@ export interface AdapterPackage {
   extra: Record<string, unknown>;
   /** Training state to keep beside the shards (unfinished runs). */
   state?: TuneStateFile;
+  /** The tokenizer.json the items were encoded with, carried in the package (docs/SHARDS.md). */
+  tokenizer?: string;
 }
 
 /**
@@ -81,13 +84,15 @@ export async function writeAdapterPackage(dir: string, p: AdapterPackage): Promi
           method: p.method,
           settings: p.settings,
           sourceHash: p.model.sourceHash,
+          configHash: configSha256(p.model.cfg.raw),
         },
         tensors,
       );
     }
     if (p.state) await writeState(join(writer.temp, TUNE_STATE_FILE), p.state);
+    if (p.tokenizer) await copyTokenizerFiles(p.tokenizer, writer.temp);
     return await writer.commit({
-      formatVersion: 1,
+      formatVersion: MANIFEST_FORMAT_VERSION,
       kind: "adapter",
       architecture: p.model.cfg.modelType,
       config: p.model.cfg.raw,

@@ -1,7 +1,7 @@
 /**
  * What a fine-tuning run trains, as a flat parameter vector (the layout
  * conventions of src/train/params.ts): the chosen blocks' weights in full
- * (METHOD.md §4 default), or LoRA factors on their linears (the §4 option,
+ * (docs/METHOD.md §4 default), or LoRA factors on their linears (the §4 option,
  * src/train/lora.ts), plus the outer weights (embeddings, positions, final
  * norm, untied head) when asked. Everything else is frozen and never copied.
  *

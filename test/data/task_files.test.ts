@@ -22,8 +22,16 @@ const manifest = JSON.parse(readFileSync(join(ROOT, "data/manifest.json"), "utf8
   files: Record<string, { bytes: number; sha256: string }>;
 };
 
-/** Fixture files rebuilt by pipelines/build_fixtures.ts and not committed (fixtures/data/pretrain/.gitignore). */
-const GITIGNORED = ["train.jsonl", "train.bin", "valid.jsonl"].map((f) => `data/pretrain/${f}`);
+/**
+ * Fixture files rebuilt by pipelines/build_fixtures.ts and not committed: the
+ * plain names in fixtures/data/pretrain/.gitignore, read from it so that a
+ * fresh clone, which lacks them, never fails when that list grows.
+ */
+const GITIGNORED = readFileSync(join(ROOT, "data/pretrain/.gitignore"), "utf8")
+  .split("\n")
+  .map((line) => line.trim())
+  .filter((line) => line !== "" && !line.startsWith("#") && !/[*?[]/.test(line))
+  .map((f) => `data/pretrain/${f}`);
 
 let tokenizer: Tokenizer;
 beforeAll(async () => {

@@ -13,7 +13,7 @@ import { main } from "../../pipelines/eval.ts";
 import { readTokenStream, tokenStreamBytes } from "../../src/data/token_stream.ts";
 import { unigramPerplexity } from "../../src/eval/perplexity.ts";
 import { wilsonInterval } from "../../src/eval/stats.ts";
-import { readTaskFile, readTaskItems } from "../../src/eval/task_file.ts";
+import { listTasks, readTaskFile, readTaskItems } from "../../src/eval/task_file.ts";
 import { saveCheckpoint } from "../../src/io/checkpoint.ts";
 import { toHfTensors } from "../../src/model/load.ts";
 import { opt } from "../../src/model/opt.ts";
@@ -143,10 +143,14 @@ describe("offtune eval", () => {
     );
   });
 
-  it("selects tasks in report order", () => {
-    expect(selectTasks("all")).toHaveLength(8);
-    expect(selectTasks("brown_genre,lastword_cloze")).toEqual(["lastword_cloze", "brown_genre"]);
-    expect(() => selectTasks(" , ")).toThrow("--tasks names no task");
+  it("selects tasks of the tasks directory in report order", async () => {
+    const dir = EVAL_DEFAULTS.tasksDir;
+    const available = await listTasks(dir);
+    expect(selectTasks("all", available, dir)).toHaveLength(8);
+    expect(selectTasks("brown_genre,lastword_cloze", available, dir)).toEqual(["lastword_cloze", "brown_genre"]);
+    expect(selectTasks("capitals,brown_genre", [...available, "capitals"], dir)).toEqual(["brown_genre", "capitals"]);
+    expect(() => selectTasks(" , ", available, dir)).toThrow("--tasks names no task");
+    expect(() => selectTasks("capitals", available, dir)).toThrow(`Unknown task "capitals": no "capitals/" with task files in "${dir}"`);
   });
 });
 
@@ -182,5 +186,28 @@ describe("readTaskFile", () => {
     expect((await readTaskFile(file, 1)).map((item) => item.id)).toEqual(["a"]);
     const missing = join(dir, "absent.jsonl");
     await expect(readTaskFile(missing)).rejects.toThrow(`Cannot read task file "${missing}": file does not exist`);
+  });
+});
+
+describe("a data owner's own tasks", () => {
+  it("names an item without id by its line number and rejects an id that is not a string or number", async () => {
+    const file = join(dir, "no ids.jsonl");
+    await writeFile(file, '{"context":"c","choices":[" x"," y"],"gold":1}\n\n{"id":7,"context":"d","choices":[" x"," y"],"gold":0}\n{"context":"e","choices":[" x"," y"],"gold":0}\n');
+    expect((await readTaskFile(file)).map((item) => item.id)).toEqual(["1", "7", "4"]);
+    await writeFile(file, '{"id":["a"],"context":"c","choices":[" x"," y"],"gold":1}\n');
+    await expect(readTaskFile(file)).rejects.toThrow(`Cannot read "${file}": line 1 has an "id" that is neither a string nor a number`);
+  });
+
+  it("lists any directory holding a split file as a task, and names a missing tasks directory", async () => {
+    const tasks = join(dir, "own tasks");
+    await mkdir(join(tasks, "capitals"), { recursive: true });
+    await mkdir(join(tasks, "empty"), { recursive: true });
+    await mkdir(join(tasks, "about"), { recursive: true });
+    await writeFile(join(tasks, "capitals", "train.jsonl"), '{"context":"c","choices":[" x"," y"],"gold":1}\n');
+    await writeFile(join(tasks, "about", "test.jsonl"), '{"context":"c","choices":[" x"," y"],"gold":1}\n');
+    await writeFile(join(tasks, "notes.txt"), "not a task\n");
+    expect(await listTasks(tasks)).toEqual(["about", "capitals"]);
+    expect(await listTasks(EVAL_DEFAULTS.tasksDir)).toHaveLength(8);
+    await expect(listTasks(join(dir, "absent"))).rejects.toThrow(`Cannot list tasks in "${join(dir, "absent")}": directory does not exist`);
   });
 });

@@ -13,7 +13,7 @@ import {
   writeManifest,
 } from "../../src/io/manifest.ts";
 import { readShardFile } from "../../src/io/shard_reader.ts";
-import type { ShardMeta, ShardTensor } from "../../src/io/shard_schema.ts";
+import { configSha256, type ShardMeta, type ShardTensor } from "../../src/io/shard_schema.ts";
 import { fileError } from "./errors.ts";
 
 let root: string;
@@ -32,7 +32,7 @@ const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest(
 const SOURCE = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
 
 const draft: Omit<Manifest, "shards"> = {
-  formatVersion: 1,
+  formatVersion: 2,
   kind: "emulator",
   architecture: "opt",
   config: { model_type: "opt", hidden_size: 8, num_hidden_layers: 4, architectures: ["OPTForCausalLM"] },
@@ -49,6 +49,7 @@ const shardMeta = (block: number | "outer", role: ShardMeta["role"]): ShardMeta 
   method: draft.method,
   settings: draft.settings,
   sourceHash: SOURCE,
+  configHash: configSha256(draft.config),
 });
 
 const tensors = (seed: number): ShardTensor[] => [
@@ -68,7 +69,14 @@ async function writePackage(dir: string, seed = 0): Promise<Manifest> {
 describe("writeManifest and readManifest", () => {
   const manifest: Manifest = {
     ...draft,
-    shards: [{ file: "block-0000.arrow", block: 0, role: "adapter", sha256: "a".repeat(64), bytes: 10 }],
+    shards: [{
+      file: "block-0000.arrow",
+      block: 0,
+      role: "adapter",
+      sha256: "a".repeat(64),
+      bytes: 10,
+      tensors: [{ name: "fc1.weight", shape: [4, 8], dtype: "float32" }],
+    }],
   };
 
   it("round-trips every field, extra included", async () => {
@@ -124,8 +132,8 @@ describe("writeManifest and readManifest", () => {
         (e: Error) => (e.name === "CheckpointError" ? e.message : `not a CheckpointError: ${e}`),
       );
     };
-    expect(await write({ ...manifest, formatVersion: 2 })).toMatch(
-      /^Invalid manifest ".*manifest\.msgpack": unsupported format version 2 \(this offtune reads version 1\)$/,
+    expect(await write({ ...manifest, formatVersion: 1 })).toMatch(
+      /^Invalid manifest ".*manifest\.msgpack": unsupported format version 1 \(this offtune reads version 2\)$/,
     );
     const { split: _, ...noSplit } = manifest;
     expect(await write(noSplit)).toContain(`"split" must be {bottom, top} with non-negative integers, got undefined`);
@@ -144,11 +152,14 @@ describe("writeManifest and readManifest", () => {
     expect(await write({ ...manifest, shards: [{ ...shard, block: "outer" }] })).toContain(
       `shards[0] (block-0000.arrow): block "outer" does not go with role "adapter"`,
     );
+    expect(await write({ ...manifest, shards: [{ ...shard, tensors: [{ name: "w", shape: [-1] }] }] })).toContain(
+      `shards[0].tensors[0] must be {name, shape, dtype: "float32" | "float16"}, got {"name":"w","shape":[-1]}`,
+    );
   });
 
   it("keeps blockIndices of an emulator that drops blocks, and refuses ones that disagree with its shards", async () => {
     const shard = (block: number, role: "adapter" | "middle") => ({
-      file: shardFileName(block), block, role, sha256: "a".repeat(64), bytes: 10,
+      file: shardFileName(block), block, role, sha256: "a".repeat(64), bytes: 10, tensors: [],
     });
     const dropped: Manifest = {
       ...draft,
@@ -235,7 +246,7 @@ describe("createPackageWriter", () => {
     expect((await readdir(root)).filter((f) => f.startsWith(`${base}.`))).toEqual([]);
   });
 
-  it("refuses a shard whose source hash differs from the manifest's, and bad file names", async () => {
+  it("refuses a shard whose source or config hash differs from the manifest's, and bad file names", async () => {
     const dir = fresh("mismatch");
     const writer = createPackageWriter(dir);
     writer.writeShard({ ...shardMeta(0, "adapter"), sourceHash: "other" }, tensors(0));
@@ -244,6 +255,14 @@ describe("createPackageWriter", () => {
         `Cannot commit package "${dir}": shard "block-0000.arrow" has source hash "other" but the manifest has "${SOURCE}"`,
       ),
     );
+    const other = createPackageWriter(fresh("config-mismatch"));
+    other.writeShard({ ...shardMeta(0, "adapter"), configHash: "c".repeat(64) }, tensors(0));
+    await expect(other.commit(draft)).rejects.toThrow(
+      fileError(expect.stringContaining(
+        `shard "block-0000.arrow" has config hash "${"c".repeat(64)}" but the manifest has "${configSha256(draft.config)}"`,
+      )),
+    );
+    await other.abort();
     expect(() => writer.writeShard(shardMeta(0, "adapter"), [])).toThrow(
       fileError(
         expect.stringContaining(`"block-0000.arrow" to package "${dir}": a shard of that name was already written`),

@@ -30,6 +30,7 @@ const meta: ShardMeta = {
   method: "gradot-drd",
   settings: { rank: 4, lambda: { attn: 0.5, mlp: 1 }, components: ["q_proj", "k_proj"], note: "säge ✓", none: null },
   sourceHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+  configHash: "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
 };
 
 function blockTensors(): ShardTensor[] {
@@ -120,7 +121,7 @@ describe("encodeShard then decodeShard", () => {
   });
 
   it("handles empty metadata values, the outer block, scalars, empty tensors and no tensors", () => {
-    const outer: ShardMeta = { block: "outer", role: "outer", method: "", settings: {}, sourceHash: "" };
+    const outer: ShardMeta = { block: "outer", role: "outer", method: "", settings: {}, sourceHash: "", configHash: "" };
     const tensors = [
       { name: "scale", shape: [], data: new Float32Array([2.5]) },
       { name: "empty", shape: [0, 4], data: new Float32Array(0) },
@@ -326,7 +327,7 @@ describe("writeShardFile and readShardFile", () => {
     expect(() => decodeShard(bytes, "x.arrow")).toThrow(
       fileError(
         expect.stringMatching(
-          /^Cannot read shard "x\.arrow": Arrow IPC data is corrupt \(Expected to read 2147483647 metadata bytes/,
+          /^Cannot read shard "x\.arrow": Arrow IPC data is corrupt \(record batch 0: message metadata length 2147483647 does not fit the file\)$/,
         ),
       ),
     );

@@ -41,16 +41,17 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const meta: ShardMeta = { block: 11, role: "adapter", method: "lora", settings: { r: 8 }, sourceHash: "cafe" };
+const meta: ShardMeta = { block: 11, role: "adapter", method: "lora", settings: { r: 8 }, sourceHash: "cafe", configHash: "beef" };
 
 /** The schema metadata the format specifies, spelled out by hand (not taken from our code). */
 const specMetadata = new Map([
-  ["offtune.format_version", "1"],
+  ["offtune.format_version", "2"],
   ["offtune.block", "11"],
   ["offtune.role", "adapter"],
   ["offtune.method", "lora"],
   ["offtune.settings", '{"r":8}'],
   ["offtune.source_hash", "cafe"],
+  ["offtune.config_sha256", "beef"],
 ]);
 
 describe("our shards read by Arrow's generic reader, without offtune code", () => {
@@ -216,8 +217,8 @@ describe("decodeShard on files from other writers", () => {
       else m.set(key, value);
       return foreignFile(one('{"shape":[6]}'), m);
     };
-    expect(refuse(withMeta("offtune.format_version", "2"))).toBe(
-      `Cannot read shard "f.arrow": unsupported format version "2" (this offtune reads version 1)`,
+    expect(refuse(withMeta("offtune.format_version", "1"))).toBe(
+      `Cannot read shard "f.arrow": unsupported format version "1" (this offtune reads version 2)`,
     );
     expect(refuse(withMeta("offtune.format_version"))).toBe(
       `Cannot read shard "f.arrow": schema metadata lacks "offtune.format_version"`,
@@ -258,7 +259,7 @@ function python(script: string, ...args: string[]): string {
   return run.stdout;
 }
 
-describe.skipIf(!hasPyarrow)("pyarrow interop", () => {
+describe.skipIf(!hasPyarrow)(`pyarrow interop${hasPyarrow ? "" : ` (skipped: needs ${PYTHON} with pyarrow and numpy)`}`, () => {
   it("pyarrow reads our shard as fixed_shape_tensor columns with our values", async () => {
     const path = join(root, "ours.arrow");
     const w = Float32Array.from({ length: 6 }, (_, i) => i / 8 - 0.25);
@@ -294,8 +295,9 @@ print(json.dumps({"rows": t.num_rows, "metadata": {k.decode(): v.decode() for k,
 import sys, json, numpy as np, pyarrow as pa
 w = pa.FixedShapeTensorArray.from_numpy_ndarray(np.arange(6, dtype=np.float32).reshape(1, 2, 3) / 4)
 h = pa.FixedShapeTensorArray.from_numpy_ndarray(np.array([[1.5, -2.0, 0.25]], dtype=np.float16))
-meta = {"offtune.format_version": "1", "offtune.block": "11", "offtune.role": "adapter",
-        "offtune.method": "lora", "offtune.settings": json.dumps({"r": 8}), "offtune.source_hash": "cafe"}
+meta = {"offtune.format_version": "2", "offtune.block": "11", "offtune.role": "adapter",
+        "offtune.method": "lora", "offtune.settings": json.dumps({"r": 8}), "offtune.source_hash": "cafe",
+        "offtune.config_sha256": "beef"}
 table = pa.table({"w": w, "h": h}).replace_schema_metadata(meta)
 with pa.ipc.new_file(sys.argv[1], table.schema) as out:
     out.write_table(table)

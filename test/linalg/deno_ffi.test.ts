@@ -6,7 +6,7 @@ import { lapackAvailable } from "../../src/linalg/gemm.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const deno = `${root}node_modules/.bin/deno`;
-const skip = !lapackAvailable() ? "LAPACK unavailable" : !existsSync(deno) ? `no ${deno}` : "";
+const skip = !lapackAvailable() ? "needs Debian liblapacke and libopenblas0" : !existsSync(deno) ? `no ${deno}` : "";
 
 describe.skipIf(skip !== "")(`linalg under Deno${skip ? ` (skipped: ${skip})` : ""}`, () => {
   test("the Deno.dlopen path decomposes and multiplies correctly", () => {

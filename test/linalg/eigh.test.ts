@@ -46,7 +46,7 @@ function residual(a: Matrix, { values, vectors }: EighResult): number {
 }
 
 for (const { backend, skip, residual: resBound, orth, spectrum } of BACKENDS) {
-  const reason = skip ? ` (skipped: LAPACK unavailable: ${linalgUnavailableReason()})` : "";
+  const reason = skip ? ` (skipped: needs Debian liblapacke and libopenblas0: ${linalgUnavailableReason()})` : "";
 
   function checked(label: string, a: Matrix, expected?: number[]): EighResult {
     const before = a.data.slice();
@@ -106,7 +106,7 @@ for (const { backend, skip, residual: resBound, orth, spectrum } of BACKENDS) {
   });
 }
 
-describe.skipIf(!HAS_LAPACK)(`eigh, lapack and js agree${HAS_LAPACK ? "" : " (skipped: LAPACK unavailable)"}`, () => {
+describe.skipIf(!HAS_LAPACK)(`eigh, lapack and js agree${HAS_LAPACK ? "" : " (skipped: needs Debian liblapacke and libopenblas0)"}`, () => {
   test("on the eigenvalues of random and ill-conditioned symmetric matrices", () => {
     const cases: Array<[string, Matrix]> = [
       ["random 25×25", randomSymmetric(25, 10)],

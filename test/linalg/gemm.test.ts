@@ -38,7 +38,7 @@ function expectNaive(c: Matrix, a: Matrix, b: Matrix, transA: boolean, transB: b
 }
 
 for (const { name, skip, mm, gram } of BACKENDS) {
-  const reason = skip ? ` (skipped: BLAS unavailable: ${linalgUnavailableReason()})` : "";
+  const reason = skip ? ` (skipped: needs Debian libopenblas0 and liblapacke: ${linalgUnavailableReason()})` : "";
   describe.skipIf(skip)(`gemm, ${name}${reason}`, () => {
     test("matmul matches a naive triple loop for every transpose combination", () => {
       const rng = normalRng(1);

@@ -26,7 +26,7 @@ function copy(a: Matrix): Matrix {
 }
 
 for (const { backend, skip, recon, orth, spectrum } of BACKENDS) {
-  const reason = skip ? ` (skipped: LAPACK unavailable: ${linalgUnavailableReason()})` : "";
+  const reason = skip ? ` (skipped: needs Debian liblapacke and libopenblas0: ${linalgUnavailableReason()})` : "";
 
   /** Runs svd and asserts every property of a thin or full SVD; returns the result. */
   function checked(label: string, a: Matrix, full = false): SvdResult {
@@ -114,7 +114,7 @@ for (const { backend, skip, recon, orth, spectrum } of BACKENDS) {
   });
 }
 
-describe.skipIf(!HAS_LAPACK)(`svd, lapack and js agree${HAS_LAPACK ? "" : " (skipped: LAPACK unavailable)"}`, () => {
+describe.skipIf(!HAS_LAPACK)(`svd, lapack and js agree${HAS_LAPACK ? "" : " (skipped: needs Debian liblapacke and libopenblas0)"}`, () => {
   test("on singular values of random, rank-deficient and ill-conditioned matrices", () => {
     const cases: Array<[string, Matrix]> = [
       ["random 33×21", randomMatrix(33, 21, normalRng(20))],

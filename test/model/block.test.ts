@@ -1,5 +1,5 @@
 /**
- * Block-level properties the statistics rely on (METHOD.md §2, DESIGN.md
+ * Block-level properties the statistics rely on (docs/METHOD.md §2, docs/DESIGN.md
  * "Models"): the linear-input hook sees the linears in `linears()` order with
  * their declared widths; for every linear the weight gradient equals
  * `Xᵀ γ` (γ = the probe gradient), the KFAC identity; a DRD-factored linear

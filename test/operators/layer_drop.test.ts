@@ -1,4 +1,4 @@
-// The OT LayerDrop emulator (METHOD.md §3): which blocks it keeps, its
+// The OT LayerDrop emulator (docs/METHOD.md §3): which blocks it keeps, its
 // package, and its logits against the original model run over the kept
 // blocks by hand.
 import { mkdtemp, rm, stat } from "node:fs/promises";

@@ -113,10 +113,10 @@ describe("tune through a LayerDrop emulator, then plug in", () => {
 });
 
 describe("experiment --method", () => {
-  test("takes layerdrop, defaults to gradot and refuses anything else", () => {
+  test("takes layerdrop, defaults to gradot and refuses anything else", async () => {
     const base = ["--model", SMALL, "--runs", join(root, "runs")];
-    expect(experimentOptions([...base, "--method", "layerdrop"]).method).toBe("layerdrop");
-    expect(experimentOptions(base).method).toBe("gradot");
-    expect(() => experimentOptions([...base, "--method", "scaleot"])).toThrow(`--method expects gradot or layerdrop, got "scaleot"`);
+    expect((await experimentOptions([...base, "--method", "layerdrop"])).method).toBe("layerdrop");
+    expect((await experimentOptions(base)).method).toBe("gradot");
+    await expect(experimentOptions([...base, "--method", "scaleot"])).rejects.toThrow(`--method expects gradot or layerdrop, got "scaleot"`);
   });
 });

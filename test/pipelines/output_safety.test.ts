@@ -124,7 +124,7 @@ describe("--out over a directory that is not the verb's", () => {
     await expect(pretrain(["--out", mine, "--quiet"])).rejects.toThrow(
       `${holds}, and pretrain only writes over a pretraining run (train_state.safetensors); choose another directory`,
     );
-    await expect(runExperiment(experimentOptions(["--model", model, "--runs", mine, "--quiet"]))).rejects.toThrow(
+    await expect(runExperiment(await experimentOptions(["--model", model, "--runs", mine, "--quiet"]))).rejects.toThrow(
       `Refusing to write to --runs "${mine}": it holds other files ("notes.txt", "sub"), and experiment only writes over ` +
         `an experiment runs directory (with _work); choose another directory`,
     );
@@ -334,9 +334,9 @@ describe("flags are range-checked before any work", () => {
     await expect(tuneVerb([...tune, "--lora", "--lora-alpha", "0"])).rejects.toThrow(`--lora-alpha expects a number > 0, got "0"`);
     await expect(tuneVerb([...tune, "--epochs", "0"])).rejects.toThrow(`--epochs expects a positive integer, got "0"`);
     await expect(tuneVerb([...tune, "--lr=-1e-3"])).rejects.toThrow(`--lr expects a number > 0, got "-1e-3"`);
-    expect(() => experimentOptions(["--model", model, "--runs", out, "--lambda-attn=-5"]))
-      .toThrow(`--lambda-attn expects a number ≥ 0, got "-5"`);
-    expect(() => experimentOptions(["--model", model, "--runs", out, "--ratio", "2"])).toThrow(`--ratio expects a number in (0, 1], got "2"`);
+    await expect(experimentOptions(["--model", model, "--runs", out, "--lambda-attn=-5"]))
+      .rejects.toThrow(`--lambda-attn expects a number ≥ 0, got "-5"`);
+    await expect(experimentOptions(["--model", model, "--runs", out, "--ratio", "2"])).rejects.toThrow(`--ratio expects a number in (0, 1], got "2"`);
     await expect(sweepGradot(["--model", model, "--lambdas", "1,-1"])).rejects.toThrow(`--lambdas expects a number ≥ 0, got "-1"`);
     expect(await exists(out)).toBe(false);
     expect(await tuneVerb(["--emulator", emulator, "--out", join(root, "lora-64"), "--lora", "--lora-rank", "64", ...TUNE])).toBe(0);

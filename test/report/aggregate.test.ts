@@ -136,3 +136,24 @@ describe("aggregateRuns", () => {
     expect(() => aggregateRuns([])).toThrow(/no runs/);
   });
 });
+
+describe("aggregateRuns: chance per task", () => {
+  /** The fixture with chance 50% on piqa and 25% on arc_easy, except `missing` runs on arc_easy. */
+  const withChance = (missing: number[] = []): RunResult[] =>
+    fixtureResults().map((r, i) => ({
+      ...r,
+      tasks: {
+        piqa: { ...r.tasks.piqa, chance: 50 },
+        arc_easy: missing.includes(i) ? r.tasks.arc_easy : { ...r.tasks.arc_easy, chance: 25 },
+      },
+    }));
+
+  it("gives each task's chance when every run has it", () => {
+    expect(aggregateRuns(loaded(withChance())).chance).toEqual({ arc_easy: 25, piqa: 50 });
+  });
+
+  it("gives null for a task some run lacks it for, and null everywhere for old files", () => {
+    expect(aggregateRuns(loaded(withChance([2]))).chance).toEqual({ arc_easy: null, piqa: 50 });
+    expect(report().chance).toEqual({ arc_easy: null, piqa: null });
+  });
+});

@@ -136,3 +136,17 @@ describe("writeRunResult / readRunResult", () => {
     await expect(readRunResult(path)).rejects.toThrow(`Invalid run result "${path}": field "ppl.plug_in"`);
   });
 });
+
+describe("validateRunResult: a task's optional chance", () => {
+  it("accepts a chance percentage and keeps it; a file without one stays valid", () => {
+    const result = validateRunResult(edited((r) => (r.tasks.piqa.chance = 50)), FILE);
+    expect(result.tasks.piqa.chance).toBe(50);
+    expect("chance" in result.tasks.arc_easy).toBe(false);
+  });
+
+  it("refuses a chance outside [0, 100], naming the field", () => {
+    const e = failure(edited((r) => (r.tasks.piqa.chance = 150)));
+    expect(e.field).toBe("tasks.piqa.chance");
+    expect(e.message).toMatch(/percentage in \[0, 100\], got 150/);
+  });
+});

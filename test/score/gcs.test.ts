@@ -27,7 +27,7 @@ function randomStats(inAug: number, out: number, rng: () => number): KfacFactors
   };
 }
 
-/** `[Wk; b]` in METHOD.md's out×in view: `[out, in+1]` (bias as the last column). */
+/** `[Wk; b]` in docs/METHOD.md's out×in view: `[out, in+1]` (bias as the last column). */
 function augmentedOutByIn(weight: Matrix, bias?: Float32Array): Dense {
   const w = transpose(weight); // [out, in]
   if (!bias) return w;
@@ -65,9 +65,9 @@ describe("DRD closed-form GCS", () => {
       const f = svd(wk);
       const stats = randomStats(inF, out, rng);
       const scores = drdScores(f, stats, lambda);
-      const gOutIn = transpose(stats.g); // METHOD.md's g, out×in
+      const gOutIn = transpose(stats.g); // docs/METHOD.md's g, out×in
       const expected = Array.from(f.s, (s, i) => {
-        // METHOD.md view: u_i (out) is row i of Vt, v_i (in) is column i of U.
+        // docs/METHOD.md view: u_i (out) is row i of Vt, v_i (in) is column i of U.
         const delta = zeros(out, inF);
         for (let o = 0; o < out; o++) {
           for (let c = 0; c < inF; c++) delta.data[o * inF + c] = -s * at(f.vt, i, o) * at(f.u, c, i);

@@ -1,7 +1,7 @@
 /**
  * Independent float64 references and seeded random data for the GradOT
  * numerics tests (stats/, score/, compress/). Everything here is written the
- * slow, obvious way, in METHOD.md's out×in view where it matters, so the
+ * slow, obvious way, in docs/METHOD.md's out×in view where it matters, so the
  * tests compare the vectorised kernel-layout code against it. The seeded
  * generators are the linear-algebra room's (`test/linalg/reference.ts`).
  */
@@ -81,7 +81,7 @@ export function frobenius(a: Matrix | Dense, b: Matrix | Dense): number {
 }
 
 /**
- * The explicit GCS of METHOD.md §2 for one linear, in the out×in view:
+ * The explicit GCS of docs/METHOD.md §2 for one linear, in the out×in view:
  * `‖G δ A‖₁ − λ ⟨g, δ⟩`, forming `G δ A` with full products.
  */
 export function explicitGcs(

@@ -1,6 +1,6 @@
 /**
  * The eight evaluation tasks, in report order (the GradOT table evaluates on
- * eight zero-shot multiple-choice tasks, METHOD.md §1 and §5).
+ * eight zero-shot multiple-choice tasks, docs/METHOD.md §1 and §5).
  *
  * @module
  */

@@ -18,15 +18,20 @@ export const TASK_SPLITS: readonly TaskSplit[] = ["train", "validation", "test"]
 
 /**
  * One multiple-choice item, one JSONL line: the model scores each choice as
- * a continuation of `context` (log-likelihood, METHOD.md §5); `gold` indexes
+ * a continuation of `context` (log-likelihood, docs/METHOD.md §5); `gold` indexes
  * the right one. Choices start with a space, so `context + choice` is the
  * natural text. `doc` names the held-out source document it came from.
  */
 export interface McItem {
+  /** The item's id (its line number when the file gives none). */
   id: string;
+  /** The text each choice continues. */
   context: string;
+  /** The candidate continuations, each starting with a space. */
   choices: string[];
+  /** Index of the right choice. */
   gold: number;
+  /** The held-out source document the item came from. */
   doc: string;
 }
 
