@@ -48,20 +48,28 @@ const exists = (path: string) => {
   }
 };
 
+/** One temporary suffix `.tmp-<pid>-<hex>` or `.old-<pid>-<hex>` (src/io/atomic.ts). */
+const TEMP_SUFFIX = /\.(tmp|old)-(\d+)-[0-9a-f]+/g;
+
 /**
  * Removes the temporary siblings of `path` whose writer is dead: `.tmp-`
  * ones always; `.old-` ones (the previous version, renamed aside during a
  * commit) only when `path` itself exists, since otherwise the old version is
- * all that is left of it. Returns the removed paths.
+ * all that is left of it. A temporary of a temporary (`<path>.tmp-A.tmp-B`:
+ * a directory written atomically into a directory that is itself being
+ * built, as pretrain's first checkpoint is) goes when all its writers are
+ * dead. Returns the removed paths.
  */
 export function removeStaleSiblings(path: string): string[] {
   const full = resolve(path);
-  const pattern = new RegExp(`^${escape(basename(full))}\\.(tmp|old)-(\\d+)-[0-9a-f]+$`);
+  const pattern = new RegExp(`^${escape(basename(full))}((?:\\.(?:tmp|old)-\\d+-[0-9a-f]+)+)$`);
   const removed: string[] = [];
   for (const name of entries(dirname(full))) {
     const m = pattern.exec(name);
-    if (!m || pidIsAlive(Number(m[2]))) continue;
-    if (m[1] === "old" && !exists(full)) continue;
+    if (!m) continue;
+    const writers = [...m[1].matchAll(TEMP_SUFFIX)]; // outermost first
+    if (writers.some((w) => pidIsAlive(Number(w[2])))) continue;
+    if (writers.length === 1 && writers[0][1] === "old" && !exists(full)) continue;
     const stale = join(dirname(full), name);
     rmSync(stale, { recursive: true, force: true });
     removed.push(stale);

@@ -57,14 +57,28 @@ describe("stale temporaries", () => {
       `emulator.tmp-${dead}-0a1b2c3d`,
       `emulator.tmp-${live}-0a1b2c3d`,
       `emulator.old-${dead}-4e5f6a7b`,
+      `emulator.tmp-${dead}-0a1b2c3d.tmp-${dead}-5e6f7a8b`, // a temporary of a temporary
+      `emulator.tmp-${dead}-1a1b2c3d.old-${dead}-5e6f7a8b`,
+      `emulator.tmp-${dead}-2a1b2c3d.tmp-${live}-5e6f7a8b`, // its inner writer lives
       `emulator.tmp-${dead}`, // not a temporary name of ours
       `other.tmp-${dead}-0a1b2c3d`,
     ];
     for (const n of names) await mkdir(join(dirname(out), n));
     const removed = removeStaleSiblings(out);
-    expect(removed.map((p) => basename(p)).sort()).toEqual([`emulator.old-${dead}-4e5f6a7b`, `emulator.tmp-${dead}-0a1b2c3d`]);
+    expect(removed.map((p) => basename(p)).sort()).toEqual([
+      `emulator.old-${dead}-4e5f6a7b`,
+      `emulator.tmp-${dead}-0a1b2c3d`,
+      `emulator.tmp-${dead}-0a1b2c3d.tmp-${dead}-5e6f7a8b`,
+      `emulator.tmp-${dead}-1a1b2c3d.old-${dead}-5e6f7a8b`,
+    ].sort());
     expect((await readdir(dirname(out))).sort()).toEqual(
-      ["emulator", `emulator.tmp-${dead}`, `emulator.tmp-${live}-0a1b2c3d`, `other.tmp-${dead}-0a1b2c3d`].sort(),
+      [
+        "emulator",
+        `emulator.tmp-${dead}`,
+        `emulator.tmp-${live}-0a1b2c3d`,
+        `emulator.tmp-${dead}-2a1b2c3d.tmp-${live}-5e6f7a8b`,
+        `other.tmp-${dead}-0a1b2c3d`,
+      ].sort(),
     );
 
     // An .old- version is all that is left when the package itself is missing: it stays.
