@@ -73,7 +73,8 @@ Training:
                        --track-every may change too, other flags must repeat
                        the run's values (the model flags may be repeated, not
                        changed). A run stopped by a signal or killed continues
-                       so; a plain rerun refuses to start over it
+                       so; a plain rerun refuses to start over it. A finished
+                       run resumed with --fp16 only rewrites its model as F16
   --quiet              no progress line or summary (progress is off in CI too)`;
 
 const FLAGS = {

@@ -693,5 +693,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
   } finally {
     await engine.close();
   }
+  // A finished run resumed with another --fp16 rewrites its model in that dtype.
+  if (!last && restored && restored.saved.run.fp16 !== run.fp16) await saveRun(out, model, run, state, trainTokens.length);
   return { last, steps: run.steps, out };
 }

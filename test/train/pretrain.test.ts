@@ -233,6 +233,24 @@ describe("offtune pretrain", () => {
     expect(new Set(file.header.entries.map((e) => e.dtype))).toEqual(new Set(["F16"]));
     await file.close();
     expect(JSON.parse(await readFile(join(out, "config.json"), "utf8")).torch_dtype).toBe("float16");
+
+    // A finished F32 run resumed with --fp16 rewrites its model as F16 (the same weights, rounded) and trains no further.
+    const converted = join(root, "fp16-later");
+    await main(["--out", converted, ...flags(), "--steps", "1", "--warmup", "0", "--workers", "0"]);
+    const read = async (dtype: string) => {
+      const f = await openSafetensors(join(converted, "model.safetensors"));
+      expect(new Set(f.header.entries.map((e) => e.dtype))).toEqual(new Set([dtype]));
+      const values = await f.readF32(f.header.entries[0].name);
+      await f.close();
+      return values;
+    };
+    const f32 = await read("F32");
+    const logBefore = await readFile(join(converted, "log.jsonl"), "utf8");
+    await main(["--out", converted, ...flags(), "--steps", "1", "--warmup", "0", "--workers", "0", "--resume", "--fp16"]);
+    const f16 = await read("F16");
+    expect(f16.length).toBe(f32.length);
+    for (let i = 0; i < f32.length; i++) expect(Math.abs(f16[i] - f32[i])).toBeLessThanOrEqual(Math.abs(f32[i]) * 2 ** -11 + 2 ** -24);
+    expect(await readFile(join(converted, "log.jsonl"), "utf8")).toBe(logBefore);
     const ids = new Uint16Array(20).fill(5);
     ids[3] = 40;
     await writeFile(join(root, "data", "valid.bin"), new Uint8Array(ids.buffer));
