@@ -55,6 +55,12 @@ export function progressMode(
   return isTTY ? "live" : "lines";
 }
 
+/**
+ * Seconds of work before a rate or an ETA is shown: over the first
+ * milliseconds one batch's tokens would read as millions per second.
+ */
+const MIN_RATE_SECONDS = 1;
+
 function formatSeconds(seconds: number): string {
   if (!Number.isFinite(seconds)) return "?";
   const s = Math.round(seconds);
@@ -92,10 +98,11 @@ export function createProgress(label: string, quiet = false, options: ProgressOp
   let lastDraw = -Infinity;
   const line = ({ done, total, unit = "", detail, tokens }: ProgressUpdate, at: number) => {
     const elapsed = (at - start) / 1000;
-    const eta = done > 0 && elapsed > 0 ? (elapsed * (total - done)) / done : NaN;
+    const measured = elapsed >= MIN_RATE_SECONDS;
+    const eta = done > 0 && measured ? (elapsed * (total - done)) / done : NaN;
     const parts = [`${label} ${done}/${total}${unit ? " " + unit : ""}`];
     if (detail) parts.push(detail);
-    if (tokens !== undefined && elapsed > 0) parts.push(`${Math.round(tokens / elapsed)} tok/s`);
+    if (tokens !== undefined && measured) parts.push(`${Math.round(tokens / elapsed)} tok/s`);
     parts.push(mode === "lines" ? `${formatSeconds(elapsed)} elapsed, ETA ${formatSeconds(eta)}` : `ETA ${formatSeconds(eta)}`);
     return parts.join(" | ");
   };

@@ -57,6 +57,13 @@ describe("createProgress", () => {
     live.advance(1);
     live.progress.update({ done: 2, total: 2, tokens: 500 });
     expect(live.out).toEqual(["\r\x1b[Kjob 1/2 | ETA ?", "\r\x1b[Kjob 2/2 | 500 tok/s | ETA 0s"]);
+    // Within the first second no rate or ETA is shown: one batch over a few milliseconds is no rate.
+    const early = recorder({ mode: "lines", every: "update" });
+    early.advance(0.002);
+    early.progress.update({ done: 1, total: 100, tokens: 4096 });
+    early.advance(1);
+    early.progress.update({ done: 2, total: 100, tokens: 8192 });
+    expect(early.out).toEqual(["job 1/100 | 0s elapsed, ETA ?\n", "job 2/100 | 8176 tok/s | 1s elapsed, ETA 49s\n"]);
     const off = recorder({ mode: "off" });
     off.progress.update({ done: 1, total: 1 });
     off.progress.finish();
