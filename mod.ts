@@ -194,7 +194,14 @@ export {
   type Residency,
   scoreLoglikelihoods,
 } from "./src/eval/loglikelihood.ts";
-export { modelPerplexity, type Perplexity, type PerplexityOptions, unigramPerplexity } from "./src/eval/perplexity.ts";
+export {
+  bitsPerByte,
+  modelPerplexity,
+  type Perplexity,
+  type PerplexityOptions,
+  predictedBytes,
+  unigramPerplexity,
+} from "./src/eval/perplexity.ts";
 export { accuracyStats, type AccuracyStats, chanceLevel, wilsonInterval } from "./src/eval/stats.ts";
 export {
   type AccuracyJson,

@@ -22,7 +22,7 @@ import type { AdapterSplit, ModelHandle } from "../records/records.ts";
 import { currentBackend, initBackend } from "../tensor/backend.ts";
 import type { Residency } from "./loglikelihood.ts";
 import { type McSummary, scoreMultipleChoice, summarizeMultipleChoice } from "./multiple_choice.ts";
-import { modelPerplexity, unigramPerplexity } from "./perplexity.ts";
+import { bitsPerByte, modelPerplexity, predictedBytes, unigramPerplexity } from "./perplexity.ts";
 import { aboveChance, type AccuracyStats, averageStats } from "./stats.ts";
 import { listTasks, readTaskItems } from "./task_file.ts";
 import { requireFinishedAdapter } from "../train/tune_package.ts";
@@ -166,13 +166,19 @@ export interface EvalReport {
   tasks: Record<string, { n: number } & AccuracyJson>;
   /** The mean over tasks (null without tasks). */
   average: ({ tasks: number } & AccuracyJson) | null;
-  /** Perplexity on held-out text, when asked for: window, tokens, NLL (nats/token), and the unigram reference. */
+  /**
+   * Perplexity on held-out text, when asked for: window, tokens, NLL
+   * (nats/token), bits per byte over the bytes the predicted tokens decode
+   * to (src/eval/perplexity.ts), and the unigram reference.
+   */
   ppl?: {
     data: string;
     ctx: number;
     tokens: number;
     nll: number;
     ppl: number;
+    bytes: number;
+    bpb: number;
     unigram: { train: string; nll: number; ppl: number } | null;
   };
 }
@@ -222,7 +228,11 @@ export function formatEvalReport(report: Pick<EvalReport, "tasks" | "average" | 
   lines.push("* interval (Wilson 95%; average: normal) wholly above chance");
   if (report.ppl) {
     const p = report.ppl;
-    lines.push("", `perplexity ${p.ppl.toFixed(2)} (NLL ${p.nll.toFixed(4)} nats/token, ${p.tokens} tokens, window ${p.ctx}) on ${p.data}`);
+    lines.push(
+      "",
+      `perplexity ${p.ppl.toFixed(2)} (NLL ${p.nll.toFixed(4)} nats/token, ${p.bpb.toFixed(4)} bits/byte, ` +
+        `${p.tokens} tokens, ${p.bytes} bytes, window ${p.ctx}) on ${p.data}`,
+    );
     if (p.unigram) lines.push(`unigram reference ${p.unigram.ppl.toFixed(2)} (NLL ${p.unigram.nll.toFixed(4)}, add-one, counts from ${p.unigram.train})`);
   }
   return lines.join("\n");
@@ -328,7 +338,8 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
       } else if (!quiet && options.ppl.data === undefined) {
         console.error(`offtune eval: no "${trainPath}"; skipping the unigram reference`);
       }
-      report.ppl = { data: resolve(data), ctx, tokens: p.tokens, nll: p.nll, ppl: p.ppl, unigram };
+      const bytes = predictedBytes(stream, tokenizer);
+      report.ppl = { data: resolve(data), ctx, tokens: p.tokens, nll: p.nll, ppl: p.ppl, bytes, bpb: bitsPerByte(p, bytes), unigram };
     }
     report.seconds = (performance.now() - started) / 1000;
     return report;

@@ -11,6 +11,11 @@
  * `nll` is the mean negative log-likelihood per predicted token (nats) and
  * `ppl = exp(nll)`.
  *
+ * Bits per byte make figures comparable across tokenizers: the summed NLL of
+ * the predicted tokens in bits over the UTF-8 bytes they decode to (special
+ * tokens such as the document separator `</s>` decode to no bytes),
+ * `bpb = nll · tokens / (ln 2 · bytes)`.
+ *
  * The unigram reference: token frequencies of a training stream with
  * add-one (Laplace) smoothing over the vocabulary, `p(w) = (c_w + 1)/(N + V)`,
  * scored on the same predicted tokens. A model that learned anything from
@@ -18,6 +23,7 @@
  *
  * @module
  */
+import type { Tokenizer } from "../io/tokenizer.ts";
 import type { ModelHandle } from "../records/records.ts";
 import { type LoglikelihoodOptions, type LoglikelihoodRequest, scoreLoglikelihoods } from "./loglikelihood.ts";
 
@@ -46,6 +52,27 @@ export function perplexityWindows(stream: ArrayLike<number>, ctx: number): Logli
     out.push({ tokens, start: 1 });
   }
   return out;
+}
+
+/**
+ * UTF-8 bytes of the text that `stream[1..]` (the predicted tokens,
+ * {@link perplexityWindows}) decodes to, special tokens skipped: the
+ * denominator of {@link bitsPerByte}.
+ */
+export function predictedBytes(stream: ArrayLike<number>, tokenizer: Pick<Tokenizer, "decode">): number {
+  const predicted = Array.from({ length: Math.max(0, stream.length - 1) }, (_, i) => stream[i + 1]);
+  return new TextEncoder().encode(tokenizer.decode(predicted, { skipSpecialTokens: true })).length;
+}
+
+/**
+ * Bits per byte of a perplexity figure over `bytes` bytes of text (module
+ * notes): the summed NLL in bits over the bytes.
+ *
+ * @throws Error when `bytes` is not positive
+ */
+export function bitsPerByte(p: Perplexity, bytes: number): number {
+  if (!(bytes > 0)) throw new Error(`Bits per byte need text of at least one byte, got ${bytes}`);
+  return (p.nll * p.tokens) / (Math.LN2 * bytes);
 }
 
 /** Options of {@link modelPerplexity}. */

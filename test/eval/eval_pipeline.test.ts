@@ -7,6 +7,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { EVAL_DEFAULTS, type EvalReport, selectTasks } from "../../mod.ts";
 import { main } from "../../pipelines/eval.ts";
@@ -38,6 +39,26 @@ function randomWeights(shapes: Map<string, number[]>, seed: number): WeightMap {
 async function saveModel(path: string, outer: WeightMap, blocks: WeightMap[]): Promise<void> {
   await saveCheckpoint(path, config, [...toHfTensors(opt, cfg, "outer", outer), ...blocks.flatMap((w, i) => toHfTensors(opt, cfg, i, w))]);
   tf.dispose([...outer.values(), ...blocks.flatMap((w) => [...w.values()])]);
+}
+
+/**
+ * Bytes that `ids` decode to under the fixture tokenizer, counted from its
+ * vocabulary strings through GPT-2's byte-to-character table (printable
+ * Latin-1 bytes stand for themselves, the other bytes for U+0100 onwards);
+ * special tokens count no bytes.
+ */
+async function byteLevelLength(ids: number[]): Promise<number> {
+  const json = JSON.parse(await readFile(fileURLToPath(new URL("../../fixtures/tokenizer/tokenizer.json", import.meta.url)), "utf8")) as {
+    model: { vocab: Record<string, number> };
+    added_tokens: { id: number }[];
+  };
+  const printable = (b: number) => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+  const byteOf = new Map<string, number>();
+  let next = 256;
+  for (let b = 0; b < 256; b++) byteOf.set(String.fromCodePoint(printable(b) ? b : next++), b);
+  const lengths = new Map(Object.entries(json.model.vocab).map(([token, id]) => [id, [...token].filter((c) => byteOf.has(c)).length]));
+  const specials = new Set(json.added_tokens.map((t) => t.id));
+  return ids.reduce((sum, id) => sum + (specials.has(id) ? 0 : lengths.get(id)!), 0);
 }
 
 beforeAll(async () => {
@@ -104,6 +125,10 @@ describe("offtune eval", () => {
     const unigram = unigramPerplexity(readTokenStream(join(dir, "train.bin")), stream, 6016);
     expect(p.unigram!.ppl).toBeCloseTo(unigram.ppl, 9);
     expect(stdout).toContain(`perplexity ${p.ppl.toFixed(2)}`);
+    // Bits per byte: the bytes counted independently from the vocabulary's byte-level strings.
+    expect(p.bytes).toBe(await byteLevelLength(Array.from(stream.subarray(1))));
+    expect(p.bpb).toBeCloseTo((p.nll * p.tokens) / (Math.LN2 * p.bytes), 12);
+    expect(stdout).toContain(`${p.bpb.toFixed(4)} bits/byte`);
   });
 
   it("applies an adapter: the same scores as a checkpoint holding the tuned blocks", async () => {
