@@ -10,7 +10,8 @@
  *
  * @module
  */
-import { rename, rm } from "node:fs/promises";
+import { mkdir, rename, rm } from "node:fs/promises";
+import { dirname } from "node:path";
 import { siblingName } from "../io/atomic.ts";
 import type { AdamWState } from "./adamw.ts";
 import type { ParamLayout } from "./params.ts";
@@ -41,6 +42,8 @@ export async function writeFullTuneState(
 ): Promise<void> {
   const temp = siblingName(path, "tmp");
   try {
+    // The state lies beside an output whose parent the output's own transaction creates only at the end.
+    await mkdir(dirname(path), { recursive: true });
     await writeStateFile(temp, layout, { params: s.params, m: s.optimizer.m, v: s.optimizer.v }, STATE, {
       step: s.step,
       optimizerStep: s.optimizer.step,

@@ -156,10 +156,10 @@ describe("tune through a GradOT emulator, then plug in", () => {
 
 describe("full-ft", () => {
   test("tunes every block (embeddings frozen) and writes a loadable Hugging Face checkpoint", async () => {
-    const out = join(root, "full-ft");
+    const out = join(root, "full-ft", "seed0", "wordnet_antonym"); // parents that do not exist yet, as experiment's
     expect(await fullFt([
       "--model", modelDir, "--task", "wordnet_antonym", "--limit", "6", "--out", out,
-      "--epochs", "1", "--batch", "3", "--lr", "1e-2", "--quiet",
+      "--epochs", "2", "--batch", "3", "--lr", "1e-2", "--quiet", // 2 epochs: a state is saved between them
     ])).toBe(0);
     expect(await readdir(out)).toContain("tokenizer.json");
     const base = await openModel(modelDir, { split: { bottom: 0, top: 0 } });
