@@ -33,8 +33,8 @@ import { parseVerbFlags, positiveIntFlag } from "./flags.ts";
 export const help = `offtune eval --model <dir> [flags]
 
 Zero-shot multiple choice by log-likelihood (lm-eval-harness acc and
-length-normalised acc_norm, docs/METHOD.md §5) on the fixture tasks, and
-perplexity on held-out text. Intervals are Wilson 95%; "*" marks an
+length-normalised acc_norm, docs/METHOD.md §5) on the tasks of --tasks-dir
+(default the fixture tasks), and perplexity on held-out text. Intervals are Wilson 95%; "*" marks an
 accuracy whose interval lies wholly above chance.
 
   --model <dir>          Hugging Face checkpoint or emulator package
@@ -49,7 +49,8 @@ accuracy whose interval lies wholly above chance.
   --ppl-data <file>      held-out text: plain text or .jsonl of {"text": ...}
                          documents (tokenized with the model's tokenizer), or a
                          Uint16 token stream (.bin)
-                         (default fixtures/data/pretrain/valid.bin)
+                         (default fixtures/data/pretrain/valid.bin: fixture-
+                         tokenizer ids, refused for a model with another tokenizer)
   --ppl-train <file>     text or stream for the add-one unigram reference (default
                          fixtures/data/pretrain/train.bin with the default
                          --ppl-data; else none unless given)

@@ -39,6 +39,8 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
                          (default fixtures/data/pretrain/calibration.bin; gradot only)
   --ppl-data <file>      held-out text for the perplexities, as eval --ppl-data
                          (default fixtures/data/pretrain/valid.bin)
+                         Both defaults are fixture-tokenizer ids: a model with
+                         another tokenizer.json needs its own text for both.
   --sequences <n>        calibration sequences (default 64; gradot only)
   --train-limit <n>      training items per task (default: all)
   --eval-limit <n>       test items per task (default: all)

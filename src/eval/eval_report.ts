@@ -16,7 +16,7 @@ import { TASKS } from "../data/tasks/registry.ts";
 import type { McItem, TaskSplit } from "../data/tasks/types.ts";
 import type { StageEvents } from "../events/stage_events.ts";
 import { MANIFEST_FILE, readManifest } from "../io/manifest.ts";
-import { tokenizerFor } from "../io/tokenizer_for.ts";
+import { refuseFixtureStreamFor, tokenizerFor } from "../io/tokenizer_for.ts";
 import { openSource, withAdapter } from "../model/model_source.ts";
 import type { AdapterSplit, ModelHandle } from "../records/records.ts";
 import { currentBackend, initBackend } from "../tensor/backend.ts";
@@ -292,7 +292,8 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
   for (const name of tasks) itemsByTask.set(name, await readTaskItems(tasksDir, name, split, options.limit));
   const model = await openForEval(options.model, options.adapter, options.allowUnfinished ?? false);
   try {
-    const { tokenizer } = await tokenizerFor(options.model, model.cfg, options.tokenizer, quiet);
+    const { tokenizer, path: tokenizerPath } = await tokenizerFor(options.model, model.cfg, options.tokenizer, quiet);
+    if (options.ppl && options.ppl.data === undefined) await refuseFixtureStreamFor("--ppl-data", EVAL_DEFAULTS.pplData, tokenizerPath);
     const allItems = [...itemsByTask.values()].flat();
     const results = await scoreMultipleChoice(model, tokenizer, allItems, {
       bos,

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { access } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
@@ -43,4 +43,26 @@ export async function tokenizerFor(
     throw new Error(`Tokenizer has ${tokenizer.vocabSize} ids but the model "${dir}" only ${cfg.vocabSize} (tokenizer "${path}")`);
   }
   return { tokenizer, path };
+}
+
+/**
+ * Refuses a default fixture token stream (`fixtures/data/pretrain/*.bin`: ids
+ * of {@link FIXTURE_TOKENIZER}) for a model whose tokenizer is another one
+ * (`tokenizerPath`, not byte-identical to the fixture tokenizer): its ids
+ * would stand for other words, and a calibration or perplexity on it would be
+ * silently meaningless (a vocabulary as large as the fixture's raises no
+ * other error).
+ *
+ * @param flag the flag that sets the stream, named in the message
+ * @param stream the default stream's path
+ * @throws Error naming the flag, the default and the model's tokenizer
+ */
+export async function refuseFixtureStreamFor(flag: string, stream: string, tokenizerPath: string): Promise<void> {
+  if (tokenizerPath === FIXTURE_TOKENIZER) return;
+  const [own, fixture] = await Promise.all([readFile(tokenizerPath), readFile(FIXTURE_TOKENIZER)]);
+  if (own.equals(fixture)) return;
+  throw new Error(
+    `${flag} defaults to "${stream}", token ids of the fixture tokenizer, but the model's tokenizer is "${tokenizerPath}": ` +
+      `pass ${flag} with a text file of your own (plain text or .jsonl of {"text": ...}, tokenized with the model's tokenizer)`,
+  );
 }

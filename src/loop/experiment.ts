@@ -34,6 +34,7 @@ import { mapConcurrent } from "../distributed/map_concurrent.ts";
 import { EVAL_DEFAULTS, type EvalReport, selectTasks } from "../eval/eval_report.ts";
 import { listTasks } from "../eval/task_file.ts";
 import { readManifest } from "../io/manifest.ts";
+import { FIXTURE_TOKENIZER, refuseFixtureStreamFor } from "../io/tokenizer_for.ts";
 import { checkOutputDir } from "../io/output_dir.ts";
 import { inspectCheckpoint } from "../model/inspect.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../report/run_result.ts";
@@ -318,4 +319,11 @@ async function checkInputs(o: ExperimentOptions): Promise<void> {
   for (const [flag, path] of inputs) {
     if (await missing(path)) throw new Error(`${flag}: "${path}" does not exist`);
   }
+  // The default streams are fixture-tokenizer ids: meaningless for a model with a tokenizer of its own.
+  const own = join(o.model, "tokenizer.json");
+  const tokenizer = (await missing(own)) ? FIXTURE_TOKENIZER : own;
+  if (o.method === "gradot" && o.calibration === EXPERIMENT_DEFAULTS.calibration) {
+    await refuseFixtureStreamFor("--calibration", o.calibration, tokenizer);
+  }
+  if (o.pplData === undefined) await refuseFixtureStreamFor("--ppl-data", EVAL_DEFAULTS.pplData, tokenizer);
 }
