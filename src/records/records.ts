@@ -132,6 +132,20 @@ export interface ActivationRecord {
   store: ActivationStore;
 }
 
+/**
+ * The linear CKA between the outputs of a model's middle blocks on the
+ * calibration set (`blockSimilarity`; docs/METHOD.md §3 "CRaSh"): what
+ * CRaSh clusters the middle by.
+ */
+export interface BlockSimilarityRecord {
+  /** The model the blocks belong to. */
+  model: ModelHandle;
+  /** Original indices of the compared blocks (the middle `M`), in forward order. */
+  blocks: number[];
+  /** `[M, M]` row-major, symmetric: CKA of the outputs of `blocks[i]` and `blocks[j]`. */
+  cka: Float64Array;
+}
+
 /** One chunk of one linear's calibration data: inputs and output gradients (docs/METHOD.md §2 KFAC). */
 export interface LinearChunkRecord {
   /** Tags a chunk in the backward stream. */
