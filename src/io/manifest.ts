@@ -9,9 +9,10 @@
  * never leaves a half-written package under the final name. Readers validate
  * the manifest field by field and {@link verifyPackage} checks every shard
  * against it before a later stage trusts the files: size and SHA-256, and
- * what the shard says of itself (block, role, source model, config, tensor
- * names, shapes and dtypes) against what the manifest says of it, so an
- * edited manifest does not silently run the wrong shard, config or model
+ * what the shard says of itself (block, role, source model, config, the
+ * positions a shared block runs at, tensor names, shapes and dtypes) against
+ * what the manifest says of it, so an edited manifest does not silently run
+ * the wrong shard, config or model, nor a shared block at other positions
  * (docs/GUARANTEES.md "What is verified").
  *
  * The manifest is MessagePack (msgpackr) with records off, so any MessagePack
@@ -55,6 +56,17 @@ export const MANIFEST_FORMAT_VERSION = 2;
  * version instead of running it wrong. This module reads versions 2 and 3.
  */
 export const SHARED_BLOCKS_FORMAT_VERSION = 3;
+
+/**
+ * The positions a block runs at in an emulator whose `blockIndices` share
+ * it (the positions `p` with `blockIndices[p] === block`), or undefined
+ * when it runs at one position or none: what the block's shard states of
+ * itself as `positions` (`ShardMeta`), and {@link verifyPackage} compares.
+ */
+export function sharedPositions(blockIndices: readonly number[] | undefined, block: number | "outer"): number[] | undefined {
+  const positions = (blockIndices ?? []).flatMap((b, p) => (b === block ? [p] : []));
+  return positions.length > 1 ? positions : undefined;
+}
 
 /** The format version a manifest with `blockIndices` needs: {@link SHARED_BLOCKS_FORMAT_VERSION} when a block repeats. */
 export function manifestFormatVersion(blockIndices: readonly number[] | undefined): Manifest["formatVersion"] {
@@ -285,8 +297,8 @@ const formatTensor = (t: ManifestTensor) => `"${t.name}" [${t.shape.join(", ")}]
 
 /**
  * Why a shard's own header disagrees with its manifest entry, or undefined:
- * its block and role, source model, config, and tensors (names in order,
- * shapes, dtypes).
+ * its block and role, source model, config, the positions a shared block
+ * runs at, and tensors (names in order, shapes, dtypes).
  */
 function shardHeaderProblem(header: ShardHeader, entry: ManifestShard, manifest: Manifest, manifestPath: string): string | undefined {
   const { meta } = header;
@@ -301,6 +313,9 @@ function shardHeaderProblem(header: ShardHeader, entry: ManifestShard, manifest:
     return `was written for a config with sha256 ${meta.configHash}, but the config in "${manifestPath}" has sha256 ${config} ` +
       `(the manifest's config was edited, or the shard is from another package)`;
   }
+  const where = (p: number[] | undefined) => (p ? `positions ${p.join(", ")}` : "one position");
+  const [own, manifests] = [where(meta.positions), where(sharedPositions(manifest.blockIndices, entry.block))];
+  if (own !== manifests) return `runs at ${own} by its own header, but "${manifestPath}" runs it at ${manifests}`;
   const n = Math.max(header.tensors.length, entry.tensors.length);
   for (let i = 0; i < n; i++) {
     const held = header.tensors[i];
@@ -317,9 +332,9 @@ function shardHeaderProblem(header: ShardHeader, entry: ManifestShard, manifest:
 /**
  * Checks a package on disk against its manifest: every listed shard exists,
  * has the listed size and SHA-256, and says of itself what the manifest says
- * of it (its header: block, role, source hash, config hash, tensor names,
- * shapes and dtypes). Only each shard's footer is decoded here; values are
- * read when a stage asks for the block.
+ * of it (its header: block, role, source hash, config hash, the positions a
+ * shared block runs at, tensor names, shapes and dtypes). Only each shard's
+ * footer is decoded here; values are read when a stage asks for the block.
  *
  * @returns the validated manifest
  * @throws CheckpointError naming the file: a missing shard, a size mismatch,

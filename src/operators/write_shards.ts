@@ -20,7 +20,7 @@
  * @module
  */
 import { Observable, type OperatorFunction } from "rxjs";
-import { createPackageWriter, type Manifest, manifestFormatVersion, type PackageWriter } from "../io/manifest.ts";
+import { createPackageWriter, type Manifest, manifestFormatVersion, type PackageWriter, sharedPositions } from "../io/manifest.ts";
 import { copyTokenizerFiles, ownTokenizer } from "../io/tokenizer.ts";
 import { configSha256, type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
@@ -63,7 +63,8 @@ export interface WriteShardsOptions {
    * default the source model's `blockIndices`. An emulator's written blocks
    * must be exactly the distinct ones; the manifest records the list as
    * `blockIndices` unless it is every block once (format version 3 when a
-   * block repeats, `manifestFormatVersion`).
+   * block repeats, `manifestFormatVersion`), and a shared block's shard
+   * records the positions it runs at (`sharedPositions`).
    */
   blockIndices?: readonly number[];
   /** Extra manifest fields (e.g. parameter counts). */
@@ -156,9 +157,11 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
         }
       };
       const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensorInput[]) => {
+        const positions = sharedPositions(options.blockIndices, meta.block);
         const written = writer!.writeShard(
           {
             ...meta,
+            ...(positions ? { positions } : {}),
             method: options.method,
             settings: options.settings,
             sourceHash: model!.sourceHash,

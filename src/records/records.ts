@@ -50,7 +50,9 @@ export interface ModelHandle {
   /**
    * The original indices of the blocks this model runs, in forward order:
    * {@link everyBlock} for a checkpoint or a GradOT emulator, a subset for
-   * an emulator that drops blocks (OT LayerDrop, docs/METHOD.md §3). Block
+   * an emulator that drops blocks (OT LayerDrop, docs/METHOD.md §3), a
+   * middle block repeated at consecutive positions for one that shares
+   * blocks (CRaSh: `loadBlock` is called at each position). Block
    * indices everywhere (`loadBlock`, roles, adapter shards) are original
    * ones, so an adapter tuned on such an emulator plugs into the original.
    */

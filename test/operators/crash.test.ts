@@ -4,14 +4,15 @@
 // returns its input: its output equals the block before's, CKA exactly 1).
 // CRaSh must find the groups, store each kept block once, map every position
 // to it, and run as a model built by repeating those blocks' weights by hand.
-import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { cp, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { lastValueFrom, toArray } from "rxjs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { StageEvent } from "../../src/events/stage_events.ts";
 import { scoreLoglikelihoods } from "../../src/eval/loglikelihood.ts";
-import { verifyPackage } from "../../src/io/manifest.ts";
+import { readManifest, verifyPackage, writeManifest } from "../../src/io/manifest.ts";
+import { readShardHeader } from "../../src/io/shard_reader.ts";
 import { memoryModel } from "../../src/model/memory_model.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import { openPackage } from "../../src/model/open_package.ts";
@@ -157,6 +158,20 @@ describe("the CRaSh emulator of a model with known similar blocks", () => {
       tf.dispose([...repeated, ...original].flatMap((b) => [...b.values()]));
       await emulator.close();
     }
+  });
+
+  test("each shared shard states its positions, so a manifest edited to share differently is refused", async () => {
+    expect((await readShardHeader(join(out(), "block-0001.arrow"))).meta.positions).toEqual([1, 2, 3]);
+    expect((await readShardHeader(join(out(), "block-0004.arrow"))).meta.positions).toEqual([4, 5]);
+    expect((await readShardHeader(join(out(), "block-0006.arrow"))).meta.positions).toBeUndefined();
+    const edited = join(root, "crash-edited");
+    await cp(out(), edited, { recursive: true });
+    const manifest = await readManifest(edited);
+    await writeManifest(edited, { ...manifest, blockIndices: [0, 1, 1, 4, 4, 4, 6, 7] }); // block 4 now stands in for block 3
+    await expect(verifyPackage(edited)).rejects.toThrow(
+      `Shard "${join(edited, "block-0001.arrow")}" runs at positions 1, 2, 3 by its own header, but "${join(edited, "manifest.msgpack")}" runs it at positions 1, 2`,
+    );
+    await expect(openPackage(edited)).rejects.toThrow("runs at positions 1, 2, 3 by its own header");
   });
 
   test("a bad ratio or a split without middle blocks is a clear error, and nothing is written", async () => {
