@@ -126,31 +126,12 @@ export interface BuildEmulatorOptions extends Partial<Omit<GradotOptions, "out" 
  */
 export function buildEmulator(model: ModelHandle, options: BuildEmulatorOptions): Observable<ShardRecord> {
   const method = emulatorMethod(options.method ?? "gradot");
+  const { out, dtype, tokenizer, events, signal } = options;
   const ratio = options.ratio ?? GRADOT_DEFAULTS.ratio; // matched emulator size (docs/METHOD.md §5)
-  if (method === "layerdrop") {
-    return buildLayerDropEmulator(model, {
-      ratio,
-      out: options.out,
-      dtype: options.dtype,
-      tokenizer: options.tokenizer,
-      events: options.events,
-      signal: options.signal,
-    });
-  }
+  if (method === "layerdrop") return buildLayerDropEmulator(model, { ratio, out, dtype, tokenizer, events, signal });
   const { calibration } = options;
   if (!calibration) throw new Error(`A ${method === "crash" ? "CRaSh" : "GradOT"} build needs a calibration set (loadCalibration)`);
-  if (method === "crash") {
-    return buildCrashEmulator(model, {
-      ratio,
-      calibration,
-      out: options.out,
-      chunk: options.chunk,
-      dtype: options.dtype,
-      tokenizer: options.tokenizer,
-      events: options.events,
-      signal: options.signal,
-    });
-  }
+  if (method === "crash") return buildCrashEmulator(model, { ratio, calibration, chunk: options.chunk, out, dtype, tokenizer, events, signal });
   return buildGradotEmulator(model, { ...options, calibration });
 }
 

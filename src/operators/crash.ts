@@ -26,10 +26,10 @@
 import { concatMap, defer, type Observable, tap } from "rxjs";
 import { clusterAdjacent } from "../compress/contiguous_clusters.ts";
 import type { StageEvents } from "../events/stage_events.ts";
-import type { ShardDtype } from "../io/shard_schema.ts";
 import { type AdapterSplit, blockRole, type CalibrationSet, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
 import { blockSimilarity } from "./block_similarity.ts";
 import { calibrateForward } from "./calibrate_forward.ts";
+import type { GradotOptions } from "./gradot.ts";
 import { dropBlocks, keptMiddleCount } from "./layer_drop.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
 import { writeShards } from "./write_shards.ts";
@@ -67,20 +67,14 @@ export function sharedBlockIndices(layers: number, split: AdapterSplit, groups: 
   return everyBlock(layers).map((i) => runs.get(i) ?? i);
 }
 
-/** Everything {@link buildCrashEmulator} needs besides the model. */
-export interface CrashOptions {
+/**
+ * Everything {@link buildCrashEmulator} needs besides the model: GradOT's
+ * calibration, output and storage options (`calibration` is what the
+ * similarities are measured on), and the ratio and events below.
+ */
+export interface CrashOptions extends Pick<GradotOptions, "calibration" | "out" | "chunk" | "dtype" | "tokenizer" | "signal"> {
   /** Fraction of the middle blocks kept (one per group), in (0, 1]. */
   ratio: number;
-  /** The calibration token ids the similarities are measured on (N sequences of T tokens). */
-  calibration: CalibrationSet;
-  /** Package directory to write. */
-  out: string;
-  /** Sequences per calibration chunk. */
-  chunk?: number;
-  /** Stored element type (default float32). */
-  dtype?: ShardDtype;
-  /** The tokenizer.json the package carries (default: the model directory's own; `writeShards`). */
-  tokenizer?: string;
   /**
    * The build's stage events: the timings of every stage (`read`,
    * `forward`, `score` for the CKA, `write`) and a progress mark per block
@@ -88,8 +82,6 @@ export interface CrashOptions {
    * (`done`/`total` in steps).
    */
   events?: StageEvents;
-  /** Stops the build at the next block boundary once aborted (src/cli/interrupt.ts); the package is not written. */
-  signal?: AbortSignal;
 }
 
 /** The settings recorded in the manifest and every shard: ratio, groups, kept blocks, calibration size. */
