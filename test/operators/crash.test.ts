@@ -13,6 +13,7 @@ import type { StageEvent } from "../../src/events/stage_events.ts";
 import { scoreLoglikelihoods } from "../../src/eval/loglikelihood.ts";
 import { readManifest, verifyPackage, writeManifest } from "../../src/io/manifest.ts";
 import { readShardHeader } from "../../src/io/shard_reader.ts";
+import { ACTIVATIONS_PREFIX } from "../../src/io/stale_temps.ts";
 import { memoryModel } from "../../src/model/memory_model.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import { openPackage } from "../../src/model/open_package.ts";
@@ -95,12 +96,15 @@ describe("the CRaSh emulator of a model with known similar blocks", () => {
   const out = () => join(root, "crash");
   const events: StageEvent[] = [];
 
-  test("finds the groups, stores each kept block once and maps every position to it, releasing every tensor", async () => {
+  test("finds the groups, stores each kept block once and maps every position to it, releasing every tensor and file", async () => {
     const tensors = tf.memory().numTensors;
+    const stores = async () => (await readdir(tmpdir())).filter((f) => f.startsWith(`${ACTIVATIONS_PREFIX}${process.pid}-`));
+    const storesBefore = await stores();
     const shards = await lastValueFrom(
       buildCrashEmulator(model, { ratio: 0.5, calibration, out: out(), events: { next: (e) => events.push(e) } }).pipe(toArray()),
     );
     expect(tf.memory().numTensors).toBe(tensors);
+    expect(await stores()).toEqual(storesBefore); // the calibration activations are gone
     expect(shards.map((s) => s.block)).toEqual([0, 1, 4, 6, 7, "outer"]);
     expect((await readdir(out())).filter((f) => f.endsWith(".arrow")).sort()).toEqual([
       "block-0000.arrow", "block-0001.arrow", "block-0004.arrow", "block-0006.arrow", "block-0007.arrow", "outer.arrow",
@@ -172,6 +176,13 @@ describe("the CRaSh emulator of a model with known similar blocks", () => {
       `Shard "${join(edited, "block-0001.arrow")}" runs at positions 1, 2, 3 by its own header, but "${join(edited, "manifest.msgpack")}" runs it at positions 1, 2`,
     );
     await expect(openPackage(edited)).rejects.toThrow("runs at positions 1, 2, 3 by its own header");
+  });
+
+  test("a second build writes the same shards, byte for byte (a killed build is simply run again)", async () => {
+    const again = join(root, "crash-again");
+    await lastValueFrom(buildCrashEmulator(model, { ratio: 0.5, calibration, out: again }).pipe(toArray()));
+    const hashes = async (dir: string) => (await readManifest(dir)).shards.map((s) => [s.file, s.sha256]);
+    expect(await hashes(again)).toEqual(await hashes(out()));
   });
 
   test("a bad ratio or a split without middle blocks is a clear error, and nothing is written", async () => {
