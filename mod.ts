@@ -4,7 +4,8 @@
  *
  * A model owner compresses the middle blocks of a model into an emulator
  * (GradOT: calibration forward/backward, KFAC, GCS, DRD + SCP; or the
- * OT LayerDrop baseline, which drops middle blocks), the data owner tunes
+ * OT LayerDrop baseline, which drops middle blocks; or the CRaSh baseline,
+ * which clusters them and shares one block per group), the data owner tunes
  * the adapter blocks through it, and the owner plugs the adapter back into
  * the original model. Every CLI verb is a thin shell over the functions
  * exported here, so a script can do all a verb does.
@@ -109,6 +110,10 @@ export { compressDrd as compressProjection, type DrdOptions, selectDrdComponents
 export { pruneMlp, selectScpChannels } from "./src/compress/scp.ts";
 export { type BlockBudget, type BudgetOptions, planBudget } from "./src/compress/budget.ts";
 
+// CRaSh numerics (docs/METHOD.md §3 "CRaSh"): representation similarity and contiguous clustering
+export { type ChunkedRows, ckaMatrix, columnMeans, linearCka } from "./src/stats/cka.ts";
+export { clusterAdjacent } from "./src/compress/contiguous_clusters.ts";
+
 // Model sources (src/model/): checkpoints, packages, adapters, in-memory models
 export { DEFAULT_SPLIT, openModel, type OpenModelOptions } from "./src/model/model_handle.ts";
 export { openPackage, type OpenedPackage } from "./src/model/open_package.ts";
@@ -151,20 +156,39 @@ export {
 export {
   buildLayerDropEmulator,
   dropBlocks,
+  keptMiddleCount,
   keptMiddlePositions,
   LAYERDROP_METHOD,
   layerDropBlocks,
   type LayerDropOptions,
 } from "./src/operators/layer_drop.ts";
+/**
+ * The CRaSh baseline (docs/METHOD.md §3 "CRaSh"): the middle blocks
+ * clustered into consecutive groups by the CKA of their outputs on
+ * calibration text, one block kept per group and shared by all its
+ * positions, so the emulator keeps the original depth.
+ */
+export { type BlockSimilarityOptions, blockSimilarity } from "./src/operators/block_similarity.ts";
+export {
+  buildCrashEmulator,
+  CRASH_METHOD,
+  crashGroups,
+  type CrashOptions,
+  crashSettings,
+  sharedBlockIndices,
+} from "./src/operators/crash.ts";
 export { calibrationFromTokens } from "./src/data/calibration.ts";
 
 // The offsite-tuning loop's steps (src/loop/): what the CLI verbs run
 export {
   buildEmulator,
   type BuildEmulatorOptions,
+  EMULATOR_METHODS,
   type EmulatorMethod,
+  emulatorMethod,
   loadCalibration,
   type LoadCalibrationOptions,
+  needsCalibration,
   openResumableBuild,
   readCalibrationTokens,
 } from "./src/loop/build_emulator.ts";

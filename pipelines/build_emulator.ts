@@ -1,10 +1,11 @@
 /**
  * `offtune build-emulator`: the model owner's step (docs/METHOD.md §1-3). Streams
  * a checkpoint block by block through the GradOT pipeline (calibration
- * forward/backward, KFAC, GCS, DRD + SCP), or through the OT LayerDrop
- * baseline (keep every k-th middle block, no calibration), and writes the
- * emulator package (Arrow shards + manifest) atomically (`loadCalibration`
- * and `buildEmulator` of mod.ts).
+ * forward/backward, KFAC, GCS, DRD + SCP), through the OT LayerDrop
+ * baseline (keep every k-th middle block, no calibration) or the CRaSh
+ * baseline (cluster the middle by CKA, share one block per group), and
+ * writes the emulator package (Arrow shards + manifest) atomically
+ * (`loadCalibration` and `buildEmulator` of mod.ts).
  *
  * @module
  */
@@ -14,9 +15,12 @@ import {
   type CalibrationSet,
   checkOutputDir,
   DEFAULT_SPLIT,
+  EMULATOR_METHODS,
+  emulatorMethod,
   GRADOT_DEFAULTS,
   initBackend,
   loadCalibration,
+  needsCalibration,
   openModel,
   openResumableBuild,
   peakRssBytes,
@@ -32,6 +36,7 @@ import { fractionFlag, nonNegativeFlag, parseVerbFlags, positiveIntFlag, splitFl
 /** Help text for the verb. */
 export const help = `offtune build-emulator --model <checkpoint> --calibration <file> --out <dir> [flags]
 offtune build-emulator --method layerdrop --model <checkpoint> --out <dir> [--ratio <x>]
+offtune build-emulator --method crash --model <checkpoint> --calibration <file> --out <dir> [--ratio <x>]
 
 Builds an emulator of the original model's middle blocks and writes one
 Arrow shard per kept block, the outer weights and manifest.msgpack to --out
@@ -52,16 +57,24 @@ flight (docs/GUARANTEES.md). Methods:
              M middle blocks, spread uniformly, unchanged, and drops the
              rest; needs no calibration and ignores the calibration and
              GradOT flags
+  crash      (the CRaSh baseline, docs/METHOD.md §3) clusters the M middle
+             blocks into round(ratio x M) groups of consecutive blocks by
+             the CKA of their outputs on the calibration text, keeps the
+             first block of each group and runs it at every position of
+             the group (stored once; the emulator keeps the original
+             depth); takes --calibration, --sequences and --length
 
-  --method <m>           gradot | layerdrop (default gradot)
+  --method <m>           ${EMULATOR_METHODS.join(" | ")} (default gradot)
   --model <dir>          Hugging Face checkpoint (config.json + safetensors)
   --calibration <file>   calibration text: plain text, or .jsonl of {"text": ...}
                          documents, tokenized with the model's tokenizer; or
                          a Uint16 token stream (.bin); required for gradot
+                         and crash
   --out <dir>            emulator package directory
   --force                replace whatever --out holds (atomically)
   --ratio <x>            emulator params / original middle params, in (0, 1]
-                         (default ${GRADOT_DEFAULTS.ratio}); layerdrop: fraction of middle blocks kept
+                         (default ${GRADOT_DEFAULTS.ratio}); layerdrop, crash: fraction of
+                         middle blocks kept
   --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
   --tokenizer <file>     tokenizer.json for the calibration text, carried in the
                          package (default: the model's own, else the fixture one)
@@ -70,15 +83,17 @@ flight (docs/GUARANTEES.md). Methods:
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress
 
-GradOT only:
+GradOT and CRaSh:
   --sequences <n>        calibration sequences N (default 64)
   --length <n>           tokens per sequence T (default min(128, max positions))
+  --chunk <n>            sequences per calibration chunk (default ~512 tokens)
+
+GradOT only:
   --attn-share <x>       fraction in [0, 1] of removed params taken from attention
   --lambda-attn <x>      GCS λ ≥ 0 for attention (default ${GRADOT_DEFAULTS.lambdaAttn})
   --lambda-mlp <x>       GCS λ ≥ 0 for the MLP (default ${GRADOT_DEFAULTS.lambdaMlp})
   --keep-top <x>         fraction in [0, 1] of DRD components always kept by
-                         singular value (default ${GRADOT_DEFAULTS.keepTopFraction})
-  --chunk <n>            sequences per calibration chunk (default ~512 tokens)`;
+                         singular value (default ${GRADOT_DEFAULTS.keepTopFraction})`;
 
 const FLAGS = {
   method: { type: "string", default: "gradot" },
@@ -102,16 +117,14 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
 } as const;
 
-/** The verb's flags, with --method checked and --calibration required for gradot only. */
+/** The verb's flags, with --method checked and --calibration required for the methods that calibrate. */
 function parseFlags(argv: string[]) {
   const flags = parseVerbFlags(argv, FLAGS, "build-emulator", ["model", "out"]);
-  if (flags.method !== "gradot" && flags.method !== "layerdrop") {
-    throw new Error(`--method expects gradot or layerdrop, got "${flags.method}"`);
+  const method = emulatorMethod(flags.method);
+  if (needsCalibration(method) && !flags.calibration) {
+    throw new Error(`--calibration is required for --method ${method} (see offtune build-emulator --help)`);
   }
-  if (flags.method === "gradot" && !flags.calibration) {
-    throw new Error("--calibration is required for --method gradot (see offtune build-emulator --help)");
-  }
-  return flags;
+  return { ...flags, method };
 }
 
 /**
@@ -137,7 +150,7 @@ export async function main(argv: string[]): Promise<number> {
     flag: "out",
     path: flags.out,
     kind: { package: "emulator" },
-    inputs: { model: flags.model, calibration: flags.method === "gradot" ? flags.calibration : undefined },
+    inputs: { model: flags.model, calibration: needsCalibration(flags.method) ? flags.calibration : undefined },
     force: flags.force,
   });
   removeStaleTemporaries([flags.out]);
@@ -158,11 +171,11 @@ export async function main(argv: string[]): Promise<number> {
     });
     const started = performance.now();
     let calibration: CalibrationSet | undefined;
-    if (flags.method === "gradot") {
+    if (needsCalibration(flags.method)) {
       calibration = await loadCalibration(flags.calibration!, model, { sequences, length, quiet: flags.quiet, tokenizer: flags.tokenizer });
     }
     const options = {
-      method: flags.method as "gradot" | "layerdrop",
+      method: flags.method,
       out: flags.out,
       ...gradot,
       calibration,
@@ -171,7 +184,7 @@ export async function main(argv: string[]): Promise<number> {
       events: timings,
       signal: interrupts.signal,
     };
-    if (calibration) {
+    if (calibration && flags.method === "gradot") {
       resume = openResumableBuild(model, { ...options, calibration }, (message) => {
         if (!flags.quiet) console.error(`build-emulator: ${message}`);
       });

@@ -1,6 +1,6 @@
 /**
  * `offtune experiment`: the whole offsite-tuning loop for one method (GradOT,
- * or the OT LayerDrop baseline of docs/METHOD.md §3) over tasks × seeds, each step
+ * or a baseline of docs/METHOD.md §3: OT LayerDrop, CRaSh) over tasks × seeds, each step
  * in its own process, writing `<runs>/<label>/seed-<n>/result.json` for
  * `offtune report` (`runExperiment` of mod.ts; its module notes list the
  * steps).
@@ -25,23 +25,25 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
                          (with _work); nor be, hold or lie inside --model or
                          --calibration
   --method <m>           gradot | layerdrop (the OT† LayerDrop baseline; its
-                         results say method "ot-layerdrop") (default gradot)
+                         results say method "ot-layerdrop") | crash (the
+                         CRaSh baseline, method "crash") (default gradot)
   --tasks <list>         comma-separated names of tasks in --tasks-dir (default: all)
   --tasks-dir <dir>      tasks: one directory per task with train.jsonl and
                          test.jsonl (default fixtures/data/tasks)
   --seeds <list>         tuning seeds (default 0,1,2)
-  --label <name>         row label (default gradot-r<ratio> or layerdrop-r<ratio>)
+  --label <name>         row label (default <method>-r<ratio>, e.g. crash-r0.5)
   --ratio <x>            emulator ratio (default 0.5)
   --lambda-attn <x>      GCS λ for attention (default: GradOT's; gradot only)
   --lambda-mlp <x>       GCS λ for the MLP (default: GradOT's; gradot only)
   --calibration <file>   calibration text (plain text or .jsonl of {"text": ...},
                          tokenized with the model's tokenizer) or token stream
-                         (default fixtures/data/pretrain/calibration.bin; gradot only)
+                         (default fixtures/data/pretrain/calibration.bin; gradot
+                         and crash)
   --ppl-data <file>      held-out text for the perplexities, as eval --ppl-data
                          (default fixtures/data/pretrain/valid.bin)
                          Both defaults are fixture-tokenizer ids: a model with
                          another tokenizer.json needs its own text for both.
-  --sequences <n>        calibration sequences (default 64; gradot only)
+  --sequences <n>        calibration sequences (default 64; gradot and crash)
   --train-limit <n>      training items per task (default: all)
   --eval-limit <n>       test items per task (default: all)
   --epochs <n>           tuning epochs (default 2)

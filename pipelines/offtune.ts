@@ -37,7 +37,7 @@ const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     load: () => import("./full_ft.ts"),
   },
   experiment: {
-    summary: "the offsite-tuning loop for GradOT or OT LayerDrop: emulator, adapters, evaluations, results",
+    summary: "the offsite-tuning loop for GradOT, OT LayerDrop or CRaSh: emulator, adapters, evaluations, results",
     load: () => import("./experiment.ts"),
   },
   demo: {
@@ -45,7 +45,7 @@ const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     load: () => import("./demo.ts"),
   },
   "build-emulator": {
-    summary: "compress a checkpoint into a GradOT or OT LayerDrop emulator package (Arrow shards)",
+    summary: "compress a checkpoint into a GradOT, OT LayerDrop or CRaSh emulator package (Arrow shards)",
     load: () => import("./build_emulator.ts"),
   },
   report: {

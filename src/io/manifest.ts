@@ -9,9 +9,10 @@
  * never leaves a half-written package under the final name. Readers validate
  * the manifest field by field and {@link verifyPackage} checks every shard
  * against it before a later stage trusts the files: size and SHA-256, and
- * what the shard says of itself (block, role, source model, config, tensor
- * names, shapes and dtypes) against what the manifest says of it, so an
- * edited manifest does not silently run the wrong shard, config or model
+ * what the shard says of itself (block, role, source model, config, the
+ * positions a shared block runs at, tensor names, shapes and dtypes) against
+ * what the manifest says of it, so an edited manifest does not silently run
+ * the wrong shard, config or model, nor a shared block at other positions
  * (docs/GUARANTEES.md "What is verified").
  *
  * The manifest is MessagePack (msgpackr) with records off, so any MessagePack
@@ -40,11 +41,38 @@ import {
 import { type ShardWriteOptions, writeShardFile } from "./shard_writer.ts";
 
 /**
- * The manifest format version this module writes and the only one it reads.
- * Version 2 lists each shard's tensors (name, shape, dtype), which the shard
- * restates and {@link verifyPackage} compares.
+ * The manifest format version this module writes for a package whose blocks
+ * each run once. Version 2 lists each shard's tensors (name, shape, dtype),
+ * which the shard restates and {@link verifyPackage} compares.
  */
 export const MANIFEST_FORMAT_VERSION = 2;
+
+/**
+ * The manifest format version of an emulator that shares blocks (CRaSh,
+ * docs/METHOD.md §3 "CRaSh"; docs/SHARDS.md): its `blockIndices` may repeat
+ * a middle block at consecutive positions, the block's one shard running at
+ * each. Written only for such packages, so that offtune versions reading
+ * version 2 keep reading every other package and refuse a shared one by its
+ * version instead of running it wrong. This module reads versions 2 and 3.
+ */
+export const SHARED_BLOCKS_FORMAT_VERSION = 3;
+
+/**
+ * The positions a block runs at in an emulator whose `blockIndices` share
+ * it (the positions `p` with `blockIndices[p] === block`), or undefined
+ * when it runs at one position or none: what the block's shard states of
+ * itself as `positions` (`ShardMeta`), and {@link verifyPackage} compares.
+ */
+export function sharedPositions(blockIndices: readonly number[] | undefined, block: number | "outer"): number[] | undefined {
+  const positions = (blockIndices ?? []).flatMap((b, p) => (b === block ? [p] : []));
+  return positions.length > 1 ? positions : undefined;
+}
+
+/** The format version a manifest with `blockIndices` needs: {@link SHARED_BLOCKS_FORMAT_VERSION} when a block repeats. */
+export function manifestFormatVersion(blockIndices: readonly number[] | undefined): Manifest["formatVersion"] {
+  const shares = blockIndices?.some((b, i) => i > 0 && b === blockIndices[i - 1]) ?? false;
+  return shares ? SHARED_BLOCKS_FORMAT_VERSION : MANIFEST_FORMAT_VERSION;
+}
 
 /** File name of the manifest inside a package directory. */
 export const MANIFEST_FILE = "manifest.msgpack";
@@ -72,8 +100,8 @@ export interface ManifestTensor {
 
 /** The contents of `manifest.msgpack`. */
 export interface Manifest {
-  /** The manifest format version (docs/SHARDS.md). */
-  formatVersion: 2;
+  /** The manifest format version (docs/SHARDS.md): 3 when `blockIndices` shares a block, else 2. */
+  formatVersion: typeof MANIFEST_FORMAT_VERSION | typeof SHARED_BLOCKS_FORMAT_VERSION;
   /** Whether the package is an emulator or a tuned adapter. */
   kind: "emulator" | "adapter";
   /** The source config's `model_type` (e.g. "opt"). */
@@ -83,9 +111,11 @@ export interface Manifest {
   /** Adapter blocks kept at the bottom and at the top (docs/METHOD.md: adapter/emulator split). */
   split: { bottom: number; top: number };
   /**
-   * Emulators that drop blocks (OT LayerDrop, docs/METHOD.md §3) only: the
-   * original indices of the blocks the emulator runs, increasing, each with
-   * its shard. Absent: every block `0..L-1` (GradOT and older packages).
+   * Emulators that drop or share blocks (OT LayerDrop, CRaSh: docs/METHOD.md
+   * §3) only: the original index of the block each position of the emulator
+   * runs, in forward order, each with its shard. Increasing in version 2;
+   * in version 3 a middle block may repeat at consecutive positions (one
+   * shard, run at each). Absent: every block `0..L-1` (GradOT and older packages).
    */
   blockIndices?: number[];
   /** The method that produced the package (`gradot`, `ot-layerdrop`, a tuning method). */
@@ -122,23 +152,38 @@ function isPlainFileName(file: unknown): file is string {
   return typeof file === "string" && file !== "" && file !== "." && file !== ".." && !/[/\\\0]/.test(file);
 }
 
-/** Checks a manifest's `blockIndices` against its kind and shards; `fail` throws. */
+/**
+ * Checks a manifest's `blockIndices` against its kind, version and shards;
+ * `fail` throws. A repeated block (version 3 only) must repeat at
+ * consecutive positions and be a middle block: adapter blocks are never
+ * shared, so an adapter tuned on the emulator has one block per position.
+ */
 function validateBlockIndices(
   value: unknown,
-  kind: Manifest["kind"],
-  shards: readonly ManifestShard[],
+  m: { kind: Manifest["kind"]; formatVersion: Manifest["formatVersion"]; shards: readonly ManifestShard[] },
   fail: (problem: string) => never,
 ): void {
-  if (kind !== "emulator") fail(`"blockIndices" belongs to emulator packages, this is an ${kind} package`);
-  const increasing = Array.isArray(value) && value.length > 0 &&
-    value.every((b, i) => isCount(b) && (i === 0 || b > value[i - 1]));
-  if (!increasing) fail(`"blockIndices" must be a non-empty list of increasing block indices, got ${JSON.stringify(value)}`);
+  if (m.kind !== "emulator") fail(`"blockIndices" belongs to emulator packages, this is an ${m.kind} package`);
+  const order = m.formatVersion === SHARED_BLOCKS_FORMAT_VERSION ? "non-decreasing" : "increasing";
+  const ordered = Array.isArray(value) && value.length > 0 &&
+    value.every((b, i) => isCount(b) && (i === 0 || b > value[i - 1] || (order === "non-decreasing" && b === value[i - 1])));
+  if (!ordered) {
+    const repeats = Array.isArray(value) && value.some((b, i) => i > 0 && b === value[i - 1]) && order === "increasing";
+    fail(
+      `"blockIndices" must be a non-empty list of ${order} block indices, got ${JSON.stringify(value)}` +
+        (repeats ? ` (a shared block needs format version ${SHARED_BLOCKS_FORMAT_VERSION})` : ""),
+    );
+  }
   const listed = new Set(value as number[]);
-  const stored = new Set(shards.flatMap((s) => (s.block === "outer" ? [] : [s.block])));
+  const stored = new Map(m.shards.flatMap((s) => (s.block === "outer" ? [] : [[s.block, s] as const])));
   const unstored = [...listed].filter((b) => !stored.has(b));
   if (unstored.length > 0) fail(`"blockIndices" lists block ${unstored.join(", ")} but no shard holds it`);
-  const unlisted = [...stored].filter((b) => !listed.has(b));
+  const unlisted = [...stored.keys()].filter((b) => !listed.has(b));
   if (unlisted.length > 0) fail(`a shard holds block ${unlisted.join(", ")}, which "blockIndices" does not list`);
+  const shared = (value as number[]).find((b, i, all) => i > 0 && b === all[i - 1] && stored.get(b)!.role !== "middle");
+  if (shared !== undefined) {
+    fail(`"blockIndices" runs block ${shared} at several positions, but its shard "${stored.get(shared)!.file}" holds an ${stored.get(shared)!.role} block (only middle blocks are shared)`);
+  }
 }
 
 /**
@@ -153,11 +198,11 @@ function validateManifest(value: unknown, source: string): Manifest {
   };
   if (!isObject(value)) fail("expected a map at the top level");
   const m = value as Record<string, unknown>;
-  if (m.formatVersion !== MANIFEST_FORMAT_VERSION) {
+  if (m.formatVersion !== MANIFEST_FORMAT_VERSION && m.formatVersion !== SHARED_BLOCKS_FORMAT_VERSION) {
     fail(
       `unsupported format version ${
         JSON.stringify(m.formatVersion)
-      } (this offtune reads version ${MANIFEST_FORMAT_VERSION})`,
+      } (this offtune reads versions ${MANIFEST_FORMAT_VERSION} and ${SHARED_BLOCKS_FORMAT_VERSION})`,
     );
   }
   if (m.kind !== "emulator" && m.kind !== "adapter") {
@@ -201,7 +246,7 @@ function validateManifest(value: unknown, source: string): Manifest {
       if (!ok) fail(`${at}.tensors[${j}] must be {name, shape, dtype: "float32" | "float16"}, got ${JSON.stringify(t)}`);
     });
   });
-  if (m.blockIndices !== undefined) validateBlockIndices(m.blockIndices, m.kind as Manifest["kind"], m.shards as ManifestShard[], fail);
+  if (m.blockIndices !== undefined) validateBlockIndices(m.blockIndices, m as unknown as Manifest, fail);
   return m as unknown as Manifest;
 }
 
@@ -252,8 +297,8 @@ const formatTensor = (t: ManifestTensor) => `"${t.name}" [${t.shape.join(", ")}]
 
 /**
  * Why a shard's own header disagrees with its manifest entry, or undefined:
- * its block and role, source model, config, and tensors (names in order,
- * shapes, dtypes).
+ * its block and role, source model, config, the positions a shared block
+ * runs at, and tensors (names in order, shapes, dtypes).
  */
 function shardHeaderProblem(header: ShardHeader, entry: ManifestShard, manifest: Manifest, manifestPath: string): string | undefined {
   const { meta } = header;
@@ -268,6 +313,9 @@ function shardHeaderProblem(header: ShardHeader, entry: ManifestShard, manifest:
     return `was written for a config with sha256 ${meta.configHash}, but the config in "${manifestPath}" has sha256 ${config} ` +
       `(the manifest's config was edited, or the shard is from another package)`;
   }
+  const where = (p: number[] | undefined) => (p ? `positions ${p.join(", ")}` : "one position");
+  const [own, manifests] = [where(meta.positions), where(sharedPositions(manifest.blockIndices, entry.block))];
+  if (own !== manifests) return `runs at ${own} by its own header, but "${manifestPath}" runs it at ${manifests}`;
   const n = Math.max(header.tensors.length, entry.tensors.length);
   for (let i = 0; i < n; i++) {
     const held = header.tensors[i];
@@ -284,9 +332,9 @@ function shardHeaderProblem(header: ShardHeader, entry: ManifestShard, manifest:
 /**
  * Checks a package on disk against its manifest: every listed shard exists,
  * has the listed size and SHA-256, and says of itself what the manifest says
- * of it (its header: block, role, source hash, config hash, tensor names,
- * shapes and dtypes). Only each shard's footer is decoded here; values are
- * read when a stage asks for the block.
+ * of it (its header: block, role, source hash, config hash, the positions a
+ * shared block runs at, tensor names, shapes and dtypes). Only each shard's
+ * footer is decoded here; values are read when a stage asks for the block.
  *
  * @returns the validated manifest
  * @throws CheckpointError naming the file: a missing shard, a size mismatch,

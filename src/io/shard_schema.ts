@@ -41,6 +41,7 @@ export const SHARD_KEYS = {
   settings: "offtune.settings",
   sourceHash: "offtune.source_hash",
   configHash: "offtune.config_sha256",
+  positions: "offtune.positions",
 } as const;
 
 /** Element type of a stored tensor; data is always float32 in memory. */
@@ -92,6 +93,13 @@ export interface ShardMeta {
   sourceHash: string;
   /** {@link configSha256} of the model config the shard was written for (the manifest's `config`). */
   configHash: string;
+  /**
+   * A shared middle block only (CRaSh, docs/METHOD.md §3 "CRaSh"): the
+   * consecutive emulator positions it runs at, increasing, two or more; the
+   * manifest's `blockIndices` must say the same (docs/SHARDS.md). Absent for
+   * a block that runs at one position.
+   */
+  positions?: number[];
 }
 
 /** `value` as JSON with every object's keys sorted: the same text for equal JSON values, whatever their key order. */
@@ -202,6 +210,12 @@ export function validateShardMeta(meta: ShardMeta, source: string): void {
     fail("settings must be an object");
   }
   assertJson(meta.settings, "settings", fail);
+  if (meta.positions !== undefined) {
+    const p = meta.positions;
+    const runs = Array.isArray(p) && p.length >= 2 && p.every((x, i) => Number.isSafeInteger(x) && x >= 0 && (i === 0 || x === p[i - 1] + 1));
+    if (!runs) fail(`positions must be two or more consecutive increasing positions, got ${JSON.stringify(p)}`);
+    if (meta.role !== "middle") fail(`positions belong to a shared middle block, this shard holds role "${meta.role}"`);
+  }
 }
 
 /** The schema metadata of a shard (all values strings, as Arrow requires). */
@@ -214,6 +228,7 @@ export function shardSchemaMetadata(meta: ShardMeta): Map<string, string> {
     [SHARD_KEYS.settings, JSON.stringify(meta.settings)],
     [SHARD_KEYS.sourceHash, meta.sourceHash],
     [SHARD_KEYS.configHash, meta.configHash],
+    ...(meta.positions ? [[SHARD_KEYS.positions, JSON.stringify(meta.positions)] as [string, string]] : []),
   ]);
 }
 
@@ -221,7 +236,7 @@ export function shardSchemaMetadata(meta: ShardMeta): Map<string, string> {
  * Parses and validates a shard's schema metadata.
  *
  * @throws CheckpointError naming `source` for a missing key, an unsupported
- *   format version, a malformed block index, role or settings JSON
+ *   format version, a malformed block index, role, settings or positions JSON
  */
 export function parseShardMetadata(metadata: ReadonlyMap<string, string>, source: string): ShardMeta {
   const fail = (problem: string): never => {
@@ -236,12 +251,15 @@ export function parseShardMetadata(metadata: ReadonlyMap<string, string>, source
   if (blockText !== "outer" && !/^(0|[1-9]\d*)$/.test(blockText)) {
     fail(`"${SHARD_KEYS.block}" is ${JSON.stringify(blockText)}, not a block index or "outer"`);
   }
-  let settings: unknown;
-  try {
-    settings = JSON.parse(get(SHARD_KEYS.settings));
-  } catch (e) {
-    fail(`"${SHARD_KEYS.settings}" is not valid JSON (${(e as Error).message})`);
-  }
+  const parse = (key: string, text: string): unknown => {
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      return fail(`"${key}" is not valid JSON (${(e as Error).message})`);
+    }
+  };
+  const settings = parse(SHARD_KEYS.settings, get(SHARD_KEYS.settings));
+  const positions = metadata.get(SHARD_KEYS.positions);
   const meta: ShardMeta = {
     block: blockText === "outer" ? "outer" : Number(blockText),
     role: get(SHARD_KEYS.role) as ShardRole,
@@ -249,6 +267,7 @@ export function parseShardMetadata(metadata: ReadonlyMap<string, string>, source
     settings: settings as Record<string, unknown>,
     sourceHash: get(SHARD_KEYS.sourceHash),
     configHash: get(SHARD_KEYS.configHash),
+    ...(positions === undefined ? {} : { positions: parse(SHARD_KEYS.positions, positions) as number[] }),
   };
   validateShardMeta(meta, source);
   return meta;

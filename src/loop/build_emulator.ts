@@ -1,11 +1,13 @@
 /**
  * The model owner's first step (docs/METHOD.md §1-3) as library calls
  * (`offtune build-emulator`): calibration loading — a token stream or text
- * tokenized with the model's tokenizer — and the emulator build of either
+ * tokenized with the model's tokenizer — and the emulator build of each
  * method, GradOT ({@link buildGradotEmulator}: calibration forward/backward,
- * KFAC, GCS, DRD + SCP) or the OT LayerDrop baseline
+ * KFAC, GCS, DRD + SCP), the OT LayerDrop baseline
  * ({@link buildLayerDropEmulator}: keep every k-th middle block, no
- * calibration), as one stream of shard records.
+ * calibration) or the CRaSh baseline ({@link buildCrashEmulator}: cluster
+ * the middle by CKA on calibration text, keep and share one block per
+ * group), as one stream of shard records.
  *
  * @module
  */
@@ -18,6 +20,7 @@ import { ResumableBuild } from "../io/build_resume.ts";
 import type { ShardDtype } from "../io/shard_schema.ts";
 import { tokenizerFor } from "../io/tokenizer_for.ts";
 import type { ModelConfig } from "../model/types.ts";
+import { buildCrashEmulator } from "../operators/crash.ts";
 import { buildGradotEmulator, GRADOT_DEFAULTS, type GradotOptions, gradotSettings } from "../operators/gradot.ts";
 import { buildLayerDropEmulator } from "../operators/layer_drop.ts";
 import type { CalibrationSet, ModelHandle, ShardRecord } from "../records/records.ts";
@@ -69,19 +72,42 @@ export async function loadCalibration(
   return calibrationFromTokens(tokens, options.sequences ?? 64, length, `Calibration file "${file}"`);
 }
 
-/** The emulator methods {@link buildEmulator} knows. */
-export type EmulatorMethod = "gradot" | "layerdrop";
+/**
+ * The emulator methods {@link buildEmulator} knows (`--method` of
+ * build-emulator and experiment): GradOT (docs/METHOD.md §2) and the
+ * baselines of docs/METHOD.md §3.
+ */
+export const EMULATOR_METHODS = ["gradot", "layerdrop", "crash"] as const;
+
+/** One of {@link EMULATOR_METHODS}. */
+export type EmulatorMethod = typeof EMULATOR_METHODS[number];
+
+/** The methods that read a calibration set (`--calibration`, `--sequences`): all but LayerDrop. */
+export function needsCalibration(method: EmulatorMethod): boolean {
+  return method !== "layerdrop";
+}
+
+/**
+ * `method` as an {@link EmulatorMethod}.
+ *
+ * @throws Error naming `--method` and the methods known, for anything else
+ */
+export function emulatorMethod(method: string): EmulatorMethod {
+  if ((EMULATOR_METHODS as readonly string[]).includes(method)) return method as EmulatorMethod;
+  const known = `${EMULATOR_METHODS.slice(0, -1).join(", ")} or ${EMULATOR_METHODS.at(-1)}`;
+  throw new Error(`--method expects ${known}, got "${method}"`);
+}
 
 /** Everything {@link buildEmulator} needs besides the model. */
 export interface BuildEmulatorOptions extends Partial<Omit<GradotOptions, "out" | "dtype" | "events">> {
-  /** GradOT (the default) or the OT LayerDrop baseline. */
+  /** GradOT (the default), or the OT LayerDrop or CRaSh baseline. */
   method?: EmulatorMethod;
   /** Package directory to write (atomically). */
   out: string;
   /**
    * Emulator params / original middle params in (0, 1] for GradOT, the
-   * fraction of middle blocks kept for LayerDrop (default
-   * {@link GRADOT_DEFAULTS}.ratio for both, so the emulators match in size).
+   * fraction of middle blocks kept for LayerDrop and CRaSh (default
+   * {@link GRADOT_DEFAULTS}.ratio for all, so the emulators match in size).
    */
   ratio?: number;
   /** Stored element type (default float32). */
@@ -91,27 +117,21 @@ export interface BuildEmulatorOptions extends Partial<Omit<GradotOptions, "out" 
 }
 
 /**
- * The shard stream of an emulator build of `model`: GradOT with
+ * The shard stream of an emulator build of `model`: GradOT or CRaSh with
  * `options.calibration` (required), or LayerDrop (calibration and GradOT
- * settings ignored). Nothing runs until it is subscribed.
+ * settings ignored; CRaSh ignores the GradOT settings too). Nothing runs
+ * until it is subscribed.
  *
- * @throws Error for an unknown method, or GradOT without a calibration set
+ * @throws Error for an unknown method, or GradOT or CRaSh without a calibration set
  */
 export function buildEmulator(model: ModelHandle, options: BuildEmulatorOptions): Observable<ShardRecord> {
-  const method = options.method ?? "gradot";
-  if (method === "layerdrop") {
-    return buildLayerDropEmulator(model, {
-      ratio: options.ratio ?? GRADOT_DEFAULTS.ratio, // matched emulator size (docs/METHOD.md §5)
-      out: options.out,
-      dtype: options.dtype,
-      tokenizer: options.tokenizer,
-      events: options.events,
-      signal: options.signal,
-    });
-  }
-  if (method !== "gradot") throw new Error(`--method expects gradot or layerdrop, got "${method}"`);
+  const method = emulatorMethod(options.method ?? "gradot");
+  const { out, dtype, tokenizer, events, signal } = options;
+  const ratio = options.ratio ?? GRADOT_DEFAULTS.ratio; // matched emulator size (docs/METHOD.md §5)
+  if (method === "layerdrop") return buildLayerDropEmulator(model, { ratio, out, dtype, tokenizer, events, signal });
   const { calibration } = options;
-  if (!calibration) throw new Error("A GradOT build needs a calibration set (loadCalibration)");
+  if (!calibration) throw new Error(`A ${method === "crash" ? "CRaSh" : "GradOT"} build needs a calibration set (loadCalibration)`);
+  if (method === "crash") return buildCrashEmulator(model, { ratio, calibration, chunk: options.chunk, out, dtype, tokenizer, events, signal });
   return buildGradotEmulator(model, { ...options, calibration });
 }
 

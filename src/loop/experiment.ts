@@ -1,7 +1,7 @@
 /**
  * The whole offsite-tuning loop for one method as a library call
  * (`offtune experiment`, `offtune demo`): GradOT,
- * or the OT LayerDrop baseline of docs/METHOD.md §3, as the seeds' table
+ * or a baseline of docs/METHOD.md §3 (OT LayerDrop, CRaSh), as the seeds' table
  * measures it (docs/METHOD.md §1, §5), composed from the verbs:
  *
  * 1. the model owner builds the emulator (`build-emulator --method`);
@@ -35,6 +35,7 @@ import { EVAL_DEFAULTS, type EvalReport, selectTasks } from "../eval/eval_report
 import { listTasks } from "../eval/task_file.ts";
 import { readManifest } from "../io/manifest.ts";
 import { FIXTURE_TOKENIZER, refuseFixtureStreamFor } from "../io/tokenizer_for.ts";
+import { emulatorMethod, type EmulatorMethod, needsCalibration } from "./build_emulator.ts";
 import { checkOutputDir } from "../io/output_dir.ts";
 import { inspectCheckpoint } from "../model/inspect.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../report/run_result.ts";
@@ -48,8 +49,8 @@ export interface ExperimentOptions {
   model: string;
   /** The runs directory: results, and work files in `<runs>/_work`. */
   runs: string;
-  /** The emulator: GradOT's, or the OT LayerDrop baseline's. */
-  method: "gradot" | "layerdrop";
+  /** The emulator: GradOT's, or a baseline's (OT LayerDrop, CRaSh). */
+  method: EmulatorMethod;
   /** Task names (in `tasksDir`). */
   tasks: string[];
   /** Where the tasks are (one directory per task, `listTasks`). */
@@ -64,11 +65,11 @@ export interface ExperimentOptions {
   lambdaAttn?: number;
   /** GCS λ for the MLP (GradOT's default when absent). */
   lambdaMlp?: number;
-  /** Calibration file (GradOT): text, `.jsonl` of `{"text"}` documents, or a token stream `.bin`. */
+  /** Calibration file (GradOT, CRaSh): text, `.jsonl` of `{"text"}` documents, or a token stream `.bin`. */
   calibration: string;
   /** Held-out text for the perplexities (eval's `--ppl-data`); default eval's. */
   pplData?: string;
-  /** Calibration sequences (GradOT). */
+  /** Calibration sequences (GradOT, CRaSh). */
   sequences: number;
   /** Training items per task (all when absent). */
   trainLimit?: number;
@@ -107,7 +108,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     flag: "runs",
     path: o.runs,
     kind: { holds: "_work", what: "an experiment runs directory (with _work)" },
-    inputs: { model: o.model, calibration: o.method === "gradot" ? o.calibration : undefined },
+    inputs: { model: o.model, calibration: needsCalibration(o.method) ? o.calibration : undefined },
   });
   const work = join(o.runs, "_work");
   const logs = join(work, "logs");
@@ -151,13 +152,11 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     progress.update({ done, total, unit: "steps", detail: `finished ${what}` });
   };
 
-  const gradotFlags = [
-    "--calibration", o.calibration, "--sequences", String(o.sequences),
-    ...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp),
-  ];
+  const calibrationFlags = needsCalibration(o.method) ? ["--calibration", o.calibration, "--sequences", String(o.sequences)] : [];
+  const gradotFlags = o.method === "gradot" ? [...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp)] : [];
   await step("build-emulator", [
     "build-emulator", "--method", o.method, "--model", o.model, "--out", emulator, "--ratio", String(o.ratio),
-    ...(o.method === "gradot" ? gradotFlags : []), "--quiet",
+    ...calibrationFlags, ...gradotFlags, "--quiet",
   ]);
   const manifest = await readManifest(emulator);
 
@@ -301,7 +300,7 @@ export async function experimentOptions(
     tasksDir,
   } as ExperimentOptions;
   if (o.metric !== "acc" && o.metric !== "acc_norm") throw new Error(`--metric expects acc or acc_norm, got "${o.metric}"`);
-  if (o.method !== "gradot" && o.method !== "layerdrop") throw new Error(`--method expects gradot or layerdrop, got "${o.method}"`);
+  o.method = emulatorMethod(o.method);
   o.tasks = selectTasks(given.tasks ? given.tasks.join(",") : "all", await listTasks(tasksDir), tasksDir);
   await checkInputs(o);
   return o;
@@ -311,7 +310,7 @@ export async function experimentOptions(
 async function checkInputs(o: ExperimentOptions): Promise<void> {
   const missing = async (path: string) => !(await access(path).then(() => true, () => false));
   const inputs: Array<[string, string]> = [["--model", join(o.model, "config.json")]];
-  if (o.method === "gradot") inputs.push(["--calibration", o.calibration]);
+  if (needsCalibration(o.method)) inputs.push(["--calibration", o.calibration]);
   if (o.pplData !== undefined) inputs.push(["--ppl-data", o.pplData]);
   for (const task of o.tasks) {
     for (const split of ["train", "test"]) inputs.push(["--tasks-dir", join(o.tasksDir, task, `${split}.jsonl`)]);
@@ -322,7 +321,7 @@ async function checkInputs(o: ExperimentOptions): Promise<void> {
   // The default streams are fixture-tokenizer ids: meaningless for a model with a tokenizer of its own.
   const own = join(o.model, "tokenizer.json");
   const tokenizer = (await missing(own)) ? FIXTURE_TOKENIZER : own;
-  if (o.method === "gradot" && o.calibration === EXPERIMENT_DEFAULTS.calibration) {
+  if (needsCalibration(o.method) && o.calibration === EXPERIMENT_DEFAULTS.calibration) {
     await refuseFixtureStreamFor("--calibration", o.calibration, tokenizer);
   }
   if (o.pplData === undefined) await refuseFixtureStreamFor("--ppl-data", EVAL_DEFAULTS.pplData, tokenizer);

@@ -49,9 +49,10 @@ async function readWeights(dir: string, manifest: Manifest, block: number | "out
 
 /**
  * The blocks a package's model runs (its manifest's `blockIndices`, else
- * every block), checked against the config and the split: each is a block
- * of the model with a shard in the package, and no adapter block is dropped
- * (an adapter tuned on the emulator must find all its blocks).
+ * every block; a shared block repeated at each of its positions, so every
+ * consumer runs it there), checked against the config and the split: each
+ * is a block of the model with a shard in the package, and no adapter
+ * block is dropped (an adapter tuned on the emulator must find all its blocks).
  *
  * @throws Error naming the package and the offending block
  */

@@ -31,21 +31,34 @@ import { writeShards } from "./write_shards.ts";
 export const LAYERDROP_METHOD = "ot-layerdrop";
 
 /**
- * Positions (in `0..middle-1`) of the middle blocks uniform LayerDrop keeps
- * so that the emulator's middle has `ratio` of the original's blocks (and
- * parameters, the blocks being alike): `K = round(ratio · M)` blocks at
- * `round(i · M / K)`, `i = 0..K-1`, i.e. every k-th block when K divides M
- * (ratio 0.5 keeps the first of every pair). Beyond docs/METHOD.md: at least one
- * block is kept, since an emulator without a middle is no emulator.
+ * How many of `middle` blocks an emulator that keeps whole blocks holds so
+ * that its middle has `ratio` of the original's blocks (and parameters, the
+ * blocks being alike): `K = round(ratio · M)`, at least one, since an
+ * emulator without a middle is no emulator (beyond docs/METHOD.md). LayerDrop
+ * keeps K blocks, CRaSh K groups' blocks (docs/METHOD.md §3), so both match
+ * GradOT's size at the same ratio.
+ *
+ * @param method names the method in errors
+ * @throws RangeError when `ratio` is not in (0, 1] or `middle` is not a positive integer
+ */
+export function keptMiddleCount(middle: number, ratio: number, method = "LayerDrop"): number {
+  if (!(Number.isFinite(ratio) && ratio > 0 && ratio <= 1)) {
+    throw new RangeError(`${method} ratio must be in (0, 1] (the fraction of middle blocks kept), got ${ratio}`);
+  }
+  if (!Number.isInteger(middle) || middle < 1) throw new RangeError(`${method} needs at least one middle block, got ${middle}`);
+  return Math.max(1, Math.round(ratio * middle));
+}
+
+/**
+ * Positions (in `0..middle-1`) of the middle blocks uniform LayerDrop keeps:
+ * {@link keptMiddleCount} `K` blocks at `round(i · M / K)`, `i = 0..K-1`,
+ * i.e. every k-th block when K divides M (ratio 0.5 keeps the first of every
+ * pair).
  *
  * @throws RangeError when `ratio` is not in (0, 1] or `middle` is not a positive integer
  */
 export function keptMiddlePositions(middle: number, ratio: number): number[] {
-  if (!(Number.isFinite(ratio) && ratio > 0 && ratio <= 1)) {
-    throw new RangeError(`LayerDrop ratio must be in (0, 1] (the fraction of middle blocks kept), got ${ratio}`);
-  }
-  if (!Number.isInteger(middle) || middle < 1) throw new RangeError(`LayerDrop needs at least one middle block, got ${middle}`);
-  const kept = Math.max(1, Math.round(ratio * middle));
+  const kept = keptMiddleCount(middle, ratio);
   return Array.from({ length: kept }, (_, i) => Math.round((i * middle) / kept));
 }
 

@@ -20,7 +20,7 @@
  * @module
  */
 import { Observable, type OperatorFunction } from "rxjs";
-import { createPackageWriter, type Manifest, MANIFEST_FORMAT_VERSION, type PackageWriter } from "../io/manifest.ts";
+import { createPackageWriter, type Manifest, manifestFormatVersion, type PackageWriter, sharedPositions } from "../io/manifest.ts";
 import { copyTokenizerFiles, ownTokenizer } from "../io/tokenizer.ts";
 import { configSha256, type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
@@ -57,10 +57,14 @@ export interface WriteShardsOptions {
   /** Also write the outer weights (embeddings, final norm, head); default true. */
   outer?: boolean;
   /**
-   * The original blocks an emulator runs, for one that drops blocks (OT
-   * LayerDrop, docs/METHOD.md §3); default the source model's `blockIndices`. An
-   * emulator's written blocks must be exactly these; the manifest records
-   * them as `blockIndices` unless they are every block.
+   * The original block each position of an emulator runs, for one that
+   * drops blocks (OT LayerDrop) or shares them (CRaSh: a middle block
+   * repeated at consecutive positions, written once; docs/METHOD.md §3);
+   * default the source model's `blockIndices`. An emulator's written blocks
+   * must be exactly the distinct ones; the manifest records the list as
+   * `blockIndices` unless it is every block once (format version 3 when a
+   * block repeats, `manifestFormatVersion`), and a shared block's shard
+   * records the positions it runs at (`sharedPositions`).
    */
   blockIndices?: readonly number[];
   /** Extra manifest fields (e.g. parameter counts). */
@@ -105,15 +109,17 @@ const count = (tensors: ShardTensorInput[]) => tensors.reduce((n, t) => n + shap
 
 /**
  * The manifest's `blockIndices` of an emulator that wrote `written` (sorted)
- * and should run `expected`: undefined when it runs every block.
+ * and should run `expected` (non-decreasing; a shared block repeats):
+ * undefined when it runs every block once.
  *
- * @throws Error naming the package when the written blocks differ
+ * @throws Error naming the package when the written blocks differ from the distinct expected ones
  */
 function emulatorBlockIndices(dir: string, written: number[], expected: readonly number[], layers: number): number[] | undefined {
-  if (written.join() !== expected.join()) {
+  const distinct = [...new Set(expected)];
+  if (written.join() !== distinct.join()) {
     throw new Error(`writeShards: emulator "${dir}" got blocks ${written.join(", ")} but runs ${expected.join(", ")}`);
   }
-  return written.join() === everyBlock(layers).join() ? undefined : written;
+  return expected.join() === everyBlock(layers).join() ? undefined : [...expected];
 }
 
 /**
@@ -151,9 +157,11 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
         }
       };
       const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensorInput[]) => {
+        const positions = sharedPositions(options.blockIndices, meta.block);
         const written = writer!.writeShard(
           {
             ...meta,
+            ...(positions ? { positions } : {}),
             method: options.method,
             settings: options.settings,
             sourceHash: model!.sourceHash,
@@ -200,7 +208,7 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
             const tokenizer = options.tokenizer === undefined ? await ownTokenizer(m.source) : options.tokenizer;
             if (tokenizer) await copyTokenizerFiles(tokenizer, w.temp);
             await w.commit({
-              formatVersion: MANIFEST_FORMAT_VERSION,
+              formatVersion: manifestFormatVersion(blockIndices),
               kind,
               architecture: m.cfg.modelType,
               config: m.cfg.raw,

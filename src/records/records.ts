@@ -50,7 +50,9 @@ export interface ModelHandle {
   /**
    * The original indices of the blocks this model runs, in forward order:
    * {@link everyBlock} for a checkpoint or a GradOT emulator, a subset for
-   * an emulator that drops blocks (OT LayerDrop, docs/METHOD.md §3). Block
+   * an emulator that drops blocks (OT LayerDrop, docs/METHOD.md §3), a
+   * middle block repeated at consecutive positions for one that shares
+   * blocks (CRaSh: `loadBlock` is called at each position). Block
    * indices everywhere (`loadBlock`, roles, adapter shards) are original
    * ones, so an adapter tuned on such an emulator plugs into the original.
    */
@@ -130,6 +132,20 @@ export interface ActivationRecord {
   output?: StoredActivations;
   /** The pass's activation store, holding `input` and `output`. */
   store: ActivationStore;
+}
+
+/**
+ * The linear CKA between the outputs of a model's middle blocks on the
+ * calibration set (`blockSimilarity`; docs/METHOD.md §3 "CRaSh"): what
+ * CRaSh clusters the middle by.
+ */
+export interface BlockSimilarityRecord {
+  /** The model the blocks belong to. */
+  model: ModelHandle;
+  /** Original indices of the compared blocks (the middle `M`), in forward order. */
+  blocks: number[];
+  /** `[M, M]` row-major, symmetric: CKA of the outputs of `blocks[i]` and `blocks[j]`. */
+  cka: Float64Array;
 }
 
 /** One chunk of one linear's calibration data: inputs and output gradients (docs/METHOD.md §2 KFAC). */

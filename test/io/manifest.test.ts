@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   createPackageWriter,
   type Manifest,
+  manifestFormatVersion,
   readManifest,
   shardFileName,
   verifyPackage,
@@ -133,7 +134,7 @@ describe("writeManifest and readManifest", () => {
       );
     };
     expect(await write({ ...manifest, formatVersion: 1 })).toMatch(
-      /^Invalid manifest ".*manifest\.msgpack": unsupported format version 1 \(this offtune reads version 2\)$/,
+      /^Invalid manifest ".*manifest\.msgpack": unsupported format version 1 \(this offtune reads versions 2 and 3\)$/,
     );
     const { split: _, ...noSplit } = manifest;
     expect(await write(noSplit)).toContain(`"split" must be {bottom, top} with non-negative integers, got undefined`);
@@ -184,6 +185,36 @@ describe("writeManifest and readManifest", () => {
     expect(await refusal({ ...dropped, kind: "adapter" })).toContain(
       `"blockIndices" belongs to emulator packages, this is an adapter package`,
     );
+  });
+
+  it("reads a shared block (CRaSh) only in format version 3, at consecutive positions, and only a middle block", async () => {
+    const shard = (block: number, role: "adapter" | "middle") => ({
+      file: shardFileName(block), block, role, sha256: "a".repeat(64), bytes: 10, tensors: [],
+    });
+    const shared: Manifest = {
+      ...draft,
+      formatVersion: 3,
+      blockIndices: [0, 1, 1, 3],
+      shards: [shard(0, "adapter"), shard(1, "middle"), shard(3, "adapter")],
+    };
+    const dir = fresh("shared");
+    await writeManifest(dir, shared);
+    expect((await readManifest(dir)).blockIndices).toEqual([0, 1, 1, 3]);
+    const refusal = (m: unknown) =>
+      writeManifest(fresh("bad-shared"), m as Manifest).then(() => "no error", (e: Error) => e.message);
+    expect(await refusal({ ...shared, formatVersion: 2 })).toContain(
+      `"blockIndices" must be a non-empty list of increasing block indices, got [0,1,1,3] (a shared block needs format version 3)`,
+    );
+    expect(await refusal({ ...shared, blockIndices: [0, 1, 3, 1] })).toContain(
+      `"blockIndices" must be a non-empty list of non-decreasing block indices, got [0,1,3,1]`,
+    );
+    expect(await refusal({ ...shared, blockIndices: [0, 0, 1, 3] })).toContain(
+      `"blockIndices" runs block 0 at several positions, but its shard "block-0000.arrow" holds an adapter block (only middle blocks are shared)`,
+    );
+    expect(await refusal({ ...shared, blockIndices: [0, 1, 1] })).toContain(`a shard holds block 3, which "blockIndices" does not list`);
+    expect(manifestFormatVersion([0, 1, 1, 3])).toBe(3);
+    expect(manifestFormatVersion([0, 1, 3])).toBe(2);
+    expect(manifestFormatVersion(undefined)).toBe(2);
   });
 
   it("refuses to write a manifest whose shard escapes the directory", async () => {

@@ -201,6 +201,16 @@ describe("encodeShard refuses bad input", () => {
     expect(bad({ settings: { w: new Float32Array(2) } })).toThrow(
       invalid("3", "settings.w is a Float32Array, not a JSON value"),
     );
+    expect(bad({ positions: [3, 5] })).toThrow(invalid("3", "positions must be two or more consecutive increasing positions, got [3,5]"));
+    expect(bad({ positions: [3] })).toThrow(invalid("3", "positions must be two or more consecutive increasing positions, got [3]"));
+    expect(bad({ role: "adapter", positions: [3, 4] })).toThrow(
+      invalid("3", `positions belong to a shared middle block, this shard holds role "adapter"`),
+    );
+  });
+
+  it("round-trips the positions of a shared middle block (CRaSh) and omits them for any other", () => {
+    expect(decodeShard(encodeShard({ ...meta, positions: [3, 4, 5] }, []), "mem").meta).toEqual({ ...meta, positions: [3, 4, 5] });
+    expect("positions" in decodeShard(encodeShard(meta, []), "mem").meta).toBe(false);
   });
 });
 
