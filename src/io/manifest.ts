@@ -68,10 +68,12 @@ export function sharedPositions(blockIndices: readonly number[] | undefined, blo
   return positions.length > 1 ? positions : undefined;
 }
 
+/** Whether a block of `blockIndices` repeats at the next position (a shared block). */
+const sharesBlock = (blockIndices: readonly unknown[]) => blockIndices.some((b, i) => i > 0 && b === blockIndices[i - 1]);
+
 /** The format version a manifest with `blockIndices` needs: {@link SHARED_BLOCKS_FORMAT_VERSION} when a block repeats. */
 export function manifestFormatVersion(blockIndices: readonly number[] | undefined): Manifest["formatVersion"] {
-  const shares = blockIndices?.some((b, i) => i > 0 && b === blockIndices[i - 1]) ?? false;
-  return shares ? SHARED_BLOCKS_FORMAT_VERSION : MANIFEST_FORMAT_VERSION;
+  return blockIndices && sharesBlock(blockIndices) ? SHARED_BLOCKS_FORMAT_VERSION : MANIFEST_FORMAT_VERSION;
 }
 
 /** File name of the manifest inside a package directory. */
@@ -168,7 +170,7 @@ function validateBlockIndices(
   const ordered = Array.isArray(value) && value.length > 0 &&
     value.every((b, i) => isCount(b) && (i === 0 || b > value[i - 1] || (order === "non-decreasing" && b === value[i - 1])));
   if (!ordered) {
-    const repeats = Array.isArray(value) && value.some((b, i) => i > 0 && b === value[i - 1]) && order === "increasing";
+    const repeats = Array.isArray(value) && sharesBlock(value) && order === "increasing";
     fail(
       `"blockIndices" must be a non-empty list of ${order} block indices, got ${JSON.stringify(value)}` +
         (repeats ? ` (a shared block needs format version ${SHARED_BLOCKS_FORMAT_VERSION})` : ""),

@@ -48,8 +48,8 @@ const exists = (path: string) => {
   }
 };
 
-/** One temporary suffix `.tmp-<pid>-<hex>` or `.old-<pid>-<hex>` (src/io/atomic.ts). */
-const TEMP_SUFFIX = /\.(tmp|old)-(\d+)-[0-9a-f]+/g;
+/** One temporary suffix `.<tag>-<pid>-<hex>` (src/io/atomic.ts `siblingName`); groups: tag, pid. */
+const TEMP_SUFFIX = String.raw`\.(tmp|old)-(\d+)-[0-9a-f]+`;
 
 /**
  * Removes the temporary siblings of `path` whose writer is dead: `.tmp-`
@@ -62,12 +62,12 @@ const TEMP_SUFFIX = /\.(tmp|old)-(\d+)-[0-9a-f]+/g;
  */
 export function removeStaleSiblings(path: string): string[] {
   const full = resolve(path);
-  const pattern = new RegExp(`^${escape(basename(full))}((?:\\.(?:tmp|old)-\\d+-[0-9a-f]+)+)$`);
+  const pattern = new RegExp(`^${escape(basename(full))}((?:${TEMP_SUFFIX})+)$`);
   const removed: string[] = [];
   for (const name of entries(dirname(full))) {
     const m = pattern.exec(name);
     if (!m) continue;
-    const writers = [...m[1].matchAll(TEMP_SUFFIX)]; // outermost first
+    const writers = [...m[1].matchAll(new RegExp(TEMP_SUFFIX, "g"))]; // outermost first
     if (writers.some((w) => pidIsAlive(Number(w[2])))) continue;
     if (writers.length === 1 && writers[0][1] === "old" && !exists(full)) continue;
     const stale = join(dirname(full), name);
@@ -86,8 +86,8 @@ export function removeStaleSiblings(path: string): string[] {
 export function removeStaleTemporariesIn(dir: string): string[] {
   const removed: string[] = [];
   for (const name of entries(dir)) {
-    const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name);
-    if (!m || pidIsAlive(Number(m[1]))) continue;
+    const m = new RegExp(`${TEMP_SUFFIX}$`).exec(name);
+    if (!m || m[1] !== "tmp" || pidIsAlive(Number(m[2]))) continue;
     rmSync(join(dir, name), { recursive: true, force: true });
     removed.push(join(dir, name));
   }

@@ -34,6 +34,7 @@ import { mapConcurrent } from "../distributed/map_concurrent.ts";
 import { EVAL_DEFAULTS, type EvalReport, selectTasks } from "../eval/eval_report.ts";
 import { listTasks } from "../eval/task_file.ts";
 import { readManifest } from "../io/manifest.ts";
+import { ownTokenizer } from "../io/tokenizer.ts";
 import { FIXTURE_TOKENIZER, refuseFixtureStreamFor } from "../io/tokenizer_for.ts";
 import { emulatorMethod, type EmulatorMethod, needsCalibration } from "./build_emulator.ts";
 import { checkOutputDir } from "../io/output_dir.ts";
@@ -319,8 +320,7 @@ async function checkInputs(o: ExperimentOptions): Promise<void> {
     if (await missing(path)) throw new Error(`${flag}: "${path}" does not exist`);
   }
   // The default streams are fixture-tokenizer ids: meaningless for a model with a tokenizer of its own.
-  const own = join(o.model, "tokenizer.json");
-  const tokenizer = (await missing(own)) ? FIXTURE_TOKENIZER : own;
+  const tokenizer = (await ownTokenizer(o.model)) ?? FIXTURE_TOKENIZER;
   if (needsCalibration(o.method) && o.calibration === EXPERIMENT_DEFAULTS.calibration) {
     await refuseFixtureStreamFor("--calibration", o.calibration, tokenizer);
   }
