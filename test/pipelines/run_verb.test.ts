@@ -10,13 +10,18 @@ import { expect, it } from "vitest";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The live (not zombie) child processes of `pid`, from /proc. */
-function childrenOf(pid: number): number[] {
+/**
+ * The live (not zombie) child verb processes of `pid` (running offtune.ts),
+ * from /proc. tsx may also start its esbuild service as a child (on a cold
+ * cache, as in a fresh clone): that one is not a verb.
+ */
+function childVerbsOf(pid: number): number[] {
   return readdirSync("/proc").filter((d) => /^\d+$/.test(d)).flatMap((d) => {
     try {
       const stat = readFileSync(`/proc/${d}/stat`, "utf8");
       const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      return Number(ppid) === pid && state !== "Z" ? [Number(d)] : [];
+      const verb = readFileSync(`/proc/${d}/cmdline`, "utf8").includes("offtune.ts");
+      return Number(ppid) === pid && state !== "Z" && verb ? [Number(d)] : [];
     } catch {
       return []; // exited while listed
     }
@@ -40,7 +45,7 @@ it.skipIf(!existsSync("/proc/self/stat"))("SIGTERM to the parent stops the child
   let children: number[] = [];
   for (let i = 0; i < 300 && children.length === 0; i++) {
     await sleep(100);
-    children = childrenOf(parent.pid!);
+    children = childVerbsOf(parent.pid!);
   }
   try {
     expect(children.length).toBe(1);
