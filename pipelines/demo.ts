@@ -1,7 +1,7 @@
 /**
  * `npm run demo` / `deno task demo` / `offtune demo`: the README's main job on
  * the shipped fixtures. Runs the offsite-tuning loop (`offtune experiment`)
- * for GradOT on fixtures/small on a subset sized for a 2-core machine (three
+ * for GradOT on fixtures/base on a subset sized for a 2-core machine (three
  * tasks, one seed, 200 training and 200 test items per task, two epochs at
  * lr 1e-3, no Full FT), then writes the report (`offtune report`): both
  * through mod.ts (`runExperiment`, `writeReport`). The full run (all 8
@@ -21,7 +21,7 @@ export const DEMO_TASKS = ["lastword_cloze", "kjv_verse_ending", "spam_detection
 export const help = `offtune demo [--out <dir>] [--model <dir>] [--quiet]
 
 The offsite-tuning loop on the shipped fixtures, sized to take minutes: GradOT
-emulator of fixtures/small (ratio 0.5), adapters tuned on ${DEMO_TASKS.join(", ")}
+emulator of fixtures/base (ratio 0.5), adapters tuned on ${DEMO_TASKS.join(", ")}
 (200 training items, 2 epochs at lr 1e-3, seed 0), evaluated on 200 test items each;
 then the report (report.md, report.json, SVG plots) in <out>/_report.
 
@@ -34,7 +34,7 @@ then the report (report.md, report.json, SVG plots) in <out>/_report.
 export async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { out: { type: "string", default: "runs/demo" }, model: { type: "string", default: "fixtures/small" }, quiet: { type: "boolean", default: false } },
+    options: { out: { type: "string", default: "runs/demo" }, model: { type: "string", default: "fixtures/base" }, quiet: { type: "boolean", default: false } },
   });
   const started = performance.now();
   await runExperiment(await experimentOptions({
