@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { meanStd } from "../eval/stats.ts";
 import type { LoadedRun } from "./load_runs.ts";
 import { type AccuracyMetric, RunResultError, type RunResult } from "./run_result.ts";
 
@@ -101,15 +102,6 @@ export interface Report {
    * runs' `chance`; null when a run lacks it (files written before it existed).
    */
   chance: Record<string, number | null>;
-}
-
-/** Mean and sample standard deviation (n − 1; null for fewer than two values). */
-export function meanStd(values: readonly number[]): { mean: number; std: number | null } {
-  if (values.length === 0) throw new Error("Cannot average an empty list");
-  const mean = values.reduce((a, b) => a + b, 0) / values.length;
-  if (values.length < 2) return { mean, std: null };
-  const ss = values.reduce((a, v) => a + (v - mean) ** 2, 0);
-  return { mean, std: Math.sqrt(ss / (values.length - 1)) };
 }
 
 /** Mean/std over seeds of values that may be null: null unless every seed has one. */

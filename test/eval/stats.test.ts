@@ -4,7 +4,17 @@
  * `std(ddof=1)/sqrt(n)` (lm-eval's stderr).
  */
 import { describe, expect, it } from "vitest";
-import { aboveChance, accuracyStats, averageStats, chanceLevel, wilsonInterval, Z95 } from "../../src/eval/stats.ts";
+import {
+  aboveChance,
+  accuracyStats,
+  averageStats,
+  chanceLevel,
+  pairedTInterval,
+  studentTCdf,
+  studentTQuantile,
+  wilsonInterval,
+  Z95,
+} from "../../src/eval/stats.ts";
 
 const outcomes = (hits: number, n: number) => Array.from({ length: n }, (_, i) => (i < hits ? 1 : 0));
 
@@ -75,5 +85,36 @@ describe("chance and averages", () => {
     expect(avg.ci[0]).toBeCloseTo(0.4 - 1.959963984540054 * 0.020548046676563253, 12);
     expect(avg.ci[1]).toBeCloseTo(0.4 + 1.959963984540054 * 0.020548046676563253, 12);
     expect(() => averageStats([])).toThrow("no tasks");
+  });
+});
+
+describe("Student t", () => {
+  it("gives the tables' 97.5% quantiles, tending to the normal's", () => {
+    // R: qt(0.975, c(1, 2, 3, 7, 23))
+    const table: Array<[number, number]> = [
+      [1, 12.706204736174705], [2, 4.302652729749464], [3, 3.182446305284263], [7, 2.364624251592785], [23, 2.068657610419041],
+    ];
+    for (const [df, q] of table) expect(studentTQuantile(0.975, df)).toBeCloseTo(q, 9);
+    expect(studentTQuantile(0.975, 1e7)).toBeCloseTo(Z95, 5);
+    expect(studentTQuantile(0.025, 3)).toBeCloseTo(-3.182446305284263, 9);
+    expect(studentTCdf(0, 5)).toBeCloseTo(0.5, 12);
+    // df 1 is Cauchy: P(T ≤ 1) = 3/4
+    expect(studentTCdf(1, 1)).toBeCloseTo(0.75, 12);
+    expect(() => studentTQuantile(1, 3)).toThrow(/p in \(0, 1\)/);
+  });
+
+  it("pairs differences into d̄ ± t·s/√n, worked by hand", () => {
+    // d = 1, 2, 3, 6: mean 3, s² = (4 + 1 + 0 + 9)/3 = 14/3, t(0.975, 3) = 3.1824463
+    const half = (3.182446305284263 * Math.sqrt(14 / 3)) / 2; // 3.4374
+    const interval = pairedTInterval([1, 2, 3, 6]);
+    expect(interval.n).toBe(4);
+    expect(interval.mean).toBe(3);
+    expect(interval.lo).toBeCloseTo(3 - half, 9);
+    expect(interval.hi).toBeCloseTo(3 + half, 9);
+    expect(interval.lo).toBeCloseTo(-0.4374, 4);
+    // one difference has no spread, hence no interval; equal ones a zero-width one
+    expect(pairedTInterval([2.5])).toEqual({ mean: 2.5, lo: null, hi: null, n: 1 });
+    expect(pairedTInterval([2, 2, 2])).toEqual({ mean: 2, lo: 2, hi: 2, n: 3 });
+    expect(() => pairedTInterval([])).toThrow(/at least one/);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ACCURACY_KEYS, aggregateRuns, meanStd, type Report } from "../../src/report/aggregate.ts";
+import { meanStd } from "../../src/eval/stats.ts";
+import { ACCURACY_KEYS, aggregateRuns, type Report } from "../../src/report/aggregate.ts";
 import type { LoadedRun } from "../../src/report/load_runs.ts";
 import type { RunResult } from "../../src/report/run_result.ts";
 import { fixtureResults, GRADOT } from "./fixture.ts";
