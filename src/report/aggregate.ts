@@ -15,6 +15,7 @@
  * @module
  */
 import { meanStd } from "../eval/stats.ts";
+import { type Comparison, compareRows, pickReferences, type RowClaims, rowClaims } from "./compare.ts";
 import type { LoadedRun } from "./load_runs.ts";
 import { type AccuracyMetric, RunResultError, type RunResult } from "./run_result.ts";
 
@@ -77,6 +78,18 @@ export interface ReportRow extends Accuracies {
   label: string;
   /** Additional: the emulator's size as a percentage of the middle's. */
   emulator_ratio: number;
+  /**
+   * Additional: the ratio the emulator was built for, `settings.ratio` when it
+   * is a number (every method of `experiment` records it), else null.
+   */
+  ratio: number | null;
+  /**
+   * Additional: the emulator build's seconds, the mean over seeds of
+   * `emulator_build_s`; null when a seed lacks it (files written before it existed).
+   */
+  emulator_build_s: number | null;
+  /** Additional: the row's claims against the full model, with 95% intervals (src/report/compare.ts). */
+  claims: RowClaims;
   /** Additional: the number of seeds averaged, and which. */
   seeds: number;
   seed_ids: number[];
@@ -102,6 +115,11 @@ export interface Report {
    * runs' `chance`; null when a run lacks it (files written before it existed).
    */
   chance: Record<string, number | null>;
+  /**
+   * Additional: each row against its reference row, with 95% intervals
+   * (src/report/compare.ts); rows without a reference are absent.
+   */
+  comparisons: Comparison[];
 }
 
 /** Mean/std over seeds of values that may be null: null unless every seed has one. */
@@ -218,6 +236,9 @@ function buildRow(runs: readonly LoadedRun[], tasks: readonly string[]): ReportR
     ppl: { full: ppl.full.mean as number, emulator: ppl.emulator.mean as number, plug_in: ppl.plug_in.mean },
     label: head.label,
     emulator_ratio: (100 * size.mean) / head.middle_params,
+    ratio: typeof head.settings.ratio === "number" ? head.settings.ratio : null,
+    emulator_build_s: seedStats(results.map((r) => r.emulator_build_s ?? null)).mean,
+    claims: rowClaims(results, tasks),
     seeds: results.length,
     seed_ids: results.map((r) => r.seed),
     std: {
@@ -230,11 +251,14 @@ function buildRow(runs: readonly LoadedRun[], tasks: readonly string[]): ReportR
 
 /**
  * Aggregates run results into the report (report.json's content): one row per
- * label, ordered by label, seeds averaged as the module doc says.
+ * label, ordered by label, seeds averaged as the module doc says, and each
+ * row compared with its reference (`options.baseline`, else the GradOT row at
+ * its ratio: src/report/compare.ts `pickReferences`).
  *
- * @throws Error if `runs` is empty; RunResultError if runs disagree on what must agree
+ * @throws Error if `runs` is empty or `options.baseline` names no row;
+ *   RunResultError if runs disagree on what must agree
  */
-export function aggregateRuns(runs: readonly LoadedRun[]): Report {
+export function aggregateRuns(runs: readonly LoadedRun[], options: { baseline?: string } = {}): Report {
   if (runs.length === 0) throw new Error("Cannot build a report from no runs");
   checkConsistent(runs);
   const tasks = Object.keys(runs[0].result.tasks).sort();
@@ -245,11 +269,17 @@ export function aggregateRuns(runs: readonly LoadedRun[]): Report {
     byLabel.set(run.result.label, list);
   }
   const labels = [...byLabel.keys()].sort();
+  for (const list of byLabel.values()) list.sort((a, b) => a.result.seed - b.result.seed);
+  const resultsOf = (label: string) => byLabel.get(label)!.map((r) => r.result);
+  const rows = labels.map((label) => buildRow(byLabel.get(label)!, tasks));
   return {
     model: runs[0].result.model,
     tasks,
-    rows: labels.map((label) => buildRow(byLabel.get(label)!.sort((a, b) => a.result.seed - b.result.seed), tasks)),
+    rows,
     metric: runs[0].result.metric,
     chance: Object.fromEntries(tasks.map((t) => [t, seedStats(runs.map((r) => r.result.tasks[t].chance ?? null)).mean])),
+    comparisons: [...pickReferences(rows, options.baseline)].map(([label, reference]) =>
+      compareRows(resultsOf(label), resultsOf(reference), tasks)
+    ),
   };
 }

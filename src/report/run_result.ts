@@ -79,6 +79,12 @@ export interface RunResult {
   tasks: Record<string, TaskResult>;
   /** Perplexities on held-out text. */
   ppl: RunPerplexity;
+  /**
+   * Seconds the emulator build took (`build-emulator --timings`), the model
+   * owner's cost of the method (docs/REPORT.md). Optional: files written
+   * before it existed lack it.
+   */
+  emulator_build_s?: number;
 }
 
 /** A run result that fails validation: names the file and the field at fault. */
@@ -108,6 +114,7 @@ const TOP_KEYS = [
   "formatVersion", "model", "method", "label", "seed", "settings",
   "emulator_params", "middle_params", "metric", "tasks", "ppl",
 ] as const;
+const TOP_OPTIONAL_KEYS = ["emulator_build_s"] as const;
 const TASK_KEYS = ["n", "full_zs", "emulator_zs", "full_ft", "emulator_ft", "plug_in"] as const;
 const TASK_OPTIONAL_KEYS = ["chance"] as const;
 const PPL_KEYS = ["full", "emulator", "plug_in"] as const;
@@ -157,13 +164,17 @@ function checker(file: string) {
     typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= 100
       ? value
       : fail(field, `must be a percentage in [0, 100], got ${describe(value)}`);
+  const seconds = (value: unknown, field: string): number =>
+    typeof value === "number" && Number.isFinite(value) && value >= 0
+      ? value
+      : fail(field, `must be a finite number of seconds ≥ 0, got ${describe(value)}`);
   const perplexity = (value: unknown, field: string): number =>
     typeof value === "number" && Number.isFinite(value) && value >= 1
       ? value
       : fail(field, `must be a finite perplexity ≥ 1, got ${describe(value)}`);
   const nullable = <T>(check: (v: unknown, f: string) => T) => (value: unknown, field: string): T | null =>
     value === null ? null : check(value, field);
-  return { fail, object, text, integer, percent, perplexity, nullable };
+  return { fail, object, text, integer, percent, seconds, perplexity, nullable };
 }
 
 /**
@@ -179,7 +190,7 @@ export function validateRunResult(value: unknown, file: string): RunResult {
   if (isPlainObject(value) && "formatVersion" in value && value.formatVersion !== RUN_RESULT_FORMAT_VERSION) {
     c.fail("formatVersion", `must be ${RUN_RESULT_FORMAT_VERSION}, got ${describe(value.formatVersion)}`);
   }
-  const top = c.object(value, "", TOP_KEYS);
+  const top = c.object(value, "", TOP_KEYS, TOP_OPTIONAL_KEYS);
   const label = c.text(top.label, "label");
   if (!LABEL_PATTERN.test(label)) {
     c.fail("label", `must be usable as a directory name (letters, digits, ".", "_", "+", "-"), got ${describe(label)}`);
@@ -222,6 +233,7 @@ export function validateRunResult(value: unknown, file: string): RunResult {
       emulator: c.perplexity(p.emulator, "ppl.emulator"),
       plug_in: c.nullable(c.perplexity)(p.plug_in, "ppl.plug_in"),
     },
+    ...(top.emulator_build_s === undefined ? {} : { emulator_build_s: c.seconds(top.emulator_build_s, "emulator_build_s") }),
   };
 }
 

@@ -103,6 +103,21 @@ describe("aggregateRuns", () => {
     expect(layerdrop.emulator_ratio).toBe(50);
   });
 
+  it("takes the ratio from settings.ratio, and the build seconds only when every seed has them", () => {
+    const [gradot, layerdrop] = report().rows;
+    expect(gradot.ratio).toBe(0.5);
+    expect(layerdrop.ratio).toBeNull(); // its settings have no ratio
+    expect(gradot.emulator_build_s).toBeNull(); // files without emulator_build_s
+    const runs = loaded(fixtureResults());
+    runs.forEach((run, i) => (run.result.emulator_build_s = 10 + i));
+    const timed = aggregateRuns(runs).rows;
+    // fixtureResults lists gradot seeds 2, 0, 1 (build 10, 11, 12 s), then ot-layerdrop (13 s)
+    expect(timed[0].emulator_build_s).toBeCloseTo(11, 12);
+    expect(timed[1].emulator_build_s).toBe(13);
+    delete runs[1].result.emulator_build_s;
+    expect(aggregateRuns(runs).rows[0].emulator_build_s).toBeNull();
+  });
+
   it("has no spread for a single seed, and the seed's own values", () => {
     const row = report().rows[1];
     for (const key of ACCURACY_KEYS) expect(row.std[key]).toBeNull();

@@ -150,3 +150,24 @@ describe("validateRunResult: a task's optional chance", () => {
     expect(e.message).toMatch(/percentage in \[0, 100\], got 150/);
   });
 });
+
+describe("validateRunResult: the optional emulator_build_s", () => {
+  it("accepts seconds ≥ 0 and keeps them; a file without them stays valid", () => {
+    expect(validateRunResult(edited((r) => (r.emulator_build_s = 12.5)), FILE).emulator_build_s).toBe(12.5);
+    expect("emulator_build_s" in validateRunResult(valid(), FILE)).toBe(false);
+  });
+
+  it("refuses negative or non-numeric seconds, naming the field", () => {
+    for (const bad of [-1, "12", null]) {
+      const e = failure(edited((r) => (r.emulator_build_s = bad)));
+      expect(e.field).toBe("emulator_build_s");
+      expect(e.message).toMatch(/finite number of seconds ≥ 0/);
+    }
+  });
+
+  it("reads the committed fixtures/base results, written before the field existed", async () => {
+    const result = await readRunResult("docs/results/base/runs/gradot-r0.5/seed-0/result.json");
+    expect(result.emulator_build_s).toBeUndefined();
+    expect(result.settings.ratio).toBe(0.5);
+  });
+});
