@@ -5,7 +5,9 @@
  *
  * @module
  */
+import type { DifferenceInterval } from "../eval/stats.ts";
 import { ACCURACY_HEADINGS, type AccuracyKey, type Accuracies, type AccuracySpreads, type Report } from "./aggregate.ts";
+import { CONFIDENCE } from "./compare.ts";
 
 /** Shown where no run measured a value. */
 const MISSING = "–";
@@ -14,6 +16,16 @@ const MISSING = "–";
 export function formatSpread(mean: number | null, std: number | null, digits = 2): string {
   if (mean === null) return MISSING;
   return std === null ? mean.toFixed(digits) : `${mean.toFixed(digits)} ± ${std.toFixed(digits)}`;
+}
+
+/**
+ * A signed mean difference with its interval, `+1.25 [+0.49, +2.01]`; the
+ * mean alone (and the pair count) when one pair gave no interval; `–` for null.
+ */
+export function formatInterval(d: DifferenceInterval | null, digits = 2): string {
+  if (d === null) return MISSING;
+  const signed = (v: number) => `${v > 0 ? "+" : v < 0 ? "−" : ""}${Math.abs(v).toFixed(digits)}`;
+  return d.lo === null || d.hi === null ? `${signed(d.mean)} (n = ${d.n})` : `${signed(d.mean)} [${signed(d.lo)}, ${signed(d.hi)}]`;
 }
 
 /** Display width of a cell (code points, so "Δ" and "±" count one). */
@@ -35,6 +47,48 @@ export function markdownTable(headings: readonly string[], rows: readonly (reado
 const accuracyCells = (a: Accuracies, std: AccuracySpreads) =>
   (Object.keys(ACCURACY_HEADINGS) as AccuracyKey[]).map((k) => formatSpread(a[k], std[k]));
 
+/** The comparisons and claims sections of report.md (docs/REPORT.md "Comparisons"). */
+function intervalSections(report: Report): string[] {
+  const percent = Math.round(100 * CONFIDENCE);
+  const out = [
+    "",
+    `## The rows' claims (${percent}% intervals)`,
+    "",
+    "Against the full model: Plug-in − Full FT paired by (task, seed), Emu ZS − Full ZS paired by task; " +
+      `mean difference [Student t ${percent}% interval], in points.`,
+    "",
+    markdownTable(
+      ["Method", "Plug-in − Full FT", "Emu ZS − Full ZS"],
+      report.rows.map((r) => [r.label, formatInterval(r.claims.plug_in_vs_full_ft), formatInterval(r.claims.emulator_zs_vs_full_zs)]),
+    ),
+    "",
+    `## Comparisons (${percent}% intervals)`,
+    "",
+  ];
+  if (report.comparisons.length === 0) {
+    out.push("No row has a reference: no GradOT row at its ratio (`offtune report --baseline <label>` picks one).");
+    return out;
+  }
+  out.push(
+    "Each row − its reference row (the GradOT row at the same ratio unless `--baseline` names one): Plug-in and " +
+      "Δ paired by (task, seed) over the seeds both ran, Emu ZS paired by task; " +
+      `mean difference [Student t ${percent}% interval], in points. Positive: the row is higher.`,
+    "",
+    markdownTable(
+      ["Method", "Reference", "Pairs", "Plug-in", "Δ", "Emu ZS"],
+      report.comparisons.map((c) => [
+        c.label,
+        c.reference,
+        c.plug_in === null ? "0" : String(c.plug_in.n),
+        formatInterval(c.plug_in),
+        formatInterval(c.delta),
+        formatInterval(c.emulator_zs),
+      ]),
+    ),
+  );
+  return out;
+}
+
 /** Renders report.md; `title` is its first heading. */
 export function renderMarkdown(report: Report, title: string): string {
   const { rows, tasks } = report;
@@ -51,8 +105,15 @@ export function renderMarkdown(report: Report, title: string): string {
     `## Average over ${tasks.length} task${tasks.length === 1 ? "" : "s"}`,
     "",
     markdownTable(
-      [...headings, "Emu size", "Seeds"],
-      rows.map((r) => [r.label, ...accuracyCells(r, r.std), `${r.emulator_ratio.toFixed(1)}%`, String(r.seeds)]),
+      ["Method", "Ratio", ...headings.slice(1), "Emu size", "Build s", "Seeds"],
+      rows.map((r) => [
+        r.label,
+        r.ratio === null ? MISSING : String(r.ratio),
+        ...accuracyCells(r, r.std),
+        `${r.emulator_ratio.toFixed(1)}%`,
+        r.emulator_build_s === null ? MISSING : r.emulator_build_s.toFixed(1),
+        String(r.seeds),
+      ]),
     ),
   ];
   const chances = tasks.map((t) => report.chance[t]);
@@ -64,6 +125,7 @@ export function renderMarkdown(report: Report, title: string): string {
         "An accuracy near it means the model does not solve the task.",
     );
   }
+  out.push(...intervalSections(report));
   for (const task of tasks) {
     const counts = [...new Set(rows.map((r) => r.per_task[task].n))];
     const chance = report.chance[task] === null ? "" : `, chance ${report.chance[task]!.toFixed(2)}%`;

@@ -107,9 +107,10 @@ describe("offtune report", () => {
     const { stdout } = await run(["--runs", runs, "--out", join(root, "md")]);
     const line = stdout.split("\n").find((l) => l.startsWith("| gradot"))!;
     const cells = line.split("|").slice(1, -1).map((c) => c.trim());
-    // Method, Full ZS, Emu ZS, Full FT, Emu FT, Plug-in, Δ, Emu size, Seeds
+    // Method, Ratio, Full ZS, Emu ZS, Full FT, Emu FT, Plug-in, Δ, Emu size, Build s, Seeds
     expect(cells).toEqual([
       "gradot",
+      "0.5",
       "52.50 ± 0.00",
       `29.50 ± ${Math.sqrt(5.25).toFixed(2)}`,
       "–",
@@ -117,6 +118,7 @@ describe("offtune report", () => {
       `57.00 ± ${Math.sqrt(7).toFixed(2)}`,
       `10.67 ± ${Math.sqrt(13 / 3).toFixed(2)}`,
       "55.0%",
+      "–",
       "3",
     ]);
     expect(stdout).toContain("## arc_easy (40 examples)");
