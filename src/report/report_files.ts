@@ -1,6 +1,6 @@
 /**
  * The files of a report (docs/REPORT.md): report.md, report.json, one
- * `tasks-<label>.svg` per row and privacy.svg, rendered as text and written
+ * `tasks-<label>.svg` per row, privacy.svg and frontier.svg, rendered as text and written
  * atomically into an output directory.
  *
  * @module
@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { aggregateRuns, type Report } from "./aggregate.ts";
+import { frontierSvg } from "./frontier.ts";
 import { loadRuns } from "./load_runs.ts";
 import { renderMarkdown } from "./markdown.ts";
 import { privacyPlaneSvg } from "./privacy_plane.ts";
@@ -17,6 +18,7 @@ import { taskBarsSvg } from "./task_bars.ts";
 export const REPORT_MARKDOWN = "report.md";
 export const REPORT_JSON = "report.json";
 export const PRIVACY_PLOT = "privacy.svg";
+export const FRONTIER_PLOT = "frontier.svg";
 
 /** File name of a row's per-task bar chart (labels are already safe file names). */
 export function taskBarsFile(label: string): string {
@@ -32,6 +34,7 @@ export function renderReportFiles(report: Report, title: string): Map<string, st
   ]);
   for (const row of report.rows) files.set(taskBarsFile(row.label), taskBarsSvg(row, report.tasks, metric));
   files.set(PRIVACY_PLOT, privacyPlaneSvg(report.rows, report.tasks.length, metric));
+  files.set(FRONTIER_PLOT, frontierSvg(report.rows, report.tasks.length, metric));
   return files;
 }
 
@@ -63,9 +66,14 @@ export interface WrittenReport {
  * `<runs>/_report`): what `offtune report` does, without printing.
  *
  * @param options.title the heading (default "Offsite-tuning report: <model>")
+ * @param options.baseline the label every other row is compared with (default:
+ *   the GradOT row at each row's ratio, src/report/compare.ts)
  */
-export async function writeReport(runs: string, options: { out?: string; title?: string } = {}): Promise<WrittenReport> {
-  const report = aggregateRuns(await loadRuns(runs));
+export async function writeReport(
+  runs: string,
+  options: { out?: string; title?: string; baseline?: string } = {},
+): Promise<WrittenReport> {
+  const report = aggregateRuns(await loadRuns(runs), { baseline: options.baseline });
   const files = renderReportFiles(report, options.title ?? `Offsite-tuning report: ${report.model}`);
   const paths = await writeReportFiles(options.out ?? join(runs, "_report"), files);
   return { report, markdown: files.get(REPORT_MARKDOWN)!, paths };

@@ -69,7 +69,7 @@ function rowProblems(row: Json, tasks: string[]): string[] {
 
 describe("offtune report", () => {
   it("has help naming its flags", () => {
-    for (const flag of ["--runs", "--out", "--title"]) expect(help).toContain(flag);
+    for (const flag of ["--runs", "--out", "--title", "--baseline"]) expect(help).toContain(flag);
   });
 
   it("writes report.md, report.json and the SVGs, and prints report.md", async () => {
@@ -77,12 +77,12 @@ describe("offtune report", () => {
     const { code, stdout } = await run(["--runs", runs, "--out", out, "--title", "Tiny & test"]);
     expect(code).toBe(0);
     expect((await readdir(out)).sort()).toEqual(
-      ["privacy.svg", "report.json", "report.md", "tasks-gradot.svg", "tasks-ot-layerdrop.svg"],
+      ["frontier.svg", "privacy.svg", "report.json", "report.md", "tasks-gradot.svg", "tasks-ot-layerdrop.svg"],
     );
     const markdown = await readFile(join(out, "report.md"), "utf8");
     expect(stdout).toBe(markdown);
     expect(markdown.startsWith("# Tiny & test\n")).toBe(true);
-    for (const file of ["privacy.svg", "tasks-gradot.svg", "tasks-ot-layerdrop.svg"]) {
+    for (const file of ["frontier.svg", "privacy.svg", "tasks-gradot.svg", "tasks-ot-layerdrop.svg"]) {
       expect(parseXml(await readFile(join(out, file), "utf8")).name).toBe("svg");
     }
   });
@@ -141,6 +141,19 @@ describe("offtune report", () => {
     json.tasks.piqa.emulator_ft = 0.42e3;
     await writeFile(path, JSON.stringify(json));
     await expect(run(["--runs", bad])).rejects.toThrow(`Invalid run result "${path}": field "tasks.piqa.emulator_ft"`);
+  });
+
+  it("compares every other row with --baseline in report.json, and refuses a label no row has", async () => {
+    const out = join(root, "baseline");
+    await run(["--runs", runs, "--out", out, "--baseline", "gradot"]);
+    const json = JSON.parse(await readFile(join(out, "report.json"), "utf8")) as Json;
+    const comparisons = json.comparisons as Json[];
+    expect(comparisons.map((c) => [c.label, c.reference])).toEqual([["ot-layerdrop", "gradot"]]);
+    expect((comparisons[0].emulator_zs as Json).n).toBe(2); // one pair per task
+    expect(((json.rows as Json[])[0].claims as Json).plug_in_vs_full_ft).toHaveProperty("lo");
+    await expect(run(["--runs", runs, "--out", out, "--baseline", "nope"])).rejects.toThrow(
+      `--baseline: no row is labelled "nope" (rows: gradot, ot-layerdrop)`,
+    );
   });
 
   it("requires --runs and refuses unknown flags", async () => {

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { aggregateRuns, type Report } from "../../src/report/aggregate.ts";
 import { linearScale, niceTicks } from "../../src/report/axis.ts";
+import { frontierLines, frontierSvg } from "../../src/report/frontier.ts";
+import type { RunResult } from "../../src/report/run_result.ts";
 import { privacyPlaneSvg } from "../../src/report/privacy_plane.ts";
 import { el, escapeXml, svgDocument, svgNumber } from "../../src/report/svg.ts";
 import { AVERAGE_GROUP, taskBarsSvg } from "../../src/report/task_bars.ts";
@@ -135,5 +137,83 @@ describe("utility/privacy plane", () => {
     const r = report();
     const doc = parseXml(privacyPlaneSvg([r.rows[1]], r.tasks.length, "acc"));
     expect(byClass(doc, "point")).toHaveLength(1);
+  });
+});
+
+/**
+ * Runs of two methods over ratios: gradot at 0.3, 0.5, 0.7 (2 seeds) and layerdrop at 0.5, 0.3 (1 seed),
+ * one task; plug-in, emulator ZS and emulator perplexity rise with the ratio; Full ZS 40, Full FT 70 (gradot only).
+ */
+function frontierReport(fullFt = true): Report {
+  const result = (method: string, ratio: number, seed: number, plugIn: number, emuZs: number, ppl: number): RunResult => ({
+    formatVersion: 1, model: "m", method, label: `${method}-r${ratio}`, seed, settings: { ratio }, emulator_params: 5,
+    middle_params: 10, metric: "acc",
+    tasks: { t: { n: 10, full_zs: 40, emulator_zs: emuZs, full_ft: method === "gradot" && fullFt ? 70 : null, emulator_ft: 60, plug_in: plugIn } },
+    ppl: { full: 20, emulator: ppl, plug_in: null },
+  });
+  const results = [
+    result("gradot", 0.3, 0, 50, 30, 90), result("gradot", 0.3, 1, 52, 30, 90),
+    result("gradot", 0.5, 0, 56, 34, 60), result("gradot", 0.5, 1, 58, 34, 60),
+    result("gradot", 0.7, 0, 62, 38, 35), result("gradot", 0.7, 1, 62, 38, 35),
+    result("layerdrop", 0.5, 0, 54, 33, 80), result("layerdrop", 0.3, 0, 45, 28, 140),
+  ];
+  return aggregateRuns(results.map((r) => ({ path: `${r.label}/${r.seed}`, result: r })));
+}
+
+/** The numeric tick labels of an axis group. */
+const tickValues = (axis: XmlNode) => findAll(axis, (n) => n.name === "text").map((t) => Number(t.text)).filter(Number.isFinite);
+
+describe("privacy–utility frontier", () => {
+  it("groups rows into lines by label stem, each by ratio", () => {
+    const lines = frontierLines(frontierReport().rows);
+    expect(lines.map((l) => [l.name, l.rows.map((r) => r.ratio)])).toEqual([["gradot", [0.3, 0.5, 0.7]], ["layerdrop", [0.3, 0.5]]]);
+  });
+
+  it("draws, in each panel, one line per method through one point per ratio, with the reference lines", () => {
+    const r = frontierReport();
+    const doc = parseXml(frontierSvg(r.rows, r.tasks.length, "acc"));
+    const panels = byClass(doc, "panel");
+    expect(panels.map((p) => p.attributes["data-x"])).toEqual(["emulator_zs", "emulator_ppl"]);
+    const xOf: Record<string, (label: string) => number> = {
+      emulator_zs: (label) => r.rows.find((row) => row.label === label)!.emulator_zs,
+      emulator_ppl: (label) => r.rows.find((row) => row.label === label)!.ppl.emulator,
+    };
+    for (const panel of panels) {
+      const polylines = byClass(panel, "line");
+      expect(polylines.map((l) => l.attributes["data-line"])).toEqual(["gradot", "layerdrop"]);
+      for (const line of polylines) {
+        const name = line.attributes["data-line"];
+        const points = byClass(panel, "point").filter((p) => p.attributes["data-line"] === name);
+        expect(points.map((p) => p.attributes["data-ratio"])).toEqual(name === "gradot" ? ["0.3", "0.5", "0.7"] : ["0.3", "0.5"]);
+        // the polyline passes through its points, in ratio order
+        expect(line.attributes.points).toBe(points.map((p) => `${p.attributes.cx},${p.attributes.cy}`).join(" "));
+      }
+      // each point is labelled with its ratio
+      expect(byClass(panel, "point-label").map((t) => t.text)).toEqual(["0.3", "0.5", "0.7", "0.3", "0.5"]);
+      const refs = byClass(panel, "reference").map((g) => g.attributes["data-ref"]);
+      expect(refs).toEqual(["full-zs", "full-ft", "full-model"]);
+      // the axes' ticks span the data: every x (and the full model's) and every plug-in ± std and reference
+      const xTicks = tickValues(byClass(panel, "x-axis")[0]);
+      const yTicks = tickValues(byClass(panel, "y-axis")[0]);
+      const key = panel.attributes["data-x"];
+      const xs = [...r.rows.map((row) => xOf[key](row.label)), key === "emulator_zs" ? 40 : 20];
+      expect(Math.min(...xTicks)).toBeLessThanOrEqual(Math.min(...xs));
+      expect(Math.max(...xTicks)).toBeGreaterThanOrEqual(Math.max(...xs));
+      const ys = [...r.rows.flatMap((row) => [row.plug_in - (row.std.plug_in ?? 0), row.plug_in + (row.std.plug_in ?? 0)]), 40, 70];
+      expect(Math.min(...yTicks)).toBeLessThanOrEqual(Math.min(...ys));
+      expect(Math.max(...yTicks)).toBeGreaterThanOrEqual(Math.max(...ys));
+    }
+    // higher emulator ZS, higher plug-in: along gradot's line in the ZS panel, x and y (up = smaller cy) both grow
+    const gradot = byClass(panels[0], "point").filter((p) => p.attributes["data-line"] === "gradot");
+    for (let k = 1; k < gradot.length; k++) {
+      expect(num(gradot[k], "cx")).toBeGreaterThan(num(gradot[k - 1], "cx"));
+      expect(num(gradot[k], "cy")).toBeLessThan(num(gradot[k - 1], "cy"));
+    }
+  });
+
+  it("leaves Full FT out when no row ran it", () => {
+    const r = frontierReport(false);
+    const doc = parseXml(frontierSvg(r.rows, r.tasks.length, "acc"));
+    expect(byClass(doc, "reference").map((g) => g.attributes["data-ref"])).toEqual(["full-zs", "full-model", "full-zs", "full-model"]);
   });
 });
