@@ -9,15 +9,17 @@
  */
 import { parseArgs } from "node:util";
 import { type ExperimentOptions, experimentOptions as withDefaults, runExperiment } from "../mod.ts";
-import { countFlag, fractionFlag, nonNegativeFlag, positiveIntFlag, positiveNumberFlag } from "./flags.ts";
+import { countFlag, fractionFlag, nonNegativeFlag, positiveIntFlag, positiveNumberFlag, splitFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune experiment --model <checkpoint> --runs <dir> [flags]
 
-Runs the offsite-tuning loop for one method on --model: builds the emulator,
-tunes an adapter per task and seed through it, and evaluates Full ZS,
-Emulator ZS, Emulator FT, Plug-in and Full FT, writing
-<runs>/<label>/seed-<n>/result.json for offtune report.
+Runs the offsite-tuning loop for one method on --model: builds the emulator
+(one per ratio of --ratios, each build timed), tunes an adapter per task and
+seed through it, and evaluates Full ZS, Emulator ZS, Emulator FT, Plug-in and
+Full FT, writing <runs>/<label>/seed-<n>/result.json for offtune report. Full
+ZS and Full FT run once for all ratios. Run again, a ratio and seed whose
+result.json exists is kept, not redone (it must have this run's settings).
 
   --model <dir>          original checkpoint (with tokenizer.json)
   --runs <dir>           runs directory (results); work files go to <runs>/_work.
@@ -31,8 +33,13 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
   --tasks-dir <dir>      tasks: one directory per task with train.jsonl and
                          test.jsonl (default fixtures/data/tasks)
   --seeds <list>         tuning seeds (default 0,1,2)
-  --label <name>         row label (default <method>-r<ratio>, e.g. crash-r0.5)
+  --label <name>         row label (default <method>-r<ratio>, e.g. crash-r0.5);
+                         with several --ratios, the rows' prefix: <name>-r<ratio>
   --ratio <x>            emulator ratio (default 0.5)
+  --ratios <list>        comma-separated emulator ratios, e.g. 0.3,0.5,0.7: one
+                         emulator and one row each (not with --ratio)
+  --split <b,t>          adapter blocks at bottom,top, as build-emulator
+                         (default 2,2)
   --lambda-attn <x>      GCS λ for attention (default: GradOT's; gradot only)
   --lambda-mlp <x>       GCS λ for the MLP (default: GradOT's; gradot only)
   --calibration <file>   calibration text (plain text or .jsonl of {"text": ...},
@@ -63,6 +70,8 @@ const FLAGS = {
   seeds: { type: "string" },
   label: { type: "string" },
   ratio: { type: "string" },
+  ratios: { type: "string" },
+  split: { type: "string" },
   "lambda-attn": { type: "string" },
   "lambda-mlp": { type: "string" },
   calibration: { type: "string" },
@@ -85,6 +94,9 @@ const FLAGS = {
 export async function experimentOptions(argv: string[]): Promise<ExperimentOptions> {
   const f = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
   if (!f.model || !f.runs) throw new Error("--model and --runs are required (see offtune experiment --help)");
+  if (f.ratio !== undefined && f.ratios !== undefined) {
+    throw new Error("--ratio and --ratios: give one (--ratio <x> is --ratios <x>; see offtune experiment --help)");
+  }
   return await withDefaults({
     model: f.model,
     runs: f.runs,
@@ -93,7 +105,10 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
     tasksDir: f["tasks-dir"],
     seeds: f.seeds?.split(",").map((s) => countFlag(s, "seeds")!),
     label: f.label,
-    ratio: fractionFlag(f.ratio, "ratio"),
+    ratios: f.ratio !== undefined
+      ? [fractionFlag(f.ratio, "ratio")!]
+      : f.ratios?.split(",").map((r) => fractionFlag(r.trim(), "ratios")!),
+    split: splitFlag(f.split),
     lambdaAttn: nonNegativeFlag(f["lambda-attn"], "lambda-attn"),
     lambdaMlp: nonNegativeFlag(f["lambda-mlp"], "lambda-mlp"),
     calibration: f.calibration,

@@ -4,7 +4,8 @@
  * or a baseline of docs/METHOD.md §3 (OT LayerDrop, CRaSh), as the seeds' table
  * measures it (docs/METHOD.md §1, §5), composed from the verbs:
  *
- * 1. the model owner builds the emulator (`build-emulator --method`);
+ * 1. the model owner builds the emulator (`build-emulator --method`), one per
+ *    ratio of `ratios` (the size sweep of the frontier, docs/REPORT.md), timed;
  * 2. zero-shot: the original model (Full ZS) and adapter + emulator (Emulator ZS);
  * 3. per seed and task: the data owner tunes the adapter through the emulator
  *    (`tune`), scored with the emulator (Emulator FT) and plugged into the
@@ -12,8 +13,13 @@
  *    model (`full-ft`, Full FT) unless `--no-full-ft`;
  * 4. perplexities on held-out text of the original, the emulator and one
  *    plug-in model;
- * 5. one `result.json` per seed under `<runs>/<label>/seed-<n>/`, the layout
- *    `offtune report` reads (docs/REPORT.md).
+ * 5. one `result.json` per ratio and seed under `<runs>/<label>/seed-<n>/`,
+ *    the layout `offtune report` reads (docs/REPORT.md).
+ *
+ * What does not depend on the emulator (Full ZS, Full FT) runs once for all
+ * ratios. A ratio and seed whose result.json exists is finished and not
+ * redone (docs/REPORT.md "The runs directory": a `seed-<n>` directory with
+ * its result.json), provided it was written with this experiment's settings.
  *
  * Every step runs in its own process with its log in `<work>/logs/`; the
  * per-task, per-seed steps run `--jobs` at a time (each process is
@@ -39,7 +45,8 @@ import { FIXTURE_TOKENIZER, refuseFixtureStreamFor } from "../io/tokenizer_for.t
 import { emulatorMethod, type EmulatorMethod, needsCalibration } from "./build_emulator.ts";
 import { checkOutputDir } from "../io/output_dir.ts";
 import { inspectCheckpoint } from "../model/inspect.ts";
-import { type RunResult, type TaskResult, writeRunResult } from "../report/run_result.ts";
+import type { AdapterSplit } from "../records/records.ts";
+import { readRunResult, type RunResult, runResultPath, type TaskResult, writeRunResult } from "../report/run_result.ts";
 import { fullTuneStatePath } from "../train/full_ft_state.ts";
 import { partialDirOf } from "../train/tune.ts";
 import { TUNE_STATE_FILE } from "../train/tune_package.ts";
@@ -58,10 +65,15 @@ export interface ExperimentOptions {
   tasksDir: string;
   /** Tuning seeds: one result.json each. */
   seeds: number[];
-  /** The report row's label (default `<method>-r<ratio>`). */
+  /**
+   * The report row's label (default `<method>-r<ratio>`); with several
+   * ratios, the rows' prefix: `<label>-r<ratio>`.
+   */
   label?: string;
-  /** The emulator ratio. */
-  ratio: number;
+  /** The emulator ratios: one emulator and one report row each. */
+  ratios: number[];
+  /** The adapter split, bottom and top blocks (build-emulator's default when absent). */
+  split?: AdapterSplit;
   /** GCS λ for attention (GradOT's default when absent). */
   lambdaAttn?: number;
   /** GCS λ for the MLP (GradOT's default when absent). */
@@ -102,7 +114,57 @@ async function readEval(path: string): Promise<EvalReport> {
   return JSON.parse(await readFile(path, "utf8")) as EvalReport;
 }
 
-/** Runs the experiment and returns the written result paths. */
+/** The row label of `ratio` (see {@link ExperimentOptions.label}). */
+export function experimentLabel(o: Pick<ExperimentOptions, "label" | "method" | "ratios">, ratio: number): string {
+  if (o.label === undefined) return `${o.method}-r${ratio}`;
+  return o.ratios.length === 1 ? o.label : `${o.label}-r${ratio}`;
+}
+
+/** What a finished result.json must share with this experiment to stand for its ratio and seed. */
+function expectedOf(o: ExperimentOptions): Record<string, unknown> {
+  return {
+    model: o.model,
+    metric: o.metric,
+    tasks: [...o.tasks].sort().join(","),
+    epochs: o.epochs,
+    trainLimit: o.trainLimit ?? null,
+    evalLimit: o.evalLimit ?? null,
+    "Full FT": o.fullFt,
+  };
+}
+
+/**
+ * The finished result of `label` and `seed` (its result.json exists), or
+ * undefined. A finished result is not redone; one written with other settings
+ * is an error rather than a row that silently mixes two experiments.
+ *
+ * @throws Error naming the file and the first differing setting; RunResultError for an invalid file
+ */
+async function finishedResult(o: ExperimentOptions, label: string, seed: number): Promise<RunResult | undefined> {
+  const path = runResultPath(o.runs, label, seed);
+  if (!(await access(path).then(() => true, () => false))) return undefined;
+  const r = await readRunResult(path);
+  const theirs: Record<string, unknown> = {
+    model: r.model,
+    metric: r.metric,
+    tasks: Object.keys(r.tasks).sort().join(","),
+    epochs: r.settings.epochs,
+    trainLimit: r.settings.trainLimit,
+    evalLimit: r.settings.evalLimit,
+    "Full FT": Object.values(r.tasks).every((t) => t.full_ft !== null),
+  };
+  for (const [key, ours] of Object.entries(expectedOf(o))) {
+    if (theirs[key] !== ours) {
+      throw new Error(
+        `--runs: "${path}" is a finished run with ${key} ${JSON.stringify(theirs[key])}, this experiment's is ` +
+          `${JSON.stringify(ours)}; move it aside (e.g. rename its seed directory to _seed-${seed}) or choose another --runs`,
+      );
+    }
+  }
+  return r;
+}
+
+/** Runs the experiment and returns the written result paths (finished ones are kept, not rewritten). */
 export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   await checkOutputDir({
     verb: "experiment",
@@ -114,8 +176,6 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   const work = join(o.runs, "_work");
   const logs = join(work, "logs");
   await mkdir(logs, { recursive: true });
-  const label = o.label ?? `${o.method}-r${o.ratio}`;
-  const emulator = join(work, `${label}-emulator`);
   const pplArgs = ["--ppl", ...(o.pplData === undefined ? [] : ["--ppl-data", o.pplData])];
   const evalArgs = (model: string, tasks: string[], json: string, extra: string[] = []) => [
     "eval", "--model", model, "--tasks", tasks.join(","), "--tasks-dir", o.tasksDir, ...flagIf("--limit", o.evalLimit),
@@ -124,12 +184,28 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   const tuneHyper = [
     "--tasks-dir", o.tasksDir, "--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit),
   ];
+
+  // What is left: the ratio × seed pairs without a finished result.json; the
+  // ratios they need an emulator for, and the seeds they need Full FT for.
+  const ratios = o.ratios.map((ratio) => {
+    const label = experimentLabel(o, ratio);
+    return { ratio, label, emulator: join(work, `${label}-emulator`) };
+  });
+  const todo: Array<{ ratio: (typeof ratios)[number]; seed: number }> = [];
+  for (const r of ratios) {
+    for (const seed of o.seeds) if ((await finishedResult(o, r.label, seed)) === undefined) todo.push({ ratio: r, seed });
+  }
+  const built = ratios.filter((r) => todo.some((t) => t.ratio === r));
+  const fullFtSeeds = o.fullFt ? o.seeds.filter((seed) => todo.some((t) => t.seed === seed)) : [];
+
   // Each step is a process of seconds to many minutes: a plain line as each starts and ends,
   // and one every PLAIN_INTERVAL_S seconds naming the steps still running. The lines are the
   // run's log (to stdout when it is redirected; src/cli/progress.ts).
   const progress = createProgress("experiment", o.quiet, { every: "update", log: true });
   let done = 0;
-  const total = 1 + 2 * o.tasks.length + o.seeds.length * o.tasks.length * (o.fullFt ? 4 : 3);
+  const total = todo.length === 0
+    ? 0
+    : built.length * (1 + o.tasks.length) + o.tasks.length + (todo.length * 3 + fullFtSeeds.length) * o.tasks.length;
   const running = new Set<string>();
   let heartbeat: ReturnType<typeof setInterval> | undefined;
   const step = async (what: string, args: string[]) => {
@@ -155,105 +231,127 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
 
   const calibrationFlags = needsCalibration(o.method) ? ["--calibration", o.calibration, "--sequences", String(o.sequences)] : [];
   const gradotFlags = o.method === "gradot" ? [...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp)] : [];
-  await step("build-emulator", [
-    "build-emulator", "--method", o.method, "--model", o.model, "--out", emulator, "--ratio", String(o.ratio),
-    ...calibrationFlags, ...gradotFlags, "--quiet",
-  ]);
-  const manifest = await readManifest(emulator);
+  const splitFlags = o.split === undefined ? [] : ["--split", `${o.split.bottom},${o.split.top}`];
+  // One build per ratio, timed by build-emulator itself (--timings: the build, not the process start).
+  const builds = new Map<string, Promise<{ manifest: Awaited<ReturnType<typeof readManifest>>; seconds: number }>>();
+  const build = (r: (typeof ratios)[number]) =>
+    remember(builds, r.label, async () => {
+      const timings = join(work, `${r.label}-build-timings.json`);
+      await step(`build-emulator ${r.label}`, [
+        "build-emulator", "--method", o.method, "--model", o.model, "--out", r.emulator, "--ratio", String(r.ratio),
+        ...splitFlags, ...calibrationFlags, ...gradotFlags, "--timings", timings, "--quiet",
+      ]);
+      const { seconds } = JSON.parse(await readFile(timings, "utf8")) as { seconds: number };
+      return { manifest: await readManifest(r.emulator), seconds };
+    });
 
-  // Zero-shot, one process per model × task (the first task's also measures
-  // perplexity), and one unit per seed × task: tune through the emulator,
-  // score it there and plugged in, and the Full FT reference. All of them are
-  // independent, so they share one pool of --jobs processes.
-  const zeroShot = async (which: "full" | "emulator", task: string, ppl: boolean): Promise<EvalReport> => {
-    const json = join(work, `${which === "full" ? "full" : `${label}-emulator`}_zs_${task}.json`);
-    await step(`${which}-zs ${task}`, evalArgs(which === "full" ? o.model : emulator, [task], json, ppl ? pplArgs : []));
+  // Every step below runs in one pool of --jobs processes: the builds first, then
+  // zero-shot, one process per model × task (the first task's also measures
+  // perplexity), Full FT once per seed × task for every ratio, and per ratio ×
+  // seed × task: tune through the emulator, score it there and plugged in.
+  // A step that needs an emulator waits for its build.
+  const zeroShot = async (r: (typeof ratios)[number] | undefined, task: string, ppl: boolean): Promise<EvalReport> => {
+    const json = join(work, `${r === undefined ? "full" : `${r.label}-emulator`}_zs_${task}.json`);
+    if (r !== undefined) await build(r);
+    await step(`${r === undefined ? "full" : `${r.label} emulator`}-zs ${task}`, evalArgs(r?.emulator ?? o.model, [task], json, ppl ? pplArgs : []));
     return readEval(json);
   };
-  const tuneUnit = async (seed: number, task: string, measurePpl: boolean) => {
-    const seedDir = join(work, `${label}-seed${seed}`);
+  const fullFtUnit = async (seed: number, task: string): Promise<number> => {
+    const tuned = join(work, `full-ft-seed${seed}`, task);
+    const fullFtJson = join(work, `full-ft-seed${seed}`, `full_ft_${task}.json`);
+    await step(`full-ft ${task} seed ${seed}`, [
+      "full-ft", "--model", o.model, "--task", task, "--out", tuned, "--seed", String(seed), ...tuneHyper, "--quiet",
+      ...(await resumeIf(fullTuneStatePath(tuned))),
+    ]);
+    await runVerb(evalArgs(tuned, [task], fullFtJson), join(logs, `full-ft-eval_${task}_${seed}.log`));
+    return 100 * (await readEval(fullFtJson)).tasks[task][o.metric];
+  };
+  const tuneUnit = async (r: (typeof ratios)[number], seed: number, task: string, measurePpl: boolean) => {
+    await build(r);
+    const seedDir = join(work, `${r.label}-seed${seed}`);
     const adapter = join(seedDir, "adapters", task);
-    await step(`tune ${task} seed ${seed}`, [
-      "tune", "--emulator", emulator, "--task", task, "--out", adapter, "--seed", String(seed), ...tuneHyper, "--quiet",
+    const what = `${r.label} ${task} seed ${seed}`;
+    await step(`tune ${what}`, [
+      "tune", "--emulator", r.emulator, "--task", task, "--out", adapter, "--seed", String(seed), ...tuneHyper, "--quiet",
       ...(await resumeIf(join(adapter, TUNE_STATE_FILE), join(partialDirOf(adapter), TUNE_STATE_FILE))),
     ]);
     const emuFt = join(seedDir, `emulator_ft_${task}.json`);
-    await step(`emulator-ft ${task} seed ${seed}`, evalArgs(emulator, [task], emuFt, ["--adapter", adapter]));
+    await step(`emulator-ft ${what}`, evalArgs(r.emulator, [task], emuFt, ["--adapter", adapter]));
     const plugIn = join(seedDir, `plug_in_${task}.json`);
-    await step(`plug-in ${task} seed ${seed}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? pplArgs : [])]));
-    let fullFt: number | null = null;
-    if (o.fullFt) {
-      const tuned = join(work, `full-ft-seed${seed}`, task);
-      const fullFtJson = join(work, `full-ft-seed${seed}`, `full_ft_${task}.json`);
-      await step(`full-ft ${task} seed ${seed}`, [
-        "full-ft", "--model", o.model, "--task", task, "--out", tuned, "--seed", String(seed), ...tuneHyper, "--quiet",
-        ...(await resumeIf(fullTuneStatePath(tuned))),
-      ]);
-      await runVerb(evalArgs(tuned, [task], fullFtJson), join(logs, `full-ft-eval_${task}_${seed}.log`));
-      fullFt = 100 * (await readEval(fullFtJson)).tasks[task][o.metric];
-    }
+    await step(`plug-in ${what}`, evalArgs(o.model, [task], plugIn, ["--adapter", adapter, ...(measurePpl ? pplArgs : [])]));
     const plug = await readEval(plugIn);
     return {
       emulatorFt: 100 * (await readEval(emuFt)).tasks[task][o.metric],
       plugIn: 100 * plug.tasks[task][o.metric],
-      fullFt,
       plugInPpl: measurePpl ? plug.ppl?.ppl ?? null : null,
     };
   };
-  type Unit =
-    | { kind: "zs"; which: "full" | "emulator"; task: string; ppl: boolean }
-    | { kind: "tune"; seed: number; task: string; measurePpl: boolean };
-  const units: Unit[] = [
-    ...(["full", "emulator"] as const).flatMap((which) => o.tasks.map((task, t): Unit => ({ kind: "zs", which, task, ppl: t === 0 }))),
-    ...o.seeds.flatMap((seed) => o.tasks.map((task, t): Unit => ({ kind: "tune", seed, task, measurePpl: t === 0 }))),
+  const fullZs = new Map<string, Promise<EvalReport>>();
+  const emulatorZs = new Map<string, Promise<EvalReport>>();
+  const fullFt = new Map<string, Promise<number>>();
+  const tuned = new Map<string, Promise<Awaited<ReturnType<typeof tuneUnit>>>>();
+  const units: Array<() => Promise<unknown>> = [
+    ...built.map((r) => () => build(r)),
+    ...(todo.length === 0 ? [] : o.tasks.map((task, t) => () => remember(fullZs, task, () => zeroShot(undefined, task, t === 0)))),
+    ...built.flatMap((r) => o.tasks.map((task, t) => () => remember(emulatorZs, `${r.label} ${task}`, () => zeroShot(r, task, t === 0)))),
+    ...fullFtSeeds.flatMap((seed) => o.tasks.map((task) => () => remember(fullFt, `${seed} ${task}`, () => fullFtUnit(seed, task)))),
+    ...todo.flatMap(({ ratio: r, seed }) =>
+      o.tasks.map((task, t) => () => remember(tuned, `${r.label} ${seed} ${task}`, () => tuneUnit(r, seed, task, t === 0)))
+    ),
   ];
-  type TuneOutcome = Awaited<ReturnType<typeof tuneUnit>>;
-  const outcomes = await mapConcurrent<Unit, EvalReport | TuneOutcome>(units, o.jobs, (u) =>
-    u.kind === "zs" ? zeroShot(u.which, u.task, u.ppl) : tuneUnit(u.seed, u.task, u.measurePpl)
-  );
-  const zs = (which: "full" | "emulator", task: string) =>
-    outcomes[units.findIndex((u) => u.kind === "zs" && u.which === which && u.task === task)] as EvalReport;
-  const pplOf = (which: "full" | "emulator") => zs(which, o.tasks[0]).ppl!.ppl;
+  await mapConcurrent(units, o.jobs, (unit) => unit());
 
-  const extra = (manifest.extra ?? {}) as { blocks?: Array<{ role: string; params: number }> };
-  const middle = (extra.blocks ?? []).filter((b) => b.role === "middle");
-  const middleParams = await originalMiddleParams(o.model, manifest);
+  const middleParams = todo.length === 0 ? 0 : await originalMiddleParams(o.model, (await build(built[0])).manifest);
   const written: string[] = [];
-  for (const seed of o.seeds) {
+  for (const { ratio: r, seed } of todo) {
+    const { manifest, seconds } = await build(r);
     const tasks: Record<string, TaskResult> = {};
-    let plugInPpl: number | null = null;
-    for (const [i, u] of units.entries()) {
-      if (u.kind !== "tune" || u.seed !== seed) continue;
-      const tuned = outcomes[i] as TuneOutcome;
-      const full = zs("full", u.task).tasks[u.task];
-      tasks[u.task] = {
+    for (const task of o.tasks) {
+      const full = (await fullZs.get(task)!).tasks[task];
+      const mine = await tuned.get(`${r.label} ${seed} ${task}`)!;
+      tasks[task] = {
         n: full.n,
         full_zs: 100 * full[o.metric],
-        emulator_zs: 100 * zs("emulator", u.task).tasks[u.task][o.metric],
-        full_ft: tuned.fullFt,
-        emulator_ft: tuned.emulatorFt,
-        plug_in: tuned.plugIn,
+        emulator_zs: 100 * (await emulatorZs.get(`${r.label} ${task}`)!).tasks[task][o.metric],
+        full_ft: o.fullFt ? await fullFt.get(`${seed} ${task}`)! : null,
+        emulator_ft: mine.emulatorFt,
+        plug_in: mine.plugIn,
         chance: 100 * full.chance,
       };
-      if (u.measurePpl) plugInPpl = tuned.plugInPpl;
     }
+    const first = o.tasks[0];
+    const extra = (manifest.extra ?? {}) as { blocks?: Array<{ role: string; params: number }> };
     const result: RunResult = {
       formatVersion: 1,
       model: o.model,
       method: manifest.method,
-      label,
+      label: r.label,
       seed,
-      settings: { ...manifest.settings, epochs: o.epochs, trainLimit: o.trainLimit ?? null, evalLimit: o.evalLimit ?? null },
-      emulator_params: middle.reduce((n, b) => n + b.params, 0),
+      settings: {
+        ratio: r.ratio, ...manifest.settings, epochs: o.epochs, trainLimit: o.trainLimit ?? null, evalLimit: o.evalLimit ?? null,
+      },
+      emulator_params: (extra.blocks ?? []).filter((b) => b.role === "middle").reduce((n, b) => n + b.params, 0),
       middle_params: middleParams,
       metric: o.metric,
       tasks,
-      ppl: { full: pplOf("full"), emulator: pplOf("emulator"), plug_in: plugInPpl },
+      ppl: {
+        full: (await fullZs.get(first)!).ppl!.ppl,
+        emulator: (await emulatorZs.get(`${r.label} ${first}`)!).ppl!.ppl,
+        plug_in: (await tuned.get(`${r.label} ${seed} ${first}`)!).plugInPpl,
+      },
+      emulator_build_s: seconds,
     };
     written.push(await writeRunResult(o.runs, result));
   }
-  progress.finish(`${written.length} results in ${o.runs}`);
+  const kept = ratios.length * o.seeds.length - todo.length;
+  progress.finish(`${written.length} results in ${o.runs}${kept === 0 ? "" : ` (${kept} finished before, kept)`}`);
   return written;
+}
+
+/** `map`'s promise for `key`, started with `start` the first time. */
+function remember<T>(map: Map<string, Promise<T>>, key: string, start: () => Promise<T>): Promise<T> {
+  if (!map.has(key)) map.set(key, start());
+  return map.get(key)!;
 }
 
 /** Parameters of the original model's middle blocks (from its headers). */
@@ -270,7 +368,7 @@ const FIXTURE_CALIBRATION = fileURLToPath(new URL("../../fixtures/data/pretrain/
 export const EXPERIMENT_DEFAULTS = {
   method: "gradot",
   seeds: [0, 1, 2],
-  ratio: 0.5,
+  ratios: [0.5],
   calibration: FIXTURE_CALIBRATION,
   sequences: 64,
   epochs: 2,
@@ -287,7 +385,7 @@ export const EXPERIMENT_DEFAULTS = {
  * so that a typo fails at once, naming the flag, and not minutes later in a
  * step's log.
  *
- * @throws Error for an unknown method, metric or task, or a missing input file
+ * @throws Error for an unknown method, metric or task, no ratio, a ratio outside (0, 1] or listed twice, or a missing input file
  */
 export async function experimentOptions(
   given: Partial<ExperimentOptions> & Pick<ExperimentOptions, "model" | "runs">,
@@ -296,11 +394,17 @@ export async function experimentOptions(
   const o: ExperimentOptions = {
     ...EXPERIMENT_DEFAULTS,
     seeds: [...EXPERIMENT_DEFAULTS.seeds],
+    ratios: [...EXPERIMENT_DEFAULTS.ratios],
     jobs: availableParallelism(),
     ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
     tasksDir,
   } as ExperimentOptions;
   if (o.metric !== "acc" && o.metric !== "acc_norm") throw new Error(`--metric expects acc or acc_norm, got "${o.metric}"`);
+  if (o.ratios.length === 0) throw new Error("--ratios expects at least one ratio");
+  for (const [i, ratio] of o.ratios.entries()) {
+    if (!(ratio > 0 && ratio <= 1)) throw new Error(`--ratios expects numbers in (0, 1], got ${ratio}`);
+    if (o.ratios.indexOf(ratio) !== i) throw new Error(`--ratios lists ${ratio} twice`);
+  }
   o.method = emulatorMethod(o.method);
   o.tasks = selectTasks(given.tasks ? given.tasks.join(",") : "all", await listTasks(tasksDir), tasksDir);
   await checkInputs(o);
