@@ -1,8 +1,10 @@
 // experiment --ratios end to end on fixtures/tiny (4 blocks, split 1+1: 2
 // middle blocks): one timed build and one row per ratio, Full ZS and Full FT
 // once for both, a rerun that keeps the finished results, and the report's
-// frontier.svg through both rows. Tiny limits keep it to about a minute.
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+// frontier.svg through both rows. Tiny limits, and perplexity on the first
+// 4096 tokens of the validation stream (all of it takes ~45 s per eval), keep
+// it to about a minute.
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -13,8 +15,11 @@ import { findAll, parseXml } from "../report/xml.ts";
 const TINY = "fixtures/tiny";
 
 let root: string;
+let pplData: string;
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "offtune-experiment-ratios-"));
+  pplData = join(root, "valid-4096.bin"); // Uint16 token ids: 4096 tokens are 8192 bytes
+  await writeFile(pplData, (await readFile("fixtures/data/pretrain/valid.bin")).subarray(0, 8192));
 });
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
@@ -40,7 +45,7 @@ describe("experiment --ratios 0.3,0.5 on fixtures/tiny", () => {
   const runs = () => join(root, "runs");
   const argv = (epochs: string) => [
     "--model", TINY, "--runs", runs(), "--ratios", "0.3,0.5", "--split", "1,1", "--tasks", "lastword_cloze", "--seeds", "0",
-    "--train-limit", "8", "--eval-limit", "8", "--epochs", epochs, "--sequences", "8", "--jobs", "2", "--quiet",
+    "--train-limit", "8", "--eval-limit", "8", "--epochs", epochs, "--sequences", "8", "--ppl-data", pplData, "--jobs", "2", "--quiet",
   ];
 
   test("writes one timed row per ratio, sharing one Full ZS and one Full FT", async () => {
