@@ -226,7 +226,15 @@ export {
   predictedBytes,
   unigramPerplexity,
 } from "./src/eval/perplexity.ts";
-export { accuracyStats, type AccuracyStats, chanceLevel, wilsonInterval } from "./src/eval/stats.ts";
+export {
+  accuracyStats,
+  type AccuracyStats,
+  chanceLevel,
+  type DifferenceInterval,
+  pairedTInterval,
+  studentTQuantile,
+  wilsonInterval,
+} from "./src/eval/stats.ts";
 export {
   type AccuracyJson,
   buildEvalReport,
@@ -272,6 +280,7 @@ export type { StepRecord } from "./src/train/trainer.ts";
 export { readRunResult, type RunResult, validateRunResult, writeRunResult } from "./src/report/run_result.ts";
 export { writeReport, type WrittenReport } from "./src/report/report_files.ts";
 export type { Report } from "./src/report/aggregate.ts";
+export type { Comparison, RowClaims } from "./src/report/compare.ts";
 export {
   layerDropCurveSvg,
   parseTrainingLog,

@@ -115,7 +115,7 @@ async function readEval(path: string): Promise<EvalReport> {
 }
 
 /** The row label of `ratio` (see {@link ExperimentOptions.label}). */
-export function experimentLabel(o: Pick<ExperimentOptions, "label" | "method" | "ratios">, ratio: number): string {
+function experimentLabel(o: Pick<ExperimentOptions, "label" | "method" | "ratios">, ratio: number): string {
   if (o.label === undefined) return `${o.method}-r${ratio}`;
   return o.ratios.length === 1 ? o.label : `${o.label}-r${ratio}`;
 }
