@@ -134,15 +134,16 @@ function expectedOf(o: ExperimentOptions): Record<string, unknown> {
 }
 
 /**
- * The finished result of `label` and `seed` (its result.json exists), or
- * undefined. A finished result is not redone; one written with other settings
- * is an error rather than a row that silently mixes two experiments.
+ * Whether `label` and `seed` are finished: their result.json exists
+ * (docs/REPORT.md "The runs directory"). A finished result is not redone; one
+ * written with other settings is an error rather than a row that silently
+ * mixes two experiments.
  *
  * @throws Error naming the file and the first differing setting; RunResultError for an invalid file
  */
-async function finishedResult(o: ExperimentOptions, label: string, seed: number): Promise<RunResult | undefined> {
+async function isFinished(o: ExperimentOptions, label: string, seed: number): Promise<boolean> {
   const path = runResultPath(o.runs, label, seed);
-  if (!(await access(path).then(() => true, () => false))) return undefined;
+  if (!(await access(path).then(() => true, () => false))) return false;
   const r = await readRunResult(path);
   const theirs: Record<string, unknown> = {
     model: r.model,
@@ -161,7 +162,14 @@ async function finishedResult(o: ExperimentOptions, label: string, seed: number)
       );
     }
   }
-  return r;
+  return true;
+}
+
+/** One ratio of the sweep: its row label and its emulator package in `<runs>/_work`. */
+interface RatioRun {
+  ratio: number;
+  label: string;
+  emulator: string;
 }
 
 /** Runs the experiment and returns the written result paths (finished ones are kept, not rewritten). */
@@ -187,13 +195,13 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
 
   // What is left: the ratio × seed pairs without a finished result.json; the
   // ratios they need an emulator for, and the seeds they need Full FT for.
-  const ratios = o.ratios.map((ratio) => {
+  const ratios = o.ratios.map((ratio): RatioRun => {
     const label = experimentLabel(o, ratio);
     return { ratio, label, emulator: join(work, `${label}-emulator`) };
   });
-  const todo: Array<{ ratio: (typeof ratios)[number]; seed: number }> = [];
+  const todo: Array<{ ratio: RatioRun; seed: number }> = [];
   for (const r of ratios) {
-    for (const seed of o.seeds) if ((await finishedResult(o, r.label, seed)) === undefined) todo.push({ ratio: r, seed });
+    for (const seed of o.seeds) if (!(await isFinished(o, r.label, seed))) todo.push({ ratio: r, seed });
   }
   const built = ratios.filter((r) => todo.some((t) => t.ratio === r));
   const fullFtSeeds = o.fullFt ? o.seeds.filter((seed) => todo.some((t) => t.seed === seed)) : [];
@@ -234,7 +242,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   const splitFlags = o.split === undefined ? [] : ["--split", `${o.split.bottom},${o.split.top}`];
   // One build per ratio, timed by build-emulator itself (--timings: the build, not the process start).
   const builds = new Map<string, Promise<{ manifest: Awaited<ReturnType<typeof readManifest>>; seconds: number }>>();
-  const build = (r: (typeof ratios)[number]) =>
+  const build = (r: RatioRun) =>
     remember(builds, r.label, async () => {
       const timings = join(work, `${r.label}-build-timings.json`);
       await step(`build-emulator ${r.label}`, [
@@ -250,7 +258,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   // perplexity), Full FT once per seed × task for every ratio, and per ratio ×
   // seed × task: tune through the emulator, score it there and plugged in.
   // A step that needs an emulator waits for its build.
-  const zeroShot = async (r: (typeof ratios)[number] | undefined, task: string, ppl: boolean): Promise<EvalReport> => {
+  const zeroShot = async (r: RatioRun | undefined, task: string, ppl: boolean): Promise<EvalReport> => {
     const json = join(work, `${r === undefined ? "full" : `${r.label}-emulator`}_zs_${task}.json`);
     if (r !== undefined) await build(r);
     await step(`${r === undefined ? "full" : `${r.label} emulator`}-zs ${task}`, evalArgs(r?.emulator ?? o.model, [task], json, ppl ? pplArgs : []));
@@ -266,7 +274,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     await runVerb(evalArgs(tuned, [task], fullFtJson), join(logs, `full-ft-eval_${task}_${seed}.log`));
     return 100 * (await readEval(fullFtJson)).tasks[task][o.metric];
   };
-  const tuneUnit = async (r: (typeof ratios)[number], seed: number, task: string, measurePpl: boolean) => {
+  const tuneUnit = async (r: RatioRun, seed: number, task: string, measurePpl: boolean) => {
     await build(r);
     const seedDir = join(work, `${r.label}-seed${seed}`);
     const adapter = join(seedDir, "adapters", task);
