@@ -65,7 +65,7 @@ export interface OtDistillSettings {
   batch: number;
   /** Weight w of the normalised hidden-state MSE against the LM loss (`--distill-mse-weight`). */
   mseWeight: number;
-  /** Seeds the order the calibration sequences are visited in (`--seed`). */
+  /** Seeds the order the calibration sequences are visited in (`--distill-seed`). */
   seed: number;
 }
 
@@ -97,7 +97,7 @@ export function otDistillSettings(partial: Partial<OtDistillSettings> = {}): OtD
   if (!(Number.isFinite(s.mseWeight) && s.mseWeight >= 0)) {
     throw new Error(`--distill-mse-weight must be a non-negative number, got ${s.mseWeight}`);
   }
-  if (!Number.isInteger(s.seed)) throw new Error(`--seed must be an integer, got ${s.seed}`);
+  if (!Number.isInteger(s.seed)) throw new Error(`--distill-seed must be an integer, got ${s.seed}`);
   return s;
 }
 
