@@ -182,7 +182,8 @@ export async function main(argv: string[]): Promise<number> {
   });
   removeStaleTemporaries([flags.out]);
   await initBackend(flags.backend, flags.quiet);
-  const model = await openModel(flags.model, { split, streamVocabulary: true });
+  // ot-distill trains through the embeddings and head, so they stay resident
+  const model = await openModel(flags.model, { split, streamVocabulary: flags.method !== "ot-distill" });
   const interrupts = listenForInterrupts();
   let resume: ResumableBuild | undefined;
   try {

@@ -265,6 +265,9 @@ async function distil(
   settings: OtDistillSettings,
   options: OtDistillOptions,
 ): Promise<{ weights: Map<number, Array<{ name: string; shape: number[]; data: Float32Array }>>; curve: DistillCurve }> {
+  if (model.vocabulary) {
+    throw new Error(`OT distillation trains through the embeddings and head, so it needs "${model.source}" opened without streamVocabulary`);
+  }
   const original = await residentModel(model);
   try {
     const { cfg, split } = model;
@@ -347,8 +350,10 @@ async function distil(
  * settings `ratio`, `keptMiddle`, the distillation settings and the
  * calibration size, the kept blocks in `blockIndices` (as LayerDrop's) and
  * the loss curve in `extra.distillation` ({@link DistillCurve}); the state
- * file is removed once the package is written. Bad settings are the
- * observable's error, before any block is read.
+ * file is removed once the package is written. Bad settings, or a model
+ * opened with a streamed vocabulary (the distillation trains through the
+ * embeddings and head, which must be resident), are the observable's
+ * error, before any block is read.
  */
 export function buildOtDistillEmulator(model: ModelHandle, options: OtDistillOptions): Observable<ShardRecord> {
   return defer(() => {
