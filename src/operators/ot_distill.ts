@@ -223,9 +223,13 @@ interface SavedRun {
 
 /** The manifest's summary of a run's loss curve. */
 export interface DistillCurve {
+  /** The first step's loss (w · MSE + LM), before its update. */
   firstLoss: number;
+  /** The last step's loss, before its update. */
   lastLoss: number;
+  /** The first step's normalised hidden-state MSE. */
   firstMse: number;
+  /** The last step's normalised hidden-state MSE. */
   lastMse: number;
 }
 
