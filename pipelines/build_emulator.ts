@@ -180,7 +180,7 @@ export async function main(argv: string[]): Promise<number> {
     inputs: { model: flags.model, calibration: needsCalibration(flags.method) ? flags.calibration : undefined },
     force: flags.force,
   });
-  removeStaleTemporaries([flags.out]);
+  removeStaleTemporaries([flags.out, otDistillStatePath(flags.out)]);
   await initBackend(flags.backend, flags.quiet);
   // ot-distill trains through the embeddings and head, so they stay resident
   const model = await openModel(flags.model, { split, streamVocabulary: flags.method !== "ot-distill" });
