@@ -211,8 +211,11 @@ export function otDistillStatePath(out: string): string {
 
 const STATE: StateFormat = { key: "offtune.ot_distill_state", format: "offtune-ot-distill-state", version: 1 };
 
+/** The JSON a state file records besides the vectors. */
 interface SavedRun {
+  /** Distillation steps completed. */
   step: number;
+  /** AdamW's update count (its bias correction's t). */
   optimizerStep: number;
   /** The run's identity: settings, ratio, model and calibration tokens. */
   run: string;
@@ -233,6 +236,7 @@ export interface DistillCurve {
   lastMse: number;
 }
 
+/** What a saved state must match to be continued: the model, split, ratio, settings and calibration tokens. */
 function runIdentity(model: ModelHandle, settings: OtDistillSettings, ratio: number, calibration: CalibrationSet): string {
   const ids = calibration.ids;
   const tokens = createHash("sha256").update(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength)).digest("hex");
@@ -246,6 +250,7 @@ async function readSaved(path: string, trainable: TrainableSet, run: string) {
   return saved.meta.run === run ? saved : undefined;
 }
 
+/** Writes the state to `path` atomically (a temporary sibling, then a rename), as the other training states. */
 async function writeSaved(path: string, trainable: TrainableSet, params: Float32Array, optimizer: AdamW, meta: Omit<SavedRun, "optimizerStep">) {
   const temp = siblingName(path, "tmp");
   const { m, v, step } = optimizer.state();
