@@ -155,6 +155,21 @@ describe("buildOtDistillEmulator on fixtures/tiny", () => {
   });
 });
 
+describe("buildOtDistillEmulator refuses", () => {
+  test("a model opened with a streamed vocabulary, naming it, before writing anything", async () => {
+    const streamed = await openModel(TINY, { split: SPLIT, streamVocabulary: true });
+    const out = join(root, "streamed");
+    try {
+      await expect(lastValueFrom(buildOtDistillEmulator(streamed, { ratio: 0.5, calibration, out }))).rejects.toThrow(
+        `OT distillation trains through the embeddings and head, so it needs "${TINY}" opened without streamVocabulary`,
+      );
+      expect(await exists(out)).toBe(false);
+    } finally {
+      await streamed.close();
+    }
+  });
+});
+
 describe("distillation settings and batches", () => {
   test("bad values name their flag", () => {
     expect(() => otDistillSettings({ steps: 0 })).toThrow("--distill-steps must be a positive integer, got 0");
