@@ -177,6 +177,22 @@ export {
   crashSettings,
   sharedBlockIndices,
 } from "./src/operators/crash.ts";
+/**
+ * The OT distilled baseline (docs/METHOD.md §3 "OT (LayerDrop +
+ * distillation)"): LayerDrop's blocks, the kept middle blocks trained to
+ * reproduce the original middle's output on calibration text.
+ */
+export {
+  buildOtDistillEmulator,
+  calibrationMse,
+  type DistillCurve,
+  OT_DISTILL_DEFAULTS,
+  OT_DISTILL_METHOD,
+  type OtDistillOptions,
+  type OtDistillSettings,
+  otDistillSettings,
+  otDistillStatePath,
+} from "./src/operators/ot_distill.ts";
 export { calibrationFromTokens } from "./src/data/calibration.ts";
 
 // The offsite-tuning loop's steps (src/loop/): what the CLI verbs run

@@ -2,13 +2,15 @@
  * `offtune build-emulator`: the model owner's step (docs/METHOD.md §1-3). Streams
  * a checkpoint block by block through the GradOT pipeline (calibration
  * forward/backward, KFAC, GCS, DRD + SCP), through the OT LayerDrop
- * baseline (keep every k-th middle block, no calibration) or the CRaSh
- * baseline (cluster the middle by CKA, share one block per group), and
+ * baseline (keep every k-th middle block, no calibration), the CRaSh
+ * baseline (cluster the middle by CKA, share one block per group) or the
+ * OT distilled baseline (LayerDrop's blocks, the kept middle distilled), and
  * writes the emulator package (Arrow shards + manifest) atomically
  * (`loadCalibration` and `buildEmulator` of mod.ts).
  *
  * @module
  */
+import { existsSync } from "node:fs";
 import { lastValueFrom, toArray } from "rxjs";
 import {
   buildEmulator,
@@ -23,6 +25,8 @@ import {
   needsCalibration,
   openModel,
   openResumableBuild,
+  otDistillSettings,
+  otDistillStatePath,
   peakRssBytes,
   removeStaleTemporaries,
   type ResumableBuild,
@@ -31,12 +35,22 @@ import {
 } from "../mod.ts";
 import { listenForInterrupts, signalExitCode } from "../src/cli/interrupt.ts";
 import { createProgress, progressEvents } from "../src/cli/progress.ts";
-import { fractionFlag, nonNegativeFlag, parseVerbFlags, positiveIntFlag, splitFlag } from "./flags.ts";
+import {
+  DISTILL_FLAGS,
+  DISTILL_HELP,
+  distillFromFlags,
+  fractionFlag,
+  nonNegativeFlag,
+  parseVerbFlags,
+  positiveIntFlag,
+  splitFlag,
+} from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune build-emulator --model <checkpoint> --calibration <file> --out <dir> [flags]
 offtune build-emulator --method layerdrop --model <checkpoint> --out <dir> [--ratio <x>]
 offtune build-emulator --method crash --model <checkpoint> --calibration <file> --out <dir> [--ratio <x>]
+offtune build-emulator --method ot-distill --model <checkpoint> --calibration <file> --out <dir> [--ratio <x>] [--distill-* ...]
 
 Builds an emulator of the original model's middle blocks and writes one
 Arrow shard per kept block, the outer weights and manifest.msgpack to --out
@@ -47,7 +61,9 @@ be, hold or lie inside --model or --calibration. Ctrl-C or SIGTERM stops the
 build at the next block and removes its temporary files (exit 130 or 143).
 A GradOT build killed outright keeps its progress in <out>.partial-<key>:
 the same command run again continues it, redoing at most the block in
-flight (docs/GUARANTEES.md). Methods:
+flight (docs/GUARANTEES.md). An ot-distill build saves its training state in
+<out>.ot-distill-state.safetensors every 10 steps and when stopped; the
+same command run again continues from it. Methods:
 
   gradot     (default, docs/METHOD.md §2) one calibration forward + backward over
              the original model, KFAC factors, GCS scores, DRD of the
@@ -63,18 +79,25 @@ flight (docs/GUARANTEES.md). Methods:
              first block of each group and runs it at every position of
              the group (stored once; the emulator keeps the original
              depth); takes --calibration, --sequences and --length
+  ot-distill (the OT baseline with distillation, docs/METHOD.md §3) keeps
+             LayerDrop's blocks and trains the kept middle blocks on the
+             calibration text so that the emulator's middle reproduces the
+             original middle's output (normalised hidden-state MSE + the
+             emulator's LM loss; adapter blocks, embeddings and head
+             frozen); takes --calibration, --sequences, --length and the
+             --distill-* flags
 
   --method <m>           ${EMULATOR_METHODS.join(" | ")} (default gradot)
   --model <dir>          Hugging Face checkpoint (config.json + safetensors)
   --calibration <file>   calibration text: plain text, or .jsonl of {"text": ...}
                          documents, tokenized with the model's tokenizer; or
-                         a Uint16 token stream (.bin); required for gradot
-                         and crash
+                         a Uint16 token stream (.bin); required for gradot,
+                         crash and ot-distill
   --out <dir>            emulator package directory
   --force                replace whatever --out holds (atomically)
   --ratio <x>            emulator params / original middle params, in (0, 1]
-                         (default ${GRADOT_DEFAULTS.ratio}); layerdrop, crash: fraction of
-                         middle blocks kept
+                         (default ${GRADOT_DEFAULTS.ratio}); layerdrop, crash, ot-distill:
+                         fraction of middle blocks kept
   --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
   --tokenizer <file>     tokenizer.json for the calibration text, carried in the
                          package (default: the model's own, else the fixture one)
@@ -83,7 +106,7 @@ flight (docs/GUARANTEES.md). Methods:
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress
 
-GradOT and CRaSh:
+GradOT, CRaSh and ot-distill:
   --sequences <n>        calibration sequences N (default 64)
   --length <n>           tokens per sequence T (default min(128, max positions))
   --chunk <n>            sequences per calibration chunk (default ~512 tokens)
@@ -93,7 +116,9 @@ GradOT only:
   --lambda-attn <x>      GCS λ ≥ 0 for attention (default ${GRADOT_DEFAULTS.lambdaAttn})
   --lambda-mlp <x>       GCS λ ≥ 0 for the MLP (default ${GRADOT_DEFAULTS.lambdaMlp})
   --keep-top <x>         fraction in [0, 1] of DRD components always kept by
-                         singular value (default ${GRADOT_DEFAULTS.keepTopFraction})`;
+                         singular value (default ${GRADOT_DEFAULTS.keepTopFraction})
+
+${DISTILL_HELP}`;
 
 const FLAGS = {
   method: { type: "string", default: "gradot" },
@@ -115,6 +140,7 @@ const FLAGS = {
   backend: { type: "string" },
   timings: { type: "string" },
   quiet: { type: "boolean", default: false },
+  ...DISTILL_FLAGS,
 } as const;
 
 /** The verb's flags, with --method checked and --calibration required for the methods that calibrate. */
@@ -143,6 +169,7 @@ export async function main(argv: string[]): Promise<number> {
     keepTopFraction: fractionFlag(flags["keep-top"], "keep-top", true),
     chunk: positiveIntFlag(flags.chunk, "chunk"),
   };
+  const distill = otDistillSettings(distillFromFlags(flags));
   const sequences = positiveIntFlag(flags.sequences, "sequences")!;
   const length = positiveIntFlag(flags.length, "length");
   await checkOutputDir({
@@ -153,9 +180,10 @@ export async function main(argv: string[]): Promise<number> {
     inputs: { model: flags.model, calibration: needsCalibration(flags.method) ? flags.calibration : undefined },
     force: flags.force,
   });
-  removeStaleTemporaries([flags.out]);
+  removeStaleTemporaries([flags.out, otDistillStatePath(flags.out)]);
   await initBackend(flags.backend, flags.quiet);
-  const model = await openModel(flags.model, { split, streamVocabulary: true });
+  // ot-distill trains through the embeddings and head, so they stay resident
+  const model = await openModel(flags.model, { split, streamVocabulary: flags.method !== "ot-distill" });
   const interrupts = listenForInterrupts();
   let resume: ResumableBuild | undefined;
   try {
@@ -183,6 +211,7 @@ export async function main(argv: string[]): Promise<number> {
       tokenizer: flags.tokenizer,
       events: timings,
       signal: interrupts.signal,
+      distill,
     };
     if (calibration && flags.method === "gradot") {
       resume = openResumableBuild(model, { ...options, calibration }, (message) => {
@@ -210,7 +239,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (!interrupts.received) throw e;
     resume?.discard();
-    if (!flags.quiet) console.error(`build-emulator: stopped by ${interrupts.received}; temporary files removed, "${flags.out}" untouched`);
+    const kept = flags.method === "ot-distill" && existsSync(otDistillStatePath(flags.out))
+      ? `; the distillation's progress is kept in "${otDistillStatePath(flags.out)}" for the next run`
+      : "";
+    if (!flags.quiet) console.error(`build-emulator: stopped by ${interrupts.received}; temporary files removed, "${flags.out}" untouched${kept}`);
     return signalExitCode(interrupts.received);
   } finally {
     interrupts.close();

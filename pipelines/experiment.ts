@@ -1,6 +1,6 @@
 /**
  * `offtune experiment`: the whole offsite-tuning loop for one method (GradOT,
- * or a baseline of docs/METHOD.md §3: OT LayerDrop, CRaSh) over tasks × seeds, each step
+ * or a baseline of docs/METHOD.md §3: OT LayerDrop, CRaSh, OT distilled) over tasks × seeds, each step
  * in its own process, writing `<runs>/<label>/seed-<n>/result.json` for
  * `offtune report` (`runExperiment` of mod.ts; its module notes list the
  * steps).
@@ -9,7 +9,17 @@
  */
 import { parseArgs } from "node:util";
 import { type ExperimentOptions, experimentOptions as withDefaults, runExperiment } from "../mod.ts";
-import { countFlag, fractionFlag, nonNegativeFlag, positiveIntFlag, positiveNumberFlag, splitFlag } from "./flags.ts";
+import {
+  countFlag,
+  DISTILL_FLAGS,
+  DISTILL_HELP,
+  distillFromFlags,
+  fractionFlag,
+  nonNegativeFlag,
+  positiveIntFlag,
+  positiveNumberFlag,
+  splitFlag,
+} from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune experiment --model <checkpoint> --runs <dir> [flags]
@@ -28,7 +38,9 @@ result.json exists is kept, not redone (it must have this run's settings).
                          --calibration
   --method <m>           gradot | layerdrop (the OT† LayerDrop baseline; its
                          results say method "ot-layerdrop") | crash (the
-                         CRaSh baseline, method "crash") (default gradot)
+                         CRaSh baseline, method "crash") | ot-distill (the
+                         OT baseline with distillation, method "ot-distill")
+                         (default gradot)
   --tasks <list>         comma-separated names of tasks in --tasks-dir (default: all)
   --tasks-dir <dir>      tasks: one directory per task with train.jsonl and
                          test.jsonl (default fixtures/data/tasks)
@@ -44,13 +56,13 @@ result.json exists is kept, not redone (it must have this run's settings).
   --lambda-mlp <x>       GCS λ for the MLP (default: GradOT's; gradot only)
   --calibration <file>   calibration text (plain text or .jsonl of {"text": ...},
                          tokenized with the model's tokenizer) or token stream
-                         (default fixtures/data/pretrain/calibration.bin; gradot
-                         and crash)
+                         (default fixtures/data/pretrain/calibration.bin; gradot,
+                         crash and ot-distill)
   --ppl-data <file>      held-out text for the perplexities, as eval --ppl-data
                          (default fixtures/data/pretrain/valid.bin)
                          Both defaults are fixture-tokenizer ids: a model with
                          another tokenizer.json needs its own text for both.
-  --sequences <n>        calibration sequences (default 64; gradot and crash)
+  --sequences <n>        calibration sequences (default 64; gradot, crash, ot-distill)
   --train-limit <n>      training items per task (default: all)
   --eval-limit <n>       test items per task (default: all)
   --epochs <n>           tuning epochs (default 2)
@@ -58,7 +70,9 @@ result.json exists is kept, not redone (it must have this run's settings).
   --no-full-ft           skip the Full FT reference (reported as null)
   --jobs <n>             steps run at once, one process each (default: the cores)
   --metric <m>           acc | acc_norm (default acc)
-  --quiet                no progress`;
+  --quiet                no progress
+
+${DISTILL_HELP}`;
 
 const FLAGS = {
   model: { type: "string" },
@@ -84,6 +98,7 @@ const FLAGS = {
   jobs: { type: "string" },
   metric: { type: "string" },
   quiet: { type: "boolean", default: false },
+  ...DISTILL_FLAGS,
 } as const;
 
 /**
@@ -111,6 +126,7 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
     split: splitFlag(f.split),
     lambdaAttn: nonNegativeFlag(f["lambda-attn"], "lambda-attn"),
     lambdaMlp: nonNegativeFlag(f["lambda-mlp"], "lambda-mlp"),
+    distill: distillFromFlags(f),
     calibration: f.calibration,
     pplData: f["ppl-data"],
     sequences: positiveIntFlag(f.sequences, "sequences"),

@@ -7,7 +7,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { type AdapterSplit, TUNE_DEFAULTS, type TuneHyper } from "../mod.ts";
+import { type AdapterSplit, OT_DISTILL_DEFAULTS, type OtDistillSettings, TUNE_DEFAULTS, type TuneHyper } from "../mod.ts";
 
 /** A verb's flag table, as `parseArgs` takes it. */
 type FlagTable = NonNullable<ParseArgsConfig["options"]>;
@@ -152,5 +152,35 @@ export function hyperFromFlags(
     warmup: countFlag(flags.warmup, "warmup"),
     weightDecay: nonNegativeFlag(flags["weight-decay"], "weight-decay"),
     clipNorm: positiveNumberFlag(flags.clip, "clip"),
+  };
+}
+
+/** The `--distill-*` flags of the verbs that build an `ot-distill` emulator (build-emulator, experiment). */
+export const DISTILL_FLAGS = {
+  "distill-steps": { type: "string" },
+  "distill-lr": { type: "string" },
+  "distill-batch": { type: "string" },
+  "distill-mse-weight": { type: "string" },
+  "distill-seed": { type: "string" },
+} as const;
+
+/** The `--distill-*` flags' help lines (docs/METHOD.md §3 "OT (LayerDrop + distillation)"). */
+export const DISTILL_HELP = `OT distillation (ot-distill only):
+  --distill-steps <n>    optimizer steps (default ${OT_DISTILL_DEFAULTS.steps})
+  --distill-batch <n>    calibration sequences per step (default ${OT_DISTILL_DEFAULTS.batch})
+  --distill-lr <x>       peak learning rate, warmup + cosine (default ${OT_DISTILL_DEFAULTS.lr})
+  --distill-mse-weight <x>
+                         weight ≥ 0 of the normalised hidden-state MSE against
+                         the LM loss (default ${OT_DISTILL_DEFAULTS.mseWeight})
+  --distill-seed <n>     seeds the order of the calibration sequences (default ${OT_DISTILL_DEFAULTS.seed})`;
+
+/** The distillation settings the `--distill-*` flags give (absent ones undefined), range-checked. */
+export function distillFromFlags(flags: { [K in keyof typeof DISTILL_FLAGS]?: string }): Partial<OtDistillSettings> {
+  return {
+    steps: positiveIntFlag(flags["distill-steps"], "distill-steps"),
+    batch: positiveIntFlag(flags["distill-batch"], "distill-batch"),
+    lr: positiveNumberFlag(flags["distill-lr"], "distill-lr"),
+    mseWeight: nonNegativeFlag(flags["distill-mse-weight"], "distill-mse-weight"),
+    seed: countFlag(flags["distill-seed"], "distill-seed"),
   };
 }

@@ -5,9 +5,11 @@
  * method, GradOT ({@link buildGradotEmulator}: calibration forward/backward,
  * KFAC, GCS, DRD + SCP), the OT LayerDrop baseline
  * ({@link buildLayerDropEmulator}: keep every k-th middle block, no
- * calibration) or the CRaSh baseline ({@link buildCrashEmulator}: cluster
+ * calibration), the CRaSh baseline ({@link buildCrashEmulator}: cluster
  * the middle by CKA on calibration text, keep and share one block per
- * group), as one stream of shard records.
+ * group) or the OT distilled baseline ({@link buildOtDistillEmulator}:
+ * LayerDrop's blocks, the kept middle distilled on calibration text), as
+ * one stream of shard records.
  *
  * @module
  */
@@ -23,6 +25,7 @@ import type { ModelConfig } from "../model/types.ts";
 import { buildCrashEmulator } from "../operators/crash.ts";
 import { buildGradotEmulator, GRADOT_DEFAULTS, type GradotOptions, gradotSettings } from "../operators/gradot.ts";
 import { buildLayerDropEmulator } from "../operators/layer_drop.ts";
+import { buildOtDistillEmulator, type OtDistillSettings } from "../operators/ot_distill.ts";
 import type { CalibrationSet, ModelHandle, ShardRecord } from "../records/records.ts";
 
 /**
@@ -77,7 +80,7 @@ export async function loadCalibration(
  * build-emulator and experiment): GradOT (docs/METHOD.md §2) and the
  * baselines of docs/METHOD.md §3.
  */
-export const EMULATOR_METHODS = ["gradot", "layerdrop", "crash"] as const;
+export const EMULATOR_METHODS = ["gradot", "layerdrop", "crash", "ot-distill"] as const;
 
 /** One of {@link EMULATOR_METHODS}. */
 export type EmulatorMethod = typeof EMULATOR_METHODS[number];
@@ -100,7 +103,7 @@ export function emulatorMethod(method: string): EmulatorMethod {
 
 /** Everything {@link buildEmulator} needs besides the model. */
 export interface BuildEmulatorOptions extends Partial<Omit<GradotOptions, "out" | "dtype" | "events">> {
-  /** GradOT (the default), or the OT LayerDrop or CRaSh baseline. */
+  /** GradOT (the default), or the OT LayerDrop, CRaSh or OT distilled baseline. */
   method?: EmulatorMethod;
   /** Package directory to write (atomically). */
   out: string;
@@ -114,15 +117,18 @@ export interface BuildEmulatorOptions extends Partial<Omit<GradotOptions, "out" 
   dtype?: ShardDtype;
   /** The build's stage events (timings and progress marks of either method). */
   events?: StageEvents;
+  /** The OT distillation's settings (`ot-distill` only; defaults `OT_DISTILL_DEFAULTS`, docs/METHOD.md §3). */
+  distill?: Partial<OtDistillSettings>;
 }
 
 /**
  * The shard stream of an emulator build of `model`: GradOT or CRaSh with
  * `options.calibration` (required), or LayerDrop (calibration and GradOT
- * settings ignored; CRaSh ignores the GradOT settings too). Nothing runs
- * until it is subscribed.
+ * settings ignored; CRaSh ignores the GradOT settings too), or the OT
+ * distilled emulator with `options.calibration` and `options.distill`.
+ * Nothing runs until it is subscribed.
  *
- * @throws Error for an unknown method, or GradOT or CRaSh without a calibration set
+ * @throws Error for an unknown method, or a method of {@link needsCalibration} without a calibration set
  */
 export function buildEmulator(model: ModelHandle, options: BuildEmulatorOptions): Observable<ShardRecord> {
   const method = emulatorMethod(options.method ?? "gradot");
@@ -130,7 +136,13 @@ export function buildEmulator(model: ModelHandle, options: BuildEmulatorOptions)
   const ratio = options.ratio ?? GRADOT_DEFAULTS.ratio; // matched emulator size (docs/METHOD.md §5)
   if (method === "layerdrop") return buildLayerDropEmulator(model, { ratio, out, dtype, tokenizer, events, signal });
   const { calibration } = options;
-  if (!calibration) throw new Error(`A ${method === "crash" ? "CRaSh" : "GradOT"} build needs a calibration set (loadCalibration)`);
+  if (!calibration) {
+    const name = { gradot: "GradOT", crash: "CRaSh", "ot-distill": "OT distillation" }[method];
+    throw new Error(`A ${name} build needs a calibration set (loadCalibration)`);
+  }
+  if (method === "ot-distill") {
+    return buildOtDistillEmulator(model, { ...options.distill, ratio, calibration, out, dtype, tokenizer, events, signal });
+  }
   if (method === "crash") return buildCrashEmulator(model, { ratio, calibration, chunk: options.chunk, out, dtype, tokenizer, events, signal });
   return buildGradotEmulator(model, { ...options, calibration });
 }

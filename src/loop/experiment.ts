@@ -46,6 +46,7 @@ import { emulatorMethod, type EmulatorMethod, needsCalibration } from "./build_e
 import { checkOutputDir } from "../io/output_dir.ts";
 import { inspectCheckpoint } from "../model/inspect.ts";
 import type { AdapterSplit } from "../records/records.ts";
+import { type OtDistillSettings, otDistillSettings } from "../operators/ot_distill.ts";
 import { readRunResult, type RunResult, runResultPath, type TaskResult, writeRunResult } from "../report/run_result.ts";
 import { fullTuneStatePath } from "../train/full_ft_state.ts";
 import { partialDirOf } from "../train/tune.ts";
@@ -57,7 +58,7 @@ export interface ExperimentOptions {
   model: string;
   /** The runs directory: results, and work files in `<runs>/_work`. */
   runs: string;
-  /** The emulator: GradOT's, or a baseline's (OT LayerDrop, CRaSh). */
+  /** The emulator: GradOT's, or a baseline's (OT LayerDrop, CRaSh, OT distilled). */
   method: EmulatorMethod;
   /** Task names (in `tasksDir`). */
   tasks: string[];
@@ -78,11 +79,13 @@ export interface ExperimentOptions {
   lambdaAttn?: number;
   /** GCS λ for the MLP (GradOT's default when absent). */
   lambdaMlp?: number;
-  /** Calibration file (GradOT, CRaSh): text, `.jsonl` of `{"text"}` documents, or a token stream `.bin`. */
+  /** The OT distillation's settings (`ot-distill` only; build-emulator's defaults where absent, docs/METHOD.md §3). */
+  distill?: Partial<OtDistillSettings>;
+  /** Calibration file (GradOT, CRaSh, OT distilled): text, `.jsonl` of `{"text"}` documents, or a token stream `.bin`. */
   calibration: string;
   /** Held-out text for the perplexities (eval's `--ppl-data`); default eval's. */
   pplData?: string;
-  /** Calibration sequences (GradOT, CRaSh). */
+  /** Calibration sequences (GradOT, CRaSh, OT distilled). */
   sequences: number;
   /** Training items per task (all when absent). */
   trainLimit?: number;
@@ -239,6 +242,15 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
 
   const calibrationFlags = needsCalibration(o.method) ? ["--calibration", o.calibration, "--sequences", String(o.sequences)] : [];
   const gradotFlags = o.method === "gradot" ? [...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp)] : [];
+  const distillFlags = o.method === "ot-distill"
+    ? [
+      ...flagIf("--distill-steps", o.distill?.steps),
+      ...flagIf("--distill-batch", o.distill?.batch),
+      ...flagIf("--distill-lr", o.distill?.lr),
+      ...flagIf("--distill-mse-weight", o.distill?.mseWeight),
+      ...flagIf("--distill-seed", o.distill?.seed),
+    ]
+    : [];
   const splitFlags = o.split === undefined ? [] : ["--split", `${o.split.bottom},${o.split.top}`];
   // One build per ratio, timed by build-emulator itself (--timings: the build, not the process start).
   const builds = new Map<string, Promise<{ manifest: Awaited<ReturnType<typeof readManifest>>; seconds: number }>>();
@@ -247,7 +259,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
       const timings = join(work, `${r.label}-build-timings.json`);
       await step(`build-emulator ${r.label}`, [
         "build-emulator", "--method", o.method, "--model", o.model, "--out", r.emulator, "--ratio", String(r.ratio),
-        ...splitFlags, ...calibrationFlags, ...gradotFlags, "--timings", timings, "--quiet",
+        ...splitFlags, ...calibrationFlags, ...gradotFlags, ...distillFlags, "--timings", timings, "--quiet",
       ]);
       const { seconds } = JSON.parse(await readFile(timings, "utf8")) as { seconds: number };
       return { manifest: await readManifest(r.emulator), seconds };
@@ -414,6 +426,7 @@ export async function experimentOptions(
     if (o.ratios.indexOf(ratio) !== i) throw new Error(`--ratios lists ${ratio} twice`);
   }
   o.method = emulatorMethod(o.method);
+  if (o.distill) otDistillSettings(o.distill); // bad values fail here, naming their flag, not in the build step
   o.tasks = selectTasks(given.tasks ? given.tasks.join(",") : "all", await listTasks(tasksDir), tasksDir);
   await checkInputs(o);
   return o;

@@ -120,7 +120,7 @@ export function partialDirOf(out: string): string {
  * resident model and its trainable set count blocks by position in that
  * order; packages name them by original index ({@link byBlockIndex}).
  */
-async function residentModel(handle: ModelHandle): Promise<ResidentModel> {
+export async function residentModel(handle: ModelHandle): Promise<ResidentModel> {
   const blocks: WeightMap[] = [];
   try {
     for (const i of handle.blockIndices) blocks.push(await handle.loadBlock(i));
@@ -136,7 +136,8 @@ function byBlockIndex<T>(handle: ModelHandle, parts: Map<number | "outer", T>): 
   return new Map([...parts].map(([part, value]) => [part === "outer" ? part : handle.blockIndices[part], value]));
 }
 
-function releaseBlocks(model: ResidentModel): void {
+/** Disposes the blocks {@link residentModel} loaded (the handle keeps its outer weights). */
+export function releaseBlocks(model: ResidentModel): void {
   for (const b of model.blocks) tf.dispose([...b.values()]);
 }
 

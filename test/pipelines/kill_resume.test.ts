@@ -1,4 +1,4 @@
-// kill -9 at seeded random points of build-emulator, tune, full-ft and
+// kill -9 at seeded random points of build-emulator (GradOT and ot-distill), tune, full-ft and
 // pretrain on fixtures/tiny, then the same command again (with --resume
 // where the verb asks for it, docs/GUARANTEES.md "What resumes"): the
 // output must equal an uninterrupted run's byte for byte (the manifest's
@@ -62,6 +62,8 @@ async function tensorBytesHash(path: string): Promise<string> {
 /** One verb under test: its command, how a rerun resumes, and what must come out equal. */
 interface VerbCase {
   verb: string;
+  /** The test's name, when not the verb's. */
+  name?: string;
   main: (argv: string[]) => Promise<number>;
   args: (out: string) => string[];
   /** Whether the rerun needs --resume (the verb saved a state to continue). */
@@ -129,6 +131,19 @@ const CASES: VerbCase[] = [
       };
     },
   },
+  {
+    verb: "build-emulator",
+    name: "build-emulator --method ot-distill",
+    kills: 3,
+    main: buildEmulator,
+    args: (out) => [
+      "--method", "ot-distill", "--model", TINY, "--calibration", CALIBRATION, "--split", "1,1", "--sequences", "8", "--length", "32",
+      "--distill-steps", "30", "--distill-batch", "2", "--out", out,
+    ],
+    needsResume: async () => false, // the build finds its <out>.ot-distill-state.safetensors itself
+    finished: (out) => exists(out),
+    content: packageContent,
+  },
 ];
 
 /** Names beside `out` that belong to it but are not it: temporaries and partial builds. */
@@ -138,7 +153,7 @@ async function leftovers(out: string): Promise<string[]> {
 
 describe("kill -9, then the same command again", () => {
   for (const [k, c] of CASES.entries()) {
-    test(`${c.verb}: output equals an uninterrupted run's, byte for byte`, async () => {
+    test(`${c.name ?? c.verb}: output equals an uninterrupted run's, byte for byte`, async () => {
       const reference = join(root, `${c.verb}-reference`);
       const started = performance.now();
       expect(await c.main([...c.args(reference), "--quiet"])).toBe(0);

@@ -47,7 +47,7 @@ describe("build-emulator --method", () => {
       "--calibration is required for --method gradot (see offtune build-emulator --help)",
     );
     await expect(buildEmulator(["--method", "scaleot", "--model", SMALL, "--out", out])).rejects.toThrow(
-      `--method expects gradot, layerdrop or crash, got "scaleot"`,
+      `--method expects gradot, layerdrop, crash or ot-distill, got "scaleot"`,
     );
     for (const ratio of ["0", "1.5"]) {
       await expect(buildEmulator(["--method", "layerdrop", "--model", SMALL, "--out", out, "--ratio", ratio, "--quiet"]))
@@ -117,6 +117,6 @@ describe("experiment --method", () => {
     const base = ["--model", SMALL, "--runs", join(root, "runs")];
     expect((await experimentOptions([...base, "--method", "layerdrop"])).method).toBe("layerdrop");
     expect((await experimentOptions(base)).method).toBe("gradot");
-    await expect(experimentOptions([...base, "--method", "scaleot"])).rejects.toThrow(`--method expects gradot, layerdrop or crash, got "scaleot"`);
+    await expect(experimentOptions([...base, "--method", "scaleot"])).rejects.toThrow(`--method expects gradot, layerdrop, crash or ot-distill, got "scaleot"`);
   });
 });
