@@ -37,6 +37,9 @@ import { readManifest } from "../io/manifest.ts";
 import { ownTokenizer } from "../io/tokenizer.ts";
 import { FIXTURE_TOKENIZER, refuseFixtureStreamFor } from "../io/tokenizer_for.ts";
 import { emulatorMethod, type EmulatorMethod, needsCalibration } from "./build_emulator.ts";
+import type { CompressedPart } from "../compress/budget.ts";
+import type { SelectionKind } from "../compress/select.ts";
+import { checkGradotVariant } from "../operators/gradot.ts";
 import { checkOutputDir } from "../io/output_dir.ts";
 import { inspectCheckpoint } from "../model/inspect.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../report/run_result.ts";
@@ -58,7 +61,7 @@ export interface ExperimentOptions {
   tasksDir: string;
   /** Tuning seeds: one result.json each. */
   seeds: number[];
-  /** The report row's label (default `<method>-r<ratio>`). */
+  /** The report row's label (default {@link experimentLabel}'s). */
   label?: string;
   /** The emulator ratio. */
   ratio: number;
@@ -66,6 +69,12 @@ export interface ExperimentOptions {
   lambdaAttn?: number;
   /** GCS λ for the MLP (GradOT's default when absent). */
   lambdaMlp?: number;
+  /** One GCS λ for both (the unified-λ ablation; excludes `lambdaAttn`, `lambdaMlp`). */
+  lambda?: number;
+  /** GradOT's selection (`gcs` when absent; `magnitude`: the ablation at the same budget). */
+  selection?: SelectionKind;
+  /** Compress attention only (`drd`) or the MLP only (`scp`); both when absent. */
+  only?: CompressedPart;
   /** Calibration file (GradOT, CRaSh): text, `.jsonl` of `{"text"}` documents, or a token stream `.bin`. */
   calibration: string;
   /** Held-out text for the perplexities (eval's `--ppl-data`); default eval's. */
@@ -102,6 +111,22 @@ async function readEval(path: string): Promise<EvalReport> {
   return JSON.parse(await readFile(path, "utf8")) as EvalReport;
 }
 
+/**
+ * The report row's default label: `<method>-r<ratio>`, with GradOT's
+ * ablations named in between so their rows do not collide in `offtune
+ * report` (docs/METHOD.md §2 "Ablations"): `mag` for `--selection
+ * magnitude`, `drd`/`scp` for `--only`, `l<λ>` for `--lambda`, e.g.
+ * `gradot-mag-r0.5`, `gradot-drd-r0.7`, `gradot-l1000-r0.5`.
+ */
+export function experimentLabel(o: Pick<ExperimentOptions, "method" | "ratio" | "lambda" | "selection" | "only">): string {
+  const variant = o.method !== "gradot" ? [] : [
+    ...(o.selection === "magnitude" ? ["mag"] : []),
+    ...(o.only ? [o.only] : []),
+    ...(o.lambda !== undefined ? [`l${o.lambda}`] : []),
+  ];
+  return [o.method, ...variant, `r${o.ratio}`].join("-");
+}
+
 /** Runs the experiment and returns the written result paths. */
 export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   await checkOutputDir({
@@ -114,7 +139,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   const work = join(o.runs, "_work");
   const logs = join(work, "logs");
   await mkdir(logs, { recursive: true });
-  const label = o.label ?? `${o.method}-r${o.ratio}`;
+  const label = o.label ?? experimentLabel(o);
   const emulator = join(work, `${label}-emulator`);
   const pplArgs = ["--ppl", ...(o.pplData === undefined ? [] : ["--ppl-data", o.pplData])];
   const evalArgs = (model: string, tasks: string[], json: string, extra: string[] = []) => [
@@ -154,7 +179,15 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   };
 
   const calibrationFlags = needsCalibration(o.method) ? ["--calibration", o.calibration, "--sequences", String(o.sequences)] : [];
-  const gradotFlags = o.method === "gradot" ? [...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp)] : [];
+  const gradotFlags = o.method === "gradot"
+    ? [
+      ...flagIf("--lambda-attn", o.lambdaAttn),
+      ...flagIf("--lambda-mlp", o.lambdaMlp),
+      ...flagIf("--lambda", o.lambda),
+      ...(o.selection ? ["--selection", o.selection] : []),
+      ...(o.only ? ["--only", o.only] : []),
+    ]
+    : [];
   await step("build-emulator", [
     "build-emulator", "--method", o.method, "--model", o.model, "--out", emulator, "--ratio", String(o.ratio),
     ...calibrationFlags, ...gradotFlags, "--quiet",
@@ -287,7 +320,8 @@ export const EXPERIMENT_DEFAULTS = {
  * so that a typo fails at once, naming the flag, and not minutes later in a
  * step's log.
  *
- * @throws Error for an unknown method, metric or task, or a missing input file
+ * @throws Error for an unknown method, metric or task, a bad combination of
+ *   GradOT's ablation knobs (`checkGradotVariant`), or a missing input file
  */
 export async function experimentOptions(
   given: Partial<ExperimentOptions> & Pick<ExperimentOptions, "model" | "runs">,
@@ -302,6 +336,7 @@ export async function experimentOptions(
   } as ExperimentOptions;
   if (o.metric !== "acc" && o.metric !== "acc_norm") throw new Error(`--metric expects acc or acc_norm, got "${o.metric}"`);
   o.method = emulatorMethod(o.method);
+  if (o.method === "gradot") checkGradotVariant(o);
   o.tasks = selectTasks(given.tasks ? given.tasks.join(",") : "all", await listTasks(tasksDir), tasksDir);
   await checkInputs(o);
   return o;
