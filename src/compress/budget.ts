@@ -177,7 +177,7 @@ function planOnePart(c: BlockCosts, index: number, ratio: number, only: Compress
   if (target < minimum) {
     const kept = only === "drd" ? "every MLP channel and attention at rank 1" : "attention whole and one MLP channel";
     throw new Error(
-      `Budget ratio ${ratio} is unreachable with --only ${only} for block ${index}: ${kept} already keep ${minimum} of ${c.original} parameters (the smallest ratio is ${
+      `Budget ratio ${ratio} (--ratio) is unreachable with --only ${only} for block ${index}: ${kept} already keep ${minimum} of ${c.original} parameters (the smallest ratio is ${
         (minimum / c.original).toFixed(4)
       })`,
     );
