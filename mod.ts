@@ -111,6 +111,7 @@ export { channelMagnitudes, pruneMlp, selectScpChannels } from "./src/compress/s
 export { type BlockBudget, type BudgetOptions, COMPRESSED_PARTS, type CompressedPart, planBudget } from "./src/compress/budget.ts";
 export { type Selection, type SelectionKind, SELECTIONS, selectTop, type TieNote } from "./src/compress/select.ts";
 export { tieSummary } from "./src/compress/tie_summary.ts";
+export { middleBudget } from "./src/compress/budget_plan.ts";
 
 // CRaSh numerics (docs/METHOD.md §3 "CRaSh"): representation similarity and contiguous clustering
 export { type ChunkedRows, ckaMatrix, columnMeans, linearCka } from "./src/stats/cka.ts";

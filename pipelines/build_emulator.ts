@@ -22,6 +22,7 @@ import {
   type GradotOptions,
   initBackend,
   loadCalibration,
+  middleBudget,
   needsCalibration,
   openModel,
   openResumableBuild,
@@ -186,6 +187,7 @@ export async function main(argv: string[]): Promise<number> {
   const interrupts = listenForInterrupts();
   let resume: ResumableBuild | undefined;
   try {
+    if (flags.method === "gradot") middleBudget(model, gradot); // an unreachable --ratio fails before any work or partial directory
     const progress = createProgress("build-emulator", flags.quiet);
     const draw = progressEvents(progress);
     const timings = stageTotals({
