@@ -107,8 +107,11 @@ export * from "./src/records/records.ts";
 export { accumulateKfac as accumulateKfacState, finalizeKfac, type KfacFactors, mergeKfac } from "./src/stats/kfac.ts";
 export { addChannelTerms, drdScores, scpConsumerTerms, scpProducerTerms, scpScores } from "./src/score/gcs.ts";
 export { compressDrd as compressProjection, type DrdOptions, selectDrdComponents } from "./src/compress/drd.ts";
-export { pruneMlp, selectScpChannels } from "./src/compress/scp.ts";
-export { type BlockBudget, type BudgetOptions, planBudget } from "./src/compress/budget.ts";
+export { channelMagnitudes, pruneMlp, selectScpChannels } from "./src/compress/scp.ts";
+export { type BlockBudget, type BudgetOptions, COMPRESSED_PARTS, type CompressedPart, planBudget } from "./src/compress/budget.ts";
+export { type Selection, type SelectionKind, SELECTIONS, selectTop, type TieNote } from "./src/compress/select.ts";
+export { tieSummary } from "./src/compress/tie_summary.ts";
+export { middleBudget } from "./src/compress/budget_plan.ts";
 
 // CRaSh numerics (docs/METHOD.md §3 "CRaSh"): representation similarity and contiguous clustering
 export { type ChunkedRows, ckaMatrix, columnMeans, linearCka } from "./src/stats/cka.ts";
@@ -143,8 +146,10 @@ export { compressScp } from "./src/operators/compress_scp.ts";
 export { type WeightedBlock, writeShards, type WriteShardsOptions } from "./src/operators/write_shards.ts";
 export {
   buildGradotEmulator,
+  checkGradotVariant,
   GRADOT_DEFAULTS,
   type GradotOptions,
+  type GradotVariant,
   gradotProgressSteps,
   type GradotStage,
 } from "./src/operators/gradot.ts";
@@ -212,6 +217,7 @@ export { plugIn, type PlugInOptions } from "./src/loop/plug_in.ts";
 export { sweepGradot, type SweepOptions, type SweepResult, type SweepRow } from "./src/loop/sweep_gradot.ts";
 export {
   EXPERIMENT_DEFAULTS,
+  experimentLabel,
   experimentOptions,
   type ExperimentOptions,
   runExperiment,

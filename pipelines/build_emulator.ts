@@ -15,22 +15,27 @@ import { lastValueFrom, toArray } from "rxjs";
 import {
   buildEmulator,
   type CalibrationSet,
+  checkGradotVariant,
   checkOutputDir,
   DEFAULT_SPLIT,
   EMULATOR_METHODS,
   emulatorMethod,
   GRADOT_DEFAULTS,
+  type GradotOptions,
   initBackend,
   loadCalibration,
+  middleBudget,
   needsCalibration,
   openModel,
   openResumableBuild,
   otDistillSettings,
   otDistillStatePath,
   peakRssBytes,
+  readManifest,
   removeStaleTemporaries,
   type ResumableBuild,
   stageTotals,
+  tieSummary,
   writeFileAtomic,
 } from "../mod.ts";
 import { listenForInterrupts, signalExitCode } from "../src/cli/interrupt.ts";
@@ -118,6 +123,22 @@ GradOT only:
   --keep-top <x>         fraction in [0, 1] of DRD components always kept by
                          singular value (default ${GRADOT_DEFAULTS.keepTopFraction})
 
+GradOT ablations (docs/METHOD.md §2 "Ablations"):
+  --lambda <x>           one λ ≥ 0 for attention and MLP alike (not with
+                         --lambda-attn or --lambda-mlp)
+  --selection <s>        gcs (default) | magnitude: keep the top singular values
+                         (plain truncated SVD) and the channels of largest
+                         weight norm, at the ranks and widths GCS would get
+  --only <part>          drd | scp: compress attention only (the MLP kept
+                         whole) or the MLP only (attention kept whole), the
+                         whole budget taken from that part; a --ratio the
+                         part alone cannot reach is refused, naming the
+                         smallest one (not with --attn-share)
+
+At the end of a GradOT build one line says in how many blocks the SCP cut
+(and in how many projections the DRD cut) fell among equal GCS, and how many
+channels or components the tie-break (weight magnitude, then index) chose.
+
 ${DISTILL_HELP}`;
 
 const FLAGS = {
@@ -132,6 +153,9 @@ const FLAGS = {
   "attn-share": { type: "string" },
   "lambda-attn": { type: "string" },
   "lambda-mlp": { type: "string" },
+  lambda: { type: "string" },
+  selection: { type: "string" },
+  only: { type: "string" },
   "keep-top": { type: "string" },
   split: { type: "string" },
   chunk: { type: "string" },
@@ -166,10 +190,14 @@ export async function main(argv: string[]): Promise<number> {
     attnShare: fractionFlag(flags["attn-share"], "attn-share", true),
     lambdaAttn: nonNegativeFlag(flags["lambda-attn"], "lambda-attn"),
     lambdaMlp: nonNegativeFlag(flags["lambda-mlp"], "lambda-mlp"),
+    lambda: nonNegativeFlag(flags.lambda, "lambda"),
+    selection: flags.selection as GradotOptions["selection"],
+    only: flags.only as GradotOptions["only"],
     keepTopFraction: fractionFlag(flags["keep-top"], "keep-top", true),
     chunk: positiveIntFlag(flags.chunk, "chunk"),
   };
   const distill = otDistillSettings(distillFromFlags(flags));
+  if (flags.method === "gradot") checkGradotVariant(gradot);
   const sequences = positiveIntFlag(flags.sequences, "sequences")!;
   const length = positiveIntFlag(flags.length, "length");
   await checkOutputDir({
@@ -187,6 +215,7 @@ export async function main(argv: string[]): Promise<number> {
   const interrupts = listenForInterrupts();
   let resume: ResumableBuild | undefined;
   try {
+    if (flags.method === "gradot") middleBudget(model, gradot); // an unreachable --ratio fails before any work or partial directory
     const progress = createProgress("build-emulator", flags.quiet);
     const draw = progressEvents(progress);
     const timings = stageTotals({
@@ -226,6 +255,8 @@ export async function main(argv: string[]): Promise<number> {
     const bytes = shards.reduce((n, s) => n + s.bytes, 0);
     const seconds = (performance.now() - started) / 1000;
     console.log(`wrote ${flags.out} (${shards.length} shards, ${(bytes / 1e6).toFixed(2)} MB) in ${seconds.toFixed(1)} s`);
+    const ties = tieSummary(((await readManifest(flags.out)).extra?.blocks ?? []) as Parameters<typeof tieSummary>[0]);
+    if (ties) console.log(ties);
     if (flags.timings) {
       await writeFileAtomic(flags.timings, new TextEncoder().encode(JSON.stringify({
         seconds,

@@ -45,7 +45,9 @@ result.json exists is kept, not redone (it must have this run's settings).
   --tasks-dir <dir>      tasks: one directory per task with train.jsonl and
                          test.jsonl (default fixtures/data/tasks)
   --seeds <list>         tuning seeds (default 0,1,2)
-  --label <name>         row label (default <method>-r<ratio>, e.g. crash-r0.5);
+  --label <name>         row label (default <method>-r<ratio>, e.g. crash-r0.5;
+                         GradOT's ablations are named in it: gradot-mag-r0.5,
+                         gradot-drd-r0.7, gradot-scp-r0.5, gradot-l1000-r0.5);
                          with several --ratios, the rows' prefix: <name>-r<ratio>
   --ratio <x>            emulator ratio (default 0.5)
   --ratios <list>        comma-separated emulator ratios, e.g. 0.3,0.5,0.7: one
@@ -54,6 +56,14 @@ result.json exists is kept, not redone (it must have this run's settings).
                          (default 2,2)
   --lambda-attn <x>      GCS λ for attention (default: GradOT's; gradot only)
   --lambda-mlp <x>       GCS λ for the MLP (default: GradOT's; gradot only)
+  --lambda <x>           one GCS λ for both (not with --lambda-attn or
+                         --lambda-mlp; gradot only)
+  --selection <s>        gcs | magnitude (default gcs; gradot only): magnitude
+                         keeps the top singular values and the largest-norm
+                         channels at the same budget
+  --only <part>          drd | scp: compress attention only or the MLP only,
+                         at the same total ratio (gradot only; see
+                         offtune build-emulator --help)
   --calibration <file>   calibration text (plain text or .jsonl of {"text": ...},
                          tokenized with the model's tokenizer) or token stream
                          (default fixtures/data/pretrain/calibration.bin; gradot,
@@ -88,6 +98,9 @@ const FLAGS = {
   split: { type: "string" },
   "lambda-attn": { type: "string" },
   "lambda-mlp": { type: "string" },
+  lambda: { type: "string" },
+  selection: { type: "string" },
+  only: { type: "string" },
   calibration: { type: "string" },
   sequences: { type: "string" },
   "train-limit": { type: "string" },
@@ -127,6 +140,9 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
     lambdaAttn: nonNegativeFlag(f["lambda-attn"], "lambda-attn"),
     lambdaMlp: nonNegativeFlag(f["lambda-mlp"], "lambda-mlp"),
     distill: distillFromFlags(f),
+    lambda: nonNegativeFlag(f.lambda, "lambda"),
+    selection: f.selection as ExperimentOptions["selection"],
+    only: f.only as ExperimentOptions["only"],
     calibration: f.calibration,
     pplData: f["ppl-data"],
     sequences: positiveIntFlag(f.sequences, "sequences"),

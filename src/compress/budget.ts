@@ -27,6 +27,12 @@
  * rest. An MLP channel is `≈ 2d` parameters, so for real blocks the result is
  * within a few thousandths of ρ.
  *
+ * `only` (the DRD-only / SCP-only ablation) keeps the other part whole and
+ * takes every removed parameter from the compressed one; a ratio below what
+ * the whole part plus rank 1 (width 1) keeps is refused, never silently
+ * raised: on OPT-like blocks attention is a third of the weights, so DRD
+ * alone cannot go below ρ ≈ 0.67.
+ *
  * @module
  */
 import type { LinearSpec } from "../model/types.ts";
@@ -45,7 +51,19 @@ export interface BudgetOptions {
   ratio?: number;
   /** Fraction in [0, 1] of the removed parameters taken from attention weights. */
   attnShare?: number;
+  /**
+   * Compress one part only (`--only`, docs/METHOD.md §2 "Ablations"): `drd`
+   * keeps every MLP channel and takes all removed parameters from attention;
+   * `scp` keeps attention whole and takes them all from the MLP.
+   */
+  only?: CompressedPart;
 }
+
+/** The parts `--only` can restrict GradOT to: attention (DRD) or the MLP (SCP). */
+export const COMPRESSED_PARTS = ["drd", "scp"] as const;
+
+/** One of {@link COMPRESSED_PARTS}. */
+export type CompressedPart = typeof COMPRESSED_PARTS[number];
 
 /** The compression settings of one block and what they cost. */
 export interface BlockBudget {
@@ -146,6 +164,32 @@ function nearestWidth(c: BlockCosts, target: number): number {
 }
 
 /**
+ * The budget of a block compressed in one part only (`only`): the other part
+ * kept whole (full rank, every channel), the compressed part sized so the
+ * block keeps `ratio` of its parameters. Throws, naming the smallest
+ * reachable ratio, when even rank 1 or width 1 keeps more.
+ */
+function planOnePart(c: BlockCosts, index: number, ratio: number, only: CompressedPart): BlockBudget {
+  const target = ratio * c.original;
+  const mlpWhole = c.perChannel * c.channels;
+  const attnWhole = attentionCost(c, c.maxRank);
+  const minimum = only === "drd" ? c.fixed + mlpWhole + attentionCost(c, 1) : c.fixed + attnWhole + c.perChannel;
+  if (target < minimum) {
+    const kept = only === "drd" ? "every MLP channel and attention at rank 1" : "attention whole and one MLP channel";
+    throw new Error(
+      `Budget ratio ${ratio} (--ratio) is unreachable with --only ${only} for block ${index}: ${kept} already keep ${minimum} of ${c.original} parameters (the smallest ratio is ${
+        (minimum / c.original).toFixed(4)
+      })`,
+    );
+  }
+  const rank = only === "drd" ? nearestRank(c, target - c.fixed - mlpWhole) : c.maxRank;
+  const width = only === "scp" ? nearestWidth(c, target - c.fixed - attnWhole) : c.channels;
+  const ranks = new Map(c.attention.map((l) => [l.name, Math.min(rank, l.inFeatures, l.outFeatures)]));
+  const params = c.fixed + attentionCost(c, rank) + c.perChannel * width;
+  return { rank, ranks, width, params, originalParams: c.original };
+}
+
+/**
  * DRD rank and SCP width of each middle block so that its parameters are
  * `ratio` of the original (module doc: accounting, defaults, rounding).
  * Throws when `ratio` is below what rank 1 and width 1 already cost.
@@ -157,9 +201,13 @@ export function planBudget(blocks: BlockLayout[], options: BudgetOptions = {}): 
   if (share !== undefined && !(share >= 0 && share <= 1)) {
     throw new Error(`Budget attnShare must be in [0, 1], got ${share}`);
   }
+  if (share !== undefined && options.only !== undefined) {
+    throw new Error(`Budget attnShare (--attn-share) cannot be combined with only (--only ${options.only}): the part compressed takes all removed parameters`);
+  }
   return blocks.map((layout, index) => {
     const c = blockCosts(layout, index);
     const target = ratio * c.original;
+    if (options.only) return planOnePart(c, index, ratio, options.only);
     const minimum = c.fixed + attentionCost(c, 1) + c.perChannel;
     if (target < minimum) {
       throw new Error(

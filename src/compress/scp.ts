@@ -1,6 +1,7 @@
 /**
  * Selective Channel Pruning of an MLP (docs/METHOD.md §2 SCP): keep the `m'`
- * intermediate channels of largest GCS (`src/score/gcs.ts` `scpScores`) and
+ * intermediate channels of largest GCS (`src/score/gcs.ts` `scpScores`; ties
+ * by channel weight magnitude) and
  * physically remove the others, so the emulator's MLP is `d×m'` and `m'×d`.
  *
  * Layout: kernel layout (`src/model/types.ts`). Channel j is column j of each
@@ -13,21 +14,55 @@
  */
 import { checkShape, type Matrix } from "../linalg/matrix.ts";
 import type { ChannelMlp, MlpLinear } from "../score/gcs.ts";
+import { type Selection, type SelectionKind, selectTop } from "./select.ts";
 
 /**
- * The `width` channels of largest score, as ascending channel indices
- * (`[width]`); ties go to the lower index.
+ * The weight magnitude of each intermediate channel, `[m]`: the L2 norm of
+ * everything that produces it (its column of every input weight and its
+ * input bias entries: fc1, or gate and up) times the L2 norm of its output
+ * weight row (fc2 / down). SCP's secondary key among equal GCS, and the
+ * primary one of `--selection magnitude` (docs/METHOD.md §2 "Ties at the cut").
  */
-export function selectScpChannels(scores: Float32Array, width: number): Int32Array {
+export function channelMagnitudes(mlp: ChannelMlp): Float64Array {
+  const out = mlp.output.weight; // [m, d]
+  checkShape(out, "SCP output weight");
+  const m = out.rows;
+  const produced = new Float64Array(m);
+  for (const [index, linear] of mlp.inputs.entries()) {
+    const w = linear.weight; // [d, m]
+    checkShape(w, `SCP input ${index} weight`);
+    if (w.cols !== m) throw new Error(`SCP input ${index} weight has ${w.cols} channels but the output weight has ${m}`);
+    for (let r = 0; r < w.rows; r++) {
+      for (let j = 0; j < m; j++) produced[j] += w.data[r * m + j] ** 2;
+    }
+    linear.bias?.forEach((v, j) => (produced[j] += v * v));
+  }
+  return produced.map((p, j) => {
+    let consumed = 0;
+    for (let c = 0; c < out.cols; c++) consumed += out.data[j * out.cols + c] ** 2;
+    return Math.sqrt(p * consumed);
+  });
+}
+
+/**
+ * The `width` channels to keep, as ascending channel indices (`[width]`),
+ * and the cut's tie note: by largest `scores` (GCS), equal scores by larger
+ * `magnitudes` ({@link channelMagnitudes}), then by lower index; with
+ * `selection: "magnitude"` by `magnitudes` alone (scores unused).
+ */
+export function selectScpChannels(
+  scores: Float32Array,
+  magnitudes: ArrayLike<number>,
+  width: number,
+  selection: SelectionKind = "gcs",
+): Selection {
   const m = scores.length;
   if (!Number.isInteger(width) || width < 1 || width > m) {
     throw new Error(`SCP width must be an integer in [1, ${m}], got ${width}`);
   }
-  const bad = scores.findIndex((v) => Number.isNaN(v));
-  if (bad >= 0) throw new Error(`SCP score of channel ${bad} is NaN`);
-  const order = Array.from({ length: m }, (_, j) => j)
-    .sort((a, b) => scores[b] - scores[a] || a - b);
-  return Int32Array.from(order.slice(0, width)).sort();
+  if (magnitudes.length !== m) throw new Error(`SCP has ${m} scores but ${magnitudes.length} channel magnitudes`);
+  const primary = selection === "magnitude" ? magnitudes : scores;
+  return selectTop(primary, magnitudes, width, "SCP channel");
 }
 
 function keepColumns(w: Matrix, kept: Int32Array): Matrix {

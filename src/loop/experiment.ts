@@ -43,6 +43,9 @@ import { readManifest } from "../io/manifest.ts";
 import { ownTokenizer } from "../io/tokenizer.ts";
 import { FIXTURE_TOKENIZER, refuseFixtureStreamFor } from "../io/tokenizer_for.ts";
 import { emulatorMethod, type EmulatorMethod, needsCalibration } from "./build_emulator.ts";
+import type { CompressedPart } from "../compress/budget.ts";
+import type { SelectionKind } from "../compress/select.ts";
+import { checkGradotVariant } from "../operators/gradot.ts";
 import { checkOutputDir } from "../io/output_dir.ts";
 import { inspectCheckpoint } from "../model/inspect.ts";
 import type { AdapterSplit } from "../records/records.ts";
@@ -67,7 +70,7 @@ export interface ExperimentOptions {
   /** Tuning seeds: one result.json each. */
   seeds: number[];
   /**
-   * The report row's label (default `<method>-r<ratio>`); with several
+   * The report row's label (default {@link experimentLabel}'s); with several
    * ratios, the rows' prefix: `<label>-r<ratio>`.
    */
   label?: string;
@@ -81,6 +84,12 @@ export interface ExperimentOptions {
   lambdaMlp?: number;
   /** The OT distillation's settings (`ot-distill` only; build-emulator's defaults where absent, docs/METHOD.md §3). */
   distill?: Partial<OtDistillSettings>;
+  /** One GCS λ for both (the unified-λ ablation; excludes `lambdaAttn`, `lambdaMlp`). */
+  lambda?: number;
+  /** GradOT's selection (`gcs` when absent; `magnitude`: the ablation at the same budget). */
+  selection?: SelectionKind;
+  /** Compress attention only (`drd`) or the MLP only (`scp`); both when absent. */
+  only?: CompressedPart;
   /** Calibration file (GradOT, CRaSh, OT distilled): text, `.jsonl` of `{"text"}` documents, or a token stream `.bin`. */
   calibration: string;
   /** Held-out text for the perplexities (eval's `--ppl-data`); default eval's. */
@@ -115,12 +124,6 @@ async function resumeIf(...states: string[]): Promise<string[]> {
 
 async function readEval(path: string): Promise<EvalReport> {
   return JSON.parse(await readFile(path, "utf8")) as EvalReport;
-}
-
-/** The row label of `ratio` (see {@link ExperimentOptions.label}). */
-function experimentLabel(o: Pick<ExperimentOptions, "label" | "method" | "ratios">, ratio: number): string {
-  if (o.label === undefined) return `${o.method}-r${ratio}`;
-  return o.ratios.length === 1 ? o.label : `${o.label}-r${ratio}`;
 }
 
 /** What a finished result.json must share with this experiment to stand for its ratio and seed. */
@@ -173,6 +176,27 @@ interface RatioRun {
   ratio: number;
   label: string;
   emulator: string;
+}
+
+/**
+ * The report row's label of `ratio`: `label` as given (with several ratios,
+ * `<label>-r<ratio>`), else `<method>-r<ratio>` with GradOT's
+ * ablations named in between so their rows do not collide in `offtune
+ * report` (docs/METHOD.md §2 "Ablations"): `mag` for `--selection
+ * magnitude`, `drd`/`scp` for `--only`, `l<λ>` for `--lambda`, e.g.
+ * `gradot-mag-r0.5`, `gradot-drd-r0.7`, `gradot-l1000-r0.5`.
+ */
+export function experimentLabel(
+  o: Pick<ExperimentOptions, "label" | "method" | "ratios" | "lambda" | "selection" | "only">,
+  ratio: number,
+): string {
+  if (o.label !== undefined) return o.ratios.length === 1 ? o.label : `${o.label}-r${ratio}`;
+  const variant = o.method !== "gradot" ? [] : [
+    ...(o.selection === "magnitude" ? ["mag"] : []),
+    ...(o.only ? [o.only] : []),
+    ...(o.lambda !== undefined ? [`l${o.lambda}`] : []),
+  ];
+  return [o.method, ...variant, `r${ratio}`].join("-");
 }
 
 /** Runs the experiment and returns the written result paths (finished ones are kept, not rewritten). */
@@ -241,7 +265,15 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
   };
 
   const calibrationFlags = needsCalibration(o.method) ? ["--calibration", o.calibration, "--sequences", String(o.sequences)] : [];
-  const gradotFlags = o.method === "gradot" ? [...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp)] : [];
+  const gradotFlags = o.method === "gradot"
+    ? [
+      ...flagIf("--lambda-attn", o.lambdaAttn),
+      ...flagIf("--lambda-mlp", o.lambdaMlp),
+      ...flagIf("--lambda", o.lambda),
+      ...(o.selection ? ["--selection", o.selection] : []),
+      ...(o.only ? ["--only", o.only] : []),
+    ]
+    : [];
   const distillFlags = o.method === "ot-distill"
     ? [
       ...flagIf("--distill-steps", o.distill?.steps),
@@ -405,7 +437,8 @@ export const EXPERIMENT_DEFAULTS = {
  * so that a typo fails at once, naming the flag, and not minutes later in a
  * step's log.
  *
- * @throws Error for an unknown method, metric or task, no ratio, a ratio outside (0, 1] or listed twice, or a missing input file
+ * @throws Error for an unknown method, metric or task, no ratio, a ratio outside (0, 1] or listed twice,
+ *   a bad combination of GradOT's ablation knobs (`checkGradotVariant`), or a missing input file
  */
 export async function experimentOptions(
   given: Partial<ExperimentOptions> & Pick<ExperimentOptions, "model" | "runs">,
@@ -427,6 +460,7 @@ export async function experimentOptions(
   }
   o.method = emulatorMethod(o.method);
   if (o.distill) otDistillSettings(o.distill); // bad values fail here, naming their flag, not in the build step
+  if (o.method === "gradot") checkGradotVariant(o);
   o.tasks = selectTasks(given.tasks ? given.tasks.join(",") : "all", await listTasks(tasksDir), tasksDir);
   await checkInputs(o);
   return o;

@@ -16,11 +16,12 @@ import { map, type OperatorFunction } from "rxjs";
 import type { BudgetOptions } from "../compress/budget.ts";
 import { compressDrd as compressProjection, type DrdOptions } from "../compress/drd.ts";
 import type { ScoredBlockRecord } from "../records/records.ts";
+import type { TieNote } from "../compress/select.ts";
 import { middleBudget } from "../compress/budget_plan.ts";
 import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { fromMatrix, replaceWeight } from "../model/weights.ts";
 
-/** The budget knob (same for `compressScp`) plus DRD's always-kept fraction. */
+/** The budget knob (same for `compressScp`) plus DRD's always-kept fraction and the selection; `only: "scp"` passes attention through whole. */
 export type CompressDrdOptions = BudgetOptions & DrdOptions & {
   /** Receives the seconds of each block's compression. */
   events?: StageEvents;
@@ -30,8 +31,13 @@ export type CompressDrdOptions = BudgetOptions & DrdOptions & {
 export function compressDrd(options: CompressDrdOptions = {}): OperatorFunction<ScoredBlockRecord, ScoredBlockRecord> {
   return map((record) => timeStage(options.events, "compress", () => {
     if (record.role !== "middle") return record;
+    if (options.only === "scp") { // attention kept whole (docs/METHOD.md §2 "Ablations")
+      record.drd.clear();
+      return record;
+    }
     const budget = middleBudget(record.model, options);
     const ranks: Record<string, number> = {};
+    const ties: Record<string, TieNote> = {};
     for (const [name, { svd, scores }] of record.drd) {
       const rank = budget.ranks.get(name);
       if (rank === undefined) throw new Error(`compressDrd: the budget has no rank for "${name}"`);
@@ -45,8 +51,10 @@ export function compressDrd(options: CompressDrdOptions = {}): OperatorFunction<
         replaceWeight(record.weights, `${name}.weight`, fromMatrix(result.weight)); // [in, out]
       }
       ranks[name] = rank;
+      ties[name] = result.tie;
     }
     record.drd.clear();
-    return { ...record, compression: { ...record.compression, ranks } };
+    const compression = record.compression;
+    return { ...record, compression: { ...compression, ranks, ties: { ...compression.ties, drd: ties } } };
   }, { block: record.index }));
 }

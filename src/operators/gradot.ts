@@ -13,7 +13,9 @@
  * @module
  */
 import { defer, type Observable, tap } from "rxjs";
-import type { BudgetOptions } from "../compress/budget.ts";
+import { type BudgetOptions, COMPRESSED_PARTS } from "../compress/budget.ts";
+import { middleBudget } from "../compress/budget_plan.ts";
+import { type SelectionKind, SELECTIONS } from "../compress/select.ts";
 import type { ShardDtype } from "../io/shard_schema.ts";
 import type { CalibrationSet, ModelHandle, ShardRecord } from "../records/records.ts";
 import { accumulateKfac } from "./accumulate_kfac.ts";
@@ -38,6 +40,13 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   out: string;
   /** Fraction of components DRD always keeps by singular value (default 0.05). */
   keepTopFraction?: number;
+  /**
+   * One λ for attention and MLP alike (`--lambda`, the unified-λ ablation of
+   * docs/METHOD.md §2 "Ablations"); excludes `lambdaAttn` and `lambdaMlp`.
+   */
+  lambda?: number;
+  /** What ranks components and channels (`--selection`, default `gcs`; docs/METHOD.md §2 "Ablations"). */
+  selection?: SelectionKind;
   /** Sequences per calibration chunk. */
   chunk?: number;
   /** Stored element type (default float32). */
@@ -66,14 +75,49 @@ export function gradotProgressSteps(layers: number): number {
   return 4 * layers;
 }
 
-/** The settings recorded in the manifest and every shard. */
+/** The GradOT knobs {@link checkGradotVariant} checks (the ablations of docs/METHOD.md §2). */
+export type GradotVariant = Pick<GradotOptions, "lambda" | "lambdaAttn" | "lambdaMlp" | "selection" | "only" | "attnShare">;
+
+/**
+ * Checks the ablation knobs of docs/METHOD.md §2 "Ablations" before any
+ * work: `--lambda` alone or `--lambda-attn`/`--lambda-mlp`, a known
+ * `--selection` and `--only`, and `--only` without `--attn-share`.
+ *
+ * @throws Error naming the flags and what is wrong
+ */
+export function checkGradotVariant(o: GradotVariant): void {
+  if (o.lambda !== undefined && (o.lambdaAttn !== undefined || o.lambdaMlp !== undefined)) {
+    throw new Error("--lambda sets both λ_attn and λ_mlp: it cannot be combined with --lambda-attn or --lambda-mlp");
+  }
+  if (o.selection !== undefined && !(SELECTIONS as readonly string[]).includes(o.selection)) {
+    throw new Error(`--selection expects ${SELECTIONS.join(" or ")}, got "${o.selection}"`);
+  }
+  if (o.only !== undefined && !(COMPRESSED_PARTS as readonly string[]).includes(o.only)) {
+    throw new Error(`--only expects ${COMPRESSED_PARTS.join(" or ")}, got "${o.only}"`);
+  }
+  if (o.only !== undefined && o.attnShare !== undefined) {
+    throw new Error(`--only ${o.only} takes every removed parameter from one part: it cannot be combined with --attn-share`);
+  }
+}
+
+/**
+ * The settings recorded in the manifest and every shard: the budget, both
+ * λ (and the unified `lambda` when it set them), the selection and the part
+ * compressed (`only`, when one is).
+ *
+ * @throws Error for a bad combination of knobs ({@link checkGradotVariant})
+ */
 export function gradotSettings(o: GradotOptions): Record<string, unknown> {
+  checkGradotVariant(o);
   return {
     ratio: o.ratio ?? GRADOT_DEFAULTS.ratio,
     ...(o.attnShare !== undefined ? { attnShare: o.attnShare } : {}),
-    lambdaAttn: o.lambdaAttn ?? GRADOT_DEFAULTS.lambdaAttn,
-    lambdaMlp: o.lambdaMlp ?? GRADOT_DEFAULTS.lambdaMlp,
+    ...(o.lambda !== undefined ? { lambda: o.lambda } : {}),
+    lambdaAttn: o.lambda ?? o.lambdaAttn ?? GRADOT_DEFAULTS.lambdaAttn,
+    lambdaMlp: o.lambda ?? o.lambdaMlp ?? GRADOT_DEFAULTS.lambdaMlp,
     keepTopFraction: o.keepTopFraction ?? GRADOT_DEFAULTS.keepTopFraction,
+    selection: o.selection ?? "gcs",
+    ...(o.only !== undefined ? { only: o.only } : {}),
     calibration: { sequences: o.calibration.sequences, length: o.calibration.length },
   };
 }
@@ -84,9 +128,11 @@ export function gradotSettings(o: GradotOptions): Record<string, unknown> {
  */
 export function buildGradotEmulator(model: ModelHandle, options: GradotOptions): Observable<ShardRecord> {
   const settings = gradotSettings(options);
-  const budget = { ratio: settings.ratio as number, attnShare: options.attnShare };
+  const budget = { ratio: settings.ratio as number, attnShare: options.attnShare, only: options.only };
+  const selection = settings.selection as SelectionKind;
   const { events, calibration, signal, resume } = options;
   return defer(() => {
+    middleBudget(model, budget); // an unreachable ratio fails now, not after the calibration passes
     const total = gradotProgressSteps(model.cfg.layers);
     let done = 0;
     const stage = <R extends { index: number }>(name: GradotStage) =>
@@ -104,8 +150,8 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
     return stats.pipe(
       scoreGcs({ lambdaAttn: settings.lambdaAttn as number, lambdaMlp: settings.lambdaMlp as number, events }),
       stage("score"),
-      compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction as number, events }),
-      compressScp({ ...budget, events }),
+      compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction as number, selection, events }),
+      compressScp({ ...budget, selection, events }),
       stage("compress"),
       writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, tokenizer: options.tokenizer, events, resume }),
     );

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { TieNote } from "../compress/select.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 import type { SvdResult } from "../linalg/svd.ts";
 import type { Architecture, LinearSpec, ModelConfig, WeightMap } from "../model/types.ts";
@@ -215,6 +216,13 @@ export interface CompressionNote {
   ranks?: Record<string, number>;
   /** Kept MLP channels (SCP). */
   width?: number;
+  /** Whether each selection's cut fell in a score tie (docs/METHOD.md §2 "Ties at the cut"). */
+  ties?: {
+    /** Per DRD projection, by linear name. */
+    drd?: Record<string, TieNote>;
+    /** Of the SCP channel selection. */
+    scp?: TieNote;
+  };
 }
 
 /** A block scored by `scoreGcs`, and later compressed in place by `compressDrd`/`compressScp`. */

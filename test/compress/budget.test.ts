@@ -141,4 +141,41 @@ describe("Emulator budget", () => {
     const noMlp = { linears: optBlock(64, 256).linears.slice(0, 4) };
     expect(() => planBudget([noMlp])).toThrow("Budget block 0 needs attention linears");
   });
+
+  describe("one part only (--only)", () => {
+    for (const [name, layout] of [["OPT", optBlock(64, 256)], ["LLaMA GQA", llamaBlock(64, 16, 172)]] as const) {
+      const original = countParams(layout);
+      const attention = layout.linears.filter((l) => l.role.startsWith("attn."));
+
+      it(`scp keeps attention at full rank and reaches ρ 0.5 with the MLP alone (${name})`, () => {
+        const [b] = planBudget([layout], { ratio: 0.5, only: "scp" });
+        for (const l of attention) expect(b.ranks.get(l.name)).toBe(Math.min(l.inFeatures, l.outFeatures));
+        expect(countParams(layout, b)).toBe(b.params);
+        expect(Math.abs(b.params / original - 0.5)).toBeLessThan(0.01);
+        const both = planBudget([layout], { ratio: 0.5 })[0];
+        expect(b.width).toBeLessThan(both.width); // the MLP pays for attention too
+      });
+
+      it(`drd keeps every MLP channel and reaches ρ 0.8 with attention alone (${name})`, () => {
+        const [b] = planBudget([layout], { ratio: 0.8, only: "drd" });
+        const mlpOut = layout.linears.find((l) => l.role === "mlp.out")!;
+        expect(b.width).toBe(mlpOut.inFeatures);
+        expect(countParams(layout, b)).toBe(b.params);
+        expect(Math.abs(b.params / original - 0.8)).toBeLessThan(0.01);
+      });
+    }
+
+    it("refuses a ratio the part alone cannot reach, naming the smallest one, and --attn-share with it", () => {
+      // OPT: attention is a third of the weights, so DRD alone stops near 2/3.
+      expect(() => planBudget([optBlock(64, 256)], { ratio: 0.5, only: "drd" })).toThrow(
+        /^Budget ratio 0.5 \(--ratio\) is unreachable with --only drd for block 0: every MLP channel and attention at rank 1 already keep \d+ of \d+ parameters \(the smallest ratio is 0\.6[0-9]+\)$/,
+      );
+      expect(() => planBudget([optBlock(64, 256)], { ratio: 0.3, only: "scp" })).toThrow(
+        /unreachable with --only scp for block 0: attention whole and one MLP channel already keep/,
+      );
+      expect(() => planBudget([optBlock(64, 256)], { ratio: 0.5, only: "scp", attnShare: 0.2 })).toThrow(
+        "cannot be combined with only (--only scp)",
+      );
+    });
+  });
 });

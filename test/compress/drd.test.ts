@@ -9,16 +9,16 @@ describe("DRD component selection", () => {
 
   it("keeps the top 5% by singular value however low their scores", () => {
     const scores = Float32Array.from({ length: k }, (_, i) => i); // 0 and 1 score lowest
-    const kept = selectDrdComponents(s, scores, 5);
+    const { kept } = selectDrdComponents(s, scores, 5);
     // Protected: 0, 1; then the three largest scores among the rest: 37, 38, 39.
     expect(Array.from(kept)).toEqual([0, 1, 37, 38, 39]);
   });
 
-  it("fills the budget with the largest GCS among the rest, ties to the lower index", () => {
+  it("fills the budget with the largest GCS among the rest, ties to the larger singular value", () => {
     const rng = normalRng(5);
     const scores = Float32Array.from({ length: k }, () => Math.round(rng() * 3));
     const rank = 12;
-    const kept = new Set(selectDrdComponents(s, scores, rank));
+    const kept = new Set(selectDrdComponents(s, scores, rank).kept);
     expect(kept.size).toBe(rank);
     expect(kept.has(0) && kept.has(1)).toBe(true);
     // Every dropped unprotected component scores at most every kept unprotected one.
@@ -27,20 +27,40 @@ describe("DRD component selection", () => {
       if (!kept.has(i)) {
         expect(scores[i]).toBeLessThanOrEqual(Math.min(...keptScores));
         const tiedKept = [...kept].filter((j) => j > 1 && scores[j] === scores[i]);
-        for (const j of tiedKept) expect(j).toBeLessThan(i);
+        for (const j of tiedKept) expect(s[j]).toBeGreaterThan(s[i]);
       }
     }
+  });
+
+  it("decides a GCS tie at the cut by singular value, not by position, and counts it", () => {
+    const sv = Float32Array.from([10, 1, 2, 3, 4, 5, 6, 7, 8, 9]); // 10 → 1 protected: index 0
+    const scores = Float32Array.from([0, 5, 1, 1, 1, 1, 0, 0, 0, 0]);
+    // Rank 4: 0 protected, 1 on score, then two of the four tied at 1 (indices 2-5): the largest s, 5 and 4.
+    const { kept, tie } = selectDrdComponents(sv, scores, 4);
+    expect(Array.from(kept)).toEqual([0, 1, 4, 5]);
+    expect(tie).toEqual({ tied: 4, bySecondary: 2, byIndex: 0 });
+    const untied = selectDrdComponents(sv, Float32Array.from([0, 5, 4, 3, 2, 1, 0, 0, 0, 0]), 4);
+    expect(Array.from(untied.kept)).toEqual([0, 1, 2, 3]);
+    expect(untied.tie).toEqual({ tied: 0, bySecondary: 0, byIndex: 0 });
+  });
+
+  it("with selection magnitude keeps the top singular values whatever the scores (truncated SVD)", () => {
+    const sv = Float32Array.from([1, 5, 2, 9, 3, 4, 8, 6, 7, 0.5]);
+    const scores = Float32Array.from([9, 8, 7, 0, 6, 5, 4, 3, 2, 1]);
+    const { kept } = selectDrdComponents(sv, scores, 4, { selection: "magnitude" });
+    expect(Array.from(kept)).toEqual([3, 6, 7, 8]); // s = 9, 8, 6, 7
+    expect(Array.from(selectDrdComponents(sv, scores, 4).kept)).toEqual([0, 1, 2, 3]);
   });
 
   it("protects components by singular value, not by position", () => {
     const unsorted = Float32Array.from([1, 5, 2, 9, 3, 4, 8, 6, 7, 0.5]); // 10 → 1 protected: index 3
     const scores = Float32Array.from([9, 8, 7, 0, 6, 5, 4, 3, 2, 1]);
-    expect(Array.from(selectDrdComponents(unsorted, scores, 3))).toEqual([0, 1, 3]);
+    expect(Array.from(selectDrdComponents(unsorted, scores, 3).kept)).toEqual([0, 1, 3]);
   });
 
   it("truncates the protected set when the rank is smaller", () => {
     const scores = Float32Array.from({ length: k }, (_, i) => i);
-    expect(Array.from(selectDrdComponents(s, scores, 1))).toEqual([0]);
+    expect(Array.from(selectDrdComponents(s, scores, 1).kept)).toEqual([0]);
     expect(() => selectDrdComponents(s, scores, 0)).toThrow("DRD rank must be an integer in [1, 40], got 0");
     expect(() => selectDrdComponents(s, scores.subarray(1), 3)).toThrow("40 singular values but 39 scores");
   });

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { pruneMlp, selectScpChannels } from "../../src/compress/scp.ts";
+import { channelMagnitudes, pruneMlp, selectScpChannels } from "../../src/compress/scp.ts";
 import type { Matrix } from "../../src/linalg/matrix.ts";
 import { type ChannelMlp, type ChannelMlpStats, scpScores } from "../../src/score/gcs.ts";
 import { denseFactor } from "../../src/stats/symmetric_factor.ts";
@@ -61,15 +61,58 @@ describe("SCP channel selection", () => {
     const rng = normalRng(1);
     const scores = Float32Array.from({ length: 50 }, () => rng());
     const width = 31;
-    const kept = selectScpChannels(scores, width);
+    const { kept, tie } = selectScpChannels(scores, new Float64Array(50), width);
+    expect(tie).toEqual({ tied: 0, bySecondary: 0, byIndex: 0 });
     const removed = Array.from(scores.keys()).sort((a, b) => scores[a] - scores[b]).slice(0, 50 - width);
     const expected = Array.from(scores.keys()).filter((j) => !removed.includes(j));
     expect(Array.from(kept)).toEqual(expected);
   });
 
   it("rejects a width outside [1, m] and NaN scores", () => {
-    expect(() => selectScpChannels(new Float32Array(4), 5)).toThrow("SCP width must be an integer in [1, 4], got 5");
-    expect(() => selectScpChannels(Float32Array.from([1, NaN, 2]), 2)).toThrow("SCP score of channel 1 is NaN");
+    expect(() => selectScpChannels(new Float32Array(4), new Float64Array(4), 5)).toThrow("SCP width must be an integer in [1, 4], got 5");
+    expect(() => selectScpChannels(Float32Array.from([1, NaN, 2]), new Float64Array(3), 2)).toThrow("SCP channel 1 has a NaN score");
+    expect(() => selectScpChannels(new Float32Array(4), new Float64Array(3), 2)).toThrow("SCP has 4 scores but 3 channel magnitudes");
+  });
+});
+
+describe("SCP channel magnitudes and tie-breaking", () => {
+  const d = 5;
+  const m = 12;
+  const rng = normalRng(11);
+  const mlp: ChannelMlp = {
+    inputs: [{ weight: randomMatrix(d, m, rng), bias: randomMatrix(1, m, rng).data }, { weight: randomMatrix(d, m, rng) }],
+    output: { weight: randomMatrix(m, d, rng) },
+  };
+
+  it("is the norm of a channel's producing weights and biases times the norm of its output row", () => {
+    const magnitudes = channelMagnitudes(mlp);
+    for (let j = 0; j < m; j++) {
+      let produced = mlp.inputs[0].bias![j] ** 2;
+      for (const l of mlp.inputs) for (let r = 0; r < d; r++) produced += l.weight.data[r * m + j] ** 2;
+      let consumed = 0;
+      for (let c = 0; c < d; c++) consumed += mlp.output.weight.data[j * d + c] ** 2;
+      expect(magnitudes[j]).toBeCloseTo(Math.sqrt(produced * consumed), 10);
+    }
+  });
+
+  it("among channels of equal GCS (never active: 0) keeps the larger magnitude, and counts them", () => {
+    const magnitudes = channelMagnitudes(mlp);
+    // Channels 0-3 score highest; the other 8 are dead (GCS exactly 0) and compete for 3 places.
+    const scores = Float32Array.from({ length: m }, (_, j) => (j < 4 ? 10 + j : 0));
+    const { kept, tie } = selectScpChannels(scores, magnitudes, 7);
+    const dead = Array.from({ length: m - 4 }, (_, i) => i + 4).sort((a, b) => magnitudes[b] - magnitudes[a]);
+    expect(Array.from(kept)).toEqual([0, 1, 2, 3, ...dead.slice(0, 3)].sort((a, b) => a - b));
+    expect(dead.slice(0, 3)).not.toEqual([4, 5, 6]); // the index alone would have chosen otherwise
+    expect(tie).toEqual({ tied: 8, bySecondary: 3, byIndex: 0 });
+  });
+
+  it("with selection magnitude keeps the largest-norm channels whatever their GCS", () => {
+    const magnitudes = channelMagnitudes(mlp);
+    const scores = Float32Array.from(magnitudes, (v) => -v); // GCS would keep the smallest
+    const { kept } = selectScpChannels(scores, magnitudes, 5, "magnitude");
+    const largest = Array.from(magnitudes.keys()).sort((a, b) => magnitudes[b] - magnitudes[a]).slice(0, 5);
+    expect(Array.from(kept)).toEqual(largest.sort((a, b) => a - b));
+    expect(Array.from(selectScpChannels(scores, magnitudes, 5).kept)).not.toEqual(Array.from(kept));
   });
 });
 
@@ -99,7 +142,7 @@ describe("SCP pruning", () => {
         })),
         output: { A: denseFactor(randomPsd(m, rng)), G: denseFactor(randomPsd(d, rng)), g: randomMatrix(m, d, rng), tokens: 1 },
       };
-      const kept = selectScpChannels(scpScores(mlp, stats, 0.5), 13);
+      const { kept } = selectScpChannels(scpScores(mlp, stats, 0.5), channelMagnitudes(mlp), 13);
       const pruned = pruneMlp(mlp, kept);
       for (const l of pruned.inputs) {
         expect([l.weight.rows, l.weight.cols]).toEqual([d, 13]);
