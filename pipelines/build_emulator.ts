@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { dirname, resolve } from "node:path";
 import { lastValueFrom, toArray } from "rxjs";
 import {
   buildEmulator,
@@ -19,6 +20,7 @@ import {
   emulatorMethod,
   GRADOT_DEFAULTS,
   initBackend,
+  JobSubmitter,
   loadCalibration,
   needsCalibration,
   openModel,
@@ -82,6 +84,13 @@ flight (docs/GUARANTEES.md). Methods:
   --timings <file>       write seconds per stage and peak RSS as JSON
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress
+  --queue <url>          GradOT only: score and compress the middle blocks as
+                         jobs of this Redis queue (redis://host:port), run by
+                         offtune worker on any machine; the shards are the
+                         same bytes (docs/DISTRIBUTED.md)
+  --storage <dir>        with --queue: the shared directory the block files
+                         go to (default: the directory of --out); --model
+                         must be on shared storage too
 
 GradOT and CRaSh:
   --sequences <n>        calibration sequences N (default 64)
@@ -115,6 +124,8 @@ const FLAGS = {
   backend: { type: "string" },
   timings: { type: "string" },
   quiet: { type: "boolean", default: false },
+  queue: { type: "string" },
+  storage: { type: "string" },
 } as const;
 
 /** The verb's flags, with --method checked and --calibration required for the methods that calibrate. */
@@ -124,6 +135,8 @@ function parseFlags(argv: string[]) {
   if (needsCalibration(method) && !flags.calibration) {
     throw new Error(`--calibration is required for --method ${method} (see offtune build-emulator --help)`);
   }
+  if (flags.queue !== undefined && method !== "gradot") throw new Error(`--queue works with --method gradot only, not ${method}`);
+  if (flags.storage !== undefined && flags.queue === undefined) throw new Error("--storage needs --queue (see offtune build-emulator --help)");
   return { ...flags, method };
 }
 
@@ -157,6 +170,7 @@ export async function main(argv: string[]): Promise<number> {
   await initBackend(flags.backend, flags.quiet);
   const model = await openModel(flags.model, { split, streamVocabulary: true });
   const interrupts = listenForInterrupts();
+  const submitter = flags.queue === undefined ? undefined : new JobSubmitter(flags.queue);
   let resume: ResumableBuild | undefined;
   try {
     const progress = createProgress("build-emulator", flags.quiet);
@@ -183,6 +197,7 @@ export async function main(argv: string[]): Promise<number> {
       tokenizer: flags.tokenizer,
       events: timings,
       signal: interrupts.signal,
+      ...(submitter ? { queue: { submitter, storage: flags.storage ?? dirname(resolve(flags.out)) } } : {}),
     };
     if (calibration && flags.method === "gradot") {
       resume = openResumableBuild(model, { ...options, calibration }, (message) => {
@@ -214,6 +229,7 @@ export async function main(argv: string[]): Promise<number> {
     return signalExitCode(interrupts.received);
   } finally {
     interrupts.close();
+    await submitter?.close();
     await model.close();
   }
 }

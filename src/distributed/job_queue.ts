@@ -1,0 +1,124 @@
+/**
+ * Verb runs as jobs of a BullMQ queue on Redis, for many machines that share
+ * storage (docs/DISTRIBUTED.md "Many machines"). A job is "run `offtune
+ * <args>`, logging to `log`": the same verb process the local path runs
+ * (src/cli/run_verb.ts), run by whichever `offtune worker` takes it.
+ *
+ * Jobs are idempotent by content: the job id is the SHA-256 of the arguments
+ * and of the contents of the input files and directories the job names, so
+ * submitting the same work twice (two experiments, or a coordinator run
+ * again after a crash) waits on the one job, and a completed job whose
+ * outputs still exist is reused, never redone.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { type ConnectionOptions, Queue, QueueEvents } from "bullmq";
+
+/** The queue every offtune worker serves. */
+export const QUEUE_NAME = "offtune";
+
+/** A verb run to do on some machine. */
+export interface VerbJob {
+  /** `offtune`'s arguments (verb first), with paths on shared storage. */
+  args: string[];
+  /** The file the verb's output is appended to (on shared storage), if any. */
+  log?: string;
+  /** Files and directories the run reads: their contents name the job. */
+  inputs: string[];
+  /** What the run writes: a completed job whose outputs all exist is reused. */
+  outputs: string[];
+}
+
+/**
+ * The BullMQ connection of a `--queue` URL, `redis://[user:password@]host:port[/db]`.
+ *
+ * @throws Error naming `--queue` when the URL is not a redis:// URL with a host
+ */
+export function queueConnection(url: string): ConnectionOptions {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error(`--queue "${url}" is not a URL: expected redis://host:port`);
+  }
+  if (parsed.protocol !== "redis:" || parsed.hostname === "") {
+    throw new Error(`--queue "${url}" is not a redis://host:port URL`);
+  }
+  const db = parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : 0;
+  if (!Number.isInteger(db) || db < 0) throw new Error(`--queue "${url}": the database "${parsed.pathname.slice(1)}" is not a number`);
+  return {
+    host: parsed.hostname,
+    port: parsed.port === "" ? 6379 : Number(parsed.port),
+    db,
+    ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
+    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
+    maxRetriesPerRequest: null, // BullMQ's blocking commands must not time out
+  };
+}
+
+/** SHA-256 of a file's bytes, or of a directory's entries (names and contents, sorted) recursively. */
+async function contentHash(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  const info = await stat(path).catch(() => {
+    throw new Error(`The job input "${path}" does not exist`);
+  });
+  if (info.isDirectory()) {
+    for (const name of (await readdir(path)).sort()) hash.update(`${name}\0${await contentHash(join(path, name))}\0`);
+  } else {
+    hash.update(await readFile(path));
+  }
+  return hash.digest("hex");
+}
+
+/** The id of `job`: SHA-256 of its arguments and its inputs' contents (the module doc). */
+export async function jobId(job: Pick<VerbJob, "args" | "inputs">): Promise<string> {
+  const inputs = [];
+  for (const path of job.inputs) inputs.push([path, await contentHash(path)]);
+  return createHash("sha256").update(JSON.stringify({ args: job.args, inputs })).digest("hex");
+}
+
+/** Submits verb jobs to a queue and waits for them (`experiment --queue`, `build-emulator --queue`). */
+export class JobSubmitter {
+  readonly #queue: Queue;
+  readonly #events: QueueEvents;
+  readonly #url: string;
+
+  /** Connects to the queue at `url` (a `--queue` URL). */
+  constructor(url: string) {
+    const connection = queueConnection(url);
+    this.#url = url;
+    this.#queue = new Queue(QUEUE_NAME, { connection });
+    this.#events = new QueueEvents(QUEUE_NAME, { connection });
+  }
+
+  /**
+   * Runs `job` on some worker and resolves once it completed, at once when
+   * the same job completed before and its outputs exist; rejects with the
+   * worker's error when it failed.
+   */
+  async run(job: VerbJob): Promise<void> {
+    const id = await jobId(job);
+    const existing = await this.#queue.getJob(id);
+    if (existing) {
+      const state = await existing.getState();
+      if (state === "completed" && job.outputs.every((p) => existsSync(p))) return;
+      if (state === "completed" || state === "failed") await existing.remove();
+    }
+    const added = await this.#queue.add("verb", job, { jobId: id, removeOnComplete: false, removeOnFail: false });
+    try {
+      await added.waitUntilFinished(this.#events);
+    } catch (e) {
+      throw new Error(`offtune ${job.args.join(" ")} failed on a worker of ${this.#url}: ${(e as Error).message}${job.log ? ` (log: ${job.log})` : ""}`);
+    }
+  }
+
+  /** Closes the connections. */
+  async close(): Promise<void> {
+    await this.#events.close();
+    await this.#queue.close();
+  }
+}
