@@ -1,0 +1,175 @@
+// build-emulator --queue (docs/DISTRIBUTED.md "Many machines"): a GradOT build
+// whose middle blocks are scored and compressed by two `offtune worker`
+// processes on a real redis-server, one of them SIGKILLed (with its verb
+// process) while it holds a job. The job must be taken over by the other
+// worker and the emulator's shards must be the bytes of a one-process build.
+// Skipped only where redis-server is not installed (CI installs it).
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { createServer, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { lastValueFrom, toArray } from "rxjs";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { Queue } from "bullmq";
+import { claimsDir } from "../../src/distributed/queue_worker.ts";
+import { JobSubmitter, QUEUE_NAME, queueConnection } from "../../src/distributed/job_queue.ts";
+import { readManifest } from "../../src/io/manifest.ts";
+import { openModel } from "../../src/model/model_handle.ts";
+import { buildGradotEmulator } from "../../src/operators/gradot.ts";
+import type { ModelHandle } from "../../src/records/records.ts";
+import { initBackend } from "../../src/tensor/backend.ts";
+import { calibrationFor } from "../operators/calibration_fixture.ts";
+
+const HAS_REDIS = spawnSync("redis-server", ["--version"]).status === 0;
+if (!HAS_REDIS) console.warn("queue_build.test.ts: skipped: redis-server is not installed (apt-get install redis-server; CI installs it)");
+
+const SPLIT = { bottom: 1, top: 1 }; // fixtures/tiny has 4 blocks: 2 middle blocks, 2 jobs
+const LOCK_MS = 2000;
+
+/** A TCP port free right now on 127.0.0.1. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts connections on `port`. */
+async function waitForPort(port: number, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = new Socket();
+      socket.once("connect", () => (socket.destroy(), resolve(true)));
+      socket.once("error", () => resolve(false));
+      socket.connect(port, "127.0.0.1");
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what} did not listen on port ${port}`);
+}
+
+/** Starts `offtune worker` in its own process group (so the test can kill it with its verb processes). */
+function startWorker(url: string, storage: string): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "pipelines/offtune.ts", "worker", "--queue", url, "--storage", storage, "--lock-ms", String(LOCK_MS)],
+    { detached: true, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, OFFTUNE_BACKEND: "wasm" } },
+  );
+  return new Promise((resolve, reject) => {
+    let said = "";
+    child.stderr!.on("data", (d: Buffer) => {
+      said += d.toString();
+      if (said.includes("worker: serving")) resolve(child);
+    });
+    child.once("exit", (code) => reject(new Error(`worker exited with ${code}: ${said}`)));
+  });
+}
+
+/** The claims in `storage`: job id and the pid of the worker that took it, in no order. */
+async function claims(storage: string): Promise<Array<{ job: string; pid: number }>> {
+  const names = await readdir(claimsDir(storage)).catch(() => [] as string[]);
+  return names.filter((n) => !n.includes(".tmp")).map((n) => {
+    return { job: n.slice(0, n.indexOf(".")), pid: Number(n.slice(n.lastIndexOf("-") + 1)) };
+  });
+}
+
+/** Every shard file of a package, by name, as bytes. */
+async function shardBytes(dir: string): Promise<Map<string, Buffer>> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith(".arrow")).sort();
+  return new Map(await Promise.all(files.map(async (f) => [f, await readFile(join(dir, f))] as const)));
+}
+
+describe.skipIf(!HAS_REDIS)("build-emulator --queue on redis-server", () => {
+  let dir: string;
+  let redis: ChildProcess;
+  let url: string;
+  let model: ModelHandle;
+  const workers: ChildProcess[] = [];
+  const calibration = calibrationFor(6016, 4, 16);
+
+  beforeAll(async () => {
+    await initBackend("wasm", true);
+    dir = await mkdtemp(join(tmpdir(), "offtune-queue-"));
+    const port = await freePort();
+    redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+    await waitForPort(port, "redis-server");
+    url = `redis://127.0.0.1:${port}`;
+    model = await openModel("fixtures/tiny", { split: SPLIT, streamVocabulary: true });
+  });
+
+  afterAll(async () => {
+    for (const w of workers) {
+      try {
+        process.kill(-w.pid!, "SIGKILL");
+      } catch { /* already gone */ }
+    }
+    redis?.kill("SIGTERM");
+    await model?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test("a job whose worker is SIGKILLed is finished by the other worker, and the shards are a one-process build's bytes", async () => {
+    const reference = join(dir, "one-process");
+    await lastValueFrom(buildGradotEmulator(model, { calibration, out: reference }).pipe(toArray()));
+
+    const storage = join(dir, "shared");
+    await mkdir(storage);
+    workers.push(await startWorker(url, storage), await startWorker(url, storage));
+
+    // Kill the first worker seen holding a job, with its gradot-block process.
+    let killed: { job: string; pid: number } | undefined;
+    let watching = true;
+    const watcher = (async () => {
+      while (watching && !killed) {
+        const first = (await claims(storage))[0];
+        if (first) {
+          process.kill(-first.pid, "SIGKILL");
+          killed = first;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    const submitter = new JobSubmitter(url);
+    const out = join(dir, "queued");
+    try {
+      await lastValueFrom(buildGradotEmulator(model, { calibration, out, queue: { submitter, storage } }).pipe(toArray()));
+    } finally {
+      watching = false;
+      await watcher;
+      await submitter.close();
+    }
+
+    expect(killed).toBeDefined();
+    const victim = workers.find((w) => w.pid === killed!.pid)!;
+    const survivor = workers.find((w) => w !== victim)!;
+    // The killed worker's job was claimed again, by the survivor, and completed.
+    const again = (await claims(storage)).filter((c) => c.job === killed!.job).map((c) => c.pid);
+    expect(again.sort()).toEqual([victim.pid, survivor.pid].sort());
+    const queue = new Queue(QUEUE_NAME, { connection: queueConnection(url) });
+    try {
+      const job = await queue.getJob(killed!.job);
+      expect(await job!.getState()).toBe("completed");
+      expect((await queue.getJobCounts("completed")).completed).toBe(2); // one job per middle block
+    } finally {
+      await queue.close();
+    }
+
+    // The same shards, byte for byte, and the same manifest but for its creation time.
+    const [want, got] = [await shardBytes(reference), await shardBytes(out)];
+    expect([...got.keys()]).toEqual([...want.keys()]);
+    for (const [file, bytes] of want) expect(got.get(file)!.equals(bytes), file).toBe(true);
+    const { createdAt: _a, ...wantManifest } = await readManifest(reference);
+    const { createdAt: _b, ...gotManifest } = await readManifest(out);
+    expect(gotManifest).toEqual(wantManifest);
+    // The block files are removed once read back.
+    expect(await readdir(join(storage, "blocks"))).toEqual([]);
+  }, 90_000);
+});
