@@ -15,7 +15,7 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { type ConnectionOptions, Queue, QueueEvents } from "bullmq";
 
 /** The queue every offtune worker serves. */
@@ -31,6 +31,24 @@ export interface VerbJob {
   inputs: string[];
   /** What the run writes: a completed job whose outputs all exist is reused. */
   outputs: string[];
+}
+
+/** The flags of offtune's verbs that name files or directories a run reads. */
+const INPUT_FLAGS = new Set(["--model", "--emulator", "--adapter", "--calibration", "--tasks-dir", "--ppl-data", "--tokenizer"]);
+/** The flags that name what a run writes. */
+const OUTPUT_FLAGS = new Set(["--out", "--json", "--timings"]);
+
+/**
+ * The job of running `offtune <args>` logging to `log`: the paths its flags
+ * name made absolute (a worker may run in another directory), the inputs
+ * and outputs read off the flags (`--model`, `--emulator`, `--adapter`,
+ * `--calibration`, `--tasks-dir`, `--ppl-data`, `--tokenizer` in; `--out`,
+ * `--json`, `--timings` out).
+ */
+export function verbJob(args: string[], log?: string): VerbJob {
+  const absolute = args.map((arg, i) => (INPUT_FLAGS.has(args[i - 1]) || OUTPUT_FLAGS.has(args[i - 1]) ? resolve(arg) : arg));
+  const named = (flags: Set<string>) => absolute.filter((_, i) => flags.has(absolute[i - 1]));
+  return { args: absolute, ...(log ? { log: resolve(log) } : {}), inputs: named(INPUT_FLAGS), outputs: named(OUTPUT_FLAGS) };
 }
 
 /**
