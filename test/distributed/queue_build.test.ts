@@ -4,16 +4,14 @@
 // process) while it holds a job. The job must be taken over by the other
 // worker and the emulator's shards must be the bytes of a one-process build.
 // Skipped only where redis-server is not installed (CI installs it).
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { lastValueFrom, toArray } from "rxjs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { Queue } from "bullmq";
-import { claimsDir } from "../../src/distributed/queue_worker.ts";
 import { JobSubmitter, QUEUE_NAME, queueConnection } from "../../src/distributed/job_queue.ts";
 import { readManifest } from "../../src/io/manifest.ts";
 import { openModel } from "../../src/model/model_handle.ts";
@@ -21,65 +19,11 @@ import { buildGradotEmulator } from "../../src/operators/gradot.ts";
 import type { ModelHandle } from "../../src/records/records.ts";
 import { initBackend } from "../../src/tensor/backend.ts";
 import { calibrationFor } from "../operators/calibration_fixture.ts";
+import { claims, hasRedis, startRedis, startWorker, stopAll } from "./redis_fixture.ts";
 
-const HAS_REDIS = spawnSync("redis-server", ["--version"]).status === 0;
-if (!HAS_REDIS) console.warn("queue_build.test.ts: skipped: redis-server is not installed (apt-get install redis-server; CI installs it)");
+const HAS_REDIS = hasRedis("queue_build.test.ts");
 
 const SPLIT = { bottom: 1, top: 1 }; // fixtures/tiny has 4 blocks: 2 middle blocks, 2 jobs
-const LOCK_MS = 2000;
-
-/** A TCP port free right now on 127.0.0.1. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves once something accepts connections on `port`. */
-async function waitForPort(port: number, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = new Socket();
-      socket.once("connect", () => (socket.destroy(), resolve(true)));
-      socket.once("error", () => resolve(false));
-      socket.connect(port, "127.0.0.1");
-    });
-    if (open) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what} did not listen on port ${port}`);
-}
-
-/** Starts `offtune worker` in its own process group (so the test can kill it with its verb processes). */
-function startWorker(url: string, storage: string): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", "pipelines/offtune.ts", "worker", "--queue", url, "--storage", storage, "--lock-ms", String(LOCK_MS)],
-    { detached: true, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, OFFTUNE_BACKEND: "wasm" } },
-  );
-  return new Promise((resolve, reject) => {
-    let said = "";
-    child.stderr!.on("data", (d: Buffer) => {
-      said += d.toString();
-      if (said.includes("worker: serving")) resolve(child);
-    });
-    child.once("exit", (code) => reject(new Error(`worker exited with ${code}: ${said}`)));
-  });
-}
-
-/** The claims in `storage`: job id and the pid of the worker that took it, in no order. */
-async function claims(storage: string): Promise<Array<{ job: string; pid: number }>> {
-  const names = await readdir(claimsDir(storage)).catch(() => [] as string[]);
-  return names.filter((n) => !n.includes(".tmp")).map((n) => {
-    return { job: n.slice(0, n.indexOf(".")), pid: Number(n.slice(n.lastIndexOf("-") + 1)) };
-  });
-}
 
 /** Every shard file of a package, by name, as bytes. */
 async function shardBytes(dir: string): Promise<Map<string, Buffer>> {
@@ -98,20 +42,12 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue on redis-server", () => {
   beforeAll(async () => {
     await initBackend("wasm", true);
     dir = await mkdtemp(join(tmpdir(), "offtune-queue-"));
-    const port = await freePort();
-    redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
-    await waitForPort(port, "redis-server");
-    url = `redis://127.0.0.1:${port}`;
+    ({ redis, url } = await startRedis());
     model = await openModel("fixtures/tiny", { split: SPLIT, streamVocabulary: true });
   });
 
   afterAll(async () => {
-    for (const w of workers) {
-      try {
-        process.kill(-w.pid!, "SIGKILL");
-      } catch { /* already gone */ }
-    }
-    redis?.kill("SIGTERM");
+    stopAll(workers, redis);
     await model?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

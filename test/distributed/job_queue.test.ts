@@ -1,0 +1,105 @@
+// The queue's plumbing without Redis (docs/DISTRIBUTED.md "What is
+// idempotent"): job ids by content, the jobs read off a verb's flags, the
+// --queue URL, and a GradOT block written to a file and read back as it was.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { tmpdir } from "node:os";
+import { basename, join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { jobId, queueConnection, verbJob } from "../../src/distributed/job_queue.ts";
+import { readBlockJob, writeBlockJob } from "../../src/distributed/block_files.ts";
+import { denseFactor, rowFactor } from "../../src/stats/symmetric_factor.ts";
+import { initBackend, tf } from "../../src/tensor/backend.ts";
+import type { ModelHandle, StatsRecord } from "../../src/records/records.ts";
+
+let dir: string;
+beforeAll(async () => {
+  await initBackend("cpu", true);
+  dir = await mkdtemp(join(tmpdir(), "offtune-job-queue-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("jobId", () => {
+  test("names the arguments and the inputs' contents, files and directories", async () => {
+    const file = join(dir, "in.txt");
+    const tree = join(dir, "tree");
+    await mkdir(join(tree, "sub"), { recursive: true });
+    await writeFile(file, "one");
+    await writeFile(join(tree, "sub", "x"), "a");
+    const job = { args: ["eval", "--model", file], inputs: [file, tree] };
+    const first = await jobId(job);
+    expect(first).toMatch(/^[0-9a-f]{64}$/);
+    expect(await jobId(job)).toBe(first);
+    expect(await jobId({ ...job, args: ["eval", "--model", file, "--ppl"] })).not.toBe(first);
+    await writeFile(file, "two");
+    const second = await jobId(job);
+    expect(second).not.toBe(first);
+    await writeFile(join(tree, "sub", "x"), "b");
+    expect(await jobId(job)).not.toBe(second);
+    await expect(jobId({ args: [], inputs: [join(dir, "missing")] })).rejects.toThrow(`The job input "${join(dir, "missing")}" does not exist`);
+  });
+});
+
+describe("verbJob", () => {
+  test("makes the paths absolute and reads inputs and outputs off the flags", () => {
+    const job = verbJob(["eval", "--model", "fixtures/tiny", "--adapter", "a", "--tasks", "x", "--json", "out/e.json", "--limit", "8"], "logs/e.log");
+    expect(job).toEqual({
+      args: ["eval", "--model", resolve("fixtures/tiny"), "--adapter", resolve("a"), "--tasks", "x", "--json", resolve("out/e.json"), "--limit", "8"],
+      log: resolve("logs/e.log"),
+      inputs: [resolve("fixtures/tiny"), resolve("a")],
+      outputs: [resolve("out/e.json")],
+    });
+  });
+});
+
+describe("queueConnection", () => {
+  test("reads host, port, database and credentials of a redis:// URL", () => {
+    expect(queueConnection("redis://u:p%40ss@10.0.0.2:6380/3")).toMatchObject({ host: "10.0.0.2", port: 6380, db: 3, username: "u", password: "p@ss" });
+    expect(queueConnection("redis://queue.local")).toMatchObject({ host: "queue.local", port: 6379, db: 0 });
+  });
+  test("refuses what is not one, naming --queue", () => {
+    expect(() => queueConnection("localhost:6379")).toThrow(`--queue "localhost:6379" is not a redis://host:port URL`);
+    expect(() => queueConnection("http://h:1")).toThrow(`--queue "http://h:1" is not a redis://host:port URL`);
+    expect(() => queueConnection("redis://h:1/x")).toThrow(`--queue "redis://h:1/x": the database "x" is not a number`);
+    expect(() => queueConnection("not a url")).toThrow(`--queue "not a url" is not a URL`);
+  });
+});
+
+describe("block files", () => {
+  test("a block's weights and factors come back as they went, row-held factors still row-held; named by their hash", async () => {
+    const rows = [{ rows: 2, cols: 3, data: Float32Array.of(1, 2, 3, 4, 5, 6) }, { rows: 1, cols: 3, data: Float32Array.of(-1, 0.5, 7) }];
+    const A = denseFactor({ rows: 2, cols: 2, data: Float32Array.of(2, 1, 1, 3) });
+    const G = rowFactor(rows, 0.25);
+    const g = { rows: 2, cols: 3, data: Float32Array.of(0.1, 0.2, 0.3, 0.4, 0.5, Math.fround(1e-7)) };
+    const weight = tf.tensor2d(Float32Array.of(1.5, -2, 3, 4.25, 5, 6), [2, 3]);
+    const record = {
+      model: {} as ModelHandle,
+      index: 3,
+      role: "middle",
+      weights: new Map([["fc1.weight", weight]]),
+      stats: new Map([["fc1", { A, G, g, tokens: 3 }]]),
+    } as StatsRecord;
+    const model = { dir: "/shared/model", sourceHash: "abc", split: { bottom: 1, top: 1 } };
+    const settings = { ratio: 0.5, lambdaAttn: 1, lambdaMlp: 2, keepTopFraction: 0.05 };
+    const path = await writeBlockJob(join(dir, "blocks"), record, model, settings);
+    expect(basename(path)).toBe(`${createHash("sha256").update(await readFile(path)).digest("hex")}.block`);
+    expect(await writeBlockJob(join(dir, "blocks"), record, model, settings)).toBe(path); // same block, same file
+
+    const back = await readBlockJob(path);
+    expect([back.index, back.role, back.model, back.settings]).toEqual([3, "middle", model, settings]);
+    expect(back.weights.get("fc1.weight")!.shape).toEqual([2, 3]);
+    expect(back.weights.get("fc1.weight")!.dataSync()).toEqual(weight.dataSync());
+    const f = back.stats.get("fc1")!;
+    expect(f.tokens).toBe(3);
+    expect(f.g.data).toEqual(g.data);
+    expect(f.A.held.kind).toBe("dense");
+    expect(f.G.held.kind).toBe("rows");
+    expect(f.G.dense().data).toEqual(G.dense().data);
+    expect(f.G.columnAbsSums()).toEqual(G.columnAbsSums());
+    expect(f.A.dense().data).toEqual(A.dense().data);
+    weight.dispose();
+    for (const t of back.weights.values()) t.dispose();
+  });
+});
