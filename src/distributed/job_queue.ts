@@ -78,18 +78,28 @@ export function queueConnection(url: string): ConnectionOptions {
   };
 }
 
+/**
+ * The file hashes this process computed, by path, with the inode, size and
+ * modification time they were computed at: a checkpoint that many jobs name
+ * is read once, and again only once it changed.
+ */
+const fileHashes = new Map<string, { ino: number; size: number; mtimeMs: number; sha256: string }>();
+
 /** SHA-256 of a file's bytes, or of a directory's entries (names and contents, sorted) recursively. */
 async function contentHash(path: string): Promise<string> {
-  const hash = createHash("sha256");
   const info = await stat(path).catch(() => {
     throw new Error(`The job input "${path}" does not exist`);
   });
   if (info.isDirectory()) {
+    const hash = createHash("sha256");
     for (const name of (await readdir(path)).sort()) hash.update(`${name}\0${await contentHash(join(path, name))}\0`);
-  } else {
-    hash.update(await readFile(path));
+    return hash.digest("hex");
   }
-  return hash.digest("hex");
+  const known = fileHashes.get(path);
+  if (known && known.ino === info.ino && known.size === info.size && known.mtimeMs === info.mtimeMs) return known.sha256;
+  const sha256 = createHash("sha256").update(await readFile(path)).digest("hex");
+  fileHashes.set(path, { ino: info.ino, size: info.size, mtimeMs: info.mtimeMs, sha256 });
+  return sha256;
 }
 
 /** The id of `job`: SHA-256 of its arguments and its inputs' contents (the module doc). */
@@ -126,6 +136,7 @@ export class JobSubmitter {
       if (state === "completed" && job.outputs.every((p) => existsSync(p))) return;
       if (state === "completed" || state === "failed") await existing.remove();
     }
+    await this.#events.waitUntilReady(); // listening before the job can finish
     const added = await this.#queue.add("verb", job, { jobId: id, removeOnComplete: false, removeOnFail: false });
     try {
       await added.waitUntilFinished(this.#events);
