@@ -5,8 +5,9 @@
  * "Many machines").
  *
  * Each job it takes is first claimed in `<storage>/.offtune-queue/claims/`:
- * a file `<job id>.<host>-<pid>` says which worker ran it (what an operator,
- * or the crash test, looks at). A worker that dies holding a job stops
+ * a file `<job id>.<start time ms>.<pid>.<host>` (holding the command line)
+ * says which worker ran it and when, one per run (what an operator, or the
+ * crash test, looks at). A worker that dies holding a job stops
  * renewing its lock; after `lockMs` another worker's stalled-job check puts
  * the job back in the queue and some worker runs it again. The verbs' own
  * resumption (docs/GUARANTEES.md "What resumes") and atomic writes make
@@ -63,7 +64,8 @@ export async function serveQueue(options: WorkerOptions): Promise<QueueWorker> {
   const worker = new Worker<VerbJob>(
     QUEUE_NAME,
     async (job: Job<VerbJob>) => {
-      await writeFileAtomic(join(claims, `${job.id}.${hostname()}-${process.pid}`), new TextEncoder().encode(job.data.args.join(" ")));
+      const claim = join(claims, `${job.id}.${Date.now()}.${process.pid}.${hostname()}`);
+      await writeFileAtomic(claim, new TextEncoder().encode(job.data.args.join(" ")));
       await runVerb(job.data.args, job.data.log);
     },
     {

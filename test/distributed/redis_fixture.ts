@@ -80,11 +80,12 @@ export function startWorker(url: string, storage: string): Promise<ChildProcess>
   });
 }
 
-/** The claims in `storage`: job id and the pid of the worker that took it, in no order. */
+/** The claims in `storage`, one per job run: the job's id and the pid of the worker that ran it, in no order. */
 export async function claims(storage: string): Promise<Array<{ job: string; pid: number }>> {
   const names = await readdir(claimsDir(storage)).catch(() => [] as string[]);
-  return names.filter((n) => !n.includes(".tmp")).map((n) => {
-    return { job: n.slice(0, n.indexOf(".")), pid: Number(n.slice(n.lastIndexOf("-") + 1)) };
+  return names.filter((n) => !n.includes(".tmp-")).map((n) => {
+    const [job, , pid] = n.split("."); // <job id>.<time>.<pid>.<host>
+    return { job, pid: Number(pid) };
   });
 }
 
