@@ -11,6 +11,10 @@ import { readBlockJob, writeBlockJob } from "../../src/distributed/block_files.t
 import { denseFactor, rowFactor } from "../../src/stats/symmetric_factor.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import type { ModelHandle, StatsRecord } from "../../src/records/records.ts";
+import { runExperiment } from "../../src/loop/experiment.ts";
+import { main as buildEmulatorMain } from "../../pipelines/build_emulator.ts";
+import { experimentOptions } from "../../pipelines/experiment.ts";
+import { main as workerMain } from "../../pipelines/worker.ts";
 
 let dir: string;
 beforeAll(async () => {
@@ -64,6 +68,22 @@ describe("queueConnection", () => {
     expect(() => queueConnection("http://h:1")).toThrow(`--queue "http://h:1" is not a redis://host:port URL`);
     expect(() => queueConnection("redis://h:1/x")).toThrow(`--queue "redis://h:1/x": the database "x" is not a number`);
     expect(() => queueConnection("not a url")).toThrow(`--queue "not a url" is not a URL`);
+  });
+});
+
+describe("the --queue flags", () => {
+  test("are refused where they cannot work, naming the flag", async () => {
+    const build = ["--model", "fixtures/tiny", "--out", join(dir, "e")];
+    await expect(buildEmulatorMain([...build, "--method", "layerdrop", "--queue", "redis://h:1"])).rejects.toThrow(
+      "--queue works with --method gradot only, not layerdrop",
+    );
+    await expect(buildEmulatorMain([...build, "--calibration", "c.txt", "--storage", dir])).rejects.toThrow("--storage needs --queue");
+    await expect(workerMain(["--queue", "redis://h:1", "--storage", join(dir, "none")])).rejects.toThrow(
+      `--storage "${join(dir, "none")}" is not a directory: give the shared directory every worker sees`,
+    );
+    await expect(workerMain([])).rejects.toThrow("--queue is required (see offtune worker --help)");
+    const experiment = await experimentOptions(["--model", "fixtures/tiny", "--runs", join(dir, "runs"), "--queue", "localhost:6379"]);
+    await expect(runExperiment(experiment)).rejects.toThrow(`--queue "localhost:6379" is not a redis://host:port URL`);
   });
 });
 

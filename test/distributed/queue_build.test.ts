@@ -1,7 +1,7 @@
 // build-emulator --queue (docs/DISTRIBUTED.md "Many machines"): a GradOT build
-// whose middle blocks are scored and compressed by two `offtune worker`
-// processes on a real redis-server, one of them SIGKILLed (with its verb
-// process) while it holds a job. The job must be taken over by the other
+// (the CLI) whose middle blocks are scored and compressed by two `offtune
+// worker` processes on a real redis-server, one of them SIGKILLed (with its
+// verb process) while it holds a job. The job must be taken over by the other
 // worker and the emulator's shards must be the bytes of a one-process build.
 // Skipped only where redis-server is not installed (CI installs it).
 import type { ChildProcess } from "node:child_process";
@@ -12,13 +12,14 @@ import process from "node:process";
 import { lastValueFrom, toArray } from "rxjs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { Queue } from "bullmq";
-import { JobSubmitter, QUEUE_NAME, queueConnection } from "../../src/distributed/job_queue.ts";
+import { QUEUE_NAME, queueConnection } from "../../src/distributed/job_queue.ts";
+import { loadCalibration } from "../../src/loop/build_emulator.ts";
 import { readManifest } from "../../src/io/manifest.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import { buildGradotEmulator } from "../../src/operators/gradot.ts";
 import type { ModelHandle } from "../../src/records/records.ts";
 import { initBackend } from "../../src/tensor/backend.ts";
-import { calibrationFor } from "../operators/calibration_fixture.ts";
+import { spawnCli } from "../pipelines/spawn_cli.ts";
 import { claims, hasRedis, startRedis, startWorker, stopAll } from "./redis_fixture.ts";
 
 const HAS_REDIS = hasRedis("queue_build.test.ts");
@@ -37,7 +38,7 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue on redis-server", () => {
   let url: string;
   let model: ModelHandle;
   const workers: ChildProcess[] = [];
-  const calibration = calibrationFor(6016, 4, 16);
+  const CALIBRATION = "fixtures/data/pretrain/calibration.bin";
 
   beforeAll(async () => {
     await initBackend("wasm", true);
@@ -54,6 +55,7 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue on redis-server", () => {
 
   test("a job whose worker is SIGKILLed is finished by the other worker, and the shards are a one-process build's bytes", async () => {
     const reference = join(dir, "one-process");
+    const calibration = await loadCalibration(CALIBRATION, model, { sequences: 4, length: 16, quiet: true });
     await lastValueFrom(buildGradotEmulator(model, { calibration, out: reference }).pipe(toArray()));
 
     const storage = join(dir, "shared");
@@ -73,15 +75,15 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue on redis-server", () => {
         await new Promise((r) => setTimeout(r, 10));
       }
     })();
-    const submitter = new JobSubmitter(url);
     const out = join(dir, "queued");
-    try {
-      await lastValueFrom(buildGradotEmulator(model, { calibration, out, queue: { submitter, storage } }).pipe(toArray()));
-    } finally {
-      watching = false;
-      await watcher;
-      await submitter.close();
-    }
+    const build = spawnCli([
+      "build-emulator", "--model", "fixtures/tiny", "--split", "1,1", "--calibration", CALIBRATION, "--sequences", "4", "--length", "16",
+      "--out", out, "--queue", url, "--storage", storage, "--quiet",
+    ]);
+    const { code } = await build.exited;
+    watching = false;
+    await watcher;
+    expect(code, build.stderr()).toBe(0);
 
     expect(killed).toBeDefined();
     const victim = workers.find((w) => w.pid === killed!.pid)!;
