@@ -170,7 +170,7 @@ export async function main(argv: string[]): Promise<number> {
   await initBackend(flags.backend, flags.quiet);
   const model = await openModel(flags.model, { split, streamVocabulary: true });
   const interrupts = listenForInterrupts();
-  const submitter = flags.queue === undefined ? undefined : new JobSubmitter(flags.queue);
+  const submitter = flags.queue === undefined ? undefined : await JobSubmitter.open(flags.queue);
   let resume: ResumableBuild | undefined;
   try {
     const progress = createProgress("build-emulator", flags.quiet);

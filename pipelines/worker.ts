@@ -46,6 +46,7 @@ export async function main(argv: string[]): Promise<number> {
     storage: flags.storage,
     concurrency: positiveIntFlag(flags.concurrency, "concurrency"),
     lockMs: positiveIntFlag(flags["lock-ms"], "lock-ms"),
+    onError: (e) => console.error(`worker: ${e.message}`),
   });
   console.error(`worker: serving ${flags.queue} (storage ${flags.storage}, pid ${process.pid})`);
   const signal = await new Promise<string>((resolve) => {

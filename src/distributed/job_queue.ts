@@ -17,6 +17,7 @@ import { existsSync } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { type ConnectionOptions, Queue, QueueEvents } from "bullmq";
+import { reachRedis, type RedisTarget } from "./redis_reach.ts";
 
 /** The queue every offtune worker serves. */
 export const QUEUE_NAME = "offtune";
@@ -56,7 +57,7 @@ export function verbJob(args: string[], log?: string): VerbJob {
  *
  * @throws Error naming `--queue` when the URL is not a redis:// URL with a host
  */
-export function queueConnection(url: string): ConnectionOptions {
+export function queueConnection(url: string): RedisTarget & { maxRetriesPerRequest: null } {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -115,12 +116,25 @@ export class JobSubmitter {
   readonly #events: QueueEvents;
   readonly #url: string;
 
-  /** Connects to the queue at `url` (a `--queue` URL). */
-  constructor(url: string) {
-    const connection = queueConnection(url);
+  private constructor(url: string, connection: ConnectionOptions) {
     this.#url = url;
     this.#queue = new Queue(QUEUE_NAME, { connection });
     this.#events = new QueueEvents(QUEUE_NAME, { connection });
+    // A connection lost later is retried by the client, and the waits resume then.
+    const retried = () => {};
+    this.#queue.on("error", retried);
+    this.#events.on("error", retried);
+  }
+
+  /**
+   * Connects to the queue at `url` (a `--queue` URL).
+   *
+   * @throws Error naming `--queue` when the URL is not a redis:// URL or Redis does not answer there
+   */
+  static async open(url: string): Promise<JobSubmitter> {
+    const connection = queueConnection(url);
+    await reachRedis(url, connection);
+    return new JobSubmitter(url, connection);
   }
 
   /**
@@ -136,7 +150,6 @@ export class JobSubmitter {
       if (state === "completed" && job.outputs.every((p) => existsSync(p))) return;
       if (state === "completed" || state === "failed") await existing.remove();
     }
-    await this.#events.waitUntilReady(); // listening before the job can finish
     const added = await this.#queue.add("verb", job, { jobId: id, removeOnComplete: false, removeOnFail: false });
     try {
       await added.waitUntilFinished(this.#events);

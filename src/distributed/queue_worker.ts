@@ -23,6 +23,7 @@ import { type Job, Worker } from "bullmq";
 import { runVerb } from "../cli/run_verb.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { QUEUE_NAME, queueConnection, type VerbJob } from "./job_queue.ts";
+import { reachRedis } from "./redis_reach.ts";
 
 /** Options of {@link serveQueue}. */
 export interface WorkerOptions {
@@ -34,6 +35,8 @@ export interface WorkerOptions {
   concurrency?: number;
   /** Milliseconds a job's lock lasts without renewal before it counts as stalled (default 30000). */
   lockMs?: number;
+  /** Told of errors once serving (a lost Redis connection, which the worker retries; a failed job). */
+  onError?: (error: Error) => void;
 }
 
 /** The directory of a storage's job claims. */
@@ -50,7 +53,7 @@ export interface QueueWorker {
 /**
  * Starts serving the queue at `options.queue`.
  *
- * @throws Error naming `--storage` when the storage directory does not exist
+ * @throws Error naming `--storage` when the storage directory does not exist, or `--queue` when Redis cannot be reached
  */
 export async function serveQueue(options: WorkerOptions): Promise<QueueWorker> {
   let isDir = false;
@@ -60,6 +63,8 @@ export async function serveQueue(options: WorkerOptions): Promise<QueueWorker> {
   if (!isDir) throw new Error(`--storage "${options.storage}" is not a directory: give the shared directory every worker sees`);
   const claims = claimsDir(options.storage);
   mkdirSync(claims, { recursive: true });
+  const connection = queueConnection(options.queue);
+  await reachRedis(options.queue, connection);
   const lockDuration = options.lockMs ?? 30_000;
   const worker = new Worker<VerbJob>(
     QUEUE_NAME,
@@ -69,13 +74,14 @@ export async function serveQueue(options: WorkerOptions): Promise<QueueWorker> {
       await runVerb(job.data.args, job.data.log);
     },
     {
-      connection: queueConnection(options.queue),
+      connection,
       concurrency: options.concurrency ?? 1,
       lockDuration,
       stalledInterval: Math.max(500, Math.floor(lockDuration / 2)),
       maxStalledCount: 3,
     },
   );
+  worker.on("error", (e) => options.onError?.(e));
   await worker.waitUntilReady();
   return { stop: () => worker.close() };
 }

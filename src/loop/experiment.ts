@@ -182,7 +182,7 @@ interface RatioRun {
 
 /** Runs the experiment and returns the written result paths (finished ones are kept, not rewritten). */
 export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
-  const submitter = o.queue === undefined ? undefined : new JobSubmitter(o.queue);
+  const submitter = o.queue === undefined ? undefined : await JobSubmitter.open(o.queue);
   try {
     return await runSteps(o, submitter ? (args, log) => submitter.run(verbJob(args, log)) : runVerb);
   } finally {

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { jobId, queueConnection, verbJob } from "../../src/distributed/job_queue.ts";
+import { jobId, JobSubmitter, queueConnection, verbJob } from "../../src/distributed/job_queue.ts";
 import { readBlockJob, writeBlockJob } from "../../src/distributed/block_files.ts";
 import { denseFactor, rowFactor } from "../../src/stats/symmetric_factor.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
@@ -82,6 +82,11 @@ describe("the --queue flags", () => {
       `--storage "${join(dir, "none")}" is not a directory: give the shared directory every worker sees`,
     );
     await expect(workerMain([])).rejects.toThrow("--queue is required (see offtune worker --help)");
+    // Nothing listens on port 1: refused at once, not retried forever.
+    await expect(workerMain(["--queue", "redis://127.0.0.1:1", "--storage", dir])).rejects.toThrow(
+      "Cannot reach Redis at --queue redis://127.0.0.1:1: connect ECONNREFUSED",
+    );
+    await expect(JobSubmitter.open("redis://127.0.0.1:1")).rejects.toThrow("Cannot reach Redis at --queue redis://127.0.0.1:1");
     const experiment = await experimentOptions(["--model", "fixtures/tiny", "--runs", join(dir, "runs"), "--queue", "localhost:6379"]);
     await expect(runExperiment(experiment)).rejects.toThrow(`--queue "localhost:6379" is not a redis://host:port URL`);
   });

@@ -37,7 +37,7 @@ describe.skipIf(!HAS_REDIS)("queue jobs on redis-server", () => {
     const out = join(root, "emulator");
     // OT LayerDrop copies blocks: a verb run of seconds that writes --out.
     const job = verbJob(["build-emulator", "--method", "layerdrop", "--model", model, "--split", "1,1", "--out", out, "--force", "--quiet"], join(root, "log"));
-    const submitter = new JobSubmitter(url);
+    const submitter = await JobSubmitter.open(url);
     try {
       await Promise.all([submitter.run(job), submitter.run(job)]);
       expect(existsSync(join(out, "manifest.msgpack"))).toBe(true);
