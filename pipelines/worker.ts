@@ -41,18 +41,29 @@ const FLAGS = {
 /** CLI entry: serves until SIGINT or SIGTERM; returns 0 when idle then (a busy worker exits with the signal's status, src/cli/run_verb.ts). */
 export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "worker", ["queue"]);
-  const worker = await serveQueue({
-    queue: flags.queue,
-    storage: flags.storage,
-    concurrency: positiveIntFlag(flags.concurrency, "concurrency"),
-    lockMs: positiveIntFlag(flags["lock-ms"], "lock-ms"),
-    onError: (e) => console.error(`worker: ${e.message}`),
-  });
+  // Listening before "serving" is printed: a signal sent on seeing it must find the handler.
+  let stop: (signal: string) => void = () => {};
+  const stopped = new Promise<string>((resolve) => (stop = resolve));
+  const onInt = () => stop("SIGINT");
+  const onTerm = () => stop("SIGTERM");
+  process.once("SIGINT", onInt);
+  process.once("SIGTERM", onTerm);
+  let worker;
+  try {
+    worker = await serveQueue({
+      queue: flags.queue,
+      storage: flags.storage,
+      concurrency: positiveIntFlag(flags.concurrency, "concurrency"),
+      lockMs: positiveIntFlag(flags["lock-ms"], "lock-ms"),
+      onError: (e) => console.error(`worker: ${e.message}`),
+    });
+  } catch (e) {
+    process.off("SIGINT", onInt);
+    process.off("SIGTERM", onTerm);
+    throw e;
+  }
   console.error(`worker: serving ${flags.queue} (storage ${flags.storage}, pid ${process.pid})`);
-  const signal = await new Promise<string>((resolve) => {
-    process.once("SIGINT", () => resolve("SIGINT"));
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-  });
+  const signal = await stopped;
   console.error(`worker: ${signal}: stopping`);
   await worker.stop();
   return 0;
