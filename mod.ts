@@ -148,6 +148,7 @@ export {
   buildGradotEmulator,
   checkGradotVariant,
   GRADOT_DEFAULTS,
+  gradotCompression,
   type GradotOptions,
   type GradotVariant,
   gradotProgressSteps,
@@ -214,6 +215,9 @@ export {
   readCalibrationTokens,
 } from "./src/loop/build_emulator.ts";
 export { plugIn, type PlugInOptions } from "./src/loop/plug_in.ts";
+export { runBlockJob } from "./src/loop/gradot_block.ts";
+export { jobId, JobSubmitter, queueConnection, QUEUE_NAME, type VerbJob } from "./src/distributed/job_queue.ts";
+export { claimsDir, type QueueWorker, serveQueue, type WorkerOptions } from "./src/distributed/queue_worker.ts";
 export { sweepGradot, type SweepOptions, type SweepResult, type SweepRow } from "./src/loop/sweep_gradot.ts";
 export {
   EXPERIMENT_DEFAULTS,

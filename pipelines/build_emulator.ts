@@ -11,6 +11,7 @@
  * @module
  */
 import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { lastValueFrom, toArray } from "rxjs";
 import {
   buildEmulator,
@@ -23,6 +24,7 @@ import {
   GRADOT_DEFAULTS,
   type GradotOptions,
   initBackend,
+  JobSubmitter,
   loadCalibration,
   middleBudget,
   needsCalibration,
@@ -110,6 +112,13 @@ same command run again continues from it. Methods:
   --timings <file>       write seconds per stage and peak RSS as JSON
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress
+  --queue <url>          GradOT only: score and compress the middle blocks as
+                         jobs of this Redis queue (redis://host:port), run by
+                         offtune worker on any machine; the shards are the
+                         same bytes (docs/DISTRIBUTED.md)
+  --storage <dir>        with --queue: the shared directory the block files
+                         go to (default: the directory of --out); --model
+                         must be on shared storage too
 
 GradOT, CRaSh and ot-distill:
   --sequences <n>        calibration sequences N (default 64)
@@ -165,6 +174,8 @@ const FLAGS = {
   timings: { type: "string" },
   quiet: { type: "boolean", default: false },
   ...DISTILL_FLAGS,
+  queue: { type: "string" },
+  storage: { type: "string" },
 } as const;
 
 /** The verb's flags, with --method checked and --calibration required for the methods that calibrate. */
@@ -174,6 +185,8 @@ function parseFlags(argv: string[]) {
   if (needsCalibration(method) && !flags.calibration) {
     throw new Error(`--calibration is required for --method ${method} (see offtune build-emulator --help)`);
   }
+  if (flags.queue !== undefined && method !== "gradot") throw new Error(`--queue works with --method gradot only, not ${method}`);
+  if (flags.storage !== undefined && flags.queue === undefined) throw new Error("--storage needs --queue (see offtune build-emulator --help)");
   return { ...flags, method };
 }
 
@@ -213,6 +226,7 @@ export async function main(argv: string[]): Promise<number> {
   // ot-distill trains through the embeddings and head, so they stay resident
   const model = await openModel(flags.model, { split, streamVocabulary: flags.method !== "ot-distill" });
   const interrupts = listenForInterrupts();
+  const submitter = flags.queue === undefined ? undefined : await JobSubmitter.open(flags.queue);
   let resume: ResumableBuild | undefined;
   try {
     if (flags.method === "gradot") middleBudget(model, gradot); // an unreachable --ratio fails before any work or partial directory
@@ -241,6 +255,7 @@ export async function main(argv: string[]): Promise<number> {
       events: timings,
       signal: interrupts.signal,
       distill,
+      ...(submitter ? { queue: { submitter, storage: flags.storage ?? dirname(resolve(flags.out)) } } : {}),
     };
     if (calibration && flags.method === "gradot") {
       resume = openResumableBuild(model, { ...options, calibration }, (message) => {
@@ -277,6 +292,7 @@ export async function main(argv: string[]): Promise<number> {
     return signalExitCode(interrupts.received);
   } finally {
     interrupts.close();
+    await submitter?.close();
     await model.close();
   }
 }

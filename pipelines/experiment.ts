@@ -80,6 +80,11 @@ result.json exists is kept, not redone (it must have this run's settings).
   --no-full-ft           skip the Full FT reference (reported as null)
   --jobs <n>             steps run at once, one process each (default: the cores)
   --metric <m>           acc | acc_norm (default acc)
+  --queue <url>          run the steps as jobs of this Redis queue
+                         (redis://host:port) on offtune workers, on any
+                         machines that see --model, --runs and the tasks at
+                         the same paths; --jobs then bounds the steps
+                         submitted at once (docs/DISTRIBUTED.md)
   --quiet                no progress
 
 ${DISTILL_HELP}`;
@@ -110,6 +115,7 @@ const FLAGS = {
   "no-full-ft": { type: "boolean", default: false },
   jobs: { type: "string" },
   metric: { type: "string" },
+  queue: { type: "string" },
   quiet: { type: "boolean", default: false },
   ...DISTILL_FLAGS,
 } as const;
@@ -154,6 +160,7 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
     jobs: positiveIntFlag(f.jobs, "jobs"),
     metric: f.metric as ExperimentOptions["metric"] | undefined,
     quiet: f.quiet,
+    queue: f.queue,
   });
 }
 

@@ -48,6 +48,14 @@ const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     summary: "compress a checkpoint into a GradOT, OT LayerDrop or CRaSh emulator package (Arrow shards)",
     load: () => import("./build_emulator.ts"),
   },
+  worker: {
+    summary: "serve the jobs of experiment/build-emulator --queue (Redis) on this machine",
+    load: () => import("./worker.ts"),
+  },
+  "gradot-block": {
+    summary: "score and compress one GradOT block from a .block file (a worker's job)",
+    load: () => import("./gradot_block.ts"),
+  },
   report: {
     summary: "build the offsite-tuning table, report.json and plots from a runs directory",
     load: () => import("./report.ts"),

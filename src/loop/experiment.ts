@@ -36,6 +36,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createProgress, PLAIN_INTERVAL_S } from "../cli/progress.ts";
 import { runVerb } from "../cli/run_verb.ts";
+import { JobSubmitter, verbJob } from "../distributed/job_queue.ts";
 import { mapConcurrent } from "../distributed/map_concurrent.ts";
 import { EVAL_DEFAULTS, type EvalReport, selectTasks } from "../eval/eval_report.ts";
 import { listTasks } from "../eval/task_file.ts";
@@ -112,6 +113,13 @@ export interface ExperimentOptions {
   metric: "acc" | "acc_norm";
   /** No progress line. */
   quiet: boolean;
+  /**
+   * Runs the steps as jobs of this Redis queue (`redis://host:port`), on
+   * whichever `offtune worker`s serve it, instead of here
+   * (docs/DISTRIBUTED.md "Many machines"); `jobs` then bounds the steps
+   * submitted at once.
+   */
+  queue?: string;
 }
 
 const flagIf = (flag: string, value: number | undefined) => (value === undefined ? [] : [flag, String(value)]);
@@ -201,6 +209,16 @@ export function experimentLabel(
 
 /** Runs the experiment and returns the written result paths (finished ones are kept, not rewritten). */
 export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
+  const submitter = o.queue === undefined ? undefined : await JobSubmitter.open(o.queue);
+  try {
+    return await runSteps(o, submitter ? (args, log) => submitter.run(verbJob(args, log)) : runVerb);
+  } finally {
+    await submitter?.close();
+  }
+}
+
+/** {@link runExperiment} with each step's verb run by `run` (here, or as a job of the queue). */
+async function runSteps(o: ExperimentOptions, run: (args: string[], log: string) => Promise<void>): Promise<string[]> {
   await checkOutputDir({
     verb: "experiment",
     flag: "runs",
@@ -252,7 +270,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
     (heartbeat as { unref?: () => void }).unref?.(); // never what keeps the process alive
     progress.update({ done, total, unit: "steps", detail: `started ${what}` });
     try {
-      await runVerb(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
+      await run(args, join(logs, `${what.replace(/[^\w.-]+/g, "_")}.log`));
     } finally {
       running.delete(what);
       if (running.size === 0) {
@@ -315,7 +333,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
       "full-ft", "--model", o.model, "--task", task, "--out", tuned, "--seed", String(seed), ...tuneHyper, "--quiet",
       ...(await resumeIf(fullTuneStatePath(tuned))),
     ]);
-    await runVerb(evalArgs(tuned, [task], fullFtJson), join(logs, `full-ft-eval_${task}_${seed}.log`));
+    await run(evalArgs(tuned, [task], fullFtJson), join(logs, `full-ft-eval_${task}_${seed}.log`));
     return 100 * (await readEval(fullFtJson)).tasks[task][o.metric];
   };
   const tuneUnit = async (r: RatioRun, seed: number, task: string, measurePpl: boolean) => {

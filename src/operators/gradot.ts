@@ -12,12 +12,12 @@
  *
  * @module
  */
-import { defer, type Observable, tap } from "rxjs";
+import { defer, identity, type MonoTypeOperatorFunction, type Observable, type OperatorFunction, pipe, tap } from "rxjs";
 import { type BudgetOptions, COMPRESSED_PARTS } from "../compress/budget.ts";
 import { middleBudget } from "../compress/budget_plan.ts";
 import { type SelectionKind, SELECTIONS } from "../compress/select.ts";
 import type { ShardDtype } from "../io/shard_schema.ts";
-import type { CalibrationSet, ModelHandle, ShardRecord } from "../records/records.ts";
+import type { CalibrationSet, ModelHandle, ScoredBlockRecord, ShardRecord, StatsRecord } from "../records/records.ts";
 import { accumulateKfac } from "./accumulate_kfac.ts";
 import { calibrateBackward } from "./calibrate_backward.ts";
 import { calibrateForward } from "./calibrate_forward.ts";
@@ -28,6 +28,9 @@ import type { ResumableBuild } from "../io/build_resume.ts";
 import { type GcsOptions, scoreGcs } from "./score_gcs.ts";
 import type { StageEvents } from "../events/stage_events.ts";
 import { writeShards } from "./write_shards.ts";
+import type { BlockSettings } from "../distributed/block_files.ts";
+import type { JobSubmitter } from "../distributed/job_queue.ts";
+import { queuedCompression } from "./queued_compression.ts";
 
 /** GradOT's defaults: λ by `offtune sweep-gradot` on fixtures/small (docs/GRADOT.md, "The λ sweep"); ratio 0.5 (`src/compress/budget.ts`). */
 export const GRADOT_DEFAULTS = { ratio: 0.5, lambdaAttn: 1000, lambdaMlp: 10000, keepTopFraction: 0.05 } as const;
@@ -65,6 +68,13 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   signal?: AbortSignal;
   /** Keeps the build's progress on disk, continuing an earlier run's (src/io/build_resume.ts). */
   resume?: ResumableBuild;
+  /**
+   * Scores and compresses the middle blocks as jobs of this queue, on
+   * whichever `offtune worker`s serve it, instead of in this process; the
+   * block files go to `storage` (docs/DISTRIBUTED.md "Many machines").
+   * The shards are the same bytes either way.
+   */
+  queue?: { submitter: JobSubmitter; storage: string };
 }
 
 /** The stages a block's progress marks name, in order. */
@@ -123,16 +133,43 @@ export function gradotSettings(o: GradotOptions): Record<string, unknown> {
 }
 
 /**
+ * Scoring and compression of one block record (GCS, then DRD and SCP) with
+ * `settings`: the part of the chain a worker runs for a block
+ * (docs/DISTRIBUTED.md "Many machines"). `between` runs after the scoring.
+ */
+export function gradotCompression(
+  settings: BlockSettings,
+  events?: StageEvents,
+  between: MonoTypeOperatorFunction<ScoredBlockRecord> = identity,
+): OperatorFunction<StatsRecord, ScoredBlockRecord> {
+  const budget = { ratio: settings.ratio, attnShare: settings.attnShare, only: settings.only };
+  const { selection } = settings;
+  return pipe(
+    scoreGcs({ lambdaAttn: settings.lambdaAttn, lambdaMlp: settings.lambdaMlp, events }),
+    between,
+    compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction, selection, events }),
+    compressScp({ ...budget, selection, events }),
+  );
+}
+
+/**
  * Builds a GradOT emulator package of `model` in `options.out`. Each
  * subscription is one build, with its own progress count.
  */
 export function buildGradotEmulator(model: ModelHandle, options: GradotOptions): Observable<ShardRecord> {
   const settings = gradotSettings(options);
-  const budget = { ratio: settings.ratio as number, attnShare: options.attnShare, only: options.only };
-  const selection = settings.selection as SelectionKind;
-  const { events, calibration, signal, resume } = options;
+  const blockSettings: BlockSettings = {
+    ratio: settings.ratio as number,
+    ...(options.attnShare !== undefined ? { attnShare: options.attnShare } : {}),
+    lambdaAttn: settings.lambdaAttn as number,
+    lambdaMlp: settings.lambdaMlp as number,
+    keepTopFraction: settings.keepTopFraction as number,
+    selection: settings.selection as SelectionKind,
+    ...(options.only !== undefined ? { only: options.only } : {}),
+  };
+  const { events, calibration, signal, resume, queue } = options;
   return defer(() => {
-    middleBudget(model, budget); // an unreachable ratio fails now, not after the calibration passes
+    middleBudget(model, blockSettings); // an unreachable ratio fails now, not after the calibration passes
     const total = gradotProgressSteps(model.cfg.layers);
     let done = 0;
     const stage = <R extends { index: number }>(name: GradotStage) =>
@@ -147,11 +184,11 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
       accumulateKfac({ events }),
       stage("backward"),
     );
+    const compressed = queue
+      ? pipe(queuedCompression({ ...queue, model, settings: blockSettings, local: gradotCompression(blockSettings, events) }), stage("score"))
+      : gradotCompression(blockSettings, events, stage("score"));
     return stats.pipe(
-      scoreGcs({ lambdaAttn: settings.lambdaAttn as number, lambdaMlp: settings.lambdaMlp as number, events }),
-      stage("score"),
-      compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction as number, selection, events }),
-      compressScp({ ...budget, selection, events }),
+      compressed,
       stage("compress"),
       writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, tokenizer: options.tokenizer, events, resume }),
     );

@@ -26,6 +26,23 @@ export interface SymmetricFactor {
   dense(): Matrix;
   /** `Σ_i |M_ij|` for each column j, `[n]`. */
   columnAbsSums(): Float64Array;
+  /**
+   * What the factor is held as: the dense matrix, or the row chunks and
+   * scale. A factor written to a file and rebuilt from this ({@link heldFactor})
+   * computes the very same numbers, so a block scored on another machine
+   * gives the same shard bytes (docs/DISTRIBUTED.md "What is idempotent").
+   */
+  readonly held: HeldFactor;
+}
+
+/** The data a {@link SymmetricFactor} is held as (dense, or row chunks times a scale). */
+export type HeldFactor =
+  | { readonly kind: "dense"; readonly matrix: Matrix }
+  | { readonly kind: "rows"; readonly chunks: readonly Matrix[]; readonly scale: number };
+
+/** The factor of `held` again (the inverse of {@link SymmetricFactor.held}). */
+export function heldFactor(held: HeldFactor): SymmetricFactor {
+  return held.kind === "dense" ? denseFactor(held.matrix) : rowFactor(held.chunks, held.scale);
 }
 
 /** Columns per block when reducing a row-held factor: a `[n, 512]` float32 block at a time. */
@@ -36,6 +53,7 @@ export function denseFactor(matrix: Matrix): SymmetricFactor {
   if (matrix.rows !== matrix.cols) throw new Error(`A symmetric factor must be square, got ${matrix.rows}×${matrix.cols}`);
   return {
     size: matrix.rows,
+    held: { kind: "dense", matrix },
     dense: () => matrix,
     columnAbsSums: () => columnAbsSums(matrix),
   };
@@ -65,6 +83,7 @@ export function rowFactor(chunks: readonly Matrix[], scale: number, columnBlock 
   };
   return {
     size: n,
+    held: { kind: "rows", chunks, scale },
     dense: () => {
       const out = new Float32Array(n * n); // [n, n]
       const buffer = blockBuffer();

@@ -1,0 +1,127 @@
+/**
+ * A GradOT block as files on shared storage, for scoring and compressing it
+ * on another machine (docs/DISTRIBUTED.md "Many machines"): the block's
+ * weights and KFAC factors go to a `.block` file named by the SHA-256 of its
+ * bytes, the compressed weights come back in a `.compressed` file. Both are
+ * msgpack (`Packr` with `moreTypes`, so Float32Arrays keep their bytes), and
+ * both are written atomically (src/io/atomic.ts), so a file that exists is
+ * complete: a job that finds its output reuses it.
+ *
+ * Factors travel as they are held (`SymmetricFactor.held`), so the worker's
+ * numbers are the one-process build's, bit for bit.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Packr } from "msgpackr";
+import { writeFileAtomic } from "../io/atomic.ts";
+import type { Matrix } from "../linalg/matrix.ts";
+import type { CompressedPart } from "../compress/budget.ts";
+import type { SelectionKind } from "../compress/select.ts";
+import type { WeightMap } from "../model/types.ts";
+import type { AdapterSplit, BlockRole, CompressionNote, StatsRecord } from "../records/records.ts";
+import type { KfacFactors } from "../stats/kfac.ts";
+import { type HeldFactor, heldFactor } from "../stats/symmetric_factor.ts";
+import { tf } from "../tensor/backend.ts";
+
+const packr = new Packr({ useRecords: false, moreTypes: true });
+
+/** A tensor as it is stored: its shape and float32 values. */
+interface StoredTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** The settings a block is scored and compressed with (GradOT's, docs/GRADOT.md). */
+export interface BlockSettings {
+  ratio: number;
+  attnShare?: number;
+  lambdaAttn: number;
+  lambdaMlp: number;
+  keepTopFraction: number;
+  /** GCS, or the magnitude ablation (docs/METHOD.md §2 "Ablations"). */
+  selection: SelectionKind;
+  /** The one part compressed, when only one is. */
+  only?: CompressedPart;
+}
+
+/** What a `.block` file holds: everything `offtune gradot-block` needs to compress one block. */
+export interface BlockJob {
+  /** The original checkpoint's directory (on shared storage) and its source hash, checked when opened. */
+  model: { dir: string; sourceHash: string; split: AdapterSplit };
+  index: number;
+  role: BlockRole;
+  settings: BlockSettings;
+  weights: WeightMap;
+  stats: Map<string, KfacFactors>;
+}
+
+/** What a `.compressed` file holds: the block's compressed weights and what they were compressed to. */
+export interface CompressedBlock {
+  index: number;
+  weights: WeightMap;
+  compression: CompressionNote;
+}
+
+/** Copies a weight map's tensors off the tensor heap, in name order. */
+function storeWeights(weights: WeightMap): Record<string, StoredTensor> {
+  const names = [...weights.keys()].sort();
+  return Object.fromEntries(names.map((n) => {
+    const t = weights.get(n)!;
+    return [n, { shape: [...t.shape], data: t.dataSync() as Float32Array }];
+  }));
+}
+
+function loadWeights(stored: Record<string, StoredTensor>): WeightMap {
+  return new Map(Object.entries(stored).map(([n, t]) => [n, tf.tensor(t.data, t.shape)]));
+}
+
+const storeFactor = (f: { held: HeldFactor }): HeldFactor => f.held;
+
+/**
+ * Writes `record`'s weights and factors, with the model and settings, to
+ * `<dir>/<sha256>.block` (atomically; an existing file of the same name has
+ * the same bytes and is kept) and returns its path.
+ */
+export async function writeBlockJob(dir: string, record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): Promise<string> {
+  const stats = Object.fromEntries([...record.stats.entries()].map(([name, f]) => [name, {
+    A: storeFactor(f.A),
+    G: storeFactor(f.G),
+    g: f.g,
+    tokens: f.tokens,
+  }]));
+  const bytes = packr.pack({ model, index: record.index, role: record.role, settings, weights: storeWeights(record.weights), stats });
+  const path = join(dir, `${createHash("sha256").update(bytes).digest("hex")}.block`);
+  mkdirSync(dir, { recursive: true });
+  await writeFileAtomic(path, bytes);
+  return path;
+}
+
+/** Reads a `.block` file written by {@link writeBlockJob}; the weights become tensors the caller owns. */
+export async function readBlockJob(path: string): Promise<BlockJob> {
+  const raw = packr.unpack(await readFile(path)) as Omit<BlockJob, "weights" | "stats"> & {
+    weights: Record<string, StoredTensor>;
+    stats: Record<string, { A: HeldFactor; G: HeldFactor; g: Matrix; tokens: number }>;
+  };
+  const stats = new Map(Object.entries(raw.stats).map(([name, f]) => [name, {
+    A: heldFactor(f.A),
+    G: heldFactor(f.G),
+    g: f.g,
+    tokens: f.tokens,
+  }]));
+  return { ...raw, weights: loadWeights(raw.weights), stats };
+}
+
+/** Writes a compressed block to `path` atomically. */
+export async function writeCompressedBlock(path: string, block: CompressedBlock): Promise<void> {
+  await writeFileAtomic(path, packr.pack({ index: block.index, weights: storeWeights(block.weights), compression: block.compression }));
+}
+
+/** Reads a `.compressed` file; the weights become tensors the caller owns. */
+export async function readCompressedBlock(path: string): Promise<CompressedBlock> {
+  const raw = packr.unpack(await readFile(path)) as { index: number; weights: Record<string, StoredTensor>; compression: CompressionNote };
+  return { index: raw.index, weights: loadWeights(raw.weights), compression: raw.compression };
+}

@@ -1,0 +1,91 @@
+// A redis-server and offtune workers for the queue tests (docs/DISTRIBUTED.md):
+// each test file starts its own redis-server on a free port, without
+// persistence, and stops it after.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { readdir } from "node:fs/promises";
+import { createServer, Socket } from "node:net";
+import process from "node:process";
+import { claimsDir } from "../../src/distributed/queue_worker.ts";
+
+/** A job's lock lifetime in the tests: a killed worker's job is taken over within about this. */
+export const LOCK_MS = 2000;
+
+/** Whether redis-server is installed; says why the file is skipped when not. */
+export function hasRedis(file: string): boolean {
+  const ok = spawnSync("redis-server", ["--version"]).status === 0;
+  if (!ok) console.warn(`${file}: skipped: redis-server is not installed (apt-get install redis-server; CI installs it)`);
+  return ok;
+}
+
+/** Starts a redis-server on a free port of 127.0.0.1 (no RDB, no AOF). */
+export async function startRedis(): Promise<{ redis: ChildProcess; url: string }> {
+  const port = await freePort();
+  const redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+  await waitForPort(port, "redis-server");
+  return { redis, url: `redis://127.0.0.1:${port}` };
+}
+
+/** Kills the workers' process groups (with their verb processes) and stops redis. */
+export function stopAll(workers: ChildProcess[], redis: ChildProcess | undefined): void {
+  for (const w of workers) {
+    try {
+      process.kill(-w.pid!, "SIGKILL");
+    } catch { /* already gone */ }
+  }
+  redis?.kill("SIGTERM");
+}
+
+/** A TCP port free right now on 127.0.0.1. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts connections on `port`. */
+async function waitForPort(port: number, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = new Socket();
+      socket.once("connect", () => (socket.destroy(), resolve(true)));
+      socket.once("error", () => resolve(false));
+      socket.connect(port, "127.0.0.1");
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what} did not listen on port ${port}`);
+}
+
+/** Starts `offtune worker` in its own process group (so the test can kill it with its verb processes). */
+export function startWorker(url: string, storage: string): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "pipelines/offtune.ts", "worker", "--queue", url, "--storage", storage, "--lock-ms", String(LOCK_MS)],
+    { detached: true, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, OFFTUNE_BACKEND: "wasm" } },
+  );
+  return new Promise((resolve, reject) => {
+    let said = "";
+    child.stderr!.on("data", (d: Buffer) => {
+      said += d.toString();
+      if (said.includes("worker: serving")) resolve(child);
+    });
+    child.once("exit", (code) => reject(new Error(`worker exited with ${code}: ${said}`)));
+  });
+}
+
+/** The claims in `storage`, one per job run: the job's id and the pid of the worker that ran it, in no order. */
+export async function claims(storage: string): Promise<Array<{ job: string; pid: number }>> {
+  const names = await readdir(claimsDir(storage)).catch(() => [] as string[]);
+  return names.filter((n) => !n.includes(".tmp-")).map((n) => {
+    const [job, , pid] = n.split("."); // <job id>.<time>.<pid>.<host>
+    return { job, pid: Number(pid) };
+  });
+}
+
