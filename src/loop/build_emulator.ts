@@ -7,7 +7,9 @@
  * ({@link buildLayerDropEmulator}: keep every k-th middle block, no
  * calibration) or the CRaSh baseline ({@link buildCrashEmulator}: cluster
  * the middle by CKA on calibration text, keep and share one block per
- * group), as one stream of shard records.
+ * group) or ScaleOT ({@link buildScaleotEmulator}: replace the least
+ * important middle blocks by trained harmonizers, cut the kept blocks'
+ * attention rank), as one stream of shard records.
  *
  * @module
  */
@@ -23,6 +25,7 @@ import type { ModelConfig } from "../model/types.ts";
 import { buildCrashEmulator } from "../operators/crash.ts";
 import { buildGradotEmulator, GRADOT_DEFAULTS, type GradotOptions, gradotSettings } from "../operators/gradot.ts";
 import { buildLayerDropEmulator } from "../operators/layer_drop.ts";
+import { buildScaleotEmulator, type ScaleotOptions } from "../operators/scaleot.ts";
 import type { CalibrationSet, ModelHandle, ShardRecord } from "../records/records.ts";
 
 /**
@@ -77,7 +80,7 @@ export async function loadCalibration(
  * build-emulator and experiment): GradOT (docs/METHOD.md §2) and the
  * baselines of docs/METHOD.md §3.
  */
-export const EMULATOR_METHODS = ["gradot", "layerdrop", "crash"] as const;
+export const EMULATOR_METHODS = ["gradot", "layerdrop", "crash", "scaleot"] as const;
 
 /** One of {@link EMULATOR_METHODS}. */
 export type EmulatorMethod = typeof EMULATOR_METHODS[number];
@@ -99,14 +102,17 @@ export function emulatorMethod(method: string): EmulatorMethod {
 }
 
 /** Everything {@link buildEmulator} needs besides the model. */
-export interface BuildEmulatorOptions extends Partial<Omit<GradotOptions, "out" | "dtype" | "events">> {
-  /** GradOT (the default), or the OT LayerDrop or CRaSh baseline. */
+export interface BuildEmulatorOptions
+  extends
+    Partial<Omit<GradotOptions, "out" | "dtype" | "events">>,
+    Pick<ScaleotOptions, "replaceFraction" | "rankReduction" | "importance" | "episodes" | "harmonizerRank" | "harmonizerSteps" | "seed"> {
+  /** GradOT (the default), or the OT LayerDrop, CRaSh or ScaleOT baseline. */
   method?: EmulatorMethod;
   /** Package directory to write (atomically). */
   out: string;
   /**
-   * Emulator params / original middle params in (0, 1] for GradOT, the
-   * fraction of middle blocks kept for LayerDrop and CRaSh (default
+   * Emulator params / original middle params in (0, 1] for GradOT and
+   * ScaleOT, the fraction of middle blocks kept for LayerDrop and CRaSh (default
    * {@link GRADOT_DEFAULTS}.ratio for all, so the emulators match in size).
    */
   ratio?: number;
@@ -117,12 +123,13 @@ export interface BuildEmulatorOptions extends Partial<Omit<GradotOptions, "out" 
 }
 
 /**
- * The shard stream of an emulator build of `model`: GradOT or CRaSh with
- * `options.calibration` (required), or LayerDrop (calibration and GradOT
- * settings ignored; CRaSh ignores the GradOT settings too). Nothing runs
- * until it is subscribed.
+ * The shard stream of an emulator build of `model`: GradOT, CRaSh or
+ * ScaleOT with `options.calibration` (required), or LayerDrop (calibration
+ * and GradOT settings ignored; CRaSh and ScaleOT ignore the GradOT
+ * settings too, and only ScaleOT reads its own). Nothing runs until it is
+ * subscribed.
  *
- * @throws Error for an unknown method, or GradOT or CRaSh without a calibration set
+ * @throws Error for an unknown method, or GradOT, CRaSh or ScaleOT without a calibration set
  */
 export function buildEmulator(model: ModelHandle, options: BuildEmulatorOptions): Observable<ShardRecord> {
   const method = emulatorMethod(options.method ?? "gradot");
@@ -130,7 +137,8 @@ export function buildEmulator(model: ModelHandle, options: BuildEmulatorOptions)
   const ratio = options.ratio ?? GRADOT_DEFAULTS.ratio; // matched emulator size (docs/METHOD.md §5)
   if (method === "layerdrop") return buildLayerDropEmulator(model, { ratio, out, dtype, tokenizer, events, signal });
   const { calibration } = options;
-  if (!calibration) throw new Error(`A ${method === "crash" ? "CRaSh" : "GradOT"} build needs a calibration set (loadCalibration)`);
+  if (!calibration) throw new Error(`A ${{ crash: "CRaSh", scaleot: "ScaleOT", gradot: "GradOT" }[method]} build needs a calibration set (loadCalibration)`);
+  if (method === "scaleot") return buildScaleotEmulator(model, { ...options, ratio, calibration });
   if (method === "crash") return buildCrashEmulator(model, { ratio, calibration, chunk: options.chunk, out, dtype, tokenizer, events, signal });
   return buildGradotEmulator(model, { ...options, calibration });
 }
