@@ -192,12 +192,13 @@ export {
   SCALEOT_DEFAULTS,
   SCALEOT_METHOD,
   type ScaleotOptions,
+  scaleotSummary,
 } from "./src/operators/scaleot.ts";
 export { cosineImportance, leastImportant, spearman } from "./src/score/layer_importance.ts";
 export { type LearnedImportance, type PolicyOptions, POLICY_DEFAULTS, reinforceImportance } from "./src/score/importance_policy.ts";
 export { fitHarmonizer, type FittedHarmonizer, HARMONIZER_DEFAULTS, type HarmonizerFitOptions } from "./src/compress/harmonizer_fit.ts";
 export { compressAttentionRanks, reducedRank, truncateRank, type TruncatedProjection } from "./src/compress/selective_rank.ts";
-export { replacedForFraction, replacedForRatio, scaleotBlockSizes, scaleotMiddleParams } from "./src/compress/scaleot_size.ts";
+export { blockParams, replacedForFraction, replacedForRatio, scaleotBlockSizes, scaleotMiddleParams } from "./src/compress/scaleot_size.ts";
 export { harmonizerForward, harmonizerShapes, isHarmonizer, withHarmonizers } from "./src/model/harmonizer.ts";
 export { calibrationFromTokens } from "./src/data/calibration.ts";
 

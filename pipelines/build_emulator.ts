@@ -2,8 +2,10 @@
  * `offtune build-emulator`: the model owner's step (docs/METHOD.md §1-3). Streams
  * a checkpoint block by block through the GradOT pipeline (calibration
  * forward/backward, KFAC, GCS, DRD + SCP), through the OT LayerDrop
- * baseline (keep every k-th middle block, no calibration) or the CRaSh
- * baseline (cluster the middle by CKA, share one block per group), and
+ * baseline (keep every k-th middle block, no calibration), the CRaSh
+ * baseline (cluster the middle by CKA, share one block per group) or
+ * ScaleOT (harmonizers for the least important blocks, rank-reduced
+ * attention in the others), and
  * writes the emulator package (Arrow shards + manifest) atomically
  * (`loadCalibration` and `buildEmulator` of mod.ts).
  *
@@ -18,25 +20,30 @@ import {
   EMULATOR_METHODS,
   emulatorMethod,
   GRADOT_DEFAULTS,
+  importanceEstimator,
   initBackend,
   loadCalibration,
   needsCalibration,
   openModel,
   openResumableBuild,
   peakRssBytes,
+  readManifest,
   removeStaleTemporaries,
   type ResumableBuild,
+  SCALEOT_DEFAULTS,
+  scaleotSummary,
   stageTotals,
   writeFileAtomic,
 } from "../mod.ts";
 import { listenForInterrupts, signalExitCode } from "../src/cli/interrupt.ts";
 import { createProgress, progressEvents } from "../src/cli/progress.ts";
-import { fractionFlag, nonNegativeFlag, parseVerbFlags, positiveIntFlag, splitFlag } from "./flags.ts";
+import { fractionBelowOneFlag, fractionFlag, nonNegativeFlag, parseVerbFlags, positiveIntFlag, splitFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune build-emulator --model <checkpoint> --calibration <file> --out <dir> [flags]
 offtune build-emulator --method layerdrop --model <checkpoint> --out <dir> [--ratio <x>]
 offtune build-emulator --method crash --model <checkpoint> --calibration <file> --out <dir> [--ratio <x>]
+offtune build-emulator --method scaleot --model <checkpoint> --calibration <file> --out <dir> [--ratio <x>] [--importance rl]
 
 Builds an emulator of the original model's middle blocks and writes one
 Arrow shard per kept block, the outer weights and manifest.msgpack to --out
@@ -63,6 +70,13 @@ flight (docs/GUARANTEES.md). Methods:
              first block of each group and runs it at every position of
              the group (stored once; the emulator keeps the original
              depth); takes --calibration, --sequences and --length
+  scaleot    (ScaleOT, docs/METHOD.md §3) scores each middle block's
+             importance on the calibration text, replaces the least
+             important by small harmonizers trained to reproduce them, and
+             cuts the rank of the other middle blocks' attention projections
+             by SVD; --ratio sets how many are replaced (the middle's params
+             nearest ratio x the original's) unless --replace-fraction does;
+             prints the blocks replaced and the middle's parameter count
 
   --method <m>           ${EMULATOR_METHODS.join(" | ")} (default gradot)
   --model <dir>          Hugging Face checkpoint (config.json + safetensors)
@@ -74,7 +88,7 @@ flight (docs/GUARANTEES.md). Methods:
   --force                replace whatever --out holds (atomically)
   --ratio <x>            emulator params / original middle params, in (0, 1]
                          (default ${GRADOT_DEFAULTS.ratio}); layerdrop, crash: fraction of
-                         middle blocks kept
+                         middle blocks kept; scaleot: ignored with --replace-fraction
   --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
   --tokenizer <file>     tokenizer.json for the calibration text, carried in the
                          package (default: the model's own, else the fixture one)
@@ -83,7 +97,7 @@ flight (docs/GUARANTEES.md). Methods:
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress
 
-GradOT and CRaSh:
+GradOT, CRaSh and ScaleOT:
   --sequences <n>        calibration sequences N (default 64)
   --length <n>           tokens per sequence T (default min(128, max positions))
   --chunk <n>            sequences per calibration chunk (default ~512 tokens)
@@ -93,7 +107,17 @@ GradOT only:
   --lambda-attn <x>      GCS λ ≥ 0 for attention (default ${GRADOT_DEFAULTS.lambdaAttn})
   --lambda-mlp <x>       GCS λ ≥ 0 for the MLP (default ${GRADOT_DEFAULTS.lambdaMlp})
   --keep-top <x>         fraction in [0, 1] of DRD components always kept by
-                         singular value (default ${GRADOT_DEFAULTS.keepTopFraction})`;
+                         singular value (default ${GRADOT_DEFAULTS.keepTopFraction})
+
+ScaleOT only:
+  --replace-fraction <x> α in [0, 1): replace round(α x M) of the M middle blocks
+                         by harmonizers (default: from --ratio)
+  --rank-reduction <x>   β in [0, 1): fraction of each kept attention
+                         projection's rank removed (default ${SCALEOT_DEFAULTS.rankReduction})
+  --importance <e>       cheap (1 − cosine of each block's input and output) |
+                         rl (REINFORCE policy rewarded by minus the calibration
+                         loss with the chosen blocks skipped) (default ${SCALEOT_DEFAULTS.importance})
+  --episodes <n>         REINFORCE episodes of --importance rl (default ${SCALEOT_DEFAULTS.episodes})`;
 
 const FLAGS = {
   method: { type: "string", default: "gradot" },
@@ -108,6 +132,10 @@ const FLAGS = {
   "lambda-attn": { type: "string" },
   "lambda-mlp": { type: "string" },
   "keep-top": { type: "string" },
+  "replace-fraction": { type: "string" },
+  "rank-reduction": { type: "string" },
+  importance: { type: "string" },
+  episodes: { type: "string" },
   split: { type: "string" },
   chunk: { type: "string" },
   tokenizer: { type: "string" },
@@ -117,13 +145,21 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
 } as const;
 
-/** The verb's flags, with --method checked and --calibration required for the methods that calibrate. */
+/** The flags only ScaleOT reads. */
+const SCALEOT_FLAGS = ["replace-fraction", "rank-reduction", "importance", "episodes"] as const;
+
+/**
+ * The verb's flags, with --method checked, --calibration required for the
+ * methods that calibrate, and ScaleOT's flags refused for other methods.
+ */
 function parseFlags(argv: string[]) {
   const flags = parseVerbFlags(argv, FLAGS, "build-emulator", ["model", "out"]);
   const method = emulatorMethod(flags.method);
   if (needsCalibration(method) && !flags.calibration) {
     throw new Error(`--calibration is required for --method ${method} (see offtune build-emulator --help)`);
   }
+  const stray = SCALEOT_FLAGS.find((f) => flags[f] !== undefined && method !== "scaleot");
+  if (stray) throw new Error(`--${stray} applies to --method scaleot only, not ${method}`);
   return { ...flags, method };
 }
 
@@ -142,6 +178,12 @@ export async function main(argv: string[]): Promise<number> {
     lambdaMlp: nonNegativeFlag(flags["lambda-mlp"], "lambda-mlp"),
     keepTopFraction: fractionFlag(flags["keep-top"], "keep-top", true),
     chunk: positiveIntFlag(flags.chunk, "chunk"),
+  };
+  const scaleot = {
+    replaceFraction: fractionBelowOneFlag(flags["replace-fraction"], "replace-fraction"),
+    rankReduction: fractionBelowOneFlag(flags["rank-reduction"], "rank-reduction"),
+    importance: flags.importance === undefined ? undefined : importanceEstimator(flags.importance),
+    episodes: positiveIntFlag(flags.episodes, "episodes"),
   };
   const sequences = positiveIntFlag(flags.sequences, "sequences")!;
   const length = positiveIntFlag(flags.length, "length");
@@ -178,6 +220,7 @@ export async function main(argv: string[]): Promise<number> {
       method: flags.method,
       out: flags.out,
       ...gradot,
+      ...scaleot,
       calibration,
       dtype: flags.fp16 ? "float16" as const : "float32" as const,
       tokenizer: flags.tokenizer,
@@ -197,6 +240,7 @@ export async function main(argv: string[]): Promise<number> {
     const bytes = shards.reduce((n, s) => n + s.bytes, 0);
     const seconds = (performance.now() - started) / 1000;
     console.log(`wrote ${flags.out} (${shards.length} shards, ${(bytes / 1e6).toFixed(2)} MB) in ${seconds.toFixed(1)} s`);
+    if (flags.method === "scaleot") console.log(scaleotSummary(await readManifest(flags.out), model));
     if (flags.timings) {
       await writeFileAtomic(flags.timings, new TextEncoder().encode(JSON.stringify({
         seconds,

@@ -1,6 +1,6 @@
 /**
  * `offtune experiment`: the whole offsite-tuning loop for one method (GradOT,
- * or a baseline of docs/METHOD.md §3: OT LayerDrop, CRaSh) over tasks × seeds, each step
+ * or a baseline of docs/METHOD.md §3: OT LayerDrop, CRaSh, ScaleOT) over tasks × seeds, each step
  * in its own process, writing `<runs>/<label>/seed-<n>/result.json` for
  * `offtune report` (`runExperiment` of mod.ts; its module notes list the
  * steps).
@@ -9,7 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { type ExperimentOptions, experimentOptions as withDefaults, runExperiment } from "../mod.ts";
-import { countFlag, fractionFlag, nonNegativeFlag, positiveIntFlag, positiveNumberFlag } from "./flags.ts";
+import { countFlag, fractionBelowOneFlag, fractionFlag, nonNegativeFlag, positiveIntFlag, positiveNumberFlag } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune experiment --model <checkpoint> --runs <dir> [flags]
@@ -26,7 +26,8 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
                          --calibration
   --method <m>           gradot | layerdrop (the OT† LayerDrop baseline; its
                          results say method "ot-layerdrop") | crash (the
-                         CRaSh baseline, method "crash") (default gradot)
+                         CRaSh baseline, method "crash") | scaleot (ScaleOT,
+                         method "scaleot") (default gradot)
   --tasks <list>         comma-separated names of tasks in --tasks-dir (default: all)
   --tasks-dir <dir>      tasks: one directory per task with train.jsonl and
                          test.jsonl (default fixtures/data/tasks)
@@ -35,15 +36,20 @@ Emulator ZS, Emulator FT, Plug-in and Full FT, writing
   --ratio <x>            emulator ratio (default 0.5)
   --lambda-attn <x>      GCS λ for attention (default: GradOT's; gradot only)
   --lambda-mlp <x>       GCS λ for the MLP (default: GradOT's; gradot only)
+  --replace-fraction <x> α in [0, 1) (default: from --ratio; scaleot only)
+  --rank-reduction <x>   β in [0, 1) (default: ScaleOT's; scaleot only)
+  --importance <e>       cheap | rl (default cheap; scaleot only)
+  --episodes <n>         REINFORCE episodes of --importance rl (scaleot only)
+                         (these four as build-emulator --help describes them)
   --calibration <file>   calibration text (plain text or .jsonl of {"text": ...},
                          tokenized with the model's tokenizer) or token stream
-                         (default fixtures/data/pretrain/calibration.bin; gradot
-                         and crash)
+                         (default fixtures/data/pretrain/calibration.bin; gradot,
+                         crash and scaleot)
   --ppl-data <file>      held-out text for the perplexities, as eval --ppl-data
                          (default fixtures/data/pretrain/valid.bin)
                          Both defaults are fixture-tokenizer ids: a model with
                          another tokenizer.json needs its own text for both.
-  --sequences <n>        calibration sequences (default 64; gradot and crash)
+  --sequences <n>        calibration sequences (default 64; gradot, crash and scaleot)
   --train-limit <n>      training items per task (default: all)
   --eval-limit <n>       test items per task (default: all)
   --epochs <n>           tuning epochs (default 2)
@@ -65,6 +71,10 @@ const FLAGS = {
   ratio: { type: "string" },
   "lambda-attn": { type: "string" },
   "lambda-mlp": { type: "string" },
+  "replace-fraction": { type: "string" },
+  "rank-reduction": { type: "string" },
+  importance: { type: "string" },
+  episodes: { type: "string" },
   calibration: { type: "string" },
   sequences: { type: "string" },
   "train-limit": { type: "string" },
@@ -85,6 +95,8 @@ const FLAGS = {
 export async function experimentOptions(argv: string[]): Promise<ExperimentOptions> {
   const f = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
   if (!f.model || !f.runs) throw new Error("--model and --runs are required (see offtune experiment --help)");
+  const stray = (["replace-fraction", "rank-reduction", "importance", "episodes"] as const).find((k) => f[k] !== undefined);
+  if (stray && f.method !== "scaleot") throw new Error(`--${stray} applies to --method scaleot only, not ${f.method ?? "gradot"}`);
   return await withDefaults({
     model: f.model,
     runs: f.runs,
@@ -96,6 +108,10 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
     ratio: fractionFlag(f.ratio, "ratio"),
     lambdaAttn: nonNegativeFlag(f["lambda-attn"], "lambda-attn"),
     lambdaMlp: nonNegativeFlag(f["lambda-mlp"], "lambda-mlp"),
+    replaceFraction: fractionBelowOneFlag(f["replace-fraction"], "replace-fraction"),
+    rankReduction: fractionBelowOneFlag(f["rank-reduction"], "rank-reduction"),
+    importance: f.importance as ExperimentOptions["importance"] | undefined,
+    episodes: positiveIntFlag(f.episodes, "episodes"),
     calibration: f.calibration,
     pplData: f["ppl-data"],
     sequences: positiveIntFlag(f.sequences, "sequences"),

@@ -25,9 +25,14 @@ export interface ScaleotBlockSizes {
   harmonizer: number;
 }
 
+/** The parameters of one uncompressed block of `arch` (every middle block has this layout). */
+export function blockParams(arch: Architecture, cfg: ModelConfig): number {
+  return [...arch.blockShapes(cfg).values()].reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0);
+}
+
 /** A middle block's parameter counts for `arch` at rank reduction `beta`, with harmonizers of `harmonizerParams` each. */
 export function scaleotBlockSizes(arch: Architecture, cfg: ModelConfig, beta: number, harmonizerParams: number): ScaleotBlockSizes {
-  const block = [...arch.blockShapes(cfg).values()].reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0);
+  const block = blockParams(arch, cfg);
   let saved = 0;
   for (const spec of arch.linears(cfg)) {
     if (!spec.role.startsWith("attn.")) continue;

@@ -37,6 +37,7 @@ import { readManifest } from "../io/manifest.ts";
 import { ownTokenizer } from "../io/tokenizer.ts";
 import { FIXTURE_TOKENIZER, refuseFixtureStreamFor } from "../io/tokenizer_for.ts";
 import { emulatorMethod, type EmulatorMethod, needsCalibration } from "./build_emulator.ts";
+import { type ImportanceEstimator, importanceEstimator } from "../operators/scaleot.ts";
 import { checkOutputDir } from "../io/output_dir.ts";
 import { inspectCheckpoint } from "../model/inspect.ts";
 import { type RunResult, type TaskResult, writeRunResult } from "../report/run_result.ts";
@@ -66,6 +67,14 @@ export interface ExperimentOptions {
   lambdaAttn?: number;
   /** GCS λ for the MLP (GradOT's default when absent). */
   lambdaMlp?: number;
+  /** ScaleOT's replace fraction α (from the ratio when absent; docs/METHOD.md §3 "ScaleOT"). */
+  replaceFraction?: number;
+  /** ScaleOT's rank reduction β (its default when absent). */
+  rankReduction?: number;
+  /** ScaleOT's importance estimator (`cheap` when absent). */
+  importance?: ImportanceEstimator;
+  /** ScaleOT's REINFORCE episodes (its default when absent). */
+  episodes?: number;
   /** Calibration file (GradOT, CRaSh): text, `.jsonl` of `{"text"}` documents, or a token stream `.bin`. */
   calibration: string;
   /** Held-out text for the perplexities (eval's `--ppl-data`); default eval's. */
@@ -155,9 +164,17 @@ export async function runExperiment(o: ExperimentOptions): Promise<string[]> {
 
   const calibrationFlags = needsCalibration(o.method) ? ["--calibration", o.calibration, "--sequences", String(o.sequences)] : [];
   const gradotFlags = o.method === "gradot" ? [...flagIf("--lambda-attn", o.lambdaAttn), ...flagIf("--lambda-mlp", o.lambdaMlp)] : [];
+  const scaleotFlags = o.method === "scaleot"
+    ? [
+      ...flagIf("--replace-fraction", o.replaceFraction),
+      ...flagIf("--rank-reduction", o.rankReduction),
+      ...(o.importance === undefined ? [] : ["--importance", o.importance]),
+      ...flagIf("--episodes", o.episodes),
+    ]
+    : [];
   await step("build-emulator", [
     "build-emulator", "--method", o.method, "--model", o.model, "--out", emulator, "--ratio", String(o.ratio),
-    ...calibrationFlags, ...gradotFlags, "--quiet",
+    ...calibrationFlags, ...gradotFlags, ...scaleotFlags, "--quiet",
   ]);
   const manifest = await readManifest(emulator);
 
@@ -287,7 +304,7 @@ export const EXPERIMENT_DEFAULTS = {
  * so that a typo fails at once, naming the flag, and not minutes later in a
  * step's log.
  *
- * @throws Error for an unknown method, metric or task, or a missing input file
+ * @throws Error for an unknown method, metric, task or ScaleOT importance estimator, or a missing input file
  */
 export async function experimentOptions(
   given: Partial<ExperimentOptions> & Pick<ExperimentOptions, "model" | "runs">,
@@ -302,6 +319,7 @@ export async function experimentOptions(
   } as ExperimentOptions;
   if (o.metric !== "acc" && o.metric !== "acc_norm") throw new Error(`--metric expects acc or acc_norm, got "${o.metric}"`);
   o.method = emulatorMethod(o.method);
+  if (o.importance !== undefined) o.importance = importanceEstimator(o.importance);
   o.tasks = selectTasks(given.tasks ? given.tasks.join(",") : "all", await listTasks(tasksDir), tasksDir);
   await checkInputs(o);
   return o;

@@ -25,9 +25,10 @@
  */
 import { concatMap, defer, from, lastValueFrom, map, type Observable, tap, toArray } from "rxjs";
 import { fitHarmonizer, type FittedHarmonizer, HARMONIZER_DEFAULTS, type HiddenStates } from "../compress/harmonizer_fit.ts";
-import { replacedForFraction, replacedForRatio, scaleotBlockSizes, scaleotMiddleParams } from "../compress/scaleot_size.ts";
+import { blockParams, replacedForFraction, replacedForRatio, scaleotBlockSizes, scaleotMiddleParams } from "../compress/scaleot_size.ts";
 import { compressAttentionRanks } from "../compress/selective_rank.ts";
 import type { StageEvents } from "../events/stage_events.ts";
+import type { Manifest } from "../io/manifest.ts";
 import { chunkIds, chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
 import { harmonizerParams, harmonizerShapes } from "../model/harmonizer.ts";
 import type { WeightMap } from "../model/types.ts";
@@ -308,4 +309,24 @@ export function buildScaleotEmulator(model: ModelHandle, options: ScaleotOptions
       ),
     );
   });
+}
+
+/**
+ * One line on a built ScaleOT package for `offtune build-emulator` to
+ * print: the blocks replaced, α and β, the middle's parameters (as
+ * `extra.blocks` counts them, so as `offtune experiment` records them)
+ * against the original middle's of `model`, and with `rl` importance the
+ * rank correlation of the two importance orders.
+ */
+export function scaleotSummary(manifest: Pick<Manifest, "settings" | "extra">, model: Pick<ModelHandle, "arch" | "cfg" | "split">): string {
+  const originalMiddle = blockParams(model.arch, model.cfg) * (model.cfg.layers - model.split.bottom - model.split.top);
+  const s = manifest.settings as { replaced: number[]; replaceFraction: number; rankReduction: number };
+  const extra = manifest.extra as { blocks: Array<{ role: string; params: number }>; importance: { spearman: number | null; rl: unknown } };
+  const params = extra.blocks.filter((b) => b.role === "middle").reduce((n, b) => n + b.params, 0);
+  const replaced = s.replaced.length === 0 ? "none" : s.replaced.join(", ");
+  const correlation = extra.importance.rl === null
+    ? ""
+    : `; Spearman correlation of the cheap and RL importance orders ${extra.importance.spearman?.toFixed(3) ?? "undefined (a constant order)"}`;
+  return `scaleot: replaced blocks ${replaced} (α ${s.replaceFraction.toFixed(3)}), attention rank reduced by β ${s.rankReduction}; ` +
+    `middle params ${params} of ${originalMiddle} (${(params / originalMiddle).toFixed(3)})${correlation}`;
 }
