@@ -18,6 +18,7 @@ import { verifyPackage } from "../../src/io/manifest.ts";
 import { matmul } from "../../src/linalg/gemm.ts";
 import { harmonizerForward, harmonizerParams, harmonizerShapes, initHarmonizer, withHarmonizers } from "../../src/model/harmonizer.ts";
 import { memoryModel } from "../../src/model/memory_model.ts";
+import { checkPackageShapes } from "../../src/model/package_checks.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import { openPackage, readPackageWeights } from "../../src/model/open_package.ts";
 import type { WeightMap } from "../../src/model/types.ts";
@@ -287,6 +288,32 @@ describe("the ScaleOT emulator of a model with an identity block", () => {
       tf.dispose(blocks.flatMap((b) => [...b.values()]));
       await emulator.close();
     }
+  });
+
+  test("a harmonizer shard of the wrong kind or shapes is refused, naming the shard and the tensor", async () => {
+    const manifest = await verifyPackage(out());
+    const path = join(out(), "block-0003.arrow");
+    const edit = (f: (tensors: Array<{ name: string; shape: number[]; dtype: string }>) => void, role = "middle") => ({
+      ...manifest,
+      shards: manifest.shards.map((s) => {
+        if (s.block !== IDENTITY) return s;
+        const tensors = s.tensors.map((t) => ({ ...t, shape: [...t.shape] }));
+        f(tensors);
+        return { ...s, role, tensors } as typeof s;
+      }),
+    });
+    const check = (m: typeof manifest) => () => checkPackageShapes(out(), m, model.arch, model.cfg, "the model");
+    expect(check(manifest)).not.toThrow();
+    expect(check(edit((ts) => ts.find((t) => t.name === "harmonizer.up.weight")!.shape.splice(1, 1, 31)))).toThrow(
+      `Shard "${path}" tensor "harmonizer.up.weight" has shape [8, 31], but a harmonizer of rank 8 for the model has [8, 32]`,
+    );
+    expect(check(edit((ts) => ts.splice(ts.findIndex((t) => t.name === "harmonizer.norm.bias"), 1)))).toThrow(
+      `Shard "${path}" holds a harmonizer without tensor "harmonizer.norm.bias"`,
+    );
+    expect(check(edit((ts) => ts.push({ name: "fc1.weight", shape: [32, 64], dtype: "float32" })))).toThrow(
+      `Shard "${path}" holds a harmonizer and tensor "fc1.weight", which a harmonizer has no weight for`,
+    );
+    expect(check(edit(() => {}, "adapter"))).toThrow(`Shard "${path}" holds a harmonizer as block 3, which is adapter`);
   });
 
   test("RL importance: deterministic for a seed, recorded beside the cheap one with their rank correlation", async () => {

@@ -67,6 +67,8 @@ describe("tune through a ScaleOT emulator, then plug in", () => {
       expect(replaced.length).toBe(1); // rank 16 of 64 halves each attention projection: keeping one block is nearest 0.5
       const harmonizer = built.shards.find((s) => s.block === replaced[0])!;
       expect(harmonizer.tensors.map((t) => t.name).sort()).toEqual([...harmonizerShapes(64, 8).keys()].sort());
+      const [first, last] = (built.extra!.harmonizerLoss as Record<string, number[]>)[String(replaced[0])];
+      expect(last).toBeLessThan(0.9 * first); // trained on the real block's hidden states, the harmonizer beats skipping it
       const params = (built.extra!.blocks as Array<{ role: string; params: number }>).filter((b) => b.role === "middle")
         .reduce((n, b) => n + b.params, 0);
       const summary = lines.find((l) => l.startsWith("scaleot: "))!;
@@ -76,7 +78,7 @@ describe("tune through a ScaleOT emulator, then plug in", () => {
     } finally {
       log.mockRestore();
     }
-  });
+  }, 60_000);
 
   test("an adapter tuned on it plugs into the original: adapter blocks change, middle blocks stay the original's", async () => {
     expect(await tuneVerb([
@@ -98,7 +100,7 @@ describe("tune through a ScaleOT emulator, then plug in", () => {
       await base.close();
       await result.close();
     }
-  });
+  }, 60_000);
 });
 
 describe("experiment --method scaleot", () => {
