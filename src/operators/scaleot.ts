@@ -24,7 +24,7 @@
  * @module
  */
 import { concatMap, defer, from, lastValueFrom, map, type Observable, tap, toArray } from "rxjs";
-import { fitHarmonizer, type FittedHarmonizer, HARMONIZER_DEFAULTS, type HiddenStates } from "../compress/harmonizer_fit.ts";
+import { fitHarmonizer, type FittedHarmonizer, HARMONIZER_DEFAULTS } from "../compress/harmonizer_fit.ts";
 import { blockParams, replacedForFraction, replacedForRatio, scaleotBlockSizes, scaleotMiddleParams } from "../compress/scaleot_size.ts";
 import { compressAttentionRanks } from "../compress/selective_rank.ts";
 import type { StageEvents } from "../events/stage_events.ts";
@@ -41,8 +41,7 @@ import { tf } from "../tensor/backend.ts";
 import { calibrateForward } from "./calibrate_forward.ts";
 import type { GradotOptions } from "./gradot.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
-import type { WeightedBlock } from "./write_shards.ts";
-import { writeShards } from "./write_shards.ts";
+import { type WeightedBlock, writeShards } from "./write_shards.ts";
 
 /** The method name a ScaleOT emulator's manifest, shards and run results carry. */
 export const SCALEOT_METHOD = "scaleot";
@@ -251,7 +250,7 @@ export function buildScaleotEmulator(model: ModelHandle, options: ScaleotOptions
         for (const i of replaced) {
           signal?.throwIfAborted();
           const started = performance.now();
-          const fitted = fitHarmonizer(inputOf(i) as HiddenStates, outputOf(i), {
+          const fitted = fitHarmonizer(inputOf(i), outputOf(i), {
             rank,
             steps: options.harmonizerSteps ?? SCALEOT_DEFAULTS.harmonizerSteps,
             seed: (options.seed ?? 0) + i,
