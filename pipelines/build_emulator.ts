@@ -115,8 +115,9 @@ ScaleOT only:
   --rank-reduction <x>   β in [0, 1): fraction of each kept attention
                          projection's rank removed (default ${SCALEOT_DEFAULTS.rankReduction})
   --importance <e>       cheap (1 − cosine of each block's input and output) |
-                         rl (REINFORCE policy rewarded by minus the calibration
-                         loss with the chosen blocks skipped) (default ${SCALEOT_DEFAULTS.importance})
+                         rl (REINFORCE policy rewarded by minus the loss on the
+                         first ${SCALEOT_DEFAULTS.rewardSequences} calibration sequences with the chosen
+                         blocks skipped) (default ${SCALEOT_DEFAULTS.importance})
   --episodes <n>         REINFORCE episodes of --importance rl (default ${SCALEOT_DEFAULTS.episodes})`;
 
 const FLAGS = {

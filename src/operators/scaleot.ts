@@ -58,6 +58,8 @@ export const SCALEOT_DEFAULTS = {
   rankReduction: 0.75,
   importance: "cheap" as ImportanceEstimator,
   episodes: POLICY_DEFAULTS.episodes,
+  /** Calibration sequences each REINFORCE reward is measured on (the first ones; all when fewer). */
+  rewardSequences: 16,
   harmonizerRank: HARMONIZER_DEFAULTS.rank,
   harmonizerSteps: HARMONIZER_DEFAULTS.steps,
 } as const;
@@ -88,6 +90,8 @@ export interface ScaleotOptions extends Pick<GradotOptions, "calibration" | "out
   importance?: ImportanceEstimator;
   /** REINFORCE episodes of `rl` importance. */
   episodes?: number;
+  /** Calibration sequences each reward is measured on: the first `min(rewardSequences, N)`. */
+  rewardSequences?: number;
   /** Harmonizer rank r. */
   harmonizerRank?: number;
   /** AdamW steps per harmonizer. */
@@ -116,10 +120,11 @@ interface ScaleotPlan {
 }
 
 /**
- * The mean calibration LM loss (nats per predicted token) of `model` with
- * the blocks `skipped` left out (their input passed on unchanged: a fresh
- * harmonizer's function), run from block `start`'s stored input through
- * the resident `blocks` (`start..L−1`, in order) and the head.
+ * The mean calibration LM loss (nats per predicted token) on the first
+ * `sequences` calibration sequences of `model` with the blocks `skipped`
+ * left out (their input passed on unchanged: a fresh harmonizer's
+ * function), run from the first resident block's stored `input` through
+ * the resident `blocks` (in order) and the head.
  */
 function skippedLoss(
   model: ModelHandle,
@@ -127,12 +132,13 @@ function skippedLoss(
   input: StoredActivations,
   blocks: Array<[number, WeightMap]>,
   skipped: ReadonlySet<number>,
+  sequences: number,
   chunk: number,
 ): number {
   const { arch, cfg } = model;
   const t = calibration.length;
   let lossSum = 0;
-  for (const [a, b] of sequenceChunks(calibration.sequences, chunk)) {
+  for (const [a, b] of sequenceChunks(sequences, chunk)) {
     const hidden = tf.tidy(() => {
       let h = chunkTensor(input, a, b); // [n, T, d]
       for (const [i, weights] of blocks) if (!skipped.has(i)) h = arch.block(weights, h, cfg); // [n, T, d]
@@ -155,7 +161,14 @@ function skippedLoss(
       hidden.dispose();
     }
   }
-  return lossSum / (calibration.sequences * (t - 1));
+  return lossSum / (sequences * (t - 1));
+}
+
+/** How many calibration sequences each REINFORCE reward reads (see {@link ScaleotOptions.rewardSequences}). */
+function rewardSequences(o: ScaleotOptions): number {
+  const wanted = o.rewardSequences ?? SCALEOT_DEFAULTS.rewardSequences;
+  if (!Number.isInteger(wanted) || wanted < 1) throw new RangeError(`ScaleOT reward sequences must be a positive integer, got ${wanted}`);
+  return Math.min(wanted, o.calibration.sequences);
 }
 
 /** `x`, or null when it is NaN (a constant importance has no order to correlate). */
@@ -170,7 +183,9 @@ function scaleotSettings(o: ScaleotOptions, middle: number, replaced: number[], 
     rankReduction: beta,
     replaced,
     importance,
-    ...(importance === "rl" ? { episodes: o.episodes ?? SCALEOT_DEFAULTS.episodes } : {}),
+    ...(importance === "rl"
+      ? { episodes: o.episodes ?? SCALEOT_DEFAULTS.episodes, rewardSequences: rewardSequences(o) }
+      : {}),
     harmonizerRank: o.harmonizerRank ?? SCALEOT_DEFAULTS.harmonizerRank,
     harmonizerSteps: o.harmonizerSteps ?? SCALEOT_DEFAULTS.harmonizerSteps,
     seed: o.seed ?? 0,
@@ -201,6 +216,7 @@ export function buildScaleotEmulator(model: ModelHandle, options: ScaleotOptions
       : replacedForFraction(middle.length, options.replaceFraction);
     const importance = importanceEstimator(options.importance ?? SCALEOT_DEFAULTS.importance);
     const episodes = importance === "rl" && count > 0 ? options.episodes ?? SCALEOT_DEFAULTS.episodes : 0;
+    const rewardRows = rewardSequences(options);
     const { events, signal, calibration } = options;
     const chunk = options.chunk ?? defaultChunk(calibration, cfg);
     const total = cfg.layers + middle.length + episodes + count + cfg.layers + 1; // forward, importance, episodes, harmonizers, shards
@@ -235,7 +251,7 @@ export function buildScaleotEmulator(model: ModelHandle, options: ScaleotOptions
             const learned = await reinforceImportance(middle.length, count, (replaced) => {
               signal?.throwIfAborted();
               const started = performance.now();
-              const loss = skippedLoss(model, calibration, inputOf(split.bottom), resident, new Set(replaced.map((p) => middle[p])), chunk);
+              const loss = skippedLoss(model, calibration, inputOf(split.bottom), resident, new Set(replaced.map((p) => middle[p])), rewardRows, chunk);
               mark("score", { detail: `policy: skip ${replaced.map((p) => middle[p]).join(",")} loss ${loss.toFixed(4)}`, seconds: (performance.now() - started) / 1000 });
               return -loss;
             }, { episodes, seed: options.seed ?? 0 });

@@ -328,7 +328,7 @@ describe("the ScaleOT emulator of a model with an identity block", () => {
     expect(ia.rl).toEqual((b.extra!.importance as { rl: number[] }).rl);
     expect(ia.rewards.length).toBe(12);
     expect(ia.spearman).toBeCloseTo(spearman(ia.cheap, ia.rl), 12);
-    expect(a.settings).toMatchObject({ importance: "rl", episodes: 12 });
+    expect(a.settings).toMatchObject({ importance: "rl", episodes: 12, rewardSequences: 8 }); // min(16, the 8 calibration sequences)
     expect(a.settings.replaced).toEqual(leastImportant(ia.rl, 1).map((p) => p + 1));
   });
 
