@@ -5,7 +5,9 @@
  * A model owner compresses the middle blocks of a model into an emulator
  * (GradOT: calibration forward/backward, KFAC, GCS, DRD + SCP; or the
  * OT LayerDrop baseline, which drops middle blocks; or the CRaSh baseline,
- * which clusters them and shares one block per group), the data owner tunes
+ * which clusters them and shares one block per group; or ScaleOT, which
+ * replaces the least important by small harmonizers and cuts the rank of
+ * the rest's attention), the data owner tunes
  * the adapter blocks through it, and the owner plugs the adapter back into
  * the original model. Every CLI verb is a thin shell over the functions
  * exported here, so a script can do all a verb does.
@@ -199,6 +201,28 @@ export {
   otDistillSettings,
   otDistillStatePath,
 } from "./src/operators/ot_distill.ts";
+
+/**
+ * ScaleOT (docs/METHOD.md §3 "ScaleOT"): layer importance (cheap or learned
+ * by REINFORCE), the least important middle blocks replaced by trained
+ * harmonizers, the kept blocks' attention rank cut by SVD.
+ */
+export {
+  buildScaleotEmulator,
+  IMPORTANCE_ESTIMATORS,
+  type ImportanceEstimator,
+  importanceEstimator,
+  SCALEOT_DEFAULTS,
+  SCALEOT_METHOD,
+  type ScaleotOptions,
+  scaleotSummary,
+} from "./src/operators/scaleot.ts";
+export { cosineImportance, leastImportant, spearman } from "./src/score/layer_importance.ts";
+export { type LearnedImportance, type PolicyOptions, POLICY_DEFAULTS, reinforceImportance } from "./src/score/importance_policy.ts";
+export { fitHarmonizer, type FittedHarmonizer, HARMONIZER_DEFAULTS, type HarmonizerFitOptions } from "./src/compress/harmonizer_fit.ts";
+export { compressAttentionRanks, reducedRank, truncateRank, type TruncatedProjection } from "./src/compress/selective_rank.ts";
+export { blockParams, replacedForFraction, replacedForRatio, scaleotBlockSizes, scaleotMiddleParams } from "./src/compress/scaleot_size.ts";
+export { harmonizerForward, harmonizerShapes, isHarmonizer, withHarmonizers } from "./src/model/harmonizer.ts";
 export { calibrationFromTokens } from "./src/data/calibration.ts";
 
 // The offsite-tuning loop's steps (src/loop/): what the CLI verbs run

@@ -3,8 +3,10 @@
  * a checkpoint block by block through the GradOT pipeline (calibration
  * forward/backward, KFAC, GCS, DRD + SCP), through the OT LayerDrop
  * baseline (keep every k-th middle block, no calibration), the CRaSh
- * baseline (cluster the middle by CKA, share one block per group) or the
- * OT distilled baseline (LayerDrop's blocks, the kept middle distilled), and
+ * baseline (cluster the middle by CKA, share one block per group), the
+ * OT distilled baseline (LayerDrop's blocks, the kept middle distilled) or
+ * ScaleOT (harmonizers for the least important blocks, rank-reduced
+ * attention in the others), and
  * writes the emulator package (Arrow shards + manifest) atomically
  * (`loadCalibration` and `buildEmulator` of mod.ts).
  *
@@ -23,6 +25,7 @@ import {
   emulatorMethod,
   GRADOT_DEFAULTS,
   type GradotOptions,
+  importanceEstimator,
   initBackend,
   JobSubmitter,
   loadCalibration,
@@ -36,6 +39,8 @@ import {
   readManifest,
   removeStaleTemporaries,
   type ResumableBuild,
+  SCALEOT_DEFAULTS,
+  scaleotSummary,
   stageTotals,
   tieSummary,
   writeFileAtomic,
@@ -46,6 +51,7 @@ import {
   DISTILL_FLAGS,
   DISTILL_HELP,
   distillFromFlags,
+  fractionBelowOneFlag,
   fractionFlag,
   nonNegativeFlag,
   parseVerbFlags,
@@ -58,6 +64,7 @@ export const help = `offtune build-emulator --model <checkpoint> --calibration <
 offtune build-emulator --method layerdrop --model <checkpoint> --out <dir> [--ratio <x>]
 offtune build-emulator --method crash --model <checkpoint> --calibration <file> --out <dir> [--ratio <x>]
 offtune build-emulator --method ot-distill --model <checkpoint> --calibration <file> --out <dir> [--ratio <x>] [--distill-* ...]
+offtune build-emulator --method scaleot --model <checkpoint> --calibration <file> --out <dir> [--ratio <x>] [--importance rl]
 
 Builds an emulator of the original model's middle blocks and writes one
 Arrow shard per kept block, the outer weights and manifest.msgpack to --out
@@ -93,6 +100,13 @@ same command run again continues from it. Methods:
              emulator's LM loss; adapter blocks, embeddings and head
              frozen); takes --calibration, --sequences, --length and the
              --distill-* flags
+  scaleot    (ScaleOT, docs/METHOD.md §3) scores each middle block's
+             importance on the calibration text, replaces the least
+             important by small harmonizers trained to reproduce them, and
+             cuts the rank of the other middle blocks' attention projections
+             by SVD; --ratio sets how many are replaced (the middle's params
+             nearest ratio x the original's) unless --replace-fraction does;
+             prints the blocks replaced and the middle's parameter count
 
   --method <m>           ${EMULATOR_METHODS.join(" | ")} (default gradot)
   --model <dir>          Hugging Face checkpoint (config.json + safetensors)
@@ -104,7 +118,7 @@ same command run again continues from it. Methods:
   --force                replace whatever --out holds (atomically)
   --ratio <x>            emulator params / original middle params, in (0, 1]
                          (default ${GRADOT_DEFAULTS.ratio}); layerdrop, crash, ot-distill:
-                         fraction of middle blocks kept
+                         fraction of middle blocks kept; scaleot: ignored with --replace-fraction
   --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
   --tokenizer <file>     tokenizer.json for the calibration text, carried in the
                          package (default: the model's own, else the fixture one)
@@ -120,7 +134,7 @@ same command run again continues from it. Methods:
                          go to (default: the directory of --out); --model
                          must be on shared storage too
 
-GradOT, CRaSh and ot-distill:
+GradOT, CRaSh, ot-distill and ScaleOT:
   --sequences <n>        calibration sequences N (default 64)
   --length <n>           tokens per sequence T (default min(128, max positions))
   --chunk <n>            sequences per calibration chunk (default ~512 tokens)
@@ -148,7 +162,19 @@ At the end of a GradOT build one line says in how many blocks the SCP cut
 (and in how many projections the DRD cut) fell among equal GCS, and how many
 channels or components the tie-break (weight magnitude, then index) chose.
 
-${DISTILL_HELP}`;
+${DISTILL_HELP}
+
+
+ScaleOT only:
+  --replace-fraction <x> α in [0, 1): replace round(α x M) of the M middle blocks
+                         by harmonizers (default: from --ratio)
+  --rank-reduction <x>   β in [0, 1): fraction of each kept attention
+                         projection's rank removed (default ${SCALEOT_DEFAULTS.rankReduction})
+  --importance <e>       cheap (1 − cosine of each block's input and output) |
+                         rl (REINFORCE policy rewarded by minus the loss on the
+                         first ${SCALEOT_DEFAULTS.rewardSequences} calibration sequences with the chosen
+                         blocks skipped) (default ${SCALEOT_DEFAULTS.importance})
+  --episodes <n>         REINFORCE episodes of --importance rl (default ${SCALEOT_DEFAULTS.episodes})`;
 
 const FLAGS = {
   method: { type: "string", default: "gradot" },
@@ -166,6 +192,10 @@ const FLAGS = {
   selection: { type: "string" },
   only: { type: "string" },
   "keep-top": { type: "string" },
+  "replace-fraction": { type: "string" },
+  "rank-reduction": { type: "string" },
+  importance: { type: "string" },
+  episodes: { type: "string" },
   split: { type: "string" },
   chunk: { type: "string" },
   tokenizer: { type: "string" },
@@ -178,7 +208,13 @@ const FLAGS = {
   storage: { type: "string" },
 } as const;
 
-/** The verb's flags, with --method checked and --calibration required for the methods that calibrate. */
+/** The flags only ScaleOT reads. */
+const SCALEOT_FLAGS = ["replace-fraction", "rank-reduction", "importance", "episodes"] as const;
+
+/**
+ * The verb's flags, with --method checked, --calibration required for the
+ * methods that calibrate, and ScaleOT's flags refused for other methods.
+ */
 function parseFlags(argv: string[]) {
   const flags = parseVerbFlags(argv, FLAGS, "build-emulator", ["model", "out"]);
   const method = emulatorMethod(flags.method);
@@ -187,6 +223,8 @@ function parseFlags(argv: string[]) {
   }
   if (flags.queue !== undefined && method !== "gradot") throw new Error(`--queue works with --method gradot only, not ${method}`);
   if (flags.storage !== undefined && flags.queue === undefined) throw new Error("--storage needs --queue (see offtune build-emulator --help)");
+  const stray = SCALEOT_FLAGS.find((f) => flags[f] !== undefined && method !== "scaleot");
+  if (stray) throw new Error(`--${stray} applies to --method scaleot only, not ${method}`);
   return { ...flags, method };
 }
 
@@ -211,6 +249,12 @@ export async function main(argv: string[]): Promise<number> {
   };
   const distill = otDistillSettings(distillFromFlags(flags));
   if (flags.method === "gradot") checkGradotVariant(gradot);
+  const scaleot = {
+    replaceFraction: fractionBelowOneFlag(flags["replace-fraction"], "replace-fraction"),
+    rankReduction: fractionBelowOneFlag(flags["rank-reduction"], "rank-reduction"),
+    importance: flags.importance === undefined ? undefined : importanceEstimator(flags.importance),
+    episodes: positiveIntFlag(flags.episodes, "episodes"),
+  };
   const sequences = positiveIntFlag(flags.sequences, "sequences")!;
   const length = positiveIntFlag(flags.length, "length");
   await checkOutputDir({
@@ -249,6 +293,7 @@ export async function main(argv: string[]): Promise<number> {
       method: flags.method,
       out: flags.out,
       ...gradot,
+      ...scaleot,
       calibration,
       dtype: flags.fp16 ? "float16" as const : "float32" as const,
       tokenizer: flags.tokenizer,
@@ -272,6 +317,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(`wrote ${flags.out} (${shards.length} shards, ${(bytes / 1e6).toFixed(2)} MB) in ${seconds.toFixed(1)} s`);
     const ties = tieSummary(((await readManifest(flags.out)).extra?.blocks ?? []) as Parameters<typeof tieSummary>[0]);
     if (ties) console.log(ties);
+    if (flags.method === "scaleot") console.log(scaleotSummary(await readManifest(flags.out), model));
     if (flags.timings) {
       await writeFileAtomic(flags.timings, new TextEncoder().encode(JSON.stringify({
         seconds,

@@ -1,6 +1,6 @@
 /**
  * `offtune experiment`: the whole offsite-tuning loop for one method (GradOT,
- * or a baseline of docs/METHOD.md §3: OT LayerDrop, CRaSh, OT distilled) over tasks × seeds, each step
+ * or a baseline of docs/METHOD.md §3: OT LayerDrop, CRaSh, OT distilled, ScaleOT) over tasks × seeds, each step
  * in its own process, writing `<runs>/<label>/seed-<n>/result.json` for
  * `offtune report` (`runExperiment` of mod.ts; its module notes list the
  * steps).
@@ -14,6 +14,7 @@ import {
   DISTILL_FLAGS,
   DISTILL_HELP,
   distillFromFlags,
+  fractionBelowOneFlag,
   fractionFlag,
   nonNegativeFlag,
   positiveIntFlag,
@@ -39,8 +40,8 @@ result.json exists is kept, not redone (it must have this run's settings).
   --method <m>           gradot | layerdrop (the OT† LayerDrop baseline; its
                          results say method "ot-layerdrop") | crash (the
                          CRaSh baseline, method "crash") | ot-distill (the
-                         OT baseline with distillation, method "ot-distill")
-                         (default gradot)
+                         OT baseline with distillation, method "ot-distill") |
+                         scaleot (ScaleOT, method "scaleot") (default gradot)
   --tasks <list>         comma-separated names of tasks in --tasks-dir (default: all)
   --tasks-dir <dir>      tasks: one directory per task with train.jsonl and
                          test.jsonl (default fixtures/data/tasks)
@@ -64,15 +65,22 @@ result.json exists is kept, not redone (it must have this run's settings).
   --only <part>          drd | scp: compress attention only or the MLP only,
                          at the same total ratio (gradot only; see
                          offtune build-emulator --help)
+  --replace-fraction <x> α in [0, 1) (default: from --ratio; scaleot only)
+  --rank-reduction <x>   β in [0, 1) (default: ScaleOT's; scaleot only)
+  --importance <e>       cheap | rl (default cheap; scaleot only)
+  --episodes <n>         REINFORCE episodes of --importance rl (scaleot only)
+                         (these four as build-emulator --help describes them)
   --calibration <file>   calibration text (plain text or .jsonl of {"text": ...},
                          tokenized with the model's tokenizer) or token stream
                          (default fixtures/data/pretrain/calibration.bin; gradot,
-                         crash and ot-distill)
+                         crash, ot-distill
+                         and scaleot)
   --ppl-data <file>      held-out text for the perplexities, as eval --ppl-data
                          (default fixtures/data/pretrain/valid.bin)
                          Both defaults are fixture-tokenizer ids: a model with
                          another tokenizer.json needs its own text for both.
-  --sequences <n>        calibration sequences (default 64; gradot, crash, ot-distill)
+  --sequences <n>        calibration sequences (default 64; gradot, crash,
+                         ot-distill, scaleot)
   --train-limit <n>      training items per task (default: all)
   --eval-limit <n>       test items per task (default: all)
   --epochs <n>           tuning epochs (default 2)
@@ -106,6 +114,10 @@ const FLAGS = {
   lambda: { type: "string" },
   selection: { type: "string" },
   only: { type: "string" },
+  "replace-fraction": { type: "string" },
+  "rank-reduction": { type: "string" },
+  importance: { type: "string" },
+  episodes: { type: "string" },
   calibration: { type: "string" },
   sequences: { type: "string" },
   "train-limit": { type: "string" },
@@ -131,6 +143,8 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
   if (f.ratio !== undefined && f.ratios !== undefined) {
     throw new Error("--ratio and --ratios: give one (--ratio <x> is --ratios <x>; see offtune experiment --help)");
   }
+  const stray = (["replace-fraction", "rank-reduction", "importance", "episodes"] as const).find((k) => f[k] !== undefined);
+  if (stray && f.method !== "scaleot") throw new Error(`--${stray} applies to --method scaleot only, not ${f.method ?? "gradot"}`);
   return await withDefaults({
     model: f.model,
     runs: f.runs,
@@ -149,6 +163,10 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
     lambda: nonNegativeFlag(f.lambda, "lambda"),
     selection: f.selection as ExperimentOptions["selection"],
     only: f.only as ExperimentOptions["only"],
+    replaceFraction: fractionBelowOneFlag(f["replace-fraction"], "replace-fraction"),
+    rankReduction: fractionBelowOneFlag(f["rank-reduction"], "rank-reduction"),
+    importance: f.importance as ExperimentOptions["importance"] | undefined,
+    episodes: positiveIntFlag(f.episodes, "episodes"),
     calibration: f.calibration,
     pplData: f["ppl-data"],
     sequences: positiveIntFlag(f.sequences, "sequences"),

@@ -183,4 +183,12 @@ export function distillFromFlags(flags: { [K in keyof typeof DISTILL_FLAGS]?: st
     mseWeight: nonNegativeFlag(flags["distill-mse-weight"], "distill-mse-weight"),
     seed: countFlag(flags["distill-seed"], "distill-seed"),
   };
+
+}
+
+/** A fraction flag in [0, 1) (e.g. ScaleOT's replace fraction and rank reduction), or undefined when absent. */
+export function fractionBelowOneFlag(value: string | undefined, flag: string): number | undefined {
+  const n = numberFlag(value, flag);
+  if (n !== undefined && !(n >= 0 && n < 1)) throw new Error(`--${flag} expects a number in [0, 1), got "${value}"`);
+  return n;
 }

@@ -7,8 +7,10 @@
  * ({@link buildLayerDropEmulator}: keep every k-th middle block, no
  * calibration), the CRaSh baseline ({@link buildCrashEmulator}: cluster
  * the middle by CKA on calibration text, keep and share one block per
- * group) or the OT distilled baseline ({@link buildOtDistillEmulator}:
- * LayerDrop's blocks, the kept middle distilled on calibration text), as
+ * group), the OT distilled baseline ({@link buildOtDistillEmulator}:
+ * LayerDrop's blocks, the kept middle distilled on calibration text) or
+ * ScaleOT ({@link buildScaleotEmulator}: replace the least important middle
+ * blocks by trained harmonizers, cut the kept blocks' attention rank), as
  * one stream of shard records.
  *
  * @module
@@ -26,6 +28,7 @@ import { buildCrashEmulator } from "../operators/crash.ts";
 import { buildGradotEmulator, GRADOT_DEFAULTS, type GradotOptions, gradotSettings } from "../operators/gradot.ts";
 import { buildLayerDropEmulator } from "../operators/layer_drop.ts";
 import { buildOtDistillEmulator, type OtDistillSettings } from "../operators/ot_distill.ts";
+import { buildScaleotEmulator, type ScaleotOptions } from "../operators/scaleot.ts";
 import type { CalibrationSet, ModelHandle, ShardRecord } from "../records/records.ts";
 
 /**
@@ -80,7 +83,7 @@ export async function loadCalibration(
  * build-emulator and experiment): GradOT (docs/METHOD.md §2) and the
  * baselines of docs/METHOD.md §3.
  */
-export const EMULATOR_METHODS = ["gradot", "layerdrop", "crash", "ot-distill"] as const;
+export const EMULATOR_METHODS = ["gradot", "layerdrop", "crash", "ot-distill", "scaleot"] as const;
 
 /** One of {@link EMULATOR_METHODS}. */
 export type EmulatorMethod = typeof EMULATOR_METHODS[number];
@@ -102,14 +105,17 @@ export function emulatorMethod(method: string): EmulatorMethod {
 }
 
 /** Everything {@link buildEmulator} needs besides the model. */
-export interface BuildEmulatorOptions extends Partial<Omit<GradotOptions, "out" | "dtype" | "events">> {
-  /** GradOT (the default), or the OT LayerDrop, CRaSh or OT distilled baseline. */
+export interface BuildEmulatorOptions
+  extends
+    Partial<Omit<GradotOptions, "out" | "dtype" | "events">>,
+    Pick<ScaleotOptions, "replaceFraction" | "rankReduction" | "importance" | "episodes" | "harmonizerRank" | "harmonizerSteps" | "seed"> {
+  /** GradOT (the default), or the OT LayerDrop, CRaSh, OT distilled or ScaleOT baseline. */
   method?: EmulatorMethod;
   /** Package directory to write (atomically). */
   out: string;
   /**
-   * Emulator params / original middle params in (0, 1] for GradOT, the
-   * fraction of middle blocks kept for LayerDrop and CRaSh (default
+   * Emulator params / original middle params in (0, 1] for GradOT and
+   * ScaleOT, the fraction of middle blocks kept for LayerDrop and CRaSh (default
    * {@link GRADOT_DEFAULTS}.ratio for all, so the emulators match in size).
    */
   ratio?: number;
@@ -122,11 +128,12 @@ export interface BuildEmulatorOptions extends Partial<Omit<GradotOptions, "out" 
 }
 
 /**
- * The shard stream of an emulator build of `model`: GradOT or CRaSh with
- * `options.calibration` (required), or LayerDrop (calibration and GradOT
- * settings ignored; CRaSh ignores the GradOT settings too), or the OT
- * distilled emulator with `options.calibration` and `options.distill`.
- * Nothing runs until it is subscribed.
+ * The shard stream of an emulator build of `model`: GradOT, CRaSh or
+ * ScaleOT with `options.calibration` (required), or LayerDrop (calibration
+ * and GradOT settings ignored; CRaSh and ScaleOT ignore the GradOT
+ * settings too, and only ScaleOT reads its own), or the OT distilled
+ * emulator with `options.calibration` and `options.distill`. Nothing runs
+ * until it is subscribed.
  *
  * @throws Error for an unknown method, or a method of {@link needsCalibration} without a calibration set
  */
@@ -137,12 +144,13 @@ export function buildEmulator(model: ModelHandle, options: BuildEmulatorOptions)
   if (method === "layerdrop") return buildLayerDropEmulator(model, { ratio, out, dtype, tokenizer, events, signal });
   const { calibration } = options;
   if (!calibration) {
-    const name = { gradot: "GradOT", crash: "CRaSh", "ot-distill": "OT distillation" }[method];
+    const name = { gradot: "GradOT", crash: "CRaSh", "ot-distill": "OT distillation", scaleot: "ScaleOT" }[method];
     throw new Error(`A ${name} build needs a calibration set (loadCalibration)`);
   }
   if (method === "ot-distill") {
     return buildOtDistillEmulator(model, { ...options.distill, ratio, calibration, out, dtype, tokenizer, events, signal });
   }
+  if (method === "scaleot") return buildScaleotEmulator(model, { ...options, ratio, calibration });
   if (method === "crash") return buildCrashEmulator(model, { ratio, calibration, chunk: options.chunk, out, dtype, tokenizer, events, signal });
   return buildGradotEmulator(model, { ...options, calibration });
 }

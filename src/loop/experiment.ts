@@ -47,6 +47,7 @@ import { emulatorMethod, type EmulatorMethod, needsCalibration } from "./build_e
 import type { CompressedPart } from "../compress/budget.ts";
 import type { SelectionKind } from "../compress/select.ts";
 import { checkGradotVariant } from "../operators/gradot.ts";
+import { type ImportanceEstimator, importanceEstimator } from "../operators/scaleot.ts";
 import { checkOutputDir } from "../io/output_dir.ts";
 import { inspectCheckpoint } from "../model/inspect.ts";
 import type { AdapterSplit } from "../records/records.ts";
@@ -91,7 +92,15 @@ export interface ExperimentOptions {
   selection?: SelectionKind;
   /** Compress attention only (`drd`) or the MLP only (`scp`); both when absent. */
   only?: CompressedPart;
-  /** Calibration file (GradOT, CRaSh, OT distilled): text, `.jsonl` of `{"text"}` documents, or a token stream `.bin`. */
+  /** ScaleOT's replace fraction α (from the ratio when absent; docs/METHOD.md §3 "ScaleOT"). */
+  replaceFraction?: number;
+  /** ScaleOT's rank reduction β (its default when absent). */
+  rankReduction?: number;
+  /** ScaleOT's importance estimator (`cheap` when absent). */
+  importance?: ImportanceEstimator;
+  /** ScaleOT's REINFORCE episodes (its default when absent). */
+  episodes?: number;
+  /** Calibration file (GradOT, CRaSh, OT distilled, ScaleOT): text, `.jsonl` of `{"text"}` documents, or a token stream `.bin`. */
   calibration: string;
   /** Held-out text for the perplexities (eval's `--ppl-data`); default eval's. */
   pplData?: string;
@@ -301,6 +310,14 @@ async function runSteps(o: ExperimentOptions, run: (args: string[], log: string)
       ...flagIf("--distill-seed", o.distill?.seed),
     ]
     : [];
+  const scaleotFlags = o.method === "scaleot"
+    ? [
+      ...flagIf("--replace-fraction", o.replaceFraction),
+      ...flagIf("--rank-reduction", o.rankReduction),
+      ...(o.importance === undefined ? [] : ["--importance", o.importance]),
+      ...flagIf("--episodes", o.episodes),
+    ]
+    : [];
   const splitFlags = o.split === undefined ? [] : ["--split", `${o.split.bottom},${o.split.top}`];
   // One build per ratio, timed by build-emulator itself (--timings: the build, not the process start).
   const builds = new Map<string, Promise<{ manifest: Awaited<ReturnType<typeof readManifest>>; seconds: number }>>();
@@ -309,7 +326,7 @@ async function runSteps(o: ExperimentOptions, run: (args: string[], log: string)
       const timings = join(work, `${r.label}-build-timings.json`);
       await step(`build-emulator ${r.label}`, [
         "build-emulator", "--method", o.method, "--model", o.model, "--out", r.emulator, "--ratio", String(r.ratio),
-        ...splitFlags, ...calibrationFlags, ...gradotFlags, ...distillFlags, "--timings", timings, "--quiet",
+        ...splitFlags, ...calibrationFlags, ...gradotFlags, ...distillFlags, ...scaleotFlags, "--timings", timings, "--quiet",
       ]);
       const { seconds } = JSON.parse(await readFile(timings, "utf8")) as { seconds: number };
       return { manifest: await readManifest(r.emulator), seconds };
@@ -455,8 +472,9 @@ export const EXPERIMENT_DEFAULTS = {
  * so that a typo fails at once, naming the flag, and not minutes later in a
  * step's log.
  *
- * @throws Error for an unknown method, metric or task, no ratio, a ratio outside (0, 1] or listed twice,
- *   a bad combination of GradOT's ablation knobs (`checkGradotVariant`), or a missing input file
+ * @throws Error for an unknown method, metric, task or ScaleOT importance estimator, no ratio, a ratio
+ *   outside (0, 1] or listed twice, a bad combination of GradOT's ablation knobs (`checkGradotVariant`),
+ *   or a missing input file
  */
 export async function experimentOptions(
   given: Partial<ExperimentOptions> & Pick<ExperimentOptions, "model" | "runs">,
@@ -479,6 +497,7 @@ export async function experimentOptions(
   o.method = emulatorMethod(o.method);
   if (o.distill) otDistillSettings(o.distill); // bad values fail here, naming their flag, not in the build step
   if (o.method === "gradot") checkGradotVariant(o);
+  if (o.importance !== undefined) o.importance = importanceEstimator(o.importance);
   o.tasks = selectTasks(given.tasks ? given.tasks.join(",") : "all", await listTasks(tasksDir), tasksDir);
   await checkInputs(o);
   return o;

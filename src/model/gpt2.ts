@@ -30,8 +30,8 @@ const FINAL_NORM = "transformer.ln_f";
 /** sqrt(2/π), the constant of the tanh GELU approximation. */
 const GELU_C = Math.sqrt(2 / Math.PI);
 
-/** `gelu_new`: `0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)))`, elementwise. */
-function geluNew(x: Tensor): Tensor {
+/** `gelu_new`: `0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)))`, elementwise (also ScaleOT's harmonizers, docs/METHOD.md §3). */
+export function geluNew(x: Tensor): Tensor {
   const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), GELU_C);
   return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
 }

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { type Manifest, MANIFEST_FILE, verifyPackage } from "../io/manifest.ts";
 import { readShardFile } from "../io/shard_reader.ts";
 import { architectureFor } from "./registry.ts";
+import { withHarmonizers } from "./harmonizer.ts";
 import type { WeightMap } from "./types.ts";
 import { tf } from "../tensor/backend.ts";
 import { type AdapterSplit, blockRole, everyBlock, type ModelHandle } from "../records/records.ts";
@@ -72,7 +73,9 @@ function packageBlockIndices(dir: string, manifest: Manifest, layers: number, sp
 /**
  * Opens the package in `dir`: verifies the manifest and every shard's
  * checksum, loads the outer weights, and reads blocks on demand. The handle
- * runs the blocks {@link packageBlockIndices} gives.
+ * runs the blocks {@link packageBlockIndices} gives, a block whose shard
+ * holds a harmonizer (ScaleOT, docs/METHOD.md §3 "ScaleOT") as that
+ * harmonizer (`withHarmonizers`).
  *
  * @throws when the manifest or a shard is missing or corrupt, a shard
  *   disagrees with the manifest or a tensor with the config, the
@@ -81,7 +84,7 @@ function packageBlockIndices(dir: string, manifest: Manifest, layers: number, sp
 export async function openPackage(dir: string): Promise<OpenedPackage> {
   const manifest = await verifyPackage(dir);
   const manifestPath = join(dir, MANIFEST_FILE);
-  const arch = architectureFor(manifest.architecture, manifestPath);
+  const arch = withHarmonizers(architectureFor(manifest.architecture, manifestPath)); // ScaleOT's replaced blocks run as harmonizers
   const cfg = arch.parseConfig(manifest.config);
   checkSplit(manifest.split, cfg.layers, dir);
   checkPackageShapes(dir, manifest, arch, cfg, `the config in "${manifestPath}"`);

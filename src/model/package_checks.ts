@@ -13,7 +13,8 @@
 import { join } from "node:path";
 import { CheckpointError } from "../io/errors.ts";
 import { type Manifest, MANIFEST_FILE, type ManifestShard } from "../io/manifest.ts";
-import { formatShape } from "./shapes.ts";
+import { HARMONIZER_WEIGHTS, harmonizerShapes } from "./harmonizer.ts";
+import { formatShape, sameShape } from "./shapes.ts";
 import type { Architecture, ModelConfig } from "./types.ts";
 import { type AdapterSplit, blockRole, everyBlock } from "../records/records.ts";
 
@@ -70,6 +71,27 @@ function rankProblem(shard: ManifestShard): string | undefined {
 }
 
 /**
+ * Why a harmonizer shard (one holding `HARMONIZER_WEIGHTS.downWeight`,
+ * docs/SHARDS.md "Harmonizer shards") is malformed, or undefined: it must
+ * be a middle block holding exactly the harmonizer's tensors, of the
+ * shapes `harmonizerShapes` gives for the config's width and its rank.
+ */
+function harmonizerProblem(shard: ManifestShard, cfg: ModelConfig, against: string): string | undefined {
+  const down = shard.tensors.find((t) => t.name === HARMONIZER_WEIGHTS.downWeight)!;
+  if (shard.role !== "middle") return `holds a harmonizer as block ${shard.block}, which is ${shard.role}: only middle blocks are replaced`;
+  const rank = down.shape[1];
+  const expected = harmonizerShapes(cfg.hidden, rank);
+  const held = new Map(shard.tensors.map((t) => [t.name, t.shape]));
+  for (const [name, shape] of expected) {
+    const got = held.get(name);
+    if (!got) return `holds a harmonizer without tensor "${name}"`;
+    if (!sameShape(got, shape)) return `tensor "${name}" has shape ${formatShape(got)}, but a harmonizer of rank ${rank} for ${against} has ${formatShape(shape)}`;
+  }
+  const extra = [...held.keys()].find((name) => !expected.has(name));
+  return extra === undefined ? undefined : `holds a harmonizer and tensor "${extra}", which a harmonizer has no weight for`;
+}
+
+/**
  * Checks every shard of a package against the architecture and config it
  * is used with: a block the model has, and tensors of the shapes the config
  * implies (see {@link tensorProblem}; middle blocks may be compressed).
@@ -85,6 +107,11 @@ export function checkPackageShapes(dir: string, manifest: Manifest, arch: Archit
         path,
         `Package "${dir}" has a shard for block ${shard.block} ("${shard.file}"), but ${against} has blocks 0..${cfg.layers - 1}`,
       );
+    }
+    if (shard.block !== "outer" && shard.tensors.some((t) => t.name === HARMONIZER_WEIGHTS.downWeight)) {
+      const problem = harmonizerProblem(shard, cfg, against);
+      if (problem) throw new CheckpointError(path, `Shard "${path}" ${problem}`);
+      continue;
     }
     const shapes = shard.block === "outer" ? arch.outerShapes(cfg) : arch.blockShapes(cfg);
     for (const t of shard.tensors) {

@@ -46,8 +46,8 @@ describe("build-emulator --method", () => {
     await expect(buildEmulator(["--model", SMALL, "--out", out, "--quiet"])).rejects.toThrow(
       "--calibration is required for --method gradot (see offtune build-emulator --help)",
     );
-    await expect(buildEmulator(["--method", "scaleot", "--model", SMALL, "--out", out])).rejects.toThrow(
-      `--method expects gradot, layerdrop, crash or ot-distill, got "scaleot"`,
+    await expect(buildEmulator(["--method", "prune", "--model", SMALL, "--out", out])).rejects.toThrow(
+      `--method expects gradot, layerdrop, crash, ot-distill or scaleot, got "prune"`,
     );
     for (const ratio of ["0", "1.5"]) {
       await expect(buildEmulator(["--method", "layerdrop", "--model", SMALL, "--out", out, "--ratio", ratio, "--quiet"]))
@@ -117,6 +117,6 @@ describe("experiment --method", () => {
     const base = ["--model", SMALL, "--runs", join(root, "runs")];
     expect((await experimentOptions([...base, "--method", "layerdrop"])).method).toBe("layerdrop");
     expect((await experimentOptions(base)).method).toBe("gradot");
-    await expect(experimentOptions([...base, "--method", "scaleot"])).rejects.toThrow(`--method expects gradot, layerdrop, crash or ot-distill, got "scaleot"`);
+    await expect(experimentOptions([...base, "--method", "prune"])).rejects.toThrow(`--method expects gradot, layerdrop, crash, ot-distill or scaleot, got "prune"`);
   });
 });
