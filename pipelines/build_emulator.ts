@@ -113,12 +113,13 @@ same command run again continues from it. Methods:
   --calibration <file>   calibration text: plain text, or .jsonl of {"text": ...}
                          documents, tokenized with the model's tokenizer; or
                          a Uint16 token stream (.bin); required for gradot,
-                         crash and ot-distill
+                         crash, ot-distill and scaleot
   --out <dir>            emulator package directory
   --force                replace whatever --out holds (atomically)
   --ratio <x>            emulator params / original middle params, in (0, 1]
                          (default ${GRADOT_DEFAULTS.ratio}); layerdrop, crash, ot-distill:
-                         fraction of middle blocks kept; scaleot: ignored with --replace-fraction
+                         fraction of middle blocks kept; scaleot: ignored
+                         with --replace-fraction
   --split <b,t>          adapter blocks at bottom,top (default ${DEFAULT_SPLIT.bottom},${DEFAULT_SPLIT.top})
   --tokenizer <file>     tokenizer.json for the calibration text, carried in the
                          package (default: the model's own, else the fixture one)
@@ -163,7 +164,6 @@ At the end of a GradOT build one line says in how many blocks the SCP cut
 channels or components the tie-break (weight magnitude, then index) chose.
 
 ${DISTILL_HELP}
-
 
 ScaleOT only:
   --replace-fraction <x> α in [0, 1): replace round(α x M) of the M middle blocks

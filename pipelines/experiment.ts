@@ -73,8 +73,7 @@ result.json exists is kept, not redone (it must have this run's settings).
   --calibration <file>   calibration text (plain text or .jsonl of {"text": ...},
                          tokenized with the model's tokenizer) or token stream
                          (default fixtures/data/pretrain/calibration.bin; gradot,
-                         crash, ot-distill
-                         and scaleot)
+                         crash, ot-distill and scaleot)
   --ppl-data <file>      held-out text for the perplexities, as eval --ppl-data
                          (default fixtures/data/pretrain/valid.bin)
                          Both defaults are fixture-tokenizer ids: a model with
