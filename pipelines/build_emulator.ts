@@ -25,7 +25,6 @@ import {
   emulatorMethod,
   GRADOT_DEFAULTS,
   type GradotOptions,
-  importanceEstimator,
   initBackend,
   JobSubmitter,
   loadCalibration,
@@ -51,11 +50,12 @@ import {
   DISTILL_FLAGS,
   DISTILL_HELP,
   distillFromFlags,
-  fractionBelowOneFlag,
   fractionFlag,
   nonNegativeFlag,
   parseVerbFlags,
   positiveIntFlag,
+  SCALEOT_FLAGS,
+  scaleotFromFlags,
   splitFlag,
 } from "./flags.ts";
 
@@ -192,10 +192,7 @@ const FLAGS = {
   selection: { type: "string" },
   only: { type: "string" },
   "keep-top": { type: "string" },
-  "replace-fraction": { type: "string" },
-  "rank-reduction": { type: "string" },
-  importance: { type: "string" },
-  episodes: { type: "string" },
+  ...SCALEOT_FLAGS,
   split: { type: "string" },
   chunk: { type: "string" },
   tokenizer: { type: "string" },
@@ -207,9 +204,6 @@ const FLAGS = {
   queue: { type: "string" },
   storage: { type: "string" },
 } as const;
-
-/** The flags only ScaleOT reads. */
-const SCALEOT_FLAGS = ["replace-fraction", "rank-reduction", "importance", "episodes"] as const;
 
 /**
  * The verb's flags, with --method checked, --calibration required for the
@@ -223,9 +217,7 @@ function parseFlags(argv: string[]) {
   }
   if (flags.queue !== undefined && method !== "gradot") throw new Error(`--queue works with --method gradot only, not ${method}`);
   if (flags.storage !== undefined && flags.queue === undefined) throw new Error("--storage needs --queue (see offtune build-emulator --help)");
-  const stray = SCALEOT_FLAGS.find((f) => flags[f] !== undefined && method !== "scaleot");
-  if (stray) throw new Error(`--${stray} applies to --method scaleot only, not ${method}`);
-  return { ...flags, method };
+  return { ...flags, method, scaleot: scaleotFromFlags(flags, method) };
 }
 
 /**
@@ -249,12 +241,6 @@ export async function main(argv: string[]): Promise<number> {
   };
   const distill = otDistillSettings(distillFromFlags(flags));
   if (flags.method === "gradot") checkGradotVariant(gradot);
-  const scaleot = {
-    replaceFraction: fractionBelowOneFlag(flags["replace-fraction"], "replace-fraction"),
-    rankReduction: fractionBelowOneFlag(flags["rank-reduction"], "rank-reduction"),
-    importance: flags.importance === undefined ? undefined : importanceEstimator(flags.importance),
-    episodes: positiveIntFlag(flags.episodes, "episodes"),
-  };
   const sequences = positiveIntFlag(flags.sequences, "sequences")!;
   const length = positiveIntFlag(flags.length, "length");
   await checkOutputDir({
@@ -293,7 +279,7 @@ export async function main(argv: string[]): Promise<number> {
       method: flags.method,
       out: flags.out,
       ...gradot,
-      ...scaleot,
+      ...flags.scaleot,
       calibration,
       dtype: flags.fp16 ? "float16" as const : "float32" as const,
       tokenizer: flags.tokenizer,

@@ -14,11 +14,12 @@ import {
   DISTILL_FLAGS,
   DISTILL_HELP,
   distillFromFlags,
-  fractionBelowOneFlag,
   fractionFlag,
   nonNegativeFlag,
   positiveIntFlag,
   positiveNumberFlag,
+  SCALEOT_FLAGS,
+  scaleotFromFlags,
   splitFlag,
 } from "./flags.ts";
 
@@ -113,10 +114,7 @@ const FLAGS = {
   lambda: { type: "string" },
   selection: { type: "string" },
   only: { type: "string" },
-  "replace-fraction": { type: "string" },
-  "rank-reduction": { type: "string" },
-  importance: { type: "string" },
-  episodes: { type: "string" },
+  ...SCALEOT_FLAGS,
   calibration: { type: "string" },
   sequences: { type: "string" },
   "train-limit": { type: "string" },
@@ -142,8 +140,7 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
   if (f.ratio !== undefined && f.ratios !== undefined) {
     throw new Error("--ratio and --ratios: give one (--ratio <x> is --ratios <x>; see offtune experiment --help)");
   }
-  const stray = (["replace-fraction", "rank-reduction", "importance", "episodes"] as const).find((k) => f[k] !== undefined);
-  if (stray && f.method !== "scaleot") throw new Error(`--${stray} applies to --method scaleot only, not ${f.method ?? "gradot"}`);
+  const scaleot = scaleotFromFlags(f, f.method ?? "gradot");
   return await withDefaults({
     model: f.model,
     runs: f.runs,
@@ -162,10 +159,7 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
     lambda: nonNegativeFlag(f.lambda, "lambda"),
     selection: f.selection as ExperimentOptions["selection"],
     only: f.only as ExperimentOptions["only"],
-    replaceFraction: fractionBelowOneFlag(f["replace-fraction"], "replace-fraction"),
-    rankReduction: fractionBelowOneFlag(f["rank-reduction"], "rank-reduction"),
-    importance: f.importance as ExperimentOptions["importance"] | undefined,
-    episodes: positiveIntFlag(f.episodes, "episodes"),
+    ...scaleot,
     calibration: f.calibration,
     pplData: f["ppl-data"],
     sequences: positiveIntFlag(f.sequences, "sequences"),

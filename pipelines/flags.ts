@@ -7,7 +7,15 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { type AdapterSplit, OT_DISTILL_DEFAULTS, type OtDistillSettings, TUNE_DEFAULTS, type TuneHyper } from "../mod.ts";
+import {
+  type AdapterSplit,
+  type ImportanceEstimator,
+  importanceEstimator,
+  OT_DISTILL_DEFAULTS,
+  type OtDistillSettings,
+  TUNE_DEFAULTS,
+  type TuneHyper,
+} from "../mod.ts";
 
 /** A verb's flag table, as `parseArgs` takes it. */
 type FlagTable = NonNullable<ParseArgsConfig["options"]>;
@@ -191,4 +199,37 @@ export function fractionBelowOneFlag(value: string | undefined, flag: string): n
   const n = numberFlag(value, flag);
   if (n !== undefined && !(n >= 0 && n < 1)) throw new Error(`--${flag} expects a number in [0, 1), got "${value}"`);
   return n;
+}
+
+/** The flags only ScaleOT reads, in build-emulator and experiment (docs/METHOD.md §3 "ScaleOT"). */
+export const SCALEOT_FLAGS = {
+  "replace-fraction": { type: "string" },
+  "rank-reduction": { type: "string" },
+  importance: { type: "string" },
+  episodes: { type: "string" },
+} as const;
+
+/** ScaleOT's settings from {@link SCALEOT_FLAGS}, what a verb passes on to its build. */
+export interface ScaleotFlagSettings {
+  replaceFraction?: number;
+  rankReduction?: number;
+  importance?: ImportanceEstimator;
+  episodes?: number;
+}
+
+/**
+ * ScaleOT's settings the {@link SCALEOT_FLAGS} give (absent ones undefined),
+ * range-checked.
+ *
+ * @throws Error naming the flag when one is given for a `method` other than scaleot, or is out of range
+ */
+export function scaleotFromFlags(flags: { [K in keyof typeof SCALEOT_FLAGS]?: string }, method: string): ScaleotFlagSettings {
+  const stray = (Object.keys(SCALEOT_FLAGS) as Array<keyof typeof SCALEOT_FLAGS>).find((k) => flags[k] !== undefined);
+  if (stray && method !== "scaleot") throw new Error(`--${stray} applies to --method scaleot only, not ${method}`);
+  return {
+    replaceFraction: fractionBelowOneFlag(flags["replace-fraction"], "replace-fraction"),
+    rankReduction: fractionBelowOneFlag(flags["rank-reduction"], "rank-reduction"),
+    importance: flags.importance === undefined ? undefined : importanceEstimator(flags.importance),
+    episodes: positiveIntFlag(flags.episodes, "episodes"),
+  };
 }
