@@ -24,8 +24,14 @@ import type { BenchRow } from "./linalg.ts";
 import { openCheckpoint } from "../io/checkpoint.ts";
 import type { BlockTiming } from "../events/block_timings.ts";
 import type { Stage } from "../events/stage_events.ts";
-import { LLAMA_7B, type LlamaShape, OPT_SHAPES, writeRandomLlama, writeRandomOpt } from "../train/random_checkpoint.ts";
-import type { OptHyperParameters } from "../train/opt_config.ts";
+import {
+  LLAMA_7B,
+  type ModelShape,
+  OPT_SHAPES,
+  type RandomCheckpointOptions,
+  writeRandomLlama,
+  writeRandomOpt,
+} from "../train/random_checkpoint.ts";
 import { Prng } from "../train/prng.ts";
 import { runVerb } from "../cli/run_verb.ts";
 import { signalExitCode } from "../cli/interrupt.ts";
@@ -40,7 +46,7 @@ export const TOKEN_STAGES: readonly Stage[] = ["forward", "backward", "kfac", "h
 export interface ScaleBenchOptions {
   /** Tiny shapes of the same kinds (a smoke run: kilobytes, seconds). */
   quick?: boolean;
-  /** Directory the temporary work directory is made in (default the OS's tmpdir); needs about 30 GB free for the 7B shape. */
+  /** Directory the temporary work directory is made in (default the OS's tmpdir); needs about 37 GB free for the 7B shape (checkpoint and float32 emulator). */
   dir?: string;
   /** Calibration sequences (default 2). */
   sequences?: number;
@@ -56,7 +62,6 @@ export interface ScaleBenchOptions {
 interface ScaleModel {
   name: string;
   params: number;
-  maxShardBytes: number;
   write: (dir: string, onTensor: (done: number, total: number) => void) => Promise<void>;
   vocabSize: number;
 }
@@ -74,40 +79,32 @@ interface Timings {
 const MiB = 2 ** 20;
 
 /** LLaMA parameters of shape `p` (untied head, no biases). */
-function llamaParams(p: LlamaShape): number {
+function llamaParams(p: ModelShape): number {
   const block = 4 * p.hidden * p.hidden + 3 * p.hidden * p.ffn + 2 * p.hidden;
   return p.layers * block + 2 * p.vocabSize * p.hidden + p.hidden;
 }
 
-/** An OPT shape without its special tokens. */
-type OptShape = Omit<OptHyperParameters, "bosId" | "eosId" | "padId">;
-
 /** OPT parameters of shape `p` (tied head, biases, learned positions with HF's offset 2). */
-function optParams(p: OptShape): number {
+function optParams(p: ModelShape): number {
   const d = p.hidden;
   const block = 4 * d * d + 4 * d + 2 * d * p.ffn + p.ffn + d + 4 * d;
   return p.layers * block + p.vocabSize * d + (p.maxPositions + 2) * d + 2 * d;
 }
 
-function llamaModel(name: string, shape: LlamaShape, maxShardBytes: number): ScaleModel {
-  return {
-    name,
-    params: llamaParams(shape),
-    maxShardBytes,
-    vocabSize: shape.vocabSize,
-    write: (dir, onTensor) => writeRandomLlama(dir, shape, { maxShardBytes, onTensor }),
-  };
+/** A model the bench writes with `write` (a random checkpoint of one shape, {@link RandomCheckpointOptions}). */
+function scaleModel(
+  name: string,
+  shape: ModelShape,
+  params: number,
+  maxShardBytes: number,
+  write: (dir: string, shape: ModelShape, options: RandomCheckpointOptions) => Promise<void>,
+): ScaleModel {
+  return { name, params, vocabSize: shape.vocabSize, write: (dir, onTensor) => write(dir, shape, { maxShardBytes, onTensor }) };
 }
 
-function optModel(name: string, shape: OptShape, maxShardBytes: number): ScaleModel {
-  return {
-    name,
-    params: optParams(shape),
-    maxShardBytes,
-    vocabSize: shape.vocabSize,
-    write: (dir, onTensor) => writeRandomOpt(dir, { ...shape, bosId: 2, eosId: 2, padId: 1 }, { maxShardBytes, onTensor }),
-  };
-}
+const llamaModel = (name: string, shape: ModelShape, maxShardBytes: number) => scaleModel(name, shape, llamaParams(shape), maxShardBytes, writeRandomLlama);
+const optModel = (name: string, shape: ModelShape, maxShardBytes: number) =>
+  scaleModel(name, shape, optParams(shape), maxShardBytes, (dir, p, options) => writeRandomOpt(dir, { ...p, bosId: 2, eosId: 2, padId: 1 }, options));
 
 /**
  * The models: LLaMA-7B in ~2 GB shards and OPT-1.3B in ~1 GB shards, or

@@ -21,27 +21,18 @@ export const OPT_SHAPES = {
   "opt-1.3b": { layers: 24, hidden: 2048, heads: 32, ffn: 8192, maxPositions: 2048, vocabSize: 50272 },
 } as const;
 
-/** The shape of a LLaMA model: what {@link llamaConfigJson} writes into config.json. */
-export interface LlamaShape {
-  /** Transformer blocks (`num_hidden_layers`). */
-  layers: number;
-  /** Model width (`hidden_size`). */
-  hidden: number;
-  /** Attention heads (`num_attention_heads`; as many key/value heads). */
-  heads: number;
-  /** MLP width (`intermediate_size`). */
-  ffn: number;
-  /** `max_position_embeddings`. */
-  maxPositions: number;
-  /** `vocab_size`. */
-  vocabSize: number;
-}
+/**
+ * A model's sizes without its special tokens: OPT's {@link OptHyperParameters}
+ * less the ids, which LLaMA shares (`ffn` is its `intermediate_size`; as many
+ * key/value heads as heads).
+ */
+export type ModelShape = Omit<OptHyperParameters, "bosId" | "eosId" | "padId">;
 
 /** LLaMA-7B (Touvron et al. 2023; HF huggyllama/llama-7b config.json). */
-export const LLAMA_7B: LlamaShape = { layers: 32, hidden: 4096, heads: 32, ffn: 11008, maxPositions: 2048, vocabSize: 32000 };
+export const LLAMA_7B: ModelShape = { layers: 32, hidden: 4096, heads: 32, ffn: 11008, maxPositions: 2048, vocabSize: 32000 };
 
 /** The HF `config.json` of a LLaMA of shape `p` (untied head, no biases, SiLU, unscaled RoPE); `dtype` is `torch_dtype`. */
-export function llamaConfigJson(p: LlamaShape, dtype: "float32" | "float16" = "float16"): Record<string, unknown> {
+export function llamaConfigJson(p: ModelShape, dtype: "float32" | "float16" = "float16"): Record<string, unknown> {
   for (const key of ["layers", "hidden", "heads", "ffn", "maxPositions", "vocabSize"] as const) {
     if (!Number.isInteger(p[key]) || p[key] <= 0) throw new Error(`LLaMA ${key} must be a positive integer, got ${p[key]}`);
   }
@@ -127,6 +118,6 @@ export async function writeRandomOpt(dir: string, p: OptHyperParameters, options
  * `model-0000k-of-0000n.safetensors` + `model.safetensors.index.json` once
  * it exceeds `maxShardBytes`), atomically: the 7B-shape bench's input.
  */
-export async function writeRandomLlama(dir: string, p: LlamaShape, options: RandomCheckpointOptions = {}): Promise<void> {
+export async function writeRandomLlama(dir: string, p: ModelShape, options: RandomCheckpointOptions = {}): Promise<void> {
   await writeRandom(dir, llama, llamaConfigJson(p, (options.dtype ?? "F16") === "F32" ? "float32" : "float16"), options);
 }
