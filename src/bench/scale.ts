@@ -16,7 +16,7 @@
  * @module
  */
 import { closeSync, openSync, readSync, rmSync } from "node:fs";
-import { mkdtemp, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import process from "node:process";
@@ -31,8 +31,8 @@ import {
   type RandomCheckpointOptions,
   writeRandomLlama,
   writeRandomOpt,
+  writeRandomTokens,
 } from "../train/random_checkpoint.ts";
-import { Prng } from "../train/prng.ts";
 import { runVerb } from "../cli/run_verb.ts";
 import { signalExitCode } from "../cli/interrupt.ts";
 
@@ -141,12 +141,6 @@ async function checkDisk(dir: string, models: ScaleModel[]): Promise<void> {
   }
 }
 
-async function randomCalibration(path: string, vocab: number, tokens: number): Promise<void> {
-  const prng = new Prng(1);
-  const ids = new Uint16Array(tokens).map(() => prng.below(vocab));
-  await writeFile(path, new Uint8Array(ids.buffer));
-}
-
 /**
  * Follows a growing log file: calls `onLine` with each complete new line,
  * every `intervalMs`, until the returned function is called (which reads
@@ -155,6 +149,7 @@ async function randomCalibration(path: string, vocab: number, tokens: number): P
 function followLog(path: string, onLine: (line: string) => void, intervalMs = 1000): () => void {
   let offset = 0;
   let partial = "";
+  const decoder = new TextDecoder(); // streaming: a character split across reads decodes whole
   const poll = () => {
     let fd: number;
     try {
@@ -166,7 +161,7 @@ function followLog(path: string, onLine: (line: string) => void, intervalMs = 10
       const buffer = new Uint8Array(64 * 1024);
       for (let n; (n = readSync(fd, buffer, 0, buffer.length, offset)) > 0;) {
         offset += n;
-        partial += new TextDecoder().decode(buffer.subarray(0, n));
+        partial += decoder.decode(buffer.subarray(0, n), { stream: true });
       }
     } finally {
       closeSync(fd);
@@ -304,7 +299,7 @@ export async function benchScale(options: ScaleBenchOptions = {}): Promise<Bench
       const { shards, bytes } = await shardedCheckpoint(dir);
       emit({ name: `${m.name}: checkpoint (random, fp16)`, value: bytes / 1e9, unit: "GB", note: `${shards} shards + model.safetensors.index.json, written in ${written.toFixed(0)} s` });
       const calibration = join(work, `${m.name}.bin`);
-      await randomCalibration(calibration, m.vocabSize, sequences * length);
+      await writeRandomTokens(calibration, m.vocabSize, sequences * length);
       const timings = join(work, `${m.name}.json`);
       const log = join(work, `${m.name}.log`);
       progress(`${m.name}: building the GradOT emulator (${sequences} x ${length} calibration tokens)`);

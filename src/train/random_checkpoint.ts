@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { writeFileAtomic } from "../io/atomic.ts";
 import { saveCheckpoint, type StoredDtype, type TensorToSave } from "../io/checkpoint.ts";
 import { llama } from "../model/llama.ts";
 import { opt } from "../model/opt.ts";
@@ -120,4 +121,16 @@ export async function writeRandomOpt(dir: string, p: OptHyperParameters, options
  */
 export async function writeRandomLlama(dir: string, p: ModelShape, options: RandomCheckpointOptions = {}): Promise<void> {
   await writeRandom(dir, llama, llamaConfigJson(p, (options.dtype ?? "F16") === "F32" ? "float32" : "float16"), options);
+}
+
+/**
+ * Writes `tokens` uniformly random ids below `vocab` as a Uint16 token
+ * stream (the `.bin` calibration format `build-emulator` reads), seed 1:
+ * the benchmarks' calibration text, whose words do not matter to a timing.
+ */
+export async function writeRandomTokens(path: string, vocab: number, tokens: number): Promise<void> {
+  if (!Number.isInteger(vocab) || vocab < 1 || vocab > 65536) throw new Error(`Random tokens need a vocabulary of 1 to 65536 ids (Uint16), got ${vocab}`);
+  const prng = new Prng(1);
+  const ids = new Uint16Array(tokens).map(() => prng.below(vocab));
+  await writeFileAtomic(path, new Uint8Array(ids.buffer));
 }

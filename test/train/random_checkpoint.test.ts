@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openCheckpoint } from "../../src/io/checkpoint.ts";
 import { loadBlockWeights, resolveModel } from "../../src/model/load.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
-import { llamaConfigJson, writeRandomLlama } from "../../src/train/random_checkpoint.ts";
+import { llamaConfigJson, writeRandomLlama, writeRandomTokens } from "../../src/train/random_checkpoint.ts";
 
 let root: string;
 beforeAll(async () => {
@@ -58,5 +58,23 @@ describe("writeRandomLlama", () => {
 
   it("refuses a shape whose heads do not divide the width", () => {
     expect(() => llamaConfigJson({ ...shape, heads: 5 })).toThrow("LLaMA hidden size 16 is not divisible by 5 heads");
+  });
+});
+
+describe("writeRandomTokens", () => {
+  it("writes a Uint16 stream of ids below the vocabulary, the same for every call", async () => {
+    const [a, b] = [join(root, "a.bin"), join(root, "b.bin")];
+    await writeRandomTokens(a, 300, 1000);
+    await writeRandomTokens(b, 300, 1000);
+    const bytes = await readFile(a);
+    expect(bytes.length).toBe(2000);
+    const ids = new Uint16Array(bytes.buffer, bytes.byteOffset, 1000);
+    expect(Math.max(...ids)).toBeLessThan(300);
+    expect(new Set(ids).size).toBeGreaterThan(250);
+    expect(bytes.equals(await readFile(b))).toBe(true);
+  });
+
+  it("refuses a vocabulary a Uint16 cannot hold", async () => {
+    await expect(writeRandomTokens(join(root, "c.bin"), 70000, 10)).rejects.toThrow("Random tokens need a vocabulary of 1 to 65536 ids (Uint16), got 70000");
   });
 });
