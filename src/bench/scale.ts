@@ -66,13 +66,19 @@ interface ScaleModel {
   vocabSize: number;
 }
 
-/** What `build-emulator --timings` writes (pipelines/build_emulator.ts). */
-interface Timings {
+/** What `build-emulator --timings` writes (pipelines/build_emulator.ts), the input of {@link scaleRows}. */
+export interface BuildTimings {
+  /** Wall seconds of the build. */
   seconds: number;
+  /** Seconds per stage over the whole build. */
   stages: Partial<Record<Stage, number>>;
+  /** The build process's peak RSS, bytes. */
   peakRssBytes: number;
+  /** Blocks of the model. */
   layers: number;
+  /** Calibration tokens, counted as sequences × length. */
   tokens: number;
+  /** Per block, in the order blocks finished (src/events/block_timings.ts). */
   blocks: BlockTiming[];
 }
 
@@ -187,7 +193,7 @@ function meanStages(blocks: BlockTiming[]): Map<Stage, number> {
 }
 
 /** The rows of one build's timings (module doc: what is measured and projected). */
-export function scaleRows(name: string, t: Timings): BenchRow[] {
+export function scaleRows(name: string, t: BuildTimings): BenchRow[] {
   const rows: BenchRow[] = [];
   const ratio = PROJECTED_TOKENS / t.tokens;
   const middle = t.blocks.filter((b) => b.stages.score !== undefined); // only middle blocks are scored
@@ -314,7 +320,7 @@ export async function benchScale(options: ScaleBenchOptions = {}): Promise<Bench
       } finally {
         stopFollowing();
       }
-      for (const row of scaleRows(m.name, JSON.parse(await readFile(timings, "utf8")) as Timings)) emit(row);
+      for (const row of scaleRows(m.name, JSON.parse(await readFile(timings, "utf8")) as BuildTimings)) emit(row);
       await rm(dir, { recursive: true, force: true });
       await rm(join(work, "emulator"), { recursive: true, force: true });
     }
