@@ -309,8 +309,9 @@ export async function benchScale(options: ScaleBenchOptions = {}): Promise<Bench
       const timings = join(work, `${m.name}.json`);
       const log = join(work, `${m.name}.log`);
       progress(`${m.name}: building the GradOT emulator (${sequences} x ${length} calibration tokens)`);
+      // the build's whole output (its block lines, the loss, an error) reaches the bench's progress: its log is deleted with the rest
       const stopFollowing = followLog(log, (line) => {
-        if (/^(block \d+:|calibration loss)/.test(line)) progress(`${m.name}: ${line}`);
+        if (line.trim() !== "") progress(`${m.name}: ${line}`);
       });
       try {
         await runVerb([
