@@ -136,6 +136,7 @@ export {
   timeStage,
   timeStageAsync,
 } from "./src/events/stage_events.ts";
+export { type BlockTiming, blockTimings, formatBlockTiming } from "./src/events/block_timings.ts";
 
 // Operators (src/operators/: RxJS stages only)
 export { readCheckpoint } from "./src/operators/read_checkpoint.ts";
@@ -343,5 +344,6 @@ export { type BenchRow, benchLinalg, type LinalgBenchOptions } from "./src/bench
 export { benchMatmul, type MatmulBenchOptions, type MatmulBenchShape } from "./src/bench/kernels.ts";
 export { benchBlockStack, type BlockStackBenchOptions } from "./src/bench/model.ts";
 export { benchGradot, type GradotBenchOptions } from "./src/bench/gradot.ts";
+export { benchScale, type ScaleBenchOptions } from "./src/bench/scale.ts";
 export { BASE_SHAPE, benchPretrain, modelFlopsUtilisation, type PretrainBenchOptions } from "./src/bench/pretrain.ts";
 export type { OptHyperParameters } from "./src/train/opt_config.ts";

@@ -4,15 +4,19 @@
  * matmul fixes), `linalg` (LAPACK SVD/eigh, OpenBLAS sgemm), `model` (OPT
  * block stack forward+backward, wasm vs cpu, matmul efficiency), `gradot`
  * (emulator build: seconds per stage, peak RSS), `pretrain` (pretraining
- * tokens/s and MFU on the fixtures/base shape).
+ * tokens/s and MFU on the fixtures/base shape), and, only when named,
+ * `scale` (GradOT builds at LLaMA-7B and OPT-1.3B shape: peak RSS across
+ * depth, seconds per block, the projection to 2,048 calibration tokens;
+ * docs/GRADOT.md "7B shape").
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { benchBlockStack, benchGradot, benchLinalg, benchMatmul, benchPretrain, type BenchRow } from "../mod.ts";
+import { benchBlockStack, benchGradot, benchLinalg, benchMatmul, benchPretrain, type BenchRow, benchScale, writeFileAtomic } from "../mod.ts";
+import { positiveIntFlag } from "./flags.ts";
 
 /** Help text for the verb. */
-export const help = `offtune bench [kernels|linalg|model|gradot|pretrain|all]... [--json <file>] [--quick]
+export const help = `offtune bench [kernels|linalg|model|gradot|pretrain|scale|all]... [--json <file>] [--quick]
 
 Runs benchmarks and prints one row per figure. Figures that are compared
 (speed-ups, efficiencies) are measured against their baseline in the same
@@ -28,10 +32,33 @@ run. Default suite: kernels linalg model.
             on 1 worker and on every core: tokens/s, speed-up, and MFU (6 · params
             · tokens/s against the one-thread OpenBLAS sgemm rate measured in the
             same run, times the workers)
+  scale     (only when named; not in all) GradOT builds from random fp16
+            checkpoints of LLaMA-7B shape (13.5 GB in HF shards + index.json)
+            and OPT-1.3B shape, with a short calibration: peak RSS (target
+            <= 4 GB for 7B), RSS after the first and the last middle block,
+            seconds per middle block by stage, and those projected to 2,048
+            calibration tokens (forward, backward, KFAC, head scaled; the
+            rest as measured). About an hour on one core; needs about 37 GB
+            free under --dir; deletes what it wrote (docs/GRADOT.md "7B shape")
   --json <file>  also write the rows as JSON
-  --quick        smaller shapes (for a smoke run)`;
+  --quick        smaller shapes (for a smoke run)
+  --dir <dir>    scale: where its temporary directory goes (default the OS's)
+  --sequences <n>, --length <t>
+                 scale: calibration sequences and tokens each (default 2 x 128)
+  --quiet        scale: no progress lines (stderr)`;
 
-type Suite = (quick: boolean, onRow: (row: BenchRow) => void) => Promise<BenchRow[]>;
+/** What a suite may take besides --quick: the scale suite's flags and progress sink. */
+interface SuiteContext {
+  dir?: string;
+  sequences?: number;
+  length?: number;
+  progress?: (line: string) => void;
+}
+
+type Suite = (quick: boolean, onRow: (row: BenchRow) => void, context: SuiteContext) => Promise<BenchRow[]>;
+
+/** Suites that run only when named (`all` leaves them out): they write GBs and take an hour. */
+const NAMED_ONLY = new Set(["scale"]);
 
 const suites: Record<string, Suite> = {
   kernels: async (quick, onRow) => {
@@ -49,6 +76,9 @@ const suites: Record<string, Suite> = {
   pretrain: async (quick, onRow) => {
     return benchPretrain({ onRow, ...(quick ? { batch: 8, steps: 1, gemmSize: 256 } : {}) });
   },
+  scale: async (quick, onRow, context) => {
+    return benchScale({ onRow, quick, dir: context.dir, sequences: context.sequences, length: context.length, onProgress: context.progress });
+  },
   model: async (quick, onRow) => {
     return benchBlockStack({ onRow, ...(quick ? { hidden: 128, heads: 4, ffn: 512, tokens: 32, repeats: 1 } : {}) });
   },
@@ -63,24 +93,34 @@ function formatRow(row: BenchRow): string {
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { json: { type: "string" }, quick: { type: "boolean", default: false } },
+    options: {
+      json: { type: "string" },
+      quick: { type: "boolean", default: false },
+      dir: { type: "string" },
+      sequences: { type: "string" },
+      length: { type: "string" },
+      quiet: { type: "boolean", default: false },
+    },
     allowPositionals: true,
   });
-  const names = positionals.length === 0 ? ["kernels", "linalg", "model"] : positionals.includes("all") ? Object.keys(suites) : positionals;
+  const names = positionals.length === 0 ? ["kernels", "linalg", "model"] : positionals.includes("all") ? Object.keys(suites).filter((s) => !NAMED_ONLY.has(s)) : positionals;
   for (const name of names) {
     if (!suites[name]) throw new Error(`Unknown bench suite "${name}": expected one of ${Object.keys(suites).join(", ")}, all`);
   }
+  const context: SuiteContext = {
+    dir: values.dir,
+    sequences: positiveIntFlag(values.sequences, "sequences"),
+    length: positiveIntFlag(values.length, "length"),
+    progress: values.quiet ? undefined : (line) => console.error(line),
+  };
   const all: Array<BenchRow & { suite: string }> = [];
   for (const name of names) {
     console.log(`# ${name}`);
     await suites[name](values.quick, (row) => {
       all.push({ ...row, suite: name });
       console.log(formatRow(row));
-    });
+    }, context);
   }
-  if (values.json) {
-    const { writeFile } = await import("node:fs/promises");
-    await writeFile(values.json, JSON.stringify(all, null, 2) + "\n");
-  }
+  if (values.json) await writeFileAtomic(values.json, new TextEncoder().encode(JSON.stringify(all, null, 2) + "\n"));
   return 0;
 }

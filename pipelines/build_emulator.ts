@@ -16,12 +16,14 @@ import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { lastValueFrom, toArray } from "rxjs";
 import {
+  blockTimings,
   buildEmulator,
   type CalibrationSet,
   checkGradotVariant,
   checkOutputDir,
   DEFAULT_SPLIT,
   EMULATOR_METHODS,
+  formatBlockTiming,
   emulatorMethod,
   GRADOT_DEFAULTS,
   type GradotOptions,
@@ -124,7 +126,9 @@ same command run again continues from it. Methods:
   --tokenizer <file>     tokenizer.json for the calibration text, carried in the
                          package (default: the model's own, else the fixture one)
   --fp16                 store shards as float16
-  --timings <file>       write seconds per stage and peak RSS as JSON
+  --timings <file>       write seconds per stage and peak RSS as JSON, and per
+                         block: seconds per stage, RSS after its shard
+  --block-lines          print that line per block as it finishes (stdout)
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress
   --queue <url>          GradOT only: score and compress the middle blocks as
@@ -199,6 +203,7 @@ const FLAGS = {
   fp16: { type: "boolean", default: false },
   backend: { type: "string" },
   timings: { type: "string" },
+  "block-lines": { type: "boolean", default: false },
   quiet: { type: "boolean", default: false },
   ...DISTILL_FLAGS,
   queue: { type: "string" },
@@ -262,14 +267,15 @@ export async function main(argv: string[]): Promise<number> {
     if (flags.method === "gradot") middleBudget(model, gradot); // an unreachable --ratio fails before any work or partial directory
     const progress = createProgress("build-emulator", flags.quiet);
     const draw = progressEvents(progress);
-    const timings = stageTotals({
+    const perBlock = blockTimings({
       next(e) {
         draw.next(e);
         if (e.stage === "head" && e.loss !== undefined && !flags.quiet) {
           console.error(`calibration loss ${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)})`);
         }
       },
-    });
+    }, flags["block-lines"] ? (t) => console.log(formatBlockTiming(t)) : undefined);
+    const timings = stageTotals(perBlock);
     const started = performance.now();
     let calibration: CalibrationSet | undefined;
     if (needsCalibration(flags.method)) {
@@ -311,6 +317,7 @@ export async function main(argv: string[]): Promise<number> {
         peakRssBytes: peakRssBytes(),
         layers: model.cfg.layers,
         tokens: calibration ? calibration.sequences * calibration.length : 0,
+        blocks: perBlock.blocks,
       }, null, 2) + "\n"));
     }
     return 0;

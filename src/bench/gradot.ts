@@ -13,13 +13,12 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BenchRow } from "./linalg.ts";
-import { OPT_SHAPES, writeRandomOpt } from "../train/random_checkpoint.ts";
-import { Prng } from "../train/prng.ts";
+import { OPT_SHAPES, writeRandomOpt, writeRandomTokens } from "../train/random_checkpoint.ts";
 import { runVerb } from "../cli/run_verb.ts";
 
 /** Options of {@link benchGradot}. */
@@ -64,12 +63,6 @@ interface Timings {
   tokens: number;
 }
 
-async function randomCalibration(path: string, vocab: number, tokens: number): Promise<void> {
-  const prng = new Prng(1);
-  const ids = new Uint16Array(tokens).map(() => prng.below(vocab));
-  await writeFile(path, new Uint8Array(ids.buffer));
-}
-
 /** Builds the GradOT emulator of every benchmark model and reports its stages. */
 export async function benchGradot(options: GradotBenchOptions = {}): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
@@ -91,7 +84,7 @@ export async function benchGradot(options: GradotBenchOptions = {}): Promise<Ben
       const dir = join(work, name);
       await writeRandomOpt(dir, { ...shape, bosId: 2, eosId: 2, padId: 1 });
       const calibration = join(work, `${name}.bin`);
-      await randomCalibration(calibration, shape.vocabSize, 4096);
+      await writeRandomTokens(calibration, shape.vocabSize, 4096);
       models.push({ name: `${name} (random)`, dir, calibration, sequences: 16, length: 128, ...(withTorch ? { torchShape: shape } : {}) });
     };
     if (options.quick) {
