@@ -4,15 +4,16 @@
  * matmul fixes), `linalg` (LAPACK SVD/eigh, OpenBLAS sgemm), `model` (OPT
  * block stack forward+backward, wasm vs cpu, matmul efficiency), `gradot`
  * (emulator build: seconds per stage, peak RSS), `pretrain` (pretraining
- * tokens/s and MFU on the fixtures/base shape).
+ * tokens/s and MFU on the fixtures/base shape), `blas` (cuBLAS against
+ * OpenBLAS on a CUDA machine).
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { benchBlockStack, benchGradot, benchLinalg, benchMatmul, benchPretrain, type BenchRow } from "../mod.ts";
+import { benchBlas, benchBlockStack, benchGradot, benchLinalg, benchMatmul, benchPretrain, type BenchRow } from "../mod.ts";
 
 /** Help text for the verb. */
-export const help = `offtune bench [kernels|linalg|model|gradot|pretrain|all]... [--json <file>] [--quick]
+export const help = `offtune bench [kernels|linalg|model|gradot|pretrain|blas|all]... [--json <file>] [--quick]
 
 Runs benchmarks and prints one row per figure. Figures that are compared
 (speed-ups, efficiencies) are measured against their baseline in the same
@@ -28,6 +29,10 @@ run. Default suite: kernels linalg model.
             on 1 worker and on every core: tokens/s, speed-up, and MFU (6 · params
             · tokens/s against the one-thread OpenBLAS sgemm rate measured in the
             same run, times the workers)
+  blas      cuBLAS vs OpenBLAS in one process (a CUDA machine): largest
+            difference on random operands, then seconds at GradOT's shapes
+            (LM head, fc2, KFAC Gram), GPU times with their copies; OpenBLAS
+            on OPENBLAS_NUM_THREADS threads (docs/DISTRIBUTED.md)
   --json <file>  also write the rows as JSON
   --quick        smaller shapes (for a smoke run)`;
 
@@ -48,6 +53,9 @@ const suites: Record<string, Suite> = {
   },
   pretrain: async (quick, onRow) => {
     return benchPretrain({ onRow, ...(quick ? { batch: 8, steps: 1, gemmSize: 256 } : {}) });
+  },
+  blas: async (quick, onRow) => {
+    return benchBlas({ onRow, ...(quick ? { shapes: [{ name: "256×256 · 256×256", op: "sgemm", m: 256, n: 256, k: 256 }], repeats: 1 } : {}) });
   },
   model: async (quick, onRow) => {
     return benchBlockStack({ onRow, ...(quick ? { hidden: 128, heads: 4, ffn: 512, tokens: 32, repeats: 1 } : {}) });
