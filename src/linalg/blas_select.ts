@@ -14,9 +14,10 @@ import { systemSearchContext } from "./cuda_libraries.ts";
 import type { LinalgLibrary } from "./lapack_ffi.ts";
 
 /**
- * Multiply-adds below which a product stays on OpenBLAS: under ~2²⁴ the
- * host-device copies and the call overhead (tens of microseconds) outweigh
- * the product itself on one core (about a third of a millisecond).
+ * Multiply-adds below which a product stays on OpenBLAS, where the copies and
+ * the call overhead (about 70 µs for 128×128·128×128 on an H200) weigh as
+ * much as the product (64 µs on 16 OpenBLAS threads there; docs/DISTRIBUTED.md
+ * "A CUDA machine"); 2²⁴ leaves a margin of 8× that size.
  */
 export const GPU_MIN_MACS = 1 << 24;
 
@@ -56,8 +57,14 @@ export function withSelectedBlas(
   env: Record<string, string | undefined> = process.env,
   openGpu: () => CublasBlas = cublasBlas,
 ): SelectedLinalg {
+  let choice;
   try {
-    if (blasChoice(env) === "openblas") return cpu;
+    choice = blasChoice(env);
+  } catch (error) {
+    return { error: error as Error };
+  }
+  if (choice === "openblas") return cpu;
+  try {
     if (!cpu.library) {
       throw new Error(`the GPU path also needs OpenBLAS and LAPACKE (SVD, eigh, small products): ${cpu.reason}`);
     }
@@ -73,7 +80,7 @@ export function withSelectedBlas(
       },
     };
   } catch (error) {
-    return { error: new Error(`OFFTUNE_BLAS=${env.OFFTUNE_BLAS}: ${error instanceof Error ? error.message : String(error)}`) };
+    return { error: new Error(`OFFTUNE_BLAS=${choice}: ${error instanceof Error ? error.message : String(error)}`) };
   }
 }
 

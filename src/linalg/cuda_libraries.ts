@@ -49,7 +49,7 @@ export function systemSearchContext(env: Record<string, string | undefined>): Cu
 export interface CudaCandidates {
   /** Paths (or bare sonames) to hand to the dynamic loader, in order. */
   paths: string[];
-  /** Every folder looked into, found or not, for the error message. */
+  /** The places searched, in order, in words for the error message (OFFTUNE_CUDA_LIBS, the loader's path, the folders). */
   searched: string[];
 }
 
