@@ -48,6 +48,9 @@ export type { Matrix } from "./src/linalg/matrix.ts";
 export { svd, type SvdOptions, type SvdResult } from "./src/linalg/svd.ts";
 export { eigh, type EighResult } from "./src/linalg/eigh.ts";
 export { gramTransposed, lapackAvailable, matmul } from "./src/linalg/gemm.ts";
+export { BLAS_CHOICES, type BlasChoice, blasChoice, parseBlasChoice } from "./src/linalg/blas_choice.ts";
+export { GPU_MIN_MACS } from "./src/linalg/blas_select.ts";
+export { selectedBlasSummary } from "./src/linalg/blas_summary.ts";
 
 // Models
 export type {
@@ -345,5 +348,6 @@ export { benchMatmul, type MatmulBenchOptions, type MatmulBenchShape } from "./s
 export { benchBlockStack, type BlockStackBenchOptions } from "./src/bench/model.ts";
 export { benchGradot, type GradotBenchOptions } from "./src/bench/gradot.ts";
 export { benchScale, type ScaleBenchOptions } from "./src/bench/scale.ts";
+export { benchBlas, type BlasBenchOptions, type BlasBenchShape, BLAS_BENCH_SHAPES } from "./src/bench/blas.ts";
 export { BASE_SHAPE, benchPretrain, modelFlopsUtilisation, type PretrainBenchOptions } from "./src/bench/pretrain.ts";
 export type { OptHyperParameters } from "./src/train/opt_config.ts";

@@ -4,19 +4,19 @@
  * matmul fixes), `linalg` (LAPACK SVD/eigh, OpenBLAS sgemm), `model` (OPT
  * block stack forward+backward, wasm vs cpu, matmul efficiency), `gradot`
  * (emulator build: seconds per stage, peak RSS), `pretrain` (pretraining
- * tokens/s and MFU on the fixtures/base shape), and, only when named,
- * `scale` (GradOT builds at LLaMA-7B and OPT-1.3B shape: peak RSS across
- * depth, seconds per block, the projection to 2,048 calibration tokens;
- * docs/GRADOT.md "7B shape").
+ * tokens/s and MFU on the fixtures/base shape), `blas` (cuBLAS against
+ * OpenBLAS on a CUDA machine), and, only when named, `scale` (GradOT builds
+ * at LLaMA-7B and OPT-1.3B shape: peak RSS across depth, seconds per block,
+ * the projection to 2,048 calibration tokens; docs/GRADOT.md "7B shape").
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { benchBlockStack, benchGradot, benchLinalg, benchMatmul, benchPretrain, type BenchRow, benchScale, writeFileAtomic } from "../mod.ts";
+import { benchBlas, benchBlockStack, benchGradot, benchLinalg, benchMatmul, benchPretrain, type BenchRow, benchScale, writeFileAtomic } from "../mod.ts";
 import { positiveIntFlag } from "./flags.ts";
 
 /** Help text for the verb. */
-export const help = `offtune bench [kernels|linalg|model|gradot|pretrain|scale|all]... [--json <file>] [--quick]
+export const help = `offtune bench [kernels|linalg|model|gradot|pretrain|blas|scale|all]... [--json <file>] [--quick]
 
 Runs benchmarks and prints one row per figure. Figures that are compared
 (speed-ups, efficiencies) are measured against their baseline in the same
@@ -32,6 +32,10 @@ run. Default suite: kernels linalg model.
             on 1 worker and on every core: tokens/s, speed-up, and MFU (6 · params
             · tokens/s against the one-thread OpenBLAS sgemm rate measured in the
             same run, times the workers)
+  blas      cuBLAS vs OpenBLAS in one process (a CUDA machine): largest
+            difference on random operands, then seconds at GradOT's shapes
+            (LM head, fc2, KFAC Gram), GPU times with their copies; OpenBLAS
+            on OPENBLAS_NUM_THREADS threads (docs/DISTRIBUTED.md)
   scale     (only when named; not in all) GradOT builds from random fp16
             checkpoints of LLaMA-7B shape (13.5 GB in HF shards + index.json)
             and OPT-1.3B shape, with a short calibration: peak RSS (target
@@ -78,6 +82,9 @@ const suites: Record<string, Suite> = {
   },
   scale: async (quick, onRow, context) => {
     return benchScale({ onRow, quick, dir: context.dir, sequences: context.sequences, length: context.length, onProgress: context.progress });
+  },
+  blas: async (quick, onRow) => {
+    return benchBlas({ onRow, ...(quick ? { shapes: [{ name: "256×256 · 256×256", op: "sgemm", m: 256, n: 256, k: 256 }], repeats: 1 } : {}) });
   },
   model: async (quick, onRow) => {
     return benchBlockStack({ onRow, ...(quick ? { hidden: 128, heads: 4, ffn: 512, tokens: 32, repeats: 1 } : {}) });

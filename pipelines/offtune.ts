@@ -8,6 +8,8 @@
  * @module
  */
 import process from "node:process";
+import { selectedBlasSummary } from "../mod.ts";
+import { takeBlasFlag } from "../src/cli/blas_flag.ts";
 
 /** A CLI verb: its help text and its entry point (returns the exit code). */
 export interface Verb {
@@ -95,13 +97,26 @@ function usage(): string {
     "Verbs:",
     ...lines,
     "",
-    "Environment: OFFTUNE_BACKEND=auto|tensorflow|wasm|cpu, OFFTUNE_DEBUG=1 for stack traces.",
+    "Global flag: --blas openblas|cuda (anywhere; sets OFFTUNE_BLAS): the BLAS of the large",
+    "float32 products, OpenBLAS by default; cuda runs them on cuBLAS (docs/DISTRIBUTED.md).",
+    "",
+    "Environment: OFFTUNE_BACKEND=auto|tensorflow|wasm|cpu, OFFTUNE_BLAS=openblas|cuda,",
+    "OFFTUNE_CUDA_LIBS=<dir>[:<dir>] (where libcudart and libcublas are), OFFTUNE_DEBUG=1 for stack traces.",
   ].join("\n");
 }
 
 /** Runs the CLI on `argv` (without the runtime and script) and returns the exit code. */
 export async function run(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  let args: string[];
+  try {
+    const taken = takeBlasFlag(argv);
+    if (taken.blas) process.env.OFFTUNE_BLAS = taken.blas;
+    args = taken.argv;
+  } catch (error) {
+    console.error(`offtune: ${error instanceof Error ? error.message : String(error)}`);
+    return 2;
+  }
+  const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     console.log(usage());
     return name === undefined ? 2 : 0;
@@ -118,6 +133,8 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   try {
+    const blas = selectedBlasSummary(); // loads cuBLAS when asked for, failing before any work
+    if (blas) console.error(`offtune: ${blas}`);
     return (await verb.main(rest)) ?? 0;
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);

@@ -135,13 +135,15 @@ function sizes(values: number[], what: string): number[] {
   return values;
 }
 
-function seconds(run: () => unknown): number {
+/** Wall-clock seconds of one call of `run` (also used by `blas.ts`). */
+export function seconds(run: () => unknown): number {
   const start = performance.now();
   run();
   return (performance.now() - start) / 1000;
 }
 
-function median(count: number, measure: () => number): number {
+/** The median of `count` measurements. */
+export function median(count: number, measure: () => number): number {
   const times = Array.from({ length: count }, measure).sort((x, y) => x - y);
   return times[Math.floor(count / 2)];
 }

@@ -18,11 +18,15 @@
  * the per-block work runs one worker per core, so a library that spawns its
  * own threads in each worker would oversubscribe the machine.
  * `OFFTUNE_LINALG=js` disables the libraries (the pure-TS fallback runs).
+ * `OFFTUNE_BLAS=cuda` sends large `sgemm`/`ssyrk` to cuBLAS instead
+ * (`blas_select.ts`; docs/DISTRIBUTED.md "A CUDA machine").
  *
  * @module
  */
 import { createRequire } from "node:module";
 import process from "node:process";
+import { type SelectedLinalg, withSelectedBlas } from "./blas_select.ts";
+import { firstLoadable } from "./first_loadable.ts";
 
 /**
  * The bound routines, with the layout and scaling arguments fixed to what the
@@ -80,21 +84,32 @@ interface KoffiModule {
 }
 
 let cached: { library?: LinalgLibrary; reason?: string } | undefined;
+let selected: SelectedLinalg | undefined;
 
 /**
  * Loads (once) and returns the bound routines, or undefined when the
  * libraries cannot be loaded or `OFFTUNE_LINALG=js`; {@link linalgUnavailableReason}
- * then says why.
+ * then says why. With `OFFTUNE_BLAS=cuda` the large products run on cuBLAS,
+ * and this throws when that cannot be loaded.
  */
 export function loadLinalgLibrary(): LinalgLibrary | undefined {
+  selected ??= withSelectedBlas(loadCpuLinalgLibrary());
+  if (selected.error) throw selected.error;
+  return selected.library;
+}
+
+/**
+ * The CPU libraries alone (OpenBLAS, LAPACKE), whatever `OFFTUNE_BLAS` says:
+ * the baseline the GPU is compared with (`src/bench/blas.ts`).
+ */
+export function loadCpuLinalgLibrary(): { library?: LinalgLibrary; reason?: string } {
   cached ??= tryLoad();
-  return cached.library;
+  return cached;
 }
 
 /** Why {@link loadLinalgLibrary} returned undefined (undefined when it did not). */
 export function linalgUnavailableReason(): string | undefined {
-  loadLinalgLibrary();
-  return cached?.reason;
+  return loadCpuLinalgLibrary().reason;
 }
 
 /** Which implementation a decomposition runs: the native libraries or the pure-TS fallback. */
@@ -128,18 +143,6 @@ function tryLoad(): { library?: LinalgLibrary; reason?: string } {
   } catch (error) {
     return { reason: error instanceof Error ? error.message : String(error) };
   }
-}
-
-function firstLoadable<T>(candidates: string[], open: (path: string) => T): T {
-  const failures: string[] = [];
-  for (const path of candidates) {
-    try {
-      return open(path);
-    } catch (error) {
-      failures.push(`${path}: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  }
-  throw new Error(`Cannot load any of ${candidates.join(", ")} (${failures.join("; ")})`);
 }
 
 function bindDeno(): RawSymbols {
