@@ -82,27 +82,36 @@ function loadWeights(stored: Record<string, StoredTensor>): WeightMap {
 const storeFactor = (f: { held: HeldFactor }): HeldFactor => f.held;
 
 /**
- * Writes `record`'s weights and factors, with the model and settings, to
- * `<dir>/<sha256>.block` (atomically; an existing file of the same name has
- * the same bytes and is kept) and returns its path.
+ * `record`'s weights and factors, with the model and settings, as the bytes
+ * of a `.block` file (in a buffer of their own, so they can be transferred
+ * to a worker thread).
  */
-export async function writeBlockJob(dir: string, record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): Promise<string> {
+export function packBlockJob(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): Uint8Array {
   const stats = Object.fromEntries([...record.stats.entries()].map(([name, f]) => [name, {
     A: storeFactor(f.A),
     G: storeFactor(f.G),
     g: f.g,
     tokens: f.tokens,
   }]));
-  const bytes = packr.pack({ model, index: record.index, role: record.role, settings, weights: storeWeights(record.weights), stats });
+  return new Uint8Array(packr.pack({ model, index: record.index, role: record.role, settings, weights: storeWeights(record.weights), stats }));
+}
+
+/**
+ * Writes `record` ({@link packBlockJob}) to `<dir>/<sha256>.block`
+ * (atomically; an existing file of the same name has the same bytes and is
+ * kept) and returns its path.
+ */
+export async function writeBlockJob(dir: string, record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): Promise<string> {
+  const bytes = packBlockJob(record, model, settings);
   const path = join(dir, `${createHash("sha256").update(bytes).digest("hex")}.block`);
   mkdirSync(dir, { recursive: true });
   await writeFileAtomic(path, bytes);
   return path;
 }
 
-/** Reads a `.block` file written by {@link writeBlockJob}; the weights become tensors the caller owns. */
-export async function readBlockJob(path: string): Promise<BlockJob> {
-  const raw = packr.unpack(await readFile(path)) as Omit<BlockJob, "weights" | "stats"> & {
+/** The block job of {@link packBlockJob}'s bytes; the weights become tensors the caller owns. */
+export function unpackBlockJob(bytes: Uint8Array): BlockJob {
+  const raw = packr.unpack(bytes) as Omit<BlockJob, "weights" | "stats"> & {
     weights: Record<string, StoredTensor>;
     stats: Record<string, { A: HeldFactor; G: HeldFactor; g: Matrix; tokens: number }>;
   };
@@ -115,13 +124,28 @@ export async function readBlockJob(path: string): Promise<BlockJob> {
   return { ...raw, weights: loadWeights(raw.weights), stats };
 }
 
+/** Reads a `.block` file written by {@link writeBlockJob}; the weights become tensors the caller owns. */
+export async function readBlockJob(path: string): Promise<BlockJob> {
+  return unpackBlockJob(await readFile(path));
+}
+
+/** A compressed block as the bytes of a `.compressed` file, in a buffer of their own. */
+export function packCompressedBlock(block: CompressedBlock): Uint8Array {
+  return new Uint8Array(packr.pack({ index: block.index, weights: storeWeights(block.weights), compression: block.compression }));
+}
+
 /** Writes a compressed block to `path` atomically. */
 export async function writeCompressedBlock(path: string, block: CompressedBlock): Promise<void> {
-  await writeFileAtomic(path, packr.pack({ index: block.index, weights: storeWeights(block.weights), compression: block.compression }));
+  await writeFileAtomic(path, packCompressedBlock(block));
+}
+
+/** The compressed block of {@link packCompressedBlock}'s bytes; the weights become tensors the caller owns. */
+export function unpackCompressedBlock(bytes: Uint8Array): CompressedBlock {
+  const raw = packr.unpack(bytes) as { index: number; weights: Record<string, StoredTensor>; compression: CompressionNote };
+  return { index: raw.index, weights: loadWeights(raw.weights), compression: raw.compression };
 }
 
 /** Reads a `.compressed` file; the weights become tensors the caller owns. */
 export async function readCompressedBlock(path: string): Promise<CompressedBlock> {
-  const raw = packr.unpack(await readFile(path)) as { index: number; weights: Record<string, StoredTensor>; compression: CompressionNote };
-  return { index: raw.index, weights: loadWeights(raw.weights), compression: raw.compression };
+  return unpackCompressedBlock(await readFile(path));
 }

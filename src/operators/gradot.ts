@@ -12,7 +12,18 @@
  *
  * @module
  */
-import { defer, identity, type MonoTypeOperatorFunction, type Observable, type OperatorFunction, pipe, tap } from "rxjs";
+import {
+  defer,
+  finalize,
+  from,
+  identity,
+  type MonoTypeOperatorFunction,
+  type Observable,
+  type OperatorFunction,
+  pipe,
+  switchMap,
+  tap,
+} from "rxjs";
 import { type BudgetOptions, COMPRESSED_PARTS } from "../compress/budget.ts";
 import { middleBudget } from "../compress/budget_plan.ts";
 import { type SelectionKind, SELECTIONS } from "../compress/select.ts";
@@ -20,7 +31,7 @@ import type { ShardDtype } from "../io/shard_schema.ts";
 import type { CalibrationSet, ModelHandle, ScoredBlockRecord, ShardRecord, StatsRecord } from "../records/records.ts";
 import { accumulateKfac } from "./accumulate_kfac.ts";
 import { calibrateBackward } from "./calibrate_backward.ts";
-import { calibrateForward } from "./calibrate_forward.ts";
+import { BlockPace, calibrateForward } from "./calibrate_forward.ts";
 import { compressDrd } from "./compress_drd.ts";
 import { compressScp } from "./compress_scp.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
@@ -31,6 +42,8 @@ import { writeShards } from "./write_shards.ts";
 import type { BlockSettings } from "../distributed/block_files.ts";
 import type { JobSubmitter } from "../distributed/job_queue.ts";
 import { queuedCompression } from "./queued_compression.ts";
+import { CalibrationPool } from "../distributed/calibration_pool.ts";
+import { poolCompression } from "./pool_compression.ts";
 
 /** GradOT's defaults: λ by `offtune sweep-gradot` on fixtures/small (docs/GRADOT.md, "The λ sweep"); ratio 0.5 (`src/compress/budget.ts`). */
 export const GRADOT_DEFAULTS = { ratio: 0.5, lambdaAttn: 1000, lambdaMlp: 10000, keepTopFraction: 0.05 } as const;
@@ -75,6 +88,15 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
    * The shards are the same bytes either way.
    */
   queue?: { submitter: JobSubmitter; storage: string };
+  /**
+   * Worker threads the calibration passes, the scoring and the compression
+   * run on (default 1: all in the calling thread). With more, every chunk of
+   * the forward, the head and the backward, and every middle block's scoring
+   * and compression, goes to a pool of this many workers; the chunking, the
+   * loss and the KFAC sums keep one order, so the shards are the same bytes
+   * for any count (docs/DISTRIBUTED.md "All cores of one machine").
+   */
+  workers?: number;
 }
 
 /** The stages a block's progress marks name, in order. */
@@ -168,6 +190,8 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
     ...(options.only !== undefined ? { only: options.only } : {}),
   };
   const { events, calibration, signal, resume, queue } = options;
+  const workers = options.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1) throw new Error(`workers must be a positive integer, got ${workers}`);
   return defer(() => {
     middleBudget(model, blockSettings); // an unreachable ratio fails now, not after the calibration passes
     const total = gradotProgressSteps(model.cfg.layers);
@@ -177,20 +201,30 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
         const tokens = name === "forward" || name === "backward" ? calibration.sequences * calibration.length : undefined;
         events?.next({ stage: name, block: r.index, done: ++done, total, unit: "steps", seconds: 0, ...(tokens ? { tokens } : {}) });
       });
-    const stats = readCheckpoint(model, events, signal).pipe(
-      calibrateForward({ calibration, chunk: options.chunk, events, resume }),
-      stage("forward"),
-      calibrateBackward({ chunk: options.chunk, events, signal, resume }),
-      accumulateKfac({ events }),
-      stage("backward"),
-    );
-    const compressed = queue
-      ? pipe(queuedCompression({ ...queue, model, settings: blockSettings, local: gradotCompression(blockSettings, events) }), stage("score"))
-      : gradotCompression(blockSettings, events, stage("score"));
-    return stats.pipe(
-      compressed,
-      stage("compress"),
-      writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, tokenizer: options.tokenizer, events, resume }),
+    const build = (pool?: CalibrationPool): Observable<ShardRecord> => {
+      const pace = pool ? new BlockPace() : undefined;
+      const stats = readCheckpoint(model, events, signal, pace?.next).pipe(
+        calibrateForward({ calibration, chunk: options.chunk, events, resume, pool, pace }),
+        stage("forward"),
+        calibrateBackward({ chunk: options.chunk, events, signal, resume, pool }),
+        accumulateKfac({ events }),
+        stage("backward"),
+      );
+      const local = gradotCompression(blockSettings, events);
+      const compressed = queue
+        ? pipe(queuedCompression({ ...queue, model, settings: blockSettings, local }), stage("score"))
+        : pool
+        ? pipe(poolCompression({ pool, model, settings: blockSettings, local }), stage("score"))
+        : gradotCompression(blockSettings, events, stage("score"));
+      return stats.pipe(
+        compressed,
+        stage("compress"),
+        writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, tokenizer: options.tokenizer, events, resume }),
+      );
+    };
+    if (workers === 1) return build();
+    return from(CalibrationPool.start(model, workers)).pipe(
+      switchMap((pool) => build(pool).pipe(finalize(() => void pool.close()))),
     );
   });
 }
