@@ -34,7 +34,9 @@ export class CalibrationPool {
 
   /**
    * Starts `size` workers for `model`, each with the model's outer weights
-   * (for the head) and this thread's tensor backend.
+   * (for the head) and this thread's tensor backend. When `model` streams
+   * its vocabulary, each worker opens `model.source` to stream the head
+   * matrix the same way.
    *
    * @throws Error when a worker cannot start
    */
@@ -42,7 +44,14 @@ export class CalibrationPool {
     const pool = await WorkerPool.start<CalibrationRequest, CalibrationReply>(new URL("./calibration_worker.ts", import.meta.url), { size });
     try {
       const outer = shareWeights(model.outer);
-      const init: CalibrationRequest = { kind: "init", config: model.cfg.raw, split: model.split, backend: currentBackend(), outer };
+      const init: CalibrationRequest = {
+        kind: "init",
+        config: model.cfg.raw,
+        split: model.split,
+        backend: currentBackend(),
+        outer,
+        ...(model.vocabulary ? { streamedHead: model.source } : {}),
+      };
       await Promise.all(Array.from({ length: size }, (_, k) => pool.call(k, init)));
     } catch (e) {
       await pool.close();

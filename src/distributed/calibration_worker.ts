@@ -19,6 +19,7 @@ import { type Reply, serveRequests } from "./worker_pool.ts";
 import { movableBuffer, type SharedWeights, sharedWeightMap } from "./shared_weights.ts";
 import { backwardChunk, forwardChunk, headChunk } from "../model/calibration_chunk.ts";
 import { architectureFor } from "../model/registry.ts";
+import { openModel } from "../model/model_handle.ts";
 import type { Architecture, ModelConfig, WeightMap } from "../model/types.ts";
 import { disposeWeights } from "../model/weights.ts";
 import { gradotCompression } from "../operators/gradot.ts";
@@ -35,7 +36,15 @@ interface Chunk {
 
 /** Requests the calibration pool sends a worker. */
 export type CalibrationRequest =
-  | { kind: "init"; config: Record<string, unknown>; split: AdapterSplit; backend: string | undefined; outer: SharedWeights }
+  | {
+    kind: "init";
+    config: Record<string, unknown>;
+    split: AdapterSplit;
+    backend: string | undefined;
+    outer: SharedWeights;
+    /** The checkpoint whose head matrix the head streams, when the building thread streams it too. */
+    streamedHead?: string;
+  }
   | { kind: "forward"; block: SharedWeights; x: Chunk }
   | { kind: "head"; hidden: Chunk; ids: Int32Array }
   | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: Chunk; dy: Chunk }
@@ -54,6 +63,8 @@ interface WorkerModel {
   cfg: ModelConfig;
   split: AdapterSplit;
   outer: WeightMap;
+  /** The checkpoint opened for its streamed vocabulary, if the head streams it. */
+  streamed?: ModelHandle;
 }
 
 let model: WorkerModel | undefined;
@@ -103,7 +114,10 @@ async function handle(request: CalibrationRequest): Promise<Reply<CalibrationRep
   if (request.kind === "init") {
     await initBackend(request.backend, true);
     const arch = architectureFor(String(request.config.model_type));
-    model = { arch, cfg: arch.parseConfig(request.config), split: request.split, outer: sharedWeightMap(request.outer) };
+    const streamed = request.streamedHead === undefined
+      ? undefined
+      : await openModel(request.streamedHead, { split: request.split, streamVocabulary: true, scanNonFinite: false });
+    model = { arch, cfg: arch.parseConfig(request.config), split: request.split, outer: sharedWeightMap(request.outer), streamed };
     return { value: { kind: "ready" } };
   }
   if (!model) throw new Error(`Calibration worker received "${request.kind}" before "init"`);
@@ -117,9 +131,8 @@ async function handle(request: CalibrationRequest): Promise<Reply<CalibrationRep
     }
     case "head": {
       const hidden = tensorOf(request.hidden);
-      const ids = tf.tensor2d(request.ids, [request.hidden.n, request.hidden.t], "int32");
-      const { lossSum, dHidden } = headChunk(arch, cfg, model.outer, hidden, ids);
-      tf.dispose([hidden, ids]);
+      const { lossSum, dHidden } = headChunk(arch, cfg, model.outer, hidden, request.ids, model.streamed?.vocabulary?.head);
+      hidden.dispose();
       const values = valuesOf(dHidden);
       return { value: { kind: "head", lossSum, dHidden: values }, transfer: [movableBuffer(values)] };
     }

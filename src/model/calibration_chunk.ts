@@ -12,7 +12,8 @@ import type { Tensor } from "@tensorflow/tfjs";
 import type { Matrix } from "../linalg/matrix.ts";
 import { tf } from "../tensor/backend.ts";
 import type { Architecture, LinearSpec, ModelConfig, WeightMap } from "./types.ts";
-import { blockVjp, headLossGrad } from "./vjp.ts";
+import { blockVjp, headLossGrad, streamedHeadLossGrad } from "./vjp.ts";
+import type { VocabularyRows } from "./vocabulary.ts";
 import { toMatrix } from "./weights.ts";
 
 /** One linear's KFAC inputs from one chunk (docs/METHOD.md §2 "Hessian by KFAC"). */
@@ -42,22 +43,26 @@ export function forwardChunk(arch: Architecture, cfg: ModelConfig, weights: Weig
 
 /**
  * The head on one chunk: the summed next-token loss of its `n·(T-1)`
- * targets and its gradient at the last block's output `[n, T, d]`.
- * `headLossGrad` differentiates the chunk's mean loss; both are scaled here
- * to the summed loss, so chunks add up (docs/METHOD.md §2 scaling).
+ * targets and its gradient at the last block's output `[n, T, d]`, so
+ * chunks add up (docs/METHOD.md §2 scaling). With `head`, the head matrix
+ * is streamed from the checkpoint (`streamedHeadLossGrad`); else it is in
+ * `outer`, and `headLossGrad`'s mean-loss gradient is scaled to the sum.
  */
 export function headChunk(
   arch: Architecture,
   cfg: ModelConfig,
   outer: WeightMap,
   hidden: Tensor, // [n, T, d]
-  ids: Tensor, // [n, T] int32
+  ids: Int32Array, // [n·T]
+  head?: VocabularyRows,
 ): { lossSum: number; dHidden: Tensor } {
+  if (head) return streamedHeadLossGrad(arch, cfg, outer, head, hidden, ids);
   const [n, t] = hidden.shape as [number, number, number];
   const targets = n * (t - 1);
-  const { loss, dHidden } = headLossGrad(arch, cfg, outer, hidden, ids);
+  const idTensor = tf.tensor2d(ids, [n, t], "int32");
+  const { loss, dHidden } = headLossGrad(arch, cfg, outer, hidden, idTensor);
   const summed = tf.tidy(() => tf.mul(dHidden, targets)); // [n, T, d]
-  dHidden.dispose();
+  tf.dispose([dHidden, idTensor]);
   return { lossSum: loss * targets, dHidden: summed };
 }
 

@@ -28,14 +28,13 @@
  */
 import { Observable, type OperatorFunction, type Subscriber } from "rxjs";
 import type { Tensor } from "@tensorflow/tfjs";
-import { streamedHeadLossGrad } from "../model/vjp.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 import { backwardChunk, type ChunkLinear, headChunk } from "../model/calibration_chunk.ts";
 import type { CalibrationPool } from "../distributed/calibration_pool.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
 import { checkpointBoundary } from "../cli/interrupt.ts";
-import { chunkIds, chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
+import { chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
@@ -148,25 +147,15 @@ async function runBackward(
     const inThread = (a: number, b: number): Tensor => {
       const hidden = chunkTensor(last, a, b); // [n, T, d]
       try {
-        return timeStage(options.events, "backward", () => {
-          if (model.vocabulary) {
-            const ids = calibration.ids.subarray(a * t, b * t);
-            const head = streamedHeadLossGrad(arch, cfg, model.outer, model.vocabulary.head, hidden, ids);
-            sums.set(a, head.lossSum);
-            return head.dHidden;
-          }
-          const ids = chunkIds(calibration, a, b);
-          const { lossSum, dHidden } = headChunk(arch, cfg, model.outer, hidden, ids);
-          ids.dispose();
-          sums.set(a, lossSum);
-          return dHidden;
-        });
+        const { lossSum, dHidden } = timeStage(options.events, "backward", () =>
+          headChunk(arch, cfg, model.outer, hidden, calibration.ids.subarray(a * t, b * t), model.vocabulary?.head));
+        sums.set(a, lossSum);
+        return dHidden;
       } finally {
         hidden.dispose();
       }
     };
-    // A streamed vocabulary is read from this thread's checkpoint: its head stays here.
-    const gradient = pool && !model.vocabulary
+    const gradient = pool
       ? await timeStageAsync(options.events, "backward", () =>
         store.writeAsync(n, t, d, size, async (a, b) => {
           const { lossSum, dHidden } = await pool.head(last.read(a, b), calibration.ids.subarray(a * t, b * t), b - a, t);

@@ -34,31 +34,37 @@ async function manifestOf(dir: string): Promise<Record<string, unknown>> {
 describe("build-emulator on a worker pool", () => {
   let dir: string;
   let model: ModelHandle;
+  let streamed: ModelHandle; // the head streamed from the checkpoint, as the CLI opens it
   let calibration: CalibrationSet;
 
   beforeAll(async () => {
     await initBackend("wasm", true);
     dir = await mkdtemp(join(tmpdir(), "offtune-pool-"));
     model = await openModel("fixtures/tiny", { split: { bottom: 1, top: 1 } });
+    streamed = await openModel("fixtures/tiny", { split: { bottom: 1, top: 1 }, streamVocabulary: true });
     calibration = await loadCalibration(CALIBRATION, model, { sequences: 7, length: 16, quiet: true });
   });
 
   afterAll(async () => {
     await model?.close();
+    await streamed?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  test("the shards and manifest of 1, 2 and 3 workers are the same bytes", async () => {
+  test.each([
+    { vocabulary: "held", counts: [2, 3] },
+    { vocabulary: "streamed", counts: [2] },
+  ])("the shards and manifest of 1 and $counts workers are the same bytes (vocabulary $vocabulary)", async ({ vocabulary, counts }) => {
     const before = tf.memory().numTensors;
     const build = async (workers: number) => {
-      const out = join(dir, `w${workers}`);
+      const out = join(dir, `${vocabulary}-w${workers}`);
       const marks: string[] = []; // progress marks, "stage block"
       const next = (e: StageEvent) => e.unit === "steps" && marks.push(`${e.stage} ${e.block}`);
-      const shards = await lastValueFrom(buildGradotEmulator(model, { calibration, out, chunk: 2, workers, events: { next } }).pipe(toArray()));
+      const shards = await lastValueFrom(buildGradotEmulator(vocabulary === "held" ? model : streamed, { calibration, out, chunk: 2, workers, events: { next } }).pipe(toArray()));
       return { out, shards, marks };
     };
     const one = await build(1);
-    for (const workers of [2, 3]) {
+    for (const workers of counts) {
       const many = await build(workers);
       expect(many.shards.map((s) => s.index)).toEqual(one.shards.map((s) => s.index));
       expect(await shardBytes(many.out)).toEqual(await shardBytes(one.out));
