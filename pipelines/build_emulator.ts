@@ -21,6 +21,7 @@ import {
   checkGradotVariant,
   checkOutputDir,
   DEFAULT_SPLIT,
+  defaultWorkerCount,
   EMULATOR_METHODS,
   emulatorMethod,
   GRADOT_DEFAULTS,
@@ -127,6 +128,13 @@ same command run again continues from it. Methods:
   --timings <file>       write seconds per stage and peak RSS as JSON
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress
+  --workers <n>          GradOT only: worker threads for the calibration passes
+                         (every chunk of the forward, the loss and the
+                         backward) and the middle blocks' scoring and
+                         compression; 1 = everything in this thread (default:
+                         the cores, ${defaultWorkerCount()} here). The shards are the
+                         same bytes for any n (docs/DISTRIBUTED.md "All cores
+                         of one machine")
   --queue <url>          GradOT only: score and compress the middle blocks as
                          jobs of this Redis queue (redis://host:port), run by
                          offtune worker on any machine; the shards are the
@@ -201,6 +209,7 @@ const FLAGS = {
   timings: { type: "string" },
   quiet: { type: "boolean", default: false },
   ...DISTILL_FLAGS,
+  workers: { type: "string" },
   queue: { type: "string" },
   storage: { type: "string" },
 } as const;
@@ -216,6 +225,7 @@ function parseFlags(argv: string[]) {
     throw new Error(`--calibration is required for --method ${method} (see offtune build-emulator --help)`);
   }
   if (flags.queue !== undefined && method !== "gradot") throw new Error(`--queue works with --method gradot only, not ${method}`);
+  if (flags.workers !== undefined && method !== "gradot") throw new Error(`--workers works with --method gradot only, not ${method}`);
   if (flags.storage !== undefined && flags.queue === undefined) throw new Error("--storage needs --queue (see offtune build-emulator --help)");
   return { ...flags, method, scaleot: scaleotFromFlags(flags, method) };
 }
@@ -238,6 +248,7 @@ export async function main(argv: string[]): Promise<number> {
     only: flags.only as GradotOptions["only"],
     keepTopFraction: fractionFlag(flags["keep-top"], "keep-top", true),
     chunk: positiveIntFlag(flags.chunk, "chunk"),
+    workers: positiveIntFlag(flags.workers, "workers") ?? defaultWorkerCount(),
   };
   const distill = otDistillSettings(distillFromFlags(flags));
   if (flags.method === "gradot") checkGradotVariant(gradot);
