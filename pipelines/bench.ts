@@ -23,15 +23,18 @@ run. Default suite: kernels linalg model.
   model     OPT-125M-shaped block stack forward+backward tokens/s, wasm vs cpu;
             matmul-kernel GFLOP/s vs plain matMul (target >= 70%)
   gradot    GradOT emulator build (fixtures/small, OPT-125M- and OPT-1.3B-shaped
-            random checkpoints): seconds per stage, peak RSS (target < 1.5 GB)
+            random checkpoints): seconds per stage and peak RSS on one thread
+            (target < 1.5 GB), then the same build with --workers 2: the
+            2 workers / 1 worker speed-up (target >= 1.7x) and its peak RSS
   pretrain  pretraining steps of the fixtures/base shape (16 blocks, width 128)
             on 1 worker and on every core: tokens/s, speed-up, and MFU (6 · params
             · tokens/s against the one-thread OpenBLAS sgemm rate measured in the
             same run, times the workers)
   --json <file>  also write the rows as JSON
-  --quick        smaller shapes (for a smoke run)`;
+  --quick        smaller shapes (for a smoke run)
+  --no-large     gradot: skip the OPT-1.3B shape (2.6 GB on disk, the longest build)`;
 
-type Suite = (quick: boolean, onRow: (row: BenchRow) => void) => Promise<BenchRow[]>;
+type Suite = (quick: boolean, onRow: (row: BenchRow) => void, large: boolean) => Promise<BenchRow[]>;
 
 const suites: Record<string, Suite> = {
   kernels: async (quick, onRow) => {
@@ -43,8 +46,8 @@ const suites: Record<string, Suite> = {
       ...(quick ? { lapackSizes: [256], jsSizes: [64], eighSizes: [256], gemmSize: 256, gemmJsSize: 128 } : {}),
     });
   },
-  gradot: async (quick, onRow) => {
-    return benchGradot({ onRow, quick });
+  gradot: async (quick, onRow, large) => {
+    return benchGradot({ onRow, quick, large });
   },
   pretrain: async (quick, onRow) => {
     return benchPretrain({ onRow, ...(quick ? { batch: 8, steps: 1, gemmSize: 256 } : {}) });
@@ -63,7 +66,7 @@ function formatRow(row: BenchRow): string {
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { json: { type: "string" }, quick: { type: "boolean", default: false } },
+    options: { json: { type: "string" }, quick: { type: "boolean", default: false }, "no-large": { type: "boolean", default: false } },
     allowPositionals: true,
   });
   const names = positionals.length === 0 ? ["kernels", "linalg", "model"] : positionals.includes("all") ? Object.keys(suites) : positionals;
@@ -76,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
     await suites[name](values.quick, (row) => {
       all.push({ ...row, suite: name });
       console.log(formatRow(row));
-    });
+    }, !values["no-large"]);
   }
   if (values.json) {
     const { writeFile } = await import("node:fs/promises");
