@@ -248,6 +248,7 @@ async function runBackward(
             index > lowestMiddle
               ? store.writeAsync(n, t, d, chunk, run, name(index))
               : Promise.all(sequenceChunks(n, chunk).map(([a, b]) => run(a, b))).then(() => undefined), { block: index });
+          gradient.catch(() => {}); // awaited below, once the block before is emitted
           release();
           upstream = await gradient;
           const done = spent;
