@@ -3,8 +3,9 @@
  * cores of one machine"): the calibration passes send it chunks (a block's
  * forward, the head, a block's VJP) and whole blocks to score and compress;
  * the workers (src/distributed/calibration_worker.ts) run the same chunk
- * functions as the building thread. Requests go to the first idle worker,
- * in the order they are made.
+ * functions as the building thread. Each request is posted at once to the
+ * worker with the fewest pending, so the workers keep busy while the
+ * building thread sums statistics.
  *
  * What stays in the building thread, so the emulator's bytes do not depend
  * on the number of workers: the chunk boundaries (the same for any count),
@@ -106,6 +107,6 @@ export class CalibrationPool {
   }
 
   async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: ArrayBuffer[]): Promise<Of<K>> {
-    return (await this.#pool.run(request, transfer)) as Of<K>;
+    return (await this.#pool.post(request, transfer)) as Of<K>;
   }
 }

@@ -38,6 +38,7 @@ import { chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } fro
 import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
+import type { WeightMap } from "../model/types.ts";
 
 /** Options of {@link calibrateBackward}. */
 export interface CalibrateBackwardOptions {
@@ -207,88 +208,104 @@ async function runBackward(
     emit?.();
   };
 
+  const load = (i: number) => timeStageAsync(options.events, "read", () => model.loadBlock(i), { block: i });
+  /** With a pool, the next block's weights, read while the workers run this block's chunks. */
+  let prefetched: Promise<WeightMap> | undefined;
   const lowestMiddle = split.bottom;
-  for (let index = cfg.layers - 1; index >= 0; index--) {
-    try {
-      await checkpointBoundary(options.signal);
-    } catch (e) {
-      release(); // the block computed before the stop is written
-      throw e;
-    }
-    if (stopped()) return;
-    const record = all[index];
-    if (resume?.isDone(index)) {
-      // Written by an earlier run: drop what it left, take the gradient below it.
-      release();
-      record.input?.dispose();
-      upstream?.dispose();
-      upstream = index > lowestMiddle ? store.open(gradientName(index), n, t, d) : undefined;
-      continue;
-    }
-    const weights = await timeStageAsync(options.events, "read", () => model.loadBlock(index), { block: index });
-    let spent: StoredActivations[] = [];
-    const middle = record.role === "middle";
-    try {
-      if (index >= lowestMiddle) {
-        const { input } = record;
-        if (!input) throw missing(`block ${index}'s activation record has no input`);
-        if (!upstream) throw missing(`the gradient at block ${index}'s output is missing`);
-        const dOut = upstream;
-        spent = [input, dOut];
-        if (pool) {
-          const shared = pool.publish(weights);
-          const chunks = new Map<number, ChunkLinear[]>(); // by chunk start
-          const run = async (a: number, b: number): Promise<Float32Array> => {
-            const { dx, linears } = await pool.backward(shared, index, middle, input.read(a, b), dOut.read(a, b), b - a, t);
-            chunks.set(a, linears);
-            return dx;
-          };
-          // Every chunk goes to the workers now; the block before is emitted while they work.
-          const gradient = timeStageAsync(options.events, "backward", () =>
-            index > lowestMiddle
-              ? store.writeAsync(n, t, d, chunk, run, name(index))
-              : Promise.all(sequenceChunks(n, chunk).map(([a, b]) => run(a, b))).then(() => undefined), { block: index });
-          gradient.catch(() => {}); // awaited below, once the block before is emitted
-          release();
-          upstream = await gradient;
-          const done = spent;
-          heldBack = () => {
-            for (const [a] of sequenceChunks(n, chunk)) emitChunk(index, chunks.get(a)!);
-            chunks.clear();
-            subscriber.next({ kind: "block", model, index, role: record.role, weights });
-            // Its shard may be written later (compressed on the pool): keep what redoing it needs till then.
-            const dispose = () => done.forEach((array) => array.dispose());
-            if (resume) resume.whenWritten(index, dispose);
-            else dispose();
-          };
-          continue;
-        }
-        // The gradient at the block input, `[n, T, d]`, for sequences [a, b).
-        const step = (a: number, b: number): Tensor => {
-          const x = chunkTensor(input, a, b); // [n, T, d]
-          const dy = chunkTensor(dOut, a, b); // [n, T, d]
-          try {
-            const { dx, linears } = timeStage(options.events, "backward", () => backwardChunk(arch, cfg, weights, x, dy, middle, index), { block: index });
-            emitChunk(index, linears);
-            return dx;
-          } finally {
-            tf.dispose([x, dy]);
-          }
-        };
-        if (index > lowestMiddle) upstream = store.write(n, t, d, chunk, step, name(index));
-        else for (const [a, b] of sequenceChunks(n, chunk)) step(a, b).dispose();
-      }
-    } catch (e) {
-      disposeWeights(weights);
-      throw e;
-    }
-    release();
-    // Downstream writes the block's shard before next() returns; only then
-    // are its input and output gradient no longer needed to redo it.
-    subscriber.next({ kind: "block", model, index, role: record.role, weights });
-    for (const array of spent) array.dispose();
+  try {
+    await backwardBlocks();
+  } finally {
+    void prefetched?.then(disposeWeights, () => {}); // a stop or an error left it unused
   }
   release();
+
+  async function backwardBlocks(): Promise<void> {
+    for (let index = cfg.layers - 1; index >= 0; index--) {
+      try {
+        await checkpointBoundary(options.signal);
+      } catch (e) {
+        release(); // the block computed before the stop is written
+        throw e;
+      }
+      if (stopped()) return;
+      const record = all[index];
+      if (resume?.isDone(index)) {
+        // Written by an earlier run: drop what it left, take the gradient below it.
+        release();
+        record.input?.dispose();
+        upstream?.dispose();
+        upstream = index > lowestMiddle ? store.open(gradientName(index), n, t, d) : undefined;
+        continue;
+      }
+      const weights = await (prefetched ?? load(index));
+      prefetched = undefined;
+      let spent: StoredActivations[] = [];
+      const middle = record.role === "middle";
+      try {
+        if (index >= lowestMiddle) {
+          const { input } = record;
+          if (!input) throw missing(`block ${index}'s activation record has no input`);
+          if (!upstream) throw missing(`the gradient at block ${index}'s output is missing`);
+          const dOut = upstream;
+          spent = [input, dOut];
+          if (pool) {
+            const shared = pool.publish(weights);
+            const chunks = new Map<number, ChunkLinear[]>(); // by chunk start
+            const run = async (a: number, b: number): Promise<Float32Array> => {
+              const { dx, linears } = await pool.backward(shared, index, middle, input.read(a, b), dOut.read(a, b), b - a, t);
+              chunks.set(a, linears);
+              return dx;
+            };
+            // Every chunk goes to the workers now; the block before is emitted while they work.
+            const gradient = timeStageAsync(options.events, "backward", () =>
+              index > lowestMiddle
+                ? store.writeAsync(n, t, d, chunk, run, name(index))
+                : Promise.all(sequenceChunks(n, chunk).map(([a, b]) => run(a, b))).then(() => undefined), { block: index });
+            gradient.catch(() => {}); // awaited below, once the block before is emitted
+            if (index > 0 && !resume?.isDone(index - 1)) {
+              prefetched = load(index - 1);
+              prefetched.catch(() => {}); // awaited at the next block
+            }
+            release();
+            upstream = await gradient;
+            const done = spent;
+            heldBack = () => {
+              for (const [a] of sequenceChunks(n, chunk)) emitChunk(index, chunks.get(a)!);
+              chunks.clear();
+              subscriber.next({ kind: "block", model, index, role: record.role, weights });
+              // Its shard may be written later (compressed on the pool): keep what redoing it needs till then.
+              const dispose = () => done.forEach((array) => array.dispose());
+              if (resume) resume.whenWritten(index, dispose);
+              else dispose();
+            };
+            continue;
+          }
+          // The gradient at the block input, `[n, T, d]`, for sequences [a, b).
+          const step = (a: number, b: number): Tensor => {
+            const x = chunkTensor(input, a, b); // [n, T, d]
+            const dy = chunkTensor(dOut, a, b); // [n, T, d]
+            try {
+              const { dx, linears } = timeStage(options.events, "backward", () => backwardChunk(arch, cfg, weights, x, dy, middle, index), { block: index });
+              emitChunk(index, linears);
+              return dx;
+            } finally {
+              tf.dispose([x, dy]);
+            }
+          };
+          if (index > lowestMiddle) upstream = store.write(n, t, d, chunk, step, name(index));
+          else for (const [a, b] of sequenceChunks(n, chunk)) step(a, b).dispose();
+        }
+      } catch (e) {
+        disposeWeights(weights);
+        throw e;
+      }
+      release();
+      // Downstream writes the block's shard before next() returns; only then
+      // are its input and output gradient no longer needed to redo it.
+      subscriber.next({ kind: "block", model, index, role: record.role, weights });
+      for (const array of spent) array.dispose();
+    }
+  }
 }
 
 /**
