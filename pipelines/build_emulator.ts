@@ -76,7 +76,8 @@ be, hold or lie inside --model or --calibration. Ctrl-C or SIGTERM stops the
 build at the next block and removes its temporary files (exit 130 or 143).
 A GradOT build killed outright keeps its progress in <out>.partial-<key>:
 the same command run again continues it, redoing at most the block in
-flight (docs/GUARANTEES.md). An ot-distill build saves its training state in
+flight (and, with --workers n, the blocks still being compressed;
+docs/GUARANTEES.md). An ot-distill build saves its training state in
 <out>.ot-distill-state.safetensors every 10 steps and when stopped; the
 same command run again continues from it. Methods:
 

@@ -23,7 +23,9 @@
  * A rerun verifies every listed shard (size and sha256) and skips those
  * blocks; the forward skips blocks whose output is on disk, the backward
  * starts at the highest unfinished block from the stored gradient. At most
- * the block in flight is redone. The bookkeeping files are removed before the
+ * the block in flight is redone (with a worker pool, the blocks still being
+ * scored and compressed too: their arrays are kept till their shards are
+ * written, {@link ResumableBuild.whenWritten}). The bookkeeping files are removed before the
  * directory is renamed to `<out>`.
  *
  * @module
