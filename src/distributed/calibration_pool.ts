@@ -110,3 +110,29 @@ export class CalibrationPool {
     return (await this.#pool.post(request, transfer)) as Of<K>;
   }
 }
+
+/**
+ * A calibration pool being started (worker threads take seconds to load
+ * their modules and backend): the forward runs its blocks in the calling
+ * thread until `ready` is set, then on the pool, so the start overlaps the
+ * first blocks' work; the chunks' bytes are the same either way.
+ */
+export class StartingPool {
+  /** The pool once started. */
+  ready?: CalibrationPool;
+  /** Resolves with the pool (rejects with the start's error). */
+  readonly started: Promise<CalibrationPool>;
+  /** Number of workers being started. */
+  readonly size: number;
+
+  constructor(model: ModelHandle, size: number) {
+    this.size = size;
+    this.started = CalibrationPool.start(model, size).then((pool) => (this.ready = pool));
+    this.started.catch(() => {}); // reported to whoever awaits it
+  }
+
+  /** Closes the pool once started (nothing when the start failed). */
+  close(): Promise<void> {
+    return this.started.then((pool) => pool.close(), () => {});
+  }
+}

@@ -30,7 +30,7 @@ import { Observable, type OperatorFunction, type Subscriber } from "rxjs";
 import type { Tensor } from "@tensorflow/tfjs";
 import type { Matrix } from "../linalg/matrix.ts";
 import { backwardChunk, type ChunkLinear, headChunk } from "../model/calibration_chunk.ts";
-import type { CalibrationPool } from "../distributed/calibration_pool.ts";
+import type { StartingPool } from "../distributed/calibration_pool.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
 import { checkpointBoundary } from "../cli/interrupt.ts";
@@ -64,10 +64,11 @@ export interface CalibrateBackwardOptions {
   resume?: ResumableBuild;
   /**
    * Runs the head's and the blocks' chunks on this pool of calibration
-   * workers (docs/DISTRIBUTED.md "All cores of one machine"); the chunk
-   * records, gradients and loss are the same bytes as without.
+   * workers, waiting for its start (docs/DISTRIBUTED.md "How a GradOT build
+   * uses the cores"); the chunk records, gradients and loss are the same
+   * bytes as without.
    */
-  pool?: CalibrationPool;
+  pool?: StartingPool;
 }
 
 /** The name of the loss gradient at block `i`'s input in a persistent store (`grad-<L>`: at the head). */
@@ -121,7 +122,8 @@ async function runBackward(
   const d = cfg.hidden;
   const chunk = options.chunk ?? defaultChunk(calibration, cfg);
   const { output, store } = all[all.length - 1];
-  const { resume, pool } = options;
+  const { resume } = options;
+  const pool = options.pool ? await options.pool.started : undefined;
   const name = (i: number) => (resume ? gradientName(i) : undefined);
   const missing = (what: string) =>
     new Error(`calibrateBackward: ${what}${resume ? ` (the resumable build in "${resume.dir}" is inconsistent: remove it)` : ""}`);

@@ -32,7 +32,7 @@ import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
 import { forwardChunk } from "../model/calibration_chunk.ts";
-import type { CalibrationPool } from "../distributed/calibration_pool.ts";
+import type { StartingPool } from "../distributed/calibration_pool.ts";
 
 /** Options of {@link calibrateForward}. */
 export interface CalibrateForwardOptions {
@@ -49,12 +49,13 @@ export interface CalibrateForwardOptions {
    */
   resume?: ResumableBuild;
   /**
-   * Runs each block's chunks on this pool of calibration workers
-   * (docs/DISTRIBUTED.md "All cores of one machine"); the stored
-   * activations are the same bytes as without. Pass the same `pace` to the
-   * `readCheckpoint` upstream, so it reads one block ahead, not all.
+   * Runs each block's chunks on this pool of calibration workers once it
+   * has started, the blocks before in this thread (docs/DISTRIBUTED.md "How
+   * a GradOT build uses the cores"); the stored activations are the same
+   * bytes either way. Pass the same `pace` to the `readCheckpoint`
+   * upstream, so it reads one block ahead, not all.
    */
-  pool?: CalibrationPool;
+  pool?: StartingPool;
   /** Paces the upstream `readCheckpoint` when a `pool` makes this pass asynchronous. */
   pace?: BlockPace;
 }
@@ -195,10 +196,19 @@ export function calibrateForward(
           ...(last ? { output } : {}),
         };
       };
-      const { pool, pace } = options;
-      const blocks: OperatorFunction<BlockRecord, ActivationRecord> = pool
+      const { pool: starting, pace } = options;
+      /** Block `record`'s output in this thread, `[N, T, d]` stored chunk by chunk. */
+      const inThread = (record: BlockRecord, input: StoredActivations, chunk: number): ActivationRecord => {
+        const output = timeStage(options.events, "forward", () =>
+          store.write(n, t, record.model.cfg.hidden, chunk, (a, b) =>
+            tf.tidy(() => forwardChunk(record.model.arch, record.model.cfg, record.weights, chunkTensor(input, a, b))), name(record.index + 1)), { block: record.index }); // [n, T, d]
+        return computed(record, input, output);
+      };
+      const blocks: OperatorFunction<BlockRecord, ActivationRecord> = starting
         ? concatMap(async (record) => {
           try {
+            const pool = starting.ready;
+            if (!pool) return step(record, (input, chunk) => inThread(record, input, chunk));
             return await step(record, async (input, chunk) => {
               const shared = pool.publish(record.weights);
               disposeWeights(record.weights); // the workers hold it now
@@ -213,12 +223,7 @@ export function calibrateForward(
         })
         : map((record) => {
           try {
-            return step(record, (input, chunk) => {
-              const output = timeStage(options.events, "forward", () =>
-                store.write(n, t, record.model.cfg.hidden, chunk, (a, b) =>
-                  tf.tidy(() => forwardChunk(record.model.arch, record.model.cfg, record.weights, chunkTensor(input, a, b))), name(record.index + 1)), { block: record.index }); // [n, T, d]
-              return computed(record, input, output);
-            });
+            return step(record, (input, chunk) => inThread(record, input, chunk));
           } finally {
             disposeWeights(record.weights);
           }

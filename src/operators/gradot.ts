@@ -15,13 +15,11 @@
 import {
   defer,
   finalize,
-  from,
   identity,
   type MonoTypeOperatorFunction,
   type Observable,
   type OperatorFunction,
   pipe,
-  switchMap,
   tap,
 } from "rxjs";
 import { type BudgetOptions, COMPRESSED_PARTS } from "../compress/budget.ts";
@@ -42,7 +40,7 @@ import { writeShards } from "./write_shards.ts";
 import type { BlockSettings } from "../distributed/block_files.ts";
 import type { JobSubmitter } from "../distributed/job_queue.ts";
 import { queuedCompression } from "./queued_compression.ts";
-import { CalibrationPool } from "../distributed/calibration_pool.ts";
+import { StartingPool } from "../distributed/calibration_pool.ts";
 import { poolCompression } from "./pool_compression.ts";
 
 /** GradOT's defaults: λ by `offtune sweep-gradot` on fixtures/small (docs/GRADOT.md, "The λ sweep"); ratio 0.5 (`src/compress/budget.ts`). */
@@ -201,7 +199,7 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
         const tokens = name === "forward" || name === "backward" ? calibration.sequences * calibration.length : undefined;
         events?.next({ stage: name, block: r.index, done: ++done, total, unit: "steps", seconds: 0, ...(tokens ? { tokens } : {}) });
       });
-    const build = (pool?: CalibrationPool): Observable<ShardRecord> => {
+    const build = (pool?: StartingPool): Observable<ShardRecord> => {
       const pace = pool ? new BlockPace() : undefined;
       const stats = readCheckpoint(model, events, signal, pace?.next).pipe(
         calibrateForward({ calibration, chunk: options.chunk, events, resume, pool, pace }),
@@ -223,8 +221,8 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
       );
     };
     if (workers === 1) return build();
-    return from(CalibrationPool.start(model, workers)).pipe(
-      switchMap((pool) => build(pool).pipe(finalize(() => void pool.close()))),
-    );
+    // The first blocks' forward runs here while the workers start.
+    const pool = new StartingPool(model, workers);
+    return build(pool).pipe(finalize(() => void pool.close()));
   });
 }

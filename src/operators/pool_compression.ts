@@ -13,14 +13,15 @@
  */
 import { type OperatorFunction, of } from "rxjs";
 import { type BlockSettings, packBlockJob, unpackCompressedBlock } from "../distributed/block_files.ts";
-import type { CalibrationPool } from "../distributed/calibration_pool.ts";
+import type { StartingPool } from "../distributed/calibration_pool.ts";
 import { disposeWeights } from "../model/weights.ts";
 import type { ModelHandle, ScoredBlockRecord, StatsRecord } from "../records/records.ts";
 import { orderedMergeMap } from "./ordered_merge_map.ts";
 
 /** Options of {@link poolCompression}. */
 export interface PoolCompressionOptions {
-  pool: CalibrationPool;
+  /** The pool (awaited when its first block comes). */
+  pool: StartingPool;
   /** The model being compressed. */
   model: ModelHandle;
   /** The block settings every block is compressed with. */
@@ -38,7 +39,8 @@ async function compressOnPool(record: StatsRecord, o: PoolCompressionOptions): P
     disposeWeights(record.weights);
     record.stats.clear();
   }
-  const { weights, compression } = unpackCompressedBlock(await o.pool.compress(job));
+  const pool = await o.pool.started;
+  const { weights, compression } = unpackCompressedBlock(await pool.compress(job));
   return { model: record.model, index: record.index, role: record.role, weights, drd: new Map(), compression };
 }
 
