@@ -22,7 +22,7 @@ import { architectureFor } from "../model/registry.ts";
 import { openModel } from "../model/model_handle.ts";
 import type { Architecture, ModelConfig, WeightMap } from "../model/types.ts";
 import { disposeWeights } from "../model/weights.ts";
-import { gradotCompression } from "../operators/gradot.ts";
+import { gradotCompression } from "../operators/gradot_compression.ts";
 import type { AdapterSplit, ModelHandle } from "../records/records.ts";
 import { initBackend, tf } from "../tensor/backend.ts";
 import type { Matrix } from "../linalg/matrix.ts";

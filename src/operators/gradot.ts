@@ -12,29 +12,19 @@
  *
  * @module
  */
-import {
-  defer,
-  finalize,
-  identity,
-  type MonoTypeOperatorFunction,
-  type Observable,
-  type OperatorFunction,
-  pipe,
-  tap,
-} from "rxjs";
+import { defer, finalize, type Observable, pipe, tap } from "rxjs";
 import { type BudgetOptions, COMPRESSED_PARTS } from "../compress/budget.ts";
 import { middleBudget } from "../compress/budget_plan.ts";
 import { type SelectionKind, SELECTIONS } from "../compress/select.ts";
 import type { ShardDtype } from "../io/shard_schema.ts";
-import type { CalibrationSet, ModelHandle, ScoredBlockRecord, ShardRecord, StatsRecord } from "../records/records.ts";
+import type { CalibrationSet, ModelHandle, ShardRecord } from "../records/records.ts";
 import { accumulateKfac } from "./accumulate_kfac.ts";
 import { calibrateBackward } from "./calibrate_backward.ts";
 import { BlockPace, calibrateForward } from "./calibrate_forward.ts";
-import { compressDrd } from "./compress_drd.ts";
-import { compressScp } from "./compress_scp.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
-import { type GcsOptions, scoreGcs } from "./score_gcs.ts";
+import type { GcsOptions } from "./score_gcs.ts";
+import { gradotCompression } from "./gradot_compression.ts";
 import type { StageEvents } from "../events/stage_events.ts";
 import { writeShards } from "./write_shards.ts";
 import type { BlockSettings } from "../distributed/block_files.ts";
@@ -42,6 +32,8 @@ import type { JobSubmitter } from "../distributed/job_queue.ts";
 import { queuedCompression } from "./queued_compression.ts";
 import { StartingPool } from "../distributed/calibration_pool.ts";
 import { poolCompression } from "./pool_compression.ts";
+
+export { gradotCompression };
 
 /** GradOT's defaults: λ by `offtune sweep-gradot` on fixtures/small (docs/GRADOT.md, "The λ sweep"); ratio 0.5 (`src/compress/budget.ts`). */
 export const GRADOT_DEFAULTS = { ratio: 0.5, lambdaAttn: 1000, lambdaMlp: 10000, keepTopFraction: 0.05 } as const;
@@ -150,26 +142,6 @@ export function gradotSettings(o: GradotOptions): Record<string, unknown> {
     ...(o.only !== undefined ? { only: o.only } : {}),
     calibration: { sequences: o.calibration.sequences, length: o.calibration.length },
   };
-}
-
-/**
- * Scoring and compression of one block record (GCS, then DRD and SCP) with
- * `settings`: the part of the chain a worker runs for a block
- * (docs/DISTRIBUTED.md "Many machines"). `between` runs after the scoring.
- */
-export function gradotCompression(
-  settings: BlockSettings,
-  events?: StageEvents,
-  between: MonoTypeOperatorFunction<ScoredBlockRecord> = identity,
-): OperatorFunction<StatsRecord, ScoredBlockRecord> {
-  const budget = { ratio: settings.ratio, attnShare: settings.attnShare, only: settings.only };
-  const { selection } = settings;
-  return pipe(
-    scoreGcs({ lambdaAttn: settings.lambdaAttn, lambdaMlp: settings.lambdaMlp, events }),
-    between,
-    compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction, selection, events }),
-    compressScp({ ...budget, selection, events }),
-  );
 }
 
 /**

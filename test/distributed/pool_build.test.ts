@@ -16,6 +16,12 @@ import { buildGradotEmulator } from "../../src/operators/gradot.ts";
 import type { CalibrationSet, ModelHandle } from "../../src/records/records.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import type { StageEvent } from "../../src/events/stage_events.ts";
+import { StartingPool } from "../../src/distributed/calibration_pool.ts";
+import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
+import { BlockPace, calibrateForward } from "../../src/operators/calibrate_forward.ts";
+import { calibrateBackward } from "../../src/operators/calibrate_backward.ts";
+import { accumulateKfac } from "../../src/operators/accumulate_kfac.ts";
+import { disposeWeights } from "../../src/model/weights.ts";
 
 const CALIBRATION = "fixtures/data/pretrain/calibration.bin";
 
@@ -74,6 +80,34 @@ describe("build-emulator on a worker pool", () => {
       expect(many.marks.filter((m) => m.startsWith("compress"))).toEqual(one.marks.filter((m) => m.startsWith("compress")));
     }
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  test("with the pool started first, every block's forward, the head and the backward run on it and give the same KFAC factors", async () => {
+    const pool = new StartingPool(streamed, 2);
+    await pool.started; // every chunk on the workers, none in this thread
+    const statistics = async (starting?: StartingPool) => {
+      const pace = starting ? new BlockPace() : undefined;
+      const records = await lastValueFrom(
+        readCheckpoint(streamed, undefined, undefined, pace?.next).pipe(
+          calibrateForward({ calibration, chunk: 2, pool: starting, pace }),
+          calibrateBackward({ chunk: 2, headChunk: 3, pool: starting }),
+          accumulateKfac(),
+          toArray(),
+        ),
+      );
+      return records.map((r) => {
+        disposeWeights(r.weights);
+        const factors = [...r.stats].map(([name, f]) => [name, f.A.held, f.G.held, f.g, f.tokens]);
+        return { index: r.index, factors };
+      });
+    };
+    try {
+      const inThread = await statistics();
+      expect(inThread.filter((r) => r.factors.length > 0).map((r) => r.index)).toEqual([2, 1]);
+      expect(await statistics(pool)).toEqual(inThread);
+    } finally {
+      await pool.close();
+    }
   });
 
   test("workers must be a positive integer", () => {
