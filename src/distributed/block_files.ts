@@ -30,7 +30,7 @@ import { tf } from "../tensor/backend.ts";
 const packr = new Packr({ useRecords: false, moreTypes: true });
 
 /** A tensor as it is stored: its shape and float32 values. */
-interface StoredTensor {
+export interface StoredTensor {
   shape: number[];
   data: Float32Array;
 }
@@ -81,40 +81,42 @@ function loadWeights(stored: Record<string, StoredTensor>): WeightMap {
 
 const storeFactor = (f: { held: HeldFactor }): HeldFactor => f.held;
 
+/** A block job as plain values (tensors as {@link StoredTensor}s, factors as they are held): what a `.block` file packs. */
+export interface BlockJobValue extends Omit<BlockJob, "weights" | "stats"> {
+  weights: Record<string, StoredTensor>;
+  stats: Record<string, { A: HeldFactor; G: HeldFactor; g: Matrix; tokens: number }>;
+}
+
 /**
- * `record`'s weights and factors, with the model and settings, as the bytes
- * of a `.block` file (in a buffer of their own, so they can be transferred
- * to a worker thread).
+ * `record`'s weights and factors, with the model and settings, as plain
+ * values; the arrays are the record's factors (not copies) and copies of its
+ * weights, so a worker thread can be handed them without another copy.
  */
-export function packBlockJob(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): Uint8Array {
+export function blockJobValue(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): BlockJobValue {
   const stats = Object.fromEntries([...record.stats.entries()].map(([name, f]) => [name, {
     A: storeFactor(f.A),
     G: storeFactor(f.G),
     g: f.g,
     tokens: f.tokens,
   }]));
-  return new Uint8Array(packr.pack({ model, index: record.index, role: record.role, settings, weights: storeWeights(record.weights), stats }));
+  return { model, index: record.index, role: record.role, settings, weights: storeWeights(record.weights), stats };
 }
 
 /**
- * Writes `record` ({@link packBlockJob}) to `<dir>/<sha256>.block`
+ * Writes `record` ({@link blockJobValue}) to `<dir>/<sha256>.block`
  * (atomically; an existing file of the same name has the same bytes and is
  * kept) and returns its path.
  */
 export async function writeBlockJob(dir: string, record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): Promise<string> {
-  const bytes = packBlockJob(record, model, settings);
+  const bytes = packr.pack(blockJobValue(record, model, settings));
   const path = join(dir, `${createHash("sha256").update(bytes).digest("hex")}.block`);
   mkdirSync(dir, { recursive: true });
   await writeFileAtomic(path, bytes);
   return path;
 }
 
-/** The block job of {@link packBlockJob}'s bytes; the weights become tensors the caller owns. */
-export function unpackBlockJob(bytes: Uint8Array): BlockJob {
-  const raw = packr.unpack(bytes) as Omit<BlockJob, "weights" | "stats"> & {
-    weights: Record<string, StoredTensor>;
-    stats: Record<string, { A: HeldFactor; G: HeldFactor; g: Matrix; tokens: number }>;
-  };
+/** The block job of {@link blockJobValue}'s values; the weights become tensors the caller owns. */
+export function blockJobFromValue(raw: BlockJobValue): BlockJob {
   const stats = new Map(Object.entries(raw.stats).map(([name, f]) => [name, {
     A: heldFactor(f.A),
     G: heldFactor(f.G),
@@ -126,26 +128,32 @@ export function unpackBlockJob(bytes: Uint8Array): BlockJob {
 
 /** Reads a `.block` file written by {@link writeBlockJob}; the weights become tensors the caller owns. */
 export async function readBlockJob(path: string): Promise<BlockJob> {
-  return unpackBlockJob(await readFile(path));
+  return blockJobFromValue(packr.unpack(await readFile(path)) as BlockJobValue);
 }
 
-/** A compressed block as the bytes of a `.compressed` file, in a buffer of their own. */
-export function packCompressedBlock(block: CompressedBlock): Uint8Array {
-  return new Uint8Array(packr.pack({ index: block.index, weights: storeWeights(block.weights), compression: block.compression }));
+/** A compressed block as plain values (its tensors copied off the tensor heap). */
+export interface CompressedBlockValue {
+  index: number;
+  weights: Record<string, StoredTensor>;
+  compression: CompressionNote;
+}
+
+/** {@link CompressedBlock} as plain values: what a `.compressed` file packs. */
+export function compressedBlockValue(block: CompressedBlock): CompressedBlockValue {
+  return { index: block.index, weights: storeWeights(block.weights), compression: block.compression };
+}
+
+/** The compressed block of {@link compressedBlockValue}'s values; the weights become tensors the caller owns. */
+export function compressedBlockFromValue(raw: CompressedBlockValue): CompressedBlock {
+  return { index: raw.index, weights: loadWeights(raw.weights), compression: raw.compression };
 }
 
 /** Writes a compressed block to `path` atomically. */
 export async function writeCompressedBlock(path: string, block: CompressedBlock): Promise<void> {
-  await writeFileAtomic(path, packCompressedBlock(block));
-}
-
-/** The compressed block of {@link packCompressedBlock}'s bytes; the weights become tensors the caller owns. */
-export function unpackCompressedBlock(bytes: Uint8Array): CompressedBlock {
-  const raw = packr.unpack(bytes) as { index: number; weights: Record<string, StoredTensor>; compression: CompressionNote };
-  return { index: raw.index, weights: loadWeights(raw.weights), compression: raw.compression };
+  await writeFileAtomic(path, packr.pack(compressedBlockValue(block)));
 }
 
 /** Reads a `.compressed` file; the weights become tensors the caller owns. */
 export async function readCompressedBlock(path: string): Promise<CompressedBlock> {
-  return unpackCompressedBlock(await readFile(path));
+  return compressedBlockFromValue(packr.unpack(await readFile(path)) as CompressedBlockValue);
 }

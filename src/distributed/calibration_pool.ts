@@ -20,7 +20,8 @@ import type { WeightMap } from "../model/types.ts";
 import type { ModelHandle } from "../records/records.ts";
 import { currentBackend } from "../tensor/backend.ts";
 import type { CalibrationReply, CalibrationRequest } from "./calibration_worker.ts";
-import { movableBuffer, type SharedWeights, shareWeights } from "./shared_weights.ts";
+import { movableBuffer, movableBuffers, type SharedWeights, shareWeights } from "./shared_weights.ts";
+import type { BlockJobValue, CompressedBlockValue } from "./block_files.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
@@ -96,9 +97,12 @@ export class CalibrationPool {
     return await this.#run<"backward">(request, [movableBuffer(x), movableBuffer(dy)]);
   }
 
-  /** Scores and compresses a packed block job (`packBlockJob`); resolves with the packed compressed block. */
-  async compress(job: Uint8Array): Promise<Uint8Array> {
-    return (await this.#run<"compress">({ kind: "compress", job }, [movableBuffer(job)])).block;
+  /**
+   * Scores and compresses a block job (`blockJobValue`; its arrays are moved
+   * to the worker, not copied); resolves with the compressed block's values.
+   */
+  async compress(job: BlockJobValue): Promise<CompressedBlockValue> {
+    return (await this.#run<"compress">({ kind: "compress", job }, movableBuffers(job))).block;
   }
 
   /** Terminates the workers. */
@@ -106,8 +110,8 @@ export class CalibrationPool {
     return this.#pool.close();
   }
 
-  async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: ArrayBuffer[]): Promise<Of<K>> {
-    return (await this.#pool.post(request, transfer)) as Of<K>;
+  async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: readonly ArrayBuffer[]): Promise<Of<K>> {
+    return (await this.#pool.post(request, [...transfer])) as Of<K>;
   }
 }
 

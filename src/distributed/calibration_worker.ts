@@ -14,9 +14,9 @@
  */
 import { lastValueFrom, of } from "rxjs";
 import type { Transferable } from "node:worker_threads";
-import { type BlockJob, packCompressedBlock, unpackBlockJob } from "./block_files.ts";
+import { type BlockJob, blockJobFromValue, type BlockJobValue, compressedBlockValue, type CompressedBlockValue } from "./block_files.ts";
 import { type Reply, serveRequests } from "./worker_pool.ts";
-import { movableBuffer, type SharedWeights, sharedWeightMap } from "./shared_weights.ts";
+import { movableBuffer, movableBuffers, type SharedWeights, sharedWeightMap } from "./shared_weights.ts";
 import { backwardChunk, forwardChunk, headChunk } from "../model/calibration_chunk.ts";
 import { architectureFor } from "../model/registry.ts";
 import { openModel } from "../model/model_handle.ts";
@@ -48,7 +48,7 @@ export type CalibrationRequest =
   | { kind: "forward"; block: SharedWeights; x: Chunk }
   | { kind: "head"; hidden: Chunk; ids: Int32Array }
   | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: Chunk; dy: Chunk }
-  | { kind: "compress"; job: Uint8Array };
+  | { kind: "compress"; job: BlockJobValue };
 
 /** What a worker answers, by request kind. */
 export type CalibrationReply =
@@ -56,7 +56,7 @@ export type CalibrationReply =
   | { kind: "forward"; y: Float32Array }
   | { kind: "head"; lossSum: number; dHidden: Float32Array }
   | { kind: "backward"; dx: Float32Array; linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }> }
-  | { kind: "compress"; block: Uint8Array };
+  | { kind: "compress"; block: CompressedBlockValue };
 
 interface WorkerModel {
   arch: Architecture;
@@ -147,12 +147,12 @@ async function handle(request: CalibrationRequest): Promise<Reply<CalibrationRep
       return { value: { kind: "backward", dx: values, linears }, transfer: [...new Set(transfer)] };
     }
     case "compress": {
-      const job = unpackBlockJob(request.job);
+      const job = blockJobFromValue(request.job);
       const record = { model: compressionModel(job, model), index: job.index, role: job.role, weights: job.weights, stats: job.stats };
       const scored = await lastValueFrom(of(record).pipe(gradotCompression(job.settings)));
       try {
-        const block = packCompressedBlock({ index: scored.index, weights: scored.weights, compression: scored.compression });
-        return { value: { kind: "compress", block }, transfer: [movableBuffer(block)] };
+        const block = compressedBlockValue({ index: scored.index, weights: scored.weights, compression: scored.compression });
+        return { value: { kind: "compress", block }, transfer: movableBuffers(block) };
       } finally {
         disposeWeights(scored.weights);
       }

@@ -49,3 +49,21 @@ export function movableBuffer(view: ArrayBufferView): ArrayBuffer {
   if (!(view.buffer instanceof ArrayBuffer)) throw new Error("A shared buffer cannot be moved to another thread; it is shared already");
   return view.buffer;
 }
+
+/**
+ * The buffers of every typed array in `value` (objects and arrays walked)
+ * that spans its whole, unshared buffer: the transfer list that moves a
+ * block job or a compressed block to another thread without copying its
+ * arrays. Arrays that are views into a larger buffer are left to be copied.
+ */
+export function movableBuffers(value: unknown): ArrayBuffer[] {
+  const found = new Set<ArrayBuffer>();
+  const walk = (v: unknown): void => {
+    if (ArrayBuffer.isView(v)) {
+      if (v.buffer instanceof ArrayBuffer && v.byteOffset === 0 && v.byteLength === v.buffer.byteLength) found.add(v.buffer);
+    } else if (Array.isArray(v)) v.forEach(walk);
+    else if (v !== null && typeof v === "object") Object.values(v).forEach(walk);
+  };
+  walk(value);
+  return [...found];
+}

@@ -3,8 +3,9 @@
  * on the calibration worker pool (docs/DISTRIBUTED.md "All cores of one
  * machine"), so a block is scored and compressed while the backward pass
  * goes on to the next. Each middle block's weights and factors travel as
- * the bytes of a block job (`packBlockJob`, the queue's format: the factors
- * as they are held), the worker runs `gradotCompression` on them, and the
+ * the values of a block job (`blockJobValue`, what the queue's files hold:
+ * the factors as they are held), moved to the worker without a copy; the
+ * worker runs `gradotCompression` on them, and the
  * compressed blocks come out in the order the blocks came, so the shards are
  * a one-thread build's. Adapter blocks, which are only copied, run `local`
  * here.
@@ -12,7 +13,7 @@
  * @module
  */
 import { type OperatorFunction, of } from "rxjs";
-import { type BlockSettings, packBlockJob, unpackCompressedBlock } from "../distributed/block_files.ts";
+import { type BlockJobValue, blockJobValue, type BlockSettings, compressedBlockFromValue } from "../distributed/block_files.ts";
 import type { StartingPool } from "../distributed/calibration_pool.ts";
 import { disposeWeights } from "../model/weights.ts";
 import type { ModelHandle, ScoredBlockRecord, StatsRecord } from "../records/records.ts";
@@ -32,15 +33,15 @@ export interface PoolCompressionOptions {
 
 /** Sends one middle block to the pool and takes its compressed weights back. */
 async function compressOnPool(record: StatsRecord, o: PoolCompressionOptions): Promise<ScoredBlockRecord> {
-  let job: Uint8Array;
+  let job: BlockJobValue;
   try {
-    job = packBlockJob(record, { dir: o.model.source, sourceHash: o.model.sourceHash, split: o.model.split }, o.settings);
+    job = blockJobValue(record, { dir: o.model.source, sourceHash: o.model.sourceHash, split: o.model.split }, o.settings);
   } finally {
     disposeWeights(record.weights);
     record.stats.clear();
   }
   const pool = await o.pool.started;
-  const { weights, compression } = unpackCompressedBlock(await pool.compress(job));
+  const { weights, compression } = compressedBlockFromValue(await pool.compress(job));
   return { model: record.model, index: record.index, role: record.role, weights, drd: new Map(), compression };
 }
 
