@@ -244,7 +244,7 @@ export { plugIn, type PlugInOptions } from "./src/loop/plug_in.ts";
 export { runBlockJob } from "./src/loop/gradot_block.ts";
 export { jobId, JobSubmitter, queueConnection, QUEUE_NAME, type VerbJob } from "./src/distributed/job_queue.ts";
 export { claimsDir, type QueueWorker, serveQueue, type WorkerOptions } from "./src/distributed/queue_worker.ts";
-export { CalibrationPool } from "./src/distributed/calibration_pool.ts";
+export { CalibrationPool, StartingPool } from "./src/distributed/calibration_pool.ts";
 export { defaultWorkerCount } from "./src/distributed/worker_pool.ts";
 export { sweepGradot, type SweepOptions, type SweepResult, type SweepRow } from "./src/loop/sweep_gradot.ts";
 export {
