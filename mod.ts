@@ -151,6 +151,7 @@ export { poolCompression, type PoolCompressionOptions } from "./src/operators/po
 export {
   buildGradotEmulator,
   checkGradotVariant,
+  defaultGradotWorkers,
   GRADOT_DEFAULTS,
   gradotCompression,
   type GradotOptions,

@@ -21,6 +21,7 @@ import {
   checkGradotVariant,
   checkOutputDir,
   DEFAULT_SPLIT,
+  defaultGradotWorkers,
   defaultWorkerCount,
   EMULATOR_METHODS,
   emulatorMethod,
@@ -133,9 +134,11 @@ same command run again continues from it. Methods:
                          (every chunk of the forward, the loss and the
                          backward) and the middle blocks' scoring and
                          compression; 1 = everything in this thread (default:
-                         the cores, ${defaultWorkerCount()} here). The shards are the
-                         same bytes for any n (docs/DISTRIBUTED.md "All cores
-                         of one machine")
+                         the cores, ${defaultWorkerCount()} here, but at most one per
+                         calibration chunk). Each worker holds a block and
+                         its own heap: memory grows with n. The shards are
+                         the same bytes for any n (docs/DISTRIBUTED.md "How a
+                         GradOT build uses the cores")
   --queue <url>          GradOT only: score and compress the middle blocks as
                          jobs of this Redis queue (redis://host:port), run by
                          offtune worker on any machine; the shards are the
@@ -249,8 +252,8 @@ export async function main(argv: string[]): Promise<number> {
     only: flags.only as GradotOptions["only"],
     keepTopFraction: fractionFlag(flags["keep-top"], "keep-top", true),
     chunk: positiveIntFlag(flags.chunk, "chunk"),
-    workers: positiveIntFlag(flags.workers, "workers") ?? defaultWorkerCount(),
   };
+  const workers = positiveIntFlag(flags.workers, "workers");
   const distill = otDistillSettings(distillFromFlags(flags));
   if (flags.method === "gradot") checkGradotVariant(gradot);
   const sequences = positiveIntFlag(flags.sequences, "sequences")!;
@@ -291,6 +294,7 @@ export async function main(argv: string[]): Promise<number> {
       method: flags.method,
       out: flags.out,
       ...gradot,
+      ...(flags.method === "gradot" && calibration ? { workers: workers ?? defaultGradotWorkers(model, calibration, gradot.chunk) } : {}),
       ...flags.scaleot,
       calibration,
       dtype: flags.fp16 ? "float16" as const : "float32" as const,

@@ -31,6 +31,8 @@ import type { BlockSettings } from "../distributed/block_files.ts";
 import type { JobSubmitter } from "../distributed/job_queue.ts";
 import { queuedCompression } from "./queued_compression.ts";
 import { StartingPool } from "../distributed/calibration_pool.ts";
+import { defaultWorkerCount } from "../distributed/worker_pool.ts";
+import { defaultChunk } from "../io/activation_store.ts";
 import { poolCompression } from "./pool_compression.ts";
 
 export { gradotCompression };
@@ -87,6 +89,18 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
    * for any count (docs/DISTRIBUTED.md "All cores of one machine").
    */
   workers?: number;
+}
+
+/**
+ * The worker count a build uses when none is asked for (`build-emulator`
+ * without `--workers`): one per core, but no more than a block has
+ * calibration chunks, since each worker costs its own heap and more would
+ * idle in the calibration passes (docs/DISTRIBUTED.md "How a GradOT build
+ * uses the cores").
+ */
+export function defaultGradotWorkers(model: ModelHandle, calibration: CalibrationSet, chunk?: number): number {
+  const chunks = Math.ceil(calibration.sequences / (chunk ?? defaultChunk(calibration, model.cfg)));
+  return Math.max(1, Math.min(defaultWorkerCount(), chunks));
 }
 
 /** The stages a block's progress marks name, in order. */
