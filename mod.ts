@@ -143,16 +143,19 @@ export { type BlockTiming, blockTimings, formatBlockTiming } from "./src/events/
 
 // Operators (src/operators/: RxJS stages only)
 export { readCheckpoint } from "./src/operators/read_checkpoint.ts";
-export { calibrateForward, type CalibrateForwardOptions } from "./src/operators/calibrate_forward.ts";
+export { BlockPace, calibrateForward, type CalibrateForwardOptions } from "./src/operators/calibrate_forward.ts";
 export { calibrateBackward, type CalibrateBackwardOptions } from "./src/operators/calibrate_backward.ts";
 export { accumulateKfac, type AccumulateKfacOptions } from "./src/operators/accumulate_kfac.ts";
 export { type GcsOptions, scoreGcs } from "./src/operators/score_gcs.ts";
 export { compressDrd, type CompressDrdOptions } from "./src/operators/compress_drd.ts";
 export { compressScp } from "./src/operators/compress_scp.ts";
 export { type WeightedBlock, writeShards, type WriteShardsOptions } from "./src/operators/write_shards.ts";
+export { orderedMergeMap } from "./src/operators/ordered_merge_map.ts";
+export { poolCompression, type PoolCompressionOptions } from "./src/operators/pool_compression.ts";
 export {
   buildGradotEmulator,
   checkGradotVariant,
+  defaultGradotWorkers,
   GRADOT_DEFAULTS,
   gradotCompression,
   type GradotOptions,
@@ -246,6 +249,8 @@ export { plugIn, type PlugInOptions } from "./src/loop/plug_in.ts";
 export { runBlockJob } from "./src/loop/gradot_block.ts";
 export { jobId, JobSubmitter, queueConnection, QUEUE_NAME, type VerbJob } from "./src/distributed/job_queue.ts";
 export { claimsDir, type QueueWorker, serveQueue, type WorkerOptions } from "./src/distributed/queue_worker.ts";
+export { CalibrationPool, StartingPool } from "./src/distributed/calibration_pool.ts";
+export { defaultWorkerCount } from "./src/distributed/worker_pool.ts";
 export { sweepGradot, type SweepOptions, type SweepResult, type SweepRow } from "./src/loop/sweep_gradot.ts";
 export {
   EXPERIMENT_DEFAULTS,

@@ -27,7 +27,9 @@ run. Default suite: kernels linalg model.
   model     OPT-125M-shaped block stack forward+backward tokens/s, wasm vs cpu;
             matmul-kernel GFLOP/s vs plain matMul (target >= 70%)
   gradot    GradOT emulator build (fixtures/small, OPT-125M- and OPT-1.3B-shaped
-            random checkpoints): seconds per stage, peak RSS (target < 1.5 GB)
+            random checkpoints): seconds per stage and peak RSS on one thread
+            (target < 1.5 GB), then the same build with --workers 2: the
+            2 workers / 1 worker speed-up (target >= 1.7x) and its peak RSS
   pretrain  pretraining steps of the fixtures/base shape (16 blocks, width 128)
             on 1 worker and on every core: tokens/s, speed-up, and MFU (6 · params
             · tokens/s against the one-thread OpenBLAS sgemm rate measured in the
@@ -49,10 +51,13 @@ run. Default suite: kernels linalg model.
   --dir <dir>    scale: where its temporary directory goes (default the OS's)
   --sequences <n>, --length <t>
                  scale: calibration sequences and tokens each (default 2 x 128)
-  --quiet        scale: no progress lines (stderr)`;
+  --quiet        scale: no progress lines (stderr)
+  --no-large     gradot: skip the OPT-1.3B shape (2.6 GB on disk, the longest build)`;
 
 /** What a suite may take besides --quick: the scale suite's flags and progress sink. */
 interface SuiteContext {
+  /** gradot: also build the OPT-1.3B shape (`--no-large` clears it). */
+  large: boolean;
   dir?: string;
   sequences?: number;
   length?: number;
@@ -74,8 +79,8 @@ const suites: Record<string, Suite> = {
       ...(quick ? { lapackSizes: [256], jsSizes: [64], eighSizes: [256], gemmSize: 256, gemmJsSize: 128 } : {}),
     });
   },
-  gradot: async (quick, onRow) => {
-    return benchGradot({ onRow, quick });
+  gradot: async (quick, onRow, context) => {
+    return benchGradot({ onRow, quick, large: context.large });
   },
   pretrain: async (quick, onRow) => {
     return benchPretrain({ onRow, ...(quick ? { batch: 8, steps: 1, gemmSize: 256 } : {}) });
@@ -107,6 +112,7 @@ export async function main(argv: string[]): Promise<number> {
       sequences: { type: "string" },
       length: { type: "string" },
       quiet: { type: "boolean", default: false },
+      "no-large": { type: "boolean", default: false },
     },
     allowPositionals: true,
   });
@@ -115,6 +121,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!suites[name]) throw new Error(`Unknown bench suite "${name}": expected one of ${Object.keys(suites).join(", ")}, all`);
   }
   const context: SuiteContext = {
+    large: !values["no-large"],
     dir: values.dir,
     sequences: positiveIntFlag(values.sequences, "sequences"),
     length: positiveIntFlag(values.length, "length"),

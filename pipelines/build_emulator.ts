@@ -22,6 +22,8 @@ import {
   checkGradotVariant,
   checkOutputDir,
   DEFAULT_SPLIT,
+  defaultGradotWorkers,
+  defaultWorkerCount,
   EMULATOR_METHODS,
   formatBlockTiming,
   emulatorMethod,
@@ -77,7 +79,8 @@ be, hold or lie inside --model or --calibration. Ctrl-C or SIGTERM stops the
 build at the next block and removes its temporary files (exit 130 or 143).
 A GradOT build killed outright keeps its progress in <out>.partial-<key>:
 the same command run again continues it, redoing at most the block in
-flight (docs/GUARANTEES.md). An ot-distill build saves its training state in
+flight (and, with --workers n, the blocks still being compressed;
+docs/GUARANTEES.md). An ot-distill build saves its training state in
 <out>.ot-distill-state.safetensors every 10 steps and when stopped; the
 same command run again continues from it. Methods:
 
@@ -131,6 +134,15 @@ same command run again continues from it. Methods:
   --block-lines          print that line per block as it finishes (stdout)
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress
+  --workers <n>          GradOT only: worker threads for the calibration passes
+                         (every chunk of the forward, the loss and the
+                         backward) and the middle blocks' scoring and
+                         compression; 1 = everything in this thread (default:
+                         the cores, ${defaultWorkerCount()} here, but at most one per
+                         calibration chunk). Each worker holds a block and
+                         its own heap: memory grows with n. The shards are
+                         the same bytes for any n (docs/DISTRIBUTED.md "How a
+                         GradOT build uses the cores")
   --queue <url>          GradOT only: score and compress the middle blocks as
                          jobs of this Redis queue (redis://host:port), run by
                          offtune worker on any machine; the shards are the
@@ -206,6 +218,7 @@ const FLAGS = {
   "block-lines": { type: "boolean", default: false },
   quiet: { type: "boolean", default: false },
   ...DISTILL_FLAGS,
+  workers: { type: "string" },
   queue: { type: "string" },
   storage: { type: "string" },
 } as const;
@@ -221,6 +234,7 @@ function parseFlags(argv: string[]) {
     throw new Error(`--calibration is required for --method ${method} (see offtune build-emulator --help)`);
   }
   if (flags.queue !== undefined && method !== "gradot") throw new Error(`--queue works with --method gradot only, not ${method}`);
+  if (flags.workers !== undefined && method !== "gradot") throw new Error(`--workers works with --method gradot only, not ${method}`);
   if (flags.storage !== undefined && flags.queue === undefined) throw new Error("--storage needs --queue (see offtune build-emulator --help)");
   return { ...flags, method, scaleot: scaleotFromFlags(flags, method) };
 }
@@ -244,6 +258,7 @@ export async function main(argv: string[]): Promise<number> {
     keepTopFraction: fractionFlag(flags["keep-top"], "keep-top", true),
     chunk: positiveIntFlag(flags.chunk, "chunk"),
   };
+  const workers = positiveIntFlag(flags.workers, "workers");
   const distill = otDistillSettings(distillFromFlags(flags));
   if (flags.method === "gradot") checkGradotVariant(gradot);
   const sequences = positiveIntFlag(flags.sequences, "sequences")!;
@@ -285,6 +300,7 @@ export async function main(argv: string[]): Promise<number> {
       method: flags.method,
       out: flags.out,
       ...gradot,
+      ...(flags.method === "gradot" && calibration ? { workers: workers ?? defaultGradotWorkers(model, calibration, gradot.chunk) } : {}),
       ...flags.scaleot,
       calibration,
       dtype: flags.fp16 ? "float16" as const : "float32" as const,

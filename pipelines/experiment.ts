@@ -87,6 +87,9 @@ result.json exists is kept, not redone (it must have this run's settings).
   --lr <x>               tuning learning rate (default: offtune tune's)
   --no-full-ft           skip the Full FT reference (reported as null)
   --jobs <n>             steps run at once, one process each (default: the cores)
+  --workers <n>          GradOT: worker threads of each emulator build
+                         (build-emulator --workers; default 1, as --jobs
+                         already runs steps side by side); same bytes for any n
   --metric <m>           acc | acc_norm (default acc)
   --queue <url>          run the steps as jobs of this Redis queue
                          (redis://host:port) on offtune workers, on any
@@ -123,6 +126,7 @@ const FLAGS = {
   lr: { type: "string" },
   "no-full-ft": { type: "boolean", default: false },
   jobs: { type: "string" },
+  workers: { type: "string" },
   metric: { type: "string" },
   queue: { type: "string" },
   quiet: { type: "boolean", default: false },
@@ -169,6 +173,7 @@ export async function experimentOptions(argv: string[]): Promise<ExperimentOptio
     lr: positiveNumberFlag(f.lr, "lr"),
     fullFt: !f["no-full-ft"],
     jobs: positiveIntFlag(f.jobs, "jobs"),
+    workers: positiveIntFlag(f.workers, "workers"),
     metric: f.metric as ExperimentOptions["metric"] | undefined,
     quiet: f.quiet,
     queue: f.queue,

@@ -9,6 +9,11 @@
  * one thread, Debian's python3-torch when installed) runs in the same bench
  * as the baseline the time and memory ratios are quoted against.
  *
+ * Every model is built twice in the same run, with `--workers 1` (the stage
+ * rows: one thread) and `--workers 2` (docs/DISTRIBUTED.md "All cores of one
+ * machine"), for the 2 workers / 1 worker speed-up (target 1.7x on two
+ * cores) and both peak RSS.
+ *
  * @module
  */
 import { execFile } from "node:child_process";
@@ -25,7 +30,7 @@ import { runVerb } from "../cli/run_verb.ts";
 export interface GradotBenchOptions {
   /** A small random model only (a smoke run). */
   quick?: boolean;
-  /** Also build the OPT-1.3B-shaped emulator (writes ~2.6 GB; minutes). Default true unless quick. */
+  /** Also build the OPT-1.3B-shaped emulator (writes ~2.6 GB; minutes; `bench gradot --no-large` skips it). Default true unless quick. */
   large?: boolean;
   /** Called with each row as soon as it is measured. */
   onRow?: (row: BenchRow) => void;
@@ -97,18 +102,26 @@ export async function benchGradot(options: GradotBenchOptions = {}): Promise<Ben
       if (options.large ?? true) await random("opt-1.3b", OPT_SHAPES["opt-1.3b"]);
     }
     for (const m of models) {
-      const timings = join(work, `${m.name.split(" ")[0].replace(/\W/g, "_")}.json`);
-      await runVerb([
-        "build-emulator", "--model", m.dir, "--calibration", m.calibration, "--out", join(work, "emulator"),
-        "--sequences", String(m.sequences), "--length", String(m.length), "--timings", timings, "--quiet",
-      ]);
-      const t = JSON.parse(await readFile(timings, "utf8")) as Timings;
+      const build = async (workers: number): Promise<Timings> => {
+        const timings = join(work, `${m.name.split(" ")[0].replace(/\W/g, "_")}-${workers}.json`);
+        await runVerb([
+          "build-emulator", "--model", m.dir, "--calibration", m.calibration, "--out", join(work, `emulator-${workers}`),
+          "--sequences", String(m.sequences), "--length", String(m.length), "--timings", timings, "--quiet", "--workers", String(workers),
+        ]);
+        return JSON.parse(await readFile(timings, "utf8")) as Timings;
+      };
+      const t = await build(1);
       const label = `${m.name}, ${t.layers} blocks, ${t.tokens} calibration tokens`;
       emit({ name: `gradot ${label}: total`, value: t.seconds, unit: "s" });
       for (const [stage, seconds] of Object.entries(t.stages)) {
         emit({ name: `  ${stage} per block`, value: seconds / t.layers, unit: "s", note: `${((100 * seconds) / t.seconds).toFixed(0)}% of the build` });
       }
       emit({ name: `gradot ${m.name}: peak RSS`, value: t.peakRssBytes / 2 ** 20, unit: "MiB" });
+      const two = await build(2);
+      emit({ name: `gradot ${m.name}, --workers 2: total`, value: two.seconds, unit: "s" });
+      emit({ name: "  2 workers / 1 worker speed-up", value: t.seconds / two.seconds, unit: "x", note: "same run; target >= 1.7 on two idle cores" });
+      emit({ name: `gradot ${m.name}, --workers 2: peak RSS`, value: two.peakRssBytes / 2 ** 20, unit: "MiB", note: "the building process and its workers" });
+      await rm(join(work, "emulator-2"), { recursive: true, force: true });
       if (m.torchShape) {
         const torch = await torchBaseline(m.torchShape, m.sequences, m.length);
         if (typeof torch === "string") {
@@ -119,7 +132,7 @@ export async function benchGradot(options: GradotBenchOptions = {}): Promise<Ben
           emit({ name: "  offtune peak RSS / PyTorch peak RSS", value: t.peakRssBytes / torch.peakRssBytes, unit: "x", note: `PyTorch ${(torch.peakRssBytes / 2 ** 20).toFixed(0)} MiB` });
         }
       }
-      await rm(join(work, "emulator"), { recursive: true, force: true });
+      await rm(join(work, "emulator-1"), { recursive: true, force: true });
     }
   } finally {
     await rm(work, { recursive: true, force: true });

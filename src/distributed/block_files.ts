@@ -30,7 +30,7 @@ import { tf } from "../tensor/backend.ts";
 const packr = new Packr({ useRecords: false, moreTypes: true });
 
 /** A tensor as it is stored: its shape and float32 values. */
-interface StoredTensor {
+export interface StoredTensor {
   shape: number[];
   data: Float32Array;
 }
@@ -81,31 +81,42 @@ function loadWeights(stored: Record<string, StoredTensor>): WeightMap {
 
 const storeFactor = (f: { held: HeldFactor }): HeldFactor => f.held;
 
+/** A block job as plain values (tensors as {@link StoredTensor}s, factors as they are held): what a `.block` file packs. */
+export interface BlockJobValue extends Omit<BlockJob, "weights" | "stats"> {
+  weights: Record<string, StoredTensor>;
+  stats: Record<string, { A: HeldFactor; G: HeldFactor; g: Matrix; tokens: number }>;
+}
+
 /**
- * Writes `record`'s weights and factors, with the model and settings, to
- * `<dir>/<sha256>.block` (atomically; an existing file of the same name has
- * the same bytes and is kept) and returns its path.
+ * `record`'s weights and factors, with the model and settings, as plain
+ * values; the arrays are the record's factors (not copies) and copies of its
+ * weights, so a worker thread can be handed them without another copy.
  */
-export async function writeBlockJob(dir: string, record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): Promise<string> {
+export function blockJobValue(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): BlockJobValue {
   const stats = Object.fromEntries([...record.stats.entries()].map(([name, f]) => [name, {
     A: storeFactor(f.A),
     G: storeFactor(f.G),
     g: f.g,
     tokens: f.tokens,
   }]));
-  const bytes = packr.pack({ model, index: record.index, role: record.role, settings, weights: storeWeights(record.weights), stats });
+  return { model, index: record.index, role: record.role, settings, weights: storeWeights(record.weights), stats };
+}
+
+/**
+ * Writes `record` ({@link blockJobValue}) to `<dir>/<sha256>.block`
+ * (atomically; an existing file of the same name has the same bytes and is
+ * kept) and returns its path.
+ */
+export async function writeBlockJob(dir: string, record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): Promise<string> {
+  const bytes = packr.pack(blockJobValue(record, model, settings));
   const path = join(dir, `${createHash("sha256").update(bytes).digest("hex")}.block`);
   mkdirSync(dir, { recursive: true });
   await writeFileAtomic(path, bytes);
   return path;
 }
 
-/** Reads a `.block` file written by {@link writeBlockJob}; the weights become tensors the caller owns. */
-export async function readBlockJob(path: string): Promise<BlockJob> {
-  const raw = packr.unpack(await readFile(path)) as Omit<BlockJob, "weights" | "stats"> & {
-    weights: Record<string, StoredTensor>;
-    stats: Record<string, { A: HeldFactor; G: HeldFactor; g: Matrix; tokens: number }>;
-  };
+/** The block job of {@link blockJobValue}'s values; the weights become tensors the caller owns. */
+export function blockJobFromValue(raw: BlockJobValue): BlockJob {
   const stats = new Map(Object.entries(raw.stats).map(([name, f]) => [name, {
     A: heldFactor(f.A),
     G: heldFactor(f.G),
@@ -115,13 +126,34 @@ export async function readBlockJob(path: string): Promise<BlockJob> {
   return { ...raw, weights: loadWeights(raw.weights), stats };
 }
 
+/** Reads a `.block` file written by {@link writeBlockJob}; the weights become tensors the caller owns. */
+export async function readBlockJob(path: string): Promise<BlockJob> {
+  return blockJobFromValue(packr.unpack(await readFile(path)) as BlockJobValue);
+}
+
+/** A compressed block as plain values (its tensors copied off the tensor heap). */
+export interface CompressedBlockValue {
+  index: number;
+  weights: Record<string, StoredTensor>;
+  compression: CompressionNote;
+}
+
+/** {@link CompressedBlock} as plain values: what a `.compressed` file packs. */
+export function compressedBlockValue(block: CompressedBlock): CompressedBlockValue {
+  return { index: block.index, weights: storeWeights(block.weights), compression: block.compression };
+}
+
+/** The compressed block of {@link compressedBlockValue}'s values; the weights become tensors the caller owns. */
+export function compressedBlockFromValue(raw: CompressedBlockValue): CompressedBlock {
+  return { index: raw.index, weights: loadWeights(raw.weights), compression: raw.compression };
+}
+
 /** Writes a compressed block to `path` atomically. */
 export async function writeCompressedBlock(path: string, block: CompressedBlock): Promise<void> {
-  await writeFileAtomic(path, packr.pack({ index: block.index, weights: storeWeights(block.weights), compression: block.compression }));
+  await writeFileAtomic(path, packr.pack(compressedBlockValue(block)));
 }
 
 /** Reads a `.compressed` file; the weights become tensors the caller owns. */
 export async function readCompressedBlock(path: string): Promise<CompressedBlock> {
-  const raw = packr.unpack(await readFile(path)) as { index: number; weights: Record<string, StoredTensor>; compression: CompressionNote };
-  return { index: raw.index, weights: loadWeights(raw.weights), compression: raw.compression };
+  return compressedBlockFromValue(packr.unpack(await readFile(path)) as CompressedBlockValue);
 }

@@ -145,6 +145,21 @@ export class WorkerPool<Req, Res> {
     return this.call(index, request, transfer);
   }
 
+  /**
+   * Sends `request` at once to the worker with the fewest requests pending
+   * (the lowest index on a tie), where it waits its turn: unlike
+   * {@link run}, no worker idles while this thread is busy with other work
+   * (a calibration pool queues a block's chunks while it sums statistics).
+   */
+  post(request: Req, transfer: Transferable[] = []): Promise<Res> {
+    let best = -1;
+    this.#slots.forEach((slot, k) => {
+      if (!slot.failure && (best < 0 || slot.busy < this.#slots[best].busy)) best = k;
+    });
+    if (best < 0) return Promise.reject(this.#slots[0].failure ?? new Error("The worker pool has no live worker"));
+    return this.call(best, request, transfer);
+  }
+
   /** Terminates every worker; pending calls fail. */
   async close(): Promise<void> {
     if (this.#closed) return;

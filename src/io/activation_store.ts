@@ -133,6 +133,45 @@ export class ActivationStore {
     fn: (from: number, to: number) => Tensor,
     name?: string,
   ): StoredActivations {
+    const file = this.#startArray(name);
+    for (const [from, to] of sequenceChunks(sequences, chunk)) {
+      const y = fn(from, to); // [n, T, d]
+      try {
+        appendChunk(file.path, y.dataSync() as Float32Array, from, to, t, d);
+      } finally {
+        y.dispose();
+      }
+    }
+    return this.#finishArray(file, sequences, t, d);
+  }
+
+  /**
+   * {@link write} with chunks computed elsewhere (a worker pool): `fn` is
+   * called for every chunk at once, and each result `[n, T, d]` is appended
+   * in chunk order as soon as it and those before it are in, so the file's
+   * bytes are those of {@link write} on the same values.
+   */
+  async writeAsync(
+    sequences: number,
+    t: number,
+    d: number,
+    chunk: number,
+    fn: (from: number, to: number) => Promise<Float32Array>,
+    name?: string,
+  ): Promise<StoredActivations> {
+    const file = this.#startArray(name);
+    const chunks = sequenceChunks(sequences, chunk);
+    const results = chunks.map(([from, to]) => fn(from, to));
+    results.forEach((r) => r.catch(() => {})); // the first failure in chunk order is the one thrown
+    for (let k = 0; k < chunks.length; k++) {
+      if (this.#closed) throw new Error("The activation store is closed");
+      appendChunk(file.path, await results[k], chunks[k][0], chunks[k][1], t, d);
+    }
+    return this.#finishArray(file, sequences, t, d);
+  }
+
+  /** Creates an array's empty file (a persistent store's under `<name>.part`). */
+  #startArray(name: string | undefined): { path: string; final: string } {
     if (this.#closed) throw new Error("The activation store is closed");
     if (this.#persistent && name === undefined) throw new Error("A persistent activation store needs a name for each array");
     if (this.#dir === undefined) {
@@ -143,23 +182,13 @@ export class ActivationStore {
     const final = join(this.#dir, name ?? `${String(this.#files++).padStart(4, "0")}.f32`);
     const path = this.#persistent ? `${final}.part` : final;
     closeSync(openSync(path, this.#persistent ? "w" : "wx"));
-    for (const [from, to] of sequenceChunks(sequences, chunk)) {
-      const y = fn(from, to); // [n, T, d]
-      try {
-        const data = y.dataSync() as Float32Array;
-        if (data.length !== (to - from) * t * d) {
-          throw new Error(`Activation chunk [${from}, ${to}) has ${data.length} values, expected ${to - from} x ${t} x ${d}`);
-        }
-        // No descriptor stays open across `fn`, which may emit downstream and close the store.
-        appendFileSync(path, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      } catch (e) {
-        throw fileWriteError(path, e); // a full temporary disk names the file
-      } finally {
-        y.dispose();
-      }
-    }
-    if (this.#persistent) renameSync(path, final);
-    return storedArray(final, sequences, t, d);
+    return { path, final };
+  }
+
+  /** Completes an array's file (a persistent store's renamed to its name). */
+  #finishArray(file: { path: string; final: string }, sequences: number, t: number, d: number): StoredActivations {
+    if (this.#persistent) renameSync(file.path, file.final);
+    return storedArray(file.final, sequences, t, d);
   }
 
   /** Deletes the directory and every file in it (idempotent; a persistent store's are kept); later writes throw. */
@@ -169,6 +198,19 @@ export class ActivationStore {
       rmSync(this.#dir, { recursive: true, force: true });
       openDirectories.delete(this.#dir);
     }
+  }
+}
+
+/** Appends sequences `[from, to)` (`[n, T, d]` values) to the array file at `path`. */
+function appendChunk(path: string, data: Float32Array, from: number, to: number, t: number, d: number): void {
+  try {
+    if (data.length !== (to - from) * t * d) {
+      throw new Error(`Activation chunk [${from}, ${to}) has ${data.length} values, expected ${to - from} x ${t} x ${d}`);
+    }
+    // No descriptor stays open across a chunk's computation, which may emit downstream and close the store.
+    appendFileSync(path, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  } catch (e) {
+    throw fileWriteError(path, e); // a full temporary disk names the file
   }
 }
 

@@ -23,7 +23,9 @@
  * A rerun verifies every listed shard (size and sha256) and skips those
  * blocks; the forward skips blocks whose output is on disk, the backward
  * starts at the highest unfinished block from the stored gradient. At most
- * the block in flight is redone. The bookkeeping files are removed before the
+ * the block in flight is redone (with a worker pool, the blocks still being
+ * scored and compressed too: their arrays are kept till their shards are
+ * written, {@link ResumableBuild.whenWritten}). The bookkeeping files are removed before the
  * directory is renamed to `<out>`.
  *
  * @module
@@ -174,6 +176,8 @@ export class ResumableBuild {
     return build;
   }
 
+  readonly #waiting = new Map<number, () => void>();
+
   /** The blocks whose shards are written, in writing order. */
   get blocks(): readonly WrittenBlock[] {
     return this.#progress.blocks;
@@ -195,10 +199,23 @@ export class ResumableBuild {
     this.#save();
   }
 
-  /** Records a written block shard (after its file is on disk). */
+  /** Records a written block shard (after its file is on disk), then runs what waited for it ({@link whenWritten}). */
   recordBlock(block: WrittenBlock): void {
     this.#progress.blocks = [...this.#progress.blocks.filter((b) => b.index !== block.index), block];
     this.#save();
+    const waiting = this.#waiting.get(block.index);
+    this.#waiting.delete(block.index);
+    waiting?.();
+  }
+
+  /**
+   * Runs `fn` once block `index`'s shard is recorded (at once when it is):
+   * a pass whose blocks are compressed after it moved on (on a worker pool)
+   * deletes a block's activations only then, so a rerun can still redo it.
+   */
+  whenWritten(index: number, fn: () => void): void {
+    if (this.isDone(index)) fn();
+    else this.#waiting.set(index, fn);
   }
 
   /** Removes the bookkeeping (activations, progress, owner), leaving only the package's files: just before commit. */

@@ -118,6 +118,12 @@ export interface ExperimentOptions {
   fullFt: boolean;
   /** Steps run at once, each in its own process. */
   jobs: number;
+  /**
+   * Worker threads of each GradOT build (`build-emulator --workers`,
+   * docs/DISTRIBUTED.md "All cores of one machine"; default 1, since the
+   * steps already run `jobs` at a time). The emulator's bytes are the same.
+   */
+  workers?: number;
   /** The accuracy the results report. */
   metric: "acc" | "acc_norm";
   /** No progress line. */
@@ -299,6 +305,7 @@ async function runSteps(o: ExperimentOptions, run: (args: string[], log: string)
       ...flagIf("--lambda", o.lambda),
       ...(o.selection ? ["--selection", o.selection] : []),
       ...(o.only ? ["--only", o.only] : []),
+      "--workers", String(o.workers ?? 1),
     ]
     : [];
   const distillFlags = o.method === "ot-distill"

@@ -28,16 +28,17 @@
  */
 import { Observable, type OperatorFunction, type Subscriber } from "rxjs";
 import type { Tensor } from "@tensorflow/tfjs";
-import { blockVjp, headLossGrad, streamedHeadLossGrad } from "../model/vjp.ts";
 import type { Matrix } from "../linalg/matrix.ts";
-import type { LinearSpec, WeightMap } from "../model/types.ts";
+import { backwardChunk, type ChunkLinear, headChunk } from "../model/calibration_chunk.ts";
+import type { StartingPool } from "../distributed/calibration_pool.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
 import { checkpointBoundary } from "../cli/interrupt.ts";
-import { chunkIds, chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
+import { chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
-import { disposeWeights, toMatrix } from "../model/weights.ts";
+import { disposeWeights } from "../model/weights.ts";
+import type { WeightMap } from "../model/types.ts";
 
 /** Options of {@link calibrateBackward}. */
 export interface CalibrateBackwardOptions {
@@ -61,6 +62,13 @@ export interface CalibrateBackwardOptions {
    * (src/io/build_resume.ts).
    */
   resume?: ResumableBuild;
+  /**
+   * Runs the head's and the blocks' chunks on this pool of calibration
+   * workers, waiting for its start (docs/DISTRIBUTED.md "How a GradOT build
+   * uses the cores"); the chunk records, gradients and loss are the same
+   * bytes as without.
+   */
+  pool?: StartingPool;
 }
 
 /** The name of the loss gradient at block `i`'s input in a persistent store (`grad-<L>`: at the head). */
@@ -76,44 +84,6 @@ function collectAll(records: ActivationRecord[]): ActivationRecord[] {
     );
   }
   return sorted;
-}
-
-/**
- * `[n, T, w]` -> `[n·(T-1), w]`: a sequence's last position predicts no
- * target, so its γ is zero and it is not a calibration token of the loss;
- * dropping it makes KFAC's token mean the loss's mean (docs/METHOD.md §2).
- */
-function withoutLastPosition(x: Tensor): Tensor {
-  const [n, t, w] = x.shape as [number, number, number];
-  return tf.tidy(() => tf.reshape(tf.slice(x, [0, 0, 0], [n, t - 1, w]), [n * (t - 1), w]));
-}
-
-/**
- * The chunk's linear inputs, captured by `onLinearInput` as `[n·(T-1), in]`
- * matrices; linears handed the very same tensor (q, k, v) share one capture,
- * and `sharedWith` names the first linear that read it.
- */
-function captureInputs(): {
-  inputs: Map<string, Tensor>;
-  sharedWith: Map<string, string>;
-  hook: (name: string, x: Tensor) => void;
-} {
-  const inputs = new Map<string, Tensor>();
-  const sharedWith = new Map<string, string>();
-  const firstReader = new Map<Tensor, string>();
-  return {
-    inputs,
-    sharedWith,
-    hook: (name, x) => {
-      const first = firstReader.get(x);
-      if (first !== undefined) {
-        sharedWith.set(name, first);
-        return;
-      }
-      firstReader.set(x, name);
-      inputs.set(name, tf.keep(withoutLastPosition(x))); // [n·(T-1), in]
-    },
-  };
 }
 
 /** Logit values one head chunk may hold (the loss and its gradient keep several `[n·T, V]` buffers). */
@@ -153,6 +123,7 @@ async function runBackward(
   const chunk = options.chunk ?? defaultChunk(calibration, cfg);
   const { output, store } = all[all.length - 1];
   const { resume } = options;
+  const pool = options.pool ? await options.pool.started : undefined;
   const name = (i: number) => (resume ? gradientName(i) : undefined);
   const missing = (what: string) =>
     new Error(`calibrateBackward: ${what}${resume ? ` (the resumable build in "${resume.dir}" is inconsistent: remove it)` : ""}`);
@@ -168,143 +139,175 @@ async function runBackward(
   } else if (!output) {
     throw missing("the last block's activation record has no output");
   } else {
-    upstream = headGradient(output);
+    upstream = await headGradient(output);
   }
   output?.dispose();
 
-  function headGradient(last: StoredActivations): StoredActivations {
-    let lossSum = 0;
-    const headChunk = options.headChunk ?? (model.vocabulary ? streamedHeadChunk(t) : defaultHeadChunk(t, cfg.vocabSize));
-    const gradient = store.write(n, t, d, headChunk, (a, b) => {
+  /** The head's gradient `[N, T, d]` of the summed loss at the last block's output, in the thread or on the pool. */
+  async function headGradient(last: StoredActivations): Promise<StoredActivations> {
+    const sums = new Map<number, number>(); // loss sum by head chunk start, added in chunk order below
+    const size = options.headChunk ?? (model.vocabulary ? streamedHeadChunk(t) : defaultHeadChunk(t, cfg.vocabSize));
+    const inThread = (a: number, b: number): Tensor => {
       const hidden = chunkTensor(last, a, b); // [n, T, d]
       try {
-        return timeStage(options.events, "backward", () => {
-          if (model.vocabulary) {
-            const ids = calibration.ids.subarray(a * t, b * t);
-            const head = streamedHeadLossGrad(arch, cfg, model.outer, model.vocabulary.head, hidden, ids);
-            lossSum += head.lossSum;
-            return head.dHidden;
-          }
-          const ids = chunkIds(calibration, a, b);
-          const { loss, dHidden } = headLossGrad(arch, cfg, model.outer, hidden, ids);
-          // headLossGrad differentiates the chunk's mean loss: scale to the summed loss.
-          const targets = (b - a) * (t - 1);
-          lossSum += loss * targets;
-          const summed = tf.tidy(() => tf.mul(dHidden, targets)); // [n, T, d]
-          tf.dispose([ids, dHidden]);
-          return summed;
-        });
+        const { lossSum, dHidden } = timeStage(options.events, "backward", () =>
+          headChunk(arch, cfg, model.outer, hidden, calibration.ids.subarray(a * t, b * t), model.vocabulary?.head));
+        sums.set(a, lossSum);
+        return dHidden;
       } finally {
         hidden.dispose();
       }
-    }, name(cfg.layers));
+    };
+    const gradient = pool
+      ? await timeStageAsync(options.events, "backward", () =>
+        store.writeAsync(n, t, d, size, async (a, b) => {
+          const { lossSum, dHidden } = await pool.head(last.read(a, b), calibration.ids.subarray(a * t, b * t), b - a, t);
+          sums.set(a, lossSum);
+          return dHidden;
+        }, name(cfg.layers)))
+      : store.write(n, t, d, size, inThread, name(cfg.layers));
+    let lossSum = 0;
+    for (const [a] of sequenceChunks(n, size)) lossSum += sums.get(a)!;
     const loss = lossSum / (n * (t - 1));
     resume?.recordLoss(loss);
     reportLoss(loss);
     return gradient;
   }
 
-  const lowestMiddle = split.bottom;
-  for (let index = cfg.layers - 1; index >= 0; index--) {
-    await checkpointBoundary(options.signal);
-    if (stopped()) return;
-    const record = all[index];
-    if (resume?.isDone(index)) {
-      // Written by an earlier run: drop what it left, take the gradient below it.
-      record.input?.dispose();
-      upstream?.dispose();
-      upstream = index > lowestMiddle ? store.open(gradientName(index), n, t, d) : undefined;
-      continue;
-    }
-    const weights = await timeStageAsync(options.events, "read", () => model.loadBlock(index), { block: index });
-    let spent: StoredActivations[] = [];
-    try {
-      if (index >= lowestMiddle) {
-        const { input } = record;
-        if (!input) throw missing(`block ${index}'s activation record has no input`);
-        if (!upstream) throw missing(`the gradient at block ${index}'s output is missing`);
-        const dOut = upstream;
-        // The gradient at the block input, `[n, T, d]`, for sequences [a, b).
-        const step = (a: number, b: number): Tensor => {
-          const x = chunkTensor(input, a, b); // [n, T, d]
-          const dy = chunkTensor(dOut, a, b); // [n, T, d]
-          try {
-            return record.role === "middle"
-              ? emitChunkStats(subscriber, record, weights, x, dy, options.events)
-              : timeStage(options.events, "backward", () => blockVjp(arch, cfg, weights, x, dy, { wrt: [] }), { block: index }).dx;
-          } finally {
-            tf.dispose([x, dy]);
-          }
-        };
-        if (index > lowestMiddle) upstream = store.write(n, t, d, chunk, step, name(index));
-        else for (const [a, b] of sequenceChunks(n, chunk)) step(a, b).dispose();
-        spent = [input, dOut];
-      }
-    } catch (e) {
-      disposeWeights(weights);
-      throw e;
-    }
-    // Downstream writes the block's shard before next() returns; only then
-    // are its input and output gradient no longer needed to redo it.
-    subscriber.next({ kind: "block", model, index, role: record.role, weights });
-    for (const array of spent) array.dispose();
-  }
-}
-
-/** A probe width per linear: its output width as stored (pruned or factored weights included). */
-function outputWidth(weights: WeightMap, spec: LinearSpec): number {
-  const w = weights.get(`${spec.name}.weight`) ?? weights.get(`${spec.name}.weight_v`);
-  return w ? (w.shape[1] as number) : spec.outFeatures;
-}
-
-/**
- * One middle-block chunk: VJP with zero probes at every linear output, then
- * a chunk record per linear. Returns the input gradient `[n, T, d]`, which
- * the caller owns.
- */
-function emitChunkStats(
-  subscriber: Subscriber<CalibrationEvent>,
-  record: ActivationRecord,
-  weights: WeightMap,
-  x: Tensor, // [n, T, d]
-  dy: Tensor, // [n, T, d]
-  events: StageEvents | undefined,
-): Tensor {
-  const { arch, cfg } = record.model;
-  const [nSeq, t] = x.shape;
-  const specs = arch.linears(cfg);
-  const probes = new Map(specs.map((s) => [s.name, tf.zeros([nSeq, t, outputWidth(weights, s)])])); // [n, T, out]
-  const { inputs, sharedWith, hook } = captureInputs();
-  const { dx, dProbes } = timeStage(events, "backward", () =>
-    blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes, onLinearInput: hook }), { block: record.index });
-  try {
-    const matrices = new Map<string, Matrix>(); // each captured input copied off the heap once
-    for (const spec of specs) {
-      const owner = sharedWith.get(spec.name);
-      const reader = owner ?? spec.name;
-      const input = inputs.get(reader);
-      const gamma = dProbes?.get(spec.name);
-      if (!input || !gamma) throw new Error(`calibrateBackward: block ${record.index} did not run linear "${spec.name}"`);
-      if (!matrices.has(reader)) matrices.set(reader, toMatrix(input));
-      const g2 = withoutLastPosition(gamma); // [n·(T-1), out]
+  /**
+   * The chunk records of a middle block's chunk, in `arch.linears` order;
+   * matrices shared by several linears are emitted once per reader.
+   */
+  const emitChunk = (index: number, linears: ChunkLinear[]) => {
+    const specs = new Map(arch.linears(cfg).map((s) => [s.name, s]));
+    const inputs = new Map<string, Matrix>();
+    for (const l of linears) {
+      if (l.x) inputs.set(l.name, l.x);
+      const x = inputs.get(l.sharesInputWith ?? l.name);
+      const linear = specs.get(l.name);
+      if (!x || !linear) throw new Error(`calibrateBackward: block ${index} sent statistics of an unknown linear "${l.name}"`);
       subscriber.next({
         kind: "chunk",
-        index: record.index,
-        linear: spec,
-        x: matrices.get(reader)!,
-        gamma: toMatrix(g2),
+        index,
+        linear,
+        x,
+        gamma: l.gamma,
         gradScale: 1,
-        ...(owner ? { sharesInputWith: owner } : {}),
+        ...(l.sharesInputWith ? { sharesInputWith: l.sharesInputWith } : {}),
       });
-      g2.dispose();
     }
-  } catch (e) {
-    dx.dispose();
-    throw e;
+  };
+
+  /**
+   * With a pool, a block's statistics and record go downstream only once the
+   * next block's chunks are on the workers, so the KFAC sums of one block
+   * overlap the VJPs of the next; this emits the block held back, if any.
+   */
+  let heldBack: (() => void) | undefined;
+  const release = () => {
+    const emit = heldBack;
+    heldBack = undefined;
+    emit?.();
+  };
+
+  const load = (i: number) => timeStageAsync(options.events, "read", () => model.loadBlock(i), { block: i });
+  /** With a pool, the next block's weights, read while the workers run this block's chunks. */
+  let prefetched: Promise<WeightMap> | undefined;
+  const lowestMiddle = split.bottom;
+  try {
+    await backwardBlocks();
   } finally {
-    tf.dispose([...probes.values(), ...inputs.values(), ...(dProbes?.values() ?? [])]);
+    void prefetched?.then(disposeWeights, () => {}); // a stop or an error left it unused
   }
-  return dx;
+  release();
+
+  async function backwardBlocks(): Promise<void> {
+    for (let index = cfg.layers - 1; index >= 0; index--) {
+      try {
+        await checkpointBoundary(options.signal);
+      } catch (e) {
+        release(); // the block computed before the stop is written
+        throw e;
+      }
+      if (stopped()) return;
+      const record = all[index];
+      if (resume?.isDone(index)) {
+        // Written by an earlier run: drop what it left, take the gradient below it.
+        release();
+        record.input?.dispose();
+        upstream?.dispose();
+        upstream = index > lowestMiddle ? store.open(gradientName(index), n, t, d) : undefined;
+        continue;
+      }
+      const weights = await (prefetched ?? load(index));
+      prefetched = undefined;
+      let spent: StoredActivations[] = [];
+      const middle = record.role === "middle";
+      try {
+        if (index >= lowestMiddle) {
+          const { input } = record;
+          if (!input) throw missing(`block ${index}'s activation record has no input`);
+          if (!upstream) throw missing(`the gradient at block ${index}'s output is missing`);
+          const dOut = upstream;
+          spent = [input, dOut];
+          if (pool) {
+            const shared = pool.publish(weights);
+            const chunks = new Map<number, ChunkLinear[]>(); // by chunk start
+            const run = async (a: number, b: number): Promise<Float32Array> => {
+              const { dx, linears } = await pool.backward(shared, index, middle, input.read(a, b), dOut.read(a, b), b - a, t);
+              chunks.set(a, linears);
+              return dx;
+            };
+            // Every chunk goes to the workers now; the block before is emitted while they work.
+            const gradient = timeStageAsync(options.events, "backward", () =>
+              index > lowestMiddle
+                ? store.writeAsync(n, t, d, chunk, run, name(index))
+                : Promise.all(sequenceChunks(n, chunk).map(([a, b]) => run(a, b))).then(() => undefined), { block: index });
+            gradient.catch(() => {}); // awaited below, once the block before is emitted
+            if (index > 0 && !resume?.isDone(index - 1)) {
+              prefetched = load(index - 1);
+              prefetched.catch(() => {}); // awaited at the next block
+            }
+            release();
+            upstream = await gradient;
+            const done = spent;
+            heldBack = () => {
+              for (const [a] of sequenceChunks(n, chunk)) emitChunk(index, chunks.get(a)!);
+              chunks.clear();
+              subscriber.next({ kind: "block", model, index, role: record.role, weights });
+              // Its shard may be written later (compressed on the pool): keep what redoing it needs till then.
+              const dispose = () => done.forEach((array) => array.dispose());
+              if (resume) resume.whenWritten(index, dispose);
+              else dispose();
+            };
+            continue;
+          }
+          // The gradient at the block input, `[n, T, d]`, for sequences [a, b).
+          const step = (a: number, b: number): Tensor => {
+            const x = chunkTensor(input, a, b); // [n, T, d]
+            const dy = chunkTensor(dOut, a, b); // [n, T, d]
+            try {
+              const { dx, linears } = timeStage(options.events, "backward", () => backwardChunk(arch, cfg, weights, x, dy, middle, index), { block: index });
+              emitChunk(index, linears);
+              return dx;
+            } finally {
+              tf.dispose([x, dy]);
+            }
+          };
+          if (index > lowestMiddle) upstream = store.write(n, t, d, chunk, step, name(index));
+          else for (const [a, b] of sequenceChunks(n, chunk)) step(a, b).dispose();
+        }
+      } catch (e) {
+        disposeWeights(weights);
+        throw e;
+      }
+      release();
+      // Downstream writes the block's shard before next() returns; only then
+      // are its input and output gradient no longer needed to redo it.
+      subscriber.next({ kind: "block", model, index, role: record.role, weights });
+      for (const array of spent) array.dispose();
+    }
+  }
 }
 
 /**

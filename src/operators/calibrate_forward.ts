@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { defer, finalize, map, type OperatorFunction, tap } from "rxjs";
+import { concatMap, defer, finalize, map, type OperatorFunction, tap } from "rxjs";
 import { tf } from "../tensor/backend.ts";
 import { gatherRows } from "../model/vocabulary.ts";
 import type { ActivationRecord, BlockRecord, CalibrationSet, ModelHandle } from "../records/records.ts";
@@ -29,8 +29,10 @@ import {
   type StoredActivations,
 } from "../io/activation_store.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
-import { type StageEvents, timeStage } from "../events/stage_events.ts";
+import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
+import { forwardChunk } from "../model/calibration_chunk.ts";
+import type { StartingPool } from "../distributed/calibration_pool.ts";
 
 /** Options of {@link calibrateForward}. */
 export interface CalibrateForwardOptions {
@@ -46,6 +48,39 @@ export interface CalibrateForwardOptions {
    * earlier run completed (src/io/build_resume.ts).
    */
   resume?: ResumableBuild;
+  /**
+   * Runs each block's chunks on this pool of calibration workers once it
+   * has started, the blocks before in this thread (docs/DISTRIBUTED.md "How
+   * a GradOT build uses the cores"); the stored activations are the same
+   * bytes either way. Pass the same `pace` to the `readCheckpoint`
+   * upstream, so it reads one block ahead, not all.
+   */
+  pool?: StartingPool;
+  /** Paces the upstream `readCheckpoint` when a `pool` makes this pass asynchronous. */
+  pace?: BlockPace;
+}
+
+/**
+ * Lets `readCheckpoint` read a block only while fewer than two are loaded
+ * and not yet through the forward: with a worker pool the forward is
+ * asynchronous, and an unpaced reader would load the whole model ahead of it
+ * (docs/DESIGN.md "Scale": one block resident, one read ahead).
+ */
+export class BlockPace {
+  #loaded = 0;
+  #wake: Array<() => void> = [];
+
+  /** Resolves when the next block may be read (`readCheckpoint`'s `pace`). */
+  readonly next = async (): Promise<void> => {
+    while (this.#loaded >= 2) await new Promise<void>((wake) => this.#wake.push(wake));
+    this.#loaded++;
+  };
+
+  /** Marks a read block as through the forward. */
+  done(): void {
+    this.#loaded--;
+    this.#wake.shift()?.();
+  }
 }
 
 /**
@@ -121,46 +156,80 @@ export function calibrateForward(
       let hidden: StoredActivations | undefined; // [N, T, d]
       let expected = 0;
       let start: number | undefined; // the first block this pass computes
-      return source.pipe(
-        map((record): ActivationRecord => {
-          const { model, index } = record;
-          const { arch, cfg } = model;
-          const d = cfg.hidden;
-          const chunk = options.chunk ?? defaultChunk(calibration, cfg);
+      /** The record of a block an earlier run did, or what `run` makes of its input `[N, T, d]`. */
+      const step = <R>(record: BlockRecord, run: (input: StoredActivations, chunk: number) => R): ActivationRecord | R => {
+        const { model, index } = record;
+        const { cfg } = model;
+        const d = cfg.hidden;
+        const chunk = options.chunk ?? defaultChunk(calibration, cfg);
+        if (index !== expected) {
+          throw new Error(`calibrateForward expects block ${expected} next, got block ${index}`);
+        }
+        start ??= resume ? firstToCompute(resume, n, t, d, cfg.layers) : 0;
+        const recomputed = index >= model.split.bottom;
+        const last = index === cfg.layers - 1;
+        expected++;
+        if (index < start) {
+          // Done by an earlier run: hand on what is still on disk.
+          const input = recomputed ? store.open(activationName(index), n, t, d) : undefined;
+          const output = last ? store.open(activationName(cfg.layers), n, t, d) : undefined;
+          return { model, index, role: record.role, calibration, store, ...(input ? { input } : {}), ...(output ? { output } : {}) };
+        }
+        hidden ??= (start > 0 ? store.open(activationName(start), n, t, d) : undefined) ??
+          timeStage(options.events, "forward", () => embedCalibration(store, model, calibration, chunk, name(0)), { block: index }); // [N, T, d]
+        return run(hidden, chunk);
+      };
+      /** The record of block `record.index` once its output `[N, T, d]` is stored. */
+      const computed = (record: BlockRecord, input: StoredActivations, output: StoredActivations): ActivationRecord => {
+        const { model, index } = record;
+        const recomputed = index >= model.split.bottom;
+        const last = index === model.cfg.layers - 1;
+        hidden = output;
+        if (!recomputed) input.dispose();
+        return {
+          model,
+          index,
+          role: record.role,
+          calibration,
+          store,
+          ...(recomputed ? { input } : {}),
+          ...(last ? { output } : {}),
+        };
+      };
+      const { pool: starting, pace } = options;
+      /** Block `record`'s output in this thread, `[N, T, d]` stored chunk by chunk. */
+      const inThread = (record: BlockRecord, input: StoredActivations, chunk: number): ActivationRecord => {
+        const output = timeStage(options.events, "forward", () =>
+          store.write(n, t, record.model.cfg.hidden, chunk, (a, b) =>
+            tf.tidy(() => forwardChunk(record.model.arch, record.model.cfg, record.weights, chunkTensor(input, a, b))), name(record.index + 1)), { block: record.index }); // [n, T, d]
+        return computed(record, input, output);
+      };
+      const blocks: OperatorFunction<BlockRecord, ActivationRecord> = starting
+        ? concatMap(async (record) => {
           try {
-            if (index !== expected) {
-              throw new Error(`calibrateForward expects block ${expected} next, got block ${index}`);
-            }
-            start ??= resume ? firstToCompute(resume, n, t, d, cfg.layers) : 0;
-            const recomputed = index >= model.split.bottom;
-            const last = index === cfg.layers - 1;
-            expected++;
-            if (index < start) {
-              // Done by an earlier run: hand on what is still on disk.
-              const input = recomputed ? store.open(activationName(index), n, t, d) : undefined;
-              const output = last ? store.open(activationName(cfg.layers), n, t, d) : undefined;
-              return { model, index, role: record.role, calibration, store, ...(input ? { input } : {}), ...(output ? { output } : {}) };
-            }
-            hidden ??= (start > 0 ? store.open(activationName(start), n, t, d) : undefined) ??
-              timeStage(options.events, "forward", () => embedCalibration(store, model, calibration, chunk, name(0)), { block: index }); // [N, T, d]
-            const input = hidden;
-            hidden = timeStage(options.events, "forward", () =>
-              store.write(n, t, d, chunk, (a, b) =>
-                tf.tidy(() => arch.block(record.weights, chunkTensor(input, a, b), cfg)), name(index + 1)), { block: index }); // [n, T, d]
-            if (!recomputed) input.dispose();
-            return {
-              model,
-              index,
-              role: record.role,
-              calibration,
-              store,
-              ...(recomputed ? { input } : {}),
-              ...(last ? { output: hidden } : {}),
-            };
+            const pool = starting.ready;
+            if (!pool) return step(record, (input, chunk) => inThread(record, input, chunk));
+            return await step(record, async (input, chunk) => {
+              const shared = pool.publish(record.weights);
+              disposeWeights(record.weights); // the workers hold it now
+              const output = await timeStageAsync(options.events, "forward", () =>
+                store.writeAsync(n, t, record.model.cfg.hidden, chunk, (a, b) => pool.forward(shared, input.read(a, b), b - a, t), name(record.index + 1)), { block: record.index }); // [N, T, d]
+              return computed(record, input, output);
+            });
+          } finally {
+            disposeWeights(record.weights);
+            pace?.done();
+          }
+        })
+        : map((record) => {
+          try {
+            return step(record, (input, chunk) => inThread(record, input, chunk));
           } finally {
             disposeWeights(record.weights);
           }
-        }),
+        });
+      return source.pipe(
+        blocks,
         tap({ complete: () => (handedOver = true) }),
         finalize(() => {
           if (!handedOver) store.close();

@@ -12,25 +12,30 @@
  *
  * @module
  */
-import { defer, identity, type MonoTypeOperatorFunction, type Observable, type OperatorFunction, pipe, tap } from "rxjs";
+import { defer, finalize, type Observable, pipe, tap } from "rxjs";
 import { type BudgetOptions, COMPRESSED_PARTS } from "../compress/budget.ts";
 import { middleBudget } from "../compress/budget_plan.ts";
 import { type SelectionKind, SELECTIONS } from "../compress/select.ts";
 import type { ShardDtype } from "../io/shard_schema.ts";
-import type { CalibrationSet, ModelHandle, ScoredBlockRecord, ShardRecord, StatsRecord } from "../records/records.ts";
+import type { CalibrationSet, ModelHandle, ShardRecord } from "../records/records.ts";
 import { accumulateKfac } from "./accumulate_kfac.ts";
 import { calibrateBackward } from "./calibrate_backward.ts";
-import { calibrateForward } from "./calibrate_forward.ts";
-import { compressDrd } from "./compress_drd.ts";
-import { compressScp } from "./compress_scp.ts";
+import { BlockPace, calibrateForward } from "./calibrate_forward.ts";
 import { readCheckpoint } from "./read_checkpoint.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
-import { type GcsOptions, scoreGcs } from "./score_gcs.ts";
+import type { GcsOptions } from "./score_gcs.ts";
+import { gradotCompression } from "./gradot_compression.ts";
 import type { StageEvents } from "../events/stage_events.ts";
 import { writeShards } from "./write_shards.ts";
 import type { BlockSettings } from "../distributed/block_files.ts";
 import type { JobSubmitter } from "../distributed/job_queue.ts";
 import { queuedCompression } from "./queued_compression.ts";
+import { StartingPool } from "../distributed/calibration_pool.ts";
+import { defaultWorkerCount } from "../distributed/worker_pool.ts";
+import { defaultChunk } from "../io/activation_store.ts";
+import { poolCompression } from "./pool_compression.ts";
+
+export { gradotCompression };
 
 /** GradOT's defaults: λ by `offtune sweep-gradot` on fixtures/small (docs/GRADOT.md, "The λ sweep"); ratio 0.5 (`src/compress/budget.ts`). */
 export const GRADOT_DEFAULTS = { ratio: 0.5, lambdaAttn: 1000, lambdaMlp: 10000, keepTopFraction: 0.05 } as const;
@@ -75,6 +80,27 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
    * The shards are the same bytes either way.
    */
   queue?: { submitter: JobSubmitter; storage: string };
+  /**
+   * Worker threads the calibration passes, the scoring and the compression
+   * run on (default 1: all in the calling thread). With more, every chunk of
+   * the forward, the head and the backward, and every middle block's scoring
+   * and compression, goes to a pool of this many workers; the chunking, the
+   * loss and the KFAC sums keep one order, so the shards are the same bytes
+   * for any count (docs/DISTRIBUTED.md "All cores of one machine").
+   */
+  workers?: number;
+}
+
+/**
+ * The worker count a build uses when none is asked for (`build-emulator`
+ * without `--workers`): one per core, but no more than a block has
+ * calibration chunks, since each worker costs its own heap and more would
+ * idle in the calibration passes (docs/DISTRIBUTED.md "How a GradOT build
+ * uses the cores").
+ */
+export function defaultGradotWorkers(model: ModelHandle, calibration: CalibrationSet, chunk?: number): number {
+  const chunks = Math.ceil(calibration.sequences / (chunk ?? defaultChunk(calibration, model.cfg)));
+  return Math.max(1, Math.min(defaultWorkerCount(), chunks));
 }
 
 /** The stages a block's progress marks name, in order. */
@@ -133,26 +159,6 @@ export function gradotSettings(o: GradotOptions): Record<string, unknown> {
 }
 
 /**
- * Scoring and compression of one block record (GCS, then DRD and SCP) with
- * `settings`: the part of the chain a worker runs for a block
- * (docs/DISTRIBUTED.md "Many machines"). `between` runs after the scoring.
- */
-export function gradotCompression(
-  settings: BlockSettings,
-  events?: StageEvents,
-  between: MonoTypeOperatorFunction<ScoredBlockRecord> = identity,
-): OperatorFunction<StatsRecord, ScoredBlockRecord> {
-  const budget = { ratio: settings.ratio, attnShare: settings.attnShare, only: settings.only };
-  const { selection } = settings;
-  return pipe(
-    scoreGcs({ lambdaAttn: settings.lambdaAttn, lambdaMlp: settings.lambdaMlp, events }),
-    between,
-    compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction, selection, events }),
-    compressScp({ ...budget, selection, events }),
-  );
-}
-
-/**
  * Builds a GradOT emulator package of `model` in `options.out`. Each
  * subscription is one build, with its own progress count.
  */
@@ -168,6 +174,8 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
     ...(options.only !== undefined ? { only: options.only } : {}),
   };
   const { events, calibration, signal, resume, queue } = options;
+  const workers = options.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1) throw new Error(`workers must be a positive integer, got ${workers}`);
   return defer(() => {
     middleBudget(model, blockSettings); // an unreachable ratio fails now, not after the calibration passes
     const total = gradotProgressSteps(model.cfg.layers);
@@ -177,20 +185,30 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
         const tokens = name === "forward" || name === "backward" ? calibration.sequences * calibration.length : undefined;
         events?.next({ stage: name, block: r.index, done: ++done, total, unit: "steps", seconds: 0, ...(tokens ? { tokens } : {}) });
       });
-    const stats = readCheckpoint(model, events, signal).pipe(
-      calibrateForward({ calibration, chunk: options.chunk, events, resume }),
-      stage("forward"),
-      calibrateBackward({ chunk: options.chunk, events, signal, resume }),
-      accumulateKfac({ events }),
-      stage("backward"),
-    );
-    const compressed = queue
-      ? pipe(queuedCompression({ ...queue, model, settings: blockSettings, local: gradotCompression(blockSettings, events) }), stage("score"))
-      : gradotCompression(blockSettings, events, stage("score"));
-    return stats.pipe(
-      compressed,
-      stage("compress"),
-      writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, tokenizer: options.tokenizer, events, resume }),
-    );
+    const build = (pool?: StartingPool): Observable<ShardRecord> => {
+      const pace = pool ? new BlockPace() : undefined;
+      const stats = readCheckpoint(model, events, signal, pace?.next).pipe(
+        calibrateForward({ calibration, chunk: options.chunk, events, resume, pool, pace }),
+        stage("forward"),
+        calibrateBackward({ chunk: options.chunk, events, signal, resume, pool }),
+        accumulateKfac({ events }),
+        stage("backward"),
+      );
+      const local = gradotCompression(blockSettings, events);
+      const compressed = queue
+        ? pipe(queuedCompression({ ...queue, model, settings: blockSettings, local }), stage("score"))
+        : pool
+        ? pipe(poolCompression({ pool, model, settings: blockSettings, local }), stage("score"))
+        : gradotCompression(blockSettings, events, stage("score"));
+      return stats.pipe(
+        compressed,
+        stage("compress"),
+        writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, tokenizer: options.tokenizer, events, resume }),
+      );
+    };
+    if (workers === 1) return build();
+    // The first blocks' forward runs here while the workers start.
+    const pool = new StartingPool(model, workers);
+    return build(pool).pipe(finalize(() => void pool.close()));
   });
 }

@@ -25,13 +25,21 @@ import { type StageEvents, timeStageAsync } from "../events/stage_events.ts";
  *
  * @param signal checked before each block: once aborted, the stream errors
  *   with its reason there (a block boundary: src/cli/interrupt.ts)
+ * @param pace awaited before each block is read: an asynchronous downstream
+ *   (`calibrateForward` on a worker pool, its `BlockPace`) holds the reader back
  */
-export function readCheckpoint(model: ModelHandle, events?: StageEvents, signal?: AbortSignal): Observable<BlockRecord> {
+export function readCheckpoint(
+  model: ModelHandle,
+  events?: StageEvents,
+  signal?: AbortSignal,
+  pace?: () => Promise<void>,
+): Observable<BlockRecord> {
   const { cfg, split } = model;
   return from(model.blockIndices).pipe(
     concatMap((index) =>
       from(
         checkpointBoundary(signal)
+          .then(() => pace?.())
           .then(() => timeStageAsync(events, "read", () => model.loadBlock(index), { block: index }))
           .then((weights): BlockRecord => ({
             model,

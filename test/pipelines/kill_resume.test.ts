@@ -88,6 +88,19 @@ const CASES: VerbCase[] = [
     content: packageContent,
   },
   {
+    verb: "build-emulator",
+    name: "build-emulator --workers 2", // blocks compressed on the pool while the backward goes on
+    kills: 3,
+    main: buildEmulator,
+    args: (out) => [
+      "--model", TINY, "--calibration", CALIBRATION, "--split", "1,1", "--sequences", "16", "--length", "32", "--chunk", "4",
+      "--workers", "2", "--out", out,
+    ],
+    needsResume: async () => false,
+    finished: (out) => exists(out),
+    content: packageContent,
+  },
+  {
     verb: "tune",
     kills: 2,
     main: tune,

@@ -1,0 +1,142 @@
+/**
+ * The worker pool of a data-parallel GradOT build (docs/DISTRIBUTED.md "All
+ * cores of one machine"): the calibration passes send it chunks (a block's
+ * forward, the head, a block's VJP) and whole blocks to score and compress;
+ * the workers (src/distributed/calibration_worker.ts) run the same chunk
+ * functions as the building thread. Each request is posted at once to the
+ * worker with the fewest pending, so the workers keep busy while the
+ * building thread sums statistics.
+ *
+ * What stays in the building thread, so the emulator's bytes do not depend
+ * on the number of workers: the chunk boundaries (the same for any count),
+ * the activation store (chunks appended in chunk order), the loss (summed
+ * in chunk order) and the KFAC sums (every chunk added in chunk order,
+ * `accumulateKfac`).
+ *
+ * @module
+ */
+import type { ChunkLinear } from "../model/calibration_chunk.ts";
+import type { WeightMap } from "../model/types.ts";
+import type { ModelHandle } from "../records/records.ts";
+import { currentBackend } from "../tensor/backend.ts";
+import type { CalibrationReply, CalibrationRequest } from "./calibration_worker.ts";
+import { movableBuffer, movableBuffers, type SharedWeights, shareWeights } from "./shared_weights.ts";
+import type { BlockJobValue, CompressedBlockValue } from "./block_files.ts";
+import { WorkerPool } from "./worker_pool.ts";
+
+type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
+
+/** A pool of calibration workers for one model. */
+export class CalibrationPool {
+  readonly #pool: WorkerPool<CalibrationRequest, CalibrationReply>;
+
+  private constructor(pool: WorkerPool<CalibrationRequest, CalibrationReply>) {
+    this.#pool = pool;
+  }
+
+  /**
+   * Starts `size` workers for `model`, each with the model's outer weights
+   * (for the head) and this thread's tensor backend. When `model` streams
+   * its vocabulary, each worker opens `model.source` to stream the head
+   * matrix the same way.
+   *
+   * @throws Error when a worker cannot start
+   */
+  static async start(model: ModelHandle, size: number): Promise<CalibrationPool> {
+    const pool = await WorkerPool.start<CalibrationRequest, CalibrationReply>(new URL("./calibration_worker.ts", import.meta.url), { size });
+    try {
+      const outer = shareWeights(model.outer);
+      const init: CalibrationRequest = {
+        kind: "init",
+        config: model.cfg.raw,
+        split: model.split,
+        backend: currentBackend(),
+        outer,
+        ...(model.vocabulary ? { streamedHead: model.source } : {}),
+      };
+      await Promise.all(Array.from({ length: size }, (_, k) => pool.call(k, init)));
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    return new CalibrationPool(pool);
+  }
+
+  /** Number of workers. */
+  get size(): number {
+    return this.#pool.size;
+  }
+
+  /** A block's weights, copied once for every worker to read. */
+  publish(weights: WeightMap): SharedWeights {
+    return shareWeights(weights);
+  }
+
+  /** The block's output on sequences `x` (`[n, T, d]`, moved to the worker). */
+  async forward(block: SharedWeights, x: Float32Array, n: number, t: number): Promise<Float32Array> {
+    return (await this.#run<"forward">({ kind: "forward", block, x: { n, t, data: x } }, [movableBuffer(x)])).y;
+  }
+
+  /** The head's summed loss and gradient on the last block's output `hidden` (`[n, T, d]`) for token ids `ids` (`[n, T]`). */
+  async head(hidden: Float32Array, ids: Int32Array, n: number, t: number): Promise<{ lossSum: number; dHidden: Float32Array }> {
+    const own = ids.slice(); // its own buffer, moved to the worker
+    return await this.#run<"head">({ kind: "head", hidden: { n, t, data: hidden }, ids: own }, [movableBuffer(hidden), movableBuffer(own)]);
+  }
+
+  /** The block's VJP on a chunk (`backwardChunk`): the input gradient and, with `probes`, every linear's KFAC inputs. */
+  async backward(
+    block: SharedWeights,
+    index: number,
+    probes: boolean,
+    x: Float32Array,
+    dy: Float32Array,
+    n: number,
+    t: number,
+  ): Promise<{ dx: Float32Array; linears: ChunkLinear[] }> {
+    const request: CalibrationRequest = { kind: "backward", block, index, probes, x: { n, t, data: x }, dy: { n, t, data: dy } };
+    return await this.#run<"backward">(request, [movableBuffer(x), movableBuffer(dy)]);
+  }
+
+  /**
+   * Scores and compresses a block job (`blockJobValue`; its arrays are moved
+   * to the worker, not copied); resolves with the compressed block's values.
+   */
+  async compress(job: BlockJobValue): Promise<CompressedBlockValue> {
+    return (await this.#run<"compress">({ kind: "compress", job }, movableBuffers(job))).block;
+  }
+
+  /** Terminates the workers. */
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+
+  async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: readonly ArrayBuffer[]): Promise<Of<K>> {
+    return (await this.#pool.post(request, [...transfer])) as Of<K>;
+  }
+}
+
+/**
+ * A calibration pool being started (worker threads take seconds to load
+ * their modules and backend): the forward runs its blocks in the calling
+ * thread until `ready` is set, then on the pool, so the start overlaps the
+ * first blocks' work; the chunks' bytes are the same either way.
+ */
+export class StartingPool {
+  /** The pool once started. */
+  ready?: CalibrationPool;
+  /** Resolves with the pool (rejects with the start's error). */
+  readonly started: Promise<CalibrationPool>;
+  /** Number of workers being started. */
+  readonly size: number;
+
+  constructor(model: ModelHandle, size: number) {
+    this.size = size;
+    this.started = CalibrationPool.start(model, size).then((pool) => (this.ready = pool));
+    this.started.catch(() => {}); // reported to whoever awaits it
+  }
+
+  /** Closes the pool once started (nothing when the start failed). */
+  close(): Promise<void> {
+    return this.started.then((pool) => pool.close(), () => {});
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The worker side of a data-parallel GradOT build (docs/DISTRIBUTED.md "All
+ * cores of one machine"; main side: src/distributed/calibration_pool.ts).
+ * It runs the calibration passes' chunk functions (src/model/calibration_chunk.ts)
+ * on the chunks it is sent, and scores and compresses whole blocks
+ * (`gradotCompression`), the same code the building thread runs alone, so a
+ * chunk's or a block's bytes do not depend on the thread that made them.
+ *
+ * A block's weights arrive as {@link SharedWeights}; the worker keeps the
+ * tensors of the last block it was sent and rebuilds them when another
+ * comes, so one block is resident per worker.
+ *
+ * @module
+ */
+import { lastValueFrom, of } from "rxjs";
+import type { Transferable } from "node:worker_threads";
+import { type BlockJob, blockJobFromValue, type BlockJobValue, compressedBlockValue, type CompressedBlockValue } from "./block_files.ts";
+import { type Reply, serveRequests } from "./worker_pool.ts";
+import { movableBuffer, movableBuffers, type SharedWeights, sharedWeightMap } from "./shared_weights.ts";
+import { backwardChunk, forwardChunk, headChunk } from "../model/calibration_chunk.ts";
+import { architectureFor } from "../model/registry.ts";
+import { openModel } from "../model/model_handle.ts";
+import type { Architecture, ModelConfig, WeightMap } from "../model/types.ts";
+import { disposeWeights } from "../model/weights.ts";
+import { gradotCompression } from "../operators/gradot_compression.ts";
+import type { AdapterSplit, ModelHandle } from "../records/records.ts";
+import { initBackend, tf } from "../tensor/backend.ts";
+import type { Matrix } from "../linalg/matrix.ts";
+
+/** A chunk of `[n, T, d]` values. */
+interface Chunk {
+  n: number;
+  t: number;
+  data: Float32Array;
+}
+
+/** Requests the calibration pool sends a worker. */
+export type CalibrationRequest =
+  | {
+    kind: "init";
+    config: Record<string, unknown>;
+    split: AdapterSplit;
+    backend: string | undefined;
+    outer: SharedWeights;
+    /** The checkpoint whose head matrix the head streams, when the building thread streams it too. */
+    streamedHead?: string;
+  }
+  | { kind: "forward"; block: SharedWeights; x: Chunk }
+  | { kind: "head"; hidden: Chunk; ids: Int32Array }
+  | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: Chunk; dy: Chunk }
+  | { kind: "compress"; job: BlockJobValue };
+
+/** What a worker answers, by request kind. */
+export type CalibrationReply =
+  | { kind: "ready" }
+  | { kind: "forward"; y: Float32Array }
+  | { kind: "head"; lossSum: number; dHidden: Float32Array }
+  | { kind: "backward"; dx: Float32Array; linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }> }
+  | { kind: "compress"; block: CompressedBlockValue };
+
+interface WorkerModel {
+  arch: Architecture;
+  cfg: ModelConfig;
+  split: AdapterSplit;
+  outer: WeightMap;
+  /** The checkpoint opened for its streamed vocabulary, if the head streams it. */
+  streamed?: ModelHandle;
+}
+
+let model: WorkerModel | undefined;
+let resident: { id: number; weights: WeightMap } | undefined;
+
+/** This worker's tensors of `shared` (the block before them disposed). */
+function blockWeights(shared: SharedWeights): WeightMap {
+  if (resident?.id !== shared.id) {
+    if (resident) disposeWeights(resident.weights);
+    resident = undefined;
+    resident = { id: shared.id, weights: sharedWeightMap(shared) };
+  }
+  return resident.weights;
+}
+
+const tensorOf = (c: Chunk) => tf.tensor3d(c.data, [c.n, c.t, c.data.length / (c.n * c.t)]); // [n, T, d]
+
+/** The values of `t` (disposed) as an array this thread owns. */
+function valuesOf(t: tf.Tensor): Float32Array {
+  try {
+    return t.dataSync() as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
+/**
+ * A handle carrying what scoring and compression read of a model (its
+ * architecture, config and split; `src/compress/budget_plan.ts`); a worker
+ * has no checkpoint open, so it loads no weights.
+ */
+function compressionModel(job: BlockJob, m: WorkerModel): ModelHandle {
+  return {
+    source: job.model.dir,
+    arch: m.arch,
+    cfg: m.cfg,
+    split: m.split,
+    blockIndices: Array.from({ length: m.cfg.layers }, (_, i) => i),
+    sourceHash: job.model.sourceHash,
+    outer: new Map(),
+    loadBlock: () => Promise.reject(new Error("A calibration worker loads no blocks")),
+    close: () => Promise.resolve(),
+  };
+}
+
+async function handle(request: CalibrationRequest): Promise<Reply<CalibrationReply>> {
+  if (request.kind === "init") {
+    await initBackend(request.backend, true);
+    const arch = architectureFor(String(request.config.model_type));
+    const streamed = request.streamedHead === undefined
+      ? undefined
+      : await openModel(request.streamedHead, { split: request.split, streamVocabulary: true, scanNonFinite: false });
+    model = { arch, cfg: arch.parseConfig(request.config), split: request.split, outer: sharedWeightMap(request.outer), streamed };
+    return { value: { kind: "ready" } };
+  }
+  if (!model) throw new Error(`Calibration worker received "${request.kind}" before "init"`);
+  const { arch, cfg } = model;
+  switch (request.kind) {
+    case "forward": {
+      const x = tensorOf(request.x);
+      const y = valuesOf(forwardChunk(arch, cfg, blockWeights(request.block), x));
+      x.dispose();
+      return { value: { kind: "forward", y }, transfer: [movableBuffer(y)] };
+    }
+    case "head": {
+      const hidden = tensorOf(request.hidden);
+      const { lossSum, dHidden } = headChunk(arch, cfg, model.outer, hidden, request.ids, model.streamed?.vocabulary?.head);
+      hidden.dispose();
+      const values = valuesOf(dHidden);
+      return { value: { kind: "head", lossSum, dHidden: values }, transfer: [movableBuffer(values)] };
+    }
+    case "backward": {
+      const x = tensorOf(request.x);
+      const dy = tensorOf(request.dy);
+      const { dx, linears } = backwardChunk(arch, cfg, blockWeights(request.block), x, dy, request.probes, request.index);
+      tf.dispose([x, dy]);
+      const values = valuesOf(dx);
+      const transfer: Transferable[] = [movableBuffer(values)];
+      for (const l of linears) transfer.push(...(l.x ? [movableBuffer(l.x.data)] : []), movableBuffer(l.gamma.data));
+      return { value: { kind: "backward", dx: values, linears }, transfer: [...new Set(transfer)] };
+    }
+    case "compress": {
+      const job = blockJobFromValue(request.job);
+      const record = { model: compressionModel(job, model), index: job.index, role: job.role, weights: job.weights, stats: job.stats };
+      const scored = await lastValueFrom(of(record).pipe(gradotCompression(job.settings)));
+      try {
+        const block = compressedBlockValue({ index: scored.index, weights: scored.weights, compression: scored.compression });
+        return { value: { kind: "compress", block }, transfer: movableBuffers(block) };
+      } finally {
+        disposeWeights(scored.weights);
+      }
+    }
+  }
+}
+
+serveRequests<CalibrationRequest, CalibrationReply>(handle);

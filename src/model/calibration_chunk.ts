@@ -1,0 +1,157 @@
+/**
+ * The calibration passes' work on one chunk of sequences (docs/METHOD.md §2,
+ * docs/DESIGN.md "The shape"): a block's forward, the head's loss gradient,
+ * a block's VJP with zero probes at every linear output. Plain tensor code
+ * with plain arrays in and out, so the same function runs in the building
+ * thread and in a calibration worker (docs/DISTRIBUTED.md "All cores of one
+ * machine"): a chunk's bytes do not depend on where it ran.
+ *
+ * @module
+ */
+import type { Tensor } from "@tensorflow/tfjs";
+import type { Matrix } from "../linalg/matrix.ts";
+import { tf } from "../tensor/backend.ts";
+import type { Architecture, LinearSpec, ModelConfig, WeightMap } from "./types.ts";
+import { blockVjp, headLossGrad, streamedHeadLossGrad } from "./vjp.ts";
+import type { VocabularyRows } from "./vocabulary.ts";
+import { toMatrix } from "./weights.ts";
+
+/** One linear's KFAC inputs from one chunk (docs/METHOD.md §2 "Hessian by KFAC"). */
+export interface ChunkLinear {
+  /** The linear's name inside the block. */
+  name: string;
+  /** Inputs `[n·(T-1), in]`; absent when the linear read the very same input as `sharesInputWith`. */
+  x?: Matrix;
+  /** Output gradients of the summed token loss, `[n·(T-1), out]`. */
+  gamma: Matrix;
+  /** The earlier linear of the chunk whose input this one read (q, k and v share one). */
+  sharesInputWith?: string;
+}
+
+/** What a block's VJP on one chunk gives: the input gradient and, for a middle block, every linear's KFAC inputs. */
+export interface ChunkGradient {
+  /** The gradient at the block input, `[n, T, d]`, owned by the caller. */
+  dx: Tensor;
+  /** Per linear, in `arch.linears` order (empty without probes). */
+  linears: ChunkLinear[];
+}
+
+/** A block's output on one chunk, `[n, T, d]` from `[n, T, d]`. */
+export function forwardChunk(arch: Architecture, cfg: ModelConfig, weights: WeightMap, x: Tensor): Tensor {
+  return tf.tidy(() => arch.block(weights, x, cfg)); // [n, T, d]
+}
+
+/**
+ * The head on one chunk: the summed next-token loss of its `n·(T-1)`
+ * targets and its gradient at the last block's output `[n, T, d]`, so
+ * chunks add up (docs/METHOD.md §2 scaling). With `head`, the head matrix
+ * is streamed from the checkpoint (`streamedHeadLossGrad`); else it is in
+ * `outer`, and `headLossGrad`'s mean-loss gradient is scaled to the sum.
+ */
+export function headChunk(
+  arch: Architecture,
+  cfg: ModelConfig,
+  outer: WeightMap,
+  hidden: Tensor, // [n, T, d]
+  ids: Int32Array, // [n·T]
+  head?: VocabularyRows,
+): { lossSum: number; dHidden: Tensor } {
+  if (head) return streamedHeadLossGrad(arch, cfg, outer, head, hidden, ids);
+  const [n, t] = hidden.shape as [number, number, number];
+  const targets = n * (t - 1);
+  const idTensor = tf.tensor2d(ids, [n, t], "int32");
+  const { loss, dHidden } = headLossGrad(arch, cfg, outer, hidden, idTensor);
+  const summed = tf.tidy(() => tf.mul(dHidden, targets)); // [n, T, d]
+  tf.dispose([dHidden, idTensor]);
+  return { lossSum: loss * targets, dHidden: summed };
+}
+
+/**
+ * `[n, T, w]` -> `[n·(T-1), w]`: a sequence's last position predicts no
+ * target, so its γ is zero and it is not a calibration token of the loss;
+ * dropping it makes KFAC's token mean the loss's mean (docs/METHOD.md §2).
+ */
+function withoutLastPosition(x: Tensor): Tensor {
+  const [n, t, w] = x.shape as [number, number, number];
+  return tf.tidy(() => tf.reshape(tf.slice(x, [0, 0, 0], [n, t - 1, w]), [n * (t - 1), w]));
+}
+
+/**
+ * The chunk's linear inputs, captured by `onLinearInput` as `[n·(T-1), in]`
+ * matrices; linears handed the very same tensor (q, k, v) share one capture,
+ * and `sharedWith` names the first linear that read it.
+ */
+function captureInputs(): {
+  inputs: Map<string, Tensor>;
+  sharedWith: Map<string, string>;
+  hook: (name: string, x: Tensor) => void;
+} {
+  const inputs = new Map<string, Tensor>();
+  const sharedWith = new Map<string, string>();
+  const firstReader = new Map<Tensor, string>();
+  return {
+    inputs,
+    sharedWith,
+    hook: (name, x) => {
+      const first = firstReader.get(x);
+      if (first !== undefined) {
+        sharedWith.set(name, first);
+        return;
+      }
+      firstReader.set(x, name);
+      inputs.set(name, tf.keep(withoutLastPosition(x))); // [n·(T-1), in]
+    },
+  };
+}
+
+/** A probe width per linear: its output width as stored (pruned or factored weights included). */
+function outputWidth(weights: WeightMap, spec: LinearSpec): number {
+  const w = weights.get(`${spec.name}.weight`) ?? weights.get(`${spec.name}.weight_v`);
+  return w ? (w.shape[1] as number) : spec.outFeatures;
+}
+
+/**
+ * A block's VJP on one chunk from the upstream gradient `dy` (of the summed
+ * loss). With `probes`, zero probes at every linear output give each
+ * linear's output gradient and a hook its input (docs/DESIGN.md "Models"):
+ * the KFAC inputs of a middle block. Without, only `dx` (an adapter block
+ * the backward passes through).
+ *
+ * @param block the block's index, for the error naming a linear it did not run
+ */
+export function backwardChunk(
+  arch: Architecture,
+  cfg: ModelConfig,
+  weights: WeightMap,
+  x: Tensor, // [n, T, d]
+  dy: Tensor, // [n, T, d]
+  probes: boolean,
+  block: number,
+): ChunkGradient {
+  if (!probes) return { dx: blockVjp(arch, cfg, weights, x, dy, { wrt: [] }).dx, linears: [] };
+  const [nSeq, t] = x.shape;
+  const specs = arch.linears(cfg);
+  const zeros = new Map(specs.map((s) => [s.name, tf.zeros([nSeq, t, outputWidth(weights, s)])])); // [n, T, out]
+  const { inputs, sharedWith, hook } = captureInputs();
+  const { dx, dProbes } = blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes: zeros, onLinearInput: hook });
+  try {
+    const linears = specs.map((spec): ChunkLinear => {
+      const owner = sharedWith.get(spec.name);
+      const input = inputs.get(owner ?? spec.name);
+      const gamma = dProbes?.get(spec.name);
+      if (!input || !gamma) throw new Error(`calibrateBackward: block ${block} did not run linear "${spec.name}"`);
+      const g2 = withoutLastPosition(gamma); // [n·(T-1), out]
+      try {
+        return owner ? { name: spec.name, gamma: toMatrix(g2), sharesInputWith: owner } : { name: spec.name, x: toMatrix(input), gamma: toMatrix(g2) };
+      } finally {
+        g2.dispose();
+      }
+    });
+    return { dx, linears };
+  } catch (e) {
+    dx.dispose();
+    throw e;
+  } finally {
+    tf.dispose([...zeros.values(), ...inputs.values(), ...(dProbes?.values() ?? [])]);
+  }
+}

@@ -1,0 +1,116 @@
+// A GradOT build on a pool of calibration workers (docs/DISTRIBUTED.md "All
+// cores of one machine"): the chunks of the forward, the head and the
+// backward, and the middle blocks' scoring and compression, run on worker
+// threads, yet the shards are the bytes of the one-thread build for any
+// worker count, with small chunks so that every block has several chunks
+// (and a head chunk size that is not the block chunk size).
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { lastValueFrom, toArray } from "rxjs";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { loadCalibration } from "../../src/loop/build_emulator.ts";
+import { readManifest } from "../../src/io/manifest.ts";
+import { openModel } from "../../src/model/model_handle.ts";
+import { buildGradotEmulator } from "../../src/operators/gradot.ts";
+import type { CalibrationSet, ModelHandle } from "../../src/records/records.ts";
+import { initBackend, tf } from "../../src/tensor/backend.ts";
+import type { StageEvent } from "../../src/events/stage_events.ts";
+import { StartingPool } from "../../src/distributed/calibration_pool.ts";
+import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
+import { BlockPace, calibrateForward } from "../../src/operators/calibrate_forward.ts";
+import { calibrateBackward } from "../../src/operators/calibrate_backward.ts";
+import { accumulateKfac } from "../../src/operators/accumulate_kfac.ts";
+import { disposeWeights } from "../../src/model/weights.ts";
+
+const CALIBRATION = "fixtures/data/pretrain/calibration.bin";
+
+/** Every shard file of a package, by name, as bytes. */
+async function shardBytes(dir: string): Promise<Map<string, Buffer>> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith(".arrow")).sort();
+  return new Map(await Promise.all(files.map(async (f) => [f, await readFile(join(dir, f))] as const)));
+}
+
+/** The manifest without its creation time. */
+async function manifestOf(dir: string): Promise<Record<string, unknown>> {
+  const { createdAt: _, ...rest } = (await readManifest(dir)) as unknown as Record<string, unknown>;
+  return rest;
+}
+
+describe("build-emulator on a worker pool", () => {
+  let dir: string;
+  let model: ModelHandle;
+  let streamed: ModelHandle; // the head streamed from the checkpoint, as the CLI opens it
+  let calibration: CalibrationSet;
+
+  beforeAll(async () => {
+    await initBackend("wasm", true);
+    dir = await mkdtemp(join(tmpdir(), "offtune-pool-"));
+    model = await openModel("fixtures/tiny", { split: { bottom: 1, top: 1 } });
+    streamed = await openModel("fixtures/tiny", { split: { bottom: 1, top: 1 }, streamVocabulary: true });
+    calibration = await loadCalibration(CALIBRATION, model, { sequences: 7, length: 16, quiet: true });
+  });
+
+  afterAll(async () => {
+    await model?.close();
+    await streamed?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test.each([
+    { vocabulary: "held", counts: [2, 3] },
+    { vocabulary: "streamed", counts: [2] },
+  ])("the shards and manifest of 1 and $counts workers are the same bytes (vocabulary $vocabulary)", async ({ vocabulary, counts }) => {
+    const before = tf.memory().numTensors;
+    const build = async (workers: number) => {
+      const out = join(dir, `${vocabulary}-w${workers}`);
+      const marks: string[] = []; // progress marks, "stage block"
+      const next = (e: StageEvent) => e.unit === "steps" && marks.push(`${e.stage} ${e.block}`);
+      const shards = await lastValueFrom(buildGradotEmulator(vocabulary === "held" ? model : streamed, { calibration, out, chunk: 2, workers, events: { next } }).pipe(toArray()));
+      return { out, shards, marks };
+    };
+    const one = await build(1);
+    for (const workers of counts) {
+      const many = await build(workers);
+      expect(many.shards.map((s) => s.index)).toEqual(one.shards.map((s) => s.index));
+      expect(await shardBytes(many.out)).toEqual(await shardBytes(one.out));
+      expect(await manifestOf(many.out)).toEqual(await manifestOf(one.out));
+      // Every block passes every stage once; with workers, scoring overlaps the backward of the next blocks.
+      expect([...many.marks].sort()).toEqual([...one.marks].sort());
+      expect(many.marks.filter((m) => m.startsWith("compress"))).toEqual(one.marks.filter((m) => m.startsWith("compress")));
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  test("with the pool started first, every block's forward, the head and the backward run on it and give the same KFAC factors", async () => {
+    const pool = new StartingPool(streamed, 2);
+    await pool.started; // every chunk on the workers, none in this thread
+    const statistics = async (starting?: StartingPool) => {
+      const pace = starting ? new BlockPace() : undefined;
+      const records = await lastValueFrom(
+        readCheckpoint(streamed, undefined, undefined, pace?.next).pipe(
+          calibrateForward({ calibration, chunk: 2, pool: starting, pace }),
+          calibrateBackward({ chunk: 2, headChunk: 3, pool: starting }),
+          accumulateKfac(),
+          toArray(),
+        ),
+      );
+      return records.map((r) => {
+        disposeWeights(r.weights);
+        const factors = [...r.stats].map(([name, f]) => [name, f.A.held, f.G.held, f.g, f.tokens]);
+        return { index: r.index, factors };
+      });
+    };
+    try {
+      const inThread = await statistics();
+      expect(inThread.filter((r) => r.factors.length > 0).map((r) => r.index)).toEqual([2, 1]);
+      expect(await statistics(pool)).toEqual(inThread);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test("workers must be a positive integer", () => {
+    expect(() => buildGradotEmulator(model, { calibration, out: join(dir, "bad"), workers: 0 })).toThrow(/workers must be a positive integer, got 0/);
+  });
+});
