@@ -1,11 +1,11 @@
 /**
  * Whether OpenBLAS runs a kernel far older than the processor
  * (docs/TROUBLESHOOTING.md "OpenBLAS picked a generic kernel"). OpenBLAS
- * chooses its kernel when it is loaded; on one H200 virtual machine Debian's
- * OpenBLAS 0.3.21 chose `Prescott` (no AVX) on a processor with AVX2 and
- * AVX-512, and a GradOT build of the OPT-125M shape on one thread took 115.1 s
- * instead of 32.5 s with `OPENBLAS_CORETYPE=SkylakeX` (docs/DISTRIBUTED.md
- * "A CUDA machine"). Nothing fails in that case, so the loader
+ * chooses its kernel when it is loaded. On the H200 virtual machines of
+ * docs/DISTRIBUTED.md "A CUDA machine", Debian's OpenBLAS 0.3.21 chose
+ * `Prescott` (no AVX) on a processor with AVX2 and AVX-512, and a GradOT
+ * build of the OPT-125M shape on one thread took 115.1 s, against 32.5 s with
+ * `OPENBLAS_CORETYPE=SkylakeX`. Nothing fails in that case, so the loader
  * (`lapack_ffi.ts`) prints the advice of {@link openblasCoreAdvice} once.
  *
  * @module
