@@ -23,7 +23,8 @@ Runs benchmarks and prints one row per figure. Figures that are compared
 run. Default suite: kernels linalg model.
 
   kernels   wasm matMul GFLOP/s, plain vs transposed (fixed and stock kernels)
-  linalg    SVD 1024/2048 and eigh (LAPACK), JS fallback, sgemm vs wasm matMul
+  linalg    the OpenBLAS kernel, SVD 1024/2048 and eigh (LAPACK), JS fallback,
+            sgemm vs wasm matMul
   model     OPT-125M-shaped block stack forward+backward tokens/s, wasm vs cpu;
             matmul-kernel GFLOP/s vs plain matMul (target >= 70%)
   gradot    GradOT emulator build (fixtures/small, OPT-125M- and OPT-1.3B-shaped

@@ -3,7 +3,10 @@
  * pure-TS fallback at small sizes (with an O(n³) estimate for 1024), LAPACK
  * eigh, and OpenBLAS `sgemm` against tfjs `matMul` in the same process, so
  * the DRD/KFAC cost on a machine can be judged before a run (docs/DESIGN.md
- * "Tensors" and "Scale"). The `bench` CLI verb prints its rows.
+ * "Tensors" and "Scale"). A first row names the kernel OpenBLAS picked, since
+ * a generic one makes every product several times slower
+ * (docs/TROUBLESHOOTING.md "OpenBLAS picked a generic kernel"). The `bench`
+ * CLI verb prints its rows.
  *
  * @module
  */
@@ -12,7 +15,7 @@ import { currentBackend, initBackend, tf } from "../tensor/backend.ts";
 import { eigh } from "../linalg/eigh.ts";
 import { lapackAvailable, matmul } from "../linalg/gemm.ts";
 import { matmulJs } from "../linalg/gemm_js.ts";
-import { linalgUnavailableReason } from "../linalg/lapack_ffi.ts";
+import { linalgUnavailableReason, openblasCorename } from "../linalg/lapack_ffi.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 import { svd } from "../linalg/svd.ts";
 
@@ -49,8 +52,8 @@ export interface LinalgBenchOptions {
 }
 
 /**
- * Runs the benchmark and returns its rows: seconds per SVD/eigh, GFLOP/s per
- * product (2n³ flops). LAPACK rows are left out, with one row saying why,
+ * Runs the benchmark and returns its rows: the OpenBLAS kernel, seconds per
+ * SVD/eigh, GFLOP/s per product (2n³ flops). LAPACK rows are left out, with one row saying why,
  * when the libraries are not loaded.
  */
 export async function benchLinalg(opts: LinalgBenchOptions = {}): Promise<BenchRow[]> {
@@ -69,6 +72,17 @@ export async function benchLinalg(opts: LinalgBenchOptions = {}): Promise<BenchR
   const threads = `OPENBLAS_NUM_THREADS=${process.env.OPENBLAS_NUM_THREADS ?? "unset"}`;
 
   if (native) {
+    const corename = openblasCorename();
+    emit({
+      name: "openblas kernel",
+      value: 0,
+      unit: "",
+      note: corename === undefined
+        ? "unknown: the BLAS loaded has no openblas_get_corename"
+        : process.env.OPENBLAS_CORETYPE
+        ? `${corename}, as OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE} asks`
+        : `${corename}, picked by OpenBLAS for this CPU`,
+    });
     for (const n of lapackSizes) {
       const a = randomSquare(n);
       emit({ name: `svd lapack ${n}×${n}`, value: seconds(() => svd(a)), unit: "s", note: `sgesdd, thin, ${threads}` });

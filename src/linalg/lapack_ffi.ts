@@ -18,15 +18,21 @@
  * the per-block work runs one worker per core, so a library that spawns its
  * own threads in each worker would oversubscribe the machine.
  * `OFFTUNE_LINALG=js` disables the libraries (the pure-TS fallback runs).
+ * After loading, OpenBLAS is asked which kernel it picked
+ * (`openblas_get_corename`, absent from other BLAS): a generic one on a CPU
+ * with AVX2 or AVX-512 gets one warning on stderr (`openblas_core.ts`;
+ * docs/TROUBLESHOOTING.md "OpenBLAS picked a generic kernel").
  * `OFFTUNE_BLAS=cuda` sends large `sgemm`/`ssyrk` to cuBLAS instead
  * (`blas_select.ts`; docs/DISTRIBUTED.md "A CUDA machine").
  *
  * @module
  */
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import process from "node:process";
 import { type SelectedLinalg, withSelectedBlas } from "./blas_select.ts";
 import { firstLoadable } from "./first_loadable.ts";
+import { CORE_ADVICE_SHOWN_ENV, openblasCoreAdvice } from "./openblas_core.ts";
 
 /**
  * The bound routines, with the layout and scaling arguments fixed to what the
@@ -70,20 +76,26 @@ interface RawSymbols {
   ssyevd: Native;
   sgemm: Native;
   ssyrk: Native;
+  /** What `openblas_get_corename()` returned; undefined for a BLAS without it. */
+  corename?: string;
 }
 
 interface DenoFfi {
   dlopen(
     path: string,
-    symbols: Record<string, { parameters: string[]; result: string }>,
+    symbols: Record<string, { parameters: string[]; result: string; optional?: boolean }>,
   ): { symbols: Record<string, Native> };
+  UnsafePointerView: { getCString(pointer: unknown): string };
 }
 
 interface KoffiModule {
   load(path: string): { func(signature: string): Native };
 }
 
-let cached: { library?: LinalgLibrary; reason?: string } | undefined;
+/** The CPU libraries' load result, with the OpenBLAS kernel when it says. */
+type CpuLoad = { library?: LinalgLibrary; reason?: string; corename?: string };
+
+let cached: CpuLoad | undefined;
 let selected: SelectedLinalg | undefined;
 
 /**
@@ -102,9 +114,18 @@ export function loadLinalgLibrary(): LinalgLibrary | undefined {
  * The CPU libraries alone (OpenBLAS, LAPACKE), whatever `OFFTUNE_BLAS` says:
  * the baseline the GPU is compared with (`src/bench/blas.ts`).
  */
-export function loadCpuLinalgLibrary(): { library?: LinalgLibrary; reason?: string } {
+export function loadCpuLinalgLibrary(): CpuLoad {
   cached ??= tryLoad();
   return cached;
+}
+
+/**
+ * The kernel OpenBLAS picked for this CPU (`openblas_get_corename()`, e.g.
+ * `SkylakeX`), for `offtune bench linalg`; undefined when the libraries are
+ * not loaded or the BLAS is not OpenBLAS.
+ */
+export function openblasCorename(): string | undefined {
+  return loadCpuLinalgLibrary().corename;
 }
 
 /** Why {@link loadLinalgLibrary} returned undefined (undefined when it did not). */
@@ -132,14 +153,15 @@ export function libraryFor(what: string, backend?: LinalgBackend): LinalgLibrary
   return library;
 }
 
-function tryLoad(): { library?: LinalgLibrary; reason?: string } {
+function tryLoad(): CpuLoad {
   try {
     if (process.env.OFFTUNE_LINALG === "js") {
       return { reason: "OFFTUNE_LINALG=js disables the native libraries" };
     }
     process.env.OPENBLAS_NUM_THREADS ??= "1";
     const raw = "Deno" in globalThis ? bindDeno() : bindKoffi();
-    return { library: wrap(raw) };
+    warnOnGenericCore(raw.corename);
+    return { library: wrap(raw), corename: raw.corename };
   } catch (error) {
     return { reason: error instanceof Error ? error.message : String(error) };
   }
@@ -171,12 +193,15 @@ function bindDeno(): RawSymbols {
         parameters: ["i32", "i32", "i32", "i32", "i32", "f32", "buffer", "i32", "f32", "buffer", "i32"],
         result: "void",
       },
+      openblas_get_corename: { parameters: [], result: "pointer", optional: true },
     }).symbols);
+  const corename = cblas.openblas_get_corename?.();
   return {
     sgesdd: lapacke.LAPACKE_sgesdd,
     ssyevd: lapacke.LAPACKE_ssyevd,
     sgemm: cblas.cblas_sgemm,
     ssyrk: cblas.cblas_ssyrk,
+    corename: corename ? deno.UnsafePointerView.getCString(corename) : undefined,
   };
 }
 
@@ -205,9 +230,35 @@ function bindKoffi(): RawSymbols {
         "void cblas_ssyrk(int order, int uplo, int trans, int n, int k, float alpha, " +
           "const float *a, int lda, float beta, float *c, int ldc)",
       ),
+      corename: koffiCorename(lib),
     };
   });
   return { ...lapacke, ...cblas };
+}
+
+/** `openblas_get_corename()` of `lib`, or undefined when it has no such symbol. */
+function koffiCorename(lib: ReturnType<KoffiModule["load"]>): string | undefined {
+  let get: Native;
+  try {
+    get = lib.func("const char *openblas_get_corename()");
+  } catch {
+    return undefined;
+  }
+  return (get() as string | null) ?? undefined;
+}
+
+/** Prints {@link openblasCoreAdvice}'s warning, if any, and marks it shown for later threads and children. */
+function warnOnGenericCore(corename: string | undefined): void {
+  let cpuinfo = "";
+  try {
+    cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+  } catch {
+    // not Linux, or no read permission: no flags, no advice
+  }
+  const advice = openblasCoreAdvice(corename, cpuinfo, process.env);
+  if (!advice) return;
+  console.error(`offtune: ${advice}`);
+  process.env[CORE_ADVICE_SHOWN_ENV] = "1";
 }
 
 function wrap(raw: RawSymbols): LinalgLibrary {

@@ -2,11 +2,12 @@
  * Proves the `Deno.dlopen` path of src/linalg/lapack_ffi.ts: run with
  * `npx deno run -A test/linalg/deno_smoke.ts` (deno_ffi.test.ts does so).
  * Decomposes and multiplies small matrices through LAPACK/OpenBLAS and checks
- * them against the references; prints one line, or throws (exit code 1) on any failure.
+ * them against the references, and reads OpenBLAS's kernel name; prints one
+ * line, or throws (exit code 1) on any failure.
  */
 import { eigh } from "../../src/linalg/eigh.ts";
 import { gramTransposed, lapackAvailable, matmul } from "../../src/linalg/gemm.ts";
-import { linalgUnavailableReason } from "../../src/linalg/lapack_ffi.ts";
+import { linalgUnavailableReason, openblasCorename } from "../../src/linalg/lapack_ffi.ts";
 import { svd } from "../../src/linalg/svd.ts";
 import {
   logspaceDescending, naiveMatmul, normalRng, orthogonalityError, randomMatrix, reconstructionError,
@@ -47,5 +48,5 @@ if (!(gemmErr <= 1)) fail(`gemm: error ${gemmErr} of the float32 bound`);
 
 console.log(
   `deno linalg smoke ok via Deno.dlopen: svd recon ${recon.toExponential(1)}, orth ${orth.toExponential(1)}; ` +
-    `eigh ${eigErr.toExponential(1)}; gemm ${gemmErr.toExponential(1)} of bound`,
+    `eigh ${eigErr.toExponential(1)}; gemm ${gemmErr.toExponential(1)} of bound; OpenBLAS kernel ${openblasCorename()}`,
 );
