@@ -133,33 +133,56 @@ export class ActivationStore {
     fn: (from: number, to: number) => Tensor,
     name?: string,
   ): StoredActivations {
+    return this.writeEach(sequences, t, [d], chunk, (from, to) => [fn(from, to)], name === undefined ? undefined : [name])[0];
+  }
+
+  /**
+   * {@link write} for several arrays computed by one pass over the chunks:
+   * `fn` returns one `[n, T, widths[k]]` tensor per array (all disposed
+   * here), and array `k` goes to its own file (`names[k]` in a persistent
+   * store). The calibration forward writes a block's output and its linears'
+   * outputs this way (`src/operators/calibrate_forward.ts`).
+   */
+  writeEach(
+    sequences: number,
+    t: number,
+    widths: readonly number[],
+    chunk: number,
+    fn: (from: number, to: number) => Tensor[],
+    names?: readonly string[],
+  ): StoredActivations[] {
     if (this.#closed) throw new Error("The activation store is closed");
-    if (this.#persistent && name === undefined) throw new Error("A persistent activation store needs a name for each array");
+    if (this.#persistent && names?.length !== widths.length) throw new Error("A persistent activation store needs a name for each array");
     if (this.#dir === undefined) {
       this.#dir = mkdtempSync(join(tmpdir(), `${ACTIVATIONS_PREFIX}${process.pid}-`));
       openDirectories.add(this.#dir);
       watchForExit();
     }
-    const final = join(this.#dir, name ?? `${String(this.#files++).padStart(4, "0")}.f32`);
-    const path = this.#persistent ? `${final}.part` : final;
-    closeSync(openSync(path, this.#persistent ? "w" : "wx"));
+    const finals = widths.map((_, k) => join(this.#dir!, names?.[k] ?? `${String(this.#files++).padStart(4, "0")}.f32`));
+    const paths = finals.map((final) => (this.#persistent ? `${final}.part` : final));
+    for (const path of paths) closeSync(openSync(path, this.#persistent ? "w" : "wx"));
     for (const [from, to] of sequenceChunks(sequences, chunk)) {
-      const y = fn(from, to); // [n, T, d]
+      const ys = fn(from, to); // [n, T, widths[k]] each
       try {
-        const data = y.dataSync() as Float32Array;
-        if (data.length !== (to - from) * t * d) {
-          throw new Error(`Activation chunk [${from}, ${to}) has ${data.length} values, expected ${to - from} x ${t} x ${d}`);
-        }
-        // No descriptor stays open across `fn`, which may emit downstream and close the store.
-        appendFileSync(path, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      } catch (e) {
-        throw fileWriteError(path, e); // a full temporary disk names the file
+        if (ys.length !== widths.length) throw new Error(`Activation chunk [${from}, ${to}) has ${ys.length} arrays, expected ${widths.length}`);
+        ys.forEach((y, k) => {
+          try {
+            const data = y.dataSync() as Float32Array;
+            if (data.length !== (to - from) * t * widths[k]) {
+              throw new Error(`Activation chunk [${from}, ${to}) has ${data.length} values, expected ${to - from} x ${t} x ${widths[k]}`);
+            }
+            // No descriptor stays open across `fn`, which may emit downstream and close the store.
+            appendFileSync(paths[k], new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+          } catch (e) {
+            throw fileWriteError(paths[k], e); // a full temporary disk names the file
+          }
+        });
       } finally {
-        y.dispose();
+        tf.dispose(ys);
       }
     }
-    if (this.#persistent) renameSync(path, final);
-    return storedArray(final, sequences, t, d);
+    if (this.#persistent) paths.forEach((path, k) => renameSync(path, finals[k]));
+    return finals.map((final, k) => storedArray(final, sequences, t, widths[k]));
   }
 
   /** Deletes the directory and every file in it (idempotent; a persistent store's are kept); later writes throw. */

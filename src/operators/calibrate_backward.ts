@@ -30,7 +30,8 @@ import { Observable, type OperatorFunction, type Subscriber } from "rxjs";
 import type { Tensor } from "@tensorflow/tfjs";
 import { blockVjp, headLossGrad, streamedHeadLossGrad } from "../model/vjp.ts";
 import type { Matrix } from "../linalg/matrix.ts";
-import type { LinearSpec, WeightMap } from "../model/types.ts";
+import type { WeightMap } from "../model/types.ts";
+import { outputWidth } from "../model/shapes.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
 import { checkpointBoundary } from "../cli/interrupt.ts";
@@ -212,6 +213,7 @@ async function runBackward(
     if (resume?.isDone(index)) {
       // Written by an earlier run: drop what it left, take the gradient below it.
       record.input?.dispose();
+      for (const array of record.linearOutputs?.values() ?? []) array.dispose();
       upstream?.dispose();
       upstream = index > lowestMiddle ? store.open(gradientName(index), n, t, d) : undefined;
       continue;
@@ -228,17 +230,18 @@ async function runBackward(
         const step = (a: number, b: number): Tensor => {
           const x = chunkTensor(input, a, b); // [n, T, d]
           const dy = chunkTensor(dOut, a, b); // [n, T, d]
+          const replay = replayedOutputs(record, a, b); // [n, T, out] per linear
           try {
             return record.role === "middle"
-              ? emitChunkStats(subscriber, record, weights, x, dy, options.events)
-              : timeStage(options.events, "backward", () => blockVjp(arch, cfg, weights, x, dy, { wrt: [] }), { block: index }).dx;
+              ? emitChunkStats(subscriber, record, weights, x, dy, replay, options.events)
+              : timeStage(options.events, "backward", () => blockVjp(arch, cfg, weights, x, dy, { wrt: [], replay }), { block: index }).dx;
           } finally {
-            tf.dispose([x, dy]);
+            tf.dispose([x, dy, ...(replay?.values() ?? [])]);
           }
         };
         if (index > lowestMiddle) upstream = store.write(n, t, d, chunk, step, name(index));
         else for (const [a, b] of sequenceChunks(n, chunk)) step(a, b).dispose();
-        spent = [input, dOut];
+        spent = [input, dOut, ...(record.linearOutputs?.values() ?? [])];
       }
     } catch (e) {
       disposeWeights(weights);
@@ -251,10 +254,10 @@ async function runBackward(
   }
 }
 
-/** A probe width per linear: its output width as stored (pruned or factored weights included). */
-function outputWidth(weights: WeightMap, spec: LinearSpec): number {
-  const w = weights.get(`${spec.name}.weight`) ?? weights.get(`${spec.name}.weight_v`);
-  return w ? (w.shape[1] as number) : spec.outFeatures;
+/** The forward's stored linear outputs of sequences `[a, b)`, `[n, T, out]` each, when it stored them. */
+function replayedOutputs(record: ActivationRecord, a: number, b: number): Map<string, Tensor> | undefined {
+  if (!record.linearOutputs) return undefined;
+  return new Map([...record.linearOutputs].map(([name, array]) => [name, chunkTensor(array, a, b)]));
 }
 
 /**
@@ -268,6 +271,7 @@ function emitChunkStats(
   weights: WeightMap,
   x: Tensor, // [n, T, d]
   dy: Tensor, // [n, T, d]
+  replay: Map<string, Tensor> | undefined, // [n, T, out] per linear
   events: StageEvents | undefined,
 ): Tensor {
   const { arch, cfg } = record.model;
@@ -276,7 +280,7 @@ function emitChunkStats(
   const probes = new Map(specs.map((s) => [s.name, tf.zeros([nSeq, t, outputWidth(weights, s)])])); // [n, T, out]
   const { inputs, sharedWith, hook } = captureInputs();
   const { dx, dProbes } = timeStage(events, "backward", () =>
-    blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes, onLinearInput: hook }), { block: record.index });
+    blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes, onLinearInput: hook, replay }), { block: record.index });
   try {
     const matrices = new Map<string, Matrix>(); // each captured input copied off the heap once
     for (const spec of specs) {

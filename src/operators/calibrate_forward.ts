@@ -31,6 +31,9 @@ import {
 import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
+import { outputWidth } from "../model/shapes.ts";
+import type { WeightMap } from "../model/types.ts";
+import type { Tensor } from "@tensorflow/tfjs";
 
 /** Options of {@link calibrateForward}. */
 export interface CalibrateForwardOptions {
@@ -46,6 +49,14 @@ export interface CalibrateForwardOptions {
    * earlier run completed (src/io/build_resume.ts).
    */
   resume?: ResumableBuild;
+  /**
+   * Also store the outputs of every linear of the blocks the backward
+   * recomputes (`lin-<i>-<linear>` in a persistent store), so its VJP replays
+   * them instead of multiplying again (`BlockOptions.replay`; docs/GRADOT.md
+   * "Where the time goes"). Disk, not memory: Σ out floats per token and
+   * block, each block's deleted once its backward is done. Default false.
+   */
+  linearOutputs?: boolean;
 }
 
 /**
@@ -81,6 +92,64 @@ function embedCalibration(
 
 /** The name of block `i`'s input in a persistent store (`act-<L>`: the last block's output). */
 export const activationName = (i: number) => `act-${i}`;
+
+/** The name of block `i`'s linear `linear`'s output in a persistent store. */
+const linearOutputName = (i: number, linear: string) => `lin-${i}-${linear}`;
+
+/** Each linear of a block with its stored output width (pruned or factored weights included). */
+function linearWidths(model: ModelHandle, weights: WeightMap): Array<[string, number]> {
+  return model.arch.linears(model.cfg).map((spec) => [spec.name, outputWidth(weights, spec)]);
+}
+
+/**
+ * Block `index` on its stored input, chunk by chunk: writes its output and,
+ * with `linears`, each linear's output `[N, T, out]` in the same pass.
+ */
+function blockForward(
+  store: ActivationStore,
+  model: ModelHandle,
+  weights: WeightMap,
+  input: StoredActivations,
+  chunk: number,
+  linears: Array<[string, number]>,
+  names?: string[],
+): { output: StoredActivations; linearOutputs?: Map<string, StoredActivations> } {
+  const { arch, cfg } = model;
+  const { sequences: n, length: t, width: d } = input;
+  const arrays = store.writeEach(n, t, [d, ...linears.map(([, w]) => w)], chunk, (a, b) => {
+    const outputs = new Map<string, Tensor>(); // [n, T, out] per linear
+    const options = linears.length > 0 ? { onLinearOutput: (name: string, y: Tensor) => outputs.set(name, tf.keep(y)) } : undefined;
+    const y = tf.tidy(() => arch.block(weights, chunkTensor(input, a, b), cfg, options)); // [n, T, d]
+    const missing = linears.find(([name]) => !outputs.has(name));
+    if (missing) {
+      tf.dispose([y, ...outputs.values()]);
+      throw new Error(`calibrateForward: block did not run linear "${missing[0]}"`);
+    }
+    return [y, ...linears.map(([name]) => outputs.get(name)!)];
+  }, names);
+  if (linears.length === 0) return { output: arrays[0] };
+  return { output: arrays[0], linearOutputs: new Map(linears.map(([name], k) => [name, arrays[1 + k]])) };
+}
+
+/** A resumed block's stored linear outputs, when every one was completed. */
+function openLinearOutputs(
+  store: ActivationStore,
+  index: number,
+  linears: Array<[string, number]>,
+  n: number,
+  t: number,
+): Map<string, StoredActivations> | undefined {
+  const arrays = new Map<string, StoredActivations>();
+  for (const [name, width] of linears) {
+    const array = store.open(linearOutputName(index, name), n, t, width);
+    if (!array) {
+      for (const a of arrays.values()) a.dispose();
+      return undefined;
+    }
+    arrays.set(name, array);
+  }
+  return arrays;
+}
 
 /**
  * The first block a resumed pass computes: none (L) once the backward has
@@ -135,28 +204,38 @@ export function calibrateForward(
             const recomputed = index >= model.split.bottom;
             const last = index === cfg.layers - 1;
             expected++;
-            if (index < start) {
-              // Done by an earlier run: hand on what is still on disk.
-              const input = recomputed ? store.open(activationName(index), n, t, d) : undefined;
-              const output = last ? store.open(activationName(cfg.layers), n, t, d) : undefined;
-              return { model, index, role: record.role, calibration, store, ...(input ? { input } : {}), ...(output ? { output } : {}) };
-            }
-            hidden ??= (start > 0 ? store.open(activationName(start), n, t, d) : undefined) ??
-              timeStage(options.events, "forward", () => embedCalibration(store, model, calibration, chunk, name(0)), { block: index }); // [N, T, d]
-            const input = hidden;
-            hidden = timeStage(options.events, "forward", () =>
-              store.write(n, t, d, chunk, (a, b) =>
-                tf.tidy(() => arch.block(record.weights, chunkTensor(input, a, b), cfg)), name(index + 1)), { block: index }); // [n, T, d]
-            if (!recomputed) input.dispose();
-            return {
+            const linears = recomputed && options.linearOutputs ? linearWidths(model, record.weights) : [];
+            const handOn = (
+              input: StoredActivations | undefined,
+              output: StoredActivations | undefined,
+              linearOutputs: Map<string, StoredActivations> | undefined,
+            ): ActivationRecord => ({
               model,
               index,
               role: record.role,
               calibration,
               store,
-              ...(recomputed ? { input } : {}),
-              ...(last ? { output: hidden } : {}),
-            };
+              ...(input ? { input } : {}),
+              ...(output ? { output } : {}),
+              ...(linearOutputs ? { linearOutputs } : {}),
+            });
+            if (index < start) {
+              // Done by an earlier run: hand on what is still on disk.
+              return handOn(
+                recomputed ? store.open(activationName(index), n, t, d) : undefined,
+                last ? store.open(activationName(cfg.layers), n, t, d) : undefined,
+                linears.length > 0 ? openLinearOutputs(store, index, linears, n, t) : undefined,
+              );
+            }
+            hidden ??= (start > 0 ? store.open(activationName(start), n, t, d) : undefined) ??
+              timeStage(options.events, "forward", () => embedCalibration(store, model, calibration, chunk, name(0)), { block: index }); // [N, T, d]
+            const input = hidden;
+            const names = resume ? [activationName(index + 1), ...linears.map(([linear]) => linearOutputName(index, linear))] : undefined;
+            const { output, linearOutputs } = timeStage(options.events, "forward", () =>
+              blockForward(store, model, record.weights, input, chunk, linears, names), { block: index });
+            hidden = output; // [N, T, d]
+            if (!recomputed) input.dispose();
+            return handOn(recomputed ? input : undefined, last ? hidden : undefined, linearOutputs);
           } finally {
             disposeWeights(record.weights);
           }

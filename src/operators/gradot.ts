@@ -178,7 +178,7 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
         events?.next({ stage: name, block: r.index, done: ++done, total, unit: "steps", seconds: 0, ...(tokens ? { tokens } : {}) });
       });
     const stats = readCheckpoint(model, events, signal).pipe(
-      calibrateForward({ calibration, chunk: options.chunk, events, resume }),
+      calibrateForward({ calibration, chunk: options.chunk, events, resume, linearOutputs: true }),
       stage("forward"),
       calibrateBackward({ chunk: options.chunk, events, signal, resume }),
       accumulateKfac({ events }),
