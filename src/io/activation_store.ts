@@ -22,6 +22,7 @@ import { readFullySync } from "./read_fully.ts";
 import { fileWriteError } from "./errors.ts";
 import { ACTIVATIONS_PREFIX } from "./stale_temps.ts";
 import { tf } from "../tensor/backend.ts";
+import { filledTensor, peekValues } from "../tensor/heap_view.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { CalibrationSet } from "../records/records.ts";
 
@@ -64,6 +65,8 @@ export interface StoredActivations {
   readonly width: number;
   /** Sequences `[from, to)` as a fresh `[to - from, T, d]` row-major array. */
   read(from: number, to: number): Float32Array;
+  /** Sequences `[from, to)` into `out` (`[to - from, T, d]` values, e.g. a tensor's heap memory). */
+  readInto(from: number, to: number, out: Float32Array): void;
   /** Deletes the array's file (idempotent). */
   dispose(): void;
 }
@@ -167,7 +170,7 @@ export class ActivationStore {
         if (ys.length !== widths.length) throw new Error(`Activation chunk [${from}, ${to}) has ${ys.length} arrays, expected ${widths.length}`);
         ys.forEach((y, k) => {
           try {
-            const data = y.dataSync() as Float32Array;
+            const data = peekValues(y); // a heap view: nothing below makes a tensor
             if (data.length !== (to - from) * t * widths[k]) {
               throw new Error(`Activation chunk [${from}, ${to}) has ${data.length} values, expected ${to - from} x ${t} x ${widths[k]}`);
             }
@@ -228,33 +231,42 @@ function watchForExit(): void {
 /** A handle on the `[sequences, t, d]` float32 file at `path`. */
 function storedArray(path: string, sequences: number, t: number, d: number): StoredActivations {
   const row = t * d * Float32Array.BYTES_PER_ELEMENT;
+  const readInto = (from: number, to: number, out: Float32Array): void => {
+    if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from <= to && to <= sequences)) {
+      throw new RangeError(`Sequence range [${from}, ${to}) is outside [0, ${sequences})`);
+    }
+    if (out.length !== (to - from) * t * d) throw new Error(`Sequences [${from}, ${to}) of [${sequences}, ${t}, ${d}] do not fill ${out.length} values`);
+    const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    const fd = openSync(path, "r");
+    try {
+      if (readFullySync(fd, bytes, from * row) < bytes.length) throw new Error(`Activation file ${path} ends before sequence ${to}`);
+    } finally {
+      closeSync(fd);
+    }
+  };
   return {
     sequences,
     length: t,
     width: d,
     read(from, to) {
-      if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from <= to && to <= sequences)) {
-        throw new RangeError(`Sequence range [${from}, ${to}) is outside [0, ${sequences})`);
-      }
-      const out = new Float32Array((to - from) * t * d); // [to - from, T, d]
-      const bytes = new Uint8Array(out.buffer);
-      const fd = openSync(path, "r");
-      try {
-        if (readFullySync(fd, bytes, from * row) < bytes.length) throw new Error(`Activation file ${path} ends before sequence ${to}`);
-      } finally {
-        closeSync(fd);
-      }
+      const out = new Float32Array(Math.max(0, to - from) * t * d); // [to - from, T, d]
+      readInto(from, to, out);
       return out;
     },
+    readInto,
     dispose() {
       rmSync(path, { force: true });
     },
   };
 }
 
-/** Sequences `[from, to)` of a stored `[N, T, d]` array, as a `[to - from, T, d]` tensor. */
+/**
+ * Sequences `[from, to)` of a stored `[N, T, d]` array, as a `[to - from, T, d]`
+ * tensor, read from the file straight into the tensor's memory (no JS copy
+ * on the wasm backend).
+ */
 export function chunkTensor(data: StoredActivations, from: number, to: number): Tensor {
-  return tf.tensor3d(data.read(from, to), [to - from, data.length, data.width]);
+  return filledTensor([to - from, data.length, data.width], (out) => data.readInto(from, to, out));
 }
 
 /** Token ids of sequences `[from, to)` as an int32 `[to - from, T]` tensor. */

@@ -48,6 +48,10 @@ describe("ActivationStore", () => {
     expect(x.shape).toEqual([3, t, d]);
     expect(x.dataSync()).toEqual(data.subarray(2 * t * d, 5 * t * d));
     x.dispose();
+    const into = new Float32Array(2 * t * d);
+    stored.readInto(4, 6, into);
+    expect(into).toEqual(data.subarray(4 * t * d, 6 * t * d));
+    expect(() => stored.readInto(4, 6, new Float32Array(3))).toThrow("do not fill 3 values");
     expect(() => stored.read(5, 8)).toThrow(RangeError);
     expect(() => stored.read(3, 2)).toThrow(RangeError);
     store.close();
