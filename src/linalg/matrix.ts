@@ -55,6 +55,23 @@ export function checkFinite(m: Matrix, what: string, upper = false): void {
   }
 }
 
+/**
+ * `‖M[i, :]‖₁` for every row i, `[rows]`, summed in float64 left to right.
+ * For a symmetric matrix these are its column sums ({@link columnAbsSums}),
+ * the same values added in the same order, at a scalar accumulator per row
+ * instead of a load and store per entry (SCP's `‖G₁[:,j]‖₁`, `‖A₂[:,j]‖₁`,
+ * docs/METHOD.md §2, `src/stats/symmetric_factor.ts`).
+ */
+export function rowAbsSums(m: Matrix): Float64Array {
+  const out = new Float64Array(m.rows);
+  for (let r = 0; r < m.rows; r++) {
+    let sum = 0;
+    for (let k = r * m.cols; k < (r + 1) * m.cols; k++) sum += Math.abs(m.data[k]);
+    out[r] = sum;
+  }
+  return out;
+}
+
 /** `‖M[:, j]‖₁` for every column j, `[cols]`, summed in float64. */
 export function columnAbsSums(m: Matrix): Float64Array {
   const out = new Float64Array(m.cols);
