@@ -38,7 +38,8 @@ import { checkpointBoundary } from "../cli/interrupt.ts";
 import { chunkIds, chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
-import { disposeWeights, toMatrix } from "../model/weights.ts";
+import { disposeWeights } from "../model/weights.ts";
+import { peekValues } from "../tensor/heap_view.ts";
 
 /** Options of {@link calibrateBackward}. */
 export interface CalibrateBackwardOptions {
@@ -80,18 +81,22 @@ function collectAll(records: ActivationRecord[]): ActivationRecord[] {
 }
 
 /**
- * `[n, T, w]` -> `[n·(T-1), w]`: a sequence's last position predicts no
- * target, so its γ is zero and it is not a calibration token of the loss;
- * dropping it makes KFAC's token mean the loss's mean (docs/METHOD.md §2).
+ * `[n, T, w]` -> `[n·(T-1), w]`, copied off the tensor heap into a
+ * {@link Matrix} in one pass: a sequence's last position predicts no target,
+ * so its γ is zero and it is not a calibration token of the loss; dropping it
+ * makes KFAC's token mean the loss's mean (docs/METHOD.md §2).
  */
-function withoutLastPosition(x: Tensor): Tensor {
+function rowsWithTargets(x: Tensor): Matrix {
   const [n, t, w] = x.shape as [number, number, number];
-  return tf.tidy(() => tf.reshape(tf.slice(x, [0, 0, 0], [n, t - 1, w]), [n * (t - 1), w]));
+  const out = new Float32Array(n * (t - 1) * w); // [n·(T-1), w]
+  const values = peekValues(x); // a heap view: no tensor is made while it is read
+  for (let s = 0; s < n; s++) out.set(values.subarray(s * t * w, (s * t + t - 1) * w), s * (t - 1) * w);
+  return { rows: n * (t - 1), cols: w, data: out };
 }
 
 /**
- * The chunk's linear inputs, captured by `onLinearInput` as `[n·(T-1), in]`
- * matrices; linears handed the very same tensor (q, k, v) share one capture,
+ * The chunk's linear inputs `[n, T, in]`, captured by `onLinearInput` (kept
+ * past the VJP); linears handed the very same tensor (q, k, v) share one capture,
  * and `sharedWith` names the first linear that read it.
  */
 function captureInputs(): {
@@ -112,7 +117,7 @@ function captureInputs(): {
         return;
       }
       firstReader.set(x, name);
-      inputs.set(name, tf.keep(withoutLastPosition(x))); // [n·(T-1), in]
+      inputs.set(name, tf.keep(tf.clone(x))); // [n, T, in]; a clone shares x's memory, and the caller may own x
     },
   };
 }
@@ -289,18 +294,16 @@ function emitChunkStats(
       const input = inputs.get(reader);
       const gamma = dProbes?.get(spec.name);
       if (!input || !gamma) throw new Error(`calibrateBackward: block ${record.index} did not run linear "${spec.name}"`);
-      if (!matrices.has(reader)) matrices.set(reader, toMatrix(input));
-      const g2 = withoutLastPosition(gamma); // [n·(T-1), out]
+      if (!matrices.has(reader)) matrices.set(reader, rowsWithTargets(input)); // [n·(T-1), in]
       subscriber.next({
         kind: "chunk",
         index: record.index,
         linear: spec,
         x: matrices.get(reader)!,
-        gamma: toMatrix(g2),
+        gamma: rowsWithTargets(gamma), // [n·(T-1), out]
         gradScale: 1,
         ...(owner ? { sharesInputWith: owner } : {}),
       });
-      g2.dispose();
     }
   } catch (e) {
     dx.dispose();
