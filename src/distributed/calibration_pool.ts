@@ -72,9 +72,13 @@ export class CalibrationPool {
     return shareWeights(weights);
   }
 
-  /** The block's output on sequences `x` (`[n, T, d]`, moved to the worker). */
-  async forward(block: SharedWeights, x: Float32Array, n: number, t: number): Promise<Float32Array> {
-    return (await this.#run<"forward">({ kind: "forward", block, x: { n, t, data: x } }, [movableBuffer(x)])).y;
+  /**
+   * The block's output `[n, T, d]` on sequences `x` (`[n, T, d]`, moved to
+   * the worker), then the outputs `[n, T, out]` of the named `linears`
+   * (`forwardChunk`).
+   */
+  async forward(block: SharedWeights, x: Float32Array, n: number, t: number, linears: readonly string[] = []): Promise<Float32Array[]> {
+    return (await this.#run<"forward">({ kind: "forward", block, x: { n, t, data: x }, linears: [...linears] }, [movableBuffer(x)])).ys;
   }
 
   /** The head's summed loss and gradient on the last block's output `hidden` (`[n, T, d]`) for token ids `ids` (`[n, T]`). */
@@ -83,7 +87,12 @@ export class CalibrationPool {
     return await this.#run<"head">({ kind: "head", hidden: { n, t, data: hidden }, ids: own }, [movableBuffer(hidden), movableBuffer(own)]);
   }
 
-  /** The block's VJP on a chunk (`backwardChunk`): the input gradient and, with `probes`, every linear's KFAC inputs. */
+  /**
+   * The block's VJP on a chunk (`backwardChunk`): the input gradient and,
+   * with `probes`, every linear's KFAC inputs. `replay` holds the forward's
+   * linear outputs on the chunk (`[n, T, out]` each, moved to the worker),
+   * which its recomputed forward takes instead of multiplying again.
+   */
   async backward(
     block: SharedWeights,
     index: number,
@@ -92,9 +101,18 @@ export class CalibrationPool {
     dy: Float32Array,
     n: number,
     t: number,
+    replay: ReadonlyArray<{ name: string; data: Float32Array }> = [],
   ): Promise<{ dx: Float32Array; linears: ChunkLinear[] }> {
-    const request: CalibrationRequest = { kind: "backward", block, index, probes, x: { n, t, data: x }, dy: { n, t, data: dy } };
-    return await this.#run<"backward">(request, [movableBuffer(x), movableBuffer(dy)]);
+    const request: CalibrationRequest = {
+      kind: "backward",
+      block,
+      index,
+      probes,
+      x: { n, t, data: x },
+      dy: { n, t, data: dy },
+      replay: replay.map(({ name, data }) => ({ name, chunk: { n, t, data } })),
+    };
+    return await this.#run<"backward">(request, [movableBuffer(x), movableBuffer(dy), ...replay.map(({ data }) => movableBuffer(data))]);
   }
 
   /**

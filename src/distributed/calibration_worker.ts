@@ -17,7 +17,7 @@ import type { Transferable } from "node:worker_threads";
 import { type BlockJob, blockJobFromValue, type BlockJobValue, compressedBlockValue, type CompressedBlockValue } from "./block_files.ts";
 import { type Reply, serveRequests } from "./worker_pool.ts";
 import { movableBuffer, movableBuffers, type SharedWeights, sharedWeightMap } from "./shared_weights.ts";
-import { backwardChunk, forwardChunk, headChunk } from "../model/calibration_chunk.ts";
+import { backwardChunk, type ChunkGradient, forwardChunk, headChunk } from "../model/calibration_chunk.ts";
 import { architectureFor } from "../model/registry.ts";
 import { openModel } from "../model/model_handle.ts";
 import type { Architecture, ModelConfig, WeightMap } from "../model/types.ts";
@@ -45,15 +45,15 @@ export type CalibrationRequest =
     /** The checkpoint whose head matrix the head streams, when the building thread streams it too. */
     streamedHead?: string;
   }
-  | { kind: "forward"; block: SharedWeights; x: Chunk }
+  | { kind: "forward"; block: SharedWeights; x: Chunk; linears: string[] }
   | { kind: "head"; hidden: Chunk; ids: Int32Array }
-  | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: Chunk; dy: Chunk }
+  | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: Chunk; dy: Chunk; replay: Array<{ name: string; chunk: Chunk }> }
   | { kind: "compress"; job: BlockJobValue };
 
 /** What a worker answers, by request kind. */
 export type CalibrationReply =
   | { kind: "ready" }
-  | { kind: "forward"; y: Float32Array }
+  | { kind: "forward"; ys: Float32Array[] }
   | { kind: "head"; lossSum: number; dHidden: Float32Array }
   | { kind: "backward"; dx: Float32Array; linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }> }
   | { kind: "compress"; block: CompressedBlockValue };
@@ -125,9 +125,9 @@ async function handle(request: CalibrationRequest): Promise<Reply<CalibrationRep
   switch (request.kind) {
     case "forward": {
       const x = tensorOf(request.x);
-      const y = valuesOf(forwardChunk(arch, cfg, blockWeights(request.block), x));
+      const ys = forwardChunk(arch, cfg, blockWeights(request.block), x, request.linears).map(valuesOf); // [n, T, d], then [n, T, out] per linear
       x.dispose();
-      return { value: { kind: "forward", y }, transfer: [movableBuffer(y)] };
+      return { value: { kind: "forward", ys }, transfer: ys.map(movableBuffer) };
     }
     case "head": {
       const hidden = tensorOf(request.hidden);
@@ -139,8 +139,14 @@ async function handle(request: CalibrationRequest): Promise<Reply<CalibrationRep
     case "backward": {
       const x = tensorOf(request.x);
       const dy = tensorOf(request.dy);
-      const { dx, linears } = backwardChunk(arch, cfg, blockWeights(request.block), x, dy, request.probes, request.index);
-      tf.dispose([x, dy]);
+      const replay = request.replay.length > 0 ? new Map(request.replay.map(({ name, chunk }) => [name, tensorOf(chunk)])) : undefined; // [n, T, out] each
+      let gradient: ChunkGradient;
+      try {
+        gradient = backwardChunk(arch, cfg, blockWeights(request.block), x, dy, request.probes, request.index, replay);
+      } finally {
+        tf.dispose([x, dy, ...(replay?.values() ?? [])]);
+      }
+      const { dx, linears } = gradient;
       const values = valuesOf(dx);
       const transfer: Transferable[] = [movableBuffer(values)];
       for (const l of linears) transfer.push(...(l.x ? [movableBuffer(l.x.data)] : []), movableBuffer(l.gamma.data));

@@ -188,7 +188,7 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
     const build = (pool?: StartingPool): Observable<ShardRecord> => {
       const pace = pool ? new BlockPace() : undefined;
       const stats = readCheckpoint(model, events, signal, pace?.next).pipe(
-        calibrateForward({ calibration, chunk: options.chunk, events, resume, pool, pace }),
+        calibrateForward({ calibration, chunk: options.chunk, events, resume, pool, pace, linearOutputs: true }),
         stage("forward"),
         calibrateBackward({ chunk: options.chunk, events, signal, resume, pool }),
         accumulateKfac({ events }),
