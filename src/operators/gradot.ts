@@ -92,15 +92,43 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
 }
 
 /**
- * The worker count a build uses when none is asked for (`build-emulator`
- * without `--workers`): one per core, but no more than a block has
- * calibration chunks, since each worker costs its own heap and more would
- * idle in the calibration passes (docs/DISTRIBUTED.md "How a GradOT build
- * uses the cores").
+ * A block's calibration work: the calibration tokens times the multiply-adds
+ * of its linears per token (Σ in·out over `arch.linears`), what one
+ * calibration forward of the block costs. The backward is about twice that,
+ * and the KFAC sums grow with it too, so it sizes all of a block's
+ * calibration passes.
  */
-export function defaultGradotWorkers(model: ModelHandle, calibration: CalibrationSet, chunk?: number): number {
+export function blockCalibrationWork(model: ModelHandle, calibration: CalibrationSet): number {
+  const macs = model.arch.linears(model.cfg).reduce((sum, spec) => sum + spec.inFeatures * spec.outFeatures, 0);
+  return calibration.sequences * calibration.length * macs;
+}
+
+/**
+ * The {@link blockCalibrationWork} below which a build without `workers`
+ * keeps one thread: a pool's fixed costs (each worker's start-up, about
+ * 1.7 CPU-seconds, its own heap, the copies of every chunk's `x` and `γ`)
+ * then outweigh what it shares out. Measured on 2 shared cores
+ * (docs/DISTRIBUTED.md "How a GradOT build uses the cores"): fixtures/small
+ * (12 blocks of width 192, 2048 tokens: 0.9·10⁹) builds 2x slower with 2
+ * workers; the OPT-125M shape (2048 tokens: 1.45·10¹⁰) no slower. The
+ * threshold sits between, at 10¹⁰.
+ */
+export const POOL_MIN_BLOCK_WORK = 1e10;
+
+/**
+ * The worker count a build uses when none is asked for (`build-emulator`
+ * without `--workers`): one when a block's calibration work is below
+ * {@link POOL_MIN_BLOCK_WORK}, else one per core, but no more than a block
+ * has calibration chunks, since each worker costs its own heap and more
+ * would idle in the calibration passes (docs/DISTRIBUTED.md "How a GradOT
+ * build uses the cores").
+ *
+ * @param cores the most workers to use (default: the machine's cores)
+ */
+export function defaultGradotWorkers(model: ModelHandle, calibration: CalibrationSet, chunk?: number, cores = defaultWorkerCount()): number {
+  if (blockCalibrationWork(model, calibration) < POOL_MIN_BLOCK_WORK) return 1;
   const chunks = Math.ceil(calibration.sequences / (chunk ?? defaultChunk(calibration, model.cfg)));
-  return Math.max(1, Math.min(defaultWorkerCount(), chunks));
+  return Math.max(1, Math.min(cores, chunks));
 }
 
 /** The stages a block's progress marks name, in order. */
