@@ -7,21 +7,23 @@
  * worker with the fewest pending, so the workers keep busy while the
  * building thread sums statistics.
  *
- * What stays in the building thread, so the emulator's bytes do not depend
- * on the number of workers: the chunk boundaries (the same for any count),
- * the activation store (chunks appended in chunk order), the loss (summed
- * in chunk order) and the KFAC sums (every chunk added in chunk order,
- * `accumulateKfac`).
+ * What keeps one order, so the emulator's bytes do not depend on the number
+ * of workers: the chunk boundaries (the same for any count), the activation
+ * store (chunks appended in chunk order), the loss (summed in chunk order,
+ * in the building thread) and the KFAC sums (each linear's on one owning
+ * worker, `kfacOwners`, every chunk added in chunk order, `poolKfac`).
  *
  * @module
  */
 import type { ChunkLinear } from "../model/calibration_chunk.ts";
 import type { WeightMap } from "../model/types.ts";
-import type { ModelHandle } from "../records/records.ts";
+import type { LinearChunkRecord, ModelHandle } from "../records/records.ts";
 import { currentBackend } from "../tensor/backend.ts";
 import type { CalibrationReply, CalibrationRequest } from "./calibration_worker.ts";
 import { movableBuffer, movableBuffers, type SharedWeights, shareWeights } from "./shared_weights.ts";
-import type { BlockJobValue, CompressedBlockValue } from "./block_files.ts";
+import { type BlockJobValue, type CompressedBlockValue, statsFromValue } from "./block_files.ts";
+import type { Matrix } from "../linalg/matrix.ts";
+import type { KfacFactors } from "../stats/kfac.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
@@ -113,6 +115,21 @@ export class CalibrationPool {
       replay: replay.map(({ name, data }) => ({ name, chunk: { n, t, data } })),
     };
     return await this.#run<"backward">(request, [movableBuffer(x), movableBuffer(dy), ...replay.map(({ data }) => movableBuffer(data))]);
+  }
+
+  /**
+   * Adds one chunk's `x`, `γ` of the linears worker `k` owns (`kfacOwners`)
+   * to its KFAC sums; their arrays are moved to it. Requests to one worker
+   * run in the order posted, so its sums take the chunks in chunk order.
+   */
+  async kfac(k: number, linears: Array<Omit<LinearChunkRecord, "kind" | "x"> & { x?: Matrix }>): Promise<void> {
+    await this.#pool.call(k, { kind: "kfac", linears }, movableBuffers(linears));
+  }
+
+  /** Worker `k`'s finalized KFAC factors of block `index` (`BlockKfacSums.finalize`), by linear. */
+  async finalizeKfac(k: number, index: number): Promise<Map<string, KfacFactors>> {
+    const reply = (await this.#pool.call(k, { kind: "kfac-finalize", index })) as Of<"kfac-finalize">;
+    return statsFromValue(reply.stats);
   }
 
   /**

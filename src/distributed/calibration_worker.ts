@@ -2,7 +2,8 @@
  * The worker side of a data-parallel GradOT build (docs/DISTRIBUTED.md "All
  * cores of one machine"; main side: src/distributed/calibration_pool.ts).
  * It runs the calibration passes' chunk functions (src/model/calibration_chunk.ts)
- * on the chunks it is sent, and scores and compresses whole blocks
+ * on the chunks it is sent, sums the KFAC statistics of the linears it owns
+ * (`BlockKfacSums`, chunk by chunk in the order sent), and scores and compresses whole blocks
  * (`gradotCompression`), the same code the building thread runs alone, so a
  * chunk's or a block's bytes do not depend on the thread that made them.
  *
@@ -14,7 +15,16 @@
  */
 import { lastValueFrom, of } from "rxjs";
 import type { Transferable } from "node:worker_threads";
-import { type BlockJob, blockJobFromValue, type BlockJobValue, compressedBlockValue, type CompressedBlockValue } from "./block_files.ts";
+import {
+  type BlockJob,
+  blockJobFromValue,
+  type BlockJobValue,
+  compressedBlockValue,
+  type CompressedBlockValue,
+  statsValue,
+  type StatsValue,
+} from "./block_files.ts";
+import { BlockKfacSums } from "../operators/accumulate_kfac.ts";
 import { type Reply, serveRequests } from "./worker_pool.ts";
 import { movableBuffer, movableBuffers, type SharedWeights, sharedWeightMap } from "./shared_weights.ts";
 import { backwardChunk, type ChunkGradient, forwardChunk, headChunk } from "../model/calibration_chunk.ts";
@@ -23,7 +33,7 @@ import { openModel } from "../model/model_handle.ts";
 import type { Architecture, ModelConfig, WeightMap } from "../model/types.ts";
 import { disposeWeights } from "../model/weights.ts";
 import { gradotCompression } from "../operators/gradot_compression.ts";
-import type { AdapterSplit, ModelHandle } from "../records/records.ts";
+import type { AdapterSplit, LinearChunkRecord, ModelHandle } from "../records/records.ts";
 import { initBackend, tf } from "../tensor/backend.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 
@@ -48,7 +58,10 @@ export type CalibrationRequest =
   | { kind: "forward"; block: SharedWeights; x: Chunk; linears: string[] }
   | { kind: "head"; hidden: Chunk; ids: Int32Array }
   | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: Chunk; dy: Chunk; replay: Array<{ name: string; chunk: Chunk }> }
-  | { kind: "compress"; job: BlockJobValue };
+  | { kind: "compress"; job: BlockJobValue }
+  /** One chunk of the linears this worker sums (`kfacOwners`), in block order; a linear sharing an input has no `x`. */
+  | { kind: "kfac"; linears: Array<Omit<LinearChunkRecord, "kind" | "x"> & { x?: Matrix }> }
+  | { kind: "kfac-finalize"; index: number };
 
 /** What a worker answers, by request kind. */
 export type CalibrationReply =
@@ -56,7 +69,9 @@ export type CalibrationReply =
   | { kind: "forward"; ys: Float32Array[] }
   | { kind: "head"; lossSum: number; dHidden: Float32Array }
   | { kind: "backward"; dx: Float32Array; linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }> }
-  | { kind: "compress"; block: CompressedBlockValue };
+  | { kind: "compress"; block: CompressedBlockValue }
+  | { kind: "kfac" }
+  | { kind: "kfac-finalize"; stats: StatsValue };
 
 interface WorkerModel {
   arch: Architecture;
@@ -68,6 +83,8 @@ interface WorkerModel {
 }
 
 let model: WorkerModel | undefined;
+/** The KFAC sums of the linears this worker owns, for the block in flight. */
+const kfac = new BlockKfacSums();
 let resident: { id: number; weights: WeightMap } | undefined;
 
 /** This worker's tensors of `shared` (the block before them disposed). */
@@ -151,6 +168,20 @@ async function handle(request: CalibrationRequest): Promise<Reply<CalibrationRep
       const transfer: Transferable[] = [movableBuffer(values)];
       for (const l of linears) transfer.push(...(l.x ? [movableBuffer(l.x.data)] : []), movableBuffer(l.gamma.data));
       return { value: { kind: "backward", dx: values, linears }, transfer: [...new Set(transfer)] };
+    }
+    case "kfac": {
+      const inputs = new Map<string, Matrix>(); // by the linear that brought it
+      for (const l of request.linears) {
+        const x = l.x ?? inputs.get(l.sharesInputWith ?? "");
+        if (!x) throw new Error(`Calibration worker: "${l.linear.name}" came without its input`);
+        inputs.set(l.linear.name, x);
+        kfac.add({ ...l, x });
+      }
+      return { value: { kind: "kfac" } };
+    }
+    case "kfac-finalize": {
+      const stats = statsValue(kfac.finalize(request.index));
+      return { value: { kind: "kfac-finalize", stats }, transfer: movableBuffers(stats) };
     }
     case "compress": {
       const job = blockJobFromValue(request.job);

@@ -34,6 +34,7 @@ import { StartingPool } from "../distributed/calibration_pool.ts";
 import { defaultWorkerCount } from "../distributed/worker_pool.ts";
 import { defaultChunk } from "../io/activation_store.ts";
 import { poolCompression } from "./pool_compression.ts";
+import { poolKfac } from "./pool_kfac.ts";
 
 export { gradotCompression };
 
@@ -219,7 +220,7 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
         calibrateForward({ calibration, chunk: options.chunk, events, resume, pool, pace, linearOutputs: true }),
         stage("forward"),
         calibrateBackward({ chunk: options.chunk, events, signal, resume, pool }),
-        accumulateKfac({ events }),
+        pool ? poolKfac({ pool }) : accumulateKfac({ events }),
         stage("backward"),
       );
       const local = gradotCompression(blockSettings, events);

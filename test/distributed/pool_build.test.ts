@@ -21,6 +21,7 @@ import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
 import { BlockPace, calibrateForward } from "../../src/operators/calibrate_forward.ts";
 import { calibrateBackward } from "../../src/operators/calibrate_backward.ts";
 import { accumulateKfac } from "../../src/operators/accumulate_kfac.ts";
+import { poolKfac } from "../../src/operators/pool_kfac.ts";
 import { disposeWeights } from "../../src/model/weights.ts";
 
 const CALIBRATION = "fixtures/data/pretrain/calibration.bin";
@@ -85,13 +86,13 @@ describe("build-emulator on a worker pool", () => {
   test("with the pool started first, every block's forward, the head and the backward run on it and give the same KFAC factors", async () => {
     const pool = new StartingPool(streamed, 2);
     await pool.started; // every chunk on the workers, none in this thread
-    const statistics = async (starting?: StartingPool, linearOutputs = false) => {
+    const statistics = async (starting?: StartingPool, linearOutputs = false, kfacOnPool = false) => {
       const pace = starting ? new BlockPace() : undefined;
       const records = await lastValueFrom(
         readCheckpoint(streamed, undefined, undefined, pace?.next).pipe(
           calibrateForward({ calibration, chunk: 2, pool: starting, pace, linearOutputs }),
           calibrateBackward({ chunk: 2, headChunk: 3, pool: starting }),
-          accumulateKfac(),
+          starting && kfacOnPool ? poolKfac({ pool: starting }) : accumulateKfac(),
           toArray(),
         ),
       );
@@ -107,6 +108,10 @@ describe("build-emulator on a worker pool", () => {
       expect(await statistics(pool)).toEqual(inThread);
       // The workers' backward replaying the workers' stored linear outputs: the same factors.
       expect(await statistics(pool, true)).toEqual(inThread);
+      // Each linear's sums on its owning worker (poolKfac): the same factors, in the same linear order.
+      const owned = await statistics(pool, true, true);
+      expect(owned).toEqual(inThread);
+      expect(owned.map((r) => r.factors.map(([name]) => name))).toEqual(inThread.map((r) => r.factors.map(([name]) => name)));
     } finally {
       await pool.close();
     }
