@@ -164,6 +164,7 @@ export class StartingPool {
   /** Number of workers being started. */
   readonly size: number;
 
+  /** Starts `size` workers for `model` ({@link CalibrationPool.start}); `started` settles when they are up. */
   constructor(model: ModelHandle, size: number) {
     this.size = size;
     this.started = CalibrationPool.start(model, size).then((pool) => (this.ready = pool));

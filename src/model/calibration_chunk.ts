@@ -41,7 +41,7 @@ export interface ChunkGradient {
  * A block's output on one chunk, `[n, T, d]` from `[n, T, d]`, then the
  * outputs `[n, T, out]` of the named `linears` (bias added), in that order:
  * what the backward replays instead of multiplying again (`BlockOptions.replay`,
- * docs/GRADOT.md "Where the time goes"). The caller owns every tensor.
+ * docs/GRADOT.md "Benchmarks"). The caller owns every tensor.
  *
  * @throws Error when the block did not run one of `linears`
  */

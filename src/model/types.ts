@@ -90,8 +90,8 @@ export interface BlockOptions {
    * Stored outputs `[B, T, out]` (as `onLinearOutput` saw them, from the same
    * inputs and weights) that stand in for the named linears' products: the
    * recomputed forward of a VJP skips their matrix products, and the gradient
-   * w.r.t. the linear's input is still `dy Wᵀ` (docs/GRADOT.md "Where the time
-   * goes"). No gradient reaches the weights through a replayed linear.
+   * w.r.t. the linear's input is still `dy Wᵀ` (docs/GRADOT.md
+   * "Benchmarks"). No gradient reaches the weights through a replayed linear.
    */
   replay?: Map<string, Tensor>;
 }

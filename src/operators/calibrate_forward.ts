@@ -64,7 +64,7 @@ export interface CalibrateForwardOptions {
    * Also store the outputs of every linear of the blocks the backward
    * recomputes (`lin-<i>-<linear>` in a persistent store), so its VJP replays
    * them instead of multiplying again (`BlockOptions.replay`; docs/GRADOT.md
-   * "Where the time goes"), in this thread or on the `pool`. Disk, not
+   * "Benchmarks"), in this thread or on the `pool`. Disk, not
    * memory: Σ out floats per token and block, each block's deleted once its
    * backward is done. Default false.
    */
