@@ -134,11 +134,11 @@ same command run again continues from it. Methods:
   --block-lines          print that line per block as it finishes (stdout)
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress
-  --workers <n>          GradOT only: worker threads for the calibration passes
+  --workers <n>          GradOT only: threads for the calibration passes
                          (every chunk of the forward, the loss and the
                          backward), the KFAC sums and the middle blocks'
-                         scoring and compression; 1 = everything in this
-                         thread. Default:
+                         scoring and compression: n - 1 worker threads and
+                         this one; 1 = everything in this thread. Default:
                          1 when a block's calibration work (tokens x its
                          linears' multiply-adds per token) is below 2e10:
                          a pool's start-up and copies then cost more than it

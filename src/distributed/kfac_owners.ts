@@ -28,7 +28,9 @@ function kfacWork(spec: LinearSpec, sharesA: boolean): number {
  * by name: the groups of linears sharing an input (`sharesInputWith`, the
  * first reader first) go, the costliest group first, to the worker with the
  * least work so far (the lower index on a tie), so the workers' KFAC work is
- * about even. Depends only on the specs and `workers`.
+ * about even; then the slots are numbered by their work, the most first, so
+ * the last slot, the building thread in a calibration pool, which has its
+ * own work besides, gets the least. Depends only on the specs and `workers`.
  *
  * @param groups each linear's spec and the earlier linear whose input it reads, if any
  */
@@ -42,12 +44,14 @@ export function kfacOwners(groups: ReadonlyArray<{ spec: LinearSpec; sharesInput
     byOwner.set(key, group);
   }
   const load = new Array<number>(workers).fill(0);
-  const owners = new Map<string, number>();
+  const slotOf = new Map<string, number>();
   const sorted = [...byOwner.values()].sort((a, b) => b.work - a.work); // stable: ties keep the block's order
   for (const group of sorted) {
     const k = load.indexOf(Math.min(...load));
     load[k] += group.work;
-    for (const name of group.names) owners.set(name, k);
+    for (const name of group.names) slotOf.set(name, k);
   }
-  return owners;
+  const byWork = load.map((work, k) => ({ work, k })).sort((a, b) => b.work - a.work); // stable
+  const rank = new Map(byWork.map(({ k }, r) => [k, r]));
+  return new Map([...slotOf].map(([name, k]) => [name, rank.get(k)!]));
 }

@@ -80,6 +80,12 @@ export class BlockKfacSums {
     );
   }
 
+  /** Drops the sums of the block in flight, if any. */
+  clear(): void {
+    this.#states.clear();
+    this.#block = undefined;
+  }
+
   /** Block `index`'s factors, by linear (none when no chunk came); the sums start again empty. */
   finalize(index: number): Map<string, KfacFactors> {
     if (this.#block !== undefined && this.#block !== index) {
@@ -87,8 +93,7 @@ export class BlockKfacSums {
     }
     const stats = new Map<string, KfacFactors>();
     for (const [name, state] of this.#states) stats.set(name, finalizeKfac(state));
-    this.#states.clear();
-    this.#block = undefined;
+    this.clear();
     return stats;
   }
 }

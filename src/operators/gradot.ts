@@ -82,12 +82,13 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
    */
   queue?: { submitter: JobSubmitter; storage: string };
   /**
-   * Worker threads the calibration passes, the scoring and the compression
-   * run on (default 1: all in the calling thread). With more, every chunk of
-   * the forward, the head and the backward, and every middle block's scoring
-   * and compression, goes to a pool of this many workers; the chunking, the
-   * loss and the KFAC sums keep one order, so the shards are the same bytes
-   * for any count (docs/DISTRIBUTED.md "All cores of one machine").
+   * Threads the calibration passes, the KFAC sums, the scoring and the
+   * compression run on (default 1: all in the calling thread). With n > 1,
+   * every chunk of the forward, the head and the backward, each linear's
+   * KFAC sums and every middle block's scoring and compression go to a pool
+   * of n slots: n - 1 worker threads and the calling thread; the chunking,
+   * the loss and the KFAC sums keep one order, so the shards are the same
+   * bytes for any count (docs/DISTRIBUTED.md "All cores of one machine").
    */
   workers?: number;
 }
