@@ -107,14 +107,14 @@ export function blockCalibrationWork(model: ModelHandle, calibration: Calibratio
 
 /**
  * The {@link blockCalibrationWork} below which a build without `workers`
- * keeps one thread: a pool's fixed costs (each worker's start-up, about
- * 1.7 CPU-seconds; V8's compilation and garbage collection in every
+ * keeps one thread: a pool's fixed costs (each worker thread's start-up,
+ * about 1.7 CPU-seconds; V8's compilation and garbage collection in every
  * isolate; moving each chunk's arrays between threads) then outweigh what
- * it shares out, and its peak RSS is about 3x. Measured on 2 shared, loaded
+ * it shares out, and its peak RSS is 2.5-3x. Measured on 2 shared, loaded
  * cores (docs/DISTRIBUTED.md "The default worker count"): fixtures/small
- * (12 blocks of width 192, 2048 tokens: 0.9·10⁹) built 1.7x slower with 2
- * workers, and the OPT-125M shape (2048 tokens: 1.45·10¹⁰) 0.8-1.05x as
- * fast, at 2.7-3.2x the peak RSS. The threshold sits above both.
+ * (12 blocks of width 192, 2048 tokens: 0.9·10⁹) built 1.3-1.7x slower with
+ * 2 slots, and the OPT-125M shape (2048 tokens: 1.45·10¹⁰) 0.65-1.05x as
+ * fast, at 2.5-3.2x the peak RSS. The threshold sits above both.
  */
 export const POOL_MIN_BLOCK_WORK = 2e10;
 
