@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import type { Reply } from "./worker_pool.ts";
 
 /** Serves requests in this thread, one at a time. */
