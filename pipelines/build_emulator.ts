@@ -134,15 +134,23 @@ same command run again continues from it. Methods:
   --block-lines          print that line per block as it finishes (stdout)
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress
-  --workers <n>          GradOT only: worker threads for the calibration passes
+  --workers <n>          GradOT only: threads for the calibration passes
                          (every chunk of the forward, the loss and the
-                         backward) and the middle blocks' scoring and
-                         compression; 1 = everything in this thread (default:
-                         the cores, ${defaultWorkerCount()} here, but at most one per
-                         calibration chunk). Each worker holds a block and
-                         its own heap: memory grows with n. The shards are
-                         the same bytes for any n (docs/DISTRIBUTED.md "How a
-                         GradOT build uses the cores")
+                         backward), the KFAC sums and the middle blocks'
+                         scoring and compression: n - 1 worker threads and
+                         this one; 1 = everything in this thread. Default:
+                         1 when a block's calibration work (tokens x its
+                         linears' multiply-adds per token) is below 2e10:
+                         a pool's start-up and copies then cost more than it
+                         shares out, and it needs about 3x the memory
+                         (fixtures/small, 0.9e9, and the OPT-125M shape with
+                         2048 tokens, 1.45e10, built no faster with 2
+                         workers); else the cores, ${defaultWorkerCount()} here, but at
+                         most one per calibration chunk. Each worker holds a
+                         block and its own heap: memory grows with n. The
+                         shards are the same bytes for any n
+                         (docs/DISTRIBUTED.md "How a GradOT build uses the
+                         cores")
   --queue <url>          GradOT only: score and compress the middle blocks as
                          jobs of this Redis queue (redis://host:port), run by
                          offtune worker on any machine; the shards are the

@@ -87,7 +87,7 @@ result.json exists is kept, not redone (it must have this run's settings).
   --lr <x>               tuning learning rate (default: offtune tune's)
   --no-full-ft           skip the Full FT reference (reported as null)
   --jobs <n>             steps run at once, one process each (default: the cores)
-  --workers <n>          GradOT: worker threads of each emulator build
+  --workers <n>          GradOT: threads of each emulator build
                          (build-emulator --workers; default 1, as --jobs
                          already runs steps side by side); same bytes for any n
   --metric <m>           acc | acc_norm (default acc)

@@ -1,8 +1,9 @@
 """Plain PyTorch GradOT on an OPT-shaped random model: the same-run baseline of
 `offtune bench gradot` (never a runtime dependency; Debian's python3-torch).
 
-Stages timed as the offtune pipeline times them: one calibration forward and
-backward over the whole model (hooks capture each middle linear's inputs and
+Stages timed as the offtune pipeline times them: one calibration forward over
+the whole model and a backward down to the lowest middle block, differentiating
+the middle blocks' weights only (hooks capture each middle linear's inputs and
 output gradients; autograd gives g), KFAC factors A = XᵀX/N and G = ΓᵀΓ/N
 (Γ the summed-loss gradients), SVD of the attention projections, closed-form GCS of
 DRD components and SCP channels (docs/METHOD.md §2). Prints one JSON object.
@@ -45,6 +46,11 @@ blocks = torch.nn.ModuleList(Block() for _ in range(L))
 final = torch.nn.LayerNorm(D)
 for p in [*embed.parameters(), *pos.parameters(), *blocks.parameters()]:
     torch.nn.init.normal_(p, std=0.02) if p.dim() > 1 else None
+# Only the middle blocks' weights are differentiated, as offtune's backward does (docs/GRADOT.md
+# "Benchmarks"): no head/embedding weight gradient (a 2,048 x 768 x 50,272 product), no weight
+# gradients of the adapter blocks, no backward below the lowest middle block.
+for module in [embed, pos, final, *blocks[:SPLIT], *blocks[L - SPLIT:]]:
+    module.requires_grad_(False)
 ids = torch.randint(0, V, (N, T))
 middle = range(SPLIT, L - SPLIT)
 names = ["q", "k", "v", "o", "fc1", "fc2"]

@@ -81,10 +81,33 @@ function loadWeights(stored: Record<string, StoredTensor>): WeightMap {
 
 const storeFactor = (f: { held: HeldFactor }): HeldFactor => f.held;
 
+/** A block's KFAC factors by linear as plain values (each factor as it is held), in the block's linear order. */
+export type StatsValue = Record<string, { A: HeldFactor; G: HeldFactor; g: Matrix; tokens: number }>;
+
+/** `stats` as plain values: its arrays, not copies (a worker thread can be handed them without another copy). */
+export function statsValue(stats: Map<string, KfacFactors>): StatsValue {
+  return Object.fromEntries([...stats.entries()].map(([name, f]) => [name, {
+    A: storeFactor(f.A),
+    G: storeFactor(f.G),
+    g: f.g,
+    tokens: f.tokens,
+  }]));
+}
+
+/** The factors of {@link statsValue}'s values. */
+export function statsFromValue(raw: StatsValue): Map<string, KfacFactors> {
+  return new Map(Object.entries(raw).map(([name, f]) => [name, {
+    A: heldFactor(f.A),
+    G: heldFactor(f.G),
+    g: f.g,
+    tokens: f.tokens,
+  }]));
+}
+
 /** A block job as plain values (tensors as {@link StoredTensor}s, factors as they are held): what a `.block` file packs. */
 export interface BlockJobValue extends Omit<BlockJob, "weights" | "stats"> {
   weights: Record<string, StoredTensor>;
-  stats: Record<string, { A: HeldFactor; G: HeldFactor; g: Matrix; tokens: number }>;
+  stats: StatsValue;
 }
 
 /**
@@ -93,13 +116,7 @@ export interface BlockJobValue extends Omit<BlockJob, "weights" | "stats"> {
  * weights, so a worker thread can be handed them without another copy.
  */
 export function blockJobValue(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): BlockJobValue {
-  const stats = Object.fromEntries([...record.stats.entries()].map(([name, f]) => [name, {
-    A: storeFactor(f.A),
-    G: storeFactor(f.G),
-    g: f.g,
-    tokens: f.tokens,
-  }]));
-  return { model, index: record.index, role: record.role, settings, weights: storeWeights(record.weights), stats };
+  return { model, index: record.index, role: record.role, settings, weights: storeWeights(record.weights), stats: statsValue(record.stats) };
 }
 
 /**
@@ -117,13 +134,7 @@ export async function writeBlockJob(dir: string, record: StatsRecord, model: Blo
 
 /** The block job of {@link blockJobValue}'s values; the weights become tensors the caller owns. */
 export function blockJobFromValue(raw: BlockJobValue): BlockJob {
-  const stats = new Map(Object.entries(raw.stats).map(([name, f]) => [name, {
-    A: heldFactor(f.A),
-    G: heldFactor(f.G),
-    g: f.g,
-    tokens: f.tokens,
-  }]));
-  return { ...raw, weights: loadWeights(raw.weights), stats };
+  return { ...raw, weights: loadWeights(raw.weights), stats: statsFromValue(raw.stats) };
 }
 
 /** Reads a `.block` file written by {@link writeBlockJob}; the weights become tensors the caller owns. */

@@ -1,49 +1,60 @@
 /**
- * The worker pool of a data-parallel GradOT build (docs/DISTRIBUTED.md "All
- * cores of one machine"): the calibration passes send it chunks (a block's
- * forward, the head, a block's VJP) and whole blocks to score and compress;
- * the workers (src/distributed/calibration_worker.ts) run the same chunk
- * functions as the building thread. Each request is posted at once to the
- * worker with the fewest pending, so the workers keep busy while the
- * building thread sums statistics.
+ * The calibration pool of a data-parallel GradOT build (docs/DISTRIBUTED.md
+ * "All cores of one machine"): the calibration passes send it chunks (a
+ * block's forward, the head, a block's VJP), KFAC sums and whole blocks to
+ * score and compress. A pool of `n` slots is `n - 1` worker threads
+ * (src/distributed/calibration_worker.ts) and the building thread itself
+ * (a {@link LocalSlot}): all serve requests with the same handler
+ * (`calibrationHandler`), so a result does not depend on the slot, and the
+ * building thread, whose own work (reading, writing, routing) is light,
+ * uses its core too instead of a third isolate competing for two cores.
+ * Each request is posted at once, to the worker with the fewest pending
+ * or, when the workers have two more pending, to this thread, so the
+ * workers keep busy.
  *
- * What stays in the building thread, so the emulator's bytes do not depend
- * on the number of workers: the chunk boundaries (the same for any count),
- * the activation store (chunks appended in chunk order), the loss (summed
- * in chunk order) and the KFAC sums (every chunk added in chunk order,
- * `accumulateKfac`).
+ * What keeps one order, so the emulator's bytes do not depend on the number
+ * of workers: the chunk boundaries (the same for any count), the activation
+ * store (chunks appended in chunk order), the loss (summed in chunk order,
+ * in the building thread) and the KFAC sums (each linear's on one owning
+ * worker, `kfacOwners`, every chunk added in chunk order, `poolKfac`).
  *
  * @module
  */
 import type { ChunkLinear } from "../model/calibration_chunk.ts";
 import type { WeightMap } from "../model/types.ts";
-import type { ModelHandle } from "../records/records.ts";
+import type { LinearChunkRecord, ModelHandle } from "../records/records.ts";
 import { currentBackend } from "../tensor/backend.ts";
-import type { CalibrationReply, CalibrationRequest } from "./calibration_worker.ts";
+import { type CalibrationReply, type CalibrationRequest, calibrationHandler } from "./calibration_handler.ts";
+import { LocalSlot } from "./local_slot.ts";
 import { movableBuffer, movableBuffers, type SharedWeights, shareWeights } from "./shared_weights.ts";
-import type { BlockJobValue, CompressedBlockValue } from "./block_files.ts";
+import { type BlockJobValue, type CompressedBlockValue, statsFromValue } from "./block_files.ts";
+import type { Matrix } from "../linalg/matrix.ts";
+import type { KfacFactors } from "../stats/kfac.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
 
-/** A pool of calibration workers for one model. */
+/** A pool of calibration slots for one model: worker threads and this thread. */
 export class CalibrationPool {
   readonly #pool: WorkerPool<CalibrationRequest, CalibrationReply>;
+  readonly #local = new LocalSlot<CalibrationRequest, CalibrationReply>(calibrationHandler());
 
   private constructor(pool: WorkerPool<CalibrationRequest, CalibrationReply>) {
     this.#pool = pool;
   }
 
   /**
-   * Starts `size` workers for `model`, each with the model's outer weights
-   * (for the head) and this thread's tensor backend. When `model` streams
-   * its vocabulary, each worker opens `model.source` to stream the head
-   * matrix the same way.
+   * Starts `size - 1` workers for `model` and readies this thread as the
+   * last slot, each with the model's outer weights (for the head) and this
+   * thread's tensor backend. When `model` streams its vocabulary, each slot
+   * opens `model.source` to stream the head matrix the same way.
    *
-   * @throws Error when a worker cannot start
+   * @throws Error when a worker cannot start, or `size` is below 2
    */
   static async start(model: ModelHandle, size: number): Promise<CalibrationPool> {
-    const pool = await WorkerPool.start<CalibrationRequest, CalibrationReply>(new URL("./calibration_worker.ts", import.meta.url), { size });
+    if (!Number.isInteger(size) || size < 2) throw new Error(`A calibration pool has at least 2 slots (a worker and this thread), got ${size}`);
+    const workers = await WorkerPool.start<CalibrationRequest, CalibrationReply>(new URL("./calibration_worker.ts", import.meta.url), { size: size - 1 });
+    const pool = new CalibrationPool(workers);
     try {
       const outer = shareWeights(model.outer);
       const init: CalibrationRequest = {
@@ -54,17 +65,17 @@ export class CalibrationPool {
         outer,
         ...(model.vocabulary ? { streamedHead: model.source } : {}),
       };
-      await Promise.all(Array.from({ length: size }, (_, k) => pool.call(k, init)));
+      await Promise.all(Array.from({ length: size }, (_, k) => pool.#call(k, init)));
     } catch (e) {
       await pool.close();
       throw e;
     }
-    return new CalibrationPool(pool);
+    return pool;
   }
 
-  /** Number of workers. */
+  /** Number of slots: the workers and this thread. */
   get size(): number {
-    return this.#pool.size;
+    return this.#pool.size + 1;
   }
 
   /** A block's weights, copied once for every worker to read. */
@@ -72,9 +83,13 @@ export class CalibrationPool {
     return shareWeights(weights);
   }
 
-  /** The block's output on sequences `x` (`[n, T, d]`, moved to the worker). */
-  async forward(block: SharedWeights, x: Float32Array, n: number, t: number): Promise<Float32Array> {
-    return (await this.#run<"forward">({ kind: "forward", block, x: { n, t, data: x } }, [movableBuffer(x)])).y;
+  /**
+   * The block's output `[n, T, d]` on sequences `x` (`[n, T, d]`, moved to
+   * the worker), then the outputs `[n, T, out]` of the named `linears`
+   * (`forwardChunk`).
+   */
+  async forward(block: SharedWeights, x: Float32Array, n: number, t: number, linears: readonly string[] = []): Promise<Float32Array[]> {
+    return (await this.#run<"forward">({ kind: "forward", block, x: { n, t, data: x }, linears: [...linears] }, [movableBuffer(x)])).ys;
   }
 
   /** The head's summed loss and gradient on the last block's output `hidden` (`[n, T, d]`) for token ids `ids` (`[n, T]`). */
@@ -83,7 +98,12 @@ export class CalibrationPool {
     return await this.#run<"head">({ kind: "head", hidden: { n, t, data: hidden }, ids: own }, [movableBuffer(hidden), movableBuffer(own)]);
   }
 
-  /** The block's VJP on a chunk (`backwardChunk`): the input gradient and, with `probes`, every linear's KFAC inputs. */
+  /**
+   * The block's VJP on a chunk (`backwardChunk`): the input gradient and,
+   * with `probes`, every linear's KFAC inputs. `replay` holds the forward's
+   * linear outputs on the chunk (`[n, T, out]` each, moved to the worker),
+   * which its recomputed forward takes instead of multiplying again.
+   */
   async backward(
     block: SharedWeights,
     index: number,
@@ -92,9 +112,33 @@ export class CalibrationPool {
     dy: Float32Array,
     n: number,
     t: number,
+    replay: ReadonlyArray<{ name: string; data: Float32Array }> = [],
   ): Promise<{ dx: Float32Array; linears: ChunkLinear[] }> {
-    const request: CalibrationRequest = { kind: "backward", block, index, probes, x: { n, t, data: x }, dy: { n, t, data: dy } };
-    return await this.#run<"backward">(request, [movableBuffer(x), movableBuffer(dy)]);
+    const request: CalibrationRequest = {
+      kind: "backward",
+      block,
+      index,
+      probes,
+      x: { n, t, data: x },
+      dy: { n, t, data: dy },
+      replay: replay.map(({ name, data }) => ({ name, chunk: { n, t, data } })),
+    };
+    return await this.#run<"backward">(request, [movableBuffer(x), movableBuffer(dy), ...replay.map(({ data }) => movableBuffer(data))]);
+  }
+
+  /**
+   * Adds one chunk's `x`, `γ` of the linears worker `k` owns (`kfacOwners`)
+   * to its KFAC sums; their arrays are moved to it. Requests to one worker
+   * run in the order posted, so its sums take the chunks in chunk order.
+   */
+  async kfac(k: number, linears: Array<Omit<LinearChunkRecord, "kind" | "x"> & { x?: Matrix }>): Promise<void> {
+    await this.#call(k, { kind: "kfac", linears }, movableBuffers(linears));
+  }
+
+  /** Slot `k`'s finalized KFAC factors of block `index` (`BlockKfacSums.finalize`), by linear. */
+  async finalizeKfac(k: number, index: number): Promise<Map<string, KfacFactors>> {
+    const reply = (await this.#call(k, { kind: "kfac-finalize", index })) as Of<"kfac-finalize">;
+    return statsFromValue(reply.stats);
   }
 
   /**
@@ -105,13 +149,30 @@ export class CalibrationPool {
     return (await this.#run<"compress">({ kind: "compress", job }, movableBuffers(job))).block;
   }
 
-  /** Terminates the workers. */
-  close(): Promise<void> {
-    return this.#pool.close();
+  /** Terminates the workers and releases what this thread's slot holds. */
+  async close(): Promise<void> {
+    await this.#pool.close();
+    await this.#local.call({ kind: "close" }).catch(() => {});
   }
 
+  /** Sends `request` to slot `k` (the last is this thread's). */
+  #call(k: number, request: CalibrationRequest, transfer: readonly ArrayBuffer[] = []): Promise<CalibrationReply> {
+    return k === this.#pool.size ? this.#local.call(request) : this.#pool.call(k, request, [...transfer]);
+  }
+
+  /**
+   * Sends `request` to the worker with the fewest pending, or to this
+   * thread's slot when every worker has at least two more pending than it:
+   * this thread also reads the checkpoint, writes the activations and the
+   * shards and routes every chunk, so it takes about a third of the
+   * requests (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
+   */
   async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: readonly ArrayBuffer[]): Promise<Of<K>> {
-    return (await this.#pool.post(request, [...transfer])) as Of<K>;
+    const worker = this.#pool.leastBusy();
+    const reply = !worker || this.#local.pending + 2 <= worker.pending
+      ? this.#local.call(request)
+      : this.#pool.call(worker.index, request, [...transfer]);
+    return (await reply) as Of<K>;
   }
 }
 
@@ -129,6 +190,7 @@ export class StartingPool {
   /** Number of workers being started. */
   readonly size: number;
 
+  /** Starts `size` workers for `model` ({@link CalibrationPool.start}); `started` settles when they are up. */
   constructor(model: ModelHandle, size: number) {
     this.size = size;
     this.started = CalibrationPool.start(model, size).then((pool) => (this.ready = pool));

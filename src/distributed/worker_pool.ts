@@ -152,12 +152,22 @@ export class WorkerPool<Req, Res> {
    * (a calibration pool queues a block's chunks while it sums statistics).
    */
   post(request: Req, transfer: Transferable[] = []): Promise<Res> {
+    const best = this.leastBusy();
+    if (!best) return Promise.reject(this.#slots[0].failure ?? new Error("The worker pool has no live worker"));
+    return this.call(best.index, request, transfer);
+  }
+
+  /**
+   * The live worker with the fewest requests pending (the lowest index on a
+   * tie) and that count, where {@link post} would send a request; undefined
+   * when no worker is live.
+   */
+  leastBusy(): { index: number; pending: number } | undefined {
     let best = -1;
     this.#slots.forEach((slot, k) => {
       if (!slot.failure && (best < 0 || slot.busy < this.#slots[best].busy)) best = k;
     });
-    if (best < 0) return Promise.reject(this.#slots[0].failure ?? new Error("The worker pool has no live worker"));
-    return this.call(best, request, transfer);
+    return best < 0 ? undefined : { index: best, pending: this.#slots[best].busy };
   }
 
   /** Terminates every worker; pending calls fail. */

@@ -22,6 +22,7 @@ import { readFullySync } from "./read_fully.ts";
 import { fileWriteError } from "./errors.ts";
 import { ACTIVATIONS_PREFIX } from "./stale_temps.ts";
 import { tf } from "../tensor/backend.ts";
+import { filledTensor, peekValues } from "../tensor/heap_view.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { CalibrationSet } from "../records/records.ts";
 
@@ -64,6 +65,8 @@ export interface StoredActivations {
   readonly width: number;
   /** Sequences `[from, to)` as a fresh `[to - from, T, d]` row-major array. */
   read(from: number, to: number): Float32Array;
+  /** Sequences `[from, to)` into `out` (`[to - from, T, d]` values, e.g. a tensor's heap memory). */
+  readInto(from: number, to: number, out: Float32Array): void;
   /** Deletes the array's file (idempotent). */
   dispose(): void;
 }
@@ -133,16 +136,35 @@ export class ActivationStore {
     fn: (from: number, to: number) => Tensor,
     name?: string,
   ): StoredActivations {
-    const file = this.#startArray(name);
+    return this.writeEach(sequences, t, [d], chunk, (from, to) => [fn(from, to)], name === undefined ? undefined : [name])[0];
+  }
+
+  /**
+   * {@link write} for several arrays computed by one pass over the chunks:
+   * `fn` returns one `[n, T, widths[k]]` tensor per array (all disposed
+   * here), and array `k` goes to its own file (`names[k]` in a persistent
+   * store). The calibration forward writes a block's output and its linears'
+   * outputs this way (`src/operators/calibrate_forward.ts`).
+   */
+  writeEach(
+    sequences: number,
+    t: number,
+    widths: readonly number[],
+    chunk: number,
+    fn: (from: number, to: number) => Tensor[],
+    names?: readonly string[],
+  ): StoredActivations[] {
+    const files = this.#startArrays(widths, names);
     for (const [from, to] of sequenceChunks(sequences, chunk)) {
-      const y = fn(from, to); // [n, T, d]
+      const ys = fn(from, to); // [n, T, widths[k]] each
       try {
-        appendChunk(file.path, y.dataSync() as Float32Array, from, to, t, d);
+        // A heap view each: nothing below makes a tensor.
+        appendChunks(files, ys.map((y) => peekValues(y)), from, to, t);
       } finally {
-        y.dispose();
+        tf.dispose(ys);
       }
     }
-    return this.#finishArray(file, sequences, t, d);
+    return this.#finishArrays(files, sequences, t);
   }
 
   /**
@@ -159,36 +181,55 @@ export class ActivationStore {
     fn: (from: number, to: number) => Promise<Float32Array>,
     name?: string,
   ): Promise<StoredActivations> {
-    const file = this.#startArray(name);
+    const each = (from: number, to: number) => fn(from, to).then((y) => [y]);
+    return (await this.writeEachAsync(sequences, t, [d], chunk, each, name === undefined ? undefined : [name]))[0];
+  }
+
+  /**
+   * {@link writeEach} with chunks computed elsewhere (a worker pool), as
+   * {@link writeAsync} is {@link write}'s: `fn` returns one
+   * `[n, T, widths[k]]` array per file, appended in chunk order.
+   */
+  async writeEachAsync(
+    sequences: number,
+    t: number,
+    widths: readonly number[],
+    chunk: number,
+    fn: (from: number, to: number) => Promise<Float32Array[]>,
+    names?: readonly string[],
+  ): Promise<StoredActivations[]> {
+    const files = this.#startArrays(widths, names);
     const chunks = sequenceChunks(sequences, chunk);
     const results = chunks.map(([from, to]) => fn(from, to));
     results.forEach((r) => r.catch(() => {})); // the first failure in chunk order is the one thrown
     for (let k = 0; k < chunks.length; k++) {
       if (this.#closed) throw new Error("The activation store is closed");
-      appendChunk(file.path, await results[k], chunks[k][0], chunks[k][1], t, d);
+      appendChunks(files, await results[k], chunks[k][0], chunks[k][1], t);
     }
-    return this.#finishArray(file, sequences, t, d);
+    return this.#finishArrays(files, sequences, t);
   }
 
-  /** Creates an array's empty file (a persistent store's under `<name>.part`). */
-  #startArray(name: string | undefined): { path: string; final: string } {
+  /** Creates each array's empty file (a persistent store's under `<name>.part`). */
+  #startArrays(widths: readonly number[], names: readonly string[] | undefined): ArrayFile[] {
     if (this.#closed) throw new Error("The activation store is closed");
-    if (this.#persistent && name === undefined) throw new Error("A persistent activation store needs a name for each array");
+    if (this.#persistent && names?.length !== widths.length) throw new Error("A persistent activation store needs a name for each array");
     if (this.#dir === undefined) {
       this.#dir = mkdtempSync(join(tmpdir(), `${ACTIVATIONS_PREFIX}${process.pid}-`));
       openDirectories.add(this.#dir);
       watchForExit();
     }
-    const final = join(this.#dir, name ?? `${String(this.#files++).padStart(4, "0")}.f32`);
-    const path = this.#persistent ? `${final}.part` : final;
-    closeSync(openSync(path, this.#persistent ? "w" : "wx"));
-    return { path, final };
+    return widths.map((width, k) => {
+      const final = join(this.#dir!, names?.[k] ?? `${String(this.#files++).padStart(4, "0")}.f32`);
+      const path = this.#persistent ? `${final}.part` : final;
+      closeSync(openSync(path, this.#persistent ? "w" : "wx"));
+      return { path, final, width };
+    });
   }
 
-  /** Completes an array's file (a persistent store's renamed to its name). */
-  #finishArray(file: { path: string; final: string }, sequences: number, t: number, d: number): StoredActivations {
-    if (this.#persistent) renameSync(file.path, file.final);
-    return storedArray(file.final, sequences, t, d);
+  /** Completes the arrays' files (a persistent store's renamed to their names). */
+  #finishArrays(files: ArrayFile[], sequences: number, t: number): StoredActivations[] {
+    if (this.#persistent) for (const file of files) renameSync(file.path, file.final);
+    return files.map((file) => storedArray(file.final, sequences, t, file.width));
   }
 
   /** Deletes the directory and every file in it (idempotent; a persistent store's are kept); later writes throw. */
@@ -201,17 +242,28 @@ export class ActivationStore {
   }
 }
 
-/** Appends sequences `[from, to)` (`[n, T, d]` values) to the array file at `path`. */
-function appendChunk(path: string, data: Float32Array, from: number, to: number, t: number, d: number): void {
-  try {
-    if (data.length !== (to - from) * t * d) {
-      throw new Error(`Activation chunk [${from}, ${to}) has ${data.length} values, expected ${to - from} x ${t} x ${d}`);
+/** An array file being written: its path while written, its final path and its width. */
+interface ArrayFile {
+  path: string;
+  final: string;
+  width: number;
+}
+
+/** Appends sequences `[from, to)` of each array (`[n, T, files[k].width]` values) to its file. */
+function appendChunks(files: ArrayFile[], data: Float32Array[], from: number, to: number, t: number): void {
+  if (data.length !== files.length) throw new Error(`Activation chunk [${from}, ${to}) has ${data.length} arrays, expected ${files.length}`);
+  files.forEach(({ path, width }, k) => {
+    try {
+      const values = data[k];
+      if (values.length !== (to - from) * t * width) {
+        throw new Error(`Activation chunk [${from}, ${to}) has ${values.length} values, expected ${to - from} x ${t} x ${width}`);
+      }
+      // No descriptor stays open across a chunk's computation, which may emit downstream and close the store.
+      appendFileSync(path, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+    } catch (e) {
+      throw fileWriteError(path, e); // a full temporary disk names the file
     }
-    // No descriptor stays open across a chunk's computation, which may emit downstream and close the store.
-    appendFileSync(path, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-  } catch (e) {
-    throw fileWriteError(path, e); // a full temporary disk names the file
-  }
+  });
 }
 
 /** Store directories not closed yet: removed if the process exits or is interrupted first. */
@@ -247,33 +299,42 @@ function watchForExit(): void {
 /** A handle on the `[sequences, t, d]` float32 file at `path`. */
 function storedArray(path: string, sequences: number, t: number, d: number): StoredActivations {
   const row = t * d * Float32Array.BYTES_PER_ELEMENT;
+  const readInto = (from: number, to: number, out: Float32Array): void => {
+    if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from <= to && to <= sequences)) {
+      throw new RangeError(`Sequence range [${from}, ${to}) is outside [0, ${sequences})`);
+    }
+    if (out.length !== (to - from) * t * d) throw new Error(`Sequences [${from}, ${to}) of [${sequences}, ${t}, ${d}] do not fill ${out.length} values`);
+    const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    const fd = openSync(path, "r");
+    try {
+      if (readFullySync(fd, bytes, from * row) < bytes.length) throw new Error(`Activation file ${path} ends before sequence ${to}`);
+    } finally {
+      closeSync(fd);
+    }
+  };
   return {
     sequences,
     length: t,
     width: d,
     read(from, to) {
-      if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from <= to && to <= sequences)) {
-        throw new RangeError(`Sequence range [${from}, ${to}) is outside [0, ${sequences})`);
-      }
-      const out = new Float32Array((to - from) * t * d); // [to - from, T, d]
-      const bytes = new Uint8Array(out.buffer);
-      const fd = openSync(path, "r");
-      try {
-        if (readFullySync(fd, bytes, from * row) < bytes.length) throw new Error(`Activation file ${path} ends before sequence ${to}`);
-      } finally {
-        closeSync(fd);
-      }
+      const out = new Float32Array(Math.max(0, to - from) * t * d); // [to - from, T, d]
+      readInto(from, to, out);
       return out;
     },
+    readInto,
     dispose() {
       rmSync(path, { force: true });
     },
   };
 }
 
-/** Sequences `[from, to)` of a stored `[N, T, d]` array, as a `[to - from, T, d]` tensor. */
+/**
+ * Sequences `[from, to)` of a stored `[N, T, d]` array, as a `[to - from, T, d]`
+ * tensor, read from the file straight into the tensor's memory (no JS copy
+ * on the wasm backend).
+ */
 export function chunkTensor(data: StoredActivations, from: number, to: number): Tensor {
-  return tf.tensor3d(data.read(from, to), [to - from, data.length, data.width]);
+  return filledTensor([to - from, data.length, data.width], (out) => data.readInto(from, to, out));
 }
 
 /** Token ids of sequences `[from, to)` as an int32 `[to - from, T]` tensor. */

@@ -39,17 +39,37 @@ export function checkShape(m: Matrix, what: string): void {
 /**
  * {@link checkShape}, then throws unless every entry is finite. The
  * decompositions call it first, so LAPACK never sees a NaN and the Jacobi
- * loops always terminate.
+ * loops always terminate. With `upper`, `m` is square and symmetric and only
+ * its upper triangle (diagonal included) is read: it holds every value, and
+ * its first non-finite entry in row order is the whole matrix's, so the error
+ * is the same at half the reads (KFAC's factors, `src/stats/kfac.ts`).
  */
-export function checkFinite(m: Matrix, what: string): void {
+export function checkFinite(m: Matrix, what: string, upper = false): void {
   checkShape(m, what);
-  const { cols, data } = m;
-  for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i])) {
-      const r = Math.floor(i / cols);
-      throw new Error(`${what} has a non-finite entry ${data[i]} at (${r}, ${i - r * cols})`);
+  const { rows, cols, data } = m;
+  if (upper && rows !== cols) throw new Error(`${what} is ${rows}×${cols}: only a square matrix has an upper triangle`);
+  for (let r = 0; r < rows; r++) {
+    for (let i = r * cols + (upper ? r : 0); i < (r + 1) * cols; i++) {
+      if (!Number.isFinite(data[i])) throw new Error(`${what} has a non-finite entry ${data[i]} at (${r}, ${i - r * cols})`);
     }
   }
+}
+
+/**
+ * `‖M[i, :]‖₁` for every row i, `[rows]`, summed in float64 left to right.
+ * For a symmetric matrix these are its column sums ({@link columnAbsSums}),
+ * the same values added in the same order, at a scalar accumulator per row
+ * instead of a load and store per entry (SCP's `‖G₁[:,j]‖₁`, `‖A₂[:,j]‖₁`,
+ * docs/METHOD.md §2, `src/stats/symmetric_factor.ts`).
+ */
+export function rowAbsSums(m: Matrix): Float64Array {
+  const out = new Float64Array(m.rows);
+  for (let r = 0; r < m.rows; r++) {
+    let sum = 0;
+    for (let k = r * m.cols; k < (r + 1) * m.cols; k++) sum += Math.abs(m.data[k]);
+    out[r] = sum;
+  }
+  return out;
 }
 
 /** `‖M[:, j]‖₁` for every column j, `[cols]`, summed in float64. */

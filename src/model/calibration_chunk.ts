@@ -11,10 +11,11 @@
 import type { Tensor } from "@tensorflow/tfjs";
 import type { Matrix } from "../linalg/matrix.ts";
 import { tf } from "../tensor/backend.ts";
-import type { Architecture, LinearSpec, ModelConfig, WeightMap } from "./types.ts";
+import { peekValues } from "../tensor/heap_view.ts";
+import { outputWidth } from "./shapes.ts";
+import type { Architecture, ModelConfig, WeightMap } from "./types.ts";
 import { blockVjp, headLossGrad, streamedHeadLossGrad } from "./vjp.ts";
 import type { VocabularyRows } from "./vocabulary.ts";
-import { toMatrix } from "./weights.ts";
 
 /** One linear's KFAC inputs from one chunk (docs/METHOD.md §2 "Hessian by KFAC"). */
 export interface ChunkLinear {
@@ -36,9 +37,24 @@ export interface ChunkGradient {
   linears: ChunkLinear[];
 }
 
-/** A block's output on one chunk, `[n, T, d]` from `[n, T, d]`. */
-export function forwardChunk(arch: Architecture, cfg: ModelConfig, weights: WeightMap, x: Tensor): Tensor {
-  return tf.tidy(() => arch.block(weights, x, cfg)); // [n, T, d]
+/**
+ * A block's output on one chunk, `[n, T, d]` from `[n, T, d]`, then the
+ * outputs `[n, T, out]` of the named `linears` (bias added), in that order:
+ * what the backward replays instead of multiplying again (`BlockOptions.replay`,
+ * docs/GRADOT.md "Benchmarks"). The caller owns every tensor.
+ *
+ * @throws Error when the block did not run one of `linears`
+ */
+export function forwardChunk(arch: Architecture, cfg: ModelConfig, weights: WeightMap, x: Tensor, linears: readonly string[] = []): Tensor[] {
+  const outputs = new Map<string, Tensor>(); // [n, T, out] per linear
+  const options = linears.length > 0 ? { onLinearOutput: (name: string, y: Tensor) => outputs.set(name, tf.keep(y)) } : undefined;
+  const y = tf.tidy(() => arch.block(weights, x, cfg, options)); // [n, T, d]
+  const missing = linears.find((name) => !outputs.has(name));
+  if (missing !== undefined) {
+    tf.dispose([y, ...outputs.values()]);
+    throw new Error(`calibrateForward: block did not run linear "${missing}"`);
+  }
+  return [y, ...linears.map((name) => outputs.get(name)!)];
 }
 
 /**
@@ -67,18 +83,22 @@ export function headChunk(
 }
 
 /**
- * `[n, T, w]` -> `[n·(T-1), w]`: a sequence's last position predicts no
- * target, so its γ is zero and it is not a calibration token of the loss;
- * dropping it makes KFAC's token mean the loss's mean (docs/METHOD.md §2).
+ * `[n, T, w]` -> `[n·(T-1), w]`, copied off the tensor heap into a
+ * {@link Matrix} in one pass: a sequence's last position predicts no target,
+ * so its γ is zero and it is not a calibration token of the loss; dropping it
+ * makes KFAC's token mean the loss's mean (docs/METHOD.md §2).
  */
-function withoutLastPosition(x: Tensor): Tensor {
+function rowsWithTargets(x: Tensor): Matrix {
   const [n, t, w] = x.shape as [number, number, number];
-  return tf.tidy(() => tf.reshape(tf.slice(x, [0, 0, 0], [n, t - 1, w]), [n * (t - 1), w]));
+  const out = new Float32Array(n * (t - 1) * w); // [n·(T-1), w]
+  const values = peekValues(x); // a heap view: no tensor is made while it is read
+  for (let s = 0; s < n; s++) out.set(values.subarray(s * t * w, (s * t + t - 1) * w), s * (t - 1) * w);
+  return { rows: n * (t - 1), cols: w, data: out };
 }
 
 /**
- * The chunk's linear inputs, captured by `onLinearInput` as `[n·(T-1), in]`
- * matrices; linears handed the very same tensor (q, k, v) share one capture,
+ * The chunk's linear inputs `[n, T, in]`, captured by `onLinearInput` (kept
+ * past the VJP); linears handed the very same tensor (q, k, v) share one capture,
  * and `sharedWith` names the first linear that read it.
  */
 function captureInputs(): {
@@ -99,15 +119,9 @@ function captureInputs(): {
         return;
       }
       firstReader.set(x, name);
-      inputs.set(name, tf.keep(withoutLastPosition(x))); // [n·(T-1), in]
+      inputs.set(name, tf.keep(tf.clone(x))); // [n, T, in]; a clone shares x's memory, and the caller may own x
     },
   };
-}
-
-/** A probe width per linear: its output width as stored (pruned or factored weights included). */
-function outputWidth(weights: WeightMap, spec: LinearSpec): number {
-  const w = weights.get(`${spec.name}.weight`) ?? weights.get(`${spec.name}.weight_v`);
-  return w ? (w.shape[1] as number) : spec.outFeatures;
 }
 
 /**
@@ -115,7 +129,9 @@ function outputWidth(weights: WeightMap, spec: LinearSpec): number {
  * loss). With `probes`, zero probes at every linear output give each
  * linear's output gradient and a hook its input (docs/DESIGN.md "Models"):
  * the KFAC inputs of a middle block. Without, only `dx` (an adapter block
- * the backward passes through).
+ * the backward passes through). With `replay` (the forward's linear outputs
+ * on this chunk, {@link forwardChunk}) the recomputed forward skips the
+ * linears' products; the values are bit for bit the same.
  *
  * @param block the block's index, for the error naming a linear it did not run
  */
@@ -127,25 +143,22 @@ export function backwardChunk(
   dy: Tensor, // [n, T, d]
   probes: boolean,
   block: number,
+  replay?: Map<string, Tensor>, // [n, T, out] per linear
 ): ChunkGradient {
-  if (!probes) return { dx: blockVjp(arch, cfg, weights, x, dy, { wrt: [] }).dx, linears: [] };
+  if (!probes) return { dx: blockVjp(arch, cfg, weights, x, dy, { wrt: [], replay }).dx, linears: [] };
   const [nSeq, t] = x.shape;
   const specs = arch.linears(cfg);
   const zeros = new Map(specs.map((s) => [s.name, tf.zeros([nSeq, t, outputWidth(weights, s)])])); // [n, T, out]
   const { inputs, sharedWith, hook } = captureInputs();
-  const { dx, dProbes } = blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes: zeros, onLinearInput: hook });
+  const { dx, dProbes } = blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes: zeros, onLinearInput: hook, replay });
   try {
     const linears = specs.map((spec): ChunkLinear => {
       const owner = sharedWith.get(spec.name);
       const input = inputs.get(owner ?? spec.name);
       const gamma = dProbes?.get(spec.name);
       if (!input || !gamma) throw new Error(`calibrateBackward: block ${block} did not run linear "${spec.name}"`);
-      const g2 = withoutLastPosition(gamma); // [n·(T-1), out]
-      try {
-        return owner ? { name: spec.name, gamma: toMatrix(g2), sharesInputWith: owner } : { name: spec.name, x: toMatrix(input), gamma: toMatrix(g2) };
-      } finally {
-        g2.dispose();
-      }
+      const g = rowsWithTargets(gamma); // [n·(T-1), out]
+      return owner ? { name: spec.name, gamma: g, sharesInputWith: owner } : { name: spec.name, x: rowsWithTargets(input), gamma: g };
     });
     return { dx, linears };
   } catch (e) {

@@ -45,30 +45,52 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
  * `[..., out]`, with `W` the kernel-layout `name.weight` `[in, out]` or, for a
  * DRD-compressed linear (docs/METHOD.md §2), the factors `name.weight_u` `[in, r]`
  * and `name.weight_v` `[r, out]` applied as `(x U) V`. The bias `name.bias`
- * is optional. `options.onLinearInput` sees `x` first (KFAC's `A`), and a
- * probe `options.probes.get(name)` is added to `y` (its gradient is γ).
+ * is optional. `options.onLinearInput` sees `x` first (KFAC's `A`),
+ * `options.onLinearOutput` sees `x W + b`, and a probe
+ * `options.probes.get(name)` is added to `y` (its gradient is γ). A stored
+ * `options.replay.get(name)` stands in for `x W + b` ({@link replayedProduct}).
  */
 export function linear(weights: WeightMap, name: string, x: Tensor, options?: BlockOptions): Tensor {
   options?.onLinearInput?.(name, x);
   const lead = x.shape.slice(0, -1);
   const x2 = tf.reshape(x, [-1, x.shape[x.shape.length - 1] as number]); // [N, in]
   const full = weights.get(`${name}.weight`);
-  let y: Tensor; // [N, out]
-  if (full) {
-    y = tf.matMul(x2, full);
-  } else {
-    const u = weights.get(`${name}.weight_u`);
-    const v = weights.get(`${name}.weight_v`);
-    if (!u || !v) {
-      throw new Error(`Block weights lack "${name}.weight" (or its factors "${name}.weight_u" and "${name}.weight_v")`);
-    }
-    y = tf.matMul(tf.matMul(x2, u), v); // [N, r] -> [N, out]
+  const u = weights.get(`${name}.weight_u`);
+  const v = weights.get(`${name}.weight_v`);
+  if (!full && !(u && v)) {
+    throw new Error(`Block weights lack "${name}.weight" (or its factors "${name}.weight_u" and "${name}.weight_v")`);
   }
-  const bias = weights.get(`${name}.bias`);
-  if (bias) y = tf.add(y, bias);
+  const replayed = options?.replay?.get(name);
+  let y: Tensor; // [N, out]
+  if (replayed) {
+    // dy [N, out] -> dx [N, in], as the tape's matMul gradient computes it.
+    const backward = (dy: Tensor) => (full ? tf.matMul(dy, full, false, true) : tf.matMul(tf.matMul(dy, v!, false, true), u!, false, true));
+    y = replayedProduct(x2, tf.reshape(replayed, [x2.shape[0], -1]), backward);
+  } else {
+    y = full ? tf.matMul(x2, full) : tf.matMul(tf.matMul(x2, u!), v!); // [N, r] -> [N, out]
+    const bias = weights.get(`${name}.bias`);
+    if (bias) y = tf.add(y, bias);
+  }
   y = tf.reshape(y, [...lead, dimsOf(y, 2, "a linear output")[1]]); // [..., out]
+  options?.onLinearOutput?.(name, y);
   const probe = options?.probes?.get(name);
   return probe ? tf.add(y, probe) : y;
+}
+
+/**
+ * `stored` `[N, out]` as the value of a product of `x` `[N, in]` whose
+ * gradient w.r.t. `x` is `backward(dy)`: a VJP's recomputed forward reads a
+ * linear's output from the calibration forward instead of multiplying again
+ * (`BlockOptions.replay`). Only `x` is differentiated, so weights get no
+ * gradient through it.
+ */
+function replayedProduct(x: Tensor, stored: Tensor, backward: (dy: Tensor) => Tensor): Tensor {
+  if (stored.shape[0] !== x.shape[0]) {
+    throw new Error(`A replayed linear output has ${stored.shape[0]} rows for ${x.shape[0]} inputs`);
+  }
+  // customGrad hands `f` the inputs and a save function; only the stored value is needed.
+  const product = tf.customGrad(() => ({ value: tf.clone(stored), gradFunc: (dy: Tensor) => backward(dy) }));
+  return product(x) as Tensor;
 }
 
 /** Additive causal mask `[T, T]`: 0 where key ≤ query, -1e9 above (exp gives exactly 0). */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { LinearSpec } from "./types.ts";
+import type { LinearSpec, WeightMap } from "./types.ts";
 
 /** HF name of an untied LM head (an nn.Linear, stored `[V, d]`). */
 export const LM_HEAD_WEIGHT = "lm_head.weight";
@@ -61,4 +61,14 @@ export function dimsOf(x: { shape: readonly number[] }, rank: number, what: stri
     throw new Error(`Expected ${what} of rank ${rank}, got shape ${formatShape(x.shape)}`);
   }
   return [...x.shape];
+}
+
+/**
+ * A linear's output width as its weights store it (pruned or factored
+ * weights included; the spec's width when absent): the width of its probe
+ * (γ, docs/METHOD.md §2) and of its stored output.
+ */
+export function outputWidth(weights: WeightMap, spec: LinearSpec): number {
+  const w = weights.get(`${spec.name}.weight`) ?? weights.get(`${spec.name}.weight_v`);
+  return w ? (w.shape[1] as number) : spec.outFeatures;
 }

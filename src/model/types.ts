@@ -79,6 +79,21 @@ export interface BlockOptions {
    * `tf.grads`, to its scope): keep results with `tf.keep` or read them out.
    */
   onLinearInput?: (name: string, x: Tensor) => void;
+  /**
+   * Called with each linear's output `[B, T, out]` (bias added, probe not),
+   * so a calibration forward can store what a later VJP replays
+   * (`replay`). Must not dispose it; tensors belong to the caller's scope as
+   * with `onLinearInput`.
+   */
+  onLinearOutput?: (name: string, y: Tensor) => void;
+  /**
+   * Stored outputs `[B, T, out]` (as `onLinearOutput` saw them, from the same
+   * inputs and weights) that stand in for the named linears' products: the
+   * recomputed forward of a VJP skips their matrix products, and the gradient
+   * w.r.t. the linear's input is still `dy Wᵀ` (docs/GRADOT.md
+   * "Benchmarks"). No gradient reaches the weights through a replayed linear.
+   */
+  replay?: Map<string, Tensor>;
 }
 
 /** An architecture: a descriptor plus its block function (docs/DESIGN.md "Models"). */

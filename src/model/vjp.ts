@@ -36,7 +36,9 @@ export interface BlockVjpResult {
  * The VJP of one block: recomputes `block(x)` under `tf.grads` and returns the
  * gradients of `<block(x), dy>` w.r.t. the input, the weights in `wrt` and the
  * probes. `onLinearInput` runs during the recomputed forward, so KFAC's `A`
- * and `G` can be gathered in the same pass.
+ * and `G` can be gathered in the same pass. With `replay` (the calibration
+ * forward's stored linear outputs) the recomputed forward skips the linears'
+ * products; `wrt` must then be empty.
  *
  * @param x block input `[B, T, d]`
  * @param dy gradient of the loss at the block output `[B, T, d]`
@@ -50,6 +52,9 @@ export function blockVjp(
   options: BlockVjpOptions = {},
 ): BlockVjpResult {
   const names = options.wrt ?? [...weights.keys()];
+  if (options.replay && names.length > 0) {
+    throw new Error("blockVjp: replayed linears give no weight gradients: pass wrt: [] with replay");
+  }
   const wrt = names.map((name) => {
     const w = weights.get(name);
     if (!w) throw new Error(`Cannot differentiate block weight "${name}": the block has no such weight`);
@@ -57,7 +62,7 @@ export function blockVjp(
   });
   const probeNames = [...(options.probes?.keys() ?? [])];
   const probes = probeNames.map((name) => options.probes!.get(name)!);
-  const blockOptions: BlockOptions = { probes: options.probes, onLinearInput: options.onLinearInput };
+  const blockOptions: BlockOptions = { probes: options.probes, onLinearInput: options.onLinearInput, replay: options.replay };
   const grads = tf.grads(() => arch.block(weights, x, cfg, blockOptions))([x, ...wrt, ...probes], dy);
   const dWeights = new Map(names.map((name, j) => [name, grads[1 + j]]));
   const result: BlockVjpResult = { dx: grads[0], dWeights };

@@ -21,7 +21,7 @@
 import { defer, filter, map, type OperatorFunction } from "rxjs";
 import type { LinearSpec } from "../model/types.ts";
 import { accumulateKfac as accumulate, finalizeKfac, type KfacFactors, type KfacState } from "../stats/kfac.ts";
-import type { CalibrationEvent, StatsRecord } from "../records/records.ts";
+import type { CalibrationEvent, LinearChunkRecord, StatsRecord } from "../records/records.ts";
 import { producesChannels } from "../model/mlp_view.ts";
 import { type StageEvents, timeStage } from "../events/stage_events.ts";
 
@@ -46,6 +46,59 @@ export interface AccumulateKfacOptions {
 }
 
 /**
+ * One block's running KFAC sums, linear by linear: chunk records are added in
+ * the order they come, and the factors are finalized in the order their
+ * linears first came (an input's owner before the linears sharing it). The
+ * building thread keeps one ({@link accumulateKfac}); so does each
+ * calibration worker for the linears it owns (docs/DISTRIBUTED.md "How a
+ * GradOT build uses the cores"): the same sums in the same order either way.
+ */
+export class BlockKfacSums {
+  readonly #states = new Map<string, KfacState>();
+  #block: number | undefined;
+
+  /** Adds one chunk record's `x`, `γ` to its linear's sums (started by its first chunk). */
+  add(event: Omit<LinearChunkRecord, "kind">): void {
+    if (this.#block !== undefined && this.#block !== event.index) {
+      throw new Error(`accumulateKfac: chunks of block ${event.index} arrived before block ${this.#block} closed`);
+    }
+    this.#block = event.index;
+    const name = event.linear.name;
+    const owner = event.sharesInputWith;
+    const inputOf = owner === undefined ? undefined : this.#states.get(owner);
+    if (owner !== undefined && !inputOf) {
+      throw new Error(`accumulateKfac: "${name}" shares the input of "${owner}", which has no statistics in block ${event.index}`);
+    }
+    this.#states.set(
+      name,
+      accumulate(this.#states.get(name), event.x, event.gamma, {
+        gradScale: event.gradScale,
+        bias: foldsBias(event.linear),
+        rowHeld: rowHeldFactors(event.linear),
+        inputOf,
+      }),
+    );
+  }
+
+  /** Drops the sums of the block in flight, if any. */
+  clear(): void {
+    this.#states.clear();
+    this.#block = undefined;
+  }
+
+  /** Block `index`'s factors, by linear (none when no chunk came); the sums start again empty. */
+  finalize(index: number): Map<string, KfacFactors> {
+    if (this.#block !== undefined && this.#block !== index) {
+      throw new Error(`accumulateKfac: block ${index} closed while block ${this.#block} had open statistics`);
+    }
+    const stats = new Map<string, KfacFactors>();
+    for (const [name, state] of this.#states) stats.set(name, finalizeKfac(state));
+    this.clear();
+    return stats;
+  }
+}
+
+/**
  * Accumulates chunk records per linear and, on each block record, emits the
  * block with the finalized factors of its linears (none for adapter blocks).
  * Each subscription accumulates into its own state, so subscribing twice to
@@ -54,40 +107,14 @@ export interface AccumulateKfacOptions {
 export function accumulateKfac(options: AccumulateKfacOptions = {}): OperatorFunction<CalibrationEvent, StatsRecord> {
   const { events } = options;
   return (source) => defer(() => {
-    const states = new Map<string, KfacState>();
-    let block: number | undefined;
+    const sums = new BlockKfacSums();
     return source.pipe(
       map((event): StatsRecord | undefined => {
         if (event.kind === "chunk") {
-          if (block !== undefined && block !== event.index) {
-            throw new Error(`accumulateKfac: chunks of block ${event.index} arrived before block ${block} closed`);
-          }
-          block = event.index;
-          const name = event.linear.name;
-          const owner = event.sharesInputWith;
-          const inputOf = owner === undefined ? undefined : states.get(owner);
-          if (owner !== undefined && !inputOf) {
-            throw new Error(`accumulateKfac: "${name}" shares the input of "${owner}", which has no statistics in block ${event.index}`);
-          }
-          states.set(
-            name,
-            timeStage(events, "kfac", () =>
-              accumulate(states.get(name), event.x, event.gamma, {
-                gradScale: event.gradScale,
-                bias: foldsBias(event.linear),
-                rowHeld: rowHeldFactors(event.linear),
-                inputOf,
-              }), { block: event.index }),
-          );
+          timeStage(events, "kfac", () => sums.add(event), { block: event.index });
           return undefined;
         }
-        if (block !== undefined && block !== event.index) {
-          throw new Error(`accumulateKfac: block ${event.index} closed while block ${block} had open statistics`);
-        }
-        const stats = new Map<string, KfacFactors>();
-        for (const [name, state] of states) stats.set(name, timeStage(events, "kfac", () => finalizeKfac(state), { block: event.index }));
-        states.clear();
-        block = undefined;
+        const stats = timeStage(events, "kfac", () => sums.finalize(event.index), { block: event.index });
         return { model: event.model, index: event.index, role: event.role, weights: event.weights, stats };
       }),
       filter((record): record is StatsRecord => record !== undefined),

@@ -235,6 +235,7 @@ async function runBackward(
         // Written by an earlier run: drop what it left, take the gradient below it.
         release();
         record.input?.dispose();
+        for (const array of record.linearOutputs?.values() ?? []) array.dispose();
         upstream?.dispose();
         upstream = index > lowestMiddle ? store.open(gradientName(index), n, t, d) : undefined;
         continue;
@@ -249,12 +250,14 @@ async function runBackward(
           if (!input) throw missing(`block ${index}'s activation record has no input`);
           if (!upstream) throw missing(`the gradient at block ${index}'s output is missing`);
           const dOut = upstream;
-          spent = [input, dOut];
+          const replayed = [...(record.linearOutputs ?? [])]; // [N, T, out] per linear
+          spent = [input, dOut, ...replayed.map(([, array]) => array)];
           if (pool) {
             const shared = pool.publish(weights);
             const chunks = new Map<number, ChunkLinear[]>(); // by chunk start
             const run = async (a: number, b: number): Promise<Float32Array> => {
-              const { dx, linears } = await pool.backward(shared, index, middle, input.read(a, b), dOut.read(a, b), b - a, t);
+              const replay = replayed.map(([linear, array]) => ({ name: linear, data: array.read(a, b) })); // [n, T, out] each
+              const { dx, linears } = await pool.backward(shared, index, middle, input.read(a, b), dOut.read(a, b), b - a, t, replay);
               chunks.set(a, linears);
               return dx;
             };
@@ -286,12 +289,14 @@ async function runBackward(
           const step = (a: number, b: number): Tensor => {
             const x = chunkTensor(input, a, b); // [n, T, d]
             const dy = chunkTensor(dOut, a, b); // [n, T, d]
+            const replay = replayed.length > 0 ? new Map(replayed.map(([linear, array]) => [linear, chunkTensor(array, a, b)])) : undefined; // [n, T, out] each
             try {
-              const { dx, linears } = timeStage(options.events, "backward", () => backwardChunk(arch, cfg, weights, x, dy, middle, index), { block: index });
+              const { dx, linears } = timeStage(options.events, "backward", () =>
+                backwardChunk(arch, cfg, weights, x, dy, middle, index, replay), { block: index });
               emitChunk(index, linears);
               return dx;
             } finally {
-              tf.dispose([x, dy]);
+              tf.dispose([x, dy, ...(replay?.values() ?? [])]);
             }
           };
           if (index > lowestMiddle) upstream = store.write(n, t, d, chunk, step, name(index));

@@ -32,6 +32,8 @@ import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
 import { forwardChunk } from "../model/calibration_chunk.ts";
+import { outputWidth } from "../model/shapes.ts";
+import type { WeightMap } from "../model/types.ts";
 import type { StartingPool } from "../distributed/calibration_pool.ts";
 
 /** Options of {@link calibrateForward}. */
@@ -58,6 +60,15 @@ export interface CalibrateForwardOptions {
   pool?: StartingPool;
   /** Paces the upstream `readCheckpoint` when a `pool` makes this pass asynchronous. */
   pace?: BlockPace;
+  /**
+   * Also store the outputs of every linear of the blocks the backward
+   * recomputes (`lin-<i>-<linear>` in a persistent store), so its VJP replays
+   * them instead of multiplying again (`BlockOptions.replay`; docs/GRADOT.md
+   * "Benchmarks"), in this thread or on the `pool`. Disk, not
+   * memory: Σ out floats per token and block, each block's deleted once its
+   * backward is done. Default false.
+   */
+  linearOutputs?: boolean;
 }
 
 /**
@@ -117,6 +128,34 @@ function embedCalibration(
 /** The name of block `i`'s input in a persistent store (`act-<L>`: the last block's output). */
 export const activationName = (i: number) => `act-${i}`;
 
+/** The name of block `i`'s linear `linear`'s output in a persistent store. */
+const linearOutputName = (i: number, linear: string) => `lin-${i}-${linear}`;
+
+/** Each linear of a block with its stored output width (pruned or factored weights included). */
+function linearWidths(model: ModelHandle, weights: WeightMap): Array<[string, number]> {
+  return model.arch.linears(model.cfg).map((spec) => [spec.name, outputWidth(weights, spec)]);
+}
+
+/** A resumed block's stored linear outputs, when every one was completed. */
+function openLinearOutputs(
+  store: ActivationStore,
+  index: number,
+  linears: Array<[string, number]>,
+  n: number,
+  t: number,
+): Map<string, StoredActivations> | undefined {
+  const arrays = new Map<string, StoredActivations>();
+  for (const [name, width] of linears) {
+    const array = store.open(linearOutputName(index, name), n, t, width);
+    if (!array) {
+      for (const a of arrays.values()) a.dispose();
+      return undefined;
+    }
+    arrays.set(name, array);
+  }
+  return arrays;
+}
+
 /**
  * The first block a resumed pass computes: none (L) once the backward has
  * begun (the loss is recorded), else the one after the last completed
@@ -156,8 +195,33 @@ export function calibrateForward(
       let hidden: StoredActivations | undefined; // [N, T, d]
       let expected = 0;
       let start: number | undefined; // the first block this pass computes
+      /** Block `record`'s activation record: its stored input, the last block's output, its linears' outputs. */
+      const handOn = (
+        record: BlockRecord,
+        input: StoredActivations | undefined,
+        output: StoredActivations | undefined,
+        linearOutputs: Map<string, StoredActivations> | undefined,
+      ): ActivationRecord => ({
+        model: record.model,
+        index: record.index,
+        role: record.role,
+        calibration,
+        store,
+        ...(input ? { input } : {}),
+        ...(output ? { output } : {}),
+        ...(linearOutputs ? { linearOutputs } : {}),
+      });
+      /** What block `record` stores besides its output: its linears' outputs, when the backward replays them. */
+      const linearsOf = (record: BlockRecord): Array<[string, number]> =>
+        record.index >= record.model.split.bottom && options.linearOutputs ? linearWidths(record.model, record.weights) : [];
+      /** The files block `record` writes in a persistent store: its output's, then its linears'. */
+      const namesOf = (record: BlockRecord, linears: Array<[string, number]>): string[] | undefined =>
+        resume ? [activationName(record.index + 1), ...linears.map(([linear]) => linearOutputName(record.index, linear))] : undefined;
       /** The record of a block an earlier run did, or what `run` makes of its input `[N, T, d]`. */
-      const step = <R>(record: BlockRecord, run: (input: StoredActivations, chunk: number) => R): ActivationRecord | R => {
+      const step = <R>(
+        record: BlockRecord,
+        run: (input: StoredActivations, chunk: number, linears: Array<[string, number]>) => R,
+      ): ActivationRecord | R => {
         const { model, index } = record;
         const { cfg } = model;
         const d = cfg.hidden;
@@ -168,53 +232,65 @@ export function calibrateForward(
         start ??= resume ? firstToCompute(resume, n, t, d, cfg.layers) : 0;
         const recomputed = index >= model.split.bottom;
         const last = index === cfg.layers - 1;
+        const linears = linearsOf(record);
         expected++;
         if (index < start) {
           // Done by an earlier run: hand on what is still on disk.
           const input = recomputed ? store.open(activationName(index), n, t, d) : undefined;
           const output = last ? store.open(activationName(cfg.layers), n, t, d) : undefined;
-          return { model, index, role: record.role, calibration, store, ...(input ? { input } : {}), ...(output ? { output } : {}) };
+          return handOn(record, input, output, linears.length > 0 ? openLinearOutputs(store, index, linears, n, t) : undefined);
         }
         hidden ??= (start > 0 ? store.open(activationName(start), n, t, d) : undefined) ??
           timeStage(options.events, "forward", () => embedCalibration(store, model, calibration, chunk, name(0)), { block: index }); // [N, T, d]
-        return run(hidden, chunk);
+        return run(hidden, chunk, linears);
       };
-      /** The record of block `record.index` once its output `[N, T, d]` is stored. */
-      const computed = (record: BlockRecord, input: StoredActivations, output: StoredActivations): ActivationRecord => {
+      /**
+       * The record of block `record.index` once its arrays are stored: its
+       * output `[N, T, d]`, then its `linears`' outputs `[N, T, out]`.
+       */
+      const computed = (
+        record: BlockRecord,
+        input: StoredActivations,
+        [output, ...outputs]: StoredActivations[],
+        linears: Array<[string, number]>,
+      ): ActivationRecord => {
         const { model, index } = record;
         const recomputed = index >= model.split.bottom;
         const last = index === model.cfg.layers - 1;
         hidden = output;
         if (!recomputed) input.dispose();
-        return {
-          model,
-          index,
-          role: record.role,
-          calibration,
-          store,
-          ...(recomputed ? { input } : {}),
-          ...(last ? { output } : {}),
-        };
+        const linearOutputs = linears.length > 0 ? new Map(linears.map(([linear], k) => [linear, outputs[k]])) : undefined;
+        return handOn(record, recomputed ? input : undefined, last ? output : undefined, linearOutputs);
       };
       const { pool: starting, pace } = options;
-      /** Block `record`'s output in this thread, `[N, T, d]` stored chunk by chunk. */
-      const inThread = (record: BlockRecord, input: StoredActivations, chunk: number): ActivationRecord => {
-        const output = timeStage(options.events, "forward", () =>
-          store.write(n, t, record.model.cfg.hidden, chunk, (a, b) =>
-            tf.tidy(() => forwardChunk(record.model.arch, record.model.cfg, record.weights, chunkTensor(input, a, b))), name(record.index + 1)), { block: record.index }); // [n, T, d]
-        return computed(record, input, output);
+      /** Block `record`'s output `[N, T, d]` and its `linears`' `[N, T, out]`, in this thread, stored chunk by chunk. */
+      const inThread = (record: BlockRecord, input: StoredActivations, chunk: number, linears: Array<[string, number]>): ActivationRecord => {
+        const { arch, cfg } = record.model;
+        const names = linears.map(([linear]) => linear);
+        const arrays = timeStage(options.events, "forward", () =>
+          store.writeEach(n, t, [cfg.hidden, ...linears.map(([, w]) => w)], chunk, (a, b) => {
+            const x = chunkTensor(input, a, b); // [n, T, d]
+            try {
+              return forwardChunk(arch, cfg, record.weights, x, names); // [n, T, d], then [n, T, out] per linear
+            } finally {
+              x.dispose();
+            }
+          }, namesOf(record, linears)), { block: record.index });
+        return computed(record, input, arrays, linears);
       };
       const blocks: OperatorFunction<BlockRecord, ActivationRecord> = starting
         ? concatMap(async (record) => {
           try {
             const pool = starting.ready;
-            if (!pool) return step(record, (input, chunk) => inThread(record, input, chunk));
-            return await step(record, async (input, chunk) => {
+            if (!pool) return step(record, (input, chunk, linears) => inThread(record, input, chunk, linears));
+            return await step(record, async (input, chunk, linears) => {
               const shared = pool.publish(record.weights);
               disposeWeights(record.weights); // the workers hold it now
-              const output = await timeStageAsync(options.events, "forward", () =>
-                store.writeAsync(n, t, record.model.cfg.hidden, chunk, (a, b) => pool.forward(shared, input.read(a, b), b - a, t), name(record.index + 1)), { block: record.index }); // [N, T, d]
-              return computed(record, input, output);
+              const names = linears.map(([linear]) => linear);
+              const arrays = await timeStageAsync(options.events, "forward", () =>
+                store.writeEachAsync(n, t, [record.model.cfg.hidden, ...linears.map(([, w]) => w)], chunk, (a, b) =>
+                  pool.forward(shared, input.read(a, b), b - a, t, names), namesOf(record, linears)), { block: record.index }); // [N, T, d], then [N, T, out] per linear
+              return computed(record, input, arrays, linears);
             });
           } finally {
             disposeWeights(record.weights);
@@ -223,7 +299,7 @@ export function calibrateForward(
         })
         : map((record) => {
           try {
-            return step(record, (input, chunk) => inThread(record, input, chunk));
+            return step(record, (input, chunk, linears) => inThread(record, input, chunk, linears));
           } finally {
             disposeWeights(record.weights);
           }

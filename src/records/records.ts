@@ -131,7 +131,13 @@ export interface ActivationRecord {
   input?: StoredActivations;
   /** The last block's output `[N, T, d]` (the head's input), on the last record only. */
   output?: StoredActivations;
-  /** The pass's activation store, holding `input` and `output`. */
+  /**
+   * Each linear's output `[N, T, out]` on the block input, when the forward
+   * stored them (`calibrateForward({ linearOutputs: true })`): the backward
+   * replays them instead of recomputing the products.
+   */
+  linearOutputs?: Map<string, StoredActivations>;
+  /** The pass's activation store, holding `input`, `output` and `linearOutputs`. */
   store: ActivationStore;
 }
 

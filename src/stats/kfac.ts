@@ -245,10 +245,10 @@ export function mergeKfac(a: KfacState, b: KfacState): KfacState {
   return a;
 }
 
-/** Checks every entry of `m` is finite, naming the factor. */
-function checkStatistic(m: Matrix, label: string): void {
+/** Checks every entry of `m` (symmetric: of its upper triangle) is finite, naming the factor. */
+function checkStatistic(m: Matrix, label: string, symmetric = false): void {
   try {
-    checkFinite(m, `KFAC ${label}`);
+    checkFinite(m, `KFAC ${label}`, symmetric);
   } catch (e) {
     throw new Error(`${(e as Error).message}: check the calibration inputs and gradients`);
   }
@@ -267,7 +267,7 @@ function finalFactor(f: FactorSum, n: number, label: string): SymmetricFactor {
     return rowFactor(f.chunks, 1 / n);
   }
   symmetrizeUpper(f.sum, n);
-  checkStatistic(f.sum, label);
+  checkStatistic(f.sum, label, true);
   return denseFactor(f.sum);
 }
 

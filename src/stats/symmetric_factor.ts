@@ -16,7 +16,7 @@
  * @module
  */
 import { gramColumnsAccumulate } from "../linalg/gemm.ts";
-import { columnAbsSums, type Matrix } from "../linalg/matrix.ts";
+import { type Matrix, rowAbsSums } from "../linalg/matrix.ts";
 
 /** A symmetric `[size, size]` factor, dense or row-held (module doc). */
 export interface SymmetricFactor {
@@ -55,7 +55,7 @@ export function denseFactor(matrix: Matrix): SymmetricFactor {
     size: matrix.rows,
     held: { kind: "dense", matrix },
     dense: () => matrix,
-    columnAbsSums: () => columnAbsSums(matrix),
+    columnAbsSums: () => rowAbsSums(matrix), // symmetric: the column sums, in the same order
   };
 }
 

@@ -21,6 +21,7 @@ import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
 import { BlockPace, calibrateForward } from "../../src/operators/calibrate_forward.ts";
 import { calibrateBackward } from "../../src/operators/calibrate_backward.ts";
 import { accumulateKfac } from "../../src/operators/accumulate_kfac.ts";
+import { poolKfac } from "../../src/operators/pool_kfac.ts";
 import { disposeWeights } from "../../src/model/weights.ts";
 
 const CALIBRATION = "fixtures/data/pretrain/calibration.bin";
@@ -85,13 +86,13 @@ describe("build-emulator on a worker pool", () => {
   test("with the pool started first, every block's forward, the head and the backward run on it and give the same KFAC factors", async () => {
     const pool = new StartingPool(streamed, 2);
     await pool.started; // every chunk on the workers, none in this thread
-    const statistics = async (starting?: StartingPool) => {
+    const statistics = async (starting?: StartingPool, linearOutputs = false, kfacOnPool = false) => {
       const pace = starting ? new BlockPace() : undefined;
       const records = await lastValueFrom(
         readCheckpoint(streamed, undefined, undefined, pace?.next).pipe(
-          calibrateForward({ calibration, chunk: 2, pool: starting, pace }),
+          calibrateForward({ calibration, chunk: 2, pool: starting, pace, linearOutputs }),
           calibrateBackward({ chunk: 2, headChunk: 3, pool: starting }),
-          accumulateKfac(),
+          starting && kfacOnPool ? poolKfac({ pool: starting }) : accumulateKfac(),
           toArray(),
         ),
       );
@@ -105,6 +106,43 @@ describe("build-emulator on a worker pool", () => {
       const inThread = await statistics();
       expect(inThread.filter((r) => r.factors.length > 0).map((r) => r.index)).toEqual([2, 1]);
       expect(await statistics(pool)).toEqual(inThread);
+      // The workers' backward replaying the workers' stored linear outputs: the same factors.
+      expect(await statistics(pool, true)).toEqual(inThread);
+      // Each linear's sums on its owning worker (poolKfac): the same factors, in the same linear order.
+      const owned = await statistics(pool, true, true);
+      expect(owned).toEqual(inThread);
+      expect(owned.map((r) => r.factors.map(([name]) => name))).toEqual(inThread.map((r) => r.factors.map(([name]) => name)));
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test("on the pool the forward stores the same linear outputs as in this thread, for the blocks the backward runs", async () => {
+    const pool = new StartingPool(streamed, 2);
+    await pool.started;
+    const linearOutputs = async (starting?: StartingPool) => {
+      const pace = starting ? new BlockPace() : undefined;
+      const records = await lastValueFrom(
+        readCheckpoint(streamed, undefined, undefined, pace?.next).pipe(
+          calibrateForward({ calibration, chunk: 2, pool: starting, pace, linearOutputs: true }),
+          toArray(),
+        ),
+      );
+      try {
+        return records.map((r) => ({
+          index: r.index,
+          outputs: [...(r.linearOutputs ?? [])].map(([name, a]) => [name, a.width, Buffer.from(a.read(0, a.sequences).buffer)]),
+        }));
+      } finally {
+        records[0].store.close();
+      }
+    };
+    try {
+      const inThread = await linearOutputs();
+      // Blocks 1..3 (split bottom 1): q, k, v, o, fc1, fc2 each.
+      expect(inThread.filter((r) => r.outputs.length > 0).map((r) => r.index)).toEqual([1, 2, 3]);
+      expect(inThread[1].outputs.map(([, width]) => width)).toEqual([64, 64, 64, 64, 256, 64]);
+      expect(await linearOutputs(pool)).toEqual(inThread);
     } finally {
       await pool.close();
     }

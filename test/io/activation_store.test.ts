@@ -48,6 +48,10 @@ describe("ActivationStore", () => {
     expect(x.shape).toEqual([3, t, d]);
     expect(x.dataSync()).toEqual(data.subarray(2 * t * d, 5 * t * d));
     x.dispose();
+    const into = new Float32Array(2 * t * d);
+    stored.readInto(4, 6, into);
+    expect(into).toEqual(data.subarray(4 * t * d, 6 * t * d));
+    expect(() => stored.readInto(4, 6, new Float32Array(3))).toThrow("do not fill 3 values");
     expect(() => stored.read(5, 8)).toThrow(RangeError);
     expect(() => stored.read(3, 2)).toThrow(RangeError);
     store.close();
@@ -70,6 +74,28 @@ describe("ActivationStore", () => {
     expect(store.directory).toBeUndefined();
     expect(() => store.write(n, t, d, 2, chunk)).toThrow(/closed/);
     store.close(); // idempotent
+  });
+
+  test("writeEach stores several arrays of one pass, each by its own width and name", () => {
+    const before = tf.memory().numTensors;
+    const dir = mkdtempSync(join(tmpdir(), "offtune-store-each-"));
+    const store = new ActivationStore(dir);
+    const wide = Float32Array.from({ length: n * t * 3 }, (_, i) => i - 40); // [N, T, 3]
+    let calls = 0;
+    const [narrow, three] = store.writeEach(n, t, [d, 3], 3, (a, b) => {
+      calls++;
+      return [tf.tensor3d(data.subarray(a * t * d, b * t * d), [b - a, t, d]), tf.tensor3d(wide.subarray(a * t * 3, b * t * 3), [b - a, t, 3])];
+    }, ["x", "y"]);
+    expect(calls).toBe(3);
+    expect(narrow.read(0, n)).toEqual(data);
+    expect(three.read(2, 6)).toEqual(wide.subarray(2 * t * 3, 6 * t * 3));
+    expect(readdirSync(dir).sort()).toEqual(["x", "y"]);
+    expect(store.open("y", n, t, 3)!.read(0, n)).toEqual(wide);
+    expect(() => store.writeEach(n, t, [d, 3], 3, (a, b) => [tf.zeros([b - a, t, d])], ["p", "q"])).toThrow("has 1 arrays, expected 2");
+    expect(() => store.writeEach(n, t, [d, 3], 3, (a, b) => [tf.zeros([b - a, t, d])], ["p"])).toThrow("a name for each array");
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   test("rejects a chunk of the wrong shape", () => {

@@ -7,7 +7,7 @@ import {
   matmulAccumulate,
   symmetrizeUpper,
 } from "../../src/linalg/gemm.ts";
-import type { Matrix } from "../../src/linalg/matrix.ts";
+import { checkFinite, type Matrix } from "../../src/linalg/matrix.ts";
 import { maxAbs, maxAbsDiff, normalRng, randomMatrix } from "../score/reference.ts";
 
 const copy = (m: Matrix): Matrix => ({ ...m, data: m.data.slice() });
@@ -33,6 +33,31 @@ describe("in-place accumulating products (the BLAS path, or the JS one under OFF
       const [i, j] = [Math.floor(k / 13), k % 13];
       return Math.fround(start.data[Math.min(i, j) * 13 + Math.max(i, j)] / 7);
     }));
+  });
+
+  it("symmetrizeUpper mirrors across its copy tiles (sides not a multiple of the tile)", () => {
+    for (const n of [64, 65, 130, 200]) {
+      const sum = randomMatrix(n, n, rng);
+      const upper = sum.data.slice();
+      for (let i = 1; i < n; i++) for (let j = 0; j < i; j++) sum.data[i * n + j] = NaN; // stale lower triangle
+      symmetrizeUpper(sum, 3);
+      expect(sum.data).toEqual(upper.map((_, k) => {
+        const [i, j] = [Math.floor(k / n), k % n];
+        return Math.fround(upper[Math.min(i, j) * n + Math.max(i, j)] / 3);
+      }));
+    }
+  });
+
+  it("checkFinite(upper) reads the upper triangle and names the whole matrix's first non-finite entry", () => {
+    const m = gramTransposed(x); // 13×13, symmetric
+    m.data[3 * 13 + 1] = m.data[1 * 13 + 3] = Infinity;
+    expect(() => checkFinite(m, "m")).toThrow("m has a non-finite entry Infinity at (1, 3)");
+    expect(() => checkFinite(m, "m", true)).toThrow("m has a non-finite entry Infinity at (1, 3)");
+    const staleLower = gramTransposed(x);
+    staleLower.data[5 * 13 + 2] = NaN;
+    expect(() => checkFinite(staleLower, "m")).toThrow("at (5, 2)");
+    expect(() => checkFinite(staleLower, "m", true)).not.toThrow();
+    expect(() => checkFinite(randomMatrix(3, 4, rng), "m", true)).toThrow("only a square matrix");
   });
 
   it("matmulAccumulate adds op(a) op(b) for every transpose combination", () => {

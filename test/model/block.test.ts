@@ -97,6 +97,46 @@ describe("block functions", () => {
     });
   }
 
+  for (const [name, factored] of [["opt", false], ["gpt2", false], ["llama", false], ["llama", true]] as const) {
+    it(`${name}${factored ? " (factored q_proj)" : ""}: replaying the forward's linear outputs gives the VJP bit for bit`, async () => {
+      const f = await fixture(name);
+      const block = new Map(f.block);
+      if (factored) {
+        const [d, out] = block.get("self_attn.q_proj.weight")!.shape;
+        block.set("self_attn.q_proj.weight_u", tf.randomNormal([d, 5], 0, 0.3, "float32", 1));
+        block.set("self_attn.q_proj.weight_v", tf.randomNormal([5, out], 0, 0.3, "float32", 2));
+        block.delete("self_attn.q_proj.weight");
+      }
+      const before = tf.memory().numTensors;
+      const specs = f.arch.linears(f.cfg);
+      const [b, t] = f.ids.shape;
+      const outputs = new Map<string, Tensor>(); // [B, T, out] per linear
+      tf.dispose(f.arch.block(block, f.x, f.cfg, { onLinearOutput: (n, y) => outputs.set(n, tf.keep(tf.clone(y))) }));
+      expect([...outputs.keys()]).toEqual(specs.map((s) => s.name));
+      const dy = tf.randomNormal(f.x.shape, 0, 1, "float32", 5);
+      const vjp = (replay?: Map<string, Tensor>) => {
+        const probes = new Map(specs.map((s) => [s.name, tf.zeros([b, t, outputs.get(s.name)!.shape[2]])]));
+        const result = blockVjp(f.arch, f.cfg, block, f.x, dy, { wrt: [], probes, ...(replay ? { replay } : {}) });
+        tf.dispose([...probes.values()]);
+        return result;
+      };
+      const recomputed = vjp();
+      const replayed = vjp(outputs);
+      expect(replayed.dx.dataSync()).toEqual(recomputed.dx.dataSync());
+      for (const s of specs) expect(replayed.dProbes!.get(s.name)!.dataSync()).toEqual(recomputed.dProbes!.get(s.name)!.dataSync());
+      // A replay that differs from the product is what the VJP uses: values downstream of it change.
+      const skewed = new Map(outputs).set(specs[0].name, tf.mul(outputs.get(specs[0].name)!, 2));
+      const off = vjp(skewed);
+      expect(maxAbsDiff(off.dx, recomputed.dx)).toBeGreaterThan(1e-6);
+      expect(() => blockVjp(f.arch, f.cfg, block, f.x, dy, { replay: outputs })).toThrow("pass wrt: [] with replay");
+      for (const r of [recomputed, replayed, off]) tf.dispose([r.dx, ...r.dProbes!.values()]);
+      tf.dispose([dy, skewed.get(specs[0].name)!, ...outputs.values()]);
+      expect(tf.memory().numTensors).toBe(before);
+      if (factored) tf.dispose([block.get("self_attn.q_proj.weight_u")!, block.get("self_attn.q_proj.weight_v")!]);
+      release(f);
+    });
+  }
+
   it("a DRD-factored linear (weight_u, weight_v) computes x U V", async () => {
     const f = await fixture("llama");
     const [d, out] = f.block.get("self_attn.q_proj.weight")!.shape;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { gramTransposed } from "../../src/linalg/gemm.ts";
-import { columnAbsSums } from "../../src/linalg/matrix.ts";
+import { columnAbsSums, type Matrix, rowAbsSums } from "../../src/linalg/matrix.ts";
 import { denseFactor, rowFactor } from "../../src/stats/symmetric_factor.ts";
 import { maxAbs, maxAbsDiff, normalRng, randomMatrix } from "../score/reference.ts";
 
@@ -21,6 +21,13 @@ describe("row-held symmetric factors", () => {
       expect(maxAbsDiff(denseFactor(dense).columnAbsSums(), sums)).toBe(0);
     });
   }
+
+  it("a dense factor's column sums are its row sums, bit for bit, because it is symmetric", () => {
+    const big = gramTransposed(randomMatrix(40, 300, rng)); // [300, 300], exactly symmetric
+    expect(rowAbsSums(big)).toEqual(columnAbsSums(big));
+    const lopsided: Matrix = { rows: 2, cols: 3, data: Float32Array.of(1, -2, 3, -4, 5, 0.5) };
+    expect(Array.from(rowAbsSums(lopsided))).toEqual([6, 9.5]);
+  });
 
   it("refuse chunks of different widths and a non-square dense matrix", () => {
     expect(() => rowFactor([randomMatrix(2, 3, rng), randomMatrix(2, 4, rng)], 1)).toThrow("differ in width");

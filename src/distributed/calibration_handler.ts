@@ -1,0 +1,236 @@
+/**
+ * The requests of a data-parallel GradOT build's calibration pool and what
+ * serves them (docs/DISTRIBUTED.md "All cores of one machine"; main side:
+ * src/distributed/calibration_pool.ts), in a worker thread
+ * (src/distributed/calibration_worker.ts) or in the building thread, which
+ * is one of the pool's slots. It runs the calibration passes' chunk functions (src/model/calibration_chunk.ts)
+ * on the chunks it is sent, sums the KFAC statistics of the linears it owns
+ * (`BlockKfacSums`, chunk by chunk in the order sent), and scores and compresses whole blocks
+ * (`gradotCompression`), the same code the building thread runs alone, so a
+ * chunk's or a block's bytes do not depend on the thread that made them.
+ *
+ * A block's weights arrive as {@link SharedWeights}; the worker keeps the
+ * tensors of the last block it was sent and rebuilds them when another
+ * comes, so one block is resident per worker.
+ *
+ * @module
+ */
+import { lastValueFrom, of } from "rxjs";
+import type { Transferable } from "node:worker_threads";
+import {
+  type BlockJob,
+  blockJobFromValue,
+  type BlockJobValue,
+  compressedBlockValue,
+  type CompressedBlockValue,
+  statsValue,
+  type StatsValue,
+} from "./block_files.ts";
+import { BlockKfacSums } from "../operators/accumulate_kfac.ts";
+import type { Reply } from "./worker_pool.ts";
+import { movableBuffer, movableBuffers, type SharedWeights, sharedWeightMap } from "./shared_weights.ts";
+import { backwardChunk, type ChunkGradient, forwardChunk, headChunk } from "../model/calibration_chunk.ts";
+import { architectureFor } from "../model/registry.ts";
+import { openModel } from "../model/model_handle.ts";
+import type { Architecture, ModelConfig, WeightMap } from "../model/types.ts";
+import { disposeWeights } from "../model/weights.ts";
+import { gradotCompression } from "../operators/gradot_compression.ts";
+import type { AdapterSplit, LinearChunkRecord, ModelHandle } from "../records/records.ts";
+import { initBackend, tf } from "../tensor/backend.ts";
+import type { Matrix } from "../linalg/matrix.ts";
+
+/** A chunk of `[n, T, d]` values. */
+interface Chunk {
+  n: number;
+  t: number;
+  data: Float32Array;
+}
+
+/** Requests the calibration pool sends a worker. */
+export type CalibrationRequest =
+  | {
+    kind: "init";
+    config: Record<string, unknown>;
+    split: AdapterSplit;
+    backend: string | undefined;
+    outer: SharedWeights;
+    /** The checkpoint whose head matrix the head streams, when the building thread streams it too. */
+    streamedHead?: string;
+  }
+  | { kind: "forward"; block: SharedWeights; x: Chunk; linears: string[] }
+  | { kind: "head"; hidden: Chunk; ids: Int32Array }
+  | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: Chunk; dy: Chunk; replay: Array<{ name: string; chunk: Chunk }> }
+  | { kind: "compress"; job: BlockJobValue }
+  /** One chunk of the linears this worker sums (`kfacOwners`), in block order; a linear sharing an input has no `x`. */
+  | { kind: "kfac"; linears: Array<Omit<LinearChunkRecord, "kind" | "x"> & { x?: Matrix }> }
+  | { kind: "kfac-finalize"; index: number }
+  /** Releases what the slot holds (`closeCalibration`): this thread's slot, when its pool closes. */
+  | { kind: "close" };
+
+/** What a worker answers, by request kind. */
+export type CalibrationReply =
+  | { kind: "ready" }
+  | { kind: "forward"; ys: Float32Array[] }
+  | { kind: "head"; lossSum: number; dHidden: Float32Array }
+  | { kind: "backward"; dx: Float32Array; linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }> }
+  | { kind: "compress"; block: CompressedBlockValue }
+  | { kind: "kfac" }
+  | { kind: "kfac-finalize"; stats: StatsValue }
+  | { kind: "close" };
+
+interface WorkerModel {
+  arch: Architecture;
+  cfg: ModelConfig;
+  split: AdapterSplit;
+  outer: WeightMap;
+  /** The checkpoint opened for its streamed vocabulary, if the head streams it. */
+  streamed?: ModelHandle;
+}
+
+/** What one slot holds between requests. */
+interface SlotState {
+  model?: WorkerModel;
+  /** The tensors of the last block sent. */
+  resident?: { id: number; weights: WeightMap };
+  /** The KFAC sums of the linears this slot owns, for the block in flight. */
+  kfac: BlockKfacSums;
+}
+
+/** The slot's tensors of `shared` (the block before them disposed). */
+function blockWeights(state: SlotState, shared: SharedWeights): WeightMap {
+  if (state.resident?.id !== shared.id) {
+    if (state.resident) disposeWeights(state.resident.weights);
+    state.resident = undefined;
+    state.resident = { id: shared.id, weights: sharedWeightMap(shared) };
+  }
+  return state.resident.weights;
+}
+
+const tensorOf = (c: Chunk) => tf.tensor3d(c.data, [c.n, c.t, c.data.length / (c.n * c.t)]); // [n, T, d]
+
+/** The values of `t` (disposed) as an array this thread owns. */
+function valuesOf(t: tf.Tensor): Float32Array {
+  try {
+    return t.dataSync() as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
+/**
+ * A handle carrying what scoring and compression read of a model (its
+ * architecture, config and split; `src/compress/budget_plan.ts`); a worker
+ * has no checkpoint open, so it loads no weights.
+ */
+function compressionModel(job: BlockJob, m: WorkerModel): ModelHandle {
+  return {
+    source: job.model.dir,
+    arch: m.arch,
+    cfg: m.cfg,
+    split: m.split,
+    blockIndices: Array.from({ length: m.cfg.layers }, (_, i) => i),
+    sourceHash: job.model.sourceHash,
+    outer: new Map(),
+    loadBlock: () => Promise.reject(new Error("A calibration worker loads no blocks")),
+    close: () => Promise.resolve(),
+  };
+}
+
+/**
+ * A slot's request handler, with its own state: it serves one request of
+ * the pool at a time, in the order they came; a reply's `transfer` lists
+ * the buffers a worker moves back to the building thread.
+ */
+export function calibrationHandler(): (request: CalibrationRequest) => Promise<Reply<CalibrationReply>> {
+  const state: SlotState = { kfac: new BlockKfacSums() };
+  return (request) => handle(state, request);
+}
+
+async function handle(state: SlotState, request: CalibrationRequest): Promise<Reply<CalibrationReply>> {
+  if (request.kind === "close") {
+    await release(state);
+    return { value: { kind: "close" } };
+  }
+  if (request.kind === "init") {
+    await initBackend(request.backend, true);
+    const arch = architectureFor(String(request.config.model_type));
+    const streamed = request.streamedHead === undefined
+      ? undefined
+      : await openModel(request.streamedHead, { split: request.split, streamVocabulary: true, scanNonFinite: false });
+    state.model = { arch, cfg: arch.parseConfig(request.config), split: request.split, outer: sharedWeightMap(request.outer), streamed };
+    return { value: { kind: "ready" } };
+  }
+  const { model, kfac } = state;
+  if (!model) throw new Error(`Calibration worker received "${request.kind}" before "init"`);
+  const { arch, cfg } = model;
+  switch (request.kind) {
+    case "forward": {
+      const x = tensorOf(request.x);
+      const ys = forwardChunk(arch, cfg, blockWeights(state, request.block), x, request.linears).map(valuesOf); // [n, T, d], then [n, T, out] per linear
+      x.dispose();
+      return { value: { kind: "forward", ys }, transfer: ys.map(movableBuffer) };
+    }
+    case "head": {
+      const hidden = tensorOf(request.hidden);
+      const { lossSum, dHidden } = headChunk(arch, cfg, model.outer, hidden, request.ids, model.streamed?.vocabulary?.head);
+      hidden.dispose();
+      const values = valuesOf(dHidden);
+      return { value: { kind: "head", lossSum, dHidden: values }, transfer: [movableBuffer(values)] };
+    }
+    case "backward": {
+      const x = tensorOf(request.x);
+      const dy = tensorOf(request.dy);
+      const replay = request.replay.length > 0 ? new Map(request.replay.map(({ name, chunk }) => [name, tensorOf(chunk)])) : undefined; // [n, T, out] each
+      let gradient: ChunkGradient;
+      try {
+        gradient = backwardChunk(arch, cfg, blockWeights(state, request.block), x, dy, request.probes, request.index, replay);
+      } finally {
+        tf.dispose([x, dy, ...(replay?.values() ?? [])]);
+      }
+      const { dx, linears } = gradient;
+      const values = valuesOf(dx);
+      const transfer: Transferable[] = [movableBuffer(values)];
+      for (const l of linears) transfer.push(...(l.x ? [movableBuffer(l.x.data)] : []), movableBuffer(l.gamma.data));
+      return { value: { kind: "backward", dx: values, linears }, transfer: [...new Set(transfer)] };
+    }
+    case "kfac": {
+      const inputs = new Map<string, Matrix>(); // by the linear that brought it
+      for (const l of request.linears) {
+        const x = l.x ?? inputs.get(l.sharesInputWith ?? "");
+        if (!x) throw new Error(`Calibration worker: "${l.linear.name}" came without its input`);
+        inputs.set(l.linear.name, x);
+        kfac.add({ ...l, x });
+      }
+      return { value: { kind: "kfac" } };
+    }
+    case "kfac-finalize": {
+      const stats = statsValue(kfac.finalize(request.index));
+      return { value: { kind: "kfac-finalize", stats }, transfer: movableBuffers(stats) };
+    }
+    case "compress": {
+      const job = blockJobFromValue(request.job);
+      const record = { model: compressionModel(job, model), index: job.index, role: job.role, weights: job.weights, stats: job.stats };
+      const scored = await lastValueFrom(of(record).pipe(gradotCompression(job.settings)));
+      try {
+        const block = compressedBlockValue({ index: scored.index, weights: scored.weights, compression: scored.compression });
+        return { value: { kind: "compress", block }, transfer: movableBuffers(block) };
+      } finally {
+        disposeWeights(scored.weights);
+      }
+    }
+  }
+}
+
+/**
+ * Releases what a slot holds (the resident block, the outer weights, the
+ * streamed-head checkpoint, the KFAC sums), so the building thread, when it
+ * served requests, ends with no tensor of them.
+ */
+async function release(state: SlotState): Promise<void> {
+  if (state.resident) disposeWeights(state.resident.weights);
+  state.resident = undefined;
+  if (state.model) disposeWeights(state.model.outer);
+  await state.model?.streamed?.close();
+  state.model = undefined;
+  state.kfac.clear();
+}

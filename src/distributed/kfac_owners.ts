@@ -1,0 +1,57 @@
+/**
+ * Which calibration worker sums which linears' KFAC statistics in a
+ * data-parallel GradOT build (docs/DISTRIBUTED.md "How a GradOT build uses
+ * the cores"): each linear has one owner, which adds every chunk of it in
+ * chunk order, so its factors are the bytes one thread sums. Linears that
+ * read one input (q, k and v) share their `A` sum and go to one owner.
+ *
+ * @module
+ */
+import type { LinearSpec } from "../model/types.ts";
+import { rowHeldFactors } from "../operators/accumulate_kfac.ts";
+
+/**
+ * A linear's KFAC work per token: its gradient sum `x γᵀ` (in·out), its
+ * dense `G` sum (out² / 2: the upper triangle) and, unless `sharesA` (its
+ * input's owner sums it), its dense `A` sum (in² / 2). A row-held factor
+ * only keeps rows (docs/GRADOT.md "The pipeline"), nothing per token.
+ */
+function kfacWork(spec: LinearSpec, sharesA: boolean): number {
+  const held = rowHeldFactors(spec);
+  return spec.inFeatures * spec.outFeatures +
+    (held.G ? 0 : (spec.outFeatures * spec.outFeatures) / 2) +
+    (sharesA || held.A ? 0 : (spec.inFeatures * spec.inFeatures) / 2);
+}
+
+/**
+ * The owner (a worker index below `workers`) of each linear of a block,
+ * by name: the groups of linears sharing an input (`sharesInputWith`, the
+ * first reader first) go, the costliest group first, to the worker with the
+ * least work so far (the lower index on a tie), so the workers' KFAC work is
+ * about even; then the slots are numbered by their work, the most first, so
+ * the last slot, the building thread in a calibration pool, which has its
+ * own work besides, gets the least. Depends only on the specs and `workers`.
+ *
+ * @param groups each linear's spec and the earlier linear whose input it reads, if any
+ */
+export function kfacOwners(groups: ReadonlyArray<{ spec: LinearSpec; sharesInputWith?: string }>, workers: number): Map<string, number> {
+  const byOwner = new Map<string, { names: string[]; work: number }>();
+  for (const { spec, sharesInputWith } of groups) {
+    const key = sharesInputWith ?? spec.name;
+    const group = byOwner.get(key) ?? { names: [], work: 0 };
+    group.names.push(spec.name);
+    group.work += kfacWork(spec, sharesInputWith !== undefined);
+    byOwner.set(key, group);
+  }
+  const load = new Array<number>(workers).fill(0);
+  const slotOf = new Map<string, number>();
+  const sorted = [...byOwner.values()].sort((a, b) => b.work - a.work); // stable: ties keep the block's order
+  for (const group of sorted) {
+    const k = load.indexOf(Math.min(...load));
+    load[k] += group.work;
+    for (const name of group.names) slotOf.set(name, k);
+  }
+  const byWork = load.map((work, k) => ({ work, k })).sort((a, b) => b.work - a.work); // stable
+  const rank = new Map(byWork.map(({ k }, r) => [k, r]));
+  return new Map([...slotOf].map(([name, k]) => [name, rank.get(k)!]));
+}

@@ -1,0 +1,38 @@
+/**
+ * `kfacOwners`: each linear's KFAC sums on one worker, linears sharing an
+ * input together, the work about even (docs/DISTRIBUTED.md "How a GradOT
+ * build uses the cores").
+ */
+import { describe, expect, test } from "vitest";
+import { kfacOwners } from "../../src/distributed/kfac_owners.ts";
+import { architectureFor } from "../../src/model/registry.ts";
+import { optConfigJson } from "../../src/train/opt_config.ts";
+
+const arch = architectureFor("opt");
+const cfg = arch.parseConfig(optConfigJson({ layers: 2, hidden: 768, heads: 12, ffn: 3072, maxPositions: 2048, vocabSize: 1024, bosId: 2, eosId: 2, padId: 1 }));
+/** OPT's linears as the backward emits them: k and v read q's input. */
+const groups = arch.linears(cfg).map((spec) => ({
+  spec,
+  ...(spec.name === "self_attn.k_proj" || spec.name === "self_attn.v_proj" ? { sharesInputWith: "self_attn.q_proj" } : {}),
+}));
+
+describe("kfacOwners", () => {
+  test("one worker owns everything", () => {
+    expect([...kfacOwners(groups, 1).values()]).toEqual([0, 0, 0, 0, 0, 0]);
+  });
+
+  test("two workers: fc1 and fc2 on the first, q, k, v and out on the last (the least work)", () => {
+    // Per token, in d² (d = 768, ffn 4d): {q, k, v} 5 (x γᵀ 3, G 3/2, one A 1/2), fc1 4.5
+    // (G row-held), fc2 4.5 (A row-held), out 2: greedy, costliest first: 5 | 4.5 + 4.5 | + 2,
+    // so 9 against 7, and the slot with 9 is numbered first.
+    const owners = kfacOwners(groups, 2);
+    const of = (name: string) => owners.get(name)!;
+    expect([of("fc1"), of("fc2")]).toEqual([0, 0]);
+    for (const name of ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"]) expect(of(name)).toBe(1);
+  });
+
+  test("more workers than groups: the costliest groups first, one each", () => {
+    const owners = kfacOwners(groups, 8);
+    expect(new Set(owners.values()).size).toBe(4); // {q, k, v}, out, fc1, fc2
+  });
+});

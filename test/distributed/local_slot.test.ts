@@ -1,0 +1,46 @@
+/**
+ * `LocalSlot`: a calibration pool's slot in the building thread serves its
+ * requests one at a time, in order, each after a turn of the event loop
+ * (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
+ */
+import { describe, expect, test } from "vitest";
+import { LocalSlot } from "../../src/distributed/local_slot.ts";
+
+describe("LocalSlot", () => {
+  test("serves requests one at a time in the order sent, counting those pending", async () => {
+    const log: string[] = [];
+    const slot = new LocalSlot<number, number>(async (n) => {
+      log.push(`start ${n}`);
+      await new Promise((r) => setTimeout(r, 5 - n)); // later requests would finish first if run together
+      log.push(`end ${n}`);
+      return { value: n * n };
+    });
+    const replies = [1, 2, 3].map((n) => slot.call(n));
+    expect(slot.pending).toBe(3);
+    expect(await Promise.all(replies)).toEqual([1, 4, 9]);
+    expect(log).toEqual(["start 1", "end 1", "start 2", "end 2", "start 3", "end 3"]);
+    expect(slot.pending).toBe(0);
+  });
+
+  test("an event that came before a request is handled before it", async () => {
+    const log: string[] = [];
+    const slot = new LocalSlot<string, void>((name) => {
+      log.push(name);
+      return { value: undefined };
+    });
+    setImmediate(() => log.push("event"));
+    await slot.call("request");
+    expect(log).toEqual(["event", "request"]);
+  });
+
+  test("a failed request rejects its own call only", async () => {
+    const slot = new LocalSlot<number, number>((n) => {
+      if (n === 2) throw new Error("two");
+      return { value: n };
+    });
+    const replies = [1, 2, 3].map((n) => slot.call(n));
+    await expect(replies[1]).rejects.toThrow("two");
+    expect(await replies[0]).toBe(1);
+    expect(await replies[2]).toBe(3);
+  });
+});
