@@ -80,6 +80,16 @@ int fakeCublasMathMode(void) { return math_mode; }
 #define CHECK_MATRIX(p, rows, cols, ld) \
   if ((ld) < ((rows) > 1 ? (rows) : 1) || !on_device((p), (((size_t)(cols) - 1) * (ld) + (rows)) * sizeof(float))) return 7
 
+/* Entry (r, c) of op(A), column-major with leading dimension lda; op transposes when t is set. */
+static float op_entry(const float *a, int t, int lda, int r, int c) {
+  return t ? a[c + (size_t)r * lda] : a[r + (size_t)c * lda];
+}
+
+/* *out = alpha · sum + beta · *out, reading *out only when beta is not 0 (as BLAS does). */
+static void scale_into(float *out, float alpha, double sum, float beta) {
+  *out = (float)(alpha * sum + (beta == 0 ? 0 : beta * *out));
+}
+
 /* C (m×n, ldc) = alpha op(A) op(B) + beta C, column-major; op(A) is m×k. */
 int cublasSgemm_v2(void *handle, int ta, int tb, int m, int n, int k, const float *alpha, const float *a, int lda,
                    const float *b, int ldb, const float *beta, float *c, int ldc) {
@@ -91,12 +101,9 @@ int cublasSgemm_v2(void *handle, int ta, int tb, int m, int n, int k, const floa
     for (int i = 0; i < m; i++) {
       double sum = 0;
       for (int l = 0; l < k; l++) {
-        float x = ta ? a[l + (size_t)i * lda] : a[i + (size_t)l * lda];
-        float y = tb ? b[j + (size_t)l * ldb] : b[l + (size_t)j * ldb];
-        sum += (double)x * y;
+        sum += (double)op_entry(a, ta, lda, i, l) * op_entry(b, tb, ldb, l, j);
       }
-      float *out = &c[i + (size_t)j * ldc];
-      *out = (float)(*alpha * sum + (*beta == 0 ? 0 : *beta * *out));
+      scale_into(&c[i + (size_t)j * ldc], *alpha, sum, *beta);
     }
   }
   return 0;
@@ -112,12 +119,9 @@ int cublasSsyrk_v2(void *handle, int uplo, int trans, int n, int k, const float 
     for (int i = uplo ? 0 : j; uplo ? i <= j : i < n; i++) {
       double sum = 0;
       for (int l = 0; l < k; l++) {
-        float x = trans ? a[l + (size_t)i * lda] : a[i + (size_t)l * lda];
-        float y = trans ? a[l + (size_t)j * lda] : a[j + (size_t)l * lda];
-        sum += (double)x * y;
+        sum += (double)op_entry(a, trans, lda, i, l) * op_entry(a, trans, lda, j, l);
       }
-      float *out = &c[i + (size_t)j * ldc];
-      *out = (float)(*alpha * sum + (*beta == 0 ? 0 : *beta * *out));
+      scale_into(&c[i + (size_t)j * ldc], *alpha, sum, *beta);
     }
   }
   return 0;
