@@ -155,7 +155,6 @@ export { poolCompression, type PoolCompressionOptions } from "./src/operators/po
 export {
   buildGradotEmulator,
   checkGradotVariant,
-  defaultGradotWorkers,
   GRADOT_DEFAULTS,
   gradotCompression,
   type GradotOptions,

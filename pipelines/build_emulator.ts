@@ -22,8 +22,6 @@ import {
   checkGradotVariant,
   checkOutputDir,
   DEFAULT_SPLIT,
-  defaultGradotWorkers,
-  defaultWorkerCount,
   EMULATOR_METHODS,
   formatBlockTiming,
   emulatorMethod,
@@ -138,15 +136,11 @@ same command run again continues from it. Methods:
                          (every chunk of the forward, the loss and the
                          backward), the KFAC sums and the middle blocks'
                          scoring and compression: n - 1 worker threads and
-                         this one; 1 = everything in this thread. Default:
-                         1 when a block's calibration work (tokens x its
-                         linears' multiply-adds per token) is below 2e10:
-                         a pool's start-up and copies then cost more than it
-                         shares out, and it needs about 3x the memory
-                         (fixtures/small, 0.9e9, and the OPT-125M shape with
-                         2048 tokens, 1.45e10, built no faster with 2
-                         workers); else the cores, ${defaultWorkerCount()} here, but at
-                         most one per calibration chunk. Each worker holds a
+                         this one. Default 1: everything in this thread (on
+                         2 cores, the OPT-125M shape with 2048 tokens built
+                         only about 1.1x as fast with 2, at 2.5x the peak
+                         RSS; fixtures/small slower). At most one per
+                         calibration chunk is useful. Each worker holds a
                          block and its own heap: memory grows with n. The
                          shards are the same bytes for any n
                          (docs/DISTRIBUTED.md "How a GradOT build uses the
@@ -308,7 +302,7 @@ export async function main(argv: string[]): Promise<number> {
       method: flags.method,
       out: flags.out,
       ...gradot,
-      ...(flags.method === "gradot" && calibration ? { workers: workers ?? defaultGradotWorkers(model, calibration, gradot.chunk) } : {}),
+      ...(flags.method === "gradot" && calibration && workers !== undefined ? { workers } : {}),
       ...flags.scaleot,
       calibration,
       dtype: flags.fp16 ? "float16" as const : "float32" as const,

@@ -38,6 +38,7 @@ import { gradotCompression } from "../operators/gradot_compression.ts";
 import type { AdapterSplit, LinearChunkRecord, ModelHandle } from "../records/records.ts";
 import { initBackend, tf } from "../tensor/backend.ts";
 import type { Matrix } from "../linalg/matrix.ts";
+import type { VocabularyRows } from "../model/vocabulary.ts";
 
 /** A chunk of `[n, T, d]` values. */
 interface Chunk {
@@ -56,6 +57,12 @@ export type CalibrationRequest =
     outer: SharedWeights;
     /** The checkpoint whose head matrix the head streams, when the building thread streams it too. */
     streamedHead?: string;
+    /**
+     * This thread's slot only (never sent to a worker): the building thread's
+     * open head rows, read instead of opening `streamedHead` again, whose
+     * reads would wait on the forward's blocks in this thread.
+     */
+    head?: VocabularyRows;
   }
   | { kind: "forward"; block: SharedWeights; x: Chunk; linears: string[] }
   | { kind: "head"; hidden: Chunk; ids: Int32Array }
@@ -83,8 +90,10 @@ interface WorkerModel {
   cfg: ModelConfig;
   split: AdapterSplit;
   outer: WeightMap;
-  /** The checkpoint opened for its streamed vocabulary, if the head streams it. */
+  /** The checkpoint opened for its streamed vocabulary, if the head streams it and was not handed `head`. */
   streamed?: ModelHandle;
+  /** The streamed head matrix's rows, if the head streams it. */
+  head?: VocabularyRows;
 }
 
 /** What one slot holds between requests. */
@@ -154,10 +163,10 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
   if (request.kind === "init") {
     await initBackend(request.backend, true);
     const arch = architectureFor(String(request.config.model_type));
-    const streamed = request.streamedHead === undefined
+    const streamed = request.streamedHead === undefined || request.head
       ? undefined
       : await openModel(request.streamedHead, { split: request.split, streamVocabulary: true, scanNonFinite: false });
-    state.model = { arch, cfg: arch.parseConfig(request.config), split: request.split, outer: sharedWeightMap(request.outer), streamed };
+    state.model = { arch, cfg: arch.parseConfig(request.config), split: request.split, outer: sharedWeightMap(request.outer), streamed, head: request.head ?? streamed?.vocabulary?.head };
     return { value: { kind: "ready" } };
   }
   const { model, kfac } = state;
@@ -172,7 +181,7 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
     }
     case "head": {
       const hidden = tensorOf(request.hidden);
-      const { lossSum, dHidden } = headChunk(arch, cfg, model.outer, hidden, request.ids, model.streamed?.vocabulary?.head);
+      const { lossSum, dHidden } = headChunk(arch, cfg, model.outer, hidden, request.ids, model.head);
       hidden.dispose();
       const values = valuesOf(dHidden);
       return { value: { kind: "head", lossSum, dHidden: values }, transfer: [movableBuffer(values)] };

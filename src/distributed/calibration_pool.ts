@@ -9,8 +9,8 @@
  * building thread, whose own work (reading, writing, routing) is light,
  * uses its core too instead of a third isolate competing for two cores.
  * Each request is posted at once, to the worker with the fewest pending
- * or, when the workers have two more pending, to this thread, so the
- * workers keep busy.
+ * or, when every worker has more pending, to this thread, so all slots
+ * keep busy.
  *
  * What keeps one order, so the emulator's bytes do not depend on the number
  * of workers: the chunk boundaries (the same for any count), the activation
@@ -46,8 +46,9 @@ export class CalibrationPool {
   /**
    * Starts `size - 1` workers for `model` and readies this thread as the
    * last slot, each with the model's outer weights (for the head) and this
-   * thread's tensor backend. When `model` streams its vocabulary, each slot
-   * opens `model.source` to stream the head matrix the same way.
+   * thread's tensor backend. When `model` streams its vocabulary, each worker
+   * opens `model.source` to stream the head matrix the same way, and this
+   * thread's slot reads `model`'s own head rows.
    *
    * @throws Error when a worker cannot start, or `size` is below 2
    */
@@ -65,7 +66,8 @@ export class CalibrationPool {
         outer,
         ...(model.vocabulary ? { streamedHead: model.source } : {}),
       };
-      await Promise.all(Array.from({ length: size }, (_, k) => pool.#call(k, init)));
+      const local: CalibrationRequest = { ...init, ...(model.vocabulary ? { head: model.vocabulary.head } : {}) };
+      await Promise.all(Array.from({ length: size }, (_, k) => pool.#call(k, k === size - 1 ? local : init)));
     } catch (e) {
       await pool.close();
       throw e;
@@ -162,14 +164,14 @@ export class CalibrationPool {
 
   /**
    * Sends `request` to the worker with the fewest pending, or to this
-   * thread's slot when every worker has at least two more pending than it:
-   * this thread also reads the checkpoint, writes the activations and the
-   * shards and routes every chunk, so it takes about a third of the
-   * requests (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
+   * thread's slot when every worker has more pending than it, so it takes
+   * about as many as a worker: with two more, the rule before, it took one
+   * chunk of a block's four on 2 cores, and the worker thread held the
+   * build up (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
    */
   async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: readonly ArrayBuffer[]): Promise<Of<K>> {
     const worker = this.#pool.leastBusy();
-    const reply = !worker || this.#local.pending + 2 <= worker.pending
+    const reply = !worker || this.#local.pending + 1 <= worker.pending
       ? this.#local.call(request)
       : this.#pool.call(worker.index, request, [...transfer]);
     return (await reply) as Of<K>;

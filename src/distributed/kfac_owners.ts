@@ -9,18 +9,21 @@
  */
 import type { LinearSpec } from "../model/types.ts";
 import { rowHeldFactors } from "../operators/accumulate_kfac.ts";
+import { staysRowHeld } from "../stats/kfac.ts";
 
 /**
- * A linear's KFAC work per token: its gradient sum `x γᵀ` (in·out), its
- * dense `G` sum (out² / 2: the upper triangle) and, unless `sharesA` (its
- * input's owner sums it), its dense `A` sum (in² / 2). A row-held factor
- * only keeps rows (docs/GRADOT.md "The pipeline"), nothing per token.
+ * A linear's KFAC work per token over a block of `tokens` tokens: its
+ * gradient sum `x γᵀ` (in·out), its `G` sum (out² / 2: the upper triangle)
+ * and, unless `sharesA` (its input's owner sums it), its `A` sum (in² / 2).
+ * A row-held factor (docs/GRADOT.md "The pipeline") costs nothing per token
+ * while it stays so (`staysRowHeld`); past that it turns dense, its rows
+ * summed then, so it costs as a dense one (OPT-125M's fc1 `G` and fc2 `A`,
+ * 3072 wide, on 2,032 tokens: most of the block's KFAC work).
  */
-function kfacWork(spec: LinearSpec, sharesA: boolean): number {
+function kfacWork(spec: LinearSpec, sharesA: boolean, tokens: number): number {
   const held = rowHeldFactors(spec);
-  return spec.inFeatures * spec.outFeatures +
-    (held.G ? 0 : (spec.outFeatures * spec.outFeatures) / 2) +
-    (sharesA || held.A ? 0 : (spec.inFeatures * spec.inFeatures) / 2);
+  const sum = (side: number, rowHeld: boolean) => (rowHeld && staysRowHeld(tokens, side) ? 0 : (side * side) / 2);
+  return spec.inFeatures * spec.outFeatures + sum(spec.outFeatures, held.G) + (sharesA ? 0 : sum(spec.inFeatures, held.A));
 }
 
 /**
@@ -30,17 +33,23 @@ function kfacWork(spec: LinearSpec, sharesA: boolean): number {
  * least work so far (the lower index on a tie), so the workers' KFAC work is
  * about even; then the slots are numbered by their work, the most first, so
  * the last slot, the building thread in a calibration pool, which has its
- * own work besides, gets the least. Depends only on the specs and `workers`.
+ * own work besides, gets the least. Depends only on the specs, `workers`
+ * and `tokens`; the factors' bytes do not depend on their owners.
  *
  * @param groups each linear's spec and the earlier linear whose input it reads, if any
+ * @param tokens the tokens of a block's KFAC sums, all chunks together (N·(T-1))
  */
-export function kfacOwners(groups: ReadonlyArray<{ spec: LinearSpec; sharesInputWith?: string }>, workers: number): Map<string, number> {
+export function kfacOwners(
+  groups: ReadonlyArray<{ spec: LinearSpec; sharesInputWith?: string }>,
+  workers: number,
+  tokens: number,
+): Map<string, number> {
   const byOwner = new Map<string, { names: string[]; work: number }>();
   for (const { spec, sharesInputWith } of groups) {
     const key = sharesInputWith ?? spec.name;
     const group = byOwner.get(key) ?? { names: [], work: 0 };
     group.names.push(spec.name);
-    group.work += kfacWork(spec, sharesInputWith !== undefined);
+    group.work += kfacWork(spec, sharesInputWith !== undefined, tokens);
     byOwner.set(key, group);
   }
   const load = new Array<number>(workers).fill(0);

@@ -18,6 +18,7 @@
  * @module
  */
 import { concatMap, defer, finalize, map, type OperatorFunction, tap } from "rxjs";
+import { setImmediate } from "node:timers";
 import { tf } from "../tensor/backend.ts";
 import { gatherRows } from "../model/vocabulary.ts";
 import type { ActivationRecord, BlockRecord, CalibrationSet, ModelHandle } from "../records/records.ts";
@@ -281,6 +282,10 @@ export function calibrateForward(
       const blocks: OperatorFunction<BlockRecord, ActivationRecord> = starting
         ? concatMap(async (record) => {
           try {
+            // Blocks read ahead come without a turn of the event loop between them: give
+            // one, so a pool whose workers are up finishes starting (this thread's slot
+            // takes its "init" after one) and the block goes to it.
+            if (!starting.ready) await new Promise((turn) => setImmediate(turn));
             const pool = starting.ready;
             if (!pool) return step(record, (input, chunk, linears) => inThread(record, input, chunk, linears));
             return await step(record, async (input, chunk, linears) => {

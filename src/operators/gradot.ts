@@ -31,8 +31,6 @@ import type { BlockSettings } from "../distributed/block_files.ts";
 import type { JobSubmitter } from "../distributed/job_queue.ts";
 import { queuedCompression } from "./queued_compression.ts";
 import { StartingPool } from "../distributed/calibration_pool.ts";
-import { defaultWorkerCount } from "../distributed/worker_pool.ts";
-import { defaultChunk } from "../io/activation_store.ts";
 import { poolCompression } from "./pool_compression.ts";
 import { poolKfac } from "./pool_kfac.ts";
 
@@ -83,7 +81,8 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   queue?: { submitter: JobSubmitter; storage: string };
   /**
    * Threads the calibration passes, the KFAC sums, the scoring and the
-   * compression run on (default 1: all in the calling thread). With n > 1,
+   * compression run on (default 1: all in the calling thread, the default
+   * of `build-emulator` too: docs/DISTRIBUTED.md "The default worker count"). With n > 1,
    * every chunk of the forward, the head and the backward, each linear's
    * KFAC sums and every middle block's scoring and compression go to a pool
    * of n slots: n - 1 worker threads and the calling thread; the chunking,
@@ -91,47 +90,6 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
    * bytes for any count (docs/DISTRIBUTED.md "All cores of one machine").
    */
   workers?: number;
-}
-
-/**
- * A block's calibration work: the calibration tokens times the multiply-adds
- * of its linears per token (Σ in·out over `arch.linears`), what one
- * calibration forward of the block costs. The backward is about twice that,
- * and the KFAC sums grow with it too, so it sizes all of a block's
- * calibration passes.
- */
-export function blockCalibrationWork(model: ModelHandle, calibration: CalibrationSet): number {
-  const macs = model.arch.linears(model.cfg).reduce((sum, spec) => sum + spec.inFeatures * spec.outFeatures, 0);
-  return calibration.sequences * calibration.length * macs;
-}
-
-/**
- * The {@link blockCalibrationWork} below which a build without `workers`
- * keeps one thread: a pool's fixed costs (each worker thread's start-up,
- * about 1.7 CPU-seconds; V8's compilation and garbage collection in every
- * isolate; moving each chunk's arrays between threads) then outweigh what
- * it shares out, and its peak RSS is 2.5-3x. Measured on 2 shared, loaded
- * cores (docs/DISTRIBUTED.md "The default worker count"): fixtures/small
- * (12 blocks of width 192, 2048 tokens: 0.9·10⁹) built 1.3-1.7x slower with
- * 2 slots, and the OPT-125M shape (2048 tokens: 1.45·10¹⁰) 0.65-1.05x as
- * fast, at 2.5-3.2x the peak RSS. The threshold sits above both.
- */
-export const POOL_MIN_BLOCK_WORK = 2e10;
-
-/**
- * The worker count a build uses when none is asked for (`build-emulator`
- * without `--workers`): one when a block's calibration work is below
- * {@link POOL_MIN_BLOCK_WORK}, else one per core, but no more than a block
- * has calibration chunks, since each worker costs its own heap and more
- * would idle in the calibration passes (docs/DISTRIBUTED.md "How a GradOT
- * build uses the cores").
- *
- * @param cores the most workers to use (default: the machine's cores)
- */
-export function defaultGradotWorkers(model: ModelHandle, calibration: CalibrationSet, chunk?: number, cores = defaultWorkerCount()): number {
-  if (blockCalibrationWork(model, calibration) < POOL_MIN_BLOCK_WORK) return 1;
-  const chunks = Math.ceil(calibration.sequences / (chunk ?? defaultChunk(calibration, model.cfg)));
-  return Math.max(1, Math.min(cores, chunks));
 }
 
 /** The stages a block's progress marks name, in order. */
@@ -222,7 +180,7 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
         calibrateForward({ calibration, chunk: options.chunk, events, resume, pool, pace, linearOutputs: true }),
         stage("forward"),
         calibrateBackward({ chunk: options.chunk, events, signal, resume, pool }),
-        pool ? poolKfac({ pool }) : accumulateKfac({ events }),
+        pool ? poolKfac({ pool, tokens: calibration.sequences * (calibration.length - 1) }) : accumulateKfac({ events }),
         stage("backward"),
       );
       const local = gradotCompression(blockSettings, events);

@@ -19,6 +19,8 @@ import type { CalibrationEvent, LinearChunkRecord, StatsRecord } from "../record
 export interface PoolKfacOptions {
   /** The pool; started before the first chunk comes (`calibrateBackward` awaits it). */
   pool: StartingPool;
+  /** The tokens of a block's sums, all chunks together (N·(T-1)): `kfacOwners` weighs the linears' work by it. */
+  tokens: number;
 }
 
 /**
@@ -42,7 +44,7 @@ export function poolKfac(options: PoolKfacOptions): OperatorFunction<Calibration
       const flush = () => {
         if (chunk.length === 0) return;
         const pool = started();
-        owners ??= kfacOwners(chunk.map((c) => ({ spec: c.linear, ...(c.sharesInputWith ? { sharesInputWith: c.sharesInputWith } : {}) })), pool.size);
+        owners ??= kfacOwners(chunk.map((c) => ({ spec: c.linear, ...(c.sharesInputWith ? { sharesInputWith: c.sharesInputWith } : {}) })), pool.size, options.tokens);
         if (order.length === 0) order = chunk.map((c) => c.linear.name);
         const byOwner = new Map<number, Parameters<typeof pool.kfac>[1]>();
         for (const { kind: _, x, ...c } of chunk) {

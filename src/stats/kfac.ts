@@ -125,6 +125,13 @@ function densified(f: FactorSum, size: number): FactorSum & { kind: "dense" } {
 }
 
 /**
+ * Whether a row-held factor of side `size` holding `rows` rows stays so
+ * (docs/GRADOT.md "The pipeline"): at most half as many rows as its side;
+ * beyond, it turns dense ({@link accumulateKfac}).
+ */
+export const staysRowHeld = (rows: number, size: number): boolean => 2 * rows <= size;
+
+/**
  * Adds rows `r` (`[n, size]`, owned by the sum from now on) to a running sum.
  * A row-held sum stays so while it holds at most half as many rows as its
  * side: beyond that the memory saved no longer pays for reducing the rows at
@@ -132,7 +139,7 @@ function densified(f: FactorSum, size: number): FactorSum & { kind: "dense" } {
  */
 function addRows(f: FactorSum, r: Matrix): FactorSum {
   const size = r.cols;
-  if (f.kind === "rows" && 2 * (f.rows + r.rows) <= size) {
+  if (f.kind === "rows" && staysRowHeld(f.rows + r.rows, size)) {
     f.chunks.push(r);
     f.rows += r.rows;
     return f;

@@ -92,7 +92,7 @@ describe("build-emulator on a worker pool", () => {
         readCheckpoint(streamed, undefined, undefined, pace?.next).pipe(
           calibrateForward({ calibration, chunk: 2, pool: starting, pace, linearOutputs }),
           calibrateBackward({ chunk: 2, headChunk: 3, pool: starting }),
-          starting && kfacOnPool ? poolKfac({ pool: starting }) : accumulateKfac(),
+          starting && kfacOnPool ? poolKfac({ pool: starting, tokens: calibration.sequences * (calibration.length - 1) }) : accumulateKfac(),
           toArray(),
         ),
       );
