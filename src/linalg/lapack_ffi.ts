@@ -249,12 +249,13 @@ function koffiCorename(lib: ReturnType<KoffiModule["load"]>): string | undefined
 
 /** Prints {@link openblasCoreAdvice}'s warning, if any, and marks it shown for later threads and children. */
 function warnOnGenericCore(corename: string | undefined): void {
-  let cpuinfo = "";
-  try {
-    cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
-  } catch {
-    // not Linux, or no read permission: no flags, no advice
-  }
+  const cpuinfo = (): string => {
+    try {
+      return readFileSync("/proc/cpuinfo", "utf8");
+    } catch {
+      return ""; // not Linux, or no read permission: no flags, no advice
+    }
+  };
   const advice = openblasCoreAdvice(corename, cpuinfo, process.env);
   if (!advice) return;
   console.error(`offtune: ${advice}`);

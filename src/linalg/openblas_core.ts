@@ -36,20 +36,22 @@ export function cpuFlags(cpuinfo: string): Set<string> {
 
 /**
  * The warning to print when OpenBLAS's kernel `corename` is one of
- * {@link PRE_AVX2_CORES} although `cpuinfo` (the text of `/proc/cpuinfo`)
- * shows AVX-512 (advice: `SkylakeX`) or AVX2 with FMA (`Haswell`);
+ * {@link PRE_AVX2_CORES} although `cpuinfo()` (the text of `/proc/cpuinfo`,
+ * read only once the kernel and the environment leave the question open, so
+ * a library that picked a good kernel costs no read at load) shows AVX-512
+ * (advice: `SkylakeX`) or AVX2 with FMA (`Haswell`);
  * undefined otherwise, when `corename` is unknown (a BLAS without
  * `openblas_get_corename`), when `OPENBLAS_CORETYPE` is already set (the
  * user chose), or when {@link CORE_ADVICE_SHOWN_ENV} says it was shown.
  */
 export function openblasCoreAdvice(
   corename: string | undefined,
-  cpuinfo: string,
+  cpuinfo: () => string,
   env: Record<string, string | undefined>,
 ): string | undefined {
   if (corename === undefined || !PRE_AVX2_CORES.has(corename)) return undefined;
   if (env.OPENBLAS_CORETYPE || env[CORE_ADVICE_SHOWN_ENV]) return undefined;
-  const flags = cpuFlags(cpuinfo);
+  const flags = cpuFlags(cpuinfo());
   const avx512 = SKYLAKEX_FLAGS.every((f) => flags.has(f));
   const avx2 = flags.has("avx2") && flags.has("fma");
   if (!avx512 && !avx2) return undefined;

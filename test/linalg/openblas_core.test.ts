@@ -20,7 +20,7 @@ const AVX512 = "avx avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl avx512_
 
 describe("openblasCoreAdvice", () => {
   test("Prescott on a CPU with AVX-512 (the H200 machine's case): SkylakeX, named with the kernel and the flags", () => {
-    const advice = openblasCoreAdvice("Prescott", cpuinfo(AVX512), {});
+    const advice = openblasCoreAdvice("Prescott", () => cpuinfo(AVX512), {});
     expect(advice).toContain("picked its Prescott kernel, which uses no AVX2");
     expect(advice).toContain("avx2 and avx512f");
     expect(advice).toContain("OPENBLAS_CORETYPE=SkylakeX npm run offtune");
@@ -28,43 +28,51 @@ describe("openblasCoreAdvice", () => {
   });
 
   test("AVX2 with FMA but no AVX-512: Haswell", () => {
-    const advice = openblasCoreAdvice("Core2", cpuinfo("avx avx2 fma"), {});
+    const advice = openblasCoreAdvice("Core2", () => cpuinfo("avx avx2 fma"), {});
     expect(advice).toContain("picked its Core2 kernel");
     expect(advice).toContain("OPENBLAS_CORETYPE=Haswell");
   });
 
   test("avx512f without the rest of Skylake-X's set (Xeon Phi): Haswell, not SkylakeX", () => {
-    const advice = openblasCoreAdvice("Nehalem", cpuinfo("avx avx2 fma avx512f avx512cd avx512er avx512pf"), {});
+    const advice = openblasCoreAdvice("Nehalem", () => cpuinfo("avx avx2 fma avx512f avx512cd avx512er avx512pf"), {});
     expect(advice).toContain("OPENBLAS_CORETYPE=Haswell");
   });
 
   test("the AVX-only kernels count as generic on an AVX2 CPU", () => {
     for (const core of ["Sandybridge", "Bulldozer", "Excavator"]) {
-      expect(openblasCoreAdvice(core, cpuinfo("avx avx2 fma"), {})).toContain("OPENBLAS_CORETYPE=Haswell");
+      expect(openblasCoreAdvice(core, () => cpuinfo("avx avx2 fma"), {})).toContain("OPENBLAS_CORETYPE=Haswell");
     }
   });
 
   test("nothing for a kernel that uses AVX2 or AVX-512", () => {
     for (const core of ["Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"]) {
-      expect(openblasCoreAdvice(core, cpuinfo(AVX512), {})).toBeUndefined();
+      expect(openblasCoreAdvice(core, () => cpuinfo(AVX512), {})).toBeUndefined();
     }
   });
 
+  test("/proc/cpuinfo is not read when the kernel or the environment already answers", () => {
+    const unread = () => {
+      throw new Error("/proc/cpuinfo read");
+    };
+    expect(openblasCoreAdvice("SkylakeX", unread, {})).toBeUndefined();
+    expect(openblasCoreAdvice("Prescott", unread, { OPENBLAS_CORETYPE: "Haswell" })).toBeUndefined();
+  });
+
   test("nothing when the generic kernel is all the CPU can run", () => {
-    expect(openblasCoreAdvice("Prescott", cpuinfo("avx"), {})).toBeUndefined();
-    expect(openblasCoreAdvice("Prescott", cpuinfo("avx avx2"), {})).toBeUndefined(); // AVX2 without FMA
+    expect(openblasCoreAdvice("Prescott", () => cpuinfo("avx"), {})).toBeUndefined();
+    expect(openblasCoreAdvice("Prescott", () => cpuinfo("avx avx2"), {})).toBeUndefined(); // AVX2 without FMA
   });
 
   test("nothing without a kernel name (another BLAS) or without x86 flags (no /proc/cpuinfo, an ARM one)", () => {
-    expect(openblasCoreAdvice(undefined, cpuinfo(AVX512), {})).toBeUndefined();
-    expect(openblasCoreAdvice("Prescott", "", {})).toBeUndefined();
-    expect(openblasCoreAdvice("Prescott", "processor\t: 0\nFeatures\t: fp asimd avx2\n", {})).toBeUndefined();
+    expect(openblasCoreAdvice(undefined, () => cpuinfo(AVX512), {})).toBeUndefined();
+    expect(openblasCoreAdvice("Prescott", () => "", {})).toBeUndefined();
+    expect(openblasCoreAdvice("Prescott", () => "processor\t: 0\nFeatures\t: fp asimd avx2\n", {})).toBeUndefined();
   });
 
   test("nothing once OPENBLAS_CORETYPE is set or the advice was shown; an empty OPENBLAS_CORETYPE counts as unset", () => {
-    expect(openblasCoreAdvice("Prescott", cpuinfo(AVX512), { OPENBLAS_CORETYPE: "Prescott" })).toBeUndefined();
-    expect(openblasCoreAdvice("Prescott", cpuinfo(AVX512), { [CORE_ADVICE_SHOWN_ENV]: "1" })).toBeUndefined();
-    expect(openblasCoreAdvice("Prescott", cpuinfo(AVX512), { OPENBLAS_CORETYPE: "" })).toContain("SkylakeX");
+    expect(openblasCoreAdvice("Prescott", () => cpuinfo(AVX512), { OPENBLAS_CORETYPE: "Prescott" })).toBeUndefined();
+    expect(openblasCoreAdvice("Prescott", () => cpuinfo(AVX512), { [CORE_ADVICE_SHOWN_ENV]: "1" })).toBeUndefined();
+    expect(openblasCoreAdvice("Prescott", () => cpuinfo(AVX512), { OPENBLAS_CORETYPE: "" })).toContain("SkylakeX");
   });
 });
 
