@@ -14,7 +14,6 @@ import { scoreLoglikelihoods } from "../../src/eval/loglikelihood.ts";
 import { readManifest, verifyPackage, writeManifest } from "../../src/io/manifest.ts";
 import { readShardHeader } from "../../src/io/shard_reader.ts";
 import { ACTIVATIONS_PREFIX } from "../../src/io/stale_temps.ts";
-import { memoryModel } from "../../src/model/memory_model.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import { openPackage } from "../../src/model/open_package.ts";
 import type { WeightMap } from "../../src/model/types.ts";
@@ -25,6 +24,7 @@ import { initBackend, tf } from "../../src/tensor/backend.ts";
 import { writeRandomOpt } from "../../src/train/random_checkpoint.ts";
 import { referenceLogprob, tokensOf } from "../eval/reference.ts";
 import { calibrationFor } from "./calibration_fixture.ts";
+import { withIdentityBlocks } from "./identity_blocks.ts";
 
 const SPLIT = { bottom: 1, top: 1 }; // middle: blocks 1..6
 const IDENTITY = [2, 3, 5];
@@ -47,19 +47,7 @@ beforeAll(async () => {
     dtype: "F32",
   });
   base = await openModel(dir, { split: SPLIT });
-  const blocks: WeightMap[] = [];
-  for (const i of base.blockIndices) {
-    const weights = await base.loadBlock(i);
-    if (IDENTITY.includes(i)) {
-      for (const name of ["self_attn.out_proj.weight", "self_attn.out_proj.bias", "fc2.weight", "fc2.bias"]) {
-        const t = weights.get(name)!;
-        weights.set(name, tf.zerosLike(t));
-        t.dispose();
-      }
-    }
-    blocks.push(weights);
-  }
-  model = memoryModel(base, blocks, dir);
+  model = await withIdentityBlocks(base, IDENTITY, dir);
 });
 afterAll(async () => {
   await model.close();

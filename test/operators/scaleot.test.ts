@@ -17,7 +17,6 @@ import { scoreLoglikelihoods } from "../../src/eval/loglikelihood.ts";
 import { verifyPackage } from "../../src/io/manifest.ts";
 import { matmul } from "../../src/linalg/gemm.ts";
 import { harmonizerForward, harmonizerParams, harmonizerShapes, initHarmonizer, withHarmonizers } from "../../src/model/harmonizer.ts";
-import { memoryModel } from "../../src/model/memory_model.ts";
 import { checkPackageShapes } from "../../src/model/package_checks.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import { openPackage, readPackageWeights } from "../../src/model/open_package.ts";
@@ -31,6 +30,7 @@ import { Prng } from "../../src/train/prng.ts";
 import { writeRandomOpt } from "../../src/train/random_checkpoint.ts";
 import { referenceLogprob, tokensOf } from "../eval/reference.ts";
 import { calibrationFor } from "./calibration_fixture.ts";
+import { withIdentityBlocks } from "./identity_blocks.ts";
 
 const SPLIT = { bottom: 1, top: 1 }; // middle: blocks 1..4
 const IDENTITY = 3;
@@ -50,19 +50,7 @@ beforeAll(async () => {
     dtype: "F32",
   });
   base = await openModel(dir, { split: SPLIT });
-  const blocks: WeightMap[] = [];
-  for (const i of base.blockIndices) {
-    const weights = await base.loadBlock(i);
-    if (i === IDENTITY) {
-      for (const name of ["self_attn.out_proj.weight", "self_attn.out_proj.bias", "fc2.weight", "fc2.bias"]) {
-        const t = weights.get(name)!;
-        weights.set(name, tf.zerosLike(t));
-        t.dispose();
-      }
-    }
-    blocks.push(weights);
-  }
-  model = memoryModel(base, blocks, dir);
+  model = await withIdentityBlocks(base, [IDENTITY], dir);
 });
 afterAll(async () => {
   await model.close();

@@ -3,10 +3,9 @@
 // group run by block 1 twice): build-emulator --method crash → tune → eval
 // with the adapter → plug-in into the original, and the flag checks of
 // build-emulator and experiment.
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { EvalReport } from "../../mod.ts";
 import { main as buildEmulator } from "../../pipelines/build_emulator.ts";
 import { main as evalVerb } from "../../pipelines/eval.ts";
@@ -16,20 +15,11 @@ import { main as tuneVerb } from "../../pipelines/tune.ts";
 import { readManifest } from "../../src/io/manifest.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import type { ModelHandle } from "../../src/records/records.ts";
-import { initBackend, tf } from "../../src/tensor/backend.ts";
+import { tf } from "../../src/tensor/backend.ts";
+import { CALIBRATION_FLAGS, TINY, tempRootForFile } from "./tiny_cli.ts";
 
-const TINY = "fixtures/tiny";
-const CALIBRATION = "fixtures/data/pretrain/calibration.bin";
-const CALIBRATION_FLAGS = ["--calibration", CALIBRATION, "--sequences", "8", "--length", "32"];
 
-let root: string;
-beforeAll(async () => {
-  await initBackend("wasm", true);
-  root = await mkdtemp(join(tmpdir(), "offtune-crash-cli-"));
-});
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const root = tempRootForFile("offtune-crash-cli-");
 
 const exists = (path: string) => stat(path).then(() => true, () => false);
 
@@ -46,7 +36,7 @@ async function sameBlock(a: ModelHandle, b: ModelHandle, i: number): Promise<boo
 
 describe("build-emulator --method crash", () => {
   test("needs --calibration and a split that leaves middle blocks", async () => {
-    const out = join(root, "flags");
+    const out = join(root(), "flags");
     await expect(buildEmulator(["--method", "crash", "--model", TINY, "--out", out, "--quiet"])).rejects.toThrow(
       "--calibration is required for --method crash (see offtune build-emulator --help)",
     );
@@ -60,8 +50,8 @@ describe("build-emulator --method crash", () => {
 });
 
 describe("tune through a CRaSh emulator, then plug in", () => {
-  const emulator = () => join(root, "emulator");
-  const adapter = () => join(root, "adapter");
+  const emulator = () => join(root(), "emulator");
+  const adapter = () => join(root(), "adapter");
 
   test("the emulator shares block 1 at positions 1 and 2; an adapter tuned on it evaluates there", async () => {
     expect(await buildEmulator([
@@ -81,7 +71,7 @@ describe("tune through a CRaSh emulator, then plug in", () => {
     expect(manifest.shards.map((s) => s.block)).toEqual([0, 3]);
     expect(manifest.split).toEqual({ bottom: 1, top: 1 });
 
-    const json = join(root, "emulator_ft.json");
+    const json = join(root(), "emulator_ft.json");
     expect(await evalVerb([
       "--model", emulator(), "--adapter", adapter(), "--tasks", "lastword_cloze", "--limit", "4", "--json", json, "--quiet",
     ])).toBe(0);
@@ -90,7 +80,7 @@ describe("tune through a CRaSh emulator, then plug in", () => {
   });
 
   test("plug-in puts the tuned blocks 0 and 3 around the original middle blocks 1 and 2, both unchanged", async () => {
-    const plugged = join(root, "plugged");
+    const plugged = join(root(), "plugged");
     expect(await plugIn(["--model", TINY, "--adapter", adapter(), "--split", "1,1", "--out", plugged, "--quiet"])).toBe(0);
     const base = await openModel(TINY, { split: { bottom: 1, top: 1 } });
     const result = await openModel(plugged, { split: { bottom: 1, top: 1 } });
@@ -108,10 +98,10 @@ describe("tune through a CRaSh emulator, then plug in", () => {
 
 describe("experiment --method crash", () => {
   test("is accepted and needs the calibration file", async () => {
-    const base = ["--model", TINY, "--runs", join(root, "runs")];
+    const base = ["--model", TINY, "--runs", join(root(), "runs")];
     expect((await experimentOptions([...base, "--method", "crash"])).method).toBe("crash");
-    await expect(experimentOptions([...base, "--method", "crash", "--calibration", join(root, "none.bin")])).rejects.toThrow(
-      `--calibration: "${join(root, "none.bin")}" does not exist`,
+    await expect(experimentOptions([...base, "--method", "crash", "--calibration", join(root(), "none.bin")])).rejects.toThrow(
+      `--calibration: "${join(root(), "none.bin")}" does not exist`,
     );
   });
 });

@@ -3,28 +3,17 @@
 // build-emulator --method ot-distill writes LayerDrop's blocks with the
 // distillation recorded, the same parameter count as LayerDrop's, and the
 // flag checks of build-emulator and experiment.
-import { mkdtemp, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { main as buildEmulator } from "../../pipelines/build_emulator.ts";
 import { experimentOptions } from "../../pipelines/experiment.ts";
 import { readManifest } from "../../src/io/manifest.ts";
-import { initBackend } from "../../src/tensor/backend.ts";
+import { CALIBRATION_FLAGS, TINY, tempRootForFile } from "./tiny_cli.ts";
 
-const TINY = "fixtures/tiny";
-const CALIBRATION = "fixtures/data/pretrain/calibration.bin";
-const CALIBRATION_FLAGS = ["--calibration", CALIBRATION, "--sequences", "8", "--length", "32"];
 const DISTILL_FLAGS = ["--distill-steps", "6", "--distill-batch", "2", "--distill-lr", "1e-3", "--distill-mse-weight", "50", "--distill-seed", "3"];
 
-let root: string;
-beforeAll(async () => {
-  await initBackend("wasm", true);
-  root = await mkdtemp(join(tmpdir(), "offtune-ot-distill-cli-"));
-});
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const root = tempRootForFile("offtune-ot-distill-cli-");
 
 const exists = (path: string) => stat(path).then(() => true, () => false);
 type Manifest = Awaited<ReturnType<typeof readManifest>>;
@@ -34,8 +23,8 @@ const blockParams = (m: Manifest) =>
 
 describe("build-emulator --method ot-distill", () => {
   test("writes LayerDrop's blocks, the settings and the loss curve, at LayerDrop's size", async () => {
-    const out = join(root, "distilled");
-    const layerDrop = join(root, "layerdrop");
+    const out = join(root(), "distilled");
+    const layerDrop = join(root(), "layerdrop");
     expect(await buildEmulator([
       "--method", "ot-distill", "--model", TINY, ...CALIBRATION_FLAGS, ...DISTILL_FLAGS, "--split", "1,1", "--ratio", "0.5", "--out", out, "--quiet",
     ])).toBe(0);
@@ -59,7 +48,7 @@ describe("build-emulator --method ot-distill", () => {
   });
 
   test("needs --calibration; bad --distill-* values name their flag", async () => {
-    const out = join(root, "flags");
+    const out = join(root(), "flags");
     const base = ["--method", "ot-distill", "--model", TINY, "--split", "1,1", "--out", out, "--quiet"];
     await expect(buildEmulator(base)).rejects.toThrow("--calibration is required for --method ot-distill (see offtune build-emulator --help)");
     await expect(buildEmulator([...base, ...CALIBRATION_FLAGS, "--distill-steps", "0"])).rejects.toThrow(
@@ -78,15 +67,15 @@ describe("build-emulator --method ot-distill", () => {
 
 describe("experiment --method ot-distill", () => {
   test("is accepted with its --distill-* settings and needs the calibration file", async () => {
-    const base = ["--model", TINY, "--runs", join(root, "runs")];
+    const base = ["--model", TINY, "--runs", join(root(), "runs")];
     const o = await experimentOptions([...base, "--method", "ot-distill", "--distill-steps", "5", "--distill-mse-weight", "2"]);
     expect(o.method).toBe("ot-distill");
     expect(o.distill).toMatchObject({ steps: 5, mseWeight: 2 });
     await expect(experimentOptions([...base, "--method", "ot-distill", "--distill-batch", "0"])).rejects.toThrow(
       `--distill-batch expects a positive integer, got "0"`,
     );
-    await expect(experimentOptions([...base, "--method", "ot-distill", "--calibration", join(root, "none.bin")])).rejects.toThrow(
-      `--calibration: "${join(root, "none.bin")}" does not exist`,
+    await expect(experimentOptions([...base, "--method", "ot-distill", "--calibration", join(root(), "none.bin")])).rejects.toThrow(
+      `--calibration: "${join(root(), "none.bin")}" does not exist`,
     );
   });
 });

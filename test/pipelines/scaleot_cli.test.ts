@@ -2,10 +2,9 @@
 // middle blocks 1 and 2): build-emulator --method scaleot (one block replaced
 // by a harmonizer, the other's attention rank-reduced) → tune → plug-in into
 // the original, and the flag checks of build-emulator and experiment.
-import { mkdtemp, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import { main as buildEmulator } from "../../pipelines/build_emulator.ts";
 import { experimentOptions } from "../../pipelines/experiment.ts";
 import { main as plugIn } from "../../pipelines/plug_in.ts";
@@ -13,26 +12,17 @@ import { main as tuneVerb } from "../../pipelines/tune.ts";
 import { readManifest } from "../../src/io/manifest.ts";
 import { harmonizerShapes } from "../../src/model/harmonizer.ts";
 import { openModel } from "../../src/model/model_handle.ts";
-import { initBackend, tf } from "../../src/tensor/backend.ts";
+import { tf } from "../../src/tensor/backend.ts";
+import { CALIBRATION_FLAGS, TINY, tempRootForFile } from "./tiny_cli.ts";
 
-const TINY = "fixtures/tiny";
-const CALIBRATION = "fixtures/data/pretrain/calibration.bin";
-const CALIBRATION_FLAGS = ["--calibration", CALIBRATION, "--sequences", "8", "--length", "32"];
 
-let root: string;
-beforeAll(async () => {
-  await initBackend("wasm", true);
-  root = await mkdtemp(join(tmpdir(), "offtune-scaleot-cli-"));
-});
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const root = tempRootForFile("offtune-scaleot-cli-");
 
 const exists = (path: string) => stat(path).then(() => true, () => false);
 
 describe("build-emulator --method scaleot", () => {
   test("bad ScaleOT flag values, and ScaleOT flags on another method, are clear errors", async () => {
-    const out = join(root, "flags");
+    const out = join(root(), "flags");
     const build = (...flags: string[]) =>
       buildEmulator(["--method", "scaleot", "--model", TINY, ...CALIBRATION_FLAGS, "--split", "1,1", "--out", out, "--quiet", ...flags]);
     await expect(build("--replace-fraction", "1")).rejects.toThrow(`--replace-fraction expects a number in [0, 1), got "1"`);
@@ -49,8 +39,8 @@ describe("build-emulator --method scaleot", () => {
 });
 
 describe("tune through a ScaleOT emulator, then plug in", () => {
-  const emulator = () => join(root, "emulator");
-  const adapter = () => join(root, "adapter");
+  const emulator = () => join(root(), "emulator");
+  const adapter = () => join(root(), "adapter");
 
   test("the build replaces one middle block, prints its size and the importance correlation", async () => {
     const log = vi.spyOn(console, "log").mockImplementation(() => {});
@@ -85,7 +75,7 @@ describe("tune through a ScaleOT emulator, then plug in", () => {
       "--emulator", emulator(), "--task", "lastword_cloze", "--limit", "4", "--out", adapter(),
       "--epochs", "1", "--batch", "2", "--lr", "1e-2", "--quiet",
     ])).toBe(0);
-    const plugged = join(root, "plugged");
+    const plugged = join(root(), "plugged");
     expect(await plugIn(["--model", TINY, "--adapter", adapter(), "--split", "1,1", "--out", plugged, "--quiet"])).toBe(0);
     const base = await openModel(TINY, { split: { bottom: 1, top: 1 } });
     const result = await openModel(plugged, { split: { bottom: 1, top: 1 } });
@@ -105,7 +95,7 @@ describe("tune through a ScaleOT emulator, then plug in", () => {
 
 describe("experiment --method scaleot", () => {
   test("is accepted with its flags; ScaleOT flags with another method and a bad estimator are refused", async () => {
-    const base = ["--model", TINY, "--runs", join(root, "runs")];
+    const base = ["--model", TINY, "--runs", join(root(), "runs")];
     const o = await experimentOptions([...base, "--method", "scaleot", "--importance", "rl", "--episodes", "8", "--rank-reduction", "0.5"]);
     expect([o.method, o.importance, o.episodes, o.rankReduction, o.replaceFraction]).toEqual(["scaleot", "rl", 8, 0.5, undefined]);
     await expect(experimentOptions([...base, "--rank-reduction", "0.5"])).rejects.toThrow(
