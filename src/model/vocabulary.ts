@@ -76,10 +76,14 @@ export interface StreamedLoss {
   dh: Matrix;
 }
 
-/** Vocabulary rows per chunk so a chunk's logits `[R, c]` hold about 4 Mi values (at least 64). */
-function vocabularyChunk(rows: number): number {
-  return Math.max(64, Math.floor((1 << 22) / Math.max(1, rows)));
-}
+/**
+ * Vocabulary rows per chunk of {@link streamedLmLossGrad}: fixed, not chosen
+ * by the number of rows, so each row's loss and gradient are the same bits
+ * however the rows are grouped into calls (a GradOT build on a pool splits
+ * the head by calibration chunk, docs/DISTRIBUTED.md "Where 2 slots wait").
+ * The logits `[R, c]` of the head's largest calls (4,096 rows) hold 8 Mi values.
+ */
+const VOCABULARY_CHUNK = 2048;
 
 /**
  * The summed next-token loss of `R` positions and its gradient at the head's
@@ -92,13 +96,13 @@ function vocabularyChunk(rows: number): number {
  * `loss_r = m_r + log s_r − l_r,target` and `∂loss_r/∂h_r = a_r / s_r − E_target`.
  *
  * @param targets the next token of each row, `[R]`, each in `[0, V)`
- * @param chunk vocabulary rows per chunk (default: logits of ~4 Mi values)
+ * @param chunk vocabulary rows per chunk (default {@link VOCABULARY_CHUNK})
  */
 export function streamedLmLossGrad(
   h: Matrix, // [R, d]
   targets: Int32Array, // [R]
   head: VocabularyRows, // [V, d]
-  chunk = vocabularyChunk(h.rows),
+  chunk = VOCABULARY_CHUNK,
 ): StreamedLoss {
   const r = h.rows;
   const d = h.cols;

@@ -143,10 +143,24 @@ async function runBackward(
   }
   output?.dispose();
 
+  /**
+   * Sequences per head chunk. Each chunk of a streamed head re-reads the
+   * vocabulary, so one thread takes as few chunks as the logits allow, and a
+   * pool one chunk per slot, so the slots share the head (a row's gradient is
+   * the same bits in any chunk: `streamedLmLossGrad`'s vocabulary chunks do
+   * not depend on the rows; only the loss's float64 sum is added in another
+   * order, docs/DISTRIBUTED.md "Where 2 slots wait").
+   */
+  function headChunkSize(): number {
+    if (!model.vocabulary) return defaultHeadChunk(t, cfg.vocabSize);
+    const fewest = streamedHeadChunk(t);
+    return pool ? Math.min(fewest, Math.ceil(n / pool.size)) : fewest;
+  }
+
   /** The head's gradient `[N, T, d]` of the summed loss at the last block's output, in the thread or on the pool. */
   async function headGradient(last: StoredActivations): Promise<StoredActivations> {
     const sums = new Map<number, number>(); // loss sum by head chunk start, added in chunk order below
-    const size = options.headChunk ?? (model.vocabulary ? streamedHeadChunk(t) : defaultHeadChunk(t, cfg.vocabSize));
+    const size = options.headChunk ?? headChunkSize();
     const inThread = (a: number, b: number): Tensor => {
       const hidden = chunkTensor(last, a, b); // [n, T, d]
       try {

@@ -84,6 +84,22 @@ describe("streamedLmLossGrad", () => {
     });
   }
 
+  it("gives each row the same loss and gradient bits however the rows are split into calls", () => {
+    // A build on a pool splits the head's rows by slot; the shards stay the same bytes only if a
+    // row's result does not depend on which other rows share its call.
+    const rng = new Prng(11);
+    const [r, v, d, cut] = [1200, 5000, 16, 450];
+    const h = randomArray(r * d, rng, 2);
+    const targets = Int32Array.from({ length: r }, (_, i) => (i * 131 + 7) % v);
+    const { matrix } = memoryRows(randomArray(v * d, rng, 2), v, d);
+    const whole = streamedLmLossGrad({ rows: r, cols: d, data: h }, targets, matrix);
+    const first = streamedLmLossGrad({ rows: cut, cols: d, data: h.subarray(0, cut * d) }, targets.subarray(0, cut), matrix);
+    const rest = streamedLmLossGrad({ rows: r - cut, cols: d, data: h.subarray(cut * d) }, targets.subarray(cut), matrix);
+    expect(Buffer.from(first.dh.data.buffer).equals(Buffer.from(whole.dh.data.buffer, 0, cut * d * 4))).toBe(true);
+    expect(Buffer.from(rest.dh.data.buffer).equals(Buffer.from(whole.dh.data.buffer, cut * d * 4))).toBe(true);
+    expect(Math.abs(first.lossSum + rest.lossSum - whole.lossSum)).toBeLessThan(1e-9 * whole.lossSum);
+  });
+
   it("rejects a target outside the vocabulary and a width mismatch", () => {
     const { matrix } = memoryRows(new Float32Array(8), 4, 2);
     const h = { rows: 1, cols: 2, data: new Float32Array(2) };
