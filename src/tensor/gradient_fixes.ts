@@ -16,6 +16,12 @@
  *   differentiated `x` throws; they get a float32 zero gradient, as
  *   `GreaterEqual` already has.
  *
+ * And two that are right but slow: the stock `Sum` and `Mean` gradients
+ * multiply `dy` by a ones tensor of the input's shape, made in JS and
+ * uploaded (`makeOnesTypedArray` was 2.5% of a pretraining step on wasm);
+ * here `dy` is broadcast instead, the same values (`x·1` and `x` are the
+ * same bits, and `Mean` divides before broadcasting rather than after).
+ *
  * Known and not fixed here (op-level code, not a kernel gradient): the
  * broadcast case of `tf.fused.matMul`'s own custom gradient; use
  * `tf.matMul` or flatten to 2-D ([B·T, d]·[d, n]) where a fused product is
@@ -143,6 +149,30 @@ const einsumGrad: tf.GradConfig = {
   },
 };
 
+/** `dy` of a reduction of `x` over `axis` as the rank of `x`, 1 on the reduced axes. */
+function expandedReduction(dy: Tensor, x: Tensor, axis: unknown): Tensor {
+  const axes = tf.util.parseAxisParam(axis as number | number[], x.shape);
+  return dy.reshape(x.shape.map((d, i) => (axes.includes(i) ? 1 : d)));
+}
+
+const sumGrad: tf.GradConfig = {
+  kernelName: "Sum",
+  inputsToSave: ["x"],
+  gradFunc: (dy, [x], attrs) => ({ x: () => tf.broadcastTo(expandedReduction(dy as Tensor, x, attrs.axis), x.shape) }),
+};
+
+const meanGrad: tf.GradConfig = {
+  kernelName: "Mean",
+  inputsToSave: ["x"],
+  gradFunc: (dy, [x], attrs) => ({
+    x: () => {
+      const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape);
+      const count = axes.reduce((n, a) => n * x.shape[a], 1);
+      return tf.broadcastTo(tf.div(expandedReduction(dy as Tensor, x, attrs.axis), count), x.shape);
+    },
+  }),
+};
+
 const zeroGradBinary = ["Greater", "Less", "LessEqual", "Equal", "NotEqual", "LogicalAnd", "LogicalOr"];
 
 function zeroGradients(): tf.GradConfig[] {
@@ -163,14 +193,13 @@ let installed = false;
 
 /**
  * Registers the gradient fixes listed in the module doc; idempotent. The
- * stock `Cumsum` and `BatchMatMul` gradients are replaced; the others are
- * added only where tfjs has none.
+ * stock `Cumsum`, `BatchMatMul`, `Sum` and `Mean` gradients are replaced;
+ * the others are added only where tfjs has none.
  */
 export function installGradientFixes(): void {
   if (installed) return;
   installed = true;
-  tf.registerGradient(cumsumGrad);
-  tf.registerGradient(batchMatMulGrad);
+  for (const config of [cumsumGrad, batchMatMulGrad, sumGrad, meanGrad]) tf.registerGradient(config);
   for (const config of [stridedSliceGrad, gatherNdGrad, einsumGrad, ...zeroGradients()]) {
     if (!tf.getGradient(config.kernelName)) tf.registerGradient(config);
   }

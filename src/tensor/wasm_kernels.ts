@@ -7,6 +7,8 @@
  * - `_FusedMatMul` (`wasm_matmul.ts`): the same slowness; wrong past the
  *   first batch with a bias or an activation; bias of rank > 1 rejected,
  *   bias of size 1 misread.
+ * - `Sum` (`wasm_leading_sum.ts`): over leading axes (every bias and
+ *   LayerNorm gradient) it transposes its whole input first; same bits without.
  * - `UnsortedSegmentSum` (`wasm_segment_sum.ts`): missing; the gradient of
  *   `gather`.
  * - `Einsum` (`wasm_einsum.ts`): missing.
@@ -21,13 +23,15 @@ import { tf } from "./backend.ts";
 import { fixBatchMatMul, fixFusedMatMul } from "./wasm_matmul.ts";
 import { einsumKernel } from "./wasm_einsum.ts";
 import { unsortedSegmentSumKernel } from "./wasm_segment_sum.ts";
+import { fixLeadingSum } from "./wasm_leading_sum.ts";
 
 /** Kernels whose wasm implementation is wrapped (the original is kept). */
-export type WrappedWasmKernel = "BatchMatMul" | "_FusedMatMul";
+export type WrappedWasmKernel = "BatchMatMul" | "_FusedMatMul" | "Sum";
 
 const wrappers: Record<WrappedWasmKernel, (original: tf.KernelFunc) => tf.KernelFunc> = {
   BatchMatMul: fixBatchMatMul,
   _FusedMatMul: fixFusedMatMul,
+  Sum: fixLeadingSum,
 };
 
 const missing: Record<string, tf.KernelFunc> = {

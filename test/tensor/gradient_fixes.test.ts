@@ -219,3 +219,36 @@ describe("comparison and logical ops in a differentiated condition", () => {
     });
   }
 });
+
+describe("Sum and Mean gradients", () => {
+  const shape = [3, 4, 5];
+  const x = randomData(60, 8);
+  const w = randomData(60, 9); // a weighting, so each position's gradient differs
+  for (const backend of backends) {
+    for (const [label, axis] of [["axis 1", 1], ["axes [0, 2]", [0, 2]], ["all axes", undefined], ["axis -1", -1]] as const) {
+      it(`broadcast dy exactly as the stock ones-product on ${backend}, ${label}`, async () => {
+        const [sumGot, meanGot, sumStock, meanStock] = await onBackend(backend, () => {
+          const input = tf.tensor(x, shape);
+          const weights = tf.tensor(w, shape);
+          const reduced = (f: (t: tf.Tensor) => tf.Tensor) => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.sin(f(tf.mul(t, weights))), 1)))(input);
+          const sumGrad = reduced((t) => tf.sum(t, axis as number | number[] | undefined, true));
+          const meanGrad = reduced((t) => tf.mean(t, axis as number | number[] | undefined, true));
+          // The stock formulas: dy reshaped, times ones of x's shape (and / count for Mean), chained by hand.
+          const axes = tf.util.parseAxisParam(axis as number | number[], shape);
+          const count = axes.reduce((n, a) => n * shape[a], 1);
+          const chain = (keep: tf.Tensor, scale: number) => {
+            const dy = tf.cos(keep);
+            const spread = tf.mul(dy, tf.ones(shape));
+            return tf.mul(scale === 1 ? spread : tf.div(spread, scale), weights);
+          };
+          const sumStock = chain(tf.sum(tf.mul(input, weights), axis as number | number[] | undefined, true), 1);
+          const meanStock = chain(tf.mean(tf.mul(input, weights), axis as number | number[] | undefined, true), count);
+          return [sumGrad, meanGrad, sumStock, meanStock];
+        });
+        expect(sumGot.shape).toEqual(shape);
+        expect(Array.from(sumGot.values)).toEqual(Array.from(sumStock.values));
+        expect(Array.from(meanGot.values)).toEqual(Array.from(meanStock.values));
+      });
+    }
+  }
+});
