@@ -5,6 +5,8 @@
 import { readFile, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { main as fullFt } from "../../pipelines/full_ft.ts";
+import { main as tuneVerb } from "../../pipelines/tune.ts";
 import { readManifest } from "../../src/io/manifest.ts";
 import type { WeightMap } from "../../src/model/types.ts";
 import { openModel } from "../../src/model/model_handle.ts";
@@ -151,4 +153,34 @@ describe("tuneAdapter on threads", () => {
       }
     });
   }
+});
+
+describe("offtune tune --workers on fixtures/tiny", () => {
+  const args = (out: string, workers: string) => [
+    "--emulator", "fixtures/tiny", "--split", "1,1", "--task", "wordnet_antonym", "--limit", "24", "--epochs", "1", "--batch", "8",
+    "--out", out, "--workers", workers, "--quiet",
+  ];
+
+  test("writes the one-thread adapter's bytes on 2 threads", async () => {
+    const one = join(root, "cli-1");
+    const two = join(root, "cli-2");
+    expect(await tuneVerb(args(one, "1"))).toBe(0);
+    expect(await tuneVerb(args(two, "2"))).toBe(0);
+    const [a, b] = await Promise.all([packageFiles(one), packageFiles(two)]);
+    expect([...b.keys()]).toEqual([...a.keys()]);
+    for (const [file, bytes] of a) expect(b.get(file)!.equals(bytes), file).toBe(true);
+    expect((await readManifest(one)).settings).toMatchObject({ batch: 8, microBatch: 4 });
+  });
+
+  test("refuses thread counts and micro-batch sizes that are not positive integers, before any work", async () => {
+    const out = join(root, "never");
+    for (const bad of ["0", "1.5", "x"]) {
+      await expect(tuneVerb([...args(out, "1"), `--workers=${bad}`])).rejects.toThrow(`--workers expects a positive integer, got "${bad}"`);
+      await expect(tuneVerb([...args(out, "1"), `--micro-batch=${bad}`])).rejects.toThrow(`--micro-batch expects a positive integer, got "${bad}"`);
+      await expect(fullFt(["--model", "fixtures/tiny", "--task", "wordnet_antonym", "--out", out, `--workers=${bad}`])).rejects.toThrow(
+        `--workers expects a positive integer, got "${bad}"`,
+      );
+    }
+    await expect(readdir(out)).rejects.toThrow();
+  });
 });
