@@ -155,6 +155,22 @@ describe("tuneAdapter on threads", () => {
   }
 });
 
+describe("stopping a run on threads", () => {
+  test("checkpoints, closes the pool, and resumes on one thread to the uninterrupted run's bytes", async () => {
+    const whole = join(root, "stop-whole");
+    const parts = join(root, "stop-parts");
+    await tune(whole, { workers: 1 });
+    let steps = 0;
+    const first = await tune(parts, { workers: 2, shouldStop: () => ++steps === 2 });
+    expect(first).toMatchObject({ stopped: true, step: 2 });
+    const second = await tune(parts, { workers: 1, resume: true });
+    expect(second).toMatchObject({ stopped: false, step: 6 });
+    const [a, b] = await Promise.all([packageFiles(whole), packageFiles(parts)]);
+    expect([...b.keys()]).toEqual([...a.keys()]);
+    for (const [file, bytes] of a) expect(b.get(file)!.equals(bytes), file).toBe(true);
+  });
+});
+
 describe("offtune tune --workers on fixtures/tiny", () => {
   const args = (out: string, workers: string) => [
     "--emulator", "fixtures/tiny", "--split", "1,1", "--task", "wordnet_antonym", "--limit", "24", "--epochs", "1", "--batch", "8",
