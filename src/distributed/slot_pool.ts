@@ -19,7 +19,7 @@ import type { Transferable } from "node:worker_threads";
 import { LocalSlot } from "./local_slot.ts";
 import { type Reply, WorkerPool } from "./worker_pool.ts";
 
-/** Options of {@link SlotPool.start}. */
+/** Options of {@link SlotPool.start}: how many worker threads, and whether the calling thread serves a slot too (docs/DISTRIBUTED.md "How a GradOT build uses the cores"). */
 export interface SlotPoolOptions<Req, Res> {
   /** Worker threads to start (0: the calling thread alone, which needs `local`). */
   workers: number;
@@ -27,7 +27,11 @@ export interface SlotPoolOptions<Req, Res> {
   local?: (request: Req) => Reply<Res> | Promise<Reply<Res>>;
 }
 
-/** Worker threads on one entry module and, optionally, the calling thread as the last slot. */
+/**
+ * Worker threads on one entry module and, optionally, the calling thread as
+ * the last slot: the routing the calibration pool, the scoring pool and the
+ * tuning engine share, so none keeps its own copy (docs/DISTRIBUTED.md "How tune and eval use the cores").
+ */
 export class SlotPool<Req, Res> {
   readonly #pool: WorkerPool<Req, Res> | undefined;
   readonly #local: LocalSlot<Req, Res> | undefined;

@@ -59,7 +59,7 @@ export interface LoglikelihoodResult {
   tokens: number;
 }
 
-/** What scores a padded batch on other threads: a scoring pool (src/eval/scoring_pool.ts). */
+/** What scores a padded batch on other threads: a scoring pool (src/eval/scoring_pool.ts; docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export interface BatchScorer {
   /** The log-probabilities `[N]` of the batch's targets ({@link batchLogprobs}). */
   score(batch: PaddedBatch): Promise<Float32Array>;
@@ -138,7 +138,7 @@ function makeBatches(prepared: Prepared[], batchTokens: number, padId: number): 
   return batches;
 }
 
-/** What scoring a batch reads of a model: its architecture, config and outer weights. */
+/** What scoring a batch reads of a model: its architecture, config and outer weights, all a scoring slot needs besides the blocks (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export type ScoringModel = Pick<ModelHandle, "arch" | "cfg" | "outer">;
 
 /**

@@ -19,7 +19,7 @@ import { initBackend } from "../tensor/backend.ts";
 import { batchLogprobs, type ScoringModel } from "./loglikelihood.ts";
 import type { PaddedBatch } from "./truncation.ts";
 
-/** Requests a scoring slot serves. */
+/** Requests a scoring slot serves: the model once, then whole batches (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export type ScoringRequest =
   | {
     kind: "init";
@@ -35,10 +35,10 @@ export type ScoringRequest =
   | { kind: "resident"; model: ScoringModel; blocks: readonly WeightMap[] }
   | { kind: "score"; batch: PaddedBatch };
 
-/** What a slot answers: nothing to `init`, the targets' log-probabilities `[N]` to `score`. */
+/** What a slot answers: nothing to `init`, the targets' log-probabilities `[N]` to `score` (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export type ScoringReply = { kind: "ready" } | { kind: "score"; logprobs: Float32Array };
 
-/** A slot's request handler, with its own model once initialised. */
+/** A slot's request handler, with its own model once initialised: the same in a worker and in the calling thread (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export function scoringHandler(): (request: ScoringRequest) => Promise<Reply<ScoringReply>> {
   let state: { model: ScoringModel; blocks: readonly WeightMap[] } | undefined;
   return async (request) => {

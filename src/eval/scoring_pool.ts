@@ -22,7 +22,7 @@ import type { BatchScorer } from "./loglikelihood.ts";
 import { type ScoringReply, type ScoringRequest, scoringHandler } from "./scoring_handler.ts";
 import type { PaddedBatch } from "./truncation.ts";
 
-/** A model's blocks resident on `n` slots, scoring padded batches. */
+/** A model's blocks resident on `n` slots, scoring padded batches, so evaluation uses every core (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export class ScoringPool implements BatchScorer {
   readonly #slots: SlotPool<ScoringRequest, ScoringReply>;
   readonly #blocks: WeightMap[];

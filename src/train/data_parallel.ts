@@ -68,7 +68,7 @@ export function splitRows(rows: number, parts: number): Array<[number, number]> 
 /**
  * `Σ_j weights[j] · parts[j]` into `sum`, in part order (`sum` is zeroed
  * first): the one place data-parallel gradients are combined, so a sum is
- * the same bits wherever its parts were computed.
+ * the same bits wherever its parts were computed (docs/DISTRIBUTED.md "How tune and eval use the cores").
  */
 export function weightedSum(parts: readonly Float32Array[], weights: readonly number[], sum: Float32Array): void {
   if (parts.length !== weights.length) throw new Error(`Got ${weights.length} weights for ${parts.length} gradients`);
@@ -76,13 +76,13 @@ export function weightedSum(parts: readonly Float32Array[], weights: readonly nu
   parts.forEach((part, j) => addScaled(sum, weights[j], part));
 }
 
-/** `sum += w · part`, element by element: the step of {@link weightedSum}, for a caller adding its parts one by one. */
+/** `sum += w · part`, element by element: the step of {@link weightedSum}, for a caller adding its parts one by one with the same bits (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export function addScaled(sum: Float32Array, w: number, part: Float32Array): void {
   if (part.length !== sum.length) throw new Error(`A gradient of ${part.length} values cannot add into ${sum.length}`);
   for (let i = 0; i < sum.length; i++) sum[i] += w * part[i];
 }
 
-/** Options of {@link startReplicas}. */
+/** Options of {@link startReplicas}: the slots, the shared memory's size and where parts go (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export interface ReplicaOptions<Setup, Part> {
   /** Worker threads to start. */
   workers: number;
@@ -104,7 +104,7 @@ export interface ReplicaOptions<Setup, Part> {
   transfer?: (part: Part) => Transferable[];
 }
 
-/** Replicas of one model on a pool of slots, sharing its parameters (module notes). */
+/** Replicas of one model on a pool of slots, sharing its parameters (module notes; docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export interface Replicas<Part> {
   /** Slots computing in parallel. */
   readonly size: number;
@@ -122,7 +122,8 @@ export interface Replicas<Part> {
 /**
  * Starts the replicas of a model on `options.workers` worker threads running
  * `entry` (a module serving `replicaHandler`, src/train/replica.ts) and, with
- * `options.local`, on the calling thread (module notes).
+ * `options.local`, on the calling thread: the pretrainer's and the tuner's
+ * one data-parallel machinery (docs/DISTRIBUTED.md "How tune and eval use the cores").
  *
  * @throws Error when a worker cannot start or build its replica
  */

@@ -17,7 +17,7 @@
  */
 import type { Reply } from "../distributed/worker_pool.ts";
 
-/** What a replica computes on a part of a batch, at parameters it is given. */
+/** What a replica computes on a part of a batch, at parameters it is given: the model-specific half of a data-parallel slot (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export interface Replica<Part> {
   /** Values in the flat parameter (and gradient) vector. */
   readonly size: number;
@@ -27,7 +27,7 @@ export interface Replica<Part> {
   loss(params: Float32Array, part: Part): number;
 }
 
-/** The shared memory of a pool of replicas (module notes). */
+/** The shared memory of a pool of replicas (module notes): parameters and gradients never travel in messages (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export interface ReplicaMemory {
   /** The parameters, `size` float32 values. */
   params: SharedArrayBuffer;
@@ -37,19 +37,20 @@ export interface ReplicaMemory {
   sync: SharedArrayBuffer;
 }
 
-/** Requests a replica serves. */
+/** Requests a replica serves: `init` once, then one per part of each round (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export type ReplicaRequest<Setup, Part> =
   | { kind: "init"; setup: Setup; memory: ReplicaMemory }
   | { kind: "gradients" | "loss"; seq: number; slot: number; part: Part };
 
-/** A replica's answer: the part's mean loss (and, for "gradients", its gradient in the slot asked for). */
+/** A replica's answer: the part's mean loss (and, for "gradients", its gradient in the slot asked for; docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export interface ReplicaReply {
   loss: number;
 }
 
 /**
  * A slot's request handler (a worker's `serveRequests` handler, or the
- * calling thread's `LocalSlot`'s): `init` builds the replica from its setup
+ * calling thread's `LocalSlot`'s; docs/DISTRIBUTED.md "How tune and eval use the cores"), the one
+ * copy of the sequence and slot bookkeeping: `init` builds the replica from its setup
  * with `build`; later requests compute at the shared parameters of round
  * `seq`.
  */

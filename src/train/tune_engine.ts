@@ -22,7 +22,7 @@ import { answerLossAndGradients } from "./tune_loop.ts";
 import type { ResidentModel, TrainableSet } from "./tune_params.ts";
 import { sharedTuneSetup, type TuneSetup, tuneReplica } from "./tune_replica.ts";
 
-/** Computes a step's loss and gradient from its micro-batches. */
+/** Computes a step's loss and gradient from its micro-batches, in this thread or on a pool (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export interface TuneEngine {
   /** Threads computing micro-batches (1: the calling thread alone). */
   readonly threads: number;
@@ -35,14 +35,14 @@ export interface TuneEngine {
   close(): Promise<void>;
 }
 
-/** Each micro-batch's share of the step's answer tokens, the weight of its mean loss and gradient. */
+/** Each micro-batch's share of the step's answer tokens, the weight of its mean loss and gradient: the step's loss is the mean over its answer tokens (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export function answerWeights(parts: readonly AnswerBatch[]): number[] {
   const total = parts.reduce((n, p) => n + p.targets.length, 0);
   if (total === 0) throw new Error("A tuning step needs at least one answer token");
   return parts.map((p) => p.targets.length / total);
 }
 
-/** The engine computing every micro-batch in the calling thread, one at a time. */
+/** The engine computing every micro-batch in the calling thread, one at a time, adding each as the pool's sum does (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export function inThreadTuneEngine(model: ResidentModel, trainable: TrainableSet): TuneEngine {
   const scratch = new Float32Array(trainable.layout.size);
   return {
@@ -63,7 +63,8 @@ export function inThreadTuneEngine(model: ResidentModel, trainable: TrainableSet
 
 /**
  * The engine of `threads` slots (`threads - 1` workers and this thread; 1:
- * {@link inThreadTuneEngine}) for steps of at most `maxParts` micro-batches.
+ * {@link inThreadTuneEngine}) for steps of at most `maxParts` micro-batches
+ * (docs/DISTRIBUTED.md "How tune and eval use the cores").
  *
  * @throws Error when `threads` is not a positive integer, or a worker cannot start
  */

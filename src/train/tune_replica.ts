@@ -23,7 +23,7 @@ import type { Replica } from "./replica.ts";
 import { answerLoss, answerLossAndGradients } from "./tune_loop.ts";
 import { type ResidentModel, type TrainableSet, trainableSet, type TuneScope } from "./tune_params.ts";
 
-/** What a tuning replica is built from: the shared weights and scope (a worker), or the calling thread's own model. */
+/** What a tuning replica is built from: the shared weights and scope (a worker), or the calling thread's own model (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export type TuneSetup =
   | {
     kind: "shared";
@@ -38,7 +38,7 @@ export type TuneSetup =
   }
   | { kind: "resident"; model: ResidentModel; trainable: TrainableSet };
 
-/** The workers' setup of `model` and `trainable`: their weights copied once into shared memory. */
+/** The workers' setup of `model` and `trainable`: their weights copied once into shared memory, not once per worker (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export function sharedTuneSetup(model: ResidentModel, trainable: TrainableSet, backend: string | undefined): TuneSetup {
   const published = new Map<WeightMap, SharedWeights>(); // a block at several positions is shared once
   const share = (w: WeightMap) => published.get(w) ?? published.set(w, shareWeights(w)).get(w)!;
@@ -52,7 +52,7 @@ export function sharedTuneSetup(model: ResidentModel, trainable: TrainableSet, b
   };
 }
 
-/** The replica of `setup` (in a worker: its weights as tensors on this thread's heap, kept for the thread's life). */
+/** The replica of `setup` (in a worker: its weights as tensors on this thread's heap, kept for the thread's life; docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export async function tuneReplica(setup: TuneSetup): Promise<Replica<AnswerBatch>> {
   let model: ResidentModel;
   let trainable: TrainableSet;
