@@ -62,6 +62,9 @@ accuracy whose interval lies wholly above chance.
   --no-bos               do not put the BOS token before each context
   --stream               one block resident at a time (for models larger than memory)
   --batch-tokens <n>     rows x padded length per forward batch (default 2048)
+  --workers <n>          threads scoring the batches: n - 1 worker threads and
+                         this one, each holding the whole model (default 1;
+                         not with --stream); the report is the same for any n
   --json <file>          write the results as JSON (atomically)
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress, no notices`;
@@ -82,6 +85,7 @@ const FLAGS = {
   "no-bos": { type: "boolean", default: false },
   stream: { type: "boolean", default: false },
   "batch-tokens": { type: "string" },
+  workers: { type: "string" },
   json: { type: "string" },
   backend: { type: "string" },
   quiet: { type: "boolean", default: false },
@@ -95,6 +99,8 @@ export async function main(argv: string[]): Promise<number> {
   const limit = positiveIntFlag(flags.limit, "limit");
   const batchTokens = positiveIntFlag(flags["batch-tokens"], "batch-tokens");
   const ctx = positiveIntFlag(flags.ctx, "ctx");
+  const workers = positiveIntFlag(flags.workers, "workers");
+  if (workers !== undefined && workers > 1 && flags.stream) throw new Error("--workers above 1 holds the whole model in each thread: not with --stream");
   const quiet = flags.quiet;
   const tasksDir = flags["tasks-dir"] ?? EVAL_DEFAULTS.tasksDir;
   const tasks = selectTasks(flags.tasks, await listTasks(tasksDir), tasksDir);
@@ -119,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
     bos: !flags["no-bos"],
     residency: flags.stream ? "streaming" : "resident",
     batchTokens,
+    workers,
     tokenizer: flags.tokenizer,
     ppl: flags.ppl ? { data: flags["ppl-data"], train: flags["ppl-train"], ctx } : undefined,
     quiet,

@@ -87,9 +87,10 @@ result.json exists is kept, not redone (it must have this run's settings).
   --lr <x>               tuning learning rate (default: offtune tune's)
   --no-full-ft           skip the Full FT reference (reported as null)
   --jobs <n>             steps run at once, one process each (default: the cores)
-  --workers <n>          GradOT: threads of each emulator build
-                         (build-emulator --workers; default 1, as --jobs
-                         already runs steps side by side); same bytes for any n
+  --workers <n>          threads of each step: GradOT emulator builds, eval,
+                         tune and full-ft (their --workers; default 1, as
+                         --jobs already runs steps side by side); same bytes
+                         for any n
   --metric <m>           acc | acc_norm (default acc)
   --queue <url>          run the steps as jobs of this Redis queue
                          (redis://host:port) on offtune workers, on any

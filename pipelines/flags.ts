@@ -122,6 +122,7 @@ export const HYPER_FLAGS = {
   epochs: { type: "string" },
   lr: { type: "string" },
   batch: { type: "string" },
+  "micro-batch": { type: "string" },
   seed: { type: "string" },
   schedule: { type: "string" },
   "min-lr": { type: "string" },
@@ -134,6 +135,9 @@ export const HYPER_FLAGS = {
 export const HYPER_HELP = `  --epochs <n>           passes over the items (default ${TUNE_DEFAULTS.epochs})
   --lr <x>               peak learning rate (default ${TUNE_DEFAULTS.lr}; LoRA: 1e-3)
   --batch <n>            items per step (default ${TUNE_DEFAULTS.batch})
+  --micro-batch <n>      items per forward/backward pass, the unit --workers
+                         shares out (default ${TUNE_DEFAULTS.microBatch}); the result depends on
+                         it, not on --workers
   --seed <n>             item order (and LoRA init) seed (default ${TUNE_DEFAULTS.seed})
   --schedule <s>         cosine | constant, after linear warmup (default ${TUNE_DEFAULTS.schedule})
   --min-lr <x>           cosine floor (default ${TUNE_DEFAULTS.minLr})
@@ -154,6 +158,7 @@ export function hyperFromFlags(
     epochs: positiveIntFlag(flags.epochs, "epochs"),
     lr: positiveNumberFlag(flags.lr, "lr") ?? lrDefault,
     batch: positiveIntFlag(flags.batch, "batch"),
+    microBatch: positiveIntFlag(flags["micro-batch"], "micro-batch"),
     seed: countFlag(flags.seed, "seed"),
     schedule,
     minLr: nonNegativeFlag(flags["min-lr"], "min-lr"),

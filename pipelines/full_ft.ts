@@ -64,6 +64,8 @@ ${HYPER_HELP}
   --fp16                 store the weights as float16
   --resume               continue the run saved in <out>.full-ft-state.safetensors
                          (repeat its flags)
+  --workers <n>          threads computing each step's micro-batches, as
+                         offtune tune --workers (default 1; same weights for any n)
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress or summary`;
 
@@ -79,6 +81,7 @@ const FLAGS = {
   "tasks-dir": { type: "string" },
   fp16: { type: "boolean", default: false },
   resume: { type: "boolean", default: false },
+  workers: { type: "string" },
   backend: { type: "string" },
   quiet: { type: "boolean", default: false },
 } as const;
@@ -93,6 +96,7 @@ export async function main(argv: string[]): Promise<number> {
   const flags = parseVerbFlags(argv, FLAGS, "full-ft", ["model", "task", "out"]);
   const quiet = flags.quiet;
   const hyper = hyperFromFlags(flags);
+  const workers = positiveIntFlag(flags.workers, "workers");
   await checkOutputDir({
     verb: "full-ft",
     flag: "out",
@@ -125,6 +129,7 @@ export async function main(argv: string[]): Promise<number> {
         events: progressEvents(progress),
         checkpoint,
         resume: flags.resume,
+        workers,
       })
     );
     try {

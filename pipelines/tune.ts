@@ -83,6 +83,9 @@ ${HYPER_HELP}
   --tasks-dir <dir>      where task names are looked up (default fixtures/data/tasks)
   --resume               continue the unfinished run in --out or <out>.partial
                          (repeat its flags)
+  --workers <n>          threads computing each step's micro-batches: n - 1
+                         worker threads and this one (default 1); the adapter
+                         is the same bytes for any n (docs/DISTRIBUTED.md)
   --backend <name>       auto | tensorflow | wasm | cpu
   --quiet                no progress or summary`;
 
@@ -101,6 +104,7 @@ const FLAGS = {
   tokenizer: { type: "string" },
   "tasks-dir": { type: "string" },
   resume: { type: "boolean", default: false },
+  workers: { type: "string" },
   backend: { type: "string" },
   quiet: { type: "boolean", default: false },
 } as const;
@@ -121,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
   const hyper = hyperFromFlags(flags, lora ? 1e-3 : TUNE_DEFAULTS.lr);
   const split = splitFlag(flags.split);
   const limit = positiveIntFlag(flags.limit, "limit");
+  const workers = positiveIntFlag(flags.workers, "workers");
   if (split && (await isPackage(flags.emulator))) {
     throw new Error(`--split applies to checkpoints; "${flags.emulator}" is a package with its own split`);
   }
@@ -159,6 +164,7 @@ export async function main(argv: string[]): Promise<number> {
         tokenizer: path,
         shouldStop: interrupted,
         events: progressEvents(progress),
+        workers,
       })
     );
     progress.finish(`step ${summary.step}/${summary.total}`);

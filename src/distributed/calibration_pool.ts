@@ -4,7 +4,7 @@
  * block's forward, the head, a block's VJP), KFAC sums and whole blocks to
  * score and compress. A pool of `n` slots is `n - 1` worker threads
  * (src/distributed/calibration_worker.ts) and the building thread itself
- * (a {@link LocalSlot}): all serve requests with the same handler
+ * (a `LocalSlot`; `SlotPool`, src/distributed/slot_pool.ts): all serve requests with the same handler
  * (`calibrationHandler`), so a result does not depend on the slot, and the
  * building thread, whose own work (reading, writing, routing) is light,
  * uses its core too instead of a third isolate competing for two cores.
@@ -25,22 +25,20 @@ import type { WeightMap } from "../model/types.ts";
 import type { LinearChunkRecord, ModelHandle } from "../records/records.ts";
 import { currentBackend } from "../tensor/backend.ts";
 import { type CalibrationReply, type CalibrationRequest, calibrationHandler } from "./calibration_handler.ts";
-import { LocalSlot } from "./local_slot.ts";
 import { movableBuffer, movableBuffers, type SharedWeights, shareWeights } from "./shared_weights.ts";
 import { type BlockJobValue, type CompressedBlockValue, statsFromValue } from "./block_files.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
-import { WorkerPool } from "./worker_pool.ts";
+import { SlotPool } from "./slot_pool.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
 
 /** A pool of calibration slots for one model: worker threads and this thread. */
 export class CalibrationPool {
-  readonly #pool: WorkerPool<CalibrationRequest, CalibrationReply>;
-  readonly #local = new LocalSlot<CalibrationRequest, CalibrationReply>(calibrationHandler());
+  readonly #slots: SlotPool<CalibrationRequest, CalibrationReply>;
 
-  private constructor(pool: WorkerPool<CalibrationRequest, CalibrationReply>) {
-    this.#pool = pool;
+  private constructor(slots: SlotPool<CalibrationRequest, CalibrationReply>) {
+    this.#slots = slots;
   }
 
   /**
@@ -54,8 +52,11 @@ export class CalibrationPool {
    */
   static async start(model: ModelHandle, size: number): Promise<CalibrationPool> {
     if (!Number.isInteger(size) || size < 2) throw new Error(`A calibration pool has at least 2 slots (a worker and this thread), got ${size}`);
-    const workers = await WorkerPool.start<CalibrationRequest, CalibrationReply>(new URL("./calibration_worker.ts", import.meta.url), { size: size - 1 });
-    const pool = new CalibrationPool(workers);
+    const slots = await SlotPool.start<CalibrationRequest, CalibrationReply>(new URL("./calibration_worker.ts", import.meta.url), {
+      workers: size - 1,
+      local: calibrationHandler(),
+    });
+    const pool = new CalibrationPool(slots);
     try {
       const outer = shareWeights(model.outer);
       const init: CalibrationRequest = {
@@ -77,7 +78,7 @@ export class CalibrationPool {
 
   /** Number of slots: the workers and this thread. */
   get size(): number {
-    return this.#pool.size + 1;
+    return this.#slots.size;
   }
 
   /** A block's weights, copied once for every worker to read. */
@@ -153,28 +154,18 @@ export class CalibrationPool {
 
   /** Terminates the workers and releases what this thread's slot holds. */
   async close(): Promise<void> {
-    await this.#pool.close();
-    await this.#local.call({ kind: "close" }).catch(() => {});
+    await this.#slots.close();
+    await this.#slots.call(this.#slots.size - 1, { kind: "close" }).catch(() => {});
   }
 
   /** Sends `request` to slot `k` (the last is this thread's). */
   #call(k: number, request: CalibrationRequest, transfer: readonly ArrayBuffer[] = []): Promise<CalibrationReply> {
-    return k === this.#pool.size ? this.#local.call(request) : this.#pool.call(k, request, [...transfer]);
+    return this.#slots.call(k, request, transfer);
   }
 
-  /**
-   * Sends `request` to the worker with the fewest pending, or to this
-   * thread's slot when every worker has more pending than it, so it takes
-   * about as many as a worker: with two more, the rule before, it took one
-   * chunk of a block's four on 2 cores, and the worker thread held the
-   * build up (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
-   */
+  /** Posts `request` to the slot with the fewest pending (`SlotPool.post`). */
   async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: readonly ArrayBuffer[]): Promise<Of<K>> {
-    const worker = this.#pool.leastBusy();
-    const reply = !worker || this.#local.pending + 1 <= worker.pending
-      ? this.#local.call(request)
-      : this.#pool.call(worker.index, request, [...transfer]);
-    return (await reply) as Of<K>;
+    return (await this.#slots.post(request, transfer)) as Of<K>;
   }
 }
 

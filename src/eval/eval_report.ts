@@ -25,6 +25,7 @@ import { type McSummary, scoreMultipleChoice, summarizeMultipleChoice } from "./
 import { bitsPerByte, modelPerplexity, predictedBytes, unigramPerplexity } from "./perplexity.ts";
 import { aboveChance, type AccuracyStats, averageStats } from "./stats.ts";
 import { listTasks, readTaskItems } from "./task_file.ts";
+import { ScoringPool } from "./scoring_pool.ts";
 import { requireFinishedAdapter } from "../train/tune_package.ts";
 
 const fixture = (path: string) => fileURLToPath(new URL(`../../fixtures/${path}`, import.meta.url));
@@ -276,6 +277,13 @@ export interface EvaluateOptions {
   quiet?: boolean;
   /** Receives the multiple-choice `loglikelihood` events (unit requests), then the perplexity ones (unit windows). */
   events?: StageEvents;
+  /**
+   * Threads scoring the batches: `n - 1` worker threads and this one, each
+   * holding the whole model (src/eval/scoring_pool.ts); default 1, resident
+   * only. The report is the same for any count (docs/DISTRIBUTED.md "How tune
+   * and eval use the cores").
+   */
+  workers?: number;
 }
 
 /** Scores the tasks (and perplexity) of `options.model` and returns the report (module notes). */
@@ -286,18 +294,24 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
   const residency = options.residency ?? "resident";
   const bos = options.bos ?? true;
   const quiet = options.quiet ?? false;
+  const workers = options.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1) throw new Error(`Evaluation threads must be a positive integer, got ${workers}`);
+  if (workers > 1 && residency === "streaming") throw new Error("Scoring on several threads holds the whole model in each: not with streaming residency");
   const backend = currentBackend() ?? (await initBackend(undefined, quiet));
   const started = performance.now();
   const itemsByTask = new Map<string, McItem[]>();
   for (const name of tasks) itemsByTask.set(name, await readTaskItems(tasksDir, name, split, options.limit));
   const model = await openForEval(options.model, options.adapter, options.allowUnfinished ?? false);
+  let pool: ScoringPool | undefined;
   try {
     const { tokenizer, path: tokenizerPath } = await tokenizerFor(options.model, model.cfg, options.tokenizer, quiet);
     if (options.ppl && options.ppl.data === undefined) await refuseFixtureStreamFor("--ppl-data", EVAL_DEFAULTS.pplData, tokenizerPath);
     const allItems = [...itemsByTask.values()].flat();
+    if (workers > 1) pool = await ScoringPool.start(model, workers);
     const results = await scoreMultipleChoice(model, tokenizer, allItems, {
       bos,
       residency,
+      pool,
       batchTokens: options.batchTokens,
       padId: tokenizer.padId,
       events: options.events,
@@ -326,6 +340,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
       const p = await modelPerplexity(model, stream, {
         ctx,
         residency,
+        pool,
         batchTokens: options.batchTokens,
         events: events && { next: (e) => events.next({ ...e, unit: "windows" }) },
       });
@@ -345,6 +360,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     report.seconds = (performance.now() - started) / 1000;
     return report;
   } finally {
+    await pool?.close();
     await model.close();
   }
 }

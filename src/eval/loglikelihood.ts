@@ -28,6 +28,10 @@
  *   runs it block by block with one block resident, like the calibration
  *   forward (docs/DESIGN.md "Scale"): memory is one block plus the wave's hidden
  *   states, at the cost of re-reading each block once per wave.
+ * - **Threads**: with a scoring pool (`pool`, src/eval/scoring_pool.ts) each
+ *   batch, made as above whatever the thread count, is scored whole by one
+ *   thread with {@link batchLogprobs}, and its scores land at its requests'
+ *   indices, so the results are the same bits for any count.
  * - Sums accumulate in float64 on the host from float32 log-probabilities.
  *
  * @module
@@ -55,6 +59,12 @@ export interface LoglikelihoodResult {
   tokens: number;
 }
 
+/** What scores a padded batch on other threads: a scoring pool (src/eval/scoring_pool.ts; docs/DISTRIBUTED.md "How tune and eval use the cores"). */
+export interface BatchScorer {
+  /** The log-probabilities `[N]` of the batch's targets ({@link batchLogprobs}). */
+  score(batch: PaddedBatch): Promise<Float32Array>;
+}
+
 /** Whether all blocks stay loaded, or one block at a time is (see the module notes). */
 export type Residency = "resident" | "streaming";
 
@@ -68,6 +78,12 @@ export interface LoglikelihoodOptions {
   waveTokens?: number;
   /** Id written into right-padding slots (never read; default 0). */
   padId?: number;
+  /**
+   * Scores the batches on this pool of threads (src/eval/scoring_pool.ts,
+   * started for the same model) instead of in this thread; the scores are the
+   * same bits. Resident only.
+   */
+  pool?: BatchScorer;
   /**
    * Receives a `loglikelihood` event after each batch: requests done so far
    * and in all, the padded tokens the batch forwarded, and the wall seconds
@@ -122,11 +138,14 @@ function makeBatches(prepared: Prepared[], batchTokens: number, padId: number): 
   return batches;
 }
 
+/** What scoring a batch reads of a model: its architecture, config and outer weights, all a scoring slot needs besides the blocks (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
+export type ScoringModel = Pick<ModelHandle, "arch" | "cfg" | "outer">;
+
 /**
  * Log-probabilities `[N]` of each batch target from the final hidden states
  * `[B, T, d]`: gather the scored positions, head, log-softmax, pick.
  */
-function targetLogprobs(model: ModelHandle, batch: Batch, hidden: Tensor): Float32Array {
+function targetLogprobs(model: ScoringModel, batch: PaddedBatch, hidden: Tensor): Float32Array {
   const { arch, cfg, outer } = model;
   const n = batch.targets.length;
   const picked = tf.tidy(() => {
@@ -173,14 +192,31 @@ function waves(batches: Batch[], waveTokens: number): Batch[][] {
   return out;
 }
 
-function embedBatch(model: ModelHandle, batch: Batch): Tensor {
+function embedBatch(model: ScoringModel, batch: PaddedBatch): Tensor {
   return tf.tidy(() => model.arch.embed(model.outer, tf.tensor2d(batch.ids, [batch.rows, batch.length], "int32"), model.cfg)); // [B, T, d]
 }
 
-function applyBlock(model: ModelHandle, weights: WeightMap, h: Tensor): Tensor {
+function applyBlock(model: ScoringModel, weights: WeightMap, h: Tensor): Tensor {
   const next = model.arch.block(weights, h, model.cfg); // [B, T, d]
   h.dispose();
   return next;
+}
+
+/**
+ * The log-probabilities `[N]` of a padded batch's targets through every block
+ * of `blocks` (resident): the one computation of a batch, in this thread or on
+ * a scoring pool's slot (src/eval/scoring_pool.ts), so a request's score does
+ * not depend on where its batch ran (docs/DISTRIBUTED.md "How tune and eval
+ * use the cores").
+ */
+export function batchLogprobs(model: ScoringModel, blocks: readonly WeightMap[], batch: PaddedBatch): Float32Array {
+  let h = embedBatch(model, batch); // [B, T, d]
+  try {
+    for (const weights of blocks) h = applyBlock(model, weights, h);
+    return targetLogprobs(model, batch, h);
+  } finally {
+    h.dispose();
+  }
 }
 
 /**
@@ -208,8 +244,8 @@ export async function scoreLoglikelihoods(
   const out: LoglikelihoodResult[] = new Array(requests.length);
   let done = 0;
   let since = performance.now();
-  const finish = (batch: Batch, hidden: Tensor) => {
-    collect(batch, targetLogprobs(model, batch, hidden), out);
+  const finish = (batch: Batch, logprobs: Float32Array) => {
+    collect(batch, logprobs, out);
     done += batch.members.length;
     const now = performance.now();
     options.events?.next({
@@ -223,19 +259,17 @@ export async function scoreLoglikelihoods(
     since = now;
   };
 
+  const { pool } = options;
+  if (pool) {
+    if (options.residency === "streaming") throw new Error("A scoring pool holds every block: it scores resident, not streaming");
+    await Promise.all(batches.map(async (batch) => finish(batch, await pool.score(batch))));
+    return out;
+  }
   if ((options.residency ?? "resident") === "resident") {
     const blocks: WeightMap[] = [];
     try {
       for (const i of model.blockIndices) blocks.push(await model.loadBlock(i));
-      for (const batch of batches) {
-        let h = embedBatch(model, batch); // [B, T, d]
-        try {
-          for (const weights of blocks) h = applyBlock(model, weights, h);
-          finish(batch, h);
-        } finally {
-          h.dispose();
-        }
-      }
+      for (const batch of batches) finish(batch, batchLogprobs(model, blocks, batch));
     } finally {
       for (const weights of blocks) tf.dispose([...weights.values()]);
     }
@@ -254,7 +288,7 @@ export async function scoreLoglikelihoods(
           tf.dispose([...weights.values()]);
         }
       }
-      wave.forEach((batch, j) => finish(batch, hidden[j]));
+      wave.forEach((batch, j) => finish(batch, targetLogprobs(model, batch, hidden[j])));
     } finally {
       tf.dispose(hidden);
     }

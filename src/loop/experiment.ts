@@ -119,9 +119,10 @@ export interface ExperimentOptions {
   /** Steps run at once, each in its own process. */
   jobs: number;
   /**
-   * Worker threads of each GradOT build (`build-emulator --workers`,
-   * docs/DISTRIBUTED.md "All cores of one machine"; default 1, since the
-   * steps already run `jobs` at a time). The emulator's bytes are the same.
+   * Threads of each GradOT build, evaluation, tuning and Full FT step (their
+   * `--workers`, docs/DISTRIBUTED.md "All cores of one machine"; default 1,
+   * since the steps already run `jobs` at a time). Emulators, reports and
+   * adapters are the same bytes for any count.
    */
   workers?: number;
   /** The accuracy the results report. */
@@ -247,10 +248,11 @@ async function runSteps(o: ExperimentOptions, run: (args: string[], log: string)
   const pplArgs = ["--ppl", ...(o.pplData === undefined ? [] : ["--ppl-data", o.pplData])];
   const evalArgs = (model: string, tasks: string[], json: string, extra: string[] = []) => [
     "eval", "--model", model, "--tasks", tasks.join(","), "--tasks-dir", o.tasksDir, ...flagIf("--limit", o.evalLimit),
-    "--json", json, "--quiet", ...extra,
+    "--json", json, "--quiet", ...flagIf("--workers", o.workers), ...extra,
   ];
   const tuneHyper = [
     "--tasks-dir", o.tasksDir, "--epochs", String(o.epochs), ...flagIf("--lr", o.lr), ...flagIf("--limit", o.trainLimit),
+    ...flagIf("--workers", o.workers),
   ];
 
   // What is left: the ratio × seed pairs without a finished result.json; the

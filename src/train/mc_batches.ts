@@ -106,12 +106,29 @@ export function stepsPerEpoch(count: number, batch: number): number {
 }
 
 /**
- * The batch of 0-based optimizer step `step`: epoch `⌊step / S⌋`, that
- * epoch's items `[k·batch, (k+1)·batch)` with `k = step mod S`.
+ * The micro-batches of 0-based optimizer step `step`: epoch `⌊step / S⌋`,
+ * that epoch's items `[k·batch, (k+1)·batch)` with `k = step mod S`, cut in
+ * order into runs of `microBatch` items (the last may be shorter), each
+ * padded to its own longest row. The cut depends on the settings alone,
+ * never on the threads computing it, so a step's gradient is the same bits
+ * for any worker count (docs/DISTRIBUTED.md "How tune and eval use the cores").
+ *
+ * @throws Error when `microBatch` is not a positive integer
  */
-export function batchAt(rows: readonly AnswerRow[], step: number, batch: number, seed: number, padId: number): AnswerBatch {
+export function microBatchesAt(
+  rows: readonly AnswerRow[],
+  step: number,
+  batch: number,
+  microBatch: number,
+  seed: number,
+  padId: number,
+): AnswerBatch[] {
+  if (!Number.isInteger(microBatch) || microBatch < 1) throw new Error(`Micro-batch size must be a positive integer, got ${microBatch}`);
   const perEpoch = stepsPerEpoch(rows.length, batch);
   const k = step % perEpoch;
   const order = epochOrder(rows.length, seed, Math.floor(step / perEpoch));
-  return padBatch(rows, order.subarray(k * batch, Math.min((k + 1) * batch, rows.length)), padId);
+  const items = order.subarray(k * batch, Math.min((k + 1) * batch, rows.length));
+  const out: AnswerBatch[] = [];
+  for (let from = 0; from < items.length; from += microBatch) out.push(padBatch(rows, items.subarray(from, from + microBatch), padId));
+  return out;
 }

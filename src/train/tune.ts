@@ -36,6 +36,7 @@ import { optimizerParams, slotTensors } from "./params.ts";
 import {
   runTuning,
   TUNE_DEFAULTS,
+  tuneSchedule,
   type TuneHyper,
   type TuneLoopOptions,
   type TuneState,
@@ -44,6 +45,7 @@ import {
 import type { StageEvents } from "../events/stage_events.ts";
 import { readFullTuneState, writeFullTuneState } from "./full_ft_state.ts";
 import { readTuneState, TUNE_STATE_FILE, writeAdapterPackage } from "./tune_package.ts";
+import { startTuneEngine } from "./tune_engine.ts";
 import { type ResidentModel, type TrainableSet, trainableSet, type TuneScope } from "./tune_params.ts";
 
 /** Options shared by both ways of tuning. */
@@ -66,6 +68,12 @@ export interface TuneCommonOptions {
   events?: StageEvents;
   /** Polled after every step; when true the run checkpoints and stops. */
   shouldStop?: () => boolean;
+  /**
+   * Threads computing each step's micro-batches: `n - 1` worker threads and
+   * this one (src/train/tune_engine.ts); default 1. The result is the same
+   * bits for any count (docs/DISTRIBUTED.md "How tune and eval use the cores").
+   */
+  workers?: number;
 }
 
 /** Options of {@link tuneAdapter}. */
@@ -248,11 +256,11 @@ function freshState(trainable: TrainableSet, hyper: TuneHyper): TuneState {
 }
 
 /**
- * Runs the tuning loop on `rows` from `state` (src/train/tune_loop.ts), folding
- * every step into `steps` and reporting it as a `tune` event before the
- * caller's `onStep`.
+ * Runs the tuning loop on `rows` from `state` (src/train/tune_loop.ts) on
+ * `options.workers` threads, folding every step into `steps` and reporting it
+ * as a `tune` event before the caller's `onStep`.
  */
-function train(
+async function train(
   model: ResidentModel,
   trainable: TrainableSet,
   state: TuneState,
@@ -264,27 +272,35 @@ function train(
 ): Promise<{ stopped: boolean }> {
   const startStep = state.step;
   let examples = 0;
-  return runTuning(model, trainable, state, {
-    items: rows,
-    padId: options.padId,
-    hyper,
-    shouldStop: options.shouldStop,
-    onStep: async (record) => {
-      steps.add(record);
-      examples += record.items;
-      options.events?.next({
-        stage: "tune",
-        done: record.step - startStep,
-        total: record.total - startStep,
-        unit: "steps",
-        seconds: record.seconds,
-        loss: record.loss,
-        detail: `epoch ${record.epoch + 1} loss ${record.loss.toFixed(3)} lr ${record.lr.toExponential(1)} (${examples} examples)`,
-      });
-      await options.onStep?.(record);
-    },
-    onCheckpoint,
-  });
+  tuneSchedule(hyper, rows.length); // checks the settings before any worker starts
+  const maxParts = Math.ceil(Math.min(hyper.batch, rows.length) / hyper.microBatch);
+  const engine = await startTuneEngine(model, trainable, options.workers ?? 1, maxParts);
+  try {
+    return await runTuning(trainable, state, {
+      engine,
+      items: rows,
+      padId: options.padId,
+      hyper,
+      shouldStop: options.shouldStop,
+      onStep: async (record) => {
+        steps.add(record);
+        examples += record.items;
+        options.events?.next({
+          stage: "tune",
+          done: record.step - startStep,
+          total: record.total - startStep,
+          unit: "steps",
+          seconds: record.seconds,
+          loss: record.loss,
+          detail: `epoch ${record.epoch + 1} loss ${record.loss.toFixed(3)} lr ${record.lr.toExponential(1)} (${examples} examples)`,
+        });
+        await options.onStep?.(record);
+      },
+      onCheckpoint,
+    });
+  } finally {
+    await engine.close();
+  }
 }
 
 /**

@@ -23,11 +23,12 @@ import type { Architecture, ModelConfig, WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
 import type { AdamW } from "./adamw.ts";
 import { clipGlobalNorm } from "./clip.ts";
-import { type AnswerBatch, type AnswerRow, batchAt, stepsPerEpoch } from "./mc_batches.ts";
+import { type AnswerBatch, type AnswerRow, microBatchesAt, stepsPerEpoch } from "./mc_batches.ts";
 import { slotTensors } from "./params.ts";
 import { learningRate, type ScheduleOptions, validateSchedule } from "./schedule.ts";
 import type { ResidentModel, TrainableSet } from "./tune_params.ts";
 import { yieldToSignals } from "../cli/interrupt.ts";
+import type { TuneEngine } from "./tune_engine.ts";
 
 /** The settings of a fine-tuning run (fixed for its lifetime; a resume must repeat them). */
 export interface TuneHyper {
@@ -35,6 +36,13 @@ export interface TuneHyper {
   epochs: number;
   /** Items per optimizer step. */
   batch: number;
+  /**
+   * Items per forward/backward pass: each step's items are cut into runs of
+   * this many (src/train/mc_batches.ts `microBatchesAt`), the unit a worker
+   * thread computes; the cut, and so the result, does not depend on the
+   * thread count (docs/DISTRIBUTED.md "How tune and eval use the cores").
+   */
+  microBatch: number;
   /** Peak learning rate. */
   lr: number;
   /** `cosine`: warmup then half-cosine to `minLr`; `constant`: warmup then `lr`. */
@@ -55,6 +63,7 @@ export interface TuneHyper {
 export const TUNE_DEFAULTS: TuneHyper = {
   epochs: 3,
   batch: 8,
+  microBatch: 4,
   lr: 1e-4,
   schedule: "cosine",
   minLr: 0,
@@ -96,6 +105,8 @@ export interface TuneStepRecord {
 /** How {@link runTuning} runs. */
 export interface TuneLoopOptions {
   items: readonly AnswerRow[];
+  /** Computes each step's gradient from its micro-batches (src/train/tune_engine.ts). */
+  engine: TuneEngine;
   padId: number;
   hyper: TuneHyper;
   onStep?: (record: TuneStepRecord) => void | Promise<void>;
@@ -112,6 +123,9 @@ export interface TuneLoopOptions {
 export function tuneSchedule(hyper: TuneHyper, items: number): ScheduleOptions {
   if (!Number.isInteger(hyper.epochs) || hyper.epochs < 1) {
     throw new Error(`Epochs must be a positive integer, got ${hyper.epochs}`);
+  }
+  if (!Number.isInteger(hyper.microBatch) || hyper.microBatch < 1) {
+    throw new Error(`Micro-batch size must be a positive integer, got ${hyper.microBatch}`);
   }
   const total = hyper.epochs * stepsPerEpoch(items, hyper.batch);
   const schedule = {
@@ -186,7 +200,6 @@ export function answerLossAndGradients(
  * `shouldStop`), mutating `state`. Resolves with whether it stopped early.
  */
 export async function runTuning(
-  model: ResidentModel,
   trainable: TrainableSet,
   state: TuneState,
   o: TuneLoopOptions,
@@ -199,8 +212,8 @@ export async function runTuning(
   const grads = new Float32Array(trainable.layout.size);
   while (state.step < schedule.total) {
     const started = performance.now();
-    const batch = batchAt(o.items, state.step, o.hyper.batch, o.hyper.seed, o.padId);
-    const loss = answerLossAndGradients(model, trainable, state.params, batch, grads);
+    const parts = microBatchesAt(o.items, state.step, o.hyper.batch, o.hyper.microBatch, o.hyper.seed, o.padId);
+    const loss = await o.engine.gradients(state.params, parts, grads);
     if (!Number.isFinite(loss)) throw new Error(`Tuning loss became ${loss} at step ${state.step + 1}`);
     const gradNorm = clipGlobalNorm(grads, o.hyper.clipNorm);
     const lr = learningRate(state.step, schedule);
@@ -214,7 +227,7 @@ export async function runTuning(
       loss,
       lr,
       grad_norm: gradNorm,
-      items: batch.rows,
+      items: parts.reduce((n, p) => n + p.rows, 0),
       seconds: (performance.now() - started) / 1000,
     });
     if (o.shouldStop) await yieldToSignals(); // a pending SIGINT/SIGTERM sets what shouldStop reads

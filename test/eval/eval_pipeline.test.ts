@@ -154,6 +154,10 @@ describe("offtune eval", () => {
     const merged = await evalReport(["--model", join(dir, "tuned")]);
     const plain = await evalReport(["--model", join(dir, "model"), "--stream"]);
     expect(withAdapter.adapter).toBe(join(dir, "adapter"));
+    // on 2 threads the workers score the adapted blocks too (docs/DISTRIBUTED.md "How tune and eval use the cores")
+    const { seconds: _a, ...onTwo } = await evalReport(["--model", join(dir, "model"), "--adapter", join(dir, "adapter"), "--workers", "2"]);
+    const { seconds: _b, ...onOne } = withAdapter;
+    expect(onTwo).toEqual(onOne);
     expect(Math.abs(withAdapter.ppl!.nll - merged.ppl!.nll)).toBeLessThan(1e-6);
     expect(Math.abs(withAdapter.ppl!.nll - plain.ppl!.nll)).toBeGreaterThan(1e-4);
   });

@@ -1,0 +1,96 @@
+/**
+ * Slots serving one kind of request: worker threads of a {@link WorkerPool}
+ * and, optionally, the calling thread as the last slot (a {@link LocalSlot}),
+ * every slot with the same handler, so a result does not depend on the slot
+ * that made it (docs/DISTRIBUTED.md "All cores of one machine"). This is the
+ * routing a GradOT build's calibration pool, the multiple-choice scorer and
+ * the tuner share: a request goes to a chosen slot ({@link SlotPool.call}) or
+ * at once to the one with the fewest pending ({@link SlotPool.post}).
+ *
+ * Why the calling thread serves too: on 2 cores, `n` slots are `n - 1`
+ * worker threads beside the calling thread, not `n` beside it; a further
+ * isolate costs its start (about 1.7 CPU-seconds), its compiler and garbage
+ * collector threads and its heap, and would compete with the others for the
+ * cores while the calling thread waits.
+ *
+ * @module
+ */
+import type { Transferable } from "node:worker_threads";
+import { LocalSlot } from "./local_slot.ts";
+import { type Reply, WorkerPool } from "./worker_pool.ts";
+
+/** Options of {@link SlotPool.start}: how many worker threads, and whether the calling thread serves a slot too (docs/DISTRIBUTED.md "How a GradOT build uses the cores"). */
+export interface SlotPoolOptions<Req, Res> {
+  /** Worker threads to start (0: the calling thread alone, which needs `local`). */
+  workers: number;
+  /** The handler the calling thread serves its slot with; none: the workers alone. */
+  local?: (request: Req) => Reply<Res> | Promise<Reply<Res>>;
+}
+
+/**
+ * Worker threads on one entry module and, optionally, the calling thread as
+ * the last slot: the routing the calibration pool, the scoring pool and the
+ * tuning engine share, so none keeps its own copy (docs/DISTRIBUTED.md "How tune and eval use the cores").
+ */
+export class SlotPool<Req, Res> {
+  readonly #pool: WorkerPool<Req, Res> | undefined;
+  readonly #local: LocalSlot<Req, Res> | undefined;
+
+  private constructor(pool: WorkerPool<Req, Res> | undefined, local: LocalSlot<Req, Res> | undefined) {
+    this.#pool = pool;
+    this.#local = local;
+  }
+
+  /**
+   * Starts `options.workers` workers on `entry` (a module calling
+   * `serveRequests` with the handler `options.local` is) and readies the
+   * calling thread's slot; resolves once every worker has loaded.
+   *
+   * @throws Error when a worker cannot start, or no slot would serve
+   */
+  static async start<Req, Res>(entry: URL, options: SlotPoolOptions<Req, Res>): Promise<SlotPool<Req, Res>> {
+    const { workers, local } = options;
+    if (!Number.isInteger(workers) || workers < 0) throw new Error(`Worker threads must be a whole number, got ${workers}`);
+    if (workers === 0 && !local) throw new Error("A slot pool needs a worker thread or the calling thread's slot");
+    const pool = workers > 0 ? await WorkerPool.start<Req, Res>(entry, { size: workers }) : undefined;
+    return new SlotPool(pool, local && new LocalSlot(local));
+  }
+
+  /** Number of slots: the worker threads, then the calling thread's when it serves. */
+  get size(): number {
+    return (this.#pool?.size ?? 0) + (this.#local ? 1 : 0);
+  }
+
+  /** Sends `request` to slot `k` (the last is the calling thread's, when it serves); resolves with the reply. */
+  call(k: number, request: Req, transfer: readonly Transferable[] = []): Promise<Res> {
+    const workers = this.#pool?.size ?? 0;
+    if (k === workers && this.#local) return this.#local.call(request);
+    if (!this.#pool || k < 0 || k >= workers) return Promise.reject(new Error(`Slot ${k} is out of range for a pool of ${this.size}`));
+    return this.#pool.call(k, request, [...transfer]);
+  }
+
+  /**
+   * Sends `request` at once to the worker with the fewest pending, or to the
+   * calling thread's slot when every worker has more pending than it, so it
+   * takes about as many as a worker: with two more, the rule before, it took
+   * one chunk of a block's four on 2 cores, and the worker thread held the
+   * build up (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
+   * Requests to one slot run in the order posted.
+   */
+  post(request: Req, transfer: readonly Transferable[] = []): Promise<Res> {
+    const worker = this.#pool?.leastBusy();
+    if (this.#local && (!worker || this.#local.pending + 1 <= worker.pending)) return this.#local.call(request);
+    if (!worker) return Promise.reject(new Error("The slot pool has no live worker"));
+    return this.#pool!.call(worker.index, request, [...transfer]);
+  }
+
+  /** Sends `request` to every slot, in slot order; resolves with their replies. */
+  broadcast(request: (k: number) => Req): Promise<Res[]> {
+    return Promise.all(Array.from({ length: this.size }, (_, k) => this.call(k, request(k))));
+  }
+
+  /** Terminates the workers; the calling thread's slot serves what it was sent, then nothing more is sent. */
+  async close(): Promise<void> {
+    await this.#pool?.close();
+  }
+}
