@@ -5,21 +5,33 @@
 // the shards are the bytes of a one-process build. Then a worker is
 // SIGKILLed (with its verb) in the middle of a slice job, after the slice's
 // head and before its last block: the job is run again by the other worker
-// and the shards are still the one-process build's. Skipped only where
+// and the shards are still the one-process build's. The shards depend on the
+// KFAC factors only through GCS's choices, so the factors and the loss that
+// `queuedCalibration` gives are also compared, byte for byte, with one
+// process's `accumulateKfac`. Skipped only where
 // redis-server is not installed (CI installs it).
 import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { lastValueFrom, toArray } from "rxjs";
+import { lastValueFrom, type Observable, toArray } from "rxjs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { Queue } from "bullmq";
-import { QUEUE_NAME, queueConnection } from "../../src/distributed/job_queue.ts";
+import { JobSubmitter, QUEUE_NAME, queueConnection } from "../../src/distributed/job_queue.ts";
+import { jobPackr, statsValue } from "../../src/distributed/block_files.ts";
 import { sliceLossFile } from "../../src/distributed/slice_files.ts";
 import { loadCalibration } from "../../src/loop/build_emulator.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import { buildGradotEmulator } from "../../src/operators/gradot.ts";
+import { accumulateKfac } from "../../src/operators/accumulate_kfac.ts";
+import { calibrateBackward } from "../../src/operators/calibrate_backward.ts";
+import { calibrateForward } from "../../src/operators/calibrate_forward.ts";
+import { queuedCalibration } from "../../src/operators/queued_calibration.ts";
+import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
+import { disposeWeights } from "../../src/model/weights.ts";
+import type { StatsRecord } from "../../src/records/records.ts";
+import type { StageEvent } from "../../src/events/stage_events.ts";
 import { initBackend } from "../../src/tensor/backend.ts";
 import { spawnCli } from "../pipelines/spawn_cli.ts";
 import { type Claim, claims, expectSamePackage, hasRedis, killFirstClaim, startRedis, startWorker, stopAll } from "./redis_fixture.ts";
@@ -59,6 +71,40 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue: the calibration as slice jo
       await model.close();
     }
   }, 60_000);
+
+  test("queuedCalibration gives one process's KFAC factors and loss, byte for byte, block by block", async () => {
+    const storage = join(dir, "shared-3");
+    await twoWorkers(storage);
+    const model = await openModel("fixtures/tiny", { split: { bottom: 1, top: 1 }, streamVocabulary: true });
+    const submitter = await JobSubmitter.open(url);
+    try {
+      const calibration = await loadCalibration(CALIBRATION, model, { sequences: SEQUENCES, length: LENGTH, quiet: true });
+      /** Each record's index, role, linear names and packed factors (as held, in linear order). */
+      const statistics = async (stats: Observable<StatsRecord>) =>
+        (await lastValueFrom(stats.pipe(toArray()))).map((r) => {
+          disposeWeights(r.weights);
+          return { index: r.index, role: r.role, names: [...r.stats.keys()], bytes: Buffer.from(jobPackr.pack(statsValue(r.stats))) };
+        });
+      const events = (losses: number[]) => ({ next: (e: StageEvent) => e.stage === "head" && losses.push(e.loss!) });
+      const oneLosses: number[] = [];
+      const one = await statistics(readCheckpoint(model).pipe(
+        calibrateForward({ calibration, linearOutputs: true }),
+        calibrateBackward({ events: events(oneLosses) }),
+        accumulateKfac(),
+      ));
+      const queuedLosses: number[] = [];
+      const queued = await statistics(queuedCalibration(model, { submitter, storage, calibration, events: events(queuedLosses) }));
+      expect(queued.map((b) => [b.index, b.role, b.names])).toEqual(one.map((b) => [b.index, b.role, b.names]));
+      expect(queued.filter((b) => b.names.length > 0).map((b) => b.index)).toEqual([2, 1]);
+      for (const [k, block] of one.entries()) expect(queued[k].bytes.equals(block.bytes), `block ${block.index}`).toBe(true);
+      expect(queuedLosses).toHaveLength(1);
+      expect(Object.is(queuedLosses[0], oneLosses[0])).toBe(true);
+      expect((await claims(storage)).filter((c) => c.command.startsWith("gradot-slice "))).toHaveLength(SLICES);
+    } finally {
+      await submitter.close();
+      await model.close();
+    }
+  }, 120_000);
 
   afterAll(async () => {
     stopAll(workers, redis);
