@@ -20,8 +20,7 @@
  *
  * @module
  */
-import { existsSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { existsSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Observable } from "rxjs";
@@ -144,25 +143,39 @@ async function sliceLoss(slices: SliceRun[], o: QueuedCalibrationOptions): Promi
     const path = sliceLossFile(slice.out);
     await slice.waitFor(path, o.signal);
     for (const sum of await readSliceLoss(path)) lossSum += sum;
-    if (!o.keepFiles) await rm(path, { force: true });
   }
   return lossSum / (o.calibration.sequences * (o.calibration.length - 1));
+}
+
+/** Deletes `paths` (unless the files are kept) once block `index`'s shard is written, so a rerun of a resumable build still finds them till then. */
+function dropOnceWritten(paths: string[], index: number | undefined, o: QueuedCalibrationOptions): void {
+  if (o.keepFiles) return;
+  const drop = () => paths.forEach((path) => rmSync(path, { force: true }));
+  if (o.resume && index !== undefined) o.resume.whenWritten(index, drop);
+  else drop();
 }
 
 /** Middle block `index`'s factors from its chunk files, slice by slice and chunk by chunk. */
 async function blockFactors(model: ModelHandle, index: number, slices: SliceRun[], o: QueuedCalibrationOptions): Promise<Map<string, KfacFactors>> {
   const specs = model.arch.linears(model.cfg);
   const sums = new BlockKfacSums();
+  const read: string[] = [];
   for (const slice of slices) {
     for (let k = 0; k < slice.chunks; k++) {
       const path = sliceChunkFile(slice.out, index, k);
       await slice.waitFor(path, o.signal);
       const { linears } = await timeStageAsync(o.events, "read", () => readSliceChunk(path, index, k), { block: index });
       timeStage(o.events, "kfac", () => chunkRecords(specs, index, linears).forEach((record) => sums.add(record)), { block: index });
-      if (!o.keepFiles) await rm(path, { force: true });
+      read.push(path);
     }
   }
+  dropOnceWritten(read, index, o);
   return timeStage(o.events, "kfac", () => sums.finalize(index), { block: index });
+}
+
+/** Resolves once the shards of `blocks` are all written (at once without a resumable build: nothing would read their files again). */
+function allWritten(blocks: number[], resume: ResumableBuild | undefined): Promise<void> {
+  return Promise.all(blocks.map((index) => new Promise<void>((done) => (resume ? resume.whenWritten(index, done) : done())))).then(() => {});
 }
 
 /** The body of {@link queuedCalibration}: emits each block's record; stops at the next block or wait once `o.signal` is aborted. */
@@ -175,7 +188,10 @@ async function run(model: ModelHandle, o: QueuedCalibrationOptions, emit: (recor
   const needLoss = resume?.loss === undefined;
   const slices = needed.length > 0 || needLoss ? await submitSlices(model, o, chunk, needed, needLoss) : [];
   const loss = needLoss ? await sliceLoss(slices, o) : resume!.loss!;
-  if (needLoss) resume?.recordLoss(loss);
+  if (needLoss) {
+    resume?.recordLoss(loss);
+    dropOnceWritten(slices.map((s) => sliceLossFile(s.out)), undefined, o);
+  }
   events?.next({ stage: "head", seconds: 0, loss, tokens: calibration.sequences * (calibration.length - 1) });
   o.onForward?.();
   for (let k = model.blockIndices.length - 1; k >= 0; k--) {
@@ -190,7 +206,13 @@ async function run(model: ModelHandle, o: QueuedCalibrationOptions, emit: (recor
   }
   await Promise.all(slices.map((s) => s.finished())); // a job rerun writes again: remove its directory only once it is done
   if (o.keepFiles) return;
-  for (const slice of slices) await Promise.all([rm(slice.out, { recursive: true, force: true }), rm(slice.input, { force: true })]);
+  // Removed once every shard they fed is written (the stream completes before the last compressions return).
+  void allWritten(needed, resume).then(() => {
+    for (const slice of slices) {
+      rmSync(slice.out, { recursive: true, force: true });
+      rmSync(slice.input, { force: true });
+    }
+  });
 }
 
 /**

@@ -72,6 +72,31 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue: the calibration as slice jo
     }
   }, 60_000);
 
+  test("the building process SIGKILLed once two shards are written, run again, continues from the slices' files to the same bytes", async () => {
+    const storage = join(dir, "shared-4");
+    await twoWorkers(storage);
+    const { out, build } = spawnBuild("queued-resumed", storage);
+    /** Shards the resumable build has written, by its progress.json. */
+    const written = async () => {
+      const partial = (await readdir(dir)).find((n) => n.startsWith("queued-resumed.partial-"));
+      const progress = partial && (await readFile(join(dir, partial, "progress.json"), "utf8").catch(() => undefined));
+      return progress ? (JSON.parse(progress).blocks as unknown[]).length : 0;
+    };
+    while ((await written()) < 2 && build.child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+    build.child.kill("SIGKILL");
+    expect((await build.exited).signal, build.stderr()).toBe("SIGKILL");
+    expect(existsSync(out)).toBe(false); // killed mid-build: blocks 3 and 2 written, 1 and 0 not
+
+    const again = await queuedBuild("queued-resumed", storage);
+    expect(again.code, again.stderr).toBe(0);
+    await expectSamePackage(reference, out);
+    // The unwritten blocks' slice files were kept for the rerun: every slice job ran once.
+    const slices = (await claims(storage)).filter((c) => c.command.startsWith("gradot-slice "));
+    expect(slices).toHaveLength(SLICES);
+    expect(new Set(slices.map((c) => c.job)).size).toBe(SLICES);
+    expect(await readdir(join(storage, "slices"))).toEqual([]);
+  }, 120_000);
+
   test("queuedCalibration gives one process's KFAC factors and loss, byte for byte, block by block", async () => {
     const storage = join(dir, "shared-3");
     await twoWorkers(storage);
@@ -120,8 +145,8 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue: the calibration as slice jo
     return pair;
   }
 
-  /** `build-emulator --queue` of the reference's settings into `<dir>/<name>`; its exit status, stderr and timings. */
-  async function queuedBuild(name: string, storage: string) {
+  /** `build-emulator --queue` of the reference's settings into `<dir>/<name>`, running. */
+  function spawnBuild(name: string, storage: string) {
     const out = join(dir, name);
     const timings = join(dir, `${name}.json`);
     const build = spawnCli([
@@ -129,8 +154,14 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue: the calibration as slice jo
       "--sequences", String(SEQUENCES), "--length", String(LENGTH), "--out", out, "--timings", timings,
       "--queue", url, "--storage", storage, "--quiet",
     ]);
+    return { out, build, timings: () => readFile(timings, "utf8").then(JSON.parse) };
+  }
+
+  /** {@link spawnBuild} run to its end: its exit status and stderr too. */
+  async function queuedBuild(name: string, storage: string) {
+    const { out, build, timings } = spawnBuild(name, storage);
     const { code } = await build.exited;
-    return { out, code, stderr: build.stderr(), timings: () => readFile(timings, "utf8").then(JSON.parse) };
+    return { out, code, stderr: build.stderr(), timings };
   }
 
   test("three slices run on two workers and the shards are a one-process build's bytes", async () => {
