@@ -97,7 +97,7 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue: the calibration as slice jo
     expect(await readdir(join(storage, "slices"))).toEqual([]);
   }, 120_000);
 
-  test("queuedCalibration gives one process's KFAC factors and loss, byte for byte, block by block", async () => {
+  test("queuedCalibration gives one process's KFAC factors and loss, byte for byte, block by block; kept files are reused", async () => {
     const storage = join(dir, "shared-3");
     await twoWorkers(storage);
     const model = await openModel("fixtures/tiny", { split: { bottom: 1, top: 1 }, streamVocabulary: true });
@@ -117,14 +117,18 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue: the calibration as slice jo
         calibrateBackward({ events: events(oneLosses) }),
         accumulateKfac(),
       ));
-      const queuedLosses: number[] = [];
-      const queued = await statistics(queuedCalibration(model, { submitter, storage, calibration, events: events(queuedLosses) }));
-      expect(queued.map((b) => [b.index, b.role, b.names])).toEqual(one.map((b) => [b.index, b.role, b.names]));
-      expect(queued.filter((b) => b.names.length > 0).map((b) => b.index)).toEqual([2, 1]);
-      for (const [k, block] of one.entries()) expect(queued[k].bytes.equals(block.bytes), `block ${block.index}`).toBe(true);
-      expect(queuedLosses).toHaveLength(1);
-      expect(Object.is(queuedLosses[0], oneLosses[0])).toBe(true);
-      expect((await claims(storage)).filter((c) => c.command.startsWith("gradot-slice "))).toHaveLength(SLICES);
+      // Twice, the files kept: the second run reuses the slice jobs' files.
+      for (const run of [1, 2]) {
+        const queuedLosses: number[] = [];
+        const queued = await statistics(queuedCalibration(model, { submitter, storage, calibration, events: events(queuedLosses), keepFiles: true }));
+        expect(queued.map((b) => [b.index, b.role, b.names])).toEqual(one.map((b) => [b.index, b.role, b.names]));
+        expect(queued.filter((b) => b.names.length > 0).map((b) => b.index)).toEqual([2, 1]);
+        for (const [k, block] of one.entries()) expect(queued[k].bytes.equals(block.bytes), `run ${run}, block ${block.index}`).toBe(true);
+        expect(queuedLosses).toHaveLength(1);
+        expect(Object.is(queuedLosses[0], oneLosses[0])).toBe(true);
+        expect((await claims(storage)).filter((c) => c.command.startsWith("gradot-slice "))).toHaveLength(SLICES);
+      }
+      expect((await readdir(join(storage, "slices"))).filter((n) => n.endsWith(".slice"))).toHaveLength(SLICES);
     } finally {
       await submitter.close();
       await model.close();
