@@ -163,9 +163,9 @@ same command run again continues from it. Methods:
                          block files go to (default: the directory of --out);
                          --model must be on shared storage too. The slice
                          files hold every middle block's linear inputs and
-                         gradients (about 3 x the one-process build's
-                         activations on disk, at most); each is deleted once
-                         read
+                         output gradients (on OPT-125M 48 KB per token and
+                         middle block; at worst all blocks' at once); a
+                         block's are deleted once its shard is written
   --keep-slice-files     with --queue: keep the slice files (in
                          <storage>/slices); the same build run again reuses
                          them instead of running the slice jobs again
