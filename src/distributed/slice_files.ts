@@ -5,8 +5,8 @@
  * exists is complete:
  *
  * - `<sha256>.slice`, named by the SHA-256 of its bytes: the job, i.e. the
- *   model's directory and source hash, the slice's token ids and the chunk
- *   sizes (`offtune gradot-slice --input`);
+ *   package being built, the model's directory and source hash, the slice's
+ *   token ids and the chunk sizes (`offtune gradot-slice --input`);
  * - in the job's output directory `<sha256>/` (`--out`): `loss.msgpack`, the
  *   summed loss of each of the slice's head chunks, and per middle block and
  *   chunk of the slice `block-<i>-chunk-<k>.kfac`, every linear's KFAC
@@ -29,6 +29,12 @@ import { jobPackr } from "./block_files.ts";
 
 /** What a `.slice` file holds: everything `offtune gradot-slice` needs to run one slice's calibration. */
 export interface SliceJob {
+  /**
+   * The package the build writes (absolute): two builds of one model and
+   * calibration (another ratio) never share, and delete, each other's
+   * slice files; a rerun of the same build finds its own.
+   */
+  build: string;
   /** The checkpoint (on shared storage), its source hash (checked when opened) and how the build opened it. */
   model: { dir: string; sourceHash: string; split: AdapterSplit; streamVocabulary: boolean };
   /** The slice's first sequence in the calibration set. */
@@ -104,6 +110,7 @@ export async function readSliceJob(path: string): Promise<SliceJob> {
   if (typeof raw !== "object" || raw === null || typeof raw.model?.dir !== "string" || typeof raw.model.sourceHash !== "string") {
     throw bad("no model directory and source hash");
   }
+  if (typeof raw.build !== "string") throw bad("no package it is built for");
   if (!isCount(raw.from) || !isCount(raw.to, raw.from + 1) || !isCount(raw.length, 2)) throw bad(`sequences [${raw.from}, ${raw.to}) of ${raw.length} tokens`);
   if (!isCount(raw.chunk, 1) || !isCount(raw.headChunk, 1)) throw bad(`chunk ${raw.chunk}, head chunk ${raw.headChunk}`);
   if (!(raw.ids instanceof Int32Array) || raw.ids.length !== (raw.to - raw.from) * raw.length) {

@@ -185,6 +185,7 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
       const calibrated = queue
         ? queuedCalibration(model, {
           ...queue,
+          out: options.out,
           calibration,
           chunk: options.chunk,
           events,

@@ -50,6 +50,8 @@ export interface QueuedCalibrationOptions {
   submitter: JobSubmitter;
   /** The shared directory the slice files go to (in its `slices/`). */
   storage: string;
+  /** The package being built: its slices are its own (`SliceJob.build`). */
+  out: string;
   /** The calibration token ids (N sequences of T tokens). */
   calibration: CalibrationSet;
   /** Sequences per calibration chunk (default: `defaultChunk`, as one process). */
@@ -117,6 +119,7 @@ async function submitSlices(model: ModelHandle, o: QueuedCalibrationOptions, chu
   const runs: SliceRun[] = [];
   for (const { from, to } of calibrationSlices(calibration.sequences, t, chunk, defaultHeadChunkOf(model, t))) {
     const input = await writeSliceJob(dir, {
+      build: resolve(o.out),
       model: { dir: resolve(model.source), sourceHash: model.sourceHash, split: model.split, streamVocabulary: model.vocabulary !== undefined },
       from,
       to,

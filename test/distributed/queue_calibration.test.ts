@@ -120,7 +120,7 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue: the calibration as slice jo
       // Twice, the files kept: the second run reuses the slice jobs' files.
       for (const run of [1, 2]) {
         const queuedLosses: number[] = [];
-        const queued = await statistics(queuedCalibration(model, { submitter, storage, calibration, events: events(queuedLosses), keepFiles: true }));
+        const queued = await statistics(queuedCalibration(model, { submitter, storage, out: join(dir, "factors"), calibration, events: events(queuedLosses), keepFiles: true }));
         expect(queued.map((b) => [b.index, b.role, b.names])).toEqual(one.map((b) => [b.index, b.role, b.names]));
         expect(queued.filter((b) => b.names.length > 0).map((b) => b.index)).toEqual([2, 1]);
         for (const [k, block] of one.entries()) expect(queued[k].bytes.equals(block.bytes), `run ${run}, block ${block.index}`).toBe(true);

@@ -50,6 +50,7 @@ describe("calibrationSlices", () => {
 
 describe("slice files", () => {
   const job: SliceJob = {
+    build: "/shared/emulator",
     model: { dir: "/shared/opt", sourceHash: "abc", split: { bottom: 1, top: 1 }, streamVocabulary: true },
     from: 64,
     to: 66,
