@@ -13,10 +13,12 @@
  * process adds the losses, then, block by block from the top, waits for the
  * block's chunk files, reads them one at a time in chunk order (slice by
  * slice) into the block's KFAC sums (`BlockKfacSums`, as `accumulateKfac`
- * does), deletes each once read, and emits the block with its reloaded
- * weights: the factors are the bytes of a one-process build. Blocks an
- * earlier run wrote (`resume`) are skipped. A job whose files are gone once it
- * completed (read and deleted by an earlier run of the build) is run again.
+ * does), and emits the block with its reloaded weights: the factors are
+ * the bytes of a one-process build. The block's files are deleted once read
+ * (with a `resume`, once its shard is written, so a rerun after a crash
+ * still finds them). Blocks an earlier run wrote (`resume`) are skipped. A
+ * job whose files are gone once it completed (deleted by an earlier run of
+ * the build) is run again.
  *
  * @module
  */
@@ -62,7 +64,11 @@ export interface QueuedCalibrationOptions {
   signal?: AbortSignal;
   /** A resumable build: its written blocks are skipped, its recorded loss reused (src/io/build_resume.ts). */
   resume?: ResumableBuild;
-  /** Keep the slice files (default: each is deleted once read, the slices' directories at the end). */
+  /**
+   * Keep the slice files (default: a block's chunk files are deleted once
+   * read, with a `resume` once its shard is written; the slices' directories
+   * once every shard is).
+   */
   keepFiles?: boolean;
   /** Told once every slice's forward has run (their losses are in), before the first block is emitted. */
   onForward?: () => void;
@@ -116,8 +122,9 @@ async function submitSlices(model: ModelHandle, o: QueuedCalibrationOptions, chu
   const { calibration } = o;
   const t = calibration.length;
   const dir = join(resolve(o.storage), "slices");
+  const headChunk = defaultHeadChunkOf(model, t);
   const runs: SliceRun[] = [];
-  for (const { from, to } of calibrationSlices(calibration.sequences, t, chunk, defaultHeadChunkOf(model, t))) {
+  for (const { from, to } of calibrationSlices(calibration.sequences, t, chunk, headChunk)) {
     const input = await writeSliceJob(dir, {
       build: resolve(o.out),
       model: { dir: resolve(model.source), sourceHash: model.sourceHash, split: model.split, streamVocabulary: model.vocabulary !== undefined },
@@ -126,7 +133,7 @@ async function submitSlices(model: ModelHandle, o: QueuedCalibrationOptions, chu
       length: t,
       ids: calibration.ids.slice(from * t, to * t),
       chunk,
-      headChunk: defaultHeadChunkOf(model, t),
+      headChunk,
     });
     const out = sliceOutDir(input);
     const chunks = sequenceChunks(to - from, chunk).length;
