@@ -246,6 +246,7 @@ export {
 } from "./src/loop/build_emulator.ts";
 export { plugIn, type PlugInOptions } from "./src/loop/plug_in.ts";
 export { runBlockJob } from "./src/loop/gradot_block.ts";
+export { runSliceJob } from "./src/loop/gradot_slice.ts";
 export { jobId, JobSubmitter, queueConnection, QUEUE_NAME, type VerbJob } from "./src/distributed/job_queue.ts";
 export { claimsDir, type QueueWorker, serveQueue, type WorkerOptions } from "./src/distributed/queue_worker.ts";
 export { CalibrationPool, StartingPool } from "./src/distributed/calibration_pool.ts";

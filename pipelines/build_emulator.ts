@@ -145,13 +145,30 @@ same command run again continues from it. Methods:
                          shards are the same bytes for any n
                          (docs/DISTRIBUTED.md "How a GradOT build uses the
                          cores")
-  --queue <url>          GradOT only: score and compress the middle blocks as
-                         jobs of this Redis queue (redis://host:port), run by
-                         offtune worker on any machine; the shards are the
-                         same bytes (docs/DISTRIBUTED.md)
-  --storage <dir>        with --queue: the shared directory the block files
-                         go to (default: the directory of --out); --model
-                         must be on shared storage too
+  --queue <url>          GradOT only: run the calibration and the middle
+                         blocks' scoring and compression as jobs of this
+                         Redis queue (redis://host:port), run by offtune
+                         worker on any machine: the calibration as one
+                         gradot-slice job per slice of the calibration set
+                         (forward, loss and backward over the whole model;
+                         slices of whole chunks, at least 4,096 tokens and
+                         whole loss chunks, so --sequences 16 --length 128
+                         is one slice), each middle block as a gradot-block
+                         job. This process only sums each block's KFAC
+                         factors from the slices' files, in chunk order, and
+                         writes the shards: the same bytes as one process,
+                         for any number of workers (docs/DISTRIBUTED.md
+                         "Calibration slices"). Not with --workers n > 1
+  --storage <dir>        with --queue: the shared directory the slice and
+                         block files go to (default: the directory of --out);
+                         --model must be on shared storage too. The slice
+                         files hold every middle block's linear inputs and
+                         output gradients (on OPT-125M 48 KB per token and
+                         middle block; at worst all blocks' at once); a
+                         block's are deleted once its shard is written
+  --keep-slice-files     with --queue: keep the slice files (in
+                         <storage>/slices); the same build run again reuses
+                         them instead of running the slice jobs again
 
 GradOT, CRaSh, ot-distill and ScaleOT:
   --sequences <n>        calibration sequences N (default 64)
@@ -223,6 +240,7 @@ const FLAGS = {
   workers: { type: "string" },
   queue: { type: "string" },
   storage: { type: "string" },
+  "keep-slice-files": { type: "boolean", default: false },
 } as const;
 
 /**
@@ -238,6 +256,10 @@ function parseFlags(argv: string[]) {
   if (flags.queue !== undefined && method !== "gradot") throw new Error(`--queue works with --method gradot only, not ${method}`);
   if (flags.workers !== undefined && method !== "gradot") throw new Error(`--workers works with --method gradot only, not ${method}`);
   if (flags.storage !== undefined && flags.queue === undefined) throw new Error("--storage needs --queue (see offtune build-emulator --help)");
+  if (flags["keep-slice-files"] && flags.queue === undefined) throw new Error("--keep-slice-files needs --queue (see offtune build-emulator --help)");
+  if (flags.queue !== undefined && flags.workers !== undefined && flags.workers !== "1") {
+    throw new Error("--queue runs the calibration on the queue's workers: it cannot be combined with --workers (run more offtune workers, or --concurrency, instead)");
+  }
   return { ...flags, method, scaleot: scaleotFromFlags(flags, method) };
 }
 
@@ -310,7 +332,7 @@ export async function main(argv: string[]): Promise<number> {
       events: timings,
       signal: interrupts.signal,
       distill,
-      ...(submitter ? { queue: { submitter, storage: flags.storage ?? dirname(resolve(flags.out)) } } : {}),
+      ...(submitter ? { queue: { submitter, storage: flags.storage ?? dirname(resolve(flags.out)), keepFiles: flags["keep-slice-files"] } } : {}),
     };
     if (calibration && flags.method === "gradot") {
       resume = openResumableBuild(model, { ...options, calibration }, (message) => {

@@ -58,6 +58,10 @@ const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     summary: "score and compress one GradOT block from a .block file (a worker's job)",
     load: () => import("./gradot_block.ts"),
   },
+  "gradot-slice": {
+    summary: "run one calibration slice of a GradOT build from a .slice file (a worker's job)",
+    load: () => import("./gradot_slice.ts"),
+  },
   report: {
     summary: "build the offsite-tuning table, report.json and plots from a runs directory",
     load: () => import("./report.ts"),

@@ -14,8 +14,12 @@ export const help = `offtune worker --queue redis://host:port [--storage <dir>] 
 
 Serves the jobs that experiment --queue and build-emulator --queue submit
 to the queue at --queue (Redis; BullMQ), each as an offtune verb process,
---concurrency at a time, until SIGINT or SIGTERM. Every machine must see the
-same shared storage at the same path: the jobs name their files there.
+--concurrency at a time, until SIGINT or SIGTERM: an experiment's steps, and
+a GradOT build's calibration slices (gradot-slice: the forward, loss and
+backward over the whole model on one slice of the calibration set; one
+block resident, its activations on this machine's temporary directory) and
+middle-block compressions (gradot-block). Every machine must see the same
+shared storage at the same path: the jobs name their files there.
 On SIGINT/SIGTERM the worker takes no new job; an idle worker exits at
 once, a busy one passes the signal on to its running verbs, which stop at
 their next checkpoint (docs/GUARANTEES.md "Interrupts"), and exits: their

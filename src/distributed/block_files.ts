@@ -27,7 +27,13 @@ import type { KfacFactors } from "../stats/kfac.ts";
 import { type HeldFactor, heldFactor } from "../stats/symmetric_factor.ts";
 import { tf } from "../tensor/backend.ts";
 
-const packr = new Packr({ useRecords: false, moreTypes: true });
+/**
+ * The msgpack codec of the queue's files on shared storage (`.block`,
+ * `.compressed`, and the calibration slices' files of
+ * src/distributed/slice_files.ts): plain maps, Float32Arrays and
+ * Int32Arrays keeping their bytes (docs/DISTRIBUTED.md "Many machines").
+ */
+export const jobPackr = new Packr({ useRecords: false, moreTypes: true });
 
 /** A tensor as it is stored: its shape and float32 values. */
 export interface StoredTensor {
@@ -125,7 +131,7 @@ export function blockJobValue(record: StatsRecord, model: BlockJob["model"], set
  * kept) and returns its path.
  */
 export async function writeBlockJob(dir: string, record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): Promise<string> {
-  const bytes = packr.pack(blockJobValue(record, model, settings));
+  const bytes = jobPackr.pack(blockJobValue(record, model, settings));
   const path = join(dir, `${createHash("sha256").update(bytes).digest("hex")}.block`);
   mkdirSync(dir, { recursive: true });
   await writeFileAtomic(path, bytes);
@@ -139,7 +145,7 @@ export function blockJobFromValue(raw: BlockJobValue): BlockJob {
 
 /** Reads a `.block` file written by {@link writeBlockJob}; the weights become tensors the caller owns. */
 export async function readBlockJob(path: string): Promise<BlockJob> {
-  return blockJobFromValue(packr.unpack(await readFile(path)) as BlockJobValue);
+  return blockJobFromValue(jobPackr.unpack(await readFile(path)) as BlockJobValue);
 }
 
 /** A compressed block as plain values (its tensors copied off the tensor heap). */
@@ -161,10 +167,10 @@ export function compressedBlockFromValue(raw: CompressedBlockValue): CompressedB
 
 /** Writes a compressed block to `path` atomically. */
 export async function writeCompressedBlock(path: string, block: CompressedBlock): Promise<void> {
-  await writeFileAtomic(path, packr.pack(compressedBlockValue(block)));
+  await writeFileAtomic(path, jobPackr.pack(compressedBlockValue(block)));
 }
 
 /** Reads a `.compressed` file; the weights become tensors the caller owns. */
 export async function readCompressedBlock(path: string): Promise<CompressedBlock> {
-  return compressedBlockFromValue(packr.unpack(await readFile(path)) as CompressedBlockValue);
+  return compressedBlockFromValue(jobPackr.unpack(await readFile(path)) as CompressedBlockValue);
 }

@@ -176,7 +176,7 @@ export class ResumableBuild {
     return build;
   }
 
-  readonly #waiting = new Map<number, () => void>();
+  readonly #waiting = new Map<number, Array<() => void>>();
 
   /** The blocks whose shards are written, in writing order. */
   get blocks(): readonly WrittenBlock[] {
@@ -203,19 +203,21 @@ export class ResumableBuild {
   recordBlock(block: WrittenBlock): void {
     this.#progress.blocks = [...this.#progress.blocks.filter((b) => b.index !== block.index), block];
     this.#save();
-    const waiting = this.#waiting.get(block.index);
+    const waiting = this.#waiting.get(block.index) ?? [];
     this.#waiting.delete(block.index);
-    waiting?.();
+    for (const fn of waiting) fn();
   }
 
   /**
    * Runs `fn` once block `index`'s shard is recorded (at once when it is):
    * a pass whose blocks are compressed after it moved on (on a worker pool)
-   * deletes a block's activations only then, so a rerun can still redo it.
+   * deletes a block's activations only then, so a rerun can still redo it
+   * (a queued build its slice files, docs/DISTRIBUTED.md "Calibration
+   * slices"). Several may wait on one block; they run in the order given.
    */
   whenWritten(index: number, fn: () => void): void {
     if (this.isDone(index)) fn();
-    else this.#waiting.set(index, fn);
+    else this.#waiting.set(index, [...(this.#waiting.get(index) ?? []), fn]);
   }
 
   /** Removes the bookkeeping (activations, progress, owner), leaving only the package's files: just before commit. */

@@ -32,13 +32,13 @@ import type { Matrix } from "../linalg/matrix.ts";
 import { backwardChunk, type ChunkLinear, headChunk } from "../model/calibration_chunk.ts";
 import type { StartingPool } from "../distributed/calibration_pool.ts";
 import { tf } from "../tensor/backend.ts";
-import type { ActivationRecord, CalibrationEvent } from "../records/records.ts";
+import type { ActivationRecord, CalibrationEvent, LinearChunkRecord, ModelHandle } from "../records/records.ts";
 import { checkpointBoundary } from "../cli/interrupt.ts";
 import { chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
-import type { WeightMap } from "../model/types.ts";
+import type { LinearSpec, WeightMap } from "../model/types.ts";
 
 /** Options of {@link calibrateBackward}. */
 export interface CalibrateBackwardOptions {
@@ -69,6 +69,13 @@ export interface CalibrateBackwardOptions {
    * bytes as without.
    */
   pool?: StartingPool;
+  /**
+   * Told, once the head has run (not when a resumed build's loss is read),
+   * each head chunk's summed loss in chunk order: a calibration slice job
+   * hands them to the coordinating build, which adds them in the same order
+   * as one process (docs/DISTRIBUTED.md "Calibration slices").
+   */
+  onHeadSums?: (sums: number[]) => void;
 }
 
 /** The name of the loss gradient at block `i`'s input in a persistent store (`grad-<L>`: at the head). */
@@ -105,6 +112,45 @@ const STREAMED_HEAD_TOKENS = 4096;
 /** Sequences per head chunk with a streamed vocabulary (at least one). */
 function streamedHeadChunk(t: number): number {
   return Math.max(1, Math.floor(STREAMED_HEAD_TOKENS / t));
+}
+
+/**
+ * The default head (loss) chunk of `model` on sequences of `length` tokens:
+ * the head's chunks sum the loss and scale its gradient, so their bounds fix
+ * the bytes; calibration slices must not cut one (docs/DISTRIBUTED.md
+ * "Calibration slices").
+ */
+export function defaultHeadChunkOf(model: ModelHandle, length: number): number {
+  return model.vocabulary ? streamedHeadChunk(length) : defaultHeadChunk(length, model.cfg.vocabSize);
+}
+
+/**
+ * A middle block's chunk records from one chunk's {@link ChunkLinear}s, in
+ * their order: a matrix several linears read (q, k and v's input) is handed
+ * to each reader, the later ones naming the first in `sharesInputWith`. The
+ * backward emits them; a queued build rebuilds them from a slice's files
+ * (docs/DISTRIBUTED.md "Calibration slices").
+ *
+ * @throws Error naming the block and linear when a linear is not one of the block's, or its input came with none
+ */
+export function chunkRecords(specs: readonly LinearSpec[], index: number, linears: readonly ChunkLinear[]): LinearChunkRecord[] {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const inputs = new Map<string, Matrix>();
+  return linears.map((l): LinearChunkRecord => {
+    if (l.x) inputs.set(l.name, l.x);
+    const x = inputs.get(l.sharesInputWith ?? l.name);
+    const linear = byName.get(l.name);
+    if (!x || !linear) throw new Error(`calibrateBackward: block ${index} sent statistics of an unknown linear "${l.name}"`);
+    return {
+      kind: "chunk",
+      index,
+      linear,
+      x,
+      gamma: l.gamma,
+      gradScale: 1,
+      ...(l.sharesInputWith ? { sharesInputWith: l.sharesInputWith } : {}),
+    };
+  });
 }
 
 async function runBackward(
@@ -152,9 +198,8 @@ async function runBackward(
    * order, docs/DISTRIBUTED.md "Where 2 slots wait").
    */
   function headChunkSize(): number {
-    if (!model.vocabulary) return defaultHeadChunk(t, cfg.vocabSize);
-    const fewest = streamedHeadChunk(t);
-    return pool ? Math.min(fewest, Math.ceil(n / pool.size)) : fewest;
+    const fewest = defaultHeadChunkOf(model, t);
+    return pool && model.vocabulary ? Math.min(fewest, Math.ceil(n / pool.size)) : fewest;
   }
 
   /** The head's gradient `[N, T, d]` of the summed loss at the last block's output, in the thread or on the pool. */
@@ -180,36 +225,20 @@ async function runBackward(
           return dHidden;
         }, name(cfg.layers)))
       : store.write(n, t, d, size, inThread, name(cfg.layers));
+    const ordered = sequenceChunks(n, size).map(([a]) => sums.get(a)!);
     let lossSum = 0;
-    for (const [a] of sequenceChunks(n, size)) lossSum += sums.get(a)!;
+    for (const sum of ordered) lossSum += sum;
+    options.onHeadSums?.(ordered);
     const loss = lossSum / (n * (t - 1));
     resume?.recordLoss(loss);
     reportLoss(loss);
     return gradient;
   }
 
-  /**
-   * The chunk records of a middle block's chunk, in `arch.linears` order;
-   * matrices shared by several linears are emitted once per reader.
-   */
+  /** The chunk records of a middle block's chunk, in `arch.linears` order ({@link chunkRecords}). */
+  const specs = arch.linears(cfg);
   const emitChunk = (index: number, linears: ChunkLinear[]) => {
-    const specs = new Map(arch.linears(cfg).map((s) => [s.name, s]));
-    const inputs = new Map<string, Matrix>();
-    for (const l of linears) {
-      if (l.x) inputs.set(l.name, l.x);
-      const x = inputs.get(l.sharesInputWith ?? l.name);
-      const linear = specs.get(l.name);
-      if (!x || !linear) throw new Error(`calibrateBackward: block ${index} sent statistics of an unknown linear "${l.name}"`);
-      subscriber.next({
-        kind: "chunk",
-        index,
-        linear,
-        x,
-        gamma: l.gamma,
-        gradScale: 1,
-        ...(l.sharesInputWith ? { sharesInputWith: l.sharesInputWith } : {}),
-      });
-    }
+    for (const record of chunkRecords(specs, index, linears)) subscriber.next(record);
   };
 
   /**

@@ -30,6 +30,7 @@ import { writeShards } from "./write_shards.ts";
 import type { BlockSettings } from "../distributed/block_files.ts";
 import type { JobSubmitter } from "../distributed/job_queue.ts";
 import { queuedCompression } from "./queued_compression.ts";
+import { queuedCalibration } from "./queued_calibration.ts";
 import { StartingPool } from "../distributed/calibration_pool.ts";
 import { poolCompression } from "./pool_compression.ts";
 import { poolKfac } from "./pool_kfac.ts";
@@ -73,12 +74,14 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   /** Keeps the build's progress on disk, continuing an earlier run's (src/io/build_resume.ts). */
   resume?: ResumableBuild;
   /**
-   * Scores and compresses the middle blocks as jobs of this queue, on
-   * whichever `offtune worker`s serve it, instead of in this process; the
-   * block files go to `storage` (docs/DISTRIBUTED.md "Many machines").
-   * The shards are the same bytes either way.
+   * Runs the calibration (data-parallel over slices of the calibration set)
+   * and the middle blocks' scoring and compression as jobs of this queue, on
+   * whichever `offtune worker`s serve it, instead of in this process; their
+   * files go to `storage`, and are deleted once read unless `keepFiles`
+   * (docs/DISTRIBUTED.md "Many machines", "Calibration slices"). The shards
+   * are the same bytes either way. Not with `workers` > 1.
    */
-  queue?: { submitter: JobSubmitter; storage: string };
+  queue?: { submitter: JobSubmitter; storage: string; keepFiles?: boolean };
   /**
    * Threads the calibration passes, the KFAC sums, the scoring and the
    * compression run on (default 1: all in the calling thread, the default
@@ -165,24 +168,38 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
   const { events, calibration, signal, resume, queue } = options;
   const workers = options.workers ?? 1;
   if (!Number.isInteger(workers) || workers < 1) throw new Error(`workers must be a positive integer, got ${workers}`);
+  if (queue && workers > 1) {
+    throw new Error(`workers ${workers} and a queue exclude each other: with a queue the calibration runs in the workers' slice jobs (docs/DISTRIBUTED.md "Calibration slices")`);
+  }
   return defer(() => {
     middleBudget(model, blockSettings); // an unreachable ratio fails now, not after the calibration passes
     const total = gradotProgressSteps(model.cfg.layers);
     let done = 0;
-    const stage = <R extends { index: number }>(name: GradotStage) =>
-      tap<R>((r) => {
-        const tokens = name === "forward" || name === "backward" ? calibration.sequences * calibration.length : undefined;
-        events?.next({ stage: name, block: r.index, done: ++done, total, unit: "steps", seconds: 0, ...(tokens ? { tokens } : {}) });
-      });
+    const mark = (name: GradotStage, block: number) => {
+      const tokens = name === "forward" || name === "backward" ? calibration.sequences * calibration.length : undefined;
+      events?.next({ stage: name, block, done: ++done, total, unit: "steps", seconds: 0, ...(tokens ? { tokens } : {}) });
+    };
+    const stage = <R extends { index: number }>(name: GradotStage) => tap<R>((r) => mark(name, r.index));
     const build = (pool?: StartingPool): Observable<ShardRecord> => {
       const pace = pool ? new BlockPace() : undefined;
-      const stats = readCheckpoint(model, events, signal, pace?.next).pipe(
-        calibrateForward({ calibration, chunk: options.chunk, events, resume, pool, pace, linearOutputs: true }),
-        stage("forward"),
-        calibrateBackward({ chunk: options.chunk, events, signal, resume, pool }),
-        pool ? poolKfac({ pool, tokens: calibration.sequences * (calibration.length - 1) }) : accumulateKfac({ events }),
-        stage("backward"),
-      );
+      const calibrated = queue
+        ? queuedCalibration(model, {
+          ...queue,
+          out: options.out,
+          calibration,
+          chunk: options.chunk,
+          events,
+          signal,
+          resume,
+          onForward: () => model.blockIndices.forEach((i) => mark("forward", i)),
+        })
+        : readCheckpoint(model, events, signal, pace?.next).pipe(
+          calibrateForward({ calibration, chunk: options.chunk, events, resume, pool, pace, linearOutputs: true }),
+          stage("forward"),
+          calibrateBackward({ chunk: options.chunk, events, signal, resume, pool }),
+          pool ? poolKfac({ pool, tokens: calibration.sequences * (calibration.length - 1) }) : accumulateKfac({ events }),
+        );
+      const stats = calibrated.pipe(stage("backward"));
       const local = gradotCompression(blockSettings, events);
       const compressed = queue
         ? pipe(queuedCompression({ ...queue, model, settings: blockSettings, local }), stage("score"))

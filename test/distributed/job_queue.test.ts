@@ -78,6 +78,10 @@ describe("the --queue flags", () => {
       "--queue works with --method gradot only, not layerdrop",
     );
     await expect(buildEmulatorMain([...build, "--calibration", "c.txt", "--storage", dir])).rejects.toThrow("--storage needs --queue");
+    await expect(buildEmulatorMain([...build, "--calibration", "c.txt", "--keep-slice-files"])).rejects.toThrow("--keep-slice-files needs --queue");
+    await expect(buildEmulatorMain([...build, "--calibration", "c.txt", "--queue", "redis://h:1", "--workers", "2"])).rejects.toThrow(
+      "--queue runs the calibration on the queue's workers: it cannot be combined with --workers",
+    );
     await expect(workerMain(["--queue", "redis://h:1", "--storage", join(dir, "none")])).rejects.toThrow(
       `--storage "${join(dir, "none")}" is not a directory: give the shared directory every worker sees`,
     );

@@ -2,10 +2,13 @@
 // each test file starts its own redis-server on a free port, without
 // persistence, and stops it after.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { createServer, Socket } from "node:net";
 import process from "node:process";
+import { expect } from "vitest";
 import { claimsDir } from "../../src/distributed/queue_worker.ts";
+import { readManifest } from "../../src/io/manifest.ts";
 
 /** A job's lock lifetime in the tests: a killed worker's job is taken over within about this. */
 export const LOCK_MS = 2000;
@@ -80,12 +83,62 @@ export function startWorker(url: string, storage: string): Promise<ChildProcess>
   });
 }
 
-/** The claims in `storage`, one per job run: the job's id and the pid of the worker that ran it, in no order. */
-export async function claims(storage: string): Promise<Array<{ job: string; pid: number }>> {
-  const names = await readdir(claimsDir(storage)).catch(() => [] as string[]);
-  return names.filter((n) => !n.includes(".tmp-")).map((n) => {
-    const [job, , pid] = n.split("."); // <job id>.<time>.<pid>.<host>
-    return { job, pid: Number(pid) };
-  });
+/** A claim of a job run: the job's id, the pid of the worker that ran it and its command line (`offtune` args). */
+export interface Claim {
+  job: string;
+  pid: number;
+  command: string;
 }
 
+/** The claims in `storage`, one per job run, in no order. */
+export async function claims(storage: string): Promise<Claim[]> {
+  const dir = claimsDir(storage);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return Promise.all(names.filter((n) => !n.includes(".tmp-")).map(async (n) => {
+    const [job, , pid] = n.split("."); // <job id>.<time>.<pid>.<host>
+    return { job, pid: Number(pid), command: await readFile(join(dir, n), "utf8") };
+  }));
+}
+
+/**
+ * Watches `storage`'s claims and SIGKILLs the process group (the worker with
+ * its verb process) of the first claim `pick` accepts. `stop()` ends the
+ * watch and resolves to the claim killed, if any.
+ */
+export function killFirstClaim(storage: string, pick: (claim: Claim) => boolean): { stop(): Promise<Claim | undefined> } {
+  let killed: Claim | undefined;
+  let watching = true;
+  const watch = (async () => {
+    while (watching && !killed) {
+      const victim = (await claims(storage)).find(pick);
+      if (victim) {
+        process.kill(-victim.pid, "SIGKILL");
+        killed = victim;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
+  return {
+    stop: async () => {
+      watching = false;
+      await watch;
+      return killed;
+    },
+  };
+}
+
+/** Every shard file of a package, by name, as bytes. */
+export async function shardBytes(dir: string): Promise<Map<string, Buffer>> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith(".arrow")).sort();
+  return new Map(await Promise.all(files.map(async (f) => [f, await readFile(join(dir, f))] as const)));
+}
+
+/** Expects package `got` to hold `want`'s shards, byte for byte, and its manifest but for the creation time. */
+export async function expectSamePackage(want: string, got: string): Promise<void> {
+  const [wantShards, gotShards] = [await shardBytes(want), await shardBytes(got)];
+  expect([...gotShards.keys()]).toEqual([...wantShards.keys()]);
+  for (const [file, bytes] of wantShards) expect(gotShards.get(file)!.equals(bytes), file).toBe(true);
+  const { createdAt: _a, ...wantManifest } = await readManifest(want);
+  const { createdAt: _b, ...gotManifest } = await readManifest(got);
+  expect(gotManifest).toEqual(wantManifest);
+}

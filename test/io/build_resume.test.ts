@@ -51,6 +51,20 @@ describe("ResumableBuild", () => {
     expect((await readdir(join(root, "same"))).length).toBe(2);
   });
 
+  test("whenWritten runs every callback waiting on a block, in order, once its shard is recorded; at once after", async () => {
+    const build = ResumableBuild.open(join(root, "waiting", "emulator"), model, { ratio: 0.5 });
+    const ran: string[] = [];
+    build.whenWritten(3, () => ran.push("activations"));
+    build.whenWritten(3, () => ran.push("slice files"));
+    build.whenWritten(2, () => ran.push("block 2"));
+    expect(ran).toEqual([]);
+    await writeFile(join(build.dir, "block-0003.arrow"), "abc");
+    build.recordBlock({ index: 3, role: "adapter", params: 1, shard: shard("block-0003.arrow", 3, ABC) });
+    expect(ran).toEqual(["activations", "slice files"]);
+    build.whenWritten(3, () => ran.push("later"));
+    expect(ran).toEqual(["activations", "slice files", "later"]);
+  });
+
   test("a recorded shard that does not verify starts the build over", async () => {
     const out = join(root, "corrupt", "emulator");
     const first = ResumableBuild.open(out, model, {});
