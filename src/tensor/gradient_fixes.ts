@@ -17,10 +17,10 @@
  *   `GreaterEqual` already has.
  *
  * And two that are right but slow: the stock `Sum` and `Mean` gradients
- * multiply `dy` by a ones tensor of the input's shape, made in JS and
+ * multiply `dy` by a ones tensor of the input's shape made in JS and
  * uploaded (`makeOnesTypedArray` was 2.5% of a pretraining step on wasm);
- * here `dy` is broadcast instead, the same values (`x·1` and `x` are the
- * same bits, and `Mean` divides before broadcasting rather than after).
+ * here the ones come from the backend's own `OnesLike` (the same product,
+ * the same bits; `broadcastTo` would run wasm's `Tile`, far slower still).
  *
  * Known and not fixed here (op-level code, not a kernel gradient): the
  * broadcast case of `tf.fused.matMul`'s own custom gradient; use
@@ -149,16 +149,18 @@ const einsumGrad: tf.GradConfig = {
   },
 };
 
-/** `dy` of a reduction of `x` over `axis` as the rank of `x`, 1 on the reduced axes. */
-function expandedReduction(dy: Tensor, x: Tensor, axis: unknown): Tensor {
-  const axes = tf.util.parseAxisParam(axis as number | number[], x.shape);
-  return dy.reshape(x.shape.map((d, i) => (axes.includes(i) ? 1 : d)));
+/** `dy` of a reduction of `x` over `axes`, spread over `x`'s shape: `dy · ones`, as tfjs does, with backend-made ones. */
+function spreadReduction(dy: Tensor, x: Tensor, axes: number[]): Tensor {
+  const expanded = dy.reshape(x.shape.map((d, i) => (axes.includes(i) ? 1 : d)));
+  return tf.mul(expanded, tf.onesLike(x));
 }
 
 const sumGrad: tf.GradConfig = {
   kernelName: "Sum",
   inputsToSave: ["x"],
-  gradFunc: (dy, [x], attrs) => ({ x: () => tf.broadcastTo(expandedReduction(dy as Tensor, x, attrs.axis), x.shape) }),
+  gradFunc: (dy, [x], attrs) => ({
+    x: () => spreadReduction(dy as Tensor, x, tf.util.parseAxisParam(attrs.axis as number | number[], x.shape)),
+  }),
 };
 
 const meanGrad: tf.GradConfig = {
@@ -168,7 +170,7 @@ const meanGrad: tf.GradConfig = {
     x: () => {
       const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape);
       const count = axes.reduce((n, a) => n * x.shape[a], 1);
-      return tf.broadcastTo(tf.div(expandedReduction(dy as Tensor, x, attrs.axis), count), x.shape);
+      return tf.div(spreadReduction(dy as Tensor, x, axes), count);
     },
   }),
 };
