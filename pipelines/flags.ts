@@ -9,6 +9,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import {
   type AdapterSplit,
+  initBackend,
   type ImportanceEstimator,
   importanceEstimator,
   OT_DISTILL_DEFAULTS,
@@ -236,5 +237,20 @@ export function scaleotFromFlags(flags: { [K in keyof typeof SCALEOT_FLAGS]?: st
     rankReduction: fractionBelowOneFlag(flags["rank-reduction"], "rank-reduction"),
     importance: flags.importance === undefined ? undefined : importanceEstimator(flags.importance),
     episodes: positiveIntFlag(flags.episodes, "episodes"),
+  };
+}
+
+/**
+ * The `main` of a queue job's hidden verb (`gradot-block`, `gradot-slice`;
+ * docs/DISTRIBUTED.md "What a job is"): `--input` (the job file), `--out`
+ * and `--backend`, then `run(input, out)`; 0 once it returns.
+ */
+export function jobVerbMain(verb: string, run: (input: string, out: string) => Promise<unknown>): (argv: string[]) => Promise<number> {
+  const options = { input: { type: "string" }, out: { type: "string" }, backend: { type: "string" } } as const;
+  return async (argv) => {
+    const flags = parseVerbFlags(argv, options, verb, ["input", "out"]);
+    await initBackend(flags.backend, true);
+    await run(flags.input, flags.out);
+    return 0;
   };
 }

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { initBackend, runBlockJob } from "../mod.ts";
-import { parseVerbFlags } from "./flags.ts";
+import { runBlockJob } from "../mod.ts";
+import { jobVerbMain } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune gradot-block --input <file.block> --out <file.compressed> [--backend <name>]
@@ -21,16 +21,5 @@ carries, and writes the compressed block to --out atomically. An existing
   --out <file>       the .compressed file to write
   --backend <name>   auto | tensorflow | wasm | cpu`;
 
-const FLAGS = {
-  input: { type: "string" },
-  out: { type: "string" },
-  backend: { type: "string" },
-} as const;
-
 /** CLI entry: 0 once --out holds the compressed block. */
-export async function main(argv: string[]): Promise<number> {
-  const flags = parseVerbFlags(argv, FLAGS, "gradot-block", ["input", "out"]);
-  await initBackend(flags.backend, true);
-  await runBlockJob(flags.input, flags.out);
-  return 0;
-}
+export const main = jobVerbMain("gradot-block", runBlockJob);

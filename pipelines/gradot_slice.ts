@@ -7,8 +7,8 @@
  *
  * @module
  */
-import { initBackend, runSliceJob } from "../mod.ts";
-import { parseVerbFlags } from "./flags.ts";
+import { runSliceJob } from "../mod.ts";
+import { jobVerbMain } from "./flags.ts";
 
 /** Help text for the verb. */
 export const help = `offtune gradot-slice --input <file.slice> --out <dir> [--backend <name>]
@@ -27,16 +27,5 @@ same bytes. See docs/DISTRIBUTED.md "Calibration slices".
   --out <dir>        the directory to write (on shared storage)
   --backend <name>   auto | tensorflow | wasm | cpu`;
 
-const FLAGS = {
-  input: { type: "string" },
-  out: { type: "string" },
-  backend: { type: "string" },
-} as const;
-
 /** CLI entry: 0 once --out holds the slice's files. */
-export async function main(argv: string[]): Promise<number> {
-  const flags = parseVerbFlags(argv, FLAGS, "gradot-slice", ["input", "out"]);
-  await initBackend(flags.backend, true);
-  await runSliceJob(flags.input, flags.out);
-  return 0;
-}
+export const main = jobVerbMain("gradot-slice", runSliceJob);
