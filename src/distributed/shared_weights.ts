@@ -7,6 +7,7 @@
  */
 import type { WeightMap } from "../model/types.ts";
 import { tf } from "../tensor/backend.ts";
+import { peekValues } from "../tensor/heap_view.ts";
 
 /** A weight map as one shared float32 buffer and each tensor's place in it. */
 export interface SharedWeights {
@@ -18,7 +19,11 @@ export interface SharedWeights {
 
 let published = 0;
 
-/** Copies `weights` (float32 tensors) into a new shared buffer, in the map's order. */
+/**
+ * Copies `weights` (float32 tensors) into a new shared buffer, in the map's
+ * order, straight from the tensor heap: no `dataSync` copy in between, on
+ * the building thread that every block of a pool build passes through.
+ */
 export function shareWeights(weights: WeightMap): SharedWeights {
   let length = 0;
   const tensors = [...weights].map(([name, t]) => {
@@ -28,7 +33,8 @@ export function shareWeights(weights: WeightMap): SharedWeights {
   });
   const buffer = new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT);
   const all = new Float32Array(buffer);
-  for (const { name, offset } of tensors) all.set(weights.get(name)!.dataSync() as Float32Array, offset);
+  // Heap views, copied at once: no op runs between, so the heap cannot grow under them.
+  for (const { name, offset } of tensors) all.set(peekValues(weights.get(name)!), offset);
   return { id: ++published, buffer, tensors };
 }
 
