@@ -6,6 +6,7 @@
  */
 import type { Tensor } from "@tensorflow/tfjs";
 import { tf } from "../tensor/backend.ts";
+import { filledTensor, peekValues } from "../tensor/heap_view.ts";
 import { dimsOf, sameShape } from "./shapes.ts";
 import type { Architecture, ModelConfig, WeightMap } from "./types.ts";
 
@@ -33,11 +34,19 @@ export function forwardLogits(
  *
  * `mask` `[B, T]` (any numeric dtype, aligned with `ids`) selects which
  * *target* tokens count (1) or not (0), e.g. answer-only losses; `mask[:, 0]`
- * is never a target. The mean is over the selected targets. Computed as
- * `logSoftmax` times a one-hot of the targets (differentiable on every
- * backend, no gather gradient needed). Returns a scalar.
+ * is never a target. The mean is over the selected targets. Returns a scalar.
  *
- * @throws Error when T < 2, or the mask selects no target
+ * One fused op with its own gradient (`tf.customGrad`), on any backend: per
+ * row that has a target, the maximum, then `exp(l − max)` summed in float64
+ * and kept as the softmax `p`; the loss is `max + log Σ − l_target`, and the
+ * gradient `(p − onehot(target)) · w / W` (`w` the row's weight, `W` their
+ * sum), zero on rows without a target. The tape's `logSoftmax`, one-hot
+ * product, slice and their gradients were a third of a pretraining step on
+ * the fixtures/base shape (fixtures/README.md "base"); this reads the logits
+ * twice and writes two arrays.
+ *
+ * @throws Error when T < 2, the mask selects no target, or a target id is
+ *   outside the vocabulary
  */
 export function lmLoss(logits: Tensor, ids: Tensor, mask?: Tensor): Tensor {
   const [b, t, vocab] = dimsOf(logits, 3, "logits [B, T, V]");
@@ -48,16 +57,80 @@ export function lmLoss(logits: Tensor, ids: Tensor, mask?: Tensor): Tensor {
   if (mask && !sameShape(mask.shape, [b, t])) {
     throw new Error(`Loss mask [${mask.shape.join(", ")}] does not match token ids [${b}, ${t}]`);
   }
-  return tf.tidy(() => {
-    const n = b * (t - 1);
-    const predictions = tf.reshape(tf.slice(logits, [0, 0, 0], [b, t - 1, vocab]), [n, vocab]); // [N, V]
-    const targets = tf.reshape(tf.slice(ids, [0, 1], [b, t - 1]), [n]); // [N]
-    const logProbs = tf.logSoftmax(predictions); // [N, V]
-    const picked = tf.sum(tf.mul(logProbs, tf.oneHot(targets, vocab)), 1); // [N]
-    if (!mask) return tf.neg(tf.mean(picked));
-    const weights = tf.reshape(tf.cast(tf.notEqual(tf.slice(mask, [0, 1], [b, t - 1]), 0), "float32"), [n]); // [N]
-    const count = tf.sum(weights);
-    if (count.dataSync()[0] === 0) throw new Error("The loss mask selects no target token (mask[:, 1:] is all zero)");
-    return tf.neg(tf.div(tf.sum(tf.mul(picked, weights)), count));
+  const { targets, weights, total } = lossTargets(ids, mask, b, t, vocab);
+  const shape = [b, t, vocab];
+  const fused = tf.customGrad((x, save) => {
+    let lossSum = 0;
+    const p = filledTensor(shape, (out) => { // [B, T, V]: the softmax on rows with a target, else 0
+      const l = peekValues(x as Tensor); // taken after the output is made: the heap cannot grow under it
+      for (let r = 0; r < b * t; r++) {
+        const from = r * vocab;
+        if (weights[r] === 0) {
+          out.fill(0, from, from + vocab);
+          continue;
+        }
+        let max = -Infinity;
+        for (let j = from; j < from + vocab; j++) if (l[j] > max) max = l[j];
+        let sum = 0;
+        for (let j = from; j < from + vocab; j++) {
+          const e = Math.exp(l[j] - max);
+          out[j] = e;
+          sum += e;
+        }
+        const inv = 1 / sum;
+        for (let j = from; j < from + vocab; j++) out[j] *= inv;
+        lossSum += weights[r] * (max + Math.log(sum) - l[from + targets[r]]);
+      }
+    });
+    save([p]);
+    return {
+      value: tf.scalar(lossSum / total),
+      gradFunc: (dy, saved) => {
+        const scale = (dy as Tensor).dataSync()[0] / total;
+        return filledTensor(shape, (out) => { // [B, T, V]
+          const probs = peekValues(saved[0]);
+          for (let r = 0; r < b * t; r++) {
+            const from = r * vocab;
+            const g = scale * weights[r];
+            if (g === 0) {
+              out.fill(0, from, from + vocab);
+              continue;
+            }
+            for (let j = from; j < from + vocab; j++) out[j] = probs[j] * g;
+            out[from + targets[r]] -= g;
+          }
+        });
+      },
+    };
   });
+  return fused(logits);
+}
+
+/**
+ * Per position `[B·T]`: the id it predicts (`ids[b, t + 1]`), the weight of
+ * that target (1, or the mask's verdict; 0 at each sequence's last
+ * position), and the weights' sum.
+ */
+function lossTargets(ids: Tensor, mask: Tensor | undefined, b: number, t: number, vocab: number) {
+  const idValues = ids.dataSync();
+  const maskValues = mask?.dataSync();
+  const targets = new Int32Array(b * t);
+  const weights = new Float64Array(b * t);
+  let total = 0;
+  for (let s = 0; s < b; s++) {
+    for (let i = 0; i < t - 1; i++) {
+      const next = s * t + i + 1;
+      const w = maskValues && maskValues[next] === 0 ? 0 : 1;
+      if (w === 0) continue;
+      const id = idValues[next];
+      if (!(Number.isInteger(id) && id >= 0 && id < vocab)) {
+        throw new RangeError(`Target token ${id} (sequence ${s}, position ${i + 1}) is outside the vocabulary of ${vocab} logits`);
+      }
+      targets[s * t + i] = id;
+      weights[s * t + i] = w;
+      total += w;
+    }
+  }
+  if (total === 0) throw new Error("The loss mask selects no target token (mask[:, 1:] is all zero)");
+  return { targets, weights, total };
 }

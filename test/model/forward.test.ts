@@ -74,4 +74,32 @@ describe("lmLoss", () => {
     tf.dispose([l, i, onlyFirst, short, shortIds]);
     expect(tf.memory().numTensors).toBe(before);
   });
+
+  it("has the gradient of the brute-force loss: (softmax − onehot) · w / W, zero where no target counts", () => {
+    const l = tf.tensor3d(logits);
+    const i = tf.tensor2d(ids, undefined, "int32");
+    const m = tf.tensor2d(mask, undefined, "int32");
+    const got = tf.grad((x: tf.Tensor) => lmLoss(x, i, m))(l).arraySync() as number[][][];
+    const count = mask.flat().filter((v, k) => k % T !== 0 && v !== 0).length;
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const counted = t + 1 < T && mask[b][t + 1] !== 0;
+        const row = logits[b][t];
+        const max = Math.max(...row);
+        const sum = row.reduce((a, v) => a + Math.exp(v - max), 0);
+        for (let v = 0; v < V; v++) {
+          const want = counted ? (Math.exp(row[v] - max) / sum - (v === ids[b][t + 1] ? 1 : 0)) / count : 0;
+          expect(got[b][t][v]).toBeCloseTo(want, 6);
+        }
+      }
+    }
+    tf.dispose([l, i, m]);
+  });
+
+  it("rejects a target outside the vocabulary, naming it", () => {
+    const l = tf.tensor3d(logits);
+    const bad = tf.tensor2d(ids.map((row, b) => row.map((id, t) => (b === 1 && t === 4 ? V : id))), undefined, "int32");
+    expect(() => lmLoss(l, bad)).toThrow(`Target token ${V} (sequence 1, position 4) is outside the vocabulary of ${V} logits`);
+    tf.dispose([l, bad]);
+  });
 });
