@@ -59,10 +59,11 @@ export function lmLoss(logits: Tensor, ids: Tensor, mask?: Tensor): Tensor {
   }
   const { targets, weights, total } = lossTargets(ids, mask, b, t, vocab);
   const shape = [b, t, vocab];
-  const fused = tf.customGrad((x, save) => {
+  const fused = tf.customGrad((...args) => {
+    const [x, save] = args as [Tensor, tf.GradSaveFunc];
     let lossSum = 0;
     const p = filledTensor(shape, (out) => { // [B, T, V]: the softmax on rows with a target, else 0
-      const l = peekValues(x as Tensor); // taken after the output is made: the heap cannot grow under it
+      const l = peekValues(x); // taken after the output is made: the heap cannot grow under it
       for (let r = 0; r < b * t; r++) {
         const from = r * vocab;
         if (weights[r] === 0) {
