@@ -5,8 +5,9 @@
  *
  * @module
  */
-import type { WeightMap } from "../model/types.ts";
-import { tf } from "../tensor/backend.ts";
+import { architectureFor } from "../model/registry.ts";
+import type { Architecture, ModelConfig, WeightMap } from "../model/types.ts";
+import { initBackend, tf } from "../tensor/backend.ts";
 import { peekValues } from "../tensor/heap_view.ts";
 
 /** A weight map as one shared float32 buffer and each tensor's place in it. */
@@ -43,6 +44,48 @@ export function sharedWeightMap(shared: SharedWeights): WeightMap {
   return new Map(shared.tensors.map(({ name, shape, offset, length }) =>
     [name, tf.tensor(new Float32Array(shared.buffer, offset * Float32Array.BYTES_PER_ELEMENT, length), shape)]
   ));
+}
+
+/**
+ * A resident model published to worker threads: its config, the calling
+ * thread's tensor backend, its outer weights and one publication per block
+ * position (a block at several positions, as a CRaSh emulator's, is
+ * published once). What the scoring pool and the tuning replicas send
+ * (docs/DISTRIBUTED.md "How tune and eval use the cores").
+ */
+export interface SharedModel {
+  /** The config.json object. */
+  config: Record<string, unknown>;
+  backend: string | undefined;
+  outer: SharedWeights;
+  /** One per block position, in forward order. */
+  blocks: SharedWeights[];
+}
+
+/** Publishes `model`'s weights once into shared memory ({@link SharedModel}); a repeated block map is shared once. */
+export function shareModel(
+  model: { cfg: ModelConfig; outer: WeightMap; blocks: readonly WeightMap[] },
+  backend: string | undefined,
+): SharedModel {
+  const published = new Map<WeightMap, SharedWeights>();
+  const share = (w: WeightMap) => published.get(w) ?? published.set(w, shareWeights(w)).get(w)!;
+  return { config: model.cfg.raw, backend, outer: shareWeights(model.outer), blocks: model.blocks.map(share) };
+}
+
+/**
+ * A worker's model from a {@link SharedModel}: the backend started, the
+ * architecture and config parsed, and tensors on this thread's heap, one set
+ * per publication (a block at several positions keeps one); the caller owns
+ * them.
+ */
+export async function modelFromShared(
+  shared: SharedModel,
+): Promise<{ arch: Architecture; cfg: ModelConfig; outer: WeightMap; blocks: WeightMap[] }> {
+  await initBackend(shared.backend, true);
+  const arch = architectureFor(String(shared.config.model_type));
+  const built = new Map<number, WeightMap>(); // by publication
+  const weights = (s: SharedWeights) => built.get(s.id) ?? built.set(s.id, sharedWeightMap(s)).get(s.id)!;
+  return { arch, cfg: arch.parseConfig(shared.config), outer: sharedWeightMap(shared.outer), blocks: shared.blocks.map(weights) };
 }
 
 /**

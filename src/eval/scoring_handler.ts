@@ -5,32 +5,21 @@
  * is one of the pool's slots: each scores whole padded batches with
  * `batchLogprobs`, the function the one-thread scorer runs.
  *
- * A worker gets the model's weights as {@link SharedWeights} (copied once into
+ * A worker gets the model's weights as a {@link SharedModel} (copied once into
  * shared memory) and keeps their tensors for its life; the calling thread's
  * slot is handed its own resident tensors.
  *
  * @module
  */
-import { architectureFor } from "../model/registry.ts";
 import type { WeightMap } from "../model/types.ts";
-import { movableBuffers, type SharedWeights, sharedWeightMap } from "../distributed/shared_weights.ts";
+import { modelFromShared, movableBuffers, type SharedModel } from "../distributed/shared_weights.ts";
 import type { Reply } from "../distributed/worker_pool.ts";
-import { initBackend } from "../tensor/backend.ts";
 import { batchLogprobs, type ScoringModel } from "./loglikelihood.ts";
 import type { PaddedBatch } from "./truncation.ts";
 
 /** Requests a scoring slot serves: the model once, then whole batches (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export type ScoringRequest =
-  | {
-    kind: "init";
-    /** The config.json object. */
-    config: Record<string, unknown>;
-    /** The calling thread's tensor backend. */
-    backend: string | undefined;
-    outer: SharedWeights;
-    /** One per block position, in forward order (a block at several positions is one publication). */
-    blocks: SharedWeights[];
-  }
+  | { kind: "init"; model: SharedModel }
   /** The calling thread's slot: its own model and resident blocks, not copied. */
   | { kind: "resident"; model: ScoringModel; blocks: readonly WeightMap[] }
   | { kind: "score"; batch: PaddedBatch };
@@ -44,11 +33,8 @@ export function scoringHandler(): (request: ScoringRequest) => Promise<Reply<Sco
   return async (request) => {
     switch (request.kind) {
       case "init": {
-        await initBackend(request.backend, true);
-        const arch = architectureFor(String(request.config.model_type));
-        const built = new Map<number, WeightMap>(); // by publication
-        const weights = (s: SharedWeights) => built.get(s.id) ?? built.set(s.id, sharedWeightMap(s)).get(s.id)!;
-        state = { model: { arch, cfg: arch.parseConfig(request.config), outer: sharedWeightMap(request.outer) }, blocks: request.blocks.map(weights) };
+        const { blocks, ...model } = await modelFromShared(request.model);
+        state = { model, blocks };
         return { value: { kind: "ready" } };
       }
       case "resident":

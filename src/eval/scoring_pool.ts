@@ -15,7 +15,7 @@
  */
 import type { WeightMap } from "../model/types.ts";
 import type { ModelHandle } from "../records/records.ts";
-import { type SharedWeights, shareWeights } from "../distributed/shared_weights.ts";
+import { shareModel } from "../distributed/shared_weights.ts";
 import { SlotPool } from "../distributed/slot_pool.ts";
 import { currentBackend, tf } from "../tensor/backend.ts";
 import type { BatchScorer } from "./loglikelihood.ts";
@@ -58,14 +58,7 @@ export class ScoringPool implements BatchScorer {
         workers: threads - 1,
         local: scoringHandler(),
       });
-      const shared = new Map<number, SharedWeights>([...byIndex].map(([i, w]) => [i, shareWeights(w)]));
-      const init: ScoringRequest = {
-        kind: "init",
-        config: model.cfg.raw,
-        backend: currentBackend(),
-        outer: shareWeights(model.outer),
-        blocks: model.blockIndices.map((i) => shared.get(i)!),
-      };
+      const init: ScoringRequest = { kind: "init", model: shareModel({ cfg: model.cfg, outer: model.outer, blocks }, currentBackend()) };
       const local: ScoringRequest = { kind: "resident", model, blocks };
       await slots.broadcast((k) => (k === threads - 1 ? local : init));
     } catch (e) {
