@@ -11,15 +11,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { lastValueFrom, toArray } from "rxjs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { Queue } from "bullmq";
-import { QUEUE_NAME, queueConnection } from "../../src/distributed/job_queue.ts";
 import { loadCalibration } from "../../src/loop/build_emulator.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import { buildGradotEmulator } from "../../src/operators/gradot.ts";
 import type { ModelHandle } from "../../src/records/records.ts";
 import { initBackend } from "../../src/tensor/backend.ts";
 import { spawnCli } from "../pipelines/spawn_cli.ts";
-import { claims, expectSamePackage, hasRedis, killFirstClaim, startRedis, startWorker, stopAll } from "./redis_fixture.ts";
+import { expectRetriedByTheOther, expectSamePackage, hasRedis, killFirstClaim, startRedis, startWorker, stopAll } from "./redis_fixture.ts";
 
 const HAS_REDIS = hasRedis("queue_build.test.ts");
 
@@ -66,20 +64,9 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue on redis-server", () => {
     const killed = await watcher.stop();
     expect(code, build.stderr()).toBe(0);
 
-    expect(killed).toBeDefined();
-    const victim = workers.find((w) => w.pid === killed!.pid)!;
-    const survivor = workers.find((w) => w !== victim)!;
     // The killed worker's job was claimed again, by the survivor, and completed.
-    const again = (await claims(storage)).filter((c) => c.job === killed!.job).map((c) => c.pid);
-    expect(again.sort()).toEqual([victim.pid, survivor.pid].sort());
-    const queue = new Queue(QUEUE_NAME, { connection: queueConnection(url) });
-    try {
-      const job = await queue.getJob(killed!.job);
-      expect(await job!.getState()).toBe("completed");
-      expect((await queue.getJobCounts("completed")).completed).toBe(3); // one per middle block, one calibration slice
-    } finally {
-      await queue.close();
-    }
+    const completed = await expectRetriedByTheOther(killed, workers, storage, url);
+    expect(completed).toBe(3); // one per middle block, one calibration slice
 
     // The same shards, byte for byte, and the same manifest but for its creation time.
     await expectSamePackage(reference, out);

@@ -17,8 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { lastValueFrom, type Observable, toArray } from "rxjs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { Queue } from "bullmq";
-import { JobSubmitter, QUEUE_NAME, queueConnection } from "../../src/distributed/job_queue.ts";
+import { JobSubmitter } from "../../src/distributed/job_queue.ts";
 import { jobPackr, statsValue } from "../../src/distributed/block_files.ts";
 import { sliceLossFile } from "../../src/distributed/slice_files.ts";
 import { loadCalibration } from "../../src/loop/build_emulator.ts";
@@ -34,7 +33,7 @@ import type { StatsRecord } from "../../src/records/records.ts";
 import type { StageEvent } from "../../src/events/stage_events.ts";
 import { initBackend } from "../../src/tensor/backend.ts";
 import { spawnCli } from "../pipelines/spawn_cli.ts";
-import { type Claim, claims, expectSamePackage, hasRedis, killFirstClaim, startRedis, startWorker, stopAll } from "./redis_fixture.ts";
+import { type Claim, claims, expectRetriedByTheOther, expectSamePackage, hasRedis, killFirstClaim, startRedis, startWorker, stopAll } from "./redis_fixture.ts";
 
 const HAS_REDIS = hasRedis("queue_calibration.test.ts");
 
@@ -198,17 +197,7 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue: the calibration as slice jo
     const killed = await watcher.stop();
     expect(build.code, build.stderr).toBe(0);
 
-    expect(killed).toBeDefined();
-    const victim = pair.find((w) => w.pid === killed!.pid)!;
-    const survivor = pair.find((w) => w !== victim)!;
-    const again = (await claims(storage)).filter((c) => c.job === killed!.job).map((c) => c.pid);
-    expect(again.sort()).toEqual([victim.pid, survivor.pid].sort());
-    const queue = new Queue(QUEUE_NAME, { connection: queueConnection(url) });
-    try {
-      expect(await (await queue.getJob(killed!.job))!.getState()).toBe("completed");
-    } finally {
-      await queue.close();
-    }
+    await expectRetriedByTheOther(killed, pair, storage, url);
     await expectSamePackage(reference, build.out);
     expect(await readdir(join(storage, "slices"))).toEqual([]);
   }, 120_000);

@@ -6,7 +6,9 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createServer, Socket } from "node:net";
 import process from "node:process";
+import { Queue } from "bullmq";
 import { expect } from "vitest";
+import { QUEUE_NAME, queueConnection } from "../../src/distributed/job_queue.ts";
 import { claimsDir } from "../../src/distributed/queue_worker.ts";
 import { readManifest } from "../../src/io/manifest.ts";
 
@@ -125,6 +127,26 @@ export function killFirstClaim(storage: string, pick: (claim: Claim) => boolean)
       return killed;
     },
   };
+}
+
+/**
+ * Expects `killed` (a {@link killFirstClaim} result) to be a claim of one of
+ * the two `workers`, its job claimed again by the other and completed on the
+ * queue at `url`; resolves with the queue's count of completed jobs.
+ */
+export async function expectRetriedByTheOther(killed: Claim | undefined, workers: ChildProcess[], storage: string, url: string): Promise<number> {
+  expect(killed).toBeDefined();
+  const victim = workers.find((w) => w.pid === killed!.pid)!;
+  const survivor = workers.find((w) => w !== victim)!;
+  const again = (await claims(storage)).filter((c) => c.job === killed!.job).map((c) => c.pid);
+  expect(again.sort()).toEqual([victim.pid, survivor.pid].sort());
+  const queue = new Queue(QUEUE_NAME, { connection: queueConnection(url) });
+  try {
+    expect(await (await queue.getJob(killed!.job))!.getState()).toBe("completed");
+    return (await queue.getJobCounts("completed")).completed ?? 0;
+  } finally {
+    await queue.close();
+  }
 }
 
 /** Every shard file of a package, by name, as bytes. */
