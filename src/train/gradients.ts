@@ -12,6 +12,7 @@
  */
 import type { Tensor } from "@tensorflow/tfjs";
 import { tf } from "../tensor/backend.ts";
+import { peekValues } from "../tensor/heap_view.ts";
 import { forwardLogits, lmLoss } from "../model/forward.ts";
 import { architectureFor } from "../model/registry.ts";
 import type { Architecture, ModelConfig } from "../model/types.ts";
@@ -53,6 +54,12 @@ function idsTensor(model: TrainModel, batch: TokenBatch): Tensor {
   return tf.tensor2d(batch.ids, [batch.batch, batch.ctx], "int32"); // [B, T]
 }
 
+/** `into[offset + i] += share · values[i]` for every i: one micro-batch's gradient added to the batch's. */
+function addScaled(into: Float32Array, offset: number, values: Float32Array, share: number): void {
+  const n = values.length;
+  for (let i = 0; i < n; i++) into[offset + i] += share * values[i];
+}
+
 /**
  * Writes ∂loss/∂θ for the batch into `grads` (flat, layout order) and returns
  * the loss, with θ = `params`.
@@ -89,9 +96,9 @@ export function lossAndGradients(
         };
         const { value, grads: g } = tf.valueAndGrads(loss)(weights);
         layout.slots.forEach((s, k) => {
-          const gk = g[k].dataSync() as Float32Array;
+          const gk = peekValues(g[k]); // read at once: no tensor is made before the next slot
           if (parts.length === 1) grads.set(gk, s.offset);
-          else for (let i = 0; i < s.size; i++) grads[s.offset + i] += share * gk[i];
+          else addScaled(grads, s.offset, gk, share);
         });
         return share * value.dataSync()[0];
       });

@@ -96,6 +96,18 @@ describe("lmLoss", () => {
     tf.dispose([l, i, m]);
   });
 
+  it("takes a row exactly when its target's probability is below float32's normal range", () => {
+    // Position (1, 2)'s target sits 200 nats below the other logits: p_target ≈ e^-200 / V underflows float32.
+    const far = logits.map((seq, b) => seq.map((row, t) => row.map((v, k) => (b === 1 && t === 2 && k === ids[1][3] ? -200 : v))));
+    const l = tf.tensor3d(far);
+    const i = tf.tensor2d(ids, undefined, "int32");
+    const loss = lmLoss(l, i);
+    const want = bruteForce(far, ids);
+    expect(want).toBeGreaterThan(200 / (B * (T - 1)));
+    expect(loss.dataSync()[0]).toBeCloseTo(want, 5);
+    tf.dispose([l, i, loss]);
+  });
+
   it("rejects a target outside the vocabulary, naming it", () => {
     const l = tf.tensor3d(logits);
     const bad = tf.tensor2d(ids.map((row, b) => row.map((id, t) => (b === 1 && t === 4 ? V : id))), undefined, "int32");
