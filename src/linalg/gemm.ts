@@ -111,23 +111,41 @@ export function symmetrizeUpper(c: Matrix, divisor = 1): void {
 
 /** `c += op(a) · op(b)` in place (`c` is m×n): a running sum with no temporary. */
 export function matmulAccumulate(c: Matrix, a: Matrix, b: Matrix, transA = false, transB = false): void {
-  checkShape(a, "matmulAccumulate: a");
-  checkShape(b, "matmulAccumulate: b");
-  checkShape(c, "matmulAccumulate: c");
+  productInto(c, a, b, transA, transB, true);
+}
+
+/**
+ * `c = op(a) · op(b)` into `c`'s array (m×n; its old values are never read):
+ * a product written where its consumer wants it, e.g. a tensor's heap memory.
+ */
+export function matmulInto(c: Matrix, a: Matrix, b: Matrix, transA = false, transB = false): void {
+  productInto(c, a, b, transA, transB, false);
+}
+
+/** {@link matmulAccumulate} (`accumulate`) or {@link matmulInto}. */
+function productInto(c: Matrix, a: Matrix, b: Matrix, transA: boolean, transB: boolean, accumulate: boolean): void {
+  const name = accumulate ? "matmulAccumulate" : "matmulInto";
+  checkShape(a, `${name}: a`);
+  checkShape(b, `${name}: b`);
+  checkShape(c, `${name}: c`);
   const m = transA ? a.cols : a.rows;
   const k = transA ? a.rows : a.cols;
   const n = transB ? b.rows : b.cols;
   if ((transB ? b.cols : b.rows) !== k || c.rows !== m || c.cols !== n) {
     throw new Error(
-      `matmulAccumulate: c is ${c.rows}×${c.cols} but op(a) op(b) is ${m}×${k} · ${transB ? b.cols : b.rows}×${n}`,
+      `${name}: c is ${c.rows}×${c.cols} but op(a) op(b) is ${m}×${k} · ${transB ? b.cols : b.rows}×${n}`,
     );
   }
   const lib = loadLinalgLibrary();
   if (lib) {
-    lib.sgemm(transA, transB, m, n, k, a.data, a.cols, b.data, b.cols, c.data, n, 1);
+    lib.sgemm(transA, transB, m, n, k, a.data, a.cols, b.data, b.cols, c.data, n, accumulate ? 1 : 0);
     return;
   }
   const product = matmulJs(a, b, transA, transB).data; // [m, n]
+  if (!accumulate) {
+    c.data.set(product);
+    return;
+  }
   for (let i = 0; i < product.length; i++) c.data[i] += product[i];
 }
 

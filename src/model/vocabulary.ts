@@ -10,15 +10,17 @@
  *   online log-sum-exp, so no `[tokens, V]` logits and no `[V, d]` matrix
  *   are ever resident.
  *
- * The products run through OpenBLAS (`src/linalg/gemm.ts`) on JS arrays,
- * outside the tensor backend's heap.
+ * The products run through OpenBLAS (`src/linalg/gemm.ts`); the logits of a
+ * chunk live on the tensor backend's heap for its `Softmax` kernel.
  *
  * @module
  */
 import type { StreamedShardTensor } from "../io/shard_schema.ts";
-import { matmul, matmulAccumulate } from "../linalg/gemm.ts";
+import { matmul, matmulInto } from "../linalg/gemm.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 import type { StreamedVocabulary } from "../records/records.ts";
+import { tf } from "../tensor/backend.ts";
+import { filledTensor, peekValues } from "../tensor/heap_view.ts";
 
 /** A `[rows, width]` matrix stored row-major in a file, read a range of rows at a time. */
 export interface VocabularyRows {
@@ -95,6 +97,13 @@ const VOCABULARY_CHUNK = 2048;
  * when the maximum grows (the online softmax). At the end
  * `loss_r = m_r + log s_r − l_r,target` and `∂loss_r/∂h_r = a_r / s_r − E_target`.
  *
+ * Each chunk's exponentials come from the tensor backend's `Softmax` kernel
+ * (on wasm XNNPACK's vectorised one; `Math.exp` on 10⁸ logits was 1.3 s of an
+ * OPT-125M build, docs/GRADOT.md "Benchmarks"): `p = exp(l − μ) / z` per row,
+ * with the chunk's own row maximum μ at the argmax, where `p = 1 / z`; so the
+ * chunk adds `z · exp(μ − m_r)` to `s_r` and that times `p E` to `a_r`. The
+ * logits are written by the BLAS straight into the kernel's input.
+ *
  * @param targets the next token of each row, `[R]`, each in `[0, V)`
  * @param chunk vocabulary rows per chunk (default {@link VOCABULARY_CHUNK})
  */
@@ -117,21 +126,19 @@ export function streamedLmLossGrad(
   const acc: Matrix = { rows: r, cols: d, data: new Float32Array(r * d) }; // a_r, [R, d]
   const dh: Matrix = { rows: r, cols: d, data: new Float32Array(r * d) }; // −E_target so far, [R, d]
   const rows = new Float32Array(Math.min(chunk, head.rows) * d); // one read buffer for the sweep
+  const chunkMax = new Float64Array(r); // μ_r
+  const weight = new Float64Array(r); // z_r · exp(μ_r − m_r): the chunk's share of s_r per unit of p
   for (let v0 = 0; v0 < head.rows; v0 += chunk) {
     const c = Math.min(chunk, head.rows - v0);
     const e: Matrix = { rows: c, cols: d, data: head.read(v0, c, rows) }; // [c, d]
-    const logits = matmul(h, e, false, true); // [R, c]; overwritten by exp(l − m_new)
-    const l = logits.data;
+    const logits = filledTensor([r, c], (out) => matmulInto({ rows: r, cols: c, data: out }, h, e, false, true)); // [R, c]
+    const argmax = rowMaxima(peekValues(logits), c, chunkMax);
+    gatherTargets(peekValues(logits), c, targets, v0, targetLogit, dh.data, e.data, d);
+    const probs = tf.softmax(logits); // [R, c]: exp(l − μ_r) / z_r
+    logits.dispose();
+    const p = peekValues(probs);
     for (let i = 0; i < r; i++) {
-      const row = i * c;
-      let m = max[i];
-      for (let j = 0; j < c; j++) if (l[row + j] > m) m = l[row + j];
-      const target = targets[i] - v0;
-      if (target >= 0 && target < c) {
-        targetLogit[i] = l[row + target];
-        const out = dh.data.subarray(i * d, (i + 1) * d);
-        for (let k = 0; k < d; k++) out[k] = -e.data[target * d + k];
-      }
+      const m = Math.max(max[i], chunkMax[i]);
       if (m > max[i]) {
         const rescale = Math.exp(max[i] - m); // 0 on the first chunk
         sum[i] *= rescale;
@@ -139,15 +146,11 @@ export function streamedLmLossGrad(
         for (let k = 0; k < d; k++) a[k] *= rescale;
         max[i] = m;
       }
-      let s = 0;
-      for (let j = 0; j < c; j++) {
-        const p = Math.exp(l[row + j] - m);
-        l[row + j] = p;
-        s += p;
-      }
-      sum[i] += s;
+      weight[i] = Math.exp(chunkMax[i] - m) / p[i * c + argmax[i]]; // z_r exp(μ_r − m_r), as p = 1/z at the argmax
+      sum[i] += weight[i];
     }
-    matmulAccumulate(acc, logits, e); // a_r += Σ_j p_rj E_j
+    addWeightedRows(acc, matmul({ rows: r, cols: c, data: p }, e), weight); // a_r += w_r Σ_j p_rj E_j
+    probs.dispose();
   }
   let lossSum = 0;
   for (let i = 0; i < r; i++) {
@@ -156,6 +159,50 @@ export function streamedLmLossGrad(
     for (let k = i * d; k < (i + 1) * d; k++) dh.data[k] += acc.data[k] * inv;
   }
   return { lossSum, dh };
+}
+
+/** Each row's maximum of `l` `[R, c]` into `maxima` `[R]`; returns the first argmax of each row, `[R]`. */
+function rowMaxima(l: Float32Array, c: number, maxima: Float64Array): Int32Array {
+  const argmax = new Int32Array(maxima.length);
+  for (let i = 0; i < maxima.length; i++) {
+    const row = i * c;
+    let best = row;
+    for (let j = row + 1; j < row + c; j++) if (l[j] > l[best]) best = j;
+    maxima[i] = l[best];
+    argmax[i] = best - row;
+  }
+  return argmax;
+}
+
+/**
+ * For the rows whose target lies in this chunk (vocabulary rows from `v0`):
+ * its logit into `targetLogit`, and `−E_target` into `dh` `[R, d]`.
+ */
+function gatherTargets(
+  l: Float32Array, // [R, c]
+  c: number,
+  targets: Int32Array, // [R]
+  v0: number,
+  targetLogit: Float64Array, // [R]
+  dh: Float32Array, // [R, d]
+  e: Float32Array, // [c, d]
+  d: number,
+): void {
+  for (let i = 0; i < targets.length; i++) {
+    const target = targets[i] - v0;
+    if (target < 0 || target >= c) continue;
+    targetLogit[i] = l[i * c + target];
+    for (let k = 0; k < d; k++) dh[i * d + k] = -e[target * d + k];
+  }
+}
+
+/** `acc[i, :] += weight[i] · rows[i, :]` for every row i (`[R, d]` both). */
+function addWeightedRows(acc: Matrix, rows: Matrix, weight: Float64Array): void {
+  const d = acc.cols;
+  for (let i = 0; i < acc.rows; i++) {
+    const w = weight[i];
+    for (let k = i * d; k < (i + 1) * d; k++) acc.data[k] += w * rows.data[k];
+  }
 }
 
 /** Values of one transposed-head run: `[rows, V]` output rows gathered per sweep of the matrix. */
