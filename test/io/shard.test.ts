@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeShard, readShardFile } from "../../src/io/shard_reader.ts";
-import type { ShardMeta, ShardTensor, ShardTensorInput } from "../../src/io/shard_schema.ts";
+import { firstNonFinite, type ShardMeta, type ShardTensor, type ShardTensorInput } from "../../src/io/shard_schema.ts";
 import { encodeShard, writeShardFile } from "../../src/io/shard_writer.ts";
 import { fileError } from "./errors.ts";
 
@@ -341,5 +341,21 @@ describe("writeShardFile and readShardFile", () => {
         ),
       ),
     );
+  });
+});
+
+describe("firstNonFinite", () => {
+  it("finds the first NaN or ±Inf anywhere, across its 4,096-value blocks, and nothing in finite data", () => {
+    const values = new Float32Array(3 * 4096 + 7).map((_, i) => (i % 2 ? -1 : 1) * 3.4e38 * Math.sin(i));
+    values[5] = -0;
+    values[6] = 1e-45; // a subnormal
+    expect(firstNonFinite(values)).toBe(-1);
+    for (const [at, bad] of [[0, NaN], [4095, Infinity], [4096, -Infinity], [3 * 4096 + 6, NaN], [8191, NaN]] as const) {
+      const copy = values.slice();
+      copy[at] = bad;
+      copy[copy.length - 1] = NaN; // a later one is not the first
+      expect(firstNonFinite(copy)).toBe(at);
+    }
+    expect(firstNonFinite(new Float32Array(0))).toBe(-1);
   });
 });
