@@ -110,6 +110,7 @@ export * from "./src/records/records.ts";
 
 // GradOT numerics (docs/METHOD.md §2)
 export { accumulateKfac as accumulateKfacState, finalizeKfac, type KfacFactors, mergeKfac } from "./src/stats/kfac.ts";
+export { accumulateChannelProducts, type ChannelProducts, finalizeChannelProducts } from "./src/stats/channel_products.ts";
 export { addChannelTerms, drdScores, scpConsumerTerms, scpProducerTerms, scpScores } from "./src/score/gcs.ts";
 export { compressDrd as compressProjection, type DrdOptions, selectDrdComponents } from "./src/compress/drd.ts";
 export { channelMagnitudes, pruneMlp, selectScpChannels } from "./src/compress/scp.ts";

@@ -50,7 +50,7 @@ const shards = await lastValueFrom(
   readCheckpoint(model).pipe(
     calibrateForward({ calibration }), // keeps each block's input [N, T, d] on disk
     calibrateBackward(), // reverse order: per-linear inputs x and output gradients γ
-    accumulateKfac(), // A = mean x xᵀ, G = mean γ γᵀ, g = ∂ℓ/∂W per linear
+    accumulateKfac(), // A = mean x xᵀ, G = mean γ γᵀ, g = ∂ℓ/∂W per linear (a ReLU MLP: channel products instead)
     scoreGcs({ lambdaAttn: GRADOT_DEFAULTS.lambdaAttn, lambdaMlp: GRADOT_DEFAULTS.lambdaMlp }),
     compressDrd({ ratio }), // attention projections → low-rank factors
     compressScp({ ratio }), // MLP → the channels of largest GCS

@@ -1,9 +1,10 @@
 /**
  * A GradOT block as files on shared storage, for scoring and compressing it
  * on another machine (docs/DISTRIBUTED.md "Many machines"): the block's
- * weights and KFAC factors go to a `.block` file named by the SHA-256 of its
- * bytes, the compressed weights come back in a `.compressed` file. Both are
- * msgpack (`Packr` with `moreTypes`, so Float32Arrays keep their bytes), and
+ * weights and KFAC factors (and a ReLU MLP's channel products) go to a
+ * `.block` file named by the SHA-256 of its bytes, the compressed weights
+ * come back in a `.compressed` file. Both are msgpack (`Packr` with
+ * `moreTypes`, so Float32Arrays and Float64Arrays keep their bytes), and
  * both are written atomically (src/io/atomic.ts), so a file that exists is
  * complete: a job that finds its output reuses it.
  *
@@ -23,6 +24,7 @@ import type { CompressedPart } from "../compress/budget.ts";
 import type { SelectionKind } from "../compress/select.ts";
 import type { WeightMap } from "../model/types.ts";
 import type { AdapterSplit, BlockRole, CompressionNote, StatsRecord } from "../records/records.ts";
+import type { ChannelProducts } from "../stats/channel_products.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 import { type HeldFactor, heldFactor } from "../stats/symmetric_factor.ts";
 import { tf } from "../tensor/backend.ts";
@@ -63,6 +65,8 @@ export interface BlockJob {
   settings: BlockSettings;
   weights: WeightMap;
   stats: Map<string, KfacFactors>;
+  /** The block's ReLU-MLP channel products, when it has them (`StatsRecord.channelProducts`). */
+  channelProducts?: ChannelProducts;
 }
 
 /** What a `.compressed` file holds: the block's compressed weights and what they were compressed to. */
@@ -87,15 +91,15 @@ function loadWeights(stored: Record<string, StoredTensor>): WeightMap {
 
 const storeFactor = (f: { held: HeldFactor }): HeldFactor => f.held;
 
-/** A block's KFAC factors by linear as plain values (each factor as it is held), in the block's linear order. */
-export type StatsValue = Record<string, { A: HeldFactor; G: HeldFactor; g: Matrix; tokens: number }>;
+/** A block's KFAC factors by linear as plain values (each factor as it is held; `g` when summed), in the block's linear order. */
+export type StatsValue = Record<string, { A: HeldFactor; G: HeldFactor; g?: Matrix; tokens: number }>;
 
 /** `stats` as plain values: its arrays, not copies (a worker thread can be handed them without another copy). */
 export function statsValue(stats: Map<string, KfacFactors>): StatsValue {
   return Object.fromEntries([...stats.entries()].map(([name, f]) => [name, {
     A: storeFactor(f.A),
     G: storeFactor(f.G),
-    g: f.g,
+    ...(f.g ? { g: f.g } : {}),
     tokens: f.tokens,
   }]));
 }
@@ -105,7 +109,7 @@ export function statsFromValue(raw: StatsValue): Map<string, KfacFactors> {
   return new Map(Object.entries(raw).map(([name, f]) => [name, {
     A: heldFactor(f.A),
     G: heldFactor(f.G),
-    g: f.g,
+    ...(f.g ? { g: f.g } : {}),
     tokens: f.tokens,
   }]));
 }
@@ -117,12 +121,22 @@ export interface BlockJobValue extends Omit<BlockJob, "weights" | "stats"> {
 }
 
 /**
- * `record`'s weights and factors, with the model and settings, as plain
- * values; the arrays are the record's factors (not copies) and copies of its
- * weights, so a worker thread can be handed them without another copy.
+ * `record`'s weights, factors and channel products, with the model and
+ * settings, as plain values; the arrays are the record's statistics (not
+ * copies) and copies of its weights, so a worker thread can be handed them
+ * without another copy.
  */
 export function blockJobValue(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): BlockJobValue {
-  return { model, index: record.index, role: record.role, settings, weights: storeWeights(record.weights), stats: statsValue(record.stats) };
+  const { channelProducts } = record;
+  return {
+    model,
+    index: record.index,
+    role: record.role,
+    settings,
+    weights: storeWeights(record.weights),
+    stats: statsValue(record.stats),
+    ...(channelProducts ? { channelProducts } : {}),
+  };
 }
 
 /**

@@ -218,7 +218,8 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
     }
     case "compress": {
       const job = blockJobFromValue(request.job);
-      const record = { model: compressionModel(job, model), index: job.index, role: job.role, weights: job.weights, stats: job.stats };
+      const { channelProducts } = job;
+      const record = { model: compressionModel(job, model), index: job.index, role: job.role, weights: job.weights, stats: job.stats, ...(channelProducts ? { channelProducts } : {}) };
       const scored = await lastValueFrom(of(record).pipe(gradotCompression(job.settings)));
       try {
         const block = compressedBlockValue({ index: scored.index, weights: scored.weights, compression: scored.compression });

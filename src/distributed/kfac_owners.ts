@@ -8,13 +8,15 @@
  * @module
  */
 import type { LinearSpec } from "../model/types.ts";
-import { rowHeldFactors } from "../operators/accumulate_kfac.ts";
+import { rowHeldFactors, sumsGradient } from "../operators/accumulate_kfac.ts";
 import { staysRowHeld } from "../stats/kfac.ts";
 
 /**
  * A linear's KFAC work per token over a block of `tokens` tokens: its
- * gradient sum `x γᵀ` (in·out), its `G` sum (out² / 2: the upper triangle)
- * and, unless `sharesA` (its input's owner sums it), its `A` sum (in² / 2).
+ * gradient sum `x γᵀ` (in·out; none for a ReLU MLP's linears,
+ * `sumsGradient`: the building thread sums their channel products), its `G`
+ * sum (out² / 2: the upper triangle) and, unless `sharesA` (its input's
+ * owner sums it), its `A` sum (in² / 2).
  * A row-held factor (docs/GRADOT.md "The pipeline") costs nothing per token
  * while it stays so (`staysRowHeld`); past that it turns dense, its rows
  * summed then, so it costs as a dense one (OPT-125M's fc1 `G` and fc2 `A`,
@@ -23,7 +25,7 @@ import { staysRowHeld } from "../stats/kfac.ts";
 function kfacWork(spec: LinearSpec, sharesA: boolean, tokens: number): number {
   const held = rowHeldFactors(spec);
   const sum = (side: number, rowHeld: boolean) => (rowHeld && staysRowHeld(tokens, side) ? 0 : (side * side) / 2);
-  return spec.inFeatures * spec.outFeatures + sum(spec.outFeatures, held.G) + (sharesA ? 0 : sum(spec.inFeatures, held.A));
+  return (sumsGradient(spec) ? spec.inFeatures * spec.outFeatures : 0) + sum(spec.outFeatures, held.G) + (sharesA ? 0 : sum(spec.inFeatures, held.A));
 }
 
 /**

@@ -29,7 +29,8 @@ export async function runBlockJob(input: string, out: string): Promise<boolean> 
     if (model.sourceHash !== job.model.sourceHash) {
       throw new Error(`The model "${job.model.dir}" is not the checkpoint "${input}" was cut from (its source hash differs)`);
     }
-    const record = { model, index: job.index, role: job.role, weights: job.weights, stats: job.stats };
+    const { channelProducts } = job;
+    const record = { model, index: job.index, role: job.role, weights: job.weights, stats: job.stats, ...(channelProducts ? { channelProducts } : {}) };
     const scored = await lastValueFrom(of(record).pipe(gradotCompression(job.settings)));
     try {
       await writeCompressedBlock(out, { index: scored.index, weights: scored.weights, compression: scored.compression });

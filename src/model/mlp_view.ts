@@ -26,6 +26,16 @@ export function producesChannels(spec: LinearSpec): boolean {
   return spec.role === "mlp.in" || spec.role === "mlp.gate" || spec.role === "mlp.up";
 }
 
+/**
+ * Whether a linear is the channel producer (`mlp.in`) or the consumer
+ * (`mlp.out`) of a ReLU MLP (`LinearSpec.reluChannels`): SCP's first-order
+ * terms of both come from the block's channel products, not from their
+ * gradients (docs/GRADOT.md "SCP's first-order terms").
+ */
+export function inReluMlp(spec: LinearSpec): boolean {
+  return spec.reluChannels === true && (spec.role === "mlp.in" || spec.role === "mlp.out");
+}
+
 /** The MLP linears of a block's linear list; throws when there is no `mlp.out`. */
 export function mlpSpecs(specs: LinearSpec[]): MlpSpecs {
   const inputs = specs.filter(producesChannels);

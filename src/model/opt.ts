@@ -101,8 +101,8 @@ function linears(cfg: ModelConfig): LinearSpec[] {
     attn("k_proj", "attn.k"),
     attn("v_proj", "attn.v"),
     attn("out_proj", "attn.out"),
-    { name: "fc1", role: "mlp.in", inFeatures: d, outFeatures: cfg.intermediate, hasBias: true },
-    { name: "fc2", role: "mlp.out", inFeatures: cfg.intermediate, outFeatures: d, hasBias: true },
+    { name: "fc1", role: "mlp.in", inFeatures: d, outFeatures: cfg.intermediate, hasBias: true, reluChannels: true },
+    { name: "fc2", role: "mlp.out", inFeatures: cfg.intermediate, outFeatures: d, hasBias: true, reluChannels: true },
   ];
 }
 

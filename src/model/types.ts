@@ -63,6 +63,15 @@ export interface LinearSpec {
   outFeatures: number;
   /** Whether the linear has a bias `name.bias`. */
   hasBias: boolean;
+  /**
+   * Set on both linears of an MLP whose channels are `h = relu(y₁)` of the
+   * producer's output `y₁` and feed the consumer unchanged (OPT's fc1 and
+   * fc2): SCP's two first-order terms are then one statistic of the
+   * producer's γ and the consumer's input, summed instead of their
+   * gradients `g` (docs/GRADOT.md "SCP's first-order terms"). Absent on
+   * GELU and SwiGLU MLPs and on attention.
+   */
+  reluChannels?: boolean;
 }
 
 /** Options a block forward accepts beyond its weights and input. */

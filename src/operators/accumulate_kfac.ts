@@ -3,6 +3,9 @@
  * factors `A = E[x xᵀ]`, `G = E[γ γᵀ]` and the weight gradient `g`
  * (docs/METHOD.md §2 "Hessian by KFAC"; scaling in `src/stats/kfac.ts`: `G δ A`
  * and `g` are the curvature and gradient of the mean calibration loss).
+ * A ReLU MLP's fc1 and fc2 get no `g`: SCP's first-order terms of both come
+ * from the block's channel products (`BlockChannelProducts`, docs/GRADOT.md
+ * "SCP's first-order terms"); GELU and SwiGLU MLPs and attention keep `g`.
  *
  * The producing linears of an MLP (`mlp.in`, `mlp.gate`, `mlp.up`) with a
  * bias get inputs augmented by a constant 1, so SCP scores the removal of a
@@ -22,8 +25,9 @@ import { defer, filter, map, type OperatorFunction } from "rxjs";
 import type { LinearSpec } from "../model/types.ts";
 import { accumulateKfac as accumulate, finalizeKfac, type KfacFactors, type KfacState } from "../stats/kfac.ts";
 import type { CalibrationEvent, LinearChunkRecord, StatsRecord } from "../records/records.ts";
-import { producesChannels } from "../model/mlp_view.ts";
+import { inReluMlp, producesChannels } from "../model/mlp_view.ts";
 import { type StageEvents, timeStage } from "../events/stage_events.ts";
+import { BlockChannelProducts } from "./block_channel_products.ts";
 
 /** Whether SCP removes this linear's bias with its channel (so its statistics include a constant input). */
 export function foldsBias(spec: LinearSpec): boolean {
@@ -37,6 +41,15 @@ export function foldsBias(spec: LinearSpec): boolean {
  */
 export function rowHeldFactors(spec: LinearSpec): { A: boolean; G: boolean } {
   return { A: spec.role === "mlp.out", G: producesChannels(spec) };
+}
+
+/**
+ * Whether KFAC sums this linear's weight gradient `g`: every linear but a
+ * ReLU MLP's, whose first-order SCP terms are the block's channel products
+ * (docs/GRADOT.md "SCP's first-order terms").
+ */
+export function sumsGradient(spec: LinearSpec): boolean {
+  return !inReluMlp(spec);
 }
 
 /** Options of {@link accumulateKfac}. */
@@ -74,6 +87,7 @@ export class BlockKfacSums {
       accumulate(this.#states.get(name), event.x, event.gamma, {
         gradScale: event.gradScale,
         bias: foldsBias(event.linear),
+        gradient: sumsGradient(event.linear),
         rowHeld: rowHeldFactors(event.linear),
         inputOf,
       }),
@@ -100,7 +114,8 @@ export class BlockKfacSums {
 
 /**
  * Accumulates chunk records per linear and, on each block record, emits the
- * block with the finalized factors of its linears (none for adapter blocks).
+ * block with the finalized factors of its linears (none for adapter blocks)
+ * and, for a ReLU MLP, its channel products.
  * Each subscription accumulates into its own state, so subscribing twice to
  * the same piped observable counts every token once per subscription.
  */
@@ -108,14 +123,18 @@ export function accumulateKfac(options: AccumulateKfacOptions = {}): OperatorFun
   const { events } = options;
   return (source) => defer(() => {
     const sums = new BlockKfacSums();
+    const products = new BlockChannelProducts();
     return source.pipe(
       map((event): StatsRecord | undefined => {
         if (event.kind === "chunk") {
-          timeStage(events, "kfac", () => sums.add(event), { block: event.index });
+          timeStage(events, "kfac", () => {
+            sums.add(event);
+            products.add(event);
+          }, { block: event.index });
           return undefined;
         }
-        const stats = timeStage(events, "kfac", () => sums.finalize(event.index), { block: event.index });
-        return { model: event.model, index: event.index, role: event.role, weights: event.weights, stats };
+        const [stats, channelProducts] = timeStage(events, "kfac", () => [sums.finalize(event.index), products.finalize(event.index)] as const, { block: event.index });
+        return { model: event.model, index: event.index, role: event.role, weights: event.weights, stats, ...(channelProducts ? { channelProducts } : {}) };
       }),
       filter((record): record is StatsRecord => record !== undefined),
     );

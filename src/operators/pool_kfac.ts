@@ -4,8 +4,12 @@
  * sums have one owning worker (`kfacOwners`: q, k and v, which share their
  * `A`, one owner; the workers' work about even), which is sent every chunk
  * of it in chunk order, so the factors are the bytes the building thread
- * would sum; the building thread only routes each chunk's `x`, `γ` (moved,
- * not copied) and gathers a block's factors from the owners.
+ * would sum; the building thread routes each chunk's `x`, `γ` (moved,
+ * not copied) and gathers a block's factors from the owners. A ReLU MLP's
+ * channel products, which need fc1's `γ` and fc2's `x` of each chunk
+ * (owned apart), are summed in the building thread as it routes the chunk
+ * (`BlockChannelProducts`, n·m multiply-adds a chunk), in chunk order as
+ * `accumulateKfac` sums them.
  *
  * @module
  */
@@ -14,6 +18,7 @@ import type { StartingPool } from "../distributed/calibration_pool.ts";
 import { kfacOwners } from "../distributed/kfac_owners.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 import type { CalibrationEvent, LinearChunkRecord, StatsRecord } from "../records/records.ts";
+import { BlockChannelProducts } from "./block_channel_products.ts";
 
 /** Options of {@link poolKfac}. */
 export interface PoolKfacOptions {
@@ -26,7 +31,8 @@ export interface PoolKfacOptions {
 /**
  * Routes chunk records to their owners and, on each block record, emits the
  * block with the factors of its linears gathered from the owners, in the
- * order its linears came (none for adapter blocks), as `accumulateKfac` does.
+ * order its linears came (none for adapter blocks), and its channel products
+ * (a ReLU MLP's), as `accumulateKfac` does.
  */
 export function poolKfac(options: PoolKfacOptions): OperatorFunction<CalibrationEvent, StatsRecord> {
   return (source) =>
@@ -35,6 +41,7 @@ export function poolKfac(options: PoolKfacOptions): OperatorFunction<Calibration
       let chunk: LinearChunkRecord[] = []; // the chunk being gathered, one record per linear
       let order: string[] = []; // the block's linears, in the order they came
       let sent: Array<Promise<void>> = []; // the block's chunks on their way to the owners
+      const products = new BlockChannelProducts(); // summed here, before the arrays move
       const started = () => {
         const pool = options.pool.ready;
         if (!pool) throw new Error("poolKfac: statistics came before the pool started");
@@ -66,6 +73,7 @@ export function poolKfac(options: PoolKfacOptions): OperatorFunction<Calibration
           if (event.kind === "chunk") {
             if (chunk.length > 0 && chunk[0].linear.name === event.linear.name) flush(); // the next chunk begins
             chunk.push(event);
+            products.add(event);
             return undefined;
           }
           flush();
@@ -73,7 +81,8 @@ export function poolKfac(options: PoolKfacOptions): OperatorFunction<Calibration
           const names = order;
           sent = [];
           order = [];
-          const base = { model: event.model, index: event.index, role: event.role, weights: event.weights };
+          const channelProducts = products.finalize(event.index);
+          const base = { model: event.model, index: event.index, role: event.role, weights: event.weights, ...(channelProducts ? { channelProducts } : {}) };
           if (names.length === 0) return Promise.resolve({ ...base, stats: new Map() });
           const pool = started();
           const finals = Array.from({ length: pool.size }, (_, k) => pool.finalizeKfac(k, event.index));

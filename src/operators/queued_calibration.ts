@@ -12,8 +12,8 @@
  * chunk, every linear's `x` and `γ` (src/distributed/slice_files.ts). This
  * process adds the losses, then, block by block from the top, waits for the
  * block's chunk files, reads them one at a time in chunk order (slice by
- * slice) into the block's KFAC sums (`BlockKfacSums`, as `accumulateKfac`
- * does), and emits the block with its reloaded weights: the factors are
+ * slice) into the block's KFAC sums and channel products (`BlockKfacSums`,
+ * `BlockChannelProducts`, as `accumulateKfac` does), and emits the block with its reloaded weights: the factors are
  * the bytes of a one-process build. The block's files are deleted once read
  * (with a `resume`, once its shard is written, so a rerun after a crash
  * still finds them). Blocks an earlier run wrote (`resume`) are skipped. A
@@ -42,8 +42,8 @@ import { defaultChunk, sequenceChunks } from "../io/activation_store.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
 import { disposeWeights } from "../model/weights.ts";
 import { blockRole, type CalibrationSet, type ModelHandle, type StatsRecord } from "../records/records.ts";
-import type { KfacFactors } from "../stats/kfac.ts";
 import { BlockKfacSums } from "./accumulate_kfac.ts";
+import { BlockChannelProducts } from "./block_channel_products.ts";
 import { chunkRecords, defaultHeadChunkOf } from "./calibrate_backward.ts";
 
 /** Options of {@link queuedCalibration}. */
@@ -165,22 +165,31 @@ function dropOnceWritten(paths: string[], index: number | undefined, o: QueuedCa
   else drop();
 }
 
-/** Middle block `index`'s factors from its chunk files, slice by slice and chunk by chunk. */
-async function blockFactors(model: ModelHandle, index: number, slices: SliceRun[], o: QueuedCalibrationOptions): Promise<Map<string, KfacFactors>> {
+/** Middle block `index`'s factors and channel products from its chunk files, slice by slice and chunk by chunk. */
+async function blockFactors(model: ModelHandle, index: number, slices: SliceRun[], o: QueuedCalibrationOptions): Promise<Pick<StatsRecord, "stats" | "channelProducts">> {
   const specs = model.arch.linears(model.cfg);
   const sums = new BlockKfacSums();
+  const products = new BlockChannelProducts();
   const read: string[] = [];
   for (const slice of slices) {
     for (let k = 0; k < slice.chunks; k++) {
       const path = sliceChunkFile(slice.out, index, k);
       await slice.waitFor(path, o.signal);
       const { linears } = await timeStageAsync(o.events, "read", () => readSliceChunk(path, index, k), { block: index });
-      timeStage(o.events, "kfac", () => chunkRecords(specs, index, linears).forEach((record) => sums.add(record)), { block: index });
+      timeStage(o.events, "kfac", () =>
+        chunkRecords(specs, index, linears).forEach((record) => {
+          sums.add(record);
+          products.add(record);
+        }), { block: index });
       read.push(path);
     }
   }
   dropOnceWritten(read, index, o);
-  return timeStage(o.events, "kfac", () => sums.finalize(index), { block: index });
+  return timeStage(o.events, "kfac", () => {
+    const stats = sums.finalize(index);
+    const channelProducts = products.finalize(index);
+    return { stats, ...(channelProducts ? { channelProducts } : {}) };
+  }, { block: index });
 }
 
 /** Resolves once the shards of `blocks` are all written (at once without a resumable build: nothing would read their files again). */
@@ -208,11 +217,11 @@ async function run(model: ModelHandle, o: QueuedCalibrationOptions, emit: (recor
     const index = model.blockIndices[k];
     await checkpointBoundary(o.signal);
     if (resume?.isDone(index)) continue;
-    const stats = roles[k] === "middle" ? await blockFactors(model, index, slices, o) : new Map<string, KfacFactors>();
+    const statistics = roles[k] === "middle" ? await blockFactors(model, index, slices, o) : { stats: new Map() };
     const weights = await timeStageAsync(events, "read", () => model.loadBlock(index), { block: index });
     if (o.signal?.aborted) disposeWeights(weights);
     await checkpointBoundary(o.signal);
-    emit({ model, index, role: roles[k], weights, stats });
+    emit({ model, index, role: roles[k], weights, ...statistics });
   }
   await Promise.all(slices.map((s) => s.finished())); // a job rerun writes again: remove its directory only once it is done
   if (o.keepFiles) return;

@@ -38,11 +38,13 @@ export interface GcsOptions {
  * The MLP's statistics are the block's largest (the width m on a side), so
  * the attention SVDs, which DRD keeps until it compresses, are taken once
  * they are gone: the peak holds all the factors or the attention factors
- * plus the SVDs, never both.
+ * plus the SVDs, never both. A ReLU MLP's first-order terms, producer's
+ * and consumer's, both come from the record's channel products
+ * (docs/GRADOT.md "SCP's first-order terms").
  */
 export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, ScoredBlockRecord> {
   return map((record): ScoredBlockRecord => {
-    const { model, index, role, weights, stats } = record;
+    const { model, index, role, weights, stats, channelProducts } = record;
     const drd = new Map<string, DrdScores>();
     if (role !== "middle") return { model, index, role, weights, drd, compression: {} };
     const specs = model.arch.linears(model.cfg);
@@ -54,10 +56,10 @@ export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, Sco
     const mlp = mlpSpecs(specs);
     const scp = timeStage(options.events, "score", () => {
       const output = factorsOf(mlp.output);
-      const total = scpConsumerTerms(readLinear(weights, mlp.output), output, options.lambdaMlp, mlp.output.name);
+      const total = scpConsumerTerms(readLinear(weights, mlp.output), output, options.lambdaMlp, mlp.output.name, channelProducts);
       stats.delete(mlp.output.name);
       for (const spec of mlp.inputs) {
-        const terms = scpProducerTerms(readLinear(weights, spec), factorsOf(spec), options.lambdaMlp, spec.name);
+        const terms = scpProducerTerms(readLinear(weights, spec), factorsOf(spec), options.lambdaMlp, spec.name, channelProducts);
         addChannelTerms(total, terms, spec.name);
         stats.delete(spec.name); // spent: free before the next linear
       }

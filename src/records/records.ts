@@ -11,6 +11,7 @@ import type { SvdResult } from "../linalg/svd.ts";
 import type { Architecture, LinearSpec, ModelConfig, WeightMap } from "../model/types.ts";
 import type { VocabularyRows } from "../model/vocabulary.ts";
 import type { ActivationStore, StoredActivations } from "../io/activation_store.ts";
+import type { ChannelProducts } from "../stats/channel_products.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 
 /** Whether a block is tuned by the data owner or compressed into the emulator (docs/METHOD.md §1). */
@@ -204,8 +205,14 @@ export interface StatsRecord {
   role: BlockRole;
   /** The block's weights, owned by the record. */
   weights: WeightMap;
-  /** By linear name (docs/METHOD.md §2 "Hessian by KFAC"). */
+  /** By linear name (docs/METHOD.md §2 "Hessian by KFAC"); a ReLU MLP's linears have no `g`. */
   stats: Map<string, KfacFactors>;
+  /**
+   * A middle block's ReLU-MLP channel products `[m]`, SCP's first-order
+   * terms in place of its linears' `g` (docs/GRADOT.md "SCP's first-order
+   * terms"); absent for other MLPs and adapter blocks.
+   */
+  channelProducts?: ChannelProducts;
 }
 
 /** GCS of every DRD component of one attention projection. */

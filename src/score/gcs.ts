@@ -13,12 +13,16 @@
  * (`Wk = Wᵀ`, `[in, out]`, `src/model/types.ts`); statistics come from
  * `src/stats/kfac.ts` (`A` over inputs, `G` over outputs, `g = ∂ℓ/∂Wk`).
  * The doc comment of each function maps docs/METHOD.md's out×in symbols to them.
+ * SCP's first-order terms of a ReLU MLP come from its channel products
+ * instead of `g` (`src/stats/channel_products.ts`, docs/GRADOT.md "SCP's
+ * first-order terms").
  *
  * @module
  */
 import { matmul } from "../linalg/gemm.ts";
 import { checkShape, columnAbsSums, type Matrix } from "../linalg/matrix.ts";
 import type { SvdResult } from "../linalg/svd.ts";
+import type { ChannelProducts } from "../stats/channel_products.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 import type { SymmetricFactor } from "../stats/symmetric_factor.ts";
 
@@ -44,6 +48,11 @@ export interface ChannelMlp {
 export interface ChannelMlpStats {
   inputs: KfacFactors[];
   output: KfacFactors;
+  /**
+   * A ReLU MLP's channel products `[m]`: both first-order terms come from
+   * them, and the linears need no `g` (docs/GRADOT.md "SCP's first-order terms").
+   */
+  channels?: ChannelProducts;
 }
 
 function expectShape(m: Matrix, rows: number, cols: number, label: string): void {
@@ -59,6 +68,22 @@ function expectFactor(f: SymmetricFactor, size: number, label: string): void {
 
 function checkLambda(lambda: number): void {
   if (!Number.isFinite(lambda)) throw new Error(`GCS lambda must be finite, got ${lambda}`);
+}
+
+/** The statistics' gradient `g`, checked to be `[rows, cols]`; throws naming the linear when it has none. */
+function gradientOf(st: KfacFactors, rows: number, cols: number, label: string): Matrix {
+  if (!st.g) {
+    throw new Error(`GCS ${label} has no gradient g (its KFAC statistics were summed without one, as a ReLU MLP's are): pass the MLP's channel products`);
+  }
+  expectShape(st.g, rows, cols, `${label} gradient g`);
+  return st.g;
+}
+
+/** A ReLU MLP's channel products as one linear's first-order terms, checked against its `m` channels and tokens: `[m]`. */
+function channelTerms(channels: ChannelProducts, m: number, st: KfacFactors, label: string): Float64Array {
+  if (channels.mean.length !== m) throw new Error(`GCS ${label} has ${m} channels but the channel products ${channels.mean.length}`);
+  if (channels.tokens !== st.tokens) throw new Error(`GCS ${label} statistics saw ${st.tokens} tokens but the channel products ${channels.tokens}`);
+  return channels.mean;
 }
 
 /** `‖M[i, :]‖₁` for the first `rows` rows: `[rows]`. */
@@ -115,11 +140,11 @@ export function drdScores(svd: SvdResult, stats: KfacFactors, lambda: number): F
   expectShape(svd.vt, k, out, "DRD factor Vt");
   expectFactor(stats.A, inF, "DRD factor A (use unaugmented statistics for attention)");
   expectFactor(stats.G, out, "DRD factor G");
-  expectShape(stats.g, inF, out, "DRD gradient g");
+  const g = gradientOf(stats, inF, out, "DRD");
 
   const aNorm = columnAbsSums(matmul(stats.A.dense(), svd.u)); // ‖A v_i‖₁ from [in, k]
   const gNorm = rowAbsSums(matmul(svd.vt, stats.G.dense(), false, true)); // ‖G u_i‖₁ from [k, out]
-  const inner = rowDots(matmul(svd.u, stats.g, true, false), svd.vt, k); // u_iᵀ g v_i from [k, out]
+  const inner = rowDots(matmul(svd.u, g, true, false), svd.vt, k); // u_iᵀ g v_i from [k, out]
   const scores = new Float32Array(k);
   for (let i = 0; i < k; i++) {
     const s = svd.s[i];
@@ -195,7 +220,9 @@ function producerGradientDots(g: Matrix, linear: MlpLinear, augmented: boolean):
  * zeroing `b₁[j]` is part of `δ`. The output linear's bias is never
  * perturbed; its statistics may be augmented or not (with augmentation
  * `‖A₂[:,j]‖₁` also counts the shift of the fc2 bias gradient). Returns
- * `[m]` scores in channel order.
+ * `[m]` scores in channel order. With `stats.channels` (a ReLU MLP) both
+ * first-order terms are the channel products `c_j` (`λ (c_j + c_j)`), and
+ * the linears' `g` is not read.
  */
 export function scpScores(mlp: ChannelMlp, stats: ChannelMlpStats, lambda: number): Float32Array {
   if (mlp.inputs.length === 0) throw new Error("GCS SCP needs at least one input linear");
@@ -204,9 +231,10 @@ export function scpScores(mlp: ChannelMlp, stats: ChannelMlpStats, lambda: numbe
       `GCS SCP has ${mlp.inputs.length} input linears but ${stats.inputs.length} input statistics`,
     );
   }
-  const total = scpConsumerTerms(mlp.output, stats.output, lambda);
+  const total = scpConsumerTerms(mlp.output, stats.output, lambda, "SCP output", stats.channels);
   mlp.inputs.forEach((linear, index) => {
-    addChannelTerms(total, scpProducerTerms(linear, stats.inputs[index], lambda, `SCP input ${index}`), `SCP input ${index}`);
+    const label = `SCP input ${index}`;
+    addChannelTerms(total, scpProducerTerms(linear, stats.inputs[index], lambda, label, stats.channels), label);
   });
   return Float32Array.from(total);
 }
@@ -224,9 +252,13 @@ export function addChannelTerms(total: Float64Array, terms: Float64Array, label:
  * `‖G₁[:,j]‖₁ ‖A₁ w₁ⱼ‖₁ + λ g₁[j,:]·w₁ⱼ` for every channel j: `[m]`, in
  * float64. Scoring the MLP linear by linear lets a caller drop each linear's
  * statistics and weight copy before reading the next (`scoreGcs`).
- * `label` names the linear in errors.
+ * `label` names the linear in errors. The first-order term `g₁[j,:]·w₁ⱼ` is
+ * `mean_t γ₁,tj y₁,tj` (`y₁` the linear's output, bias included) for any
+ * linear; with `channels` (a ReLU MLP's fc1) it is taken from them, since
+ * ReLU passes no gradient where `y₁ ≤ 0` and `y₁ = h` elsewhere
+ * (`src/stats/channel_products.ts`); else from `st.g`.
  */
-export function scpProducerTerms(linear: MlpLinear, st: KfacFactors, lambda: number, label = "SCP input"): Float64Array {
+export function scpProducerTerms(linear: MlpLinear, st: KfacFactors, lambda: number, label = "SCP input", channels?: ChannelProducts): Float64Array {
   checkLambda(lambda);
   const { rows: inF, cols: m } = linear.weight;
   expectShape(linear.weight, inF, m, `${label} weight`);
@@ -243,10 +275,11 @@ export function scpProducerTerms(linear: MlpLinear, st: KfacFactors, lambda: num
   const rows = inF + (augmented ? 1 : 0);
   expectFactor(st.A, rows, `${label} factor A`);
   expectFactor(st.G, m, `${label} factor G`);
-  expectShape(st.g, rows, m, `${label} gradient g`);
+  const inner = channels
+    ? channelTerms(channels, m, st, label) // g₁[j,:]·w₁ⱼ = mean_t γ₁,tj h_tj
+    : producerGradientDots(gradientOf(st, rows, m, label), linear, augmented); // g₁[j,:]·w₁ⱼ
   const gCol = st.G.columnAbsSums(); // ‖G₁[:,j]‖₁
   const aW = producerActivationNorms(st.A.dense(), linear, augmented); // ‖A₁ w₁ⱼ‖₁
-  const inner = producerGradientDots(st.g, linear, augmented); // g₁[j,:]·w₁ⱼ
   for (let j = 0; j < m; j++) aW[j] = gCol[j] * aW[j] + lambda * inner[j];
   return aW;
 }
@@ -255,9 +288,13 @@ export function scpProducerTerms(linear: MlpLinear, st: KfacFactors, lambda: num
  * The channel consumer's terms of {@link scpScores} (fc2 or down, weight
  * `[m, d]`), `‖G₂ w₂ⱼ‖₁ ‖A₂[:,j]‖₁ + λ g₂[:,j]·w₂ⱼ` for every channel j:
  * `[m]`, in float64. Its bias is never perturbed; its statistics may be
- * bias-augmented or not (module doc of {@link scpScores}).
+ * bias-augmented or not (module doc of {@link scpScores}). The first-order
+ * term `g₂[:,j]·w₂ⱼ` is `mean_t h_tj ∂ℓ/∂h_tj` (`h` the linear's input) for
+ * any linear; with `channels` (a ReLU MLP's fc2) it is taken from them,
+ * since `∂ℓ/∂h = γ₁` where `h > 0` and `h = 0` elsewhere
+ * (`src/stats/channel_products.ts`); else from `st.g`.
  */
-export function scpConsumerTerms(linear: MlpLinear, st: KfacFactors, lambda: number, label = "SCP output"): Float64Array {
+export function scpConsumerTerms(linear: MlpLinear, st: KfacFactors, lambda: number, label = "SCP output", channels?: ChannelProducts): Float64Array {
   checkLambda(lambda);
   const w2 = linear.weight; // [m, d]
   const { rows: m, cols: d } = w2;
@@ -267,10 +304,11 @@ export function scpConsumerTerms(linear: MlpLinear, st: KfacFactors, lambda: num
   const mAug = m + (augmented ? 1 : 0);
   expectFactor(st.A, mAug, `${label} factor A`);
   expectFactor(st.G, d, `${label} factor G`);
-  expectShape(st.g, mAug, d, `${label} gradient g`);
+  const inner = channels
+    ? channelTerms(channels, m, st, label) // g₂[:,j]·w₂ⱼ = mean_t h_tj γ₁,tj
+    : rowDots(gradientOf(st, mAug, d, label), w2, m); // g₂[:,j]·w₂ⱼ
   const gW = consumerGradientNorms(st.G.dense(), w2); // ‖G₂ w₂ⱼ‖₁
   const aCol = st.A.columnAbsSums(); // ‖A₂[:,j]‖₁, [m'] (first m used)
-  const inner = rowDots(st.g, w2, m); // g₂[:,j]·w₂ⱼ
   for (let j = 0; j < m; j++) gW[j] = gW[j] * aCol[j] + lambda * inner[j];
   return gW;
 }

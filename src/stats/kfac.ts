@@ -28,9 +28,15 @@
  * statistics of the augmented kernel weight `[Wk; b]` (bias as the last row),
  * which SCP needs because removing a channel also zeroes its fc1 bias.
  *
+ * Gradient: with `gradient: false` no `g` is summed (no `[in', out]` sum,
+ * no `x̃ γᵀ` product per chunk) and the factors have none: a ReLU MLP's
+ * fc1 and fc2, whose first-order SCP terms come from the block's channel
+ * products instead (`src/stats/channel_products.ts`, docs/GRADOT.md
+ * "SCP's first-order terms").
+ *
  * Sums are float32, accumulated in place by the BLAS (`ssyrk`/`sgemm` with
  * beta 1: no temporary the size of a factor), so a block's statistics cost
- * 4 bytes per entry of `A`, `G` and `g`. A factor the caller marks
+ * 4 bytes per entry of `A`, `G` and `g` (when summed). A factor the caller marks
  * `rowHeld` (SCP's `G₁` and `A₂`, the MLP width m on a side) is kept as its
  * rows while the token count is at most half its side, N·m floats instead
  * of m² (`src/stats/symmetric_factor.ts`), and turns dense beyond that.
@@ -44,7 +50,7 @@ import { gramAccumulateUpper, matmulAccumulate, symmetrizeUpper } from "../linal
 import { checkFinite, checkShape, type Matrix } from "../linalg/matrix.ts";
 import { denseFactor, rowFactor, type SymmetricFactor } from "./symmetric_factor.ts";
 
-/** Options of {@link accumulateKfac}: `gradScale` is per chunk; `bias` and `rowHeld` are fixed by the first chunk. */
+/** Options of {@link accumulateKfac}: `gradScale` is per chunk; `bias`, `gradient` and `rowHeld` are fixed by the first chunk. */
 export interface KfacOptions {
   /**
    * Factor turning this chunk's `gamma` into gradients of the summed token
@@ -54,6 +60,11 @@ export interface KfacOptions {
   gradScale?: number;
   /** Augment inputs with a constant 1 so the bias is row `in` of the weight. */
   bias?: boolean;
+  /**
+   * Sum the weight gradient `g` (default true); false for linears whose
+   * first-order terms come from elsewhere (module doc), which then have no `g`.
+   */
+  gradient?: boolean;
   /**
    * Hold `A` and/or `G` as their rows while at most half as many tokens as
    * the factor's side have been seen (for factors whose consumers need only
@@ -90,8 +101,8 @@ export interface KfacState {
   xx: FactorSum | SharedSum;
   /** `Σ γ γᵀ`, `[out, out]`. */
   gg: FactorSum;
-  /** `Σ x̃ γᵀ`, `[in', out]` row-major (kernel-layout gradient sum). */
-  readonly xg: Matrix;
+  /** `Σ x̃ γᵀ`, `[in', out]` row-major (kernel-layout gradient sum); absent with `gradient: false`. */
+  readonly xg?: Matrix;
   /** Number of tokens accumulated so far (-1 once finalized). */
   tokens: number;
   /** Set by {@link finalizeKfac}, for the states sharing this one's `A`. */
@@ -104,8 +115,11 @@ export interface KfacFactors {
   A: SymmetricFactor;
   /** `mean_t γ γᵀ`, `[out, out]`. */
   G: SymmetricFactor;
-  /** `∂ℓ/∂Wk` of the mean loss, kernel layout `[in', out]` (bias gradient last when augmented). */
-  g: Matrix;
+  /**
+   * `∂ℓ/∂Wk` of the mean loss, kernel layout `[in', out]` (bias gradient
+   * last when augmented); absent when accumulated with `gradient: false`.
+   */
+  g?: Matrix;
   /** Number of calibration tokens N. */
   tokens: number;
 }
@@ -187,6 +201,7 @@ export function accumulateKfac(
   }
   if (state && state.tokens < 0) throw new Error("KFAC state was already finalized");
   const bias = options.bias ?? false;
+  const gradient = options.gradient ?? true;
   const inAug = x.cols + (bias ? 1 : 0);
   const owner = options.inputOf;
   if (!state && owner && (owner.inFeatures !== x.cols || owner.bias !== bias || owner.tokens < 0)) {
@@ -200,7 +215,7 @@ export function accumulateKfac(
     bias,
     xx: owner ? { kind: "shared", owner } : emptySum(inAug, options.rowHeld?.A ?? false),
     gg: emptySum(gamma.cols, options.rowHeld?.G ?? false),
-    xg: zeros(inAug, gamma.cols),
+    ...(gradient ? { xg: zeros(inAug, gamma.cols) } : {}),
     tokens: 0,
   };
   if (s.inFeatures !== x.cols || s.outFeatures !== gamma.cols) {
@@ -211,13 +226,16 @@ export function accumulateKfac(
   if (state && options.bias !== undefined && options.bias !== s.bias) {
     throw new Error(`KFAC bias option ${options.bias} differs from the state's (${s.bias})`);
   }
+  if (state && options.gradient !== undefined && options.gradient !== (s.xg !== undefined)) {
+    throw new Error(`KFAC gradient option ${options.gradient} differs from the state's (${s.xg !== undefined})`);
+  }
   const xs = s.bias ? augmented(x) : s.xx.kind === "rows" ? { ...x, data: x.data.slice() } : x; // [N, in']
   const gs = scale !== 1
     ? { ...gamma, data: gamma.data.map((v) => v * scale) }
     : s.gg.kind === "rows" ? { ...gamma, data: gamma.data.slice() } : gamma; // [N, out]
   if (s.xx.kind !== "shared") s.xx = addRows(s.xx, xs);
   s.gg = addRows(s.gg, gs);
-  matmulAccumulate(s.xg, xs, gs, true, false); // [in', out]
+  if (s.xg) matmulAccumulate(s.xg, xs, gs, true, false); // [in', out]
   s.tokens += x.rows;
   return s;
 }
@@ -241,13 +259,16 @@ export function mergeKfac(a: KfacState, b: KfacState): KfacState {
     return dense;
   };
   const inAug = a.inFeatures + (a.bias ? 1 : 0);
+  if ((a.xg === undefined) !== (b.xg === undefined)) {
+    throw new Error("Cannot merge a KFAC state that sums its gradient g with one that does not");
+  }
   if ((a.xx.kind === "shared") !== (b.xx.kind === "shared")) {
     throw new Error("Cannot merge a KFAC state that shares its input factor with one that does not");
   }
   // Shared input factors are merged with their owners' states.
   if (a.xx.kind !== "shared" && b.xx.kind !== "shared") a.xx = merge(a.xx, b.xx, inAug);
   a.gg = merge(a.gg, b.gg, a.outFeatures);
-  for (let k = 0; k < a.xg.data.length; k++) a.xg.data[k] += b.xg.data[k];
+  if (a.xg && b.xg) for (let k = 0; k < a.xg.data.length; k++) a.xg.data[k] += b.xg.data[k];
   a.tokens += b.tokens;
   return a;
 }
@@ -279,8 +300,9 @@ function finalFactor(f: FactorSum, n: number, label: string): SymmetricFactor {
 }
 
 /**
- * Turns running sums into the factors `A`, `G`, `g` of the mean calibration
- * loss (module doc: scaling, layout and bias augmentation). The factors take
+ * Turns running sums into the factors `A`, `G` and (when summed) `g` of the
+ * mean calibration loss (module doc: scaling, layout, bias augmentation and
+ * gradient). The factors take
  * over the state's buffers (no copy), so the state is consumed: accumulating
  * into it or finalizing it again is an error.
  */
@@ -293,7 +315,7 @@ export function finalizeKfac(state: KfacState): KfacFactors {
   state.finalized = {
     A,
     G: finalFactor(state.gg, n, "factor G"),
-    g: meanInPlace(state.xg, n, "gradient g"),
+    ...(state.xg ? { g: meanInPlace(state.xg, n, "gradient g") } : {}),
     tokens: n,
   };
   return state.finalized;

@@ -83,7 +83,7 @@ describe("build-emulator on a worker pool", () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  test("with the pool started first, every block's forward, the head and the backward run on it and give the same KFAC factors", async () => {
+  test("with the pool started first, every block's forward, the head and the backward run on it and give the same KFAC factors and channel products", async () => {
     const pool = new StartingPool(streamed, 2);
     await pool.started; // every chunk on the workers, none in this thread
     const statistics = async (starting?: StartingPool, linearOutputs = false, kfacOnPool = false) => {
@@ -99,12 +99,13 @@ describe("build-emulator on a worker pool", () => {
       return records.map((r) => {
         disposeWeights(r.weights);
         const factors = [...r.stats].map(([name, f]) => [name, f.A.held, f.G.held, f.g, f.tokens]);
-        return { index: r.index, factors };
+        return { index: r.index, factors, channels: r.channelProducts };
       });
     };
     try {
       const inThread = await statistics();
       expect(inThread.filter((r) => r.factors.length > 0).map((r) => r.index)).toEqual([2, 1]);
+      expect(inThread.filter((r) => r.channels).map((r) => r.index)).toEqual([2, 1]); // OPT's ReLU MLP
       expect(await statistics(pool)).toEqual(inThread);
       // The workers' backward replaying the workers' stored linear outputs: the same factors.
       expect(await statistics(pool, true)).toEqual(inThread);

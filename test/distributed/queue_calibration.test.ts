@@ -96,18 +96,19 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue: the calibration as slice jo
     expect(await readdir(join(storage, "slices"))).toEqual([]);
   }, 120_000);
 
-  test("queuedCalibration gives one process's KFAC factors and loss, byte for byte, block by block; kept files are reused", async () => {
+  test("queuedCalibration gives one process's KFAC factors, channel products and loss, byte for byte, block by block; kept files are reused", async () => {
     const storage = join(dir, "shared-3");
     await twoWorkers(storage);
     const model = await openModel("fixtures/tiny", { split: { bottom: 1, top: 1 }, streamVocabulary: true });
     const submitter = await JobSubmitter.open(url);
     try {
       const calibration = await loadCalibration(CALIBRATION, model, { sequences: SEQUENCES, length: LENGTH, quiet: true });
-      /** Each record's index, role, linear names and packed factors (as held, in linear order). */
+      /** Each record's index, role, linear names, whether it has channel products, and its packed factors (as held, in linear order) and channel products. */
       const statistics = async (stats: Observable<StatsRecord>) =>
         (await lastValueFrom(stats.pipe(toArray()))).map((r) => {
           disposeWeights(r.weights);
-          return { index: r.index, role: r.role, names: [...r.stats.keys()], bytes: Buffer.from(jobPackr.pack(statsValue(r.stats))) };
+          const bytes = Buffer.from(jobPackr.pack({ stats: statsValue(r.stats), channels: r.channelProducts ?? null }));
+          return { index: r.index, role: r.role, names: [...r.stats.keys()], channels: r.channelProducts !== undefined, bytes };
         });
       const events = (losses: number[]) => ({ next: (e: StageEvent) => e.stage === "head" && losses.push(e.loss!) });
       const oneLosses: number[] = [];
@@ -122,6 +123,7 @@ describe.skipIf(!HAS_REDIS)("build-emulator --queue: the calibration as slice jo
         const queued = await statistics(queuedCalibration(model, { submitter, storage, out: join(dir, "factors"), calibration, events: events(queuedLosses), keepFiles: true }));
         expect(queued.map((b) => [b.index, b.role, b.names])).toEqual(one.map((b) => [b.index, b.role, b.names]));
         expect(queued.filter((b) => b.names.length > 0).map((b) => b.index)).toEqual([2, 1]);
+        expect(queued.filter((b) => b.channels).map((b) => b.index)).toEqual([2, 1]); // OPT's ReLU MLP
         for (const [k, block] of one.entries()) expect(queued[k].bytes.equals(block.bytes), `run ${run}, block ${block.index}`).toBe(true);
         expect(queuedLosses).toHaveLength(1);
         expect(Object.is(queuedLosses[0], oneLosses[0])).toBe(true);

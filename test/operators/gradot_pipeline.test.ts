@@ -54,7 +54,7 @@ afterAll(async () => {
 });
 
 describe("GradOT streaming pipeline on a tiny OPT", () => {
-  test("KFAC g from the streamed backward equals the full-model gradient of the mean calibration loss", async () => {
+  test("KFAC g and the ReLU MLP's channel products from the streamed backward match the full-model gradient of the mean calibration loss", async () => {
     const model = await openModel(FIXTURE, { split: { bottom: 0, top: 1 } });
     const calibration = calibrationFor(model.cfg.vocabSize, 4, 16);
     const records = await lastValueFrom(
@@ -69,25 +69,48 @@ describe("GradOT streaming pipeline on a tiny OPT", () => {
     const middle = records.find((r) => r.index === 0)!;
     expect(middle.role).toBe("middle");
 
-    // Reference: autograd of the whole model's mean LM loss w.r.t. block 0's q_proj and fc2 weights.
+    // Reference: autograd of the whole model's mean LM loss w.r.t. block 0's weights.
     const blocks = await allBlocks(model);
     const ids = tf.tensor2d(calibration.ids, [4, 16], "int32");
-    for (const name of ["self_attn.q_proj", "fc2"]) {
-      const w = blocks[0].get(`${name}.weight`)!;
+    const autograd = (name: string): Float32Array => {
       const grad = tf.grad((wv: Tensor) => {
         const replaced = new Map(blocks[0]);
-        replaced.set(`${name}.weight`, wv);
+        replaced.set(name, wv);
         return lmLoss(forwardLogits(model.arch, model.cfg, model.outer, [replaced, blocks[1]], ids), ids);
-      })(w);
-      const expected = grad.dataSync();
-      const g = middle.stats.get(name)!.g; // [in(+1), out] mean-loss gradient
-      const got = g.data.subarray(0, expected.length); // fc2/q have no folded bias row
+      })(blocks[0].get(name)!);
+      const values = grad.dataSync() as Float32Array;
+      grad.dispose();
+      return values;
+    };
+    const expectClose = (label: string, got: ArrayLike<number>, expected: ArrayLike<number>) => {
       const scale = Math.max(...Array.from(expected, Math.abs));
       const diff = maxAbsDiff(got, expected);
-      console.log(`g(${name}) max abs diff ${diff.toExponential(2)} (scale ${scale.toExponential(2)}, allowed 1e-4 x scale)`);
+      console.log(`${label} max abs diff ${diff.toExponential(2)} (scale ${scale.toExponential(2)}, allowed 1e-4 x scale)`);
       expect(diff).toBeLessThan(1e-4 * scale);
-      grad.dispose();
-    }
+    };
+    // DRD's q_proj keeps its g: [in, out], no folded bias row.
+    expectClose("g(self_attn.q_proj)", middle.stats.get("self_attn.q_proj")!.g!.data, autograd("self_attn.q_proj.weight"));
+    // OPT's ReLU MLP has no g; its channel products are both SCP first-order terms of the
+    // autograd gradients: fc1's g₁[:,j]·w̃₁ⱼ (bias included) and fc2's g₂[j,:]·w₂ⱼ.
+    expect(middle.stats.get("fc1")!.g).toBeUndefined();
+    expect(middle.stats.get("fc2")!.g).toBeUndefined();
+    const channels = middle.channelProducts!;
+    expect(channels.tokens).toBe(4 * 15);
+    const [w1, b1, w2] = ["fc1.weight", "fc1.bias", "fc2.weight"].map((name) => blocks[0].get(name)!.dataSync());
+    const [gw1, gb1, gw2] = ["fc1.weight", "fc1.bias", "fc2.weight"].map(autograd);
+    const { hidden: d, intermediate: m } = model.cfg;
+    const producer = Array.from({ length: m }, (_, j) => {
+      let dot = gb1[j] * b1[j];
+      for (let i = 0; i < d; i++) dot += gw1[i * m + j] * w1[i * m + j]; // kernel layout [d, m]
+      return dot;
+    });
+    const consumer = Array.from({ length: m }, (_, j) => {
+      let dot = 0;
+      for (let k = 0; k < d; k++) dot += gw2[j * d + k] * w2[j * d + k]; // kernel layout [m, d]
+      return dot;
+    });
+    expectClose("channel products vs autograd g₁·w̃₁", channels.mean, producer);
+    expectClose("channel products vs autograd g₂·w₂", channels.mean, consumer);
     // A = mean x xᵀ is symmetric with a positive diagonal; tokens = N·(T-1) target positions.
     const a = middle.stats.get("self_attn.q_proj")!;
     expect(a.tokens).toBe(4 * 15);
@@ -131,8 +154,10 @@ describe("GradOT streaming pipeline on a tiny OPT", () => {
       const [a, b] = [stats(recomputed).get(name)!, stats(replayed).get(name)!];
       expect(b.A.dense().data).toEqual(a.A.dense().data);
       expect(b.G.dense().data).toEqual(a.G.dense().data);
-      expect(b.g.data).toEqual(a.g.data);
+      expect(b.g?.data).toEqual(a.g?.data);
     }
+    const products = (r: typeof recomputed) => r.records.find((b) => b.index === 0)!.channelProducts!.mean;
+    expect(products(replayed)).toEqual(products(recomputed));
     expect(tf.memory().numTensors).toBe(before);
     await model.close();
   });
@@ -170,6 +195,37 @@ describe("GradOT streaming pipeline on a tiny OPT", () => {
     await model.close();
     expect(tf.memory().numTensors).toBe(before);
   });
+});
+
+describe("SCP's first-order statistics by MLP kind", () => {
+  const kinds = [
+    { name: "opt", split: { bottom: 0, top: 1 }, relu: true }, // ReLU: channel products
+    { name: "gpt2", split: { bottom: 1, top: 1 }, relu: false }, // GELU: g
+    { name: "llama", split: { bottom: 0, top: 1 }, relu: false }, // SwiGLU: g
+  ];
+  for (const { name, split, relu } of kinds) {
+    test(`${name}: ${relu ? "the MLP's first-order terms come from channel products, no g" : "every linear keeps its g, no channel products"}`, async () => {
+      const model = await openModel(`fixtures/golden/${name}`, { split });
+      const calibration = calibrationFor(Math.min(256, model.cfg.vocabSize), 4, 16);
+      const records = await lastValueFrom(
+        readCheckpoint(model).pipe(calibrateForward({ calibration, chunk: 2 }), calibrateBackward({ chunk: 2 }), accumulateKfac(), toArray()),
+      );
+      const middle = records.filter((r) => r.role === "middle");
+      expect(middle.length).toBeGreaterThan(0);
+      for (const r of middle) {
+        for (const spec of model.arch.linears(model.cfg)) {
+          const mlp = spec.role.startsWith("mlp.");
+          const g = r.stats.get(spec.name)!.g;
+          if (relu && mlp) expect(g, spec.name).toBeUndefined();
+          else expect([g?.rows, g?.cols], spec.name).toEqual([spec.inFeatures + (mlp && spec.role !== "mlp.out" && spec.hasBias ? 1 : 0), spec.outFeatures]);
+        }
+        if (relu) expect(r.channelProducts?.mean.length).toBe(model.cfg.intermediate);
+        else expect(r.channelProducts).toBeUndefined();
+      }
+      for (const r of records) disposeWeights(r.weights);
+      await model.close();
+    });
+  }
 });
 
 describe("GradOT emulators of every architecture", () => {

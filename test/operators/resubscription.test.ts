@@ -48,11 +48,12 @@ function matrix(rows: number, cols: number, seed: number): Matrix {
   return { rows, cols, data: Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(seed + 0.37 * i)) };
 }
 
-/** The factors of `records` as plain numbers, comparable with toEqual. */
+/** The factors and channel products of `records` as plain numbers, comparable with toEqual. */
 function factorsOf(records: StatsRecord[]) {
   return records.map((r) => ({
     index: r.index,
-    stats: [...r.stats].map(([name, f]) => ({ name, tokens: f.tokens, A: [...f.A.dense().data], G: [...f.G.dense().data], g: [...f.g.data] })),
+    stats: [...r.stats].map(([name, f]) => ({ name, tokens: f.tokens, A: [...f.A.dense().data], G: [...f.G.dense().data], g: f.g && [...f.g.data] })),
+    channels: r.channelProducts && { tokens: r.channelProducts.tokens, mean: [...r.channelProducts.mean] },
   }));
 }
 
@@ -88,6 +89,7 @@ describe("the operator contract: state per subscription", () => {
       const { sequential, concurrent } = await twice(stream);
       const expected = factorsOf(sequential[0]);
       expect(expected.find((r) => r.index === 0)!.stats.length).toBeGreaterThan(0); // block 0 is a middle block
+      expect(expected.find((r) => r.index === 0)!.channels?.tokens).toBe(3 * 11); // its ReLU MLP's channel products
       for (const run of [sequential[1], ...concurrent]) expect(factorsOf(run)).toEqual(expected);
       for (const run of [...sequential, ...concurrent]) for (const r of run) disposeWeights(r.weights);
     } finally {

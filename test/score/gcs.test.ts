@@ -186,6 +186,37 @@ describe("SCP closed-form GCS", () => {
     expect(maxAbsDiff(gateOnly, gateExpected)).toBeLessThan(1e-4 * maxAbs(expected));
   });
 
+  it("takes a ReLU MLP's two first-order terms from its channel products: λ (c_j + c_j), no g read", () => {
+    const rng = normalRng(26);
+    const { mlp, stats } = optMlp(d, m, rng, false);
+    const withoutG = (f: KfacFactors): KfacFactors => ({ A: f.A, G: f.G, tokens: f.tokens });
+    const channels = { mean: Float64Array.from({ length: m }, rng), tokens: 1 };
+    const relu: ChannelMlpStats = { inputs: stats.inputs.map(withoutG), output: withoutG(stats.output), channels };
+    const lambda = 0.9;
+    const curvature = scpScores(mlp, stats, 0);
+    const expected = Array.from(curvature, (v, j) => v + lambda * (channels.mean[j] + channels.mean[j]));
+    const scores = scpScores(mlp, relu, lambda);
+    expect(maxAbsDiff(scores, expected)).toBeLessThan(1e-5 * maxAbs(expected));
+    // With g present too, the channel products are what is read.
+    expect(scpScores(mlp, { ...stats, channels }, lambda)).toEqual(scores);
+  });
+
+  it("names a missing g, and channel products of another width or token count", () => {
+    const rng = normalRng(27);
+    const { mlp, stats } = optMlp(d, m, rng, false);
+    const noG: ChannelMlpStats = { inputs: stats.inputs, output: { A: stats.output.A, G: stats.output.G, tokens: 1 } };
+    expect(() => scpScores(mlp, noG, 1)).toThrow(
+      "GCS SCP output has no gradient g (its KFAC statistics were summed without one, as a ReLU MLP's are): pass the MLP's channel products",
+    );
+    const narrow = { mean: new Float64Array(m - 1), tokens: 1 };
+    expect(() => scpScores(mlp, { ...stats, channels: narrow }, 1)).toThrow(`GCS SCP output has ${m} channels but the channel products ${m - 1}`);
+    const other = { mean: new Float64Array(m), tokens: 2 };
+    expect(() => scpScores(mlp, { ...stats, channels: other }, 1)).toThrow("GCS SCP output statistics saw 1 tokens but the channel products 2");
+    const f = svd(randomMatrix(5, 4, rng));
+    const attention = randomStats(5, 4, rng);
+    expect(() => drdScores(f, { A: attention.A, G: attention.G, tokens: 1 }, 1)).toThrow("GCS DRD has no gradient g");
+  });
+
   it("rejects a biased input linear whose statistics are not augmented", () => {
     const rng = normalRng(24);
     const mlp: ChannelMlp = {

@@ -150,6 +150,21 @@ describe("KFAC statistics", () => {
     expect(() => mergeKfac(lone, shared)).toThrow("shares its input factor with one that does not");
   });
 
+  it("sum no gradient with gradient: false, and the same A and G bit for bit", () => {
+    const withG = finalizeKfac(accumulateKfac(accumulateKfac(undefined, rowSlice(x, 0, 9), rowSlice(gamma, 0, 9), { bias: true }), rowSlice(x, 9, n), rowSlice(gamma, 9, n)));
+    let state = accumulateKfac(undefined, rowSlice(x, 0, 9), rowSlice(gamma, 0, 9), { bias: true, gradient: false });
+    expect(state.xg).toBeUndefined(); // no [in', out] buffer held
+    expect(() => accumulateKfac(state, rowSlice(x, 9, n), rowSlice(gamma, 9, n), { gradient: true })).toThrow("KFAC gradient option true differs from the state's (false)");
+    state = accumulateKfac(state, rowSlice(x, 9, n), rowSlice(gamma, 9, n));
+    const withoutG = finalizeKfac(state);
+    expect("g" in withoutG).toBe(false);
+    expect(withoutG.A.dense().data).toEqual(withG.A.dense().data);
+    expect(withoutG.G.dense().data).toEqual(withG.G.dense().data);
+    expect(withoutG.tokens).toBe(n);
+    const lone = accumulateKfac(undefined, x, gamma);
+    expect(() => mergeKfac(lone, accumulateKfac(undefined, x, gamma, { gradient: false }))).toThrow("sums its gradient g with one that does not");
+  });
+
   it("consume the state when finalized", () => {
     const state = accumulateKfac(undefined, x, gamma);
     finalizeKfac(state);
