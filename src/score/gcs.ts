@@ -231,6 +231,11 @@ export function scpScores(mlp: ChannelMlp, stats: ChannelMlpStats, lambda: numbe
       `GCS SCP has ${mlp.inputs.length} input linears but ${stats.inputs.length} input statistics`,
     );
   }
+  if (stats.channels && mlp.inputs.length !== 1) {
+    throw new Error(
+      `GCS SCP was given channel products for an MLP with ${mlp.inputs.length} input linears: they stand for the first-order terms of a ReLU MLP's one input linear only (docs/GRADOT.md "SCP's first-order terms")`,
+    );
+  }
   const total = scpConsumerTerms(mlp.output, stats.output, lambda, "SCP output", stats.channels);
   mlp.inputs.forEach((linear, index) => {
     const label = `SCP input ${index}`;
