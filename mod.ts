@@ -65,7 +65,7 @@ export { architectureFor, knownModelTypes, registerArchitecture } from "./src/mo
 export { opt } from "./src/model/opt.ts";
 export { gpt2 } from "./src/model/gpt2.ts";
 export { llama } from "./src/model/llama.ts";
-export { checkWeightsMatchConfig, loadBlockWeights, loadOuterWeights, resolveModel, toHfTensors } from "./src/model/load.ts";
+export { checkNoOtherTensors, checkWeightsMatchConfig, loadBlockWeights, loadOuterWeights, resolveModel, toHfTensors } from "./src/model/load.ts";
 export { type CheckpointSummary, formatCheckpointSummary, inspectCheckpoint } from "./src/model/inspect.ts";
 export { forwardLogits, lmLoss } from "./src/model/forward.ts";
 export { blockVjp, type BlockVjpResult, headLossGrad } from "./src/model/vjp.ts";

@@ -1,8 +1,9 @@
 /**
- * `offtune pretrain`: pretrain a small OPT language model from scratch on a
- * token stream, data-parallel over worker threads, and write it in Hugging
- * Face layout (`pretrain` of mod.ts; its module notes describe the run
- * directory). Ctrl-C or SIGTERM finishes the current step, saves a
+ * `offtune pretrain`: pretrain a small OPT language model from scratch, or
+ * continue pretraining an existing checkpoint's weights with `--init` under a
+ * new schedule, on a token stream, data-parallel over worker threads, and
+ * write it in Hugging Face layout (`pretrain` of mod.ts; its module notes
+ * describe the run directory). Ctrl-C or SIGTERM finishes the current step, saves a
  * checkpoint and exits with 130 or 143 (a second signal exits at once). A
  * run stopped so, or killed, continues with `--resume` from its last
  * checkpoint: a plain rerun refuses to start over a run (docs/GUARANTEES.md
@@ -18,18 +19,33 @@ import { createProgress, progressEvents } from "../src/cli/progress.ts";
 import { numberFlag } from "./flags.ts";
 
 /** Help text for the verb. */
-export const help = `offtune pretrain --out <dir> [flags]
+export const help = `offtune pretrain --out <dir> [--init <model dir>] [flags]
 
-Pretrains an OPT model from random initialisation (HF OPT init, std 0.02) on
-a Uint16 token stream, data-parallel over worker threads: AdamW (β 0.9/0.95,
-decoupled weight decay on matrices only), linear warmup + cosine decay,
-gradient clipping at global norm 1. Writes config.json, model.safetensors,
+Pretrains an OPT model from random initialisation (HF OPT init, std 0.02),
+or from an existing checkpoint's weights with --init, on a Uint16 token
+stream, data-parallel over worker threads: AdamW (β 0.9/0.95, decoupled
+weight decay on matrices only), linear warmup + cosine decay, gradient
+clipping at global norm 1. Writes config.json, model.safetensors,
 the tokenizer, train_state.safetensors (for --resume) and log.jsonl to --out.
 --out must not exist, be empty, or hold a pretraining run (resumed with
 --resume); anything else is refused, and --out may never be, hold or lie
-inside --data, --tokenizer or --config.
+inside --init, --data, --tokenizer or --config.
 
-Model (flags override --config):
+Start (default: random initialisation from --seed):
+  --init <dir>         start from the weights of this HF OPT checkpoint
+                       (config.json + model.safetensors, F32, F16 or BF16,
+                       e.g. fixtures/base): a new run with its own schedule,
+                       fresh AdamW moments and step 0. The model is the
+                       checkpoint's: model flags, if given, must agree with
+                       its config.json, --ctx must fit its positions, and
+                       --tokenizer (default: its tokenizer.json) must match
+                       its vocabulary and special ids. A tensor missing,
+                       surplus, misshapen or not finite is refused.
+                       log.jsonl starts with a step-0 line: the checkpoint's
+                       validation loss (and tracked losses), no training
+                       fields. The run records the checkpoint's path and
+                       content hash
+Model (flags override --config; with --init they must agree with it):
   --config <file>      JSON with HF OPT keys (num_hidden_layers, hidden_size,
                        num_attention_heads, ffn_dim, max_position_embeddings,
                        vocab_size); keys offtune cannot honour are refused
@@ -37,12 +53,14 @@ Model (flags override --config):
   --hidden <n>         width (default 256)
   --heads <n>          attention heads (default hidden/64)
   --ffn <n>            MLP width (default 4·hidden)
-  --ctx <n>            training window = max positions (default 128)
+  --ctx <n>            training window = max positions (default 128; with
+                       --init at most, and by default, its max positions)
 Data:
   --data <dir>         holds train.bin and valid.bin (default fixtures/data/pretrain)
   --train <file>       the training token stream (default <data>/train.bin;
                        fixtures/base trains on <data>/train_large.bin)
-  --tokenizer <file>   tokenizer.json (default fixtures/tokenizer/tokenizer.json)
+  --tokenizer <file>   tokenizer.json (default fixtures/tokenizer/tokenizer.json;
+                       with --init the checkpoint's own when it has one)
 Training:
   --steps <n>          total optimizer steps; the schedule spans them (default 2000)
   --until <n>          stop and save after this step (default --steps)
@@ -51,7 +69,8 @@ Training:
   --min-lr <x>         cosine floor (default lr/10)
   --warmup <n>         warmup steps (default min(100, steps/10))
   --weight-decay <x>   AdamW decoupled weight decay (default 0.1)
-  --seed <n>           initialisation and sampling seed (default 0)
+  --seed <n>           initialisation and sampling seed (default 0; with
+                       --init, sampling only)
   --workers <n>        worker threads, 0 = this thread (default: cores)
   --micro-batch <n>    rows per forward/backward pass in a worker; bounds the
                        wasm heap (≈ 0.3 GiB per row at ctx 128, vocab 16k)
@@ -72,12 +91,17 @@ Training:
                        stream), --fp16, --eval-every, --save-every and
                        --track-every may change too, other flags must repeat
                        the run's values (the model flags may be repeated, not
-                       changed). A run stopped by a signal or killed continues
-                       so; a plain rerun refuses to start over it. A finished
-                       run resumed with --fp16 only rewrites its model as F16
+                       changed). A run started with --init continues from its
+                       own state (--init need not be repeated; if it is, it
+                       must be the same checkpoint by content hash, and it is
+                       refused for a run started without it). A run stopped by
+                       a signal or killed continues so; a plain rerun refuses
+                       to start over it. A finished run resumed with --fp16
+                       only rewrites its model as F16
   --quiet              no progress line or summary (progress is off in CI too)`;
 
 const FLAGS = {
+  init: { type: "string" },
   config: { type: "string" },
   layers: { type: "string" },
   hidden: { type: "string" },
@@ -115,6 +139,7 @@ export async function main(argv: string[]): Promise<number> {
   const quiet = flags.quiet ?? false;
   const options = {
     out: flags.out,
+    init: flags.init,
     config: flags.config,
     layers: n("layers"),
     hidden: n("hidden"),
@@ -146,7 +171,7 @@ export async function main(argv: string[]): Promise<number> {
     flag: "out",
     path: flags.out,
     kind: { holds: PRETRAIN_STATE_FILE, what: "a pretraining run (train_state.safetensors)" },
-    inputs: { data: flags.data, tokenizer: flags.tokenizer, config: flags.config },
+    inputs: { init: flags.init, data: flags.data, tokenizer: flags.tokenizer, config: flags.config },
   });
   await initBackend(undefined, quiet);
   const progress = createProgress("pretrain", quiet);

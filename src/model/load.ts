@@ -197,6 +197,31 @@ export function checkWeightsMatchConfig(reader: CheckpointReader, arch: Architec
 }
 
 /**
+ * Checks that the checkpoint stores no tensor besides the weights its config
+ * implies (docs/GUARANTEES.md "What is verified"): the stricter check of
+ * `pretrain --init`, which must carry every stored weight into the run. An
+ * untied `lm_head.weight` beside a config with `tie_word_embeddings`, or a
+ * stray buffer, would otherwise be dropped without a word.
+ *
+ * @throws CheckpointError naming the weights file and the first such tensor
+ */
+export function checkNoOtherTensors(reader: CheckpointReader, arch: Architecture, cfg: ModelConfig): void {
+  const expected = [
+    ...arch.outerShapes(cfg).keys(),
+    ...everyBlock(cfg.layers).flatMap((i) => [...arch.blockShapes(cfg).keys()].map((local) => arch.blockPrefix(i) + local)),
+  ];
+  const claimed = new Set(expected.map((name) => storedName(reader, arch, name)));
+  const other = reader.tensors().filter((t) => !claimed.has(t.name));
+  if (other.length > 0) {
+    throw new CheckpointError(
+      other[0].file,
+      `Checkpoint "${reader.dir}" holds ${other.length} tensor${other.length > 1 ? "s" : ""} its config.json does not name ` +
+        `(e.g. "${other[0].name}" in "${other[0].file}")`,
+    );
+  }
+}
+
+/**
  * Block `i`'s weights in kernel layout, named without the block prefix.
  *
  * @throws CheckpointError naming the checkpoint (missing tensor) or the

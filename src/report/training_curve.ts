@@ -18,8 +18,12 @@ export interface TrainingLogLine {
   step: number;
   /** Training tokens seen after it. */
   tokens: number;
-  /** Training loss of the step's batch. */
-  loss: number;
+  /**
+   * Training loss of the step's batch; null on the step-0 line of a run
+   * started from a checkpoint (`pretrain --init`), which holds only the
+   * checkpoint's validation loss.
+   */
+  loss: number | null;
   /** Validation loss on evaluation steps, else null. */
   val_loss: number | null;
   /** Validation loss of the whole model at a tracking step (`--track-every`). */
@@ -32,8 +36,11 @@ export interface TrainingLogLine {
 export function parseTrainingLog(text: string, source: string): TrainingLogLine[] {
   return text.split("\n").filter((l) => l.trim() !== "").map((line, i) => {
     const v = JSON.parse(line) as Partial<TrainingLogLine>;
-    if (typeof v.tokens !== "number" || typeof v.loss !== "number" || typeof v.step !== "number") {
-      throw new Error(`Invalid training log "${source}" line ${i + 1}: needs numeric step, tokens and loss`);
+    const evaluationOnly = v.step === 0 && v.loss === null && typeof v.val_loss === "number";
+    if (typeof v.tokens !== "number" || typeof v.step !== "number" || (typeof v.loss !== "number" && !evaluationOnly)) {
+      throw new Error(
+        `Invalid training log "${source}" line ${i + 1}: needs numeric step, tokens and loss (null only at step 0 with a val_loss)`,
+      );
     }
     const tracked = typeof v.track_val_loss === "number" && typeof v.track_layerdrop_val_loss === "number"
       ? { track_val_loss: v.track_val_loss, track_layerdrop_val_loss: v.track_layerdrop_val_loss }
@@ -41,19 +48,24 @@ export function parseTrainingLog(text: string, source: string): TrainingLogLine[
     return {
       step: v.step,
       tokens: v.tokens,
-      loss: v.loss,
+      loss: v.loss as number | null,
       val_loss: typeof v.val_loss === "number" ? v.val_loss : null,
       ...tracked,
     };
   });
 }
 
-/** The loss curve of `lines` (train loss smoothed over `smooth` steps) as an SVG document. */
+/**
+ * The loss curve of `lines` (train loss smoothed over `smooth` steps) as an
+ * SVG document; a step-0 line without training loss adds only its
+ * validation point.
+ */
 export function trainingCurveSvg(lines: readonly TrainingLogLine[], title: string, smooth = 10): string {
-  if (lines.length === 0) throw new Error("Cannot plot an empty training log");
-  const smoothed = lines.map((_, i) => {
+  const trained = lines.filter((l): l is TrainingLogLine & { loss: number } => l.loss !== null);
+  if (trained.length === 0) throw new Error("Cannot plot a training log without a trained step");
+  const smoothed = trained.map((_, i) => {
     const from = Math.max(0, i - smooth + 1);
-    const window = lines.slice(from, i + 1);
+    const window = trained.slice(from, i + 1);
     return window.reduce((s, l) => s + l.loss, 0) / window.length;
   });
   const val = lines.filter((l) => l.val_loss !== null);
@@ -63,7 +75,7 @@ export function trainingCurveSvg(lines: readonly TrainingLogLine[], title: strin
   const area: PlotArea = { left: 70, right: 590, top: 40, bottom: 320 };
   const x = linearScale([xTicks.lo, xTicks.hi], [area.left, area.right]);
   const y = linearScale([yTicks.lo, yTicks.hi], [area.bottom, area.top]);
-  const path = lines.map((l, i) => `${i === 0 ? "M" : "L"}${svgNumber(x(l.tokens / 1e6))},${svgNumber(y(smoothed[i]))}`).join(" ");
+  const path = trained.map((l, i) => `${i === 0 ? "M" : "L"}${svgNumber(x(l.tokens / 1e6))},${svgNumber(y(smoothed[i]))}`).join(" ");
   return svgDocument(660, 380, [
     el("text", { x: 330, y: 22, "text-anchor": "middle", "font-size": 14 }, title),
     verticalAxis(area, yTicks, y, "loss (nats/token)"),

@@ -1,8 +1,17 @@
 /**
  * Pretraining runs (`offtune pretrain`): pretrain a small OPT language model
- * from scratch on a token stream, data-parallel over worker threads, and
- * write it in Hugging Face layout (the model the offsite-tuning experiments
- * start from, docs/METHOD.md §1: "a pretrained decoder LM").
+ * on a token stream, data-parallel over worker threads, and write it in
+ * Hugging Face layout (the model the offsite-tuning experiments start from,
+ * docs/METHOD.md §1: "a pretrained decoder LM").
+ *
+ * A run starts in one of three ways:
+ * - from random initialisation (HF OPT init, `seed`);
+ * - from the weights of an existing OPT checkpoint (`init`, any HF-layout
+ *   directory such as fixtures/base): a new run with its own schedule, fresh
+ *   AdamW moments and step 0, whose model (shape, vocabulary, positions) is
+ *   the checkpoint's; the model options, when given, must agree with its
+ *   config.json (src/train/init_checkpoint.ts reads it);
+ * - by `resume`, continuing a run in `out` from its train state.
  *
  * The output directory holds, each file written under a temporary name and
  * renamed:
@@ -15,9 +24,16 @@
  *   token count, sampler PRNG word and the run's options as JSON in the
  *   `__metadata__` key `offtune.train_state`. `--resume` continues from it
  *   bit-exactly (with the worker count and micro-batch last used, its
- *   defaults: the order of the gradient sums follows them);
+ *   defaults: the order of the gradient sums follows them). The options
+ *   include, for a run started with `init`, the checkpoint's path and content
+ *   hash (`ModelHandle.sourceHash`): a resume that repeats `init` must name
+ *   a checkpoint with that hash;
  * - `log.jsonl`: one line per step: step, tokens, loss, lr, grad_norm,
- *   val_loss (null between evaluations), tokens_per_s, seconds.
+ *   val_loss (null between evaluations), tokens_per_s, seconds. A run
+ *   started with `init` begins with a step-0 line, written with its step-0
+ *   checkpoint: the validation loss of the checkpoint's weights (and the
+ *   tracked losses when tracking is on) with null training fields, so its
+ *   curve starts where the checkpoint left off.
  *
  * A caller's `shouldStop` (the CLI: SIGINT or SIGTERM) finishes the current
  * step, saves a checkpoint and returns. A run stopped so, or killed,
@@ -33,11 +49,12 @@ import { availableParallelism } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import process from "node:process";
 import type { StageEvents } from "../events/stage_events.ts";
-import { createDirectoryTransaction, siblingName } from "../io/atomic.ts";
+import { createDirectoryTransaction, siblingName, writeFileAtomic } from "../io/atomic.ts";
 import { removeStaleTemporaries } from "../io/stale_temps.ts";
 import { saveCheckpoint } from "../io/checkpoint.ts";
 import { CheckpointError } from "../io/errors.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
+import { tokenizerFor } from "../io/tokenizer_for.ts";
 import { toHfTensors } from "../model/load.ts";
 import { tf } from "../tensor/backend.ts";
 import { AdamW } from "./adamw.ts";
@@ -47,6 +64,7 @@ import { batchLoss, type TrainModel, trainModel } from "./gradients.ts";
 import { layerDropBlocks } from "../operators/layer_drop.ts";
 import { DEFAULT_SPLIT } from "../model/model_handle.ts";
 import { initOptParams } from "./init.ts";
+import { checkpointParams, openInitCheckpoint } from "./init_checkpoint.ts";
 import { optConfigJson, type OptHyperParameters } from "./opt_config.ts";
 import { optimizerParams, weightsFromFlat } from "./params.ts";
 import { validateSchedule } from "./schedule.ts";
@@ -60,8 +78,18 @@ const STATE: StateFormat = { key: "offtune.train_state", format: "offtune-train-
 /** Sampling uses its own PRNG stream, so init and batches do not share draws. */
 const SAMPLER_SEED_MIX = 0x9e3779b9;
 
+/** The checkpoint a run started from (`--init`), as its saved options record it. */
+interface InitSource {
+  /** The checkpoint directory, resolved. */
+  path: string;
+  /** Its content hash (`ModelHandle.sourceHash`: SHA-256 of config.json and the weight files). */
+  sourceHash: string;
+}
+
 /** Options that define a run; fixed once it starts (resume checks them). */
 interface RunOptions {
+  /** The checkpoint whose weights started the run; absent for a run from random initialisation. */
+  init?: InitSource;
   data: string;
   /** The training token stream; `<data>/train.bin` unless `--train` names another (runs before it had none). */
   train?: string;
@@ -101,6 +129,14 @@ interface SavedState {
 export interface PretrainOptions {
   /** The run directory (model, tokenizer, train state, log). */
   out: string;
+  /**
+   * An HF OPT checkpoint directory whose weights start the run instead of
+   * random initialisation (module notes): the model comes from its
+   * config.json, `ctx` defaults to its positions and `tokenizer` to its
+   * tokenizer.json (else the fixture tokenizer). On resume: the checkpoint
+   * the run started from (the same content), or absent.
+   */
+  init?: string;
   /** JSON with HF OPT keys; the shape options override it. */
   config?: string;
   /** Blocks (default 12). */
@@ -139,7 +175,7 @@ export interface PretrainOptions {
   warmup?: number;
   /** AdamW decoupled weight decay (default 0.1). */
   weightDecay?: number;
-  /** Initialisation and sampling seed (default 0). */
+  /** Initialisation and sampling seed (default 0); with `init`, sampling only. */
   seed?: number;
   /** Worker threads, 0 = this thread. */
   workers?: number;
@@ -167,6 +203,7 @@ export interface PretrainOptions {
 
 /** The option each `offtune pretrain` flag sets (error messages name the flag). */
 const FLAG_OPTIONS = {
+  init: "init",
   config: "config",
   layers: "layers",
   hidden: "hidden",
@@ -296,19 +333,36 @@ const SHAPE_KEYS = {
   ffn: "ffn_dim",
 } as const;
 
+/** A model config JSON and the file it was read from (named in errors). */
+interface ConfigJson {
+  json: Record<string, unknown>;
+  path: string;
+}
+
+/** The `--config` JSON, when given. */
+async function configFlagJson(flags: Flags): Promise<ConfigJson | undefined> {
+  return flags.config === undefined ? undefined : { json: await readJsonFile(flags.config, "model config"), path: flags.config };
+}
+
 /**
- * The HF config of a fresh run: `--config` JSON, overridden by the shape
- * flags, vocabulary and special ids from the tokenizer. Any other key of the
- * JSON that offtune writes differently is refused rather than ignored.
+ * The HF config of a fresh run: `source` (the `--config` JSON, or the
+ * `--init` checkpoint's config.json), overridden by the shape flags,
+ * vocabulary and special ids from the tokenizer. Any other key of the JSON
+ * that offtune writes differently is refused rather than ignored.
  */
-async function freshConfig(flags: Flags, tokenizerPath: string, ctx: number): Promise<Record<string, unknown>> {
-  const given = flags.config ? await readJsonFile(flags.config, "model config") : {};
+async function freshConfig(
+  flags: Flags,
+  tokenizerPath: string,
+  ctx: number,
+  source: ConfigJson | undefined,
+): Promise<Record<string, unknown>> {
+  const given = source?.json ?? {};
   const fromJson = (key: string): number | undefined => {
     const v = given[key];
     if (v === undefined) return undefined;
     if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
       throw new Error(
-        `Model config "${flags.config}": "${key}" must be a positive integer, found ${JSON.stringify(v)}`,
+        `Model config "${source?.path}": "${key}" must be a positive integer, found ${JSON.stringify(v)}`,
       );
     }
     return v;
@@ -319,13 +373,13 @@ async function freshConfig(flags: Flags, tokenizerPath: string, ctx: number): Pr
   const ffn = intFlag(flags, "ffn", fromJson(SHAPE_KEYS.ffn) ?? 4 * hidden);
   const maxPositions = fromJson("max_position_embeddings") ?? ctx;
   if (maxPositions < ctx) {
-    throw new Error(`Model config "${flags.config}": max_position_embeddings ${maxPositions} is below --ctx ${ctx}`);
+    throw new Error(`Model config "${source?.path}": max_position_embeddings ${maxPositions} is below --ctx ${ctx}`);
   }
   const tokenizer = await loadTokenizer(tokenizerPath);
   const vocabSize = fromJson("vocab_size") ?? tokenizer.vocabSize;
   if (vocabSize < tokenizer.vocabSize) {
     throw new Error(
-      `Model config "${flags.config}": vocab_size ${vocabSize} is below the tokenizer's ${tokenizer.vocabSize}`,
+      `Model config "${source?.path}": vocab_size ${vocabSize} is below the tokenizer's ${tokenizer.vocabSize}`,
     );
   }
   const eos = tokenizer.eosId ?? tokenizer.tokenToId("</s>");
@@ -351,7 +405,7 @@ async function freshConfig(flags: Flags, tokenizerPath: string, ctx: number): Pr
   for (const [key, value] of Object.entries(given)) {
     if (key in config && !ignorable.has(key) && JSON.stringify(config[key]) !== JSON.stringify(value)) {
       throw new Error(
-        `Model config "${flags.config}": "${key}" is ${JSON.stringify(value)}; offtune pretrains with ${
+        `Model config "${source?.path}": "${key}" is ${JSON.stringify(value)}; offtune pretrains with ${
           JSON.stringify(config[key])
         }`,
       );
@@ -360,8 +414,11 @@ async function freshConfig(flags: Flags, tokenizerPath: string, ctx: number): Pr
   return config;
 }
 
-/** The run options of a fresh run from the flags. */
-function freshRunOptions(flags: Flags): RunOptions {
+/** The default training window of a run from random initialisation. */
+const DEFAULT_CTX = 128;
+
+/** The run options of a fresh run from the flags; `ctx` defaults to `defaultCtx`. */
+function freshRunOptions(flags: Flags, defaultCtx = DEFAULT_CTX): RunOptions {
   const steps = intFlag(flags, "steps", 2000);
   const lr = numberFlag(flags, "lr", 1e-3);
   return {
@@ -369,7 +426,7 @@ function freshRunOptions(flags: Flags): RunOptions {
     train: resolve(flags.train ?? join(flags.data ?? "fixtures/data/pretrain", "train.bin")),
     tokenizer: resolve(flags.tokenizer ?? "fixtures/tokenizer/tokenizer.json"),
     batch: intFlag(flags, "batch", 16),
-    ctx: intFlag(flags, "ctx", 128, 2),
+    ctx: intFlag(flags, "ctx", defaultCtx, 2),
     lr,
     minLr: numberFlag(flags, "min-lr", lr / 10, true),
     warmup: intFlag(flags, "warmup", Math.min(100, Math.floor(steps / 10)), 0),
@@ -514,17 +571,24 @@ async function copyTokenizer(tokenizerPath: string, out: string): Promise<void> 
 }
 
 /**
- * Starts a fresh run's directory `out` atomically: the tokenizer and a step-0
- * checkpoint (`save`) are written into a temporary sibling that is then
- * renamed to `out`. A run killed at any point thus leaves no run or one that
- * `resume` continues, never a directory that is neither (which the output
- * check would refuse, docs/GUARANTEES.md).
+ * Starts a fresh run's directory `out` atomically: the tokenizer, a step-0
+ * checkpoint (`save`) and, when given, the log's step-0 line (`firstLog`)
+ * are written into a temporary sibling that is then renamed to `out`. A run
+ * killed at any point thus leaves no run or one that `resume` continues,
+ * never a directory that is neither (which the output check would refuse,
+ * docs/GUARANTEES.md).
  */
-async function createRunDirectory(out: string, tokenizerPath: string, save: (dir: string) => Promise<void>): Promise<void> {
+async function createRunDirectory(
+  out: string,
+  tokenizerPath: string,
+  save: (dir: string) => Promise<void>,
+  firstLog: Record<string, unknown> | undefined,
+): Promise<void> {
   const tx = createDirectoryTransaction(out);
   try {
     await copyTokenizer(tokenizerPath, tx.temp);
     await save(tx.temp);
+    if (firstLog) await writeFileAtomic(join(tx.temp, LOG_FILE), new TextEncoder().encode(JSON.stringify(firstLog) + "\n"));
     await tx.commit();
   } catch (e) {
     await tx.abort();
@@ -532,45 +596,111 @@ async function createRunDirectory(out: string, tokenizerPath: string, save: (dir
   }
 }
 
-/** A run's model, options and (when resuming) saved state. */
+/** A run's model, options, starting parameters and (when resuming) saved state. */
 interface PreparedRun {
   model: TrainModel;
   run: RunOptions;
+  /** The parameters the run continues from: random, the `--init` checkpoint's, or the saved ones. */
+  params: Float32Array;
   restored?: Awaited<ReturnType<typeof loadRun>>;
 }
 
+/** A fresh run: from random initialisation, or from the `--init` checkpoint. */
 async function startRun(flags: Flags): Promise<PreparedRun> {
+  if (flags.init !== undefined) return await initRun(flags, flags.init);
   const run = freshRunOptions(flags);
-  return { model: trainModel(await freshConfig(flags, run.tokenizer, run.ctx)), run };
+  const model = trainModel(await freshConfig(flags, run.tokenizer, run.ctx, await configFlagJson(flags)));
+  return { model, run, params: initOptParams(model.layout, model.cfg, run.seed) };
 }
 
-const MODEL_FLAGS = ["config", "layers", "hidden", "heads", "ffn"] as const;
+/**
+ * A fresh run from the weights of the checkpoint in `dir` (module notes).
+ * Its config.json is the model's, checked as a `--config` would be: an OPT
+ * as offtune pretrains it, whose vocabulary and special ids the tokenizer
+ * must fit and whose positions must cover `--ctx`. `--ctx` defaults to its
+ * positions, `--tokenizer` to its own (as `tokenizerFor` finds it).
+ */
+async function initRun(flags: Flags, dir: string): Promise<PreparedRun> {
+  const handle = await openInitCheckpoint(dir);
+  try {
+    const config = { json: handle.cfg.raw, path: join(dir, "config.json") };
+    await checkModelFlags(flags, config, "the --init checkpoint");
+    const { path: tokenizer } = await tokenizerFor(dir, handle.cfg, flags.tokenizer, true);
+    const run: RunOptions = {
+      ...freshRunOptions(flags, handle.cfg.maxPositions),
+      tokenizer: resolve(tokenizer),
+      init: { path: resolve(dir), sourceHash: handle.sourceHash },
+    };
+    const model = trainModel(await freshConfig(flags, run.tokenizer, run.ctx, config));
+    return { model, run, params: await checkpointParams(handle, model.layout) };
+  } finally {
+    await handle.close();
+  }
+}
 
 /**
- * Checks that the model flags of a resumed run, when given (the same command
- * plus --resume repeats them), describe the saved model: they cannot change it.
+ * Checks that the model options given (`--config` and the shape flags)
+ * describe `model`, the config.json of the model a run already has: the run
+ * being resumed (the same command plus --resume repeats them) or the
+ * `--init` checkpoint (`what` says which). They cannot change it: the first
+ * disagreement is refused, naming the flag and both values.
  */
-async function checkModelFlags(flags: Flags, run: RunOptions, saved: Record<string, unknown>): Promise<void> {
-  const givenFlags = MODEL_FLAGS.filter((flag) => given(flags, flag));
-  if (givenFlags.length === 0) return;
-  const fresh = await freshConfig(flags, run.tokenizer, run.ctx);
-  for (const key of [...Object.values(SHAPE_KEYS), "max_position_embeddings", "vocab_size"]) {
-    if (JSON.stringify(fresh[key]) !== JSON.stringify(saved[key])) {
+async function checkModelFlags(flags: Flags, model: ConfigJson, what: string): Promise<void> {
+  for (const [flag, key] of Object.entries(SHAPE_KEYS) as Array<[keyof typeof SHAPE_KEYS, string]>) {
+    const value = flags[FLAG_OPTIONS[flag]];
+    if (value !== undefined && value !== model.json[key]) {
+      throw new Error(`--${flag} ${value} disagrees with ${what}: "${model.path}" has ${key} ${JSON.stringify(model.json[key])}`);
+    }
+  }
+  const config = await configFlagJson(flags);
+  for (const [key, value] of Object.entries(config?.json ?? {})) {
+    if (key !== "torch_dtype" && key in model.json && JSON.stringify(value) !== JSON.stringify(model.json[key])) {
       throw new Error(
-        `--${givenFlags.join(", --")} cannot change the model of a run being resumed: ` +
-          `they give ${key} ${JSON.stringify(fresh[key])}, the run has ${JSON.stringify(saved[key])}`,
+        `--config "${config!.path}" disagrees with ${what}: it has ${key} ${JSON.stringify(value)}, ` +
+          `"${model.path}" has ${JSON.stringify(model.json[key])}`,
       );
     }
   }
 }
 
+/**
+ * Checks an `--init` given with `--resume`: the run must have started from a
+ * checkpoint with the same content (its hash; the directory may have moved).
+ */
+async function checkInitRepeated(flags: Flags, init: InitSource | undefined): Promise<void> {
+  if (flags.init === undefined) return;
+  if (init === undefined) {
+    throw new Error(`--init "${flags.init}": the run being resumed started from random initialisation, not from a checkpoint`);
+  }
+  const handle = await openInitCheckpoint(flags.init);
+  await handle.close();
+  if (handle.sourceHash !== init.sourceHash) {
+    throw new Error(
+      `--init "${flags.init}" (sha256 ${handle.sourceHash.slice(0, 12)}…) is not the checkpoint the run being resumed ` +
+        `started from ("${init.path}", sha256 ${init.sourceHash.slice(0, 12)}…)`,
+    );
+  }
+}
+
 async function resumeRun(flags: Flags, out: string): Promise<PreparedRun> {
-  const config = await readJsonFile(join(out, "config.json"), "config");
+  const configPath = join(out, "config.json");
+  const config = await readJsonFile(configPath, "config");
   const model = trainModel(config);
   const restored = await loadRun(out, model);
   const run = resumedRunOptions(flags, restored.saved.run);
-  await checkModelFlags(flags, run, config);
-  return { model, run, restored };
+  await checkModelFlags(flags, { json: config, path: configPath }, "the run being resumed");
+  await checkInitRepeated(flags, run.init);
+  return { model, run, params: restored.params, restored };
+}
+
+/**
+ * The log line of step 0 of a run started from a checkpoint, before any
+ * update (module notes): the validation loss of its weights, computed in
+ * this thread; the training fields are null, as no batch has been trained on.
+ */
+function initialLogLine(model: TrainModel, params: Float32Array, validation: TokenBatch, microBatch: number): Record<string, unknown> {
+  const val_loss = batchLoss(model, params, validation, microBatch);
+  return { step: 0, tokens: 0, loss: null, lr: null, grad_norm: null, val_loss, tokens_per_s: null, seconds: 0 };
 }
 
 /** What {@link pretrain} did. */
@@ -601,7 +731,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
     throw new Error(`"${out}" already holds a run; pass --resume to continue it or choose another --out`);
   }
 
-  const { model, run, restored } = resuming ? await resumeRun(flags, out) : await startRun(flags);
+  const { model, run, params, restored } = resuming ? await resumeRun(flags, out) : await startRun(flags);
   const schedule = { peak: run.lr, floor: run.minLr, warmup: run.warmup, total: run.steps };
   validateSchedule(schedule);
   const until = intFlag(flags, "until", run.steps);
@@ -633,7 +763,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
     step: restored?.saved.step ?? 0,
     tokens: restored?.saved.tokens ?? 0,
     seconds: restored?.saved.seconds ?? 0,
-    params: restored?.params ?? initOptParams(model.layout, model.cfg, run.seed),
+    params,
     optimizer,
     sampler: new WindowSampler(
       trainTokens,
@@ -644,7 +774,13 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
   };
   if (restored) optimizer.load({ step: restored.saved.optimizerStep, m: restored.m, v: restored.v });
 
-  if (!resuming) await createRunDirectory(out, run.tokenizer, (dir) => saveRun(dir, model, run, state, trainTokens.length));
+  if (!resuming) {
+    const firstLog = run.init && {
+      ...initialLogLine(model, params, validation, run.microBatch),
+      ...(trackEvery > 0 ? trackLayerDrop(model, params, validation, run.microBatch, layerDropKept) : {}),
+    };
+    await createRunDirectory(out, run.tokenizer, (dir) => saveRun(dir, model, run, state, trainTokens.length), firstLog);
+  }
   const logPath = join(out, LOG_FILE);
   await trimLog(logPath, state.step);
 

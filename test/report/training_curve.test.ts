@@ -18,6 +18,21 @@ describe("training curve", () => {
     expect(d.split(" ").length).toBe(4);
   });
 
+  test("draws the step-0 line of a run started from a checkpoint as a validation point only", () => {
+    const text = [
+      { step: 0, tokens: 0, loss: null, lr: null, grad_norm: null, val_loss: 4.5 },
+      { step: 1, tokens: 1000, loss: 4.4, val_loss: null },
+      { step: 2, tokens: 2000, loss: 4.2, val_loss: 4.3 },
+    ].map((l) => JSON.stringify(l)).join("\n");
+    const lines = parseTrainingLog(text, "log.jsonl");
+    expect(lines[0]).toEqual({ step: 0, tokens: 0, loss: null, val_loss: 4.5 });
+    const svg = trainingCurveSvg(lines, "test", 2);
+    expect(svg.match(/class="valid"/g)?.length).toBe(2);
+    expect(/class="train" d="([^"]+)"/.exec(svg)![1].split(" ").length).toBe(2); // steps 1 and 2
+    expect(() => parseTrainingLog('{"step":3,"tokens":1,"loss":null,"val_loss":4}\n', "log.jsonl")).toThrow(/line 1/);
+    expect(() => trainingCurveSvg(lines.slice(0, 1), "test")).toThrow(/without a trained step/);
+  });
+
   test("names the file and line of a malformed log", () => {
     expect(() => parseTrainingLog('{"step":1}\n', "runs/log.jsonl")).toThrow(/runs\/log\.jsonl" line 1/);
   });

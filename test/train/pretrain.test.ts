@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -48,21 +49,15 @@ function tokenFile(documents: number, seed: number): Uint8Array {
 }
 
 let root: string;
-const flags = () => [
+/** The flags of the test runs' model: an --init run may repeat them (they agree with its checkpoint). */
+const MODEL_FLAGS = ["--layers", "2", "--hidden", "32", "--heads", "4", "--ffn", "64", "--ctx", "16"];
+const flags = () => [...runFlags(), ...MODEL_FLAGS];
+/** Data, schedule and run flags of the test runs. */
+const runFlags = () => [
   "--data",
   join(root, "data"),
   "--tokenizer",
   join(root, "tok", "tokenizer.json"),
-  "--layers",
-  "2",
-  "--hidden",
-  "32",
-  "--heads",
-  "4",
-  "--ffn",
-  "64",
-  "--ctx",
-  "16",
   "--steps",
   "8",
   "--batch",
@@ -85,6 +80,43 @@ const flags = () => [
 ];
 const logOf = async (dir: string) =>
   (await readFile(join(dir, "log.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+
+/** The loss of the checkpoint in `dir` on the runs' 4 validation windows of 16 tokens, by an independent forward pass. */
+async function validationLoss(dir: string): Promise<number> {
+  const reader = await openCheckpoint(dir);
+  const { arch, cfg } = resolveModel(reader);
+  const outer = await loadOuterWeights(reader, arch, cfg);
+  const blocks = [await loadBlockWeights(reader, arch, cfg, 0), await loadBlockWeights(reader, arch, cfg, 1)];
+  await reader.close();
+  const valid = validationWindows(
+    new Uint16Array(new Uint8Array(await readFile(join(root, "data", "valid.bin"))).buffer),
+    16,
+    4,
+  );
+  const loss = tf.tidy(() => {
+    const ids = tf.tensor2d(valid.ids, [valid.batch, valid.ctx], "int32");
+    return lmLoss(forwardLogits(arch, cfg, outer, blocks, ids), ids).dataSync()[0];
+  });
+  tf.dispose([...outer.values(), ...blocks.flatMap((b) => [...b.values()])]);
+  return loss;
+}
+
+/** Checks that the runs in `a` and `b` are the same, bit for bit: model, train state, logged numbers. */
+async function expectSameRun(a: string, b: string): Promise<void> {
+  expect(Buffer.compare(await readFile(join(a, "model.safetensors")), await readFile(join(b, "model.safetensors")))).toBe(0);
+  const stateA = await openSafetensors(join(a, "train_state.safetensors"));
+  const stateB = await openSafetensors(join(b, "train_state.safetensors"));
+  const saved = (f: typeof stateA) => {
+    const { step, tokens, samplerState, optimizerStep } = JSON.parse(f.header.metadata["offtune.train_state"]);
+    return { step, tokens, samplerState, optimizerStep };
+  };
+  expect(saved(stateA)).toEqual(saved(stateB));
+  for (const e of stateB.header.entries) expect(await stateA.readF32(e.name), e.name).toEqual(await stateB.readF32(e.name));
+  await Promise.all([stateA.close(), stateB.close()]);
+  const numbers = (log: Record<string, number>[]) =>
+    log.map(({ step, loss, lr, grad_norm, val_loss }) => [step, loss, lr, grad_norm, val_loss]);
+  expect(numbers(await logOf(a))).toEqual(numbers(await logOf(b)));
+}
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "offtune-pretrain-"));
@@ -124,23 +156,7 @@ describe("offtune pretrain", () => {
     expect(log[7].tokens).toBe(8 * 4 * 16);
     expect(log[7].val_loss).toBeLessThan(log[3].val_loss);
     expect(log[3].val_loss).toBeLessThan(Math.log(33));
-
-    const reader = await openCheckpoint(out);
-    const { arch, cfg } = resolveModel(reader);
-    const outer = await loadOuterWeights(reader, arch, cfg);
-    const blocks = [await loadBlockWeights(reader, arch, cfg, 0), await loadBlockWeights(reader, arch, cfg, 1)];
-    await reader.close();
-    const valid = validationWindows(
-      new Uint16Array(new Uint8Array(await readFile(join(root, "data", "valid.bin"))).buffer),
-      16,
-      4,
-    );
-    const loss = tf.tidy(() => {
-      const ids = tf.tensor2d(valid.ids, [valid.batch, valid.ctx], "int32");
-      return lmLoss(forwardLogits(arch, cfg, outer, blocks, ids), ids).dataSync()[0];
-    });
-    tf.dispose([...outer.values(), ...blocks.flatMap((b) => [...b.values()])]);
-    expect(loss).toBeCloseTo(log[7].val_loss, 4);
+    expect(await validationLoss(out)).toBeCloseTo(log[7].val_loss, 4);
   });
 
   it("continues bit-exactly: 4 steps + resume + 4 steps equals 8 steps straight", async () => {
@@ -149,23 +165,10 @@ describe("offtune pretrain", () => {
     expect((await logOf(out)).length).toBe(4);
     await main(["--out", out, "--resume", "--quiet"]); // --workers 2 and --micro-batch 1 are restored
     const straight = join(root, "straight");
-    expect(Buffer.compare(
-      await readFile(join(out, "model.safetensors")),
-      await readFile(join(straight, "model.safetensors")),
-    )).toBe(0);
-    const a = await openSafetensors(join(out, "train_state.safetensors"));
-    const b = await openSafetensors(join(straight, "train_state.safetensors"));
-    const saved = (f: typeof a) => {
-      const { step, tokens, samplerState, optimizerStep } = JSON.parse(f.header.metadata["offtune.train_state"]);
-      return { step, tokens, samplerState, optimizerStep };
-    };
-    expect(saved(a)).toEqual(saved(b));
-    expect(saved(b)).toMatchObject({ step: 8, optimizerStep: 8, tokens: 512 });
-    for (const e of b.header.entries) expect(await a.readF32(e.name), e.name).toEqual(await b.readF32(e.name));
-    await Promise.all([a.close(), b.close()]);
-    const numbers = (log: Record<string, number>[]) =>
-      log.map(({ step, loss, lr, grad_norm, val_loss }) => [step, loss, lr, grad_norm, val_loss]);
-    expect(numbers(await logOf(out))).toEqual(numbers(await logOf(straight)));
+    await expectSameRun(out, straight);
+    const state = await openSafetensors(join(straight, "train_state.safetensors"));
+    expect(JSON.parse(state.header.metadata["offtune.train_state"])).toMatchObject({ step: 8, optimizerStep: 8, tokens: 512 });
+    await state.close();
   }, 60_000);
 
   it("tracks the model's and its LayerDrop's validation loss, and resumes onto another --train stream", async () => {
@@ -262,5 +265,102 @@ describe("offtune pretrain", () => {
       /valid\.bin" holds 10 tokens, fewer than one window of 16/,
     );
     await writeFile(join(root, "data", "valid.bin"), tokenFile(12, 3));
+  });
+});
+
+describe("offtune pretrain --init", () => {
+  /** An F16 checkpoint directory (config, weights, tokenizer; no train state): the straight run stored as F16. */
+  let base: string;
+  /** 8 steps from `base`'s weights. */
+  let continued: string;
+  /** The SHA-256 of `base`'s config.json and model.safetensors, as `ModelHandle.sourceHash` hashes them. */
+  let baseHash: string;
+
+  beforeAll(async () => {
+    const run = join(root, "base-run");
+    await cp(join(root, "straight"), run, { recursive: true });
+    await main(["--out", run, "--resume", "--fp16", "--quiet"]);
+    base = join(root, "base");
+    await mkdir(base);
+    for (const file of ["config.json", "model.safetensors", "tokenizer.json"]) await copyFile(join(run, file), join(base, file));
+    const hash = createHash("sha256");
+    for (const file of ["config.json", "model.safetensors"]) hash.update(await readFile(join(base, file)));
+    baseHash = hash.digest("hex");
+    continued = join(root, "continued");
+    await main(["--out", continued, "--init", base, ...flags()]);
+  }, 60_000);
+
+  it("starts at step 0 from the checkpoint's weights: the log opens with their loss, which training lowers", async () => {
+    const log = await logOf(continued);
+    expect(log.map((r) => r.step)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(log[0]).toMatchObject({ step: 0, tokens: 0, loss: null, lr: null, grad_norm: null, tokens_per_s: null, seconds: 0 });
+    expect(log[0].val_loss).toBeCloseTo(await validationLoss(base), 5);
+    expect(log[4].val_loss).toBeLessThan(log[0].val_loss);
+    expect(log[8].val_loss).toBeLessThan(log[4].val_loss);
+    // A schedule of its own: the same warmup and decay as the run the checkpoint came from.
+    expect(log.slice(1).map((r) => r.lr)).toEqual((await logOf(join(root, "straight"))).map((r) => r.lr));
+    expect(await validationLoss(continued)).toBeCloseTo(log[8].val_loss, 4);
+
+    const state = await openSafetensors(join(continued, "train_state.safetensors"));
+    const { run, step, optimizerStep } = JSON.parse(state.header.metadata["offtune.train_state"]);
+    await state.close();
+    expect({ step, optimizerStep }).toEqual({ step: 8, optimizerStep: 8 });
+    expect(run.init).toEqual({ path: base, sourceHash: baseHash });
+    const config = JSON.parse(await readFile(join(continued, "config.json"), "utf8"));
+    expect(config).toEqual({ ...JSON.parse(await readFile(join(base, "config.json"), "utf8")), torch_dtype: "float32" });
+  });
+
+  it("continues bit-exactly: 4 steps + resume + 4 steps equals 8 steps straight", async () => {
+    const out = join(root, "continued-halves");
+    await main(["--out", out, "--init", base, ...runFlags(), "--until", "4"]);
+    expect((await logOf(out)).map((r) => r.step)).toEqual([0, 1, 2, 3, 4]);
+    await main(["--out", out, "--resume", "--quiet"]);
+    await expectSameRun(out, continued);
+    // Repeating --init names the same checkpoint: by content, so a copy elsewhere passes.
+    await main(["--out", out, "--resume", "--init", join(root, "base-run"), "--quiet"]);
+  }, 60_000);
+
+  it("refuses model flags, a window and a tokenizer that disagree with the checkpoint", async () => {
+    const out = join(root, "refused");
+    const config = join(base, "config.json");
+    await expect(main(["--out", out, "--init", base, ...flags(), "--hidden", "64"])).rejects.toThrow(
+      `--hidden 64 disagrees with the --init checkpoint: "${config}" has hidden_size 32`,
+    );
+    await writeFile(join(root, "three.json"), JSON.stringify({ num_hidden_layers: 3, hidden_size: 32 }));
+    await expect(main(["--out", out, "--init", base, ...runFlags(), "--config", join(root, "three.json")])).rejects.toThrow(
+      `--config "${join(root, "three.json")}" disagrees with the --init checkpoint: it has num_hidden_layers 3, "${config}" has 2`,
+    );
+    await expect(main(["--out", out, "--init", base, ...runFlags(), "--ctx", "32"])).rejects.toThrow(
+      `Model config "${config}": max_position_embeddings 16 is below --ctx 32`,
+    );
+    const larger = tinyTokenizer();
+    larger.model.vocab = { ...larger.model.vocab, "Ġa": 33 };
+    await writeFile(join(root, "tok", "larger.json"), JSON.stringify(larger));
+    await expect(main(["--out", out, "--init", base, ...runFlags(), "--tokenizer", join(root, "tok", "larger.json")]))
+      .rejects.toThrow(`Tokenizer has 34 ids but the model "${base}" only 33`);
+    const swapped = tinyTokenizer();
+    swapped.added_tokens = swapped.added_tokens.map((t) => ({ ...t, id: t.id === 1 ? 2 : t.id === 2 ? 1 : t.id }));
+    swapped.model.vocab = { ...swapped.model.vocab, "<pad>": 2, "</s>": 1 };
+    await writeFile(join(root, "tok", "swapped.json"), JSON.stringify(swapped));
+    await expect(main(["--out", out, "--init", base, ...runFlags(), "--tokenizer", join(root, "tok", "swapped.json")]))
+      .rejects.toThrow(new RegExp(`Model config "${config}": "(eos|pad)_token_id" is [12]; offtune pretrains with [12]`));
+  });
+
+  it("refuses a checkpoint whose weights do not fit its config, and a resume with another --init", async () => {
+    const narrow = join(root, "narrow");
+    await cp(base, narrow, { recursive: true });
+    const config = JSON.parse(await readFile(join(base, "config.json"), "utf8"));
+    await writeFile(join(narrow, "config.json"), JSON.stringify({ ...config, ffn_dim: 48 }));
+    await expect(main(["--out", join(root, "refused"), "--init", narrow, ...runFlags()])).rejects.toThrow(
+      `Cannot load "model.decoder.layers.0.fc1.weight" from "${join(narrow, "model.safetensors")}": ` +
+        `config.json implies shape [48, 32] ([out, in]), the file has [64, 32]`,
+    );
+    const straight = join(root, "straight");
+    await expect(main(["--out", continued, "--resume", "--init", straight, "--quiet"])).rejects.toThrow(
+      new RegExp(`--init "${straight}" \\(sha256 [0-9a-f]{12}…\\) is not the checkpoint the run being resumed started from \\("${base}", sha256 ${baseHash.slice(0, 12)}…\\)`),
+    );
+    await expect(main(["--out", straight, "--resume", "--init", base, "--quiet"])).rejects.toThrow(
+      `--init "${base}": the run being resumed started from random initialisation, not from a checkpoint`,
+    );
   });
 });
