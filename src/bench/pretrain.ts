@@ -58,25 +58,29 @@ export function modelFlopsUtilisation(parameters: number, tokensPerSecond: numbe
   return (6 * parameters * tokensPerSecond) / (peakGflops * 1e9);
 }
 
-/** The median of `repeats` timings of `f`, in seconds. */
-function medianSeconds(repeats: number, f: () => void): number {
-  const times: number[] = [];
+/**
+ * The fastest of `repeats` timings of `f`, in seconds: a peak rate is the
+ * best the core reaches, and a slower run only says something else ran
+ * (a median of 3 once read 81 GFLOP/s against 117–122 in the runs beside it).
+ */
+function fastestSeconds(repeats: number, f: () => void): number {
+  let fastest = Infinity;
   for (let r = 0; r < repeats; r++) {
     const start = performance.now();
     f();
-    times.push((performance.now() - start) / 1000);
+    fastest = Math.min(fastest, (performance.now() - start) / 1000);
   }
-  return times.sort((a, b) => a - b)[Math.floor(repeats / 2)];
+  return fastest;
 }
 
-/** One-thread OpenBLAS sgemm rate in GFLOP/s on an `n × n` product (median of 3). */
+/** One-thread OpenBLAS sgemm rate in GFLOP/s on an `n × n` product (fastest of 5). */
 function sgemmGflops(n: number): number {
   const prng = new Prng(7);
   const random = (): Matrix => ({ rows: n, cols: n, data: Float32Array.from({ length: n * n }, () => prng.uniform() - 0.5) });
   const a = random();
   const b = random();
   matmul(a, b); // warm-up: loads the library and touches the pages
-  return (2 * n ** 3) / 1e9 / medianSeconds(3, () => matmul(a, b));
+  return (2 * n ** 3) / 1e9 / fastestSeconds(5, () => matmul(a, b));
 }
 
 /** Times pretraining steps at each worker count and reports tokens/s and MFU (module doc). */
