@@ -48,7 +48,7 @@
  */
 import { gramAccumulateUpper, matmulAccumulate, symmetrizeUpper } from "../linalg/gemm.ts";
 import { checkFinite, checkShape, type Matrix } from "../linalg/matrix.ts";
-import { denseFactor, rowFactor, type SymmetricFactor } from "./symmetric_factor.ts";
+import { columnsFactor, denseFactor, rowFactor, type SymmetricFactor, upperColumnAbsSums } from "./symmetric_factor.ts";
 
 /** Options of {@link accumulateKfac}: `gradScale` is per chunk; `bias`, `gradient` and `rowHeld` are fixed by the first chunk. */
 export interface KfacOptions {
@@ -79,9 +79,13 @@ export interface KfacOptions {
   inputOf?: KfacState;
 }
 
-/** One factor's running sum: dense (upper triangle valid) or the rows seen so far. */
+/**
+ * One factor's running sum: dense (upper triangle valid) or the rows seen so
+ * far. A dense sum that began as rows (`columnsOnly`: its consumers need only
+ * column L1 norms) finalizes to those norms alone.
+ */
 type FactorSum =
-  | { kind: "dense"; sum: Matrix }
+  | { kind: "dense"; sum: Matrix; columnsOnly: boolean }
   | { kind: "rows"; chunks: Matrix[]; rows: number };
 
 /** An input factor held by another linear's state, which sees the same inputs. */
@@ -127,7 +131,7 @@ export interface KfacFactors {
 const zeros = (rows: number, cols: number): Matrix => ({ rows, cols, data: new Float32Array(rows * cols) });
 
 function emptySum(size: number, rowHeld: boolean): FactorSum {
-  return rowHeld ? { kind: "rows", chunks: [], rows: 0 } : { kind: "dense", sum: zeros(size, size) };
+  return rowHeld ? { kind: "rows", chunks: [], rows: 0 } : { kind: "dense", sum: zeros(size, size), columnsOnly: false };
 }
 
 /** The dense form of a running sum (a row-held one is reduced and dropped). */
@@ -135,7 +139,7 @@ function densified(f: FactorSum, size: number): FactorSum & { kind: "dense" } {
   if (f.kind === "dense") return f;
   const sum = zeros(size, size);
   for (const c of f.chunks) gramAccumulateUpper(sum, c);
-  return { kind: "dense", sum };
+  return { kind: "dense", sum, columnsOnly: true };
 }
 
 /**
@@ -293,6 +297,11 @@ function finalFactor(f: FactorSum, n: number, label: string): SymmetricFactor {
   if (f.kind === "rows") {
     for (const c of f.chunks) checkStatistic(c, `${label} (rows)`);
     return rowFactor(f.chunks, 1 / n);
+  }
+  if (f.columnsOnly) {
+    const sums = upperColumnAbsSums(f.sum, 1 / n);
+    if (sums.some((v) => !Number.isFinite(v))) checkStatistic(f.sum, label, true); // names the entry
+    return columnsFactor(sums);
   }
   symmetrizeUpper(f.sum, n);
   checkStatistic(f.sum, label, true);

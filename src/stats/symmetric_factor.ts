@@ -11,7 +11,9 @@
  *
  * Either way consumers ask for {@link SymmetricFactor.dense} or
  * {@link SymmetricFactor.columnAbsSums}; a row-held factor computes the column
- * sums block by block without forming `M`.
+ * sums block by block without forming `M`. Past n/2 tokens such a factor is
+ * summed densely and finalized straight to its column sums
+ * ({@link columnsFactor}): the matrix is neither symmetrised, scaled nor kept.
  *
  * @module
  */
@@ -35,14 +37,60 @@ export interface SymmetricFactor {
   readonly held: HeldFactor;
 }
 
-/** The data a {@link SymmetricFactor} is held as (dense, or row chunks times a scale). */
+/** The data a {@link SymmetricFactor} is held as (dense, row chunks times a scale, or column sums only). */
 export type HeldFactor =
   | { readonly kind: "dense"; readonly matrix: Matrix }
-  | { readonly kind: "rows"; readonly chunks: readonly Matrix[]; readonly scale: number };
+  | { readonly kind: "rows"; readonly chunks: readonly Matrix[]; readonly scale: number }
+  | { readonly kind: "columns"; readonly sums: Float64Array };
 
 /** The factor of `held` again (the inverse of {@link SymmetricFactor.held}). */
 export function heldFactor(held: HeldFactor): SymmetricFactor {
-  return held.kind === "dense" ? denseFactor(held.matrix) : rowFactor(held.chunks, held.scale);
+  if (held.kind === "dense") return denseFactor(held.matrix);
+  return held.kind === "rows" ? rowFactor(held.chunks, held.scale) : columnsFactor(held.sums);
+}
+
+/**
+ * A factor of which only the column L1 norms `Σ_i |M_ij|` are kept (`[n]`):
+ * SCP's `G₁` and `A₂` once their token count passed half their side
+ * (src/stats/kfac.ts), which no consumer reads otherwise. The `[n, n]`
+ * matrix is not kept, so {@link SymmetricFactor.dense} throws.
+ */
+export function columnsFactor(sums: Float64Array): SymmetricFactor {
+  return {
+    size: sums.length,
+    held: { kind: "columns", sums },
+    dense: () => {
+      throw new Error(`This ${sums.length}×${sums.length} KFAC factor keeps only its column L1 norms (SCP's G₁ or A₂): its matrix is not held`);
+    },
+    columnAbsSums: () => sums.slice(),
+  };
+}
+
+/**
+ * `Σ_i |M_ij| · scale` for each column j of the symmetric `M` whose upper
+ * triangle (diagonal included) `upper` holds, `[n]`, in float64: one pass over
+ * half the matrix, each entry above the diagonal added to its column and, as
+ * its mirror image, to the column of its row. The lower triangle is never read.
+ * A non-finite entry makes its column's sum non-finite.
+ */
+export function upperColumnAbsSums(upper: Matrix, scale: number): Float64Array {
+  const n = upper.rows;
+  if (upper.cols !== n) throw new Error(`upperColumnAbsSums: a ${upper.rows}×${upper.cols} matrix has no upper triangle`);
+  const data = upper.data;
+  const sums = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const row = i * n;
+    let mirrored = 0; // Σ_{j>i} |M_ij|, which column i gets from the lower triangle
+    sums[i] += Math.abs(data[row + i]);
+    for (let j = i + 1; j < n; j++) {
+      const v = Math.abs(data[row + j]);
+      sums[j] += v;
+      mirrored += v;
+    }
+    sums[i] += mirrored;
+  }
+  for (let j = 0; j < n; j++) sums[j] *= scale;
+  return sums;
 }
 
 /** Columns per block when reducing a row-held factor: a `[n, 512]` float32 block at a time. */

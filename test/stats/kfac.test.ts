@@ -208,9 +208,21 @@ describe("KFAC statistics", () => {
     const merged = finalizeKfac(mergeKfac(mergeKfac(s, rowsPart), densePart));
     const whole = finalizeKfac(accumulateKfac(undefined, x, gamma));
     for (const key of ["A", "G"] as const) {
-      const ref = whole[key].dense().data;
-      expect(maxAbsDiff(merged[key].dense().data, ref)).toBeLessThan(1e-5 * maxAbs(ref));
+      // A factor that began row-held keeps only its column L1 norms once dense.
+      expect(merged[key].held.kind).toBe("columns");
+      expect(() => merged[key].dense()).toThrow("keeps only its column L1 norms");
+      const ref = whole[key].columnAbsSums();
+      expect(maxAbsDiff(merged[key].columnAbsSums(), ref)).toBeLessThan(1e-5 * maxAbs(ref));
     }
     expect(merged.tokens).toBe(n);
+  });
+
+  it("names a non-finite entry of a factor finalized to its column norms", () => {
+    const narrow = { rowHeld: { A: true, G: true } };
+    const bad = { ...gamma, data: gamma.data.slice() };
+    bad.data[3 * gamma.cols + 1] = Infinity;
+    const s = accumulateKfac(accumulateKfac(undefined, rowSlice(x, 0, 2), rowSlice(bad, 0, 2), narrow), rowSlice(x, 2, n), rowSlice(bad, 2, n));
+    expect(s.gg.kind).toBe("dense");
+    expect(() => finalizeKfac(s)).toThrow(/KFAC factor G has a non-finite entry .* check the calibration inputs and gradients/);
   });
 });

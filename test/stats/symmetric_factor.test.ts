@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { gramTransposed } from "../../src/linalg/gemm.ts";
 import { columnAbsSums, type Matrix, rowAbsSums } from "../../src/linalg/matrix.ts";
-import { denseFactor, rowFactor } from "../../src/stats/symmetric_factor.ts";
+import { columnsFactor, denseFactor, heldFactor, rowFactor, upperColumnAbsSums } from "../../src/stats/symmetric_factor.ts";
 import { maxAbs, maxAbsDiff, normalRng, randomMatrix } from "../score/reference.ts";
 
 describe("row-held symmetric factors", () => {
@@ -33,5 +33,24 @@ describe("row-held symmetric factors", () => {
     expect(() => rowFactor([randomMatrix(2, 3, rng), randomMatrix(2, 4, rng)], 1)).toThrow("differ in width");
     expect(() => rowFactor([], 1)).toThrow("at least one chunk");
     expect(() => denseFactor(randomMatrix(2, 3, rng))).toThrow("square");
+  });
+});
+
+describe("upperColumnAbsSums", () => {
+  it("gives a symmetric matrix's scaled column L1 norms from its upper triangle alone", () => {
+    const n = 7;
+    const full = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) for (let j = i; j < n; j++) full[i * n + j] = full[j * n + i] = Math.sin(3 * i + j) * (i === j ? 2 : -1);
+    const upper = full.slice();
+    for (let i = 1; i < n; i++) for (let j = 0; j < i; j++) upper[i * n + j] = NaN; // stale lower triangle: never read
+    const sums = upperColumnAbsSums({ rows: n, cols: n, data: upper }, 0.25);
+    for (let j = 0; j < n; j++) {
+      let want = 0;
+      for (let i = 0; i < n; i++) want += Math.abs(full[i * n + j]);
+      expect(sums[j]).toBeCloseTo(0.25 * want, 12);
+    }
+    const held = columnsFactor(sums);
+    expect(Array.from(held.columnAbsSums())).toEqual(Array.from(sums));
+    expect(heldFactor(held.held).columnAbsSums()).toEqual(sums);
   });
 });
