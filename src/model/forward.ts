@@ -66,10 +66,7 @@ export function lmLoss(logits: Tensor, ids: Tensor, mask?: Tensor): Tensor {
   const shape = [b, t, vocab];
   const fused = tf.customGrad((...args) => {
     const [x, save] = args as [Tensor, tf.GradSaveFunc];
-    const gathered = filledTensor([kept.length, vocab], (out) => { // [k, V]
-      const l = peekValues(x);
-      kept.forEach((r, i) => out.set(l.subarray(r * vocab, (r + 1) * vocab), i * vocab));
-    });
+    const gathered = filledTensor([kept.length, vocab], (out) => copyRows(peekValues(x), kept, vocab, out)); // [k, V]
     const p = tf.softmax(gathered); // [k, V]
     gathered.dispose();
     const probs = peekValues(p);
@@ -83,21 +80,46 @@ export function lmLoss(logits: Tensor, ids: Tensor, mask?: Tensor): Tensor {
       value: tf.scalar(lossSum / total),
       gradFunc: (dy, saved) => {
         const scale = (dy as Tensor).dataSync()[0] / total;
-        return filledTensor(shape, (out) => { // [B, T, V]
-          const rowProbs = peekValues(saved[0]); // [k, V]
-          out.fill(0);
-          kept.forEach((r, i) => {
-            const g = scale * weights[r];
-            const from = r * vocab;
-            const src = i * vocab;
-            for (let j = 0; j < vocab; j++) out[from + j] = rowProbs[src + j] * g;
-            out[from + targets[r]] -= g;
-          });
-        });
+        return filledTensor(shape, (out) => softmaxGradient(peekValues(saved[0]), kept, targets, weights, scale, vocab, out)); // [B, T, V]
       },
     };
   });
   return fused(logits);
+}
+
+/*
+ * The loops over logits live in module-level functions: V8 keeps type
+ * feedback per closure, and a loop in the fresh closures of each call would
+ * start unoptimised every time.
+ */
+
+/** Rows `rows` of `l` `[B·T, V]`, in order, into `out` `[k, V]`. */
+function copyRows(l: Float32Array, rows: Int32Array, vocab: number, out: Float32Array): void {
+  for (let i = 0; i < rows.length; i++) out.set(l.subarray(rows[i] * vocab, (rows[i] + 1) * vocab), i * vocab);
+}
+
+/**
+ * `out` `[B·T, V]` = `(p − onehot(target)) · scale · w` on the rows with a
+ * target (`p` `[k, V]` their softmax, in order), 0 elsewhere.
+ */
+function softmaxGradient(
+  p: Float32Array,
+  rows: Int32Array,
+  targets: Int32Array,
+  weights: Float64Array,
+  scale: number,
+  vocab: number,
+  out: Float32Array,
+): void {
+  out.fill(0);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i];
+    const g = scale * weights[r];
+    const from = r * vocab;
+    const src = i * vocab;
+    for (let j = 0; j < vocab; j++) out[from + j] = p[src + j] * g;
+    out[from + targets[r]] -= g;
+  }
 }
 
 /** The smallest normal float32: below it `p_target` has lost relative precision. */
