@@ -80,7 +80,11 @@ export function lmLoss(logits: Tensor, ids: Tensor, mask?: Tensor): Tensor {
       value: tf.scalar(lossSum / total),
       gradFunc: (dy, saved) => {
         const scale = (dy as Tensor).dataSync()[0] / total;
-        return filledTensor(shape, (out) => softmaxGradient(peekValues(saved[0]), kept, targets, weights, scale, vocab, out)); // [B, T, V]
+        const rowScale = Float32Array.from(kept, (r) => scale * weights[r]); // [k]
+        const scaled = tf.mul(saved[0], tf.tensor2d(rowScale, [kept.length, 1])); // [k, V]: p · scale · w on the backend's kernel
+        const grad = filledTensor(shape, (out) => placeGradientRows(peekValues(scaled), kept, targets, rowScale, vocab, out)); // [B, T, V]
+        scaled.dispose();
+        return grad;
       },
     };
   });
@@ -99,27 +103,26 @@ function copyRows(l: Float32Array, rows: Int32Array, vocab: number, out: Float32
 }
 
 /**
- * `out` `[B·T, V]` = `(p − onehot(target)) · scale · w` on the rows with a
- * target (`p` `[k, V]` their softmax, in order), 0 elsewhere.
+ * `out` `[B·T, V]`: row `rows[i]` is `scaled[i]` (`p · scale · w`, `[k, V]`)
+ * minus `rowScale[i]` at its target, and the rows without a target are 0.
  */
-function softmaxGradient(
-  p: Float32Array,
+function placeGradientRows(
+  scaled: Float32Array,
   rows: Int32Array,
   targets: Int32Array,
-  weights: Float64Array,
-  scale: number,
+  rowScale: Float32Array,
   vocab: number,
   out: Float32Array,
 ): void {
-  out.fill(0);
+  let next = 0; // the first row not yet written
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i];
-    const g = scale * weights[r];
-    const from = r * vocab;
-    const src = i * vocab;
-    for (let j = 0; j < vocab; j++) out[from + j] = p[src + j] * g;
-    out[from + targets[r]] -= g;
+    out.fill(0, next * vocab, r * vocab);
+    out.set(scaled.subarray(i * vocab, (i + 1) * vocab), r * vocab);
+    out[r * vocab + targets[r]] -= rowScale[i];
+    next = r + 1;
   }
+  out.fill(0, next * vocab);
 }
 
 /** The smallest normal float32: below it `p_target` has lost relative precision. */
