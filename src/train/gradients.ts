@@ -54,19 +54,14 @@ function idsTensor(model: TrainModel, batch: TokenBatch): Tensor {
   return tf.tensor2d(batch.ids, [batch.batch, batch.ctx], "int32"); // [B, T]
 }
 
-/** `into[offset + i] += share · values[i]` for every i: one micro-batch's gradient added to the batch's. */
-function addScaled(into: Float32Array, offset: number, values: Float32Array, share: number): void {
-  const n = values.length;
-  for (let i = 0; i < n; i++) into[offset + i] += share * values[i];
-}
-
 /**
  * Writes ∂loss/∂θ for the batch into `grads` (flat, layout order) and returns
  * the loss, with θ = `params`.
  *
- * The batch is processed `microBatch` rows at a time and the results summed,
- * each chunk weighted by its share of rows (every row has `T − 1` targets, so
- * this is exactly the whole batch's mean): the backward pass keeps every
+ * The batch is processed `microBatch` rows at a time and the results summed
+ * on the tensor backend, each chunk's loss weighted by its share of rows
+ * (every row has `T − 1` targets, so this is exactly the whole batch's mean),
+ * and read out once: the backward pass keeps every
  * activation of a chunk alive, and the `[rows, T, V]` logits and their
  * gradients alone would outgrow the 4 GiB wasm heap at a few dozen rows.
  */
@@ -82,30 +77,32 @@ export function lossAndGradients(
     throw new Error(`Gradient buffer holds ${grads.length} values, the model has ${layout.size}`);
   }
   const weights = slotTensors(layout, params);
+  const sums: Tensor[] = []; // per slot, Σ over chunks of share · ∂loss/∂θ, on the backend
   try {
     let total = 0;
     const parts = chunks(batch, microBatch);
-    if (parts.length > 1) grads.fill(0);
     for (const chunk of parts) {
       const share = chunk.batch / batch.batch;
       total += tf.tidy(() => {
         const ids = idsTensor(model, chunk); // [b, T]
         const loss = (...w: Tensor[]) => {
           const { outer, blocks } = groupWeights(layout, w);
-          return lmLoss(forwardLogits(arch, cfg, outer, blocks, ids), ids) as tf.Scalar;
+          const mean = lmLoss(forwardLogits(arch, cfg, outer, blocks, ids), ids) as tf.Scalar;
+          return parts.length === 1 ? mean : tf.mul(mean, share) as tf.Scalar;
         };
         const { value, grads: g } = tf.valueAndGrads(loss)(weights);
-        layout.slots.forEach((s, k) => {
-          const gk = peekValues(g[k]); // read at once: no tensor is made before the next slot
-          if (parts.length === 1) grads.set(gk, s.offset);
-          else addScaled(grads, s.offset, gk, share);
+        g.forEach((gk, k) => {
+          const previous = sums[k];
+          sums[k] = tf.keep(previous ? tf.add(previous, gk) : gk);
+          previous?.dispose();
         });
-        return share * value.dataSync()[0];
+        return value.dataSync()[0];
       });
     }
+    layout.slots.forEach((s, k) => grads.set(peekValues(sums[k]), s.offset)); // each view read at once
     return total;
   } finally {
-    tf.dispose(weights);
+    tf.dispose([...weights, ...sums]);
   }
 }
 
