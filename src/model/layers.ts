@@ -10,7 +10,9 @@
  * @module
  */
 import type { Tensor } from "@tensorflow/tfjs";
-import { tf } from "../tensor/backend.ts";
+import { currentBackend, tf } from "../tensor/backend.ts";
+import { libraryFor } from "../linalg/lapack_ffi.ts";
+import { blasCausalAttention } from "./blas_attention.ts";
 import { dimsOf, LM_HEAD_WEIGHT } from "./shapes.ts";
 import type { BlockOptions, ModelConfig, VocabularyNames, WeightMap } from "./types.ts";
 
@@ -136,7 +138,9 @@ function causalMask(t: number): Tensor {
  * `repeat_kv`). `q` is multiplied by `scale` before `q kᵀ` (OPT's order; the
  * others scale the scores, equal up to rounding). Returns `[B, T, H * hd]`.
  *
- * Grouping is done by reshaping the query heads of a group into the rows of
+ * On the wasm backend with OpenBLAS it runs as one op over the heads in place
+ * (`blas_attention.ts`: no transposes, the gradient written out). Otherwise
+ * grouping is done by reshaping the query heads of a group into the rows of
  * one matmul, `[B, Hkv, (H/Hkv)·T, hd]`, so keys and values are never copied.
  */
 export function causalAttention(q: Tensor, k: Tensor, v: Tensor, scale: number): Tensor {
@@ -145,6 +149,8 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, scale: number):
   if (heads % kvHeads !== 0) {
     throw new Error(`Attention heads ${heads} are not a multiple of key/value heads ${kvHeads}`);
   }
+  const lib = currentBackend() === "wasm" ? libraryFor("attention") : undefined;
+  if (lib && q.dtype === "float32") return blasCausalAttention(tf.mul(q, scale), k, v, lib);
   const group = heads / kvHeads;
   const qh = tf.transpose(tf.mul(q, scale), [0, 2, 1, 3]); // [B, H, T, hd]
   const qg = tf.reshape(qh, [b, kvHeads, group * t, hd]); // [B, Hkv, G·T, hd]
