@@ -81,7 +81,9 @@ export function lmLoss(logits: Tensor, ids: Tensor, mask?: Tensor): Tensor {
       gradFunc: (dy, saved) => {
         const scale = (dy as Tensor).dataSync()[0] / total;
         const rowScale = Float32Array.from(kept, (r) => scale * weights[r]); // [k]
-        const scaled = tf.mul(saved[0], tf.tensor2d(rowScale, [kept.length, 1])); // [k, V]: p · scale · w on the backend's kernel
+        const scales = tf.tensor2d(rowScale, [kept.length, 1]); // [k, 1]
+        const scaled = tf.mul(saved[0], scales); // [k, V]: p · scale · w on the backend's kernel
+        scales.dispose();
         const grad = filledTensor(shape, (out) => placeGradientRows(peekValues(scaled), kept, targets, rowScale, vocab, out)); // [B, T, V]
         scaled.dispose();
         return grad;
