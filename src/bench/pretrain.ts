@@ -17,6 +17,7 @@ import type { Matrix } from "../linalg/matrix.ts";
 import { optConfigJson, type OptHyperParameters } from "../train/opt_config.ts";
 import { Prng } from "../train/prng.ts";
 import { measureThroughput } from "../train/throughput.ts";
+import { fastest } from "./kernels.ts";
 
 /** The shape `fixtures/base` is trained at (fixtures/README.md). */
 export const BASE_SHAPE: OptHyperParameters = {
@@ -59,28 +60,17 @@ export function modelFlopsUtilisation(parameters: number, tokensPerSecond: numbe
 }
 
 /**
- * The fastest of `repeats` timings of `f`, in seconds: a peak rate is the
- * best the core reaches, and a slower run only says something else ran
- * (a median of 3 once read 81 GFLOP/s against 117–122 in the runs beside it).
+ * One-thread OpenBLAS sgemm rate in GFLOP/s on an `n × n` product: the
+ * fastest of 5 (a median of 3 once read 81 GFLOP/s against 117–122 in the
+ * runs beside it).
  */
-function fastestSeconds(repeats: number, f: () => void): number {
-  let fastest = Infinity;
-  for (let r = 0; r < repeats; r++) {
-    const start = performance.now();
-    f();
-    fastest = Math.min(fastest, (performance.now() - start) / 1000);
-  }
-  return fastest;
-}
-
-/** One-thread OpenBLAS sgemm rate in GFLOP/s on an `n × n` product (fastest of 5). */
 function sgemmGflops(n: number): number {
   const prng = new Prng(7);
   const random = (): Matrix => ({ rows: n, cols: n, data: Float32Array.from({ length: n * n }, () => prng.uniform() - 0.5) });
   const a = random();
   const b = random();
   matmul(a, b); // warm-up: loads the library and touches the pages
-  return (2 * n ** 3) / 1e9 / fastestSeconds(5, () => matmul(a, b));
+  return (2 * n ** 3) / 1e9 / fastest(5, () => matmul(a, b));
 }
 
 /** Times pretraining steps at each worker count and reports tokens/s and MFU (module doc). */
