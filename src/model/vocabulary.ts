@@ -16,7 +16,7 @@
  * @module
  */
 import type { StreamedShardTensor } from "../io/shard_schema.ts";
-import { matmul, matmulInto } from "../linalg/gemm.ts";
+import { matmulInto } from "../linalg/gemm.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 import type { StreamedVocabulary } from "../records/records.ts";
 import { tf } from "../tensor/backend.ts";
@@ -128,6 +128,7 @@ export function streamedLmLossGrad(
   const rows = new Float32Array(Math.min(chunk, head.rows) * d); // one read buffer for the sweep
   const chunkMax = new Float64Array(r); // μ_r
   const weight = new Float64Array(r); // z_r · exp(μ_r − m_r): the chunk's share of s_r per unit of p
+  const pe: Matrix = { rows: r, cols: d, data: new Float32Array(r * d) }; // Σ_j p_rj E_j of a chunk, [R, d], one buffer for the sweep
   for (let v0 = 0; v0 < head.rows; v0 += chunk) {
     const c = Math.min(chunk, head.rows - v0);
     const e: Matrix = { rows: c, cols: d, data: head.read(v0, c, rows) }; // [c, d]
@@ -149,7 +150,8 @@ export function streamedLmLossGrad(
       weight[i] = Math.exp(chunkMax[i] - m) / p[i * c + argmax[i]]; // z_r exp(μ_r − m_r), as p = 1/z at the argmax
       sum[i] += weight[i];
     }
-    addWeightedRows(acc, matmul({ rows: r, cols: c, data: p }, e), weight); // a_r += w_r Σ_j p_rj E_j
+    matmulInto(pe, { rows: r, cols: c, data: p }, e);
+    addWeightedRows(acc, pe, weight); // a_r += w_r Σ_j p_rj E_j
     probs.dispose();
   }
   let lossSum = 0;
