@@ -342,6 +342,7 @@ export { writeReport, type WrittenReport } from "./src/report/report_files.ts";
 export type { Report } from "./src/report/aggregate.ts";
 export type { Comparison, RowClaims } from "./src/report/compare.ts";
 export {
+  chainTrainingLogs,
   layerDropCurveSvg,
   parseTrainingLog,
   type TrainingLogLine,

@@ -56,6 +56,36 @@ export function parseTrainingLog(text: string, source: string): TrainingLogLine[
 }
 
 /**
+ * One curve from a run and its continuations (`pretrain --init`, whose log
+ * counts its own steps and tokens from a step-0 line holding the starting
+ * checkpoint's validation loss): each later log's steps and tokens are
+ * shifted to follow the log before it, so the plots draw the model's whole
+ * training (fixtures/README.md "base").
+ *
+ * @throws Error naming the log when a continuation does not begin with the
+ *   step-0 line that `--init` writes, or its steps do not increase
+ */
+export function chainTrainingLogs(logs: readonly { lines: readonly TrainingLogLine[]; source: string }[]): TrainingLogLine[] {
+  const chained: TrainingLogLine[] = [];
+  for (const [k, { lines, source }] of logs.entries()) {
+    if (k > 0 && (lines.length === 0 || lines[0].step !== 0 || lines[0].loss !== null)) {
+      throw new Error(
+        `Training log "${source}" does not continue the log before it: a run started with pretrain --init begins with a step-0 line holding only val_loss`,
+      );
+    }
+    const previous = chained[chained.length - 1];
+    const [stepBase, tokenBase] = previous ? [previous.step, previous.tokens] : [0, 0];
+    for (const [i, line] of lines.entries()) {
+      if (i > 0 && line.step <= lines[i - 1].step) {
+        throw new Error(`Training log "${source}" line ${i + 1}: step ${line.step} does not follow step ${lines[i - 1].step}`);
+      }
+      chained.push({ ...line, step: line.step + stepBase, tokens: line.tokens + tokenBase });
+    }
+  }
+  return chained;
+}
+
+/**
  * The loss curve of `lines` (train loss smoothed over `smooth` steps) as an
  * SVG document; a step-0 line without training loss adds only its
  * validation point.

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { layerDropCurveSvg, parseTrainingLog, trainingCurveSvg } from "../../src/report/training_curve.ts";
+import { chainTrainingLogs, layerDropCurveSvg, parseTrainingLog, trainingCurveSvg } from "../../src/report/training_curve.ts";
 
 describe("training curve", () => {
   test("plots one smoothed train path and one point per validation loss", () => {
@@ -52,5 +52,36 @@ describe("training curve", () => {
     }
     expect(svg).toContain(`ppl ${Math.exp(4).toFixed(1)} vs ${(1.5 * Math.exp(4)).toFixed(1)} (+50%)`);
     expect(() => layerDropCurveSvg(lines.slice(1, 2), "t")).toThrow(/no tracked LayerDrop losses/);
+  });
+
+  test("chains a run and its --init continuation into one curve, steps and tokens following on", () => {
+    const first = parseTrainingLog(
+      [
+        { step: 1, tokens: 1000, loss: 8, val_loss: null },
+        { step: 2, tokens: 2000, loss: 6, val_loss: 6.5, track_val_loss: 6.5, track_layerdrop_val_loss: 7 },
+      ].map((l) => JSON.stringify(l)).join("\n"),
+      "a.jsonl",
+    );
+    const continued = parseTrainingLog(
+      [
+        { step: 0, tokens: 0, loss: null, val_loss: 6.4, track_val_loss: 6.4, track_layerdrop_val_loss: 7.1 },
+        { step: 1, tokens: 500, loss: 5.5, val_loss: null },
+        { step: 2, tokens: 1000, loss: 5, val_loss: 5.2, track_val_loss: 5.2, track_layerdrop_val_loss: 6 },
+      ].map((l) => JSON.stringify(l)).join("\n"),
+      "b.jsonl",
+    );
+    const lines = chainTrainingLogs([{ lines: first, source: "a.jsonl" }, { lines: continued, source: "b.jsonl" }]);
+    expect(lines.map((l) => [l.step, l.tokens])).toEqual([[1, 1000], [2, 2000], [2, 2000], [3, 2500], [4, 3000]]);
+    expect(lines[4].val_loss).toBe(5.2);
+    // The LayerDrop plot spans both logs: three tracking points, the x axis to 3,000 tokens.
+    const d = /class="track-0" d="([^"]+)"/.exec(layerDropCurveSvg(lines, "t"))![1];
+    expect(d.split(" ").length).toBe(3);
+    expect(chainTrainingLogs([{ lines: first, source: "a.jsonl" }])).toEqual(first);
+    // A second log that is not a continuation (no step-0 line) is refused, naming it.
+    expect(() => chainTrainingLogs([{ lines: first, source: "a.jsonl" }, { lines: first, source: "c.jsonl" }]))
+      .toThrow(/"c\.jsonl" does not continue/);
+    const shuffled = [continued[0], continued[2], continued[1]];
+    expect(() => chainTrainingLogs([{ lines: first, source: "a.jsonl" }, { lines: shuffled, source: "b.jsonl" }]))
+      .toThrow(/"b\.jsonl" line 3: step 1 does not follow step 2/);
   });
 });
