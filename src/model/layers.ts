@@ -118,8 +118,9 @@ function replayedProduct(x: Tensor, stored: Tensor, backward: (dy: Tensor) => Te
   if (stored.shape[0] !== x.shape[0]) {
     throw new Error(`A replayed linear output has ${stored.shape[0]} rows for ${x.shape[0]} inputs`);
   }
-  // customGrad hands `f` the inputs and a save function; only the stored value is needed.
-  const product = tf.customGrad(() => ({ value: tf.clone(stored), gradFunc: (dy: Tensor) => backward(dy) }));
+  // customGrad hands `f` the inputs and a save function; only the stored value is needed. Its value
+  // must be a tensor of its own: a same-shape reshape is one on the same buffer (tf.clone copies on wasm).
+  const product = tf.customGrad(() => ({ value: tf.reshape(stored, stored.shape), gradFunc: (dy: Tensor) => backward(dy) }));
   return product(x) as Tensor;
 }
 

@@ -252,3 +252,21 @@ describe("Sum and Mean gradients", () => {
     }
   }
 });
+
+describe("Relu gradient", () => {
+  const x = Array.from(randomData(60, 10), (v, i) => (i % 7 === 0 ? 0 : v)); // some exact zeros: step(0) = 0
+  const w = randomData(60, 11);
+  for (const backend of backends) {
+    it(`is dy · step(x), the stock cast's bits, on ${backend}`, async () => {
+      const [got, stock] = await onBackend(backend, () => {
+        const input = tf.tensor(x, [6, 10]);
+        const weights = tf.tensor(w, [6, 10]);
+        const got = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.relu(t), weights)))(input);
+        const stock = tf.mul(weights, tf.cast(tf.step(input), "float32")); // the stock formula, dy = weights
+        return [got, stock];
+      });
+      expect(Array.from(got.values)).toEqual(Array.from(stock.values));
+      expect(got.values.some((v, i) => v === 0 && w[i] !== 0)).toBe(true); // the mask did zero something
+    });
+  }
+});

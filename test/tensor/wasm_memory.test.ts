@@ -148,4 +148,27 @@ describe("buffers shared by reference on wasm", () => {
     tf.dispose([dx, w, x]);
     expect(tf.backend().numDataIds()).toBe(buffers - 2);
   });
+
+  it("a customGrad function's saved tensors share their input's buffer, values intact", () => {
+    const x = randomTensor([256, 256], 9);
+    const refCount = (t: tf.Tensor) => (tf.backend() as unknown as { refCount(id: unknown): number }).refCount(t.dataId);
+    const buffers = tf.backend().numDataIds();
+    let during = 0;
+    let buffersDuring = 0;
+    const square = tf.customGrad((input: tf.Tensor, save: tf.GradSaveFunc) => {
+      const before = tf.backend().numDataIds();
+      save([input]);
+      during = refCount(input);
+      buffersDuring = tf.backend().numDataIds() - before;
+      return { value: tf.square(input), gradFunc: (dy: tf.Tensor, [saved]: tf.Tensor[]) => tf.mul(dy, tf.mul(saved, 2)) };
+    });
+    const values = x.dataSync().slice();
+    const dx = tf.grad((t: tf.Tensor) => tf.sum(square(t) as tf.Tensor))(x);
+    expect(during).toBe(2); // x and the tape's saved reference
+    expect(buffersDuring).toBe(0); // no copy
+    expect(Array.from(dx.dataSync())).toEqual(Array.from(values, (v) => Math.fround(v * 2)));
+    expect(refCount(x)).toBe(1); // the saved reference was released after the backward
+    tf.dispose([x, dx]);
+    expect(tf.backend().numDataIds()).toBe(buffers - 1);
+  });
 });
