@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
-import { type GradientEngine, splitRows, startDataParallel } from "../../src/train/data_parallel.ts";
+import { addScaled, type GradientEngine, splitRows, startDataParallel, weightedSum } from "../../src/train/data_parallel.ts";
 import { batchLoss, lossAndGradients, trainModel } from "../../src/train/gradients.ts";
 import { initOptParams } from "../../src/train/init.ts";
 import { optConfigJson } from "../../src/train/opt_config.ts";
@@ -86,6 +86,21 @@ describe("data-parallel gradients", () => {
   });
   afterAll(async () => {
     await engine.close();
+  });
+
+  it("sum weighted gradients with the bits of zeroing then adding part by part, for 1, 2 and 3 parts", () => {
+    const n = 1001;
+    const parts = [0, 1, 2].map((k) => Float32Array.from({ length: n }, (_, i) => (i % 17 === 0 ? -0 : Math.sin(i * (k + 1.3)) * 10 ** (i % 7 - 3))));
+    const weights = [0.3, 0.45, 0.25];
+    for (let count = 1; count <= 3; count++) {
+      const expected = new Float32Array(n); // the reference: one addScaled pass per part
+      for (let j = 0; j < count; j++) addScaled(expected, weights[j], parts[j]);
+      const got = new Float32Array(n).fill(7); // stale values must not leak in
+      weightedSum(parts.slice(0, count), weights.slice(0, count), got);
+      expect(got).toEqual(expected);
+      expect(got.every((v, i) => Object.is(v, expected[i]))).toBe(true); // and the sign of each zero
+    }
+    expect(() => weightedSum([parts[0], new Float32Array(3)], [0.5, 0.5], new Float32Array(n))).toThrow(/3 values cannot add into 1001/);
   });
 
   it("split rows evenly and contiguously", () => {
