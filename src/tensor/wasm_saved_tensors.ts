@@ -18,7 +18,7 @@
  * another route, `engine.clone`, which tfjs-core calls for nothing else; it
  * shares the same way. On the fixtures/base shape those copies (attention's
  * and LayerNorm's saved inputs, the LM loss's) were 2.1% of a pretraining
- * worker's CPU time (`node --cpu-prof`, 2026-12-05). The stock `clone` also
+ * worker's CPU time (`node --cpu-prof`, 2026-12-04). The stock `clone` also
  * records a tape node (a Cast gradient) for the copy; a saved tensor is read
  * only by its op's own gradient function, never differentiated through, so
  * the shared one records none, as the kernel saves above do not.
