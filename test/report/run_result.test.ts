@@ -166,7 +166,7 @@ describe("validateRunResult: the optional emulator_build_s", () => {
   });
 
   it("reads the committed results of the first fixtures/base (3,600 steps), written before the field existed", async () => {
-    const result = await readRunResult("docs/results/base-3600/runs/gradot-r0.5/seed-0/result.json");
+    const result = await readRunResult("docs/results/base-3600/base/runs/gradot-r0.5/seed-0/result.json");
     expect(result.emulator_build_s).toBeUndefined();
     expect(result.settings.ratio).toBe(0.5);
   });
