@@ -96,29 +96,41 @@ describe("lmLoss", () => {
     tf.dispose([l, i, m]);
   });
 
-  it("has the brute-force gradient when every row but the last has a target (all rows through the softmax)", () => {
+  it("has the brute-force gradient when most rows have a target (all rows through the softmax), masked or not", () => {
+    const mostly = [
+      [1, 1, 0, 1, 1, 1],
+      [1, 1, 1, 1, 1, 0],
+      [1, 0, 1, 1, 1, 1],
+    ]; // 12 of the 18 rows have a target: at least half
+    for (const m of [undefined, mostly]) gradientAgainstBruteForce(m);
+  });
+
+  function gradientAgainstBruteForce(m: number[][] | undefined): void {
     const l = tf.tensor3d(logits);
     const i = tf.tensor2d(ids, undefined, "int32");
+    const maskTensor = m && tf.tensor2d(m, undefined, "int32");
     const before = tf.memory().numTensors;
-    const gradient = tf.grad((x: tf.Tensor) => lmLoss(x, i))(l);
+    const gradient = tf.grad((x: tf.Tensor) => lmLoss(x, i, maskTensor))(l);
     const got = gradient.arraySync() as number[][][];
     gradient.dispose();
     expect(tf.memory().numTensors).toBe(before); // nothing left behind
-    const count = B * (T - 1);
+    const counted = (b: number, t: number) => t + 1 < T && (!m || m[b][t + 1] !== 0);
+    const count = ids.flatMap((row, b) => row.map((_, t) => counted(b, t))).filter(Boolean).length;
+    expect(count).toBe(m ? 12 : B * (T - 1));
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
         const row = logits[b][t];
         const max = Math.max(...row);
         const sum = row.reduce((a, v) => a + Math.exp(v - max), 0);
         for (let v = 0; v < V; v++) {
-          const want = t + 1 < T ? (Math.exp(row[v] - max) / sum - (v === ids[b][t + 1] ? 1 : 0)) / count : 0;
+          const want = counted(b, t) ? (Math.exp(row[v] - max) / sum - (v === ids[b][t + 1] ? 1 : 0)) / count : 0;
           expect(got[b][t][v]).toBeCloseTo(want, 6);
-          if (t + 1 === T) expect(Object.is(got[b][t][v], 0)).toBe(true); // exactly +0 on the rows without a target
+          if (!counted(b, t)) expect(Object.is(got[b][t][v], 0)).toBe(true); // exactly +0 on the rows without a target
         }
       }
     }
-    tf.dispose([l, i]);
-  });
+    tf.dispose([l, i, ...(maskTensor ? [maskTensor] : [])]);
+  }
 
   it("takes a row exactly when its target's probability is below float32's normal range", () => {
     // Position (1, 2)'s target sits 200 nats below the other logits: p_target ≈ e^-200 / V underflows float32.
