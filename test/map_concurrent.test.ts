@@ -33,4 +33,23 @@ describe("mapConcurrent", () => {
       return x;
     })).rejects.toThrow("job 2 failed");
   });
+
+  it("after a failure starts nothing more and rejects only once the running jobs have settled", async () => {
+    const started: number[] = [];
+    const finished: number[] = [];
+    const call = mapConcurrent([0, 1, 2, 3, 4], 2, async (x) => {
+      started.push(x);
+      if (x === 1) {
+        await tick(5);
+        throw new Error("job 1 failed");
+      }
+      if (x === 3) throw new Error("job 3 failed too");
+      await tick(x === 0 ? 40 : 1); // job 0 is still running when job 1 fails
+      finished.push(x);
+      return x;
+    });
+    await expect(call).rejects.toThrow("job 1 failed"); // the first failure, not a later one
+    expect(finished).toContain(0); // the running job finished before the call returned
+    expect(started).not.toContain(4); // and no job started after the failure
+  });
 });

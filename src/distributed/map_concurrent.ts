@@ -9,8 +9,11 @@
 
 /**
  * Runs `work` on every item, at most `jobs` at a time, starting items in
- * order; resolves with the results in item order. The first rejection rejects
- * the whole call (jobs already running are left to finish).
+ * order; resolves with the results in item order. After the first rejection
+ * no further item starts; the call waits for the jobs already running to
+ * settle and then rejects with that first error. So nothing the jobs started
+ * (an experiment's child processes) still runs, or still writes into its
+ * output directory, once the call has returned.
  *
  * @example
  * ```ts
@@ -21,12 +24,18 @@ export async function mapConcurrent<T, R>(items: readonly T[], jobs: number, wor
   if (!Number.isInteger(jobs) || jobs < 1) throw new RangeError(`mapConcurrent: jobs must be a positive integer, got ${jobs}`);
   const results = new Array<R>(items.length);
   let next = 0;
+  let failure: { error: unknown } | undefined;
   const lane = async () => {
-    while (next < items.length) {
+    while (next < items.length && failure === undefined) {
       const i = next++;
-      results[i] = await work(items[i]);
+      try {
+        results[i] = await work(items[i]);
+      } catch (error) {
+        failure ??= { error };
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(jobs, items.length) }, lane));
+  if (failure !== undefined) throw failure.error;
   return results;
 }
