@@ -90,21 +90,13 @@ export function lmLoss(logits: Tensor, ids: Tensor, mask?: Tensor): Tensor {
       gradFunc: (dy, saved) => {
         const scale = (dy as Tensor).dataSync()[0] / total;
         const rowScale = Float32Array.from(kept, (r) => scale * weights[r]); // [k]
-        if (dense) {
-          const everyRowScale = new Float32Array(b * t); // [B·T]: 0 on rows without a target
-          kept.forEach((r, i) => (everyRowScale[r] = rowScale[i]));
-          const scales = tf.tensor2d(everyRowScale, [b * t, 1]); // [B·T, 1]
-          const scaled = tf.mul(saved[0], scales); // [B·T, V]: p · scale · w, exactly 0 on rows without a target
-          scales.dispose();
-          subtractAtTargets(peekValues(scaled), kept, targets, rowScale, vocab); // in place: a fresh kernel output
-          const grad = tf.reshape(scaled, shape); // [B, T, V]
-          scaled.dispose();
-          return grad;
-        }
-        const scales = tf.tensor2d(rowScale, [kept.length, 1]); // [k, 1]
-        const scaled = tf.mul(saved[0], scales); // [k, V]: p · scale · w on the backend's kernel
+        const inputRowScale = dense ? spreadRows(rowScale, kept, b * t) : rowScale; // per softmax row: 0 where no target
+        const scales = tf.tensor2d(inputRowScale, [inputRowScale.length, 1]); // [B·T or k, 1]
+        const scaled = tf.mul(saved[0], scales); // [B·T or k, V]: p · scale · w on the backend's kernel
         scales.dispose();
-        const grad = filledTensor(shape, (out) => placeGradientRows(peekValues(scaled), kept, targets, rowScale, vocab, out)); // [B, T, V]
+        const grad = dense
+          ? tf.reshape(subtractedAtTargets(scaled, kept, targets, rowScale, vocab), shape) // [B, T, V], in place: a fresh kernel output
+          : filledTensor(shape, (out) => placeGradientRows(peekValues(scaled), kept, targets, rowScale, vocab, out)); // [B, T, V]
         scaled.dispose();
         return grad;
       },
@@ -147,9 +139,18 @@ function placeGradientRows(
   out.fill(0, next * vocab);
 }
 
-/** `g[r, target_r] −= rowScale[i]` for each kept row `r = rows[i]` of `g` `[B·T, V]`, in place. */
-function subtractAtTargets(g: Float32Array, rows: Int32Array, targets: Int32Array, rowScale: Float32Array, vocab: number): void {
-  for (let i = 0; i < rows.length; i++) g[rows[i] * vocab + targets[rows[i]]] -= rowScale[i];
+/** `[count]`: `rowScale[i]` at row `rows[i]`, 0 elsewhere. */
+function spreadRows(rowScale: Float32Array, rows: Int32Array, count: number): Float32Array {
+  const spread = new Float32Array(count);
+  for (let i = 0; i < rows.length; i++) spread[rows[i]] = rowScale[i];
+  return spread;
+}
+
+/** `g` `[B·T, V]` with `rowScale[i]` subtracted at row `rows[i]`'s target, in place; returns `g`. */
+function subtractedAtTargets(g: Tensor, rows: Int32Array, targets: Int32Array, rowScale: Float32Array, vocab: number): Tensor {
+  const values = peekValues(g);
+  for (let i = 0; i < rows.length; i++) values[rows[i] * vocab + targets[rows[i]]] -= rowScale[i];
+  return g;
 }
 
 /** The smallest normal float32: below it `p_target` has lost relative precision. */
