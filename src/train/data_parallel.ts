@@ -72,9 +72,7 @@ export function splitRows(rows: number, parts: number): Array<[number, number]> 
  */
 export function weightedSum(parts: readonly Float32Array[], weights: readonly number[], sum: Float32Array): void {
   if (parts.length !== weights.length) throw new Error(`Got ${weights.length} weights for ${parts.length} gradients`);
-  for (const part of parts) {
-    if (part.length !== sum.length) throw new Error(`A gradient of ${part.length} values cannot add into ${sum.length}`);
-  }
+  for (const part of parts) checkAddable(part, sum);
   if (parts.length === 1) return sumOfOne(parts[0], weights[0], sum);
   if (parts.length === 2) return sumOfTwo(parts[0], weights[0], parts[1], weights[1], sum);
   sum.fill(0);
@@ -99,8 +97,13 @@ function sumOfTwo(a: Float32Array, wa: number, b: Float32Array, wb: number, sum:
 
 /** `sum += w · part`, element by element: the step of {@link weightedSum}, for a caller adding its parts one by one with the same bits (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
 export function addScaled(sum: Float32Array, w: number, part: Float32Array): void {
-  if (part.length !== sum.length) throw new Error(`A gradient of ${part.length} values cannot add into ${sum.length}`);
+  checkAddable(part, sum);
   for (let i = 0; i < sum.length; i++) sum[i] += w * part[i];
+}
+
+/** Throws unless `part` has `sum`'s length (one gradient adds into another value by value). */
+function checkAddable(part: Float32Array, sum: Float32Array): void {
+  if (part.length !== sum.length) throw new Error(`A gradient of ${part.length} values cannot add into ${sum.length}`);
 }
 
 /** Options of {@link startReplicas}: the slots, the shared memory's size and where parts go (docs/DISTRIBUTED.md "How tune and eval use the cores"). */
