@@ -1,26 +1,20 @@
 // `offtune plot-training` on the shipped fixtures/base logs: the first run and
 // its --init continuation drawn as one curve (fixtures/README.md "base").
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { main as plotTraining } from "../../pipelines/plot_training.ts";
+import { tempRootForFile } from "./tiny_cli.ts";
 
 const FIRST = "fixtures/base/log_3600.jsonl";
 const CONTINUED = "fixtures/base/log_continued_1500.jsonl";
 
-let root: string;
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), "offtune-plot-training-"));
-});
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const root = tempRootForFile("offtune-plot-training-");
 
 describe("plot-training with a run and its continuation", () => {
   test("draws both fixtures/base logs end to end: every tracking point, the last one's LayerDrop increase", async () => {
-    const loss = join(root, "loss.svg");
-    const layerDrop = join(root, "layerdrop.svg");
+    const loss = join(root(), "loss.svg");
+    const layerDrop = join(root(), "layerdrop.svg");
     expect(await plotTraining(["--log", FIRST, "--log", CONTINUED, "--out", loss, "--layerdrop-out", layerDrop])).toBe(0);
     const svg = await readFile(layerDrop, "utf8");
     // 10 tracking points in the first run, 11 in the continuation (its step-0 line included).
@@ -32,11 +26,11 @@ describe("plot-training with a run and its continuation", () => {
   });
 
   test("refuses a second log that does not continue the first, and a missing one, naming it", async () => {
-    const out = join(root, "bad.svg");
+    const out = join(root(), "bad.svg");
     await expect(plotTraining(["--log", CONTINUED, "--log", FIRST, "--out", out])).rejects.toThrow(
       `Training log "${FIRST}" does not continue the log before it`,
     );
-    await expect(plotTraining(["--log", FIRST, "--log", join(root, "none.jsonl"), "--out", out])).rejects.toThrow(
+    await expect(plotTraining(["--log", FIRST, "--log", join(root(), "none.jsonl"), "--out", out])).rejects.toThrow(
       /Cannot read training log ".*none\.jsonl": file does not exist/,
     );
   });
