@@ -43,14 +43,25 @@ type BenchShape = { layers: number; hidden: number; heads: number; ffn: number; 
 const TORCH_SCRIPT = fileURLToPath(new URL("../../pipelines/baselines/torch_gradot.py", import.meta.url));
 
 /**
+ * The environment that holds the baseline, and offtune's builds, to one BLAS
+ * thread each. The script's `torch.set_num_threads(1)` sets PyTorch's own
+ * pool only; OpenBLAS, which Debian's PyTorch calls for its products, starts
+ * a thread per core unless told. On the 2-core machine an unset variable
+ * made the baseline about 1.3× faster than on one core, and its time
+ * depended on whether the other core was idle.
+ */
+const ONE_THREAD_ENV = { OPENBLAS_NUM_THREADS: "1", OMP_NUM_THREADS: "1", MKL_NUM_THREADS: "1" } as const;
+
+/**
  * The plain PyTorch GradOT of the same shape and tokens (one thread,
- * `baselines/torch_gradot.py`), or why it could not run (Debian's
- * python3-torch is a benchmark reference only, never a dependency).
+ * {@link ONE_THREAD_ENV}, `baselines/torch_gradot.py`), or why it could not
+ * run (Debian's python3-torch is a benchmark reference only, never a
+ * dependency).
  */
 function torchBaseline(shape: BenchShape, sequences: number, length: number): Promise<Timings | string> {
   const args = [TORCH_SCRIPT, ...[shape.layers, shape.hidden, shape.heads, shape.ffn, shape.vocabSize, sequences, length].map(String)];
   return new Promise((resolve) => {
-    execFile("/usr/bin/python3", args, { maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
+    execFile("/usr/bin/python3", args, { maxBuffer: 1 << 20, env: { ...process.env, ...ONE_THREAD_ENV } }, (error, stdout, stderr) => {
       if (error) resolve(/No module named 'torch'/.test(stderr) ? "python3-torch is not installed" : `the baseline failed: ${stderr.trim().split("\n").pop()}`);
       else resolve(JSON.parse(stdout) as Timings);
     });
@@ -144,7 +155,7 @@ export async function benchGradot(options: GradotBenchOptions = {}): Promise<Ben
         await runVerb([
           "build-emulator", "--model", m.dir, "--calibration", m.calibration, "--out", join(work, `emulator-${workers}`),
           "--sequences", String(m.sequences), "--length", String(m.length), "--timings", timings, "--quiet", "--workers", String(workers),
-        ]);
+        ], undefined, ONE_THREAD_ENV); // one BLAS thread per worker, as the baseline
         return JSON.parse(await readFile(timings, "utf8")) as Timings;
       };
       const t = await build(1);

@@ -59,9 +59,10 @@ function nodeFlags(): string[] {
  * Runs `offtune <args>`; its stdout (and stderr) go to `log` when given, else
  * are discarded (stderr inherited). Rejects, when it exits non-zero, with the
  * error it printed in the log ({@link lastErrorLine}) and the log's path, and
- * with {@link Interrupted} once a signal is being passed on.
+ * with {@link Interrupted} once a signal is being passed on. `env` adds to
+ * (or overrides) this process's environment for the child.
  */
-export function runVerb(args: string[], log?: string): Promise<void> {
+export function runVerb(args: string[], log?: string, env: Record<string, string> = {}): Promise<void> {
   if (stopping) return Promise.reject(new Interrupted(stopping));
   forwardSignals();
   const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
@@ -72,7 +73,7 @@ export function runVerb(args: string[], log?: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const child = spawn(command, argv, {
       stdio: ["ignore", fd ?? "ignore", fd ?? "inherit"],
-      env: { ...process.env, OFFTUNE_QUIET: "1" },
+      env: { ...process.env, ...env, OFFTUNE_QUIET: "1" },
     });
     running.add(child);
     child.on("error", (e) => {

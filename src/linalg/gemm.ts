@@ -8,6 +8,7 @@
 import { gramTransposedJs, matmulJs } from "./gemm_js.ts";
 import { loadLinalgLibrary } from "./lapack_ffi.ts";
 import { checkShape, type Matrix } from "./matrix.ts";
+import { giveScratch, takeScratch } from "./scratch_arrays.ts";
 
 /**
  * Whether LAPACKE and CBLAS were loaded, i.e. whether `svd`, `eigh`,
@@ -106,6 +107,24 @@ export function symmetrizeUpper(c: Matrix, divisor = 1): void {
         for (let j = j0; j < jEnd; j++) data[row + j] = data[j * n + i];
       }
     }
+  }
+}
+
+/**
+ * `reduce(op(a) · op(b))`, the product formed in reused memory
+ * (src/linalg/scratch_arrays.ts) and given back once `reduce` returns: for
+ * products that are only reduced (column norms, dots), never kept, so
+ * `reduce` must not keep the matrix it is handed.
+ */
+export function reducedProduct<T>(a: Matrix, b: Matrix, transA: boolean, transB: boolean, reduce: (product: Matrix) => T): T {
+  const rows = transA ? a.cols : a.rows;
+  const cols = transB ? b.rows : b.cols;
+  const product: Matrix = { rows, cols, data: takeScratch(rows * cols) }; // [rows, cols], every entry written
+  try {
+    matmulInto(product, a, b, transA, transB);
+    return reduce(product);
+  } finally {
+    giveScratch(product.data);
   }
 }
 

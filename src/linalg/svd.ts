@@ -17,6 +17,7 @@
  */
 import { libraryFor, type LinalgBackend } from "./lapack_ffi.ts";
 import { checkFinite, type Matrix } from "./matrix.ts";
+import { giveScratch, takeScratch } from "./scratch_arrays.ts";
 import { jacobiSvd } from "./svd_jacobi.ts";
 
 /** `A = U diag(s) Vᵀ`, with `s` descending and the columns of `u` and rows of `vt` orthonormal. */
@@ -53,13 +54,15 @@ export function svd(a: Matrix, options: SvdOptions = {}): SvdResult {
   // our vt and V'ᵀ is exactly our u: no transposition anywhere.
   const { rows, cols } = a;
   const k = Math.min(rows, cols);
-  const work = a.data.slice(); // [rows, cols], destroyed by sgesdd
+  const work = takeScratch(a.data.length); // [rows, cols], destroyed by sgesdd, given back below
+  work.set(a.data);
   const s = new Float32Array(k);
   const uRows = full ? rows : k;
   const vtRows = full ? cols : k;
   const u = new Float32Array(rows * uRows); // [rows, k or rows]
   const vt = new Float32Array(vtRows * cols); // [k or cols, cols]
   const info = library.sgesdd(full ? "A" : "S", cols, rows, work, cols, s, vt, cols, u, uRows);
+  giveScratch(work);
   if (info !== 0) {
     throw new Error(
       info > 0

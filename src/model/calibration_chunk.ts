@@ -10,8 +10,9 @@
  */
 import type { Tensor } from "@tensorflow/tfjs";
 import type { Matrix } from "../linalg/matrix.ts";
+import { takeScratch } from "../linalg/scratch_arrays.ts";
 import { tf } from "../tensor/backend.ts";
-import { peekValues } from "../tensor/heap_view.ts";
+import { filledTensor, peekValues } from "../tensor/heap_view.ts";
 import { outputWidth } from "./shapes.ts";
 import type { Architecture, ModelConfig, WeightMap } from "./types.ts";
 import { blockVjp, headLossGrad, streamedHeadLossGrad } from "./vjp.ts";
@@ -90,7 +91,7 @@ export function headChunk(
  */
 function rowsWithTargets(x: Tensor): Matrix {
   const [n, t, w] = x.shape as [number, number, number];
-  const out = new Float32Array(n * (t - 1) * w); // [n·(T-1), w]
+  const out = takeScratch(n * (t - 1) * w); // [n·(T-1), w]; every value set below
   const values = peekValues(x); // a heap view: no tensor is made while it is read
   for (let s = 0; s < n; s++) out.set(values.subarray(s * t * w, (s * t + t - 1) * w), s * (t - 1) * w);
   return { rows: n * (t - 1), cols: w, data: out };
@@ -148,7 +149,8 @@ export function backwardChunk(
   if (!probes) return { dx: blockVjp(arch, cfg, weights, x, dy, { wrt: [], replay }).dx, linears: [] };
   const [nSeq, t] = x.shape;
   const specs = arch.linears(cfg);
-  const zeros = new Map(specs.map((s) => [s.name, tf.zeros([nSeq, t, outputWidth(weights, s)])])); // [n, T, out]
+  // Made in the tensor heap: tf.zeros would first fill a fresh JS array of the same size.
+  const zeros = new Map(specs.map((s) => [s.name, filledTensor([nSeq, t, outputWidth(weights, s)], (out) => out.fill(0))])); // [n, T, out]
   const { inputs, sharedWith, hook } = captureInputs();
   const { dx, dProbes } = blockVjp(arch, cfg, weights, x, dy, { wrt: [], probes: zeros, onLinearInput: hook, replay });
   try {

@@ -57,12 +57,13 @@ export function gatherRows(matrix: VocabularyRows, ids: Int32Array): { table: Fl
   }
   const d = matrix.width;
   const table = new Float32Array(distinct.length * d); // [U, d]
+  const buffer = new Float32Array(Math.min(SWEEP_ROWS, matrix.rows) * d); // every span's rows in turn
   for (let i = 0; i < distinct.length;) {
     // One read covers every wanted id within SWEEP_ROWS of the first.
     const start = distinct[i];
     let end = i;
     while (end < distinct.length && distinct[end] < start + SWEEP_ROWS) end++;
-    const rows = matrix.read(start, distinct[end - 1] - start + 1); // [span, d]
+    const rows = matrix.read(start, distinct[end - 1] - start + 1, buffer); // [span, d]
     for (let j = i; j < end; j++) table.set(rows.subarray((distinct[j] - start) * d, (distinct[j] - start + 1) * d), j * d);
     i = end;
   }

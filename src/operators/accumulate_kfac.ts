@@ -28,6 +28,7 @@ import type { CalibrationEvent, LinearChunkRecord, StatsRecord } from "../record
 import { inReluMlp, producesChannels } from "../model/mlp_view.ts";
 import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { BlockChannelProducts } from "./block_channel_products.ts";
+import { giveScratch } from "../linalg/scratch_arrays.ts";
 
 /** Whether SCP removes this linear's bias with its channel (so its statistics include a constant input). */
 export function foldsBias(spec: LinearSpec): boolean {
@@ -113,9 +114,55 @@ export class BlockKfacSums {
 }
 
 /**
+ * The arrays of the chunk records read so far and not yet given back for
+ * reuse (src/linalg/scratch_arrays.ts). A chunk's arrays are read until its
+ * last record (q, k and v share one input; the channel products hold fc1's
+ * `γ` till fc2's record), so they are given back when a record of another
+ * chunk comes ({@link LinearChunkRecord.chunk}), or at the block's end.
+ */
+class ChunkArrays {
+  readonly #arrays = new Set<Float32Array>();
+  #chunk: number | undefined;
+  readonly #done = new Set<number>();
+
+  /** Before `record` is read: gives back the chunk before when `record` starts another. */
+  startRecord(record: LinearChunkRecord): void {
+    if (record.chunk === this.#chunk) return;
+    if (record.chunk !== undefined && this.#done.has(record.chunk)) {
+      throw new Error(`accumulateKfac: block ${record.index} sent a record of chunk ${record.chunk} after another chunk's: a chunk's records must come together`);
+    }
+    if (this.#chunk !== undefined) {
+      this.#done.add(this.#chunk);
+      if (record.chunk !== undefined) this.#giveArrays();
+    }
+    this.#chunk = record.chunk;
+  }
+
+  /** Holds `record`'s arrays till its chunk is done. */
+  add(record: LinearChunkRecord): void {
+    this.#arrays.add(record.x.data).add(record.gamma.data);
+  }
+
+  /** The block's end: gives back every array held. */
+  giveBack(): void {
+    this.#giveArrays();
+    this.#done.clear();
+    this.#chunk = undefined;
+  }
+
+  #giveArrays(): void {
+    giveScratch(...this.#arrays);
+    this.#arrays.clear();
+  }
+}
+
+/**
  * Accumulates chunk records per linear and, on each block record, emits the
  * block with the finalized factors of its linears (none for adapter blocks)
- * and, for a ReLU MLP, its channel products.
+ * and, for a ReLU MLP, its channel products. The chunk records' `x` and `γ`
+ * arrays are consumed: once their chunk is done they are given back for
+ * reuse ({@link ChunkArrays}), so a stage upstream that keeps a chunk record
+ * longer must keep a copy of its arrays.
  * Each subscription accumulates into its own state, so subscribing twice to
  * the same piped observable counts every token once per subscription.
  */
@@ -124,16 +171,20 @@ export function accumulateKfac(options: AccumulateKfacOptions = {}): OperatorFun
   return (source) => defer(() => {
     const sums = new BlockKfacSums();
     const products = new BlockChannelProducts();
+    const spent = new ChunkArrays();
     return source.pipe(
       map((event): StatsRecord | undefined => {
         if (event.kind === "chunk") {
+          spent.startRecord(event);
           timeStage(events, "kfac", () => {
             sums.add(event);
             products.add(event);
           }, { block: event.index });
+          spent.add(event);
           return undefined;
         }
         const [stats, channelProducts] = timeStage(events, "kfac", () => [sums.finalize(event.index), products.finalize(event.index)] as const, { block: event.index });
+        spent.giveBack();
         return { model: event.model, index: event.index, role: event.role, weights: event.weights, stats, ...(channelProducts ? { channelProducts } : {}) };
       }),
       filter((record): record is StatsRecord => record !== undefined),

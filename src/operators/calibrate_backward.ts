@@ -133,7 +133,7 @@ export function defaultHeadChunkOf(model: ModelHandle, length: number): number {
  *
  * @throws Error naming the block and linear when a linear is not one of the block's, or its input came with none
  */
-export function chunkRecords(specs: readonly LinearSpec[], index: number, linears: readonly ChunkLinear[]): LinearChunkRecord[] {
+export function chunkRecords(specs: readonly LinearSpec[], index: number, linears: readonly ChunkLinear[], chunk?: number): LinearChunkRecord[] {
   const byName = new Map(specs.map((s) => [s.name, s]));
   const inputs = new Map<string, Matrix>();
   return linears.map((l): LinearChunkRecord => {
@@ -148,6 +148,7 @@ export function chunkRecords(specs: readonly LinearSpec[], index: number, linear
       x,
       gamma: l.gamma,
       gradScale: 1,
+      ...(chunk !== undefined ? { chunk } : {}),
       ...(l.sharesInputWith ? { sharesInputWith: l.sharesInputWith } : {}),
     };
   });
@@ -237,8 +238,8 @@ async function runBackward(
 
   /** The chunk records of a middle block's chunk, in `arch.linears` order ({@link chunkRecords}). */
   const specs = arch.linears(cfg);
-  const emitChunk = (index: number, linears: ChunkLinear[]) => {
-    for (const record of chunkRecords(specs, index, linears)) subscriber.next(record);
+  const emitChunk = (index: number, linears: ChunkLinear[], chunk: number) => {
+    for (const record of chunkRecords(specs, index, linears, chunk)) subscriber.next(record);
   };
 
   /**
@@ -318,7 +319,7 @@ async function runBackward(
             upstream = await gradient;
             const done = spent;
             heldBack = () => {
-              for (const [a] of sequenceChunks(n, chunk)) emitChunk(index, chunks.get(a)!);
+              for (const [a] of sequenceChunks(n, chunk)) emitChunk(index, chunks.get(a)!, a);
               chunks.clear();
               subscriber.next({ kind: "block", model, index, role: record.role, weights });
               // Its shard may be written later (compressed on the pool): keep what redoing it needs till then.
@@ -336,7 +337,7 @@ async function runBackward(
             try {
               const { dx, linears } = timeStage(options.events, "backward", () =>
                 backwardChunk(arch, cfg, weights, x, dy, middle, index, replay), { block: index });
-              emitChunk(index, linears);
+              emitChunk(index, linears, a);
               return dx;
             } finally {
               tf.dispose([x, dy, ...(replay?.values() ?? [])]);

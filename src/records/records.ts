@@ -164,12 +164,23 @@ export interface LinearChunkRecord {
   index: number;
   /** The linear (name inside the block, role, widths, bias). */
   linear: LinearSpec;
-  /** Inputs `[n, in]`, one row per token. */
+  /**
+   * Inputs `[n, in]`, one row per token. `accumulateKfac` consumes `x` and
+   * `gamma`: their arrays are reused once their chunk is done ({@link chunk})
+   * (src/linalg/scratch_arrays.ts), so keep a copy to keep them longer.
+   */
   x: Matrix;
   /** Output gradients `[n, out]` of the loss, scaled so `gamma · gradScale` is `∂(Σ_t ℓ_t)/∂y`. */
   gamma: Matrix;
   /** 1 when `gamma` already is the summed-loss gradient; else the token count its loss averaged over. */
   gradScale: number;
+  /**
+   * The first calibration sequence of the chunk the record comes from. A
+   * chunk's records come together, so once a record of another chunk comes,
+   * `accumulateKfac` reuses the arrays of the chunk before; without it, it
+   * waits for the block's end.
+   */
+  chunk?: number;
   /**
    * The linear of this chunk, emitted earlier, that read the very same input
    * (q, k and v read one normed input): `x` is that linear's matrix, and

@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { matmul } from "../linalg/gemm.ts";
+import { reducedProduct } from "../linalg/gemm.ts";
 import { checkShape, columnAbsSums, type Matrix } from "../linalg/matrix.ts";
 import type { SvdResult } from "../linalg/svd.ts";
 import type { ChannelProducts } from "../stats/channel_products.ts";
@@ -142,9 +142,9 @@ export function drdScores(svd: SvdResult, stats: KfacFactors, lambda: number): F
   expectFactor(stats.G, out, "DRD factor G");
   const g = gradientOf(stats, inF, out, "DRD");
 
-  const aNorm = columnAbsSums(matmul(stats.A.dense(), svd.u)); // ‖A v_i‖₁ from [in, k]
-  const gNorm = rowAbsSums(matmul(svd.vt, stats.G.dense(), false, true)); // ‖G u_i‖₁ from [k, out]
-  const inner = rowDots(matmul(svd.u, g, true, false), svd.vt, k); // u_iᵀ g v_i from [k, out]
+  const aNorm = reducedProduct(stats.A.dense(), svd.u, false, false, columnAbsSums); // ‖A v_i‖₁ from [in, k]
+  const gNorm = reducedProduct(svd.vt, stats.G.dense(), false, true, rowAbsSums); // ‖G u_i‖₁ from [k, out]
+  const inner = reducedProduct(svd.u, g, true, false, (ug) => rowDots(ug, svd.vt, k)); // u_iᵀ g v_i from [k, out]
   const scores = new Float32Array(k);
   for (let i = 0; i < k; i++) {
     const s = svd.s[i];
@@ -166,13 +166,13 @@ function producerActivationNorms(a: Matrix, linear: MlpLinear, augmented: boolea
   const { rows: inF, cols: m, data } = linear.weight;
   const rows = inF + (augmented ? 1 : 0);
   const out = new Float64Array(m);
+  const buffer = new Float32Array(rows * Math.min(m, SCP_TILE)); // every tile in turn
   for (let from = 0; from < m; from += SCP_TILE) {
     const width = Math.min(m, from + SCP_TILE) - from;
-    const tile = new Float32Array(rows * width); // [in', width]
+    const tile = buffer.subarray(0, rows * width); // [in', width]
     for (let r = 0; r < inF; r++) tile.set(data.subarray(r * m + from, r * m + from + width), r * width);
     if (augmented) tile.set((linear.bias as Float32Array).subarray(from, from + width), inF * width);
-    const norms = columnAbsSums(matmul(a, { rows, cols: width, data: tile })); // [in', width]
-    out.set(norms, from);
+    out.set(reducedProduct(a, { rows, cols: width, data: tile }, false, false, columnAbsSums), from); // from [in', width]
   }
   return out;
 }
@@ -187,7 +187,7 @@ function consumerGradientNorms(g: Matrix, weight: Matrix): Float64Array {
   for (let from = 0; from < m; from += SCP_TILE) {
     const to = Math.min(m, from + SCP_TILE);
     const tile = { rows: to - from, cols: d, data: data.subarray(from * d, to * d) }; // [rows, d]
-    out.set(rowAbsSums(matmul(tile, g, false, true)), from); // [rows, d]
+    out.set(reducedProduct(tile, g, false, true, rowAbsSums), from); // from [rows, d]
   }
   return out;
 }

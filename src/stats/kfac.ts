@@ -48,6 +48,7 @@
  */
 import { gramAccumulateUpper, matmulAccumulate, symmetrizeUpper } from "../linalg/gemm.ts";
 import { checkFinite, checkShape, type Matrix } from "../linalg/matrix.ts";
+import { giveScratch, takeScratch, takeZeroedScratch } from "../linalg/scratch_arrays.ts";
 import { columnsFactor, denseFactor, rowFactor, type SymmetricFactor, upperColumnAbsSums } from "./symmetric_factor.ts";
 
 /** Options of {@link accumulateKfac}: `gradScale` is per chunk; `bias`, `gradient` and `rowHeld` are fixed by the first chunk. */
@@ -128,7 +129,15 @@ export interface KfacFactors {
   tokens: number;
 }
 
-const zeros = (rows: number, cols: number): Matrix => ({ rows, cols, data: new Float32Array(rows * cols) });
+/** A zero `[rows, cols]` running sum, in reused memory where the pool has some (src/linalg/scratch_arrays.ts). */
+const zeros = (rows: number, cols: number): Matrix => ({ rows, cols, data: takeZeroedScratch(rows * cols) });
+
+/** A copy of `m` in reused memory where the pool has some. */
+function scratchCopy(m: Matrix): Matrix {
+  const data = takeScratch(m.data.length);
+  data.set(m.data);
+  return { ...m, data };
+}
 
 function emptySum(size: number, rowHeld: boolean): FactorSum {
   return rowHeld ? { kind: "rows", chunks: [], rows: 0 } : { kind: "dense", sum: zeros(size, size), columnsOnly: false };
@@ -139,6 +148,7 @@ function densified(f: FactorSum, size: number): FactorSum & { kind: "dense" } {
   if (f.kind === "dense") return f;
   const sum = zeros(size, size);
   for (const c of f.chunks) gramAccumulateUpper(sum, c);
+  giveScratch(...f.chunks.map((c) => c.data)); // the sum's own copies, reduced
   return { kind: "dense", sum, columnsOnly: true };
 }
 
@@ -167,9 +177,12 @@ function addRows(f: FactorSum, r: Matrix): FactorSum {
   return dense;
 }
 
+/** Whether the running sum `f` holds `m` as one of its chunks of rows. */
+const keptAsRows = (f: FactorSum | SharedSum, m: Matrix): boolean => f.kind === "rows" && f.chunks.includes(m);
+
 /** `[x, 1]` row by row, `[n, in + 1]`. */
 function augmented(x: Matrix): Matrix {
-  const out = zeros(x.rows, x.cols + 1);
+  const out: Matrix = { rows: x.rows, cols: x.cols + 1, data: takeScratch(x.rows * (x.cols + 1)) }; // every entry set below
   for (let t = 0; t < x.rows; t++) {
     out.data.set(x.data.subarray(t * x.cols, (t + 1) * x.cols), t * out.cols);
     out.data[t * out.cols + x.cols] = 1;
@@ -233,14 +246,17 @@ export function accumulateKfac(
   if (state && options.gradient !== undefined && options.gradient !== (s.xg !== undefined)) {
     throw new Error(`KFAC gradient option ${options.gradient} differs from the state's (${s.xg !== undefined})`);
   }
-  const xs = s.bias ? augmented(x) : s.xx.kind === "rows" ? { ...x, data: x.data.slice() } : x; // [N, in']
+  const xs = s.bias ? augmented(x) : s.xx.kind === "rows" ? scratchCopy(x) : x; // [N, in']
   const gs = scale !== 1
     ? { ...gamma, data: gamma.data.map((v) => v * scale) }
-    : s.gg.kind === "rows" ? { ...gamma, data: gamma.data.slice() } : gamma; // [N, out]
+    : s.gg.kind === "rows" ? scratchCopy(gamma) : gamma; // [N, out]
   if (s.xx.kind !== "shared") s.xx = addRows(s.xx, xs);
   s.gg = addRows(s.gg, gs);
   if (s.xg) matmulAccumulate(s.xg, xs, gs, true, false); // [in', out]
   s.tokens += x.rows;
+  // A copy the sums did not keep as rows is spent.
+  if (xs !== x && !keptAsRows(s.xx, xs)) giveScratch(xs.data);
+  if (gs !== gamma && !keptAsRows(s.gg, gs)) giveScratch(gs.data);
   return s;
 }
 
@@ -301,6 +317,7 @@ function finalFactor(f: FactorSum, n: number, label: string): SymmetricFactor {
   if (f.columnsOnly) {
     const sums = upperColumnAbsSums(f.sum, 1 / n);
     if (sums.some((v) => !Number.isFinite(v))) checkStatistic(f.sum, label, true); // names the entry
+    giveScratch(f.sum.data); // reduced to its column sums
     return columnsFactor(sums);
   }
   symmetrizeUpper(f.sum, n);

@@ -1,0 +1,63 @@
+/**
+ * Float32 arrays handed back by finished work and handed out again to the
+ * next block's work of the same size, instead of fresh memory
+ * (docs/GRADOT.md "Benchmarks": reused memory). A GradOT build makes the
+ * same arrays block after block: the backward's per-chunk `x` and `γ` rows,
+ * KFAC's running sums (two 3072² on OPT-125M) and their bias-augmented
+ * inputs, the SVD's work copy, scoring's products. Fresh, each costs page
+ * faults on first touch; on a virtual machine that returns freed pages to
+ * its host, about 1.5 ms per MB, 1.3 GB a build on OPT-125M before this pool.
+ *
+ * Only arrays this pool handed out ({@link takeScratch}) come back into it,
+ * each once: whoever gives one back promises nothing reads or writes it
+ * afterwards. An array given by anyone else (a caller's own matrix in a
+ * chunk record), or never given back, is left to the garbage collector as
+ * before. The pool keeps at most {@link SCRATCH_POOL_BYTES} of idle arrays.
+ *
+ * @module
+ */
+
+/** Bytes of idle arrays the pool keeps at most (they count towards the process's memory). */
+export const SCRATCH_POOL_BYTES = 192 * 2 ** 20;
+
+/** Idle arrays by length, most recently given last. */
+const idle = new Map<number, Float32Array[]>();
+let idleBytes = 0;
+/** Arrays handed out and not given back yet: the only ones {@link giveScratch} takes. */
+const loaned = new WeakSet<Float32Array>();
+
+/** A `length`-value array whose contents are whatever its last user left. */
+export function takeScratch(length: number): Float32Array {
+  const reused = idle.get(length)?.pop();
+  if (reused) idleBytes -= reused.byteLength;
+  const array = reused ?? new Float32Array(length);
+  loaned.add(array);
+  return array;
+}
+
+/** A `length`-value array of zeros (a reused one is cleared). */
+export function takeZeroedScratch(length: number): Float32Array {
+  const reused = (idle.get(length)?.length ?? 0) > 0;
+  const array = takeScratch(length);
+  return reused ? array.fill(0) : array;
+}
+
+/**
+ * Gives arrays handed out by {@link takeScratch} back for reuse; any other
+ * array, one given back already or one moved to another thread is ignored.
+ * Beyond the pool's limit a given array is dropped.
+ */
+export function giveScratch(...arrays: Float32Array[]): void {
+  for (const array of arrays) {
+    if (!loaned.delete(array) || array.length === 0 || idleBytes + array.byteLength > SCRATCH_POOL_BYTES) continue; // length 0: moved to a worker
+    const stack = idle.get(array.length);
+    if (stack) stack.push(array);
+    else idle.set(array.length, [array]);
+    idleBytes += array.byteLength;
+  }
+}
+
+/** Bytes of idle arrays the pool holds now. */
+export function scratchBytes(): number {
+  return idleBytes;
+}

@@ -1,0 +1,44 @@
+// The scratch pool (src/linalg/scratch_arrays.ts): arrays it handed out come
+// back and are handed out again to work of the same length; nothing else
+// enters it, and it never holds more than its limit.
+import { describe, expect, test } from "vitest";
+import { giveScratch, SCRATCH_POOL_BYTES, scratchBytes, takeScratch, takeZeroedScratch } from "../../src/linalg/scratch_arrays.ts";
+
+describe("scratch arrays", () => {
+  test("an array given back is handed out again for the same length only", () => {
+    const a = takeScratch(1000);
+    a.fill(7);
+    giveScratch(a);
+    expect(takeScratch(999)).not.toBe(a);
+    const again = takeScratch(1000);
+    expect(again).toBe(a);
+    expect(again[0]).toBe(7); // contents are the last user's
+    giveScratch(again);
+    const zeroed = takeZeroedScratch(1000);
+    expect(zeroed).toBe(a);
+    expect(zeroed.every((v) => v === 0)).toBe(true);
+    giveScratch(zeroed);
+  });
+
+  test("arrays it did not hand out, and second gives, never enter the pool", () => {
+    const own = new Float32Array(1234);
+    giveScratch(own);
+    expect(takeScratch(1234)).not.toBe(own);
+    const a = takeScratch(4321);
+    const before = scratchBytes();
+    giveScratch(a, a);
+    expect(scratchBytes() - before).toBe(a.byteLength);
+    const first = takeScratch(4321);
+    expect(first).toBe(a);
+    expect(takeScratch(4321)).not.toBe(a); // one give, one reuse
+  });
+
+  test("it keeps at most its limit of idle arrays", () => {
+    const length = 2 ** 22; // 16 MiB each
+    const arrays = Array.from({ length: Math.ceil(SCRATCH_POOL_BYTES / (4 * length)) + 3 }, () => takeScratch(length));
+    giveScratch(...arrays);
+    expect(scratchBytes()).toBeLessThanOrEqual(SCRATCH_POOL_BYTES);
+    expect(scratchBytes()).toBeGreaterThan(SCRATCH_POOL_BYTES - 4 * length);
+    for (const _ of arrays) takeScratch(length); // empty the pool again
+  });
+});
