@@ -8,7 +8,7 @@
  * @module
  */
 import type { LinearSpec } from "../model/types.ts";
-import { rowHeldFactors, sumsGradient } from "../operators/accumulate_kfac.ts";
+import { readsReluOutputs, rowHeldFactors, sumsGradient } from "../operators/accumulate_kfac.ts";
 import { staysRowHeld } from "../stats/kfac.ts";
 
 /**
@@ -19,13 +19,15 @@ import { staysRowHeld } from "../stats/kfac.ts";
  * owner sums it), its `A` sum (in² / 2).
  * A row-held factor (docs/GRADOT.md "The pipeline") costs nothing per token
  * while it stays so (`staysRowHeld`); past that it turns dense, its rows
- * summed then, so it costs as a dense one (OPT-125M's fc1 `G` and fc2 `A`,
- * 3072 wide, on 2,032 tokens: most of the block's KFAC work).
+ * summed then, so it costs as a dense one (OPT-125M's fc1 `G`, 3072 wide, on
+ * 2,032 tokens: most of the block's KFAC work). A ReLU MLP's fc2 `A` is
+ * summed as its column norms (`readsReluOutputs`): two passes over the input.
  */
 function kfacWork(spec: LinearSpec, sharesA: boolean, tokens: number): number {
   const held = rowHeldFactors(spec);
   const sum = (side: number, rowHeld: boolean) => (rowHeld && staysRowHeld(tokens, side) ? 0 : (side * side) / 2);
-  return (sumsGradient(spec) ? spec.inFeatures * spec.outFeatures : 0) + sum(spec.outFeatures, held.G) + (sharesA ? 0 : sum(spec.inFeatures, held.A));
+  const inputSum = readsReluOutputs(spec) ? 2 * spec.inFeatures : sum(spec.inFeatures, held.A);
+  return (sumsGradient(spec) ? spec.inFeatures * spec.outFeatures : 0) + sum(spec.outFeatures, held.G) + (sharesA ? 0 : inputSum);
 }
 
 /**

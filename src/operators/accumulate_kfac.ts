@@ -36,12 +36,23 @@ export function foldsBias(spec: LinearSpec): boolean {
 }
 
 /**
+ * Whether a linear reads ReLU outputs, never negative: a ReLU MLP's output
+ * linear. KFAC then sums its `A`, which SCP reduces to column L1 norms, as
+ * those norms directly (`nonNegativeInputs`, src/stats/kfac.ts), at O(N·m)
+ * instead of the m² Gram's O(N·m²).
+ */
+export function readsReluOutputs(spec: LinearSpec): boolean {
+  return spec.role === "mlp.out" && inReluMlp(spec);
+}
+
+/**
  * The factors SCP reduces to column L1 norms only (`src/score/gcs.ts`
  * `scpScores`): `G` of the MLP's producing linears and `A` of its output
- * linear, the MLP width on a side; KFAC may hold them as their rows.
+ * linear, the MLP width on a side; KFAC may hold them as their rows (a ReLU
+ * MLP's `A` is summed as its column norms instead, {@link readsReluOutputs}).
  */
 export function rowHeldFactors(spec: LinearSpec): { A: boolean; G: boolean } {
-  return { A: spec.role === "mlp.out", G: producesChannels(spec) };
+  return { A: spec.role === "mlp.out" && !readsReluOutputs(spec), G: producesChannels(spec) };
 }
 
 /**
@@ -90,6 +101,7 @@ export class BlockKfacSums {
         bias: foldsBias(event.linear),
         gradient: sumsGradient(event.linear),
         rowHeld: rowHeldFactors(event.linear),
+        nonNegativeInputs: readsReluOutputs(event.linear),
         inputOf,
       }),
     );

@@ -40,6 +40,11 @@
  * `rowHeld` (SCP's `G₁` and `A₂`, the MLP width m on a side) is kept as its
  * rows while the token count is at most half its side, N·m floats instead
  * of m² (`src/stats/symmetric_factor.ts`), and turns dense beyond that.
+ * A linear whose inputs are never negative (`nonNegativeInputs`: a ReLU
+ * MLP's output linear reads ReLU outputs) keeps its `A` as the column L1
+ * norms alone, summed as `Σ_t x_tj (Σ_k x_tk)`: every entry of `A` is then a
+ * sum of non-negative products, so `‖A[:,j]‖₁ = Σ_k A_kj` exactly, at O(N·in)
+ * instead of the Gram's O(N·in²) (docs/GRADOT.md "Benchmarks").
  * Linears fed the very same inputs (q, k, v) can share one `A`
  * (`inputOf`): summed once, held once. KFAC sums are additive:
  * {@link mergeKfac} joins data-parallel workers.
@@ -51,7 +56,7 @@ import { checkFinite, checkShape, type Matrix } from "../linalg/matrix.ts";
 import { giveScratch, takeScratch, takeZeroedScratch } from "../linalg/scratch_arrays.ts";
 import { columnsFactor, denseFactor, rowFactor, type SymmetricFactor, upperColumnAbsSums } from "./symmetric_factor.ts";
 
-/** Options of {@link accumulateKfac}: `gradScale` is per chunk; `bias`, `gradient` and `rowHeld` are fixed by the first chunk. */
+/** Options of {@link accumulateKfac}: `gradScale` is per chunk; the others are fixed by the first chunk. */
 export interface KfacOptions {
   /**
    * Factor turning this chunk's `gamma` into gradients of the summed token
@@ -73,6 +78,12 @@ export interface KfacOptions {
    */
   rowHeld?: { A?: boolean; G?: boolean };
   /**
+   * The inputs `x` are never negative: `A` is summed and kept as its column
+   * L1 norms only (module doc), for consumers that need no more
+   * ({@link SymmetricFactor.columnAbsSums}). A negative input is an error.
+   */
+  nonNegativeInputs?: boolean;
+  /**
    * The state of a linear fed the very same `x`, chunk for chunk (q, k and v
    * read one normed input): this state then keeps no `A` sum of its own and
    * takes that state's `A` when finalized (after it). Fixed by the first chunk.
@@ -85,9 +96,15 @@ export interface KfacOptions {
  * far. A dense sum that began as rows (`columnsOnly`: its consumers need only
  * column L1 norms) finalizes to those norms alone.
  */
-type FactorSum =
+type GramSum =
   | { kind: "dense"; sum: Matrix; columnsOnly: boolean }
   | { kind: "rows"; chunks: Matrix[]; rows: number };
+
+/** Any factor's running sum: a Gram's, or an input factor's column sums. */
+type FactorSum = GramSum | ColumnSums;
+
+/** An input factor of non-negative inputs, held as `Σ_t x_tj (Σ_k x_tk)` per column j (float64). */
+type ColumnSums = { kind: "columns"; sums: Float64Array };
 
 /** An input factor held by another linear's state, which sees the same inputs. */
 type SharedSum = { kind: "shared"; owner: KfacState };
@@ -105,7 +122,7 @@ export interface KfacState {
   /** `Σ x̃ x̃ᵀ`, `[in', in']`, `in' = in + (bias ? 1 : 0)`, or the state holding it. */
   xx: FactorSum | SharedSum;
   /** `Σ γ γᵀ`, `[out, out]`. */
-  gg: FactorSum;
+  gg: GramSum;
   /** `Σ x̃ γᵀ`, `[in', out]` row-major (kernel-layout gradient sum); absent with `gradient: false`. */
   readonly xg?: Matrix;
   /** Number of tokens accumulated so far (-1 once finalized). */
@@ -139,12 +156,12 @@ function scratchCopy(m: Matrix): Matrix {
   return { ...m, data };
 }
 
-function emptySum(size: number, rowHeld: boolean): FactorSum {
+function emptySum(size: number, rowHeld: boolean): GramSum {
   return rowHeld ? { kind: "rows", chunks: [], rows: 0 } : { kind: "dense", sum: zeros(size, size), columnsOnly: false };
 }
 
 /** The dense form of a running sum (a row-held one is reduced and dropped). */
-function densified(f: FactorSum, size: number): FactorSum & { kind: "dense" } {
+function densified(f: GramSum, size: number): GramSum & { kind: "dense" } {
   if (f.kind === "dense") return f;
   const sum = zeros(size, size);
   for (const c of f.chunks) gramAccumulateUpper(sum, c);
@@ -160,12 +177,33 @@ function densified(f: FactorSum, size: number): FactorSum & { kind: "dense" } {
 export const staysRowHeld = (rows: number, size: number): boolean => 2 * rows <= size;
 
 /**
+ * Adds `Σ_t x_tj (Σ_k x_tk)` for every column j of the non-negative `x`
+ * (`[n, in']`) to `f`, in float64: the column sums of `xᵀx`.
+ *
+ * @throws Error when an input is negative (`nonNegativeInputs` was wrong)
+ */
+function addColumnSums(f: ColumnSums, x: Matrix): void {
+  const { rows, cols, data } = x;
+  const sums = f.sums;
+  for (let t = 0; t < rows; t++) {
+    const row = t * cols;
+    let total = 0; // Σ_k x_tk
+    for (let k = row; k < row + cols; k++) {
+      const v = data[k];
+      if (v < 0) throw new Error(`KFAC factor A: input ${v} at (${t}, ${k - row}) is negative, but the linear was declared to read non-negative inputs`);
+      total += v;
+    }
+    for (let j = 0; j < cols; j++) sums[j] += data[row + j] * total;
+  }
+}
+
+/**
  * Adds rows `r` (`[n, size]`, owned by the sum from now on) to a running sum.
  * A row-held sum stays so while it holds at most half as many rows as its
  * side: beyond that the memory saved no longer pays for reducing the rows at
  * scoring time, and it turns dense.
  */
-function addRows(f: FactorSum, r: Matrix): FactorSum {
+function addRows(f: GramSum, r: Matrix): GramSum {
   const size = r.cols;
   if (f.kind === "rows" && staysRowHeld(f.rows + r.rows, size)) {
     f.chunks.push(r);
@@ -230,7 +268,11 @@ export function accumulateKfac(
     inFeatures: x.cols,
     outFeatures: gamma.cols,
     bias,
-    xx: owner ? { kind: "shared", owner } : emptySum(inAug, options.rowHeld?.A ?? false),
+    xx: owner
+      ? { kind: "shared", owner }
+      : options.nonNegativeInputs
+      ? { kind: "columns", sums: new Float64Array(inAug) }
+      : emptySum(inAug, options.rowHeld?.A ?? false),
     gg: emptySum(gamma.cols, options.rowHeld?.G ?? false),
     ...(gradient ? { xg: zeros(inAug, gamma.cols) } : {}),
     tokens: 0,
@@ -250,7 +292,8 @@ export function accumulateKfac(
   const gs = scale !== 1
     ? { ...gamma, data: gamma.data.map((v) => v * scale) }
     : s.gg.kind === "rows" ? scratchCopy(gamma) : gamma; // [N, out]
-  if (s.xx.kind !== "shared") s.xx = addRows(s.xx, xs);
+  if (s.xx.kind === "columns") addColumnSums(s.xx, xs);
+  else if (s.xx.kind !== "shared") s.xx = addRows(s.xx, xs);
   s.gg = addRows(s.gg, gs);
   if (s.xg) matmulAccumulate(s.xg, xs, gs, true, false); // [in', out]
   s.tokens += x.rows;
@@ -272,11 +315,17 @@ export function mergeKfac(a: KfacState, b: KfacState): KfacState {
     );
   }
   if (a.tokens < 0 || b.tokens < 0) throw new Error("Cannot merge a finalized KFAC state");
-  const merge = (x: FactorSum, y: FactorSum, size: number): FactorSum => {
+  const merge = (x: GramSum, y: GramSum, size: number): GramSum => {
     if (y.kind === "rows") return y.chunks.reduce(addRows, x);
     const dense = densified(x, size);
     for (let k = 0; k < dense.sum.data.length; k++) dense.sum.data[k] += y.sum.data[k];
     return dense;
+  };
+  const mergeInput = (x: FactorSum, y: FactorSum, size: number): FactorSum => {
+    if (x.kind !== "columns" && y.kind !== "columns") return merge(x, y, size);
+    if (x.kind !== "columns" || y.kind !== "columns") throw new Error("Cannot merge a KFAC factor held as column sums with one that is not");
+    for (let j = 0; j < x.sums.length; j++) x.sums[j] += y.sums[j];
+    return x;
   };
   const inAug = a.inFeatures + (a.bias ? 1 : 0);
   if ((a.xg === undefined) !== (b.xg === undefined)) {
@@ -286,7 +335,7 @@ export function mergeKfac(a: KfacState, b: KfacState): KfacState {
     throw new Error("Cannot merge a KFAC state that shares its input factor with one that does not");
   }
   // Shared input factors are merged with their owners' states.
-  if (a.xx.kind !== "shared" && b.xx.kind !== "shared") a.xx = merge(a.xx, b.xx, inAug);
+  if (a.xx.kind !== "shared" && b.xx.kind !== "shared") a.xx = mergeInput(a.xx, b.xx, inAug);
   a.gg = merge(a.gg, b.gg, a.outFeatures);
   if (a.xg && b.xg) for (let k = 0; k < a.xg.data.length; k++) a.xg.data[k] += b.xg.data[k];
   a.tokens += b.tokens;
@@ -310,6 +359,12 @@ function meanInPlace(m: Matrix, n: number, label: string): Matrix {
 }
 
 function finalFactor(f: FactorSum, n: number, label: string): SymmetricFactor {
+  if (f.kind === "columns") {
+    const j = f.sums.findIndex((v) => !Number.isFinite(v));
+    if (j >= 0) throw new Error(`KFAC ${label} has a non-finite column sum ${f.sums[j]} at column ${j}: check the calibration inputs and gradients`);
+    for (let k = 0; k < f.sums.length; k++) f.sums[k] /= n;
+    return columnsFactor(f.sums);
+  }
   if (f.kind === "rows") {
     for (const c of f.chunks) checkStatistic(c, `${label} (rows)`);
     return rowFactor(f.chunks, 1 / n);

@@ -10,7 +10,7 @@ import { takeScratch } from "../../src/linalg/scratch_arrays.ts";
 import type { LinearSpec } from "../../src/model/types.ts";
 import { accumulateKfac } from "../../src/operators/accumulate_kfac.ts";
 import type { CalibrationEvent, ModelHandle, StatsRecord } from "../../src/records/records.ts";
-import type { SymmetricFactor } from "../../src/stats/symmetric_factor.ts";
+import { factorNumbers } from "./calibration_fixture.ts";
 
 const D = 4;
 const M = 8;
@@ -54,12 +54,9 @@ function backward(own: boolean, order: number[] = [0, 1, 2], blocks = [3, 2]): O
   });
 }
 
-/** A factor's numbers: its matrix, or its column sums where it keeps only those (SCP's G₁ and A₂). */
-const valuesOf = (f: SymmetricFactor) => (f.held.kind === "columns" ? [...f.columnAbsSums()] : [...f.dense().data]);
-
 function factorsOf(records: StatsRecord[]) {
   return records.map((r) => ({
-    stats: [...r.stats].map(([name, f]) => ({ name, kinds: [f.A.held.kind, f.G.held.kind], A: valuesOf(f.A), G: valuesOf(f.G), g: f.g && [...f.g.data] })),
+    stats: [...r.stats].map(([name, f]) => ({ name, kinds: [f.A.held.kind, f.G.held.kind], A: factorNumbers(f.A), G: factorNumbers(f.G), g: f.g && [...f.g.data] })),
     channels: r.channelProducts && [...r.channelProducts.mean],
   }));
 }
@@ -73,7 +70,7 @@ describe("accumulateKfac with reused chunk arrays", () => {
       ["q", "dense", "dense"],
       ["k", "dense", "dense"],
       ["fc1", "dense", "columns"], // G turned dense at the second chunk: summed in reused memory
-      ["fc2", "columns", "dense"],
+      ["fc2", "columns", "dense"], // A of ReLU outputs: column sums
     ]);
     expect(reused).toEqual(expected);
     expect(again).toEqual(expected);

@@ -22,7 +22,7 @@ import { writeShards } from "../../src/operators/write_shards.ts";
 import type { StageEvent } from "../../src/events/stage_events.ts";
 import type { CalibrationEvent, ModelHandle, StatsRecord } from "../../src/records/records.ts";
 import { initBackend } from "../../src/tensor/backend.ts";
-import { calibrationFor } from "./calibration_fixture.ts";
+import { calibrationFor, factorNumbers } from "./calibration_fixture.ts";
 
 const FIXTURE = "fixtures/golden/opt"; // OPT, 2 blocks
 
@@ -52,7 +52,7 @@ function matrix(rows: number, cols: number, seed: number): Matrix {
 function factorsOf(records: StatsRecord[]) {
   return records.map((r) => ({
     index: r.index,
-    stats: [...r.stats].map(([name, f]) => ({ name, tokens: f.tokens, A: [...f.A.dense().data], G: [...f.G.dense().data], g: f.g && [...f.g.data] })),
+    stats: [...r.stats].map(([name, f]) => ({ name, tokens: f.tokens, A: factorNumbers(f.A), G: factorNumbers(f.G), g: f.g && [...f.g.data] })),
     channels: r.channelProducts && { tokens: r.channelProducts.tokens, mean: [...r.channelProducts.mean] },
   }));
 }

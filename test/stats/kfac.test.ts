@@ -225,4 +225,38 @@ describe("KFAC statistics", () => {
     expect(s.gg.kind).toBe("dense");
     expect(() => finalizeKfac(s)).toThrow(/KFAC factor G has a non-finite entry .* check the calibration inputs and gradients/);
   });
+
+  for (const bias of [false, true]) {
+    it(`sum A of non-negative inputs as its column L1 norms, in chunks and merged (bias ${bias})`, () => {
+      const relu: Matrix = { ...x, data: x.data.map((v) => Math.max(v, 0)) }; // ReLU outputs: ≥ 0
+      const options = { bias, nonNegativeInputs: true };
+      const chunked = accumulateKfac(accumulateKfac(undefined, rowSlice(relu, 0, 5), rowSlice(gamma, 0, 5), options), rowSlice(relu, 5, n), rowSlice(gamma, 5, n));
+      const other = accumulateKfac(undefined, rowSlice(relu, 0, 20), rowSlice(gamma, 0, 20), options);
+      const merged = finalizeKfac(mergeKfac(other, accumulateKfac(undefined, rowSlice(relu, 20, n), rowSlice(gamma, 20, n), options)));
+      const dense = finalizeKfac(accumulateKfac(undefined, relu, gamma, { bias }));
+      const { A: ref } = bruteForce(relu, gamma, 1, bias);
+      const side = x.cols + (bias ? 1 : 0);
+      const refNorms = Array.from({ length: side }, (_, j) => {
+        let sum = 0;
+        for (let i = 0; i < side; i++) sum += Math.abs(ref[i * side + j]);
+        return sum;
+      });
+      for (const f of [finalizeKfac(chunked), merged]) {
+        expect(f.A.held.kind).toBe("columns");
+        expect(f.A.size).toBe(side);
+        expect(maxAbsDiff(f.A.columnAbsSums(), refNorms)).toBeLessThan(1e-6 * maxAbs(refNorms));
+        expect(maxAbsDiff(f.A.columnAbsSums(), dense.A.columnAbsSums())).toBeLessThan(1e-6 * maxAbs(refNorms));
+        // G and g as without (chunked sums round apart in the last place)
+        expect(maxAbsDiff(f.G.dense().data, dense.G.dense().data)).toBeLessThan(1e-6 * maxAbs(dense.G.dense().data));
+        expect(maxAbsDiff(f.g!.data, dense.g!.data)).toBeLessThan(1e-6 * maxAbs(dense.g!.data));
+      }
+    });
+  }
+
+  it("refuses a negative input declared non-negative, and merging column sums with a Gram", () => {
+    expect(() => accumulateKfac(undefined, x, gamma, { nonNegativeInputs: true })).toThrow(/input -?[\d.e-]+ at \(\d+, \d+\) is negative/);
+    const relu: Matrix = { ...x, data: x.data.map((v) => Math.max(v, 0)) };
+    const columns = accumulateKfac(undefined, relu, gamma, { nonNegativeInputs: true });
+    expect(() => mergeKfac(columns, accumulateKfac(undefined, relu, gamma))).toThrow("held as column sums");
+  });
 });
