@@ -79,7 +79,13 @@ export type CalibrationReply =
   | { kind: "ready" }
   | { kind: "forward"; ys: Float32Array[] }
   | { kind: "head"; lossSum: number; dHidden: Float32Array }
-  | { kind: "backward"; dx: Float32Array; linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }> }
+  | {
+    kind: "backward";
+    dx: Float32Array;
+    linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }>;
+    /** The request's own arrays (x, dy, replay), read and done with: moved back for the building thread to reuse. */
+    spent: Float32Array[];
+  }
   | { kind: "compress"; block: CompressedBlockValue }
   | { kind: "kfac" }
   | { kind: "kfac-finalize"; stats: StatsValue }
@@ -200,7 +206,9 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
       const values = valuesOf(dx);
       const transfer: Transferable[] = [movableBuffer(values)];
       for (const l of linears) transfer.push(...(l.x ? [movableBuffer(l.x.data)] : []), movableBuffer(l.gamma.data));
-      return { value: { kind: "backward", dx: values, linears }, transfer: [...new Set(transfer)] };
+      // The tensors made from them are disposed: no backend holds these arrays any more.
+      const spent = [request.x.data, request.dy.data, ...request.replay.map(({ chunk }) => chunk.data)];
+      return { value: { kind: "backward", dx: values, linears, spent }, transfer: [...new Set([...transfer, ...movableBuffers(spent)])] };
     }
     case "kfac": {
       const inputs = new Map<string, Matrix>(); // by the linear that brought it

@@ -30,12 +30,15 @@ import { type BlockJobValue, type CompressedBlockValue, statsFromValue } from ".
 import type { Matrix } from "../linalg/matrix.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 import { SlotPool } from "./slot_pool.ts";
+import { adoptScratch } from "../linalg/scratch_arrays.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
 
 /** A pool of calibration slots for one model: worker threads and this thread. */
 export class CalibrationPool {
   readonly #slots: SlotPool<CalibrationRequest, CalibrationReply>;
+  /** Buffers of retired publications, for the next blocks' (fresh memory costs page faults: src/linalg/scratch_arrays.ts). */
+  readonly #retired: SharedArrayBuffer[] = [];
 
   private constructor(slots: SlotPool<CalibrationRequest, CalibrationReply>) {
     this.#slots = slots;
@@ -81,9 +84,20 @@ export class CalibrationPool {
     return this.#slots.size;
   }
 
-  /** A block's weights, copied once for every worker to read. */
+  /** A block's weights, copied once for every worker to read (into a retired publication's buffer of the same size, if any). */
   publish(weights: WeightMap): SharedWeights {
-    return shareWeights(weights);
+    const bytes = [...weights.values()].reduce((sum, t) => sum + t.size, 0) * Float32Array.BYTES_PER_ELEMENT;
+    const k = this.#retired.findIndex((buffer) => buffer.byteLength === bytes);
+    return shareWeights(weights, k >= 0 ? this.#retired.splice(k, 1)[0] : undefined);
+  }
+
+  /**
+   * Hands back a publication whose requests have all been answered: every
+   * slot that read it copied its weights onto its own heap at its first
+   * request, so the buffer may hold a later block's. Keeps at most two.
+   */
+  retire(block: SharedWeights): void {
+    if (this.#retired.length < 2) this.#retired.push(block.buffer);
   }
 
   /**
@@ -105,7 +119,9 @@ export class CalibrationPool {
    * The block's VJP on a chunk (`backwardChunk`): the input gradient and,
    * with `probes`, every linear's KFAC inputs. `replay` holds the forward's
    * linear outputs on the chunk (`[n, T, out]` each, moved to the worker),
-   * which its recomputed forward takes instead of multiplying again.
+   * which its recomputed forward takes instead of multiplying again. The
+   * request's arrays come back once read, into this thread's scratch pool
+   * (src/linalg/scratch_arrays.ts): read chunks into arrays from it.
    */
   async backward(
     block: SharedWeights,
@@ -126,7 +142,9 @@ export class CalibrationPool {
       dy: { n, t, data: dy },
       replay: replay.map(({ name, data }) => ({ name, chunk: { n, t, data } })),
     };
-    return await this.#run<"backward">(request, [movableBuffer(x), movableBuffer(dy), ...replay.map(({ data }) => movableBuffer(data))]);
+    const { dx, linears, spent } = await this.#run<"backward">(request, [movableBuffer(x), movableBuffer(dy), ...replay.map(({ data }) => movableBuffer(data))]);
+    adoptScratch(...spent); // for the next chunks' reads (`readScratch`)
+    return { dx, linears };
   }
 
   /**

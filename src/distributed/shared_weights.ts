@@ -21,18 +21,21 @@ export interface SharedWeights {
 let published = 0;
 
 /**
- * Copies `weights` (float32 tensors) into a new shared buffer, in the map's
+ * Copies `weights` (float32 tensors) into a shared buffer, in the map's
  * order, straight from the tensor heap: no `dataSync` copy in between, on
- * the building thread that every block of a pool build passes through.
+ * the building thread that every block of a pool build passes through. The
+ * buffer is new, or `reuse` when it has the right size (one whose readers
+ * are done: {@link CalibrationPool.retire}).
  */
-export function shareWeights(weights: WeightMap): SharedWeights {
+export function shareWeights(weights: WeightMap, reuse?: SharedArrayBuffer): SharedWeights {
   let length = 0;
   const tensors = [...weights].map(([name, t]) => {
     const entry = { name, shape: [...t.shape], offset: length, length: t.size };
     length += t.size;
     return entry;
   });
-  const buffer = new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT);
+  const bytes = length * Float32Array.BYTES_PER_ELEMENT;
+  const buffer = reuse?.byteLength === bytes ? reuse : new SharedArrayBuffer(bytes);
   const all = new Float32Array(buffer);
   // Heap views, copied at once: no op runs between, so the heap cannot grow under them.
   for (const { name, offset } of tensors) all.set(peekValues(weights.get(name)!), offset);

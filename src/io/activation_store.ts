@@ -15,6 +15,7 @@
  */
 import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { takeScratch } from "../linalg/scratch_arrays.ts";
 import { join } from "node:path";
 import process from "node:process";
 import type { Tensor } from "@tensorflow/tfjs";
@@ -326,6 +327,17 @@ function storedArray(path: string, sequences: number, t: number, d: number): Sto
       rmSync(path, { force: true });
     },
   };
+}
+
+/**
+ * Sequences `[from, to)` of a stored `[N, T, d]` array, `[to - from, T, d]`
+ * values, in an array of the scratch pool (src/linalg/scratch_arrays.ts):
+ * for chunks sent to a calibration worker, which moves the array back.
+ */
+export function readScratch(data: StoredActivations, from: number, to: number): Float32Array {
+  const out = takeScratch((to - from) * data.length * data.width);
+  data.readInto(from, to, out);
+  return out;
 }
 
 /**

@@ -9,8 +9,9 @@
  * its host, about 1.5 ms per MB, 1.3 GB a build on OPT-125M before this pool.
  *
  * Only arrays this pool handed out ({@link takeScratch}) come back into it,
- * each once: whoever gives one back promises nothing reads or writes it
- * afterwards. An array given by anyone else (a caller's own matrix in a
+ * each once, or arrays moved back from another thread that is done with them
+ * ({@link adoptScratch}): whoever gives one back promises nothing reads or
+ * writes it afterwards. An array given by anyone else (a caller's own matrix in a
  * chunk record), or never given back, is left to the garbage collector as
  * before. The pool keeps at most {@link SCRATCH_POOL_BYTES} of idle arrays.
  *
@@ -48,13 +49,28 @@ export function takeZeroedScratch(length: number): Float32Array {
  * Beyond the pool's limit a given array is dropped.
  */
 export function giveScratch(...arrays: Float32Array[]): void {
+  for (const array of arrays) if (loaned.delete(array)) keep(array);
+}
+
+/**
+ * Takes arrays this thread now holds alone into the pool: arrays another
+ * thread was sent, read and moved back (a calibration worker's spent
+ * request arrays), which {@link takeScratch} never handed out here.
+ */
+export function adoptScratch(...arrays: Float32Array[]): void {
   for (const array of arrays) {
-    if (!loaned.delete(array) || array.length === 0 || idleBytes + array.byteLength > SCRATCH_POOL_BYTES) continue; // length 0: moved to a worker
-    const stack = idle.get(array.length);
-    if (stack) stack.push(array);
-    else idle.set(array.length, [array]);
-    idleBytes += array.byteLength;
+    loaned.delete(array); // this thread's own slot hands back the very arrays it was lent
+    if (array.byteOffset === 0 && array.byteLength === array.buffer.byteLength && !idle.get(array.length)?.includes(array)) keep(array);
   }
+}
+
+/** Keeps an idle array unless it is empty (moved to another thread) or the pool is full. */
+function keep(array: Float32Array): void {
+  if (array.length === 0 || idleBytes + array.byteLength > SCRATCH_POOL_BYTES) return;
+  const stack = idle.get(array.length);
+  if (stack) stack.push(array);
+  else idle.set(array.length, [array]);
+  idleBytes += array.byteLength;
 }
 
 /** Bytes of idle arrays the pool holds now. */

@@ -34,7 +34,7 @@ import type { StartingPool } from "../distributed/calibration_pool.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent, LinearChunkRecord, ModelHandle } from "../records/records.ts";
 import { checkpointBoundary } from "../cli/interrupt.ts";
-import { chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
+import { chunkTensor, defaultChunk, readScratch, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
@@ -300,8 +300,8 @@ async function runBackward(
             const shared = pool.publish(weights);
             const chunks = new Map<number, ChunkLinear[]>(); // by chunk start
             const run = async (a: number, b: number): Promise<Float32Array> => {
-              const replay = replayed.map(([linear, array]) => ({ name: linear, data: array.read(a, b) })); // [n, T, out] each
-              const { dx, linears } = await pool.backward(shared, index, middle, input.read(a, b), dOut.read(a, b), b - a, t, replay);
+              const replay = replayed.map(([linear, array]) => ({ name: linear, data: readScratch(array, a, b) })); // [n, T, out] each
+              const { dx, linears } = await pool.backward(shared, index, middle, readScratch(input, a, b), readScratch(dOut, a, b), b - a, t, replay);
               chunks.set(a, linears);
               return dx;
             };
@@ -317,6 +317,7 @@ async function runBackward(
             }
             release();
             upstream = await gradient;
+            pool.retire(shared); // every chunk answered
             const done = spent;
             heldBack = () => {
               for (const [a] of sequenceChunks(n, chunk)) emitChunk(index, chunks.get(a)!, a);

@@ -295,6 +295,7 @@ export function calibrateForward(
               const arrays = await timeStageAsync(options.events, "forward", () =>
                 store.writeEachAsync(n, t, [record.model.cfg.hidden, ...linears.map(([, w]) => w)], chunk, (a, b) =>
                   pool.forward(shared, input.read(a, b), b - a, t, names), namesOf(record, linears)), { block: record.index }); // [N, T, d], then [N, T, out] per linear
+              pool.retire(shared); // every chunk answered
               return computed(record, input, arrays, linears);
             });
           } finally {
