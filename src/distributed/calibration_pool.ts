@@ -103,10 +103,11 @@ export class CalibrationPool {
   /**
    * The block's output `[n, T, d]` on sequences `x` (`[n, T, d]`, moved to
    * the worker), then the outputs `[n, T, out]` of the named `linears`
-   * (`forwardChunk`).
+   * (`forwardChunk`). This thread takes a chunk only when every worker has
+   * two more pending: it reads, publishes and stores each block besides.
    */
   async forward(block: SharedWeights, x: Float32Array, n: number, t: number, linears: readonly string[] = []): Promise<Float32Array[]> {
-    return (await this.#run<"forward">({ kind: "forward", block, x: { n, t, data: x }, linears: [...linears] }, [movableBuffer(x)])).ys;
+    return (await this.#run<"forward">({ kind: "forward", block, x: { n, t, data: x }, linears: [...linears] }, [movableBuffer(x)], 2)).ys;
   }
 
   /** The head's summed loss and gradient on the last block's output `hidden` (`[n, T, d]`) for token ids `ids` (`[n, T]`). */
@@ -181,9 +182,9 @@ export class CalibrationPool {
     return this.#slots.call(k, request, transfer);
   }
 
-  /** Posts `request` to the slot with the fewest pending (`SlotPool.post`). */
-  async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: readonly ArrayBuffer[]): Promise<Of<K>> {
-    return (await this.#slots.post(request, transfer)) as Of<K>;
+  /** Posts `request` to the slot with the fewest pending, this thread's only with `localMargin` fewer than every worker (`SlotPool.post`). */
+  async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: readonly ArrayBuffer[], localMargin = 1): Promise<Of<K>> {
+    return (await this.#slots.post(request, transfer, localMargin)) as Of<K>;
   }
 }
 

@@ -71,15 +71,17 @@ export class SlotPool<Req, Res> {
 
   /**
    * Sends `request` at once to the worker with the fewest pending, or to the
-   * calling thread's slot when every worker has more pending than it, so it
-   * takes about as many as a worker: with two more, the rule before, it took
-   * one chunk of a block's four on 2 cores, and the worker thread held the
-   * build up (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
-   * Requests to one slot run in the order posted.
+   * calling thread's slot when every worker has at least `localMargin` more
+   * pending than it. With the default 1 it takes about as many as a worker:
+   * with two more it took one chunk of a block's four on 2 cores, and in the
+   * backward the worker thread held the build up. The forward's chunks ask
+   * for 2, since between them the calling thread also reads the next block,
+   * publishes it and writes the chunks' outputs (docs/DISTRIBUTED.md "How a
+   * GradOT build uses the cores"). Requests to one slot run in the order posted.
    */
-  post(request: Req, transfer: readonly Transferable[] = []): Promise<Res> {
+  post(request: Req, transfer: readonly Transferable[] = [], localMargin = 1): Promise<Res> {
     const worker = this.#pool?.leastBusy();
-    if (this.#local && (!worker || this.#local.pending + 1 <= worker.pending)) return this.#local.call(request);
+    if (this.#local && (!worker || this.#local.pending + localMargin <= worker.pending)) return this.#local.call(request);
     if (!worker) return Promise.reject(new Error("The slot pool has no live worker"));
     return this.#pool!.call(worker.index, request, [...transfer]);
   }
