@@ -20,7 +20,7 @@
  * @module
  */
 import { reducedProduct } from "../linalg/gemm.ts";
-import { checkShape, columnAbsSums, type Matrix } from "../linalg/matrix.ts";
+import { checkShape, columnAbsSums, type Matrix, rowAbsSums } from "../linalg/matrix.ts";
 import type { SvdResult } from "../linalg/svd.ts";
 import type { ChannelProducts } from "../stats/channel_products.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
@@ -84,17 +84,6 @@ function channelTerms(channels: ChannelProducts, m: number, st: KfacFactors, lab
   if (channels.mean.length !== m) throw new Error(`GCS ${label} has ${m} channels but the channel products ${channels.mean.length}`);
   if (channels.tokens !== st.tokens) throw new Error(`GCS ${label} statistics saw ${st.tokens} tokens but the channel products ${channels.tokens}`);
   return channels.mean;
-}
-
-/** `‖M[i, :]‖₁` for the first `rows` rows: `[rows]`. */
-function rowAbsSums(m: Matrix, rows = m.rows): Float64Array {
-  const out = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let acc = 0;
-    for (let c = 0; c < m.cols; c++) acc += Math.abs(m.data[r * m.cols + c]);
-    out[r] = acc;
-  }
-  return out;
 }
 
 /** `Σ_r a[r, j] b[r, j]` for every column j (same shapes): `[cols]`. */
