@@ -86,9 +86,10 @@ export class CalibrationPool {
 
   /** A block's weights, copied once for every worker to read (into a retired publication's buffer of the same size, if any). */
   publish(weights: WeightMap): SharedWeights {
-    const bytes = [...weights.values()].reduce((sum, t) => sum + t.size, 0) * Float32Array.BYTES_PER_ELEMENT;
-    const k = this.#retired.findIndex((buffer) => buffer.byteLength === bytes);
-    return shareWeights(weights, k >= 0 ? this.#retired.splice(k, 1)[0] : undefined);
+    return shareWeights(weights, (bytes) => {
+      const k = this.#retired.findIndex((buffer) => buffer.byteLength === bytes);
+      return k >= 0 ? this.#retired.splice(k, 1)[0] : undefined;
+    });
   }
 
   /**

@@ -24,10 +24,10 @@ let published = 0;
  * Copies `weights` (float32 tensors) into a shared buffer, in the map's
  * order, straight from the tensor heap: no `dataSync` copy in between, on
  * the building thread that every block of a pool build passes through. The
- * buffer is new, or `reuse` when it has the right size (one whose readers
- * are done: {@link CalibrationPool.retire}).
+ * buffer is the one `reuse` gives for its size, if any (one whose readers
+ * are done: {@link CalibrationPool.retire}), else new.
  */
-export function shareWeights(weights: WeightMap, reuse?: SharedArrayBuffer): SharedWeights {
+export function shareWeights(weights: WeightMap, reuse?: (bytes: number) => SharedArrayBuffer | undefined): SharedWeights {
   let length = 0;
   const tensors = [...weights].map(([name, t]) => {
     const entry = { name, shape: [...t.shape], offset: length, length: t.size };
@@ -35,7 +35,7 @@ export function shareWeights(weights: WeightMap, reuse?: SharedArrayBuffer): Sha
     return entry;
   });
   const bytes = length * Float32Array.BYTES_PER_ELEMENT;
-  const buffer = reuse?.byteLength === bytes ? reuse : new SharedArrayBuffer(bytes);
+  const buffer = reuse?.(bytes) ?? new SharedArrayBuffer(bytes);
   const all = new Float32Array(buffer);
   // Heap views, copied at once: no op runs between, so the heap cannot grow under them.
   for (const { name, offset } of tensors) all.set(peekValues(weights.get(name)!), offset);
