@@ -39,6 +39,8 @@ import type { AdapterSplit, LinearChunkRecord, ModelHandle } from "../records/re
 import { initBackend, tf } from "../tensor/backend.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 import type { VocabularyRows } from "../model/vocabulary.ts";
+import { peekValues } from "../tensor/heap_view.ts";
+import { adoptScratch } from "../linalg/scratch_arrays.ts";
 
 /** A chunk of `[n, T, d]` values. */
 interface Chunk {
@@ -64,23 +66,43 @@ export type CalibrationRequest =
      */
     head?: VocabularyRows;
   }
-  | { kind: "forward"; block: SharedWeights; x: Chunk; linears: string[] }
+  /** `outs`: arrays of the building thread's scratch pool, one per output (`[n, T, d]`, then `[n, T, out]` per linear), filled and moved back. */
+  | { kind: "forward"; block: SharedWeights; x: Chunk; linears: string[]; outs: Float32Array[] }
   | { kind: "head"; hidden: Chunk; ids: Int32Array }
-  | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: Chunk; dy: Chunk; replay: Array<{ name: string; chunk: Chunk }> }
+  /** `out`: an `[n, T, d]` array of the building thread's scratch pool for the input gradient, filled and moved back. */
+  | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: Chunk; dy: Chunk; replay: Array<{ name: string; chunk: Chunk }>; out: Float32Array }
   | { kind: "compress"; job: BlockJobValue }
-  /** One chunk of the linears this worker sums (`kfacOwners`), in block order; a linear sharing an input has no `x`. */
+  /**
+   * One chunk of the linears this worker sums (`kfacOwners`), in block order;
+   * a linear sharing an input has no `x`. Once added, the chunk's arrays go
+   * to this slot's scratch pool.
+   */
   | { kind: "kfac"; linears: Array<Omit<LinearChunkRecord, "kind" | "x"> & { x?: Matrix }> }
   | { kind: "kfac-finalize"; index: number }
   /** Releases what the slot holds (`closeCalibration`): this thread's slot, when its pool closes. */
   | { kind: "close" };
 
-/** What a worker answers, by request kind. */
-export type CalibrationReply =
+/**
+ * What a worker answers, by request kind, with the seconds it spent serving
+ * the request: the pool weighs each slot's queued work by them
+ * (`CalibrationPool`).
+ */
+export type CalibrationReply = CalibrationAnswer & { seconds: number };
+
+/** A reply's value by request kind. */
+type CalibrationAnswer =
   | { kind: "ready" }
-  | { kind: "forward"; ys: Float32Array[] }
+  | {
+    kind: "forward";
+    /** The request's `outs`, filled. */
+    ys: Float32Array[];
+    /** The request's input, read and done with: moved back for the building thread to reuse. */
+    spent: Float32Array[];
+  }
   | { kind: "head"; lossSum: number; dHidden: Float32Array }
   | {
     kind: "backward";
+    /** The request's `out`, filled. */
     dx: Float32Array;
     linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }>;
     /** The request's own arrays (x, dy, replay), read and done with: moved back for the building thread to reuse. */
@@ -133,6 +155,23 @@ function valuesOf(t: tf.Tensor): Float32Array {
 }
 
 /**
+ * Copies `t`'s values into `out` (an array the building thread lent: memory
+ * in use already, where a fresh array would cost page faults and garbage
+ * collection, src/linalg/scratch_arrays.ts) and disposes `t`.
+ *
+ * @throws Error when the sizes differ
+ */
+function valuesInto(t: tf.Tensor, out: Float32Array): Float32Array {
+  try {
+    if (out.length !== t.size) throw new Error(`Calibration worker: an output of shape [${t.shape}] was lent an array of ${out.length} values`);
+    out.set(peekValues(t));
+    return out;
+  } finally {
+    t.dispose();
+  }
+}
+
+/**
  * A handle carrying what scoring and compression read of a model (its
  * architecture, config and split; `src/compress/budget_plan.ts`); a worker
  * has no checkpoint open, so it loads no weights.
@@ -158,10 +197,14 @@ function compressionModel(job: BlockJob, m: WorkerModel): ModelHandle {
  */
 export function calibrationHandler(): (request: CalibrationRequest) => Promise<Reply<CalibrationReply>> {
   const state: SlotState = { kfac: new BlockKfacSums() };
-  return (request) => handle(state, request);
+  return async (request) => {
+    const started = performance.now();
+    const { value, transfer } = await handle(state, request);
+    return { value: { ...value, seconds: (performance.now() - started) / 1000 }, ...(transfer ? { transfer } : {}) };
+  };
 }
 
-async function handle(state: SlotState, request: CalibrationRequest): Promise<Reply<CalibrationReply>> {
+async function handle(state: SlotState, request: CalibrationRequest): Promise<Reply<CalibrationAnswer>> {
   if (request.kind === "close") {
     await release(state);
     return { value: { kind: "close" } };
@@ -181,9 +224,15 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
   switch (request.kind) {
     case "forward": {
       const x = tensorOf(request.x);
-      const ys = forwardChunk(arch, cfg, blockWeights(state, request.block), x, request.linears).map(valuesOf); // [n, T, d], then [n, T, out] per linear
+      const outputs = forwardChunk(arch, cfg, blockWeights(state, request.block), x, request.linears); // [n, T, d], then [n, T, out] per linear
       x.dispose();
-      return { value: { kind: "forward", ys }, transfer: ys.map(movableBuffer) };
+      if (outputs.length !== request.outs.length) {
+        tf.dispose(outputs);
+        throw new Error(`Calibration worker: a forward chunk has ${outputs.length} outputs and was lent ${request.outs.length} arrays`);
+      }
+      const ys = outputs.map((y, k) => valuesInto(y, request.outs[k]));
+      const spent = [request.x.data];
+      return { value: { kind: "forward", ys, spent }, transfer: movableBuffers([...ys, ...spent]) };
     }
     case "head": {
       const hidden = tensorOf(request.hidden);
@@ -203,7 +252,7 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
         tf.dispose([x, dy, ...(replay?.values() ?? [])]);
       }
       const { dx, linears } = gradient;
-      const values = valuesOf(dx);
+      const values = valuesInto(dx, request.out); // [n, T, d]
       const transfer: Transferable[] = [movableBuffer(values)];
       for (const l of linears) transfer.push(...(l.x ? [movableBuffer(l.x.data)] : []), movableBuffer(l.gamma.data));
       // The tensors made from them are disposed: no backend holds these arrays any more.
@@ -218,6 +267,8 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
         inputs.set(l.linear.name, x);
         kfac.add({ ...l, x });
       }
+      // Added (a row-held sum keeps copies): the arrays are this thread's to reuse.
+      adoptScratch(...request.linears.flatMap((l) => [...(l.x ? [l.x.data] : []), l.gamma.data]));
       return { value: { kind: "kfac" } };
     }
     case "kfac-finalize": {

@@ -30,7 +30,7 @@ import { type BlockJobValue, type CompressedBlockValue, statsFromValue } from ".
 import type { Matrix } from "../linalg/matrix.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 import { SlotPool } from "./slot_pool.ts";
-import { adoptScratch } from "../linalg/scratch_arrays.ts";
+import { adoptScratch, takeScratch } from "../linalg/scratch_arrays.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
 
@@ -39,6 +39,8 @@ export class CalibrationPool {
   readonly #slots: SlotPool<CalibrationRequest, CalibrationReply>;
   /** Buffers of retired publications, for the next blocks' (fresh memory costs page faults: src/linalg/scratch_arrays.ts). */
   readonly #retired: SharedArrayBuffer[] = [];
+  /** Seconds requests took to serve, by kind (a KFAC request's by owner), smoothed: the weights of the slots' queued work. */
+  readonly #seconds = new Map<string, number>();
 
   private constructor(slots: SlotPool<CalibrationRequest, CalibrationReply>) {
     this.#slots = slots;
@@ -103,12 +105,20 @@ export class CalibrationPool {
 
   /**
    * The block's output `[n, T, d]` on sequences `x` (`[n, T, d]`, moved to
-   * the worker), then the outputs `[n, T, out]` of the named `linears`
-   * (`forwardChunk`). This thread takes a chunk only when every worker has
-   * two more pending: it reads, publishes and stores each block besides.
+   * the worker), then the outputs `[n, T, out]` of the `linears` (name and
+   * output width; `forwardChunk`). The outputs are filled into arrays of this
+   * thread's scratch pool (src/linalg/scratch_arrays.ts), and `x` comes back
+   * into it once read: give the outputs back once stored (the activation
+   * store's asynchronous writes do). This thread takes a chunk only when
+   * every worker has two more pending: it reads, publishes and stores each
+   * block besides.
    */
-  async forward(block: SharedWeights, x: Float32Array, n: number, t: number, linears: readonly string[] = []): Promise<Float32Array[]> {
-    return (await this.#run<"forward">({ kind: "forward", block, x: { n, t, data: x }, linears: [...linears] }, [movableBuffer(x)], 2)).ys;
+  async forward(block: SharedWeights, x: Float32Array, n: number, t: number, linears: ReadonlyArray<readonly [string, number]> = []): Promise<Float32Array[]> {
+    const outs = [x.length / (n * t), ...linears.map(([, width]) => width)].map((width) => takeScratch(n * t * width)); // [n, T, width] each
+    const request: CalibrationRequest = { kind: "forward", block, x: { n, t, data: x }, linears: linears.map(([name]) => name), outs };
+    const { ys, spent } = await this.#run<"forward">(request, [movableBuffer(x), ...movableBuffers(outs)], 2);
+    adoptScratch(...spent);
+    return ys;
   }
 
   /** The head's summed loss and gradient on the last block's output `hidden` (`[n, T, d]`) for token ids `ids` (`[n, T]`). */
@@ -123,7 +133,9 @@ export class CalibrationPool {
    * linear outputs on the chunk (`[n, T, out]` each, moved to the worker),
    * which its recomputed forward takes instead of multiplying again. The
    * request's arrays come back once read, into this thread's scratch pool
-   * (src/linalg/scratch_arrays.ts): read chunks into arrays from it.
+   * (src/linalg/scratch_arrays.ts): read chunks into arrays from it. The
+   * input gradient `[n, T, d]` is filled into an array of that pool: give it
+   * back once stored (the activation store's asynchronous writes do).
    */
   async backward(
     block: SharedWeights,
@@ -143,8 +155,9 @@ export class CalibrationPool {
       x: { n, t, data: x },
       dy: { n, t, data: dy },
       replay: replay.map(({ name, data }) => ({ name, chunk: { n, t, data } })),
+      out: takeScratch(x.length), // [n, T, d]
     };
-    const { dx, linears, spent } = await this.#run<"backward">(request, [movableBuffer(x), movableBuffer(dy), ...replay.map(({ data }) => movableBuffer(data))]);
+    const { dx, linears, spent } = await this.#run<"backward">(request, movableBuffers([request.x.data, request.dy.data, ...replay.map(({ data }) => data), request.out]));
     adoptScratch(...spent); // for the next chunks' reads (`readScratch`)
     return { dx, linears };
   }
@@ -178,14 +191,37 @@ export class CalibrationPool {
     await this.#slots.call(this.#slots.size - 1, { kind: "close" }).catch(() => {});
   }
 
-  /** Sends `request` to slot `k` (the last is this thread's). */
-  #call(k: number, request: CalibrationRequest, transfer: readonly ArrayBuffer[] = []): Promise<CalibrationReply> {
-    return this.#slots.call(k, request, transfer);
+  /** Sends `request` to slot `k` (the last is this thread's), weighed by what such requests to `k` took. */
+  async #call(k: number, request: CalibrationRequest, transfer: readonly ArrayBuffer[] = []): Promise<CalibrationReply> {
+    const key = request.kind === "kfac" ? `kfac ${k}` : request.kind; // owners sum different linears
+    return this.#learn(key, await this.#slots.call(k, request, transfer, this.#cost(key)));
   }
 
-  /** Posts `request` to the slot with the fewest pending, this thread's only with `localMargin` fewer than every worker (`SlotPool.post`). */
+  /**
+   * Posts `request` to the slot with the least work queued, weighed by what
+   * requests of its kind took, this thread's only with `localMargin` times
+   * its cost less than every worker (`SlotPool.post`).
+   */
   async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: readonly ArrayBuffer[], localMargin = 1): Promise<Of<K>> {
-    return (await this.#slots.post(request, transfer, localMargin)) as Of<K>;
+    return this.#learn(request.kind, await this.#slots.post(request, transfer, localMargin, this.#cost(request.kind))) as Of<K>;
+  }
+
+  /**
+   * The seconds a request `key` is expected to take: the last ones served,
+   * smoothed; before the first, the mean of the kinds seen (0.1 s before any).
+   */
+  #cost(key: string): number {
+    const known = this.#seconds.get(key);
+    if (known !== undefined) return known;
+    const all = [...this.#seconds.values()];
+    return all.length > 0 ? all.reduce((a, b) => a + b) / all.length : 0.1;
+  }
+
+  /** Takes in the seconds a reply's slot spent on a request `key`; returns the reply. */
+  #learn(key: string, reply: CalibrationReply): CalibrationReply {
+    const before = this.#seconds.get(key);
+    this.#seconds.set(key, before === undefined ? reply.seconds : (before + reply.seconds) / 2);
+    return reply;
   }
 }
 

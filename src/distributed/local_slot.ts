@@ -14,26 +14,18 @@ import type { Reply } from "./worker_pool.ts";
 export class LocalSlot<Req, Res> {
   readonly #handler: (request: Req) => Reply<Res> | Promise<Reply<Res>>;
   #chain: Promise<unknown> = Promise.resolve();
-  #pending = 0;
 
   /** A slot serving requests with `handler` (a worker's `serveRequests` handler). */
   constructor(handler: (request: Req) => Reply<Res> | Promise<Reply<Res>>) {
     this.#handler = handler;
   }
 
-  /** Requests sent and not yet answered. */
-  get pending(): number {
-    return this.#pending;
-  }
-
   /** Serves `request` once those before it are served; resolves with the reply's value. */
   call(request: Req): Promise<Res> {
-    this.#pending++;
     const reply = this.#chain
       .then(() => new Promise<void>((turn) => setImmediate(turn)))
       .then(() => this.#handler(request))
-      .then((r) => r.value)
-      .finally(() => this.#pending--);
+      .then((r) => r.value);
     this.#chain = reply.catch(() => {});
     return reply;
   }

@@ -35,10 +35,13 @@ export interface SlotPoolOptions<Req, Res> {
 export class SlotPool<Req, Res> {
   readonly #pool: WorkerPool<Req, Res> | undefined;
   readonly #local: LocalSlot<Req, Res> | undefined;
+  /** Each slot's work sent and not answered: the sum of its requests' costs (1 each unless the caller weighs them). */
+  readonly #queued: number[];
 
   private constructor(pool: WorkerPool<Req, Res> | undefined, local: LocalSlot<Req, Res> | undefined) {
     this.#pool = pool;
     this.#local = local;
+    this.#queued = new Array(this.size).fill(0);
   }
 
   /**
@@ -61,29 +64,42 @@ export class SlotPool<Req, Res> {
     return (this.#pool?.size ?? 0) + (this.#local ? 1 : 0);
   }
 
-  /** Sends `request` to slot `k` (the last is the calling thread's, when it serves); resolves with the reply. */
-  call(k: number, request: Req, transfer: readonly Transferable[] = []): Promise<Res> {
+  /**
+   * Sends `request` to slot `k` (the last is the calling thread's, when it
+   * serves); resolves with the reply. `cost` is its work in the unit
+   * {@link post}'s costs use (default 1: every request alike).
+   */
+  call(k: number, request: Req, transfer: readonly Transferable[] = [], cost = 1): Promise<Res> {
     const workers = this.#pool?.size ?? 0;
-    if (k === workers && this.#local) return this.#local.call(request);
-    if (!this.#pool || k < 0 || k >= workers) return Promise.reject(new Error(`Slot ${k} is out of range for a pool of ${this.size}`));
-    return this.#pool.call(k, request, [...transfer]);
+    if (!(k === workers && this.#local) && (!this.#pool || k < 0 || k >= workers)) {
+      return Promise.reject(new Error(`Slot ${k} is out of range for a pool of ${this.size}`));
+    }
+    this.#queued[k] += cost;
+    const reply = k === workers ? this.#local!.call(request) : this.#pool!.call(k, request, [...transfer]);
+    return reply.finally(() => (this.#queued[k] -= cost));
   }
 
   /**
-   * Sends `request` at once to the worker with the fewest pending, or to the
-   * calling thread's slot when every worker has at least `localMargin` more
-   * pending than it. With the default 1 it takes about as many as a worker:
-   * with two more it took one chunk of a block's four on 2 cores, and in the
-   * backward the worker thread held the build up. The forward's chunks ask
-   * for 2, since between them the calling thread also reads the next block,
-   * publishes it and writes the chunks' outputs (docs/DISTRIBUTED.md "How a
-   * GradOT build uses the cores"). Requests to one slot run in the order posted.
+   * Sends `request` at once to the worker with the least work queued, or to
+   * the calling thread's slot when every worker has at least `localMargin`
+   * times the request's `cost` more queued than it. Work is the sum of the
+   * pending requests' costs; with the default cost of 1 it is their count,
+   * and the default margin of 1 gives the calling thread about as many as a
+   * worker: with two more it took one chunk of a block's four on 2 cores,
+   * and in the backward the worker thread held the build up. The forward's
+   * chunks ask for 2, since between them the calling thread also reads the
+   * next block, publishes it and writes the chunks' outputs; a calibration
+   * pool weighs its requests by their measured seconds, so a block's
+   * compression (several chunks' work) counts as such (docs/DISTRIBUTED.md
+   * "How a GradOT build uses the cores"). Requests to one slot run in the
+   * order posted.
    */
-  post(request: Req, transfer: readonly Transferable[] = [], localMargin = 1): Promise<Res> {
-    const worker = this.#pool?.leastBusy();
-    if (this.#local && (!worker || this.#local.pending + localMargin <= worker.pending)) return this.#local.call(request);
+  post(request: Req, transfer: readonly Transferable[] = [], localMargin = 1, cost = 1): Promise<Res> {
+    const worker = this.#pool?.leastBusy((k) => this.#queued[k]);
+    const local = this.size - 1;
+    if (this.#local && (!worker || this.#queued[local] + localMargin * cost <= worker.pending)) return this.call(local, request, transfer, cost);
     if (!worker) return Promise.reject(new Error("The slot pool has no live worker"));
-    return this.#pool!.call(worker.index, request, [...transfer]);
+    return this.call(worker.index, request, transfer, cost);
   }
 
   /** Sends `request` to every slot, in slot order; resolves with their replies. */

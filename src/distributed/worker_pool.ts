@@ -160,14 +160,16 @@ export class WorkerPool<Req, Res> {
   /**
    * The live worker with the fewest requests pending (the lowest index on a
    * tie) and that count, where {@link post} would send a request; undefined
-   * when no worker is live.
+   * when no worker is live. With `load`, the live worker whose `load(index)`
+   * is least, and that load: a caller weighing requests by their work
+   * (`SlotPool.post`).
    */
-  leastBusy(): { index: number; pending: number } | undefined {
+  leastBusy(load: (index: number) => number = (k) => this.#slots[k].busy): { index: number; pending: number } | undefined {
     let best = -1;
     this.#slots.forEach((slot, k) => {
-      if (!slot.failure && (best < 0 || slot.busy < this.#slots[best].busy)) best = k;
+      if (!slot.failure && (best < 0 || load(k) < load(best))) best = k;
     });
-    return best < 0 ? undefined : { index: best, pending: this.#slots[best].busy };
+    return best < 0 ? undefined : { index: best, pending: load(best) };
   }
 
   /** Terminates every worker; pending calls fail. */

@@ -15,7 +15,7 @@
  */
 import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { takeScratch } from "../linalg/scratch_arrays.ts";
+import { adoptScratch, takeScratch } from "../linalg/scratch_arrays.ts";
 import { join } from "node:path";
 import process from "node:process";
 import type { Tensor } from "@tensorflow/tfjs";
@@ -172,7 +172,10 @@ export class ActivationStore {
    * {@link write} with chunks computed elsewhere (a worker pool): `fn` is
    * called for every chunk at once, and each result `[n, T, d]` is appended
    * in chunk order as soon as it and those before it are in, so the file's
-   * bytes are those of {@link write} on the same values.
+   * bytes are those of {@link write} on the same values. Each result is the
+   * store's once returned: appended, it goes to the scratch pool for reuse
+   * (src/linalg/scratch_arrays.ts), so `fn` must return an array nothing
+   * else reads afterwards.
    */
   async writeAsync(
     sequences: number,
@@ -189,7 +192,8 @@ export class ActivationStore {
   /**
    * {@link writeEach} with chunks computed elsewhere (a worker pool), as
    * {@link writeAsync} is {@link write}'s: `fn` returns one
-   * `[n, T, widths[k]]` array per file, appended in chunk order.
+   * `[n, T, widths[k]]` array per file, appended in chunk order and then
+   * given to the scratch pool, as {@link writeAsync}'s.
    */
   async writeEachAsync(
     sequences: number,
@@ -205,7 +209,9 @@ export class ActivationStore {
     results.forEach((r) => r.catch(() => {})); // the first failure in chunk order is the one thrown
     for (let k = 0; k < chunks.length; k++) {
       if (this.#closed) throw new Error("The activation store is closed");
-      appendChunks(files, await results[k], chunks[k][0], chunks[k][1], t);
+      const values = await results[k];
+      appendChunks(files, values, chunks[k][0], chunks[k][1], t);
+      adoptScratch(...values); // written: the next chunks' arrays
     }
     return this.#finishArrays(files, sequences, t);
   }

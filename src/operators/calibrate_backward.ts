@@ -38,6 +38,7 @@ import { chunkTensor, defaultChunk, readScratch, sequenceChunks, type StoredActi
 import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
+import { adoptScratch } from "../linalg/scratch_arrays.ts";
 import type { LinearSpec, WeightMap } from "../model/types.ts";
 
 /** Options of {@link calibrateBackward}. */
@@ -309,7 +310,7 @@ async function runBackward(
             const gradient = timeStageAsync(options.events, "backward", () =>
               index > lowestMiddle
                 ? store.writeAsync(n, t, d, chunk, run, name(index))
-                : Promise.all(sequenceChunks(n, chunk).map(([a, b]) => run(a, b))).then(() => undefined), { block: index });
+                : Promise.all(sequenceChunks(n, chunk).map(([a, b]) => run(a, b).then((dx) => adoptScratch(dx)))).then(() => undefined), { block: index });
             gradient.catch(() => {}); // awaited below, once the block before is emitted
             if (index > 0 && !resume?.isDone(index - 1)) {
               prefetched = load(index - 1);

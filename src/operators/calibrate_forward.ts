@@ -27,6 +27,7 @@ import {
   chunkIds,
   chunkTensor,
   defaultChunk,
+  readScratch,
   type StoredActivations,
 } from "../io/activation_store.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
@@ -291,10 +292,9 @@ export function calibrateForward(
             return await step(record, async (input, chunk, linears) => {
               const shared = pool.publish(record.weights);
               disposeWeights(record.weights); // the workers hold it now
-              const names = linears.map(([linear]) => linear);
               const arrays = await timeStageAsync(options.events, "forward", () =>
                 store.writeEachAsync(n, t, [record.model.cfg.hidden, ...linears.map(([, w]) => w)], chunk, (a, b) =>
-                  pool.forward(shared, input.read(a, b), b - a, t, names), namesOf(record, linears)), { block: record.index }); // [N, T, d], then [N, T, out] per linear
+                  pool.forward(shared, readScratch(input, a, b), b - a, t, linears), namesOf(record, linears)), { block: record.index }); // [N, T, d], then [N, T, out] per linear
               pool.retire(shared); // every chunk answered
               return computed(record, input, arrays, linears);
             });

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import { ActivationStore, chunkTensor } from "../../src/io/activation_store.ts";
+import { takeScratch } from "../../src/linalg/scratch_arrays.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
 import { calibrateForward } from "../../src/operators/calibrate_forward.ts";
@@ -96,6 +97,24 @@ describe("ActivationStore", () => {
     store.close();
     rmSync(dir, { recursive: true, force: true });
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  test("writeAsync appends chunks in chunk order whatever order they come in, and hands their arrays to the scratch pool", async () => {
+    const store = new ActivationStore();
+    const given: Float32Array[] = [];
+    const delays = [30, 0, 15]; // chunk 0 comes last
+    const stored = await store.writeAsync(n, t, d, 3, async (a, b) => {
+      await new Promise((r) => setTimeout(r, delays[a / 3]));
+      const chunk = data.slice(a * t * d, b * t * d); // its own array: the store's once returned
+      given.push(chunk);
+      return chunk;
+    });
+    expect(stored.read(0, n)).toEqual(data);
+    // The pool hands the written arrays out again (the last given first), not fresh memory.
+    const lengths = given.map((g) => g.length);
+    const taken = lengths.map(() => takeScratch(3 * t * d));
+    expect(taken.filter((a) => given.includes(a)).length).toBe(lengths.filter((l) => l === 3 * t * d).length);
+    store.close();
   });
 
   test("rejects a chunk of the wrong shape", () => {

@@ -1,0 +1,56 @@
+/**
+ * `SlotPool.post` routes each request to the slot with the least work
+ * queued, a request's work being the cost its caller gives (1 by default:
+ * the count of pending requests), and gives the calling thread's slot one
+ * only with `localMargin` times its cost less queued than every worker
+ * (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
+ */
+import { describe, expect, test } from "vitest";
+import { threadId } from "node:worker_threads";
+import { SlotPool } from "../../src/distributed/slot_pool.ts";
+
+type Req = { delayMs?: number };
+type Res = { thread: number };
+const entry = new URL("../train/echo_worker.ts", import.meta.url);
+
+/** A pool of one echo worker (test/train/echo_worker.ts) and this thread, which answers its own thread id. */
+const start = () =>
+  SlotPool.start<Req, Res>(entry, { workers: 1, local: () => ({ value: { thread: threadId } }) });
+
+/** Where each request went: "w" the worker, "l" this thread. */
+const places = (replies: Res[]) => replies.map((r) => (r.thread === threadId ? "l" : "w")).join("");
+
+describe("SlotPool.post", () => {
+  test("with no costs, counts pending requests: the calling thread takes every other one", async () => {
+    const pool = await start();
+    try {
+      const replies = await Promise.all(Array.from({ length: 6 }, () => pool.post({ delayMs: 20 })));
+      expect(places(replies)).toBe("wlwlwl");
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test("weighs requests by cost: after a costly one on the worker, this thread takes cheap ones until it has as much", async () => {
+    const pool = await start();
+    try {
+      const heavy = pool.post({ delayMs: 20 }, [], 1, 5); // this thread has 0 + 5 > 0 queued: the worker
+      const light = Array.from({ length: 6 }, () => pool.post({ delayMs: 20 }, [], 1, 1)); // 0..4 + 1 <= 5: here, then the worker
+      expect(places([await heavy, ...(await Promise.all(light))])).toBe("wlllllw");
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test("a margin keeps the calling thread's slot that many costs behind the workers", async () => {
+    const pool = await start();
+    try {
+      const replies = await Promise.all(Array.from({ length: 6 }, () => pool.post({ delayMs: 20 }, [], 2, 0.5)));
+      // Here only when its queue + 2 x 0.5 <= the worker's. Queued (worker, here) before each request:
+      // (0, 0) w, (0.5, 0) w, (1, 0) l, (1, 0.5) w, (1.5, 0.5) l, (1.5, 1) w.
+      expect(places(replies)).toBe("wwlwlw");
+    } finally {
+      await pool.close();
+    }
+  });
+});
