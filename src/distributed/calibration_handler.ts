@@ -59,6 +59,8 @@ export type CalibrationRequest =
     outer: SharedWeights;
     /** The checkpoint whose head matrix the head streams, when the building thread streams it too. */
     streamedHead?: string;
+    /** That checkpoint's hash, known to the building thread: not computed again. */
+    sourceHash?: string;
     /**
      * This thread's slot only (never sent to a worker): the building thread's
      * open head rows, read instead of opening `streamedHead` again, whose
@@ -214,7 +216,7 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
     const arch = architectureFor(String(request.config.model_type));
     const streamed = request.streamedHead === undefined || request.head
       ? undefined
-      : await openModel(request.streamedHead, { split: request.split, streamVocabulary: true, scanNonFinite: false });
+      : await openModel(request.streamedHead, { split: request.split, streamVocabulary: true, scanNonFinite: false, sourceHash: request.sourceHash });
     state.model = { arch, cfg: arch.parseConfig(request.config), split: request.split, outer: sharedWeightMap(request.outer), streamed, head: request.head ?? streamed?.vocabulary?.head };
     return { value: { kind: "ready" } };
   }

@@ -70,7 +70,7 @@ export class CalibrationPool {
         split: model.split,
         backend: currentBackend(),
         outer,
-        ...(model.vocabulary ? { streamedHead: model.source } : {}),
+        ...(model.vocabulary ? { streamedHead: model.source, sourceHash: model.sourceHash } : {}),
       };
       const local: CalibrationRequest = { ...init, ...(model.vocabulary ? { head: model.vocabulary.head } : {}) };
       await Promise.all(Array.from({ length: size }, (_, k) => pool.#call(k, k === size - 1 ? local : init)));

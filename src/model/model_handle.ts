@@ -28,6 +28,12 @@ export interface OpenModelOptions {
    * streaming builds of models whose embedding outweighs a block. Default false.
    */
   streamVocabulary?: boolean;
+  /**
+   * The checkpoint's `sourceHash` when the caller has it already (a
+   * calibration worker opening the building thread's checkpoint): the files
+   * are not read through again to hash them.
+   */
+  sourceHash?: string;
 }
 
 /**
@@ -76,7 +82,7 @@ export async function openModel(dir: string, options: OpenModelOptions = {}): Pr
     const split = options.split ?? DEFAULT_SPLIT;
     checkSplit(split, cfg.layers, dir);
     const files = [...new Set(reader.tensors().map((t) => t.file))].sort();
-    const sourceHash = await hashCheckpoint(dir, files);
+    const sourceHash = options.sourceHash ?? await hashCheckpoint(dir, files);
     const vocabulary = options.streamVocabulary ? vocabularyRows(reader, arch, cfg) : undefined;
     const streamed = vocabulary ? [...new Set([vocabulary.embedding.name, vocabulary.head.name])] : [];
     const outer = await loadOuterWeights(reader, arch, cfg, streamed);

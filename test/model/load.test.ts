@@ -12,6 +12,7 @@ import { loadBlockWeights, loadOuterWeights, resolveModel, toHfTensors } from ".
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import { writeRandomOpt } from "../../src/train/random_checkpoint.ts";
 import { fixtureDir } from "./golden.ts";
+import { openModel } from "../../src/model/model_handle.ts";
 
 let root: string;
 beforeAll(async () => {
@@ -202,5 +203,26 @@ describe("toHfTensors", () => {
       );
       tf.dispose([u, v, narrow, ...block.values()]);
     });
+  });
+});
+
+describe("openModel's source hash", () => {
+  it("is the SHA-256 of config.json and the weight files, or the one the caller knows already", async () => {
+    const dir = fixtureDir("opt_post_ln");
+    const split = { bottom: 0, top: 0 }; // the fixture has 2 blocks
+    const hashed = await openModel(dir, { split });
+    const told = await openModel(dir, { split, sourceHash: "a".repeat(64) });
+    try {
+      const { createHash } = await import("node:crypto");
+      const { readFile, readdir } = await import("node:fs/promises");
+      const weights = (await readdir(dir)).filter((f) => f.endsWith(".safetensors")).sort();
+      const hash = createHash("sha256");
+      for (const file of ["config.json", ...weights]) hash.update(await readFile(join(dir, file)));
+      expect(hashed.sourceHash).toBe(hash.digest("hex"));
+      expect(told.sourceHash).toBe("a".repeat(64));
+    } finally {
+      await hashed.close();
+      await told.close();
+    }
   });
 });
