@@ -8,9 +8,10 @@
  * (`calibrationHandler`), so a result does not depend on the slot, and the
  * building thread, whose own work (reading, writing, routing) is light,
  * uses its core too instead of a third isolate competing for two cores.
- * Each request is posted at once, to the worker with the fewest pending
- * or, when every worker has more pending, to this thread, so all slots
- * keep busy.
+ * Each request is posted at once, to the worker with the least work queued
+ * or, when every worker has more, to this thread, so all slots keep busy; a
+ * request's work is the seconds the last requests of its kind took to serve
+ * (every reply says), so a block's compression weighs as several chunks.
  *
  * What keeps one order, so the emulator's bytes do not depend on the number
  * of workers: the chunk boundaries (the same for any count), the activation

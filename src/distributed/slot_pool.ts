@@ -5,7 +5,8 @@
  * that made it (docs/DISTRIBUTED.md "All cores of one machine"). This is the
  * routing a GradOT build's calibration pool, the multiple-choice scorer and
  * the tuner share: a request goes to a chosen slot ({@link SlotPool.call}) or
- * at once to the one with the fewest pending ({@link SlotPool.post}).
+ * at once to the one with the least work queued ({@link SlotPool.post}; by
+ * default the fewest pending).
  *
  * Why the calling thread serves too: on 2 cores, `n` slots are `n - 1`
  * worker threads beside the calling thread, not `n` beside it; a further
