@@ -111,8 +111,8 @@ export class CalibrationPool {
    * thread's scratch pool (src/linalg/scratch_arrays.ts), and `x` comes back
    * into it once read: give the outputs back once stored (the activation
    * store's asynchronous writes do). This thread takes a chunk only when
-   * every worker has two more pending: it reads, publishes and stores each
-   * block besides.
+   * every worker has two chunks' work more queued: it reads, publishes and
+   * stores each block besides.
    */
   async forward(block: SharedWeights, x: Float32Array, n: number, t: number, linears: ReadonlyArray<readonly [string, number]> = []): Promise<Float32Array[]> {
     const outs = [x.length / (n * t), ...linears.map(([, width]) => width)].map((width) => takeScratch(n * t * width)); // [n, T, width] each
