@@ -72,11 +72,10 @@ export class SlotPool<Req, Res> {
    */
   call(k: number, request: Req, transfer: readonly Transferable[] = [], cost = 1): Promise<Res> {
     const workers = this.#pool?.size ?? 0;
-    if (!(k === workers && this.#local) && (!this.#pool || k < 0 || k >= workers)) {
-      return Promise.reject(new Error(`Slot ${k} is out of range for a pool of ${this.size}`));
-    }
+    const local = k === workers ? this.#local : undefined;
+    if (!local && (!this.#pool || k < 0 || k >= workers)) return Promise.reject(new Error(`Slot ${k} is out of range for a pool of ${this.size}`));
     this.#queued[k] += cost;
-    const reply = k === workers ? this.#local!.call(request) : this.#pool!.call(k, request, [...transfer]);
+    const reply = local ? local.call(request) : this.#pool!.call(k, request, [...transfer]);
     return reply.finally(() => (this.#queued[k] -= cost));
   }
 
@@ -98,7 +97,7 @@ export class SlotPool<Req, Res> {
   post(request: Req, transfer: readonly Transferable[] = [], localMargin = 1, cost = 1): Promise<Res> {
     const worker = this.#pool?.leastBusy((k) => this.#queued[k]);
     const local = this.size - 1;
-    if (this.#local && (!worker || this.#queued[local] + localMargin * cost <= worker.pending)) return this.call(local, request, transfer, cost);
+    if (this.#local && (!worker || this.#queued[local] + localMargin * cost <= worker.load)) return this.call(local, request, transfer, cost);
     if (!worker) return Promise.reject(new Error("The slot pool has no live worker"));
     return this.call(worker.index, request, transfer, cost);
   }

@@ -158,18 +158,17 @@ export class WorkerPool<Req, Res> {
   }
 
   /**
-   * The live worker with the fewest requests pending (the lowest index on a
-   * tie) and that count, where {@link post} would send a request; undefined
-   * when no worker is live. With `load`, the live worker whose `load(index)`
-   * is least, and that load: a caller weighing requests by their work
-   * (`SlotPool.post`).
+   * The live worker with the least `load` (by default the fewest requests
+   * pending; the lowest index on a tie) and that load, where {@link post}
+   * would send a request; undefined when no worker is live. A caller
+   * weighing requests by their work passes its own `load` (`SlotPool.post`).
    */
-  leastBusy(load: (index: number) => number = (k) => this.#slots[k].busy): { index: number; pending: number } | undefined {
+  leastBusy(load: (index: number) => number = (k) => this.#slots[k].busy): { index: number; load: number } | undefined {
     let best = -1;
     this.#slots.forEach((slot, k) => {
       if (!slot.failure && (best < 0 || load(k) < load(best))) best = k;
     });
-    return best < 0 ? undefined : { index: best, pending: load(best) };
+    return best < 0 ? undefined : { index: best, load: load(best) };
   }
 
   /** Terminates every worker; pending calls fail. */
