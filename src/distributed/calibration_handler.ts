@@ -16,7 +16,6 @@
  * @module
  */
 import { lastValueFrom, of } from "rxjs";
-import type { Transferable } from "node:worker_threads";
 import {
   type BlockJob,
   blockJobFromValue,
@@ -28,7 +27,7 @@ import {
 } from "./block_files.ts";
 import { BlockKfacSums } from "../operators/accumulate_kfac.ts";
 import type { Reply } from "./worker_pool.ts";
-import { movableBuffer, movableBuffers, type SharedWeights, sharedWeightMap } from "./shared_weights.ts";
+import { movableBuffers, type SharedWeights, sharedWeightMap } from "./shared_weights.ts";
 import { backwardChunk, type ChunkGradient, forwardChunk, headChunk } from "../model/calibration_chunk.ts";
 import { architectureFor } from "../model/registry.ts";
 import { openModel } from "../model/model_handle.ts";
@@ -241,7 +240,7 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
       const { lossSum, dHidden } = headChunk(arch, cfg, model.outer, hidden, request.ids, model.head);
       hidden.dispose();
       const values = valuesOf(dHidden);
-      return { value: { kind: "head", lossSum, dHidden: values }, transfer: [movableBuffer(values)] };
+      return { value: { kind: "head", lossSum, dHidden: values }, transfer: movableBuffers(values) };
     }
     case "backward": {
       const x = tensorOf(request.x);
@@ -255,11 +254,9 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
       }
       const { dx, linears } = gradient;
       const values = valuesInto(dx, request.out); // [n, T, d]
-      const transfer: Transferable[] = [movableBuffer(values)];
-      for (const l of linears) transfer.push(...(l.x ? [movableBuffer(l.x.data)] : []), movableBuffer(l.gamma.data));
       // The tensors made from them are disposed: no backend holds these arrays any more.
       const spent = [request.x.data, request.dy.data, ...request.replay.map(({ chunk }) => chunk.data)];
-      return { value: { kind: "backward", dx: values, linears, spent }, transfer: [...new Set([...transfer, ...movableBuffers(spent)])] };
+      return { value: { kind: "backward", dx: values, linears, spent }, transfer: movableBuffers([values, linears, spent]) };
     }
     case "kfac": {
       const inputs = new Map<string, Matrix>(); // by the linear that brought it

@@ -26,7 +26,7 @@ import type { WeightMap } from "../model/types.ts";
 import type { LinearChunkRecord, ModelHandle } from "../records/records.ts";
 import { currentBackend } from "../tensor/backend.ts";
 import { type CalibrationReply, type CalibrationRequest, calibrationHandler } from "./calibration_handler.ts";
-import { movableBuffer, movableBuffers, type SharedWeights, shareWeights } from "./shared_weights.ts";
+import { movableBuffers, type SharedWeights, shareWeights } from "./shared_weights.ts";
 import { type BlockJobValue, type CompressedBlockValue, statsFromValue } from "./block_files.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
@@ -117,7 +117,7 @@ export class CalibrationPool {
   async forward(block: SharedWeights, x: Float32Array, n: number, t: number, linears: ReadonlyArray<readonly [string, number]> = []): Promise<Float32Array[]> {
     const outs = [x.length / (n * t), ...linears.map(([, width]) => width)].map((width) => takeScratch(n * t * width)); // [n, T, width] each
     const request: CalibrationRequest = { kind: "forward", block, x: { n, t, data: x }, linears: linears.map(([name]) => name), outs };
-    const { ys, spent } = await this.#run<"forward">(request, [movableBuffer(x), ...movableBuffers(outs)], 2);
+    const { ys, spent } = await this.#run<"forward">(request, movableBuffers([x, outs]), 2);
     adoptScratch(...spent);
     return ys;
   }
@@ -125,7 +125,7 @@ export class CalibrationPool {
   /** The head's summed loss and gradient on the last block's output `hidden` (`[n, T, d]`) for token ids `ids` (`[n, T]`). */
   async head(hidden: Float32Array, ids: Int32Array, n: number, t: number): Promise<{ lossSum: number; dHidden: Float32Array }> {
     const own = ids.slice(); // its own buffer, moved to the worker
-    return await this.#run<"head">({ kind: "head", hidden: { n, t, data: hidden }, ids: own }, [movableBuffer(hidden), movableBuffer(own)]);
+    return await this.#run<"head">({ kind: "head", hidden: { n, t, data: hidden }, ids: own }, movableBuffers([hidden, own]));
   }
 
   /**

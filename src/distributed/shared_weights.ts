@@ -92,21 +92,12 @@ export async function modelFromShared(
 }
 
 /**
- * The buffer under `view`, to move it to another thread without a copy
- * (`postMessage`'s transfer list), which takes only an unshared buffer.
- *
- * @throws Error when the view is over a `SharedArrayBuffer`
- */
-export function movableBuffer(view: ArrayBufferView): ArrayBuffer {
-  if (!(view.buffer instanceof ArrayBuffer)) throw new Error("A shared buffer cannot be moved to another thread; it is shared already");
-  return view.buffer;
-}
-
-/**
  * The buffers of every typed array in `value` (objects and arrays walked)
  * that spans its whole, unshared buffer: the transfer list that moves a
- * block job or a compressed block to another thread without copying its
- * arrays. Arrays that are views into a larger buffer are left to be copied.
+ * chunk, a block job or a compressed block to another thread without copying
+ * its arrays. Arrays that are views into a larger buffer are left to be
+ * copied; arrays over a `SharedArrayBuffer` (the scratch pool's, shared
+ * weights) are sent shared (`WorkerPool.call`).
  */
 export function movableBuffers(value: unknown): ArrayBuffer[] {
   const found = new Set<ArrayBuffer>();

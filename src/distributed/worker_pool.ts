@@ -8,7 +8,10 @@
  * ({@link WorkerPool.call}: data parallelism, where worker `k` keeps a
  * replica) or to the next idle one ({@link WorkerPool.run}: a task queue).
  * Messages are structured-cloned; list `ArrayBuffer`s in `transfer` to move
- * them without a copy, or share a `SharedArrayBuffer`.
+ * them without a copy, or share a `SharedArrayBuffer`. Every shared array a
+ * message holds is handed over to the receiver (`handOverScratch`,
+ * `src/linalg/scratch_arrays.ts`): the scratch pool's arrays are shared, and
+ * the sender's pool must not hand them out again.
  *
  * Runtimes: Deno 2 runs a `.ts` entry directly through `node:worker_threads`.
  * Node cannot, and on Node 20 a worker ignores `--import tsx` in `execArgv`,
@@ -27,7 +30,9 @@
  */
 import { availableParallelism } from "node:os";
 import process from "node:process";
+import v8 from "node:v8";
 import { parentPort, type Transferable, Worker } from "node:worker_threads";
+import { handOverScratch } from "../linalg/scratch_arrays.ts";
 
 /** What a handler returns: the reply value and the buffers to move with it. */
 export interface Reply<Res> {
@@ -68,6 +73,24 @@ export function defaultWorkerCount(): number {
   return availableParallelism();
 }
 
+/**
+ * Lets every V8 heap of the process grow 4× between full collections
+ * (`--heap-growing-percent=300`; V8's own factor gave about 1.4× here), from
+ * the first pool on. Each isolate holds about 60 MB of modules and tfjs; at
+ * V8's factor a 2-slot GradOT build ran 92 full collections, 51 of them for
+ * that slack alone, and their concurrent marking took 4.9 CPU-seconds of
+ * helper threads that compete with the slots for the cores, where one thread's
+ * build leaves them a free core (docs/DISTRIBUTED.md "Where 2 slots wait").
+ * Where the runtime does not take V8 flags this does nothing.
+ */
+function widenHeapGrowth(): void {
+  try {
+    v8.setFlagsFromString("--heap-growing-percent=300");
+  } catch {
+    // Not every runtime passes flags to V8: its growth stays V8's own.
+  }
+}
+
 /** Workers running one entry module, addressed by index or as a queue. */
 export class WorkerPool<Req, Res> {
   readonly #slots: Slot[];
@@ -91,6 +114,7 @@ export class WorkerPool<Req, Res> {
       throw new Error(`Worker pool size must be a positive integer, got ${size}`);
     }
     process.env.OPENBLAS_NUM_THREADS ??= "1"; // process-wide: see the module doc
+    widenHeapGrowth();
     const slots: Slot[] = [];
     const ready: Promise<void>[] = [];
     for (let k = 0; k < size; k++) {
@@ -127,6 +151,7 @@ export class WorkerPool<Req, Res> {
     slot.busy += 1;
     return new Promise<Res>((resolve, reject) => {
       slot.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      handOverScratch(request);
       slot.worker.postMessage({ id, request }, transfer);
     }).finally(() => {
       slot.busy -= 1;
@@ -254,6 +279,7 @@ export function serveRequests<Req, Res>(handler: (request: Req) => Reply<Res> | 
     chain = chain.then(async () => {
       try {
         const { value, transfer } = await handler(request);
+        handOverScratch(value);
         port.postMessage({ type: "reply", id, value } satisfies WireReply, transfer ?? []);
       } catch (e) {
         const error = e instanceof Error ? e : new Error(String(e));

@@ -15,6 +15,14 @@
  * chunk record), or never given back, is left to the garbage collector as
  * before. The pool keeps at most {@link SCRATCH_POOL_BYTES} of idle arrays.
  *
+ * The arrays are views of whole `SharedArrayBuffer`s. A worker pool sends them
+ * to another thread by sharing, not by moving (docs/DISTRIBUTED.md "Where 2
+ * slots wait"): V8 counts a moved buffer as new external memory of the
+ * isolate that receives it, and every 64 MB of it starts a full garbage
+ * collection there, while a shared one is not counted. An array sent away
+ * stays readable here, so the sender hands it over ({@link handOverScratch})
+ * and this pool no longer takes it back, as it skips a moved (emptied) one.
+ *
  * @module
  */
 
@@ -26,12 +34,14 @@ const idle = new Map<number, Float32Array[]>();
 let idleBytes = 0;
 /** Arrays handed out and not given back yet: the only ones {@link giveScratch} takes. */
 const loaned = new WeakSet<Float32Array>();
+/** The buffers of arrays sent to another thread: that thread's now, never taken back here. */
+const handedOver = new WeakSet<SharedArrayBuffer>();
 
 /** A `length`-value array whose contents are whatever its last user left. */
 export function takeScratch(length: number): Float32Array {
   const reused = idle.get(length)?.pop();
   if (reused) idleBytes -= reused.byteLength;
-  const array = reused ?? new Float32Array(length);
+  const array = reused ?? new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT));
   loaned.add(array);
   return array;
 }
@@ -64,9 +74,23 @@ export function adoptScratch(...arrays: Float32Array[]): void {
   }
 }
 
-/** Keeps an idle array unless it is empty (moved to another thread) or the pool is full. */
+/**
+ * Marks every shared buffer under the typed arrays in `message` (objects and
+ * arrays walked) as sent to another thread, which now owns those arrays:
+ * this thread's pool will not take them back, though their memory stays
+ * readable here (a moved buffer is emptied instead, and the pool skips empty
+ * arrays). The worker pool calls it on every message it sends.
+ */
+export function handOverScratch(message: unknown): void {
+  if (ArrayBuffer.isView(message)) {
+    if (message.buffer instanceof SharedArrayBuffer) handedOver.add(message.buffer);
+  } else if (Array.isArray(message)) message.forEach(handOverScratch);
+  else if (message !== null && typeof message === "object") Object.values(message).forEach(handOverScratch);
+}
+
+/** Keeps an idle array unless it is another thread's (moved, so empty, or handed over) or the pool is full. */
 function keep(array: Float32Array): void {
-  if (array.length === 0 || idleBytes + array.byteLength > SCRATCH_POOL_BYTES) return;
+  if (array.length === 0 || (array.buffer instanceof SharedArrayBuffer && handedOver.has(array.buffer)) || idleBytes + array.byteLength > SCRATCH_POOL_BYTES) return;
   const stack = idle.get(array.length);
   if (stack) stack.push(array);
   else idle.set(array.length, [array]);

@@ -86,6 +86,8 @@ async function startWasm(): Promise<boolean> {
   installWasmKernelFixes();
   const { shareSavedTensors } = await import("./wasm_saved_tensors.ts");
   shareSavedTensors();
+  const { doubleHeapGrowth } = await import("./wasm_heap_growth.ts");
+  doubleHeapGrowth();
   return true;
 }
 

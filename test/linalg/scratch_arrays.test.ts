@@ -1,8 +1,9 @@
 // The scratch pool (src/linalg/scratch_arrays.ts): arrays it handed out come
 // back and are handed out again to work of the same length; nothing else
-// enters it, and it never holds more than its limit.
+// enters it, arrays sent to another thread stay there, and it never holds
+// more than its limit.
 import { describe, expect, test } from "vitest";
-import { adoptScratch, giveScratch, SCRATCH_POOL_BYTES, scratchBytes, takeScratch, takeZeroedScratch } from "../../src/linalg/scratch_arrays.ts";
+import { adoptScratch, giveScratch, handOverScratch, SCRATCH_POOL_BYTES, scratchBytes, takeScratch, takeZeroedScratch } from "../../src/linalg/scratch_arrays.ts";
 
 describe("scratch arrays", () => {
   test("an array given back is handed out again for the same length only", () => {
@@ -33,10 +34,12 @@ describe("scratch arrays", () => {
     expect(takeScratch(4321)).not.toBe(a); // one give, one reuse
   });
 
-  test("arrays moved back from another thread are adopted once; views and emptied arrays are not", async () => {
+  test("arrays sent to another thread are shared and handed over; arrays sent back are adopted once", async () => {
     const sent = takeScratch(2222);
     sent.fill(3);
-    // A worker's round trip: the array is moved there and back (structured clone with transfer).
+    expect(sent.buffer).toBeInstanceOf(SharedArrayBuffer);
+    // A worker's round trip: the array is shared there and back (structured clone, no transfer).
+    handOverScratch({ request: [sent] });
     const back = await new Promise<Float32Array>((resolve) => {
       const { port1, port2 } = new MessageChannel();
       port2.onmessage = (e) => {
@@ -44,12 +47,17 @@ describe("scratch arrays", () => {
         port1.close();
         port2.close();
       };
-      port1.postMessage(sent, [sent.buffer]);
+      port1.postMessage(sent);
     });
-    expect(sent.length).toBe(0); // moved away: giving it back now keeps nothing
+    expect(back).not.toBe(sent);
+    expect(back[0]).toBe(3); // the same memory
+    expect(sent.length).toBe(2222); // still readable here, but handed over: giving it back keeps nothing
     const before = scratchBytes();
     giveScratch(sent);
-    adoptScratch(back, back, new Float32Array(4444).subarray(0, 2222));
+    expect(scratchBytes()).toBe(before);
+    const emptied = new Float32Array(2222);
+    structuredClone(emptied, { transfer: [emptied.buffer] });
+    adoptScratch(back, back, new Float32Array(4444).subarray(0, 2222), emptied);
     expect(scratchBytes() - before).toBe(back.byteLength);
     expect(takeScratch(2222)).toBe(back);
     expect(takeScratch(2222)).not.toBe(back);
@@ -59,6 +67,15 @@ describe("scratch arrays", () => {
     giveScratch(lent);
     expect(takeScratch(3333)).toBe(lent);
     expect(takeScratch(3333)).not.toBe(lent);
+  });
+
+  test("handing over reaches arrays anywhere in a message", () => {
+    const [a, b, c] = [takeScratch(555), takeScratch(555), takeScratch(555)];
+    handOverScratch({ kind: "kfac", linears: [{ x: { data: a } }, { gamma: { data: b.subarray(5, 9) } }] });
+    const before = scratchBytes();
+    giveScratch(a, b, c);
+    expect(scratchBytes() - before).toBe(c.byteLength); // only the array the message did not hold
+    expect(takeScratch(555)).toBe(c);
   });
 
   test("it keeps at most its limit of idle arrays", () => {
