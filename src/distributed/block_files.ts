@@ -28,7 +28,6 @@ import type { ChannelProducts } from "../stats/channel_products.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 import { type HeldFactor, heldFactor } from "../stats/symmetric_factor.ts";
 import { tf } from "../tensor/backend.ts";
-import { copyValues } from "../tensor/heap_view.ts";
 
 /**
  * The msgpack codec of the queue's files on shared storage (`.block`,
@@ -77,12 +76,12 @@ export interface CompressedBlock {
   compression: CompressionNote;
 }
 
-/** Copies a weight map's tensors off the tensor heap (`copyValues`), in name order. */
+/** Copies a weight map's tensors off the tensor heap, in name order. */
 function storeWeights(weights: WeightMap): Record<string, StoredTensor> {
   const names = [...weights.keys()].sort();
   return Object.fromEntries(names.map((n) => {
     const t = weights.get(n)!;
-    return [n, { shape: [...t.shape], data: copyValues(t) }];
+    return [n, { shape: [...t.shape], data: t.dataSync() as Float32Array }];
   }));
 }
 

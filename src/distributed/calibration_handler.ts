@@ -40,6 +40,7 @@ import type { Matrix } from "../linalg/matrix.ts";
 import type { VocabularyRows } from "../model/vocabulary.ts";
 import { peekValues } from "../tensor/heap_view.ts";
 import { adoptScratch } from "../linalg/scratch_arrays.ts";
+import { type ChunkTarget, writeChunkAt } from "../io/activation_store.ts";
 
 /** A chunk of `[n, T, d]` values. */
 interface Chunk {
@@ -67,8 +68,8 @@ export type CalibrationRequest =
      */
     head?: VocabularyRows;
   }
-  /** `outs`: arrays of the building thread's scratch pool, one per output (`[n, T, d]`, then `[n, T, out]` per linear), filled and moved back. */
-  | { kind: "forward"; block: SharedWeights; x: Chunk; linears: string[]; outs: Float32Array[] }
+  /** `targets`: where each output goes in the activation store's files (`[n, T, d]`, then `[n, T, out]` per linear), written there by the slot. */
+  | { kind: "forward"; block: SharedWeights; x: Chunk; linears: string[]; targets: ChunkTarget[] }
   | { kind: "head"; hidden: Chunk; ids: Int32Array }
   /** `out`: an `[n, T, d]` array of the building thread's scratch pool for the input gradient, filled and moved back. */
   | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: Chunk; dy: Chunk; replay: Array<{ name: string; chunk: Chunk }>; out: Float32Array }
@@ -95,8 +96,6 @@ type CalibrationAnswer =
   | { kind: "ready" }
   | {
     kind: "forward";
-    /** The request's `outs`, filled. */
-    ys: Float32Array[];
     /** The request's input, read and done with: moved back for the building thread to reuse. */
     spent: Float32Array[];
   }
@@ -227,13 +226,17 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
       const x = tensorOf(request.x);
       const outputs = forwardChunk(arch, cfg, blockWeights(state, request.block), x, request.linears); // [n, T, d], then [n, T, out] per linear
       x.dispose();
-      if (outputs.length !== request.outs.length) {
+      try {
+        if (outputs.length !== request.targets.length) {
+          throw new Error(`Calibration worker: a forward chunk has ${outputs.length} outputs and ${request.targets.length} places to write them`);
+        }
+        // Straight from heap views: nothing below makes a tensor.
+        outputs.forEach((y, k) => writeChunkAt(request.targets[k], peekValues(y)));
+      } finally {
         tf.dispose(outputs);
-        throw new Error(`Calibration worker: a forward chunk has ${outputs.length} outputs and was lent ${request.outs.length} arrays`);
       }
-      const ys = outputs.map((y, k) => valuesInto(y, request.outs[k]));
       const spent = [request.x.data];
-      return { value: { kind: "forward", ys, spent }, transfer: movableBuffers([...ys, ...spent]) };
+      return { value: { kind: "forward", spent }, transfer: movableBuffers(spent) };
     }
     case "head": {
       const hidden = tensorOf(request.hidden);

@@ -32,6 +32,7 @@ import type { Matrix } from "../linalg/matrix.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 import { SlotPool } from "./slot_pool.ts";
 import { adoptScratch, takeScratch } from "../linalg/scratch_arrays.ts";
+import type { ChunkTarget } from "../io/activation_store.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
 
@@ -105,21 +106,19 @@ export class CalibrationPool {
   }
 
   /**
-   * The block's output `[n, T, d]` on sequences `x` (`[n, T, d]`, moved to
-   * the worker), then the outputs `[n, T, out]` of the `linears` (name and
-   * output width; `forwardChunk`). The outputs are filled into arrays of this
-   * thread's scratch pool (src/linalg/scratch_arrays.ts), and `x` comes back
-   * into it once read: give the outputs back once stored (the activation
-   * store's asynchronous writes do). This thread takes a chunk only when
-   * every worker has two chunks' work more queued: it reads, publishes and
-   * stores each block besides.
+   * Runs the block on sequences `x` (`[n, T, d]`, moved to the worker) and
+   * has the slot write its output `[n, T, d]`, then the outputs
+   * `[n, T, out]` of the `linears` (name and output width; `forwardChunk`),
+   * at `targets` in the activation store's files
+   * (`ActivationStore.writeEachAt`): the outputs never come to this thread.
+   * `x` comes back into this thread's scratch pool once read. This thread
+   * takes a chunk only when every worker has two chunks' work more queued:
+   * it reads and publishes each block besides.
    */
-  async forward(block: SharedWeights, x: Float32Array, n: number, t: number, linears: ReadonlyArray<readonly [string, number]> = []): Promise<Float32Array[]> {
-    const outs = [x.length / (n * t), ...linears.map(([, width]) => width)].map((width) => takeScratch(n * t * width)); // [n, T, width] each
-    const request: CalibrationRequest = { kind: "forward", block, x: { n, t, data: x }, linears: linears.map(([name]) => name), outs };
-    const { ys, spent } = await this.#run<"forward">(request, movableBuffers([x, outs]), 2);
+  async forward(block: SharedWeights, x: Float32Array, n: number, t: number, linears: ReadonlyArray<readonly [string, number]>, targets: ChunkTarget[]): Promise<void> {
+    const request: CalibrationRequest = { kind: "forward", block, x: { n, t, data: x }, linears: linears.map(([name]) => name), targets };
+    const { spent } = await this.#run<"forward">(request, movableBuffers(x), 2);
     adoptScratch(...spent);
-    return ys;
   }
 
   /** The head's summed loss and gradient on the last block's output `hidden` (`[n, T, d]`) for token ids `ids` (`[n, T]`). */

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync } from "node:fs";
+import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { adoptScratch, takeScratch } from "../linalg/scratch_arrays.ts";
 import { join } from "node:path";
@@ -216,6 +216,32 @@ export class ActivationStore {
     return this.#finishArrays(files, sequences, t);
   }
 
+  /**
+   * {@link writeEach} with each chunk's arrays written where they were
+   * computed (a calibration worker, {@link writeChunkAt}): `fn` is called for
+   * every chunk at once with the chunk's place in each array's file, and
+   * resolves once it has written them there. The files' bytes are those of
+   * {@link writeEach} on the same values, in any order of the chunks, and the
+   * arrays never pass through this thread (docs/DISTRIBUTED.md "How a GradOT
+   * build uses the cores").
+   */
+  async writeEachAt(
+    sequences: number,
+    t: number,
+    widths: readonly number[],
+    chunk: number,
+    fn: (from: number, to: number, targets: ChunkTarget[]) => Promise<void>,
+    names?: readonly string[],
+  ): Promise<StoredActivations[]> {
+    const files = this.#startArrays(widths, names);
+    const rowBytes = t * Float32Array.BYTES_PER_ELEMENT; // one position of one channel
+    await Promise.all(sequenceChunks(sequences, chunk).map(([from, to]) =>
+      fn(from, to, files.map(({ path, width }) => ({ path, position: from * rowBytes * width, values: (to - from) * t * width })))
+    ));
+    if (this.#closed) throw new Error("The activation store is closed");
+    return this.#finishArrays(files, sequences, t);
+  }
+
   /** Creates each array's empty file (a persistent store's under `<name>.part`). */
   #startArrays(widths: readonly number[], names: readonly string[] | undefined): ArrayFile[] {
     if (this.#closed) throw new Error("The activation store is closed");
@@ -271,6 +297,36 @@ function appendChunks(files: ArrayFile[], data: Float32Array[], from: number, to
       throw fileWriteError(path, e); // a full temporary disk names the file
     }
   });
+}
+
+/** Where one chunk of one stored array goes ({@link ActivationStore.writeEachAt}): the file, its first byte and its value count. */
+export interface ChunkTarget {
+  path: string;
+  position: number;
+  values: number;
+}
+
+/**
+ * Writes one chunk of a stored array (`[n, T, width]` values) at its place
+ * in the array's file, from any thread; the file was made by
+ * {@link ActivationStore.writeEachAt}. No descriptor stays open after it.
+ *
+ * @throws Error naming the file when `values` is not the chunk's size or the write fails
+ */
+export function writeChunkAt(target: ChunkTarget, values: Float32Array): void {
+  const { path, position } = target;
+  if (values.length !== target.values) throw new Error(`Activation chunk for ${path} has ${values.length} values, expected ${target.values}`);
+  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  try {
+    const fd = openSync(path, "r+");
+    try {
+      for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    throw fileWriteError(path, e); // a full temporary disk, or a store closed meanwhile, names the file
+  }
 }
 
 /** Store directories not closed yet: removed if the process exits or is interrupted first. */

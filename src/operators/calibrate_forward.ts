@@ -293,8 +293,8 @@ export function calibrateForward(
               const shared = pool.publish(record.weights);
               disposeWeights(record.weights); // the workers hold it now
               const arrays = await timeStageAsync(options.events, "forward", () =>
-                store.writeEachAsync(n, t, [record.model.cfg.hidden, ...linears.map(([, w]) => w)], chunk, (a, b) =>
-                  pool.forward(shared, readScratch(input, a, b), b - a, t, linears), namesOf(record, linears)), { block: record.index }); // [N, T, d], then [N, T, out] per linear
+                store.writeEachAt(n, t, [record.model.cfg.hidden, ...linears.map(([, w]) => w)], chunk, (a, b, targets) =>
+                  pool.forward(shared, readScratch(input, a, b), b - a, t, linears, targets), namesOf(record, linears)), { block: record.index }); // [N, T, d], then [N, T, out] per linear, written by the slots
               pool.retire(shared); // every chunk answered
               return computed(record, input, arrays, linears);
             });

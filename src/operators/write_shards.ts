@@ -29,7 +29,6 @@ import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, typ
 import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
-import { copyValues } from "../tensor/heap_view.ts";
 
 /** What `writeShards` needs of a record: a block, its weights and how it was compressed. */
 export interface WeightedBlock {
@@ -89,10 +88,10 @@ export interface WriteShardsOptions {
 
 const byName = (a: ShardTensorInput, b: ShardTensorInput) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
-/** A weight map's tensors as shard columns (copies off the tensor heap, `copyValues`), in name order. */
+/** A weight map's tensors as shard columns (copies off the tensor heap), in name order. */
 export function shardTensors(weights: WeightMap): ShardTensor[] {
   return [...weights.entries()]
-    .map(([name, t]) => ({ name, shape: [...t.shape], data: copyValues(t) }))
+    .map(([name, t]) => ({ name, shape: [...t.shape], data: t.dataSync() as Float32Array }))
     .sort(byName);
 }
 

@@ -6,7 +6,6 @@
  * @module
  */
 import type { Tensor } from "@tensorflow/tfjs";
-import { takeScratch } from "../linalg/scratch_arrays.ts";
 import { currentBackend, tf } from "./backend.ts";
 
 /** The heap access of tfjs-backend-wasm's `BackendWasm` (not in its typings). */
@@ -52,17 +51,4 @@ export function peekValues(t: Tensor): Float32Array {
     return (tf.backend() as unknown as WasmHeapBackend).typedArrayFromHeap(t);
   }
   return t.dataSync() as Float32Array;
-}
-
-/**
- * A float32 tensor's values copied into a scratch array: shared memory
- * (src/linalg/scratch_arrays.ts), which V8 does not count as the isolate's
- * external memory, where a `dataSync` copy's every 64 MB starts a full
- * garbage collection (docs/DISTRIBUTED.md "Where 2 slots wait"). For copies
- * made block after block: a block job's weights, a shard's columns.
- */
-export function copyValues(t: Tensor): Float32Array {
-  const out = takeScratch(t.size);
-  out.set(peekValues(t));
-  return out;
 }

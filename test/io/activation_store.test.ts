@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
-import { ActivationStore, chunkTensor } from "../../src/io/activation_store.ts";
+import { ActivationStore, chunkTensor, writeChunkAt } from "../../src/io/activation_store.ts";
 import { takeScratch } from "../../src/linalg/scratch_arrays.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
@@ -115,6 +115,25 @@ describe("ActivationStore", () => {
     const taken = lengths.map(() => takeScratch(3 * t * d));
     expect(taken.filter((a) => given.includes(a)).length).toBe(lengths.filter((l) => l === 3 * t * d).length);
     store.close();
+  });
+
+  test("writeEachAt has each chunk written at its place, in any order, as writeEach writes the same values", async () => {
+    const store = new ActivationStore();
+    const widths = [d, 2];
+    const second = Float32Array.from({ length: n * t * 2 }, (_, i) => i / 7 - 3); // [n, T, 2]
+    const delays = [30, 0, 15]; // chunk 0 written last
+    const [first, other] = await store.writeEachAt(n, t, widths, 3, async (a, b, targets) => {
+      await new Promise((r) => setTimeout(r, delays[a / 3]));
+      expect(targets.map((x) => x.values)).toEqual(widths.map((w) => (b - a) * t * w));
+      writeChunkAt(targets[0], data.slice(a * t * d, b * t * d));
+      writeChunkAt(targets[1], second.subarray(a * t * 2, b * t * 2)); // a view: its own bytes only
+    });
+    expect(first.read(0, n)).toEqual(data);
+    expect(other.read(0, n)).toEqual(second);
+    await expect(store.writeEachAt(n, t, [d], 3, async (a, b, [target]) => writeChunkAt(target, data.slice(a * t * d, b * t * d - 1))))
+      .rejects.toThrow(/has 59 values, expected 60/);
+    store.close();
+    expect(() => writeChunkAt({ path: join(store.directory ?? "/nonexistent", "gone.f32"), position: 0, values: 1 }, new Float32Array(1))).toThrow(/gone\.f32/);
   });
 
   test("rejects a chunk of the wrong shape", () => {
