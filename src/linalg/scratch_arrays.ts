@@ -81,11 +81,12 @@ export function adoptScratch(...arrays: Float32Array[]): void {
  * readable here (a moved buffer is emptied instead, and the pool skips empty
  * arrays). The worker pool calls it on every message it sends.
  */
-export function handOverScratch(message: unknown): void {
+export function handOverScratch(message: unknown, seen = new WeakSet<object>()): void {
+  if (message === null || typeof message !== "object" || seen.has(message)) return; // a structured clone may hold cycles
+  seen.add(message);
   if (ArrayBuffer.isView(message)) {
     if (message.buffer instanceof SharedArrayBuffer) handedOver.add(message.buffer);
-  } else if (Array.isArray(message)) message.forEach(handOverScratch);
-  else if (message !== null && typeof message === "object") Object.values(message).forEach(handOverScratch);
+  } else for (const value of Array.isArray(message) ? message : Object.values(message)) handOverScratch(value, seen);
 }
 
 /** Keeps an idle array unless it is another thread's (moved, so empty, or handed over) or the pool is full. */
