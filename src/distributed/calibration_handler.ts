@@ -38,15 +38,22 @@ import type { AdapterSplit, LinearChunkRecord, ModelHandle } from "../records/re
 import { initBackend, tf } from "../tensor/backend.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 import type { VocabularyRows } from "../model/vocabulary.ts";
-import { peekValues } from "../tensor/heap_view.ts";
+import { filledTensor, peekValues } from "../tensor/heap_view.ts";
 import { adoptScratch } from "../linalg/scratch_arrays.ts";
-import { type ChunkTarget, writeChunkAt } from "../io/activation_store.ts";
+import { type ChunkPlace, readChunkAt, writeChunkAt } from "../io/activation_store.ts";
 
 /** A chunk of `[n, T, d]` values. */
 interface Chunk {
   n: number;
   t: number;
   data: Float32Array;
+}
+
+/** A chunk of `[n, T, d]` values in the activation store, which the slot reads itself. */
+interface StoredChunk {
+  n: number;
+  t: number;
+  place: ChunkPlace;
 }
 
 /** Requests the calibration pool sends a worker. */
@@ -69,10 +76,10 @@ export type CalibrationRequest =
     head?: VocabularyRows;
   }
   /** `targets`: where each output goes in the activation store's files (`[n, T, d]`, then `[n, T, out]` per linear), written there by the slot. */
-  | { kind: "forward"; block: SharedWeights; x: Chunk; linears: string[]; targets: ChunkTarget[] }
+  | { kind: "forward"; block: SharedWeights; x: StoredChunk; linears: string[]; targets: ChunkPlace[] }
   | { kind: "head"; hidden: Chunk; ids: Int32Array }
-  /** `out`: an `[n, T, d]` array of the building thread's scratch pool for the input gradient, filled and moved back. */
-  | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: Chunk; dy: Chunk; replay: Array<{ name: string; chunk: Chunk }>; out: Float32Array }
+  /** `out`: where the input gradient `[n, T, d]` goes in the activation store, written there by the slot; absent where it is not kept. */
+  | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: StoredChunk; dy: StoredChunk; replay: Array<{ name: string; chunk: StoredChunk }>; out?: ChunkPlace }
   | { kind: "compress"; job: BlockJobValue }
   /**
    * One chunk of the linears this worker sums (`kfacOwners`), in block order;
@@ -94,20 +101,9 @@ export type CalibrationReply = CalibrationAnswer & { seconds: number };
 /** A reply's value by request kind. */
 type CalibrationAnswer =
   | { kind: "ready" }
-  | {
-    kind: "forward";
-    /** The request's input, read and done with: moved back for the building thread to reuse. */
-    spent: Float32Array[];
-  }
+  | { kind: "forward" }
   | { kind: "head"; lossSum: number; dHidden: Float32Array }
-  | {
-    kind: "backward";
-    /** The request's `out`, filled. */
-    dx: Float32Array;
-    linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }>;
-    /** The request's own arrays (x, dy, replay), read and done with: moved back for the building thread to reuse. */
-    spent: Float32Array[];
-  }
+  | { kind: "backward"; linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }> }
   | { kind: "compress"; block: CompressedBlockValue }
   | { kind: "kfac" }
   | { kind: "kfac-finalize"; stats: StatsValue }
@@ -154,22 +150,8 @@ function valuesOf(t: tf.Tensor): Float32Array {
   }
 }
 
-/**
- * Copies `t`'s values into `out` (an array the building thread lent: memory
- * in use already, where a fresh array would cost page faults and garbage
- * collection, src/linalg/scratch_arrays.ts) and disposes `t`.
- *
- * @throws Error when the sizes differ
- */
-function valuesInto(t: tf.Tensor, out: Float32Array): Float32Array {
-  try {
-    if (out.length !== t.size) throw new Error(`Calibration worker: an output of shape [${t.shape}] was lent an array of ${out.length} values`);
-    out.set(peekValues(t));
-    return out;
-  } finally {
-    t.dispose();
-  }
-}
+/** A stored chunk read from its file straight into a tensor's heap memory, `[n, T, width]`. */
+const storedTensor = (c: StoredChunk) => filledTensor([c.n, c.t, c.place.values / (c.n * c.t)], (out) => readChunkAt(c.place, out));
 
 /**
  * A handle carrying what scoring and compression read of a model (its
@@ -223,7 +205,7 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
   const { arch, cfg } = model;
   switch (request.kind) {
     case "forward": {
-      const x = tensorOf(request.x);
+      const x = storedTensor(request.x);
       const outputs = forwardChunk(arch, cfg, blockWeights(state, request.block), x, request.linears); // [n, T, d], then [n, T, out] per linear
       x.dispose();
       try {
@@ -235,8 +217,7 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
       } finally {
         tf.dispose(outputs);
       }
-      const spent = [request.x.data];
-      return { value: { kind: "forward", spent }, transfer: movableBuffers(spent) };
+      return { value: { kind: "forward" } };
     }
     case "head": {
       const hidden = tensorOf(request.hidden);
@@ -246,9 +227,9 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
       return { value: { kind: "head", lossSum, dHidden: values }, transfer: movableBuffers(values) };
     }
     case "backward": {
-      const x = tensorOf(request.x);
-      const dy = tensorOf(request.dy);
-      const replay = request.replay.length > 0 ? new Map(request.replay.map(({ name, chunk }) => [name, tensorOf(chunk)])) : undefined; // [n, T, out] each
+      const x = storedTensor(request.x); // [n, T, d]
+      const dy = storedTensor(request.dy); // [n, T, d]
+      const replay = request.replay.length > 0 ? new Map(request.replay.map(({ name, chunk }) => [name, storedTensor(chunk)])) : undefined; // [n, T, out] each
       let gradient: ChunkGradient;
       try {
         gradient = backwardChunk(arch, cfg, blockWeights(state, request.block), x, dy, request.probes, request.index, replay);
@@ -256,10 +237,12 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
         tf.dispose([x, dy, ...(replay?.values() ?? [])]);
       }
       const { dx, linears } = gradient;
-      const values = valuesInto(dx, request.out); // [n, T, d]
-      // The tensors made from them are disposed: no backend holds these arrays any more.
-      const spent = [request.x.data, request.dy.data, ...request.replay.map(({ chunk }) => chunk.data)];
-      return { value: { kind: "backward", dx: values, linears, spent }, transfer: movableBuffers([values, linears, spent]) };
+      try {
+        if (request.out) writeChunkAt(request.out, peekValues(dx)); // [n, T, d], from a heap view: nothing between makes a tensor
+      } finally {
+        dx.dispose();
+      }
+      return { value: { kind: "backward", linears }, transfer: movableBuffers(linears) };
     }
     case "kfac": {
       const inputs = new Map<string, Matrix>(); // by the linear that brought it

@@ -31,8 +31,7 @@ import { type BlockJobValue, type CompressedBlockValue, statsFromValue } from ".
 import type { Matrix } from "../linalg/matrix.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 import { SlotPool } from "./slot_pool.ts";
-import { adoptScratch, takeScratch } from "../linalg/scratch_arrays.ts";
-import type { ChunkTarget } from "../io/activation_store.ts";
+import type { ChunkPlace } from "../io/activation_store.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
 
@@ -106,19 +105,17 @@ export class CalibrationPool {
   }
 
   /**
-   * Runs the block on sequences `x` (`[n, T, d]`, moved to the worker) and
-   * has the slot write its output `[n, T, d]`, then the outputs
-   * `[n, T, out]` of the `linears` (name and output width; `forwardChunk`),
-   * at `targets` in the activation store's files
-   * (`ActivationStore.writeEachAt`): the outputs never come to this thread.
-   * `x` comes back into this thread's scratch pool once read. This thread
-   * takes a chunk only when every worker has two chunks' work more queued:
-   * it reads and publishes each block besides.
+   * Has a slot run the block on the `n` sequences of `T` tokens at `x` in
+   * the activation store, reading them itself, and write its output
+   * `[n, T, d]`, then the outputs `[n, T, out]` of the `linears` (name and
+   * output width; `forwardChunk`), at `targets` in the store's files
+   * (`ActivationStore.writeEachAt`): no chunk's values pass through this
+   * thread. This thread takes a chunk only when every worker has two chunks'
+   * work more queued: it reads and publishes each block besides.
    */
-  async forward(block: SharedWeights, x: Float32Array, n: number, t: number, linears: ReadonlyArray<readonly [string, number]>, targets: ChunkTarget[]): Promise<void> {
-    const request: CalibrationRequest = { kind: "forward", block, x: { n, t, data: x }, linears: linears.map(([name]) => name), targets };
-    const { spent } = await this.#run<"forward">(request, movableBuffers(x), 2);
-    adoptScratch(...spent);
+  async forward(block: SharedWeights, x: ChunkPlace, n: number, t: number, linears: ReadonlyArray<readonly [string, number]>, targets: ChunkPlace[]): Promise<void> {
+    const request: CalibrationRequest = { kind: "forward", block, x: { n, t, place: x }, linears: linears.map(([name]) => name), targets };
+    await this.#run<"forward">(request, [], 2);
   }
 
   /** The head's summed loss and gradient on the last block's output `hidden` (`[n, T, d]`) for token ids `ids` (`[n, T]`). */
@@ -128,38 +125,32 @@ export class CalibrationPool {
   }
 
   /**
-   * The block's VJP on a chunk (`backwardChunk`): the input gradient and,
-   * with `probes`, every linear's KFAC inputs. `replay` holds the forward's
-   * linear outputs on the chunk (`[n, T, out]` each, moved to the worker),
-   * which its recomputed forward takes instead of multiplying again. The
-   * request's arrays come back once read, into this thread's scratch pool
-   * (src/linalg/scratch_arrays.ts): read chunks into arrays from it. The
-   * input gradient `[n, T, d]` is filled into an array of that pool: give it
-   * back once stored (the activation store's asynchronous writes do).
+   * The block's VJP on a chunk (`backwardChunk`), the `n` sequences of `T`
+   * tokens at `x` and their upstream gradient at `dy` in the activation
+   * store, which the slot reads itself: with `probes`, every linear's KFAC
+   * inputs. `replay` places the forward's linear outputs on the chunk
+   * (`[n, T, out]` each), which its recomputed forward takes instead of
+   * multiplying again. The slot writes the input gradient `[n, T, d]` at
+   * `out` in the store (`ActivationStore.writeEachAt`), if given.
    */
   async backward(
     block: SharedWeights,
     index: number,
     probes: boolean,
-    x: Float32Array,
-    dy: Float32Array,
-    n: number,
-    t: number,
-    replay: ReadonlyArray<{ name: string; data: Float32Array }> = [],
-  ): Promise<{ dx: Float32Array; linears: ChunkLinear[] }> {
+    chunk: { n: number; t: number; x: ChunkPlace; dy: ChunkPlace; replay?: ReadonlyArray<{ name: string; place: ChunkPlace }>; out?: ChunkPlace },
+  ): Promise<ChunkLinear[]> {
+    const { n, t } = chunk;
     const request: CalibrationRequest = {
       kind: "backward",
       block,
       index,
       probes,
-      x: { n, t, data: x },
-      dy: { n, t, data: dy },
-      replay: replay.map(({ name, data }) => ({ name, chunk: { n, t, data } })),
-      out: takeScratch(x.length), // [n, T, d]
+      x: { n, t, place: chunk.x },
+      dy: { n, t, place: chunk.dy },
+      replay: (chunk.replay ?? []).map(({ name, place }) => ({ name, chunk: { n, t, place } })),
+      ...(chunk.out ? { out: chunk.out } : {}),
     };
-    const { dx, linears, spent } = await this.#run<"backward">(request, movableBuffers([request.x.data, request.dy.data, ...replay.map(({ data }) => data), request.out]));
-    adoptScratch(...spent); // for the next chunks' reads (`readScratch`)
-    return { dx, linears };
+    return (await this.#run<"backward">(request, [])).linears;
   }
 
   /**

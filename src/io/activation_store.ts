@@ -15,7 +15,7 @@
  */
 import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { adoptScratch, takeScratch } from "../linalg/scratch_arrays.ts";
+import { adoptScratch } from "../linalg/scratch_arrays.ts";
 import { join } from "node:path";
 import process from "node:process";
 import type { Tensor } from "@tensorflow/tfjs";
@@ -68,6 +68,8 @@ export interface StoredActivations {
   read(from: number, to: number): Float32Array;
   /** Sequences `[from, to)` into `out` (`[to - from, T, d]` values, e.g. a tensor's heap memory). */
   readInto(from: number, to: number, out: Float32Array): void;
+  /** Where sequences `[from, to)` lie in the array's file, for another thread to read ({@link readChunkAt}). */
+  place(from: number, to: number): ChunkPlace;
   /** Deletes the array's file (idempotent). */
   dispose(): void;
 }
@@ -230,7 +232,7 @@ export class ActivationStore {
     t: number,
     widths: readonly number[],
     chunk: number,
-    fn: (from: number, to: number, targets: ChunkTarget[]) => Promise<void>,
+    fn: (from: number, to: number, targets: ChunkPlace[]) => Promise<void>,
     names?: readonly string[],
   ): Promise<StoredActivations[]> {
     const files = this.#startArrays(widths, names);
@@ -299,11 +301,36 @@ function appendChunks(files: ArrayFile[], data: Float32Array[], from: number, to
   });
 }
 
-/** Where one chunk of one stored array goes ({@link ActivationStore.writeEachAt}): the file, its first byte and its value count. */
-export interface ChunkTarget {
+/**
+ * Where one chunk of one stored array lies in its file: the file, the
+ * chunk's first byte and its value count. What a calibration worker is sent
+ * to read a chunk ({@link readChunkAt}, {@link StoredActivations.place}) or
+ * to write one ({@link writeChunkAt}, {@link ActivationStore.writeEachAt})
+ * itself, so the chunk's values never pass through the building thread.
+ */
+export interface ChunkPlace {
   path: string;
   position: number;
   values: number;
+}
+
+/**
+ * Reads one chunk of a stored array from its place into `out` (`values`
+ * values: a tensor's heap memory, say), from any thread.
+ *
+ * @throws Error naming the file when `out` is not the chunk's size or the file ends first
+ */
+export function readChunkAt(place: ChunkPlace, out: Float32Array): void {
+  const { path, position } = place;
+  if (out.length !== place.values) throw new Error(`Activation chunk of ${path} has ${place.values} values, read into ${out.length}`);
+  const fd = openSync(path, "r");
+  try {
+    if (readFullySync(fd, new Uint8Array(out.buffer, out.byteOffset, out.byteLength), position) < out.byteLength) {
+      throw new Error(`Activation file ${path} ends before byte ${position + out.byteLength}`);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -313,7 +340,7 @@ export interface ChunkTarget {
  *
  * @throws Error naming the file when `values` is not the chunk's size or the write fails
  */
-export function writeChunkAt(target: ChunkTarget, values: Float32Array): void {
+export function writeChunkAt(target: ChunkPlace, values: Float32Array): void {
   const { path, position } = target;
   if (values.length !== target.values) throw new Error(`Activation chunk for ${path} has ${values.length} values, expected ${target.values}`);
   const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
@@ -362,18 +389,16 @@ function watchForExit(): void {
 /** A handle on the `[sequences, t, d]` float32 file at `path`. */
 function storedArray(path: string, sequences: number, t: number, d: number): StoredActivations {
   const row = t * d * Float32Array.BYTES_PER_ELEMENT;
-  const readInto = (from: number, to: number, out: Float32Array): void => {
+  const place = (from: number, to: number): ChunkPlace => {
     if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from <= to && to <= sequences)) {
       throw new RangeError(`Sequence range [${from}, ${to}) is outside [0, ${sequences})`);
     }
-    if (out.length !== (to - from) * t * d) throw new Error(`Sequences [${from}, ${to}) of [${sequences}, ${t}, ${d}] do not fill ${out.length} values`);
-    const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-    const fd = openSync(path, "r");
-    try {
-      if (readFullySync(fd, bytes, from * row) < bytes.length) throw new Error(`Activation file ${path} ends before sequence ${to}`);
-    } finally {
-      closeSync(fd);
-    }
+    return { path, position: from * row, values: (to - from) * t * d };
+  };
+  const readInto = (from: number, to: number, out: Float32Array): void => {
+    const chunk = place(from, to);
+    if (out.length !== chunk.values) throw new Error(`Sequences [${from}, ${to}) of [${sequences}, ${t}, ${d}] do not fill ${out.length} values`);
+    readChunkAt(chunk, out);
   };
   return {
     sequences,
@@ -385,21 +410,11 @@ function storedArray(path: string, sequences: number, t: number, d: number): Sto
       return out;
     },
     readInto,
+    place,
     dispose() {
       rmSync(path, { force: true });
     },
   };
-}
-
-/**
- * Sequences `[from, to)` of a stored `[N, T, d]` array, `[to - from, T, d]`
- * values, in an array of the scratch pool (src/linalg/scratch_arrays.ts):
- * for chunks sent to a calibration worker, which moves the array back.
- */
-export function readScratch(data: StoredActivations, from: number, to: number): Float32Array {
-  const out = takeScratch((to - from) * data.length * data.width);
-  data.readInto(from, to, out);
-  return out;
 }
 
 /**

@@ -34,11 +34,10 @@ import type { StartingPool } from "../distributed/calibration_pool.ts";
 import { tf } from "../tensor/backend.ts";
 import type { ActivationRecord, CalibrationEvent, LinearChunkRecord, ModelHandle } from "../records/records.ts";
 import { checkpointBoundary } from "../cli/interrupt.ts";
-import { chunkTensor, defaultChunk, readScratch, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
+import { type ChunkPlace, chunkTensor, defaultChunk, sequenceChunks, type StoredActivations } from "../io/activation_store.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
 import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
-import { adoptScratch } from "../linalg/scratch_arrays.ts";
 import type { LinearSpec, WeightMap } from "../model/types.ts";
 
 /** Options of {@link calibrateBackward}. */
@@ -300,17 +299,16 @@ async function runBackward(
           if (pool) {
             const shared = pool.publish(weights);
             const chunks = new Map<number, ChunkLinear[]>(); // by chunk start
-            const run = async (a: number, b: number): Promise<Float32Array> => {
-              const replay = replayed.map(([linear, array]) => ({ name: linear, data: readScratch(array, a, b) })); // [n, T, out] each
-              const { dx, linears } = await pool.backward(shared, index, middle, readScratch(input, a, b), readScratch(dOut, a, b), b - a, t, replay);
-              chunks.set(a, linears);
-              return dx;
+            // The slot reads the chunk's input, upstream gradient and linear outputs and writes its input gradient itself.
+            const run = async (a: number, b: number, out?: ChunkPlace): Promise<void> => {
+              const replay = replayed.map(([linear, array]) => ({ name: linear, place: array.place(a, b) })); // [n, T, out] each
+              chunks.set(a, await pool.backward(shared, index, middle, { n: b - a, t, x: input.place(a, b), dy: dOut.place(a, b), replay, out }));
             };
             // Every chunk goes to the workers now; the block before is emitted while they work.
             const gradient = timeStageAsync(options.events, "backward", () =>
               index > lowestMiddle
-                ? store.writeAsync(n, t, d, chunk, run, name(index))
-                : Promise.all(sequenceChunks(n, chunk).map(([a, b]) => run(a, b).then((dx) => adoptScratch(dx)))).then(() => undefined), { block: index });
+                ? store.writeEachAt(n, t, [d], chunk, (a, b, [out]) => run(a, b, out), resume ? [gradientName(index)] : undefined).then(([stored]) => stored)
+                : Promise.all(sequenceChunks(n, chunk).map(([a, b]) => run(a, b))).then(() => undefined), { block: index });
             gradient.catch(() => {}); // awaited below, once the block before is emitted
             if (index > 0 && !resume?.isDone(index - 1)) {
               prefetched = load(index - 1);

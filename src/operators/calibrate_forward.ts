@@ -27,7 +27,6 @@ import {
   chunkIds,
   chunkTensor,
   defaultChunk,
-  readScratch,
   type StoredActivations,
 } from "../io/activation_store.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
@@ -294,7 +293,7 @@ export function calibrateForward(
               disposeWeights(record.weights); // the workers hold it now
               const arrays = await timeStageAsync(options.events, "forward", () =>
                 store.writeEachAt(n, t, [record.model.cfg.hidden, ...linears.map(([, w]) => w)], chunk, (a, b, targets) =>
-                  pool.forward(shared, readScratch(input, a, b), b - a, t, linears, targets), namesOf(record, linears)), { block: record.index }); // [N, T, d], then [N, T, out] per linear, written by the slots
+                  pool.forward(shared, input.place(a, b), b - a, t, linears, targets), namesOf(record, linears)), { block: record.index }); // [N, T, d], then [N, T, out] per linear, written by the slots
               pool.retire(shared); // every chunk answered
               return computed(record, input, arrays, linears);
             });

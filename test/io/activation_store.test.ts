@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
-import { ActivationStore, chunkTensor, writeChunkAt } from "../../src/io/activation_store.ts";
+import { ActivationStore, chunkTensor, readChunkAt, writeChunkAt } from "../../src/io/activation_store.ts";
 import { takeScratch } from "../../src/linalg/scratch_arrays.ts";
 import { openModel } from "../../src/model/model_handle.ts";
 import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
@@ -117,7 +117,7 @@ describe("ActivationStore", () => {
     store.close();
   });
 
-  test("writeEachAt has each chunk written at its place, in any order, as writeEach writes the same values", async () => {
+  test("writeEachAt has each chunk written at its place, in any order, as writeEach writes the same values; readChunkAt reads one back", async () => {
     const store = new ActivationStore();
     const widths = [d, 2];
     const second = Float32Array.from({ length: n * t * 2 }, (_, i) => i / 7 - 3); // [n, T, 2]
@@ -130,6 +130,13 @@ describe("ActivationStore", () => {
     });
     expect(first.read(0, n)).toEqual(data);
     expect(other.read(0, n)).toEqual(second);
+    // Another thread reads a chunk by its place alone.
+    const out = new Float32Array(2 * t * 2);
+    readChunkAt(other.place(3, 5), out);
+    expect(out).toEqual(second.subarray(3 * t * 2, 5 * t * 2));
+    expect(() => readChunkAt(other.place(3, 5), new Float32Array(3))).toThrow(/has 16 values, read into 3/);
+    expect(() => readChunkAt({ ...other.place(6, 7), position: 10_000 }, new Float32Array(8))).toThrow(/ends before byte/);
+    expect(() => other.place(6, 8)).toThrow("outside [0, 7)");
     await expect(store.writeEachAt(n, t, [d], 3, async (a, b, [target]) => writeChunkAt(target, data.slice(a * t * d, b * t * d - 1))))
       .rejects.toThrow(/has 59 values, expected 60/);
     store.close();
