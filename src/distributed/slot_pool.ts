@@ -38,11 +38,14 @@ export class SlotPool<Req, Res> {
   readonly #local: LocalSlot<Req, Res> | undefined;
   /** Each slot's work sent and not answered: the sum of its requests' costs (1 each unless the caller weighs them). */
   readonly #queued: number[];
+  /** Each slot's requests sent and not answered: at none, its work is exactly 0 again. */
+  readonly #pending: number[];
 
   private constructor(pool: WorkerPool<Req, Res> | undefined, local: LocalSlot<Req, Res> | undefined) {
     this.#pool = pool;
     this.#local = local;
     this.#queued = new Array(this.size).fill(0);
+    this.#pending = new Array(this.size).fill(0);
   }
 
   /**
@@ -75,8 +78,13 @@ export class SlotPool<Req, Res> {
     const local = k === workers ? this.#local : undefined;
     if (!local && (!this.#pool || k < 0 || k >= workers)) return Promise.reject(new Error(`Slot ${k} is out of range for a pool of ${this.size}`));
     this.#queued[k] += cost;
+    this.#pending[k] += 1;
     const reply = local ? local.call(request) : this.#pool!.call(k, request, [...transfer]);
-    return reply.finally(() => (this.#queued[k] -= cost));
+    return reply.finally(() => {
+      // Costs added and taken back in another order leave rounding behind (0.1 + 0.2 - 0.1 - 0.2 is
+      // 2.8e-17), which would lose this slot every later tie: an idle slot's work is 0.
+      this.#queued[k] = --this.#pending[k] === 0 ? 0 : this.#queued[k] - cost;
+    });
   }
 
   /**
@@ -88,7 +96,7 @@ export class SlotPool<Req, Res> {
    * worker: with two more it took one chunk of a block's four on 2 cores,
    * and in the backward the worker thread held the build up. The forward's
    * chunks ask for 2, since between them the calling thread also reads the
-   * next block, publishes it and writes the chunks' outputs; a calibration
+   * next block and publishes it; a calibration
    * pool weighs its requests by their measured seconds, so a block's
    * compression (several chunks' work) counts as such (docs/DISTRIBUTED.md
    * "How a GradOT build uses the cores"). Requests to one slot run in the

@@ -42,6 +42,20 @@ describe("SlotPool.post", () => {
     }
   });
 
+  test("an idle slot's work is exactly zero again, whatever the costs it served", async () => {
+    const pool = await start();
+    try {
+      // Added up and taken back one by one, these costs leave 5.6e-17 behind in floating point.
+      const costs = [0.1, 0.2, 0.7, 0.3];
+      await Promise.all(costs.map((cost) => pool.call(pool.size - 1, {}, [], cost))); // all served here
+      // With both slots idle, the first of two equal requests goes to the worker and the second ties here.
+      const replies = await Promise.all([pool.post({ delayMs: 20 }, [], 1, 0.3), pool.post({ delayMs: 20 }, [], 1, 0.3)]);
+      expect(places(replies)).toBe("wl");
+    } finally {
+      await pool.close();
+    }
+  });
+
   test("a margin keeps the calling thread's slot that many costs behind the workers", async () => {
     const pool = await start();
     try {
