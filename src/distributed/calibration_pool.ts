@@ -107,14 +107,14 @@ export class CalibrationPool {
   /**
    * Has a slot run the block on the `n` sequences of `T` tokens at `x` in
    * the activation store, reading them itself, and write its output
-   * `[n, T, d]`, then the outputs `[n, T, out]` of the `linears` (name and
-   * output width; `forwardChunk`), at `targets` in the store's files
+   * `[n, T, d]`, then the outputs `[n, T, out]` of the named `linears`
+   * (`forwardChunk`), at `targets` in the store's files
    * (`ActivationStore.writeEachAt`): no chunk's values pass through this
    * thread. This thread takes a chunk only when every worker has two chunks'
    * work more queued: it reads and publishes each block besides.
    */
-  async forward(block: SharedWeights, x: ChunkPlace, n: number, t: number, linears: ReadonlyArray<readonly [string, number]>, targets: ChunkPlace[]): Promise<void> {
-    const request: CalibrationRequest = { kind: "forward", block, x: { n, t, place: x }, linears: linears.map(([name]) => name), targets };
+  async forward(block: SharedWeights, x: ChunkPlace, n: number, t: number, linears: readonly string[], targets: ChunkPlace[]): Promise<void> {
+    const request: CalibrationRequest = { kind: "forward", block, x: { n, t, place: x }, linears: [...linears], targets };
     await this.#run<"forward">(request, [], 2);
   }
 

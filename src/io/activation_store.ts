@@ -13,13 +13,13 @@
  *
  * @module
  */
-import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { adoptScratch } from "../linalg/scratch_arrays.ts";
 import { join } from "node:path";
 import process from "node:process";
 import type { Tensor } from "@tensorflow/tfjs";
-import { readFullySync } from "./read_fully.ts";
+import { readFullySync, writeFullySync } from "./read_fully.ts";
 import { fileWriteError } from "./errors.ts";
 import { ACTIVATIONS_PREFIX } from "./stale_temps.ts";
 import { tf } from "../tensor/backend.ts";
@@ -347,7 +347,7 @@ export function writeChunkAt(target: ChunkPlace, values: Float32Array): void {
   try {
     const fd = openSync(path, "r+");
     try {
-      for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
+      writeFullySync(fd, bytes, position);
     } finally {
       closeSync(fd);
     }

@@ -8,11 +8,12 @@
  * @module
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync } from "node:fs";
 import { open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { pid } from "node:process";
 import { CheckpointError, fileWriteError } from "./errors.ts";
+import { writeFullySync } from "./read_fully.ts";
 
 /**
  * A sibling name for `path` unique to this process: `<path>.<tag>-<pid>-<random>`.
@@ -81,9 +82,7 @@ export function writeFileAtomicSync(path: string, data: FileContent): void {
     mkdirSync(dirname(path), { recursive: true });
     const fd = openSync(temp, "wx");
     try {
-      const write = (bytes: Uint8Array) => {
-        for (let done = 0; done < bytes.byteLength;) done += writeSync(fd, bytes, done, bytes.byteLength - done);
-      };
+      const write = (bytes: Uint8Array) => writeFullySync(fd, bytes);
       if (typeof data === "function") data(write);
       else write(typeof data === "string" ? new TextEncoder().encode(data) : data);
       fsyncSync(fd);

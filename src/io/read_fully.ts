@@ -1,10 +1,11 @@
 /**
- * Positional reads that loop until a buffer is full: `readSync` may return
- * fewer bytes than asked, so every exact read of a file range needs this loop.
+ * Reads and writes that loop until the whole buffer is done: `readSync` may
+ * return fewer bytes than asked and `writeSync` may write fewer, so every
+ * exact read or write of a file range needs this loop.
  *
  * @module
  */
-import { readSync } from "node:fs";
+import { readSync, writeSync } from "node:fs";
 
 /**
  * Reads into all of `out` from descriptor `fd` at byte `position`, looping
@@ -19,4 +20,12 @@ export function readFullySync(fd: number, out: Uint8Array, position: number): nu
     done += got;
   }
   return done;
+}
+
+/**
+ * Writes all of `bytes` to descriptor `fd`, at byte `position` or, when it is
+ * null, at the descriptor's current offset, looping over short writes.
+ */
+export function writeFullySync(fd: number, bytes: Uint8Array, position: number | null = null): void {
+  for (let done = 0; done < bytes.byteLength;) done += writeSync(fd, bytes, done, bytes.byteLength - done, position === null ? null : position + done);
 }

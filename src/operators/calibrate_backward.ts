@@ -305,9 +305,10 @@ async function runBackward(
               chunks.set(a, await pool.backward(shared, index, middle, { n: b - a, t, x: input.place(a, b), dy: dOut.place(a, b), replay, out }));
             };
             // Every chunk goes to the workers now; the block before is emitted while they work.
+            const file = name(index); // the gradient's, in a persistent store
             const gradient = timeStageAsync(options.events, "backward", () =>
               index > lowestMiddle
-                ? store.writeEachAt(n, t, [d], chunk, (a, b, [out]) => run(a, b, out), resume ? [gradientName(index)] : undefined).then(([stored]) => stored)
+                ? store.writeEachAt(n, t, [d], chunk, (a, b, [out]) => run(a, b, out), file === undefined ? undefined : [file]).then(([stored]) => stored)
                 : Promise.all(sequenceChunks(n, chunk).map(([a, b]) => run(a, b))).then(() => undefined), { block: index });
             gradient.catch(() => {}); // awaited below, once the block before is emitted
             if (index > 0 && !resume?.isDone(index - 1)) {

@@ -291,9 +291,10 @@ export function calibrateForward(
             return await step(record, async (input, chunk, linears) => {
               const shared = pool.publish(record.weights);
               disposeWeights(record.weights); // the workers hold it now
+              const names = linears.map(([linear]) => linear);
               const arrays = await timeStageAsync(options.events, "forward", () =>
                 store.writeEachAt(n, t, [record.model.cfg.hidden, ...linears.map(([, w]) => w)], chunk, (a, b, targets) =>
-                  pool.forward(shared, input.place(a, b), b - a, t, linears, targets), namesOf(record, linears)), { block: record.index }); // [N, T, d], then [N, T, out] per linear, written by the slots
+                  pool.forward(shared, input.place(a, b), b - a, t, names, targets), namesOf(record, linears)), { block: record.index }); // [N, T, d], then [N, T, out] per linear, written by the slots
               pool.retire(shared); // every chunk answered
               return computed(record, input, arrays, linears);
             });

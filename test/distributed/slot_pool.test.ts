@@ -13,58 +13,48 @@ type Req = { delayMs?: number };
 type Res = { thread: number };
 const entry = new URL("../train/echo_worker.ts", import.meta.url);
 
-/** A pool of one echo worker (test/train/echo_worker.ts) and this thread, which answers its own thread id. */
-const start = () =>
-  SlotPool.start<Req, Res>(entry, { workers: 1, local: () => ({ value: { thread: threadId } }) });
+/** Runs `use` on a pool of one echo worker (test/train/echo_worker.ts) and this thread, which answers its own thread id; closes it after. */
+async function withPool(use: (pool: SlotPool<Req, Res>) => Promise<void>): Promise<void> {
+  const pool = await SlotPool.start<Req, Res>(entry, { workers: 1, local: () => ({ value: { thread: threadId } }) });
+  try {
+    await use(pool);
+  } finally {
+    await pool.close();
+  }
+}
 
 /** Where each request went: "w" the worker, "l" this thread. */
 const places = (replies: Res[]) => replies.map((r) => (r.thread === threadId ? "l" : "w")).join("");
 
 describe("SlotPool.post", () => {
-  test("with no costs, counts pending requests: the calling thread takes every other one", async () => {
-    const pool = await start();
-    try {
+  test("with no costs, counts pending requests: the calling thread takes every other one", () =>
+    withPool(async (pool) => {
       const replies = await Promise.all(Array.from({ length: 6 }, () => pool.post({ delayMs: 20 })));
       expect(places(replies)).toBe("wlwlwl");
-    } finally {
-      await pool.close();
-    }
-  });
+    }));
 
-  test("weighs requests by cost: after a costly one on the worker, this thread takes cheap ones until it has as much", async () => {
-    const pool = await start();
-    try {
+  test("weighs requests by cost: after a costly one on the worker, this thread takes cheap ones until it has as much", () =>
+    withPool(async (pool) => {
       const heavy = pool.post({ delayMs: 20 }, [], 1, 5); // this thread has 0 + 5 > 0 queued: the worker
       const light = Array.from({ length: 6 }, () => pool.post({ delayMs: 20 }, [], 1, 1)); // 0..4 + 1 <= 5: here, then the worker
       expect(places([await heavy, ...(await Promise.all(light))])).toBe("wlllllw");
-    } finally {
-      await pool.close();
-    }
-  });
+    }));
 
-  test("an idle slot's work is exactly zero again, whatever the costs it served", async () => {
-    const pool = await start();
-    try {
+  test("an idle slot's work is exactly zero again, whatever the costs it served", () =>
+    withPool(async (pool) => {
       // Added up and taken back one by one, these costs leave 5.6e-17 behind in floating point.
       const costs = [0.1, 0.2, 0.7, 0.3];
       await Promise.all(costs.map((cost) => pool.call(pool.size - 1, {}, [], cost))); // all served here
       // With both slots idle, the first of two equal requests goes to the worker and the second ties here.
       const replies = await Promise.all([pool.post({ delayMs: 20 }, [], 1, 0.3), pool.post({ delayMs: 20 }, [], 1, 0.3)]);
       expect(places(replies)).toBe("wl");
-    } finally {
-      await pool.close();
-    }
-  });
+    }));
 
-  test("a margin keeps the calling thread's slot that many costs behind the workers", async () => {
-    const pool = await start();
-    try {
+  test("a margin keeps the calling thread's slot that many costs behind the workers", () =>
+    withPool(async (pool) => {
       const replies = await Promise.all(Array.from({ length: 6 }, () => pool.post({ delayMs: 20 }, [], 2, 0.5)));
       // Here only when its queue + 2 x 0.5 <= the worker's. Queued (worker, here) before each request:
       // (0, 0) w, (0.5, 0) w, (1, 0) l, (1, 0.5) w, (1.5, 0.5) l, (1.5, 1) w.
       expect(places(replies)).toBe("wwlwlw");
-    } finally {
-      await pool.close();
-    }
-  });
+    }));
 });
