@@ -251,6 +251,7 @@ export { runSliceJob } from "./src/loop/gradot_slice.ts";
 export { jobId, JobSubmitter, queueConnection, QUEUE_NAME, type VerbJob } from "./src/distributed/job_queue.ts";
 export { claimsDir, type QueueWorker, serveQueue, type WorkerOptions } from "./src/distributed/queue_worker.ts";
 export { CalibrationPool, StartingPool } from "./src/distributed/calibration_pool.ts";
+export { CalibrationThreads } from "./src/distributed/calibration_threads.ts";
 export { defaultWorkerCount } from "./src/distributed/worker_pool.ts";
 export { sweepGradot, type SweepOptions, type SweepResult, type SweepRow } from "./src/loop/sweep_gradot.ts";
 export {

@@ -19,6 +19,7 @@ import {
   blockTimings,
   buildEmulator,
   type CalibrationSet,
+  CalibrationThreads,
   checkGradotVariant,
   checkOutputDir,
   DEFAULT_SPLIT,
@@ -266,8 +267,11 @@ function parseFlags(argv: string[]) {
 /**
  * CLI entry: 0 when the package is written; 130 or 143 when SIGINT or
  * SIGTERM stopped the build (its temporary files removed, `--out` untouched).
+ * `early`: the pool's threads, when the dispatcher started them before
+ * loading this module (src/cli/early_threads.ts); used if `--workers` asks
+ * for as many.
  */
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], early?: CalibrationThreads): Promise<number> {
   const flags = parseFlags(argv);
   const split = splitFlag(flags.split);
   // numbers range-checked before any work
@@ -296,9 +300,18 @@ export async function main(argv: string[]): Promise<number> {
     force: flags.force,
   });
   removeStaleTemporaries([flags.out, otDistillStatePath(flags.out)]);
-  await initBackend(flags.backend, flags.quiet);
-  // ot-distill trains through the embeddings and head, so they stay resident
-  const model = await openModel(flags.model, { split, streamVocabulary: flags.method !== "ot-distill" });
+  // A pool's threads load their modules while this thread opens the model (docs/DISTRIBUTED.md), if the dispatcher has not started them already.
+  const pooled = flags.method === "gradot" && flags.queue === undefined && workers !== undefined && workers > 1;
+  const threads = pooled ? (early?.size === workers ? early : new CalibrationThreads(workers)) : undefined;
+  let model: Awaited<ReturnType<typeof openModel>>;
+  try {
+    await initBackend(flags.backend, flags.quiet);
+    // ot-distill trains through the embeddings and head, so they stay resident
+    model = await openModel(flags.model, { split, streamVocabulary: flags.method !== "ot-distill" });
+  } catch (e) {
+    await threads?.close();
+    throw e;
+  }
   const interrupts = listenForInterrupts();
   const submitter = flags.queue === undefined ? undefined : await JobSubmitter.open(flags.queue);
   let resume: ResumableBuild | undefined;
@@ -324,7 +337,7 @@ export async function main(argv: string[]): Promise<number> {
       method: flags.method,
       out: flags.out,
       ...gradot,
-      ...(flags.method === "gradot" && calibration && workers !== undefined ? { workers } : {}),
+      ...(flags.method === "gradot" && calibration && workers !== undefined ? { workers, threads } : {}),
       ...flags.scaleot,
       calibration,
       dtype: flags.fp16 ? "float16" as const : "float32" as const,
@@ -371,6 +384,7 @@ export async function main(argv: string[]): Promise<number> {
     return signalExitCode(interrupts.received);
   } finally {
     interrupts.close();
+    await threads?.close();
     await submitter?.close();
     await model.close();
   }

@@ -8,16 +8,28 @@
  * @module
  */
 import process from "node:process";
-import { selectedBlasSummary } from "../mod.ts";
 import { takeBlasFlag } from "../src/cli/blas_flag.ts";
+import { earlyCalibrationThreads } from "../src/cli/early_threads.ts";
 
-/** A CLI verb: its help text and its entry point (returns the exit code). */
+/** What the dispatcher starts for a verb before loading it (src/cli/early_threads.ts). */
+type Early = ReturnType<typeof earlyCalibrationThreads>;
+
+/**
+ * A CLI verb: its help text and its entry point (returns the exit code);
+ * `early` is what the dispatcher started for it before loading it (a
+ * verb that takes none ignores it).
+ */
 export interface Verb {
   help: string;
-  main(argv: string[]): Promise<number | void>;
+  main(argv: string[], early?: Early): Promise<number | void>;
 }
 
-const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
+/**
+ * The verbs: a summary, the module to load, and what to start before
+ * loading it (`build-emulator --workers n`: its pool's threads,
+ * src/cli/early_threads.ts), which the dispatcher closes once the verb returns.
+ */
+const verbs: Record<string, { summary: string; load: () => Promise<Verb>; early?: (argv: string[]) => Early }> = {
   inspect: {
     summary: "print a checkpoint's architecture, blocks, parameters and dtypes",
     load: () => import("./inspect.ts"),
@@ -49,6 +61,7 @@ const verbs: Record<string, { summary: string; load: () => Promise<Verb> }> = {
   "build-emulator": {
     summary: "compress a checkpoint into a GradOT, OT LayerDrop or CRaSh emulator package (Arrow shards)",
     load: () => import("./build_emulator.ts"),
+    early: earlyCalibrationThreads,
   },
   worker: {
     summary: "serve the jobs of experiment/build-emulator --queue (Redis) on this machine",
@@ -131,20 +144,24 @@ export async function run(argv: string[]): Promise<number> {
     console.error(`offtune: unknown verb "${name}"\n\n${usage()}`);
     return 2;
   }
-  const verb = await entry.load();
-  if (rest.includes("--help") || rest.includes("-h")) {
-    console.log(verb.help);
-    return 0;
-  }
+  const early = entry.early?.(rest);
   try {
+    const verb = await entry.load();
+    if (rest.includes("--help") || rest.includes("-h")) {
+      console.log(verb.help);
+      return 0;
+    }
+    const { selectedBlasSummary } = await import("../mod.ts"); // loaded already by the verb: imported late, so nothing delays `early`
     const blas = selectedBlasSummary(); // loads cuBLAS when asked for, failing before any work
     if (blas) console.error(`offtune: ${blas}`);
-    return (await verb.main(rest)) ?? 0;
+    return (await verb.main(rest, early)) ?? 0;
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     console.error(`offtune ${name}: ${message}`);
     if (process.env.OFFTUNE_DEBUG && error instanceof Error) console.error(error.stack);
     return 1;
+  } finally {
+    await early?.close();
   }
 }
 

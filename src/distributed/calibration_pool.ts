@@ -31,6 +31,7 @@ import { type BlockJobValue, type CompressedBlockValue, statsFromValue } from ".
 import type { Matrix } from "../linalg/matrix.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 import { SlotPool } from "./slot_pool.ts";
+import { CalibrationThreads } from "./calibration_threads.ts";
 import type { ChunkPlace } from "../io/activation_store.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
@@ -48,21 +49,19 @@ export class CalibrationPool {
   }
 
   /**
-   * Starts `size - 1` workers for `model` and readies this thread as the
-   * last slot, each with the model's outer weights (for the head) and this
-   * thread's tensor backend. When `model` streams its vocabulary, each worker
+   * Readies `size - 1` workers for `model` (`threads`, started here unless
+   * they were started ahead) and this thread as the last slot, each with
+   * the model's outer weights (for the head) and this thread's tensor
+   * backend. When `model` streams its vocabulary, each worker
    * opens `model.source` to stream the head matrix the same way, and this
    * thread's slot reads `model`'s own head rows.
    *
    * @throws Error when a worker cannot start, or `size` is below 2
    */
-  static async start(model: ModelHandle, size: number): Promise<CalibrationPool> {
-    if (!Number.isInteger(size) || size < 2) throw new Error(`A calibration pool has at least 2 slots (a worker and this thread), got ${size}`);
-    const slots = await SlotPool.start<CalibrationRequest, CalibrationReply>(new URL("./calibration_worker.ts", import.meta.url), {
-      workers: size - 1,
-      local: calibrationHandler(),
-    });
-    const pool = new CalibrationPool(slots);
+  static async start(model: ModelHandle, size: number, threads: CalibrationThreads = new CalibrationThreads(size)): Promise<CalibrationPool> {
+    if (threads.size !== size) throw new Error(`A calibration pool of ${size} slots was handed threads started for ${threads.size}`);
+    const serve = calibrationHandler(); // this thread's slot
+    const pool = new CalibrationPool(SlotPool.over(await threads.workers, serve));
     try {
       const outer = shareWeights(model.outer);
       const init: CalibrationRequest = {
@@ -73,8 +72,11 @@ export class CalibrationPool {
         outer,
         ...(model.vocabulary ? { streamedHead: model.source, sourceHash: model.sourceHash } : {}),
       };
-      const local: CalibrationRequest = { ...init, ...(model.vocabulary ? { head: model.vocabulary.head } : {}) };
-      await Promise.all(Array.from({ length: size }, (_, k) => pool.#call(k, k === size - 1 ? local : init)));
+      const workers = Promise.all(Array.from({ length: size - 1 }, (_, k) => pool.#call(k, init)));
+      workers.catch(() => {}); // awaited below
+      // This thread's slot at once, not after the turn of the event loop its requests wait for: none is queued yet.
+      await serve({ ...init, ...(model.vocabulary ? { head: model.vocabulary.head } : {}) });
+      await workers;
     } catch (e) {
       await pool.close();
       throw e;
@@ -230,10 +232,10 @@ export class StartingPool {
   /** Number of workers being started. */
   readonly size: number;
 
-  /** Starts `size` workers for `model` ({@link CalibrationPool.start}); `started` settles when they are up. */
-  constructor(model: ModelHandle, size: number) {
+  /** Readies `size` slots for `model` ({@link CalibrationPool.start}) on `threads` if given; `started` settles when they are up. */
+  constructor(model: ModelHandle, size: number, threads?: CalibrationThreads) {
     this.size = size;
-    this.started = CalibrationPool.start(model, size).then((pool) => (this.ready = pool));
+    this.started = CalibrationPool.start(model, size, threads).then((pool) => (this.ready = pool));
     this.started.catch(() => {}); // reported to whoever awaits it
   }
 

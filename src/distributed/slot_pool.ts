@@ -59,7 +59,12 @@ export class SlotPool<Req, Res> {
     const { workers, local } = options;
     if (!Number.isInteger(workers) || workers < 0) throw new Error(`Worker threads must be a whole number, got ${workers}`);
     if (workers === 0 && !local) throw new Error("A slot pool needs a worker thread or the calling thread's slot");
-    const pool = workers > 0 ? await WorkerPool.start<Req, Res>(entry, { size: workers }) : undefined;
+    return SlotPool.over(workers > 0 ? await WorkerPool.start<Req, Res>(entry, { size: workers }) : undefined, local);
+  }
+
+  /** Slots over worker threads started already (`pool`, if any) and, with `local`, the calling thread as the last. */
+  static over<Req, Res>(pool: WorkerPool<Req, Res> | undefined, local?: (request: Req) => Reply<Res> | Promise<Reply<Res>>): SlotPool<Req, Res> {
+    if (!pool && !local) throw new Error("A slot pool needs a worker thread or the calling thread's slot");
     return new SlotPool(pool, local && new LocalSlot(local));
   }
 

@@ -32,6 +32,7 @@ import type { JobSubmitter } from "../distributed/job_queue.ts";
 import { queuedCompression } from "./queued_compression.ts";
 import { queuedCalibration } from "./queued_calibration.ts";
 import { StartingPool } from "../distributed/calibration_pool.ts";
+import type { CalibrationThreads } from "../distributed/calibration_threads.ts";
 import { poolCompression } from "./pool_compression.ts";
 import { poolKfac } from "./pool_kfac.ts";
 
@@ -93,6 +94,12 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
    * bytes for any count (docs/DISTRIBUTED.md "All cores of one machine").
    */
   workers?: number;
+  /**
+   * The pool's worker threads, started ahead (`CalibrationThreads`, for
+   * `workers` slots) so they load while the model opens; else the build
+   * starts them. The caller closes them.
+   */
+  threads?: CalibrationThreads;
 }
 
 /** The stages a block's progress marks name, in order. */
@@ -214,7 +221,7 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
     };
     if (workers === 1) return build();
     // The first blocks' forward runs here while the workers start.
-    const pool = new StartingPool(model, workers);
+    const pool = new StartingPool(model, workers, options.threads);
     return build(pool).pipe(finalize(() => void pool.close()));
   });
 }

@@ -16,7 +16,8 @@ import { buildGradotEmulator } from "../../src/operators/gradot.ts";
 import type { CalibrationSet, ModelHandle } from "../../src/records/records.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import type { StageEvent } from "../../src/events/stage_events.ts";
-import { StartingPool } from "../../src/distributed/calibration_pool.ts";
+import { CalibrationPool, StartingPool } from "../../src/distributed/calibration_pool.ts";
+import { CalibrationThreads } from "../../src/distributed/calibration_threads.ts";
 import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
 import { BlockPace, calibrateForward } from "../../src/operators/calibrate_forward.ts";
 import { calibrateBackward } from "../../src/operators/calibrate_backward.ts";
@@ -61,14 +62,22 @@ describe("build-emulator on a worker pool", () => {
   test.each([
     { vocabulary: "held", counts: [2, 3] },
     { vocabulary: "streamed", counts: [2] },
-  ])("the shards and manifest of 1 and $counts workers are the same bytes (vocabulary $vocabulary)", async ({ vocabulary, counts }) => {
+    { vocabulary: "streamed", counts: [2], ahead: true },
+  ])("the shards and manifest of 1 and $counts workers are the same bytes (vocabulary $vocabulary, threads started ahead: $ahead)", async ({ vocabulary, counts, ahead }) => {
     const before = tf.memory().numTensors;
     const build = async (workers: number) => {
-      const out = join(dir, `${vocabulary}-w${workers}`);
+      const out = join(dir, `${vocabulary}-w${workers}${ahead ? "-ahead" : ""}`);
       const marks: string[] = []; // progress marks, "stage block"
       const next = (e: StageEvent) => e.unit === "steps" && marks.push(`${e.stage} ${e.block}`);
-      const shards = await lastValueFrom(buildGradotEmulator(vocabulary === "held" ? model : streamed, { calibration, out, chunk: 2, workers, events: { next } }).pipe(toArray()));
-      return { out, shards, marks };
+      const threads = ahead && workers > 1 ? new CalibrationThreads(workers) : undefined; // as build-emulator starts them
+      try {
+        const options = { calibration, out, chunk: 2, workers, events: { next }, ...(threads ? { threads } : {}) };
+        const shards = await lastValueFrom(buildGradotEmulator(vocabulary === "held" ? model : streamed, options).pipe(toArray()));
+        if (threads) expect((await threads.workers).leastBusy()).toBeUndefined(); // the build ran on them and closed them with its pool
+        return { out, shards, marks };
+      } finally {
+        await threads?.close();
+      }
     };
     const one = await build(1);
     for (const workers of counts) {
@@ -146,6 +155,15 @@ describe("build-emulator on a worker pool", () => {
       expect(await linearOutputs(pool)).toEqual(inThread);
     } finally {
       await pool.close();
+    }
+  });
+
+  test("a pool is not readied on threads started for another size", async () => {
+    const threads = new CalibrationThreads(2);
+    try {
+      await expect(CalibrationPool.start(streamed, 3, threads)).rejects.toThrow(/A calibration pool of 3 slots was handed threads started for 2/);
+    } finally {
+      await threads.close();
     }
   });
 
