@@ -112,12 +112,11 @@ export class CalibrationPool {
    * `[n, T, d]`, then the outputs `[n, T, out]` of the named `linears`
    * (`forwardChunk`), at `targets` in the store's files
    * (`ActivationStore.writeEachAt`): no chunk's values pass through this
-   * thread. This thread takes a chunk only when every worker has two chunks'
-   * work more queued: it reads and publishes each block besides.
+   * thread.
    */
   async forward(block: SharedWeights, x: ChunkPlace, n: number, t: number, linears: readonly string[], targets: ChunkPlace[]): Promise<void> {
     const request: CalibrationRequest = { kind: "forward", block, x: { n, t, place: x }, linears: [...linears], targets };
-    await this.#run<"forward">(request, [], 2);
+    await this.#run<"forward">(request, []);
   }
 
   /** The head's summed loss and gradient on the last block's output `hidden` (`[n, T, d]`) for token ids `ids` (`[n, T]`). */
@@ -190,13 +189,9 @@ export class CalibrationPool {
     return this.#learn(key, await this.#slots.call(k, request, transfer, this.#cost(key)));
   }
 
-  /**
-   * Posts `request` to the slot with the least work queued, weighed by what
-   * requests of its kind took, this thread's only with `localMargin` times
-   * its cost less than every worker (`SlotPool.post`).
-   */
-  async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: readonly ArrayBuffer[], localMargin = 1): Promise<Of<K>> {
-    return this.#learn(request.kind, await this.#slots.post(request, transfer, localMargin, this.#cost(request.kind))) as Of<K>;
+  /** Posts `request` to the slot with the least work queued, weighed by what requests of its kind took (`SlotPool.post`). */
+  async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: readonly ArrayBuffer[]): Promise<Of<K>> {
+    return this.#learn(request.kind, await this.#slots.post(request, transfer, this.#cost(request.kind))) as Of<K>;
   }
 
   /**

@@ -94,23 +94,21 @@ export class SlotPool<Req, Res> {
 
   /**
    * Sends `request` at once to the worker with the least work queued, or to
-   * the calling thread's slot when every worker has at least `localMargin`
-   * times the request's `cost` more queued than it. Work is the sum of the
-   * pending requests' costs; with the default cost of 1 it is their count,
-   * and the default margin of 1 gives the calling thread about as many as a
-   * worker: with two more it took one chunk of a block's four on 2 cores,
-   * and in the backward the worker thread held the build up. The forward's
-   * chunks ask for 2, since between them the calling thread also reads the
-   * next block and publishes it; a calibration
-   * pool weighs its requests by their measured seconds, so a block's
-   * compression (several chunks' work) counts as such (docs/DISTRIBUTED.md
-   * "How a GradOT build uses the cores"). Requests to one slot run in the
-   * order posted.
+   * the calling thread's slot when every worker has at least the request's
+   * `cost` more queued than it. Work is the sum of the pending requests'
+   * costs; with the default cost of 1 it is their count, so the calling
+   * thread takes about as many as a worker (with a margin of two more it
+   * took one chunk of a block's four on 2 cores, and the worker thread held
+   * the build up, in the backward and, once the worker threads started
+   * before the build, in the forward too); a calibration pool weighs its
+   * requests by their measured seconds, so a block's compression (several
+   * chunks' work) counts as such (docs/DISTRIBUTED.md "How a GradOT build
+   * uses the cores"). Requests to one slot run in the order posted.
    */
-  post(request: Req, transfer: readonly Transferable[] = [], localMargin = 1, cost = 1): Promise<Res> {
+  post(request: Req, transfer: readonly Transferable[] = [], cost = 1): Promise<Res> {
     const worker = this.#pool?.leastBusy((k) => this.#queued[k]);
     const local = this.size - 1;
-    if (this.#local && (!worker || this.#queued[local] + localMargin * cost <= worker.load)) return this.call(local, request, transfer, cost);
+    if (this.#local && (!worker || this.#queued[local] + cost <= worker.load)) return this.call(local, request, transfer, cost);
     if (!worker) return Promise.reject(new Error("The slot pool has no live worker"));
     return this.call(worker.index, request, transfer, cost);
   }

@@ -1,9 +1,9 @@
 /**
  * `SlotPool.post` routes each request to the slot with the least work
  * queued, a request's work being the cost its caller gives (1 by default:
- * the count of pending requests), and gives the calling thread's slot one
- * only with `localMargin` times its cost less queued than every worker
- * (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
+ * the count of pending requests), the calling thread's slot when it has no
+ * more queued than every worker (docs/DISTRIBUTED.md "How a GradOT build
+ * uses the cores").
  */
 import { describe, expect, test } from "vitest";
 import { threadId } from "node:worker_threads";
@@ -35,8 +35,8 @@ describe("SlotPool.post", () => {
 
   test("weighs requests by cost: after a costly one on the worker, this thread takes cheap ones until it has as much", () =>
     withPool(async (pool) => {
-      const heavy = pool.post({ delayMs: 20 }, [], 1, 5); // this thread has 0 + 5 > 0 queued: the worker
-      const light = Array.from({ length: 6 }, () => pool.post({ delayMs: 20 }, [], 1, 1)); // 0..4 + 1 <= 5: here, then the worker
+      const heavy = pool.post({ delayMs: 20 }, [], 5); // this thread has 0 + 5 > 0 queued: the worker
+      const light = Array.from({ length: 6 }, () => pool.post({ delayMs: 20 }, [], 1)); // 0..4 + 1 <= 5: here, then the worker
       expect(places([await heavy, ...(await Promise.all(light))])).toBe("wlllllw");
     }));
 
@@ -46,15 +46,7 @@ describe("SlotPool.post", () => {
       const costs = [0.1, 0.2, 0.7, 0.3];
       await Promise.all(costs.map((cost) => pool.call(pool.size - 1, {}, [], cost))); // all served here
       // With both slots idle, the first of two equal requests goes to the worker and the second ties here.
-      const replies = await Promise.all([pool.post({ delayMs: 20 }, [], 1, 0.3), pool.post({ delayMs: 20 }, [], 1, 0.3)]);
+      const replies = await Promise.all([pool.post({ delayMs: 20 }, [], 0.3), pool.post({ delayMs: 20 }, [], 0.3)]);
       expect(places(replies)).toBe("wl");
-    }));
-
-  test("a margin keeps the calling thread's slot that many costs behind the workers", () =>
-    withPool(async (pool) => {
-      const replies = await Promise.all(Array.from({ length: 6 }, () => pool.post({ delayMs: 20 }, [], 2, 0.5)));
-      // Here only when its queue + 2 x 0.5 <= the worker's. Queued (worker, here) before each request:
-      // (0, 0) w, (0.5, 0) w, (1, 0) l, (1, 0.5) w, (1.5, 0.5) l, (1.5, 1) w.
-      expect(places(replies)).toBe("wwlwlw");
     }));
 });
