@@ -58,8 +58,8 @@ export class SlotPool<Req, Res> {
   static async start<Req, Res>(entry: URL, options: SlotPoolOptions<Req, Res>): Promise<SlotPool<Req, Res>> {
     const { workers, local } = options;
     if (!Number.isInteger(workers) || workers < 0) throw new Error(`Worker threads must be a whole number, got ${workers}`);
-    if (workers === 0 && !local) throw new Error("A slot pool needs a worker thread or the calling thread's slot");
-    return SlotPool.over(workers > 0 ? await WorkerPool.start<Req, Res>(entry, { size: workers }) : undefined, local);
+    if (workers === 0) return SlotPool.over(undefined, local); // throws without `local`
+    return SlotPool.over(await WorkerPool.start<Req, Res>(entry, { size: workers }), local);
   }
 
   /** Slots over worker threads started already (`pool`, if any) and, with `local`, the calling thread as the last. */
