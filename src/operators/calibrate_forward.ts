@@ -283,8 +283,8 @@ export function calibrateForward(
         ? concatMap(async (record) => {
           try {
             // Blocks read ahead come without a turn of the event loop between them: give
-            // one, so a pool whose workers are up finishes starting (this thread's slot
-            // takes its "init" after one) and the block goes to it.
+            // one, so a pool whose workers are up finishes starting (their "init" replies
+            // arrive in it) and the block goes to it.
             if (!starting.ready) await new Promise((turn) => setImmediate(turn));
             const pool = starting.ready;
             if (!pool) return step(record, (input, chunk, linears) => inThread(record, input, chunk, linears));
