@@ -300,9 +300,9 @@ export async function main(argv: string[], early?: CalibrationThreads): Promise<
     force: flags.force,
   });
   removeStaleTemporaries([flags.out, otDistillStatePath(flags.out)]);
-  // A pool's threads load their modules while this thread opens the model (docs/DISTRIBUTED.md), if the dispatcher has not started them already.
-  const pooled = flags.method === "gradot" && flags.queue === undefined && workers !== undefined && workers > 1;
-  const threads = pooled ? (early?.size === workers ? early : new CalibrationThreads(workers)) : undefined;
+  // A pool's threads load their modules while this thread opens the model (docs/DISTRIBUTED.md), if the dispatcher has not
+  // started them already; parseFlags let `--workers` past 1 through for GradOT without `--queue` only.
+  const threads = workers !== undefined && workers > 1 ? (early?.size === workers ? early : new CalibrationThreads(workers)) : undefined;
   let model: Awaited<ReturnType<typeof openModel>>;
   try {
     await initBackend(flags.backend, flags.quiet);
