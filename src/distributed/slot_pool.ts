@@ -20,6 +20,19 @@ import type { Transferable } from "node:worker_threads";
 import { LocalSlot } from "./local_slot.ts";
 import { type Reply, WorkerPool } from "./worker_pool.ts";
 
+/**
+ * A request's cost in whole millionths of its unit. Queued work is summed in
+ * these, exactly: in floating point, costs added and taken back in another
+ * order leave rounding behind (0.1 + 0.2 - 0.1 - 0.2 is 2.8e-17), and a
+ * worker one request ahead of an idle calling thread would then win the tie
+ * by an ulp: the last two blocks of a 2-slot GradOT build were compressed
+ * one after the other on the worker thread instead of side by side
+ * (docs/DISTRIBUTED.md "Where 2 slots wait").
+ */
+function costUnits(cost: number): number {
+  return Math.round(cost * 1e6);
+}
+
 /** Options of {@link SlotPool.start}: how many worker threads, and whether the calling thread serves a slot too (docs/DISTRIBUTED.md "How a GradOT build uses the cores"). */
 export interface SlotPoolOptions<Req, Res> {
   /** Worker threads to start (0: the calling thread alone, which needs `local`). */
@@ -36,16 +49,17 @@ export interface SlotPoolOptions<Req, Res> {
 export class SlotPool<Req, Res> {
   readonly #pool: WorkerPool<Req, Res> | undefined;
   readonly #local: LocalSlot<Req, Res> | undefined;
-  /** Each slot's work sent and not answered: the sum of its requests' costs (1 each unless the caller weighs them). */
+  /**
+   * Each slot's work sent and not answered: the sum of its requests' costs
+   * (1 each unless the caller weighs them), in whole millionths of the cost
+   * unit ({@link costUnits}), so sums and differences are exact.
+   */
   readonly #queued: number[];
-  /** Each slot's requests sent and not answered: at none, its work is exactly 0 again. */
-  readonly #pending: number[];
 
   private constructor(pool: WorkerPool<Req, Res> | undefined, local: LocalSlot<Req, Res> | undefined) {
     this.#pool = pool;
     this.#local = local;
     this.#queued = new Array(this.size).fill(0);
-    this.#pending = new Array(this.size).fill(0);
   }
 
   /**
@@ -82,13 +96,12 @@ export class SlotPool<Req, Res> {
     const workers = this.#pool?.size ?? 0;
     const local = k === workers ? this.#local : undefined;
     if (!local && (!this.#pool || k < 0 || k >= workers)) return Promise.reject(new Error(`Slot ${k} is out of range for a pool of ${this.size}`));
-    this.#queued[k] += cost;
-    this.#pending[k] += 1;
+    if (!(cost >= 0 && Number.isFinite(cost))) return Promise.reject(new RangeError(`A request's cost must be a finite number of 0 or more, got ${cost}`));
+    const units = costUnits(cost);
+    this.#queued[k] += units;
     const reply = local ? local.call(request) : this.#pool!.call(k, request, [...transfer]);
     return reply.finally(() => {
-      // Costs added and taken back in another order leave rounding behind (0.1 + 0.2 - 0.1 - 0.2 is
-      // 2.8e-17), which would lose this slot every later tie: an idle slot's work is 0.
-      this.#queued[k] = --this.#pending[k] === 0 ? 0 : this.#queued[k] - cost;
+      this.#queued[k] -= units;
     });
   }
 
@@ -108,7 +121,7 @@ export class SlotPool<Req, Res> {
   post(request: Req, transfer: readonly Transferable[] = [], cost = 1): Promise<Res> {
     const worker = this.#pool?.leastBusy((k) => this.#queued[k]);
     const local = this.size - 1;
-    if (this.#local && (!worker || this.#queued[local] + cost <= worker.load)) return this.call(local, request, transfer, cost);
+    if (this.#local && (!worker || this.#queued[local] + costUnits(cost) <= worker.load)) return this.call(local, request, transfer, cost);
     if (!worker) return Promise.reject(new Error("The slot pool has no live worker"));
     return this.call(worker.index, request, transfer, cost);
   }

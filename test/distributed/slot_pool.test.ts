@@ -42,11 +42,28 @@ describe("SlotPool.post", () => {
 
   test("an idle slot's work is exactly zero again, whatever the costs it served", () =>
     withPool(async (pool) => {
-      // Added up and taken back one by one, these costs leave 5.6e-17 behind in floating point.
+      // Added up and taken back one by one in floating point, these costs would leave 5.6e-17 behind.
       const costs = [0.1, 0.2, 0.7, 0.3];
       await Promise.all(costs.map((cost) => pool.call(pool.size - 1, {}, [], cost))); // all served here
       // With both slots idle, the first of two equal requests goes to the worker and the second ties here.
       const replies = await Promise.all([pool.post({ delayMs: 20 }, [], 0.3), pool.post({ delayMs: 20 }, [], 0.3)]);
       expect(places(replies)).toBe("wl");
+    }));
+
+  test("a worker with one request left ties with an idle calling thread on the same cost, whatever it served before", () =>
+    withPool(async (pool) => {
+      // Summed in floating point, the worker's work would be 0.29999999999999993 after 0.1 and 0.7 are served:
+      // less than the calling thread's 0 + 0.3, so the next 0.3 would go to the worker and wait behind the last.
+      const served = [pool.call(0, {}, [], 0.1), pool.call(0, {}, [], 0.7)];
+      const last = pool.call(0, { delayMs: 200 }, [], 0.3);
+      await Promise.all(served);
+      const tie = pool.post({}, [], 0.3);
+      expect(places([await tie, await last])).toBe("lw");
+    }));
+
+  test("rejects a negative or non-finite cost", () =>
+    withPool(async (pool) => {
+      await expect(pool.post({}, [], -1)).rejects.toThrow(/cost must be a finite number of 0 or more, got -1/);
+      await expect(pool.call(0, {}, [], Number.NaN)).rejects.toThrow(/got NaN/);
     }));
 });
