@@ -10,6 +10,7 @@
  * @module
  */
 import type { CalibrationReply, CalibrationRequest } from "./calibration_handler.ts";
+import { keepFreedMemory } from "./freed_memory.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
 /** The `size - 1` worker threads of a calibration pool of `size` slots (the last slot is the calling thread). */
@@ -18,12 +19,15 @@ export class CalibrationThreads {
   readonly workers: Promise<WorkerPool<CalibrationRequest, CalibrationReply>>;
 
   /**
-   * Starts `size - 1` worker threads.
+   * Starts `size - 1` worker threads. The process keeps the memory it frees
+   * from then on (`keepFreedMemory`): the pool's threads pass arrays of MBs
+   * back and forth, which would otherwise be fresh pages each time.
    *
    * @throws Error when `size` is below 2
    */
   constructor(readonly size: number) {
     if (!Number.isInteger(size) || size < 2) throw new Error(`A calibration pool has at least 2 slots (a worker and this thread), got ${size}`);
+    keepFreedMemory();
     this.workers = WorkerPool.start<CalibrationRequest, CalibrationReply>(new URL("./calibration_worker.ts", import.meta.url), { size: size - 1 });
     this.workers.catch(() => {}); // reported to whoever awaits them
   }
