@@ -54,6 +54,12 @@ export interface BlockSettings {
   selection: SelectionKind;
   /** The one part compressed, when only one is. */
   only?: CompressedPart;
+  /**
+   * The parts of the block this job scores and compresses (attention linears
+   * by name, `mlp` for the MLP's channels: src/distributed/block_parts.ts);
+   * default every part. The others pass through as they came.
+   */
+  parts?: string[];
 }
 
 /** What a `.block` file holds: everything `offtune gradot-block` needs to compress one block. */

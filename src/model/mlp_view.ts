@@ -21,6 +21,13 @@ export function isAttention(spec: LinearSpec): boolean {
   return spec.role.startsWith("attn.");
 }
 
+/**
+ * The name a block's MLP goes by among its parts (the others are its
+ * attention linears, by name): what a part of a block's GradOT scoring and
+ * compression covers (`GcsOptions.parts`; src/distributed/block_parts.ts).
+ */
+export const MLP_PART = "mlp";
+
 /** Whether a linear produces the MLP's channels (fc1, or gate and up): SCP removes its columns. */
 export function producesChannels(spec: LinearSpec): boolean {
   return spec.role === "mlp.in" || spec.role === "mlp.gate" || spec.role === "mlp.up";

@@ -17,7 +17,7 @@ import { channelMagnitudes, pruneMlp, selectScpChannels } from "../compress/scp.
 import type { SelectionKind } from "../compress/select.ts";
 import type { ScoredBlockRecord } from "../records/records.ts";
 import { middleBudget } from "../compress/budget_plan.ts";
-import { mlpSpecs, readMlp, writeMlp } from "../model/mlp_view.ts";
+import { MLP_PART, mlpSpecs, readMlp, writeMlp } from "../model/mlp_view.ts";
 import { type StageEvents, timeStage } from "../events/stage_events.ts";
 
 /**
@@ -31,10 +31,12 @@ export function compressScp(
     selection?: SelectionKind;
     /** Receives the seconds of each block's pruning. */
     events?: StageEvents;
+    /** The parts being compressed (`GcsOptions.parts`): without `mlp`, the MLP passes through as it came. */
+    parts?: readonly string[];
   } = {},
 ): OperatorFunction<ScoredBlockRecord, ScoredBlockRecord> {
   return map((record) => timeStage(options.events, "compress", () => {
-    if (record.role !== "middle") return record;
+    if (record.role !== "middle" || (options.parts && !options.parts.includes(MLP_PART))) return record;
     if (options.only === "drd") return { ...record, scp: undefined }; // the MLP kept whole (docs/METHOD.md §2 "Ablations")
     if (!record.scp) throw new Error(`compressScp: block ${record.index} has no SCP scores (run scoreGcs first)`);
     const { width } = middleBudget(record.model, options);

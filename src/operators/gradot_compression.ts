@@ -24,11 +24,11 @@ export function gradotCompression(
   between: MonoTypeOperatorFunction<ScoredBlockRecord> = identity,
 ): OperatorFunction<StatsRecord, ScoredBlockRecord> {
   const budget = { ratio: settings.ratio, attnShare: settings.attnShare, only: settings.only };
-  const { selection } = settings;
+  const { selection, parts } = settings;
   return pipe(
-    scoreGcs({ lambdaAttn: settings.lambdaAttn, lambdaMlp: settings.lambdaMlp, events }),
+    scoreGcs({ lambdaAttn: settings.lambdaAttn, lambdaMlp: settings.lambdaMlp, events, parts }),
     between,
     compressDrd({ ...budget, keepTopFraction: settings.keepTopFraction, selection, events }),
-    compressScp({ ...budget, selection, events }),
+    compressScp({ ...budget, selection, events, parts }),
   );
 }

@@ -2,18 +2,20 @@
  * `poolCompression`: GradOT's scoring and compression of the middle blocks
  * on the calibration worker pool (docs/DISTRIBUTED.md "All cores of one
  * machine"), so a block is scored and compressed while the backward pass
- * goes on to the next. Each middle block's weights and factors travel as
- * the values of a block job (`blockJobValue`, what the queue's files hold:
- * the factors as they are held), moved to the worker without a copy; the
- * worker runs `gradotCompression` on them, and the
- * compressed blocks come out in the order the blocks came, so the shards are
- * a one-thread build's. Adapter blocks, which are only copied, run `local`
- * here.
+ * goes on to the next. Each middle block goes to the pool in parts (each
+ * attention linear, the MLP: src/distributed/block_parts.ts), each part's
+ * weights and factors as the values of a block job (`blockJobValue`, what
+ * the queue's files hold: the factors as they are held), moved to a slot
+ * without a copy; the slot runs `gradotCompression` on them, and the block's
+ * compressed parts are put back together here. The compressed blocks come
+ * out in the order the blocks came, so the shards are a one-thread build's.
+ * Adapter blocks, which are only copied, run `local` here.
  *
  * @module
  */
 import { type OperatorFunction, of } from "rxjs";
-import { type BlockJobValue, blockJobValue, type BlockSettings, compressedBlockFromValue } from "../distributed/block_files.ts";
+import { type BlockSettings, compressedBlockFromValue } from "../distributed/block_files.ts";
+import { mergeParts, partJobs } from "../distributed/block_parts.ts";
 import type { StartingPool } from "../distributed/calibration_pool.ts";
 import { disposeWeights } from "../model/weights.ts";
 import type { ModelHandle, ScoredBlockRecord, StatsRecord } from "../records/records.ts";
@@ -31,18 +33,19 @@ export interface PoolCompressionOptions {
   local: OperatorFunction<StatsRecord, ScoredBlockRecord>;
 }
 
-/** Sends one middle block to the pool and takes its compressed weights back. */
+/** Sends one middle block to the pool, part by part, and takes its compressed weights back. */
 async function compressOnPool(record: StatsRecord, o: PoolCompressionOptions): Promise<ScoredBlockRecord> {
-  let job: BlockJobValue;
+  const { weights } = record; // what no part changes stays here
   try {
-    job = blockJobValue(record, { dir: o.model.source, sourceHash: o.model.sourceHash, split: o.model.split }, o.settings);
-  } finally {
-    disposeWeights(record.weights);
-    record.stats.clear();
+    const jobs = partJobs(record, { dir: o.model.source, sourceHash: o.model.sourceHash, split: o.model.split }, o.settings);
+    const pool = await o.pool.started;
+    const parts = await Promise.all(jobs.map(({ part, job }) => pool.compress(job).then((block) => ({ part, block }))));
+    const compression = mergeParts(weights, parts.map(({ part, block }) => ({ part, block: compressedBlockFromValue(block) })));
+    return { model: record.model, index: record.index, role: record.role, weights, drd: new Map(), compression };
+  } catch (e) {
+    disposeWeights(weights);
+    throw e;
   }
-  const pool = await o.pool.started;
-  const { weights, compression } = compressedBlockFromValue(await pool.compress(job));
-  return { model: record.model, index: record.index, role: record.role, weights, drd: new Map(), compression };
 }
 
 /** The operator of the module doc: as many blocks at a time as the pool has workers. */

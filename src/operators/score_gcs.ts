@@ -17,7 +17,7 @@ import type { LinearSpec } from "../model/types.ts";
 import { addChannelTerms, drdScores, scpConsumerTerms, scpProducerTerms } from "../score/gcs.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
 import type { DrdScores, ScoredBlockRecord, StatsRecord } from "../records/records.ts";
-import { isAttention, mlpSpecs, readLinear } from "../model/mlp_view.ts";
+import { isAttention, MLP_PART, mlpSpecs, readLinear } from "../model/mlp_view.ts";
 import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { peekMatrix } from "../model/weights.ts";
 
@@ -29,6 +29,12 @@ export interface GcsOptions {
   lambdaMlp: number;
   /** Receives the seconds of each block's SVDs and scoring. */
   events?: StageEvents;
+  /**
+   * The parts to score: attention linears by name and `mlp` for the MLP's
+   * channels (default all; a pool scores a block part by part:
+   * src/distributed/block_parts.ts). Only their statistics are needed.
+   */
+  parts?: readonly string[];
 }
 
 /**
@@ -53,8 +59,9 @@ export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, Sco
       if (!factors) throw new Error(`scoreGcs: block ${index} lacks the statistics of "${spec.name}"`);
       return factors;
     };
+    const scored = (part: string) => options.parts?.includes(part) ?? true;
     const mlp = mlpSpecs(specs);
-    const scp = timeStage(options.events, "score", () => {
+    const scp = !scored(MLP_PART) ? undefined : timeStage(options.events, "score", () => {
       const output = factorsOf(mlp.output);
       const total = scpConsumerTerms(readLinear(weights, mlp.output), output, options.lambdaMlp, mlp.output.name, channelProducts);
       stats.delete(mlp.output.name);
@@ -65,7 +72,7 @@ export function scoreGcs(options: GcsOptions): OperatorFunction<StatsRecord, Sco
       }
       return Float32Array.from(total);
     }, { block: index });
-    for (const spec of specs.filter(isAttention)) {
+    for (const spec of specs.filter((s) => isAttention(s) && scored(s.name))) {
       const factors = factorsOf(spec);
       const w = weights.get(`${spec.name}.weight`);
       if (!w) throw new Error(`scoreGcs: block ${index} lacks the weight of "${spec.name}"`);
