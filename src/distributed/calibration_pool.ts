@@ -25,7 +25,7 @@ import type { ChunkLinear } from "../model/calibration_chunk.ts";
 import type { WeightMap } from "../model/types.ts";
 import type { LinearChunkRecord, ModelHandle } from "../records/records.ts";
 import { currentBackend } from "../tensor/backend.ts";
-import { type CalibrationReply, type CalibrationRequest, calibrationHandler } from "./calibration_handler.ts";
+import { type CalibrationReply, type CalibrationRequest, calibrationHandler, servedFirst } from "./calibration_handler.ts";
 import { movableBuffers, type SharedWeights, shareWeights } from "./shared_weights.ts";
 import { type BlockJobValue, type CompressedBlockValue, statsFromValue } from "./block_files.ts";
 import type { Matrix } from "../linalg/matrix.ts";
@@ -61,7 +61,7 @@ export class CalibrationPool {
   static async start(model: ModelHandle, size: number, threads: CalibrationThreads = new CalibrationThreads(size)): Promise<CalibrationPool> {
     if (threads.size !== size) throw new Error(`A calibration pool of ${size} slots was handed threads started for ${threads.size}`);
     const serve = calibrationHandler(); // this thread's slot
-    const pool = new CalibrationPool(SlotPool.over(await threads.workers, serve));
+    const pool = new CalibrationPool(SlotPool.over(await threads.workers, serve, servedFirst));
     try {
       const outer = shareWeights(model.outer);
       const init: CalibrationRequest = {

@@ -6,11 +6,11 @@
  *
  * @module
  */
-import { type CalibrationReply, type CalibrationRequest, calibrationHandler } from "./calibration_handler.ts";
+import { type CalibrationReply, type CalibrationRequest, calibrationHandler, servedFirst } from "./calibration_handler.ts";
 import { serveRequests } from "./worker_pool.ts";
 import { initBackend } from "../tensor/backend.ts";
 
 // The tensor backend this thread would pick, started while the building thread opens the model, so the pool's
 // "init" finds it up (or switches to the backend the building thread names).
 await initBackend(undefined, true);
-serveRequests<CalibrationRequest, CalibrationReply>(calibrationHandler());
+serveRequests<CalibrationRequest, CalibrationReply>(calibrationHandler(), servedFirst);

@@ -76,10 +76,19 @@ export class SlotPool<Req, Res> {
     return SlotPool.over(await WorkerPool.start<Req, Res>(entry, { size: workers }), local);
   }
 
-  /** Slots over worker threads started already (`pool`, if any) and, with `local`, the calling thread as the last. */
-  static over<Req, Res>(pool: WorkerPool<Req, Res> | undefined, local?: (request: Req) => Reply<Res> | Promise<Reply<Res>>): SlotPool<Req, Res> {
+  /**
+   * Slots over worker threads started already (`pool`, if any) and, with
+   * `local`, the calling thread as the last, serving the requests `first`
+   * holds for ahead of the others waiting, as the workers' `serveRequests`
+   * are told to.
+   */
+  static over<Req, Res>(
+    pool: WorkerPool<Req, Res> | undefined,
+    local?: (request: Req) => Reply<Res> | Promise<Reply<Res>>,
+    first?: (request: Req) => boolean,
+  ): SlotPool<Req, Res> {
     if (!pool && !local) throw new Error("A slot pool needs a worker thread or the calling thread's slot");
-    return new SlotPool(pool, local && new LocalSlot(local));
+    return new SlotPool(pool, local && new LocalSlot(local, first));
   }
 
   /** Number of slots: the worker threads, then the calling thread's when it serves. */
@@ -116,7 +125,8 @@ export class SlotPool<Req, Res> {
    * before the build, in the forward too); a calibration pool weighs its
    * requests by their measured seconds, so a block's compression (several
    * chunks' work) counts as such (docs/DISTRIBUTED.md "How a GradOT build
-   * uses the cores"). Requests to one slot run in the order posted.
+   * uses the cores"). Requests to one slot run in the order posted, but
+   * those its handler serves first.
    */
   post(request: Req, transfer: readonly Transferable[] = [], cost = 1): Promise<Res> {
     const worker = this.#pool?.leastBusy((k) => this.#queued[k]);

@@ -33,6 +33,7 @@ import process from "node:process";
 import v8 from "node:v8";
 import { parentPort, type Transferable, Worker } from "node:worker_threads";
 import { handOverScratch } from "../linalg/scratch_arrays.ts";
+import { serialServer } from "./serial_server.ts";
 
 /** What a handler returns: the reply value and the buffers to move with it. */
 export interface Reply<Res> {
@@ -266,26 +267,29 @@ function waitReady(slot: Slot, k: number, entry: URL): Promise<void> {
 
 /**
  * Makes the calling module a pool worker: every request is passed to
- * `handler`, one at a time in arrival order, and its reply (or error message)
- * goes back to the pool. Call it once, at the worker module's top level.
+ * `handler`, one at a time in arrival order but those `first` holds for,
+ * which go ahead of the others waiting (`serialServer`), and its reply (or
+ * error message) goes back to the pool. Call it once, at the worker module's
+ * top level.
  *
  * @throws Error if called outside a worker thread
  */
-export function serveRequests<Req, Res>(handler: (request: Req) => Reply<Res> | Promise<Reply<Res>>): void {
+export function serveRequests<Req, Res>(
+  handler: (request: Req) => Reply<Res> | Promise<Reply<Res>>,
+  first?: (request: Req) => boolean,
+): void {
   const port = parentPort;
   if (!port) throw new Error("serveRequests() must run inside a worker thread");
-  let chain = Promise.resolve();
-  port.on("message", ({ id, request }: { id: number; request: Req }) => {
-    chain = chain.then(async () => {
-      try {
-        const { value, transfer } = await handler(request);
-        handOverScratch(value);
-        port.postMessage({ type: "reply", id, value } satisfies WireReply, transfer ?? []);
-      } catch (e) {
-        const error = e instanceof Error ? e : new Error(String(e));
-        port.postMessage({ type: "error", id, message: error.message, stack: error.stack } satisfies WireReply);
-      }
-    });
-  });
+  const serve = serialServer<{ id: number; request: Req }>(async ({ id, request }) => {
+    try {
+      const { value, transfer } = await handler(request);
+      handOverScratch(value);
+      port.postMessage({ type: "reply", id, value } satisfies WireReply, transfer ?? []);
+    } catch (e) {
+      const error = e instanceof Error ? e : new Error(String(e));
+      port.postMessage({ type: "error", id, message: error.message, stack: error.stack } satisfies WireReply);
+    }
+  }, first && (({ request }) => first(request)));
+  port.on("message", serve);
   port.postMessage({ type: "ready" } satisfies WireReply);
 }

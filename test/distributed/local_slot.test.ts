@@ -1,7 +1,8 @@
 /**
  * `LocalSlot`: a calibration pool's slot in the building thread serves its
- * requests one at a time, in order, each after a turn of the event loop
- * (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
+ * requests one at a time, in order (but those it is told to serve first),
+ * each after a turn of the event loop (docs/DISTRIBUTED.md "How a GradOT
+ * build uses the cores").
  */
 import { describe, expect, test } from "vitest";
 import { LocalSlot } from "../../src/distributed/local_slot.ts";
@@ -29,6 +30,19 @@ describe("LocalSlot", () => {
     setImmediate(() => log.push("event"));
     await slot.call("request");
     expect(log).toEqual(["event", "request"]);
+  });
+
+  test("serves the requests it is told to first ahead of those waiting, each kind in the order sent", async () => {
+    const log: string[] = [];
+    const slot = new LocalSlot<string, void>(async (name) => {
+      log.push(name);
+      if (name === "busy") await new Promise((r) => setTimeout(r, 20)); // the others wait behind it
+      return { value: undefined };
+    }, (name) => name.startsWith("first"));
+    const busy = slot.call("busy");
+    await new Promise((r) => setTimeout(r, 5)); // it has started
+    await Promise.all([busy, ...["a", "first 1", "b", "first 2"].map((name) => slot.call(name))]);
+    expect(log).toEqual(["busy", "first 1", "first 2", "a", "b"]);
   });
 
   test("a failed request rejects its own call only", async () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { WorkerPool } from "../../src/distributed/worker_pool.ts";
 
-type Req = { values?: Float32Array; fail?: string; delayMs?: number };
-type Res = { sum: number; thread: number; blas?: string; echo: Float32Array };
+type Req = { values?: Float32Array; fail?: string; delayMs?: number; first?: boolean };
+type Res = { sum: number; thread: number; blas?: string; echo: Float32Array; served: number };
 const entry = new URL("./echo_worker.ts", import.meta.url);
 
 describe("WorkerPool", () => {
@@ -46,6 +46,19 @@ describe("WorkerPool", () => {
       await pool.close();
     }
     await expect(pool.call(0, {})).rejects.toThrow("closed");
+  });
+
+  it("serves the requests its worker puts first ahead of those waiting, each kind in the order sent", async () => {
+    const pool = await WorkerPool.start<Req, Res>(entry, { size: 1 });
+    try {
+      const busy = pool.call(0, { delayMs: 100 }); // the others wait behind it
+      await new Promise((r) => setTimeout(r, 30)); // it has started
+      const rest = [{}, {}, { first: true }, {}, { first: true }].map((r) => pool.call(0, r));
+      const order = (await Promise.all([busy, ...rest])).map((r) => r.served);
+      expect(order).toEqual([1, 4, 5, 2, 6, 3]);
+    } finally {
+      await pool.close();
+    }
   });
 
   it("fails to start with the entry named when the module does not load", async () => {

@@ -1,0 +1,41 @@
+/**
+ * Serving a slot's requests one at a time, each after a turn of the event
+ * loop, with some kinds ahead of the rest: what a pool worker thread
+ * (`serveRequests`) and the building thread's slot (`LocalSlot`) share
+ * (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
+ *
+ * The turn lets in what came meanwhile (a worker's next messages, the
+ * building thread's replies and file work), so a request that must go first
+ * can: a GradOT build's KFAC sums, which the next block's compression waits
+ * for, would otherwise wait behind the compressions posted before them.
+ *
+ * @module
+ */
+import { setImmediate } from "node:timers";
+
+/**
+ * A function that takes items and passes each to `serve`, one at a time
+ * (the next once the last's promise settles), each after a turn of the
+ * event loop: among the items waiting, the oldest that `first` holds for,
+ * else the oldest. Items of each kind are served in the order they came.
+ * `serve` reports its own failures; a rejection is ignored.
+ */
+export function serialServer<T>(serve: (item: T) => Promise<void>, first: (item: T) => boolean = () => false): (item: T) => void {
+  const waiting: T[] = [];
+  let serving = false;
+  const serveNext = () => {
+    if (serving || waiting.length === 0) return;
+    serving = true;
+    setImmediate(() => {
+      const [item] = waiting.splice(Math.max(0, waiting.findIndex(first)), 1);
+      serve(item).catch(() => {}).finally(() => {
+        serving = false;
+        serveNext();
+      });
+    });
+  };
+  return (item) => {
+    waiting.push(item);
+    serveNext();
+  };
+}
