@@ -22,14 +22,14 @@ const M_TOP_PAD = -2;
 const M_MMAP_THRESHOLD = -3;
 
 /**
- * What {@link keepFreedMemory} sets: no trimming (the largest `int`), heaps
- * grown 64 MiB at a time, and arrays up to 32 MiB (the most glibc accepts on
- * 64-bit) served from the heap.
+ * What {@link keepFreedMemory} sets, as `mallopt` (parameter, value) pairs:
+ * no trimming (the largest `int`), heaps grown 64 MiB at a time, and arrays
+ * up to 32 MiB (the most glibc accepts on 64-bit) served from the heap.
  */
-const FREED_MEMORY_SETTINGS: ReadonlyArray<readonly [name: string, param: number, value: number]> = [
-  ["M_TRIM_THRESHOLD", M_TRIM_THRESHOLD, 2 ** 31 - 1],
-  ["M_TOP_PAD", M_TOP_PAD, 64 << 20],
-  ["M_MMAP_THRESHOLD", M_MMAP_THRESHOLD, 32 << 20],
+const FREED_MEMORY_SETTINGS: ReadonlyArray<readonly [param: number, value: number]> = [
+  [M_TRIM_THRESHOLD, 2 ** 31 - 1],
+  [M_TOP_PAD, 64 << 20],
+  [M_MMAP_THRESHOLD, 32 << 20],
 ];
 
 type Mallopt = (param: number, value: number) => number;
@@ -64,6 +64,6 @@ let applied: boolean | undefined;
 export function keepFreedMemory(): boolean {
   if (applied !== undefined) return applied;
   const mallopt = bindMallopt();
-  applied = mallopt !== undefined && FREED_MEMORY_SETTINGS.every(([, param, value]) => mallopt(param, value) === 1);
+  applied = mallopt !== undefined && FREED_MEMORY_SETTINGS.every(([param, value]) => mallopt(param, value) === 1);
   return applied;
 }
