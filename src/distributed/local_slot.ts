@@ -2,14 +2,27 @@
  * A pool slot in the calling thread (docs/DISTRIBUTED.md "How a GradOT build
  * uses the cores"): requests are served by the same handler a worker thread
  * runs, one at a time in the order they came (but those the pool serves
- * first: `serialServer`), each after a turn of the event loop, so replies
- * from the worker threads and file work interleave with them. Nothing is
- * copied: a request's arrays are handed over as they are.
+ * first: `serialServer`), each after two turns of the event loop, so replies
+ * from the worker threads, file work and the calling thread's own steps go
+ * before them. One turn was not enough: a GradOT build's backward yields a
+ * turn at each block (`checkpointBoundary`), and this slot's next request,
+ * scheduled in the same turn, ran first, so the next block's chunks reached
+ * the worker threads a compression later while they idled ({@link LOCAL_TURNS}).
+ * Nothing is copied: a request's arrays are handed over as they are.
  *
  * @module
  */
 import type { Reply } from "./worker_pool.ts";
 import { serialServer } from "./serial_server.ts";
+
+/**
+ * Turns of the event loop this thread's slot lets pass before each request:
+ * the calling thread's steps that yield one turn resume first (a 2-slot
+ * OPT-125M GradOT build, four interleaved runs each: 14.69 s mean against
+ * 15.01 s with one turn, and 14.68 s with three; docs/DISTRIBUTED.md "Where
+ * 2 slots wait").
+ */
+export const LOCAL_TURNS = 2;
 
 /** Serves requests in this thread, one at a time. */
 export class LocalSlot<Req, Res> {
@@ -27,7 +40,7 @@ export class LocalSlot<Req, Res> {
       } catch (e) {
         reject(e);
       }
-    }, first && (({ request }) => first(request)));
+    }, first && (({ request }) => first(request)), LOCAL_TURNS);
   }
 
   /** Serves `request` once those before it (and any served first) are served; resolves with the reply's value. */

@@ -15,18 +15,20 @@ import { setImmediate } from "node:timers";
 
 /**
  * A function that takes items and passes each to `serve`, one at a time
- * (the next once the last's promise settles), each after a turn of the
- * event loop: among the items waiting, the oldest that `first` holds for,
- * else the oldest. Items of each kind are served in the order they came.
- * `serve` reports its own failures; a rejection is ignored.
+ * (the next once the last's promise settles), each after `turns` turns of
+ * the event loop (default 1): among the items waiting, the oldest that
+ * `first` holds for, else the oldest. Items of each kind are served in the
+ * order they came. `serve` reports its own failures; a rejection is ignored.
  */
-export function serialServer<T>(serve: (item: T) => Promise<void>, first: (item: T) => boolean = () => false): (item: T) => void {
+export function serialServer<T>(serve: (item: T) => Promise<void>, first: (item: T) => boolean = () => false, turns = 1): (item: T) => void {
   const waiting: T[] = [];
   let serving = false;
+  /** Runs `then` after `left` turns of the event loop. */
+  const after = (left: number, then: () => void): void => void setImmediate(left > 1 ? () => after(left - 1, then) : then);
   const serveNext = () => {
     if (serving || waiting.length === 0) return;
     serving = true;
-    setImmediate(() => {
+    after(turns, () => {
       const [item] = waiting.splice(Math.max(0, waiting.findIndex(first)), 1);
       serve(item).catch(() => {}).finally(() => {
         serving = false;

@@ -1,7 +1,7 @@
 /**
  * `LocalSlot`: a calibration pool's slot in the building thread serves its
  * requests one at a time, in order (but those it is told to serve first),
- * each after a turn of the event loop (docs/DISTRIBUTED.md "How a GradOT
+ * each after two turns of the event loop (docs/DISTRIBUTED.md "How a GradOT
  * build uses the cores").
  */
 import { describe, expect, test } from "vitest";
@@ -30,6 +30,24 @@ describe("LocalSlot", () => {
     setImmediate(() => log.push("event"));
     await slot.call("request");
     expect(log).toEqual(["event", "request"]);
+  });
+
+  test("a step of the calling thread that yields one turn after a reply resumes before the next request", async () => {
+    // A GradOT build's backward: the last chunk of a block answers, the build
+    // goes through a few promises, yields a turn at the block boundary, then
+    // posts the next block's chunks; this slot's next request waits for it.
+    const log: string[] = [];
+    const slot = new LocalSlot<string, void>((name) => {
+      log.push(name);
+      return { value: undefined };
+    });
+    const step = slot.call("chunk").then(async () => {
+      for (let hop = 0; hop < 4; hop++) await Promise.resolve(); // the build's promise chain
+      await new Promise((r) => setImmediate(r)); // checkpointBoundary
+      log.push("next block posted");
+    });
+    await Promise.all([step, slot.call("compression")]);
+    expect(log).toEqual(["chunk", "next block posted", "compression"]);
   });
 
   test("serves the requests it is told to first ahead of those waiting, each kind in the order sent", async () => {
