@@ -1,13 +1,14 @@
 /**
  * Serving a slot's requests one at a time, each after a turn of the event
- * loop, with some kinds ahead of the rest: what a pool worker thread
- * (`serveRequests`) and the building thread's slot (`LocalSlot`) share
- * (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
+ * loop (the building thread's slot, two: `LocalSlot`), with some kinds ahead
+ * of the rest: what a pool worker thread (`serveRequests`) and the building
+ * thread's slot share (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
  *
  * The turn lets in what came meanwhile (a worker's next messages, the
- * building thread's replies and file work), so a request that must go first
- * can: a GradOT build's KFAC sums, which the next block's compression waits
- * for, would otherwise wait behind the compressions posted before them.
+ * building thread's replies, file work and own steps), so a request that
+ * must go first can: a GradOT build's KFAC sums, which the next block's
+ * compression waits for, would otherwise wait behind the compressions posted
+ * before them.
  *
  * @module
  */
