@@ -34,10 +34,12 @@ import { openModel } from "../model/model_handle.ts";
 import type { Architecture, ModelConfig, WeightMap } from "../model/types.ts";
 import { disposeWeights } from "../model/weights.ts";
 import { gradotCompression } from "../operators/gradot_compression.ts";
-import type { AdapterSplit, LinearChunkRecord, ModelHandle } from "../records/records.ts";
+import type { AdapterSplit, LinearChunkRecord, ModelHandle, StreamedVocabulary } from "../records/records.ts";
 import { initBackend, tf } from "../tensor/backend.ts";
 import type { Matrix } from "../linalg/matrix.ts";
-import type { VocabularyRows } from "../model/vocabulary.ts";
+import { outerShardTensors } from "../operators/write_shards.ts";
+import type { ShardDtype, ShardMeta } from "../io/shard_schema.ts";
+import { writeShardFile } from "../io/shard_writer.ts";
 import { filledTensor, peekValues } from "../tensor/heap_view.ts";
 import { adoptScratch } from "../linalg/scratch_arrays.ts";
 import { type ChunkPlace, readChunkAt, writeChunkAt } from "../io/activation_store.ts";
@@ -70,10 +72,10 @@ export type CalibrationRequest =
     sourceHash?: string;
     /**
      * This thread's slot only (never sent to a worker): the building thread's
-     * open head rows, read instead of opening `streamedHead` again, whose
+     * open vocabulary rows, read instead of opening `streamedHead` again, whose
      * reads would wait on the forward's blocks in this thread.
      */
-    head?: VocabularyRows;
+    vocabulary?: StreamedVocabulary;
   }
   /** `targets`: where each output goes in the activation store's files (`[n, T, d]`, then `[n, T, out]` per linear), written there by the slot. */
   | { kind: "forward"; block: SharedWeights; x: StoredChunk; linears: string[]; targets: ChunkPlace[] }
@@ -81,6 +83,8 @@ export type CalibrationRequest =
   /** `out`: where the input gradient `[n, T, d]` goes in the activation store, written there by the slot; absent where it is not kept. */
   | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: StoredChunk; dy: StoredChunk; replay: Array<{ name: string; chunk: StoredChunk }>; out?: ChunkPlace }
   | { kind: "compress"; job: BlockJobValue }
+  /** The emulator's outer shard (`outerShardTensors` of the slot's outer weights and vocabulary), written to `path` (`writeShardFile`). */
+  | { kind: "outer"; path: string; meta: ShardMeta; dtype: ShardDtype }
   /**
    * One chunk of the linears this worker sums (`kfacOwners`), in block order;
    * a linear sharing an input has no `x`. Once added, the chunk's arrays go
@@ -105,6 +109,7 @@ type CalibrationAnswer =
   | { kind: "head"; lossSum: number; dHidden: Float32Array }
   | { kind: "backward"; linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }> }
   | { kind: "compress"; block: CompressedBlockValue }
+  | { kind: "outer"; bytes: number; sha256: string }
   | { kind: "kfac" }
   | { kind: "kfac-finalize"; stats: StatsValue }
   | { kind: "close" };
@@ -114,10 +119,10 @@ interface WorkerModel {
   cfg: ModelConfig;
   split: AdapterSplit;
   outer: WeightMap;
-  /** The checkpoint opened for its streamed vocabulary, if the head streams it and was not handed `head`. */
+  /** The checkpoint opened for its streamed vocabulary, if the head streams it and was not handed `vocabulary`. */
   streamed?: ModelHandle;
-  /** The streamed head matrix's rows, if the head streams it. */
-  head?: VocabularyRows;
+  /** The streamed vocabulary's rows (the head's among them), if the head streams it. */
+  vocabulary?: StreamedVocabulary;
 }
 
 /** What one slot holds between requests. */
@@ -206,10 +211,11 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
   if (request.kind === "init") {
     await initBackend(request.backend, true);
     const arch = architectureFor(String(request.config.model_type));
-    const streamed = request.streamedHead === undefined || request.head
+    const streamed = request.streamedHead === undefined || request.vocabulary
       ? undefined
       : await openModel(request.streamedHead, { split: request.split, streamVocabulary: true, scanNonFinite: false, sourceHash: request.sourceHash });
-    state.model = { arch, cfg: arch.parseConfig(request.config), split: request.split, outer: sharedWeightMap(request.outer), streamed, head: request.head ?? streamed?.vocabulary?.head };
+    const vocabulary = request.vocabulary ?? streamed?.vocabulary;
+    state.model = { arch, cfg: arch.parseConfig(request.config), split: request.split, outer: sharedWeightMap(request.outer), streamed, vocabulary };
     return { value: { kind: "ready" } };
   }
   const { model, kfac } = state;
@@ -233,7 +239,7 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
     }
     case "head": {
       const hidden = tensorOf(request.hidden);
-      const { lossSum, dHidden } = headChunk(arch, cfg, model.outer, hidden, request.ids, model.head);
+      const { lossSum, dHidden } = headChunk(arch, cfg, model.outer, hidden, request.ids, model.vocabulary?.head);
       hidden.dispose();
       const values = valuesOf(dHidden);
       return { value: { kind: "head", lossSum, dHidden: values }, transfer: movableBuffers(values) };
@@ -271,6 +277,10 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
     case "kfac-finalize": {
       const stats = statsValue(kfac.finalize(request.index));
       return { value: { kind: "kfac-finalize", stats }, transfer: movableBuffers(stats) };
+    }
+    case "outer": {
+      const { bytes, sha256 } = writeShardFile(request.path, request.meta, outerShardTensors(model), { dtype: request.dtype });
+      return { value: { kind: "outer", bytes, sha256 } };
     }
     case "compress": {
       const job = blockJobFromValue(request.job);

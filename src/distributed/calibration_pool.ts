@@ -33,6 +33,8 @@ import type { KfacFactors } from "../stats/kfac.ts";
 import { SlotPool } from "./slot_pool.ts";
 import { CalibrationThreads } from "./calibration_threads.ts";
 import type { ChunkPlace } from "../io/activation_store.ts";
+import type { ShardDtype, ShardMeta } from "../io/shard_schema.ts";
+import type { OuterShardWritten } from "../operators/write_shards.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
 
@@ -75,7 +77,7 @@ export class CalibrationPool {
       const workers = Promise.all(Array.from({ length: size - 1 }, (_, k) => pool.#call(k, init)));
       workers.catch(() => {}); // awaited below
       // This thread's slot at once, not after the turn of the event loop its requests wait for: none is queued yet.
-      await serve({ ...init, ...(model.vocabulary ? { head: model.vocabulary.head } : {}) });
+      await serve({ ...init, ...(model.vocabulary ? { vocabulary: model.vocabulary } : {}) });
       await workers;
     } catch (e) {
       await pool.close();
@@ -175,6 +177,20 @@ export class CalibrationPool {
    */
   async compress(job: BlockJobValue): Promise<CompressedBlockValue> {
     return (await this.#run<"compress">({ kind: "compress", job }, movableBuffers(job))).block;
+  }
+
+  /**
+   * Has the first worker thread write the model's outer shard to `path`
+   * with `meta` in `dtype` (`writeShardFile` of `outerShardTensors`: every
+   * slot holds the outer weights and opens the vocabulary, so the bytes are
+   * this thread's); resolves with what it wrote and the seconds it took
+   * (`WriteShardsOptions.outerElsewhere`). Sent to a worker thread, not
+   * posted: the write is for the end of a build, where this thread writes
+   * the last blocks (docs/DISTRIBUTED.md "Where 2 slots wait").
+   */
+  async writeOuter(path: string, meta: ShardMeta, dtype: ShardDtype): Promise<OuterShardWritten> {
+    const { bytes, sha256, seconds } = await this.#call(0, { kind: "outer", path, meta, dtype }) as Of<"outer">;
+    return { bytes, sha256, seconds };
   }
 
   /** Terminates the workers and releases what this thread's slot holds. */

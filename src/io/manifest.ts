@@ -22,7 +22,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, statSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Packr } from "msgpackr";
@@ -38,7 +38,7 @@ import {
   type ShardRole,
   type ShardTensorInput,
 } from "./shard_schema.ts";
-import { type ShardWriteOptions, writeShardFile } from "./shard_writer.ts";
+import { type ShardWriteOptions, writeShardFile, type WrittenShard } from "./shard_writer.ts";
 
 /**
  * The manifest format version this module writes for a package whose blocks
@@ -390,6 +390,21 @@ export interface PackageWriter {
     options?: ShardWriteOptions & { file?: string },
   ): ManifestShard;
   /**
+   * Records the manifest entry of a shard another thread wrote into the
+   * temporary directory (`writeShardFile` at `temp`/`file`, default
+   * {@link shardFileName}, with `meta` and tensors of these names and
+   * shapes): `written` is what that write returned. The entry is listed
+   * where it is recorded, as if written now.
+   *
+   * @throws CheckpointError naming the file when it is missing or its size is not `written.bytes`
+   */
+  adoptShard(
+    meta: ShardMeta,
+    tensors: ReadonlyArray<{ name: string; shape: readonly number[] }>,
+    written: Omit<WrittenShard, "path">,
+    options?: { dtype?: ShardDtype; file?: string },
+  ): ManifestShard;
+  /**
    * Writes the manifest (its `shards` are the ones written, in order) and
    * renames the package into place, replacing an existing `dir` only now.
    */
@@ -420,31 +435,58 @@ export function createPackageWriter(dir: string, resume?: ResumedPackage): Packa
   const shards: ManifestShard[] = (resume?.shards ?? []).map((s) => ({ ...s }));
   const sourceHashes = new Map<string, string>(shards.map((s) => [s.file, resume!.sourceHash]));
   const configHashes = new Map<string, string>();
+  /** The shard's file name (`file`, default {@link shardFileName}), checked to be one a shard may take. */
+  const freeFileName = (meta: ShardMeta, file = shardFileName(meta.block)): string => {
+    const fail = (problem: string): never => {
+      throw new CheckpointError(dir, `Cannot write shard ${JSON.stringify(file)} to package "${dir}": ${problem}`);
+    };
+    if (!isPlainFileName(file)) fail("not a plain file name");
+    if (file === MANIFEST_FILE) fail("the name is reserved for the manifest");
+    if (shards.some((s) => s.file === file)) fail("a shard of that name was already written");
+    return file;
+  };
+  /** Adds a written shard's manifest entry; returns a copy. */
+  const record = (
+    file: string,
+    meta: ShardMeta,
+    tensors: ReadonlyArray<{ name: string; shape: readonly number[] }>,
+    written: Omit<WrittenShard, "path">,
+    dtype: ShardDtype = "float32",
+  ): ManifestShard => {
+    const entry: ManifestShard = {
+      file,
+      block: meta.block,
+      role: meta.role,
+      sha256: written.sha256,
+      bytes: written.bytes,
+      tensors: tensors.map((t) => ({ name: t.name, shape: [...t.shape], dtype })),
+    };
+    shards.push(entry);
+    sourceHashes.set(file, meta.sourceHash);
+    configHashes.set(file, meta.configHash);
+    return structuredClone(entry);
+  };
   return {
     dir,
     temp: transaction.temp,
     writeShard(meta, tensors, options = {}) {
-      const file = options.file ?? shardFileName(meta.block);
-      const fail = (problem: string): never => {
-        throw new CheckpointError(dir, `Cannot write shard ${JSON.stringify(file)} to package "${dir}": ${problem}`);
-      };
-      if (!isPlainFileName(file)) fail("not a plain file name");
-      if (file === MANIFEST_FILE) fail("the name is reserved for the manifest");
-      if (shards.some((s) => s.file === file)) fail("a shard of that name was already written");
-      const written = writeShardFile(join(transaction.temp, file), meta, tensors, options);
-      const dtype = options.dtype ?? "float32";
-      const entry: ManifestShard = {
-        file,
-        block: meta.block,
-        role: meta.role,
-        sha256: written.sha256,
-        bytes: written.bytes,
-        tensors: tensors.map((t) => ({ name: t.name, shape: [...t.shape], dtype })),
-      };
-      shards.push(entry);
-      sourceHashes.set(file, meta.sourceHash);
-      configHashes.set(file, meta.configHash);
-      return structuredClone(entry);
+      const file = freeFileName(meta, options.file);
+      return record(file, meta, tensors, writeShardFile(join(transaction.temp, file), meta, tensors, options), options.dtype);
+    },
+    adoptShard(meta, tensors, written, options = {}) {
+      const file = freeFileName(meta, options.file);
+      const path = join(transaction.temp, file);
+      let size: number | undefined;
+      try {
+        size = statSync(path).size;
+      } catch {
+        // no such file: reported below
+      }
+      if (size !== written.bytes) {
+        const found = size === undefined ? "there is no such file" : `the file has ${size} bytes, not ${written.bytes}`;
+        throw new CheckpointError(path, `Cannot adopt shard ${JSON.stringify(file)} into package "${dir}": ${found}`);
+      }
+      return record(file, meta, tensors, written, options.dtype);
     },
     async commit(draft) {
       const expected = [["source hash", sourceHashes, draft.sourceHash], ["config hash", configHashes, configSha256(draft.config)]] as const;

@@ -182,7 +182,14 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
     middleBudget(model, blockSettings); // an unreachable ratio fails now, not after the calibration passes
     const total = gradotProgressSteps(model.cfg.layers);
     let done = 0;
+    // On a pool, the outer shard is written on a worker thread once the last VJPs are
+    // done (or the backward ends without them: a resumed build), when its queue runs
+    // dry while this thread writes the last blocks (docs/DISTRIBUTED.md "Where 2 slots
+    // wait"); on this thread, after the last block, it was the build's last half second.
+    let lastVjpsDone = () => {};
+    const outerCue = new Promise<void>((resolve) => (lastVjpsDone = resolve));
     const mark = (name: GradotStage, block: number) => {
+      if (name === "backward" && block <= model.split.bottom) lastVjpsDone();
       const tokens = name === "forward" || name === "backward" ? calibration.sequences * calibration.length : undefined;
       events?.next({ stage: name, block, done: ++done, total, unit: "steps", seconds: 0, ...(tokens ? { tokens } : {}) });
     };
@@ -206,7 +213,7 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
           calibrateBackward({ chunk: options.chunk, events, signal, resume, pool }),
           pool ? poolKfac({ pool, tokens: calibration.sequences * (calibration.length - 1) }) : accumulateKfac({ events }),
         );
-      const stats = calibrated.pipe(stage("backward"));
+      const stats = calibrated.pipe(stage("backward"), finalize(() => lastVjpsDone()));
       const local = gradotCompression(blockSettings, events);
       const compressed = queue
         ? pipe(queuedCompression({ ...queue, model, settings: blockSettings, local }), stage("score"))
@@ -216,7 +223,15 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
       return stats.pipe(
         compressed,
         stage("compress"),
-        writeShards(options.out, { method: "gradot", settings, dtype: options.dtype, tokenizer: options.tokenizer, events, resume }),
+        writeShards(options.out, {
+          method: "gradot",
+          settings,
+          dtype: options.dtype,
+          tokenizer: options.tokenizer,
+          events,
+          resume,
+          ...(pool ? { outerElsewhere: { model, write: (path, meta, dtype) => outerCue.then(() => pool.started).then((p) => p.writeOuter(path, meta, dtype)) } } : {}),
+        }),
       );
     };
     if (workers === 1) return build();

@@ -20,9 +20,10 @@
  * @module
  */
 import { Observable, type OperatorFunction } from "rxjs";
-import { createPackageWriter, type Manifest, manifestFormatVersion, type PackageWriter, sharedPositions } from "../io/manifest.ts";
+import { join } from "node:path";
+import { createPackageWriter, type Manifest, manifestFormatVersion, type ManifestShard, type PackageWriter, sharedPositions, shardFileName } from "../io/manifest.ts";
 import { copyTokenizerFiles, ownTokenizer } from "../io/tokenizer.ts";
-import { configSha256, type ShardDtype, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
+import { configSha256, type ShardDtype, type ShardMeta, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
 import type { WeightMap } from "../model/types.ts";
 import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
@@ -78,6 +79,22 @@ export interface WriteShardsOptions {
   /** Receives the seconds of each shard's write. */
   events?: StageEvents;
   /**
+   * The outer shard written on another thread, instead of on this one after
+   * the last block (a GradOT build's calibration pool: the shard depends on
+   * no block, and written here last it was the build's final half second
+   * with the worker threads idle; docs/DISTRIBUTED.md "Where 2 slots
+   * wait"). `model` is the package's model, so the package's directory is
+   * made at subscription and `write` is called then (it may wait for a cue
+   * of its own). `write` writes the shard to `path` as `writeShardFile` of
+   * {@link outerShardTensors} would, with `meta` in `dtype`, and resolves
+   * with what it wrote and its seconds; a rejection fails the package. The
+   * manifest lists the shard last all the same. Ignored when `outer` is false.
+   */
+  outerElsewhere?: {
+    model: ModelHandle;
+    write(path: string, meta: ShardMeta, dtype: ShardDtype): Promise<OuterShardWritten>;
+  };
+  /**
    * A resumable build (src/io/build_resume.ts): the package is built
    * in its directory, starting from the block shards an earlier run wrote,
    * and each block shard is recorded there once written. On error or
@@ -86,7 +103,15 @@ export interface WriteShardsOptions {
   resume?: ResumableBuild;
 }
 
-const byName = (a: ShardTensorInput, b: ShardTensorInput) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+/** What a write of the outer shard elsewhere returns (`WriteShardsOptions.outerElsewhere`). */
+export interface OuterShardWritten {
+  bytes: number;
+  sha256: string;
+  /** Wall seconds of the write, reported as a `write` stage event. */
+  seconds: number;
+}
+
+const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
 /** A weight map's tensors as shard columns (copies off the tensor heap), in name order. */
 export function shardTensors(weights: WeightMap): ShardTensor[] {
@@ -97,12 +122,21 @@ export function shardTensors(weights: WeightMap): ShardTensor[] {
 
 /**
  * The outer shard's columns: `outer`, plus a streamed vocabulary's matrices
- * streamed from the checkpoint into the file (never resident whole).
+ * streamed from the checkpoint into the file (never resident whole). Takes
+ * only what it reads of a model, so a pool's slot holding the same outer
+ * weights and vocabulary writes the same bytes.
  */
-function outerShardTensors(model: ModelHandle): ShardTensorInput[] {
+export function outerShardTensors(model: Pick<ModelHandle, "outer" | "vocabulary">): ShardTensorInput[] {
   const tensors: ShardTensorInput[] = shardTensors(model.outer);
   if (model.vocabulary) tensors.push(...vocabularyShardTensors(model.vocabulary));
   return tensors.sort(byName);
+}
+
+/** The names and shapes of {@link outerShardTensors}' columns, in their order, without reading a value. */
+function outerShardShapes(model: ModelHandle): Array<{ name: string; shape: number[] }> {
+  const shapes = [...model.outer].map(([name, t]) => ({ name, shape: [...t.shape] }));
+  if (model.vocabulary) shapes.push(...vocabularyShardTensors(model.vocabulary).map(({ name, shape }) => ({ name, shape: [...shape] })));
+  return shapes.sort(byName);
 }
 
 const count = (tensors: ShardTensorInput[]) => tensors.reduce((n, t) => n + shapeSize(t.shape), 0);
@@ -136,8 +170,11 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
       let model: ModelHandle | undefined;
       let failed = false;
       const blocks: Array<{ index: number; role: BlockRole; params: number; compression?: CompressionNote }> = [];
+      const elsewhere = (options.outer ?? true) ? options.outerElsewhere : undefined;
+      let outerWritten: Promise<OuterShardWritten> | undefined;
       const abort = () => {
-        if (!resume) void writer?.abort();
+        // Once the outer shard's write elsewhere has settled: it writes into the directory.
+        if (!resume) void (outerWritten ?? Promise.resolve()).catch(() => {}).then(() => writer?.abort());
       };
       const fail = (e: unknown) => {
         if (failed) return;
@@ -156,23 +193,33 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
           subscriber.next({ block: shard.block, file: shard.file, sha256: shard.sha256, bytes: shard.bytes });
         }
       };
-      const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensorInput[]) => {
+      const shardMeta = (meta: { block: number | "outer"; role: BlockRole | "outer" }): ShardMeta => {
         const positions = sharedPositions(options.blockIndices, meta.block);
-        const written = writer!.writeShard(
-          {
-            ...meta,
-            ...(positions ? { positions } : {}),
-            method: options.method,
-            settings: options.settings,
-            sourceHash: model!.sourceHash,
-            configHash: configSha256(model!.cfg.raw),
-          },
-          tensors,
-          { dtype },
-        );
-        subscriber.next({ block: written.block, file: written.file, sha256: written.sha256, bytes: written.bytes });
+        return {
+          ...meta,
+          ...(positions ? { positions } : {}),
+          method: options.method,
+          settings: options.settings,
+          sourceHash: model!.sourceHash,
+          configHash: configSha256(model!.cfg.raw),
+        };
+      };
+      const emit = (written: ManifestShard) => subscriber.next({ block: written.block, file: written.file, sha256: written.sha256, bytes: written.bytes });
+      const write = (meta: { block: number | "outer"; role: BlockRole | "outer" }, tensors: ShardTensorInput[]) => {
+        const written = writer!.writeShard(shardMeta(meta), tensors, { dtype });
+        emit(written);
         return { params: count(tensors), shard: written };
       };
+      const outer = { block: "outer", role: "outer" } as const;
+      if (elsewhere) {
+        try {
+          start(elsewhere.model);
+          outerWritten = elsewhere.write(join(writer!.temp, shardFileName("outer")), shardMeta(outer), dtype);
+          outerWritten.catch(fail);
+        } catch (e) {
+          fail(e);
+        }
+      }
       const subscription = source.subscribe({
         next: (record) => {
           if (failed) return disposeWeights(record.weights);
@@ -199,7 +246,11 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
             // The outer weights (the embeddings: the largest tensor of a big
             // vocabulary) are written last, when no block's statistics or
             // shard copies are alive beside them.
-            if (options.outer ?? true) timeStage(options.events, "write", () => write({ block: "outer", role: "outer" }, outerShardTensors(m)));
+            if (outerWritten) {
+              const { seconds, ...written } = await outerWritten;
+              emit(w.adoptShard(shardMeta(outer), outerShardShapes(m), written, { dtype }));
+              options.events?.next({ stage: "write", seconds });
+            } else if (options.outer ?? true) timeStage(options.events, "write", () => write(outer, outerShardTensors(m)));
             resume?.finish();
             blocks.sort((a, b) => a.index - b.index);
             const blockIndices = kind === "emulator"

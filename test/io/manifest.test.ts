@@ -14,6 +14,7 @@ import {
   writeManifest,
 } from "../../src/io/manifest.ts";
 import { readShardFile } from "../../src/io/shard_reader.ts";
+import { writeShardFile } from "../../src/io/shard_writer.ts";
 import { configSha256, type ShardMeta, type ShardTensor } from "../../src/io/shard_schema.ts";
 import { fileError } from "./errors.ts";
 
@@ -247,6 +248,29 @@ describe("createPackageWriter", () => {
     expect(back.meta).toEqual(shardMeta(1, "middle"));
     expect(back.tensors.map((t) => Array.from(t.data))).toEqual(tensors(1).map((t) => Array.from(t.data)));
     expect((await readdir(root)).filter((f) => f.startsWith(`${dir.split("/").pop()}.`))).toEqual([]);
+  });
+
+  it("adopts a shard another thread wrote into its directory, listed where adopted as if written then", async () => {
+    const dir = fresh("adopt");
+    const writer = createPackageWriter(dir);
+    const roles: ShardMeta["role"][] = ["adapter", "middle", "middle", "adapter"];
+    const outer = tensors(9);
+    const written = writeShardFile(join(writer.temp, "outer.arrow"), shardMeta("outer", "outer"), outer, { dtype: "float16" }); // before the blocks
+    for (const [block, role] of roles.entries()) writer.writeShard(shardMeta(block, role), tensors(block));
+    const shapes = outer.map(({ name, shape }) => ({ name, shape }));
+    expect(() => writer.adoptShard(shardMeta(3, "adapter"), shapes, written)).toThrow(
+      fileError(expect.stringContaining(`a shard of that name was already written`)),
+    );
+    expect(() => writer.adoptShard(shardMeta("outer", "outer"), shapes, { ...written, bytes: written.bytes + 1 }, { dtype: "float16" })).toThrow(
+      fileError(`Cannot adopt shard "outer.arrow" into package "${dir}": the file has ${written.bytes} bytes, not ${written.bytes + 1}`),
+    );
+    expect(() => writer.adoptShard(shardMeta("outer", "outer"), shapes, written, { file: "other.arrow" })).toThrow(
+      fileError(`Cannot adopt shard "other.arrow" into package "${dir}": there is no such file`),
+    );
+    writer.adoptShard(shardMeta("outer", "outer"), shapes, written, { dtype: "float16" });
+    const adopted = await writer.commit(draft);
+    expect(adopted).toEqual(await writePackage(fresh("written"))); // the same shards, entries and order
+    expect(await verifyPackage(dir)).toEqual(adopted);
   });
 
   it("keeps the final name empty until commit, and abort leaves nothing behind", async () => {
