@@ -5,9 +5,10 @@
  * (src/distributed/calibration_worker.ts) or in the building thread, which
  * is one of the pool's slots. It runs the calibration passes' chunk functions (src/model/calibration_chunk.ts)
  * on the chunks it is sent, sums the KFAC statistics of the linears it owns
- * (`BlockKfacSums`, chunk by chunk in the order sent), and scores and compresses whole blocks
- * (`gradotCompression`), the same code the building thread runs alone, so a
- * chunk's or a block's bytes do not depend on the thread that made them.
+ * (`BlockKfacSums`, chunk by chunk in the order sent), scores and compresses whole blocks
+ * (`gradotCompression`) and writes the outer shard (`outerShardTensors`), the
+ * same code the building thread runs alone, so a chunk's, a block's or a
+ * shard's bytes do not depend on the thread that made them.
  *
  * A block's weights arrive as {@link SharedWeights}; the worker keeps the
  * tensors of the last block it was sent and rebuilds them when another
