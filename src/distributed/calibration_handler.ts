@@ -110,7 +110,7 @@ type CalibrationAnswer =
   | { kind: "head"; lossSum: number; dHidden: Float32Array }
   | { kind: "backward"; linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }> }
   | { kind: "compress"; block: CompressedBlockValue }
-  | { kind: "outer"; bytes: number; sha256: string }
+  | { kind: "outer"; bytes: number; sha256: string; tensors: Array<{ name: string; shape: number[] }> }
   | { kind: "kfac" }
   | { kind: "kfac-finalize"; stats: StatsValue }
   | { kind: "close" };
@@ -280,8 +280,9 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
       return { value: { kind: "kfac-finalize", stats }, transfer: movableBuffers(stats) };
     }
     case "outer": {
-      const { bytes, sha256 } = writeShardFile(request.path, request.meta, outerShardTensors(model), { dtype: request.dtype });
-      return { value: { kind: "outer", bytes, sha256 } };
+      const columns = outerShardTensors(model);
+      const { bytes, sha256 } = writeShardFile(request.path, request.meta, columns, { dtype: request.dtype });
+      return { value: { kind: "outer", bytes, sha256, tensors: columns.map(({ name, shape }) => ({ name, shape: [...shape] })) } };
     }
     case "compress": {
       const job = blockJobFromValue(request.job);

@@ -189,8 +189,8 @@ export class CalibrationPool {
    * the last blocks (docs/DISTRIBUTED.md "Where 2 slots wait").
    */
   async writeOuter(path: string, meta: ShardMeta, dtype: ShardDtype): Promise<OuterShardWritten> {
-    const { bytes, sha256, seconds } = await this.#call(0, { kind: "outer", path, meta, dtype }) as Of<"outer">;
-    return { bytes, sha256, seconds };
+    const { bytes, sha256, tensors, seconds } = await this.#call(0, { kind: "outer", path, meta, dtype }) as Of<"outer">;
+    return { bytes, sha256, tensors, seconds };
   }
 
   /** Terminates the workers and releases what this thread's slot holds. */

@@ -87,7 +87,7 @@ export interface WriteShardsOptions {
    * made at subscription and `write` is called then (it may wait for a cue
    * of its own). `write` writes the shard to `path` as `writeShardFile` of
    * {@link outerShardTensors} would, with `meta` in `dtype`, and resolves
-   * with what it wrote and its seconds; a rejection fails the package. The
+   * with what it wrote (its columns among it) and its seconds; a rejection fails the package. The
    * manifest lists the shard last all the same. Ignored when `outer` is false.
    */
   outerElsewhere?: {
@@ -107,11 +107,13 @@ export interface WriteShardsOptions {
 export interface OuterShardWritten {
   bytes: number;
   sha256: string;
+  /** The names and shapes of the columns written, in their order: the manifest lists them. */
+  tensors: Array<{ name: string; shape: number[] }>;
   /** Wall seconds of the write, reported as a `write` stage event. */
   seconds: number;
 }
 
-const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+const byName = (a: ShardTensorInput, b: ShardTensorInput) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
 /** A weight map's tensors as shard columns (copies off the tensor heap), in name order. */
 export function shardTensors(weights: WeightMap): ShardTensor[] {
@@ -130,13 +132,6 @@ export function outerShardTensors(model: Pick<ModelHandle, "outer" | "vocabulary
   const tensors: ShardTensorInput[] = shardTensors(model.outer);
   if (model.vocabulary) tensors.push(...vocabularyShardTensors(model.vocabulary));
   return tensors.sort(byName);
-}
-
-/** The names and shapes of {@link outerShardTensors}' columns, in their order, without reading a value. */
-function outerShardShapes(model: ModelHandle): Array<{ name: string; shape: number[] }> {
-  const shapes = [...model.outer].map(([name, t]) => ({ name, shape: [...t.shape] }));
-  if (model.vocabulary) shapes.push(...vocabularyShardTensors(model.vocabulary).map(({ name, shape }) => ({ name, shape: [...shape] })));
-  return shapes.sort(byName);
 }
 
 const count = (tensors: ShardTensorInput[]) => tensors.reduce((n, t) => n + shapeSize(t.shape), 0);
@@ -247,8 +242,8 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
             // vocabulary) are written last, when no block's statistics or
             // shard copies are alive beside them.
             if (outerWritten) {
-              const { seconds, ...written } = await outerWritten;
-              emit(w.adoptShard(shardMeta(outer), outerShardShapes(m), written, { dtype }));
+              const { seconds, tensors, ...written } = await outerWritten;
+              emit(w.adoptShard(shardMeta(outer), tensors, written, { dtype }));
               options.events?.next({ stage: "write", seconds });
             } else if (options.outer ?? true) timeStage(options.events, "write", () => write(outer, outerShardTensors(m)));
             resume?.finish();

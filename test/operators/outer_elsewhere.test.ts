@@ -54,8 +54,9 @@ describe("writeShards with the outer shard written elsewhere", () => {
       blocksBefore = blocksSeen;
       writes.push({ path, meta, dtype });
       await new Promise((r) => setTimeout(r, 20)); // as another thread would: later
-      const { bytes, sha256 } = writeShardFile(path, meta, outerShardTensors(model), { dtype });
-      return { bytes, sha256, seconds: 0.25 };
+      const columns = outerShardTensors(model);
+      const { bytes, sha256 } = writeShardFile(path, meta, columns, { dtype });
+      return { bytes, sha256, tensors: columns.map(({ name, shape }) => ({ name, shape: [...shape] })), seconds: 0.25 };
     };
     const events: StageEvent[] = [];
     const shards = await lastValueFrom(
