@@ -102,6 +102,15 @@ export interface GradotOptions extends BudgetOptions, Partial<GcsOptions> {
   threads?: CalibrationThreads;
 }
 
+/**
+ * Middle blocks whose backward is still to come when a pool's worker thread
+ * is sent the outer shard's write ({@link buildGradotEmulator}): 2-slot
+ * OPT-125M builds, 14 interleaved runs each, 14.54 s mean with 0 (the write
+ * after the last VJPs) and 14.33 s with 2 (docs/DISTRIBUTED.md "Where 2 slots
+ * wait"); 1 measured as 0, and 3 as 2.
+ */
+const OUTER_LEAD_BLOCKS = 2;
+
 /** The stages a block's progress marks name, in order. */
 export type GradotStage = "forward" | "backward" | "score" | "compress";
 
@@ -182,14 +191,15 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
     middleBudget(model, blockSettings); // an unreachable ratio fails now, not after the calibration passes
     const total = gradotProgressSteps(model.cfg.layers);
     let done = 0;
-    // On a pool, the outer shard is written on a worker thread once the last VJPs are
-    // done (or the backward ends without them: a resumed build), when its queue runs
-    // dry while this thread writes the last blocks (docs/DISTRIBUTED.md "Where 2 slots
-    // wait"); on this thread, after the last block, it was the build's last half second.
-    let lastVjpsDone = () => {};
-    const outerCue = new Promise<void>((resolve) => (lastVjpsDone = resolve));
+    // On a pool, the outer shard is written on a worker thread once the backward has
+    // passed all but the lowest OUTER_LEAD_BLOCKS middle blocks (or ends before: a resumed
+    // build), beside their chunks and compressions; on this thread after the last block,
+    // and then on a worker thread after the last VJPs, it ended the build with the other
+    // slot idle (docs/DISTRIBUTED.md "Where 2 slots wait").
+    let sendOuter = () => {};
+    const outerCue = new Promise<void>((resolve) => (sendOuter = resolve));
     const mark = (name: GradotStage, block: number) => {
-      if (name === "backward" && block <= model.split.bottom) lastVjpsDone();
+      if (name === "backward" && block <= model.split.bottom + OUTER_LEAD_BLOCKS) sendOuter();
       const tokens = name === "forward" || name === "backward" ? calibration.sequences * calibration.length : undefined;
       events?.next({ stage: name, block, done: ++done, total, unit: "steps", seconds: 0, ...(tokens ? { tokens } : {}) });
     };
@@ -213,7 +223,7 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
           calibrateBackward({ chunk: options.chunk, events, signal, resume, pool }),
           pool ? poolKfac({ pool, tokens: calibration.sequences * (calibration.length - 1) }) : accumulateKfac({ events }),
         );
-      const stats = calibrated.pipe(stage("backward"), finalize(() => lastVjpsDone()));
+      const stats = calibrated.pipe(stage("backward"), finalize(() => sendOuter()));
       const local = gradotCompression(blockSettings, events);
       const compressed = queue
         ? pipe(queuedCompression({ ...queue, model, settings: blockSettings, local }), stage("score"))
