@@ -9,6 +9,8 @@
  *   bias of size 1 misread.
  * - `Sum` (`wasm_leading_sum.ts`): over leading axes (every bias and
  *   LayerNorm gradient) it transposes its whole input first; same bits without.
+ * - `GatherV2` (`wasm_gather.ts`): value by value, about 35 ns a value; an
+ *   embedding lookup's rows are copied whole instead, same bits.
  * - `UnsortedSegmentSum` (`wasm_segment_sum.ts`): missing; the gradient of
  *   `gather`.
  * - `Einsum` (`wasm_einsum.ts`): missing.
@@ -24,14 +26,16 @@ import { fixBatchMatMul, fixFusedMatMul } from "./wasm_matmul.ts";
 import { einsumKernel } from "./wasm_einsum.ts";
 import { unsortedSegmentSumKernel } from "./wasm_segment_sum.ts";
 import { fixLeadingSum } from "./wasm_leading_sum.ts";
+import { fixRowGather } from "./wasm_gather.ts";
 
 /** Kernels whose wasm implementation is wrapped (the original is kept). */
-export type WrappedWasmKernel = "BatchMatMul" | "_FusedMatMul" | "Sum";
+export type WrappedWasmKernel = "BatchMatMul" | "_FusedMatMul" | "Sum" | "GatherV2";
 
 const wrappers: Record<WrappedWasmKernel, (original: tf.KernelFunc) => tf.KernelFunc> = {
   BatchMatMul: fixBatchMatMul,
   _FusedMatMul: fixFusedMatMul,
   Sum: fixLeadingSum,
+  GatherV2: fixRowGather,
 };
 
 const missing: Record<string, tf.KernelFunc> = {
