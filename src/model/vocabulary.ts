@@ -46,7 +46,7 @@ const SWEEP_ROWS = 2048;
  * rather than starting a new read: a read costs about what decoding a few
  * rows does. 2,012 distinct random ids of OPT-125M's 50,272 rows: 140 ms
  * read in spans of up to 2,048 rows (the whole matrix), 11 ms with gaps of
- * at most 4, 16 ms at 8, 13 ms at 1 (docs/GRADOT.md "Benchmarks").
+ * at most 4, 16 ms at 8, 13 ms at 1 (docs/DISTRIBUTED.md "Where 2 slots wait").
  */
 const GATHER_GAP_ROWS = 4;
 
