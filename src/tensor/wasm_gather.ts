@@ -2,14 +2,14 @@
  * `GatherV2` of whole rows for the wasm backend (docs/DESIGN.md "Tensors").
  *
  * tfjs-backend-wasm 4.22 gathers value by value, working out every output
- * value's source index: about 35 ns a value, 13–18 ms for 512 rows of a
+ * value's source index: 35–45 ns a value, 13–18 ms for 512 rows of a
  * 768-wide table, where copying the rows takes a fraction of a millisecond.
  * Every embedding lookup is such a gather (a GradOT build's calibration
  * embedding: 4 chunks of 512 tokens; every step of `tune`, `eval` and
  * `pretrain`). This wrapper copies the rows straight from the table's heap
  * memory into the output's: the same values, so the same bits. Gathers along
- * another axis, with batch dimensions or of non-float32 values go to the
- * stock kernel.
+ * another axis, with batch dimensions, of no rows or of non-float32 values
+ * go to the stock kernel.
  *
  * @module
  */
@@ -38,7 +38,8 @@ export function fixRowGather(original: tf.KernelFunc): tf.KernelFunc {
     const axis = Number(attrs?.axis ?? 0);
     const batchDims = Number(attrs?.batchDims ?? 0);
     const rank = x.shape.length;
-    if (x.dtype !== "float32" || indices.dtype !== "int32" || rank === 0 || batchDims !== 0 || (axis !== 0 && axis !== -rank)) {
+    const picks = tf.util.sizeFromShape(indices.shape);
+    if (x.dtype !== "float32" || indices.dtype !== "int32" || rank === 0 || picks === 0 || batchDims !== 0 || (axis !== 0 && axis !== -rank)) {
       return original(args);
     }
     const wasm = asWasmBackend(backend);

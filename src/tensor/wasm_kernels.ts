@@ -9,7 +9,7 @@
  *   bias of size 1 misread.
  * - `Sum` (`wasm_leading_sum.ts`): over leading axes (every bias and
  *   LayerNorm gradient) it transposes its whole input first; same bits without.
- * - `GatherV2` (`wasm_gather.ts`): value by value, about 35 ns a value; an
+ * - `GatherV2` (`wasm_gather.ts`): value by value, 35–45 ns a value; an
  *   embedding lookup's rows are copied whole instead, same bits.
  * - `UnsortedSegmentSum` (`wasm_segment_sum.ts`): missing; the gradient of
  *   `gather`.

@@ -31,6 +31,10 @@ describe("wasm GatherV2 fix", () => {
     await expectParity("gather axis 1 (stock kernel)", () => tf.gather(randomTensor([5, 4, 3], 3), ids(), 1), 0);
   });
 
+  it("gathers no rows as the stock kernel does", async () => {
+    await expectParity("gather no rows", () => tf.gather(randomTensor([4, 3], 5), tf.tensor1d([], "int32")), 0);
+  });
+
   it("names an index outside the table instead of reading past it", () => {
     expect(() => tf.tidy(() => tf.gather(tf.ones([4, 2]), tf.tensor1d([1, 4], "int32")))).toThrow(/GatherV2: index 4 \(position 1\) is not in \[0, 3\]/);
     const out = new Float32Array(2);
