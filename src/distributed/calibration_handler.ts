@@ -6,7 +6,7 @@
  * is one of the pool's slots. It runs the calibration passes' chunk functions (src/model/calibration_chunk.ts)
  * on the chunks it is sent, sums the KFAC statistics of the linears it owns
  * (`BlockKfacSums`, chunk by chunk in the order sent), scores and compresses whole blocks
- * (`gradotCompression`) and writes the outer shard (`outerShardTensors`), the
+ * (`gradotCompression`) and writes the outer shard (`writeOuterShardFile`), the
  * same code the building thread runs alone, so a chunk's, a block's or a
  * shard's bytes do not depend on the thread that made them.
  *
@@ -38,9 +38,8 @@ import { gradotCompression } from "../operators/gradot_compression.ts";
 import type { AdapterSplit, LinearChunkRecord, ModelHandle, StreamedVocabulary } from "../records/records.ts";
 import { initBackend, tf } from "../tensor/backend.ts";
 import type { Matrix } from "../linalg/matrix.ts";
-import { outerShardTensors } from "../operators/write_shards.ts";
+import { writeOuterShardFile } from "../operators/write_shards.ts";
 import type { ShardDtype, ShardMeta } from "../io/shard_schema.ts";
-import { writeShardFile } from "../io/shard_writer.ts";
 import { filledTensor, peekValues } from "../tensor/heap_view.ts";
 import { adoptScratch } from "../linalg/scratch_arrays.ts";
 import { type ChunkPlace, readChunkAt, writeChunkAt } from "../io/activation_store.ts";
@@ -84,7 +83,7 @@ export type CalibrationRequest =
   /** `out`: where the input gradient `[n, T, d]` goes in the activation store, written there by the slot; absent where it is not kept. */
   | { kind: "backward"; block: SharedWeights; index: number; probes: boolean; x: StoredChunk; dy: StoredChunk; replay: Array<{ name: string; chunk: StoredChunk }>; out?: ChunkPlace }
   | { kind: "compress"; job: BlockJobValue }
-  /** The emulator's outer shard (`outerShardTensors` of the slot's outer weights and vocabulary), written to `path` (`writeShardFile`). */
+  /** The emulator's outer shard, of the slot's outer weights and vocabulary, written to `path` (`writeOuterShardFile`). */
   | { kind: "outer"; path: string; meta: ShardMeta; dtype: ShardDtype }
   /**
    * One chunk of the linears this worker sums (`kfacOwners`), in block order;
@@ -279,11 +278,8 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
       const stats = statsValue(kfac.finalize(request.index));
       return { value: { kind: "kfac-finalize", stats }, transfer: movableBuffers(stats) };
     }
-    case "outer": {
-      const columns = outerShardTensors(model);
-      const { bytes, sha256 } = writeShardFile(request.path, request.meta, columns, { dtype: request.dtype });
-      return { value: { kind: "outer", bytes, sha256, tensors: columns.map(({ name, shape }) => ({ name, shape: [...shape] })) } };
-    }
+    case "outer":
+      return { value: { kind: "outer", ...writeOuterShardFile(model, request.path, request.meta, request.dtype) } };
     case "compress": {
       const job = blockJobFromValue(request.job);
       const { channelProducts } = job;

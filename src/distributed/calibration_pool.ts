@@ -181,12 +181,12 @@ export class CalibrationPool {
 
   /**
    * Has the first worker thread write the model's outer shard to `path`
-   * with `meta` in `dtype` (`writeShardFile` of `outerShardTensors`: every
-   * slot holds the outer weights and opens the vocabulary, so the bytes are
-   * this thread's); resolves with what it wrote and the seconds it took
+   * with `meta` in `dtype` (`writeOuterShardFile`: every slot holds the
+   * outer weights and opens the vocabulary, so the bytes are this thread's);
+   * resolves with what it wrote and the seconds it took
    * (`WriteShardsOptions.outerElsewhere`). Sent to a worker thread, not
-   * posted: the write is for the end of a build, where this thread writes
-   * the last blocks (docs/DISTRIBUTED.md "Where 2 slots wait").
+   * posted: this thread has its own writes and reads besides its slot's
+   * requests (docs/DISTRIBUTED.md "Where 2 slots wait").
    */
   async writeOuter(path: string, meta: ShardMeta, dtype: ShardDtype): Promise<OuterShardWritten> {
     const { bytes, sha256, tensors, seconds } = await this.#call(0, { kind: "outer", path, meta, dtype }) as Of<"outer">;

@@ -24,6 +24,7 @@ import { join } from "node:path";
 import { createPackageWriter, type Manifest, manifestFormatVersion, type ManifestShard, type PackageWriter, sharedPositions, shardFileName } from "../io/manifest.ts";
 import { copyTokenizerFiles, ownTokenizer } from "../io/tokenizer.ts";
 import { configSha256, type ShardDtype, type ShardMeta, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
+import { writeShardFile } from "../io/shard_writer.ts";
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
 import type { WeightMap } from "../model/types.ts";
 import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
@@ -85,9 +86,9 @@ export interface WriteShardsOptions {
    * with the worker threads idle; docs/DISTRIBUTED.md "Where 2 slots
    * wait"). `model` is the package's model, so the package's directory is
    * made at subscription and `write` is called then (it may wait for a cue
-   * of its own). `write` writes the shard to `path` as `writeShardFile` of
-   * {@link outerShardTensors} would, with `meta` in `dtype`, and resolves
-   * with what it wrote (its columns among it) and its seconds; a rejection fails the package. The
+   * of its own). `write` writes the shard to `path` with `meta` in `dtype`, as
+   * {@link writeOuterShardFile} does, and resolves with what it wrote (its
+   * columns among it) and its seconds; a rejection fails the package. The
    * manifest lists the shard last all the same. Ignored when `outer` is false.
    */
   outerElsewhere?: {
@@ -132,6 +133,22 @@ export function outerShardTensors(model: Pick<ModelHandle, "outer" | "vocabulary
   const tensors: ShardTensorInput[] = shardTensors(model.outer);
   if (model.vocabulary) tensors.push(...vocabularyShardTensors(model.vocabulary));
   return tensors.sort(byName);
+}
+
+/**
+ * Writes the outer shard of `model` ({@link outerShardTensors}) to `path`
+ * with `meta` in `dtype` (`writeShardFile`): what a thread that writes it
+ * for another (`WriteShardsOptions.outerElsewhere`) returns, but the seconds.
+ */
+export function writeOuterShardFile(
+  model: Pick<ModelHandle, "outer" | "vocabulary">,
+  path: string,
+  meta: ShardMeta,
+  dtype: ShardDtype,
+): Omit<OuterShardWritten, "seconds"> {
+  const columns = outerShardTensors(model);
+  const { bytes, sha256 } = writeShardFile(path, meta, columns, { dtype });
+  return { bytes, sha256, tensors: columns.map(({ name, shape }) => ({ name, shape: [...shape] })) };
 }
 
 const count = (tensors: ShardTensorInput[]) => tensors.reduce((n, t) => n + shapeSize(t.shape), 0);

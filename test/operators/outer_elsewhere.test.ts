@@ -11,9 +11,8 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { openModel } from "../../src/model/model_handle.ts";
 import { readManifest } from "../../src/io/manifest.ts";
 import type { ShardDtype, ShardMeta } from "../../src/io/shard_schema.ts";
-import { writeShardFile } from "../../src/io/shard_writer.ts";
 import { readCheckpoint } from "../../src/operators/read_checkpoint.ts";
-import { type OuterShardWritten, outerShardTensors, writeShards } from "../../src/operators/write_shards.ts";
+import { type OuterShardWritten, writeOuterShardFile, writeShards } from "../../src/operators/write_shards.ts";
 import type { StageEvent } from "../../src/events/stage_events.ts";
 import type { ModelHandle } from "../../src/records/records.ts";
 import { initBackend } from "../../src/tensor/backend.ts";
@@ -54,9 +53,7 @@ describe("writeShards with the outer shard written elsewhere", () => {
       blocksBefore = blocksSeen;
       writes.push({ path, meta, dtype });
       await new Promise((r) => setTimeout(r, 20)); // as another thread would: later
-      const columns = outerShardTensors(model);
-      const { bytes, sha256 } = writeShardFile(path, meta, columns, { dtype });
-      return { bytes, sha256, tensors: columns.map(({ name, shape }) => ({ name, shape: [...shape] })), seconds: 0.25 };
+      return { ...writeOuterShardFile(model, path, meta, dtype), seconds: 0.25 };
     };
     const events: StageEvent[] = [];
     const shards = await lastValueFrom(
