@@ -1,7 +1,7 @@
 /**
  * Keeping freed memory in the process for its next allocations, instead of
  * handing it back to the kernel (glibc's `mallopt`, through the FFI both
- * runtimes have: `koffi` on Node, `Deno.dlopen` on Deno).
+ * runtimes have: src/linalg/libc_ffi.ts).
  *
  * Why: a 2-slot GradOT build moves hundreds of MB of arrays between its
  * threads per block (chunks' inputs and gradients, block jobs). By default
@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { createRequire } from "node:module";
+import { libcMemoryCalls } from "../linalg/libc_ffi.ts";
 
 /** `mallopt` parameters (malloc.h). */
 const M_TRIM_THRESHOLD = -1;
@@ -32,26 +32,6 @@ const FREED_MEMORY_SETTINGS: ReadonlyArray<readonly [param: number, value: numbe
   [M_MMAP_THRESHOLD, 32 << 20],
 ];
 
-type Mallopt = (param: number, value: number) => number;
-
-interface DenoFfi {
-  dlopen(path: string, symbols: Record<string, { parameters: string[]; result: string }>): { symbols: { mallopt: Mallopt } };
-}
-
-/** glibc's `mallopt`, or undefined where there is none (another C library, or no FFI permission). */
-function bindMallopt(): Mallopt | undefined {
-  try {
-    if ("Deno" in globalThis) {
-      const deno = (globalThis as unknown as { Deno: DenoFfi }).Deno;
-      return deno.dlopen("libc.so.6", { mallopt: { parameters: ["i32", "i32"], result: "i32" } }).symbols.mallopt;
-    }
-    const koffi = createRequire(import.meta.url)("koffi") as { load(path: string): { func(signature: string): Mallopt } };
-    return koffi.load("libc.so.6").func("int mallopt(int param, int value)");
-  } catch {
-    return undefined;
-  }
-}
-
 let applied: boolean | undefined;
 
 /**
@@ -63,7 +43,7 @@ let applied: boolean | undefined;
  */
 export function keepFreedMemory(): boolean {
   if (applied !== undefined) return applied;
-  const mallopt = bindMallopt();
-  applied = mallopt !== undefined && FREED_MEMORY_SETTINGS.every(([param, value]) => mallopt(param, value) === 1);
+  const libc = libcMemoryCalls();
+  applied = libc !== undefined && FREED_MEMORY_SETTINGS.every(([param, value]) => libc.mallopt(param, value) === 1);
   return applied;
 }

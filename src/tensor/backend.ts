@@ -86,8 +86,8 @@ async function startWasm(): Promise<boolean> {
   installWasmKernelFixes();
   const { shareSavedTensors } = await import("./wasm_saved_tensors.ts");
   shareSavedTensors();
-  const { doubleHeapGrowth } = await import("./wasm_heap_growth.ts");
-  doubleHeapGrowth();
+  const { tuneHeapGrowth } = await import("./wasm_heap_growth.ts");
+  tuneHeapGrowth();
   return true;
 }
 
