@@ -16,9 +16,9 @@
  * `transparent_hugepage/enabled` set to `madvise`, as on Debian), the heap's
  * memory is advised `MADV_HUGEPAGE` at each growth, so one fault maps 2 MiB
  * instead of 4 KiB. On a 2-slot OPT-125M GradOT build both threads' heaps
- * fault at once, beside the other thread's allocations: four interleaved
- * pairs took 14.24 s against 14.76 s, 273 k page faults against 378 k
- * (docs/DISTRIBUTED.md "Huge pages for the wasm heap"). Elsewhere (no glibc,
+ * fault at once, beside the other thread's allocations: three interleaved
+ * pairs took 14.28–14.50 s against 14.71–14.88 s, 273 k page faults against
+ * 378 k (docs/DISTRIBUTED.md "Huge pages for the wasm heap"). Elsewhere (no glibc,
  * no FFI permission, huge pages off) the advice is not given or does
  * nothing.
  *
@@ -37,10 +37,9 @@ export function wasmHeapMemory(): WebAssembly.Memory | undefined {
   return (tf.backend() as unknown as { wasm?: { asm?: { memory?: WebAssembly.Memory } } }).wasm?.asm?.memory;
 }
 
-/** Advises `memory`'s whole current range `MADV_HUGEPAGE`; whether the kernel took the advice. */
-function adviseHugePages(memory: WebAssembly.Memory): boolean {
-  const libc = libcMemoryCalls();
-  return libc !== undefined && libc.madvise(new Uint8Array(memory.buffer), memory.buffer.byteLength, MADV_HUGEPAGE) === 0;
+/** Advises `memory`'s whole current range `MADV_HUGEPAGE` (a refusal changes only the speed). */
+function adviseHugePages(memory: WebAssembly.Memory): void {
+  libcMemoryCalls()?.madvise(new Uint8Array(memory.buffer), memory.buffer.byteLength, MADV_HUGEPAGE);
 }
 
 /**
