@@ -32,7 +32,7 @@ import { availableParallelism } from "node:os";
 import process from "node:process";
 import v8 from "node:v8";
 import { parentPort, type Transferable, Worker } from "node:worker_threads";
-import { handOverScratch } from "../linalg/scratch_arrays.ts";
+import { adoptSpareScratch, collectSpareScratch, handOverScratch, takeSpareScratch } from "../linalg/scratch_arrays.ts";
 import { serialServer } from "./serial_server.ts";
 
 /** What a handler returns: the reply value and the buffers to move with it. */
@@ -41,7 +41,7 @@ export interface Reply<Res> {
   transfer?: Transferable[];
 }
 
-type WireReply = { type: "ready" } | { type: "reply"; id: number; value: unknown } | {
+type WireReply = { type: "ready" } | { type: "reply"; id: number; value: unknown; spare?: Float32Array[] } | {
   type: "error";
   id: number;
   message: string;
@@ -116,6 +116,7 @@ export class WorkerPool<Req, Res> {
     }
     process.env.OPENBLAS_NUM_THREADS ??= "1"; // process-wide: see the module doc
     widenHeapGrowth();
+    collectSpareScratch();
     const slots: Slot[] = [];
     const ready: Promise<void>[] = [];
     for (let k = 0; k < size; k++) {
@@ -152,8 +153,10 @@ export class WorkerPool<Req, Res> {
     slot.busy += 1;
     return new Promise<Res>((resolve, reject) => {
       slot.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      const spare = takeSpareScratch();
       handOverScratch(request);
-      slot.worker.postMessage({ id, request }, transfer);
+      handOverScratch(spare);
+      slot.worker.postMessage({ id, request, spare }, transfer);
     }).finally(() => {
       slot.busy -= 1;
       this.#queue.shift()?.();
@@ -217,7 +220,10 @@ export class WorkerPool<Req, Res> {
       const pending = slot.pending.get(message.id);
       if (!pending) return;
       slot.pending.delete(message.id);
-      if (message.type === "reply") pending.resolve(message.value);
+      if (message.type === "reply") {
+        if (message.spare) adoptSpareScratch(message.spare);
+        pending.resolve(message.value);
+      }
       else {
         const error = new Error(`Worker ${k} failed: ${message.message}`);
         if (message.stack) error.stack = `${error.message}\n(worker stack) ${message.stack}`;
@@ -280,11 +286,15 @@ export function serveRequests<Req, Res>(
 ): void {
   const port = parentPort;
   if (!port) throw new Error("serveRequests() must run inside a worker thread");
-  const serve = serialServer<{ id: number; request: Req }>(async ({ id, request }) => {
+  collectSpareScratch();
+  const serve = serialServer<{ id: number; request: Req; spare?: Float32Array[] }>(async ({ id, request, spare }) => {
+    if (spare) adoptSpareScratch(spare);
     try {
       const { value, transfer } = await handler(request);
+      const ours = takeSpareScratch();
       handOverScratch(value);
-      port.postMessage({ type: "reply", id, value } satisfies WireReply, transfer ?? []);
+      handOverScratch(ours);
+      port.postMessage({ type: "reply", id, value, spare: ours } satisfies WireReply, transfer ?? []);
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
       port.postMessage({ type: "error", id, message: error.message, stack: error.stack } satisfies WireReply);

@@ -23,11 +23,28 @@
  * stays readable here, so the sender hands it over ({@link handOverScratch})
  * and this pool no longer takes it back, as it skips a moved (emptied) one.
  *
+ * Arrays flow one way between a pool's threads: a KFAC owner takes in the
+ * rows every slot made, fills its pool and drops the rest, while the thread
+ * that made them makes fresh ones. So in a worker pool's threads
+ * ({@link collectSpareScratch}) an array given back past the limit is kept
+ * as spare instead, and the next message to or from another thread carries
+ * it there, which takes it in if it has room (docs/DISTRIBUTED.md "Spare
+ * arrays go back").
+ *
  * @module
  */
 
 /** Bytes of idle arrays the pool keeps at most (they count towards the process's memory). */
 export const SCRATCH_POOL_BYTES = 192 * 2 ** 20;
+
+/** Bytes of arrays past the pool's limit kept to be sent to another thread at most ({@link takeSpareScratch}). */
+export const SPARE_SCRATCH_BYTES = 64 * 2 ** 20;
+
+/** Arrays given back past the pool's limit, for the next message to another thread. */
+let spare: Float32Array[] = [];
+let spareBytes = 0;
+/** Whether this thread sends messages to another that takes spare arrays in ({@link collectSpareScratch}). */
+let spareWanted = false;
 
 /** Idle arrays by length, most recently given last. */
 const idle = new Map<number, Float32Array[]>();
@@ -89,9 +106,48 @@ export function handOverScratch(message: unknown, seen = new WeakSet<object>()):
   } else for (const value of Array.isArray(message) ? message : Object.values(message)) handOverScratch(value, seen);
 }
 
-/** Keeps an idle array unless it is another thread's (moved, so empty, or handed over) or the pool is full. */
-function keep(array: Float32Array): void {
-  if (array.length === 0 || (array.buffer instanceof SharedArrayBuffer && handedOver.has(array.buffer)) || idleBytes + array.byteLength > SCRATCH_POOL_BYTES) return;
+/**
+ * Keeps arrays given back past the pool's limit, up to
+ * {@link SPARE_SCRATCH_BYTES}, for another thread ({@link takeSpareScratch}),
+ * instead of dropping them. Called by a thread of a worker pool (`WorkerPool`,
+ * src/distributed/worker_pool.ts), whose messages carry them; a thread with
+ * none keeps no spare.
+ */
+export function collectSpareScratch(): void {
+  spareWanted = true;
+}
+
+/**
+ * The arrays this thread gave back past its pool's limit, now to be sent
+ * to another thread (which adopts them: `adoptSpareScratch`), so a thread
+ * that receives another's arrays (a KFAC owner) does not drop them while the
+ * thread that made them makes fresh ones.
+ */
+export function takeSpareScratch(): Float32Array[] {
+  const taken = spare;
+  spare = [];
+  spareBytes = 0;
+  return taken;
+}
+
+/** Takes arrays another thread sent as spare ({@link takeSpareScratch}) into this thread's pool, as far as it has room. */
+export function adoptSpareScratch(arrays: readonly Float32Array[]): void {
+  for (const array of arrays) {
+    if (array.buffer instanceof SharedArrayBuffer) handedOver.delete(array.buffer); // sent here once, given back now
+    keep(array, false);
+  }
+}
+
+/** Keeps an idle array unless it is another thread's (moved, so empty, or handed over) or the pool is full; past the limit, as spare for another thread when `spareLeft`. */
+function keep(array: Float32Array, spareLeft = true): void {
+  if (array.length === 0 || (array.buffer instanceof SharedArrayBuffer && handedOver.has(array.buffer))) return;
+  if (idleBytes + array.byteLength > SCRATCH_POOL_BYTES) {
+    if (spareLeft && spareWanted && array.buffer instanceof SharedArrayBuffer && spareBytes + array.byteLength <= SPARE_SCRATCH_BYTES) {
+      spare.push(array);
+      spareBytes += array.byteLength;
+    }
+    return;
+  }
   const stack = idle.get(array.length);
   if (stack) stack.push(array);
   else idle.set(array.length, [array]);

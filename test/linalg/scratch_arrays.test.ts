@@ -1,9 +1,21 @@
 // The scratch pool (src/linalg/scratch_arrays.ts): arrays it handed out come
 // back and are handed out again to work of the same length; nothing else
 // enters it, arrays sent to another thread stay there, and it never holds
-// more than its limit.
+// more than its limit; past it, arrays go to another thread as spare.
 import { describe, expect, test } from "vitest";
-import { adoptScratch, giveScratch, handOverScratch, SCRATCH_POOL_BYTES, scratchBytes, takeScratch, takeZeroedScratch } from "../../src/linalg/scratch_arrays.ts";
+import {
+  adoptScratch,
+  adoptSpareScratch,
+  collectSpareScratch,
+  giveScratch,
+  handOverScratch,
+  SCRATCH_POOL_BYTES,
+  scratchBytes,
+  SPARE_SCRATCH_BYTES,
+  takeScratch,
+  takeSpareScratch,
+  takeZeroedScratch,
+} from "../../src/linalg/scratch_arrays.ts";
 
 describe("scratch arrays", () => {
   test("an array given back is handed out again for the same length only", () => {
@@ -87,5 +99,30 @@ describe("scratch arrays", () => {
     expect(scratchBytes()).toBeLessThanOrEqual(SCRATCH_POOL_BYTES);
     expect(scratchBytes()).toBeGreaterThan(SCRATCH_POOL_BYTES - 4 * length);
     for (const _ of arrays) takeScratch(length); // empty the pool again
+  });
+
+  test("past its limit, arrays given back are spare for another thread, which takes them in once, even its own sent earlier", () => {
+    expect(takeSpareScratch()).toEqual([]); // a thread of no worker pool drops what passes the limit (the test above)
+    collectSpareScratch(); // as a worker pool's thread
+    const length = 2 ** 22; // 16 MiB each
+    const fill = Array.from({ length: Math.floor((SCRATCH_POOL_BYTES - scratchBytes()) / (4 * length)) }, () => takeScratch(length)); // the pool's room
+    const past = Array.from({ length: SPARE_SCRATCH_BYTES / (4 * length) + 2 }, () => takeScratch(length));
+    giveScratch(...fill, ...past);
+    const spare = takeSpareScratch();
+    expect(spare.length * 4 * length).toBe(SPARE_SCRATCH_BYTES); // the spare's limit, not every array past the pool's
+    expect(spare.every((a) => past.includes(a))).toBe(true);
+    expect(takeSpareScratch()).toEqual([]); // taken once
+    // Sent to another thread, as a message holds them; back as that thread's spare, they are taken in where there is room.
+    handOverScratch(spare);
+    for (const _ of fill) takeScratch(length); // room again
+    adoptSpareScratch(spare);
+    expect(takeScratch(length)).toBe(spare.at(-1));
+    // Adopted spare past the limit is dropped, not spared again (no arrays going back and forth).
+    const full = Array.from({ length: Math.ceil(SCRATCH_POOL_BYTES / (4 * length)) + 1 }, () => takeScratch(length));
+    giveScratch(...full.slice(0, -1));
+    takeSpareScratch();
+    adoptSpareScratch([full.at(-1)!]);
+    expect(takeSpareScratch()).toEqual([]);
+    for (const _ of full) takeScratch(length); // empty the pool again
   });
 });
