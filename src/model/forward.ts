@@ -7,6 +7,7 @@
 import type { Tensor } from "@tensorflow/tfjs";
 import { tf } from "../tensor/backend.ts";
 import { filledTensor, peekValues } from "../tensor/heap_view.ts";
+import { gatherRowsInto } from "../tensor/wasm_gather.ts";
 import { dimsOf, sameShape } from "./shapes.ts";
 import type { Architecture, ModelConfig, WeightMap } from "./types.ts";
 
@@ -75,7 +76,7 @@ export function lmLoss(logits: Tensor, ids: Tensor, mask?: Tensor): Tensor {
     const [x, save] = args as [Tensor, tf.GradSaveFunc];
     const input = dense
       ? tf.reshape(x, [b * t, vocab]) // [B·T, V], a view
-      : filledTensor([kept.length, vocab], (out) => copyRows(peekValues(x), kept, vocab, out)); // [k, V]
+      : filledTensor([kept.length, vocab], (out) => gatherRowsInto(peekValues(x), b * t, vocab, kept, out)); // [B·T, V] rows into [k, V]
     const p = tf.softmax(input); // [B·T or k, V]
     input.dispose();
     const probs = peekValues(p);
@@ -110,11 +111,6 @@ export function lmLoss(logits: Tensor, ids: Tensor, mask?: Tensor): Tensor {
  * feedback per closure, and a loop in the fresh closures of each call would
  * start unoptimised every time.
  */
-
-/** Rows `rows` of `l` `[B·T, V]`, in order, into `out` `[k, V]`. */
-function copyRows(l: Float32Array, rows: Int32Array, vocab: number, out: Float32Array): void {
-  for (let i = 0; i < rows.length; i++) out.set(l.subarray(rows[i] * vocab, (rows[i] + 1) * vocab), i * vocab);
-}
 
 /**
  * `out` `[B·T, V]`: row `rows[i]` is `scaled[i]` (`p · scale · w`, `[k, V]`)

@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import { wasmHeapMemory } from "../../src/tensor/wasm_heap_growth.ts";
 
-const heapBytes = () => (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length;
+const heapBytes = () => wasmHeapMemory()!.buffer.byteLength;
 
 /** Whether transparent huge pages are given on request here (Linux, THP `madvise` or `always`). */
 function hugePagesOnRequest(): boolean {
