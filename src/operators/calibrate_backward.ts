@@ -175,6 +175,14 @@ async function runBackward(
   const missing = (what: string) =>
     new Error(`calibrateBackward: ${what}${resume ? ` (the resumable build in "${resume.dir}" is inconsistent: remove it)` : ""}`);
 
+  const load = (i: number) => timeStageAsync(options.events, "read", () => model.loadBlock(i), { block: i });
+  /**
+   * With a pool, the next block's weights, read while the slots run the
+   * chunks before it: the head's, for block L-1, whose read otherwise held
+   * up the backward's first chunks (docs/DISTRIBUTED.md "Where 2 slots wait").
+   */
+  let prefetched: Promise<WeightMap> | undefined;
+
   // Upstream gradient at the last block's output, of the summed token loss
   // (a resumed build whose loss is recorded has it on disk, unless block
   // L-1 is written and no longer needs it).
@@ -186,7 +194,16 @@ async function runBackward(
   } else if (!output) {
     throw missing("the last block's activation record has no output");
   } else {
-    upstream = await headGradient(output);
+    if (pool && !resume?.isDone(cfg.layers - 1)) {
+      prefetched = load(cfg.layers - 1);
+      prefetched.catch(() => {}); // awaited at the first block
+    }
+    try {
+      upstream = await headGradient(output);
+    } catch (e) {
+      void prefetched?.then(disposeWeights, () => {});
+      throw e;
+    }
   }
   output?.dispose();
 
@@ -254,9 +271,6 @@ async function runBackward(
     emit?.();
   };
 
-  const load = (i: number) => timeStageAsync(options.events, "read", () => model.loadBlock(i), { block: i });
-  /** With a pool, the next block's weights, read while the workers run this block's chunks. */
-  let prefetched: Promise<WeightMap> | undefined;
   const lowestMiddle = split.bottom;
   try {
     await backwardBlocks();
