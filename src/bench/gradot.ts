@@ -89,9 +89,9 @@ const TORCH_ROUNDS = 2;
  * page used for the first time costs a fault on the host too: a 2-slot build
  * touches about 850 MiB more than one thread, and right after a one-thread
  * build it took 14.9–15.3 s, right after another 2-slot build 14.2–14.6 s,
- * while the one-thread build, which follows a 2-slot one, did not move
- * (docs/DISTRIBUTED.md "2026-12-05, fifth session"). The unmeasured builds'
- * times are printed beside the speed-up.
+ * while a one-thread build took the same time on new memory as on memory
+ * just freed (docs/DISTRIBUTED.md "Where 2 slots wait", the fifth session of 2026-12-05).
+ * The unmeasured builds' times are printed beside the speed-up.
  */
 const SPEEDUP_ROUNDS = 2;
 
