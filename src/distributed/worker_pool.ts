@@ -155,7 +155,6 @@ export class WorkerPool<Req, Res> {
       slot.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       const spare = takeSpareScratch();
       handOverScratch(request);
-      handOverScratch(spare);
       slot.worker.postMessage({ id, request, spare }, transfer);
     }).finally(() => {
       slot.busy -= 1;
@@ -223,8 +222,7 @@ export class WorkerPool<Req, Res> {
       if (message.type === "reply") {
         if (message.spare) adoptSpareScratch(message.spare);
         pending.resolve(message.value);
-      }
-      else {
+      } else {
         const error = new Error(`Worker ${k} failed: ${message.message}`);
         if (message.stack) error.stack = `${error.message}\n(worker stack) ${message.stack}`;
         pending.reject(error);
@@ -293,7 +291,6 @@ export function serveRequests<Req, Res>(
       const { value, transfer } = await handler(request);
       const ours = takeSpareScratch();
       handOverScratch(value);
-      handOverScratch(ours);
       port.postMessage({ type: "reply", id, value, spare: ours } satisfies WireReply, transfer ?? []);
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));

@@ -13,8 +13,8 @@ import { createRequire } from "node:module";
 export interface LibcMemoryCalls {
   /** `mallopt(param, value)`: 1 when glibc took the setting. */
   mallopt(param: number, value: number): number;
-  /** `madvise(addr, length, advice)` from the first byte of `view`: 0 on success. */
-  madvise(view: Uint8Array, length: number, advice: number): number;
+  /** `madvise(addr, length, advice)` over `view`'s bytes: 0 on success. */
+  madvise(view: Uint8Array, advice: number): number;
 }
 
 interface DenoFfi {
@@ -47,12 +47,12 @@ function bind(): LibcMemoryCalls | undefined {
         mallopt: { parameters: ["i32", "i32"], result: "i32" },
         madvise: { parameters: ["buffer", "usize", "i32"], result: "i32" },
       });
-      return { mallopt: symbols.mallopt, madvise: (view, length, advice) => symbols.madvise(view, BigInt(length), advice) };
+      return { mallopt: symbols.mallopt, madvise: (view, advice) => symbols.madvise(view, BigInt(view.byteLength), advice) };
     }
     const libc = (createRequire(import.meta.url)("koffi") as Koffi).load("libc.so.6");
     const mallopt = libc.func("int mallopt(int param, int value)");
     const madvise = libc.func("int madvise(void *addr, size_t length, int advice)");
-    return { mallopt: (param, value) => mallopt(param, value), madvise: (view, length, advice) => madvise(view, length, advice) };
+    return { mallopt: (param, value) => mallopt(param, value), madvise: (view, advice) => madvise(view, view.byteLength, advice) };
   } catch {
     return undefined;
   }

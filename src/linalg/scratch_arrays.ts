@@ -118,15 +118,16 @@ export function collectSpareScratch(): void {
 }
 
 /**
- * The arrays this thread gave back past its pool's limit, now to be sent
- * to another thread (which adopts them: `adoptSpareScratch`), so a thread
- * that receives another's arrays (a KFAC owner) does not drop them while the
- * thread that made them makes fresh ones.
+ * The arrays this thread gave back past its pool's limit, now handed over
+ * ({@link handOverScratch}) to be sent to another thread (which adopts them:
+ * `adoptSpareScratch`), so a thread that receives another's arrays (a KFAC
+ * owner) does not drop them while the thread that made them makes fresh ones.
  */
 export function takeSpareScratch(): Float32Array[] {
   const taken = spare;
   spare = [];
   spareBytes = 0;
+  handOverScratch(taken);
   return taken;
 }
 

@@ -183,29 +183,50 @@ async function runBackward(
    */
   let prefetched: Promise<WeightMap> | undefined;
 
+  /** The chunk records of a middle block's chunk, in `arch.linears` order ({@link chunkRecords}). */
+  const specs = arch.linears(cfg);
+  const emitChunk = (index: number, linears: ChunkLinear[], chunk: number) => {
+    for (const record of chunkRecords(specs, index, linears, chunk)) subscriber.next(record);
+  };
+
+  /**
+   * With a pool, a block's statistics and record go downstream only once the
+   * next block's chunks are on the workers, so the KFAC sums of one block
+   * overlap the VJPs of the next; this emits the block held back, if any.
+   */
+  let heldBack: (() => void) | undefined;
+  const release = () => {
+    const emit = heldBack;
+    heldBack = undefined;
+    emit?.();
+  };
+
+  const lowestMiddle = split.bottom;
+
   // Upstream gradient at the last block's output, of the summed token loss
   // (a resumed build whose loss is recorded has it on disk, unless block
   // L-1 is written and no longer needs it).
   const reportLoss = (loss: number) => options.events?.next({ stage: "head", seconds: 0, loss, tokens: n * (t - 1) });
   let upstream: StoredActivations | undefined;
-  if (resume?.loss !== undefined) {
-    upstream = store.open(gradientName(cfg.layers), n, t, d);
-    reportLoss(resume.loss);
-  } else if (!output) {
-    throw missing("the last block's activation record has no output");
-  } else {
-    if (pool && !resume?.isDone(cfg.layers - 1)) {
-      prefetched = load(cfg.layers - 1);
-      prefetched.catch(() => {}); // awaited at the first block
-    }
-    try {
+  try {
+    if (resume?.loss !== undefined) {
+      upstream = store.open(gradientName(cfg.layers), n, t, d);
+      reportLoss(resume.loss);
+    } else if (!output) {
+      throw missing("the last block's activation record has no output");
+    } else {
+      if (pool && !resume?.isDone(cfg.layers - 1)) {
+        prefetched = load(cfg.layers - 1);
+        prefetched.catch(() => {}); // awaited at the first block
+      }
       upstream = await headGradient(output);
-    } catch (e) {
-      void prefetched?.then(disposeWeights, () => {});
-      throw e;
     }
+    output?.dispose();
+    await backwardBlocks();
+  } finally {
+    void prefetched?.then(disposeWeights, () => {}); // a stop or an error left it unused
   }
-  output?.dispose();
+  release();
 
   /**
    * Sequences per head chunk. Each chunk of a streamed head re-reads the
@@ -252,32 +273,6 @@ async function runBackward(
     reportLoss(loss);
     return gradient;
   }
-
-  /** The chunk records of a middle block's chunk, in `arch.linears` order ({@link chunkRecords}). */
-  const specs = arch.linears(cfg);
-  const emitChunk = (index: number, linears: ChunkLinear[], chunk: number) => {
-    for (const record of chunkRecords(specs, index, linears, chunk)) subscriber.next(record);
-  };
-
-  /**
-   * With a pool, a block's statistics and record go downstream only once the
-   * next block's chunks are on the workers, so the KFAC sums of one block
-   * overlap the VJPs of the next; this emits the block held back, if any.
-   */
-  let heldBack: (() => void) | undefined;
-  const release = () => {
-    const emit = heldBack;
-    heldBack = undefined;
-    emit?.();
-  };
-
-  const lowestMiddle = split.bottom;
-  try {
-    await backwardBlocks();
-  } finally {
-    void prefetched?.then(disposeWeights, () => {}); // a stop or an error left it unused
-  }
-  release();
 
   async function backwardBlocks(): Promise<void> {
     for (let index = cfg.layers - 1; index >= 0; index--) {

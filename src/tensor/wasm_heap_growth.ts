@@ -39,7 +39,7 @@ export function wasmHeapMemory(): WebAssembly.Memory | undefined {
 
 /** Advises `memory`'s whole current range `MADV_HUGEPAGE` (a refusal changes only the speed). */
 function adviseHugePages(memory: WebAssembly.Memory): void {
-  libcMemoryCalls()?.madvise(new Uint8Array(memory.buffer), memory.buffer.byteLength, MADV_HUGEPAGE);
+  libcMemoryCalls()?.madvise(new Uint8Array(memory.buffer), MADV_HUGEPAGE);
 }
 
 /**

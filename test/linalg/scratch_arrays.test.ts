@@ -112,9 +112,11 @@ describe("scratch arrays", () => {
     expect(spare.length * 4 * length).toBe(SPARE_SCRATCH_BYTES); // the spare's limit, not every array past the pool's
     expect(spare.every((a) => past.includes(a))).toBe(true);
     expect(takeSpareScratch()).toEqual([]); // taken once
-    // Sent to another thread, as a message holds them; back as that thread's spare, they are taken in where there is room.
-    handOverScratch(spare);
     for (const _ of fill) takeScratch(length); // room again
+    // Taken, they are handed over (a message carries them to another thread): this pool does not take them back.
+    adoptScratch(spare[0]);
+    expect(spare).not.toContain(takeScratch(length));
+    // Back as that thread's spare, they are taken in where there is room.
     adoptSpareScratch(spare);
     expect(takeScratch(length)).toBe(spare.at(-1));
     // Adopted spare past the limit is dropped, not spared again (no arrays going back and forth).
