@@ -129,17 +129,18 @@ export interface BlockJobValue extends Omit<BlockJob, "weights" | "stats"> {
 /**
  * `record`'s weights, factors and channel products, with the model and
  * settings, as plain values; the arrays are the record's statistics (not
- * copies) and copies of its weights, so a worker thread can be handed them
- * without another copy.
+ * copies) and copies of its weights (or `weights`, the caller's values of
+ * them: views of the block's publication on a pool), so a worker thread can
+ * be handed them without another copy.
  */
-export function blockJobValue(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): BlockJobValue {
+export function blockJobValue(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings, weights?: Record<string, StoredTensor>): BlockJobValue {
   const { channelProducts } = record;
   return {
     model,
     index: record.index,
     role: record.role,
     settings,
-    weights: storeWeights(record.weights),
+    weights: weights ?? storeWeights(record.weights),
     stats: statsValue(record.stats),
     ...(channelProducts ? { channelProducts } : {}),
   };

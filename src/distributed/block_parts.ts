@@ -18,7 +18,8 @@
 import { isAttention, MLP_PART, mlpSpecs } from "../model/mlp_view.ts";
 import type { CompressionNote, ModelHandle, StatsRecord } from "../records/records.ts";
 import type { WeightMap } from "../model/types.ts";
-import { type BlockJob, type BlockJobValue, blockJobValue, type BlockSettings, type CompressedBlock } from "./block_files.ts";
+import { type BlockJob, type BlockJobValue, blockJobValue, type BlockSettings, type CompressedBlock, type StoredTensor } from "./block_files.ts";
+import type { SharedWeights } from "./shared_weights.ts";
 
 /** The parts of a middle block of `model` under `settings`: its attention linears by name (unless only SCP runs), then `mlp` (unless only DRD runs). */
 export function blockParts(model: ModelHandle, settings: BlockSettings): string[] {
@@ -60,11 +61,28 @@ function unshared<T>(value: T, seen: Set<ArrayBufferLike>): T {
 }
 
 /**
+ * Views of `names`' values in the block's publication `shared` (no copy), in
+ * name order as {@link blockJobValue} stores weights.
+ *
+ * @throws Error naming the tensor when the publication lacks one
+ */
+function publishedValues(shared: SharedWeights, names: readonly string[]): Record<string, StoredTensor> {
+  const byName = new Map(shared.tensors.map((t) => [t.name, t]));
+  return Object.fromEntries([...names].sort().map((name) => {
+    const t = byName.get(name);
+    if (!t) throw new Error(`The block's publication has no tensor "${name}"`);
+    return [name, { shape: [...t.shape], data: new Float32Array(shared.buffer, t.offset * Float32Array.BYTES_PER_ELEMENT, t.length) }];
+  }));
+}
+
+/**
  * The part jobs of middle block `record`, one per {@link blockParts} in that
  * order, each with the weights and factors of its linears (the MLP's with
- * the channel products): copies of the weights, the record's factors (no
+ * the channel products): copies of the weights (views of them where the
+ * record carries the block's publication on the pool, which must then stay
+ * unchanged till the parts are answered), the record's factors (no
  * copies but where two parts share one). The parts' weights leave
- * `record.weights` (disposed: the jobs hold copies), its statistics are
+ * `record.weights` (disposed: the jobs hold copies or views), its statistics are
  * cleared; what stays is what no part changes (layer norms, and the like).
  */
 export function partJobs(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): Array<{ part: string; job: BlockJobValue }> {
@@ -75,7 +93,8 @@ export function partJobs(record: StatsRecord, model: BlockJob["model"], settings
     const stats = new Map([...record.stats].filter(([name]) => linears.includes(name)));
     const channelProducts = part === MLP_PART ? record.channelProducts : undefined;
     const subset: StatsRecord = { ...record, weights, stats, channelProducts };
-    const job = blockJobValue(subset, model, { ...settings, parts: [part] });
+    const values = record.published ? publishedValues(record.published, [...weights.keys()]) : undefined;
+    const job = blockJobValue(subset, model, { ...settings, parts: [part] }, values);
     return { part, job: { ...job, stats: unshared(job.stats, seen), ...(job.channelProducts ? { channelProducts: unshared(job.channelProducts, seen) } : {}) } };
   });
   for (const { job } of jobs) {

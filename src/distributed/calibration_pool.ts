@@ -38,6 +38,13 @@ import type { OuterShardWritten } from "../operators/write_shards.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
 
+/**
+ * Retired publications a pool keeps for the next blocks': a middle block's
+ * stays in use till its compression parts are answered, one or two blocks
+ * after its backward, so up to three are in use at once.
+ */
+const RETIRED_PUBLICATIONS = 4;
+
 /** A pool of calibration slots for one model: worker threads and this thread. */
 export class CalibrationPool {
   readonly #slots: SlotPool<CalibrationRequest, CalibrationReply>;
@@ -102,10 +109,11 @@ export class CalibrationPool {
   /**
    * Hands back a publication whose requests have all been answered: every
    * slot that read it copied its weights onto its own heap at its first
-   * request, so the buffer may hold a later block's. Keeps at most two.
+   * request, so the buffer may hold a later block's. Keeps at most
+   * {@link RETIRED_PUBLICATIONS}.
    */
   retire(block: SharedWeights): void {
-    if (this.#retired.length < 2) this.#retired.push(block.buffer);
+    if (this.#retired.length < RETIRED_PUBLICATIONS) this.#retired.push(block.buffer);
   }
 
   /**

@@ -326,12 +326,12 @@ async function runBackward(
             }
             release();
             upstream = await gradient;
-            pool.retire(shared); // every chunk answered
+            if (!middle) pool.retire(shared); // every chunk answered; a middle block's compression parts read it first
             const done = spent;
             heldBack = () => {
               for (const [a] of sequenceChunks(n, chunk)) emitChunk(index, chunks.get(a)!, a);
               chunks.clear();
-              subscriber.next({ kind: "block", model, index, role: record.role, weights });
+              subscriber.next({ kind: "block", model, index, role: record.role, weights, ...(middle ? { published: shared } : {}) });
               // Its shard may be written later (compressed on the pool): keep what redoing it needs till then.
               const dispose = () => done.forEach((array) => array.dispose());
               if (resume) resume.whenWritten(index, dispose);

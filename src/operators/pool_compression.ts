@@ -40,6 +40,7 @@ async function compressOnPool(record: StatsRecord, o: PoolCompressionOptions): P
     const jobs = partJobs(record, { dir: o.model.source, sourceHash: o.model.sourceHash, split: o.model.split }, o.settings);
     const pool = await o.pool.started;
     const parts = await Promise.all(jobs.map(({ part, job }) => pool.compress(job).then((block) => ({ part, block }))));
+    if (record.published) pool.retire(record.published); // every part answered: no job reads it any more
     const compression = mergeParts(weights, parts.map(({ part, block }) => ({ part, block: compressedBlockFromValue(block) })));
     return { model: record.model, index: record.index, role: record.role, weights, drd: new Map(), compression };
   } catch (e) {

@@ -82,7 +82,14 @@ export function poolKfac(options: PoolKfacOptions): OperatorFunction<Calibration
           sent = [];
           order = [];
           const channelProducts = products.finalize(event.index);
-          const base = { model: event.model, index: event.index, role: event.role, weights: event.weights, ...(channelProducts ? { channelProducts } : {}) };
+          const base = {
+            model: event.model,
+            index: event.index,
+            role: event.role,
+            weights: event.weights,
+            ...(channelProducts ? { channelProducts } : {}),
+            ...(event.published ? { published: event.published } : {}),
+          };
           if (names.length === 0) return Promise.resolve({ ...base, stats: new Map() });
           const pool = started();
           const finals = Array.from({ length: pool.size }, (_, k) => pool.finalizeKfac(k, event.index));

@@ -13,6 +13,7 @@ import type { VocabularyRows } from "../model/vocabulary.ts";
 import type { ActivationStore, StoredActivations } from "../io/activation_store.ts";
 import type { ChannelProducts } from "../stats/channel_products.ts";
 import type { KfacFactors } from "../stats/kfac.ts";
+import type { SharedWeights } from "../distributed/shared_weights.ts";
 
 /** Whether a block is tuned by the data owner or compressed into the emulator (docs/METHOD.md §1). */
 export type BlockRole = "adapter" | "middle";
@@ -201,6 +202,13 @@ export interface BlockDoneRecord {
   role: BlockRole;
   /** The block's weights, owned by the record. */
   weights: WeightMap;
+  /**
+   * A middle block's weights as a calibration pool published them for its
+   * backward chunks: its compression parts read them there instead of
+   * copies, and the pool retires the publication once they are answered
+   * (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
+   */
+  published?: SharedWeights;
 }
 
 /** What `calibrateBackward` emits: chunks of a block, then the block itself. */
@@ -224,6 +232,8 @@ export interface StatsRecord {
    * terms"); absent for other MLPs and adapter blocks.
    */
   channelProducts?: ChannelProducts;
+  /** The block's publication on a calibration pool, handed on from its {@link BlockDoneRecord}. */
+  published?: SharedWeights;
 }
 
 /** GCS of every DRD component of one attention projection. */

@@ -16,6 +16,7 @@ import { gradotCompression, GRADOT_DEFAULTS } from "../../src/operators/gradot.t
 import { blockJobFromValue, type BlockSettings, compressedBlockFromValue, compressedBlockValue } from "../../src/distributed/block_files.ts";
 import { blockParts, mergeParts, partJobs } from "../../src/distributed/block_parts.ts";
 import { disposeWeights } from "../../src/model/weights.ts";
+import { shareWeights } from "../../src/distributed/shared_weights.ts";
 import type { CalibrationSet, ModelHandle, StatsRecord } from "../../src/records/records.ts";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import type { WeightMap } from "../../src/model/types.ts";
@@ -79,6 +80,29 @@ describe("a block compressed part by part", () => {
       disposeWeights(other.weights);
     }
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  test("a block published on a pool gives its parts views of the publication, with the copies' values", async () => {
+    const copied = await middleRecords();
+    const viewed = await middleRecords();
+    const jobModel = { dir: model.source, sourceHash: model.sourceHash, split: model.split };
+    for (const [k, record] of copied.entries()) {
+      const published = shareWeights(viewed[k].weights);
+      const copies = partJobs(record, jobModel, SETTINGS);
+      const views = partJobs({ ...viewed[k], published }, jobModel, SETTINGS);
+      expect(views.map((j) => j.part)).toEqual(copies.map((j) => j.part));
+      for (const [i, { job }] of views.entries()) {
+        const expected = copies[i].job.weights;
+        expect(Object.keys(job.weights)).toEqual(Object.keys(expected));
+        for (const [name, { shape, data }] of Object.entries(job.weights)) {
+          expect(data.buffer).toBe(published.buffer); // a view, not a copy
+          expect(shape).toEqual(expected[name].shape);
+          expect(data).toEqual(expected[name].data);
+        }
+      }
+      disposeWeights(record.weights);
+      disposeWeights(viewed[k].weights);
+    }
   });
 
   test("the parts are the attention linears and the MLP, less the part an ablation keeps whole", () => {
