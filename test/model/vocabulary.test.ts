@@ -3,6 +3,23 @@ import type { Tensor } from "@tensorflow/tfjs";
 import { initBackend, tf } from "../../src/tensor/backend.ts";
 import { gatherRows, streamedLmLossGrad, vocabularyShardTensors, type VocabularyRows } from "../../src/model/vocabulary.ts";
 import { Prng } from "../../src/train/prng.ts";
+import { matmulInto } from "../../src/linalg/gemm.ts";
+
+/**
+ * Whether the BLAS gives rows `[0, cut)` and `[cut, r)` of `h · eᵀ` (`h` is
+ * `[r, d]`, `e` is `[·, d]`) the same bits as one product of all `r` rows.
+ */
+function rowsStandAlone(h: Float32Array, r: number, d: number, cut: number, e: Float32Array): boolean {
+  const c = e.length / d;
+  const product = (from: number, to: number) => {
+    const out = new Float32Array((to - from) * c); // [to − from, c]
+    matmulInto({ rows: to - from, cols: c, data: out }, { rows: to - from, cols: d, data: h.subarray(from * d, to * d) }, { rows: c, cols: d, data: e }, false, true);
+    return out;
+  };
+  const whole = product(0, r);
+  const split = new Float32Array([...product(0, cut), ...product(cut, r)]);
+  return Buffer.from(split.buffer).equals(Buffer.from(whole.buffer));
+}
 
 /** An in-memory `[rows, width]` matrix that counts its reads. */
 function memoryRows(data: Float32Array, rows: number, width: number) {
@@ -82,9 +99,12 @@ describe("streamedLmLossGrad", () => {
     });
   }
 
-  it("gives each row the same loss and gradient bits however the rows are split into calls", () => {
+  it("gives each row the same loss and gradient however the rows are split into calls, to the bit where the BLAS allows", () => {
     // A build on a pool splits the head's rows by slot; the shards stay the same bytes only if a
-    // row's result does not depend on which other rows share its call.
+    // row's result does not depend on which other rows share its call. That holds for this
+    // function's own arithmetic, and for its two products where the BLAS computes a row the same
+    // wherever it sits in a call: OpenBLAS's SkylakeX and Sandybridge kernels do, its Haswell and
+    // Zen kernels do not (docs/DISTRIBUTED.md "How a GradOT build uses the cores").
     const rng = new Prng(11);
     const [r, v, d, cut] = [1200, 5000, 16, 450];
     const h = randomArray(r * d, rng, 2);
@@ -93,9 +113,20 @@ describe("streamedLmLossGrad", () => {
     const whole = streamedLmLossGrad({ rows: r, cols: d, data: h }, targets, matrix);
     const first = streamedLmLossGrad({ rows: cut, cols: d, data: h.subarray(0, cut * d) }, targets.subarray(0, cut), matrix);
     const rest = streamedLmLossGrad({ rows: r - cut, cols: d, data: h.subarray(cut * d) }, targets.subarray(cut), matrix);
-    expect(Buffer.from(first.dh.data.buffer).equals(Buffer.from(whole.dh.data.buffer, 0, cut * d * 4))).toBe(true);
-    expect(Buffer.from(rest.dh.data.buffer).equals(Buffer.from(whole.dh.data.buffer, cut * d * 4))).toBe(true);
-    expect(Math.abs(first.lossSum + rest.lossSum - whole.lossSum)).toBeLessThan(1e-9 * whole.lossSum);
+    const split = new Float32Array([...first.dh.data, ...rest.dh.data]);
+    if (rowsStandAlone(h, r, d, cut, randomArray(1000 * d, rng, 2))) {
+      expect(Buffer.from(split.buffer).equals(Buffer.from(whole.dh.data.buffer))).toBe(true);
+    } else {
+      let worst = 0; // the largest difference, against the largest gradient entry
+      let scale = 0;
+      for (let i = 0; i < split.length; i++) {
+        worst = Math.max(worst, Math.abs(split[i] - whole.dh.data[i]));
+        scale = Math.max(scale, Math.abs(whole.dh.data[i]));
+      }
+      console.log(`streamedLmLossGrad split against whole: this BLAS computes a row by its place in a call; largest difference ${(worst / scale).toExponential(1)} of the largest entry`);
+      expect(worst / scale).toBeLessThan(1e-5);
+    }
+    expect(Math.abs(first.lossSum + rest.lossSum - whole.lossSum)).toBeLessThan(1e-6 * whole.lossSum);
   });
 
   it("rejects a target outside the vocabulary and a width mismatch", () => {
