@@ -41,7 +41,7 @@ type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: 
 /**
  * Retired publications a pool keeps for the next blocks': a middle block's
  * stays in use till its compression parts are answered, one or two blocks
- * after its backward, so up to three are in use at once.
+ * after its backward, so about three are in use at once.
  */
 const RETIRED_PUBLICATIONS = 4;
 
