@@ -22,6 +22,7 @@ import { writeFileAtomic } from "../io/atomic.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 import type { CompressedPart } from "../compress/budget.ts";
 import type { SelectionKind } from "../compress/select.ts";
+import type { Tensor } from "@tensorflow/tfjs";
 import type { WeightMap } from "../model/types.ts";
 import type { AdapterSplit, BlockRole, CompressionNote, StatsRecord } from "../records/records.ts";
 import type { ChannelProducts } from "../stats/channel_products.ts";
@@ -82,12 +83,17 @@ export interface CompressedBlock {
   compression: CompressionNote;
 }
 
-/** Copies a weight map's tensors off the tensor heap, in name order. */
-function storeWeights(weights: WeightMap): Record<string, StoredTensor> {
+/** How {@link blockJobValue} takes a weight's values: by default a copy off the tensor heap. */
+export type WeightValues = (name: string, tensor: Tensor) => Float32Array;
+
+const copiedValues: WeightValues = (_, tensor) => tensor.dataSync() as Float32Array;
+
+/** A weight map's tensors as plain values (`valuesOf` each: copies by default), in name order. */
+function storeWeights(weights: WeightMap, valuesOf: WeightValues = copiedValues): Record<string, StoredTensor> {
   const names = [...weights.keys()].sort();
   return Object.fromEntries(names.map((n) => {
     const t = weights.get(n)!;
-    return [n, { shape: [...t.shape], data: t.dataSync() as Float32Array }];
+    return [n, { shape: [...t.shape], data: valuesOf(n, t) }];
   }));
 }
 
@@ -129,18 +135,18 @@ export interface BlockJobValue extends Omit<BlockJob, "weights" | "stats"> {
 /**
  * `record`'s weights, factors and channel products, with the model and
  * settings, as plain values; the arrays are the record's statistics (not
- * copies) and copies of its weights (or `weights`, the caller's values of
- * them: views of the block's publication on a pool), so a worker thread can
- * be handed them without another copy.
+ * copies) and copies of its weights (or `valuesOf` them: views of the
+ * block's publication on a pool), so a worker thread can be handed them
+ * without another copy.
  */
-export function blockJobValue(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings, weights?: Record<string, StoredTensor>): BlockJobValue {
+export function blockJobValue(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings, valuesOf?: WeightValues): BlockJobValue {
   const { channelProducts } = record;
   return {
     model,
     index: record.index,
     role: record.role,
     settings,
-    weights: weights ?? storeWeights(record.weights),
+    weights: storeWeights(record.weights, valuesOf),
     stats: statsValue(record.stats),
     ...(channelProducts ? { channelProducts } : {}),
   };

@@ -18,7 +18,7 @@
 import { isAttention, MLP_PART, mlpSpecs } from "../model/mlp_view.ts";
 import type { CompressionNote, ModelHandle, StatsRecord } from "../records/records.ts";
 import type { WeightMap } from "../model/types.ts";
-import { type BlockJob, type BlockJobValue, blockJobValue, type BlockSettings, type CompressedBlock, type StoredTensor } from "./block_files.ts";
+import { type BlockJob, type BlockJobValue, blockJobValue, type BlockSettings, type CompressedBlock } from "./block_files.ts";
 import type { SharedWeights } from "./shared_weights.ts";
 
 /** The parts of a middle block of `model` under `settings`: its attention linears by name (unless only SCP runs), then `mlp` (unless only DRD runs). */
@@ -61,18 +61,18 @@ function unshared<T>(value: T, seen: Set<ArrayBufferLike>): T {
 }
 
 /**
- * Views of `names`' values in the block's publication `shared` (no copy), in
- * name order as {@link blockJobValue} stores weights.
+ * A weight's values as a view of the block's publication `shared` (no copy),
+ * for {@link blockJobValue}.
  *
  * @throws Error naming the tensor when the publication lacks one
  */
-function publishedValues(shared: SharedWeights, names: readonly string[]): Record<string, StoredTensor> {
-  const byName = new Map(shared.tensors.map((t) => [t.name, t]));
-  return Object.fromEntries([...names].sort().map((name) => {
-    const t = byName.get(name);
-    if (!t) throw new Error(`The block's publication has no tensor "${name}"`);
-    return [name, { shape: [...t.shape], data: new Float32Array(shared.buffer, t.offset * Float32Array.BYTES_PER_ELEMENT, t.length) }];
-  }));
+function publishedValues(shared: SharedWeights): (name: string) => Float32Array {
+  const views = new Map(shared.tensors.map((t) => [t.name, new Float32Array(shared.buffer, t.offset * Float32Array.BYTES_PER_ELEMENT, t.length)]));
+  return (name) => {
+    const view = views.get(name);
+    if (!view) throw new Error(`The block's publication has no tensor "${name}"`);
+    return view;
+  };
 }
 
 /**
@@ -87,14 +87,14 @@ function publishedValues(shared: SharedWeights, names: readonly string[]): Recor
  */
 export function partJobs(record: StatsRecord, model: BlockJob["model"], settings: BlockSettings): Array<{ part: string; job: BlockJobValue }> {
   const seen = new Set<ArrayBufferLike>();
+  const valuesOf = record.published && publishedValues(record.published);
   const jobs = blockParts(record.model, settings).map((part) => {
     const linears = partLinears(record.model, part);
     const weights: WeightMap = new Map([...record.weights].filter(([name]) => ofLinears(name, linears)));
     const stats = new Map([...record.stats].filter(([name]) => linears.includes(name)));
     const channelProducts = part === MLP_PART ? record.channelProducts : undefined;
     const subset: StatsRecord = { ...record, weights, stats, channelProducts };
-    const values = record.published ? publishedValues(record.published, [...weights.keys()]) : undefined;
-    const job = blockJobValue(subset, model, { ...settings, parts: [part] }, values);
+    const job = blockJobValue(subset, model, { ...settings, parts: [part] }, valuesOf);
     return { part, job: { ...job, stats: unshared(job.stats, seen), ...(job.channelProducts ? { channelProducts: unshared(job.channelProducts, seen) } : {}) } };
   });
   for (const { job } of jobs) {
