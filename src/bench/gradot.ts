@@ -8,13 +8,19 @@
  * On the OPT-125M shape a plain PyTorch GradOT (`baselines/torch_gradot.py`,
  * one thread, Debian's python3-torch when installed) runs in the same bench
  * as the baseline the time and memory ratios are quoted against, alternating
- * with offtune's one-thread build, the fastest run of each compared.
+ * with offtune's one-core build, the fastest run of each compared; both run
+ * pinned to the same core.
  *
- * Every model is built in the same run with `--workers 1` (the stage rows:
- * one thread) and `--workers 2` (docs/DISTRIBUTED.md "All cores of one
- * machine"), in interleaved rounds, for the 2 workers / 1 worker speed-up
- * (target 1.7x on two cores, fastest against fastest) and both peak RSS.
- * Each measured build follows one that freed at least the memory it needs
+ * Every model is built in the same run with `--workers 1` on one core (the
+ * stage rows), `--workers 1` unpinned, and `--workers 2` on two cores
+ * (docs/DISTRIBUTED.md "All cores of one machine"), in interleaved rounds, for
+ * the two-core / one-core speed-up (target 1.7x, fastest against fastest),
+ * the 2 workers / 1 worker speed-up with the one-thread build free to run
+ * V8's helper threads on the other core, and the peak RSS of each. "One core"
+ * and "two cores" are the first CPUs this process may run on, each child
+ * pinned to them from its start (`pinToCores`, `taskset`); where that cannot
+ * be done the builds run unpinned and the rows say why. Each measured 2-slot
+ * build follows one that freed at least the memory it needs
  * ({@link SPEEDUP_ROUNDS}).
  *
  * @module
@@ -28,6 +34,7 @@ import { fileURLToPath } from "node:url";
 import type { BenchRow } from "./linalg.ts";
 import { OPT_SHAPES, writeRandomOpt, writeRandomTokens } from "../train/random_checkpoint.ts";
 import { runVerb } from "../cli/run_verb.ts";
+import { type CorePinning, pinToCores } from "../cli/cpu_pinning.ts";
 
 /** Options of {@link benchGradot}. */
 export interface GradotBenchOptions {
@@ -56,14 +63,15 @@ const ONE_THREAD_ENV = { OPENBLAS_NUM_THREADS: "1", OMP_NUM_THREADS: "1", MKL_NU
 
 /**
  * The plain PyTorch GradOT of the same shape and tokens (one thread,
- * {@link ONE_THREAD_ENV}, `baselines/torch_gradot.py`), or why it could not
- * run (Debian's python3-torch is a benchmark reference only, never a
+ * {@link ONE_THREAD_ENV}, `baselines/torch_gradot.py`), on `cores` where
+ * given, or why it could not run (Debian's python3-torch is a benchmark reference only, never a
  * dependency).
  */
-function torchBaseline(shape: BenchShape, sequences: number, length: number): Promise<Timings | string> {
+function torchBaseline(shape: BenchShape, sequences: number, length: number, cores?: CorePinning): Promise<Timings | string> {
   const args = [TORCH_SCRIPT, ...[shape.layers, shape.hidden, shape.heads, shape.ffn, shape.vocabSize, sequences, length].map(String)];
+  const [command, argv] = cores ? cores.wrap("/usr/bin/python3", args) : ["/usr/bin/python3", args];
   return new Promise((resolve) => {
-    execFile("/usr/bin/python3", args, { maxBuffer: 1 << 20, env: { ...process.env, ...ONE_THREAD_ENV } }, (error, stdout, stderr) => {
+    execFile(command, argv, { maxBuffer: 1 << 20, env: { ...process.env, ...ONE_THREAD_ENV } }, (error, stdout, stderr) => {
       if (error) resolve(/No module named 'torch'/.test(stderr) ? "python3-torch is not installed" : `the baseline failed: ${stderr.trim().split("\n").pop()}`);
       else resolve(JSON.parse(stdout) as Timings);
     });
@@ -80,10 +88,11 @@ const TORCH_ROUNDS = 2;
 
 /**
  * Interleaved rounds of `--workers 1` and `--workers 2` builds behind the
- * speed-up, the fastest of each kind compared: on the shared development VM
+ * speed-ups, the fastest of each kind compared: on the shared development VM
  * one build's time swings by 10% or more between back-to-back runs
  * (docs/DISTRIBUTED.md "Where 2 slots wait"). A round is a `--workers 1`
- * build, then two `--workers 2` builds of which the second is measured, so
+ * build on one core, one unpinned, then two `--workers 2` builds on two cores
+ * of which the second is measured, so
  * that each measured build follows one that freed at least the memory it
  * needs. On a virtual machine that hands freed memory back to its host, a
  * page used for the first time costs a fault on the host too: a 2-slot build
@@ -97,8 +106,8 @@ const SPEEDUP_ROUNDS = 2;
 
 /**
  * {@link TORCH_ROUNDS} interleaved rounds of PyTorch and an offtune build
- * (`first` is offtune's first round, already run; `again` runs another), or
- * why the baseline could not run.
+ * (`first` is offtune's first round, already run; `again` runs another), the
+ * baseline on `cores` where given, or why it could not run.
  */
 async function againstTorch(
   shape: BenchShape,
@@ -106,12 +115,13 @@ async function againstTorch(
   length: number,
   first: Timings,
   again: () => Promise<Timings>,
+  cores?: CorePinning,
 ): Promise<{ offtune: Timings[]; torch: Timings[] } | string> {
   const offtune = [first];
   const torch: Timings[] = [];
   for (let round = 0; round < TORCH_ROUNDS; round++) {
     if (round > 0) offtune.push(await again());
-    const baseline = await torchBaseline(shape, sequences, length);
+    const baseline = await torchBaseline(shape, sequences, length, cores);
     if (typeof baseline === "string") return baseline;
     torch.push(baseline);
   }
@@ -171,60 +181,69 @@ export async function benchGradot(options: GradotBenchOptions = {}): Promise<Ben
       await random("opt-125m", OPT_SHAPES["opt-125m"], true);
       if (options.large ?? true) await random("opt-1.3b", OPT_SHAPES["opt-1.3b"]);
     }
+    const oneCore = pinToCores(1);
+    const twoCores = pinToCores(2);
+    const pinned = (cores: CorePinning | string) => (typeof cores === "string" ? undefined : cores);
+    const where = (cores: CorePinning | string) => (typeof cores === "string" ? `not pinned: ${cores}` : `on CPU ${cores.cpus.join(",")}`);
     for (const m of models) {
-      const build = async (workers: number): Promise<Timings> => {
+      const build = async (workers: number, cores: CorePinning | undefined): Promise<Timings> => {
         const timings = join(work, `${m.name.split(" ")[0].replace(/\W/g, "_")}-${workers}.json`);
         await runVerb([
           "build-emulator", "--model", m.dir, "--calibration", m.calibration, "--out", join(work, `emulator-${workers}`),
           "--sequences", String(m.sequences), "--length", String(m.length), "--timings", timings, "--quiet", "--workers", String(workers),
-        ], undefined, ONE_THREAD_ENV); // one BLAS thread per worker, as the baseline
+        ], undefined, ONE_THREAD_ENV, cores); // one BLAS thread per worker, as the baseline
+        await rm(join(work, `emulator-${workers}`), { recursive: true, force: true });
         return JSON.parse(await readFile(timings, "utf8")) as Timings;
       };
       // Interleaved rounds, the fastest of each kind: one run of each swung by 10% or more on a shared VM.
-      const ones: Timings[] = [];
+      const ones: Timings[] = []; // --workers 1 on one core
+      const threads: Timings[] = []; // --workers 1 unpinned: V8's helper threads free to use another core
       const twos: Timings[] = [];
-      const settling: Timings[] = []; // the 2-slot builds right after a one-thread build, not measured
+      const settling: Timings[] = []; // the 2-slot builds right after one-thread builds, not measured
       for (let round = 0; round < SPEEDUP_ROUNDS; round++) {
-        ones.push(await build(1));
-        for (const list of [settling, twos]) {
-          list.push(await build(2));
-          await rm(join(work, "emulator-2"), { recursive: true, force: true });
-        }
+        ones.push(await build(1, pinned(oneCore)));
+        if (pinned(oneCore)) threads.push(await build(1, undefined));
+        for (const list of [settling, twos]) list.push(await build(2, pinned(twoCores)));
       }
       const t = fastest(ones);
       const two = fastest(twos);
       const label = `${m.name}, ${t.layers} blocks, ${t.tokens} calibration tokens`;
-      emit({ name: `gradot ${label}: total`, value: t.seconds, unit: "s" });
+      emit({ name: `gradot ${label}: total`, value: t.seconds, unit: "s", note: `--workers 1, one core (${where(oneCore)})` });
       for (const [stage, seconds] of Object.entries(t.stages)) {
         emit({ name: `  ${stage} per block`, value: seconds / t.layers, unit: "s", note: `${((100 * seconds) / t.seconds).toFixed(0)}% of the build` });
       }
       emit({ name: `gradot ${m.name}: peak RSS`, value: t.peakRssBytes / 2 ** 20, unit: "MiB" });
-      emit({ name: `gradot ${m.name}, --workers 2: total`, value: two.seconds, unit: "s", note: `fastest of ${times(twos)}; --workers 1: ${times(ones)}` });
+      emit({ name: `gradot ${m.name}, --workers 2: total`, value: two.seconds, unit: "s", note: `two cores (${where(twoCores)}); fastest of ${times(twos)}; --workers 1 on one core: ${times(ones)}` });
       emit({
-        name: "  2 workers / 1 worker speed-up",
+        name: "  two cores / one core speed-up",
         value: t.seconds / two.seconds,
         unit: "x",
-        note: `fastest of ${SPEEDUP_ROUNDS} interleaved runs each, each after a 2-slot build (right after a one-thread build: ${times(settling)}); target >= 1.7 on two idle cores`,
+        note: `--workers 2 on two cores against --workers 1 on one; fastest of ${SPEEDUP_ROUNDS} interleaved runs each, each 2-slot build after another (right after the one-thread builds: ${times(settling)}); target >= 1.7`,
       });
+      if (threads.length > 0) {
+        const thread = fastest(threads);
+        emit({
+          name: "  2 workers / 1 worker unpinned",
+          value: thread.seconds / two.seconds,
+          unit: "x",
+          note: `--workers 1 free to run V8's compiler and collector threads on the second core: ${times(threads)}`,
+        });
+      }
       emit({ name: `gradot ${m.name}, --workers 2: peak RSS`, value: two.peakRssBytes / 2 ** 20, unit: "MiB", note: "the building process and its workers" });
       if (m.torchShape) {
-        const rounds = await againstTorch(m.torchShape, m.sequences, m.length, t, async () => {
-          await rm(join(work, "emulator-1"), { recursive: true, force: true });
-          return await build(1);
-        });
+        const rounds = await againstTorch(m.torchShape, m.sequences, m.length, t, () => build(1, pinned(oneCore)), pinned(oneCore));
         if (typeof rounds === "string") {
           emit({ name: "  PyTorch baseline", value: 0, unit: "", note: `skipped: ${rounds}` });
         } else {
           const { offtune, torch } = rounds;
           const ours = fastest(offtune);
           const theirs = fastest(torch);
-          emit({ name: "  PyTorch baseline (1 thread): total", value: theirs.seconds, unit: "s", note: `fastest of ${times(torch)}: ${stageNote(theirs)}` });
-          emit({ name: "  offtune (1 thread): total", value: ours.seconds, unit: "s", note: `fastest of ${times(offtune)}` });
+          emit({ name: "  PyTorch baseline (1 thread): total", value: theirs.seconds, unit: "s", note: `one core (${where(oneCore)}); fastest of ${times(torch)}: ${stageNote(theirs)}` });
+          emit({ name: "  offtune (1 thread): total", value: ours.seconds, unit: "s", note: `one core (${where(oneCore)}); fastest of ${times(offtune)}` });
           emit({ name: "  offtune time / PyTorch time", value: ours.seconds / theirs.seconds, unit: "x", note: `fastest of ${TORCH_ROUNDS} interleaved runs each, same shape and tokens` });
           emit({ name: "  offtune peak RSS / PyTorch peak RSS", value: ours.peakRssBytes / theirs.peakRssBytes, unit: "x", note: `PyTorch ${(theirs.peakRssBytes / 2 ** 20).toFixed(0)} MiB` });
         }
       }
-      await rm(join(work, "emulator-1"), { recursive: true, force: true });
     }
   } finally {
     await rm(work, { recursive: true, force: true });

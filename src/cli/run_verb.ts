@@ -15,6 +15,7 @@ import { Buffer } from "node:buffer";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import type { CorePinning } from "./cpu_pinning.ts";
 import { Interrupted, signalExitCode, type StopSignal } from "./interrupt.ts";
 
 const SCRIPT = fileURLToPath(new URL("../../pipelines/offtune.ts", import.meta.url));
@@ -60,15 +61,17 @@ function nodeFlags(): string[] {
  * are discarded (stderr inherited). Rejects, when it exits non-zero, with the
  * error it printed in the log ({@link lastErrorLine}) and the log's path, and
  * with {@link Interrupted} once a signal is being passed on. `env` adds to
- * (or overrides) this process's environment for the child.
+ * (or overrides) this process's environment for the child; `cores` runs it
+ * pinned to those cores (`pinToCores`).
  */
-export function runVerb(args: string[], log?: string, env: Record<string, string> = {}): Promise<void> {
+export function runVerb(args: string[], log?: string, env: Record<string, string> = {}, cores?: CorePinning): Promise<void> {
   if (stopping) return Promise.reject(new Interrupted(stopping));
   forwardSignals();
   const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
-  const [command, argv] = deno
+  const [runtime, runtimeArgv]: [string, string[]] = deno
     ? [deno.execPath(), ["run", "-A", SCRIPT, ...args]]
     : [process.execPath, [...nodeFlags(), SCRIPT, ...args]];
+  const [command, argv] = cores ? cores.wrap(runtime, runtimeArgv) : [runtime, runtimeArgv];
   const fd = log ? openSync(log, "a") : undefined;
   return new Promise<void>((resolve, reject) => {
     const child = spawn(command, argv, {
