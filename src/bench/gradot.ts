@@ -35,7 +35,6 @@ import type { BenchRow } from "./linalg.ts";
 import { OPT_SHAPES, writeRandomOpt, writeRandomTokens } from "../train/random_checkpoint.ts";
 import { runVerb } from "../cli/run_verb.ts";
 import { type CorePinning, pinToCores } from "../cli/cpu_pinning.ts";
-import { preferredOpenblasCore, readCpuinfo } from "../linalg/openblas_core.ts";
 
 /** Options of {@link benchGradot}. */
 export interface GradotBenchOptions {
@@ -63,26 +62,8 @@ const TORCH_SCRIPT = fileURLToPath(new URL("../../pipelines/baselines/torch_grad
 const ONE_THREAD_ENV = { OPENBLAS_NUM_THREADS: "1", OMP_NUM_THREADS: "1", MKL_NUM_THREADS: "1" } as const;
 
 /**
- * The OpenBLAS kernel offtune's builds load (the user's `OPENBLAS_CORETYPE`,
- * else `preferredOpenblasCore`'s), given to the baseline too, which calls
- * the same OpenBLAS for its products: on an AMD AVX-512 CPU the kernel alone
- * moved the baseline from 48.4 s (Haswell's) to 37.7 s (SkylakeX's;
- * docs/GRADOT.md "One core, against a one-core baseline"). Undefined:
- * OpenBLAS picks for both.
- */
-function benchKernel(): string | undefined {
-  return process.env.OPENBLAS_CORETYPE || preferredOpenblasCore(readCpuinfo, process.env);
-}
-
-/** {@link ONE_THREAD_ENV} with the kernel of {@link benchKernel}. */
-function benchBlasEnv(): Record<string, string> {
-  const kernel = benchKernel();
-  return { ...ONE_THREAD_ENV, ...(kernel ? { OPENBLAS_CORETYPE: kernel } : {}) };
-}
-
-/**
  * The plain PyTorch GradOT of the same shape and tokens (one thread,
- * {@link benchBlasEnv}, `baselines/torch_gradot.py`), on `cores` where
+ * {@link ONE_THREAD_ENV}, `baselines/torch_gradot.py`), on `cores` where
  * given, or why it could not run (Debian's python3-torch is a benchmark reference only, never a
  * dependency).
  */
@@ -90,7 +71,7 @@ function torchBaseline(shape: BenchShape, sequences: number, length: number, cor
   const args = [TORCH_SCRIPT, ...[shape.layers, shape.hidden, shape.heads, shape.ffn, shape.vocabSize, sequences, length].map(String)];
   const [command, argv] = cores ? cores.wrap("/usr/bin/python3", args) : ["/usr/bin/python3", args];
   return new Promise((resolve) => {
-    execFile(command, argv, { maxBuffer: 1 << 20, env: { ...process.env, ...benchBlasEnv() } }, (error, stdout, stderr) => {
+    execFile(command, argv, { maxBuffer: 1 << 20, env: { ...process.env, ...ONE_THREAD_ENV } }, (error, stdout, stderr) => {
       if (error) resolve(/No module named 'torch'/.test(stderr) ? "python3-torch is not installed" : `the baseline failed: ${stderr.trim().split("\n").pop()}`);
       else resolve(JSON.parse(stdout) as Timings);
     });
@@ -210,7 +191,7 @@ export async function benchGradot(options: GradotBenchOptions = {}): Promise<Ben
         await runVerb([
           "build-emulator", "--model", m.dir, "--calibration", m.calibration, "--out", join(work, `emulator-${workers}`),
           "--sequences", String(m.sequences), "--length", String(m.length), "--timings", timings, "--quiet", "--workers", String(workers),
-        ], undefined, benchBlasEnv(), cores); // one BLAS thread per worker and the kernel, as the baseline
+        ], undefined, ONE_THREAD_ENV, cores); // one BLAS thread per worker, as the baseline
         await rm(join(work, `emulator-${workers}`), { recursive: true, force: true });
         return JSON.parse(await readFile(timings, "utf8")) as Timings;
       };
@@ -259,7 +240,7 @@ export async function benchGradot(options: GradotBenchOptions = {}): Promise<Ben
           const theirs = fastest(torch);
           emit({ name: "  PyTorch baseline (1 thread): total", value: theirs.seconds, unit: "s", note: `one core (${where(oneCore)}); fastest of ${times(torch)}: ${stageNote(theirs)}` });
           emit({ name: "  offtune (1 thread): total", value: ours.seconds, unit: "s", note: `one core (${where(oneCore)}); fastest of ${times(offtune)}` });
-          emit({ name: "  offtune time / PyTorch time", value: ours.seconds / theirs.seconds, unit: "x", note: `fastest of ${TORCH_ROUNDS} interleaved runs each, same shape and tokens, OpenBLAS's ${benchKernel() ?? "own choice of"} kernel for both` });
+          emit({ name: "  offtune time / PyTorch time", value: ours.seconds / theirs.seconds, unit: "x", note: `fastest of ${TORCH_ROUNDS} interleaved runs each, same shape and tokens` });
           emit({ name: "  offtune peak RSS / PyTorch peak RSS", value: ours.peakRssBytes / theirs.peakRssBytes, unit: "x", note: `PyTorch ${(theirs.peakRssBytes / 2 ** 20).toFixed(0)} MiB` });
         }
       }

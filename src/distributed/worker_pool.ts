@@ -20,19 +20,18 @@
  *
  * Threads: the pool runs one worker per core, so a native BLAS must not start
  * a thread per core in each of them. OpenBLAS is loaded once per process and
- * reads `OPENBLAS_NUM_THREADS` (and `OPENBLAS_CORETYPE`) from the process's C
- * environment, which a worker's `env` option does not reach (only its
- * `process.env` copy), so {@link WorkerPool.start} sets them in this process's
- * environment (`prepareOpenblasEnvironment`: one thread when unset, the
- * AVX-512 kernel where the CPU has it) before the first worker starts. The wasm backend is
+ * reads `OPENBLAS_NUM_THREADS` from the process's C environment, which a
+ * worker's `env` option does not reach (only its `process.env` copy), so
+ * {@link WorkerPool.start} sets `OPENBLAS_NUM_THREADS=1` in this process's
+ * environment when unset, before the first worker starts. The wasm backend is
  * single-threaded under Node and Deno anyway.
  *
  * @module
  */
 import { availableParallelism } from "node:os";
+import process from "node:process";
 import v8 from "node:v8";
 import { parentPort, type Transferable, Worker } from "node:worker_threads";
-import { prepareOpenblasEnvironment } from "../linalg/openblas_core.ts";
 import { adoptSpareScratch, collectSpareScratch, handOverScratch, takeSpareScratch } from "../linalg/scratch_arrays.ts";
 import { serialServer } from "./serial_server.ts";
 
@@ -115,7 +114,7 @@ export class WorkerPool<Req, Res> {
     if (!Number.isInteger(size) || size < 1) {
       throw new Error(`Worker pool size must be a positive integer, got ${size}`);
     }
-    prepareOpenblasEnvironment(); // process-wide: see the module doc
+    process.env.OPENBLAS_NUM_THREADS ??= "1"; // process-wide: see the module doc
     widenHeapGrowth();
     collectSpareScratch();
     const slots: Slot[] = [];

@@ -16,8 +16,7 @@
  *
  * `OPENBLAS_NUM_THREADS` defaults to 1 (set before the first load when unset):
  * the per-block work runs one worker per core, so a library that spawns its
- * own threads in each worker would oversubscribe the machine. On a CPU with
- * AVX-512, `OPENBLAS_CORETYPE` defaults to `SkylakeX` (`prepareOpenblasEnvironment`).
+ * own threads in each worker would oversubscribe the machine.
  * `OFFTUNE_LINALG=js` disables the libraries (the pure-TS fallback runs).
  * After loading, OpenBLAS is asked which kernel it picked
  * (`openblas_get_corename`, absent from other BLAS): a generic one on a CPU
@@ -28,11 +27,12 @@
  *
  * @module
  */
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import process from "node:process";
 import { type SelectedLinalg, withSelectedBlas } from "./blas_select.ts";
 import { firstLoadable } from "./first_loadable.ts";
-import { CORE_ADVICE_SHOWN_ENV, openblasCoreAdvice, prepareOpenblasEnvironment, readCpuinfo } from "./openblas_core.ts";
+import { CORE_ADVICE_SHOWN_ENV, openblasCoreAdvice } from "./openblas_core.ts";
 
 /**
  * The bound routines, with the layout and scaling arguments fixed to what the
@@ -158,10 +158,9 @@ function tryLoad(): CpuLoad {
     if (process.env.OFFTUNE_LINALG === "js") {
       return { reason: "OFFTUNE_LINALG=js disables the native libraries" };
     }
-    const userCore = process.env.OPENBLAS_CORETYPE;
-    prepareOpenblasEnvironment();
+    process.env.OPENBLAS_NUM_THREADS ??= "1";
     const raw = "Deno" in globalThis ? bindDeno() : bindKoffi();
-    warnOnGenericCore(raw.corename, userCore);
+    warnOnGenericCore(raw.corename);
     return { library: wrap(raw), corename: raw.corename };
   } catch (error) {
     return { reason: error instanceof Error ? error.message : String(error) };
@@ -248,13 +247,16 @@ function koffiCorename(lib: ReturnType<KoffiModule["load"]>): string | undefined
   return (get() as string | null) ?? undefined;
 }
 
-/**
- * Prints {@link openblasCoreAdvice}'s warning, if any, and marks it shown for
- * later threads and children; `userCore` is the `OPENBLAS_CORETYPE` the
- * environment had before {@link prepareOpenblasEnvironment}.
- */
-function warnOnGenericCore(corename: string | undefined, userCore: string | undefined): void {
-  const advice = openblasCoreAdvice(corename, readCpuinfo, { ...process.env, OPENBLAS_CORETYPE: userCore });
+/** Prints {@link openblasCoreAdvice}'s warning, if any, and marks it shown for later threads and children. */
+function warnOnGenericCore(corename: string | undefined): void {
+  const cpuinfo = (): string => {
+    try {
+      return readFileSync("/proc/cpuinfo", "utf8");
+    } catch {
+      return ""; // not Linux, or no read permission: no flags, no advice
+    }
+  };
+  const advice = openblasCoreAdvice(corename, cpuinfo, process.env);
   if (!advice) return;
   console.error(`offtune: ${advice}`);
   process.env[CORE_ADVICE_SHOWN_ENV] = "1";

@@ -8,13 +8,8 @@
  * `OPENBLAS_CORETYPE=SkylakeX`. Nothing fails in that case, so the loader
  * (`lapack_ffi.ts`) prints the advice of {@link openblasCoreAdvice} once.
  *
- * Before loading, {@link prepareOpenblasEnvironment} asks for one thread and,
- * on a CPU with AVX-512, for the `SkylakeX` kernel ({@link preferredOpenblasCore}).
- *
  * @module
  */
-import { readFileSync } from "node:fs";
-import process from "node:process";
 
 /**
  * Kernels of OpenBLAS's `DYNAMIC_ARCH` builds that use no AVX2, as
@@ -30,54 +25,8 @@ export const PRE_AVX2_CORES: ReadonlySet<string> = new Set([
 /** The AVX-512 subsets OpenBLAS's `SkylakeX` kernel is built for. */
 const SKYLAKEX_FLAGS = ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"];
 
-/**
- * The kernel to ask OpenBLAS for before it is loaded (`OPENBLAS_CORETYPE`),
- * or undefined to leave the choice to OpenBLAS: `SkylakeX` where the CPU
- * (`cpuinfo()`, the text of `/proc/cpuinfo`) has its AVX-512 subsets and the
- * environment names no kernel. Left to itself, OpenBLAS 0.3.21 (Debian 12's)
- * chose no AVX at all on the H200 machines' CPU, and on an AMD EPYC (Zen 5)
- * virtual machine its Haswell kernel at one time and its Cooperlake kernel
- * later the same day, while the CPU's flags stayed the same; each kernel
- * rounds differently, and a GradOT build of the OPT-125M shape took 25.1–26.3
- * s on one core with Haswell's, 19.0–20.1 s with Cooperlake's and 18.2–19.1 s
- * with SkylakeX's (docs/TROUBLESHOOTING.md "OpenBLAS picked a generic
- * kernel"). So offtune asks for the fastest kernel the CPU runs, the same one
- * every time. A user's `OPENBLAS_CORETYPE` (not empty) always wins, and
- * /proc/cpuinfo is then not read.
- */
-export function preferredOpenblasCore(cpuinfo: () => string, env: Record<string, string | undefined>): string | undefined {
-  if (env.OPENBLAS_CORETYPE) return undefined;
-  const flags = cpuFlags(cpuinfo());
-  return SKYLAKEX_FLAGS.every((f) => flags.has(f)) ? "SkylakeX" : undefined;
-}
-
 /** Set by the loader once it has printed the advice, so threads and child processes started afterwards stay quiet. */
 export const CORE_ADVICE_SHOWN_ENV = "OFFTUNE_OPENBLAS_CORE_ADVISED";
-
-/** The text of `/proc/cpuinfo`; empty where it cannot be read (not Linux, no permission): no flags. */
-export function readCpuinfo(): string {
-  try {
-    return readFileSync("/proc/cpuinfo", "utf8");
-  } catch {
-    return "";
-  }
-}
-
-/**
- * Sets in this process's environment what OpenBLAS reads when it loads:
- * `OPENBLAS_NUM_THREADS=1` when unset (a pool runs one thread per core, so
- * the BLAS must not start its own) and `OPENBLAS_CORETYPE` when
- * {@link preferredOpenblasCore} names a kernel. OpenBLAS is loaded once per
- * process and reads the C environment, which only the main thread's
- * `process.env` reaches (a worker thread's is a copy), so the loader calls
- * this before it loads the library and a worker pool before it starts its
- * threads (which may load it first).
- */
-export function prepareOpenblasEnvironment(): void {
-  process.env.OPENBLAS_NUM_THREADS ??= "1";
-  const core = preferredOpenblasCore(readCpuinfo, process.env);
-  if (core) process.env.OPENBLAS_CORETYPE = core;
-}
 
 /** The flags of the first processor in `/proc/cpuinfo`'s text (x86's `flags : …` line); empty when there is none. */
 export function cpuFlags(cpuinfo: string): Set<string> {

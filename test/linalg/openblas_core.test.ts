@@ -5,7 +5,7 @@ import { describe, expect, test } from "vitest";
 import { benchLinalg } from "../../src/bench/linalg.ts";
 import { lapackAvailable } from "../../src/linalg/gemm.ts";
 import { openblasCorename } from "../../src/linalg/lapack_ffi.ts";
-import { CORE_ADVICE_SHOWN_ENV, cpuFlags, openblasCoreAdvice, preferredOpenblasCore } from "../../src/linalg/openblas_core.ts";
+import { CORE_ADVICE_SHOWN_ENV, cpuFlags, openblasCoreAdvice } from "../../src/linalg/openblas_core.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -76,27 +76,6 @@ describe("openblasCoreAdvice", () => {
   });
 });
 
-describe("preferredOpenblasCore", () => {
-  test("SkylakeX on a CPU with Skylake-X's AVX-512 subsets, whatever its vendor", () => {
-    expect(preferredOpenblasCore(() => cpuinfo(AVX512), {})).toBe("SkylakeX");
-    expect(preferredOpenblasCore(() => cpuinfo(AVX512).replaceAll("GenuineIntel", "AuthenticAMD"), {})).toBe("SkylakeX");
-  });
-
-  test("nothing on AVX2, on a partial AVX-512 set (Xeon Phi) or without x86 flags", () => {
-    expect(preferredOpenblasCore(() => cpuinfo("avx avx2 fma"), {})).toBeUndefined();
-    expect(preferredOpenblasCore(() => cpuinfo("avx avx2 fma avx512f avx512cd avx512er avx512pf"), {})).toBeUndefined();
-    expect(preferredOpenblasCore(() => "", {})).toBeUndefined();
-  });
-
-  test("the user's OPENBLAS_CORETYPE wins, unread /proc/cpuinfo; an empty one counts as unset", () => {
-    const unread = () => {
-      throw new Error("/proc/cpuinfo read");
-    };
-    expect(preferredOpenblasCore(unread, { OPENBLAS_CORETYPE: "Haswell" })).toBeUndefined();
-    expect(preferredOpenblasCore(() => cpuinfo(AVX512), { OPENBLAS_CORETYPE: "" })).toBe("SkylakeX");
-  });
-});
-
 describe("cpuFlags", () => {
   test("the first processor's flags, as whole words", () => {
     const flags = cpuFlags(cpuinfo("avx2 fma"));
@@ -110,7 +89,6 @@ describe("cpuFlags", () => {
 const skip = lapackAvailable() && openblasCorename() !== undefined ? "" : "needs Debian libopenblas0";
 const hostFlags = existsSync("/proc/cpuinfo") ? cpuFlags(readFileSync("/proc/cpuinfo", "utf8")) : new Set<string>();
 const avx2 = hostFlags.has("avx2") && hostFlags.has("fma");
-const avx512 = preferredOpenblasCore(() => (existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : ""), {}) === "SkylakeX";
 
 /** Runs `code` (an ES module) under Node with tsx, in the repository, with OPENBLAS_CORETYPE=Prescott. */
 const withPrescott = (code: string) =>
@@ -127,25 +105,6 @@ describe.skipIf(skip !== "")(`the loader reads OpenBLAS's kernel${skip ? ` (skip
     expect(run.status).toBe(0);
     expect(run.stdout.trim()).toBe("Prescott");
     expect(run.stderr).not.toContain("OpenBLAS picked");
-  });
-
-  test.skipIf(!avx512)("SkylakeX by default on this CPU with AVX-512, in the loading thread and in a pool's worker", () => {
-    const env: Record<string, string | undefined> = { ...process.env, [CORE_ADVICE_SHOWN_ENV]: "" };
-    delete env.OPENBLAS_CORETYPE;
-    const run = (code: string) => spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], { cwd: ROOT, encoding: "utf8", env, timeout: 60_000 });
-    const here = run("const m = await import('./src/linalg/lapack_ffi.ts'); console.log(m.openblasCorename(), process.env.OPENBLAS_CORETYPE)");
-    expect(here.status).toBe(0);
-    expect(here.stdout.trim()).toBe("SkylakeX SkylakeX");
-    // A calibration worker thread loads OpenBLAS as it starts, before this thread does: the kernel is still the one
-    // asked for. (Not `--input-type`, which a worker thread inherits and refuses without `-e`.)
-    const first = spawnSync(process.execPath, [
-      "--import", "tsx", "-e",
-      "(async () => { const { CalibrationThreads } = await import('./src/distributed/calibration_threads.ts');" +
-        "const threads = new CalibrationThreads(2); await threads.workers;" +
-        "const m = await import('./src/linalg/lapack_ffi.ts'); console.log(m.openblasCorename()); await threads.close(); })()",
-    ], { cwd: ROOT, encoding: "utf8", env, timeout: 60_000 });
-    expect(first.status).toBe(0);
-    expect(first.stdout.trim()).toBe("SkylakeX");
   });
 
   test("bench linalg's first row names the kernel", async () => {
