@@ -31,7 +31,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { BenchRow } from "./linalg.ts";
+import { type BenchRow, openblasKernelRow } from "./linalg.ts";
 import { OPT_SHAPES, writeRandomOpt, writeRandomTokens } from "../train/random_checkpoint.ts";
 import { runVerb } from "../cli/run_verb.ts";
 import { type CorePinning, pinToCores } from "../cli/cpu_pinning.ts";
@@ -181,6 +181,8 @@ export async function benchGradot(options: GradotBenchOptions = {}): Promise<Ben
       await random("opt-125m", OPT_SHAPES["opt-125m"], true);
       if (options.large ?? true) await random("opt-1.3b", OPT_SHAPES["opt-1.3b"]);
     }
+    // The kernel every build and the baseline load (they inherit this environment): the times and ratios depend on it.
+    emit(openblasKernelRow());
     const oneCore = pinToCores(1);
     const twoCores = pinToCores(2);
     const pinned = (cores: CorePinning | string) => (typeof cores === "string" ? undefined : cores);

@@ -31,6 +31,26 @@ export interface BenchRow {
   note?: string;
 }
 
+/**
+ * The row naming the OpenBLAS kernel in use (`openblas_get_corename`) and who
+ * chose it: the environment's `OPENBLAS_CORETYPE` or OpenBLAS itself. Every
+ * product's speed, and its rounding, depends on it (docs/TROUBLESHOOTING.md
+ * "OpenBLAS picked a generic kernel"). Loads the libraries.
+ */
+export function openblasKernelRow(): BenchRow {
+  const corename = lapackAvailable() ? openblasCorename() : undefined;
+  return {
+    name: "openblas kernel",
+    value: 0,
+    unit: "",
+    note: corename === undefined
+      ? `unknown: ${lapackAvailable() ? "the BLAS loaded has no openblas_get_corename" : linalgUnavailableReason()}`
+      : process.env.OPENBLAS_CORETYPE
+      ? `${corename}, as OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE} asks`
+      : `${corename}, picked by OpenBLAS for this CPU`,
+  };
+}
+
 /** Options of {@link benchLinalg}; every size is a square n×n problem. */
 export interface LinalgBenchOptions {
   /** LAPACK SVD sizes (default 1024, 2048). */
@@ -72,17 +92,7 @@ export async function benchLinalg(opts: LinalgBenchOptions = {}): Promise<BenchR
   const threads = `OPENBLAS_NUM_THREADS=${process.env.OPENBLAS_NUM_THREADS ?? "unset"}`;
 
   if (native) {
-    const corename = openblasCorename();
-    emit({
-      name: "openblas kernel",
-      value: 0,
-      unit: "",
-      note: corename === undefined
-        ? "unknown: the BLAS loaded has no openblas_get_corename"
-        : process.env.OPENBLAS_CORETYPE
-        ? `${corename}, as OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE} asks`
-        : `${corename}, picked by OpenBLAS for this CPU`,
-    });
+    emit(openblasKernelRow());
     for (const n of lapackSizes) {
       const a = randomSquare(n);
       emit({ name: `svd lapack ${n}×${n}`, value: seconds(() => svd(a)), unit: "s", note: `sgesdd, thin, ${threads}` });
