@@ -64,8 +64,8 @@ const ONE_THREAD_ENV = { OPENBLAS_NUM_THREADS: "1", OMP_NUM_THREADS: "1", MKL_NU
 /**
  * The plain PyTorch GradOT of the same shape and tokens (one thread,
  * {@link ONE_THREAD_ENV}, `baselines/torch_gradot.py`), on `cores` where
- * given, or why it could not run (Debian's python3-torch is a benchmark reference only, never a
- * dependency).
+ * given, or why it could not run (Debian's python3-torch is a benchmark
+ * reference only, never a dependency).
  */
 function torchBaseline(shape: BenchShape, sequences: number, length: number, cores?: CorePinning): Promise<Timings | string> {
   const args = [TORCH_SCRIPT, ...[shape.layers, shape.hidden, shape.heads, shape.ffn, shape.vocabSize, sequences, length].map(String)];

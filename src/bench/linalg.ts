@@ -38,13 +38,14 @@ export interface BenchRow {
  * "OpenBLAS picked a generic kernel"). Loads the libraries.
  */
 export function openblasKernelRow(): BenchRow {
-  const corename = lapackAvailable() ? openblasCorename() : undefined;
+  const native = lapackAvailable();
+  const corename = native ? openblasCorename() : undefined;
   return {
     name: "openblas kernel",
     value: 0,
     unit: "",
     note: corename === undefined
-      ? `unknown: ${lapackAvailable() ? "the BLAS loaded has no openblas_get_corename" : linalgUnavailableReason()}`
+      ? `unknown: ${native ? "the BLAS loaded has no openblas_get_corename" : linalgUnavailableReason()}`
       : process.env.OPENBLAS_CORETYPE
       ? `${corename}, as OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE} asks`
       : `${corename}, picked by OpenBLAS for this CPU`,
