@@ -28,9 +28,11 @@ run. Default suite: kernels linalg model.
   model     OPT-125M-shaped block stack forward+backward tokens/s, wasm vs cpu;
             matmul-kernel GFLOP/s vs plain matMul (target >= 70%)
   gradot    GradOT emulator build (fixtures/small, OPT-125M- and OPT-1.3B-shaped
-            random checkpoints): seconds per stage and peak RSS on one thread
-            (target < 1.5 GB), then the same build with --workers 2: the
-            2 workers / 1 worker speed-up (target >= 1.7x) and its peak RSS
+            random checkpoints): the OpenBLAS kernel, seconds per stage and peak
+            RSS on one core (target < 1.5 GB), then the same build with
+            --workers 2 on two cores: the two cores / one core speed-up (target
+            >= 1.7x; also against --workers 1 unpinned) and its peak RSS; each
+            build pinned with taskset where it can be
   pretrain  pretraining steps of the fixtures/base shape (16 blocks, width 128)
             on 1 worker and on every core: tokens/s, speed-up, and MFU (6 · params
             · tokens/s against the one-thread OpenBLAS sgemm rate measured in the
