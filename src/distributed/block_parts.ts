@@ -19,7 +19,7 @@ import { isAttention, MLP_PART, mlpSpecs } from "../model/mlp_view.ts";
 import type { CompressionNote, ModelHandle, StatsRecord } from "../records/records.ts";
 import type { WeightMap } from "../model/types.ts";
 import { type BlockJob, type BlockJobValue, blockJobValue, type BlockSettings, type CompressedBlock } from "./block_files.ts";
-import type { SharedWeights } from "./shared_weights.ts";
+import { sharedValues, type SharedWeights } from "./shared_weights.ts";
 
 /** The parts of a middle block of `model` under `settings`: its attention linears by name (unless only SCP runs), then `mlp` (unless only DRD runs). */
 export function blockParts(model: ModelHandle, settings: BlockSettings): string[] {
@@ -67,7 +67,7 @@ function unshared<T>(value: T, seen: Set<ArrayBufferLike>): T {
  * @throws Error naming the tensor when the publication lacks one
  */
 function publishedValues(shared: SharedWeights): (name: string) => Float32Array {
-  const views = new Map(shared.tensors.map((t) => [t.name, new Float32Array(shared.buffer, t.offset * Float32Array.BYTES_PER_ELEMENT, t.length)]));
+  const views = new Map(shared.tensors.map((t) => [t.name, sharedValues(shared, t)]));
   return (name) => {
     const view = views.get(name);
     if (!view) throw new Error(`The block's publication has no tensor "${name}"`);

@@ -42,11 +42,14 @@ export function shareWeights(weights: WeightMap, reuse?: (bytes: number) => Shar
   return { id: ++published, buffer, tensors };
 }
 
+/** One tensor's values in a publication: a view of the shared buffer, no copy. */
+export function sharedValues(shared: SharedWeights, tensor: SharedWeights["tensors"][number]): Float32Array {
+  return new Float32Array(shared.buffer, tensor.offset * Float32Array.BYTES_PER_ELEMENT, tensor.length);
+}
+
 /** The tensors of shared weights, fresh on this thread's tensor heap; the caller owns them. */
 export function sharedWeightMap(shared: SharedWeights): WeightMap {
-  return new Map(shared.tensors.map(({ name, shape, offset, length }) =>
-    [name, tf.tensor(new Float32Array(shared.buffer, offset * Float32Array.BYTES_PER_ELEMENT, length), shape)]
-  ));
+  return new Map(shared.tensors.map((t) => [t.name, tf.tensor(sharedValues(shared, t), t.shape)]));
 }
 
 /**
