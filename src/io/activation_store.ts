@@ -235,13 +235,31 @@ export class ActivationStore {
     fn: (from: number, to: number, targets: ChunkPlace[]) => Promise<void>,
     names?: readonly string[],
   ): Promise<StoredActivations[]> {
+    const arrays = this.beginAt(sequences, t, widths, names);
+    await Promise.all(sequenceChunks(sequences, chunk).map(([from, to]) => fn(from, to, arrays.places(from, to))));
+    return arrays.finish();
+  }
+
+  /**
+   * Arrays of `[sequences, t, widths[k]]` whose chunks are written where they
+   * are computed ({@link writeChunkAt}), in any order and at any time until
+   * {@link ArraysInProgress.finish}: the calibration forward on a pool
+   * starts a block's chunks as soon as the block before has written theirs
+   * (docs/DISTRIBUTED.md "How a GradOT build uses the cores"), so a chunk
+   * of one block is read at its place while the other chunks are still
+   * being written. A persistent store names array `k` `names[k]` once
+   * finished, and `<name>.part` till then.
+   */
+  beginAt(sequences: number, t: number, widths: readonly number[], names?: readonly string[]): ArraysInProgress {
     const files = this.#startArrays(widths, names);
     const rowBytes = t * Float32Array.BYTES_PER_ELEMENT; // one position of one channel
-    await Promise.all(sequenceChunks(sequences, chunk).map(([from, to]) =>
-      fn(from, to, files.map(({ path, width }) => ({ path, position: from * rowBytes * width, values: (to - from) * t * width })))
-    ));
-    if (this.#closed) throw new Error("The activation store is closed");
-    return this.#finishArrays(files, sequences, t);
+    return {
+      places: (from, to) => files.map(({ path, width }) => ({ path, position: from * rowBytes * width, values: (to - from) * t * width })),
+      finish: () => {
+        if (this.#closed) throw new Error("The activation store is closed");
+        return this.#finishArrays(files, sequences, t);
+      },
+    };
   }
 
   /** Creates each array's empty file (a persistent store's under `<name>.part`). */
@@ -275,6 +293,19 @@ export class ActivationStore {
       openDirectories.delete(this.#dir);
     }
   }
+}
+
+/** Arrays being written chunk by chunk where the chunks are computed ({@link ActivationStore.beginAt}). */
+export interface ArraysInProgress {
+  /** Where sequences `[from, to)` of each array lie in its file while it is written: what to write there, or read once written. */
+  places(from: number, to: number): ChunkPlace[];
+  /**
+   * The complete arrays, once every chunk is written and no chunk is read
+   * at its place any more (a persistent store's files are renamed).
+   *
+   * @throws Error when the store was closed meanwhile
+   */
+  finish(): StoredActivations[];
 }
 
 /** An array file being written: its path while written, its final path and its width. */

@@ -24,18 +24,20 @@ import { gatherRows } from "../model/vocabulary.ts";
 import type { ActivationRecord, BlockRecord, CalibrationSet, ModelHandle } from "../records/records.ts";
 import {
   ActivationStore,
+  type ArraysInProgress,
   chunkIds,
   chunkTensor,
   defaultChunk,
+  sequenceChunks,
   type StoredActivations,
 } from "../io/activation_store.ts";
 import type { ResumableBuild } from "../io/build_resume.ts";
-import { type StageEvents, timeStage, timeStageAsync } from "../events/stage_events.ts";
+import { type StageEvents, timeStage } from "../events/stage_events.ts";
 import { disposeWeights } from "../model/weights.ts";
 import { forwardChunk } from "../model/calibration_chunk.ts";
 import { outputWidth } from "../model/shapes.ts";
 import type { WeightMap } from "../model/types.ts";
-import type { StartingPool } from "../distributed/calibration_pool.ts";
+import type { CalibrationPool, StartingPool } from "../distributed/calibration_pool.ts";
 
 /** Options of {@link calibrateForward}. */
 export interface CalibrateForwardOptions {
@@ -279,30 +281,95 @@ export function calibrateForward(
           }, namesOf(record, linears)), { block: record.index });
         return computed(record, input, arrays, linears);
       };
+      /**
+       * The last pool block's output `[N, T, d]` while the slots write it, with
+       * each chunk's write by chunk start: the next block's chunk reads its
+       * input chunk as soon as that is written, not once the whole block is.
+       */
+      let writing: { output: ArraysInProgress; written: Map<number, Promise<void>> } | undefined;
+      /** When the last pool block's chunks were all written: the next block's forward seconds count from then. */
+      let lastDone = 0;
+      /**
+       * Block `record` on the pool, reading `complete` (`[N, T, d]`) or, once a
+       * block before ran on the pool, that block's output as the slots write it:
+       * each chunk is posted when its input chunk is written, so the slots run
+       * chunks of two blocks side by side instead of idling at each block's
+       * end (docs/DISTRIBUTED.md "How a GradOT build uses the cores"). Resolves
+       * with the block's record once its chunks are written; its output is
+       * finished when the next block's chunks have read it (a persistent
+       * store renames the file), the last block's at once.
+       */
+      const onPool = (
+        pool: CalibrationPool,
+        record: BlockRecord,
+        complete: StoredActivations,
+        chunk: number,
+        linears: Array<[string, number]>,
+      ): Promise<ActivationRecord> => {
+        const { model, index } = record;
+        const { cfg } = model;
+        const input = writing;
+        const shared = pool.publish(record.weights);
+        disposeWeights(record.weights); // the slots hold it now
+        const names = namesOf(record, linears);
+        const output = store.beginAt(n, t, [cfg.hidden], names?.slice(0, 1)); // [N, T, d]
+        const outputs = store.beginAt(n, t, linears.map(([, w]) => w), names?.slice(1)); // [N, T, out] per linear
+        const linearNames = linears.map(([linear]) => linear);
+        const posted = performance.now();
+        const written = new Map(sequenceChunks(n, chunk).map(([a, b]) => {
+          const x = input ? input.output.places(a, b)[0] : complete.place(a, b);
+          const targets = [...output.places(a, b), ...outputs.places(a, b)];
+          const done = (input?.written.get(a) ?? Promise.resolve()).then(() => pool.forward(shared, x, b - a, t, linearNames, targets));
+          done.catch(() => {}); // awaited below, and by the next block's chunk
+          return [a, done] as const;
+        }));
+        writing = { output, written };
+        return Promise.all(written.values()).then(() => {
+          pool.retire(shared); // every chunk answered
+          const now = performance.now();
+          options.events?.next({ stage: "forward", block: index, seconds: (now - Math.max(posted, lastDone)) / 1000 });
+          lastDone = now;
+          const stored = input ? input.output.finish()[0] : complete; // no chunk reads it any more
+          const recomputed = index >= model.split.bottom;
+          if (!recomputed) stored.dispose();
+          const linearArrays = outputs.finish();
+          const last = index === cfg.layers - 1;
+          const linearOutputs = linears.length > 0 ? new Map(linears.map(([linear], k) => [linear, linearArrays[k]])) : undefined;
+          return handOn(record, recomputed ? stored : undefined, last ? output.finish()[0] : undefined, linearOutputs);
+        });
+      };
+      /**
+       * With a pool: each block is started at once (`onPool`) and its record
+       * emitted once done, in block order; the pace lets the next block be
+       * read while one runs.
+       */
       const blocks: OperatorFunction<BlockRecord, ActivationRecord> = starting
-        ? concatMap(async (record) => {
-          try {
-            // Blocks read ahead come without a turn of the event loop between them: give
-            // one, so a pool whose workers are up finishes starting (their "init" replies
-            // arrive in it) and the block goes to it.
-            if (!starting.ready) await new Promise((turn) => setImmediate(turn));
-            const pool = starting.ready;
-            if (!pool) return step(record, (input, chunk, linears) => inThread(record, input, chunk, linears));
-            return await step(record, async (input, chunk, linears) => {
-              const shared = pool.publish(record.weights);
-              disposeWeights(record.weights); // the workers hold it now
-              const names = linears.map(([linear]) => linear);
-              const arrays = await timeStageAsync(options.events, "forward", () =>
-                store.writeEachAt(n, t, [record.model.cfg.hidden, ...linears.map(([, w]) => w)], chunk, (a, b, targets) =>
-                  pool.forward(shared, input.place(a, b), b - a, t, names, targets), namesOf(record, linears)), { block: record.index }); // [N, T, d], then [N, T, out] per linear, written by the slots
-              pool.retire(shared); // every chunk answered
-              return computed(record, input, arrays, linears);
-            });
-          } finally {
-            disposeWeights(record.weights);
-            pace?.done();
-          }
-        })
+        ? (records) =>
+          records.pipe(
+            concatMap(async (record) => {
+              let done: Promise<ActivationRecord>;
+              try {
+                const begun = step(record, async (input, chunk, linears) => {
+                  // A turn of the event loop first, after the embedding and between blocks
+                  // read ahead, which come without one: a pool whose workers are up finishes
+                  // starting (their "init" replies arrive in it) and the block goes to it.
+                  if (!starting.ready) await new Promise((turn) => setImmediate(turn));
+                  const pool = starting.ready;
+                  return { done: pool ? onPool(pool, record, input, chunk, linears) : Promise.resolve(inThread(record, input, chunk, linears)) };
+                });
+                done = begun instanceof Promise ? (await begun).done : Promise.resolve(begun);
+              } catch (e) {
+                pace?.done();
+                throw e;
+              } finally {
+                disposeWeights(record.weights);
+              }
+              const settled = done.finally(() => pace?.done());
+              settled.catch(() => {}); // taken below, unless an earlier block failed
+              return { done: settled };
+            }),
+            concatMap(({ done }) => done),
+          )
         : map((record) => {
           try {
             return step(record, (input, chunk, linears) => inThread(record, input, chunk, linears));

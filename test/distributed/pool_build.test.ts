@@ -158,6 +158,46 @@ describe("build-emulator on a worker pool", () => {
     }
   });
 
+  test("on the pool a block's chunk starts once its input chunk is written, while the block below still runs, and the stored activations are this thread's", async () => {
+    const pool = new StartingPool(model, 2);
+    const started = await pool.started;
+    /** The activations the forward stores (each block's input, the last output), by block, as bytes. */
+    const activations = async (starting?: StartingPool) => {
+      const pace = starting ? new BlockPace() : undefined;
+      const records = await lastValueFrom(
+        readCheckpoint(model, undefined, undefined, pace?.next).pipe(calibrateForward({ calibration, chunk: 2, pool: starting, pace }), toArray()),
+      );
+      try {
+        return records.map((r) => [r.input, r.output].map((a) => a && Buffer.from(a.read(0, a.sequences).buffer)));
+      } finally {
+        records[0].store.close();
+      }
+    };
+    // Each chunk request's block (publication id), chunk start (byte) and times; the first block's last chunk is held up.
+    const calls: Array<{ block: number; at: number; start: number; end: number }> = [];
+    const forward = started.forward.bind(started);
+    let first: number | undefined;
+    started.forward = async (block, x, n, t, linears, targets) => {
+      first ??= block.id;
+      const call = { block: block.id, at: x.position, start: performance.now(), end: Infinity };
+      calls.push(call);
+      if (block.id === first && x.position > 0 && n === 1) await new Promise((wait) => setTimeout(wait, 300)); // [6, 7): the last chunk
+      await forward(block, x, n, t, linears, targets);
+      call.end = performance.now();
+    };
+    try {
+      const inThread = await activations();
+      expect(await activations(pool)).toEqual(inThread);
+      const held = calls.find((c) => c.block === first && c.at > 0 && calls.filter((d) => d.block === first).at(-1) === c)!;
+      const next = calls.filter((c) => c.block === first! + 1);
+      expect(next).toHaveLength(4); // chunks [0, 2), [2, 4), [4, 6), [6, 7)
+      // Three chunks of the next block ran while the held-up chunk of the block below was still running.
+      expect(next.filter((c) => c.end < held.end)).toHaveLength(3);
+    } finally {
+      await pool.close();
+    }
+  });
+
   test("a pool is not readied on threads started for another size", async () => {
     const threads = new CalibrationThreads(2);
     try {

@@ -143,6 +143,31 @@ describe("ActivationStore", () => {
     expect(() => writeChunkAt({ path: join(store.directory ?? "/nonexistent", "gone.f32"), position: 0, values: 1 }, new Float32Array(1))).toThrow(/gone\.f32/);
   });
 
+  test("beginAt: a chunk written at its place reads back before the others are written; a persistent store names the array only once finished", () => {
+    const dir = mkdtempSync(join(tmpdir(), "offtune-store-begin-"));
+    const store = new ActivationStore(dir);
+    try {
+      const arrays = store.beginAt(n, t, [d], ["act-2"]);
+      const [place] = arrays.places(3, 6);
+      expect(place.values).toBe(3 * t * d);
+      writeChunkAt(place, data.slice(3 * t * d, 6 * t * d));
+      const early = new Float32Array(3 * t * d);
+      readChunkAt(place, early); // as the next block's chunk reads it
+      expect(early).toEqual(data.subarray(3 * t * d, 6 * t * d));
+      expect(store.open("act-2", n, t, d)).toBeUndefined(); // not complete: a resumed build recomputes it
+      for (const [a, b] of [[0, 3], [6, 7]]) writeChunkAt(arrays.places(a, b)[0], data.slice(a * t * d, b * t * d));
+      const [done] = arrays.finish();
+      expect(done.read(0, n)).toEqual(data);
+      expect(readdirSync(dir)).toEqual(["act-2"]);
+      expect(store.open("act-2", n, t, d)!.read(0, n)).toEqual(data);
+      const unfinished = store.beginAt(n, t, [d], ["act-3"]);
+      store.close();
+      expect(() => unfinished.finish()).toThrow("The activation store is closed");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("rejects a chunk of the wrong shape", () => {
     const store = new ActivationStore();
     expect(() => store.write(n, t, d, 2, (a, b) => tf.zeros([b - a, t, d + 1]))).toThrow(/expected 2 x 4 x 5/);
