@@ -249,21 +249,23 @@ export function calibrateForward(
       };
       /**
        * The record of block `record.index` once its arrays are stored: its
-       * output `[N, T, d]`, then its `linears`' outputs `[N, T, out]`.
+       * `input` (deleted unless the backward recomputes the block), its
+       * `linears`' outputs `[N, T, out]` and, for the last block, its output
+       * `[N, T, d]` (`output()`: a pool block's is finished only then).
        */
       const computed = (
         record: BlockRecord,
         input: StoredActivations,
-        [output, ...outputs]: StoredActivations[],
+        output: () => StoredActivations,
+        outputs: StoredActivations[],
         linears: Array<[string, number]>,
       ): ActivationRecord => {
         const { model, index } = record;
         const recomputed = index >= model.split.bottom;
         const last = index === model.cfg.layers - 1;
-        hidden = output;
         if (!recomputed) input.dispose();
         const linearOutputs = linears.length > 0 ? new Map(linears.map(([linear], k) => [linear, outputs[k]])) : undefined;
-        return handOn(record, recomputed ? input : undefined, last ? output : undefined, linearOutputs);
+        return handOn(record, recomputed ? input : undefined, last ? output() : undefined, linearOutputs);
       };
       const { pool: starting, pace } = options;
       /** Block `record`'s output `[N, T, d]` and its `linears`' `[N, T, out]`, in this thread, stored chunk by chunk. */
@@ -279,7 +281,9 @@ export function calibrateForward(
               x.dispose();
             }
           }, namesOf(record, linears)), { block: record.index });
-        return computed(record, input, arrays, linears);
+        const [output, ...outputs] = arrays;
+        hidden = output;
+        return computed(record, input, () => output, outputs, linears);
       };
       /**
        * The last pool block's output `[N, T, d]` while the slots write it, with
@@ -306,8 +310,8 @@ export function calibrateForward(
         chunk: number,
         linears: Array<[string, number]>,
       ): Promise<ActivationRecord> => {
-        const { model, index } = record;
-        const { cfg } = model;
+        const { index } = record;
+        const { cfg } = record.model;
         const input = writing;
         const shared = pool.publish(record.weights);
         disposeWeights(record.weights); // the slots hold it now
@@ -330,12 +334,7 @@ export function calibrateForward(
           options.events?.next({ stage: "forward", block: index, seconds: (now - Math.max(posted, lastDone)) / 1000 });
           lastDone = now;
           const stored = input ? input.output.finish()[0] : complete; // no chunk reads it any more
-          const recomputed = index >= model.split.bottom;
-          if (!recomputed) stored.dispose();
-          const linearArrays = outputs.finish();
-          const last = index === cfg.layers - 1;
-          const linearOutputs = linears.length > 0 ? new Map(linears.map(([linear], k) => [linear, linearArrays[k]])) : undefined;
-          return handOn(record, recomputed ? stored : undefined, last ? output.finish()[0] : undefined, linearOutputs);
+          return computed(record, stored, () => output.finish()[0], outputs.finish(), linears);
         });
       };
       /**
