@@ -39,7 +39,8 @@ import type { AdapterSplit, LinearChunkRecord, ModelHandle, StreamedVocabulary }
 import { initBackend, tf } from "../tensor/backend.ts";
 import type { Matrix } from "../linalg/matrix.ts";
 import { writeOuterShardFile } from "../operators/write_shards.ts";
-import type { ShardDtype, ShardMeta } from "../io/shard_schema.ts";
+import type { ShardDtype, ShardMeta, ShardTensor } from "../io/shard_schema.ts";
+import { writeShardFile } from "../io/shard_writer.ts";
 import { filledTensor, peekValues } from "../tensor/heap_view.ts";
 import { adoptScratch } from "../linalg/scratch_arrays.ts";
 import { type ChunkPlace, readChunkAt, writeChunkAt } from "../io/activation_store.ts";
@@ -85,6 +86,8 @@ export type CalibrationRequest =
   | { kind: "compress"; job: BlockJobValue }
   /** The emulator's outer shard, of the slot's outer weights and vocabulary, written to `path` (`writeOuterShardFile`). */
   | { kind: "outer"; path: string; meta: ShardMeta; dtype: ShardDtype }
+  /** A block's shard of `tensors`, written to `path` (`writeShardFile`; `WriteShardsOptions.blocksElsewhere`). */
+  | { kind: "shard"; path: string; meta: ShardMeta; dtype: ShardDtype; tensors: ShardTensor[] }
   /**
    * One chunk of the linears this worker sums (`kfacOwners`), in block order;
    * a linear sharing an input has no `x`. Once added, the chunk's arrays go
@@ -110,6 +113,7 @@ type CalibrationAnswer =
   | { kind: "backward"; linears: Array<{ name: string; x?: Matrix; gamma: Matrix; sharesInputWith?: string }> }
   | { kind: "compress"; block: CompressedBlockValue }
   | { kind: "outer"; bytes: number; sha256: string; tensors: Array<{ name: string; shape: number[] }> }
+  | { kind: "shard"; bytes: number; sha256: string }
   | { kind: "kfac" }
   | { kind: "kfac-finalize"; stats: StatsValue }
   | { kind: "close" };
@@ -280,6 +284,10 @@ async function handle(state: SlotState, request: CalibrationRequest): Promise<Re
     }
     case "outer":
       return { value: { kind: "outer", ...writeOuterShardFile(model, request.path, request.meta, request.dtype) } };
+    case "shard": {
+      const { bytes, sha256 } = writeShardFile(request.path, request.meta, request.tensors, { dtype: request.dtype });
+      return { value: { kind: "shard", bytes, sha256 } };
+    }
     case "compress": {
       const job = blockJobFromValue(request.job);
       const { channelProducts } = job;

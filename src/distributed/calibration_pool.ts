@@ -33,8 +33,8 @@ import type { KfacFactors } from "../stats/kfac.ts";
 import { SlotPool } from "./slot_pool.ts";
 import { CalibrationThreads } from "./calibration_threads.ts";
 import type { ChunkPlace } from "../io/activation_store.ts";
-import type { ShardDtype, ShardMeta } from "../io/shard_schema.ts";
-import type { OuterShardWritten } from "../operators/write_shards.ts";
+import type { ShardDtype, ShardMeta, ShardTensor } from "../io/shard_schema.ts";
+import type { BlockShardWritten, OuterShardWritten } from "../operators/write_shards.ts";
 
 type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: K }>;
 
@@ -44,6 +44,19 @@ type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: 
  * after its backward, so about three are in use at once.
  */
 const RETIRED_PUBLICATIONS = 4;
+
+/** The key of a shard write's seconds per MB in the pool's learned costs: a block's shard is weighed by its size. */
+const SHARD_MB_KEY = "shard per MB";
+
+/**
+ * A shard write's seconds per MB before the first is measured (encoding,
+ * SHA-256 and the file's write: 0.15 s for a 28 MB OPT-125M block on the
+ * development machine). The mean of the other kinds, the default for a new
+ * kind, held the head's 1.3 s, and the next block's chunks all went to the
+ * building thread while the worker thread idled behind two writes weighed
+ * so (docs/DISTRIBUTED.md "Where 2 slots wait").
+ */
+const SHARD_SECONDS_PER_MB = 0.006;
 
 /** A pool of calibration slots for one model: worker threads and this thread. */
 export class CalibrationPool {
@@ -199,6 +212,25 @@ export class CalibrationPool {
   async writeOuter(path: string, meta: ShardMeta, dtype: ShardDtype): Promise<OuterShardWritten> {
     const { bytes, sha256, tensors, seconds } = await this.#call(0, { kind: "outer", path, meta, dtype }) as Of<"outer">;
     return { bytes, sha256, tensors, seconds };
+  }
+
+  /**
+   * Has the slot with the least work queued write a block's shard of
+   * `tensors` (their arrays moved to it) to `path` with `meta` in `dtype`
+   * (`writeShardFile`); resolves with what it wrote and the seconds it took
+   * (`WriteShardsOptions.blocksElsewhere`). Posted like a chunk, so it
+   * waits behind the chunks this thread's slot was sent before it, instead
+   * of going ahead of them in this thread (docs/DISTRIBUTED.md "Where 2
+   * slots wait").
+   */
+  async writeBlock(path: string, meta: ShardMeta, tensors: ShardTensor[], dtype: ShardDtype): Promise<BlockShardWritten> {
+    const megabytes = tensors.reduce((n, t) => n + t.data.byteLength, 0) / 1e6;
+    const request: CalibrationRequest = { kind: "shard", path, meta, dtype, tensors };
+    const cost = megabytes * (this.#seconds.get(SHARD_MB_KEY) ?? SHARD_SECONDS_PER_MB);
+    const reply = await this.#slots.post(request, movableBuffers(tensors), cost) as Of<"shard">;
+    this.#learn(SHARD_MB_KEY, { ...reply, seconds: reply.seconds / Math.max(megabytes, 1e-6) });
+    const { bytes, sha256, seconds } = reply;
+    return { bytes, sha256, seconds };
   }
 
   /** Terminates the workers and releases what this thread's slot holds. */

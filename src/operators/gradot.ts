@@ -240,7 +240,12 @@ export function buildGradotEmulator(model: ModelHandle, options: GradotOptions):
           tokenizer: options.tokenizer,
           events,
           resume,
-          ...(pool ? { outerElsewhere: { model, write: (path, meta, dtype) => outerCue.then(() => pool.started).then((p) => p.writeOuter(path, meta, dtype)) } } : {}),
+          ...(pool
+            ? {
+              outerElsewhere: { model, write: (path, meta, dtype) => outerCue.then(() => pool.started).then((p) => p.writeOuter(path, meta, dtype)) },
+              blocksElsewhere: (path, meta, tensors, dtype) => pool.started.then((p) => p.writeBlock(path, meta, tensors, dtype)),
+            }
+            : {}),
         }),
       );
     };

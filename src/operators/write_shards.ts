@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { createPackageWriter, type Manifest, manifestFormatVersion, type ManifestShard, type PackageWriter, sharedPositions, shardFileName } from "../io/manifest.ts";
 import { copyTokenizerFiles, ownTokenizer } from "../io/tokenizer.ts";
 import { configSha256, type ShardDtype, type ShardMeta, type ShardTensor, type ShardTensorInput, shapeSize } from "../io/shard_schema.ts";
-import { writeShardFile } from "../io/shard_writer.ts";
+import { writeShardFile, type WrittenShard } from "../io/shard_writer.ts";
 import { vocabularyShardTensors } from "../model/vocabulary.ts";
 import type { WeightMap } from "../model/types.ts";
 import { type BlockRole, type CompressionNote, everyBlock, type ModelHandle, type ShardRecord } from "../records/records.ts";
@@ -96,6 +96,18 @@ export interface WriteShardsOptions {
     write(path: string, meta: ShardMeta, dtype: ShardDtype): Promise<OuterShardWritten>;
   };
   /**
+   * Each block's shard written on another thread, instead of on this one as
+   * the block comes (a GradOT build's calibration pool: a block's shard took
+   * this thread 0.15 s at the top of the backward, while the worker thread
+   * waited for this thread's chunks; docs/DISTRIBUTED.md "Where 2 slots
+   * wait"). `write` writes `tensors` (copies off this thread's tensor heap,
+   * its to move) to `path` with `meta` in `dtype`, as `writeShardFile` does,
+   * and resolves with what it wrote and its seconds; a rejection fails the
+   * package. The shards are listed, emitted and recorded for a resumed build
+   * in the order the blocks came, as when written here.
+   */
+  blocksElsewhere?: (path: string, meta: ShardMeta, tensors: ShardTensor[], dtype: ShardDtype) => Promise<BlockShardWritten>;
+  /**
    * A resumable build (src/io/build_resume.ts): the package is built
    * in its directory, starting from the block shards an earlier run wrote,
    * and each block shard is recorded there once written. On error or
@@ -113,6 +125,12 @@ export interface OuterShardWritten {
   /** Wall seconds of the write, reported as a `write` stage event. */
   seconds: number;
 }
+
+/** What a write of a block's shard elsewhere returns (`WriteShardsOptions.blocksElsewhere`). */
+export type BlockShardWritten = Omit<WrittenShard, "path"> & {
+  /** Wall seconds of the write, reported as the block's `write` stage event. */
+  seconds: number;
+};
 
 const byName = (a: ShardTensorInput, b: ShardTensorInput) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
@@ -184,9 +202,13 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
       const blocks: Array<{ index: number; role: BlockRole; params: number; compression?: CompressionNote }> = [];
       const elsewhere = (options.outer ?? true) ? options.outerElsewhere : undefined;
       let outerWritten: Promise<OuterShardWritten> | undefined;
+      /** Block shards being written elsewhere. */
+      const blockWrites = new Set<Promise<BlockShardWritten>>();
+      /** Settles once every block shard written elsewhere so far is listed (in block order). */
+      let listed = Promise.resolve();
       const abort = () => {
-        // Once the outer shard's write elsewhere has settled: it writes into the directory.
-        if (!resume) void (outerWritten ?? Promise.resolve()).catch(() => {}).then(() => writer?.abort());
+        // Once the shards' writes elsewhere have settled: they write into the directory.
+        if (!resume) void Promise.allSettled([outerWritten, ...blockWrites]).then(() => writer?.abort());
       };
       const fail = (e: unknown) => {
         if (failed) return;
@@ -222,6 +244,30 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
         emit(written);
         return { params: count(tensors), shard: written };
       };
+      /** Records a written block shard for the manifest and a resumed build. */
+      const recordBlock = (record: WeightedBlock, params: number, shard: ManifestShard) => {
+        const block = { index: record.index, role: record.role, params, compression: record.compression };
+        blocks.push(block);
+        resume?.recordBlock({ ...block, shard });
+      };
+      /** Has `blocksElsewhere` write the block's shard, and lists it once the blocks before it are. */
+      const writeElsewhere = (record: WeightedBlock, writeBlock: NonNullable<WriteShardsOptions["blocksElsewhere"]>) => {
+        const meta = shardMeta({ block: record.index, role: record.role });
+        const tensors = shardTensors(record.weights);
+        const columns = tensors.map(({ name, shape }) => ({ name, shape: [...shape] }));
+        const params = count(tensors); // before the arrays move
+        const writing = writeBlock(join(writer!.temp, shardFileName(record.index)), meta, tensors, dtype);
+        blockWrites.add(writing);
+        writing.then(() => blockWrites.delete(writing), fail); // a failure fails the package at once, not in its turn
+        listed = listed.then(() => writing).then(({ seconds, ...written }) => {
+          if (failed) return;
+          const shard = writer!.adoptShard(meta, columns, written, { dtype });
+          emit(shard);
+          recordBlock(record, params, shard);
+          options.events?.next({ stage: "write", block: record.index, seconds });
+        });
+        listed.catch(fail);
+      };
       const outer = { block: "outer", role: "outer" } as const;
       if (elsewhere) {
         try {
@@ -237,10 +283,11 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
           if (failed) return disposeWeights(record.weights);
           try {
             if (!model) start(record.model);
-            const { params, shard } = timeStage(options.events, "write", () => write({ block: record.index, role: record.role }, shardTensors(record.weights)), { block: record.index });
-            const block = { index: record.index, role: record.role, params, compression: record.compression };
-            blocks.push(block);
-            resume?.recordBlock({ ...block, shard });
+            if (options.blocksElsewhere) writeElsewhere(record, options.blocksElsewhere);
+            else {
+              const { params, shard } = timeStage(options.events, "write", () => write({ block: record.index, role: record.role }, shardTensors(record.weights)), { block: record.index });
+              recordBlock(record, params, shard);
+            }
           } catch (e) {
             fail(e);
           } finally {
@@ -255,6 +302,8 @@ export function writeShards(dir: string, options: WriteShardsOptions): OperatorF
           const w = writer!;
           const kind = options.kind ?? "emulator";
           (async () => {
+            await listed;
+            if (failed) return;
             // The outer weights (the embeddings: the largest tensor of a big
             // vocabulary) are written last, when no block's statistics or
             // shard copies are alive beside them.
