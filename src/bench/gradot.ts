@@ -100,9 +100,14 @@ const TORCH_ROUNDS = 2;
  * build it took 14.9–15.3 s, right after another 2-slot build 14.2–14.6 s,
  * while a one-thread build took the same time on new memory as on memory
  * just freed (docs/DISTRIBUTED.md "Where 2 slots wait", the fifth session of 2026-12-05).
- * The unmeasured builds' times are printed beside the speed-up.
+ * The unmeasured builds' times are printed beside the speed-up. Three
+ * rounds, not two: the same build's CPU time moves by 8% from one run to the
+ * next there (24.6 to 27.6 CPU-s for 2-slot builds of 10.3 to 12.3 s, eight
+ * interleaved pairs on 2026-12-06), and a third run of each kind makes the
+ * fastest of each a likelier quiet one (about 1.2 minutes more on
+ * OPT-125M's shape).
  */
-const SPEEDUP_ROUNDS = 2;
+const SPEEDUP_ROUNDS = 3;
 
 /**
  * {@link TORCH_ROUNDS} interleaved rounds of PyTorch and an offtune build
