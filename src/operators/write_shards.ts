@@ -10,6 +10,10 @@
  * That is the pipeline's backpressure: an upstream stage emits the next block
  * only after this one is on disk, so shards never queue up in memory behind
  * a busy CPU (docs/DESIGN.md "Scale"; the `write` stage events time all of it).
+ * With `blocksElsewhere` (a GradOT build's calibration pool) `next` copies the
+ * tensors out and hands the encoding and writing to a pool slot; a block's
+ * copy then waits at most behind the requests that slot already has, which
+ * on a build are shorter than the next block's calibration.
  *
  * @example
  * ```ts
