@@ -104,9 +104,9 @@ export interface WriteShardsOptions {
    * the block comes (a GradOT build's calibration pool: a block's shard took
    * this thread 0.15 s at the top of the backward, while the worker thread
    * waited for this thread's chunks; docs/DISTRIBUTED.md "Where 2 slots
-   * wait"). `write` writes `tensors` (copies off this thread's tensor heap,
-   * its to move) to `path` with `meta` in `dtype`, as `writeShardFile` does,
-   * and resolves with what it wrote and its seconds; a rejection fails the
+   * wait"). It writes `tensors` (copies off this thread's tensor heap, its
+   * to move) to `path` with `meta` in `dtype`, as `writeShardFile` does, and
+   * resolves with what it wrote and its seconds; a rejection fails the
    * package. The shards are listed, emitted and recorded for a resumed build
    * in the order the blocks came, as when written here.
    */
