@@ -45,9 +45,6 @@ type Of<K extends CalibrationReply["kind"]> = Extract<CalibrationReply, { kind: 
  */
 const RETIRED_PUBLICATIONS = 4;
 
-/** The key of a shard write's seconds per MB in the pool's learned costs: a block's shard is weighed by its size. */
-const SHARD_MB_KEY = "shard per MB";
-
 /**
  * A shard write's seconds per MB before the first is measured (encoding,
  * SHA-256 and the file's write: 0.15 s for a 28 MB OPT-125M block on the
@@ -65,6 +62,12 @@ export class CalibrationPool {
   readonly #retired: SharedArrayBuffer[] = [];
   /** Seconds requests took to serve, by kind (a KFAC request's by owner), smoothed: the weights of the slots' queued work. */
   readonly #seconds = new Map<string, number>();
+  /**
+   * Seconds per MB the shard writes took, smoothed as {@link #seconds} are: a
+   * shard is weighed by its size. Kept apart from them, which are seconds per
+   * request, and whose mean a kind not seen yet is first weighed by.
+   */
+  #shardSecondsPerMb: number | undefined;
 
   private constructor(slots: SlotPool<CalibrationRequest, CalibrationReply>) {
     this.#slots = slots;
@@ -226,10 +229,9 @@ export class CalibrationPool {
   async writeBlock(path: string, meta: ShardMeta, tensors: ShardTensor[], dtype: ShardDtype): Promise<BlockShardWritten> {
     const megabytes = tensors.reduce((n, t) => n + t.data.byteLength, 0) / 1e6;
     const request: CalibrationRequest = { kind: "shard", path, meta, dtype, tensors };
-    const cost = megabytes * (this.#seconds.get(SHARD_MB_KEY) ?? SHARD_SECONDS_PER_MB);
-    const reply = await this.#slots.post(request, movableBuffers(tensors), cost) as Of<"shard">;
-    this.#learn(SHARD_MB_KEY, { ...reply, seconds: reply.seconds / Math.max(megabytes, 1e-6) });
-    const { bytes, sha256, seconds } = reply;
+    const cost = megabytes * (this.#shardSecondsPerMb ?? SHARD_SECONDS_PER_MB);
+    const { bytes, sha256, seconds } = await this.#slots.post(request, movableBuffers(tensors), cost) as Of<"shard">;
+    this.#shardSecondsPerMb = smoothed(this.#shardSecondsPerMb, seconds / Math.max(megabytes, 1e-6));
     return { bytes, sha256, seconds };
   }
 
@@ -263,10 +265,14 @@ export class CalibrationPool {
 
   /** Takes in the seconds a reply's slot spent on a request `key`; returns the reply. */
   #learn(key: string, reply: CalibrationReply): CalibrationReply {
-    const before = this.#seconds.get(key);
-    this.#seconds.set(key, before === undefined ? reply.seconds : (before + reply.seconds) / 2);
+    this.#seconds.set(key, smoothed(this.#seconds.get(key), reply.seconds));
     return reply;
   }
+}
+
+/** A learned cost after one more measurement: the measurement alone at first, then averaged with the estimate before. */
+function smoothed(before: number | undefined, measured: number): number {
+  return before === undefined ? measured : (before + measured) / 2;
 }
 
 /**
