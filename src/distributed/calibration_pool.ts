@@ -142,7 +142,7 @@ export class CalibrationPool {
    */
   async forward(block: SharedWeights, x: ChunkPlace, n: number, t: number, linears: readonly string[], targets: ChunkPlace[]): Promise<void> {
     const request: CalibrationRequest = { kind: "forward", block, x: { n, t, place: x }, linears: [...linears], targets };
-    await this.#run<"forward">(request, []);
+    await this.#offer<"forward">(request);
   }
 
   /** The head's summed loss and gradient on the last block's output `hidden` (`[n, T, d]`) for token ids `ids` (`[n, T]`). */
@@ -177,7 +177,7 @@ export class CalibrationPool {
       replay: (chunk.replay ?? []).map(({ name, place }) => ({ name, chunk: { n, t, place } })),
       ...(chunk.out ? { out: chunk.out } : {}),
     };
-    return (await this.#run<"backward">(request, [])).linears;
+    return (await this.#offer<"backward">(request)).linears;
   }
 
   /**
@@ -250,6 +250,15 @@ export class CalibrationPool {
   /** Posts `request` to the slot with the least work queued, weighed by what requests of its kind took (`SlotPool.post`). */
   async #run<K extends CalibrationReply["kind"]>(request: CalibrationRequest, transfer: readonly ArrayBuffer[]): Promise<Of<K>> {
     return this.#learn(request.kind, await this.#slots.post(request, transfer, this.#cost(request.kind))) as Of<K>;
+  }
+
+  /**
+   * Offers `request` to the worker thread with the least work queued and to
+   * this thread's slot, the first free serving it (`SlotPool.offer`),
+   * weighed by what requests of its kind took: a chunk, which moves nothing.
+   */
+  async #offer<K extends CalibrationReply["kind"]>(request: CalibrationRequest): Promise<Of<K>> {
+    return this.#learn(request.kind, await this.#slots.offer(request, this.#cost(request.kind))) as Of<K>;
   }
 
   /**

@@ -14,6 +14,15 @@
  */
 import type { Reply } from "./worker_pool.ts";
 import { serialServer } from "./serial_server.ts";
+import { type ClaimTicket, takeClaim } from "./claim.ts";
+
+/** A request waiting in this slot: with a ticket when it was offered to another slot too. */
+interface Waiting<Req, Res> {
+  request: Req;
+  claim?: ClaimTicket;
+  resolve: (value: Res | undefined) => void;
+  reject: (error: unknown) => void;
+}
 
 /**
  * Turns of the event loop this thread's slot lets pass before each request:
@@ -26,7 +35,7 @@ export const LOCAL_TURNS = 2;
 
 /** Serves requests in this thread, one at a time. */
 export class LocalSlot<Req, Res> {
-  readonly #serve: (item: { request: Req; resolve: (value: Res) => void; reject: (error: unknown) => void }) => void;
+  readonly #serve: (item: Waiting<Req, Res>) => void;
 
   /**
    * A slot serving requests with `handler` (a worker's `serveRequests`
@@ -34,7 +43,8 @@ export class LocalSlot<Req, Res> {
    * pool's workers serve them.
    */
   constructor(handler: (request: Req) => Reply<Res> | Promise<Reply<Res>>, first?: (request: Req) => boolean) {
-    this.#serve = serialServer(async ({ request, resolve, reject }) => {
+    this.#serve = serialServer<Waiting<Req, Res>>(async ({ request, claim, resolve, reject }) => {
+      if (claim && !takeClaim(claim)) return resolve(undefined);
       try {
         resolve((await handler(request)).value);
       } catch (e) {
@@ -45,6 +55,15 @@ export class LocalSlot<Req, Res> {
 
   /** Serves `request` once those before it (and any served first) are served; resolves with the reply's value. */
   call(request: Req): Promise<Res> {
-    return new Promise<Res>((resolve, reject) => this.#serve({ request, resolve, reject }));
+    return new Promise<Res | undefined>((resolve, reject) => this.#serve({ request, resolve, reject })) as Promise<Res>;
+  }
+
+  /**
+   * Like {@link call}, but serves `request` only if this slot takes the
+   * claim `ticket` is for when its turn comes; resolves with undefined when
+   * another slot had taken it (`SlotPool.offer`).
+   */
+  offer(request: Req, ticket: ClaimTicket): Promise<Res | undefined> {
+    return new Promise<Res | undefined>((resolve, reject) => this.#serve({ request, claim: ticket, resolve, reject }));
   }
 }

@@ -18,6 +18,7 @@
  */
 import type { Transferable } from "node:worker_threads";
 import { LocalSlot } from "./local_slot.ts";
+import { claimHolder, newClaimCell } from "./claim.ts";
 import { type Reply, WorkerPool } from "./worker_pool.ts";
 
 /**
@@ -31,6 +32,34 @@ import { type Reply, WorkerPool } from "./worker_pool.ts";
  */
 function costUnits(cost: number): number {
   return Math.round(cost * 1e6);
+}
+
+/** An offered request not yet settled by every slot it went to ({@link SlotPool.offer}). */
+interface Offer {
+  cell: Int32Array;
+  units: number;
+  /** The slots whose queued work still counts it. */
+  counted: Set<number>;
+}
+
+/**
+ * The first value `replies` resolve with that is not undefined (the slot
+ * that took an offered request's claim); when none comes, the first error
+ * (the taker failed), else an error saying no slot served it.
+ */
+function firstServed<T>(replies: ReadonlyArray<Promise<T | undefined>>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let left = replies.length;
+    let failure: { error: unknown } | undefined;
+    for (const reply of replies) {
+      reply.then(
+        (value) => value !== undefined && resolve(value),
+        (error) => void (failure ??= { error }),
+      ).finally(() => {
+        if (--left === 0) reject(failure ? failure.error : new Error("No slot served an offered request"));
+      });
+    }
+  });
 }
 
 /** Options of {@link SlotPool.start}: how many worker threads, and whether the calling thread serves a slot too (docs/DISTRIBUTED.md "How a GradOT build uses the cores"). */
@@ -55,6 +84,8 @@ export class SlotPool<Req, Res> {
    * unit ({@link costUnits}), so sums and differences are exact.
    */
   readonly #queued: number[];
+  /** Offered requests some slot still counts: its work drops by those another slot took ({@link load}). */
+  readonly #offers = new Set<Offer>();
 
   private constructor(pool: WorkerPool<Req, Res> | undefined, local: LocalSlot<Req, Res> | undefined) {
     this.#pool = pool;
@@ -129,11 +160,53 @@ export class SlotPool<Req, Res> {
    * those its handler serves first.
    */
   post(request: Req, transfer: readonly Transferable[] = [], cost = 1): Promise<Res> {
-    const worker = this.#pool?.leastBusy((k) => this.#queued[k]);
+    const worker = this.#pool?.leastBusy((k) => this.#load(k));
     const local = this.size - 1;
-    if (this.#local && (!worker || this.#queued[local] + costUnits(cost) <= worker.load)) return this.call(local, request, transfer, cost);
+    if (this.#local && (!worker || this.#load(local) + costUnits(cost) <= worker.load)) return this.call(local, request, transfer, cost);
     if (!worker) return Promise.reject(new Error("The slot pool has no live worker"));
     return this.call(worker.index, request, transfer, cost);
+  }
+
+  /**
+   * Offers `request` to the worker with the least work queued and to the
+   * calling thread's slot at once: the first of the two whose turn comes
+   * takes its claim and serves it, the other passes it over
+   * (src/distributed/claim.ts), so it waits on neither slot's cost
+   * estimates. Until one takes it, both count its `cost` as queued. Nothing
+   * is moved with it: either slot may read it. Without the calling thread's
+   * slot or a live worker it is posted ({@link post}). A GradOT build offers
+   * its forward and backward chunks (docs/DISTRIBUTED.md "How a GradOT build
+   * uses the cores").
+   */
+  offer(request: Req, cost = 1): Promise<Res> {
+    const worker = this.#pool?.leastBusy((k) => this.#load(k));
+    if (!this.#local || !worker) return this.post(request, [], cost);
+    if (!(cost >= 0 && Number.isFinite(cost))) return Promise.reject(new RangeError(`A request's cost must be a finite number of 0 or more, got ${cost}`));
+    const cell = newClaimCell();
+    const local = this.size - 1;
+    const offer: Offer = { cell, units: costUnits(cost), counted: new Set([worker.index, local]) };
+    this.#offers.add(offer);
+    const settled = (k: number) => () => {
+      this.#queued[k] -= offer.units;
+      offer.counted.delete(k);
+      if (offer.counted.size === 0) this.#offers.delete(offer);
+    };
+    this.#queued[worker.index] += offer.units;
+    this.#queued[local] += offer.units;
+    return firstServed([
+      this.#pool!.offer(worker.index, request, { cell, slot: worker.index }).finally(settled(worker.index)),
+      this.#local.offer(request, { cell, slot: local }).finally(settled(local)),
+    ]);
+  }
+
+  /** Slot `k`'s queued work, less the offered requests another slot took. */
+  #load(k: number): number {
+    let load = this.#queued[k];
+    for (const { cell, units, counted } of this.#offers) {
+      const holder = claimHolder(cell);
+      if (counted.has(k) && holder !== undefined && holder !== k) load -= units;
+    }
+    return load;
   }
 
   /** Sends `request` to every slot, in slot order; resolves with their replies. */

@@ -34,6 +34,7 @@ import v8 from "node:v8";
 import { parentPort, type Transferable, Worker } from "node:worker_threads";
 import { adoptSpareScratch, collectSpareScratch, handOverScratch, takeSpareScratch } from "../linalg/scratch_arrays.ts";
 import { serialServer } from "./serial_server.ts";
+import { type ClaimTicket, takeClaim } from "./claim.ts";
 
 /** What a handler returns: the reply value and the buffers to move with it. */
 export interface Reply<Res> {
@@ -42,6 +43,10 @@ export interface Reply<Res> {
 }
 
 type WireReply = { type: "ready" } | { type: "reply"; id: number; value: unknown; spare?: Float32Array[] } | {
+  type: "passed";
+  id: number;
+  spare?: Float32Array[];
+} | {
   type: "error";
   id: number;
   message: string;
@@ -145,17 +150,31 @@ export class WorkerPool<Req, Res> {
 
   /** Sends `request` to worker `index` and resolves with its reply. */
   call(index: number, request: Req, transfer: Transferable[] = []): Promise<Res> {
+    return this.#send(index, request, transfer) as Promise<Res>;
+  }
+
+  /**
+   * Sends `request` to worker `index`, which serves it only if it takes the
+   * claim `ticket` is for when its turn comes (`takeClaim`); resolves with
+   * its reply, or with undefined when another slot had taken the claim
+   * (`SlotPool.offer`). Nothing is moved: the other slot may serve it.
+   */
+  offer(index: number, request: Req, ticket: ClaimTicket): Promise<Res | undefined> {
+    return this.#send(index, request, [], ticket) as Promise<Res | undefined>;
+  }
+
+  #send(index: number, request: Req, transfer: Transferable[], claim?: ClaimTicket): Promise<unknown> {
     const slot = this.#slots[index];
     if (!slot) throw new Error(`Worker index ${index} is out of range for a pool of ${this.#slots.length}`);
     if (this.#closed) return Promise.reject(new Error("The worker pool is closed"));
     if (slot.failure) return Promise.reject(slot.failure);
     const id = this.#nextId++;
     slot.busy += 1;
-    return new Promise<Res>((resolve, reject) => {
-      slot.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+    return new Promise<unknown>((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject });
       const spare = takeSpareScratch();
       handOverScratch(request);
-      slot.worker.postMessage({ id, request, spare }, transfer);
+      slot.worker.postMessage({ id, request, spare, ...(claim ? { claim } : {}) }, transfer);
     }).finally(() => {
       slot.busy -= 1;
       this.#queue.shift()?.();
@@ -219,9 +238,9 @@ export class WorkerPool<Req, Res> {
       const pending = slot.pending.get(message.id);
       if (!pending) return;
       slot.pending.delete(message.id);
-      if (message.type === "reply") {
+      if (message.type === "reply" || message.type === "passed") {
         if (message.spare) adoptSpareScratch(message.spare);
-        pending.resolve(message.value);
+        pending.resolve(message.type === "reply" ? message.value : undefined);
       } else {
         const error = new Error(`Worker ${k} failed: ${message.message}`);
         if (message.stack) error.stack = `${error.message}\n(worker stack) ${message.stack}`;
@@ -273,8 +292,9 @@ function waitReady(slot: Slot, k: number, entry: URL): Promise<void> {
  * Makes the calling module a pool worker: every request is passed to
  * `handler`, one at a time in arrival order but those `first` holds for,
  * which go ahead of the others waiting (`serialServer`), and its reply (or
- * error message) goes back to the pool. Call it once, at the worker module's
- * top level.
+ * error message) goes back to the pool. An offered request
+ * ({@link WorkerPool.offer}) is passed over, unserved, when another slot
+ * took its claim first. Call it once, at the worker module's top level.
  *
  * @throws Error if called outside a worker thread
  */
@@ -285,8 +305,12 @@ export function serveRequests<Req, Res>(
   const port = parentPort;
   if (!port) throw new Error("serveRequests() must run inside a worker thread");
   collectSpareScratch();
-  const serve = serialServer<{ id: number; request: Req; spare?: Float32Array[] }>(async ({ id, request, spare }) => {
+  const serve = serialServer<{ id: number; request: Req; spare?: Float32Array[]; claim?: ClaimTicket }>(async ({ id, request, spare, claim }) => {
     if (spare) adoptSpareScratch(spare);
+    if (claim && !takeClaim(claim)) {
+      port.postMessage({ type: "passed", id, spare: takeSpareScratch() } satisfies WireReply);
+      return;
+    }
     try {
       const { value, transfer } = await handler(request);
       const ours = takeSpareScratch();

@@ -6,6 +6,7 @@
  */
 import { describe, expect, test } from "vitest";
 import { LocalSlot } from "../../src/distributed/local_slot.ts";
+import { claimHolder, newClaimCell, takeClaim } from "../../src/distributed/claim.ts";
 
 describe("LocalSlot", () => {
   test("serves requests one at a time in the order sent", async () => {
@@ -72,5 +73,20 @@ describe("LocalSlot", () => {
     await expect(replies[1]).rejects.toThrow("two");
     expect(await replies[0]).toBe(1);
     expect(await replies[2]).toBe(3);
+  });
+
+  test("serves an offered request only when it takes the claim; one another slot took resolves undefined, unserved", async () => {
+    const served: number[] = [];
+    const slot = new LocalSlot<number, number>((n) => {
+      served.push(n);
+      return { value: n + 1 };
+    });
+    const taken = newClaimCell();
+    expect(takeClaim({ cell: taken, slot: 0 })).toBe(true);
+    const free = newClaimCell();
+    const replies = [slot.offer(1, { cell: taken, slot: 1 }), slot.offer(2, { cell: free, slot: 1 }), slot.call(3)];
+    expect(await Promise.all(replies)).toEqual([undefined, 3, 4]);
+    expect(served).toEqual([2, 3]);
+    expect([claimHolder(taken), claimHolder(free)]).toEqual([0, 1]);
   });
 });

@@ -9,8 +9,8 @@ import { describe, expect, test } from "vitest";
 import { threadId } from "node:worker_threads";
 import { SlotPool } from "../../src/distributed/slot_pool.ts";
 
-type Req = { delayMs?: number };
-type Res = { thread: number };
+type Req = { delayMs?: number; fail?: string };
+type Res = { thread: number; served?: number };
 const entry = new URL("../train/echo_worker.ts", import.meta.url);
 
 /** Runs `use` on a pool of one echo worker (test/train/echo_worker.ts) and this thread, which answers its own thread id; closes it after. */
@@ -65,5 +65,55 @@ describe("SlotPool.post", () => {
     withPool(async (pool) => {
       await expect(pool.post({}, [], -1)).rejects.toThrow(/cost must be a finite number of 0 or more, got -1/);
       await expect(pool.call(0, {}, [], Number.NaN)).rejects.toThrow(/got NaN/);
+    }));
+});
+
+/** Keeps this thread busy for `ms` without a turn of its event loop, as a build's own synchronous work does. */
+function busyFor(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) { /* no turn */ }
+}
+
+describe("SlotPool.offer", () => {
+  test("a busy calling thread leaves offered requests to the worker: each is served once", () =>
+    withPool(async (pool) => {
+      const replies = Array.from({ length: 4 }, () => pool.offer({}));
+      busyFor(300); // the worker takes all four meanwhile
+      expect(places(await Promise.all(replies))).toBe("wwww");
+      expect((await pool.call(0, {})).served).toBe(5); // none served twice
+    }));
+
+  test("a busy worker leaves them to the calling thread, and passes them over later", () =>
+    withPool(async (pool) => {
+      const busy = pool.call(0, { delayMs: 200 });
+      await new Promise((r) => setTimeout(r, 30)); // it has started
+      const replies = Array.from({ length: 3 }, () => pool.offer({}));
+      expect(places(await Promise.all(replies))).toBe("lll");
+      await busy;
+      expect((await pool.call(0, {})).served).toBe(2); // the delay and this one: the three were passed over
+    }));
+
+  test("the slot that took it failing rejects the offer with its error", () =>
+    withPool(async (pool) => {
+      const reply = pool.offer({ fail: "offered and failed" });
+      reply.catch(() => {}); // awaited below
+      busyFor(300); // the worker takes it
+      await expect(reply).rejects.toThrow("Worker 0 failed: offered and failed");
+    }));
+
+  test("an offer another slot took no longer counts as the worker's queued work", () =>
+    withPool(async (pool) => {
+      const busy = pool.call(0, { delayMs: 300 }, [], 1);
+      await new Promise((r) => setTimeout(r, 30));
+      expect(places([await pool.offer({}, 5)])).toBe("l"); // queued on the worker behind the delay, passed over there later
+      const local = pool.call(pool.size - 1, {}, [], 3); // this thread has 3 queued
+      // The worker has 1 queued once the offer taken here stops counting (6 while it did): 3 + 1 > 1, so the worker.
+      const next = pool.post({}, [], 1);
+      expect(places([await next, await local, await busy])).toBe("wlw");
+    }));
+
+  test("rejects a negative cost", () =>
+    withPool(async (pool) => {
+      await expect(pool.offer({}, -1)).rejects.toThrow(/cost must be a finite number of 0 or more, got -1/);
     }));
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { WorkerPool } from "../../src/distributed/worker_pool.ts";
+import { claimHolder, newClaimCell, takeClaim } from "../../src/distributed/claim.ts";
 
 type Req = { values?: Float32Array; fail?: string; delayMs?: number; first?: boolean };
 type Res = { sum: number; thread: number; blas?: string; echo: Float32Array; served: number };
@@ -56,6 +57,22 @@ describe("WorkerPool", () => {
       const rest = [{}, {}, { first: true }, {}, { first: true }].map((r) => pool.call(0, r));
       const order = (await Promise.all([busy, ...rest])).map((r) => r.served);
       expect(order).toEqual([1, 4, 5, 2, 6, 3]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("serves an offered request only when it takes the claim, and passes it over when another slot took it", async () => {
+    const pool = await WorkerPool.start<Req, Res>(entry, { size: 1 });
+    try {
+      const free = newClaimCell();
+      expect((await pool.offer(0, { values: new Float32Array([3]) }, { cell: free, slot: 0 }))?.sum).toBe(3);
+      expect(claimHolder(free)).toBe(0);
+      const taken = newClaimCell();
+      expect(takeClaim({ cell: taken, slot: 1 })).toBe(true);
+      expect(await pool.offer(0, { values: new Float32Array([5]) }, { cell: taken, slot: 0 })).toBeUndefined();
+      expect(claimHolder(taken)).toBe(1);
+      expect((await pool.call(0, {})).served).toBe(2); // the passed-over request never reached the handler
     } finally {
       await pool.close();
     }
