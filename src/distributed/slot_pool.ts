@@ -84,7 +84,7 @@ export class SlotPool<Req, Res> {
    * unit ({@link costUnits}), so sums and differences are exact.
    */
   readonly #queued: number[];
-  /** Offered requests some slot still counts: its work drops by those another slot took ({@link load}). */
+  /** Offered requests some slot still counts: its work drops by those another slot took (`#load`). */
   readonly #offers = new Set<Offer>();
 
   private constructor(pool: WorkerPool<Req, Res> | undefined, local: LocalSlot<Req, Res> | undefined) {
