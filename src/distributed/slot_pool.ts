@@ -34,6 +34,11 @@ function costUnits(cost: number): number {
   return Math.round(cost * 1e6);
 }
 
+/** Why `cost` cannot weigh a request (negative, or not a finite number), if it cannot. */
+function costError(cost: number): RangeError | undefined {
+  return cost >= 0 && Number.isFinite(cost) ? undefined : new RangeError(`A request's cost must be a finite number of 0 or more, got ${cost}`);
+}
+
 /** An offered request not yet settled by every slot it went to ({@link SlotPool.offer}). */
 interface Offer {
   cell: Int32Array;
@@ -136,7 +141,8 @@ export class SlotPool<Req, Res> {
     const workers = this.#pool?.size ?? 0;
     const local = k === workers ? this.#local : undefined;
     if (!local && (!this.#pool || k < 0 || k >= workers)) return Promise.reject(new Error(`Slot ${k} is out of range for a pool of ${this.size}`));
-    if (!(cost >= 0 && Number.isFinite(cost))) return Promise.reject(new RangeError(`A request's cost must be a finite number of 0 or more, got ${cost}`));
+    const invalid = costError(cost);
+    if (invalid) return Promise.reject(invalid);
     const units = costUnits(cost);
     this.#queued[k] += units;
     const reply = local ? local.call(request) : this.#pool!.call(k, request, [...transfer]);
@@ -181,7 +187,8 @@ export class SlotPool<Req, Res> {
   offer(request: Req, cost = 1): Promise<Res> {
     const worker = this.#pool?.leastBusy((k) => this.#load(k));
     if (!this.#local || !worker) return this.post(request, [], cost);
-    if (!(cost >= 0 && Number.isFinite(cost))) return Promise.reject(new RangeError(`A request's cost must be a finite number of 0 or more, got ${cost}`));
+    const invalid = costError(cost);
+    if (invalid) return Promise.reject(invalid);
     const cell = newClaimCell();
     const local = this.size - 1;
     const offer: Offer = { cell, units: costUnits(cost), counted: new Set([worker.index, local]) };
